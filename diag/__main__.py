@@ -1,0 +1,4 @@
+"""`python -m diag` runs the command-line interface."""
+from diag.cli import main
+
+main()
