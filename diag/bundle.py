@@ -1,0 +1,427 @@
+"""The evidence bundle: the only code that knows its layout and its manifest.
+
+Layout (schema 1, described in docs/bundle-format.md)::
+
+    BUNDLE/
+      manifest.json           everything about the run; rewritten atomically after every step
+      redactions.json         what was redacted where (never the secret itself)
+      hosts/<host>/<id>.out   one command's stdout, redacted, named by the catalogue's stable id
+      hosts/<host>/<id>.pcap  one capture (complete pcap records only)
+
+Writing (:class:`BundleWriter`): every file is written to a temporary name, fsynced and renamed, and
+the manifest is rewritten the same way after each file, so a crash or Ctrl-C at any moment leaves a
+readable bundle. The manifest's ``status`` is ``in_progress`` while collecting and ``complete`` or
+``partial`` (with ``partial_reasons``) at the end; a reader must treat ``in_progress`` as partial.
+
+Reading (:func:`open_bundle`): a bundle from someone else is untrusted input. Directories and
+``.tar.gz`` archives are refused, with one line, when they hold path traversal (``..``), absolute
+paths, symlinks, hard links, device files or FIFOs, or when an archive expands beyond the size or
+member limits (decompression bombs are stopped while streaming, not by trusting headers). Every
+file's sha256 is checked against the manifest; mismatches, missing and unlisted files are returned
+as problems rather than raised, so that a damaged bundle can still be inspected.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import re
+import socket
+import stat
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Iterator
+
+from diag import __version__
+from diag.errors import DiagError, ExitStatus, UnusableInput
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+REDACTIONS = "redactions.json"
+HOSTS_DIR = "hosts"
+
+STATUS_IN_PROGRESS = "in_progress"
+STATUS_COMPLETE = "complete"
+STATUS_PARTIAL = "partial"
+
+# Reader limits: generous for real bundles (captures are bounded by --max-bytes), small enough
+# that a crafted archive cannot fill the disk or memory.
+MAX_TOTAL_BYTES = 4 * 1024**3
+MAX_MEMBERS = 100_000
+MAX_MANIFEST_BYTES = 64 * 1024**2
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]")
+
+
+def safe_component(name: str) -> str:
+    """A host name or command id turned into one safe path component (no '/', no '..')."""
+    cleaned = _SAFE_NAME.sub("_", name).strip(".") or "_"
+    return cleaned[:120]
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class StreamFile:
+    """A bundle file written incrementally (a capture); committed atomically by :meth:`commit`."""
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.tmp = final.with_name(f".{final.name}.partial")
+        self._handle: BinaryIO = open(self.tmp, "wb")
+        self._sha = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self._handle.write(data)
+        self._sha.update(data)
+        self.bytes += len(data)
+
+    def commit(self) -> tuple[str, int]:
+        """Flush, fsync and rename into place; returns (sha256, bytes). Idempotent."""
+        if not self._handle.closed:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.replace(self.tmp, self.final)
+            _fsync_dir(self.final.parent)
+        return self._sha.hexdigest(), self.bytes
+
+
+class BundleWriter:
+    """Builds one bundle directory; the manifest on disk is always valid JSON.
+
+    Host records and command records are plain JSON-able dicts (their fields are documented in
+    docs/bundle-format.md); this class adds ``path``, ``bytes`` and ``sha256`` for files it writes.
+    """
+
+    def __init__(self, root: Path, run: dict[str, Any]) -> None:
+        root = Path(root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise DiagError(f"output directory {root} exists and is not empty",
+                            "choose a new --out directory", ExitStatus.USAGE)
+        root.mkdir(parents=True, exist_ok=True)
+        (root / HOSTS_DIR).mkdir(exist_ok=True)
+        self.root = root
+        self.manifest: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "diag_version": __version__,
+            "created_by": {"user": _current_user(), "host": socket.gethostname()},
+            "started": _utc(time.time()),
+            "finished": None,
+            "status": STATUS_IN_PROGRESS,
+            "partial_reasons": [],
+            "run": run,
+            "hosts": {},
+            "redactions": {"path": REDACTIONS, "count": 0},
+        }
+        self._redactions: list[dict[str, Any]] = []
+        self._write_redactions()
+        self.flush()
+
+    # -- hosts and files -------------------------------------------------------------------
+    def host_dir(self, host: str) -> Path:
+        path = self.root / HOSTS_DIR / safe_component(host)
+        path.mkdir(exist_ok=True)
+        return path
+
+    def set_host(self, host: str, **fields: Any) -> None:
+        record = self.manifest["hosts"].setdefault(host, {"commands": []})
+        record.update(fields)
+        self.flush()
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def add_output(self, host: str, command: dict[str, Any], data: bytes,
+                   suffix: str = ".out") -> dict[str, Any]:
+        """Write one command's (already redacted) output and record it; returns the record."""
+        path = self.host_dir(host) / (safe_component(command["id"]) + suffix)
+        _atomic_write(path, data)
+        record = dict(command, path=self._relative(path), bytes=len(data),
+                      sha256=hashlib.sha256(data).hexdigest())
+        self.add_command(host, record)
+        return record
+
+    def add_command(self, host: str, record: dict[str, Any]) -> None:
+        self.manifest["hosts"].setdefault(host, {"commands": []})["commands"].append(record)
+        self.flush()
+
+    def open_stream(self, host: str, command_id: str, suffix: str) -> StreamFile:
+        return StreamFile(self.host_dir(host) / (safe_component(command_id) + suffix))
+
+    def add_stream(self, host: str, command: dict[str, Any], stream: StreamFile) -> dict[str, Any]:
+        digest, size = stream.commit()
+        record = dict(command, path=self._relative(stream.final), bytes=size, sha256=digest)
+        self.add_command(host, record)
+        return record
+
+    def add_redactions(self, entries: list[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        self._redactions.extend(entries)
+        self.manifest["redactions"]["count"] = len(self._redactions)
+        self._write_redactions()
+        self.flush()
+
+    def _write_redactions(self) -> None:
+        _atomic_write(self.root / REDACTIONS,
+                      json.dumps({"redactions": self._redactions}, indent=1).encode())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        _atomic_write(self.root / MANIFEST,
+                      json.dumps(self.manifest, indent=1, sort_keys=False).encode())
+
+    def finish(self, partial_reasons: list[str]) -> str:
+        reasons = sorted(set(partial_reasons))
+        self.manifest["partial_reasons"] = reasons
+        self.manifest["status"] = STATUS_PARTIAL if reasons else STATUS_COMPLETE
+        self.manifest["finished"] = _utc(time.time())
+        self.flush()
+        return self.manifest["status"]
+
+    def archive(self, destination: Path | None = None) -> Path:
+        """Pack the bundle into one .tar.gz (regular files only), written atomically."""
+        destination = destination or self.root.with_name(self.root.name + ".tar.gz")
+        return write_archive(self.root, destination)
+
+
+def write_archive(root: Path, destination: Path) -> Path:
+    tmp = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
+    top = safe_component(root.name)
+    with tarfile.open(tmp, "w:gz") as tar:
+        for path in sorted(root.rglob("*")):
+            if path.name.startswith(".") or not path.is_file() or path.is_symlink():
+                continue  # temporaries of an interrupted write are not part of the bundle
+            info = tar.gettarinfo(str(path), arcname=f"{top}/{path.relative_to(root).as_posix()}")
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with open(path, "rb") as handle:
+                tar.addfile(info, handle)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, destination)
+    _fsync_dir(destination.parent)
+    return destination
+
+
+def _utc(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in a container: the uid is still meaningful
+        return str(os.getuid())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a readable bundle: a sha256 mismatch, a missing or unlisted file."""
+
+    kind: str   # SHA256_MISMATCH | MISSING_FILE | UNLISTED_FILE | SIZE_MISMATCH
+    path: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle directory: the manifest, where the files are, and what is wrong."""
+
+    root: Path
+    manifest: dict[str, Any]
+    problems: tuple[Problem, ...] = field(default_factory=tuple)
+
+    @property
+    def partial(self) -> bool:
+        return self.manifest.get("status") != STATUS_COMPLETE
+
+    def path(self, relative: str) -> Path:
+        """The file a manifest path names; refuses anything outside the bundle."""
+        return self.root / _checked_relative(relative)
+
+    def read(self, relative: str) -> bytes:
+        return self.path(relative).read_bytes()
+
+    def commands(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for host, record in self.manifest.get("hosts", {}).items():
+            for command in record.get("commands", []):
+                yield host, command
+
+
+def _checked_relative(name: str) -> PurePosixPath:
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise UnusableInput(f"bundle refused: bad member name {name!r}")
+    path = PurePosixPath(name)
+    if path.is_absolute():
+        raise UnusableInput(f"bundle refused: absolute path {name!r}")
+    if any(part == ".." for part in path.parts):
+        raise UnusableInput(f"bundle refused: path traversal in {name!r}")
+    return path
+
+
+def open_bundle(source: Path, extract_to: Path | None = None, *,
+                max_total_bytes: int = MAX_TOTAL_BYTES,
+                max_members: int = MAX_MEMBERS) -> Bundle:
+    """Open a bundle directory or .tar.gz archive safely and verify it (see module docstring).
+
+    An archive is extracted into ``extract_to`` (a new temporary directory if omitted).
+    Raises :class:`UnusableInput` for anything unsafe or unreadable.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise UnusableInput(f"bundle not found: {source}")
+    if source.is_dir():
+        root = source
+    else:
+        target = Path(extract_to) if extract_to else Path(tempfile.mkdtemp(prefix="diag-bundle-"))
+        root = extract_archive(source, target, max_total_bytes=max_total_bytes,
+                               max_members=max_members)
+    return read_bundle_dir(root)
+
+
+def extract_archive(archive: Path, target: Path, *, max_total_bytes: int = MAX_TOTAL_BYTES,
+                    max_members: int = MAX_MEMBERS) -> Path:
+    """Extract a bundle archive member by member, refusing anything unsafe; returns its root."""
+    target.mkdir(parents=True, exist_ok=True)
+    total = 0
+    members = 0
+    tops: set[str] = set()
+    try:
+        tar = tarfile.open(archive, "r|*")  # streaming: sizes are counted, not trusted
+    except (tarfile.TarError, OSError) as err:
+        raise UnusableInput(f"not a bundle archive: {archive}: {err}") from None
+    try:
+        with tar:
+            for member in tar:
+                members += 1
+                if members > max_members:
+                    raise UnusableInput(f"bundle refused: more than {max_members} members")
+                relative = _checked_relative(member.name)
+                if member.issym() or member.islnk():
+                    raise UnusableInput(f"bundle refused: link member {member.name!r}")
+                if member.isdev() or member.isfifo():
+                    raise UnusableInput(f"bundle refused: device or FIFO member {member.name!r}")
+                if not (member.isfile() or member.isdir()):
+                    raise UnusableInput(f"bundle refused: unsupported member {member.name!r}")
+                tops.add(relative.parts[0])
+                destination = target.joinpath(*relative.parts)
+                if member.isdir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None
+                with open(destination, "xb") as out:
+                    while True:
+                        chunk = source.read(1 << 20)
+                        if not chunk:
+                            break
+                        total += len(chunk)
+                        if total > max_total_bytes:
+                            raise UnusableInput(
+                                f"bundle refused: expands beyond {max_total_bytes} bytes "
+                                "(decompression bomb?)")
+                        out.write(chunk)
+    except FileExistsError as err:
+        raise UnusableInput(f"bundle refused: duplicate member {err.filename}") from None
+    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+        raise UnusableInput(f"unreadable bundle archive {archive}: {err}") from None
+    if len(tops) == 1 and (target / next(iter(tops))).is_dir():
+        return target / next(iter(tops))
+    return target
+
+
+def read_bundle_dir(root: Path) -> Bundle:
+    """Read and verify a bundle directory (no links, no special files, sha256s checked)."""
+    manifest_path = root / MANIFEST
+    files: dict[str, os.stat_result] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            full = Path(dirpath) / name
+            info = os.lstat(full)
+            relative = full.relative_to(root).as_posix()
+            if stat.S_ISLNK(info.st_mode):
+                raise UnusableInput(f"bundle refused: symlink {relative!r}")
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise UnusableInput(f"bundle refused: special file {relative!r}")
+            if info.st_nlink > 1:
+                raise UnusableInput(f"bundle refused: hard link {relative!r}")
+            files[relative] = info
+    if MANIFEST not in files:
+        raise UnusableInput(f"not a bundle: {root} has no {MANIFEST}")
+    if files[MANIFEST].st_size > MAX_MANIFEST_BYTES:
+        raise UnusableInput("bundle refused: manifest too large")
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UnusableInput(f"bundle manifest is not valid JSON: {err}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("hosts"), dict):
+        raise UnusableInput("bundle manifest has no hosts table")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UnusableInput(f"unknown bundle schema version {version!r}",
+                            f"this diag reads schema {SCHEMA_VERSION}")
+    problems: list[Problem] = []
+    listed = {MANIFEST, REDACTIONS}
+    for _host, record in manifest["hosts"].items():
+        for command in record.get("commands", []) if isinstance(record, dict) else []:
+            relative = command.get("path") if isinstance(command, dict) else None
+            if relative is None:
+                continue
+            key = _checked_relative(relative).as_posix()
+            listed.add(key)
+            if key not in files:
+                problems.append(Problem("MISSING_FILE", key))
+                continue
+            if files[key].st_size != command.get("bytes"):
+                problems.append(Problem("SIZE_MISMATCH", key,
+                                        f"{files[key].st_size} != {command.get('bytes')}"))
+            digest = _sha256_file(root / key)
+            if digest != command.get("sha256"):
+                problems.append(Problem("SHA256_MISMATCH", key, digest))
+    for relative in sorted(set(files) - listed):
+        problems.append(Problem("UNLISTED_FILE", relative))
+    return Bundle(root=root, manifest=manifest, problems=tuple(problems))
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+__all__ = ["Bundle", "BundleWriter", "Problem", "StreamFile", "open_bundle", "read_bundle_dir",
+           "extract_archive", "write_archive", "safe_component", "SCHEMA_VERSION"]

@@ -1,0 +1,215 @@
+"""How commands reach a host: the :class:`Transport` interface and the local transport.
+
+A transport runs argv lists (never shell strings) on one host and returns a :class:`Result`:
+
+- ``connect()`` opens the session and learns the remote uid, or raises :class:`TransportError`
+  with a ``kind`` from :data:`FAILURE_KINDS` (a recorded outcome, never fatal);
+- ``run(argv, timeout, cap)`` returns stdout up to ``cap`` bytes (``truncated`` beyond, the
+  command is then stopped), stderr, the exit code, and rc 124 when it timed out;
+- ``stream(argv, sink, timeout)`` hands stdout chunks to ``sink`` (which returns False to stop)
+  for captures;
+- ``close()``.
+
+Every command is wrapped by :func:`wrap_argv`: ``timeout`` bounds it on the host itself (rc 124),
+``sudo -n`` is added for commands needing root when the user is not root, and ``env LC_ALL=C``
+fixes the locale. Transports also enforce the timeout locally (plus a grace period) so a dead
+host cannot hang the run. A ``kubectl exec`` transport would implement the same four methods.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Sequence
+
+FAILURE_KINDS = ("UNREACHABLE", "AUTH_FAILED", "HOST_KEY_UNKNOWN", "HOST_KEY_CHANGED",
+                 "CONNECT_TIMEOUT", "CONNECTION_LOST", "SUDO_FAILED", "ERROR")
+TIMEOUT_RC = 124
+MISSING_RC = 127
+STDERR_CAP = 64 * 1024
+LOCAL_GRACE = 5.0
+READ_CHUNK = 64 * 1024
+
+Sink = Callable[[bytes], bool]
+
+
+class TransportError(Exception):
+    """A host-level failure: ``kind`` is one of :data:`FAILURE_KINDS`."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one command did. ``rc`` is None when the session died before it finished."""
+
+    argv: tuple[str, ...]
+    rc: int | None
+    stdout: bytes
+    stderr: bytes
+    started: float
+    duration: float
+    truncated: bool = False
+    timed_out: bool = False
+    error: str | None = None     # CONNECTION_LOST etc.: the transport failed, not the command
+
+
+def wrap_argv(argv: Sequence[str], timeout: float, sudo: bool) -> list[str]:
+    """The argv actually run: bounded by ``timeout``, privileged by ``sudo -n``, LC_ALL=C."""
+    inner = ["env", "LC_ALL=C", *argv]
+    if sudo:
+        inner = ["sudo", "-n", *inner]
+    return ["timeout", "-k", "2", f"{timeout:g}", *inner]
+
+
+class Transport:
+    """Base class: subclasses implement ``_spawn`` (start a process, return its streams)."""
+
+    name = "base"
+
+    def __init__(self) -> None:
+        self.uid: int | None = None
+
+    @property
+    def needs_sudo(self) -> bool:
+        return self.uid not in (0, None)
+
+    async def connect(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+    async def run(self, argv: Sequence[str], timeout: float, cap: int,
+                  root: bool = False) -> Result:
+        chunks: list[bytes] = []
+        size = 0
+        truncated = False
+
+        def keep(chunk: bytes) -> bool:
+            nonlocal size, truncated
+            room = cap - size
+            if len(chunk) > room:
+                chunks.append(chunk[:room])
+                size = cap
+                truncated = True
+                return False
+            chunks.append(chunk)
+            size += len(chunk)
+            return True
+
+        result = await self.stream(argv, keep, timeout, root=root)
+        return Result(argv=result.argv, rc=result.rc, stdout=b"".join(chunks),
+                      stderr=result.stderr, started=result.started, duration=result.duration,
+                      truncated=truncated, timed_out=result.timed_out, error=result.error)
+
+    async def stream(self, argv: Sequence[str], sink: Sink, timeout: float,
+                     root: bool = False) -> Result:
+        full = wrap_argv(argv, timeout, sudo=root and self.needs_sudo)
+        started = time.time()
+        clock = time.monotonic()
+        handle = await self._spawn(full)
+        stderr = bytearray()
+        stopped = False
+
+        async def pump_stdout() -> None:
+            nonlocal stopped
+            while True:
+                chunk = await handle.read_stdout(READ_CHUNK)
+                if not chunk:
+                    return
+                if not stopped and not sink(chunk):
+                    stopped = True
+                    await handle.stop()
+                    return
+
+        async def pump_stderr() -> None:
+            while True:
+                chunk = await handle.read_stderr(READ_CHUNK)
+                if not chunk:
+                    return
+                if len(stderr) < STDERR_CAP:
+                    stderr.extend(chunk[:STDERR_CAP - len(stderr)])
+
+        timed_out = False
+        error: str | None = None
+        rc: int | None = None
+        try:
+            await asyncio.wait_for(asyncio.gather(pump_stdout(), pump_stderr()),
+                                   timeout + LOCAL_GRACE)
+            rc = await asyncio.wait_for(handle.wait(), LOCAL_GRACE)
+        except asyncio.TimeoutError:
+            timed_out = True
+            await handle.stop()
+        except TransportError as err:
+            error = err.kind
+            stderr.extend(err.message.encode()[:1024])
+        finally:
+            await handle.close()
+        if rc is None and not stopped and error is None and not timed_out:
+            error = "CONNECTION_LOST"
+        if rc == TIMEOUT_RC or timed_out:
+            timed_out, rc = True, TIMEOUT_RC
+        return Result(argv=tuple(argv), rc=rc, stdout=b"", stderr=bytes(stderr), started=started,
+                      duration=time.monotonic() - clock, timed_out=timed_out, error=error)
+
+    async def _spawn(self, argv: list[str]) -> "ProcessHandle":
+        raise NotImplementedError
+
+
+class ProcessHandle:
+    """A started command, as the base transport needs it."""
+
+    def __init__(self, read_stdout: Callable[[int], Awaitable[bytes]],
+                 read_stderr: Callable[[int], Awaitable[bytes]],
+                 wait: Callable[[], Awaitable[int | None]],
+                 stop: Callable[[], Awaitable[None]],
+                 close: Callable[[], Awaitable[None]]) -> None:
+        self.read_stdout = read_stdout
+        self.read_stderr = read_stderr
+        self.wait = wait
+        self.stop = stop
+        self.close = close
+
+
+class LocalTransport(Transport):
+    """Commands on the machine diag runs on (subprocesses, same wrapping as remote ones)."""
+
+    name = "local"
+
+    async def connect(self) -> None:
+        self.uid = os.geteuid()
+
+    async def _spawn(self, argv: list[str]) -> ProcessHandle:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        except OSError as err:
+            raise TransportError("ERROR", f"cannot start {argv[0]}: {err.strerror}") from None
+        assert process.stdout is not None and process.stderr is not None
+
+        async def stop() -> None:
+            if process.returncode is None:
+                try:
+                    os.killpg(process.pid, 15)
+                except ProcessLookupError:
+                    pass
+
+        async def wait() -> int | None:
+            return await process.wait()
+
+        async def close() -> None:
+            if process.returncode is None:
+                await stop()
+                try:
+                    await asyncio.wait_for(process.wait(), 2)
+                except asyncio.TimeoutError:
+                    os.killpg(process.pid, 9)
+                    await process.wait()
+
+        return ProcessHandle(process.stdout.read, process.stderr.read, wait, stop, close)

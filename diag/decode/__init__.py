@@ -1,0 +1,151 @@
+"""Offline capture decoding: a pcap/pcapng file -> pandas tables, streamed in chunks.
+
+The public API (documented in docs/api.md)::
+
+    from diag.decode import DecodeOptions, decode_file, iter_decode
+
+    opts = DecodeOptions(bgp_ports=(179, 1790))        # 179, 4789/8472 and 6081 are always on
+    tables = decode_file("capture.pcap", opts)          # whole file -> Tables of DataFrames
+    for chunk in iter_decode("big.pcapng", opts, chunk_packets=65536):
+        chunk.packets, chunk.bgp_messages, chunk.bgp_routes, chunk.tunnels, chunk.arp
+
+Tables (one row per ...): ``packets`` (captured frame), ``bgp_messages`` (BGP message, at the frame
+where its last byte arrived), ``bgp_routes`` (prefix announced or withdrawn, with its attributes and
+session), ``tunnels`` (encapsulation layer: VXLAN/GENEVE with outer and inner addresses), ``arp``
+(ARP packet), ``stream_events`` (TCP reassembly gaps and BGP framing errors), ``interfaces`` (the
+capture's interfaces). Column lists are in :mod:`diag.decode.pipeline` and docs/api.md.
+
+Memory stays flat: records are read in blocks, rows are buffered for one chunk only, and TCP
+reassembly holds at most a bounded amount of out-of-order data per direction. An unusable file
+raises :class:`diag.errors.UnusableInput` before the first chunk; a damaged record later ends the
+file with a ``malformed`` packets row, keeping everything before it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from diag.decode.capture import CaptureInfo, Damage, open_capture
+from diag.decode.pipeline import (ARP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
+                                  TUNNEL_COLUMNS, PacketDecoder)
+
+DEFAULT_BGP_PORTS = (179,)
+DEFAULT_VXLAN_PORTS = (4789, 8472)
+DEFAULT_GENEVE_PORTS = (6081,)
+BGP_MESSAGE_HEAD = ("frame", "first_frame", "ts", "src", "sport", "dst", "dport", "session",
+                    "tunnel_depth", "type", "type_name", "length", "malformed")
+BGP_ROUTE_HEAD = ("frame", "ts", "src", "sport", "dst", "dport", "session", "action", "afi",
+                  "safi", "prefix")
+INTERFACE_COLUMNS = ("capture_iface", "linktype", "linktype_name", "name", "description", "snaplen")
+
+__all__ = ["DecodeOptions", "Tables", "decode_file", "iter_decode", "CaptureInfo"]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Which ports carry what. The defaults are always included; extra ports add to them."""
+
+    bgp_ports: tuple[int, ...] = DEFAULT_BGP_PORTS
+    vxlan_ports: tuple[int, ...] = DEFAULT_VXLAN_PORTS
+    geneve_ports: tuple[int, ...] = DEFAULT_GENEVE_PORTS
+
+    def __post_init__(self) -> None:
+        for name, default in (("bgp_ports", DEFAULT_BGP_PORTS), ("vxlan_ports", DEFAULT_VXLAN_PORTS),
+                              ("geneve_ports", DEFAULT_GENEVE_PORTS)):
+            ports = tuple(sorted(set(default) | set(getattr(self, name))))
+            for port in ports:
+                if not 0 < int(port) < 65536:
+                    from diag.errors import UsageError
+                    raise UsageError(f"port {port} out of range 1-65535")
+            object.__setattr__(self, name, ports)
+
+
+@dataclass
+class Tables:
+    packets: "object"
+    bgp_messages: "object"
+    bgp_routes: "object"
+    tunnels: "object"
+    arp: "object"
+    stream_events: "object"
+    interfaces: "object"
+    info: CaptureInfo | None = field(default=None, repr=False)
+
+    NAMES = ("packets", "bgp_messages", "bgp_routes", "tunnels", "arp", "stream_events",
+             "interfaces")
+
+    def items(self):
+        return [(name, getattr(self, name)) for name in self.NAMES]
+
+
+def iter_decode(path: str | Path, options: DecodeOptions | None = None,
+                chunk_packets: int = 65536) -> Iterator[Tables]:
+    """Decode ``path`` and yield :class:`Tables` every ``chunk_packets`` captured frames."""
+    options = options or DecodeOptions()
+    info, records = open_capture(path)
+    names: dict[int, str | None] = {}
+    decoder = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
+    packet = decoder.packet
+    pending = 0
+    known_ifaces = 0
+    for rec in records:
+        if rec.__class__ is Damage:
+            decoder.damaged(rec.frame, rec.reason)
+            continue
+        if len(info.interfaces) != known_ifaces:
+            known_ifaces = len(info.interfaces)
+            names.update({i.capture_iface: i.name for i in info.interfaces})
+        packet(*rec)
+        pending += 1
+        if pending >= chunk_packets:
+            yield _tables(decoder.take(), info)
+            pending = 0
+    decoder.finish()
+    yield _tables(decoder.take(), info)
+
+
+def decode_file(path: str | Path, options: DecodeOptions | None = None) -> Tables:
+    """Decode the whole file into one :class:`Tables` (fine for captures that fit in memory)."""
+    import pandas as pd
+
+    chunks = list(iter_decode(path, options, chunk_packets=1 << 20))
+    if len(chunks) == 1:
+        return chunks[0]
+    merged = {}
+    for name in Tables.NAMES:
+        if name == "interfaces":
+            merged[name] = chunks[-1].interfaces
+            continue
+        frames = [getattr(c, name) for c in chunks if len(getattr(c, name))]
+        merged[name] = (pd.concat(frames, ignore_index=True) if frames
+                        else getattr(chunks[-1], name))
+    return Tables(**merged, info=chunks[-1].info)
+
+
+def _tables(rows: dict[str, list], info: CaptureInfo) -> Tables:
+    import pandas as pd
+
+    def frame(records: list[tuple], columns: tuple[str, ...]):
+        return pd.DataFrame.from_records(records, columns=list(columns))
+
+    def dict_frame(records: list[dict], head: tuple[str, ...]):
+        if not records:
+            return pd.DataFrame(columns=list(head))
+        df = pd.DataFrame.from_records(records)
+        ordered = [c for c in head if c in df.columns]
+        return df[ordered + [c for c in df.columns if c not in ordered]]
+
+    ifaces = pd.DataFrame.from_records(
+        [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
+         for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
+    return Tables(
+        packets=frame(rows["packets"], PACKET_COLUMNS),
+        bgp_messages=dict_frame(rows["bgp_messages"], BGP_MESSAGE_HEAD),
+        bgp_routes=dict_frame(rows["bgp_routes"], BGP_ROUTE_HEAD),
+        tunnels=frame(rows["tunnels"], TUNNEL_COLUMNS),
+        arp=frame(rows["arp"], ARP_COLUMNS),
+        stream_events=dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS),
+        interfaces=ifaces,
+        info=info,
+    )

@@ -1,0 +1,305 @@
+"""BGP UPDATE path attributes (RFC 4271 4.3 / 5, RFC 4760, 6793, 1997, 4360, 8092, 4456).
+
+Contract: ``decode_path_attributes(data, pos, end, as4, assumed, problems)`` walks the path
+attribute block ``data[pos:end]`` and returns an :class:`Attributes` whose ``columns`` dict holds
+only the attribute columns that are present (keys from ``ATTRIBUTE_COLUMNS``), plus the parsed
+MP_REACH_NLRI / MP_UNREACH_NLRI headers (their NLRI stay as offsets into ``data``, decoded by
+bgp.py with the session's ADD-PATH context). Problems are appended to ``problems`` as short
+reasons; nothing raises on bad input.
+
+Each attribute::
+
+    0                   1
+    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5
+   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+   |O|T|P|E| unused|  Attr. Type   | Length (1 or 2 octets, E = extended length)
+   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+AS_PATH segments are ``type(1) count(1) count*AS``, AS = 2 octets unless the session negotiated
+4-octet AS numbers (``as4``); AS4_PATH is always 4-octet. ``as_path`` is every AS number in wire
+order (set and confederation members included); ``as_path_str`` shows the structure:
+``65001 65002 {65003,65004}``, confederation sequences as ``(65010 65011)``, sets as ``[..]``.
+When the context is only ``assumed`` (no OPENs seen) and the AS_PATH does not parse as 4-octet but
+does as 2-octet, the 2-octet reading is used and reported through ``Attributes.as_octets``.
+Lists in ``columns`` are shared by all routes of one UPDATE: treat them as read-only.
+"""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from struct import Struct
+
+from diag.decode import bgp_names as names
+
+ATTRIBUTE_COLUMNS: tuple[str, ...] = (
+    "next_hop", "next_hop_link_local", "origin", "as_path", "as_path_str", "as4_path", "med",
+    "local_pref", "atomic_aggregate", "aggregator", "as4_aggregator", "communities",
+    "large_communities", "ext_communities", "originator_id", "cluster_list", "unknown_attributes",
+)
+
+_U16 = Struct(">H")
+_U32 = Struct(">I")
+_AGG2 = Struct(">H4s")
+_AGG4 = Struct(">I4s")
+_MP_HEAD = Struct(">HBB")      # AFI, SAFI, next-hop length
+_MP_UNREACH_HEAD = Struct(">HB")
+# Struct per AS count (a segment holds at most 255 ASes): no format-string building per segment.
+_AS2_N = [Struct(f">{n}H") for n in range(256)]
+_AS4_N = [Struct(f">{n}I") for n in range(256)]
+_SEG_OPEN = {1: "{", 2: "", 3: "(", 4: "["}
+_SEG_CLOSE = {1: "}", 2: "", 3: ")", 4: "]"}
+_SEG_SEP = {1: ",", 2: " ", 3: " ", 4: ","}
+
+_inet_ntoa = socket.inet_ntoa
+_inet_ntop = socket.inet_ntop
+_AF_INET6 = socket.AF_INET6
+_WELL_KNOWN = names.WELL_KNOWN_COMMUNITIES
+_ORIGINS = names.ORIGINS
+_MAX_PROBLEMS = 8
+
+
+@dataclass(slots=True)
+class MpReach:
+    afi: int
+    safi: int
+    next_hop: str | None
+    next_hop_link_local: str | None
+    nlri_start: int
+    nlri_end: int
+
+
+@dataclass(slots=True)
+class MpUnreach:
+    afi: int
+    safi: int
+    nlri_start: int
+    nlri_end: int
+
+
+@dataclass(slots=True)
+class Attributes:
+    columns: dict
+    mp_reach: MpReach | None = None
+    mp_unreach: MpUnreach | None = None
+    as_octets: int | None = None     # width used for AS_PATH, None when there is no AS_PATH
+    count: int = 0                   # number of attributes seen
+
+
+def ipv6_str(raw: bytes) -> str:
+    """Canonical IPv6 text as ``str(ipaddress.IPv6Address)`` prints it (RFC 5952)."""
+    text = _inet_ntop(_AF_INET6, raw)
+    if "." in text:          # glibc prints ::ffff:a.b.c.d / ::a.b.c.d; ipaddress prints hex groups
+        import ipaddress
+        return str(ipaddress.IPv6Address(raw))
+    return text
+
+
+def _note(problems: list[str], reason: str) -> None:
+    if len(problems) < _MAX_PROBLEMS:
+        problems.append(reason)
+
+
+def parse_as_path(data: bytes, pos: int, end: int, width: int) -> tuple[list[int], str] | None:
+    """AS numbers and display string, or None when segments do not tile ``data[pos:end]``."""
+    structs = _AS4_N if width == 4 else _AS2_N
+    path: list[int] = []
+    parts: list[str] = []
+    while pos < end:
+        if pos + 2 > end:
+            return None
+        seg_type = data[pos]
+        count = data[pos + 1]
+        pos += 2
+        seg_end = pos + count * width
+        if count == 0 or seg_end > end or seg_type not in _SEG_OPEN:
+            return None
+        ases = structs[count].unpack_from(data, pos)
+        pos = seg_end
+        path.extend(ases)
+        if seg_type == 2:
+            parts.append(" ".join(map(str, ases)))
+        else:
+            parts.append(_SEG_OPEN[seg_type] + _SEG_SEP[seg_type].join(map(str, ases))
+                         + _SEG_CLOSE[seg_type])
+    return path, " ".join(parts)
+
+
+def _communities(data: bytes, pos: int, length: int) -> list[str]:
+    out = []
+    for (value,) in _U32.iter_unpack(data[pos:pos + length]):
+        out.append(_WELL_KNOWN.get(value) or f"{value >> 16}:{value & 0xFFFF}")
+    return out
+
+
+def _ext_community(raw: bytes) -> str:
+    kind = raw[0] & 0x3F          # drop the IANA-authority and non-transitive bits (RFC 4360 3)
+    label = names.EXT_COMMUNITY_SUBTYPES.get(raw[1]) if raw[0] < 0x40 else None
+    if label is not None:
+        if kind == 0x00:          # 2-octet AS specific
+            return f"{label} {_U16.unpack_from(raw, 2)[0]}:{_U32.unpack_from(raw, 4)[0]}"
+        if kind == 0x01:          # IPv4 address specific
+            return f"{label} {_inet_ntoa(raw[2:6])}:{_U16.unpack_from(raw, 6)[0]}"
+        if kind == 0x02:          # 4-octet AS specific (RFC 5668)
+            return f"{label} {_U32.unpack_from(raw, 2)[0]}:{_U16.unpack_from(raw, 6)[0]}"
+    return raw.hex()
+
+
+def _next_hop(raw: bytes) -> tuple[str | None, str | None]:
+    """MP_REACH next hop by length: v4, v6, v6+link-local, and the VPN forms with an 8-octet RD."""
+    n = len(raw)
+    if n == 4:
+        return _inet_ntoa(raw), None
+    if n == 16:
+        return ipv6_str(raw), None
+    if n == 32:
+        return ipv6_str(raw[:16]), ipv6_str(raw[16:])
+    if n == 12:
+        return _inet_ntoa(raw[8:]), None
+    if n == 24:
+        return ipv6_str(raw[8:]), None
+    if n == 48:
+        return ipv6_str(raw[8:24]), ipv6_str(raw[32:])
+    return (raw.hex() if n else None), None
+
+
+def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: bool,
+                           problems: list[str]) -> Attributes:
+    cols: dict = {}
+    result = Attributes(cols)
+    seen = 0                      # bitmask of attribute types below 64, for duplicate detection
+    unknown: list[str] | None = None
+    count = 0
+    while pos < end:
+        count += 1
+        if pos + 3 > end:
+            _note(problems, "attribute header truncated")
+            break
+        flags = data[pos]
+        atype = data[pos + 1]
+        if flags & 0x10:
+            if pos + 4 > end:
+                _note(problems, "attribute header truncated")
+                break
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            pos += 4
+        else:
+            length = data[pos + 2]
+            pos += 3
+        vend = pos + length
+        if vend > end:
+            _note(problems, f"attribute {atype} length {length} past end")
+            break
+        if atype < 64:
+            bit = 1 << atype
+            if seen & bit:
+                _note(problems, f"duplicate attribute {atype}")
+                pos = vend
+                continue
+            seen |= bit
+        if atype in names.WELL_KNOWN_ATTRIBUTES:
+            if flags & 0x80:
+                _note(problems, f"attribute {atype} flags 0x{flags:02x}: well-known marked optional")
+        elif atype in names.OPTIONAL_ATTRIBUTES and not flags & 0x80:
+            _note(problems, f"attribute {atype} flags 0x{flags:02x}: optional not marked")
+
+        if atype == 1:                                   # ORIGIN
+            if length == 1 and data[pos] < 3:
+                cols["origin"] = _ORIGINS[data[pos]]
+            else:
+                _note(problems, "bad ORIGIN")
+        elif atype == 2:                                 # AS_PATH
+            width = 4 if as4 else 2
+            parsed = parse_as_path(data, pos, vend, width)
+            if parsed is None and assumed and as4:
+                parsed = parse_as_path(data, pos, vend, 2)
+                width = 2
+            if parsed is None:
+                _note(problems, "malformed AS_PATH")
+            else:
+                cols["as_path"], cols["as_path_str"] = parsed
+                result.as_octets = width
+        elif atype == 3:                                 # NEXT_HOP
+            if length == 4:
+                cols["next_hop"] = _inet_ntoa(data[pos:vend])
+            else:
+                _note(problems, f"NEXT_HOP length {length}")
+        elif atype == 4 or atype == 5:                   # MULTI_EXIT_DISC, LOCAL_PREF
+            if length == 4:
+                cols["med" if atype == 4 else "local_pref"] = _U32.unpack_from(data, pos)[0]
+            else:
+                _note(problems, f"{names.ATTRIBUTE_NAMES[atype]} length {length}")
+        elif atype == 6:                                 # ATOMIC_AGGREGATE
+            cols["atomic_aggregate"] = True
+            if length:
+                _note(problems, f"ATOMIC_AGGREGATE length {length}")
+        elif atype == 7 or atype == 18:                  # AGGREGATOR, AS4_AGGREGATOR
+            key = "aggregator" if atype == 7 else "as4_aggregator"
+            if length == 8:
+                asn, ip = _AGG4.unpack_from(data, pos)
+                if atype == 7 and not as4 and not assumed:
+                    _note(problems, "AGGREGATOR length 8 in 2-octet AS session")
+            elif length == 6 and atype == 7:
+                asn, ip = _AGG2.unpack_from(data, pos)
+                if as4 and not assumed:
+                    _note(problems, "AGGREGATOR length 6 in 4-octet AS session")
+            else:
+                _note(problems, f"{names.ATTRIBUTE_NAMES[atype]} length {length}")
+                pos = vend
+                continue
+            cols[key] = f"{asn}:{_inet_ntoa(ip)}"
+        elif atype == 8:                                 # COMMUNITIES
+            if length % 4:
+                _note(problems, f"COMMUNITIES length {length}")
+            cols["communities"] = _communities(data, pos, length - length % 4)
+        elif atype == 9:                                 # ORIGINATOR_ID
+            if length == 4:
+                cols["originator_id"] = _inet_ntoa(data[pos:vend])
+            else:
+                _note(problems, f"ORIGINATOR_ID length {length}")
+        elif atype == 10:                                # CLUSTER_LIST
+            if length % 4:
+                _note(problems, f"CLUSTER_LIST length {length}")
+            cols["cluster_list"] = [_inet_ntoa(data[p:p + 4])
+                                    for p in range(pos, vend - 3, 4)]
+        elif atype == 14:                                # MP_REACH_NLRI (RFC 4760 3)
+            if length < 5:
+                _note(problems, f"MP_REACH_NLRI length {length}")
+            else:
+                afi, safi, nh_len = _MP_HEAD.unpack_from(data, pos)
+                nh_start = pos + 4
+                nlri_start = nh_start + nh_len + 1       # +1: the reserved octet
+                if nlri_start > vend:
+                    _note(problems, "MP_REACH_NLRI next hop past end")
+                else:
+                    nh, ll = _next_hop(data[nh_start:nh_start + nh_len])
+                    result.mp_reach = MpReach(afi, safi, nh, ll, nlri_start, vend)
+        elif atype == 15:                                # MP_UNREACH_NLRI (RFC 4760 4)
+            if length < 3:
+                _note(problems, f"MP_UNREACH_NLRI length {length}")
+            else:
+                afi, safi = _MP_UNREACH_HEAD.unpack_from(data, pos)
+                result.mp_unreach = MpUnreach(afi, safi, pos + 3, vend)
+        elif atype == 16:                                # EXTENDED_COMMUNITIES (RFC 4360)
+            if length % 8:
+                _note(problems, f"EXTENDED_COMMUNITIES length {length}")
+            cols["ext_communities"] = [_ext_community(data[p:p + 8])
+                                       for p in range(pos, vend - 7, 8)]
+        elif atype == 17:                                # AS4_PATH (RFC 6793), always 4-octet
+            parsed = parse_as_path(data, pos, vend, 4)
+            if parsed is None:
+                _note(problems, "malformed AS4_PATH")
+            else:
+                cols["as4_path"] = parsed[0]
+        elif atype == 32:                                # LARGE_COMMUNITY (RFC 8092)
+            if length % 12:
+                _note(problems, f"LARGE_COMMUNITY length {length}")
+            vals = _U32.iter_unpack(data[pos:vend - length % 12])
+            cols["large_communities"] = [f"{a[0]}:{b[0]}:{c[0]}"
+                                         for a, b, c in zip(vals, vals, vals)]
+        else:
+            if unknown is None:
+                unknown = cols["unknown_attributes"] = []
+            unknown.append(f"type {atype} len {length}")
+        pos = vend
+    result.count = count
+    return result

@@ -1,0 +1,150 @@
+"""BGP over TCP: connections, per-direction reassembly, session context, message rows.
+
+Contract: :class:`BgpFlows` receives every TCP segment on a BGP port
+(``segment(src, sport, dst, dport, seq, flags, payload, frame, ts, depth)``) and calls
+``on_message(row)``, ``on_route(row)`` and ``on_event(row)`` with plain dicts:
+
+* a message row is ``{frame, first_frame, ts, src, sport, dst, dport, session, tunnel_depth}``
+  followed by the columns of :func:`diag.decode.bgp.decode_message`; ``frame`` is the frame in which
+  the message's last byte arrived (where tshark shows a reassembled PDU);
+* a route row is the same addressing columns followed by one route of that message;
+* an event row (``stream_events`` table) reports what reassembly could not hand over: ``gap``
+  (bytes never captured; decoding resumes at the next BGP marker), ``framing-error`` (a header
+  whose marker or length is impossible).
+
+Session context (4-octet AS, ADD-PATH) is learned from the two OPENs of a connection and applied
+to every later UPDATE in each direction (:func:`diag.decode.bgp.negotiate`). A SYN without ACK on a
+connection that already carried data starts a new connection: the old context is dropped.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from diag.decode import bgp
+from diag.decode.tcpstream import BgpStream, FramingError, Gap, Message
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+RECENT_FRAMES = 200_000          # how many BGP frame timestamps to remember for late completions
+
+Endpoint = tuple[str, int]
+Row = dict
+
+
+class _Connection:
+    __slots__ = ("session", "streams", "opens", "contexts", "carried_data")
+
+    def __init__(self, session: str) -> None:
+        self.session = session
+        self.streams: dict[Endpoint, BgpStream] = {}
+        self.opens: dict[Endpoint, bgp.OpenInfo] = {}
+        self.contexts: dict[Endpoint, bgp.Direction] = {}
+        self.carried_data = False
+
+
+class BgpFlows:
+    def __init__(self, on_message: Callable[[Row], None], on_route: Callable[[Row], None],
+                 on_event: Callable[[Row], None]) -> None:
+        self.on_message, self.on_route, self.on_event = on_message, on_route, on_event
+        self.connections: dict[tuple[Endpoint, Endpoint], _Connection] = {}
+        self.frame_ts: dict[int, float] = {}
+        self.default_context = bgp.negotiate(None, None)
+
+    def segment(self, src: str, sport: int, dst: str, dport: int, seq: int, flags: int,
+                payload: bytes, frame: int, ts: float, depth: int) -> None:
+        a, b = (src, sport), (dst, dport)
+        key = (a, b) if a <= b else (b, a)
+        conn = self.connections.get(key)
+        syn = bool(flags & TCP_SYN)
+        if conn is None or (syn and not flags & TCP_ACK and conn.carried_data):
+            conn = _Connection(_session_name(key))
+            self.connections[key] = conn
+        stream = conn.streams.get(a)
+        if stream is None:
+            stream = conn.streams[a] = BgpStream()
+        if payload:
+            conn.carried_data = True
+            self.frame_ts[frame] = ts
+            if len(self.frame_ts) > RECENT_FRAMES:
+                self._forget_old_frames(frame)
+        events = stream.segment(seq, payload, frame, syn=syn, fin=bool(flags & TCP_FIN),
+                                rst=bool(flags & TCP_RST))
+        if events:
+            self._handle(conn, a, b, events, ts, depth)
+
+    def flush(self, frame: int, ts: float) -> None:
+        """End of capture: whatever reassembly still holds is handed over or reported."""
+        for conn in self.connections.values():
+            for sender, stream in conn.streams.items():
+                receiver = next((e for e in conn.streams if e != sender), None)
+                if receiver is None:
+                    receiver = _other_end(conn.session, sender)
+                events = stream.flush(frame)
+                if events:
+                    self._handle(conn, sender, receiver, events, ts, 0)
+
+    def _handle(self, conn: _Connection, sender: Endpoint, receiver: Endpoint, events: list,
+                ts: float, depth: int) -> None:
+        base = {"src": sender[0], "sport": sender[1], "dst": receiver[0], "dport": receiver[1],
+                "session": conn.session, "tunnel_depth": depth}
+        for event in events:
+            if isinstance(event, Message):
+                self._message(conn, sender, receiver, event, base, ts)
+            elif isinstance(event, Gap):
+                self.on_event({"frame": event.frame, "ts": self.frame_ts.get(event.frame, ts),
+                               **base, "event": "gap",
+                               "detail": _gap_text(event)})
+            elif isinstance(event, FramingError):
+                self.on_event({"frame": event.frame, "ts": self.frame_ts.get(event.frame, ts),
+                               **base, "event": "framing-error", "detail": event.reason})
+                self.on_message({"frame": event.frame, "first_frame": event.frame,
+                                 "ts": self.frame_ts.get(event.frame, ts), **base,
+                                 "type": None, "type_name": None, "length": None,
+                                 "malformed": event.reason})
+
+    def _message(self, conn: _Connection, sender: Endpoint, receiver: Endpoint, msg: Message,
+                 base: Row, ts: float) -> None:
+        ctx = conn.contexts.get(sender, self.default_context)
+        decoded = bgp.decode_message(msg.raw, ctx)
+        if decoded.open is not None:
+            conn.opens[sender] = decoded.open
+            for end, other in ((sender, receiver), (receiver, sender)):
+                conn.contexts[end] = bgp.negotiate(conn.opens.get(end), conn.opens.get(other))
+        when = self.frame_ts.get(msg.last_frame, ts)
+        head = {"frame": msg.last_frame, "first_frame": msg.first_frame, "ts": when, **base}
+        self.on_message({**head, **decoded.row})
+        if decoded.routes:
+            route_head = {"frame": msg.last_frame, "ts": when, **base}
+            del route_head["tunnel_depth"]
+            for route in decoded.routes:
+                self.on_route({**route_head, **route})
+
+    def _forget_old_frames(self, frame: int) -> None:
+        horizon = frame - RECENT_FRAMES // 2
+        self.frame_ts = {f: t for f, t in self.frame_ts.items() if f >= horizon}
+
+
+def _session_name(key: tuple[Endpoint, Endpoint]) -> str:
+    (a_ip, a_port), (b_ip, b_port) = key
+    return f"{_ep(a_ip, a_port)}-{_ep(b_ip, b_port)}"
+
+
+def _ep(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _other_end(session: str, sender: Endpoint) -> Endpoint:
+    left, _, right = session.partition("-")
+    for part in (left, right):
+        host, _, port = part.rpartition(":")
+        end = (host.strip("[]"), int(port))
+        if end != sender:
+            return end
+    return sender
+
+
+def _gap_text(gap: Gap) -> str:
+    missing = "an unknown number of" if gap.missing_bytes is None else str(gap.missing_bytes)
+    text = f"{missing} bytes never captured"
+    if gap.discarded_bytes:
+        text += f"; {gap.discarded_bytes} bytes of an incomplete message discarded"
+    return text

@@ -1,0 +1,335 @@
+"""The per-packet decoder: one captured frame in, rows for every table out.
+
+Contract: :class:`PacketDecoder` is fed records from :mod:`diag.decode.capture` through
+``packet(frame, ts, capture_iface, linktype, data, wirelen, flags)`` and appends rows to its
+column buffers (``packets``, ``tunnels``, ``arp``, ``bgp_messages``, ``bgp_routes``,
+``stream_events``); ``take()`` hands the buffered rows over and starts new buffers, so the caller
+decides how large a chunk is. A packet that does not decode becomes a ``packets`` row with a
+``malformed`` reason; decoding never raises for bad packet bytes.
+
+Per frame: link layer (:mod:`diag.decode.layers`) -> IPv4/IPv6 (extension headers walked;
+fragments flagged, only first fragments looked into) -> TCP on a BGP port (reassembled by
+:mod:`diag.decode.bgpflow`), UDP on a VXLAN or GENEVE port (the inner frame is decoded recursively,
+up to ``MAX_TUNNEL_DEPTH`` levels, so BGP or ARP inside a tunnel is still found), or ARP.
+Ports match as tshark's decode-as does: either the source or the destination port.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Iterable
+
+from diag.decode.bgpflow import BgpFlows
+from diag.decode.layers import ETH_ARP, ETH_IPV4, ETH_IPV6, Malformed, ethernet, link_header
+
+MAX_TUNNEL_DEPTH = 8
+MAX_IPV6_EXTENSIONS = 12
+IPV6_EXTENSIONS = frozenset((0, 43, 60, 135, 139, 140))   # length = (hdr_ext_len + 1) * 8
+GENEVE_PROTO_ETHERNET = 0x6558
+
+PACKET_COLUMNS = (
+    "frame", "ts", "caplen", "wirelen", "linktype", "capture_iface", "iface_name", "ifindex",
+    "direction", "pkttype", "eth_src", "eth_dst", "vlan", "l3", "src", "dst", "ttl", "ip_proto",
+    "fragment", "sport", "dport", "app", "tunnel_depth", "malformed",
+)
+TUNNEL_COLUMNS = (
+    "frame", "ts", "depth", "type", "vni", "outer_src", "outer_dst", "outer_sport", "outer_dport",
+    "inner_eth_src", "inner_eth_dst", "inner_l3", "inner_src", "inner_dst", "inner_proto",
+    "inner_sport", "inner_dport", "flags", "geneve_options", "malformed",
+)
+ARP_COLUMNS = (
+    "frame", "ts", "capture_iface", "iface_name", "direction", "tunnel_depth", "op", "sender_mac",
+    "sender_ip", "target_mac", "target_ip", "gratuitous", "vlan", "malformed",
+)
+STREAM_EVENT_COLUMNS = ("frame", "ts", "src", "sport", "dst", "dport", "session",
+                        "tunnel_depth", "event", "detail")
+
+_u16 = struct.Struct("!H").unpack_from
+_ipv4_head = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_ports = struct.Struct("!HH").unpack_from
+_tcp_head = struct.Struct("!HHIIBB").unpack_from
+_arp_head = struct.Struct("!HHBBH").unpack_from
+_ntoa = socket.inet_ntoa
+_ntop = socket.inet_ntop
+AF_INET6 = socket.AF_INET6
+ARP_OPS = {1: "request", 2: "reply"}
+L3_NAMES = {ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", ETH_ARP: "arp"}
+
+# what _network returns: (l3, src, dst, ttl, proto, fragment, sport, dport, app, depth, malformed)
+_Net = tuple
+
+
+class PacketDecoder:
+    def __init__(self, bgp_ports: Iterable[int] = (179,), vxlan_ports: Iterable[int] = (4789, 8472),
+                 geneve_ports: Iterable[int] = (6081,),
+                 iface_names: dict[int, str | None] | None = None) -> None:
+        self.bgp_ports = frozenset(bgp_ports)
+        self.vxlan_ports = frozenset(vxlan_ports)
+        self.geneve_ports = frozenset(geneve_ports)
+        self.iface_names = iface_names if iface_names is not None else {}
+        self.packets: list[tuple] = []
+        self.tunnels: list[tuple | None] = []
+        self.arp: list[tuple] = []
+        self.bgp_messages: list[dict] = []
+        self.bgp_routes: list[dict] = []
+        self.stream_events: list[dict] = []
+        self.bgp = BgpFlows(self.bgp_messages.append, self.bgp_routes.append,
+                            self.stream_events.append)
+        self.last_frame, self.last_ts = 0, 0.0
+        # per-packet context used by nested decoders (set at the start of each packet)
+        self._frame, self._ts, self._iface, self._iface_name, self._direction = 0, 0.0, 0, None, None
+
+    # --- chunking --------------------------------------------------------------------------
+    def take(self) -> dict[str, list]:
+        out = {"packets": self.packets, "tunnels": [t for t in self.tunnels if t is not None],
+               "arp": self.arp, "bgp_messages": self.bgp_messages, "bgp_routes": self.bgp_routes,
+               "stream_events": self.stream_events}
+        self.packets, self.tunnels, self.arp = [], [], []
+        self.bgp_messages, self.bgp_routes, self.stream_events = [], [], []
+        self.bgp.on_message = self.bgp_messages.append
+        self.bgp.on_route = self.bgp_routes.append
+        self.bgp.on_event = self.stream_events.append
+        return out
+
+    def finish(self) -> None:
+        self.bgp.flush(self.last_frame, self.last_ts)
+
+    def damaged(self, frame: int, reason: str) -> None:
+        """The capture file itself is damaged at ``frame``: record it as a malformed row."""
+        self.packets.append((frame, self.last_ts, 0, 0, None, None, None, None, None, None, None,
+                             None, None, None, None, None, None, None, False, None, None, "", 0,
+                             reason))
+
+    # --- one frame -------------------------------------------------------------------------
+    def packet(self, frame: int, ts: float, capture_iface: int, linktype: int, data: bytes,
+               wirelen: int, flags: int) -> None:
+        self.last_frame, self.last_ts = frame, ts
+        direction = ("in", "out", None)[(flags & 3) - 1] if flags & 3 else None
+        iface_name = self.iface_names.get(capture_iface)
+        self._frame, self._ts, self._iface = frame, ts, capture_iface
+        self._iface_name = iface_name
+        try:
+            offset, etype, eth_src, eth_dst, vlan, ifindex, pkttype = link_header(linktype, data)
+        except Malformed as err:
+            self.packets.append((frame, ts, len(data), wirelen, linktype, capture_iface, iface_name,
+                                 None, direction, None, None, None, None, None, None, None, None,
+                                 None, False, None, None, "", 0, str(err)))
+            return
+        if pkttype is not None and direction is None:
+            direction = "out" if pkttype == "outgoing" else "in"
+        self._direction = direction
+        self._vlan = vlan
+        try:
+            net = self._network(etype, data, offset, len(data), 0)
+        except (Malformed, struct.error, IndexError, ValueError, OSError) as err:
+            net = (L3_NAMES.get(etype, f"0x{etype:04x}"), None, None, None, None, False, None,
+                   None, "", 0, _reason(err))
+        l3, src, dst, ttl, proto, fragment, sport, dport, app, depth, malformed = net
+        self.packets.append((frame, ts, len(data), wirelen, linktype, capture_iface, iface_name,
+                             ifindex, direction, pkttype, eth_src, eth_dst, vlan, l3, src, dst, ttl,
+                             proto, fragment, sport, dport, app, depth, malformed))
+
+    def _network(self, etype: int, data: bytes, off: int, end: int, depth: int) -> _Net:
+        if etype == ETH_IPV4:
+            if end - off < 20:
+                raise Malformed("IPv4 header truncated")
+            vihl, _tos, total, _ident, frag, ttl, proto, _ck, s, d = _ipv4_head(data, off)
+            if vihl >> 4 != 4:
+                raise Malformed(f"IP version {vihl >> 4} in an IPv4 frame")
+            ihl = (vihl & 15) * 4
+            if ihl < 20 or total < ihl:
+                raise Malformed("IPv4 header length invalid")
+            src, dst = _ntoa(s), _ntoa(d)
+            ip_end = off + total
+            truncated = ip_end > end
+            if truncated:
+                ip_end = end
+            fragment = bool(frag & 0x3FFF)
+            if frag & 0x1FFF:         # not the first fragment: no transport header here
+                return ("ipv4", src, dst, ttl, proto, True, None, None, "", depth, None)
+            return self._transport("ipv4", src, dst, ttl, proto, fragment, data, off + ihl, ip_end,
+                                   truncated, depth)
+        if etype == ETH_IPV6:
+            if end - off < 40:
+                raise Malformed("IPv6 header truncated")
+            if data[off] >> 4 != 6:
+                raise Malformed(f"IP version {data[off] >> 4} in an IPv6 frame")
+            (plen,) = _u16(data, off + 4)
+            nh, hlim = data[off + 6], data[off + 7]
+            src = _ntop(AF_INET6, data[off + 8:off + 24])
+            dst = _ntop(AF_INET6, data[off + 24:off + 40])
+            p = off + 40
+            ip_end = p + plen if plen else end
+            truncated = ip_end > end
+            if truncated:
+                ip_end = end
+            fragment = False
+            for _ in range(MAX_IPV6_EXTENSIONS):
+                if nh in IPV6_EXTENSIONS:
+                    if p + 2 > ip_end:
+                        raise Malformed("IPv6 extension header truncated")
+                    nh, p = data[p], p + (data[p + 1] + 1) * 8
+                elif nh == 44:
+                    if p + 8 > ip_end:
+                        raise Malformed("IPv6 fragment header truncated")
+                    fragment = True
+                    nh, offset_flags = data[p], _u16(data, p + 2)[0]
+                    p += 8
+                    if offset_flags & 0xFFF8:
+                        return ("ipv6", src, dst, hlim, nh, True, None, None, "", depth, None)
+                elif nh == 51:
+                    if p + 2 > ip_end:
+                        raise Malformed("IPv6 authentication header truncated")
+                    nh, p = data[p], p + (data[p + 1] + 2) * 4
+                else:
+                    break
+            else:
+                raise Malformed("too many IPv6 extension headers")
+            if p > ip_end:
+                raise Malformed("IPv6 extension headers past the end of the packet")
+            return self._transport("ipv6", src, dst, hlim, nh, fragment, data, p, ip_end,
+                                   truncated, depth)
+        if etype == ETH_ARP:
+            return self._arp(data, off, end, depth)
+        return (f"0x{etype:04x}" if etype >= 0x0600 else "llc", None, None, None, None, False,
+                None, None, "", depth, None)
+
+    def _transport(self, l3: str, src: str, dst: str, ttl: int, proto: int, fragment: bool,
+                   data: bytes, l4: int, ip_end: int, truncated: bool, depth: int) -> _Net:
+        if proto == 6:
+            if ip_end - l4 < 20:
+                return (l3, src, dst, ttl, proto, fragment, None, None, "", depth,
+                        "TCP header truncated")
+            sport, dport, seq, _ack, doff, flags = _tcp_head(data, l4)
+            if sport in self.bgp_ports or dport in self.bgp_ports:
+                hlen = (doff >> 4) * 4
+                if hlen < 20 or l4 + hlen > ip_end:
+                    return (l3, src, dst, ttl, proto, fragment, sport, dport, "bgp", depth,
+                            "TCP header length invalid")
+                if truncated or fragment:
+                    # bytes we do not have: reassembly sees a hole and reports a gap later
+                    return (l3, src, dst, ttl, proto, fragment, sport, dport, "bgp", depth,
+                            "TCP segment truncated by the capture (snaplen)" if truncated else None)
+                self.bgp.segment(src, sport, dst, dport, seq, flags, data[l4 + hlen:ip_end],
+                                 self._frame, self._ts, depth)
+                return (l3, src, dst, ttl, proto, fragment, sport, dport, "bgp", depth, None)
+            return (l3, src, dst, ttl, proto, fragment, sport, dport, "", depth, None)
+        if proto == 17:
+            if ip_end - l4 < 8:
+                return (l3, src, dst, ttl, proto, fragment, None, None, "", depth,
+                        "UDP header truncated")
+            sport, dport = _ports(data, l4)
+            if fragment:
+                return (l3, src, dst, ttl, proto, True, sport, dport, "", depth, None)
+            kind = None
+            if dport in self.vxlan_ports:
+                kind = "vxlan"
+            elif dport in self.geneve_ports:
+                kind = "geneve"
+            elif sport in self.vxlan_ports:
+                kind = "vxlan"
+            elif sport in self.geneve_ports:
+                kind = "geneve"
+            if kind is None:
+                return (l3, src, dst, ttl, proto, fragment, sport, dport, "", depth, None)
+            inner_depth, malformed = self._tunnel(kind, data, l4 + 8, ip_end, depth,
+                                                  src, dst, sport, dport)
+            return (l3, src, dst, ttl, proto, fragment, sport, dport, kind, inner_depth, malformed)
+        if proto == 132 or proto == 33:  # SCTP, DCCP: ports at the same place
+            if ip_end - l4 >= 4:
+                sport, dport = _ports(data, l4)
+                return (l3, src, dst, ttl, proto, fragment, sport, dport, "", depth, None)
+        return (l3, src, dst, ttl, proto, fragment, None, None, "", depth, None)
+
+    def _tunnel(self, kind: str, data: bytes, off: int, end: int, depth: int, outer_src: str,
+                outer_dst: str, sport: int, dport: int) -> tuple[int, str | None]:
+        """Decode one encapsulation layer and what it carries; returns (deepest depth, problem)."""
+        layer = depth + 1
+        slot = len(self.tunnels)
+        self.tunnels.append(None)
+        vni = flags = options = None
+        inner = (None,) * 9   # eth_src, eth_dst, l3, src, dst, proto, sport, dport, malformed
+        deepest = layer
+        try:
+            if kind == "vxlan":
+                if end - off < 8:
+                    raise Malformed("VXLAN header truncated")
+                flags = data[off]
+                vni = int.from_bytes(data[off + 4:off + 7], "big")
+                inner_off, inner_etype = off + 8, None
+            else:
+                if end - off < 8:
+                    raise Malformed("GENEVE header truncated")
+                ver_optlen, flags, proto = data[off], data[off + 1], _u16(data, off + 2)[0]
+                if ver_optlen >> 6:
+                    raise Malformed(f"GENEVE version {ver_optlen >> 6}")
+                vni = int.from_bytes(data[off + 4:off + 7], "big")
+                opt_end = off + 8 + (ver_optlen & 0x3F) * 4
+                if opt_end > end:
+                    raise Malformed("GENEVE options past the end of the packet")
+                options = _geneve_options(data, off + 8, opt_end)
+                inner_off = opt_end
+                inner_etype = None if proto == GENEVE_PROTO_ETHERNET else proto
+            if layer > MAX_TUNNEL_DEPTH:
+                raise Malformed(f"encapsulation nested deeper than {MAX_TUNNEL_DEPTH} levels")
+            if inner_etype is None:
+                i_off, i_etype, i_esrc, i_edst, _vlan, _ifx, _pt = ethernet(data, inner_off, end)
+            else:
+                i_off, i_etype, i_esrc, i_edst = inner_off, inner_etype, None, None
+            try:
+                net = self._network(i_etype, data, i_off, end, layer)
+            except (Malformed, struct.error, IndexError, ValueError, OSError) as err:
+                net = (L3_NAMES.get(i_etype, f"0x{i_etype:04x}"), None, None, None, None, False,
+                       None, None, "", layer, _reason(err))
+            l3, src, dst, _ttl, proto4, _frag, isport, idport, _app, deepest, problem = net
+            inner = (i_esrc, i_edst, l3, src, dst, proto4, isport, idport, problem)
+        except (Malformed, struct.error, IndexError, ValueError) as err:
+            inner = inner[:8] + (_reason(err),)
+        i_esrc, i_edst, l3, src, dst, proto4, isport, idport, problem = inner
+        self.tunnels[slot] = (self._frame, self._ts, layer, kind, vni, outer_src, outer_dst, sport,
+                              dport, i_esrc, i_edst, l3, src, dst, proto4, isport, idport, flags,
+                              options, problem)
+        return deepest, (f"{kind}: {problem}" if problem and not problem.startswith(("vxlan", "geneve"))
+                         else problem)
+
+    def _arp(self, data: bytes, off: int, end: int, depth: int) -> _Net:
+        if end - off < 8:
+            raise Malformed("ARP header truncated")
+        htype, ptype, hlen, plen, op = _arp_head(data, off)
+        body = off + 8
+        if end - body < 2 * (hlen + plen):
+            raise Malformed("ARP addresses truncated")
+        opname = ARP_OPS.get(op, str(op))
+        malformed = None
+        if ptype == ETH_IPV4 and plen == 4 and hlen == 6:
+            sha = data[body:body + 6].hex(":")
+            spa = _ntoa(data[body + 6:body + 10])
+            tha = data[body + 10:body + 16].hex(":")
+            tpa = _ntoa(data[body + 16:body + 20])
+        else:
+            sha = tha = spa = tpa = None
+            malformed = f"ARP for hardware type {htype}, protocol {ptype:#06x} not decoded"
+        gratuitous = spa is not None and spa == tpa
+        self.arp.append((self._frame, self._ts, self._iface, self._iface_name, self._direction,
+                         depth, opname, sha, spa, tha, tpa, gratuitous, self._vlan, malformed))
+        return ("arp", spa, tpa, None, None, False, None, None, "arp", depth, malformed)
+
+
+def _geneve_options(data: bytes, pos: int, end: int) -> list[str]:
+    out = []
+    while pos + 4 <= end:
+        (cls,), typ, length = _u16(data, pos), data[pos + 2], (data[pos + 3] & 0x1F) * 4
+        value = data[pos + 4:pos + 4 + length]
+        if pos + 4 + length > end:
+            raise Malformed("GENEVE option past the end of the options")
+        out.append(f"class={cls:#06x} type={typ:#04x} data={value.hex()}")
+        pos += 4 + length
+    return out
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, Malformed):
+        return str(err)
+    if isinstance(err, (struct.error, IndexError)):
+        return "header truncated"
+    return f"undecodable: {err}"

@@ -1,0 +1,456 @@
+"""Per-direction TCP reassembly and BGP message framing (RFC 4271 section 4.1, RFC 9293).
+
+One :class:`BgpStream` is one direction of one TCP connection. The pipeline hands it every TCP
+segment of that direction, in capture order, and gets back a list of events:
+
+* :class:`Message` — one complete BGP message, ``raw`` holding the 19-byte header and the body.
+  ``first_frame`` is the frame whose data supplied the message's first byte; ``last_frame`` is the
+  frame during whose processing the message became complete (where tshark shows the reassembled
+  PDU; for out-of-order arrivals that is the frame that filled the last hole, not the frame that
+  carried the last byte). ``offset`` is the stream offset of the first byte (0 = first data byte
+  after the SYN, or the first byte seen when the capture started mid-stream).
+* :class:`Gap` — bytes never seen: a hole in the sequence space that was given up on (too much
+  data buffered behind it, FIN/RST, end of capture), or the start of a stream captured mid-way.
+  ``missing_bytes`` is the size of the hole (``None`` when unknown: capture started mid-stream,
+  or the stream ended inside a message). ``discarded_bytes`` counts bytes that *were* received
+  but were thrown away because they belong to messages the hole cut: the partial message before
+  the hole plus everything after it up to the next BGP header found by resynchronisation.
+  Nothing is guessed across a gap.
+* :class:`FramingError` — bytes that are present but are not BGP framing where a header must
+  be: marker not all ones, length < 19 or > ``max_message``. ``raw`` holds at most the first 64
+  bytes from that position. Decoding then resynchronises.
+
+Usage::
+
+    stream = BgpStream(max_message=65535)             # 4096 unless extended messages (RFC 8654)
+    for seq, payload, frame, syn, fin, rst in segments_of_one_direction:
+        for event in stream.segment(seq, payload, frame, syn=syn, fin=fin, rst=rst):
+            ...
+    for event in stream.flush(last_frame_number):      # end of capture
+        ...
+
+Behaviour:
+
+* SYN fixes the initial sequence number; the first data byte is ISN+1 (data on a SYN is
+  accepted). A retransmitted SYN (same ISN) is ignored; a SYN with another ISN is a new
+  connection: the old one is finished (its events are returned first) and state is reset.
+* Without a SYN (capture started mid-stream) the first segment seen starts the stream and the
+  framer does not trust its first byte: it resynchronises on a plausible header (16 x 0xff,
+  length up to max_message and at least the type's RFC minimum, length
+  high byte not 0xff, type 1..6, KEEPALIVE exactly 19 bytes). The same resynchronisation
+  follows every Gap and every FramingError.
+* Sequence numbers are compared modulo 2**32 (serial arithmetic against the next expected
+  byte), so streams wrap freely.
+* Retransmissions are dropped or trimmed to their new bytes (the first copy received wins);
+  out-of-order segments wait in a buffer bounded by ``max_pending`` bytes and
+  ``max_pending_segments`` segments. When a bound is exceeded, or at FIN/RST/``flush()``, the
+  hole before the oldest waiting segment is declared a :class:`Gap` and decoding continues.
+* FIN ends the direction once every byte before it has arrived (or been declared a gap); RST
+  ends it at once. After that only a new SYN restarts the stream; other segments are ignored.
+* Memory is bounded: a partial message never exceeds ``max_message`` bytes, the resync window
+  keeps at most 18 bytes, and the out-of-order buffer has the bounds above.
+
+Hot path: an in-order segment carrying whole messages is sliced directly (no intermediate
+buffer); a bytearray is used only for a message split across segments.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+MARKER = b"\xff" * 16
+HEADER_LEN = 19
+# Resync only trusts types that exist (OPEN..ROUTE-REFRESH, and 6 for dynamic capability) with
+# at least their RFC minimum length; KEEPALIVE is exactly a header.
+_RESYNC_MIN_LENGTH = {1: 29, 2: 23, 3: 21, 4: 19, 5: 23, 6: 19}
+_KEEPALIVE = 4
+_SEQ_MASK = 0xFFFFFFFF
+_HALF_SPACE = 1 << 31
+_ERROR_RAW_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One complete BGP message (header included)."""
+
+    raw: bytes
+    first_frame: int
+    last_frame: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Data that could not be framed because bytes were never seen (see the module docstring)."""
+
+    frame: int
+    missing_bytes: int | None
+    discarded_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FramingError:
+    """A header position that does not hold a valid BGP header."""
+
+    frame: int
+    reason: str
+    raw: bytes
+
+
+Event = Message | Gap | FramingError
+
+
+def _header_problem(data: bytes | bytearray, pos: int, max_message: int) -> str | None:
+    """Why the 19 bytes at ``pos`` are not a BGP header, or None if they are one."""
+    if not data.startswith(MARKER, pos):
+        return "marker is not all ones"
+    length = data[pos + 16] << 8 | data[pos + 17]
+    if length < HEADER_LEN:
+        return f"length {length} < {HEADER_LEN}"
+    if length > max_message:
+        return f"length {length} > maximum {max_message}"
+    return None
+
+
+def _plausible_header(data: bytes, pos: int, max_message: int) -> bool:
+    """Stricter test used when resynchronising, after the marker matched at ``pos``.
+
+    A length high byte of 0xff is refused: inside a run of more than 16 x 0xff (a body ending in
+    0xff bytes, then the real marker) every early candidate has one, and only the real marker is
+    followed by a real length. This forgoes resync on extended messages of 65280+ bytes.
+    """
+    length_high = data[pos + 16]
+    length = length_high << 8 | data[pos + 17]
+    minimum = _RESYNC_MIN_LENGTH.get(data[pos + 18])
+    if minimum is None or length_high == 0xFF or not minimum <= length <= max_message:
+        return False
+    return data[pos + 18] != _KEEPALIVE or length == HEADER_LEN
+
+
+class BgpStream:
+    """One direction of one TCP connection: reassembly plus BGP framing (see module docstring)."""
+
+    def __init__(self, max_message: int = 65535, max_pending: int = 1 << 20,
+                 max_pending_segments: int = 4096) -> None:
+        if not HEADER_LEN <= max_message <= 65535:
+            raise ValueError(f"max_message must be in {HEADER_LEN}..65535, not {max_message}")
+        self.max_message = max_message
+        self.max_pending = max_pending
+        self.max_pending_segments = max_pending_segments
+        self._reset()
+        self._isn: int | None = None
+
+    # ---------------------------------------------------------------- state
+
+    def _reset(self) -> None:
+        self._started = False
+        self._closed = False
+        self._base_seq = 0           # sequence number of stream offset 0
+        self._expected = 0           # stream offset of the next in-order byte
+        self._next_seq = 0           # (_base_seq + _expected) mod 2**32, for the fast path
+        self._fin_offset: int | None = None
+        self._synced = False         # is _expected (or _buf_offset) a message boundary?
+        self._buf = bytearray()      # partial message (synced) or resync tail (not synced)
+        self._buf_offset = 0
+        self._buf_frames: list[tuple[int, int]] = []   # (stream offset, frame) of buffered chunks
+        # Out-of-order segments: heap of (offset, arrival counter, payload, frame).
+        self._pending: list[tuple[int, int, bytes, int]] = []
+        self._pending_bytes = 0
+        self._arrivals = 0
+        # A Gap being accumulated until resynchronisation finds the next header:
+        # [frame, missing_bytes or None, discarded_bytes, report even if nothing discarded]
+        self._open_gap: list | None = None
+
+    def _start(self, base_seq: int, synced: bool) -> None:
+        self._started = True
+        self._base_seq = base_seq & _SEQ_MASK
+        self._expected = 0
+        self._next_seq = self._base_seq
+        self._synced = synced
+
+    def _offset_of(self, seq: int) -> int:
+        """Stream offset of ``seq``, unwrapped around the next expected byte (serial arithmetic)."""
+        diff = (seq - self._next_seq) & _SEQ_MASK
+        if diff >= _HALF_SPACE:
+            diff -= 1 << 32
+        return self._expected + diff
+
+    # ---------------------------------------------------------------- public API
+
+    def segment(self, seq: int, payload: bytes, frame: int, syn: bool = False,
+                fin: bool = False, rst: bool = False) -> list[Event]:
+        """Feed one TCP segment of this direction; return the events it completes."""
+        out: list[Event] = []
+        # Fast path: in-order data, nothing buffered, on a message boundary.
+        if (not (syn or fin or rst) and payload and seq == self._next_seq and self._synced
+                and not self._buf and not self._pending and self._fin_offset is None
+                and self._started and not self._closed):
+            pos = self._frame_whole(payload, 0, self._expected, frame, frame, out)
+            n = len(payload)
+            if pos < n:
+                self._consume(payload, pos, self._expected, frame, frame, out)
+            self._advance(n)
+            return out
+
+        if syn:
+            if self._isn is None or seq & _SEQ_MASK != self._isn:
+                if self._started:
+                    out.extend(self._finish(frame))
+                self._reset()
+                self._isn = seq & _SEQ_MASK
+                self._start(seq + 1, synced=True)
+            seq += 1                  # data on a SYN starts at ISN+1
+        if self._closed:
+            return out
+        if not self._started:
+            if not payload:
+                return out            # a bare ACK says nothing about where data starts
+            self._start(seq, synced=False)
+            self._open_gap = [frame, None, 0, False]
+
+        if payload:
+            self._accept(seq, payload, frame, out)
+        if fin and self._fin_offset is None:
+            self._fin_offset = self._offset_of(seq + len(payload))
+        if rst:
+            out.extend(self._finish(frame))
+            self._closed = True
+        elif self._fin_offset is not None and self._expected >= self._fin_offset:
+            out.extend(self._finish(frame))
+            self._closed = True
+        return out
+
+    def flush(self, frame: int) -> list[Event]:
+        """End of capture: give up on holes, report what is incomplete, return remaining events."""
+        if not self._started or self._closed:
+            return []
+        return self._finish(frame)
+
+    # ---------------------------------------------------------------- reassembly
+
+    def _advance(self, n: int) -> None:
+        self._expected += n
+        self._next_seq = (self._next_seq + n) & _SEQ_MASK
+
+    def _accept(self, seq: int, payload: bytes, frame: int, out: list[Event]) -> None:
+        off = self._offset_of(seq)
+        end = off + len(payload)
+        expected = self._expected
+        if end <= expected:
+            return                                   # pure retransmission
+        if off <= expected:
+            data = payload if off == expected else payload[expected - off:]
+            self._consume(data, 0, expected, frame, frame, out)
+            self._advance(len(data))
+            if self._pending:
+                self._drain(frame, out)
+            return
+        if self._fin_offset is not None and off >= self._fin_offset:
+            return                                   # nothing valid follows a FIN
+        self._arrivals += 1
+        heapq.heappush(self._pending, (off, self._arrivals, payload, frame))
+        self._pending_bytes += len(payload)
+        while self._pending and (self._pending_bytes > self.max_pending
+                                 or len(self._pending) > self.max_pending_segments):
+            self._declare_hole(frame, out)
+
+    def _drain(self, now: int, out: list[Event]) -> None:
+        """Feed buffered segments that have become in-order."""
+        pending = self._pending
+        while pending and pending[0][0] <= self._expected:
+            off, _, data, data_frame = heapq.heappop(pending)
+            self._pending_bytes -= len(data)
+            expected = self._expected
+            if off + len(data) <= expected:
+                continue
+            if off < expected:
+                data = data[expected - off:]
+            self._consume(data, 0, expected, data_frame, now, out)
+            self._advance(len(data))
+
+    def _declare_hole(self, now: int, out: list[Event]) -> None:
+        """Skip the sequence space up to the oldest buffered segment and continue after it."""
+        target = self._pending[0][0]
+        missing = target - self._expected
+        if missing > 0:
+            self._open_hole(now, missing)
+            self._advance(missing)
+        self._drain(now, out)
+
+    def _open_hole(self, now: int, missing: int | None) -> None:
+        """Start (or extend) a Gap: the partial data before it can no longer be framed."""
+        discarded = len(self._buf)
+        self._clear_buf()
+        self._synced = False
+        gap = self._open_gap
+        if gap is None:
+            self._open_gap = [now, missing, discarded, True]
+        else:
+            gap[1] = None if gap[1] is None or missing is None else gap[1] + missing
+            gap[2] += discarded
+            gap[3] = True
+
+    def _finish(self, now: int) -> list[Event]:
+        """End of the direction: give up on every hole, report the unfinished message."""
+        out: list[Event] = []
+        while self._pending:
+            self._declare_hole(now, out)
+        if self._synced and self._buf:
+            self._open_hole(now, None)       # the stream ended inside a message
+        else:
+            self._skip(len(self._buf))       # resync tail: bytes that never became a header
+            self._clear_buf()
+        self._emit_gap(out)
+        self._synced = False
+        return out
+
+    # ---------------------------------------------------------------- framing
+
+    def _frame_whole(self, data: bytes, pos: int, base: int, data_frame: int, now: int,
+                     out: list[Event]) -> int:
+        """Slice whole messages from ``data`` starting at a boundary; return where it stopped."""
+        n = len(data)
+        max_message = self.max_message
+        append = out.append
+        while n - pos >= HEADER_LEN:
+            if not data.startswith(MARKER, pos):
+                break
+            length = data[pos + 16] << 8 | data[pos + 17]
+            end = pos + length
+            if length < HEADER_LEN or length > max_message or end > n:
+                break
+            append(Message(data[pos:end], data_frame, now, base + pos))
+            pos = end
+        return pos
+
+    def _consume(self, data: bytes, pos: int, base: int, data_frame: int, now: int,
+                 out: list[Event]) -> None:
+        """Frame in-order bytes ``data[pos:]``; ``data[0]`` is at stream offset ``base``."""
+        n = len(data)
+        while pos < n:
+            if not self._synced:
+                pos = self._resync(data, pos, base, data_frame, now, out)
+            elif self._buf:
+                pos = self._complete_partial(data, pos, base, data_frame, now, out)
+            else:
+                pos = self._frame_whole(data, pos, base, data_frame, now, out)
+                if pos >= n:
+                    break
+                if n - pos >= HEADER_LEN:
+                    problem = _header_problem(data, pos, self.max_message)
+                    if problem is not None:
+                        self._framing_error(data, pos, problem, now, out)
+                        pos += 1
+                        continue
+                # A message (or header) continues in a later segment.
+                self._buffer(data, pos, n, base, data_frame)
+                pos = n
+
+    def _buffer(self, data: bytes, start: int, stop: int, base: int, data_frame: int) -> None:
+        if not self._buf:
+            self._buf_offset = base + start
+            self._buf_frames = []
+        if not self._buf_frames or self._buf_frames[-1][1] != data_frame:
+            self._buf_frames.append((base + start, data_frame))
+        self._buf += data[start:stop]
+
+    def _clear_buf(self) -> None:
+        self._buf = bytearray()
+        self._buf_frames = []
+
+    def _drop_buf_prefix(self, count: int) -> None:
+        """Forget the first ``count`` buffered bytes, keeping frame attribution of the rest."""
+        del self._buf[:count]
+        self._buf_offset += count
+        frames = self._buf_frames
+        while len(frames) > 1 and frames[1][0] <= self._buf_offset:
+            frames.pop(0)
+
+    def _complete_partial(self, data: bytes, pos: int, base: int, data_frame: int, now: int,
+                          out: list[Event]) -> int:
+        buf = self._buf
+        n = len(data)
+        if len(buf) < HEADER_LEN:
+            take = min(HEADER_LEN - len(buf), n - pos)
+            self._buffer(data, pos, pos + take, base, data_frame)
+            pos += take
+            if len(buf) < HEADER_LEN:
+                return pos
+            problem = _header_problem(buf, 0, self.max_message)
+            if problem is not None:
+                self._framing_error(bytes(buf) + data[pos:pos + _ERROR_RAW_MAX], 0, problem,
+                                    now, out)
+                self._drop_buf_prefix(1)
+                return pos
+        length = buf[16] << 8 | buf[17]
+        take = min(length - len(buf), n - pos)
+        self._buffer(data, pos, pos + take, base, data_frame)
+        pos += take
+        if len(buf) == length:
+            out.append(Message(bytes(buf), self._buf_frames[0][1], now, self._buf_offset))
+            self._clear_buf()
+        return pos
+
+    def _framing_error(self, data: bytes | bytearray, pos: int, problem: str, now: int,
+                       out: list[Event]) -> None:
+        out.append(FramingError(now, problem, bytes(data[pos:pos + _ERROR_RAW_MAX])))
+        self._synced = False
+
+    def _resync(self, data: bytes, pos: int, base: int, data_frame: int, now: int,
+                out: list[Event]) -> int:
+        """Look for the next plausible header in the resync tail plus ``data[pos:]``.
+
+        Returns the position in ``data`` to continue from. On success the stream is synced and
+        the message head, if it began in the tail, stays in the buffer.
+        """
+        tail_len = len(self._buf)
+        window = bytes(self._buf) + data[pos:] if tail_len else data[pos:]
+        window_offset = self._buf_offset if tail_len else base + pos
+        if not tail_len:
+            self._buf_offset = window_offset
+            self._buf_frames = [(window_offset, data_frame)]
+        elif self._buf_frames[-1][1] != data_frame:
+            self._buf_frames.append((base + pos, data_frame))
+        size = len(window)
+        max_message = self.max_message
+        hit = window.find(MARKER)
+        while hit != -1 and size - hit >= HEADER_LEN:
+            if _plausible_header(window, hit, max_message):
+                break
+            hit = window.find(MARKER, hit + 1)
+        if hit == -1 or size - hit < HEADER_LEN:
+            # Keep only what may still become the start of a header.
+            keep = size - hit if hit != -1 else min(size, HEADER_LEN - 1)
+            self._skip(size - keep)
+            self._buf = bytearray(window[size - keep:]) if keep else bytearray()
+            self._buf_offset = window_offset + size - keep
+            self._trim_frames()
+            return len(data)
+        self._skip(hit)
+        self._synced = True
+        self._emit_gap(out)
+        if hit < tail_len:
+            self._buf = bytearray(window[hit:tail_len])
+            self._buf_offset = window_offset + hit
+            self._trim_frames()
+            return pos
+        self._clear_buf()
+        return pos + hit - tail_len
+
+    def _trim_frames(self) -> None:
+        if not self._buf:
+            self._buf_frames = []
+            return
+        frames = self._buf_frames
+        while len(frames) > 1 and frames[1][0] <= self._buf_offset:
+            frames.pop(0)
+
+    def _skip(self, count: int) -> None:
+        if count and self._open_gap is not None:
+            self._open_gap[2] += count
+
+    def _emit_gap(self, out: list[Event]) -> None:
+        gap = self._open_gap
+        if gap is not None and (gap[3] or gap[2]):
+            out.append(Gap(gap[0], gap[1], gap[2]))
+        self._open_gap = None

@@ -1,0 +1,98 @@
+"""The lab's run directory and its state file: what exists, so that ``down`` can remove it.
+
+Contract: ``RUN_ROOT/<name>/state.json`` (RUN_ROOT = ``$DIAG_LAB_RUN_DIR`` or ``/run/diag-lab``)
+records the lab's options, every namespace *before* it is created and every process right after it
+is started (PID + start time, so a recycled PID is never killed). Writes are atomic (temp file +
+rename), so a SIGKILL at any moment leaves a readable state that ``down`` can clean up from.
+``RUN_ROOT/timings.json`` keeps the last measured teardown per lab name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+def run_root() -> Path:
+    return Path(os.environ.get("DIAG_LAB_RUN_DIR", "/run/diag-lab"))
+
+
+def run_dir(name: str) -> Path:
+    return run_root() / name
+
+
+@dataclass
+class ProcessRecord:
+    key: str            # unique within the lab: "router/bgpd", "k8s-w1/sshd", "fault/ping-1"
+    host: str
+    pid: int
+    starttime: int
+    argv: list[str]
+    log: str
+
+
+@dataclass
+class LabState:
+    name: str
+    cni: str
+    mode: str
+    addressing: str
+    phase: str = "creating"                 # creating -> starting -> ready (or failed)
+    created: float = field(default_factory=time.time)
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def path(self) -> Path:
+        return run_dir(self.name) / "state.json"
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, self.path)
+
+    @classmethod
+    def read(cls, name: str) -> "LabState | None":
+        try:
+            raw = json.loads((run_dir(name) / "state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        raw["processes"] = [ProcessRecord(**p) for p in raw.get("processes", [])]
+        return cls(**raw)
+
+    def process(self, key: str) -> ProcessRecord | None:
+        return next((p for p in self.processes if p.key == key), None)
+
+
+def record_teardown(name: str, seconds: float) -> None:
+    path = run_root() / "timings.json"
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        data = {}
+    data[name] = {"teardown_s": round(seconds, 3), "at": time.time()}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def last_teardown(name: str) -> float | None:
+    try:
+        return json.loads((run_root() / "timings.json").read_text())[name]["teardown_s"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def lab_names() -> list[str]:
+    """Names of labs with a run directory."""
+    root = run_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name))

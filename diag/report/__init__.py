@@ -1,0 +1,1 @@
+"""Renderers: decoded summaries and findings -> terminal, Markdown, HTML, JSON. No analysis here."""
