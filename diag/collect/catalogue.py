@@ -55,7 +55,7 @@ BASE_COMMANDS: tuple[CommandSpec, ...] = (
     _c("ip-neigh", "ip", "-j", "neigh"),
     _c("bridge-fdb", "bridge", "-j", "fdb"),
     _c("ss-tanpi", "ss", "-tanpi", root=True),
-    _c("nstat", "nstat", "-az"),
+    _c("nstat", "nstat", "-asz"),  # -s: do not touch nstat's history file
     # forwarding and rp_filter for every interface, as `key = value` lines (sysctl's own format)
     _c("sysctl-net", "sysctl", "-a", "-r",
        r"^net\.ipv[46]\.conf\..*\.(forwarding|rp_filter)$|^net\.ipv4\.ip_forward$"),

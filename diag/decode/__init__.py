@@ -37,6 +37,14 @@ BGP_MESSAGE_HEAD = ("frame", "first_frame", "ts", "src", "sport", "dst", "dport"
                     "tunnel_depth", "type", "type_name", "length", "malformed")
 BGP_ROUTE_HEAD = ("frame", "ts", "src", "sport", "dst", "dport", "session", "action", "afi",
                   "safi", "prefix")
+# integer columns that may hold "none": pandas' nullable Int64 instead of float
+INTEGER_COLUMNS = frozenset((
+    "frame", "first_frame", "ifindex", "ttl", "ip_proto", "sport", "dport", "tunnel_depth", "depth",
+    "vni", "outer_sport", "outer_dport", "inner_proto", "inner_sport", "inner_dport", "flags",
+    "type", "length", "open_version", "open_my_as", "open_hold_time", "notify_code",
+    "notify_subcode", "refresh_subtype", "n_withdrawn", "n_announced", "path_id", "med",
+    "local_pref",
+))
 INTERFACE_COLUMNS = ("capture_iface", "linktype", "linktype_name", "name", "description", "snaplen")
 
 __all__ = ["DecodeOptions", "Tables", "decode_file", "iter_decode", "CaptureInfo"]
@@ -136,16 +144,24 @@ def _tables(rows: dict[str, list], info: CaptureInfo) -> Tables:
         ordered = [c for c in head if c in df.columns]
         return df[ordered + [c for c in df.columns if c not in ordered]]
 
+    def typed(df):
+        for col in INTEGER_COLUMNS.intersection(df.columns):
+            kind = df[col].dtype.kind
+            if kind == "f" or (kind == "O" and df[col].map(
+                    lambda v: v is None or isinstance(v, int)).all()):
+                df[col] = df[col].astype("Int64")
+        return df
+
     ifaces = pd.DataFrame.from_records(
         [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
          for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
     return Tables(
-        packets=frame(rows["packets"], PACKET_COLUMNS),
-        bgp_messages=dict_frame(rows["bgp_messages"], BGP_MESSAGE_HEAD),
-        bgp_routes=dict_frame(rows["bgp_routes"], BGP_ROUTE_HEAD),
-        tunnels=frame(rows["tunnels"], TUNNEL_COLUMNS),
-        arp=frame(rows["arp"], ARP_COLUMNS),
-        stream_events=dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS),
+        packets=typed(frame(rows["packets"], PACKET_COLUMNS)),
+        bgp_messages=typed(dict_frame(rows["bgp_messages"], BGP_MESSAGE_HEAD)),
+        bgp_routes=typed(dict_frame(rows["bgp_routes"], BGP_ROUTE_HEAD)),
+        tunnels=typed(frame(rows["tunnels"], TUNNEL_COLUMNS)),
+        arp=typed(frame(rows["arp"], ARP_COLUMNS)),
+        stream_events=typed(dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS)),
         interfaces=ifaces,
         info=info,
     )
