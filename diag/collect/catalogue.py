@@ -55,6 +55,8 @@ BASE_COMMANDS: tuple[CommandSpec, ...] = (
     _c("ip-neigh", "ip", "-j", "neigh"),
     _c("bridge-fdb", "bridge", "-j", "fdb"),
     _c("ss-tanpi", "ss", "-tanpi", root=True),
+    # listening sockets with their processes: daemon detection (diag.collect.detect) reads it
+    _c("ss-listeners", "ss", "-H", "-l", "-n", "-p", "-A", "tcp,unix_stream", root=True),
     _c("nstat", "nstat", "-asz"),  # -s: do not touch nstat's history file
     # forwarding and rp_filter for every interface, as `key = value` lines (sysctl's own format)
     _c("sysctl-net", "sysctl", "-a", "-r",
