@@ -58,7 +58,7 @@ def redact(command_id: str, data: bytes, known_secrets: Iterable[str] = ()) -> t
                                                                                      list[Redaction]]:
     """Return (redacted output, what was redacted). Pure; safe on any bytes."""
     found: list[Redaction] = []
-    if command_id.startswith("ss-"):
+    if command_id.startswith("ss-tanpi"):
         data = _redact_ss(data, found)
     data = _redact_json_or_text(data, found)
     data = _redact_known(data, known_secrets, found)

@@ -112,7 +112,11 @@ class Transport:
         full = wrap_argv(argv, timeout, sudo=root and self.needs_sudo)
         started = time.time()
         clock = time.monotonic()
-        handle = await self._spawn(full)
+        try:
+            handle = await self._spawn(full)
+        except TransportError as err:
+            return Result(argv=tuple(argv), rc=None, stdout=b"", stderr=err.message.encode(),
+                          started=started, duration=time.monotonic() - clock, error=err.kind)
         stderr = bytearray()
         stopped = False
 

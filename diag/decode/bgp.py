@@ -15,7 +15,8 @@ Contract (called by the pipeline, which does the TCP framing):
 * ``decode_message(msg, ctx) -> Decoded`` -- ``msg`` is one message including its header;
   ``ctx`` (:class:`Direction`) says what the session negotiated for this direction. It never
   raises on bad input: it decodes what it can and sets ``row["malformed"]`` to a short reason
-  (several joined by ``"; "``).
+  (several joined by ``"; "``). Fewer than 19 octets give ``type`` None and ``type_name``
+  ``'TRUNCATED'``; an unknown type gives ``'UNKNOWN(n)'``. ``ctx`` None means "assumed".
 * ``Decoded.row`` -- one dict with every key of ``MESSAGE_COLUMNS`` (absent values are None);
   ``Decoded.routes`` -- one dict per prefix announced/withdrawn with every key of
   ``ROUTE_COLUMNS``; ``Decoded.open`` -- :class:`OpenInfo` for an OPEN, else None.
@@ -145,6 +146,9 @@ class Decoded:
     open: OpenInfo | None = None
 
 
+_ASSUMED = Direction()
+
+
 def negotiate(local: OpenInfo | None, remote: OpenInfo | None) -> Direction:
     """Context for messages sent BY ``local`` TO ``remote``."""
     if local is None or remote is None:
@@ -164,9 +168,11 @@ def _note(problems: list[str], reason: str) -> None:
 # --- header --------------------------------------------------------------------------------
 
 
-def decode_message(msg: bytes | bytearray | memoryview, ctx: Direction) -> Decoded:
+def decode_message(msg: bytes | bytearray | memoryview, ctx: Direction | None) -> Decoded:
     """Decode one complete BGP message (header included). Never raises on bad input."""
     data = bytes(msg) if not isinstance(msg, bytes) else msg
+    if ctx is None:
+        ctx = _ASSUMED
     row = _MESSAGE_TEMPLATE.copy()
     size = len(data)
     if size < HEADER_LEN:

@@ -18,7 +18,8 @@ Each attribute::
 AS_PATH segments are ``type(1) count(1) count*AS``, AS = 2 octets unless the session negotiated
 4-octet AS numbers (``as4``); AS4_PATH is always 4-octet. ``as_path`` is every AS number in wire
 order (set and confederation members included); ``as_path_str`` shows the structure:
-``65001 65002 {65003,65004}``, confederation sequences as ``(65010 65011)``, sets as ``[..]``.
+``65001 65002 {65003,65004}``, confederation sequences as ``(65010 65011)``, sets as ``[..]``;
+``as4_path`` / ``as4_path_str`` likewise.
 When the context is only ``assumed`` (no OPENs seen) and the AS_PATH does not parse as 4-octet but
 does as 2-octet, the 2-octet reading is used and reported through ``Attributes.as_octets``.
 Lists in ``columns`` are shared by all routes of one UPDATE: treat them as read-only.
@@ -32,8 +33,8 @@ from struct import Struct
 from diag.decode import bgp_names as names
 
 ATTRIBUTE_COLUMNS: tuple[str, ...] = (
-    "next_hop", "next_hop_link_local", "origin", "as_path", "as_path_str", "as4_path", "med",
-    "local_pref", "atomic_aggregate", "aggregator", "as4_aggregator", "communities",
+    "next_hop", "next_hop_link_local", "origin", "as_path", "as_path_str", "as4_path",
+    "as4_path_str", "med", "local_pref", "atomic_aggregate", "aggregator", "as4_aggregator", "communities",
     "large_communities", "ext_communities", "originator_id", "cluster_list", "unknown_attributes",
 )
 
@@ -198,7 +199,8 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
             seen |= bit
         if atype in names.WELL_KNOWN_ATTRIBUTES:
             if flags & 0x80:
-                _note(problems, f"attribute {atype} flags 0x{flags:02x}: well-known marked optional")
+                _note(problems,
+                      f"attribute {atype} flags 0x{flags:02x}: well-known marked optional")
         elif atype in names.OPTIONAL_ATTRIBUTES and not flags & 0x80:
             _note(problems, f"attribute {atype} flags 0x{flags:02x}: optional not marked")
 
@@ -289,7 +291,7 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
             if parsed is None:
                 _note(problems, "malformed AS4_PATH")
             else:
-                cols["as4_path"] = parsed[0]
+                cols["as4_path"], cols["as4_path_str"] = parsed
         elif atype == 32:                                # LARGE_COMMUNITY (RFC 8092)
             if length % 12:
                 _note(problems, f"LARGE_COMMUNITY length {length}")

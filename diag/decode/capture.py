@@ -81,6 +81,20 @@ Item = Union[Record, Damage]
 
 
 def open_capture(path: str | Path) -> tuple[CaptureInfo, Iterator[Item]]:
+    """Records one by one (see the module docstring)."""
+    info, blocks = open_blocks(path)
+
+    def records() -> Iterator[Item]:
+        for block in blocks:
+            yield from block.records()
+            if block.damage is not None:
+                yield block.damage
+
+    return info, records()
+
+
+def open_blocks(path: str | Path, max_packets: int = 65536) -> tuple[CaptureInfo, Iterator["Block"]]:
+    """Records in :class:`Block` s of at most ``max_packets``, for vectorised decoding."""
     p = Path(path)
     try:
         fh = open(p, "rb")
@@ -111,7 +125,7 @@ def open_capture(path: str | Path) -> tuple[CaptureInfo, Iterator[Item]]:
         info = CaptureInfo(str(p), "pcap", "little" if order == "<" else "big",
                            "ns" if unit == 1e-9 else "us",
                            [Interface(0, linktype, snaplen=snaplen, ts_unit=unit)])
-        return info, _pcap_records(fh, order, unit, linktype)
+        return info, _pcap_blocks(fh, order, unit, linktype, max_packets)
     if magic == PCAPNG_SHB:
         if len(head) < 12:
             fh.close()
@@ -126,149 +140,219 @@ def open_capture(path: str | Path) -> tuple[CaptureInfo, Iterator[Item]]:
             raise UnusableInput(f"{p}: pcapng section header with a bad byte-order magic")
         info = CaptureInfo(str(p), "pcapng", "little" if order == "<" else "big", "pcapng")
         fh.seek(0)
-        return info, _pcapng_records(fh, info)
+        return info, _pcapng_blocks(fh, info, max_packets)
     fh.close()
     raise UnusableInput(f"{p}: not a pcap or pcapng file (magic {magic.hex()})",
                         hint="diag reads pcap and pcapng, e.g. from tcpdump -w or dumpcap")
 
 
-class _Blocks:
-    """A sliding window over a file, read in large blocks."""
+@dataclass
+class Block:
+    """Consecutive records sharing one buffer: packet ``i`` is ``buf[offsets[i]:offsets[i] + caplens[i]]``.
 
-    __slots__ = ("fh", "buf", "pos", "eof")
+    Columns are numpy arrays (built once per block, so vectorised decoders can use them);
+    ``damage`` is set on the last block of a damaged file.
+    """
 
-    def __init__(self, fh: BinaryIO, initial: bytes = b"") -> None:
-        self.fh, self.buf, self.pos, self.eof = fh, initial, 0, False
+    first_frame: int
+    buf: bytes
+    offsets: "object"
+    caplens: "object"
+    wirelens: "object"
+    ts: "object"
+    ifaces: "object"
+    linktypes: "object"
+    flags: "object"
+    damage: Damage | None = None
 
-    def ensure(self, n: int) -> bool:
-        """Make ``n`` bytes available at ``pos``; False when the file ends first."""
-        if len(self.buf) - self.pos >= n:
-            return True
-        while not self.eof and len(self.buf) - self.pos < n:
-            more = self.fh.read(max(READ_BLOCK, n))
-            if not more:
-                self.eof = True
-                break
-            self.buf = self.buf[self.pos:] + more
-            self.pos = 0
-        return len(self.buf) - self.pos >= n
+    def __len__(self) -> int:
+        return len(self.offsets)
 
-
-def _pcap_records(fh: BinaryIO, order: str, unit: float, linktype: int) -> Iterator[Item]:
-    rec = struct.Struct(order + "IIII")
-    unpack = rec.unpack_from
-    frame = 0
-    with fh:
-        blocks = _Blocks(fh)
-        while True:
-            if not blocks.ensure(16):
-                if len(blocks.buf) - blocks.pos:
-                    yield Damage(frame + 1, "truncated record header at end of file")
-                return
-            buf, pos = blocks.buf, blocks.pos
-            sec, frac, caplen, wirelen = unpack(buf, pos)
-            if caplen > MAX_RECORD:
-                yield Damage(frame + 1, f"corrupt record header (captured length {caplen})")
-                return
-            end = pos + 16 + caplen
-            if end > len(buf):
-                if not blocks.ensure(16 + caplen):
-                    yield Damage(frame + 1, f"truncated record: {len(blocks.buf) - blocks.pos - 16}"
-                                 f" of {caplen} bytes")
-                    return
-                buf, pos = blocks.buf, blocks.pos
-                end = pos + 16 + caplen
+    def records(self) -> Iterator[Record]:
+        buf, frame = self.buf, self.first_frame
+        for off, cap, wire, ts, iface, lt, fl in zip(
+                self.offsets.tolist(), self.caplens.tolist(), self.wirelens.tolist(),
+                self.ts.tolist(), self.ifaces.tolist(), self.linktypes.tolist(), self.flags.tolist()):
+            yield (frame, ts, iface, lt, buf[off:off + cap], wire, fl)
             frame += 1
-            blocks.pos = end
-            yield (frame, sec + frac * unit, 0, linktype, buf[pos + 16:end], wirelen, 0)
 
 
-def _pcapng_records(fh: BinaryIO, info: CaptureInfo) -> Iterator[Item]:
-    frame = 0
+def _block(first_frame: int, buf: bytes, cols: list[list], damage: Damage | None) -> Block:
+    import numpy as np
+
+    offsets, caplens, wirelens, secs, fracs, units, ifaces, linktypes, flags = cols
+    ts = np.asarray(secs, dtype=np.float64) + np.asarray(fracs, dtype=np.float64) * np.asarray(
+        units, dtype=np.float64)
+    return Block(first_frame, buf, np.asarray(offsets, dtype=np.int64),
+                 np.asarray(caplens, dtype=np.int64), np.asarray(wirelens, dtype=np.int64), ts,
+                 np.asarray(ifaces, dtype=np.int64), np.asarray(linktypes, dtype=np.int64),
+                 np.asarray(flags, dtype=np.int64), damage)
+
+
+def _pcap_block(first_frame: int, buf: bytes, headers: list[int], order: str, unit: float,
+                linktype: int, damage: Damage | None) -> Block:
+    """Record headers read column-wise with numpy from their offsets."""
+    import numpy as np
+
+    count = len(headers)
+    pos = np.asarray(headers, dtype=np.int64)
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    idx = pos[:, None] + np.arange(16)[None, :]
+    words = raw[idx].reshape(count, 16).copy().view(np.dtype(order + "u4")).reshape(count, 4) \
+        if count else np.zeros((0, 4), dtype=np.uint32)
+    secs, fracs = words[:, 0].astype(np.float64), words[:, 1].astype(np.float64)
+    zeros = np.zeros(count, dtype=np.int64)
+    return Block(first_frame, buf, pos + 16, words[:, 2].astype(np.int64),
+                 words[:, 3].astype(np.int64), secs + fracs * unit, zeros,
+                 np.full(count, linktype, dtype=np.int64), zeros.copy(), damage)
+
+
+def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
+                 max_packets: int) -> Iterator[Block]:
+    unpack = struct.Struct(order + "IIII").unpack_from
+    caplen_at = struct.Struct(order + "I").unpack_from
+    frame = 1
+    with fh:
+        carry = b""
+        while True:
+            more = fh.read(READ_BLOCK)
+            buf = carry + more if carry else more
+            n = len(buf)
+            pos = 0
+            damage = None
+            while True:
+                offsets: list[int] = []
+                append = offsets.append
+                count = 0
+                while pos + 16 <= n and count < max_packets:
+                    caplen = caplen_at(buf, pos + 8)[0]
+                    if caplen > MAX_RECORD:
+                        damage = Damage(frame + count, f"corrupt record header (captured length {caplen})")
+                        break
+                    nxt = pos + 16 + caplen
+                    if nxt > n:
+                        break
+                    append(pos)
+                    pos = nxt
+                    count += 1
+                if not more and damage is None and pos < n and count < max_packets:
+                    damage = (Damage(frame + count, "truncated record header at end of file")
+                              if n - pos < 16 else
+                              Damage(frame + count, f"truncated record: {n - pos - 16} of "
+                                     f"{unpack(buf, pos)[2]} bytes"))
+                if count or damage:
+                    yield _pcap_block(frame, buf, offsets, order, unit, linktype, damage)
+                    frame += count
+                if damage or count < max_packets:
+                    break
+            if damage or not more:
+                return
+            carry = buf[pos:]
+
+
+def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int) -> Iterator[Block]:
+    frame = 1
     order = "<" if info.byte_order == "little" else ">"
     section_ifaces: list[Interface] = []
     with fh:
-        blocks = _Blocks(fh)
+        carry = b""
         while True:
-            if not blocks.ensure(12):
-                if len(blocks.buf) - blocks.pos:
-                    yield Damage(frame + 1, "truncated block header at end of file")
+            more = fh.read(READ_BLOCK)
+            buf = carry + more if carry else more
+            n = len(buf)
+            pos = 0
+            while True:
+                cols: list[list] = [[] for _ in range(9)]
+                offsets, caplens, wirelens, his, los, units, ifaces, linktypes, flags = cols
+                damage = None
+                while pos + 12 <= n and len(offsets) < max_packets:
+                    btype_raw = buf[pos:pos + 4]
+                    if btype_raw == PCAPNG_SHB:
+                        bom = buf[pos + 8:pos + 12]
+                        if bom == b"\x4d\x3c\x2b\x1a":
+                            order = "<"
+                        elif bom == b"\x1a\x2b\x3c\x4d":
+                            order = ">"
+                        else:
+                            damage = Damage(frame + len(offsets), "section header with a bad byte-order magic")
+                            break
+                        section_ifaces = []
+                    btype, blen = struct.unpack_from(order + "II", buf, pos)
+                    if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                        damage = Damage(frame + len(offsets), f"corrupt block (type {btype:#x}, length {blen})")
+                        break
+                    if pos + blen > n:
+                        break
+                    body, body_end = pos + 8, pos + blen - 4
+                    pos += blen
+                    if btype == 6 or btype == 2:   # Enhanced Packet Block / obsolete Packet Block
+                        if btype == 6:
+                            if body_end - body < 20:
+                                damage = Damage(frame + len(offsets), "enhanced packet block too short")
+                                break
+                            iface_id, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(
+                                order + "IIIII", buf, body)
+                        else:
+                            iface_id, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(
+                                order + "HHIIII", buf, body)
+                        data_start = body + 20
+                        if data_start + caplen > body_end:
+                            damage = Damage(frame + len(offsets), "captured length past the end of its block")
+                            break
+                        if iface_id >= len(section_ifaces):
+                            damage = Damage(frame + len(offsets), "packet block names an undeclared interface")
+                            break
+                        iface = section_ifaces[iface_id]
+                        fl = 0
+                        opt = data_start + ((caplen + 3) & ~3)
+                        if btype == 6 and opt < body_end:
+                            fl = _epb_flags(buf, opt, body_end, order)
+                        offsets.append(data_start)
+                        caplens.append(caplen)
+                        wirelens.append(wirelen)
+                        his.append((ts_hi << 32) | ts_lo)
+                        los.append(0)
+                        units.append(iface.ts_unit)
+                        ifaces.append(iface.capture_iface)
+                        linktypes.append(iface.linktype)
+                        flags.append(fl)
+                    elif btype == 1:  # Interface Description Block
+                        linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buf, body)
+                        iface = Interface(len(info.interfaces), linktype, snaplen=snaplen)
+                        _idb_options(iface, buf, body + 8, body_end, order)
+                        info.interfaces.append(iface)
+                        section_ifaces.append(iface)
+                    elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
+                        if not section_ifaces:
+                            damage = Damage(frame + len(offsets), "simple packet block before any interface")
+                            break
+                        (wirelen,) = struct.unpack_from(order + "I", buf, body)
+                        iface = section_ifaces[0]
+                        caplen = min(wirelen, body_end - body - 4,
+                                     iface.snaplen if iface.snaplen else wirelen)
+                        offsets.append(body + 4)
+                        caplens.append(caplen)
+                        wirelens.append(wirelen)
+                        his.append(0)
+                        los.append(0)
+                        units.append(0.0)
+                        ifaces.append(iface.capture_iface)
+                        linktypes.append(iface.linktype)
+                        flags.append(0)
+                    # other blocks (NRB, ISB, DSB, custom) carry nothing diag needs
+                if not more and damage is None and pos < n and len(offsets) < max_packets:
+                    damage = Damage(frame + len(offsets), "truncated block at end of file")
+                count = len(offsets)
+                if count or damage:
+                    # timestamps: units * (hi<<32|lo) — kept as (value, 0, unit) columns
+                    yield _block(frame, buf, [offsets, caplens, wirelens, los, his, units, ifaces,
+                                              linktypes, flags], damage)
+                    frame += count
+                if damage or count < max_packets:
+                    break
+            if damage or not more:
                 return
-            buf, pos = blocks.buf, blocks.pos
-            btype_raw = buf[pos:pos + 4]
-            if btype_raw == PCAPNG_SHB:
-                bom = buf[pos + 8:pos + 12]
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    order = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    order = ">"
-                else:
-                    yield Damage(frame + 1, "section header with a bad byte-order magic")
-                    return
-                section_ifaces = []
-            btype, blen = struct.unpack_from(order + "II", buf, pos)
-            if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                yield Damage(frame + 1, f"corrupt block (type {btype:#x}, length {blen})")
-                return
-            if not blocks.ensure(blen):
-                yield Damage(frame + 1, f"truncated block (type {btype:#x}, {blen} bytes)")
-                return
-            buf, pos = blocks.buf, blocks.pos
-            blocks.pos = pos + blen
-            body = pos + 8
-            body_end = pos + blen - 4
-            if btype == 6:  # Enhanced Packet Block
-                if body_end - body < 20:
-                    yield Damage(frame + 1, "enhanced packet block too short")
-                    return
-                iface_id, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(order + "IIIII", buf, body)
-                data_start = body + 20
-                if data_start + caplen > body_end or iface_id >= len(section_ifaces):
-                    frame += 1
-                    reason = ("packet block names an undeclared interface" if caplen <= body_end - data_start
-                              else "captured length past the end of its block")
-                    yield Damage(frame, reason)
-                    return
-                iface = section_ifaces[iface_id]
-                flags = 0
-                opt = data_start + ((caplen + 3) & ~3)
-                if opt < body_end:
-                    flags = _epb_flags(buf, opt, body_end, order)
-                frame += 1
-                yield (frame, ((ts_hi << 32) | ts_lo) * iface.ts_unit, iface.capture_iface,
-                       iface.linktype, buf[data_start:data_start + caplen], wirelen, flags)
-            elif btype == 1:  # Interface Description Block
-                linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buf, body)
-                iface = Interface(len(info.interfaces), linktype, snaplen=snaplen)
-                _idb_options(iface, buf, body + 8, body_end, order)
-                if linktype not in SUPPORTED_LINKTYPES:
-                    yield Damage(frame + 1, f"interface {iface.capture_iface} has unsupported"
-                                 f" link type {linktype}")
-                info.interfaces.append(iface)
-                section_ifaces.append(iface)
-            elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
-                if not section_ifaces:
-                    yield Damage(frame + 1, "simple packet block before any interface")
-                    return
-                (wirelen,) = struct.unpack_from(order + "I", buf, body)
-                iface = section_ifaces[0]
-                caplen = min(wirelen, body_end - body - 4,
-                             iface.snaplen if iface.snaplen else wirelen)
-                frame += 1
-                yield (frame, 0.0, iface.capture_iface, iface.linktype,
-                       buf[body + 4:body + 4 + caplen], wirelen, 0)
-            elif btype == 2:  # obsolete Packet Block
-                iface_id, _drops, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(
-                    order + "HHIIII", buf, body)
-                if iface_id >= len(section_ifaces) or body + 20 + caplen > body_end:
-                    frame += 1
-                    yield Damage(frame, "damaged packet block")
-                    return
-                iface = section_ifaces[iface_id]
-                frame += 1
-                yield (frame, ((ts_hi << 32) | ts_lo) * iface.ts_unit, iface.capture_iface,
-                       iface.linktype, buf[body + 20:body + 20 + caplen], wirelen, 0)
-            # other blocks (NRB, ISB, DSB, custom) carry nothing diag needs
+            carry = buf[pos:]
 
 
 def _options(buf: bytes, pos: int, end: int, order: str) -> Iterator[tuple[int, bytes]]:

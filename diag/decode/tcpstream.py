@@ -56,6 +56,7 @@ buffer); a bytearray is used only for a message split across segments.
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass
 
 MARKER = b"\xff" * 16
@@ -67,6 +68,9 @@ _KEEPALIVE = 4
 _SEQ_MASK = 0xFFFFFFFF
 _HALF_SPACE = 1 << 31
 _ERROR_RAW_MAX = 64
+# A resync candidate: a marker not followed by another 0xff (see _plausible_header), found by the
+# regex engine so that long runs of 0xff are skipped in C, not candidate by candidate.
+_CANDIDATE = re.compile(re.escape(MARKER) + rb"(?=[^\xff]|\Z)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,22 +277,30 @@ class BgpStream:
         target = self._pending[0][0]
         missing = target - self._expected
         if missing > 0:
-            self._open_hole(now, missing)
+            self._open_hole(now, missing, out)
             self._advance(missing)
         self._drain(now, out)
 
-    def _open_hole(self, now: int, missing: int | None) -> None:
+    def _open_hole(self, now: int, missing: int | None, out: list[Event]) -> None:
         """Start (or extend) a Gap: the partial data before it can no longer be framed."""
-        discarded = len(self._buf)
+        if self._synced:
+            discarded = len(self._buf)           # the message cut by the hole
+        else:
+            discarded = 0
+            self._skip(len(self._buf))           # resync tail: belongs to the gap already open
         self._clear_buf()
         self._synced = False
         gap = self._open_gap
+        if gap is not None and gap[1] is None:
+            # Still looking for the first header of a mid-stream start: report that apart, so
+            # the size of this hole is not lost in an unknown total.
+            self._emit_gap(out)
+            gap = None
         if gap is None:
             self._open_gap = [now, missing, discarded, True]
         else:
-            gap[1] = None if gap[1] is None or missing is None else gap[1] + missing
+            gap[1] = None if missing is None else gap[1] + missing
             gap[2] += discarded
-            gap[3] = True
 
     def _finish(self, now: int) -> list[Event]:
         """End of the direction: give up on every hole, report the unfinished message."""
@@ -296,7 +308,7 @@ class BgpStream:
         while self._pending:
             self._declare_hole(now, out)
         if self._synced and self._buf:
-            self._open_hole(now, None)       # the stream ended inside a message
+            self._open_hole(now, None, out)  # the stream ended inside a message
         else:
             self._skip(len(self._buf))       # resync tail: bytes that never became a header
             self._clear_buf()
@@ -398,52 +410,69 @@ class BgpStream:
 
     def _resync(self, data: bytes, pos: int, base: int, data_frame: int, now: int,
                 out: list[Event]) -> int:
-        """Look for the next plausible header in the resync tail plus ``data[pos:]``.
+        """Look for the next plausible header in the resync tail, then in ``data[pos:]``.
 
-        Returns the position in ``data`` to continue from. On success the stream is synced and
-        the message head, if it began in the tail, stays in the buffer.
+        Returns the position in ``data`` to continue from. On success the stream is synced; a
+        message head that began in the tail stays in the buffer. ``data`` is scanned in place
+        (no copy), so a run of bad headers costs linear time.
         """
+        n = len(data)
         tail_len = len(self._buf)
-        window = bytes(self._buf) + data[pos:] if tail_len else data[pos:]
-        window_offset = self._buf_offset if tail_len else base + pos
-        if not tail_len:
-            self._buf_offset = window_offset
-            self._buf_frames = [(window_offset, data_frame)]
-        elif self._buf_frames[-1][1] != data_frame:
-            self._buf_frames.append((base + pos, data_frame))
+        if tail_len:
+            if self._buf_frames[-1][1] != data_frame:
+                self._buf_frames.append((base + pos, data_frame))
+            # Only candidates starting inside the (<= 18 byte) tail need the joined view.
+            window = bytes(self._buf) + data[pos:pos + HEADER_LEN]
+            hit, complete = self._scan(window, 0, tail_len)
+            if complete:
+                self._skip(hit)
+                self._drop_buf_prefix(hit)
+                self._synced = True
+                self._emit_gap(out)
+                return pos
+            if n - pos < HEADER_LEN:
+                # All of data is in the window: it becomes the tail, from the incomplete
+                # candidate if there is one, else its last 18 bytes (a marker may be starting).
+                keep_from = hit if hit != -1 else max(0, len(window) - (HEADER_LEN - 1))
+                self._buf += data[pos:]
+                self._skip(keep_from)
+                self._drop_buf_prefix(keep_from)
+                return n
+            self._skip(tail_len)
+            self._clear_buf()
+        hit, complete = self._scan(data, pos, n)
+        if complete:
+            self._skip(hit - pos)
+            self._synced = True
+            self._emit_gap(out)
+            return hit
+        # Keep only what may still become the start of a header.
+        keep_from = hit if hit != -1 else max(pos, n - (HEADER_LEN - 1))
+        self._skip(keep_from - pos)
+        if keep_from < n:
+            self._buffer(data, keep_from, n, base, data_frame)
+        return n
+
+    def _scan(self, window: bytes, start: int, limit: int) -> tuple[int, bool]:
+        """First plausible header starting in ``window[start:limit]``: (position, complete).
+
+        (-1, False) when there is none; (position, False) when a marker starts there but the
+        window ends before its 19 bytes could be checked.
+        """
         size = len(window)
         max_message = self.max_message
-        hit = window.find(MARKER)
-        while hit != -1 and size - hit >= HEADER_LEN:
-            if _plausible_header(window, hit, max_message):
+        search = _CANDIDATE.search
+        found = search(window, start)
+        while found is not None:
+            hit = found.start()
+            if hit >= limit:
                 break
-            hit = window.find(MARKER, hit + 1)
-        if hit == -1 or size - hit < HEADER_LEN:
-            # Keep only what may still become the start of a header.
-            keep = size - hit if hit != -1 else min(size, HEADER_LEN - 1)
-            self._skip(size - keep)
-            self._buf = bytearray(window[size - keep:]) if keep else bytearray()
-            self._buf_offset = window_offset + size - keep
-            self._trim_frames()
-            return len(data)
-        self._skip(hit)
-        self._synced = True
-        self._emit_gap(out)
-        if hit < tail_len:
-            self._buf = bytearray(window[hit:tail_len])
-            self._buf_offset = window_offset + hit
-            self._trim_frames()
-            return pos
-        self._clear_buf()
-        return pos + hit - tail_len
-
-    def _trim_frames(self) -> None:
-        if not self._buf:
-            self._buf_frames = []
-            return
-        frames = self._buf_frames
-        while len(frames) > 1 and frames[1][0] <= self._buf_offset:
-            frames.pop(0)
+            if size - hit < HEADER_LEN:
+                return hit, False
+            if _plausible_header(window, hit, max_message):
+                return hit, True
+            found = search(window, hit + 1)
+        return -1, False
 
     def _skip(self, count: int) -> None:
         if count and self._open_gap is not None:

@@ -211,6 +211,14 @@ def test_mid_stream_marker_split_across_segments() -> None:
         (OPEN, 1, 2), (KEEPALIVE, 2, 2)]
 
 
+def test_hole_before_the_first_header_of_a_mid_stream_start_keeps_its_size() -> None:
+    stream = BgpStream()
+    assert stream.segment(100, b"junk", 1) == []             # no header found yet
+    assert stream.segment(110, b"more" + KEEPALIVE, 2) == []  # 6 bytes lost before this
+    out = stream.flush(3)
+    assert out == [Gap(1, None, 4), Gap(3, 6, 4), Message(KEEPALIVE, 2, 3, 14)]
+
+
 def test_resync_skips_a_fake_marker_inside_a_longer_run_of_ones() -> None:
     stream = BgpStream()
     body_tail = b"\x18\xff\xff\xff\xff"                      # e.g. a prefix ending in 0xff bytes
@@ -218,6 +226,16 @@ def test_resync_skips_a_fake_marker_inside_a_longer_run_of_ones() -> None:
     data = body_tail + junk_with_marker_like + ROUTE_REFRESH
     out = stream.segment(1, data, 1)
     assert [m.raw for m in messages(out)] == [ROUTE_REFRESH]
+
+
+def test_resync_through_a_long_run_of_ones_split_across_segments() -> None:
+    stream = BgpStream()
+    data = b"\xff" * 5000 + KEEPALIVE + OPEN
+    out: list = []
+    for frame, at in enumerate(range(0, len(data), 7), start=1):
+        out += stream.segment(at, data[at:at + 7], frame)
+    assert out[0] == Gap(frame=1, missing_bytes=None, discarded_bytes=5000)
+    assert [m.raw for m in messages(out)] == [KEEPALIVE, OPEN]
 
 
 def test_lying_length_too_small_is_a_framing_error_then_resync() -> None:
@@ -285,6 +303,7 @@ def test_fin_ends_the_direction_after_the_data_before_it() -> None:
     data = OPEN + NOTIFICATION
     # FIN arrives (with the NOTIFICATION) before the OPEN.
     assert stream.segment(1001 + 29, data[29:], 2, fin=True) == []
+    assert stream.segment(1001 + len(data), KEEPALIVE, 3) == []   # beyond the FIN: invalid
     out = stream.segment(1001, data[:29], 3)
     assert [m.raw for m in out] == [OPEN, NOTIFICATION]
     assert stream.segment(1001 + len(data), KEEPALIVE, 4) == []
@@ -479,6 +498,26 @@ def test_property_lost_data_is_a_gap_and_later_messages_survive(case) -> None:
     accounted = sum(len(m.raw) for m in messages(out)) + sum(
         (g.missing_bytes or 0) + g.discarded_bytes for g in gaps)
     assert accounted == received_end
+
+
+@given(segmented_streams(drop=True), st.integers(1, 600), st.integers(1, 6))
+def test_property_small_buffers_only_ever_emit_true_messages(case, max_pending, max_segs) -> None:
+    """With tiny out-of-order limits holes are declared early; what comes out is still only
+    true messages at their true offsets, in order, and every byte is accounted for."""
+    msgs, data, segs, isn = case
+    stream = BgpStream(max_pending=max_pending, max_pending_segments=max_segs)
+    out = stream.segment(isn, b"", 1, syn=True) + feed(stream, data, segs, isn)
+    out += stream.flush(10_000)
+    assert not of_type(out, FramingError)
+    truth = {start: msg for msg, (start, _) in zip(msgs, message_spans(msgs))}
+    got = messages(out)
+    assert all(truth.get(m.offset) == m.raw for m in got)
+    assert [m.offset for m in got] == sorted({m.offset for m in got})
+    gaps = of_type(out, Gap)
+    accounted = sum(len(m.raw) for m in got) + sum(
+        (g.missing_bytes or 0) + g.discarded_bytes for g in gaps)
+    assert accounted == max((s.end for s in segs), default=0)
+    assert stream._pending_bytes <= max_pending
 
 
 @given(st.lists(bgp_messages(), min_size=1, max_size=10), st.data())

@@ -11,7 +11,9 @@ scapy's own faults are handled here rather than inherited:
   read here 4 octets at a time;
 * it knows nothing of ADD-PATH (RFC 7911): callers must not compare prefixes of messages that carry
   path identifiers;
-* VXLAN is bound to UDP 8472 (and other given ports) explicitly.
+* VXLAN is bound to UDP 8472 (and other given ports) explicitly;
+* its IPerror/UDPerror (the packet quoted in an ICMP error) are subclasses of IP/UDP, so the walk
+  over layers stops at ICMP.
 """
 from __future__ import annotations
 
@@ -78,8 +80,16 @@ class _Direction:
             del self.buffer[:length]
 
 
-def _route_facts(upd: Any) -> BgpMsg:
+class _ScapyCannot(Exception):
+    """scapy cannot decode this message (one of its known gaps): the frame is not compared."""
+
+
+def _rest(layer: Any) -> bytes:
     from scapy.packet import Raw
+    return bytes(layer[Raw].load) if layer.haslayer(Raw) else b""
+
+
+def _route_facts(upd: Any) -> BgpMsg:
     as_path = as4_path = ""
     next_hops: list[str] = []
     mp_next_hops: list[str] = []
@@ -90,21 +100,22 @@ def _route_facts(upd: Any) -> BgpMsg:
     for attr in upd.path_attr:
         a = attr.attribute
         code = attr.type_code
-        if code in (2, 17):
-            text = as_path_text((s.segment_type, s.segment_value) for s in a.segments)
-            if code == 2:
-                as_path = text
-            else:
-                as4_path = text
+        if code == 2:
+            as_path = as_path_text((s.segment_type, s.segment_value) for s in a.segments)
+        elif code == 17:   # scapy's AS4_PATH holds one segment; any further ones stay Raw
+            if len(_rest(a)):
+                raise _ScapyCannot("AS4_PATH with more than one segment")
+            as4_path = as_path_text([(a.segment_type, a.segment_value)])
         elif code == 3:
             next_hops.append(canon_ip(a.next_hop))
         elif code == 8:
             comms.append(community_text(a.community))
-            rest = bytes(a[Raw].load) if a.haslayer(Raw) else b""
-            comms += [community_text(v) for (v,) in struct.iter_unpack("!I", rest)]
+            comms += [community_text(v) for (v,) in struct.iter_unpack("!I", _rest(a))]
         elif code == 32:
             large += [f"{s.global_administrator}:{s.local_data_part1}:{s.local_data_part2}"
                       for s in a.segments]
+            # scapy parses the first large community only; the others are left as Raw
+            large += [f"{x}:{y}:{z}" for x, y, z in struct.iter_unpack("!III", _rest(a))]
         elif code == 14:
             if a.afi == 2:
                 mp_next_hops.append(canon_ip(a.nh_v6_global))
@@ -129,9 +140,20 @@ def _route_facts(upd: Any) -> BgpMsg:
 
 
 def _message(raw: bytes) -> BgpMsg:
+    try:
+        return _parse(raw)
+    except _ScapyCannot:
+        raise
+    except Exception as err:  # scapy raises all sorts on bytes it does not expect
+        raise _ScapyCannot(repr(err)) from err
+
+
+def _parse(raw: bytes) -> BgpMsg:
     from scapy.contrib.bgp import BGPHeader, BGPNotification, BGPUpdate
     hdr = BGPHeader(raw)
     if hdr.type == 2:
+        if not hdr.haslayer(BGPUpdate):
+            raise _ScapyCannot("UPDATE not parsed")
         return _route_facts(hdr[BGPUpdate])
     if hdr.type == 3:
         n = hdr[BGPNotification]
@@ -140,14 +162,16 @@ def _message(raw: bytes) -> BgpMsg:
 
 
 def bgp_frames(path: Path, bgp_ports: Sequence[int] = (179,), four_octet: bool = True,
-               vxlan_ports: Sequence[int] = (4789, 8472)) -> dict[int, FrameBgp]:
-    """frame -> the BGP messages completing in it, per scapy's BGP layer on reassembled bytes."""
+               vxlan_ports: Sequence[int] = (4789, 8472)) -> tuple[dict[int, FrameBgp], set[int]]:
+    """frame -> the BGP messages completing in it, per scapy's BGP layer on reassembled bytes;
+    and the frames holding a message scapy cannot decode (not to be compared)."""
     from scapy.contrib import bgp
     from scapy.layers.inet import IP, TCP
     from scapy.layers.inet6 import IPv6
     bgp.bgp_module_conf.use_2_bytes_asn = not four_octet
     streams: dict[tuple[str, int, str, int], _Direction] = {}
     out: dict[int, FrameBgp] = {}
+    cannot: set[int] = set()
     for frame, pkt in _packets(path, vxlan_ports):
         if not pkt.haslayer(TCP):
             continue
@@ -170,17 +194,21 @@ def bgp_frames(path: Path, bgp_ports: Sequence[int] = (179,), four_octet: bool =
         key = (str(ip.src), tcp.sport, str(ip.dst), tcp.dport)
         d = streams.setdefault(key, _Direction())
         d.feed(tcp.seq, bool(tcp.flags & 0x02), data)
-        msgs = [_message(raw) for raw in d.messages()]
+        try:
+            msgs = [_message(raw) for raw in d.messages()]
+        except _ScapyCannot:
+            cannot.add(frame)
+            continue
         if msgs:
             out[frame] = FrameBgp.of(msgs)
-    return out
+    return out, cannot
 
 
 def tunnels_and_arp(path: Path, vxlan_ports: Sequence[int] = (4789, 8472)
                     ) -> tuple[dict[int, tuple[TunnelLayer, ...]], dict[int, tuple[ArpFact, int]]]:
     """Per frame the tunnel layers (outermost first) and the ARP fact with its tunnel depth."""
     from scapy.contrib.geneve import GENEVE
-    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet import ICMP, IP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import ARP, Ether
     from scapy.layers.vxlan import VXLAN
@@ -190,7 +218,9 @@ def tunnels_and_arp(path: Path, vxlan_ports: Sequence[int] = (4789, 8472)
         found: list[TunnelLayer] = []
         ip_layer = udp_layer = None
         layer = pkt
-        while layer is not None and layer.name != "NoPayload" and layer.__class__.__name__ != "NoPayload":
+        while layer is not None and layer.__class__.__name__ != "NoPayload":
+            if isinstance(layer, ICMP) or layer.__class__.__name__.startswith("ICMPv6"):
+                break   # what follows an ICMP error is a quote (IPerror/UDPerror), not traffic
             if isinstance(layer, (IP, IPv6)):
                 ip_layer = layer
             elif isinstance(layer, UDP):

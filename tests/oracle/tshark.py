@@ -167,9 +167,9 @@ def expert_frames(path: Path, decode_as: Sequence[str] = (), expert_filter: str 
 
 PACKET_FIELDS = ("frame.number", "frame.time_epoch", "frame.cap_len", "frame.len",
                  "frame.interface_id", "frame.interface_name", "frame.packet_flags_direction",
-                 "sll.pkttype", "sll.ifindex", "eth.src", "eth.dst", "vlan.id", "ip.src", "ip.dst",
+                 "sll.pkttype", "sll.ifindex", "eth.src", "eth.dst", "ieee8021ad.id", "vlan.id", "ip.src", "ip.dst",
                  "ipv6.src", "ipv6.dst", "ip.proto", "ip.flags.mf", "ip.frag_offset",
-                 "ipv6.fragment.offset", "ipv6.fragment.more", "tcp.srcport", "tcp.dstport",
+                 "ipv6.fraghdr.offset", "ipv6.fraghdr.more", "tcp.srcport", "tcp.dstport",
                  "udp.srcport", "udp.dstport", "arp.opcode", "frame.protocols")
 
 
@@ -244,3 +244,54 @@ def tunnels_and_arp(path: Path, decode_as: Sequence[str] = ()
         if found:
             tunnels[frame] = tuple(found)
     return tunnels, arps
+
+
+def _epoch_ns(text: str) -> int:
+    sec, _, frac = text.partition(".")
+    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+PKTTYPE_DIRECTION = {0: "in", 1: "in", 2: "in", 3: "in", 4: "out"}
+EPB_DIRECTION = {1: "in", 2: "out"}
+
+
+def packet_facts(path: Path, decode_as: Sequence[str] = ()) -> dict[int, dict[str, object]]:
+    """frame -> link/IP facts as tshark dissects them (outermost headers)."""
+    out: dict[int, dict[str, object]] = {}
+    for frame, f in packet_fields(path, decode_as).items():
+        first = {k: (v[0] if v else None) for k, v in f.items()}
+        protos = (first["frame.protocols"] or "").split(":")
+        l3 = next((p for p in protos if p in ("ip", "ipv6", "arp")), None)
+        facts: dict[str, object] = dict(
+            ts_ns=_epoch_ns(first["frame.time_epoch"] or "0"),
+            caplen=int(first["frame.cap_len"] or 0), wirelen=int(first["frame.len"] or 0),
+            l3={"ip": "ipv4"}.get(l3, l3) if l3 else None)
+        if first["frame.interface_name"]:
+            facts["iface_name"] = first["frame.interface_name"]
+            facts["capture_iface"] = int(first["frame.interface_id"] or 0)
+        if first["sll.pkttype"] is not None:
+            facts["pkttype"] = int(first["sll.pkttype"])
+            facts["direction"] = PKTTYPE_DIRECTION.get(int(first["sll.pkttype"]))
+        elif first["frame.packet_flags_direction"] is not None:
+            facts["direction"] = EPB_DIRECTION.get(int(first["frame.packet_flags_direction"], 0))
+        if first["sll.ifindex"] is not None:
+            facts["ifindex"] = int(first["sll.ifindex"])
+        if "eth" in protos[:2]:
+            facts["eth_src"], facts["eth_dst"] = first["eth.src"], first["eth.dst"]
+        facts["vlan"] = tuple(int(v) for v in f["ieee8021ad.id"] + f["vlan.id"])   # outer tag first
+        if l3 == "ip":
+            facts["src"], facts["dst"] = canon_ip(first["ip.src"]), canon_ip(first["ip.dst"])
+            facts["fragment"] = first["ip.flags.mf"] in ("1", "True") or (first["ip.frag_offset"] or "0") != "0"
+        elif l3 == "ipv6":
+            facts["src"], facts["dst"] = canon_ip(first["ipv6.src"]), canon_ip(first["ipv6.dst"])
+            facts["fragment"] = bool(f["ipv6.fraghdr.offset"] or f["ipv6.fraghdr.more"])
+        # ports of the packet itself, not of the one quoted inside an ICMP error
+        transport = next((p for p in protos if p in ("tcp", "udp", "icmp", "icmpv6")), None)
+        if not facts.get("fragment") and transport in ("tcp", "udp"):
+            for proto in ("tcp", "udp"):
+                if first[f"{proto}.srcport"] is not None:
+                    facts["sport"] = int(first[f"{proto}.srcport"])
+                    facts["dport"] = int(first[f"{proto}.dstport"])
+                    break
+        out[frame] = facts
+    return out

@@ -1,0 +1,482 @@
+"""Benchmark runner: diag's full decode against the ground truth, beside tshark and scapy.
+
+Usage (from the repository root)::
+
+    python benchmarks/run.py /tmp/mix.pcap               # a capture made by generate.py
+    python benchmarks/run.py --packets 1000000 --out /tmp/mix.pcap   # generate first
+    python benchmarks/run.py /tmp/mix.pcap --profile 200000          # + cProfile of the decode
+
+What it measures, each in a child process so that peak RSS (``ru_maxrss`` from ``wait4``, and
+``VmHWM`` inside the child) belongs to that one run:
+
+* diag, marginal: ``iter_decode`` consuming every table (BGP reassembly, per-prefix rows, tunnels,
+  ARP) plus :class:`diag.decode.summary.CaptureSummary`, timed after the imports (start-up apart);
+* diag, whole process: ``python -m diag pcap FILE --format json`` from exec to exit;
+* both pinned to one core (``taskset -c 0``) and, when diag has a multi-core mode, on all cores;
+* tshark (``-T fields`` with VXLAN decode-as on 8472) and scapy (``rdpcap`` + layer access) on a
+  fixed slice of the same file (the first 20,000 packets, written with struct), with diag's
+  marginal rate on the same slice; tshark's peak RSS;
+* start-up: ``diag --help`` and ``diag pcap`` on a 50-packet capture (median of 5 runs).
+
+The counts diag produces (packets, BGP messages by type, prefix rows, unique prefixes, packets per
+VNI, ARP requests/replies/answered/unanswered, multiple responders, malformed) are compared with
+the generator's truth (``x.truth.json`` beside ``x.pcap``); the exit status is 1 if any differs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SLICE_PACKETS = 20_000
+TINY_PACKETS = 50
+TARGET_RATE = 300_000
+TARGET_STARTUP = 0.3
+MULTICORE_FIELDS = ("workers", "jobs", "processes")
+
+
+# --- slicing (classic pcap, struct) ------------------------------------------------------------
+def write_slice(src: Path, dst: Path, packets: int) -> int:
+    """Copy the first ``packets`` records of a classic pcap file; returns how many were copied."""
+    with open(src, "rb") as fh, open(dst, "wb") as out:
+        head = fh.read(24)
+        magic = head[:4]
+        if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            rec = struct.Struct("<IIII")
+        elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            rec = struct.Struct(">IIII")
+        else:
+            out.close()
+            dst.unlink()
+            if not shutil.which("editcap"):
+                raise SystemExit(f"{src}: not a classic pcap and no editcap to slice it")
+            subprocess.run(["editcap", "-r", str(src), str(dst), f"1-{packets}"], check=True)
+            return packets
+        out.write(head)
+        n = 0
+        while n < packets:
+            h = fh.read(16)
+            if len(h) < 16:
+                break
+            incl = rec.unpack(h)[2]
+            out.write(h + fh.read(incl))
+            n += 1
+        return n
+
+
+# --- running children --------------------------------------------------------------------------
+def run_child(argv: list[str], pin: bool, capture_stdout: bool = True) -> dict:
+    """Run argv to completion: wall seconds, peak RSS (MB, from wait4), rc, stdout."""
+    if pin and shutil.which("taskset"):
+        argv = ["taskset", "-c", "0", *argv]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out if capture_stdout else subprocess.DEVNULL,
+                                stderr=err, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = {"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "rc": proc.returncode,
+                  "stdout": out.read().decode(errors="replace"),
+                  "stderr": err.read().decode(errors="replace")}
+    if result["rc"] != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({result['rc']}):\n{result['stderr'][-2000:]}")
+    return result
+
+
+def child(mode: str, path: str, extra: str | None) -> dict:
+    return json.loads(run_child([sys.executable, str(Path(__file__).resolve()), "--child", mode,
+                                 path, *([] if extra is None else ["--child-arg", extra])],
+                                pin=True)["stdout"])
+
+
+def _proc_status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def multicore_field() -> str | None:
+    """The DecodeOptions field that asks for several processes, if diag has one."""
+    import dataclasses
+
+    from diag.decode import DecodeOptions
+    names = {f.name for f in dataclasses.fields(DecodeOptions)}
+    return next((n for n in MULTICORE_FIELDS if n in names), None)
+
+
+# --- child: diag's decode ----------------------------------------------------------------------
+def child_decode(path: str, workers: str | None) -> dict:
+    """Imports first (start-up apart), then time the full decode plus the summary."""
+    import pandas  # noqa: F401  (the decoder builds DataFrames; import before the clock starts)
+
+    from diag.decode import DecodeOptions, iter_decode
+    from diag.decode.summary import CaptureSummary
+
+    options = DecodeOptions(**({multicore_field(): int(workers)} if workers else {}))
+    rss_after_imports = _proc_status_kb("VmRSS")
+    start = time.perf_counter()
+    summary = CaptureSummary()
+    rows: Counter = Counter()
+    types: Counter = Counter()
+    actions: Counter = Counter()
+    vnis: Counter = Counter()
+    malformed = 0
+    for chunk in iter_decode(path, options):
+        summary.add(chunk)
+        for name, df in chunk.items():
+            rows[name] += len(df)
+        if len(chunk.bgp_messages):
+            types.update(chunk.bgp_messages["type_name"].value_counts().to_dict())
+            malformed += int(chunk.bgp_messages["malformed"].notna().sum())
+        if len(chunk.bgp_routes):
+            actions.update(chunk.bgp_routes["action"].value_counts().to_dict())
+        if len(chunk.tunnels):
+            vx = chunk.tunnels[chunk.tunnels["type"] == "vxlan"]
+            vnis.update({int(k): int(v) for k, v in vx["vni"].value_counts().items()})
+            malformed += int(chunk.tunnels["malformed"].notna().sum())
+        for name in ("packets", "arp"):
+            df = getattr(chunk, name)
+            if len(df):
+                malformed += int(df["malformed"].notna().sum())
+    result = summary.result()
+    elapsed = time.perf_counter() - start
+    found = counts_from_summary(result)
+    # the same numbers straight from the tables, as a cross-check of the summary
+    found["table_rows"] = dict(rows)
+    found["table_bgp_messages"] = {k: int(v) for k, v in types.items()}
+    found["table_prefix_rows"] = {k: int(v) for k, v in actions.items()}
+    found["table_vnis"] = {str(k): v for k, v in sorted(vnis.items())}
+    found["table_malformed"] = malformed
+    return {"elapsed": elapsed, "packets": found["packets"],
+            "rss_after_imports_mb": rss_after_imports / 1024,
+            "hwm_mb": _proc_status_kb("VmHWM") / 1024, "found": found}
+
+
+def counts_from_summary(s: dict) -> dict:
+    """The truth's numbers, read from a ``diag pcap --format json`` summary."""
+    bgp, arp = s["bgp"], s["arp"]
+    by_vni = {str(r["vni"]): r["packets"] for r in s["tunnels"].get("by_vni", [])
+              if r["type"] == "vxlan"}
+    return {
+        "packets": s["packets"]["total"],
+        "malformed": s["packets"]["malformed"] + bgp["malformed"] + s["tunnels"]["malformed"],
+        "bgp_messages": {k: v for k, v in bgp["messages"].items() if v},
+        "prefix_rows": {"announce": sum(x["announce_rows"] for x in bgp["sessions"]),
+                        "withdraw": sum(x["withdraw_rows"] for x in bgp["sessions"])},
+        "unique_prefixes": {"announced": bgp["prefixes"]["announced"],
+                            "withdrawn": bgp["prefixes"]["withdrawn"]},
+        "vxlan_by_vni": by_vni,
+        "arp": {"requests": arp["requests"], "replies": arp["replies"],
+                "answered": arp["answered"], "unanswered": arp["unanswered"],
+                "multiple_responders": sorted(m["ip"] for m in arp["multiple_responders"])},
+        "stream_events": bgp.get("stream_events", {}),
+    }
+
+
+def compare(truth: dict, found: dict) -> list[tuple[str, object, object]]:
+    """(what, diag, truth) for every number the truth holds."""
+    t_bgp = truth["bgp"]
+    pairs = [
+        ("packets", found["packets"], truth["packets"]),
+        ("malformed", found["malformed"], truth["malformed"]),
+        ("BGP messages by type", found["bgp_messages"],
+         {k: v for k, v in t_bgp["messages"].items() if v}),
+        ("BGP prefix rows", found["prefix_rows"], t_bgp["prefix_rows"]),
+        ("BGP unique prefixes", found["unique_prefixes"], t_bgp["unique_prefixes"]),
+        ("BGP stream events", found["stream_events"], {}),
+        ("VXLAN packets by VNI", found["vxlan_by_vni"], truth["vxlan"]["by_vni"]),
+        ("ARP", found["arp"], truth["arp"]),
+    ]
+    if "table_bgp_messages" in found:
+        pairs += [
+            ("tables: BGP message rows", found["table_bgp_messages"],
+             {k: v for k, v in t_bgp["messages"].items() if v}),
+            ("tables: prefix rows", found["table_prefix_rows"], t_bgp["prefix_rows"]),
+            ("tables: VXLAN rows by VNI", found["table_vnis"], truth["vxlan"]["by_vni"]),
+            ("tables: malformed", found["table_malformed"], 0),
+        ]
+    return pairs
+
+
+# --- child: scapy ------------------------------------------------------------------------------
+def child_scapy(path: str) -> dict:
+    """rdpcap + layer access (VXLAN VNI, every BGP message header, ARP op); imports apart."""
+    from scapy.contrib.bgp import BGPHeader
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import ARP
+    from scapy.layers.vxlan import VXLAN
+    from scapy.packet import bind_layers
+    from scapy.utils import rdpcap
+
+    bind_layers(UDP, VXLAN, dport=8472)
+    start = time.perf_counter()
+    packets = rdpcap(path)
+    vnis: Counter = Counter()
+    bgp: Counter = Counter()
+    arp: Counter = Counter()
+    for p in packets:
+        if VXLAN in p:
+            vnis[p[VXLAN].vni] += 1
+        elif BGPHeader in p:
+            layer = p[BGPHeader]
+            while layer:                    # NoPayload is falsy
+                if isinstance(layer, BGPHeader):
+                    bgp[str(layer.type)] += 1
+                layer = layer.payload
+        elif ARP in p:
+            arp[str(p[ARP].op)] += 1
+    elapsed = time.perf_counter() - start
+    return {"elapsed": elapsed, "packets": len(packets), "bgp_types": dict(bgp),
+            "vxlan_packets": sum(vnis.values()), "arp_ops": dict(arp),
+            "hwm_mb": _proc_status_kb("VmHWM") / 1024}
+
+
+def child_profile(path: str, top: str | None) -> dict:
+    import cProfile
+    import io
+    import pstats
+
+    import pandas  # noqa: F401
+
+    from diag.decode import iter_decode
+    from diag.decode.summary import CaptureSummary
+
+    def work() -> None:
+        summary = CaptureSummary()
+        for chunk in iter_decode(path):
+            summary.add(chunk)
+        summary.result()
+
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.runcall(work)
+    elapsed = time.perf_counter() - start
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(int(top or 25))
+    return {"elapsed_under_profile": elapsed, "report": text.getvalue()}
+
+
+# --- tshark ------------------------------------------------------------------------------------
+def tshark_counts(stdout: str) -> dict:
+    bgp: Counter = Counter()
+    vxlan = 0
+    arp: Counter = Counter()
+    for line in stdout.splitlines():
+        f = line.split("\t")
+        if len(f) < 4:
+            continue
+        for t in filter(None, f[1].split(",")):
+            bgp[t] += 1
+        vxlan += bool(f[2])
+        if f[3]:
+            arp[f[3]] += 1
+    return {"bgp_types": dict(bgp), "vxlan_packets": vxlan, "arp_ops": dict(arp)}
+
+
+TSHARK_FIELDS = ["-d", "udp.port==8472,vxlan", "-T", "fields", "-e", "frame.number",
+                 "-e", "bgp.type", "-e", "vxlan.vni", "-e", "arp.opcode"]
+
+
+def tshark_argv(path: Path) -> list[str]:
+    return ["tshark", "-n", "-r", str(path), *TSHARK_FIELDS]
+
+
+# --- the report --------------------------------------------------------------------------------
+def rate(packets: int, seconds: float) -> str:
+    return f"{packets / seconds:>12,.0f} pkt/s" if seconds > 0 else "n/a"
+
+
+def median_wall(argv: list[str], runs: int = 5) -> tuple[float, float]:
+    walls = [run_child(argv, pin=False, capture_stdout=False)["wall"] for _ in range(runs)]
+    return statistics.median(walls), min(walls)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", nargs="?", type=Path, help="capture written by generate.py")
+    parser.add_argument("--packets", type=int, help="generate a capture of this many packets first")
+    parser.add_argument("--out", type=Path, help="where --packets writes (default: a temp dir)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--slice", type=int, default=SLICE_PACKETS,
+                        help="packets in the slice timed with tshark and scapy")
+    parser.add_argument("--profile", type=int, metavar="N",
+                        help="also print a cProfile (top 25 by tottime) of the decode of N packets")
+    parser.add_argument("--skip-peers", action="store_true", help="do not time tshark and scapy")
+    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-arg", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        sys.path.insert(0, str(REPO))
+        fn = {"decode": child_decode, "scapy": lambda p, _x: child_scapy(p),
+              "profile": child_profile}[args.child]
+        json.dump(fn(str(args.file), args.child_arg), sys.stdout)
+        return 0
+
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(HERE))
+    import generate
+
+    work = Path(tempfile.mkdtemp(prefix="diag-bench-"))
+    capture = args.file
+    if args.packets:
+        capture = args.out or work / f"mix-{args.packets}.pcap"
+        t0 = time.perf_counter()
+        generate.generate(args.packets, capture, args.seed)
+        print(f"generated {capture} ({args.packets:,} packets, "
+              f"{capture.stat().st_size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
+    if capture is None:
+        parser.error("give a capture FILE or --packets N")
+    truth_file = generate.truth_path(capture)
+    truth = json.loads(truth_file.read_text()) if truth_file.exists() else None
+    size_mb = capture.stat().st_size / 1e6
+    results: dict = {"file": str(capture), "size_mb": size_mb, "cpus": os.cpu_count(),
+                     "loadavg": os.getloadavg()}
+    print(f"capture: {capture} ({size_mb:,.0f} MB); truth: "
+          f"{truth_file if truth else 'none (counts not checked)'}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
+          "(shared machine: rates vary with other load)")
+    ok = True
+
+    # diag, marginal, one core
+    dec = child("decode", str(capture), None)
+    n = dec["packets"]
+    results["diag_marginal_1core"] = {k: v for k, v in dec.items() if k != "found"}
+    print("\n== diag (full decode: all tables, BGP reassembly, per-prefix rows, + summary)")
+    print(f"marginal, 1 core   : {rate(n, dec['elapsed'])}  ({n:,} packets in "
+          f"{dec['elapsed']:.2f} s; peak RSS {dec['hwm_mb']:.0f} MB, "
+          f"{dec['rss_after_imports_mb']:.0f} MB after imports)")
+    # diag, whole process, one core
+    whole = run_child([sys.executable, "-m", "diag", "pcap", str(capture), "--format", "json"],
+                      pin=True)
+    whole_found = counts_from_summary(json.loads(whole["stdout"]))
+    results["diag_whole_1core"] = {"wall": whole["wall"], "rss_mb": whole["rss_mb"],
+                                   "rate": n / whole["wall"]}
+    print(f"whole process, 1 core: {rate(n, whole['wall'])}  (`python -m diag pcap FILE "
+          f"--format json`: {whole['wall']:.2f} s, peak RSS {whole['rss_mb']:.0f} MB)")
+    field = multicore_field()
+    if field:
+        cores = str(os.cpu_count() or 1)
+        dec_all = json.loads(run_child([sys.executable, str(Path(__file__).resolve()), "--child",
+                                        "decode", str(capture), "--child-arg", cores],
+                                       pin=False)["stdout"])
+        results["diag_marginal_all"] = {k: v for k, v in dec_all.items() if k != "found"}
+        print(f"marginal, all cores: {rate(n, dec_all['elapsed'])}  ({field}={cores}; peak RSS "
+              f"{dec_all['hwm_mb']:.0f} MB)")
+    else:
+        results["diag_marginal_all"] = "same as 1-core (single process)"
+        print("all-cores: same as 1-core (single process)")
+
+    # ground truth
+    if truth:
+        print("\n== counts against the ground truth")
+        for source, found in (("decode", dec["found"]), ("diag pcap", whole_found)):
+            for what, got, want in compare(truth, found):
+                good = got == want
+                ok &= good
+                shown = got if good else f"{got}  !=  truth {want}"
+                if isinstance(got, dict) and good and len(str(got)) > 70:
+                    shown = f"{sum(v for v in got.values() if isinstance(v, int))} in {len(got)} keys"
+                print(f"  [{'ok' if good else 'DIFF'}] {source:9} {what:26} {shown}")
+        results["counts_ok"] = ok
+    rows = dec["found"]
+    print(f"rows produced: {sum(rows['table_bgp_messages'].values()):,} BGP messages, "
+          f"{sum(rows['table_prefix_rows'].values()):,} prefix rows, "
+          f"{len(rows['table_vnis'])} VNIs ({sum(rows['table_vnis'].values()):,} tunnel rows), "
+          f"{rows['arp']['answered']:,} ARP request/reply pairs "
+          f"({rows['table_rows'].get('arp', 0):,} ARP rows)")
+
+    # peers on the slice
+    slice_path = work / "slice.pcap"
+    sliced = write_slice(capture, slice_path, args.slice)
+    print(f"\n== peers on the first {sliced:,} packets of the same file (1 core)")
+    dec_slice = child("decode", str(slice_path), None)
+    results["diag_slice"] = {k: v for k, v in dec_slice.items() if k != "found"}
+    s_found = dec_slice["found"]
+    print(f"diag marginal      : {rate(sliced, dec_slice['elapsed'])}  peak RSS "
+          f"{dec_slice['hwm_mb']:.0f} MB; BGP {s_found['bgp_messages']}, VXLAN "
+          f"{sum(s_found['vxlan_by_vni'].values())}")
+    if not args.skip_peers:
+        if shutil.which("tshark"):
+            ts = run_child(tshark_argv(slice_path), pin=True)
+            tc = tshark_counts(ts["stdout"])
+            results["tshark_slice"] = {"wall": ts["wall"], "rss_mb": ts["rss_mb"],
+                                       "rate": sliced / ts["wall"], "counts": tc}
+            print(f"tshark -T fields   : {rate(sliced, ts['wall'])}  peak RSS {ts['rss_mb']:.0f} MB"
+                  f"; BGP types {tc['bgp_types']}, VXLAN {tc['vxlan_packets']}")
+            tv = run_child(["tshark", "-n", "-r", str(slice_path), "-d", "udp.port==8472,vxlan",
+                            "-V"], pin=True, capture_stdout=False)
+            results["tshark_verbose_slice"] = {"wall": tv["wall"], "rss_mb": tv["rss_mb"],
+                                               "rate": sliced / tv["wall"]}
+            print(f"tshark -V          : {rate(sliced, tv['wall'])}  peak RSS {tv['rss_mb']:.0f} MB"
+                  " (every field of every layer, as text)")
+        else:
+            print("tshark: not installed")
+        sc = child("scapy", str(slice_path), None)
+        results["scapy_slice"] = {"elapsed": sc["elapsed"], "hwm_mb": sc["hwm_mb"],
+                                  "rate": sliced / sc["elapsed"], "counts": sc}
+        print(f"scapy rdpcap+layers: {rate(sliced, sc['elapsed'])}  peak RSS {sc['hwm_mb']:.0f} MB"
+              f"; BGP types {sc['bgp_types']}, VXLAN {sc['vxlan_packets']} (imports apart)")
+        if "tshark_slice" in results:
+            r = results
+            d_el = r["diag_slice"]["elapsed"]
+            print(f"diag is {r['tshark_slice']['wall'] / d_el:.1f}x tshark -T fields, "
+                  f"{r['tshark_verbose_slice']['wall'] / d_el:.1f}x tshark -V and "
+                  f"{sc['elapsed'] / d_el:.1f}x scapy on the slice")
+
+    # start-up
+    tiny = work / "tiny.pcap"
+    write_slice(capture, tiny, TINY_PACKETS)
+    diag_cmd = [shutil.which("diag")] if shutil.which("diag") else [sys.executable, "-m", "diag"]
+    help_med, help_min = median_wall([*diag_cmd, "--help"])
+    pcap_med, pcap_min = median_wall([*diag_cmd, "pcap", str(tiny)])
+    pcapj_med, pcapj_min = median_wall([*diag_cmd, "pcap", str(tiny), "--format", "json"])
+    results["startup"] = {"help": help_med, "pcap_tiny": pcap_med, "pcap_tiny_json": pcapj_med}
+    print(f"\n== start-up ({' '.join(Path(c).name for c in diag_cmd)}; median of 5; target <= "
+          f"{TARGET_STARTUP} s)")
+    for what, med, low in (("diag --help", help_med, help_min),
+                           (f"diag pcap ({TINY_PACKETS} packets)", pcap_med, pcap_min),
+                           (f"diag pcap --format json ({TINY_PACKETS})", pcapj_med, pcapj_min)):
+        print(f"  {what:34} {med:.3f} s (min {low:.3f})  "
+              f"{'ok' if med <= TARGET_STARTUP else 'over target'}")
+
+    print("\n== against the targets")
+    one = n / dec["elapsed"]
+    print(f"  >= {TARGET_RATE:,} pkt/s on one core (marginal): {one:,.0f} "
+          f"({'met' if one >= TARGET_RATE else f'{TARGET_RATE / one:.1f}x short'})")
+    print(f"  peak RSS: {dec['hwm_mb']:.0f} MB on {size_mb:,.0f} MB (target <= 200 MB on 1 GB)")
+    if args.profile:
+        prof_slice = work / "profile.pcap"
+        got = write_slice(capture, prof_slice, args.profile)
+        prof = child("profile", str(prof_slice), "25")
+        results["profile"] = prof
+        print(f"\n== cProfile of the decode of {got:,} packets (top 25 by tottime; "
+              f"{prof['elapsed_under_profile']:.1f} s under the profiler)")
+        print(prof["report"])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    if truth and not ok:
+        print("COUNTS DIFFER FROM THE GROUND TRUTH", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""What the user sees: a rich live table while collecting, a summary at the end, or JSON.
+
+:func:`summary` turns a finished run into a JSON-able dict (the ``--format json`` output, stable
+keys: bundle, archive, status, partial_reasons, hosts[name, reachability, error, commands_ok,
+commands_total, failed[id, outcome, exit_code], capture{bytes, packets}, clock_offset_s]).
+:func:`render_summary` prints it as a table; :class:`LiveView` shows per-host progress on stderr.
+Rich is imported inside functions so ``diag --help`` stays fast.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from diag.collect.runner import HostState, RunResult
+
+
+def summary(result: RunResult) -> dict[str, Any]:
+    hosts = []
+    for name, record in result.manifest["hosts"].items():
+        commands = record.get("commands", [])
+        capture = next((c for c in commands if c["id"] == "capture"), None)
+        hosts.append({
+            "name": name,
+            "target": record.get("target"),
+            "reachability": record.get("reachability"),
+            "error": record.get("error"),
+            "commands_ok": sum(1 for c in commands if c["outcome"] == "OK"),
+            "commands_total": len(commands),
+            "failed": [{"id": c["id"], "outcome": c["outcome"], "exit_code": c["exit_code"]}
+                       for c in commands if c["outcome"] != "OK"],
+            "daemons": sorted(record.get("daemons", {})),
+            "capture": None if capture is None else {"bytes": capture["bytes"],
+                                                     "packets": capture.get("packets")},
+            "clock_offset_s": record.get("clock_offset_s"),
+        })
+    return {"bundle": str(result.bundle),
+            "archive": str(result.archive) if result.archive else None,
+            "status": result.status, "partial_reasons": result.partial_reasons,
+            "redactions": result.manifest["redactions"]["count"], "hosts": hosts}
+
+
+def render_summary(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="diag collect", show_lines=False)
+    for column in ("host", "reach", "commands", "failed", "daemons", "capture", "clock"):
+        table.add_column(column)
+    for host in data["hosts"]:
+        failed = ", ".join(f"{f['id']}:{f['outcome']}" for f in host["failed"][:4])
+        if len(host["failed"]) > 4:
+            failed += f" (+{len(host['failed']) - 4})"
+        reach = host["reachability"] or "?"
+        if host["error"] and reach != "OK":
+            reach = f"{reach}"
+        capture = host["capture"]
+        offset = host["clock_offset_s"]
+        table.add_row(host["name"], reach,
+                      f"{host['commands_ok']}/{host['commands_total']}", failed or "-",
+                      ",".join(host["daemons"]) or "-",
+                      "-" if capture is None else f"{capture['bytes']} B/{capture['packets']} pkt",
+                      "-" if offset is None else f"{offset:+.3f}s")
+    console.print(table)
+    reasons = f" ({', '.join(data['partial_reasons'])})" if data["partial_reasons"] else ""
+    console.print(f"bundle: {data['bundle']}  status: {data['status']}{reasons}  "
+                  f"redactions: {data['redactions']}")
+    if data["archive"]:
+        console.print(f"archive: {data['archive']}")
+    for host in data["hosts"]:
+        if host["error"]:
+            console.print(f"  {host['name']}: {host['reachability']}: {host['error']}")
+
+
+class LiveView:
+    """A live per-host table on stderr (only when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, HostState] = {}
+        self._live: Any = None
+
+    def __enter__(self) -> "LiveView":
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(get_renderable=self._table, console=Console(stderr=True),
+                              refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def update(self, states: dict[str, HostState]) -> None:
+        self.states = states
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None)
+        for column in ("host", "state", "done", "failed", "capture"):
+            table.add_column(column)
+        for state in self.states.values():
+            table.add_row(state.name, state.status, f"{state.done}/{state.total}",
+                          str(state.failures),
+                          f"{state.capture_bytes} B" if state.capture_bytes else "")
+        return table

@@ -1,0 +1,413 @@
+"""Run the catalogue on every target and write the bundle: :func:`collect` and :func:`plan`.
+
+Per host (at most ``fanout`` hosts at a time, ``per_host`` commands in flight on each): connect (``connect_timeout``), measure the clock
+offset, run the base catalogue and the ``--probe`` commands, detect daemons from the listening
+sockets and run their commands (GoBGP adj-in per neighbour). With ``--capture``, every reachable
+host then starts tcpdump at the same moment (a rendezvous after the catalogue), streams it into
+the bundle, and re-runs the neighbour table and counters afterwards. Every command is bounded by
+its own timeout; the whole run by ``deadline``.
+
+Every outcome is recorded, nothing is fatal: a host's ``reachability`` is ``OK`` or a
+:data:`diag.collect.transport.FAILURE_KINDS` value; a command's ``outcome`` is one of
+:data:`OUTCOMES`. The bundle is ``complete`` only when every host was reached and every command
+is ``OK``; otherwise ``partial`` with reasons. Ctrl-C (task cancellation) finishes the bundle as
+partial (``INTERRUPTED``) and re-raises. Output is redacted (:mod:`diag.collect.redact`) before it
+is written.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from diag.bundle import BundleWriter, STATUS_COMPLETE
+from diag.collect import catalogue
+from diag.collect.capture import PcapSink
+from diag.collect.catalogue import CaptureOptions, CommandSpec
+from diag.collect.detect import detect
+from diag.collect.redact import redact
+from diag.collect.ssh import SshOptions, SshTransport
+from diag.collect.targets import Target
+from diag.collect.transport import (LocalTransport, Result, Transport, TransportError,
+                                    wrap_argv)
+
+OUTCOMES = ("OK", "FAILED", "TIMEOUT", "MISSING", "CONNECTION_LOST", "SKIPPED")
+STDERR_IN_MANIFEST = 4096
+CAPTURE_GRACE = 15.0
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    targets: tuple[Target, ...]
+    out: Path
+    ssh: SshOptions = field(default_factory=SshOptions)
+    probes: tuple[str, ...] = ()
+    capture: CaptureOptions | None = None
+    fanout: int = 16
+    per_host: int = 4                        # commands in flight per host (SSH channels)
+    command_timeout: float | None = None   # overrides every catalogue timeout when set
+    deadline: float = 900.0
+    archive: bool = False
+    redact_strings: tuple[str, ...] = ()
+    extra_commands: tuple[CommandSpec, ...] = ()
+    base: bool = True                        # run the base catalogue (False: extras only)
+
+
+@dataclass
+class HostState:
+    """Live per-host progress (read by the progress view)."""
+
+    name: str
+    status: str = "WAITING"     # WAITING CONNECTING COLLECTING CAPTURING DONE + failure kinds
+    done: int = 0
+    total: int = 0
+    failures: int = 0
+    capture_bytes: int = 0
+    capture_packets: int = 0
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    bundle: Path
+    archive: Path | None
+    status: str
+    partial_reasons: list[str]
+    manifest: dict[str, Any]
+
+
+Listener = Callable[[dict[str, HostState]], None]
+
+
+def make_transport(target: Target, ssh: SshOptions) -> Transport:
+    return LocalTransport() if target.transport == "local" else SshTransport(target, ssh)
+
+
+def _iso(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(stamp)) + f".{int(stamp % 1 * 1e6):06d}Z"
+
+
+def classify(result: Result) -> str:
+    if result.error:
+        return "CONNECTION_LOST"
+    if result.timed_out:
+        return "TIMEOUT"
+    if result.rc == 0:
+        return "OK"
+    if result.rc == 127 or (result.rc == 126 and b"No such file" in result.stderr):
+        return "MISSING"
+    return "FAILED"
+
+
+class _Rendezvous:
+    """Captures start together: every host arrives (reached or failed), then all go."""
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+        self.event = asyncio.Event()
+        if count == 0:
+            self.event.set()
+
+    def arrive(self) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.event.set()
+
+
+class _Run:
+    def __init__(self, options: CollectOptions, writer: BundleWriter,
+                 listener: Listener | None) -> None:
+        self.options = options
+        self.writer = writer
+        self.listener = listener
+        self.states = {t.name: HostState(t.name) for t in options.targets}
+        self.semaphore = asyncio.Semaphore(max(1, options.fanout))
+        self.rendezvous = _Rendezvous(len(options.targets))
+        self.reasons: list[str] = []
+
+    def changed(self) -> None:
+        if self.listener:
+            self.listener(self.states)
+
+    def specs(self) -> list[CommandSpec]:
+        specs = catalogue.base_commands() if self.options.base else []
+        specs += catalogue.probe_commands(list(self.options.probes))
+        return specs + list(self.options.extra_commands)
+
+    def timeout(self, spec: CommandSpec) -> float:
+        return self.options.command_timeout or spec.timeout
+
+    async def host(self, target: Target) -> None:
+        state = self.states[target.name]
+        writer = self.writer
+        writer.set_host(target.name, target=target.describe(), transport=target.transport,
+                        declared=dict(target.declared), reachability="PENDING")
+        transport = make_transport(target, self.options.ssh)
+        arrived = False
+        try:
+            async with self.semaphore:
+                state.status = "CONNECTING"
+                self.changed()
+                try:
+                    await transport.connect()
+                except TransportError as err:
+                    state.status, state.detail = err.kind, err.message
+                    writer.set_host(target.name, reachability=err.kind, error=err.message)
+                    self.reasons.append("HOST_UNREACHED")
+                    return
+                extra: dict[str, Any] = {}
+                if isinstance(transport, SshTransport) and transport.policy is not None:
+                    extra["host_key_accepted_new"] = transport.policy.accepted_new
+                writer.set_host(target.name, reachability="OK", uid=transport.uid,
+                                sudo=transport.needs_sudo, **extra)
+                state.status = "COLLECTING"
+                await self.clock(target, transport)
+                specs = self.specs()
+                state.total = len(specs)
+                self.changed()
+                outputs = await self.commands(target, transport, specs)
+                if self.options.base:
+                    await self.daemons(target, transport, outputs.get("ss-listeners", b""))
+            if self.options.capture is not None:
+                self.rendezvous.arrive()
+                arrived = True
+                await self.rendezvous.event.wait()
+                await self.capture(target, transport, self.options.capture)
+                async with self.semaphore:
+                    after = catalogue.after_capture_commands()
+                    state.total += len(after)
+                    await self.commands(target, transport, after)
+            state.status = "DONE" if state.failures == 0 else "DONE*"
+        except asyncio.CancelledError:
+            state.status = "INTERRUPTED"
+            writer.set_host(target.name, interrupted=True)
+            raise
+        except _HostLost as lost:
+            state.status, state.detail = "CONNECTION_LOST", str(lost)
+            writer.set_host(target.name, error=f"connection lost: {lost}", lost=True)
+            self.reasons.append("HOST_LOST")
+        finally:
+            if not arrived:
+                self.rendezvous.arrive()
+            self.changed()
+            await transport.close()
+
+    async def clock(self, target: Target, transport: Transport) -> None:
+        before = time.time()
+        result = await transport.run(["date", "+%s.%N"], timeout=10, cap=64)
+        after = time.time()
+        try:
+            remote = float(result.stdout.strip())
+        except ValueError:
+            return
+        self.writer.set_host(target.name, clock_offset_s=round(remote - (before + after) / 2, 6),
+                             clock_uncertainty_s=round((after - before) / 2, 6))
+
+    async def commands(self, target: Target, transport: Transport,
+                       specs: list[CommandSpec]) -> dict[str, bytes]:
+        """Run specs over one session, ``per_host`` channels at a time; first loss re-raised."""
+        gate = asyncio.Semaphore(max(1, self.options.per_host))
+
+        async def one(spec: CommandSpec) -> bytes:
+            async with gate:
+                return await self.command(target, transport, spec)
+
+        results = await asyncio.gather(*(one(spec) for spec in specs), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return {spec.id: result for spec, result in zip(specs, results)}  # type: ignore[misc]
+
+    async def command(self, target: Target, transport: Transport, spec: CommandSpec) -> bytes:
+        state = self.states[target.name]
+        timeout = self.timeout(spec)
+        result = await transport.run(spec.argv, timeout=timeout, cap=spec.cap, root=spec.root)
+        outcome = classify(result)
+        output, found = redact(spec.id, result.stdout, self.options.redact_strings)
+        stderr, found_err = redact(spec.id, result.stderr, self.options.redact_strings)
+        record = {
+            "id": spec.id, "argv": list(spec.argv),
+            "run_as": "sudo -n" if spec.root and transport.needs_sudo else "user",
+            "daemon": spec.daemon, "phase": spec.phase, "outcome": outcome,
+            "exit_code": result.rc, "timeout_s": timeout,
+            "stderr": stderr[:STDERR_IN_MANIFEST].decode(errors="replace"),
+            "started": _iso(result.started), "duration_s": round(result.duration, 4),
+            "truncated": result.truncated, "cap_bytes": spec.cap,
+        }
+        written = self.writer.add_output(target.name, record, output)
+        self.writer.add_redactions(
+            [{"host": target.name, "command": spec.id, "path": written["path"],
+              "stream": "stdout", "rule": r.rule, "line": r.line, "detail": r.detail}
+             for r in found] +
+            [{"host": target.name, "command": spec.id, "path": None, "stream": "stderr",
+              "rule": r.rule, "line": r.line, "detail": r.detail} for r in found_err])
+        state.done += 1
+        if outcome != "OK":
+            state.failures += 1
+            self.reasons.append(f"COMMAND_{outcome}")
+        self.changed()
+        if outcome == "CONNECTION_LOST":
+            raise _HostLost(f"during {spec.id}")
+        return output
+
+    async def daemons(self, target: Target, transport: Transport, listeners: bytes) -> None:
+        found = detect(listeners.decode(errors="replace"))
+        self.writer.set_host(target.name, daemons=found)
+        state = self.states[target.name]
+        for daemon, options in sorted(found.items()):
+            specs = catalogue.daemon_commands(daemon, options)
+            state.total += len(specs)
+            self.changed()
+            outputs = await self.commands(target, transport, specs)
+            if "gobgp-neighbor" in outputs:
+                adj_in = catalogue.gobgp_adj_in_commands(outputs["gobgp-neighbor"], options)
+                state.total += len(adj_in)
+                await self.commands(target, transport, adj_in)
+
+    async def capture(self, target: Target, transport: Transport,
+                      options: CaptureOptions) -> None:
+        state = self.states[target.name]
+        state.status = "CAPTURING"
+        state.total += 1
+        self.changed()
+        stream = self.writer.open_stream(target.name, "capture", ".pcap")
+        sink = PcapSink(stream.write, options.max_bytes)
+
+        def feed(chunk: bytes) -> bool:
+            keep = sink.feed(chunk)
+            state.capture_bytes, state.capture_packets = sink.bytes, sink.packets
+            self.changed()
+            return keep
+
+        argv = catalogue.capture_argv(options)
+        result: Result | None = None
+        try:
+            result = await transport.stream(argv, feed, timeout=options.duration + CAPTURE_GRACE,
+                                            root=True)
+        finally:
+            # also on Ctrl-C: whatever whole records arrived are kept and recorded
+            outcome = "CONNECTION_LOST" if result is None else classify(result)
+            if result is not None and sink.truncated and outcome != "OK":
+                outcome = "OK"  # stopped by --max-bytes: a bound, not a failure
+            stderr, found = redact("capture", result.stderr if result else b"",
+                                   self.options.redact_strings)
+            record = {
+                "id": "capture", "argv": list(argv), "phase": "capture", "daemon": None,
+                "run_as": "sudo -n" if transport.needs_sudo else "user",
+                "outcome": outcome if result is not None else "INTERRUPTED",
+                "exit_code": result.rc if result else None,
+                "timeout_s": options.duration + CAPTURE_GRACE,
+                "stderr": stderr[:STDERR_IN_MANIFEST].decode(errors="replace"),
+                "started": _iso(result.started if result else time.time()),
+                "duration_s": round(result.duration, 4) if result else None,
+                "truncated": sink.truncated, "packets": sink.packets,
+                "incomplete_tail_bytes": sink.leftover, "not_pcap": sink.not_pcap,
+                "capture": {"iface": options.iface, "filter": options.bpf_filter,
+                            "duration_s": options.duration, "max_packets": options.max_packets,
+                            "max_bytes": options.max_bytes},
+            }
+            self.writer.add_stream(target.name, record, stream)
+            state.done += 1
+            if record["outcome"] != "OK":
+                state.failures += 1
+                self.reasons.append(f"CAPTURE_{record['outcome']}")
+            self.changed()
+        if record["outcome"] == "CONNECTION_LOST":
+            raise _HostLost("during capture")
+
+
+class _HostLost(Exception):
+    pass
+
+
+async def collect_async(options: CollectOptions, listener: Listener | None = None) -> RunResult:
+    writer = BundleWriter(options.out, run=_run_description(options))
+    run = _Run(options, writer, listener)
+    tasks = [asyncio.create_task(run.host(t), name=f"collect:{t.name}")
+             for t in options.targets]
+    reasons: list[str] = []
+    try:
+        done, pending = await asyncio.wait(tasks, timeout=options.deadline)
+        if pending:
+            reasons.append("DEADLINE")
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in pending:
+                name = task.get_name().split(":", 1)[1]
+                run.states[name].status = "DEADLINE"
+                writer.set_host(name, error="global deadline reached", deadline=True)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # a bug in diag: surface it
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _finish(writer, run.reasons + reasons + ["INTERRUPTED"], options.archive)
+        raise
+    status, archive = _finish(writer, run.reasons + reasons, options.archive)
+    return RunResult(bundle=options.out, archive=archive, status=status,
+                     partial_reasons=writer.manifest["partial_reasons"],
+                     manifest=writer.manifest)
+
+
+def _finish(writer: BundleWriter, reasons: list[str], archive: bool) -> tuple[str, Path | None]:
+    status = writer.finish(reasons)
+    return status, (writer.archive() if archive else None)
+
+
+def _run_description(options: CollectOptions) -> dict[str, Any]:
+    capture = options.capture
+    return {
+        "targets": [t.describe() for t in options.targets],
+        "probes": list(options.probes),
+        "capture": None if capture is None else {
+            "duration_s": capture.duration, "filter": capture.bpf_filter,
+            "iface": capture.iface, "max_packets": capture.max_packets,
+            "max_bytes": capture.max_bytes},
+        "fanout": options.fanout, "per_host": options.per_host,
+        "connect_timeout_s": options.ssh.connect_timeout,
+        "command_timeout_s": options.command_timeout, "deadline_s": options.deadline,
+        "ssh_config": str(options.ssh.config) if options.ssh.config else None,
+        "known_hosts": str(options.ssh.known_hosts) if options.ssh.known_hosts else None,
+        "accept_new_host_keys": options.ssh.accept_new,
+        "redact_strings": len(options.redact_strings),
+    }
+
+
+def collect(options: CollectOptions, listener: Listener | None = None) -> RunResult:
+    return asyncio.run(collect_async(options, listener))
+
+
+def plan(options: CollectOptions) -> list[dict[str, Any]]:
+    """What would run where (``--dry-run``): nothing is contacted."""
+    run = _Run.__new__(_Run)
+    run.options = options
+    rows = []
+    for target in options.targets:
+        commands = []
+        for spec in run.specs():
+            commands.append({"id": spec.id, "argv": list(spec.argv), "when": "always",
+                             "wrapped": wrap_argv(spec.argv, run.timeout(spec), sudo=False),
+                             "sudo_if_not_root": spec.root})
+        if options.base:
+            for daemon in ("FRR", "GOBGP", "BIRD", "CILIUM", "CALICO"):
+                for spec in catalogue.daemon_commands(daemon, {}):
+                    commands.append({"id": spec.id, "argv": list(spec.argv),
+                                     "when": f"{daemon} detected", "sudo_if_not_root": spec.root})
+        if options.capture is not None:
+            commands.append({"id": "capture", "argv": list(catalogue.capture_argv(options.capture)),
+                             "when": "all hosts together", "sudo_if_not_root": True})
+            for spec in catalogue.after_capture_commands():
+                commands.append({"id": spec.id, "argv": list(spec.argv), "when": "after capture",
+                                 "sudo_if_not_root": spec.root})
+        rows.append({"host": target.name, "target": target.describe(),
+                     "transport": target.transport, "commands": commands})
+    return rows
+
+
+def is_complete(result: RunResult) -> bool:
+    return result.status == STATUS_COMPLETE

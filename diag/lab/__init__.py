@@ -1,0 +1,43 @@
+"""The namespace lab: the classic cross-subnet Kubernetes cluster with real routing daemons.
+
+A router (FRR zebra + bgpd) on two node subnets, three nodes (GoBGP for ``cilium``, BIRD 2 for
+``calico``), one pod namespace per node, a management NIC per node whose default route leads to a
+sink (the two-NIC trap), sshd everywhere — all in network namespaces named ``<lab>-<host>``, built
+and torn down in seconds. docs/lab.md has the drawing and both addressing plans.
+
+Python API (for faults, collect and explain tests)::
+
+    from diag.lab import Lab, teardown
+
+    lab = Lab.up("t1", cni="cilium", mode="native", addressing="default")  # -> Lab, ready
+    lab = Lab.load("t1")                       # the same lab from its run directory
+    lab.hosts["k8s-w1"]                        # HostInfo: netns, ips, role, cluster_iface,
+                                               #   cluster_ip, mgmt_iface, asn, daemon,
+                                               #   pod_cidr, pod_ip, pod_netns
+    lab.plan                                   # the AddressingPlan (diag.lab.plan)
+    lab.exec("k8s-w1", ["ip", "-j", "route"], check=True)  # CompletedProcess (text, captured),
+                                               #   in the host's netns, hostname and sockets
+    lab.exec_pod("k8s-w1", ["ping", "-c1", ip])   # inside the node's pod namespace
+    lab.pod_ping("k8s-ctr", "k8s-w0")          # bounded real ping pod -> pod
+    lab.bgp_state()                            # [PeerState(host, daemon, peer, state, ...)]
+    lab.wait_established(timeout=20)
+    lab.vtysh("show bgp summary json")         # the router's FRR
+    lab.ssh_config_path, lab.known_hosts_path, lab.identity_path
+    lab.md5_password, lab.md5_peers            # TCP-MD5 on router <-> k8s-w1
+    lab.collect_command(), lab.ssh_command("k8s-w1")
+    lab.spawn("fault/ping", "k8s-ctr", argv, pod=True)  # tracked by PID; lab.stop(key)
+    lab.restart_bgp("k8s-w1", BgpOptions(...)) # re-render a daemon's config and restart it
+    lab.down()                                 # -> teardown seconds
+    teardown("t1")                             # the same from the name alone (after a crash)
+
+Everything a lab owns is recorded in its run directory (``/run/diag-lab/<name>``, or
+``$DIAG_LAB_RUN_DIR``): state.json, ssh_config, known_hosts, md5_password, per-host configs/logs.
+Inside a lab host, plain ``vtysh``, ``birdc`` and ``gobgp`` reach the lab's daemons (private bind
+mounts of their socket directories over /run/frr and /run/bird; GoBGP's API on 127.0.0.1:50051).
+"""
+from __future__ import annotations
+
+from diag.lab.configs import BgpOptions
+from diag.lab.lab import DEFAULT_NAME, HostInfo, Lab, existing_labs, teardown
+
+__all__ = ["BgpOptions", "DEFAULT_NAME", "HostInfo", "Lab", "existing_labs", "teardown"]

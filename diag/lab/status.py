@@ -1,0 +1,75 @@
+"""What ``diag lab status`` shows: namespaces, daemons, BGP per peer, SSH endpoints, timings.
+
+Contract: :func:`status` gathers a JSON-able dict from a :class:`~diag.lab.lab.Lab` (live queries of
+the kernel and daemons); :func:`render_text` formats it; :func:`ready_lines` are the lines ``up`` and
+``status`` end with (the ready-to-paste collect and ssh commands).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from diag.lab.lab import Lab, last_teardown_seconds
+from diag.lab.system import is_alive, netns_list
+
+
+def status(lab: Lab) -> dict[str, Any]:
+    present = netns_list()
+    state = lab.state
+    peers = []
+    try:
+        peers = [vars(p) | {"established": p.established} for p in lab.bgp_state()]
+    except Exception as err:  # a dead daemon must not hide the rest of the status
+        peers = [{"error": f"{type(err).__name__}: {err}"}]
+    return {
+        "name": lab.name, "cni": lab.cni, "mode": lab.mode, "addressing": lab.addressing,
+        "phase": state.phase, "error": state.error, "run_dir": str(lab.run_dir),
+        "timings": {**state.timings, "last_teardown_s": last_teardown_seconds(lab.name)},
+        "namespaces": {ns: ns in present for ns in state.namespaces},
+        "processes": [{"key": p.key, "pid": p.pid, "running": is_alive(p.pid, p.starttime)}
+                      for p in state.processes],
+        "bgp": peers,
+        "hosts": {name: {"netns": h.netns, "role": h.role, "ips": list(h.ips),
+                         "cluster_iface": h.cluster_iface, "asn": h.asn, "daemon": h.daemon,
+                         "pod_cidr": h.pod_cidr, "pod_ip": h.pod_ip,
+                         "ssh": f"ip netns exec {h.netns} nc 127.0.0.1 22"}
+                  for name, h in lab.hosts.items()},
+        "ssh_config": str(lab.ssh_config_path), "known_hosts": str(lab.known_hosts_path),
+        "collect_command": lab.collect_command(), "ssh_command": lab.ssh_command(),
+    }
+
+
+def render_text(st: dict[str, Any]) -> str:
+    t = st["timings"]
+    timing = ", ".join(f"{label} {t[key]:.1f} s" for key, label in (
+        ("bringup_s", "bring-up"), ("established_s", "sessions Established at"),
+        ("last_teardown_s", "last teardown")) if t.get(key) is not None)
+    lines = [f"lab {st['name']}: {st['cni']}, {st['mode']}, addressing {st['addressing']} — "
+             f"{st['phase']}" + (f" ({timing})" if timing else "")]
+    if st["error"]:
+        lines.append(f"  error: {st['error']}")
+    lines.append(f"run dir: {st['run_dir']}")
+    lines.append("namespaces: " + " ".join(
+        ns + ("" if ok else " (missing)") for ns, ok in st["namespaces"].items()))
+    lines.append("processes:")
+    for p in st["processes"]:
+        lines.append(f"  {p['key']:<20} pid {p['pid']:<8} {'running' if p['running'] else 'DEAD'}")
+    lines.append("BGP sessions (as each speaker reports them):")
+    for p in st["bgp"]:
+        if "error" in p:
+            lines.append(f"  error: {p['error']}")
+            continue
+        pfx = "" if p["prefixes_received"] is None else f"  prefixes received {p['prefixes_received']}"
+        lines.append(f"  {p['host']:<8} {p['daemon']:<6} peer {p['peer']:<16} {p['state']}{pfx}")
+    lines.append("hosts:")
+    for name, h in st["hosts"].items():
+        pod = f"  pod {h['pod_ip']} ({h['pod_cidr']})" if h["pod_cidr"] else ""
+        lines.append(f"  {name:<8} {h['netns']:<18} {h['daemon']:<6} AS {h['asn']:<11} "
+                     f"{' '.join(h['ips'])}{pod}")
+    lines.append("ssh endpoints: ProxyCommand ip netns exec <netns> nc 127.0.0.1 22 "
+                 f"(see {st['ssh_config']})")
+    return "\n".join(lines + ready_lines(st))
+
+
+def ready_lines(st: dict[str, Any]) -> list[str]:
+    return ["", "collect evidence from every host:", f"  {st['collect_command']}",
+            "log into a node:", f"  {st['ssh_command']}"]
