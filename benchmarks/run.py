@@ -306,6 +306,29 @@ def median_wall(argv: list[str], runs: int = 5) -> tuple[float, float]:
     return statistics.median(walls), min(walls)
 
 
+def _profile(capture: Path, work: Path, packets: int, results: dict) -> None:
+    prof_slice = work / "profile.pcap"
+    got = write_slice(capture, prof_slice, packets)
+    prof = child("profile", str(prof_slice), "25")
+    results["profile"] = prof
+    print(f"\n== cProfile of the decode of {got:,} packets (top 25 by tottime; "
+          f"{prof['elapsed_under_profile']:.1f} s under the profiler)")
+    print(prof["report"])
+
+
+def _quick_end(args, truth: dict | None, dec: dict, results: dict) -> int:
+    ok = True
+    if truth:
+        bad = [(w, g, t) for w, g, t in compare(truth, dec["found"]) if g != t]
+        for what, got, want in bad:
+            print(f"  [DIFF] {what}: {got} != truth {want}")
+        ok = not bad
+        print(f"counts: {'all equal the ground truth' if ok else 'DIFFER'}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("file", nargs="?", type=Path, help="capture written by generate.py")
@@ -317,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, metavar="N",
                         help="also print a cProfile (top 25 by tottime) of the decode of N packets")
     parser.add_argument("--skip-peers", action="store_true", help="do not time tshark and scapy")
+    parser.add_argument("--quick", action="store_true",
+                        help="only diag's marginal decode and the counts (for iterating on speed)")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-arg", help=argparse.SUPPRESS)
@@ -362,6 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"marginal, 1 core   : {rate(n, dec['elapsed'])}  ({n:,} packets in "
           f"{dec['elapsed']:.2f} s; peak RSS {dec['hwm_mb']:.0f} MB, "
           f"{dec['rss_after_imports_mb']:.0f} MB after imports)")
+    if args.quick:
+        if args.profile:
+            _profile(capture, work, args.profile, results)
+        shutil.rmtree(work, ignore_errors=True)
+        return _quick_end(args, truth, dec, results)
     # diag, whole process, one core
     whole = run_child([sys.executable, "-m", "diag", "pcap", str(capture), "--format", "json"],
                       pin=True)
@@ -379,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         results["diag_marginal_all"] = {k: v for k, v in dec_all.items() if k != "found"}
         print(f"marginal, all cores: {rate(n, dec_all['elapsed'])}  ({field}={cores}; peak RSS "
               f"{dec_all['hwm_mb']:.0f} MB)")
+        whole_all = run_child([sys.executable, "-m", "diag", "pcap", str(capture), "--format",
+                               "json"], pin=False)
+        results["diag_whole_all"] = {"wall": whole_all["wall"], "rss_mb": whole_all["rss_mb"],
+                                     "rate": n / whole_all["wall"]}
+        print(f"whole process, all cores: {rate(n, whole_all['wall'])}  (peak RSS "
+              f"{whole_all['rss_mb']:.0f} MB)")
     else:
         results["diag_marginal_all"] = "same as 1-core (single process)"
         print("all-cores: same as 1-core (single process)")
@@ -462,13 +498,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({'met' if one >= TARGET_RATE else f'{TARGET_RATE / one:.1f}x short'})")
     print(f"  peak RSS: {dec['hwm_mb']:.0f} MB on {size_mb:,.0f} MB (target <= 200 MB on 1 GB)")
     if args.profile:
-        prof_slice = work / "profile.pcap"
-        got = write_slice(capture, prof_slice, args.profile)
-        prof = child("profile", str(prof_slice), "25")
-        results["profile"] = prof
-        print(f"\n== cProfile of the decode of {got:,} packets (top 25 by tottime; "
-              f"{prof['elapsed_under_profile']:.1f} s under the profiler)")
-        print(prof["report"])
+        _profile(capture, work, args.profile, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     shutil.rmtree(work, ignore_errors=True)

@@ -35,6 +35,9 @@ class SshOptions:
     known_hosts: Path | None = None
     accept_new: bool = False
     connect_timeout: float = 10.0
+    # A ProxyCommand such as `nc` keeps a dead server's connection open; keepalives notice.
+    keepalive_interval: float = 3.0
+    keepalive_count_max: int = 3
     extra: dict[str, Any] = field(default_factory=dict)  # asyncssh options (tests, benchmarks)
 
     def config_files(self) -> list[str]:
@@ -125,7 +128,9 @@ class SshTransport(Transport):
         kwargs: dict[str, Any] = dict(
             config=self.options.config_files(), known_hosts=policy.known(),
             client_factory=Client, connect_timeout=self.options.connect_timeout,
-            login_timeout=self.options.connect_timeout, **self.options.extra)
+            login_timeout=self.options.connect_timeout,
+            keepalive_interval=self.options.keepalive_interval,
+            keepalive_count_max=self.options.keepalive_count_max, **self.options.extra)
         if self.target.port:
             kwargs["port"] = self.target.port
         if self.target.user:

@@ -35,9 +35,22 @@ multicast are not split: one route row per MP attribute carries the whole NLRI i
 (hex) with ``prefix`` None. Withdrawn rows carry no attributes. Lists are shared between the
 routes of one message (read-only).
 
+Message columns by type: OPEN ``open_version, open_my_as`` (the 4-octet AS of capability 65
+when present), ``open_hold_time, open_bgp_id, open_capabilities`` (names such as
+``'multiprotocol ipv4/unicast'``, ``'4-octet-as 65000'``, ``'add-path ipv4/unicast receive'``,
+``'graceful-restart'``, unknown ones ``'capability-N'``), ``open_fqdn, open_software_version``;
+NOTIFICATION ``notify_code, notify_subcode, notify_name, notify_subname, notify_text`` (RFC 9003
+shutdown communication), ``notify_cause`` (the error a Hard Reset carries, RFC 8538),
+``notify_data`` (hex); ROUTE-REFRESH ``refresh_afi, refresh_safi, refresh_subtype`` (0 normal,
+1 BoRR, 2 EoRR) and ``refresh_subtype_name``; UPDATE ``n_withdrawn, n_announced, eor``
+(``'ipv4/unicast'`` for an empty UPDATE, the AFI/SAFI of an empty MP_UNREACH_NLRI -- RFC 4724 2;
+a withdraw-only UPDATE is not an End-of-RIB) plus the attribute columns of the routes
+(:data:`diag.decode.bgp_attrs.ATTRIBUTE_COLUMNS`).
+
 ``ctx_note`` (message column) says when decoding had to depart from the context: the context
 was assumed (no OPENs seen) and the AS_PATH only made sense as 2-octet, or NLRI only made sense
-with ADD-PATH path identifiers.
+with ADD-PATH path identifiers (it did not parse without them, or gave the same default route
+twice, which is what small path ids read as prefixes look like).
 """
 from __future__ import annotations
 
@@ -82,8 +95,6 @@ _AFI_SAFI_MODE = Struct(">HBB")
 _EXT_NH = Struct(">HHH")
 
 _inet_ntoa = socket.inet_ntoa
-_inet_ntop = socket.inet_ntop
-_AF_INET6 = socket.AF_INET6
 _ZERO_PAD4 = [b"\0" * (4 - n) for n in range(5)]
 _ZERO_PAD16 = [b"\0" * (16 - n) for n in range(17)]
 
@@ -91,7 +102,7 @@ _MESSAGE_TEMPLATE = dict.fromkeys(MESSAGE_COLUMNS)
 _ROUTE_TEMPLATE = dict.fromkeys(ROUTE_COLUMNS)
 _ROUTE_TEMPLATE["atomic_aggregate"] = False
 _MIN_LENGTH = {1: 29, 2: 23, 3: 21, 4: 19, 5: 23}
-_TYPE_NAMES = {t: n for t, n in names.MESSAGE_TYPES.items()}
+_TYPE_NAMES = names.MESSAGE_TYPES
 _IPV4 = "ipv4"
 _UNICAST = "unicast"
 _MAX_PROBLEMS = 8
@@ -186,24 +197,24 @@ def decode_message(msg: bytes | bytearray | memoryview, ctx: Direction | None) -
     row["type_name"] = _TYPE_NAMES.get(mtype) or f"UNKNOWN({mtype})"
     problems: list[str] = []
     if marker != MARKER:
-        problems.append("marker not all ones")
+        _note(problems, "marker not all ones")
     end = size
     if length != size:
-        problems.append(f"length field {length} but message has {size} bytes")
+        _note(problems, f"length field {length} but message has {size} bytes")
         if HEADER_LEN <= length < size:
             end = length              # trust a shorter length: the rest belongs to something else
     minimum = _MIN_LENGTH.get(mtype)
     routes: list[dict] = []
     info = None
     if minimum is None:
-        problems.append(f"unknown message type {mtype}")
+        _note(problems, f"unknown message type {mtype}")
     elif end < minimum:
-        problems.append(f"{row['type_name']} too short ({end} bytes, minimum {minimum})")
+        _note(problems, f"{row['type_name']} too short ({end} bytes, minimum {minimum})")
     elif mtype == 2:
         routes = _decode_update(data, end, ctx, row, problems)
     elif mtype == 4:
         if end != HEADER_LEN:
-            problems.append(f"KEEPALIVE length {end}")
+            _note(problems, f"KEEPALIVE length {end}")
     elif mtype == 1:
         info = _decode_open(data, end, row, problems)
     elif mtype == 3:
@@ -224,7 +235,7 @@ def _decode_open(data: bytes, end: int, row: dict, problems: list[str]) -> OpenI
     param_len_size = 1
     if opt_len == 255 and pos < end and data[pos] == 255:     # RFC 9072 extended parameters
         if pos + 3 > end:
-            problems.append("extended optional parameters header truncated")
+            _note(problems, "extended optional parameters header truncated")
             opt_len = 0
         else:
             opt_len = _U16.unpack_from(data, pos + 1)[0]
@@ -232,14 +243,14 @@ def _decode_open(data: bytes, end: int, row: dict, problems: list[str]) -> OpenI
             param_len_size = 2
     params_end = pos + opt_len
     if params_end > end:
-        problems.append(f"optional parameters length {opt_len} past end")
+        _note(problems, f"optional parameters length {opt_len} past end")
         params_end = end
     elif params_end < end:
-        problems.append(f"{end - params_end} bytes after optional parameters")
+        _note(problems, f"{end - params_end} bytes after optional parameters")
     caps: dict = {"names": [], "addpath": {}, "mp": [], "ext_nh": []}
     while pos < params_end:
         if pos + 1 + param_len_size > params_end:
-            problems.append("optional parameter header truncated")
+            _note(problems, "optional parameter header truncated")
             break
         ptype = data[pos]
         if param_len_size == 1:
@@ -249,7 +260,7 @@ def _decode_open(data: bytes, end: int, row: dict, problems: list[str]) -> OpenI
         pos += 1 + param_len_size
         pend = pos + plen
         if pend > params_end:
-            problems.append(f"optional parameter {ptype} length {plen} past end")
+            _note(problems, f"optional parameter {ptype} length {plen} past end")
             break
         if ptype == 2:
             _decode_capabilities(data, pos, pend, caps, problems)
@@ -257,7 +268,7 @@ def _decode_open(data: bytes, end: int, row: dict, problems: list[str]) -> OpenI
             caps["names"].append(f"param-{ptype}")
         pos = pend
     if hold_time in (1, 2):
-        problems.append(f"hold time {hold_time} (must be 0 or >= 3)")
+        _note(problems, f"hold time {hold_time} (must be 0 or >= 3)")
     my_as = caps.get("as4_number", my_as_field)
     bgp_id = _inet_ntoa(bgp_id_raw)
     cap_names = caps["names"]
@@ -296,14 +307,14 @@ def _decode_capabilities(data: bytes, pos: int, end: int, caps: dict,
     out: list[str] = caps["names"]
     while pos < end:
         if pos + 2 > end:
-            problems.append("capability header truncated")
+            _note(problems, "capability header truncated")
             return
         code = data[pos]
         clen = data[pos + 1]
         pos += 2
         cend = pos + clen
         if cend > end:
-            problems.append(f"capability {code} length {clen} past end")
+            _note(problems, f"capability {code} length {clen} past end")
             return
         name = names.capability_name(code)
         if code == 1:
@@ -312,7 +323,7 @@ def _decode_capabilities(data: bytes, pos: int, end: int, caps: dict,
                 caps["mp"].append((afi, safi))
                 name = f"multiprotocol {names.family_name(afi, safi)}"
             else:
-                problems.append(f"multiprotocol capability length {clen}")
+                _note(problems, f"multiprotocol capability length {clen}")
             out.append(name)
         elif code == 65:
             if clen == 4:
@@ -320,11 +331,11 @@ def _decode_capabilities(data: bytes, pos: int, end: int, caps: dict,
                 caps["as4_number"] = asn
                 name = f"4-octet-as {asn}"
             else:
-                problems.append(f"4-octet-as capability length {clen}")
+                _note(problems, f"4-octet-as capability length {clen}")
             out.append(name)
         elif code == 69:
             if clen % 4 or clen == 0:
-                problems.append(f"add-path capability length {clen}")
+                _note(problems, f"add-path capability length {clen}")
                 out.append(name)
             for p in range(pos, cend - 3, 4):
                 afi, safi, mode = _AFI_SAFI_MODE.unpack_from(data, p)
@@ -343,7 +354,7 @@ def _decode_capabilities(data: bytes, pos: int, end: int, caps: dict,
                     caps["gr_time"] = head & 0x0FFF
                     caps["gr_restarting"] = bool(head & 0x8000)
                 else:
-                    problems.append(f"graceful-restart capability length {clen}")
+                    _note(problems, f"graceful-restart capability length {clen}")
                 caps["gr"] = True
             elif code == 71:
                 caps["llgr"] = True
@@ -393,14 +404,14 @@ def _decode_notification(data: bytes, end: int, row: dict, problems: list[str]) 
     if subcode in names.SHUTDOWN_COMMUNICATION_SUBCODES and payload:
         n = payload[0]
         if 1 + n > len(payload):
-            problems.append(f"shutdown communication length {n} past end")
+            _note(problems, f"shutdown communication length {n} past end")
             n = len(payload) - 1
         text = payload[1:1 + n]
         try:
             row["notify_text"] = text.decode("utf-8")
         except UnicodeDecodeError:
             row["notify_text"] = text.decode("utf-8", "replace")
-            problems.append("shutdown communication not UTF-8")
+            _note(problems, "shutdown communication not UTF-8")
 
 
 # --- ROUTE-REFRESH (RFC 2918, RFC 7313) ---------------------------------------------------------
@@ -414,7 +425,7 @@ def _decode_route_refresh(data: bytes, end: int, row: dict, problems: list[str])
     row["refresh_subtype_name"] = names.REFRESH_SUBTYPES.get(subtype) or f"subtype-{subtype}"
     # RFC 7313 5: BoRR/EoRR must be exactly 23 octets; a normal refresh may carry ORFs (RFC 5291).
     if subtype in (1, 2) and end != 23:
-        problems.append(f"ROUTE-REFRESH {row['refresh_subtype_name']} length {end}")
+        _note(problems, f"ROUTE-REFRESH {row['refresh_subtype_name']} length {end}")
 
 
 # --- UPDATE (RFC 4271 4.3, RFC 4760, RFC 7911, RFC 4724) ----------------------------------------
@@ -494,7 +505,7 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
     w_start = pos + 2
     w_end = w_start + withdrawn_len
     if w_end + 2 > end:
-        problems.append(f"withdrawn routes length {withdrawn_len} past end")
+        _note(problems, f"withdrawn routes length {withdrawn_len} past end")
         w_end = min(w_end, end)
         attr_start = attr_end = nlri_end = w_end
     else:
@@ -503,7 +514,7 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
         attr_end = attr_start + attr_len
         nlri_end = end
         if attr_end > end:
-            problems.append(f"path attribute length {attr_len} past end")
+            _note(problems, f"path attribute length {attr_len} past end")
             attr_end = nlri_end = end
 
     notes: list[str] = []

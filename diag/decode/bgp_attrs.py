@@ -34,8 +34,9 @@ from diag.decode import bgp_names as names
 
 ATTRIBUTE_COLUMNS: tuple[str, ...] = (
     "next_hop", "next_hop_link_local", "origin", "as_path", "as_path_str", "as4_path",
-    "as4_path_str", "med", "local_pref", "atomic_aggregate", "aggregator", "as4_aggregator", "communities",
-    "large_communities", "ext_communities", "originator_id", "cluster_list", "unknown_attributes",
+    "as4_path_str", "med", "local_pref", "atomic_aggregate", "aggregator", "as4_aggregator",
+    "communities", "large_communities", "ext_communities", "originator_id", "cluster_list",
+    "unknown_attributes",
 )
 
 _U16 = Struct(">H")
@@ -83,7 +84,6 @@ class Attributes:
     mp_reach: MpReach | None = None
     mp_unreach: MpUnreach | None = None
     as_octets: int | None = None     # width used for AS_PATH, None when there is no AS_PATH
-    count: int = 0                   # number of attributes seen
 
 
 def ipv6_str(raw: bytes) -> str:
@@ -169,9 +169,7 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
     result = Attributes(cols)
     seen = 0                      # bitmask of attribute types below 64, for duplicate detection
     unknown: list[str] | None = None
-    count = 0
     while pos < end:
-        count += 1
         if pos + 3 > end:
             _note(problems, "attribute header truncated")
             break
@@ -303,5 +301,4 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
                 unknown = cols["unknown_attributes"] = []
             unknown.append(f"type {atype} len {length}")
         pos = vend
-    result.count = count
     return result

@@ -24,8 +24,8 @@ NULL_FAMILIES = {2: ETH_IPV4, 10: ETH_IPV6, 24: ETH_IPV6, 28: ETH_IPV6, 30: ETH_
 MAX_VLAN_TAGS = 4
 
 _u16 = struct.Struct("!H").unpack_from
-_sll = struct.Struct("!HHH8sH").unpack_from
-_sll2 = struct.Struct("!HHIHBB8s").unpack_from
+_sll_head = struct.Struct("!HHH8sH").unpack_from
+_sll2_head = struct.Struct("!HHIHBB8s").unpack_from
 
 
 class Malformed(Exception):
@@ -69,7 +69,7 @@ def ethernet(data: bytes, start: int = 0, end: int | None = None) -> Link:
 def _sll(data: bytes) -> Link:
     if len(data) < 16:
         raise Malformed("Linux cooked (SLL) header truncated")
-    pkttype, hatype, halen, addr, proto = _sll(data, 0)
+    pkttype, hatype, halen, addr, proto = _sll_head(data, 0)
     src = addr[:6].hex(":") if hatype == 1 and halen == 6 else None
     kind = SLL_PKTTYPES[pkttype] if pkttype < 5 else str(pkttype)
     return Link(16, proto, src, None, None, None, kind)
@@ -78,7 +78,7 @@ def _sll(data: bytes) -> Link:
 def _sll2(data: bytes) -> Link:
     if len(data) < 20:
         raise Malformed("Linux cooked v2 (SLL2) header truncated")
-    proto, _reserved, ifindex, hatype, pkttype, halen, addr = _sll2(data, 0)
+    proto, _reserved, ifindex, hatype, pkttype, halen, addr = _sll2_head(data, 0)
     src = addr[:6].hex(":") if hatype == 1 and halen == 6 else None
     kind = SLL_PKTTYPES[pkttype] if pkttype < 5 else str(pkttype)
     return Link(20, proto, src, None, None, ifindex, kind)

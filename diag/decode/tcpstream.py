@@ -20,6 +20,11 @@ segment of that direction, in capture order, and gets back a list of events:
   be: marker not all ones, length < 19 or > ``max_message``. ``raw`` holds at most the first 64
   bytes from that position. Decoding then resynchronises.
 
+Arguments of :meth:`BgpStream.segment`: ``seq`` is the segment's raw 32-bit sequence number,
+``payload`` the TCP payload as ``bytes`` (cut to the IP length: Ethernet padding of short frames
+is not payload), ``frame`` the 1-based frame number, ``syn``/``fin``/``rst`` the TCP flags.
+Pure ACKs may be passed (they are cheap) or skipped.
+
 Usage::
 
     stream = BgpStream(max_message=65535)             # 4096 unless extended messages (RFC 8654)
@@ -34,11 +39,13 @@ Behaviour:
 * SYN fixes the initial sequence number; the first data byte is ISN+1 (data on a SYN is
   accepted). A retransmitted SYN (same ISN) is ignored; a SYN with another ISN is a new
   connection: the old one is finished (its events are returned first) and state is reset.
-* Without a SYN (capture started mid-stream) the first segment seen starts the stream and the
-  framer does not trust its first byte: it resynchronises on a plausible header (16 x 0xff,
-  length up to max_message and at least the type's RFC minimum, length
-  high byte not 0xff, type 1..6, KEEPALIVE exactly 19 bytes). The same resynchronisation
-  follows every Gap and every FramingError.
+* Without a SYN (capture started mid-stream) the first segment carrying data starts the stream
+  and the framer does not trust its first byte: it resynchronises on a plausible header
+  (16 x 0xff not followed by another 0xff, type 1..6, length between the type's RFC minimum and
+  ``max_message``, KEEPALIVE exactly 19). The same resynchronisation follows every Gap and
+  every FramingError. Bytes skipped while resynchronising after a Gap (or at a mid-stream
+  start) are counted in that Gap's ``discarded_bytes``; after a FramingError they are not
+  reported again.
 * Sequence numbers are compared modulo 2**32 (serial arithmetic against the next expected
   byte), so streams wrap freely.
 * Retransmissions are dropped or trimmed to their new bytes (the first copy received wins);

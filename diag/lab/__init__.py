@@ -26,6 +26,8 @@ Python API (for faults, collect and explain tests)::
     lab.md5_password, lab.md5_peers            # TCP-MD5 on router <-> k8s-w1
     lab.collect_command(), lab.ssh_command("k8s-w1")
     lab.spawn("fault/ping", "k8s-ctr", argv, pod=True)  # tracked by PID; lab.stop(key)
+    lab.pid("k8s-w1/gobgpd")                   # a daemon's PID (keys: router/zebra, router/bgpd,
+                                               #   HOST/sshd, NODE/gobgpd or NODE/bird)
     lab.restart_bgp("k8s-w1", BgpOptions(...)) # re-render a daemon's config and restart it
     lab.down()                                 # -> teardown seconds
     teardown("t1")                             # the same from the name alone (after a crash)

@@ -95,6 +95,7 @@ class Lab:
                              hint=f"diag lab down --name {name}")
         started = time.monotonic()
         run_root().mkdir(mode=0o755, parents=True, exist_ok=True)
+        _check_traversable(run_root())
         run_dir(name).mkdir()
         run_dir(name).chmod(0o711)   # FRR runs as frr and must traverse to its directory
         state = LabState(name=name, cni=cni, mode=mode, addressing=addressing,
@@ -279,6 +280,12 @@ class Lab:
         self._state.processes = [p for p in self._state.processes if p.key != key]
         self._state.save()
         return was_alive
+
+    def pid(self, key: str) -> int | None:
+        """PID of the tracked process ``key`` ("router/bgpd", "k8s-w1/gobgpd", ...) if it runs."""
+        self._reload()
+        record = self._state.process(key)
+        return record.pid if record and is_alive(record.pid, record.starttime) else None
 
     def is_running(self, key: str) -> bool:
         self._reload()
@@ -529,6 +536,15 @@ class Lab:
         self.ssh_config_path.write_text(configs.render_ssh_config(
             self.name, {h.name: self.netns(h.name) for h in self.plan.hosts},
             identity=self.identity_path, known_hosts=self.known_hosts_path))
+
+
+def _check_traversable(path: Path) -> None:
+    """FRR drops to the frr user: every directory above the run dir must be searchable by all."""
+    for parent in [path, *path.parents]:
+        if not parent.stat().st_mode & 0o001:
+            raise EnvironmentProblem(f"the lab's run directory {path} is below {parent}, which "
+                                     "other users cannot traverse (FRR runs as user frr)",
+                                     hint="set DIAG_LAB_RUN_DIR to a directory under /run or /var/lib")
 
 
 def _root_is_locked() -> bool:

@@ -673,7 +673,8 @@ def build_bad_packets(outdir: Path) -> Crafted:
     frames.add(bytes(eth / IP(src="10.14.0.1", dst="10.14.0.2") / UDP(sport=1, dport=4789))
                + b"\x08\x00")                                                    # VXLAN too short
     frames.add(bytes(good))
-    frames.add(bytes(eth)[:14] + bytes(IP(src="10.14.0.1", dst="10.14.0.2"))[:11])  # IPv4 cut
+    frames.add(bytes(Ether(src="02:00:00:0d:00:01", dst="02:00:00:0d:00:02", type=0x0800))
+               + bytes(IP(src="10.14.0.1", dst="10.14.0.2"))[:11])                 # IPv4 cut
     pkt: object = good
     for level in range(20):
         pkt = eth / IP(src=f"10.15.{level}.1", dst=f"10.15.{level}.2") / UDP(

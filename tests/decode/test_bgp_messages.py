@@ -665,6 +665,24 @@ def test_malformed_is_a_reason_not_an_exception(name, msg, reason, prefixes):
         assert routes_of(d, "announce") == prefixes
 
 
+def test_huge_inputs_stay_bounded():
+    # 2000 broken capabilities (RFC 9072 extended parameters allow 65535 octets): one short
+    # reason list, not 2000 reasons.
+    caps = bytes([1, 1, 0]) * 2000
+    params = bytes([2]) + struct.pack(">H", len(caps)) + caps
+    body = struct.pack(">BHH4sB", 4, 65001, 90, bytes(4), 255) + bytes([255])
+    body += struct.pack(">H", len(params)) + params
+    d = decode_message(MARKER + struct.pack(">HB", 19 + len(body), 1) + body, AS4)
+    assert d.row["malformed"].count(";") < 8
+    # A long AS_PATH: 60 segments of 255 four-octet ASes in an extended-length attribute.
+    long_path = as_path4(*[(2, list(range(i * 255 + 1, i * 255 + 256))) for i in range(60)])
+    long_path.type_flags = 0x50                   # extended length: the value is 61,320 octets
+    msg = update(path_attr=[origin(0), long_path], nlri=v4("10.0.0.0/8"))
+    d = decode_message(msg, AS4)
+    assert d.row["malformed"] is None
+    assert d.row["as_path"] == list(range(1, 60 * 255 + 1))
+
+
 # --- real FRR / GoBGP / BIRD captures vs tcpdump -vv ---------------------------------------------
 
 # tcpdump capability codes -> the capability names diag documents (for codes without details).
@@ -824,6 +842,13 @@ def test_real_capture_named_facts():
     assert "add-path ipv4/unicast receive" in frr_open.row["open_capabilities"]
     assert frr_open.open.fqdn == "tor" and frr_open.open.extended_message
     assert frr_open.open.addpath == {(1, 1): 1}
+    bird_open = next(d.open for d in session if d.open and d.open.my_as == 65002)
+    gobgp_open = next(d.open for d in session if d.open and d.open.my_as == 65001)
+    assert gobgp_open.extended_nexthop == ((1, 1, 2),)
+    # FRR only receives path ids, nobody sends them: no ADD-PATH in either direction.
+    for a, b in ((frr_open.open, bird_open), (bird_open, frr_open.open),
+                 (gobgp_open, frr_open.open)):
+        assert negotiate(a, b) == Direction(as4=True, addpath=frozenset(), assumed=False)
     withdrawals = [r["prefix"] for d in failures for r in d.routes if r["action"] == "withdraw"]
     assert "203.0.113.64/26" in withdrawals
     notifications = {(d.row["notify_name"], d.row["notify_subname"]) for d in failures

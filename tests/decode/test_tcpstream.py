@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given
@@ -18,6 +19,7 @@ from diag.decode.tcpstream import BgpStream, FramingError, Gap, Message
 
 MARKER = b"\xff" * 16
 MOD = 1 << 32
+PCAPS = Path(__file__).resolve().parents[1] / "fixtures" / "pcap"
 
 
 def bgp(msg_type: int, body: bytes = b"") -> bytes:
@@ -601,3 +603,150 @@ def test_scapy_parses_every_emitted_message_to_the_same_type_and_length() -> Non
         assert parsed.len == len(message.raw)
         if parsed.type in expected_layers:
             assert parsed.haslayer(expected_layers[parsed.type])
+
+
+# ------------------------------------------------------------------ tshark as oracle
+
+
+def _tcp_segments(pcap: str) -> list[tuple[int, tuple, int, bytes, int]]:
+    """(frame, 4-tuple, seq, payload, flags) of every port-179 TCP segment, read by scapy.
+
+    The payload is cut to the IP length so that Ethernet padding is not taken for data.
+    """
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
+    from scapy.utils import PcapReader
+
+    segments = []
+    with PcapReader(pcap) as reader:
+        for frame, pkt in enumerate(reader, start=1):
+            if TCP not in pkt or 179 not in (pkt[TCP].sport, pkt[TCP].dport):
+                continue
+            tcp = pkt[TCP]
+            if IP in pkt:
+                ip = pkt[IP]
+                tcp_len = ip.len - ip.ihl * 4
+                src, dst = ip.src, ip.dst
+            else:
+                ip6 = pkt[IPv6]
+                tcp_len = ip6.plen                      # no extension headers in these captures
+                src, dst = ip6.src, ip6.dst
+            payload = bytes(tcp)[tcp.dataofs * 4:tcp_len]
+            segments.append((frame, (src, tcp.sport, dst, tcp.dport), tcp.seq, payload,
+                             int(tcp.flags)))
+    return segments
+
+
+def _diag_types_by_frame(pcap: str) -> tuple[dict[int, list[int]], list]:
+    streams: dict[tuple, BgpStream] = {}
+    events: list = []
+    last = 0
+    for frame, key, seq, payload, flags in _tcp_segments(pcap):
+        stream = streams.setdefault(key, BgpStream())
+        events += stream.segment(seq, payload, frame, syn=bool(flags & 0x02),
+                                 fin=bool(flags & 0x01), rst=bool(flags & 0x04))
+        last = frame
+    for stream in streams.values():
+        events += stream.flush(last)
+    by_frame: dict[int, list[int]] = {}
+    for m in messages(events):
+        by_frame.setdefault(m.last_frame, []).append(m.raw[18])
+    return by_frame, [e for e in events if not isinstance(e, Message)]
+
+
+def _tshark_types_by_frame(pcap: str) -> dict[int, list[int]]:
+    import subprocess
+
+    result = subprocess.run(
+        ["tshark", "-n", "-r", pcap, "-o", "tcp.reassemble_out_of_order:TRUE",
+         "-Y", "bgp", "-T", "fields", "-e", "frame.number", "-e", "bgp.type"],
+        capture_output=True, text=True, check=True, timeout=120)
+    by_frame: dict[int, list[int]] = {}
+    for line in result.stdout.splitlines():
+        frame, types = line.split("\t")
+        by_frame[int(frame)] = [int(t) for t in types.split(",") if t]
+    return by_frame
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("name", ["bgp_session.pcap", "bgp_failures.pcap"])
+def test_real_daemon_captures_frame_for_frame_like_tshark(name: str) -> None:
+    pcap = str(PCAPS / name)
+    ours, problems = _diag_types_by_frame(pcap)
+    theirs = _tshark_types_by_frame(pcap)
+    assert sum(map(len, theirs.values())) > 100
+    assert ours == theirs
+    assert not of_type(problems, FramingError)
+
+
+def _crafted_capture(path: Path, seed: int) -> None:
+    """A scapy-made BGP session: handshake with ISNs near 2**32, then both directions' messages
+    cut at random, some coalesced, some segments retransmitted (whole or overlapping) and some
+    swapped (out of order)."""
+    from scapy.compat import raw
+    from scapy.contrib import bgp as sbgp
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    rng = random.Random(seed)
+    peers = {"a": ("192.0.2.1", 40001, MOD - 700), "b": ("192.0.2.2", 179, MOD - 5)}
+
+    def pkt(side: str, seq: int, flags: str, payload: bytes = b"") -> Ether:
+        (src, sport, _), (dst, dport, _) = peers[side], peers["b" if side == "a" else "a"]
+        # Explicit MACs: without them scapy would ARP for the destination on a real interface.
+        macs = ("02:00:00:00:00:01", "02:00:00:00:00:02")
+        return (Ether(src=macs[side == "b"], dst=macs[side == "a"]) / IP(src=src, dst=dst) /
+                TCP(sport=sport, dport=dport, seq=seq % MOD, flags=flags) / payload)
+
+    frames = [pkt("a", peers["a"][2], "S"), pkt("b", peers["b"][2], "SA"),
+              pkt("a", peers["a"][2] + 1, "A")]
+    streams = {}
+    for side, my_as in (("a", 65001), ("b", 65002)):
+        msgs = [sbgp.BGPHeader(type=1) / sbgp.BGPOpen(my_as=my_as, bgp_id="10.0.0.1"),
+                sbgp.BGPKeepAlive()]
+        for i in range(rng.randrange(8, 20)):
+            msgs.append(sbgp.BGPHeader(type=2) / sbgp.BGPUpdate(
+                path_attr=[sbgp.BGPPathAttr(type_flags=0x40, type_code=1,
+                                            attribute=sbgp.BGPPAOrigin(origin=0))],
+                nlri=[sbgp.BGPNLRI_IPv4(prefix=f"10.{i}.{j}.0/24")
+                      for j in range(rng.randrange(1, 60))]))
+            if rng.random() < 0.3:
+                msgs.append(sbgp.BGPKeepAlive())
+        data = b"".join(raw(m) for m in msgs)
+        cuts = sorted(rng.sample(range(1, len(data)), len(data) // 150))
+        bounds = [0, *cuts, len(data)]
+        streams[side] = (data, list(zip(bounds, bounds[1:])))
+    base = {side: peers[side][2] + 1 for side in peers}
+    queue = [(side, a, b) for side in "ab" for a, b in streams[side][1]]
+    queue.sort(key=lambda item: (item[1], item[0]))          # interleave the two directions
+    i = 0
+    while i < len(queue):
+        side, a, b = queue[i]
+        data = streams[side][0]
+        roll = rng.random()
+        nxt = queue[i + 1] if i + 1 < len(queue) else None
+        if roll < 0.1 and nxt is not None and nxt[0] == side:   # swap with the next one
+            frames.append(pkt(side, base[side] + nxt[1], "PA", data[nxt[1]:nxt[2]]))
+            frames.append(pkt(side, base[side] + a, "PA", data[a:b]))
+            i += 2
+            continue
+        frames.append(pkt(side, base[side] + a, "PA", data[a:b]))
+        if roll > 0.9:                                      # retransmit, whole or overlapping
+            start = a if roll > 0.95 else max(0, a - rng.randrange(1, 40))
+            frames.append(pkt(side, base[side] + start, "PA", data[start:b]))
+        i += 1
+    wrpcap(str(path), frames)
+
+
+@pytest.mark.tshark
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_crafted_split_coalesced_reordered_capture_frame_for_frame_like_tshark(
+        tmp_path: Path, seed: int) -> None:
+    pcap = tmp_path / "crafted.pcap"
+    _crafted_capture(pcap, seed)
+    ours, problems = _diag_types_by_frame(str(pcap))
+    theirs = _tshark_types_by_frame(str(pcap))
+    assert sum(map(len, theirs.values())) > 20
+    assert ours == theirs
+    assert problems == []

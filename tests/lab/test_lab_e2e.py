@@ -203,6 +203,25 @@ def test_ssh_every_host_reaches_its_daemon(running_lab):
         assert "Establ" in proc.stdout, proc.stdout
 
 
+def test_asyncssh_honours_the_config(running_lab):
+    """diag collect uses asyncssh: the same ssh_config (ProxyCommand, key, known_hosts) must work."""
+    import asyncio
+
+    import asyncssh
+
+    lab = running_lab.lab
+
+    async def hostnames() -> list[str]:
+        out = []
+        for host in lab.hosts:
+            async with asyncssh.connect(host, config=[str(lab.ssh_config_path)],
+                                        connect_timeout=10) as conn:
+                out.append((await conn.run("hostname", check=True)).stdout.strip())
+        return out
+
+    assert asyncio.run(asyncio.wait_for(hostnames(), 60)) == list(lab.hosts)
+
+
 def test_ssh_refuses_unknown_host_key(running_lab):
     lab = running_lab.lab
     proc = subprocess.run(["ssh", "-F", str(lab.ssh_config_path), *SSH_STRICT,
