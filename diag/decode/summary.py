@@ -115,20 +115,45 @@ class CaptureSummary:
         return s
 
     def _bgp(self, msgs, routes, events) -> None:
-        for row in msgs.to_dict("records"):
+        if len(msgs):
+            self._bgp_messages(msgs)
+        if len(routes):
+            for (session, action), prefixes in routes.groupby(["session", "action"])["prefix"]:
+                s = self._session(session)
+                keys = set(prefixes.dropna().tolist())
+                if prefixes.isna().any():
+                    keys.add("(raw)")
+                if action == "announce":
+                    s.announce_rows += len(prefixes)
+                    s.announced |= keys
+                else:
+                    s.withdraw_rows += len(prefixes)
+                    s.withdrawn |= keys
+        for row in events.to_dict("records"):
+            self._session(row["session"]).events[row["event"]] += 1
+
+    def _bgp_messages(self, msgs) -> None:
+        """Counts are vectorised; only OPENs, NOTIFICATIONs and End-of-RIBs are looked at one by one."""
+        spans = msgs.groupby("session")["ts"].agg(["min", "max"])
+        for session, (lo, hi) in spans.iterrows():
+            s = self._session(session)
+            lo, hi = _num(lo), _num(hi)
+            s.first_ts = lo if s.first_ts is None else min(s.first_ts, lo)
+            s.last_ts = hi if s.last_ts is None else max(s.last_ts, hi)
+        bad = msgs["malformed"].notna()
+        self.bgp_malformed += int(bad.sum())
+        for session, n in msgs[bad].groupby("session").size().items():
+            self._session(session).malformed += int(n)
+        named = msgs[msgs["type_name"].notna()]
+        for (session, name), n in named.groupby(["session", "type_name"]).size().items():
+            self._session(session).messages[name] += int(n)
+            self.bgp_types[name] += int(n)
+        special = named["type_name"].isin(["OPEN", "NOTIFICATION"])
+        if "eor" in named.columns:
+            special |= named["eor"].notna()
+        for row in named[special].to_dict("records"):
             s = self._session(row["session"])
-            ts = _num(row.get("ts"))
-            if ts is not None:
-                s.first_ts = ts if s.first_ts is None else min(s.first_ts, ts)
-                s.last_ts = ts if s.last_ts is None else max(s.last_ts, ts)
-            if _num(row.get("malformed")) is not None:
-                s.malformed += 1
-                self.bgp_malformed += 1
-            name = _num(row.get("type_name"))
-            if name is None:
-                continue
-            s.messages[name] += 1
-            self.bgp_types[name] += 1
+            name = row["type_name"]
             sender = _endpoint(row["src"], row["sport"])
             if name == "OPEN":
                 s.opens[sender] = {
@@ -138,25 +163,13 @@ class CaptureSummary:
                 }
             elif name == "NOTIFICATION":
                 s.notifications.append({
-                    "frame": int(row["frame"]), "ts": ts, "from": sender,
+                    "frame": int(row["frame"]), "ts": _num(row.get("ts")), "from": sender,
                     "code": _num(row.get("notify_code")), "subcode": _num(row.get("notify_subcode")),
                     "name": _num(row.get("notify_name")), "subname": _num(row.get("notify_subname")),
                     "text": _num(row.get("notify_text")),
                 })
             elif name == "UPDATE" and _num(row.get("eor")):
                 s.eor.add(f"{row['eor']} from {sender}")
-        if len(routes):
-            for session, action, prefix in zip(routes["session"], routes["action"], routes["prefix"]):
-                s = self._session(session)
-                key = prefix if isinstance(prefix, str) else "(raw)"
-                if action == "announce":
-                    s.announce_rows += 1
-                    s.announced.add(key)
-                else:
-                    s.withdraw_rows += 1
-                    s.withdrawn.add(key)
-        for row in events.to_dict("records"):
-            self._session(row["session"]).events[row["event"]] += 1
 
     def _tunnels(self, t) -> None:
         if not len(t):

@@ -21,7 +21,7 @@ segment of that direction, in capture order, and gets back a list of events:
   bytes from that position. Decoding then resynchronises.
 
 Arguments of :meth:`BgpStream.segment`: ``seq`` is the segment's raw 32-bit sequence number,
-``payload`` the TCP payload as ``bytes`` (cut to the IP length: Ethernet padding of short frames
+``payload`` the TCP payload (``bytes``; other bytes-like objects are copied; cut to the IP length: Ethernet padding of short frames
 is not payload), ``frame`` the 1-based frame number, ``syn``/``fin``/``rst`` the TCP flags.
 Pure ACKs may be passed (they are cheap) or skipped.
 
@@ -192,6 +192,8 @@ class BgpStream:
                 fin: bool = False, rst: bool = False) -> list[Event]:
         """Feed one TCP segment of this direction; return the events it completes."""
         out: list[Event] = []
+        if type(payload) is not bytes:
+            payload = bytes(payload)          # memoryview/bytearray: Message.raw must be bytes
         # Fast path: in-order data, nothing buffered, on a message boundary.
         if (not (syn or fin or rst) and payload and seq == self._next_seq and self._synced
                 and not self._buf and not self._pending and self._fin_offset is None

@@ -211,3 +211,78 @@ def test_packets_match_tshark_crafted(crafted, name):
 def test_packets_match_tshark_real(name):
     path = FIXTURES / name
     compare_packets(diag_view.packet_facts(decoded(path)), tshark.packet_facts(path), name)
+
+
+# --- the JSON summary (`diag pcap --format json`) against the same oracles -------------------------
+
+BGP_TYPE_NAMES = {1: "OPEN", 2: "UPDATE", 3: "NOTIFICATION", 4: "KEEPALIVE", 5: "ROUTE-REFRESH"}
+
+
+def run_json(path: Path, *extra: str) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "diag", "pcap", str(path), "--format", "json",
+                           *extra], capture_output=True, text=True, timeout=120, cwd=repo,
+                          env=dict(os.environ, PYTHONPATH=str(repo)))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+SUMMARY_CASES = [("bgp_session", ()), ("bgp_port1790", ("--bgp-port", "1790")), ("bgp_as2", ()),
+                 ("tunnels", ()), ("arp", ()), ("real:bgp_session.pcap", ()),
+                 ("real:bgp_failures.pcap", ()), ("real:vxlan_port_mismatch.pcap", ())]
+
+
+@pytest.mark.parametrize("name,extra", SUMMARY_CASES, ids=[n for n, _ in SUMMARY_CASES])
+def test_json_summary_matches_tshark(crafted, name, extra):
+    if name.startswith("real:"):
+        path, decode_as, four = FIXTURES / name[5:], ("udp.port==8472,vxlan",), True
+    else:
+        c = crafted[name]
+        path, decode_as, four = c.path, c.decode_as, c.four_octet_as
+    summary = run_json(path, *extra)
+    bgp = tshark.bgp_frames(path, decode_as, four)
+    tunnels, _ = tshark.tunnels_and_arp(path, decode_as)
+    frames = tshark.packet_fields(path, decode_as)
+
+    assert summary["packets"]["total"] == len(frames)
+    want_types = {n: 0 for n in BGP_TYPE_NAMES.values()}
+    for fb in bgp.values():
+        for t in fb.types:
+            want_types[BGP_TYPE_NAMES[t]] += 1
+    assert {k: v for k, v in summary["bgp"]["messages"].items() if v} == \
+        {k: v for k, v in want_types.items() if v}
+    announced = {r.prefix for fb in bgp.values() for r in fb.announced}
+    withdrawn = {p for fb in bgp.values() for p, _ in fb.withdrawn}
+    assert set(summary["bgp"]["prefixes"]["announced_list"]) == announced
+    assert set(summary["bgp"]["prefixes"]["withdrawn_list"]) == withdrawn
+
+    want_vnis: dict[str, set[int]] = {}
+    want_ends: dict[tuple[str, int], set[tuple[str, str, int]]] = {}
+    for layers in tunnels.values():
+        for layer in layers:
+            want_vnis.setdefault(layer.type, set()).add(layer.vni)
+            want_ends.setdefault((layer.type, layer.vni), set()).add(
+                (layer.outer_src, layer.outer_dst, layer.outer_dport))
+    got_vnis = {k: set(v["vnis"]) for k, v in summary["tunnels"].items()
+                if isinstance(v, dict) and "vnis" in v and v["vnis"]}
+    assert got_vnis == want_vnis
+    got_ends = {(e["type"], e["vni"]): {(p["src"], p["dst"], p["dport"]) for p in e["endpoints"]}
+                for e in summary["tunnels"]["by_vni"]}
+    assert got_ends == want_ends
+
+
+def test_json_arp_summary_matches_ground_truth(crafted):
+    c = crafted["arp"]
+    arp = run_json(c.path)["arp"]
+    ops = [fact.op for fact in c.arp.values()]
+    assert (arp["requests"], arp["replies"]) == (ops.count(1), ops.count(2))
+    assert arp["gratuitous"] == sum(f.sender_ip == f.target_ip for f in c.arp.values())
+    (unanswered,) = arp["unanswered_by_ip"]
+    assert (unanswered["target_ip"], unanswered["count"]) == ("10.0.0.99", 3)
+    (multi,) = arp["multiple_responders"]
+    assert multi["ip"] == "10.0.0.200"
+    assert sorted(multi["macs"]) == ["02:00:00:0a:00:0c", "02:00:00:0a:00:0d"]

@@ -251,15 +251,58 @@ def test_exec_cli_runs_on_the_host(running_lab):
     assert proc.stdout.strip() == "k8s-w0"
 
 
+def test_api_spawn_stop_and_restart_bgp(running_lab):
+    """The API faults build on: tracked background processes and a daemon restart."""
+    lab = running_lab.lab
+    record = lab.spawn("test/ping", "k8s-ctr", ["ping", "-n", "-q", "-i", "0.5",
+                                                lab.hosts["k8s-w0"].pod_ip], pod=True)
+    assert lab.is_running("test/ping") and lab.pid("test/ping") == record.pid
+    assert lab.stop("test/ping") and not lab.is_running("test/ping")
+    assert _proc_state(record.pid) in (None, "Z")
+    # left running on purpose: down must stop it by PID
+    lab.spawn("test/ping-left", "k8s-w1", ["ping", "-n", "-q", "-i", "0.5",
+                                           lab.hosts["k8s-ctr"].pod_ip], pod=True)
+    if running_lab.cni == "calico" or running_lab.name == "tlcn":   # GoBGP reconnects in 5-10 s
+        old = lab.pid(f"k8s-w1/{'gobgpd' if running_lab.cni == 'cilium' else 'bird'}")
+        lab.restart_bgp("k8s-w1")
+        new = lab.pid(f"k8s-w1/{'gobgpd' if running_lab.cni == 'cilium' else 'bird'}")
+        assert new and new != old and _proc_state(old) in (None, "Z")
+        states = lab.wait_established(timeout=30)
+        assert len(states) == 6
+        assert lab.pod_ping("k8s-w1", "k8s-w0").returncode == 0 or \
+            lab.pod_ping("k8s-w1", "k8s-w0").returncode == 0   # routes may still be converging
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def _lab_pids(lab) -> set[int]:
+    """Every process of the lab as the kernel sees it: in its namespaces, or recorded."""
+    pids = set()
+    for ns in lab.state.namespaces:
+        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+        pids |= {int(p) for p in out.split()}
+    state = json.loads((lab.run_dir / "state.json").read_text())
+    return pids | {p["pid"] for p in state["processes"]}
+
+
 def test_down_removes_everything(running_lab):
     """Last test of each lab: measured teardown, nothing left, bring-up within budget."""
     name = running_lab.name
     bringup = running_lab.lab.state.timings["bringup_s"]
+    pids = {p for p in _lab_pids(running_lab.lab) if _proc_state(p) not in (None, "Z")}
+    assert len(pids) >= 9                       # zebra, bgpd, 4 sshd, 3 speakers (+ ping)
     started = time.monotonic()
     proc = diag_cli("lab", "down", "--name", name)
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert leftovers(name) == []
+    assert [p for p in pids if _proc_state(p) not in (None, "Z")] == []
     assert root_namespace_snapshot() == running_lab.root_before
     print(f"\n{name}: bring-up {bringup:.1f} s, teardown {elapsed:.2f} s (CLI incl. start-up)")
     assert bringup <= 25, f"bring-up took {bringup:.1f} s (aim <= 15 s)"
