@@ -418,6 +418,14 @@ def main(argv: list[str] | None = None) -> int:
                                    "rate": n / whole["wall"]}
     print(f"whole process, 1 core: {rate(n, whole['wall'])}  (`python -m diag pcap FILE "
           f"--format json`: {whole['wall']:.2f} s, peak RSS {whole['rss_mb']:.0f} MB)")
+    if n >= 4 * 65536:   # several chunks in both runs: does peak memory grow with the file?
+        quarter = work / "quarter.pcap"
+        write_slice(capture, quarter, n // 4)
+        dq = child("decode", str(quarter), None)
+        results["diag_marginal_quarter"] = {k: v for k, v in dq.items() if k != "found"}
+        print(f"memory flatness    : peak RSS {dq['hwm_mb']:.0f} MB on the first {n // 4:,} "
+              f"packets, {dec['hwm_mb']:.0f} MB on all {n:,} "
+              f"({rate(n // 4, dq['elapsed']).strip()} on the quarter)")
     field = multicore_field()
     if field:
         cores = str(os.cpu_count() or 1)

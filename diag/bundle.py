@@ -74,14 +74,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
 class StreamFile:
@@ -117,6 +118,11 @@ class BundleWriter:
     docs/bundle-format.md); this class adds ``path``, ``bytes`` and ``sha256`` for files it writes.
     """
 
+    # The manifest is rewritten at most this often while collecting (always on finish): a crash
+    # loses at most this much of the record, and the files it would have listed show up as
+    # UNLISTED_FILE problems, never as a broken bundle.
+    FLUSH_INTERVAL = 0.25
+
     def __init__(self, root: Path, run: dict[str, Any]) -> None:
         root = Path(root)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -138,19 +144,34 @@ class BundleWriter:
             "redactions": {"path": REDACTIONS, "count": 0},
         }
         self._redactions: list[dict[str, Any]] = []
+        self._host_dirs: dict[str, Path] = {}
+        self._dirty_dirs: set[Path] = set()
+        self._last_flush = 0.0
         self._write_redactions()
         self.flush()
 
     # -- hosts and files -------------------------------------------------------------------
     def host_dir(self, host: str) -> Path:
-        path = self.root / HOSTS_DIR / safe_component(host)
-        path.mkdir(exist_ok=True)
-        return path
+        if host not in self._host_dirs:
+            name = safe_component(host)
+            taken = set(p.name for p in self._host_dirs.values())
+            candidate, n = name, 1
+            while candidate in taken:  # two names that sanitise alike ("a:22", "a_22")
+                n += 1
+                candidate = f"{name}~{n}"
+            path = self.root / HOSTS_DIR / candidate
+            path.mkdir(exist_ok=True)
+            self._host_dirs[host] = path
+        return self._host_dirs[host]
 
     def set_host(self, host: str, **fields: Any) -> None:
         record = self.manifest["hosts"].setdefault(host, {"commands": []})
         record.update(fields)
-        self.flush()
+        self._changed()
+
+    def _changed(self) -> None:
+        if time.monotonic() - self._last_flush >= self.FLUSH_INTERVAL:
+            self.flush()
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -159,7 +180,8 @@ class BundleWriter:
                    suffix: str = ".out") -> dict[str, Any]:
         """Write one command's (already redacted) output and record it; returns the record."""
         path = self.host_dir(host) / (safe_component(command["id"]) + suffix)
-        _atomic_write(path, data)
+        _atomic_write(path, data, sync_dir=False)  # the directory is synced before the manifest
+        self._dirty_dirs.add(path.parent)
         record = dict(command, path=self._relative(path), bytes=len(data),
                       sha256=hashlib.sha256(data).hexdigest())
         self.add_command(host, record)
@@ -167,7 +189,7 @@ class BundleWriter:
 
     def add_command(self, host: str, record: dict[str, Any]) -> None:
         self.manifest["hosts"].setdefault(host, {"commands": []})["commands"].append(record)
-        self.flush()
+        self._changed()
 
     def open_stream(self, host: str, command_id: str, suffix: str) -> StreamFile:
         return StreamFile(self.host_dir(host) / (safe_component(command_id) + suffix))
@@ -184,7 +206,7 @@ class BundleWriter:
         self._redactions.extend(entries)
         self.manifest["redactions"]["count"] = len(self._redactions)
         self._write_redactions()
-        self.flush()
+        self._changed()
 
     def _write_redactions(self) -> None:
         _atomic_write(self.root / REDACTIONS,
@@ -192,6 +214,11 @@ class BundleWriter:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def flush(self) -> None:
+        """Write the manifest now (after syncing the directories of the files it lists)."""
+        for directory in sorted(self._dirty_dirs):
+            _fsync_dir(directory)
+        self._dirty_dirs.clear()
+        self._last_flush = time.monotonic()
         _atomic_write(self.root / MANIFEST,
                       json.dumps(self.manifest, indent=1, sort_keys=False).encode())
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from diag.bundle import BundleWriter, STATUS_COMPLETE
+from diag.bundle import STATUS_COMPLETE, BundleWriter, StreamFile
 from diag.collect import catalogue
 from diag.collect.capture import PcapSink
 from diag.collect.catalogue import CaptureOptions, CommandSpec
@@ -116,11 +118,44 @@ class _Rendezvous:
             self.event.set()
 
 
+class _AsyncWriter:
+    """The bundle writer off the event loop: one I/O thread, so calls stay ordered and fsyncs
+    never stall the other hosts' sessions."""
+
+    def __init__(self, writer: BundleWriter) -> None:
+        self.writer = _AsyncWriter(writer)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diag-bundle")
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, partial(fn, *args, **kwargs))
+
+    async def set_host(self, host: str, **fields: Any) -> None:
+        await self._call(self.writer.set_host, host, **fields)
+
+    async def add_output(self, host: str, record: dict[str, Any], data: bytes) -> dict[str, Any]:
+        return await self._call(self.writer.add_output, host, record, data)
+
+    async def add_redactions(self, entries: list[dict[str, Any]]) -> None:
+        if entries:
+            await self._call(self.writer.add_redactions, entries)
+
+    async def open_stream(self, host: str, command_id: str, suffix: str) -> StreamFile:
+        return await self._call(self.writer.open_stream, host, command_id, suffix)
+
+    async def add_stream(self, host: str, record: dict[str, Any],
+                         stream: StreamFile) -> dict[str, Any]:
+        return await self._call(self.writer.add_stream, host, record, stream)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
 class _Run:
     def __init__(self, options: CollectOptions, writer: BundleWriter,
                  listener: Listener | None) -> None:
         self.options = options
-        self.writer = writer
+        self.writer = _AsyncWriter(writer)
         self.listener = listener
         self.states = {t.name: HostState(t.name) for t in options.targets}
         self.semaphore = asyncio.Semaphore(max(1, options.fanout))
@@ -142,7 +177,7 @@ class _Run:
     async def host(self, target: Target) -> None:
         state = self.states[target.name]
         writer = self.writer
-        writer.set_host(target.name, target=target.describe(), transport=target.transport,
+        await writer.set_host(target.name, target=target.describe(), transport=target.transport,
                         declared=dict(target.declared), reachability="PENDING")
         transport = make_transport(target, self.options.ssh)
         arrived = False
@@ -154,13 +189,13 @@ class _Run:
                     await transport.connect()
                 except TransportError as err:
                     state.status, state.detail = err.kind, err.message
-                    writer.set_host(target.name, reachability=err.kind, error=err.message)
+                    await writer.set_host(target.name, reachability=err.kind, error=err.message)
                     self.reasons.append("HOST_UNREACHED")
                     return
                 extra: dict[str, Any] = {}
                 if isinstance(transport, SshTransport) and transport.policy is not None:
                     extra["host_key_accepted_new"] = transport.policy.accepted_new
-                writer.set_host(target.name, reachability="OK", uid=transport.uid,
+                await writer.set_host(target.name, reachability="OK", uid=transport.uid,
                                 sudo=transport.needs_sudo, **extra)
                 state.status = "COLLECTING"
                 await self.clock(target, transport)
@@ -182,11 +217,11 @@ class _Run:
             state.status = "DONE" if state.failures == 0 else "DONE*"
         except asyncio.CancelledError:
             state.status = "INTERRUPTED"
-            writer.set_host(target.name, interrupted=True)
+            await writer.set_host(target.name, interrupted=True)
             raise
         except _HostLost as lost:
             state.status, state.detail = "CONNECTION_LOST", str(lost)
-            writer.set_host(target.name, error=f"connection lost: {lost}", lost=True)
+            await writer.set_host(target.name, error=f"connection lost: {lost}", lost=True)
             self.reasons.append("HOST_LOST")
         finally:
             if not arrived:
@@ -202,8 +237,9 @@ class _Run:
             remote = float(result.stdout.strip())
         except ValueError:
             return
-        self.writer.set_host(target.name, clock_offset_s=round(remote - (before + after) / 2, 6),
-                             clock_uncertainty_s=round((after - before) / 2, 6))
+        await self.writer.set_host(
+            target.name, clock_offset_s=round(remote - (before + after) / 2, 6),
+            clock_uncertainty_s=round((after - before) / 2, 6))
 
     async def commands(self, target: Target, transport: Transport,
                        specs: list[CommandSpec]) -> dict[str, bytes]:
@@ -236,8 +272,8 @@ class _Run:
             "started": _iso(result.started), "duration_s": round(result.duration, 4),
             "truncated": result.truncated, "cap_bytes": spec.cap,
         }
-        written = self.writer.add_output(target.name, record, output)
-        self.writer.add_redactions(
+        written = await self.writer.add_output(target.name, record, output)
+        await self.writer.add_redactions(
             [{"host": target.name, "command": spec.id, "path": written["path"],
               "stream": "stdout", "rule": r.rule, "line": r.line, "detail": r.detail}
              for r in found] +
@@ -254,7 +290,7 @@ class _Run:
 
     async def daemons(self, target: Target, transport: Transport, listeners: bytes) -> None:
         found = detect(listeners.decode(errors="replace"))
-        self.writer.set_host(target.name, daemons=found)
+        await self.writer.set_host(target.name, daemons=found)
         state = self.states[target.name]
         for daemon, options in sorted(found.items()):
             specs = catalogue.daemon_commands(daemon, options)
@@ -272,7 +308,7 @@ class _Run:
         state.status = "CAPTURING"
         state.total += 1
         self.changed()
-        stream = self.writer.open_stream(target.name, "capture", ".pcap")
+        stream = await self.writer.open_stream(target.name, "capture", ".pcap")
         sink = PcapSink(stream.write, options.max_bytes)
 
         def feed(chunk: bytes) -> bool:
@@ -308,7 +344,7 @@ class _Run:
                             "duration_s": options.duration, "max_packets": options.max_packets,
                             "max_bytes": options.max_bytes},
             }
-            self.writer.add_stream(target.name, record, stream)
+            await self.writer.add_stream(target.name, record, stream)
             state.done += 1
             if record["outcome"] != "OK":
                 state.failures += 1
@@ -338,7 +374,7 @@ async def collect_async(options: CollectOptions, listener: Listener | None = Non
             for task in pending:
                 name = task.get_name().split(":", 1)[1]
                 run.states[name].status = "DEADLINE"
-                writer.set_host(name, error="global deadline reached", deadline=True)
+                await run.writer.set_host(name, error="global deadline reached", deadline=True)
         for task in done:
             if task.exception() is not None:
                 raise task.exception()  # a bug in diag: surface it
@@ -346,8 +382,10 @@ async def collect_async(options: CollectOptions, listener: Listener | None = Non
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        run.writer.close()
         _finish(writer, run.reasons + reasons + ["INTERRUPTED"], options.archive)
         raise
+    run.writer.close()
     status, archive = _finish(writer, run.reasons + reasons, options.archive)
     return RunResult(bundle=options.out, archive=archive, status=status,
                      partial_reasons=writer.manifest["partial_reasons"],

@@ -33,7 +33,7 @@ Route example: ``{'action': 'announce', 'afi': 'ipv4', 'safi': 'unicast',
 'as_path': [65000, 65002], ...}``. Prefixes of AFI/SAFIs other than IPv4/IPv6 unicast and
 multicast are not split: one route row per MP attribute carries the whole NLRI in ``nlri_raw``
 (hex) with ``prefix`` None. Withdrawn rows carry no attributes. Lists are shared between the
-routes of one message (read-only).
+routes of one message and, through small caches, between messages: treat them as read-only.
 
 Message columns by type: OPEN ``open_version, open_my_as`` (the 4-octet AS of capability 65
 when present), ``open_hold_time, open_bgp_id, open_capabilities`` (names such as
@@ -106,11 +106,6 @@ _TYPE_NAMES = names.MESSAGE_TYPES
 _IPV4 = "ipv4"
 _UNICAST = "unicast"
 _MAX_PROBLEMS = 8
-# Wire prefix (length octet + address octets) -> text. Captures repeat the same prefixes over and
-# over (refreshes, flaps, many sessions); the cache is cleared when full to bound memory.
-_V4_PREFIXES: dict[bytes, str] = {}
-_V6_PREFIXES: dict[bytes, str] = {}
-_PREFIX_CACHE_MAX = 65536
 _DEFAULT_V4 = (None, "0.0.0.0/0")
 _DEFAULT_V6 = (None, "::/0")
 
@@ -440,7 +435,6 @@ def _prefixes(data: bytes, pos: int, end: int, v6: bool,
     """
     out: list[tuple[int | None, str]] = []
     max_bits = 128 if v6 else 32
-    cache = _V6_PREFIXES if v6 else _V4_PREFIXES
     path_id = None
     while pos < end:
         if addpath:
@@ -455,18 +449,12 @@ def _prefixes(data: bytes, pos: int, end: int, v6: bool,
         nxt = pos + 1 + nbytes
         if nxt > end:
             return out, f"prefix /{plen} past end"
-        key = data[pos:nxt]
-        text = cache.get(key)
-        if text is None:
-            if v6:
-                text = f"{ipv6_str(key[1:] + _ZERO_PAD16[nbytes])}/{plen}"
-            elif nbytes == 3:
-                text = f"{key[1]}.{key[2]}.{key[3]}.0/{plen}"
-            else:
-                text = f"{_inet_ntoa(key[1:] + _ZERO_PAD4[nbytes])}/{plen}"
-            if len(cache) >= _PREFIX_CACHE_MAX:
-                cache.clear()
-            cache[key] = text
+        if v6:
+            text = f"{ipv6_str(data[pos + 1:nxt] + _ZERO_PAD16[nbytes])}/{plen}"
+        elif nbytes == 3:                # /17../24, the common case: no bytes object, no libc
+            text = f"{data[pos + 1]}.{data[pos + 2]}.{data[pos + 3]}.0/{plen}"
+        else:
+            text = f"{_inet_ntoa(data[pos + 1:nxt] + _ZERO_PAD4[nbytes])}/{plen}"
         out.append((path_id, text))
         pos = nxt
     return out, None

@@ -22,7 +22,8 @@ order (set and confederation members included); ``as_path_str`` shows the struct
 ``as4_path`` / ``as4_path_str`` likewise.
 When the context is only ``assumed`` (no OPENs seen) and the AS_PATH does not parse as 4-octet but
 does as 2-octet, the 2-octet reading is used and reported through ``Attributes.as_octets``.
-Lists in ``columns`` are shared by all routes of one UPDATE: treat them as read-only.
+Lists in ``columns`` are shared by all routes of one UPDATE, and AS_PATH / COMMUNITIES lists by
+messages with the same attribute value (bounded caches): treat them as read-only.
 """
 from __future__ import annotations
 
@@ -56,6 +57,15 @@ _inet_ntoa = socket.inet_ntoa
 _inet_ntop = socket.inet_ntop
 _AF_INET6 = socket.AF_INET6
 _WELL_KNOWN = names.WELL_KNOWN_COMMUNITIES
+# Per attribute type: 1 = well-known (optional bit must be clear), 2 = optional (must be set).
+_ATTR_KIND = bytes(2 if t in names.OPTIONAL_ATTRIBUTES else
+                   1 if t in names.WELL_KNOWN_ATTRIBUTES else 0 for t in range(256))
+# AS_PATH value (and width) -> (AS list, text). Paths repeat across UPDATEs and sessions; the
+# lists are shared like all lists in the columns (read-only). Cleared when full.
+_AS_PATHS: dict[int, dict[bytes, tuple[list[int], str] | None]] = {2: {}, 4: {}}
+_MISSING = object()
+_COMMUNITY_LISTS: dict[bytes, list[str]] = {}       # same idea for COMMUNITIES values
+_AS_PATH_CACHE_MAX = 16384
 _ORIGINS = names.ORIGINS
 _MAX_PROBLEMS = 8
 
@@ -125,10 +135,26 @@ def parse_as_path(data: bytes, pos: int, end: int, width: int) -> tuple[list[int
     return path, " ".join(parts)
 
 
-def _communities(data: bytes, pos: int, length: int) -> list[str]:
-    out = []
-    for (value,) in _U32.iter_unpack(data[pos:pos + length]):
-        out.append(_WELL_KNOWN.get(value) or f"{value >> 16}:{value & 0xFFFF}")
+def _cached_as_path(data: bytes, pos: int, end: int, width: int) -> tuple[list[int], str] | None:
+    cache = _AS_PATHS[width]
+    key = data[pos:end]
+    parsed = cache.get(key, _MISSING)
+    if parsed is _MISSING:
+        parsed = parse_as_path(data, pos, end, width)
+        if len(cache) >= _AS_PATH_CACHE_MAX:
+            cache.clear()
+        cache[key] = parsed
+    return parsed
+
+
+def _communities(raw: bytes) -> list[str]:
+    out = _COMMUNITY_LISTS.get(raw)
+    if out is None:
+        out = [_WELL_KNOWN.get(value) or f"{value >> 16}:{value & 0xFFFF}"
+               for (value,) in _U32.iter_unpack(raw)]
+        if len(_COMMUNITY_LISTS) >= _AS_PATH_CACHE_MAX:
+            _COMMUNITY_LISTS.clear()
+        _COMMUNITY_LISTS[raw] = out
     return out
 
 
@@ -195,11 +221,12 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
                 pos = vend
                 continue
             seen |= bit
-        if atype in names.WELL_KNOWN_ATTRIBUTES:
+        kind = _ATTR_KIND[atype]
+        if kind == 1:
             if flags & 0x80:
                 _note(problems,
                       f"attribute {atype} flags 0x{flags:02x}: well-known marked optional")
-        elif atype in names.OPTIONAL_ATTRIBUTES and not flags & 0x80:
+        elif kind == 2 and not flags & 0x80:
             _note(problems, f"attribute {atype} flags 0x{flags:02x}: optional not marked")
 
         if atype == 1:                                   # ORIGIN
@@ -209,9 +236,9 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
                 _note(problems, "bad ORIGIN")
         elif atype == 2:                                 # AS_PATH
             width = 4 if as4 else 2
-            parsed = parse_as_path(data, pos, vend, width)
+            parsed = _cached_as_path(data, pos, vend, width)
             if parsed is None and assumed and as4:
-                parsed = parse_as_path(data, pos, vend, 2)
+                parsed = _cached_as_path(data, pos, vend, 2)
                 width = 2
             if parsed is None:
                 _note(problems, "malformed AS_PATH")
@@ -250,7 +277,7 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
         elif atype == 8:                                 # COMMUNITIES
             if length % 4:
                 _note(problems, f"COMMUNITIES length {length}")
-            cols["communities"] = _communities(data, pos, length - length % 4)
+            cols["communities"] = _communities(data[pos:vend - length % 4])
         elif atype == 9:                                 # ORIGINATOR_ID
             if length == 4:
                 cols["originator_id"] = _inet_ntoa(data[pos:vend])

@@ -20,10 +20,11 @@ segment of that direction, in capture order, and gets back a list of events:
   be: marker not all ones, length < 19 or > ``max_message``. ``raw`` holds at most the first 64
   bytes from that position. Decoding then resynchronises.
 
-Arguments of :meth:`BgpStream.segment`: ``seq`` is the segment's raw 32-bit sequence number,
-``payload`` the TCP payload (``bytes``; other bytes-like objects are copied; cut to the IP length: Ethernet padding of short frames
-is not payload), ``frame`` the 1-based frame number, ``syn``/``fin``/``rst`` the TCP flags.
-Pure ACKs may be passed (they are cheap) or skipped.
+Arguments of :meth:`BgpStream.segment`: ``seq`` is the segment's raw 32-bit sequence number;
+``payload`` the TCP payload as ``bytes`` (other bytes-like objects are copied), cut to the IP
+length, since Ethernet padding of short frames is not payload; ``frame`` the 1-based frame
+number; ``syn``/``fin``/``rst`` the TCP flags. Pure ACKs may be passed (they are cheap) or
+skipped. Segments must come in capture order; one stream per direction per 4-tuple.
 
 Usage::
 

@@ -40,6 +40,7 @@ mounts of their socket directories over /run/frr and /run/bird; GoBGP's API on 1
 from __future__ import annotations
 
 from diag.lab.configs import BgpOptions
-from diag.lab.lab import DEFAULT_NAME, HostInfo, Lab, existing_labs, teardown
+from diag.lab.lab import DEFAULT_NAME, HostInfo, Lab, existing_labs, lab_exists, teardown
 
-__all__ = ["BgpOptions", "DEFAULT_NAME", "HostInfo", "Lab", "existing_labs", "teardown"]
+__all__ = ["BgpOptions", "DEFAULT_NAME", "HostInfo", "Lab", "existing_labs", "lab_exists",
+           "teardown"]

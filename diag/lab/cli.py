@@ -71,8 +71,8 @@ def status_command(
 
 @app.command("exec")
 def exec_command(
-    node: str = typer.Argument(..., help="router, k8s-ctr, k8s-w1 or k8s-w0."),
-    command: List[str] = typer.Argument(..., help="The command (after --)."),
+    node: str = typer.Argument(..., metavar="NODE", help="router, k8s-ctr, k8s-w1 or k8s-w0."),
+    command: List[str] = typer.Argument(..., metavar="CMD", help="The command (after --)."),
     name: str = typer.Option("diag", "--name", help=NAME_HELP),
     pod: bool = typer.Option(False, "--pod", help="Run in the node's pod namespace instead."),
 ) -> None:
@@ -80,27 +80,23 @@ def exec_command(
     def call() -> int:
         import subprocess
 
+        from diag.errors import UsageError
         from diag.lab import Lab
         from diag.lab.environment import check
 
         check()
         argv = command[1:] if command and command[0] == "--" else list(command)
         if not argv:
-            from diag.errors import UsageError
             raise UsageError("no command given", hint="diag lab exec NODE -- CMD [ARGS...]")
         lab = Lab.load(name)
+        prefix = lab.enter_argv(node)            # also rejects unknown hosts, naming the known
         if pod:
-            netns = lab.hosts[node].pod_netns if node in lab.hosts else lab.netns(node)
-            if not netns:
-                from diag.errors import UsageError
+            if not lab.hosts[node].pod_netns:
                 raise UsageError(f"{node} has no pod (the router is not a node)")
-            prefix = ["ip", "netns", "exec", netns]
-        else:
-            prefix = lab.enter_argv(node)
+            prefix = ["ip", "netns", "exec", lab.hosts[node].pod_netns]
         try:
             return subprocess.run(prefix + argv).returncode
         except FileNotFoundError as err:
-            from diag.errors import UsageError
             raise UsageError(f"cannot run {argv[0]}: {err}") from None
 
     _run(call)
@@ -113,13 +109,18 @@ def down_command(
 ) -> None:
     """Stop every daemon by PID, delete every namespace and the run directory."""
     def call() -> int:
-        from diag.lab import existing_labs, teardown
+        from diag.lab import existing_labs, lab_exists, teardown
         from diag.lab.environment import check
+        from diag.lab.lab import validate
 
+        validate(name)
         check()
         names = existing_labs() if all_labs else [name]
         if all_labs and not names:
             print("no labs to remove")
+        if not all_labs and not lab_exists(name):
+            print(f"no lab {name!r}: nothing to remove")
+            return 0
         for lab_name in names:
             seconds = teardown(lab_name)
             print(f"lab {lab_name} removed in {seconds:.2f} s")

@@ -96,7 +96,10 @@ class Lab:
         started = time.monotonic()
         run_root().mkdir(mode=0o755, parents=True, exist_ok=True)
         _check_traversable(run_root())
-        run_dir(name).mkdir()
+        try:
+            run_dir(name).mkdir()
+        except FileExistsError:
+            raise UsageError(f"lab {name!r} is being created by another `diag lab up`") from None
         run_dir(name).chmod(0o711)   # FRR runs as frr and must traverse to its directory
         state = LabState(name=name, cni=cni, mode=mode, addressing=addressing,
                          namespaces=network.namespace_names(name, plan))
@@ -335,10 +338,16 @@ class Lab:
         return configs.BgpOptions(md5_password=self.md5_password)
 
     def wait_established(self, timeout: float = 20) -> list[bgp.PeerState]:
+        """Poll until both ends of every session report Established; return the states."""
         expected = 2 * len(self.plan.nodes)
-        return wait_for(lambda: (lambda s: s if len(s) == expected and all(p.established for p in s)
-                                 else None)(self.bgp_state()),
-                        timeout=timeout, interval=0.1, what="all BGP sessions Established")
+
+        def all_established() -> list[bgp.PeerState] | None:
+            states = self.bgp_state()
+            ok = len(states) == expected and all(p.established for p in states)
+            return states if ok else None
+
+        return wait_for(all_established, timeout=timeout, interval=0.1,
+                        what="all BGP sessions Established")
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -415,6 +424,7 @@ class Lab:
                 self._gobgp_originate(node, opts)
 
     def _spawn_daemon(self, host: str, daemon: str, argv: list[str]) -> None:
+        self._reload()                  # another process may have recorded one meanwhile
         full = self.enter_argv(host) + argv
         log = self.host_dir(host) / f"{daemon}.out"
         pid, starttime = spawn(full, log)
@@ -586,6 +596,11 @@ def teardown(name: str) -> float:
         run_root().mkdir(mode=0o755, parents=True, exist_ok=True)
         record_teardown(name, seconds)
     return seconds
+
+
+def lab_exists(name: str) -> bool:
+    """True if lab ``name`` has a run directory or any namespace."""
+    return run_dir(name).exists() or bool(set(network.namespace_names(name)) & netns_list())
 
 
 def existing_labs() -> list[str]:

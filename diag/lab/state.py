@@ -54,9 +54,7 @@ class LabState:
         return run_dir(self.name) / "state.json"
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        os.replace(tmp, self.path)
+        _atomic_write(self.path, json.dumps(asdict(self), indent=1))
 
     @classmethod
     def read(cls, name: str) -> "LabState | None":
@@ -78,8 +76,13 @@ def record_teardown(name: str, seconds: float) -> None:
     except (FileNotFoundError, json.JSONDecodeError):
         data = {}
     data[name] = {"teardown_s": round(seconds, 3), "at": time.time()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    _atomic_write(path, json.dumps(data, indent=1))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    # a temp name per process: labs are written by several processes (CLI, tests, faults)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 

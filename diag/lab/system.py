@@ -131,6 +131,7 @@ def stop_pids(pids: Sequence[tuple[int, int | None]], *, grace: float = 1.0,
     live = [(pid, st) for pid, st in pids if is_alive(pid, st)]
     for pid, _ in live:
         _signal(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGCONT)    # a SIGSTOPped daemon (hold-timer fault) must see it
     start = time.monotonic()
     killed = False
     while live:

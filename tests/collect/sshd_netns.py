@@ -9,6 +9,8 @@ known_hosts is written here, never into ~/.ssh. Processes are stopped by PID.
 from __future__ import annotations
 
 import os
+import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -69,7 +71,7 @@ class Harness:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
 
     def add(self, name: str, *, start: bool = True, extra_config: str = "",
-            env_path: str | None = None) -> Host:
+            env_path: str | None = None, delay: float | None = None) -> Host:
         netns = f"{self.prefix}-{name}"
         _run("ip", "netns", "add", netns)
         _run("ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up")
@@ -79,6 +81,8 @@ class Harness:
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
         if env_path:
             extra_config += f"\nSetEnv PATH={env_path}\n"
+        if delay:  # a fixed added delay per command (benchmark): the session sleeps first
+            extra_config += f'\nForceCommand sleep {delay:g}; eval "$SSH_ORIGINAL_COMMAND"\n'
         host = Host(name=name, netns=netns, dir=hdir, host_key=key, extra_config=extra_config)
         self.hosts[name] = host
         if start:
@@ -108,8 +112,14 @@ LogLevel ERROR
 
     def start(self, host: Host) -> None:
         config = self.sshd_config(host)
-        host.process = subprocess.Popen(host.ns(SSHD, "-D", "-e", "-f", str(config)),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # `ip netns exec` runs in a private mount namespace: hide the login shell's rc file there
+        # (a heavy ~/.bashrc, e.g. pyenv init, is sourced by bash for every SSH command and would
+        # make the tests measure it), never touching the real file.
+        hide = "".join(f"mount --bind /dev/null {shlex.quote(str(rc))} && "
+                       for rc in _shell_rc_files())
+        host.process = subprocess.Popen(
+            host.ns("sh", "-c", f"{hide}exec {SSHD} -D -e -f {shlex.quote(str(config))}"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             listening = _run(*host.ns("ss", "-Htln", "sport = :22"), check=False).stdout
@@ -176,3 +186,8 @@ def _children(pid: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def _shell_rc_files() -> list[Path]:
+    home = Path(pwd.getpwuid(os.geteuid()).pw_dir)
+    return [rc for rc in (home / ".bashrc",) if rc.is_file()]

@@ -25,8 +25,13 @@ def _bundle(tmp_path, name="b"):
 
 def test_manifest_is_valid_and_in_progress_until_finished(tmp_path):
     writer = _bundle(tmp_path)
+    # throttled: the manifest on disk may lag the files, but it is valid and says in_progress
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["status"] == "in_progress"
+    lagging = open_bundle(tmp_path / "b")
+    assert {p.kind for p in lagging.problems} <= {"UNLISTED_FILE"}
+    writer.flush()
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert [c["id"] for c in manifest["hosts"]["h1"]["commands"]] == ["ip-addr", "capture"]
     bundle = open_bundle(tmp_path / "b")
     assert bundle.partial and bundle.problems == ()
@@ -120,6 +125,16 @@ def test_manifest_path_traversal_is_refused(tmp_path):
     writer.flush()
     with pytest.raises(UnusableInput, match="path traversal"):
         open_bundle(tmp_path / "b")
+
+
+def test_host_names_that_sanitise_alike_get_separate_directories(tmp_path):
+    writer = BundleWriter(tmp_path / "b", run={})
+    first = writer.add_output("a:22", {"id": "x"}, b"1")
+    second = writer.add_output("a_22", {"id": "x"}, b"2")
+    assert first["path"] != second["path"]
+    writer.finish([])
+    bundle = open_bundle(tmp_path / "b")
+    assert bundle.read(first["path"]) == b"1" and bundle.read(second["path"]) == b"2"
 
 
 def test_not_a_bundle(tmp_path):

@@ -335,3 +335,34 @@ def test_tcp_md5_key_from_real_ss_never_reaches_the_bundle(harness, tmp_path):
     assert bundle.read("hosts/md5/ss-tanpi.out").count(b"md5keys:127.0.0.1/32=") >= 2
     report = json.loads(bundle.read("redactions.json"))["redactions"]
     assert any(r["command"] == "ss-tanpi" and r["rule"] == "SS_STRAY_BYTES" for r in report)
+
+
+def test_proxyjump_from_the_ssh_config_is_honoured(harness, tmp_path):
+    """`inner` listens only inside the bastion's namespace: reachable through ProxyJump alone."""
+    bastion = harness.add("bastion")
+    key = tmp_path / "inner_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    config = harness.sshd_config(bastion).read_text().replace("Port 22\n", "Port 2222\n")
+    config = config.replace(str(bastion.host_key), str(key)).replace(
+        f"{bastion.dir}/sshd.pid", f"{tmp_path}/inner.pid")
+    (tmp_path / "inner_sshd_config").write_text(config)
+    inner = subprocess.Popen(bastion.ns("/usr/sbin/sshd", "-D", "-e", "-f",
+                                        str(tmp_path / "inner_sshd_config")),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "127.0.0.1:2222" in subprocess.run(
+            bastion.ns("ss", "-Htln"), capture_output=True, text=True).stdout, 10, "inner sshd")
+        with open(harness.ssh_config, "a") as handle:
+            handle.write(f"\nHost inner\n  HostName 127.0.0.1\n  Port 2222\n  User root\n"
+                         f"  IdentityFile {harness.user_key}\n"
+                         f"  UserKnownHostsFile {harness.known_hosts}\n"
+                         f"  HostKeyAlias inner\n  ProxyJump bastion\n")
+        with open(harness.known_hosts, "a") as handle:
+            handle.write("inner " + " ".join(key.with_suffix(".pub").read_text().split()[:2])
+                         + "\n")
+        code, summary = collect_json(harness, tmp_path / "b", "inner")
+    finally:
+        inner.kill()
+        inner.wait()
+    assert code == 0, summary
+    assert hosts_by_name(summary)["inner"]["reachability"] == "OK"

@@ -133,6 +133,8 @@ def test_tunnels_and_arp_match_scapy_and_truth(crafted, name):
     assert ours_a == arps
     if name == "arp":
         assert {f: fact for f, (fact, _) in ours_a.items()} == c.arp
+        flags = dict(zip(t.arp["frame"].astype(int), t.arp["gratuitous"].astype(bool)))
+        assert flags == {f: a.sender_ip == a.target_ip for f, a in c.arp.items()}
 
 
 def test_tunnels_and_arp_match_scapy_real():

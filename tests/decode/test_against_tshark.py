@@ -231,8 +231,8 @@ def run_json(path: Path, *extra: str) -> dict:
     return json.loads(proc.stdout)
 
 
-SUMMARY_CASES = [("bgp_session", ()), ("bgp_port1790", ("--bgp-port", "1790")), ("bgp_as2", ()),
-                 ("tunnels", ()), ("arp", ()), ("real:bgp_session.pcap", ()),
+SUMMARY_CASES = [("bgp_session", ()), ("bgp_port1790", ("--bgp-port", "1790")),
+                 ("tunnels", ()), ("real:bgp_session.pcap", ()),
                  ("real:bgp_failures.pcap", ()), ("real:vxlan_port_mismatch.pcap", ())]
 
 
@@ -286,3 +286,52 @@ def test_json_arp_summary_matches_ground_truth(crafted):
     (multi,) = arp["multiple_responders"]
     assert multi["ip"] == "10.0.0.200"
     assert sorted(multi["macs"]) == ["02:00:00:0a:00:0c", "02:00:00:0a:00:0d"]
+
+
+def test_geneve_options_match_tshark(crafted):
+    import re
+    c = crafted["tunnels"]
+    args = tshark._args(c.path, c.decode_as, tshark.BASE_PREFS)
+    out = tshark._run(args + ["-Y", "geneve", "-T", "fields", "-e", "frame.number",
+                              "-e", "geneve.option.class", "-e", "geneve.option.type",
+                              "-e", "geneve.option.unknown.data", "-E", "occurrence=a"])
+    tunnels = decoded(c.path).tunnels
+    seen = 0
+    for line in out.splitlines():
+        frame, classes, types, data = line.split("\t")
+        want = [(int(k, 16), int(t, 16), d.lower()) for k, t, d in
+                zip(classes.split(","), types.split(","), data.split(","))]
+        row = tunnels[(tunnels["frame"] == int(frame)) & (tunnels["type"] == "geneve")].iloc[0]
+        got = []
+        for opt in row["geneve_options"]:
+            m = re.search(r"class=(0x[0-9a-f]+)\s+type=(0x[0-9a-f]+)\s+data=([0-9a-f]*)", str(opt), re.I)
+            assert m, opt
+            got.append((int(m.group(1), 16), int(m.group(2), 16), m.group(3).lower()))
+        assert got == want
+        seen += 1
+    assert seen == 1
+
+
+@pytest.mark.parametrize("name", ["bgp_session", "tunnels"])
+def test_chunked_decoding_matches_tshark(crafted, name):
+    """Chunks of 2 frames cut split messages and TCP streams apart; the result must not change."""
+    import pandas as pd
+
+    from diag.decode import DecodeOptions, iter_decode
+    c = crafted[name]
+    chunks = list(iter_decode(c.path, DecodeOptions(bgp_ports=c.bgp_ports), chunk_packets=2))
+    assert len(chunks) >= c.frames // 2
+
+    def joined(table: str):
+        parts = [getattr(ch, table) for ch in chunks if len(getattr(ch, table))]
+        return pd.concat(parts, ignore_index=True) if parts else getattr(chunks[-1], table)
+
+    class Joined:
+        bgp_messages = joined("bgp_messages")
+        bgp_routes = joined("bgp_routes")
+        tunnels = joined("tunnels")
+
+    oracle = tshark.bgp_frames(c.path, c.decode_as, c.four_octet_as)
+    assert_frames_equal(diag_view.bgp_frames(Joined), oracle, f"{name} chunked BGP")
+    tunnels, _ = tshark.tunnels_and_arp(c.path, c.decode_as)
+    assert_frames_equal(diag_view.tunnel_frames(Joined), tunnels, f"{name} chunked tunnels")

@@ -121,10 +121,18 @@ def test_bad_bgp_messages_are_malformed_rows_and_good_ones_decode(crafted):
         assert not (routes["action"] == "announce").any(), routes.to_dict("records")
 
 
-def test_bad_bgp_cli_does_not_crash(crafted):
-    proc = run_cli("pcap", str(crafted["bad_bgp"].path), "--format", "json")
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("name", ["bad_bgp", "bad_packets"])
+def test_bad_packets_cli_does_not_crash(crafted, name, fmt):
+    c = crafted[name]
+    proc = run_cli("pcap", str(c.path), "--format", fmt)
     assert proc.returncode == ExitStatus.OK, proc.stderr
-    json.loads(proc.stdout)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    if fmt == "json":
+        summary = json.loads(proc.stdout)
+        assert summary["packets"]["total"] == c.frames
+        if name == "bad_packets":
+            assert summary["packets"]["malformed"] == sum("bad" in k for k in c.packets.values())
 
 
 def test_bad_packets_are_malformed_rows_and_good_ones_decode(crafted):
@@ -147,7 +155,7 @@ def test_bad_packets_are_malformed_rows_and_good_ones_decode(crafted):
 
 # --- property-based: mutate valid captures ----------------------------------------------------------
 
-BASES = ["bgp_session", "tunnels", "two_ifaces", "bgp_as2", "l3_variants"]
+BASES = ["bgp_session", "tunnels", "two_ifaces", "sll2", "bgp_as2", "l3_variants"]
 
 
 def _decode_bytes(data: bytes, suffix: str) -> None:
@@ -200,3 +208,29 @@ def test_random_bgp_message_never_raises(tmp_path_factory, body, length, msg_typ
     step = max(1, total // segments)
     flow.send("ab", [step] * (segments - 1))
     _decode_bytes(pcap_bytes(frames.records, LINKTYPE_ETHERNET), ".pcap")
+
+
+@given(base=st.sampled_from(BASES), flips=st.lists(
+    st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_capture_summary_never_raises(base_paths, base, flips):
+    """The whole `diag pcap --format json` path in-process: decode, summary, JSON rendering."""
+    import contextlib
+    import io
+
+    from diag.errors import DiagError
+    from diag.pcapcmd import run_pcap
+    path = base_paths[base]
+    data = bytearray(path.read_bytes())
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    with tempfile.NamedTemporaryFile(suffix=path.suffix) as fh:
+        fh.write(bytes(data))
+        fh.flush()
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                run_pcap(Path(fh.name), fmt="json", bgp_ports=(1790,))
+        except DiagError as err:
+            assert err.exit_status == ExitStatus.UNUSABLE_INPUT, err.message
+            return
+        json.loads(out.getvalue())

@@ -6,7 +6,9 @@ Tests of one lab run in file order; the last one tears the lab down and checks n
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import shlex
 import subprocess
 import time
@@ -257,7 +259,11 @@ def test_api_spawn_stop_and_restart_bgp(running_lab):
     record = lab.spawn("test/ping", "k8s-ctr", ["ping", "-n", "-q", "-i", "0.5",
                                                 lab.hosts["k8s-w0"].pod_ip], pod=True)
     assert lab.is_running("test/ping") and lab.pid("test/ping") == record.pid
+    os.kill(record.pid, signal.SIGSTOP)         # a frozen process stops promptly too
+    assert _wait_state(record.pid, "T")
+    started = time.monotonic()
     assert lab.stop("test/ping") and not lab.is_running("test/ping")
+    assert time.monotonic() - started < 0.9     # SIGTERM took effect, no SIGKILL grace needed
     assert _proc_state(record.pid) in (None, "Z")
     # left running on purpose: down must stop it by PID
     lab.spawn("test/ping-left", "k8s-w1", ["ping", "-n", "-q", "-i", "0.5",
@@ -269,8 +275,18 @@ def test_api_spawn_stop_and_restart_bgp(running_lab):
         assert new and new != old and _proc_state(old) in (None, "Z")
         states = lab.wait_established(timeout=30)
         assert len(states) == 6
-        assert lab.pod_ping("k8s-w1", "k8s-w0").returncode == 0 or \
-            lab.pod_ping("k8s-w1", "k8s-w0").returncode == 0   # routes may still be converging
+        deadline = time.monotonic() + 15           # routes re-learned after Established
+        while lab.pod_ping("k8s-w1", "k8s-w0", count=1, deadline=2).returncode != 0:
+            assert time.monotonic() < deadline, "pods unreachable after restarting k8s-w1's BGP"
+
+
+def _wait_state(pid: int, state: str, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while _proc_state(pid) != state:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _proc_state(pid: int) -> str | None:

@@ -18,6 +18,7 @@ scapy's own faults are handled here rather than inherited:
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +162,7 @@ def _parse(raw: bytes) -> BgpMsg:
     return BgpMsg(hdr.type)
 
 
+@lru_cache(maxsize=64)   # read-only results, immutable captures
 def bgp_frames(path: Path, bgp_ports: Sequence[int] = (179,), four_octet: bool = True,
                vxlan_ports: Sequence[int] = (4789, 8472)) -> tuple[dict[int, FrameBgp], set[int]]:
     """frame -> the BGP messages completing in it, per scapy's BGP layer on reassembled bytes;
@@ -204,6 +206,7 @@ def bgp_frames(path: Path, bgp_ports: Sequence[int] = (179,), four_octet: bool =
     return out, cannot
 
 
+@lru_cache(maxsize=64)   # read-only results, immutable captures
 def tunnels_and_arp(path: Path, vxlan_ports: Sequence[int] = (4789, 8472)
                     ) -> tuple[dict[int, tuple[TunnelLayer, ...]], dict[int, tuple[ArpFact, int]]]:
     """Per frame the tunnel layers (outermost first) and the ARP fact with its tunnel depth."""

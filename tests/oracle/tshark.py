@@ -5,12 +5,15 @@ tshark's own faults are handled here rather than inherited: it needs decode-as f
 and for BGP on other ports (callers pass ``decode_as``); it guesses 2- vs 4-octet AS numbers unless
 ``bgp.asn_len`` is set, so callers pass what the OPENs negotiated; it only reassembles out-of-order
 TCP segments when ``tcp.reassemble_out_of_order`` is on. It also dissects the packet quoted inside
-ICMP errors as if it were live traffic, so tunnel layers found after an ICMP layer are dropped.
+ICMP errors as if it were live traffic, so tunnel layers and ports found after an ICMP layer are
+dropped. pyshark is used in PDML mode (``use_json=False``): its JSON mode merges repeated layers
+(outer and inner ``eth``/``ip`` of a tunnel) into one, which would hide nesting.
 """
 from __future__ import annotations
 
 import json
 import shutil
+from functools import lru_cache
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -139,6 +142,7 @@ def _message(msg: dict[str, Any]) -> BgpMsg:
     return BgpMsg(2, tuple(routes), tuple(withdrawn))
 
 
+@lru_cache(maxsize=64)   # captures are immutable during a session; results are read-only
 def bgp_frames(path: Path, decode_as: Sequence[str] = (), four_octet: bool | None = None,
                extra_prefs: Sequence[str] = ()) -> dict[int, FrameBgp]:
     """frame -> the BGP messages tshark shows in it (reassembled PDUs at the completing frame)."""
@@ -173,6 +177,7 @@ PACKET_FIELDS = ("frame.number", "frame.time_epoch", "frame.cap_len", "frame.len
                  "udp.srcport", "udp.dstport", "arp.opcode", "frame.protocols")
 
 
+@lru_cache(maxsize=64)   # captures are immutable during a session; results are read-only
 def packet_fields(path: Path, decode_as: Sequence[str] = ()) -> dict[int, dict[str, list[str]]]:
     """frame -> {field: [values in dissection order]} for :data:`PACKET_FIELDS`."""
     args = _args(path, decode_as, BASE_PREFS)
@@ -205,6 +210,7 @@ def _pyshark_packets(path: Path, decode_as: Sequence[str]) -> Iterator[Any]:
         cap.close()
 
 
+@lru_cache(maxsize=64)   # captures are immutable during a session; results are read-only
 def tunnels_and_arp(path: Path, decode_as: Sequence[str] = ()
                     ) -> tuple[dict[int, tuple[TunnelLayer, ...]], dict[int, tuple[ArpFact, int]]]:
     """pyshark (PDML keeps repeated layers apart): per frame the tunnel layers outermost first, and
@@ -255,6 +261,7 @@ PKTTYPE_DIRECTION = {0: "in", 1: "in", 2: "in", 3: "in", 4: "out"}
 EPB_DIRECTION = {1: "in", 2: "out"}
 
 
+@lru_cache(maxsize=64)   # captures are immutable during a session; results are read-only
 def packet_facts(path: Path, decode_as: Sequence[str] = ()) -> dict[int, dict[str, object]]:
     """frame -> link/IP facts as tshark dissects them (outermost headers)."""
     out: dict[int, dict[str, object]] = {}
