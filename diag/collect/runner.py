@@ -123,7 +123,7 @@ class _AsyncWriter:
     never stall the other hosts' sessions."""
 
     def __init__(self, writer: BundleWriter) -> None:
-        self.writer = _AsyncWriter(writer)
+        self.writer = writer
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diag-bundle")
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

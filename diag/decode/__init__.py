@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from diag.decode.batch import split_block
+from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
 from diag.decode.capture import SUPPORTED_LINKTYPES, CaptureInfo, open_blocks
 from diag.errors import UnusableInput
 from diag.decode.pipeline import (ARP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
@@ -35,10 +36,6 @@ from diag.decode.pipeline import (ARP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLU
 DEFAULT_BGP_PORTS = (179,)
 DEFAULT_VXLAN_PORTS = (4789, 8472)
 DEFAULT_GENEVE_PORTS = (6081,)
-BGP_MESSAGE_HEAD = ("frame", "first_frame", "ts", "src", "sport", "dst", "dport", "session",
-                    "tunnel_depth", "type", "type_name", "length", "malformed")
-BGP_ROUTE_HEAD = ("frame", "ts", "src", "sport", "dst", "dport", "session", "action", "afi",
-                  "safi", "prefix")
 # integer columns that may hold "none": pandas' nullable Int64 instead of float
 INTEGER_COLUMNS = frozenset((
     "frame", "first_frame", "ifindex", "ttl", "ip_proto", "sport", "dport", "tunnel_depth", "depth",
@@ -220,8 +217,8 @@ def _tables(rows: dict[str, list], info: CaptureInfo, fast=None) -> Tables:
          for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
     return Tables(
         packets=typed(frame(rows["packets"], PACKET_COLUMNS, fast and fast.packets)),
-        bgp_messages=typed(dict_frame(rows["bgp_messages"], BGP_MESSAGE_HEAD)),
-        bgp_routes=typed(dict_frame(rows["bgp_routes"], BGP_ROUTE_HEAD)),
+        bgp_messages=typed(frame(rows["bgp_messages"], MESSAGE_ROW)),
+        bgp_routes=typed(frame(rows["bgp_routes"], ROUTE_ROW)),
         tunnels=typed(frame(rows["tunnels"], TUNNEL_COLUMNS, fast and fast.tunnels)),
         arp=typed(frame(rows["arp"], ARP_COLUMNS, fast and fast.arp)),
         stream_events=typed(dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS)),

@@ -4,11 +4,13 @@ Contract: :class:`BgpFlows` receives every TCP segment on a BGP port
 (``segment(src, sport, dst, dport, seq, flags, payload, frame, ts, depth)``) and calls
 ``on_message(row)``, ``on_route(row)`` and ``on_event(row)`` with plain dicts:
 
-* a message row is ``{frame, first_frame, ts, src, sport, dst, dport, session, tunnel_depth}``
-  followed by the columns of :func:`diag.decode.bgp.decode_message`; ``frame`` is the frame in which
-  the message's last byte arrived (where tshark shows a reassembled PDU);
-* a route row is the same addressing columns followed by one route of that message;
-* an event row (``stream_events`` table) reports what reassembly could not hand over: ``gap``
+* a message row is a tuple with the columns :data:`MESSAGE_ROW` — ``frame, first_frame, ts, src,
+  sport, dst, dport, session, tunnel_depth`` followed by :data:`diag.decode.bgp.MESSAGE_COLUMNS`;
+  ``frame`` is the frame in which the message's last byte arrived (where tshark shows a
+  reassembled PDU);
+* a route row is a tuple with the columns :data:`ROUTE_ROW` — ``frame, ts, src, sport, dst,
+  dport, session`` followed by :data:`diag.decode.bgp.ROUTE_COLUMNS`;
+* an event row (a dict, ``stream_events`` table) reports what reassembly could not hand over: ``gap``
   (bytes never captured; decoding resumes at the next BGP marker), ``framing-error`` (a header
   whose marker or length is impossible).
 
@@ -27,7 +29,11 @@ TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 RECENT_FRAMES = 200_000          # how many BGP frame timestamps to remember for late completions
 
 Endpoint = tuple[str, int]
-Row = dict
+Row = tuple
+MESSAGE_ROW = ("frame", "first_frame", "ts", "src", "sport", "dst", "dport", "session",
+               "tunnel_depth") + bgp.MESSAGE_COLUMNS
+ROUTE_ROW = ("frame", "ts", "src", "sport", "dst", "dport", "session") + bgp.ROUTE_COLUMNS
+_MALFORMED_AT = bgp.MESSAGE_COLUMNS.index("malformed")
 
 
 class _Connection:
@@ -94,15 +100,16 @@ class BgpFlows:
                                **base, "event": "gap",
                                "detail": _gap_text(event)})
             elif isinstance(event, FramingError):
-                self.on_event({"frame": event.frame, "ts": self.frame_ts.get(event.frame, ts),
-                               **base, "event": "framing-error", "detail": event.reason})
-                self.on_message({"frame": event.frame, "first_frame": event.frame,
-                                 "ts": self.frame_ts.get(event.frame, ts), **base,
-                                 "type": None, "type_name": None, "length": None,
-                                 "malformed": event.reason})
+                when = self.frame_ts.get(event.frame, ts)
+                self.on_event({"frame": event.frame, "ts": when, **base,
+                               "event": "framing-error", "detail": event.reason})
+                values = [None] * len(bgp.MESSAGE_COLUMNS)
+                values[_MALFORMED_AT] = event.reason
+                self.on_message((event.frame, event.frame, when, sender[0], sender[1],
+                                 receiver[0], receiver[1], conn.session, depth, *values))
 
     def _message(self, conn: _Connection, sender: Endpoint, receiver: Endpoint, msg: Message,
-                 base: Row, ts: float) -> None:
+                 base: dict, ts: float) -> None:
         ctx = conn.contexts.get(sender, self.default_context)
         decoded = bgp.decode_message(msg.raw, ctx)
         if decoded.open is not None:
@@ -110,13 +117,15 @@ class BgpFlows:
             for end, other in ((sender, receiver), (receiver, sender)):
                 conn.contexts[end] = bgp.negotiate(conn.opens.get(end), conn.opens.get(other))
         when = self.frame_ts.get(msg.last_frame, ts)
-        head = {"frame": msg.last_frame, "first_frame": msg.first_frame, "ts": when, **base}
-        self.on_message({**head, **decoded.row})
+        self.on_message((msg.last_frame, msg.first_frame, when, sender[0], sender[1], receiver[0],
+                         receiver[1], conn.session, base["tunnel_depth"],
+                         *decoded.row.values()))
         if decoded.routes:
-            route_head = {"frame": msg.last_frame, "ts": when, **base}
-            del route_head["tunnel_depth"]
+            head = (msg.last_frame, when, sender[0], sender[1], receiver[0], receiver[1],
+                    conn.session)
+            on_route = self.on_route
             for route in decoded.routes:
-                self.on_route({**route_head, **route})
+                on_route((*head, *route.values()))
 
     def _forget_old_frames(self, frame: int) -> None:
         horizon = frame - RECENT_FRAMES // 2

@@ -70,8 +70,8 @@ class PacketDecoder:
         self.packets: list[tuple] = []
         self.tunnels: list[tuple | None] = []
         self.arp: list[tuple] = []
-        self.bgp_messages: list[dict] = []
-        self.bgp_routes: list[dict] = []
+        self.bgp_messages: list[tuple] = []
+        self.bgp_routes: list[tuple] = []
         self.stream_events: list[dict] = []
         self.bgp = BgpFlows(self.bgp_messages.append, self.bgp_routes.append,
                             self.stream_events.append)

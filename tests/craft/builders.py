@@ -325,11 +325,14 @@ def build_tunnels(outdir: Path) -> Crafted:
 
     def layer(kind: str, vni: int, osrc: str, odst: str, dport: int, inner: object) -> TunnelLayer:
         l3 = inner.payload
-        isrc = idst = None
-        if l3.name in ("IP", "IPv6"):
+        isrc = idst = proto = sport = dport_in = None
+        if isinstance(l3, (IP, IPv6)):
             isrc, idst = canon_ip(l3.src), canon_ip(l3.dst)
+            proto = l3.proto if isinstance(l3, IP) else l3.nh
+            if isinstance(l3.payload, (TCP, UDP)):
+                sport, dport_in = l3.payload.sport, l3.payload.dport
         return TunnelLayer(kind, vni, osrc, odst, dport, inner.src.lower(), inner.dst.lower(),
-                           isrc, idst)
+                           isrc, idst, proto, sport, dport_in)
 
     def add(pkt: object, layers: tuple[TunnelLayer, ...]) -> int:
         f = frames.add(bytes(pkt))

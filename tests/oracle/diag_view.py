@@ -100,6 +100,10 @@ def bgp_frames(tables: Any) -> dict[int, FrameBgp]:
     return out
 
 
+def _int_or_none(value: Any) -> int | None:
+    return None if missing(value) else int(value)
+
+
 def tunnel_frames(tables: Any) -> dict[int, tuple[TunnelLayer, ...]]:
     layers: dict[int, list[tuple[int, TunnelLayer]]] = defaultdict(list)
     for row in tables.tunnels.to_dict("records"):
@@ -112,7 +116,10 @@ def tunnel_frames(tables: Any) -> dict[int, tuple[TunnelLayer, ...]]:
             "" if missing(row.get("inner_eth_src")) else str(row["inner_eth_src"]).lower(),
             "" if missing(row.get("inner_eth_dst")) else str(row["inner_eth_dst"]).lower(),
             canon_ip(str(row["inner_src"])) if ip_inside else None,
-            canon_ip(str(row["inner_dst"])) if ip_inside else None)))
+            canon_ip(str(row["inner_dst"])) if ip_inside else None,
+            _int_or_none(row.get("inner_proto")) if ip_inside else None,
+            _int_or_none(row.get("inner_sport")) if ip_inside else None,
+            _int_or_none(row.get("inner_dport")) if ip_inside else None)))
     return {f: tuple(layer for _, layer in sorted(v, key=lambda x: x[0]))
             for f, v in sorted(layers.items())}
 

@@ -81,6 +81,9 @@ class TunnelLayer:
     inner_eth_dst: str
     inner_src: str | None     # inner IPv4/IPv6 source, None when the inner frame is not IP
     inner_dst: str | None
+    inner_proto: int | None = None   # IP protocol of the inner packet (6, 17, 1, 58...)
+    inner_sport: int | None = None   # inner TCP/UDP ports, None for other protocols
+    inner_dport: int | None = None
 
 
 @dataclass(frozen=True)

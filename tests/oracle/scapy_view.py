@@ -211,7 +211,7 @@ def tunnels_and_arp(path: Path, vxlan_ports: Sequence[int] = (4789, 8472)
                     ) -> tuple[dict[int, tuple[TunnelLayer, ...]], dict[int, tuple[ArpFact, int]]]:
     """Per frame the tunnel layers (outermost first) and the ARP fact with its tunnel depth."""
     from scapy.contrib.geneve import GENEVE
-    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import ARP, Ether
     from scapy.layers.vxlan import VXLAN
@@ -230,14 +230,19 @@ def tunnels_and_arp(path: Path, vxlan_ports: Sequence[int] = (4789, 8472)
                 udp_layer = layer
             elif isinstance(layer, (VXLAN, GENEVE)) and ip_layer is not None and udp_layer is not None:
                 inner = layer.payload
-                isrc = idst = None
+                isrc = idst = proto = sport = dport = None
                 if isinstance(inner, Ether) and isinstance(inner.payload, (IP, IPv6)):
-                    isrc, idst = canon_ip(inner.payload.src), canon_ip(inner.payload.dst)
+                    l3 = inner.payload
+                    isrc, idst = canon_ip(l3.src), canon_ip(l3.dst)
+                    proto = int(l3.proto if isinstance(l3, IP) else l3.nh)
+                    if isinstance(l3.payload, (TCP, UDP)):
+                        sport, dport = int(l3.payload.sport), int(l3.payload.dport)
                 found.append(TunnelLayer(
                     "vxlan" if isinstance(layer, VXLAN) else "geneve", int(layer.vni),
                     canon_ip(ip_layer.src), canon_ip(ip_layer.dst), int(udp_layer.dport),
                     inner.src.lower() if isinstance(inner, Ether) else "",
-                    inner.dst.lower() if isinstance(inner, Ether) else "", isrc, idst))
+                    inner.dst.lower() if isinstance(inner, Ether) else "", isrc, idst,
+                    proto, sport, dport))
                 ip_layer = udp_layer = None
             elif isinstance(layer, ARP):
                 arps[frame] = (ArpFact(int(layer.op), layer.hwsrc.lower(), canon_ip(layer.psrc),

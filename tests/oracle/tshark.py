@@ -233,15 +233,19 @@ def tunnels_and_arp(path: Path, decode_as: Sequence[str] = ()
             elif name in ("vxlan", "geneve") and ip_layer is not None and udp_layer is not None:
                 inner = layers[i + 1] if i + 1 < len(layers) else None
                 after = layers[i + 2] if i + 2 < len(layers) else None
-                isrc = idst = None
+                l4 = layers[i + 3] if i + 3 < len(layers) else None
+                isrc = idst = proto = sport = dport = None
                 if after is not None and after.layer_name in ("ip", "ipv6"):
                     isrc, idst = canon_ip(after.src), canon_ip(after.dst)
+                    proto = int(after.proto if after.layer_name == "ip" else after.nxt)
+                    if l4 is not None and l4.layer_name in ("tcp", "udp"):
+                        sport, dport = int(l4.srcport), int(l4.dstport)
                 found.append(TunnelLayer(
                     name, int(str(layer.vni), 0), canon_ip(ip_layer.src), canon_ip(ip_layer.dst),
                     int(udp_layer.dstport),
                     str(inner.src).lower() if inner is not None and inner.layer_name == "eth" else "",
                     str(inner.dst).lower() if inner is not None and inner.layer_name == "eth" else "",
-                    isrc, idst))
+                    isrc, idst, proto, sport, dport))
                 ip_layer = udp_layer = None
             elif name == "arp":
                 arps[frame] = (ArpFact(int(layer.opcode), str(layer.src_hw_mac).lower(),
