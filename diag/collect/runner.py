@@ -262,7 +262,7 @@ class _Run:
         result = await transport.run(spec.argv, timeout=timeout, cap=spec.cap, root=spec.root)
         outcome = classify(result)
         output, found = redact(spec.id, result.stdout, self.options.redact_strings)
-        stderr, found_err = redact(spec.id, result.stderr, self.options.redact_strings)
+        stderr, found_err = redact("stderr", result.stderr, self.options.redact_strings)
         record = {
             "id": spec.id, "argv": list(spec.argv),
             "run_as": "sudo -n" if spec.root and transport.needs_sudo else "user",

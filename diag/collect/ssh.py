@@ -117,7 +117,10 @@ class SshTransport(Transport):
     async def connect(self) -> None:
         import asyncssh
 
-        files = _known_hosts_files(self.target, self.options)
+        try:
+            files = _known_hosts_files(self.target, self.options)
+        except (asyncssh.Error, ValueError, OSError) as err:
+            raise TransportError("ERROR", f"SSH config: {_one_line(err)}") from None
         self.policy = policy = HostKeyPolicy(files, self.options.accept_new)
 
         class Client(asyncssh.SSHClient):

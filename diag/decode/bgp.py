@@ -207,6 +207,11 @@ def decode_message(msg: bytes | bytearray | memoryview, ctx: Direction | None) -
         _note(problems, f"{row['type_name']} too short ({end} bytes, minimum {minimum})")
     elif mtype == 2:
         routes = _decode_update(data, end, ctx, row, problems)
+        if problems:
+            # RFC 7606 section 2: a receiver treats the NLRI of a malformed UPDATE as withdrawn
+            for route in routes:
+                if route["action"] == "announce":
+                    route["action"] = "treat-as-withdraw"
     elif mtype == 4:
         if end != HEADER_LEN:
             _note(problems, f"KEEPALIVE length {end}")

@@ -14,6 +14,11 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+try:
+    from pandas import NA as _NA
+except ImportError:  # pragma: no cover - pandas is a dependency
+    _NA = object()
+
 SCHEMA = "diag.pcap/1"
 ARP_REPLY_WINDOW = 3.0
 MAX_PENDING_PER_IP = 10_000
@@ -22,8 +27,8 @@ BGP_TYPES = ("OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH")
 
 
 def _num(v: Any) -> Any:
-    """pandas/numpy scalars -> plain JSON values (NaN/NA -> None)."""
-    if v is None:
+    """pandas/numpy scalars -> plain JSON values (NaN/NA/NaT -> None)."""
+    if v is None or v is _NA:
         return None
     try:
         if v != v:  # NaN
@@ -176,6 +181,7 @@ class CaptureSummary:
             return
         self.tunnel_malformed += int(t["malformed"].notna().sum())
         for (kind, vni), n in t.groupby(["type", "vni"], dropna=False).size().items():
+            # a tunnel header too short to hold a VNI has none: counted, not listed
             self.tunnel_types[kind][_num(vni)] += int(n)
         ends = t.groupby(["type", "vni", "outer_src", "outer_dst", "outer_dport"],
                          dropna=False).size()

@@ -280,6 +280,7 @@ class Lab:
             return False
         was_alive = is_alive(record.pid, record.starttime)
         stop_pids([(record.pid, record.starttime)])
+        _forget_frr_state(record)
         self._state.processes = [p for p in self._state.processes if p.key != key]
         self._state.save()
         return was_alive
@@ -590,12 +591,22 @@ def teardown(name: str) -> float:
         job.wait()
     for ns in present:          # a failed parallel delete gets a second, sequential chance
         netns_delete(ns)
+    for record in state.processes if state else []:
+        _forget_frr_state(record)
     shutil.rmtree(run_dir(name), ignore_errors=True)
     seconds = time.monotonic() - started
     if present or state is not None:
         run_root().mkdir(mode=0o755, parents=True, exist_ok=True)
         record_teardown(name, seconds)
     return seconds
+
+
+def _forget_frr_state(record: ProcessRecord) -> None:
+    """FRR keeps per-process state in /var/tmp/frr/<daemon>.<pid>; a daemon that did not exit
+    cleanly (SIGKILLed, failed start) leaves it behind. Call only once the process is dead."""
+    daemon = record.key.rsplit("/", 1)[-1]
+    if daemon in ("zebra", "bgpd"):
+        shutil.rmtree(f"/var/tmp/frr/{daemon}.{record.pid}", ignore_errors=True)
 
 
 def lab_exists(name: str) -> bool:

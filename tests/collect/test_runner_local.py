@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -83,3 +84,44 @@ def test_cli_local_collect_text_summary(tmp_path):
 def test_no_targets_is_a_usage_error():
     result = CliRunner().invoke(app, ["collect"])
     assert result.exit_code == 2
+
+
+def test_unprivileged_user_wraps_privileged_commands_in_sudo_n(tmp_path):
+    """A real run as uid 65534 (privileges dropped after imports): root-only commands go through
+    `sudo -n`, and when that cannot work the failure is recorded, not fatal."""
+    import os
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root to drop to another uid")
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="diag-unpriv-"))  # pytest's tmp is root-only
+    tmp_path.chmod(0o777)
+    script = f"""
+import os
+from pathlib import Path
+from diag.collect.runner import CollectOptions, collect
+from diag.collect.targets import Target
+import diag.collect.redact, diag.collect.detect, diag.collect.capture, json, asyncio.subprocess
+os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+result = collect(CollectOptions(targets=(Target("local", "localhost", transport="local"),),
+                                out=Path({str(tmp_path / "b")!r})))
+print(result.status)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=str(tmp_path))
+    try:
+        assert proc.returncode == 0, proc.stderr
+        host = json.loads((tmp_path / "b" / "manifest.json").read_text())["hosts"]["local"]
+    finally:
+        shutil.rmtree(tmp_path)
+    assert host["uid"] == 65534 and host["sudo"] is True
+    commands = {c["id"]: c for c in host["commands"]}
+    assert commands["ss-tanpi"]["run_as"] == "sudo -n"
+    assert commands["ip-addr"]["run_as"] == "user" and commands["ip-addr"]["outcome"] == "OK"
+    if commands["ss-tanpi"]["outcome"] != "OK":
+        assert "sudo" in commands["ss-tanpi"]["stderr"]

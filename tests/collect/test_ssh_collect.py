@@ -366,3 +366,36 @@ def test_proxyjump_from_the_ssh_config_is_honoured(harness, tmp_path):
         inner.wait()
     assert code == 0, summary
     assert hosts_by_name(summary)["inner"]["reachability"] == "OK"
+
+
+def _unprivileged_login_user() -> str | None:
+    import pwd
+
+    try:  # sshd without PAM refuses locked accounts (password field starting with '!')
+        locked = {line.split(":")[0] for line in Path("/etc/shadow").read_text().splitlines()
+                  if line.split(":")[1].startswith("!")}
+    except (OSError, IndexError):
+        return None
+    for entry in pwd.getpwall():
+        if entry.pw_uid >= 100 and entry.pw_shell in ("/bin/bash", "/bin/sh", "/usr/bin/bash") \
+                and Path(entry.pw_dir).is_dir() and entry.pw_name not in locked:
+            return entry.pw_name
+    return None
+
+
+def test_non_root_user_runs_privileged_commands_through_sudo_n(harness, tmp_path):
+    user = _unprivileged_login_user()
+    if user is None:
+        pytest.skip("no unprivileged account with a login shell on this machine")
+    harness.add("h")
+    code, summary = collect_json(harness, tmp_path / "b", f"{user}@h")
+    assert code in (0, 3)
+    name = f"{user}@h"
+    host = open_bundle(tmp_path / "b").manifest["hosts"]["h"]
+    assert host["reachability"] == "OK" and host["uid"] != 0 and host["sudo"] is True
+    commands = {c["id"]: c for c in host["commands"]}
+    assert commands["ss-tanpi"]["run_as"] == "sudo -n"
+    assert commands["ip-addr"]["run_as"] == "user" and commands["ip-addr"]["outcome"] == "OK"
+    if commands["ss-tanpi"]["outcome"] != "OK":  # no sudo, or sudo wants a password: recorded
+        assert "sudo" in commands["ss-tanpi"]["stderr"]
+    assert name not in summary  # the host is keyed by its name, the user is in the target

@@ -162,3 +162,11 @@ def test_packets_match_ground_truth(crafted, name):
                 continue    # only the first fragment has ports; which one is first is not a fact here
             else:
                 assert got.get(key) == value, f"{name} frame {frame} {key}: diag {got.get(key)!r} truth {value!r}"
+
+
+def test_bgp_inside_vxlan_keeps_inner_session_and_depth(crafted):
+    c = crafted["tunnels"]
+    msgs = decoded(c.path).bgp_messages
+    assert len(msgs) == sum(len(fb.types) for fb in c.bgp.values())
+    assert (msgs["tunnel_depth"] == 1).all()
+    assert set(msgs["src"]) == {"10.5.0.1", "10.5.0.2"}   # the inner peers, not the VTEPs

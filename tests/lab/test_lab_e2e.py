@@ -313,12 +313,16 @@ def test_down_removes_everything(running_lab):
     bringup = running_lab.lab.state.timings["bringup_s"]
     pids = {p for p in _lab_pids(running_lab.lab) if _proc_state(p) not in (None, "Z")}
     assert len(pids) >= 9                       # zebra, bgpd, 4 sshd, 3 speakers (+ ping)
+    frr_dirs = [f"/var/tmp/frr/{p.key.split('/')[1]}.{p.pid}"
+                for p in running_lab.lab.state.processes if p.key in ("router/zebra", "router/bgpd")]
+    assert len(frr_dirs) == 2
     started = time.monotonic()
     proc = diag_cli("lab", "down", "--name", name)
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert leftovers(name) == []
     assert [p for p in pids if _proc_state(p) not in (None, "Z")] == []
+    assert [d for d in frr_dirs if os.path.exists(d)] == []
     assert root_namespace_snapshot() == running_lab.root_before
     print(f"\n{name}: bring-up {bringup:.1f} s, teardown {elapsed:.2f} s (CLI incl. start-up)")
     assert bringup <= 25, f"bring-up took {bringup:.1f} s (aim <= 15 s)"

@@ -62,9 +62,12 @@ def test_down_after_sigkilled_up(kill_point):
         assert state is not None and state["phase"] != "ready"
         if kill_point == "daemons":
             assert leftovers(name), "the killed up left nothing to clean: the test proves nothing"
+        frr_dirs = [f"/var/tmp/frr/{p['key'].split('/')[1]}.{p['pid']}"
+                    for p in state["processes"] if p["key"] in ("router/zebra", "router/bgpd")]
         down = diag_cli("lab", "down", "--name", name)
         assert down.returncode == 0, down.stderr
         assert leftovers(name) == []
+        assert [d for d in frr_dirs if os.path.exists(d)] == []
         assert root_namespace_snapshot() == root_before
     finally:
         if up.poll() is None:

@@ -234,9 +234,12 @@ def tunnels_and_arp(path: Path, vxlan_ports: Sequence[int] = (4789, 8472)
                 if isinstance(inner, Ether) and isinstance(inner.payload, (IP, IPv6)):
                     l3 = inner.payload
                     isrc, idst = canon_ip(l3.src), canon_ip(l3.dst)
-                    proto = int(l3.proto if isinstance(l3, IP) else l3.nh)
-                    if isinstance(l3.payload, (TCP, UDP)):
-                        sport, dport = int(l3.payload.sport), int(l3.payload.dport)
+                    last = l3    # the upper-layer protocol follows any IPv6 extension headers
+                    while last.payload.__class__.__name__.startswith("IPv6ExtHdr"):
+                        last = last.payload
+                    proto = int(l3.proto if isinstance(l3, IP) else last.nh)
+                    if isinstance(last.payload, (TCP, UDP)):
+                        sport, dport = int(last.payload.sport), int(last.payload.dport)
                 found.append(TunnelLayer(
                     "vxlan" if isinstance(layer, VXLAN) else "geneve", int(layer.vni),
                     canon_ip(ip_layer.src), canon_ip(ip_layer.dst), int(udp_layer.dport),

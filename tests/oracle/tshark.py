@@ -210,6 +210,10 @@ def _pyshark_packets(path: Path, decode_as: Sequence[str]) -> Iterator[Any]:
         cap.close()
 
 
+UPPER_PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "igmp": 2, "sctp": 132,
+                   "gre": 47, "esp": 50}
+
+
 @lru_cache(maxsize=64)   # captures are immutable during a session; results are read-only
 def tunnels_and_arp(path: Path, decode_as: Sequence[str] = ()
                     ) -> tuple[dict[int, tuple[TunnelLayer, ...]], dict[int, tuple[ArpFact, int]]]:
@@ -237,7 +241,9 @@ def tunnels_and_arp(path: Path, decode_as: Sequence[str] = ()
                 isrc = idst = proto = sport = dport = None
                 if after is not None and after.layer_name in ("ip", "ipv6"):
                     isrc, idst = canon_ip(after.src), canon_ip(after.dst)
-                    proto = int(after.proto if after.layer_name == "ip" else after.nxt)
+                    # the upper-layer protocol, after any IPv6 extension headers
+                    proto = UPPER_PROTOCOLS.get(l4.layer_name if l4 is not None else "") or int(
+                        after.proto if after.layer_name == "ip" else after.nxt)
                     if l4 is not None and l4.layer_name in ("tcp", "udp"):
                         sport, dport = int(l4.srcport), int(l4.dstport)
                 found.append(TunnelLayer(
