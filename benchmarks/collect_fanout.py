@@ -89,11 +89,18 @@ def main() -> int:
     print(f"1 delayed host : {one['wall_s']:.2f}s wall ({one['commands']} commands)")
     print(f"{args.hosts} delayed hosts: {many['wall_s']:.2f}s wall -> {ratio:.2f}x one host "
           f"(target <= 1.5x)")
+    # per host: the increase over the one-host run (Python start-up and imports are paid once)
+    extra_hosts = max(1, args.plain - 1)
+    cpu_per_host = (plain_run["cpu_s"] - one["cpu_s"]) / extra_hosts
+    rss_per_host = (plain_run["max_rss_mib"] - one["max_rss_mib"]) / extra_hosts
     print(f"{args.plain} plain hosts : {plain_run['wall_s']:.2f}s wall, "
-          f"CPU {plain_run['cpu_s']:.2f}s ({plain_run['cpu_s'] / args.plain * 1000:.0f} ms/host), "
-          f"peak RSS {plain_run['max_rss_mib']:.0f} MiB "
-          f"({plain_run['max_rss_mib'] / args.plain:.2f} MiB/host), status {plain_run['status']}")
+          f"CPU {plain_run['cpu_s']:.2f}s (+{cpu_per_host * 1000:.0f} ms per extra host), "
+          f"peak RSS {plain_run['max_rss_mib']:.0f} MiB (+{rss_per_host:.2f} MiB per extra host; "
+          f"one host: {one['cpu_s']:.2f}s CPU, {one['max_rss_mib']:.0f} MiB), "
+          f"status {plain_run['status']}")
     results["ratio_many_to_one"] = round(ratio, 3)
+    results["cpu_ms_per_extra_host"] = round(cpu_per_host * 1000, 1)
+    results["rss_mib_per_extra_host"] = round(rss_per_host, 3)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     ok = all(r["status"] == "complete" for r in (one, many, plain_run))

@@ -369,7 +369,7 @@ class BgpSession:
             while True:
                 r = rng.random()
                 side = rng.random() < 0.5
-                if r < 0.003:
+                if r < 0.001:            # a session reset now and then (NOTIFICATION, FIN)
                     code, sub = rng.choice(((6, 2), (6, 4), (4, 0), (6, 3)))
                     yield self._segments(side, [(bgp_notification(code, sub),
                                                  (BGP_NOTIFICATION, (), ()))])

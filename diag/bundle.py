@@ -128,8 +128,12 @@ class BundleWriter:
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise DiagError(f"output directory {root} exists and is not empty",
                             "choose a new --out directory", ExitStatus.USAGE)
-        root.mkdir(parents=True, exist_ok=True)
-        (root / HOSTS_DIR).mkdir(exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / HOSTS_DIR).mkdir(exist_ok=True)
+        except OSError as err:
+            raise DiagError(f"cannot create bundle directory {root}: {err.strerror}",
+                            "choose a writable --out directory", ExitStatus.USAGE) from None
         self.root = root
         self.manifest: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
@@ -337,7 +341,12 @@ def open_bundle(source: Path, extract_to: Path | None = None, *,
 
 def extract_archive(archive: Path, target: Path, *, max_total_bytes: int = MAX_TOTAL_BYTES,
                     max_members: int = MAX_MEMBERS) -> Path:
-    """Extract a bundle archive member by member, refusing anything unsafe; returns its root."""
+    """Extract a bundle archive member by member, refusing anything unsafe; returns its root.
+
+    ``target`` must be new or empty, so nothing already there (a planted symlink) is followed.
+    """
+    if target.is_symlink() or (target.exists() and any(target.iterdir())):
+        raise UnusableInput(f"cannot extract into {target}: not a new, empty directory")
     target.mkdir(parents=True, exist_ok=True)
     total = 0
     members = 0

@@ -94,7 +94,8 @@ def _register_subapps() -> None:
     """Sub-command groups living in their stage packages (each a thin typer app)."""
     import importlib
 
-    for module, name in (("diag.lab.cli", "lab"), ("diag.collect.cli", "collect")):
+    for module, name in (("diag.lab.cli", "lab"), ("diag.collect.cli", "collect"),
+                         ("diag.facts.cli", "facts")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:

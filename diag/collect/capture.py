@@ -19,7 +19,7 @@ MAX_RECORD = 1 << 24
 
 
 class PcapSink:
-    """Feed with :meth:`feed`; ``packets``, ``bytes``, ``truncated`` and ``leftover`` describe it."""
+    """Feed with :meth:`feed`; ``packets``, ``bytes``, ``truncated``, ``leftover`` describe it."""
 
     def __init__(self, write: Callable[[bytes], None], max_bytes: int) -> None:
         self._write = write

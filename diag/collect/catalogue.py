@@ -105,7 +105,8 @@ def daemon_commands(daemon: str, options: dict[str, str]) -> list[CommandSpec]:
         )]
     if daemon == "GOBGP":
         gobgp = ["gobgp"] + (["--port", options["port"]] if options.get("port") else [])
-        return [_c("gobgp-neighbor", *gobgp, "neighbor", "-j", daemon="GOBGP"),
+        return [_c("gobgp-version", "gobgp", "--version", daemon="GOBGP"),
+                _c("gobgp-neighbor", *gobgp, "neighbor", "-j", daemon="GOBGP"),
                 _c("gobgp-global-rib", *gobgp, "global", "rib", "-j", daemon="GOBGP")]
     if daemon == "BIRD":
         birdc = ["birdc"] + (["-s", options["socket"]] if options.get("socket") else [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def run_collect(*, targets: list[str], inventory: Path | None, out: Path | None,
         ssh=SshOptions(config=ssh_config, identities=tuple(identity), known_hosts=known_hosts,
                        accept_new=accept_new_host_keys,
                        connect_timeout=parse_duration(connect_timeout, "--connect-timeout")),
-        probes=tuple(catalogue.validate_probe(p) for p in probe),
+        probes=tuple(dict.fromkeys(catalogue.validate_probe(p) for p in probe)),
         capture=capture_options, fanout=fanout,
         command_timeout=parse_duration(command_timeout, "--command-timeout")
         if command_timeout else None,
@@ -91,8 +92,12 @@ def run_collect(*, targets: list[str], inventory: Path | None, out: Path | None,
         return ExitStatus.OK
     from diag.collect.progress import LiveView, render_summary, summary
 
-    with LiveView() as view:
-        result = collect(options, listener=view.update)
+    try:
+        with LiveView() as view:
+            result = collect(options, listener=view.update)
+    except KeyboardInterrupt:
+        print(f"diag: partial bundle left in {options.out}", file=sys.stderr)
+        raise
     data = summary(result)
     if fmt == "json":
         print(json.dumps(data, indent=1))

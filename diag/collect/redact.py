@@ -54,8 +54,8 @@ class Redaction:
     detail: str = ""
 
 
-def redact(command_id: str, data: bytes, known_secrets: Iterable[str] = ()) -> tuple[bytes,
-                                                                                     list[Redaction]]:
+def redact(command_id: str, data: bytes,
+           known_secrets: Iterable[str] = ()) -> tuple[bytes, list[Redaction]]:
     """Return (redacted output, what was redacted). Pure; safe on any bytes."""
     found: list[Redaction] = []
     if command_id.startswith("ss-tanpi"):

@@ -1,11 +1,13 @@
 """Run the catalogue on every target and write the bundle: :func:`collect` and :func:`plan`.
 
-Per host (at most ``fanout`` hosts at a time, ``per_host`` commands in flight on each): connect (``connect_timeout``), measure the clock
-offset, run the base catalogue and the ``--probe`` commands, detect daemons from the listening
-sockets and run their commands (GoBGP adj-in per neighbour). With ``--capture``, every reachable
-host then starts tcpdump at the same moment (a rendezvous after the catalogue), streams it into
-the bundle, and re-runs the neighbour table and counters afterwards. Every command is bounded by
-its own timeout; the whole run by ``deadline``.
+Per host (at most ``fanout`` hosts at a time, ``per_host`` commands in flight on each): connect
+(``connect_timeout``), measure the clock offset (a ping-pong, see
+:meth:`~diag.collect.transport.Transport.clock_offset`), run the base catalogue and the
+``--probe`` commands, detect daemons from the listening sockets and run their commands (GoBGP
+adj-in per neighbour). Bundle writes go through one I/O thread so fsyncs never stall sessions.
+With ``--capture``, every reachable host then starts tcpdump at the same moment (a rendezvous
+after the catalogue), streams it into the bundle, and re-runs the neighbour table and counters
+afterwards. Every command is bounded by its own timeout; the whole run by ``deadline``.
 
 Every outcome is recorded, nothing is fatal: a host's ``reachability`` is ``OK`` or a
 :data:`diag.collect.transport.FAILURE_KINDS` value; a command's ``outcome`` is one of
@@ -177,8 +179,9 @@ class _Run:
     async def host(self, target: Target) -> None:
         state = self.states[target.name]
         writer = self.writer
-        await writer.set_host(target.name, target=target.describe(), transport=target.transport,
-                        declared=dict(target.declared), reachability="PENDING")
+        await writer.set_host(target.name, target=target.describe(),
+                              transport=target.transport, declared=dict(target.declared),
+                              reachability="PENDING")
         transport = make_transport(target, self.options.ssh)
         arrived = False
         try:
@@ -196,7 +199,7 @@ class _Run:
                 if isinstance(transport, SshTransport) and transport.policy is not None:
                     extra["host_key_accepted_new"] = transport.policy.accepted_new
                 await writer.set_host(target.name, reachability="OK", uid=transport.uid,
-                                sudo=transport.needs_sudo, **extra)
+                                      sudo=transport.needs_sudo, **extra)
                 state.status = "COLLECTING"
                 await self.clock(target, transport)
                 specs = self.specs()
@@ -230,16 +233,11 @@ class _Run:
             await transport.close()
 
     async def clock(self, target: Target, transport: Transport) -> None:
-        before = time.time()
-        result = await transport.run(["date", "+%s.%N"], timeout=10, cap=64)
-        after = time.time()
-        try:
-            remote = float(result.stdout.strip())
-        except ValueError:
-            return
-        await self.writer.set_host(
-            target.name, clock_offset_s=round(remote - (before + after) / 2, 6),
-            clock_uncertainty_s=round((after - before) / 2, 6))
+        measured = await transport.clock_offset()
+        if measured is not None:
+            offset, uncertainty = measured
+            await self.writer.set_host(target.name, clock_offset_s=round(offset, 6),
+                                       clock_uncertainty_s=round(uncertainty, 6))
 
     async def commands(self, target: Target, transport: Transport,
                        specs: list[CommandSpec]) -> dict[str, bytes]:
@@ -345,6 +343,9 @@ class _Run:
                             "max_bytes": options.max_bytes},
             }
             await self.writer.add_stream(target.name, record, stream)
+            await self.writer.add_redactions(
+                [{"host": target.name, "command": "capture", "path": None, "stream": "stderr",
+                  "rule": r.rule, "line": r.line, "detail": r.detail} for r in found])
             state.done += 1
             if record["outcome"] != "OK":
                 state.failures += 1

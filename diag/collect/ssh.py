@@ -2,14 +2,15 @@
 
 Config: ``--ssh-config FILE`` or ``~/.ssh/config`` is handed to asyncssh, which applies Host/Match,
 Hostname, User, Port, IdentityFile, ProxyJump, ProxyCommand and UserKnownHostsFile; the agent is
-used through ``SSH_AUTH_SOCK`` as OpenSSH would. ``--identity`` adds a key, ``--known-hosts``
-replaces the known_hosts files.
+used through ``SSH_AUTH_SOCK`` as OpenSSH would. ``--identity`` sets the key(s) to offer,
+``--known-hosts`` replaces the known_hosts files.
 
 Host keys are always verified. Known hosts come from ``--known-hosts``, else the config's
-``UserKnownHostsFile``, else ``~/.ssh/known_hosts``; a config that disables them
-(``UserKnownHostsFile none``) is refused. A key that is not listed fails as ``HOST_KEY_UNKNOWN``
-unless ``accept_new`` (``--accept-new-host-keys``, OpenSSH's ``accept-new``): then the key is
-appended to the first known_hosts file and the connection proceeds. A host that *is* listed with
+``UserKnownHostsFile``, else ``~/.ssh/known_hosts`` and ``/etc/ssh/ssh_known_hosts``; a config
+that disables them (``UserKnownHostsFile none``) is refused. A key that is not listed fails as
+``HOST_KEY_UNKNOWN`` unless ``accept_new`` (``--accept-new-host-keys``, OpenSSH's
+``accept-new``): then the key is appended to the first known_hosts file and the connection
+proceeds. A host that *is* listed with
 other keys fails as ``HOST_KEY_CHANGED`` whatever the options.
 
 Each command line is built from argv with :func:`shlex.quote` on every element, so no argument can
@@ -101,7 +102,10 @@ def _known_hosts_files(target: Target, options: SshOptions) -> list[Path]:
                                       "none); diag never collects without host key checking")
     files = [Path(os.path.expanduser(str(p))) for p in resolved.known_hosts
              if isinstance(p, (str, os.PathLike))]
-    return files or [Path("~/.ssh/known_hosts").expanduser()]
+    if files:
+        return files
+    # OpenSSH's defaults: the user's file (where accept-new writes) and the system-wide one
+    return [Path("~/.ssh/known_hosts").expanduser(), Path("/etc/ssh/ssh_known_hosts")]
 
 
 class SshTransport(Transport):
@@ -170,14 +174,15 @@ class SshTransport(Transport):
                 pass
             self.connection = None
 
-    async def _spawn(self, argv: list[str]) -> ProcessHandle:
+    async def _spawn(self, argv: list[str], stdin: bool = False) -> ProcessHandle:
         import asyncssh
 
         if self.connection is None:
             raise TransportError("CONNECTION_LOST", "not connected")
         try:
-            process = await self.connection.create_process(command_line(argv), encoding=None,
-                                                           stdin=asyncssh.DEVNULL)
+            process = await self.connection.create_process(
+                command_line(argv), encoding=None,
+                **({} if stdin else {"stdin": asyncssh.DEVNULL}))
         except (asyncssh.Error, OSError) as err:
             raise TransportError("CONNECTION_LOST", _one_line(err)) from None
 
@@ -204,7 +209,15 @@ class SshTransport(Transport):
         async def close() -> None:
             process.close()
 
-        return ProcessHandle(reader(process.stdout), reader(process.stderr), wait, stop, close)
+        async def write_stdin(data: bytes) -> None:
+            try:
+                process.stdin.write(data)
+                await process.stdin.drain()
+            except (asyncssh.Error, OSError) as err:
+                raise TransportError("CONNECTION_LOST", _one_line(err)) from None
+
+        return ProcessHandle(reader(process.stdout), reader(process.stderr), wait, stop, close,
+                             write_stdin if stdin else None)
 
 
 def _one_line(err: BaseException) -> str:

@@ -8,12 +8,14 @@ A transport runs argv lists (never shell strings) on one host and returns a :cla
   command is then stopped), stderr, the exit code, and rc 124 when it timed out;
 - ``stream(argv, sink, timeout)`` hands stdout chunks to ``sink`` (which returns False to stop)
   for captures;
+- ``clock_offset()`` measures the host's clock against ours (a ping-pong over one command);
 - ``close()``.
 
 Every command is wrapped by :func:`wrap_argv`: ``timeout`` bounds it on the host itself (rc 124),
 ``sudo -n`` is added for commands needing root when the user is not root, and ``env LC_ALL=C``
 fixes the locale. Transports also enforce the timeout locally (plus a grace period) so a dead
-host cannot hang the run. A ``kubectl exec`` transport would implement the same four methods.
+host cannot hang the run. A subclass implements ``connect``, ``close`` and ``_spawn``; a
+``kubectl exec`` transport would implement just those three.
 """
 from __future__ import annotations
 
@@ -161,7 +163,45 @@ class Transport:
         return Result(argv=tuple(argv), rc=rc, stdout=b"", stderr=bytes(stderr), started=started,
                       duration=time.monotonic() - clock, timed_out=timed_out, error=error)
 
-    async def _spawn(self, argv: list[str]) -> "ProcessHandle":
+    async def clock_offset(self, timeout: float = 10.0) -> tuple[float, float] | None:
+        """(remote clock - local clock, uncertainty) in seconds, or None.
+
+        Ping-pong so that session start-up (a login shell's rc files) is not counted: the host
+        says ``ready``, we send a line and note the time, it answers with its clock; the offset
+        is taken at the midpoint of that exchange only.
+        """
+        full = wrap_argv(["sh", "-c", "echo ready; read line; date +%s.%N"], timeout, sudo=False)
+        try:
+            handle = await self._spawn(full, stdin=True)
+        except TransportError:
+            return None
+        buffer = b""
+
+        async def line() -> bytes:
+            nonlocal buffer
+            while b"\n" not in buffer:
+                chunk = await handle.read_stdout(256)
+                if not chunk:
+                    raise ValueError("no answer")
+                buffer += chunk
+            first, buffer = buffer.split(b"\n", 1)
+            return first
+
+        try:
+            async with asyncio.timeout(timeout):
+                if await line() != b"ready":
+                    return None
+                sent = time.time()
+                await handle.write_stdin(b"\n")
+                remote = float(await line())
+                received = time.time()
+        except (TransportError, ValueError, TimeoutError):
+            return None
+        finally:
+            await handle.close()
+        return remote - (sent + received) / 2, (received - sent) / 2
+
+    async def _spawn(self, argv: list[str], stdin: bool = False) -> "ProcessHandle":
         raise NotImplementedError
 
 
@@ -172,7 +212,9 @@ class ProcessHandle:
                  read_stderr: Callable[[int], Awaitable[bytes]],
                  wait: Callable[[], Awaitable[int | None]],
                  stop: Callable[[], Awaitable[None]],
-                 close: Callable[[], Awaitable[None]]) -> None:
+                 close: Callable[[], Awaitable[None]],
+                 write_stdin: Callable[[bytes], Awaitable[None]] | None = None) -> None:
+        self.write_stdin = write_stdin
         self.read_stdout = read_stdout
         self.read_stderr = read_stderr
         self.wait = wait
@@ -188,10 +230,11 @@ class LocalTransport(Transport):
     async def connect(self) -> None:
         self.uid = os.geteuid()
 
-    async def _spawn(self, argv: list[str]) -> ProcessHandle:
+    async def _spawn(self, argv: list[str], stdin: bool = False) -> ProcessHandle:
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, start_new_session=True)
         except OSError as err:
             raise TransportError("ERROR", f"cannot start {argv[0]}: {err.strerror}") from None
@@ -216,4 +259,10 @@ class LocalTransport(Transport):
                     os.killpg(process.pid, 9)
                     await process.wait()
 
-        return ProcessHandle(process.stdout.read, process.stderr.read, wait, stop, close)
+        async def write_stdin(data: bytes) -> None:
+            assert process.stdin is not None
+            process.stdin.write(data)
+            await process.stdin.drain()
+
+        return ProcessHandle(process.stdout.read, process.stderr.read, wait, stop, close,
+                             write_stdin if stdin else None)

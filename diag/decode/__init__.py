@@ -181,6 +181,24 @@ def decode_file(path: str | Path, options: DecodeOptions | None = None) -> Table
     return Tables(**merged, info=chunks[-1].info)
 
 
+def _routes(groups: list[tuple[tuple, list]]):
+    """Route groups -> one row per prefix, expanded column-wise (no per-prefix dict or tuple)."""
+    import numpy as np
+    import pandas as pd
+
+    if not groups:
+        return pd.DataFrame(columns=list(ROUTE_ROW))
+    rows, prefix_lists = zip(*groups)
+    counts = np.fromiter((len(p) for p in prefix_lists), dtype=np.int64, count=len(prefix_lists))
+    per_group = pd.DataFrame.from_records(list(rows), columns=list(ROUTE_ROW))
+    expanded = per_group.take(np.repeat(np.arange(len(rows)), counts)).reset_index(drop=True)
+    pairs = [pair for prefixes in prefix_lists for pair in prefixes]
+    path_ids, prefixes = zip(*pairs) if pairs else ((), ())
+    expanded["prefix"] = np.array(prefixes, dtype=object)
+    expanded["path_id"] = np.array(path_ids, dtype=object)
+    return expanded
+
+
 def _tables(rows: dict[str, list], info: CaptureInfo, fast=None) -> Tables:
     import pandas as pd
 
@@ -218,7 +236,7 @@ def _tables(rows: dict[str, list], info: CaptureInfo, fast=None) -> Tables:
     return Tables(
         packets=typed(frame(rows["packets"], PACKET_COLUMNS, fast and fast.packets)),
         bgp_messages=typed(frame(rows["bgp_messages"], MESSAGE_ROW)),
-        bgp_routes=typed(frame(rows["bgp_routes"], ROUTE_ROW)),
+        bgp_routes=typed(_routes(rows["bgp_routes"])),
         tunnels=typed(frame(rows["tunnels"], TUNNEL_COLUMNS, fast and fast.tunnels)),
         arp=typed(frame(rows["arp"], ARP_COLUMNS, fast and fast.arp)),
         stream_events=typed(dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS)),

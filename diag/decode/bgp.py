@@ -147,9 +147,28 @@ class OpenInfo:
 
 @dataclass(slots=True)
 class Decoded:
+    """One decoded message.
+
+    ``groups`` holds the routes compactly: ``(base, prefixes)`` pairs where ``base`` is a route
+    dict (every key of ``ROUTE_COLUMNS``; ``prefix``/``path_id`` None) shared by the
+    ``(path_id, prefix)`` entries of ``prefixes`` -- the pipeline expands them column-wise.
+    ``routes`` expands them into one dict per prefix.
+    """
+
     row: dict
-    routes: list[dict]
+    groups: list[tuple[dict, list[tuple[int | None, str | None]]]]
     open: OpenInfo | None = None
+
+    @property
+    def routes(self) -> list[dict]:
+        out = []
+        for base, prefixes in self.groups:
+            for path_id, prefix in prefixes:
+                r = base.copy()
+                r["prefix"] = prefix
+                r["path_id"] = path_id
+                out.append(r)
+        return out
 
 
 _ASSUMED = Direction()
@@ -199,7 +218,7 @@ def decode_message(msg: bytes | bytearray | memoryview, ctx: Direction | None) -
         if HEADER_LEN <= length < size:
             end = length              # trust a shorter length: the rest belongs to something else
     minimum = _MIN_LENGTH.get(mtype)
-    routes: list[dict] = []
+    routes: list[tuple[dict, list]] = []
     info = None
     if minimum is None:
         _note(problems, f"unknown message type {mtype}")
@@ -209,9 +228,9 @@ def decode_message(msg: bytes | bytearray | memoryview, ctx: Direction | None) -
         routes = _decode_update(data, end, ctx, row, problems)
         if problems:
             # RFC 7606 section 2: a receiver treats the NLRI of a malformed UPDATE as withdrawn
-            for route in routes:
-                if route["action"] == "announce":
-                    route["action"] = "treat-as-withdraw"
+            for base, _prefixes in routes:
+                if base["action"] == "announce":
+                    base["action"] = "treat-as-withdraw"
     elif mtype == 4:
         if end != HEADER_LEN:
             _note(problems, f"KEEPALIVE length {end}")
@@ -492,7 +511,7 @@ def _nlri(data: bytes, pos: int, end: int, v6: bool, addpath: bool, assumed: boo
 
 
 def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
-                   problems: list[str]) -> list[dict]:
+                   problems: list[str]) -> list[tuple[dict, list]]:
     pos = HEADER_LEN
     withdrawn_len = _U16.unpack_from(data, pos)[0]
     w_start = pos + 2
@@ -520,17 +539,13 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
     cols = attrs.columns
     announced = _nlri(data, attr_end, nlri_end, False, v4_addpath, assumed, problems, notes)
 
-    routes: list[dict] = []
+    routes: list[tuple[dict, list]] = []
     if withdrawn:
         base = _ROUTE_TEMPLATE.copy()
         base["action"] = "withdraw"
         base["afi"] = _IPV4
         base["safi"] = _UNICAST
-        for path_id, prefix in withdrawn:
-            r = base.copy()
-            r["prefix"] = prefix
-            r["path_id"] = path_id
-            routes.append(r)
+        routes.append((base, withdrawn))
     announce_base = None
     if announced or attrs.mp_reach is not None:
         announce_base = _ROUTE_TEMPLATE.copy()
@@ -540,11 +555,7 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
         base = announce_base.copy()
         base["afi"] = _IPV4
         base["safi"] = _UNICAST
-        for path_id, prefix in announced:
-            r = base.copy()
-            r["prefix"] = prefix
-            r["path_id"] = path_id
-            routes.append(r)
+        routes.append((base, announced))
     n_withdrawn = len(withdrawn)
     n_announced = len(announced)
     eor = None
@@ -556,7 +567,7 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
         mp_routes = _mp_routes(data, mp.afi, mp.safi, mp.nlri_start, mp.nlri_end, base,
                                (mp.afi, mp.safi) in addpath, assumed, problems, notes)
         routes.extend(mp_routes)
-        n_withdrawn += len(mp_routes)
+        n_withdrawn += sum(len(p) for _b, p in mp_routes)
         if mp.nlri_start >= mp.nlri_end and not withdrawn and not announced \
                 and attrs.mp_reach is None:
             eor = names.family_name(mp.afi, mp.safi)          # RFC 4724 2
@@ -568,7 +579,7 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
         mp_routes = _mp_routes(data, mp.afi, mp.safi, mp.nlri_start, mp.nlri_end, base,
                                (mp.afi, mp.safi) in addpath, assumed, problems, notes)
         routes.extend(mp_routes)
-        n_announced += len(mp_routes)
+        n_announced += sum(len(p) for _b, p in mp_routes)
         if "next_hop" not in cols:
             cols["next_hop"] = mp.next_hop
             cols["next_hop_link_local"] = mp.next_hop_link_local
@@ -589,23 +600,14 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
 
 def _mp_routes(data: bytes, afi: int, safi: int, start: int, end: int, base: dict,
                addpath: bool, assumed: bool, problems: list[str],
-               notes: list[str]) -> list[dict]:
-    routes: list[dict] = []
+               notes: list[str]) -> list[tuple[dict, list]]:
     if start >= end:
-        return routes
-    afi_name = names.afi_name(afi)
-    safi_name = names.safi_name(safi)
+        return []
     base = base.copy()
-    base["afi"] = afi_name
-    base["safi"] = safi_name
+    base["afi"] = names.afi_name(afi)
+    base["safi"] = names.safi_name(safi)
     if afi in (1, 2) and safi in (1, 2):
-        for path_id, prefix in _nlri(data, start, end, afi == 2, addpath, assumed, problems,
-                                     notes):
-            r = base.copy()
-            r["prefix"] = prefix
-            r["path_id"] = path_id
-            routes.append(r)
-    else:
-        base["nlri_raw"] = data[start:end].hex()
-        routes.append(base)
-    return routes
+        prefixes = _nlri(data, start, end, afi == 2, addpath, assumed, problems, notes)
+        return [(base, prefixes)] if prefixes else []
+    base["nlri_raw"] = data[start:end].hex()
+    return [(base, [(None, None)])]

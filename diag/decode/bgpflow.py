@@ -8,8 +8,10 @@ Contract: :class:`BgpFlows` receives every TCP segment on a BGP port
   sport, dst, dport, session, tunnel_depth`` followed by :data:`diag.decode.bgp.MESSAGE_COLUMNS`;
   ``frame`` is the frame in which the message's last byte arrived (where tshark shows a
   reassembled PDU);
-* a route row is a tuple with the columns :data:`ROUTE_ROW` — ``frame, ts, src, sport, dst,
-  dport, session`` followed by :data:`diag.decode.bgp.ROUTE_COLUMNS`;
+* a route group is ``(row, prefixes)``: ``row`` a tuple with the columns :data:`ROUTE_ROW` —
+  ``frame, ts, src, sport, dst, dport, session`` followed by
+  :data:`diag.decode.bgp.ROUTE_COLUMNS` — shared by every ``(path_id, prefix)`` of ``prefixes``
+  (one UPDATE's NLRI with its attributes); tables expand groups column-wise, one row per prefix;
 * an event row (a dict, ``stream_events`` table) reports what reassembly could not hand over: ``gap``
   (bytes never captured; decoding resumes at the next BGP marker), ``framing-error`` (a header
   whose marker or length is impossible).
@@ -62,6 +64,8 @@ class BgpFlows:
         conn = self.connections.get(key)
         syn = bool(flags & TCP_SYN)
         if conn is None or (syn and not flags & TCP_ACK and conn.carried_data):
+            if conn is not None:          # a new connection on the same 4-tuple: finish the old one
+                self._flush_connection(conn, frame, ts)
             conn = _Connection(_session_name(key))
             self.connections[key] = conn
         stream = conn.streams.get(a)
@@ -80,13 +84,16 @@ class BgpFlows:
     def flush(self, frame: int, ts: float) -> None:
         """End of capture: whatever reassembly still holds is handed over or reported."""
         for conn in self.connections.values():
-            for sender, stream in conn.streams.items():
-                receiver = next((e for e in conn.streams if e != sender), None)
-                if receiver is None:
-                    receiver = _other_end(conn.session, sender)
-                events = stream.flush(frame)
-                if events:
-                    self._handle(conn, sender, receiver, events, ts, 0)
+            self._flush_connection(conn, frame, ts)
+
+    def _flush_connection(self, conn: _Connection, frame: int, ts: float) -> None:
+        for sender, stream in conn.streams.items():
+            receiver = next((e for e in conn.streams if e != sender), None)
+            if receiver is None:
+                receiver = _other_end(conn.session, sender)
+            events = stream.flush(frame)
+            if events:
+                self._handle(conn, sender, receiver, events, ts, 0)
 
     def _handle(self, conn: _Connection, sender: Endpoint, receiver: Endpoint, events: list,
                 ts: float, depth: int) -> None:
@@ -120,12 +127,12 @@ class BgpFlows:
         self.on_message((msg.last_frame, msg.first_frame, when, sender[0], sender[1], receiver[0],
                          receiver[1], conn.session, base["tunnel_depth"],
                          *decoded.row.values()))
-        if decoded.routes:
+        if decoded.groups:
             head = (msg.last_frame, when, sender[0], sender[1], receiver[0], receiver[1],
                     conn.session)
             on_route = self.on_route
-            for route in decoded.routes:
-                on_route((*head, *route.values()))
+            for base, prefixes in decoded.groups:
+                on_route(((*head, *base.values()), prefixes))
 
     def _forget_old_frames(self, frame: int) -> None:
         horizon = frame - RECENT_FRAMES // 2

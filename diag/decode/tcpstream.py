@@ -7,7 +7,8 @@ segment of that direction, in capture order, and gets back a list of events:
   ``first_frame`` is the frame whose data supplied the message's first byte; ``last_frame`` is the
   frame during whose processing the message became complete (where tshark shows the reassembled
   PDU; for out-of-order arrivals that is the frame that filled the last hole, not the frame that
-  carried the last byte). ``offset`` is the stream offset of the first byte (0 = first data byte
+  carried the last byte). Messages released by giving up on a hole (a Gap) were completed by no
+  later arrival: their ``last_frame`` is the frame that carried their last byte. ``offset`` is the stream offset of the first byte (0 = first data byte
   after the SYN, or the first byte seen when the capture started mid-stream).
 * :class:`Gap` — bytes never seen: a hole in the sequence space that was given up on (too much
   data buffered behind it, FIN/RST, end of capture), or the start of a stream captured mid-way.
@@ -268,8 +269,13 @@ class BgpStream:
                                  or len(self._pending) > self.max_pending_segments):
             self._declare_hole(frame, out)
 
-    def _drain(self, now: int, out: list[Event]) -> None:
-        """Feed buffered segments that have become in-order."""
+    def _drain(self, now: int, out: list[Event], released: bool = False) -> None:
+        """Feed buffered segments that have become in-order.
+
+        ``released``: they were let go by declaring a hole, not completed by an arrival; a
+        message they finish then belongs to the frame that carried its last byte (no later
+        frame completed it).
+        """
         pending = self._pending
         while pending and pending[0][0] <= self._expected:
             off, _, data, data_frame = heapq.heappop(pending)
@@ -279,7 +285,7 @@ class BgpStream:
                 continue
             if off < expected:
                 data = data[expected - off:]
-            self._consume(data, 0, expected, data_frame, now, out)
+            self._consume(data, 0, expected, data_frame, data_frame if released else now, out)
             self._advance(len(data))
 
     def _declare_hole(self, now: int, out: list[Event]) -> None:
@@ -289,7 +295,7 @@ class BgpStream:
         if missing > 0:
             self._open_hole(now, missing, out)
             self._advance(missing)
-        self._drain(now, out)
+        self._drain(now, out, released=True)
 
     def _open_hole(self, now: int, missing: int | None, out: list[Event]) -> None:
         """Start (or extend) a Gap: the partial data before it can no longer be framed."""

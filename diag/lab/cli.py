@@ -1,4 +1,4 @@
-"""``diag lab``: up, status, exec, down — argv to one call of :mod:`diag.lab`, no logic here.
+"""``diag lab``: up, status, exec, faults, fault, heal, down — argv to one call of :mod:`diag.lab`, no logic here.
 
 Imports of the lab package happen inside the commands so ``diag --help`` stays fast.
 """
@@ -98,6 +98,60 @@ def exec_command(
             return subprocess.run(prefix + argv).returncode
         except FileNotFoundError as err:
             raise UsageError(f"cannot run {argv[0]}: {err}") from None
+
+    _run(call)
+
+
+@app.command("faults")
+def faults_command(
+    name: str = typer.Option("diag", "--name", help=NAME_HELP + " Marks what applies to it."),
+) -> None:
+    """The fault table: name, what it breaks, expected first finding code, where it applies."""
+    def call() -> int:
+        from diag.lab.faults.render import fault_table
+
+        print(fault_table(name))
+        return 0
+
+    _run(call)
+
+
+@app.command("fault")
+def fault_command(
+    fault: str = typer.Argument(..., metavar="NAME", help="A fault from `diag lab faults`."),
+    name: str = typer.Option("diag", "--name", help=NAME_HELP),
+) -> None:
+    """Apply one fault (healing any other first); return once live probes show its symptom."""
+    def call() -> int:
+        from diag.lab import Lab, faults
+        from diag.lab.environment import check
+        from diag.lab.faults.render import outcome_lines
+
+        check()
+        lab = Lab.load(name)
+        out = faults.apply(lab, fault, say=lambda m: print(f"diag lab: {m}", file=sys.stderr))
+        print("\n".join(outcome_lines(lab, out)))
+        return 0
+
+    _run(call)
+
+
+@app.command("heal")
+def heal_command(
+    fault: str = typer.Argument(None, metavar="[NAME]", help="The fault to heal (default: the active one)."),
+    name: str = typer.Option("diag", "--name", help=NAME_HELP),
+) -> None:
+    """Undo a fault (idempotent); return once live probes show the healthy state again."""
+    def call() -> int:
+        from diag.lab import Lab, faults
+        from diag.lab.environment import check
+        from diag.lab.faults.render import outcome_lines
+
+        check()
+        lab = Lab.load(name)
+        out = faults.heal(lab, fault, say=lambda m: print(f"diag lab: {m}", file=sys.stderr))
+        print("\n".join(outcome_lines(lab, out)))
+        return 0
 
     _run(call)
 

@@ -16,7 +16,9 @@ encoded here:
 - sshd: key-only authentication with the lab's key, its own host key, listening only inside the
   host's namespace.
 
-Faults (issue 5) re-render these with other arguments rather than patching text.
+Faults (issue 5, :mod:`diag.lab.faults`) re-render these with other arguments rather than patching
+text: ``passive_nodes`` (GoBGP ``passive-mode``), ``kernel_table`` (BIRD's kernel protocol table),
+``peer_as_override``, ``allow_own_as`` and the others on :class:`BgpOptions`.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ class BgpOptions:
     peer_as_override: dict[str, int] = field(default_factory=dict)      # node -> wrong peer AS
     md5_override: dict[str, str] = field(default_factory=dict)          # host -> other password
     advertise: bool = True                       # nodes originate their pod CIDR
+    passive_nodes: frozenset[str] = field(default_factory=frozenset)  # GoBGP passive-mode
+    kernel_table: int | None = None              # BIRD: export BGP routes to this table
 
 
 def _md5_for(opts: BgpOptions, host: str) -> str:
@@ -104,6 +108,8 @@ def render_gobgpd(plan: AddressingPlan, node: Host, opts: BgpOptions) -> str:
         "  [neighbors.transport.config]",
         f'    local-address = "{node.ip}"',
     ]
+    if node.name in opts.passive_nodes:
+        lines.append("    passive-mode = true")
     if opts.allow_own_as:
         lines += ["  [neighbors.as-path-options.config]", "    allow-own-as = 1"]
     lines += [
@@ -145,7 +151,9 @@ def render_bird(plan: AddressingPlan, node: Host, opts: BgpOptions, log_path: Pa
         f'log "{log_path}" {{ info, remote, warning, error, auth, fatal, bug }};',
         "protocol device { scan time 10; }",
         "# Calico's BIRD installs what it learns; kernel gets BGP routes only.",
-        "protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }",
+        "protocol kernel {"
+        + (f" kernel table {opts.kernel_table};" if opts.kernel_table is not None else "")
+        + " ipv4 { import none; export where source = RTS_BGP; }; }",
         static,
         *bgp,
     ]) + "\n"

@@ -334,6 +334,23 @@ class Lab:
             if self.cni == "cilium":
                 self._gobgp_originate(h, opts)
 
+    def bgp_config_is(self, host: str, options: configs.BgpOptions | None = None) -> bool:
+        """True if ``host``'s BGP daemon config on disk is what ``options`` (default: healthy)
+        renders — so a fault's heal restarts a daemon only when its config was changed."""
+        opts = options or self.bgp_options()
+        h = self._host(host)
+        hd = self.host_dir(host)
+        if h.role == "router":
+            path, text = self.frr_dir / "bgpd.conf", configs.render_bgpd(self.plan, h, opts)
+        elif self.cni == "cilium":
+            path, text = hd / "gobgpd.toml", configs.render_gobgpd(self.plan, h, opts)
+        else:
+            path, text = hd / "bird.conf", configs.render_bird(self.plan, h, opts, hd / "bird.log")
+        try:
+            return path.read_text() == text
+        except FileNotFoundError:
+            return False
+
     def bgp_options(self) -> configs.BgpOptions:
         """The healthy baseline's options."""
         return configs.BgpOptions(md5_password=self.md5_password)

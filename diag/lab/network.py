@@ -88,11 +88,8 @@ def build(lab: str, plan: P.AddressingPlan, cni: str, mode: str) -> None:
         ])
     if mode == "vxlan":
         for node in plan.nodes:
-            dev = P.vxlan_device_name(cni)
-            fdb = [f"fdb append {P.vxlan_mac(peer)} dev {dev} dst {peer.ip}"
-                   for peer in plan.nodes if peer is not node]
             run(["bridge", "-n", host_netns(lab, node.name), "-batch", "-"],
-                input="\n".join(fdb) + "\n")
+                input="\n".join(vxlan_fdb_lines(plan, node, cni)) + "\n")
 
 
 def _sysctls(lab: str, plan: P.AddressingPlan) -> None:
@@ -134,18 +131,33 @@ def _host_lines(lab: str, plan: P.AddressingPlan, host: P.Host, cni: str, mode: 
         # router on the cluster NIC. (Removing this is the rib-not-in-fib fault.)
         lines.append(f"route add {plan.pod_range} via {host.gateway} dev {own.name}")
     if mode == "vxlan":
-        dev = P.vxlan_device_name(cni)
-        lines += [
-            f"link add {dev} type vxlan id {P.VXLAN_VNI} dstport {P.VXLAN_PORT} local {host.ip} "
-            f"dev {own.name} nolearning",
-            f"link set {dev} address {P.vxlan_mac(host)} mtu {P.VXLAN_MTU} up",
-            f"addr add {host.vtep_ip}/32 dev {dev}",
-        ]
-        for peer in plan.nodes:
-            if peer is host:
-                continue
+        lines += vxlan_lines(plan, host, cni)
+    return lines
+
+
+def vxlan_lines(plan: P.AddressingPlan, host: P.Host, cni: str,
+                port: int = P.VXLAN_PORT) -> list[str]:
+    """ip batch lines creating ``host``'s VXLAN device on UDP ``port``, its address, a permanent
+    neighbor and a route per remote VTEP (the FDB entries are :func:`vxlan_fdb_lines`). The
+    vxlan-port-mismatch fault re-creates the device with another port through this."""
+    dev = P.vxlan_device_name(cni)
+    lines = [
+        f"link add {dev} type vxlan id {P.VXLAN_VNI} dstport {port} local {host.ip} "
+        f"dev {host.cluster_nic.name} nolearning",
+        f"link set {dev} address {P.vxlan_mac(host)} mtu {P.VXLAN_MTU} up",
+        f"addr add {host.vtep_ip}/32 dev {dev}",
+    ]
+    for peer in plan.nodes:
+        if peer is not host:
             lines += [
                 f"neigh add {peer.vtep_ip} lladdr {P.vxlan_mac(peer)} dev {dev} nud permanent",
                 f"route add {peer.pod_cidr} via {peer.vtep_ip} dev {dev} onlink",
             ]
     return lines
+
+
+def vxlan_fdb_lines(plan: P.AddressingPlan, node: P.Host, cni: str) -> list[str]:
+    """``bridge -batch`` lines: one FDB entry per remote VTEP on ``node``'s VXLAN device."""
+    dev = P.vxlan_device_name(cni)
+    return [f"fdb append {P.vxlan_mac(peer)} dev {dev} dst {peer.ip}"
+            for peer in plan.nodes if peer is not node]

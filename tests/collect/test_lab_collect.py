@@ -1,6 +1,6 @@
 """End to end: `diag lab up`, then the collect command the lab prints, against real daemons.
 
-One lab per cni for this module. Checks: a complete bundle from every node and the router with
+Two labs for this module (cilium/native/default, calico/vxlan/alt). Checks: a complete bundle from every node and the router with
 the routing daemons detected and their JSON collected; one host down gives a partial bundle that
 says so; the lab's TCP-MD5 password appears in no bundle file and not in the archive's bytes.
 """
@@ -25,16 +25,18 @@ REPO = Path(__file__).resolve().parents[2]
 DAEMON = {"cilium": "GOBGP", "calico": "BIRD"}
 
 
-@pytest.fixture(scope="module", params=["cilium", "calico"])
+@pytest.fixture(scope="module", params=[("cilium", "native", "default"),
+                                        ("calico", "vxlan", "alt")], ids="-".join)
 def lab(request):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     from diag.errors import DiagError
     from diag.lab import Lab, teardown
 
-    name = f"dc{request.param[:2]}{os.getpid() % 10000}"
+    cni, mode, addressing = request.param
+    name = f"dc{cni[:2]}{os.getpid() % 10000}"
     try:
-        running = Lab.up(name, cni=request.param)
+        running = Lab.up(name, cni=cni, mode=mode, addressing=addressing)
     except DiagError as err:
         pytest.skip(f"lab unavailable: {err.message}")
     try:
@@ -61,18 +63,19 @@ def test_lab_collect_is_complete_and_holds_the_daemons_json(lab, tmp_path):
     assert bundle.problems == () and not bundle.partial
     for name, info in lab.hosts.items():
         record = bundle.manifest["hosts"][name]
-        expected = "FRR" if name == "router" else DAEMON[lab.cni]
+        expected = "FRR" if info.role == "router" else DAEMON[lab.cni]
         assert expected in record["daemons"], (name, record["daemons"])
         hostname = bundle.read(f"hosts/{name}/hostname.out").decode().strip()
         assert hostname == lab.exec(name, ["hostname"]).stdout.strip()
     # the router's FRR JSON, compared with the lab's own view of its BGP sessions
-    summary_json = json.loads(bundle.read("hosts/router/frr-bgp-summary.out"))
+    router = next(n for n, info in lab.hosts.items() if info.role == "router")
+    summary_json = json.loads(bundle.read(f"hosts/{router}/frr-bgp-summary.out"))
     peers = summary_json["ipv4Unicast"]["peers"]
-    established = {p.peer for p in lab.bgp_state() if p.host == "router"
+    established = {p.peer for p in lab.bgp_state() if p.host == router
                    and p.state.lower().startswith("established")}
     assert {ip for ip, peer in peers.items() if peer["state"] == "Established"} == established
     if lab.cni == "cilium":
-        node = next(n for n in lab.hosts if n != "router")
+        node = next(n for n in lab.hosts if n != router)
         ids = {c["id"] for c in bundle.manifest["hosts"][node]["commands"]}
         assert "gobgp-neighbor" in ids and any(i.startswith("gobgp-adj-in-") for i in ids)
 
@@ -92,7 +95,7 @@ def test_lab_md5_password_is_nowhere_in_the_bundle(lab, tmp_path):
 
 
 def test_lab_with_one_host_down_gives_a_partial_bundle_that_says_so(lab, tmp_path):
-    down = next(n for n in lab.hosts if n != "router")
+    down = next(n for n, info in lab.hosts.items() if info.role != "router")
     sshd_pid = int((lab.host_dir(down) / "sshd.pid").read_text())
     os.kill(sshd_pid, signal.SIGSTOP)  # accepts nothing: a host that does not answer
     try:

@@ -125,3 +125,16 @@ print(result.status)
     assert commands["ip-addr"]["run_as"] == "user" and commands["ip-addr"]["outcome"] == "OK"
     if commands["ss-tanpi"]["outcome"] != "OK":
         assert "sudo" in commands["ss-tanpi"]["stderr"]
+
+
+def test_inventory_declared_model_reaches_the_manifest(tmp_path):
+    inventory = tmp_path / "inv.toml"
+    inventory.write_text('[[hosts]]\nname = "me"\ntransport = "local"\nrole = "router"\n'
+                         'cluster_iface = "eth1"\nlb_ips = ["192.0.2.10"]\n')
+    result = CliRunner().invoke(app, ["collect", "-i", str(inventory), "-o",
+                                      str(tmp_path / "b"), "--format", "json"])
+    assert result.exit_code in (0, 3), result.stdout
+    host = open_bundle(tmp_path / "b").manifest["hosts"]["me"]
+    assert host["declared"] == {"role": "router", "cluster_iface": "eth1",
+                                "lb_ips": ["192.0.2.10"]}
+    assert host["transport"] == "local"

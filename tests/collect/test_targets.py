@@ -83,3 +83,41 @@ def test_unparseable_inventory(tmp_path):
     path.write_text("[[hosts]\n")
     with pytest.raises(UsageError, match="not valid .toml"):
         load_inventory(path)
+
+
+@pytest.mark.parametrize("text,seconds", [("30", 30), ("30s", 30), ("2m", 120), ("500ms", 0.5),
+                                          ("1.5h", 5400)])
+def test_durations(text, seconds):
+    from diag.collect.command import parse_duration
+
+    assert parse_duration(text, "--x") == seconds
+
+
+@pytest.mark.parametrize("text,size", [("100", 100), ("2K", 2048), ("100M", 100 * 1024**2),
+                                       ("1GiB", 1024**3)])
+def test_sizes(text, size):
+    from diag.collect.command import parse_size
+
+    assert parse_size(text, "--x") == size
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"duration": 0}, "positive duration"),
+    ({"duration": 5, "bpf_filter": " -w /tmp/x"}, "not an option"),
+    ({"duration": 5, "iface": "eth0;reboot"}, "not an interface"),
+    ({"duration": 5, "iface": "-i"}, "not an interface"),
+    ({"duration": 5, "max_packets": 0}, "must be positive"),
+])
+def test_capture_options_that_could_turn_into_tcpdump_options_are_refused(kwargs, message):
+    from diag.collect.catalogue import CaptureOptions, validate_capture
+
+    with pytest.raises(UsageError, match=message):
+        validate_capture(CaptureOptions(**kwargs))
+
+
+@pytest.mark.parametrize("bad", ["10x", "-5", "", "1.2.3"])
+def test_bad_duration_is_a_usage_error(bad):
+    from diag.collect.command import parse_duration
+
+    with pytest.raises(UsageError):
+        parse_duration(bad, "--capture")

@@ -157,7 +157,9 @@ def assert_shape(decoded: Decoded) -> None:
     assert row["malformed"] is None or (isinstance(row["malformed"], str) and row["malformed"])
     for r in decoded.routes:
         assert set(r) == set(ROUTE_COLUMNS)
-        assert r["action"] in ("announce", "withdraw")
+        assert r["action"] in ("announce", "withdraw", "treat-as-withdraw")
+        # RFC 7606: the NLRI of a malformed UPDATE is treated as withdrawn, never announced
+        assert not (row["malformed"] and r["action"] == "announce")
         if r["prefix"] is not None:
             ipaddress.ip_network(r["prefix"], strict=False)
         else:
@@ -661,8 +663,9 @@ def test_malformed_is_a_reason_not_an_exception(name, msg, reason, prefixes):
     d = decode_message(msg, AS4)
     assert_shape(d)
     assert d.row["malformed"] and reason in d.row["malformed"], d.row["malformed"]
-    if prefixes is not None:        # what could be decoded still is
-        assert routes_of(d, "announce") == prefixes
+    if prefixes is not None:        # what could be decoded still is, treated as withdrawn (RFC 7606)
+        assert routes_of(d, "treat-as-withdraw") == prefixes
+        assert routes_of(d, "announce") == []
 
 
 def test_huge_inputs_stay_bounded():

@@ -129,8 +129,10 @@ def test_lost_segment_gap_is_reported_and_decoding_resumes_at_next_message() -> 
     assert stream.segment(1001 + upd_at + 20, data[upd_at + 20:], 3) == []
     out = stream.flush(9)
     assert out[0] == Gap(frame=9, missing_bytes=10, discarded_bytes=10 + len(UPDATE) - 20)
+    # released by declaring the hole, not completed by a later arrival: each message belongs to
+    # the frame that carried its last byte (3), not to the frame of the flush (9)
     assert [(m.raw, m.first_frame, m.last_frame) for m in messages(out)] == [
-        (KEEPALIVE, 3, 9), (NOTIFICATION, 3, 9)]
+        (KEEPALIVE, 3, 3), (NOTIFICATION, 3, 3)]
     assert len(out) == 3
 
 
@@ -213,12 +215,20 @@ def test_mid_stream_marker_split_across_segments() -> None:
         (OPEN, 1, 2), (KEEPALIVE, 2, 2)]
 
 
+def test_mid_stream_first_frame_is_where_the_marker_began() -> None:
+    stream = BgpStream()
+    assert stream.segment(10, b"\x01\x02\x03", 1) == []
+    assert stream.segment(13, MARKER[:5], 2) == []
+    out = stream.segment(18, OPEN[5:], 3)
+    assert out == [Gap(1, None, 3), Message(OPEN, 2, 3, 3)]
+
+
 def test_hole_before_the_first_header_of_a_mid_stream_start_keeps_its_size() -> None:
     stream = BgpStream()
     assert stream.segment(100, b"junk", 1) == []             # no header found yet
     assert stream.segment(110, b"more" + KEEPALIVE, 2) == []  # 6 bytes lost before this
     out = stream.flush(3)
-    assert out == [Gap(1, None, 4), Gap(3, 6, 4), Message(KEEPALIVE, 2, 3, 14)]
+    assert out == [Gap(1, None, 4), Gap(3, 6, 4), Message(KEEPALIVE, 2, 2, 14)]
 
 
 def test_resync_skips_a_fake_marker_inside_a_longer_run_of_ones() -> None:

@@ -1,0 +1,434 @@
+"""Infer the cluster model from the facts tables (see :mod:`diag.facts.model`).
+
+Contract: :func:`infer_model(tables, hosts, declared)` is pure: tables in, model out. Nothing is
+keyed on interface names, address ranges, host names or AS numbers; every value comes from the
+evidence, in this order of trust (first wins; later sources that agree are listed in
+``agrees``, those that disagree in ``conflicts``):
+
+- pod CIDR of a node: declared; the prefix the host's own BGP speaker originates
+  (``bgp-origination``); a route to a local pod interface (a veth whose peer lives in another
+  network namespace) or an IPAM blackhole block (``pod-route``); a prefix another speaker learned
+  from this host with this host as next hop (``bgp-learned``); a route on another host through an
+  overlay device whose next hop resolves, via the neighbour table and the FDB, to this host's VTEP
+  (``tunnel-fdb``). Prefixes containing the host's own peering/node addresses are never pod CIDRs.
+- role: declared; ``node`` when the host has a pod CIDR; ``router`` when it forwards and has BGP
+  neighbours on two or more other hosts (or on two or more addresses when they are not collected);
+  else ``other``.
+- node IP: the local address of the host's BGP sessions (daemon JSON, or the ``ss`` socket);
+  else the address of this host that other speakers peer with; else the local address of its
+  overlay device.
+- cluster NIC: declared; else the interface holding the node IP. Default-route NIC: the device of
+  the main table's default route (lowest metric).
+- cluster pod range: the shortest non-default route on a node covering two or more nodes' pod
+  CIDRs (what operators add, e.g. Cilium's static route); else the smallest prefix covering every
+  pod CIDR (``summary``).
+- LoadBalancer IPs: declared (union of hosts' ``lb_ips``); else addresses asked for by ARP in the
+  captures or present in neighbour tables that no collected host holds, that are no route's
+  gateway and lie in no pod CIDR, but inside a subnet a node is connected to.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter, defaultdict
+from typing import Any, Iterable
+
+from diag.facts.model import ClusterModel, HostModel, Inferred, TunnelEndpoint
+
+POD_SOURCES = ("bgp-origination", "pod-route", "bgp-learned", "tunnel-fdb")
+
+
+def _rows(df, *columns: str) -> Iterable[tuple]:
+    if df is None or df.empty:
+        return []
+    present = [c if c in df.columns else None for c in columns]
+    data = [df[c].tolist() if c else [None] * len(df) for c in present]
+    return [tuple(None if _isna(v) else v for v in row) for row in zip(*data)]
+
+
+def _isna(value: Any) -> bool:
+    try:
+        return value != value  # NaN
+    except Exception:
+        return False
+
+
+def _net(text: Any):
+    try:
+        return ipaddress.ip_network(str(text), strict=False)
+    except ValueError:
+        return None
+
+
+def _ip(text: Any):
+    try:
+        return ipaddress.ip_address(str(text).split("%")[0])
+    except ValueError:
+        return None
+
+
+class _Evidence:
+    """Indexes over the tables that every inference step needs."""
+
+    def __init__(self, tables: dict[str, Any], hosts: list[str]) -> None:
+        self.hosts = hosts
+        self.addresses: dict[str, list[tuple[str, str, Any]]] = defaultdict(list)  # host -> ...
+        self.owner: dict[str, tuple[str, str]] = {}   # ip -> (host, ifname)
+        for host, ifname, address, network, scope in _rows(
+                tables.get("addresses"), "host", "ifname", "address", "network", "scope"):
+            if scope == "host" or _ip(address) is None or _ip(address).is_loopback:
+                continue
+            self.addresses[host].append((ifname, address, _net(network)))
+            self.owner.setdefault(address, (host, ifname))
+        self.links: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        links = tables.get("interfaces")
+        if links is not None and not links.empty:
+            for record in links.to_dict("records"):
+                self.links[record["host"]][record["ifname"]] = record
+        self.routes = tables.get("routes")
+        self.peers = tables.get("bgp_peers")
+        self.paths = tables.get("bgp_paths")
+        self.sockets = tables.get("sockets")
+        self.neighbors = tables.get("neighbors")
+        self.fdb = tables.get("fdb")
+        self.sysctls = tables.get("sysctls")
+        self.arp = tables.get("arp")
+
+    def host_of(self, address: Any) -> str | None:
+        hit = self.owner.get(str(address)) if address else None
+        return hit[0] if hit else None
+
+    def iface_of(self, host: str, address: str) -> str | None:
+        for ifname, addr, _net_ in self.addresses.get(host, []):
+            if addr == address:
+                return ifname
+        return None
+
+    def forwarding(self, host: str) -> bool | None:
+        values = {key: value for h, key, value in _rows(self.sysctls, "host", "key", "value")
+                  if h == host}
+        for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"):
+            if key in values:
+                return values[key].strip() == "1"
+        return None
+
+
+def _session_local_addresses(ev: _Evidence, host: str) -> list[tuple[str, str, str]]:
+    """(local address, peer, how) for each BGP session of ``host``."""
+    out = []
+    for h, daemon, peer, local, source in _rows(ev.peers, "host", "daemon", "peer",
+                                               "local_address", "source"):
+        if h != host or not peer:
+            continue
+        if local and ev.host_of(local) == host:
+            out.append((local, peer, f"local address of {daemon} session to {peer} ({source})"))
+            continue
+        for h2, state, laddr, lport, paddr, pport in _rows(
+                ev.sockets, "host", "state", "local_addr", "local_port", "peer_addr", "peer_port"):
+            if h2 == host and paddr == peer and 179 in (lport, pport) and \
+                    ev.host_of(laddr) == host:
+                out.append((laddr, peer, f"local end of the TCP/179 socket to {peer} (ss-tanpi)"))
+                break
+    return out
+
+
+def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, list[tuple]]:
+    """host -> [(prefix, source, how)]"""
+    cand: dict[str, list[tuple]] = defaultdict(list)
+    infra: dict[str, list] = {h: [_ip(a) for a in addrs] for h, addrs in node_ips.items()}
+
+    # gateways of routes over ordinary links are underlay routers (an overlay route's "gateway"
+    # is often an address inside the remote pod CIDR, so those do not count)
+    for host, gateway, dev in _rows(ev.routes, "host", "gateway", "dev"):
+        link = ev.links.get(host, {}).get(dev) if dev else None
+        if gateway and not (link and link.get("kind") in ("vxlan", "geneve")):
+            infra.setdefault("_gateways", []).append(_ip(gateway))
+
+    def acceptable(host: str, prefix: str) -> bool:
+        net = _net(prefix)
+        if net is None or net.prefixlen == 0 or net.num_addresses == 1:
+            return False
+        # a node/peering/underlay subnet is not a pod CIDR
+        return not any(ip is not None and ip.version == net.version and ip in net
+                       for ips in infra.values() for ip in ips)
+
+    # 1. what the host's own speaker originates
+    for host, daemon, prefix, local, protocol, source in _rows(
+            ev.paths, "host", "daemon", "prefix", "local", "protocol", "source"):
+        if local and acceptable(host, prefix):
+            via = f" (protocol {protocol})" if protocol else ""
+            cand[host].append((str(_net(prefix)), "bgp-origination",
+                               f"{daemon} on {host} originates {prefix}{via} ({source})"))
+    # 2. routes to local pod interfaces, IPAM blackhole blocks
+    for host, table, rtype, dst, dev, protocol in _rows(
+            ev.routes, "host", "table", "type", "dst", "dev", "protocol"):
+        if table != "main" or not acceptable(host, dst):
+            continue
+        link = ev.links.get(host, {}).get(dev) if dev else None
+        if rtype == "unicast" and link and link.get("kind") == "veth" and \
+                link.get("link_netnsid") is not None and not _is_node_iface(ev, host, dev,
+                                                                            node_ips):
+            cand[host].append((dst, "pod-route",
+                               f"route {dst} dev {dev} on {host}: a veth into another network "
+                               "namespace (a pod)"))
+        elif rtype == "blackhole" and protocol not in ("kernel", "boot"):
+            cand[host].append((dst, "pod-route",
+                               f"blackhole route {dst} proto {protocol} on {host} (IPAM block)"))
+    # 3. learned by another speaker from this host, with this host as next hop
+    for host, daemon, prefix, peer, nexthop, local, as_path in _rows(
+            ev.paths, "host", "daemon", "prefix", "peer", "nexthop", "local", "as_path"):
+        if local or not peer or not nexthop or len(as_path or []) > 1:
+            continue  # only paths straight from their originator (AS path of at most one AS)
+        origin = ev.host_of(peer)
+        if origin and origin != host and ev.host_of(nexthop) == origin and \
+                acceptable(origin, prefix):
+            cand[origin].append((str(_net(prefix)), "bgp-learned",
+                                 f"{daemon} on {host} learned {prefix} from {peer} with next hop "
+                                 f"{nexthop}"))
+    # 4. overlay routes: next hop -> neighbour lladdr -> FDB VTEP -> host
+    lladdr = {(h, dev, dst): mac for h, dev, dst, mac in _rows(ev.neighbors, "host", "dev", "dst",
+                                                               "lladdr") if mac}
+    vtep = {(h, dev, mac): dst for h, mac, dev, dst in _rows(ev.fdb, "host", "mac", "ifname", "dst")
+            if dst}
+    for host, table, dst, gateway, dev in _rows(ev.routes, "host", "table", "dst", "gateway", "dev"):
+        link = ev.links.get(host, {}).get(dev) if dev else None
+        if table != "main" or not link or link.get("kind") not in ("vxlan", "geneve"):
+            continue
+        mac = lladdr.get((host, dev, gateway)) if gateway else None
+        remote = vtep.get((host, dev, mac)) if mac else None
+        origin = ev.host_of(remote) if remote else None
+        if origin and origin != host and acceptable(origin, dst):
+            cand[origin].append((dst, "tunnel-fdb",
+                                 f"{host} routes {dst} via {gateway} dev {dev}; neighbour "
+                                 f"{mac}, FDB VTEP {remote}"))
+    return cand
+
+
+def _is_node_iface(ev: _Evidence, host: str, dev: str, node_ips: dict[str, set[str]]) -> bool:
+    return any(ev.iface_of(host, ip) == dev for ip in node_ips.get(host, ()))
+
+
+def _choose(candidates: list[tuple], declared: Any, declared_how: str) -> Inferred:
+    if declared:
+        others = tuple(f"{src}: {how}" for value, src, how in candidates if value != declared)
+        agree = tuple(sorted({src for value, src, _ in candidates if value == declared}))
+        return Inferred(declared, declared_how, "declared", agree, others)
+    if not candidates:
+        return Inferred(None, "no evidence: no originated prefix, pod route, learned route or "
+                        "tunnel route points at this host")
+    order = {src: n for n, src in enumerate(POD_SOURCES)}
+    ranked = sorted(candidates, key=lambda c: order.get(c[1], 99))
+    value, source, how = ranked[0]
+    # several prefixes from the winning source: the shortest (an IPAM block covers pod routes)
+    same = [c for c in ranked if c[1] == source]
+    if len(same) > 1:
+        value, source, how = min(same, key=lambda c: _net(c[0]).prefixlen)
+    agree = tuple(sorted({s for v, s, _ in candidates if v == value and s != source}))
+    conflicts = tuple(sorted({f"{s}: {v}" for v, s, _ in candidates
+                              if v != value and not _covered(v, value)}))
+    return Inferred(value, how, source, agree, conflicts)
+
+
+def _covered(inner: str, outer: str) -> bool:
+    a, b = _net(inner), _net(outer)
+    return bool(a and b and a.version == b.version and a.subnet_of(b))
+
+
+def _default_iface(ev: _Evidence, host: str) -> Inferred:
+    best = None
+    for h, table, dst, dev, metric, family in _rows(ev.routes, "host", "table", "dst", "dev",
+                                                    "metric", "family"):
+        if h == host and table == "main" and dst in ("0.0.0.0/0", "::/0") and dev:
+            key = (family != "inet", metric or 0)
+            if best is None or key < best[0]:
+                best = (key, dev, dst, metric)
+    if best is None:
+        return Inferred(None, f"no default route in {host}'s main table")
+    _, dev, dst, metric = best
+    metric_text = f" metric {metric}" if metric is not None else ""
+    return Inferred(dev, f"default route ({dst}{metric_text}) in table main on {host}", "route")
+
+
+def _pod_range(ev: _Evidence, pods: dict[str, str], roles: dict[str, str]) -> Inferred:
+    nets = [_net(p) for p in pods.values() if _net(p)]
+    if len(nets) < 1:
+        return Inferred(None, "no pod CIDR known")
+    best = None
+    for host, table, dst in _rows(ev.routes, "host", "table", "dst"):
+        if roles.get(host) != "node" or table != "main":
+            continue
+        net = _net(dst)
+        if net is None or net.prefixlen == 0:
+            continue
+        covered = [n for n in nets if n.version == net.version and n.subnet_of(n) and
+                   n.subnet_of(net) and n != net]
+        if len(covered) >= 2 and (best is None or net.prefixlen > best[0].prefixlen):
+            best = (net, host)
+    if best:
+        hosts = sorted({h for h, t, d in _rows(ev.routes, "host", "table", "dst")
+                        if t == "main" and d == str(best[0])})
+        return Inferred(str(best[0]), f"route {best[0]} on {', '.join(hosts)} covers "
+                        f"{sum(1 for n in nets if n.subnet_of(best[0]))} nodes' pod CIDRs",
+                        "route")
+    version_nets = [n for n in nets if n.version == nets[0].version]
+    summary = version_nets[0]
+    while not all(n.subnet_of(summary) for n in version_nets):
+        summary = summary.supernet()
+    return Inferred(str(summary), "smallest prefix covering every node's pod CIDR "
+                    f"({', '.join(sorted(map(str, version_nets)))})", "summary")
+
+
+def _lb_ips(ev: _Evidence, pods: list[str], pod_range: str | None, declared: list[str],
+            node_subnets: list) -> Inferred:
+    if declared:
+        return Inferred(sorted(set(declared)), "declared in the inventory (lb_ips)", "declared")
+    gateways = {g for (g,) in _rows(ev.routes, "gateway") if g}
+    excluded = [_net(p) for p in pods + ([pod_range] if pod_range else []) if _net(p)]
+
+    def candidate(address: Any) -> bool:
+        ip = _ip(address)
+        if ip is None or ev.host_of(address) or address in gateways:
+            return False
+        if any(ip.version == n.version and ip in n for n in excluded):
+            return False
+        return any(ip.version == n.version and ip in n for n in node_subnets)
+
+    seen: dict[str, list[str]] = defaultdict(list)
+    for host, op, target, frame in _rows(ev.arp, "host", "op", "target_ip", "frame"):
+        if op == "request" and candidate(target):
+            seen[target].append(f"ARP request for it captured on {host} (frame {frame})")
+    for host, dst, state, phase in _rows(ev.neighbors, "host", "dst", "state", "phase"):
+        if candidate(dst):
+            seen[dst].append(f"neighbour entry {state} on {host} ({phase})")
+    if not seen:
+        return Inferred([], "no ARP target or neighbour in a node subnet without an owner", "arp")
+    how = "; ".join(f"{ip}: {reasons[0]}" + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1
+                                            else "") for ip, reasons in sorted(seen.items()))
+    return Inferred(sorted(seen), f"addresses in node subnets no collected host holds: {how}",
+                    "arp")
+
+
+def _tunnels(ev: _Evidence, node_ip: dict[str, Inferred]) -> list[TunnelEndpoint]:
+    out = []
+    for host, links in sorted(ev.links.items()):
+        for dev, link in sorted(links.items()):
+            if link.get("kind") not in ("vxlan", "geneve"):
+                continue
+            remotes = sorted({dst for h, ifname, dst in _rows(ev.fdb, "host", "ifname", "dst")
+                              if h == host and ifname == dev and dst} |
+                             ({link["vxlan_remote"]} if link.get("vxlan_remote") else set()))
+            local = link.get("vxlan_local")
+            how = f"ip -d link {dev} on {host}"
+            if not local and node_ip.get(host) and node_ip[host].known:
+                local = node_ip[host].value
+                how += "; local address not fixed on the device: the node IP"
+            out.append(TunnelEndpoint(
+                host=host, device=dev, kind=link["kind"], vni=_int(link.get("vxlan_id")),
+                port=_int(link.get("vxlan_port")), local=local,
+                underlay_dev=link.get("vxlan_dev"), mtu=_int(link.get("mtu")),
+                remotes=tuple(remotes), how=how + (f"; remotes from bridge fdb" if remotes else "")))
+    return out
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None or _isna(value) else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def infer_model(tables: dict[str, Any], hosts: list[str],
+                declared: dict[str, dict[str, Any]] | None = None) -> ClusterModel:
+    declared = declared or {}
+    ev = _Evidence(tables, hosts)
+    notes: list[str] = []
+
+    # node IPs / peering addresses
+    sessions = {h: _session_local_addresses(ev, h) for h in hosts}
+    peered_by_others: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for h, peer in _rows(ev.peers, "host", "peer"):
+        owner = ev.host_of(peer)
+        if owner and owner != h:
+            peered_by_others[owner].append((peer, h))
+    node_ip: dict[str, Inferred] = {}
+    peering: dict[str, set[str]] = {}
+    for h in hosts:
+        counts = Counter(local for local, _, _ in sessions[h])
+        peering[h] = set(counts) | {addr for addr, _ in peered_by_others.get(h, [])}
+        if counts:
+            address = counts.most_common(1)[0][0]
+            how = next(how for local, _, how in sessions[h] if local == address)
+            others = tuple(sorted({f"peered with by {o}" for a, o in peered_by_others.get(h, [])
+                                   if a == address}))
+            node_ip[h] = Inferred(address, how, "bgp-session", others)
+        elif peered_by_others.get(h):
+            address, other = peered_by_others[h][0]
+            node_ip[h] = Inferred(address, f"{other} peers with {address}, an address of {h}",
+                                  "bgp-session")
+        else:
+            local = next((link.get("vxlan_local") for link in ev.links.get(h, {}).values()
+                          if link.get("kind") in ("vxlan", "geneve") and link.get("vxlan_local")),
+                         None)
+            node_ip[h] = Inferred(local, "local address of its overlay device", "tunnel") \
+                if local else Inferred(None, f"no BGP session or overlay device on {h}")
+
+    node_ips = {h: {node_ip[h].value} | peering[h] - {None} for h in hosts}
+    candidates = _pod_candidates(ev, node_ips)
+
+    host_models: dict[str, HostModel] = {}
+    pods: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    for h in hosts:
+        dec = declared.get(h) or {}
+        pod = _choose(candidates.get(h, []), dec.get("pod_cidr"),
+                      "declared in the inventory (pod_cidr)")
+        forwarding = ev.forwarding(h)
+        peer_hosts = {ev.host_of(p) or p for host_, p in _rows(ev.peers, "host", "peer")
+                      if host_ == h}
+        if dec.get("role"):
+            role = Inferred(dec["role"], "declared in the inventory (role)", "declared")
+        elif pod.known:
+            role = Inferred("node", f"has a pod CIDR ({pod.source})", pod.source)
+        elif forwarding and len(peer_hosts) >= 2:
+            role = Inferred("router", f"forwarding on and BGP neighbours on {len(peer_hosts)} "
+                            f"hosts ({', '.join(sorted(peer_hosts))})", "bgp-session")
+        else:
+            role = Inferred("other", "no pod CIDR, and not a forwarding BGP speaker with two or "
+                            "more neighbours", "none")
+        roles[h] = role.value
+        if role.value == "node" and pod.known:
+            pods[h] = pod.value
+        ip = node_ip[h]
+        if dec.get("cluster_iface"):
+            iface = dec["cluster_iface"]
+            held = ev.iface_of(h, ip.value) if ip.known else None
+            cluster = Inferred(iface, "declared in the inventory (cluster_iface)", "declared",
+                               ("node-ip",) if held == iface else (),
+                               (f"node IP {ip.value} is on {held}",) if held and held != iface
+                               else ())
+        elif ip.known and ev.iface_of(h, ip.value):
+            cluster = Inferred(ev.iface_of(h, ip.value), f"holds the node IP {ip.value}",
+                               "node-ip")
+        else:
+            cluster = Inferred(None, "node IP unknown or on no interface of this host")
+        asn = next((Inferred(int(a), f"local AS of its {d} sessions", "bgp-session")
+                    for host_, d, a in _rows(ev.peers, "host", "daemon", "local_as")
+                    if host_ == h and a is not None), Inferred(None, "no BGP speaker"))
+        daemons = tuple(sorted({d for host_, d in _rows(ev.peers, "host", "daemon")
+                                if host_ == h}))
+        host_models[h] = HostModel(
+            name=h, role=role, node_ip=ip, cluster_iface=cluster,
+            default_iface=_default_iface(ev, h), pod_cidr=pod, asn=asn,
+            peering_ips=tuple(sorted(peering[h])), forwarding=forwarding, daemons=daemons)
+        if cluster.known and host_models[h].default_iface.value not in (None, cluster.value) \
+                and role.value == "node":
+            notes.append(f"{h}: cluster NIC {cluster.value} is not the default-route NIC "
+                         f"{host_models[h].default_iface.value}")
+
+    pod_range = _pod_range(ev, pods, roles)
+    node_subnets = [net for h in hosts if roles.get(h) in ("node", "router")
+                    for _, _, net in ev.addresses.get(h, []) if net is not None]
+    all_declared_lb = [ip for h in hosts for ip in (declared.get(h) or {}).get("lb_ips") or []]
+    lb = _lb_ips(ev, list(pods.values()), pod_range.value, all_declared_lb, node_subnets)
+    tunnels = _tunnels(ev, node_ip)
+    return ClusterModel(hosts=host_models, pod_range=pod_range, lb_ips=lb,
+                        tunnels=tuple(tunnels), notes=tuple(notes))

@@ -1,0 +1,138 @@
+"""Load facts from a bundle or a capture (see the package docstring).
+
+Contract: :func:`load_facts(path, inventory=None, decode_options=None) -> Facts`. A path that is a
+directory or ``.tar.gz``/``.tgz`` archive is read as a bundle through :func:`diag.bundle.open_bundle`
+(untrusted input: links, traversal, devices, bombs refused; sha256s verified, mismatches kept in
+``problems``); anything else is decoded as one capture (host ``capture``). ``inventory`` maps host
+names to declared model fields (role, pod_cidr, cluster_iface, lb_ips) and is merged over the
+manifest's ``declared``. Unreadable input raises :class:`diag.errors.UnusableInput`.
+"""
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diag.facts.model import ClusterModel
+
+CAPTURE_HOST = "capture"
+
+
+@dataclass(frozen=True)
+class Facts:
+    source: str
+    kind: str                               # bundle | capture
+    tables: dict[str, Any]                  # name -> DataFrame
+    model: ClusterModel
+    parse_errors: Any                       # DataFrame: host, source, path, error
+    problems: tuple[dict[str, str], ...] = ()   # bundle damage: sha256 mismatch, missing files
+    bundle: dict[str, Any] = field(default_factory=dict)  # status, hosts, reachability
+
+    def table(self, name: str):
+        from diag.errors import UsageError
+
+        if name not in self.tables:
+            raise UsageError(f"no table {name!r}",
+                             f"tables: {', '.join(sorted(self.tables))}")
+        return self.tables[name]
+
+
+def _is_bundle(path: Path) -> bool:
+    if path.is_dir():
+        return True
+    name = path.name.lower()
+    if name.endswith((".tar.gz", ".tgz", ".tar")):
+        return True
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def load_facts(path: str | Path, inventory: dict[str, dict[str, Any]] | None = None,
+               decode_options=None, extract_to: Path | None = None) -> Facts:
+    from diag.errors import UnusableInput
+
+    path = Path(path)
+    if not path.exists():
+        raise UnusableInput(f"not found: {path}")
+    if _is_bundle(path):
+        if path.is_dir() or extract_to is not None:
+            return _from_bundle(path, inventory or {}, decode_options, extract_to)
+        import tempfile
+
+        # everything is read into memory, so the extracted archive does not outlive the load
+        with tempfile.TemporaryDirectory(prefix="diag-facts-") as tmp:
+            return _from_bundle(path, inventory or {}, decode_options, Path(tmp) / "x")
+    return _from_capture(path, inventory or {}, decode_options)
+
+
+def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
+    import pandas as pd
+
+    from diag.bundle import open_bundle
+    from diag.facts.infer import infer_model
+    from diag.facts.packets import capture_tables
+    from diag.facts.tables import build_tables, epoch
+    from diag.facts.merge import merge_peers, resolve_bird_peers
+
+    bundle = open_bundle(path, extract_to)
+    tables, errors = build_tables(bundle)
+    tables["bgp_peers"] = merge_peers(tables["bgp_peers"])
+    tables["bgp_paths"] = resolve_bird_peers(tables["bgp_paths"], tables["bgp_peers"])
+    captures = [(host, bundle.path(cmd["path"])) for host, cmd in bundle.commands()
+                if cmd.get("path", "").endswith((".pcap", ".pcapng")) and cmd.get("bytes")]
+    wire, wire_errors = capture_tables(captures, tables["interfaces"], decode_options)
+    tables.update(wire)
+    if wire_errors:
+        errors = pd.concat([errors, pd.DataFrame(wire_errors)], ignore_index=True)
+    hosts_meta = bundle.manifest.get("hosts", {})
+    hosts = [h for h, rec in hosts_meta.items()
+             if isinstance(rec, dict) and rec.get("reachability", "OK") == "OK"]
+    declared = {h: dict((rec or {}).get("declared") or {}) for h, rec in hosts_meta.items()
+                if isinstance(rec, dict)}
+    for host, fields in inventory.items():
+        declared.setdefault(host, {}).update(fields)
+    model = infer_model(tables, hosts, declared)
+    tables["tunnels"] = _tunnel_table(model)
+    summary = {"status": bundle.manifest.get("status"),
+               "started": bundle.manifest.get("started"),
+               "started_epoch": epoch(bundle.manifest.get("started")),
+               "hosts": {h: {"reachability": (rec or {}).get("reachability"),
+                             "error": (rec or {}).get("error")}
+                         for h, rec in hosts_meta.items() if isinstance(rec, dict)}}
+    problems = tuple({"kind": p.kind, "path": p.path, "detail": p.detail}
+                     for p in bundle.problems)
+    return Facts(str(path), "bundle", tables, model, errors, problems, summary)
+
+
+def _from_capture(path: Path, inventory, decode_options) -> Facts:
+    import pandas as pd
+
+    from diag.facts.infer import infer_model
+    from diag.facts.packets import capture_tables
+    from diag.facts.tables import ERROR_COLUMNS, TABLES, table_columns
+
+    wire, wire_errors = capture_tables([(CAPTURE_HOST, path)], None, decode_options)
+    if wire_errors:  # a bare file that is not a capture: one clear line
+        from diag.errors import UnusableInput
+        raise UnusableInput(wire_errors[0]["error"])
+    columns = table_columns()
+    tables: dict[str, Any] = {name: pd.DataFrame({c: pd.Series(dtype="object") for c in
+                                                  ["host", "source", "phase"] + columns[name]})
+                              for name in TABLES}
+    tables.update(wire)
+    model = infer_model(tables, [CAPTURE_HOST], inventory)
+    tables["tunnels"] = _tunnel_table(model)
+    return Facts(str(path), "capture", tables, model, pd.DataFrame(columns=ERROR_COLUMNS), (),
+                 {"status": "capture", "hosts": {CAPTURE_HOST: {"reachability": "OK"}}})
+
+
+def _tunnel_table(model: ClusterModel):
+    import pandas as pd
+    from dataclasses import asdict
+
+    columns = ["host", "device", "kind", "vni", "port", "local", "underlay_dev", "mtu", "remotes",
+               "how"]
+    return pd.DataFrame([asdict(t) for t in model.tunnels], columns=columns)

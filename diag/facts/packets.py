@@ -1,0 +1,90 @@
+"""Captures -> the decoder's tables, with each frame's interface named as the host names it.
+
+Contract: :func:`capture_tables` decodes every capture of a bundle (or one bare pcap) with
+:mod:`diag.decode` and returns the tables ``packets``, ``bgp_messages``, ``wire_routes`` (the
+decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` and ``stream_events``, each with ``host`` (the
+host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
+on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here through that host's
+``ip -j link`` table; pcapng captures name their interfaces (``if_name``) and keep that name.
+``iface`` is None when neither is known (classic Ethernet pcap of one unnamed interface).
+A capture that cannot be decoded becomes a ``parse_errors`` row, never an exception.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
+               "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events"}
+
+
+def _iface_map(interfaces, host: str) -> dict[int, str]:
+    if interfaces is None or interfaces.empty:
+        return {}
+    rows = interfaces[interfaces["host"] == host]
+    return {int(i): str(n) for i, n in zip(rows["ifindex"], rows["ifname"]) if i == i}
+
+
+def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]:
+    """One capture -> {table name: DataFrame} with host and iface columns."""
+    import pandas as pd
+
+    from diag.decode import decode_file
+
+    tables = decode_file(path, options)
+    by_index = _iface_map(interfaces, host)
+    packets = tables.packets.copy()
+
+    def name(row_ifindex, row_name):
+        if isinstance(row_name, str) and row_name:
+            return row_name
+        if row_ifindex is not None and not pd.isna(row_ifindex):
+            return by_index.get(int(row_ifindex))
+        return None
+
+    packets["iface"] = [name(i, n) for i, n in zip(packets["ifindex"], packets["iface_name"])]
+    packets.insert(0, "host", host)
+    frame_iface = dict(zip(packets["frame"], packets["iface"]))
+    out = {"packets": packets}
+    for attr, table in WIRE_TABLES.items():
+        if attr == "packets":
+            continue
+        df = getattr(tables, attr).copy()
+        df.insert(0, "host", host)
+        if "frame" in df.columns:
+            df["iface"] = [frame_iface.get(f) for f in df["frame"]]
+        out[table] = df
+    return out
+
+
+def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
+                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """[(host, pcap path)] -> (tables, parse error rows)."""
+    import pandas as pd
+
+    from diag.decode import DecodeOptions
+    from diag.errors import DiagError
+
+    options = options or DecodeOptions()
+    parts: dict[str, list] = {table: [] for table in WIRE_TABLES.values()}
+    errors: list[dict[str, Any]] = []
+    for host, path in captures:
+        try:
+            decoded = decode_capture(path, host, interfaces, options)
+        except DiagError as err:
+            errors.append({"host": host, "source": "capture", "path": str(path),
+                           "error": err.message})
+            continue
+        for table, df in decoded.items():
+            parts[table].append(df)
+    tables = {}
+    for table, frames in parts.items():
+        full = [f for f in frames if not f.empty]
+        if full:
+            tables[table] = pd.concat(full, ignore_index=True, sort=False)
+        elif frames:  # decoded but empty: keep the decoder's columns
+            tables[table] = frames[0]
+        else:
+            tables[table] = pd.DataFrame({"host": pd.Series(dtype="object"),
+                                          "iface": pd.Series(dtype="object")})
+    return tables, errors

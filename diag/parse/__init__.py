@@ -1,0 +1,104 @@
+"""Parsers: one module per command family, command output -> pandas DataFrame (jc-style).
+
+Each module's docstring states its output schema and an example. ``parse(data)`` takes the
+command's stdout (str or bytes); input in a format the module does not know raises
+:class:`diag.parse.common.ParseError` — reported, never guessed. BGP session states use one
+closed vocabulary (:mod:`diag.parse.states`); BGP peers and paths share one schema across FRR,
+GoBGP, BIRD, Cilium and Calico (:mod:`diag.parse.bgp_schema`).
+
+:func:`parser_for` maps a bundle's command id (the collect catalogue's stable spec id, e.g.
+``ip-route-v4``, ``gobgp-adj-in-192.0.2.1``, ``ip-neigh.after-capture``) to the facts table its
+rows belong to and the function that parses it. Modules import pandas lazily (via
+:func:`diag.parse.common.frame`), so importing this package is cheap.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+PHASE_SUFFIX = ".after-capture"
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a parser may need besides the text: when the command ran (epoch s), its spec id."""
+
+    spec: str
+    now: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SpecParser:
+    table: str                                   # the facts table the rows go to
+    parse: Callable[[bytes, ParseContext], Any]  # -> DataFrame
+    source: str                                  # what the rows are, e.g. "frr-neighbors"
+
+
+def _ip_rule(data: bytes, ctx: ParseContext):
+    from diag.parse import ip_rule
+    return ip_rule.parse(data, "inet6" if ctx.spec.endswith("-v6") else "inet")
+
+
+def _gobgp_adj_in(data: bytes, ctx: ParseContext):
+    from diag.parse import gobgp
+    peer = ctx.spec.removeprefix("gobgp-adj-in-").replace("_", ":")
+    return gobgp.parse_rib(data, rib="adj-in", peer=peer)
+
+
+def _simple(module: str, function: str = "parse", **kwargs: Any):
+    def call(data: bytes, ctx: ParseContext):
+        import importlib
+        mod = importlib.import_module(f"diag.parse.{module}")
+        if kwargs.get("with_now"):
+            return getattr(mod, function)(data, now=ctx.now)
+        return getattr(mod, function)(data)
+    return call
+
+
+PARSERS: dict[str, SpecParser] = {
+    "ip-addr": SpecParser("addresses", _simple("ip_addr"), "ip-addr"),
+    "ip-link": SpecParser("interfaces", _simple("ip_link"), "ip-link"),
+    "ip-route-v4": SpecParser("routes", _simple("ip_route"), "ip-route"),
+    "ip-route-v6": SpecParser("routes", _simple("ip_route"), "ip-route"),
+    "ip-rule-v4": SpecParser("rules", _ip_rule, "ip-rule"),
+    "ip-rule-v6": SpecParser("rules", _ip_rule, "ip-rule"),
+    "ip-neigh": SpecParser("neighbors", _simple("ip_neigh"), "ip-neigh"),
+    "bridge-fdb": SpecParser("fdb", _simple("bridge_fdb"), "bridge-fdb"),
+    "ss-tanpi": SpecParser("sockets", _simple("ss"), "ss"),
+    "sysctl-net": SpecParser("sysctls", _simple("sysctl"), "sysctl"),
+    "nstat": SpecParser("counters", _simple("nstat"), "nstat"),
+    "frr-bgp-summary": SpecParser("bgp_peers", _simple("frr", "parse_summary"), "frr-summary"),
+    "frr-bgp-neighbors": SpecParser("bgp_peers", _simple("frr", "parse_neighbors"),
+                                    "frr-neighbors"),
+    "frr-bgp-ipv4-unicast": SpecParser("bgp_paths", _simple("frr", "parse_bgp_rib"), "frr-rib"),
+    "frr-ip-route": SpecParser("daemon_routes", _simple("frr", "parse_ip_route"), "frr-zebra"),
+    "gobgp-neighbor": SpecParser("bgp_peers", _simple("gobgp", "parse_neighbors", with_now=True),
+                                 "gobgp-neighbor"),
+    "gobgp-global-rib": SpecParser("bgp_paths", _simple("gobgp", "parse_rib"), "gobgp-rib"),
+    "bird-protocols-all": SpecParser("bgp_peers", _simple("bird", "parse_protocols"),
+                                     "bird-protocols"),
+    "bird-route-all": SpecParser("bgp_paths", _simple("bird", "parse_routes"), "bird-routes"),
+    "cilium-bgp-peers": SpecParser("bgp_peers", _simple("cilium", "parse_peers"), "cilium-peers"),
+    "cilium-bgp-routes": SpecParser("bgp_paths", _simple("cilium", "parse_routes"),
+                                    "cilium-routes"),
+    "calico-node-status": SpecParser("bgp_peers", _simple("calico"), "calico-status"),
+}
+
+# Outputs diag reads elsewhere (identity, versions) or not at all: not parse errors.
+NOT_TABLES = frozenset({"hostname", "uname", "os-release", "ip-version", "ss-version",
+                        "ss-listeners", "frr-version", "bird-status", "capture"})
+
+
+def parser_for(spec: str) -> SpecParser | None:
+    """The parser for a bundle command id, or None when the id is not a table source."""
+    base = spec.removesuffix(PHASE_SUFFIX)
+    if base in PARSERS:
+        return PARSERS[base]
+    if base.startswith("gobgp-adj-in-"):
+        return SpecParser("bgp_paths", _gobgp_adj_in, "gobgp-adj-in")
+    return None
+
+
+def phase_of(spec: str) -> str:
+    return "after-capture" if spec.endswith(PHASE_SUFFIX) else "main"

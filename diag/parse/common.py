@@ -1,0 +1,62 @@
+"""What every parser shares: input decoding, the parse error, JSON loading.
+
+Contract: a parser module exposes ``parse(data) -> pandas.DataFrame`` (``data`` is the command's
+stdout as ``str`` or ``bytes``) and, where tokenising and normalising are separable, ``raw(data)``
+returning plain records. Input it does not recognise raises :class:`ParseError` with one line
+saying what was expected; parsers never guess at an unknown format or version. Empty input is an
+empty table with the documented columns.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from diag.errors import DiagError, ExitStatus
+
+
+class ParseError(DiagError):
+    """The text is not in a format this parser knows (reported, never guessed around)."""
+
+    exit_status = ExitStatus.UNUSABLE_INPUT
+
+
+def as_text(data: str | bytes) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    return data
+
+
+def load_json(data: str | bytes, what: str, expect: type | tuple[type, ...]) -> Any:
+    """JSON of the expected top-level type, or :class:`ParseError` naming ``what``."""
+    text = as_text(data).strip()
+    if not text:
+        return expect() if isinstance(expect, type) else expect[0]()
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ParseError(f"{what}: not JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(value, expect):
+        raise ParseError(f"{what}: expected a JSON {_names(expect)}, got {type(value).__name__}")
+    return value
+
+
+def _names(expect: type | tuple[type, ...]) -> str:
+    types = expect if isinstance(expect, tuple) else (expect,)
+    return " or ".join({"list": "array", "dict": "object"}.get(t.__name__, t.__name__)
+                       for t in types)
+
+
+def frame(rows: Iterable[dict[str, Any]], columns: list[str]):
+    """A DataFrame with exactly ``columns`` (in order), also when there are no rows."""
+    import pandas as pd
+
+    rows = list(rows)
+    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(
+        {c: pd.Series(dtype="object") for c in columns})
+
+
+def int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,117 @@
+"""GoBGP JSON: ``gobgp neighbor -j`` (peers) and ``gobgp global rib -j`` /
+``gobgp neighbor ADDR adj-in -j`` (paths).
+
+GoBGP prints protobuf-as-JSON: zero values are omitted, session states are enum numbers
+(``session_state: 6`` = ESTABLISHED), times are epoch seconds (``timers.state.uptime.seconds``)
+— so ages need the moment the command ran (``now``, epoch seconds; the bundle's command start).
+
+``parse_neighbors`` -> :data:`diag.parse.bgp_schema.PEER_COLUMNS` (daemon ``GOBGP``);
+``parse_rib(data, rib="loc"|"adj-in", peer=None)`` -> :data:`PATH_COLUMNS`.
+
+Example: ``{"daemon": "GOBGP", "peer": "192.0.2.1", "peer_as": 65000, "local_as": 65001,
+"local_address": "192.0.2.11", "state": "ESTABLISHED", "state_raw": "6", "received": 3,
+"accepted": 3, "hold_time": 9.0, ...}``; a path: ``{"rib": "loc", "peer": "192.0.2.1",
+"prefix": "10.244.0.0/24", "nexthop": "192.0.2.10", "as_path": [65000, 65001], "best": True}``.
+Cilium's embedded GoBGP (``cilium-dbg bgp``) has its own text parser: :mod:`diag.parse.cilium`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from diag.parse.bgp_schema import (ORIGINS, PATH_COLUMNS, PEER_COLUMNS, as_path_text, path_row,
+                                   peer_row)
+from diag.parse.common import ParseError, frame, int_or_none, load_json
+from diag.parse.states import ESTABLISHED, normalise_state
+
+
+def parse_neighbors(data: str | bytes, now: float | None = None):
+    peers = load_json(data, "gobgp neighbor -j", list)
+    rows = []
+    for peer in peers:
+        if not isinstance(peer, dict) or "conf" not in peer and "state" not in peer:
+            raise ParseError("gobgp neighbor -j: entry without conf/state (unknown layout)")
+        conf = peer.get("conf") or {}
+        state = peer.get("state") or {}
+        timers = peer.get("timers") or {}
+        tstate = timers.get("state") or {}
+        tconf = timers.get("config") or {}
+        canonical = normalise_state(state.get("session_state"))
+        established = canonical == ESTABLISHED
+        counts = {"received": 0, "accepted": 0, "advertised": 0} if established else {}
+        for family in peer.get("afi_safis") or []:
+            fstate = family.get("state") or {}
+            for key in ("received", "accepted", "advertised"):
+                if key in fstate:
+                    counts[key] = counts.get(key, 0) + int(fstate[key])
+        up = (tstate.get("uptime") or {}).get("seconds")
+        down = (tstate.get("downtime") or {}).get("seconds")
+        received_msgs = (state.get("messages") or {}).get("received") or {}
+        rows.append(peer_row(
+            daemon="GOBGP", peer=state.get("neighbor_address") or conf.get("neighbor_address"),
+            peer_as=int_or_none(state.get("peer_asn") or conf.get("peer_asn")),
+            local_as=int_or_none(conf.get("local_asn")),
+            local_address=(peer.get("transport") or {}).get("local_address") or None,
+            name=conf.get("description") or None, state=canonical,
+            state_raw=str(state.get("session_state")),
+            uptime_s=_age(now, up) if established else None,
+            last_error_age_s=_age(now, down) if not established else None,
+            received=counts.get("received"), accepted=counts.get("accepted"),
+            advertised=counts.get("advertised"),
+            hold_time=float(tstate.get("negotiated_hold_time") or tconf.get("hold_time") or 0)
+            or None,
+            keepalive=float(tstate.get("keepalive_interval") or tconf.get("keepalive_interval")
+                            or 0) or None,
+            peer_router_id=state.get("router_id"),
+            notifications_received=int(received_msgs.get("notification", 0))
+            if received_msgs or established else None))
+    return frame(rows, PEER_COLUMNS)
+
+
+def _age(now: float | None, epoch: Any) -> float | None:
+    if now is None or not isinstance(epoch, (int, float)) or epoch <= 0:
+        return None
+    return max(0.0, now - epoch)
+
+
+def _attrs(attrs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"segments": []}
+    for attr in attrs:
+        kind = attr.get("type")
+        if kind == 1:
+            out["origin"] = ORIGINS.get(attr.get("value", 0))
+        elif kind == 2:
+            for seg in attr.get("as_paths") or []:
+                out["segments"].append(("set" if seg.get("segment_type") == 1 else "seq",
+                                        [int(a) for a in seg.get("asns") or []]))
+        elif kind == 3:
+            out["nexthop"] = attr.get("nexthop")
+        elif kind == 4:
+            out["med"] = int_or_none(attr.get("metric", 0))
+        elif kind == 5:
+            out["local_pref"] = int_or_none(attr.get("value", 0))
+        elif kind == 14 and not out.get("nexthop"):
+            hops = attr.get("nexthop") or attr.get("nexthops")
+            out["nexthop"] = hops[0] if isinstance(hops, list) and hops else hops
+    return out
+
+
+def parse_rib(data: str | bytes, rib: str = "loc", peer: str | None = None):
+    doc = load_json(data, "gobgp rib -j", (dict, list))
+    items = doc.items() if isinstance(doc, dict) else [(None, [d]) for d in doc]
+    rows = []
+    for prefix, paths in items:
+        if not isinstance(paths, list):
+            raise ParseError("gobgp rib -j: destination is not a list of paths (unknown layout)")
+        for path in paths:
+            attrs = _attrs(path.get("attrs") or [])
+            source = path.get("neighbor-ip") or peer
+            local = path.get("neighbor-ip") is None and rib == "loc"
+            flat, text = as_path_text(attrs["segments"])
+            rows.append(path_row(
+                daemon="GOBGP", rib=rib, peer=None if local else source,
+                prefix=(path.get("nlri") or {}).get("prefix") or prefix,
+                nexthop=attrs.get("nexthop"), as_path=flat, as_path_str=text,
+                origin=attrs.get("origin"), best=bool(path.get("best")),
+                valid=not path.get("filtered", False), stale=bool(path.get("stale")),
+                local=local, local_pref=attrs.get("local_pref"), med=attrs.get("med")))
+    return frame(rows, PATH_COLUMNS)
