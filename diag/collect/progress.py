@@ -52,8 +52,6 @@ def render_summary(data: dict[str, Any]) -> None:
         if len(host["failed"]) > 4:
             failed += f" (+{len(host['failed']) - 4})"
         reach = host["reachability"] or "?"
-        if host["error"] and reach != "OK":
-            reach = f"{reach}"
         capture = host["capture"]
         offset = host["clock_offset_s"]
         table.add_row(host["name"], reach,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from diag.bundle import STATUS_COMPLETE, BundleWriter, StreamFile
+from diag.bundle import BundleWriter, StreamFile
 from diag.collect import catalogue
 from diag.collect.capture import PcapSink
 from diag.collect.catalogue import CaptureOptions, CommandSpec
@@ -37,7 +37,7 @@ from diag.collect.targets import Target
 from diag.collect.transport import (LocalTransport, Result, Transport, TransportError,
                                     wrap_argv)
 
-OUTCOMES = ("OK", "FAILED", "TIMEOUT", "MISSING", "CONNECTION_LOST", "SKIPPED")
+OUTCOMES = ("OK", "FAILED", "TIMEOUT", "MISSING", "CONNECTION_LOST", "INTERRUPTED")
 STDERR_IN_MANIFEST = 4096
 CAPTURE_GRACE = 15.0
 
@@ -447,6 +447,3 @@ def plan(options: CollectOptions) -> list[dict[str, Any]]:
                      "transport": target.transport, "commands": commands})
     return rows
 
-
-def is_complete(result: RunResult) -> bool:
-    return result.status == STATUS_COMPLETE

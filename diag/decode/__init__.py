@@ -36,14 +36,6 @@ from diag.decode.pipeline import (ARP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLU
 DEFAULT_BGP_PORTS = (179,)
 DEFAULT_VXLAN_PORTS = (4789, 8472)
 DEFAULT_GENEVE_PORTS = (6081,)
-# integer columns that may hold "none": pandas' nullable Int64 instead of float
-INTEGER_COLUMNS = frozenset((
-    "frame", "first_frame", "ifindex", "ttl", "ip_proto", "sport", "dport", "tunnel_depth", "depth",
-    "vni", "outer_sport", "outer_dport", "inner_proto", "inner_sport", "inner_dport", "flags",
-    "type", "length", "open_version", "open_my_as", "open_hold_time", "notify_code",
-    "notify_subcode", "refresh_subtype", "n_withdrawn", "n_announced", "path_id", "med",
-    "local_pref",
-))
 INTERFACE_COLUMNS = ("capture_iface", "linktype", "linktype_name", "name", "description", "snaplen")
 
 __all__ = ["DecodeOptions", "Tables", "decode_file", "iter_decode", "CaptureInfo"]
@@ -181,65 +173,31 @@ def decode_file(path: str | Path, options: DecodeOptions | None = None) -> Table
     return Tables(**merged, info=chunks[-1].info)
 
 
-def _routes(groups: list[tuple[tuple, list]]):
-    """Route groups -> one row per prefix, expanded column-wise (no per-prefix dict or tuple)."""
-    import numpy as np
-    import pandas as pd
-
-    if not groups:
-        return pd.DataFrame(columns=list(ROUTE_ROW))
-    rows, prefix_lists = zip(*groups)
-    counts = np.fromiter((len(p) for p in prefix_lists), dtype=np.int64, count=len(prefix_lists))
-    per_group = pd.DataFrame.from_records(list(rows), columns=list(ROUTE_ROW))
-    expanded = per_group.take(np.repeat(np.arange(len(rows)), counts)).reset_index(drop=True)
-    pairs = [pair for prefixes in prefix_lists for pair in prefixes]
-    path_ids, prefixes = zip(*pairs) if pairs else ((), ())
-    expanded["prefix"] = np.array(prefixes, dtype=object)
-    expanded["path_id"] = np.array(path_ids, dtype=object)
-    return expanded
-
-
 def _tables(rows: dict[str, list], info: CaptureInfo, fast=None) -> Tables:
     import pandas as pd
 
+    from diag.decode.tables import arrays_frame, merge, records_frame, routes_frame
+
     def frame(records: list[tuple], columns: tuple[str, ...], vectorised: dict | None = None):
-        slow = pd.DataFrame.from_records(records, columns=list(columns))
+        slow = records_frame(records, columns)
         if not vectorised:
             return slow
-        quick = pd.DataFrame(vectorised, columns=list(columns))
-        if not len(slow):
-            return quick.sort_values("frame", kind="stable", ignore_index=True)
-        both = pd.concat([quick, slow], ignore_index=True)
-        keys = ["frame", "depth"] if "depth" in both.columns else ["frame"]
-        return both.sort_values(keys, kind="stable", ignore_index=True)
+        keys = ["frame", "depth"] if "depth" in columns else ["frame"]
+        return merge(arrays_frame(vectorised, columns), slow, keys)
 
-    def dict_frame(records: list[dict], head: tuple[str, ...]):
-        if not records:
-            return pd.DataFrame(columns=list(head))
-        df = pd.DataFrame.from_records(records)
-        ordered = [c for c in head if c in df.columns]
-        return df[ordered + [c for c in df.columns if c not in ordered]]
-
-    def typed(df):
-        for col in INTEGER_COLUMNS.intersection(df.columns):
-            kind = df[col].dtype.kind
-            if kind == "f" or kind == "O":
-                try:
-                    df[col] = df[col].astype("Int64")
-                except (TypeError, ValueError):
-                    pass   # not an integer column in this table (e.g. tunnels.type)
-        return df
+    def dict_frame(records: list[dict], columns: tuple[str, ...]):
+        return records_frame([tuple(r.get(c) for c in columns) for r in records], columns)
 
     ifaces = pd.DataFrame.from_records(
         [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
          for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
     return Tables(
-        packets=typed(frame(rows["packets"], PACKET_COLUMNS, fast and fast.packets)),
-        bgp_messages=typed(frame(rows["bgp_messages"], MESSAGE_ROW)),
-        bgp_routes=typed(_routes(rows["bgp_routes"])),
-        tunnels=typed(frame(rows["tunnels"], TUNNEL_COLUMNS, fast and fast.tunnels)),
-        arp=typed(frame(rows["arp"], ARP_COLUMNS, fast and fast.arp)),
-        stream_events=typed(dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS)),
+        packets=frame(rows["packets"], PACKET_COLUMNS, fast and fast.packets),
+        bgp_messages=frame(rows["bgp_messages"], MESSAGE_ROW),
+        bgp_routes=routes_frame(rows["bgp_routes"], ROUTE_ROW),
+        tunnels=frame(rows["tunnels"], TUNNEL_COLUMNS, fast and fast.tunnels),
+        arp=frame(rows["arp"], ARP_COLUMNS, fast and fast.arp),
+        stream_events=dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS),
         interfaces=ifaces,
         info=info,
     )

@@ -46,9 +46,16 @@ def _rows(df, *columns: str) -> Iterable[tuple]:
 
 
 def _isna(value: Any) -> bool:
+    """None, NaN or pandas.NA (lists and strings are values)."""
+    if value is None:
+        return True
+    if isinstance(value, (list, tuple, dict, str)):
+        return False
+    import pandas as pd
+
     try:
-        return value != value  # NaN
-    except Exception:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
         return False
 
 
@@ -329,6 +336,20 @@ def _tunnels(ev: _Evidence, node_ip: dict[str, Inferred]) -> list[TunnelEndpoint
     return out
 
 
+def _wire_tunnels(ev: _Evidence, tables: dict[str, Any]) -> list[TunnelEndpoint]:
+    """Overlay endpoints seen on the wire (captures), one per (host, type, vni, port, source)."""
+    remotes: dict[tuple, set[str]] = defaultdict(set)
+    for host, kind, vni, src, dst, dport, depth in _rows(
+            tables.get("wire_tunnels"), "host", "type", "vni", "outer_src", "outer_dst",
+            "outer_dport", "depth"):
+        if depth == 1 and src and dst:
+            remotes[(host, kind, _int(vni), _int(dport), src)].add(dst)
+    return [TunnelEndpoint(host=host, device="(wire)", kind=kind, vni=vni, port=port, local=src,
+                           underlay_dev=None, mtu=None, remotes=tuple(sorted(dsts)),
+                           how=f"{kind} packets from {src} captured on {host}")
+            for (host, kind, vni, port, src), dsts in sorted(remotes.items(), key=str)]
+
+
 def _int(value: Any) -> int | None:
     try:
         return None if value is None or _isna(value) else int(value)
@@ -430,5 +451,7 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
     all_declared_lb = [ip for h in hosts for ip in (declared.get(h) or {}).get("lb_ips") or []]
     lb = _lb_ips(ev, list(pods.values()), pod_range.value, all_declared_lb, node_subnets)
     tunnels = _tunnels(ev, node_ip)
+    if not tunnels:  # no device configuration (a bare capture): what the wire shows
+        tunnels = _wire_tunnels(ev, tables)
     return ClusterModel(hosts=host_models, pod_range=pod_range, lb_ips=lb,
                         tunnels=tuple(tunnels), notes=tuple(notes))

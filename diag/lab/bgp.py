@@ -50,6 +50,8 @@ def gobgp_peers(host: str, run: Runner) -> list[PeerState]:
         neighbors = json.loads(proc.stdout) or []
     except json.JSONDecodeError:
         return []
+    if not isinstance(neighbors, list):    # an error object (e.g. a SIGSTOPped gobgpd's timeout)
+        return []
     out = []
     for nb in neighbors:
         state = nb.get("state", {})

@@ -51,8 +51,25 @@ def frame(rows: Iterable[dict[str, Any]], columns: list[str]):
     import pandas as pd
 
     rows = list(rows)
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(
-        {c: pd.Series(dtype="object") for c in columns})
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    data = {}
+    for column in columns:
+        raw = [row.get(column) for row in rows]
+        values = [v for v in raw if v is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            # integers with gaps: nullable Int64, never float
+            data[column] = pd.array(raw, dtype="Int64" if len(values) < len(raw) else "int64")
+        elif values and all(isinstance(v, bool) for v in values):
+            data[column] = pd.array(raw, dtype="boolean" if len(values) < len(raw) else "bool")
+        elif values and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                            for v in values):
+            data[column] = pd.array([float(v) if v is not None else None for v in raw],
+                                    dtype="Float64")
+        else:
+            # strings, lists, booleans with gaps: object, so a missing value stays None
+            data[column] = pd.Series(raw, dtype=object)
+    return pd.DataFrame(data, columns=columns)
 
 
 def int_or_none(value: Any) -> int | None:

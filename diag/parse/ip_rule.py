@@ -46,7 +46,7 @@ def rule_row(rule: dict[str, Any], family: str | None = None) -> dict[str, Any]:
             "dst": _prefix(rule.get("dst", "all"), rule.get("dstlen")),
             "iif": rule.get("iif"), "oif": rule.get("oif"), "fwmark": mark,
             "table": str(table) if table is not None else None, "action": action,
-            "not_": bool(rule.get("not"))}
+            "not_": "not" in rule}
 
 
 def parse(data: str | bytes, family: str | None = None):

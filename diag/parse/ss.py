@@ -94,6 +94,11 @@ def raw(data: str | bytes) -> tuple[list[dict[str, Any]], list[str]]:
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     lines = as_text(data).splitlines()
+    if lines and "State" in lines[0] and "Recv-Q" in lines[0] and \
+            lines[0].split()[:1] != ["State"]:
+        # iproute2 6.1 writes TCP-MD5 key bytes raw, even before the header: never keep them
+        warnings.append("line 1: stray bytes before the header (TCP-MD5 key bytes?)")
+        lines[0] = lines[0][lines[0].index("State"):]
     if lines and lines[0].split()[:1] == ["State"]:
         lines = lines[1:]
     elif lines and any(line.strip() for line in lines):

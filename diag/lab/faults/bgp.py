@@ -62,8 +62,9 @@ def _notification(lab: "Lab", node: str, code: str, words: str) -> str | None:
 
 def _blocked_inject(lab: "Lab") -> dict:
     node = roles(lab).node.name
-    rules = (f"table inet {NFT_TABLE} {{ chain input {{ type filter hook input priority 0; "
-             "tcp dport 179 counter drop; tcp sport 179 counter drop; } }\n")
+    rules = (f"table inet {NFT_TABLE} {{\n chain input {{\n"
+             "  type filter hook input priority 0;\n"
+             "  tcp dport 179 counter drop\n  tcp sport 179 counter drop\n }\n}\n")
     run(["ip", "netns", "exec", lab.netns(node), "nft", "-f", "-"], input=rules)
     # the established session would only notice at its hold timer: abort its socket now (the
     # kernel sends an RST that the router receives); reconnecting is what the rule blocks
@@ -179,7 +180,8 @@ def _hold_symptom(lab: "Lab") -> list[str] | None:
     stat = proc_stat(pid) if pid else None
     if stat is None or stat.state != "T":
         return None
-    router_view, _ = probes.session_states(lab, r.node.name)
+    # only the router is asked: the frozen speaker cannot answer its CLI
+    router_view = probes.frr_neighbor(lab, r.node.ip).get("bgpState", "missing")
     seen = _notification(lab, r.node.name, "0400", "Hold Timer Expired")
     if router_view == "Established" or not seen:
         return None

@@ -93,8 +93,9 @@ def _pod_mtu(lab: "Lab", node: str, mtu: int) -> None:
 def _mtu_inject(lab: "Lab") -> dict:
     r = roles(lab)
     _pod_mtu(lab, r.node.name, 1500)
-    rules = (f"table inet {NFT_TABLE} {{ chain input {{ type filter hook input priority 0; "
-             "icmp type destination-unreachable icmp code frag-needed counter drop; } }\n")
+    rules = (f"table inet {NFT_TABLE} {{\n chain input {{\n"
+             "  type filter hook input priority 0;\n"
+             "  icmp type destination-unreachable icmp code frag-needed counter drop\n }\n}\n")
     run(["ip", "netns", "exec", lab.hosts[r.node.name].pod_netns, "nft", "-f", "-"], input=rules)
     background(lab, "mtu-ping", r.node.name, bounded_ping(r.remote.pod_ip, size=BIG, df=True),
                pod=True)

@@ -1,0 +1,102 @@
+"""Rows and columns -> pandas DataFrames, cheaply.
+
+Contract: ``records_frame(records, columns)`` (tuples), ``arrays_frame(arrays, columns)``
+(numpy/object arrays from the vectorised path), ``merge(quick, slow, keys)`` and
+``routes_frame(groups, columns)`` (BGP route groups expanded to one row per prefix with
+``np.repeat``, never a dict or tuple per prefix). Integer columns that may be empty become pandas'
+nullable ``Int64``; text columns stay ``object`` — building pandas' Arrow-backed ``str`` columns
+costs several times more than decoding the packets, and ``.str`` accessors work on both.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+# integer columns that may hold "none": pandas' nullable Int64 instead of float
+INTEGER_COLUMNS = frozenset((
+    "frame", "first_frame", "ifindex", "ttl", "ip_proto", "sport", "dport", "tunnel_depth",
+    "depth", "vni", "outer_sport", "outer_dport", "inner_proto", "inner_sport", "inner_dport",
+    "flags", "type", "length", "open_version", "open_my_as", "open_hold_time", "notify_code",
+    "notify_subcode", "refresh_subtype", "n_withdrawn", "n_announced", "path_id", "med",
+    "local_pref",
+))
+
+
+def _array(values: np.ndarray | Sequence) -> np.ndarray:
+    """A numeric numpy array when every value is a number or bool, else an object array."""
+    if isinstance(values, np.ndarray):
+        return values
+    try:
+        arr = np.array(values)
+    except (ValueError, TypeError):
+        arr = None
+    if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iufb":
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = list(values)
+    return arr
+
+
+def _series(values: np.ndarray | Sequence, name: str) -> pd.Series | np.ndarray:
+    arr = _array(values)
+    if arr.dtype.kind == "O":
+        if name in INTEGER_COLUMNS:
+            try:
+                return pd.array(arr, dtype="Int64")
+            except (TypeError, ValueError):
+                pass      # not integers in this table (e.g. tunnels.type is text)
+        return pd.Series(arr, dtype=object, copy=False)
+    if name in INTEGER_COLUMNS and arr.dtype.kind == "f":
+        return pd.array(arr, dtype="Int64")
+    return arr
+
+
+def arrays_frame(arrays: dict, columns: Iterable[str]) -> pd.DataFrame:
+    columns = list(columns)
+    return pd.DataFrame({c: _values(_series(arrays[c], c)) for c in columns}, columns=columns)
+
+
+def _values(s):
+    return s.array if isinstance(s, pd.Series) else s
+
+
+def records_frame(records: list[tuple], columns: Iterable[str]) -> pd.DataFrame:
+    columns = list(columns)
+    if not records:
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns}, columns=columns)
+    cols = list(zip(*records))
+    return pd.DataFrame({c: _values(_series(v, c)) for c, v in zip(columns, cols)},
+                        columns=columns)
+
+
+def merge(quick: pd.DataFrame, slow: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    if not len(slow):
+        out = quick
+    elif not len(quick):
+        out = slow
+    else:
+        out = pd.concat([quick, slow], ignore_index=True)
+    return out.sort_values(keys, kind="stable", ignore_index=True)
+
+
+def routes_frame(groups: list[tuple[tuple, list]], columns: Sequence[str]) -> pd.DataFrame:
+    """One row per prefix from ``(row, [(path_id, prefix), ...])`` groups."""
+    if not groups:
+        return records_frame([], columns)
+    rows, prefix_lists = zip(*groups)
+    counts = np.fromiter(map(len, prefix_lists), dtype=np.int64, count=len(prefix_lists))
+    pairs = [pair for prefixes in prefix_lists for pair in prefixes]
+    path_ids, prefixes = zip(*pairs) if pairs else ((), ())
+    out = {}
+    for name, values in zip(columns, zip(*rows)):
+        if name == "prefix":
+            arr = np.empty(len(prefixes), dtype=object)
+            arr[:] = prefixes
+        elif name == "path_id":
+            arr = np.empty(len(path_ids), dtype=object)
+            arr[:] = path_ids
+        else:
+            arr = np.repeat(_array(values), counts)
+        out[name] = arr
+    return arrays_frame(out, columns)
