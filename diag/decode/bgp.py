@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from struct import Struct
 
 from diag.decode import bgp_names as names
+from diag.decode.nlri import scan
 from diag.decode.bgp_attrs import ATTRIBUTE_COLUMNS, decode_path_attributes, ipv6_str
 
 __all__ = [
@@ -95,6 +96,9 @@ _AFI_SAFI_MODE = Struct(">HBB")
 _EXT_NH = Struct(">HHH")
 
 _inet_ntoa = socket.inet_ntoa
+_PREFIX_CACHE_SIZE = 1 << 18
+_PREFIX_TEXT_V4: dict[bytes, str] = {}
+_PREFIX_TEXT_V6: dict[bytes, str] = {}
 _ZERO_PAD4 = [b"\0" * (4 - n) for n in range(5)]
 _ZERO_PAD16 = [b"\0" * (16 - n) for n in range(17)]
 
@@ -457,8 +461,11 @@ def _prefixes(data: bytes, pos: int, end: int, v6: bool,
     Entries are ``[path id (4 octets, ADD-PATH)] length(1) prefix(ceil(length/8))``. Decoding
     stops at the first bad entry; the entries before it are returned with the reason.
     """
+    if not addpath:               # the common case: offsets only, text made later per table
+        return scan(data, pos, end, v6)
     out: list[tuple[int | None, str]] = []
     max_bits = 128 if v6 else 32
+    cache = _PREFIX_TEXT_V6 if v6 else _PREFIX_TEXT_V4
     path_id = None
     while pos < end:
         if addpath:
@@ -473,12 +480,16 @@ def _prefixes(data: bytes, pos: int, end: int, v6: bool,
         nxt = pos + 1 + nbytes
         if nxt > end:
             return out, f"prefix /{plen} past end"
-        if v6:
-            text = f"{ipv6_str(data[pos + 1:nxt] + _ZERO_PAD16[nbytes])}/{plen}"
-        elif nbytes == 3:                # /17../24, the common case: no bytes object, no libc
-            text = f"{data[pos + 1]}.{data[pos + 2]}.{data[pos + 3]}.0/{plen}"
-        else:
-            text = f"{_inet_ntoa(data[pos + 1:nxt] + _ZERO_PAD4[nbytes])}/{plen}"
+        key = data[pos:nxt]              # the same prefix recurs in many UPDATEs: text made once
+        text = cache.get(key)
+        if text is None:
+            if v6:
+                text = f"{ipv6_str(data[pos + 1:nxt] + _ZERO_PAD16[nbytes])}/{plen}"
+            else:
+                text = f"{_inet_ntoa(data[pos + 1:nxt] + _ZERO_PAD4[nbytes])}/{plen}"
+            if len(cache) >= _PREFIX_CACHE_SIZE:
+                cache.clear()
+            cache[key] = text
         out.append((path_id, text))
         pos = nxt
     return out, None

@@ -54,11 +54,7 @@ def _series(values: np.ndarray | Sequence, name: str) -> pd.Series | np.ndarray:
 
 def arrays_frame(arrays: dict, columns: Iterable[str]) -> pd.DataFrame:
     columns = list(columns)
-    return pd.DataFrame({c: _values(_series(arrays[c], c)) for c in columns}, columns=columns)
-
-
-def _values(s):
-    return s.array if isinstance(s, pd.Series) else s
+    return pd.DataFrame({c: _series(arrays[c], c) for c in columns}, columns=columns)
 
 
 def records_frame(records: list[tuple], columns: Iterable[str]) -> pd.DataFrame:
@@ -66,8 +62,7 @@ def records_frame(records: list[tuple], columns: Iterable[str]) -> pd.DataFrame:
     if not records:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns}, columns=columns)
     cols = list(zip(*records))
-    return pd.DataFrame({c: _values(_series(v, c)) for c, v in zip(columns, cols)},
-                        columns=columns)
+    return pd.DataFrame({c: _series(v, c) for c, v in zip(columns, cols)}, columns=columns)
 
 
 def merge(quick: pd.DataFrame, slow: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -81,22 +76,42 @@ def merge(quick: pd.DataFrame, slow: pd.DataFrame, keys: list[str]) -> pd.DataFr
 
 
 def routes_frame(groups: list[tuple[tuple, list]], columns: Sequence[str]) -> pd.DataFrame:
-    """One row per prefix from ``(row, [(path_id, prefix), ...])`` groups."""
+    """One row per prefix from ``(row, prefixes)`` groups.
+
+    ``prefixes`` is a list of ``(path_id, prefix)`` pairs or a packed
+    :class:`diag.decode.nlri.PackedPrefixes`, whose texts are made here for all groups at once.
+    """
+    from diag.decode.nlri import PackedPrefixes, texts
+
     if not groups:
         return records_frame([], columns)
     rows, prefix_lists = zip(*groups)
     counts = np.fromiter(map(len, prefix_lists), dtype=np.int64, count=len(prefix_lists))
-    pairs = [pair for prefixes in prefix_lists for pair in prefixes]
-    path_ids, prefixes = zip(*pairs) if pairs else ((), ())
+    total = int(counts.sum())
+    starts = np.cumsum(counts) - counts
+    prefixes = np.empty(total, dtype=object)
+    path_ids = np.full(total, None, dtype=object)
+    packed = [i for i, p in enumerate(prefix_lists) if isinstance(p, PackedPrefixes)]
+    if packed:
+        where = np.repeat(starts[packed], counts[packed]) + (
+            np.arange(int(counts[packed].sum())) - np.repeat(
+                np.cumsum(counts[packed]) - counts[packed], counts[packed]))
+        prefixes[where] = texts([prefix_lists[i] for i in packed])
+    if len(packed) < len(prefix_lists):
+        is_packed = set(packed)
+        for i, pairs in enumerate(prefix_lists):
+            if i in is_packed or not pairs:
+                continue
+            at = int(starts[i])
+            ids, texts_ = zip(*pairs)
+            path_ids[at:at + len(pairs)] = ids
+            prefixes[at:at + len(pairs)] = texts_
     out = {}
     for name, values in zip(columns, zip(*rows)):
         if name == "prefix":
-            arr = np.empty(len(prefixes), dtype=object)
-            arr[:] = prefixes
+            out[name] = prefixes
         elif name == "path_id":
-            arr = np.empty(len(path_ids), dtype=object)
-            arr[:] = path_ids
+            out[name] = path_ids
         else:
-            arr = np.repeat(_array(values), counts)
-        out[name] = arr
+            out[name] = np.repeat(_array(values), counts)
     return arrays_frame(out, columns)

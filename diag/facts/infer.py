@@ -86,6 +86,14 @@ class _Evidence:
                 continue
             self.addresses[host].append((ifname, address, _net(network)))
             self.owner.setdefault(address, (host, ifname))
+        # a host with no addresses of its own (unreached) is known by the hostname its BGP
+        # speaker announced to the others (FQDN capability)
+        self.named_by_peer: dict[str, str] = {}
+        for _h, peer, hostname in _rows(tables.get("bgp_peers"), "host", "peer", "peer_hostname"):
+            if peer and hostname in hosts and peer not in self.owner and \
+                    not self.addresses.get(hostname):
+                self.owner[peer] = (hostname, None)
+                self.named_by_peer[peer] = hostname
         self.links: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         links = tables.get("interfaces")
         if links is not None and not links.empty:
@@ -383,8 +391,10 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
             node_ip[h] = Inferred(address, how, "bgp-session", others)
         elif peered_by_others.get(h):
             address, other = peered_by_others[h][0]
-            node_ip[h] = Inferred(address, f"{other} peers with {address}, an address of {h}",
-                                  "bgp-session")
+            named = " (the hostname that speaker announced)" if address in ev.named_by_peer \
+                else ""
+            node_ip[h] = Inferred(address, f"{other} peers with {address}, an address of "
+                                  f"{h}{named}", "bgp-session")
         else:
             local = next((link.get("vxlan_local") for link in ev.links.get(h, {}).values()
                           if link.get("kind") in ("vxlan", "geneve") and link.get("vxlan_local")),

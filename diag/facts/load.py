@@ -88,8 +88,9 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     if wire_errors:
         errors = pd.concat([errors, pd.DataFrame(wire_errors)], ignore_index=True)
     hosts_meta = bundle.manifest.get("hosts", {})
-    hosts = [h for h, rec in hosts_meta.items()
-             if isinstance(rec, dict) and rec.get("reachability", "OK") == "OK"]
+    # unreached hosts stay in the model: other hosts' views (a router's BGP table, FDBs) still
+    # say what they are
+    hosts = [h for h, rec in hosts_meta.items() if isinstance(rec, dict)]
     declared = {h: dict((rec or {}).get("declared") or {}) for h, rec in hosts_meta.items()
                 if isinstance(rec, dict)}
     for host, fields in inventory.items():

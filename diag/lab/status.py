@@ -20,8 +20,13 @@ def status(lab: Lab) -> dict[str, Any]:
         peers = [vars(p) | {"established": p.established} for p in lab.bgp_state()]
     except Exception as err:  # a dead daemon must not hide the rest of the status
         peers = [{"error": f"{type(err).__name__}: {err}"}]
+    from diag.lab.faults.state import read as read_fault
+
+    fault = read_fault(lab)
     return {
         "name": lab.name, "cni": lab.cni, "mode": lab.mode, "addressing": lab.addressing,
+        "fault": None if fault is None else {"name": fault.name, "phase": fault.phase,
+                                             "evidence": fault.evidence},
         "phase": state.phase, "error": state.error, "run_dir": str(lab.run_dir),
         "timings": {**state.timings, "last_teardown_s": last_teardown_seconds(lab.name)},
         "namespaces": {ns: ns in present for ns in state.namespaces},
@@ -48,6 +53,9 @@ def render_text(st: dict[str, Any]) -> str:
     if st["error"]:
         lines.append(f"  error: {st['error']}")
     lines.append(f"run dir: {st['run_dir']}")
+    fault = st.get("fault")
+    lines.append(f"fault: {fault['name']} ({fault['phase']}; heal: diag lab heal --name {st['name']})"
+                 if fault else "fault: none")
     lines.append("namespaces: " + " ".join(
         ns + ("" if ok else " (missing)") for ns, ok in st["namespaces"].items()))
     lines.append("processes:")

@@ -8,6 +8,7 @@
     local_as        int|None
     local_address   str|None  the address this speaker uses for the session
     name            str|None  BIRD protocol name / FRR or GoBGP description
+    peer_hostname   str|None  the hostname the peer announced (FQDN capability), when shown
     state           str   one of :data:`diag.parse.states.STATES`
     state_raw       str   the daemon's own words ("Idle (Admin)", "start Idle", 3)
     uptime_s        float|None  how long the session has been Established
@@ -42,7 +43,8 @@
 """
 from __future__ import annotations
 
-PEER_COLUMNS = ["daemon", "peer", "peer_as", "local_as", "local_address", "name", "state",
+PEER_COLUMNS = ["daemon", "peer", "peer_as", "local_as", "local_address", "name",
+                "peer_hostname", "state",
                 "state_raw", "uptime_s", "last_error", "last_error_code", "last_error_age_s",
                 "received", "accepted", "advertised", "hold_time", "keepalive", "peer_router_id",
                 "notifications_received"]

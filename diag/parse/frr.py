@@ -51,6 +51,7 @@ def parse_summary(data: str | bytes):
                 daemon="FRR", peer=address, peer_as=int_or_none(peer.get("remoteAs")),
                 local_as=int_or_none(peer.get("localAs") or section.get("as")),
                 name=peer.get("desc") or peer.get("hostname"),
+                peer_hostname=peer.get("hostname"),
                 state=normalise_state(peer.get("state")), state_raw=raw_state,
                 uptime_s=up / 1000 if established and isinstance(up, (int, float)) else None,
                 accepted=int_or_none(peer.get("pfxRcd")),
@@ -75,6 +76,7 @@ def parse_neighbors(data: str | bytes):
             local_as=int_or_none(peer.get("localAs")),
             local_address=host_local if host_local not in (None, "Unknown") else None,
             name=peer.get("nbrDesc") or peer.get("hostname"),
+            peer_hostname=peer.get("hostname"),
             state=normalise_state(peer["bgpState"]), state_raw=str(peer["bgpState"]),
             uptime_s=peer["bgpTimerUpMsec"] / 1000
             if established and isinstance(peer.get("bgpTimerUpMsec"), (int, float)) else None,

@@ -65,7 +65,9 @@ def split_endpoint(text: str) -> tuple[str, int | None, str | None]:
 
 
 def _info(tokens: list[str]) -> dict[str, Any]:
-    info: dict[str, Any] = {"md5": False}
+    # ss prints these only when non-zero (iproute2 misc/ss.c): an info line without them means 0
+    info: dict[str, Any] = {"md5": False, "retrans": 0, "retrans_total": 0, "backoff": 0,
+                            "lost": 0, "unacked": 0}
     for token in tokens:
         key, sep, value = token.partition(":")
         if key in ("md5keys", "md5"):
@@ -94,6 +96,8 @@ def raw(data: str | bytes) -> tuple[list[dict[str, Any]], list[str]]:
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     lines = as_text(data).splitlines()
+    if lines and lines[0].split()[:1] == ["Netid"]:
+        raise ParseError("ss: a Netid column (several socket families); expected `ss -tanpi`")
     if lines and "State" in lines[0] and "Recv-Q" in lines[0] and \
             lines[0].split()[:1] != ["State"]:
         # iproute2 6.1 writes TCP-MD5 key bytes raw, even before the header: never keep them
@@ -128,6 +132,8 @@ def raw(data: str | bytes) -> tuple[list[dict[str, Any]], list[str]]:
                      "pid": int(process["pid"]) if process else None, "md5": False})
     for row in rows:
         row.pop("info_seen", None)
+    if not rows and warnings and len(warnings) == sum(1 for line in lines if line.strip()):
+        raise ParseError("ss: no line is a socket line (unknown layout)")
     return rows, warnings
 
 

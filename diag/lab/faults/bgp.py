@@ -52,7 +52,8 @@ def _notification(lab: "Lab", node: str, code: str, words: str) -> str | None:
     """The router's record of the last NOTIFICATION on node's session, if it is ``code``
     ("0202") or mentions ``words``."""
     info = probes.frr_neighbor(lab, lab.hosts[node].cluster_ip)
-    text = json.dumps({k: v for k, v in info.items() if "last" in k.lower()})
+    text = json.dumps({k: info[k] for k in ("lastErrorCodeSubcode", "lastNotificationReason",
+                                            "lastResetDueTo") if k in info})
     if code in text or words.lower() in text.lower():
         return text
     return None
@@ -146,12 +147,17 @@ def _badas_inject(lab: "Lab") -> dict:
 def _badas_symptom(lab: "Lab") -> list[str] | None:
     r = roles(lab)
     down = _down(lab, r.node.name)
-    seen = down and _notification(lab, r.node.name, "0202", "Bad Peer AS")
+    if down is None:
+        return None
+    seen = _notification(lab, r.node.name, "0202", "Bad Peer AS")
+    if not seen:   # GoBGP resets the connection right after its NOTIFICATION: FRR may not read it
+        seen = probes.tcpdump_match(lab.netns(r.node.name), r.node.cluster_nic.name,
+                                    f"tcp port 179 and host {r.node.ip}", r"Bad Peer AS")
     if not seen:
         return None
     return [f"session router <-> {r.node.name}: router {down[0]}, {r.node.name} {down[1]}",
             f"{r.node.name} expects AS {_wrong_as(lab)}, the router is AS {lab.plan.router.asn}",
-            f"router's last NOTIFICATION (2/2 Bad Peer AS): {seen}"]
+            f"NOTIFICATION 2/2 Bad Peer AS: {seen}"]
 
 
 # --- bgp-hold-timer-expired ---------------------------------------------------------------------

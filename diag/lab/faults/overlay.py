@@ -45,9 +45,10 @@ def _recreate_vtep(lab: "Lab", node: str, port: int) -> None:
 
 def _port_inject(lab: "Lab") -> dict:
     r = roles(lab)
+    baseline = probes.nstat(lab, r.remote.name, "UdpNoPorts")["UdpNoPorts"]
     _recreate_vtep(lab, r.remote.name, IANA_VXLAN_PORT)
     background(lab, "vxlan-ping", r.node.name, bounded_ping(r.remote.pod_ip), pod=True)
-    return {"node": r.remote.name, "port": IANA_VXLAN_PORT}
+    return {"node": r.remote.name, "port": IANA_VXLAN_PORT, "udp_noports_before": baseline}
 
 
 def _port_heal(lab: "Lab") -> None:
@@ -61,7 +62,10 @@ def _port_symptom(lab: "Lab") -> list[str] | None:
     ports = {n.name: vxlan_port(lab, n.name) for n in lab.plan.nodes}
     if ports[r.remote.name] != IANA_VXLAN_PORT:
         return None
-    before = probes.nstat(lab, r.remote.name, "UdpNoPorts")["UdpNoPorts"]
+    from diag.lab.faults import state
+
+    active = state.read(lab)
+    before = int(active.data.get("udp_noports_before", 0)) if active else 0
     if probes.pod_ping(lab, r.node.name, r.remote.name, count=2, deadline=1.5):
         return None
     unreachable = probes.nstat(lab, r.remote.name, "UdpNoPorts")["UdpNoPorts"] - before

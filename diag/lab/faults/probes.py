@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import time
@@ -193,3 +194,34 @@ def _wait_listening(proc: subprocess.Popen, *, timeout: float) -> bool:
             if b"listening on" in buf:
                 return True
     return False
+
+
+def tcpdump_match(netns: str, iface: str, bpf: str, pattern: str, *,
+                  timeout: float = 12.0) -> str | None:
+    """The first line of ``tcpdump -v`` (decoded, e.g. BGP messages) in ``netns`` matching the
+    regex ``pattern`` within ``timeout`` seconds, or None."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, "tcpdump", "-n", "-l", "-p", "-v",
+                             "-i", iface, bpf], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    fd, buf = proc.stdout.fileno(), b""
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace").strip()
+                if regex.search(text):
+                    return text
+        return None
+    finally:
+        proc.kill()
+        proc.wait()

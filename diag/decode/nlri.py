@@ -1,0 +1,101 @@
+"""NLRI prefixes kept packed until a table needs their text (lazy per-prefix expansion).
+
+Contract: ``scan(data, pos, end, v6) -> (PackedPrefixes, problem)`` walks the plain NLRI encoding
+(RFC 4271 4.3 / RFC 4760: ``length(1) prefix(ceil(length/8))``, no ADD-PATH path id) recording only
+where each entry starts — no string per prefix. A :class:`PackedPrefixes` behaves like the list
+of ``(path_id, prefix_text)`` pairs it stands for (``len``, iteration, ``count``).
+``texts(packs) -> numpy object array`` makes the text of every prefix of several packs at once:
+addresses are gathered column-wise with numpy and each distinct prefix is formatted once.
+"""
+from __future__ import annotations
+
+import socket
+from typing import Iterator
+
+import numpy as np
+
+from diag.decode.bgp_attrs import ipv6_str
+
+_PAD = b"\0" * 17
+
+
+class PackedPrefixes:
+    __slots__ = ("data", "offsets", "v6")
+
+    def __init__(self, data: bytes, offsets: list[int], v6: bool) -> None:
+        self.data, self.offsets, self.v6 = data, offsets, v6
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __iter__(self) -> Iterator[tuple[None, str]]:
+        data, width = self.data, 16 if self.v6 else 4
+        for pos in self.offsets:
+            yield None, _text(data[pos + 1:pos + 1 + ((data[pos] + 7) >> 3)], data[pos], width)
+
+    def count(self, pair: tuple) -> int:
+        """How many entries equal ``pair`` (used for the default route, ``(None, '0.0.0.0/0')``)."""
+        if pair in ((None, "0.0.0.0/0"), (None, "::/0")):
+            data = self.data
+            return sum(1 for pos in self.offsets if data[pos] == 0) if pair[1] == (
+                "::/0" if self.v6 else "0.0.0.0/0") else 0
+        return sum(1 for p in self if p == pair)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, PackedPrefixes)) else NotImplemented
+
+
+def _text(raw: bytes, plen: int, width: int) -> str:
+    addr = raw + _PAD[:width - len(raw)]
+    return f"{ipv6_str(addr) if width == 16 else socket.inet_ntoa(addr)}/{plen}"
+
+
+def scan(data: bytes, pos: int, end: int, v6: bool) -> tuple[PackedPrefixes, str | None]:
+    """Entry offsets of ``data[pos:end]``; stops at the first bad entry and says why."""
+    offsets: list[int] = []
+    append = offsets.append
+    max_bits = 128 if v6 else 32
+    while pos < end:
+        plen = data[pos]
+        if plen > max_bits:
+            return PackedPrefixes(data, offsets, v6), f"prefix length {plen} > {max_bits}"
+        nxt = pos + 1 + ((plen + 7) >> 3)
+        if nxt > end:
+            return PackedPrefixes(data, offsets, v6), f"prefix /{plen} past end"
+        append(pos)
+        pos = nxt
+    return PackedPrefixes(data, offsets, v6), None
+
+
+def texts(packs: list[PackedPrefixes]) -> np.ndarray:
+    """The prefix text of every entry of ``packs``, in order, as one object array."""
+    total = sum(len(p) for p in packs)
+    out = np.empty(total, dtype=object)
+    if not total:
+        return out
+    for v6 in (False, True):
+        chosen = [i for i, p in enumerate(packs) if p.v6 == v6 and len(p)]
+        if not chosen:
+            continue
+        width = 16 if v6 else 4
+        datas = [packs[i].data for i in chosen]
+        bases = np.cumsum([0] + [len(d) for d in datas[:-1]])
+        buf = np.frombuffer(b"".join(datas) + _PAD, dtype=np.uint8)
+        pos = np.concatenate([np.asarray(packs[i].offsets, dtype=np.int64) + base
+                              for i, base in zip(chosen, bases.tolist())])
+        plen = buf[pos].astype(np.int64)
+        nbytes = (plen + 7) >> 3
+        cols = np.arange(width)
+        raw = buf[pos[:, None] + 1 + cols[None, :]]
+        raw = np.where(cols[None, :] < nbytes[:, None], raw, 0).astype(np.uint8)
+        key = np.concatenate([raw, plen.astype(np.uint8)[:, None]], axis=1)
+        keys = np.ascontiguousarray(key).view(np.dtype((np.void, width + 1))).ravel()
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        names = np.array([_text(u[:width], u[width], width) for u in (bytes(k) for k in uniq)],
+                         dtype=object)
+        # where these packs' entries go in ``out``
+        starts = np.cumsum([0] + [len(p) for p in packs])[:-1]
+        lengths = np.array([len(packs[i]) for i in chosen], dtype=np.int64)
+        first = np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        out[first + np.arange(len(pos))] = names[inverse.ravel()]
+    return out
