@@ -17,16 +17,18 @@ import numpy as np
 from diag.decode.bgp_attrs import ipv6_str
 
 _PAD = b"\0" * 17
+_CACHE_SIZE = 1 << 18
+_TEXT_CACHE: dict[bytes, str] = {}      # packed key (address bytes + length) -> text
 
 
 class PackedPrefixes:
-    __slots__ = ("data", "offsets", "v6")
+    __slots__ = ("data", "offsets", "v6", "size")
 
     def __init__(self, data: bytes, offsets: list[int], v6: bool) -> None:
-        self.data, self.offsets, self.v6 = data, offsets, v6
+        self.data, self.offsets, self.v6, self.size = data, offsets, v6, len(offsets)
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return self.size
 
     def __iter__(self) -> Iterator[tuple[None, str]]:
         data, width = self.data, 16 if self.v6 else 4
@@ -91,8 +93,15 @@ def texts(packs: list[PackedPrefixes]) -> np.ndarray:
         key = np.concatenate([raw, plen.astype(np.uint8)[:, None]], axis=1)
         keys = np.ascontiguousarray(key).view(np.dtype((np.void, width + 1))).ravel()
         uniq, inverse = np.unique(keys, return_inverse=True)
-        names = np.array([_text(u[:width], u[width], width) for u in (bytes(k) for k in uniq)],
-                         dtype=object)
+        cache = _TEXT_CACHE
+        if len(cache) > _CACHE_SIZE:
+            cache.clear()
+        names = np.empty(len(uniq), dtype=object)
+        for j, u in enumerate(uniq.tolist()):
+            text = cache.get(u)
+            if text is None:
+                text = cache[u] = _text(u[:width], u[width], width)
+            names[j] = text
         # where these packs' entries go in ``out``
         starts = np.cumsum([0] + [len(p) for p in packs])[:-1]
         lengths = np.array([len(packs[i]) for i in chosen], dtype=np.int64)

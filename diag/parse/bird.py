@@ -117,8 +117,7 @@ def parse_protocols(data: str | bytes):
         if head["proto"] != "BGP":
             continue
         detail = _detail(lines)
-        fsm = detail.get("BGP state") or head["info"].split()[0] if head["info"] else \
-            detail.get("BGP state", "")
+        fsm = detail.get("BGP state") or (head["info"].split()[0] if head["info"] else "")
         state = normalise_state(fsm)
         if state == UNKNOWN and head["state"] == "down":
             state = "IDLE"  # a disabled/shut protocol: BIRD prints no FSM state at all

@@ -57,3 +57,22 @@ def test_wire_tables_carry_host_and_iface():
     # the router forwards node-to-node VXLAN between its two subnets: seen on both NICs
     assert len(set(tunnels[tunnels.host == "router"].iface)) == 2
     assert set(f.tables["bgp_messages"].host) == set(t["hosts"])
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_pcapng_interface_names_are_kept():
+    from diag.facts import load_facts
+    from tests.facts.helpers import FIXTURES
+
+    pcap = FIXTURES / "pcap-facts" / "two-ifaces.pcapng"
+    out = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-e", "frame.number",
+                          "-e", "frame.interface_name"], capture_output=True, text=True,
+                         check=True)
+    expected = {int(n): name for n, name in (line.split("\t") for line in out.stdout.splitlines())}
+    f = load_facts(pcap)
+    packets = f.tables["packets"]
+    assert dict(zip(packets.frame.astype(int), packets.iface)) == expected
+    assert set(expected.values()) == {"veth1", "veth3"}
+    arp = f.tables["arp"]
+    assert set(zip(arp.target_ip, arp.iface)) >= {("192.0.2.2", "veth1"),
+                                                  ("198.51.100.2", "veth3")}

@@ -1,0 +1,195 @@
+"""Every fault of `diag lab faults`, on every (cni, mode) it applies to: apply, see the symptom with
+our own probes, heal, see the healthy state again.
+
+The labs are the session labs of conftest.py (one per cni x mode, default addressing), shared with
+test_lab_e2e.py, which runs after these on the same lab. Oracles are independent of diag's own
+probes: real pings from the pods, ``ip route get``, the daemons' JSON/CLI (vtysh, gobgp, birdc),
+arping, sysctl, ``ip -d -j link``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import time
+
+import pytest
+
+from labtools import CASES, diag_cli
+
+pytestmark = pytest.mark.lab
+
+DEFAULT_CASES = [case for case in CASES if case[2] == "default"]
+FAULT_NAMES = ["rib-not-in-fib", "missing-podcidr-route-other-subnet", "egress-leak-default-route",
+               "route-wrong-table", "rp-filter-strict", "vxlan-port-mismatch",
+               "overlay-mtu-blackhole", "arp-unanswered", "arp-multiple-responders",
+               "bgp-transport-blocked", "bgp-no-listener", "bgp-bad-peer-as",
+               "bgp-hold-timer-expired", "bgp-md5-mismatch", "bgp-ebgp-requires-policy",
+               "bgp-as-path-loop", "bgp-no-advertisement"]
+
+
+def _ns(lab, host: str, *argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", lab.hosts[host].netns, *argv],
+                          capture_output=True, text=True, timeout=20)
+
+
+def _pod_ping(lab, src: str, dst: str, *extra: str) -> bool:
+    proc = subprocess.run(["ip", "netns", "exec", lab.hosts[src].pod_netns, "ping", "-n", "-q",
+                           "-c", "2", "-i", "0.2", "-W", "1", "-w", "2", *extra,
+                           lab.hosts[dst].pod_ip], capture_output=True, text=True, timeout=10)
+    return proc.returncode == 0
+
+
+def _route_dev(lab, host: str, dst: str) -> str:
+    return json.loads(_ns(lab, host, "ip", "-j", "route", "get", dst).stdout or "[{}]")[0].get("dev", "")
+
+
+def _frr_peers(lab) -> dict:
+    out = _ns(lab, "router", "vtysh", "--vty_socket", str(lab.frr_dir), "-c",
+              "show bgp summary json").stdout
+    return json.loads(out)["ipv4Unicast"]["peers"]
+
+
+def _node_prefixes(lab, node: str) -> set[str]:
+    if lab.cni == "cilium":
+        rib = json.loads(_ns(lab, node, "gobgp", "global", "rib", "-j", "-a", "ipv4").stdout or "{}")
+        return {p for p, paths in rib.items() if any("neighbor-ip" in x for x in paths)}
+    out = _ns(lab, node, "ip", "-j", "route", "show", "proto", "bird").stdout
+    return {r["dst"] for r in json.loads(out or "[]")}
+
+
+def _arping_macs(lab, ip: str) -> set[str]:
+    iface = lab.plan.router_nic_for(lab.plan.host("k8s-ctr")).name
+    out = _ns(lab, "router", "arping", "-r", "-c", "2", "-w", "3", "-i", iface, ip).stdout
+    return {line.strip().lower() for line in out.splitlines() if line.strip()}
+
+
+def _lb_ip(lab) -> str:
+    seg = lab.plan.segment(lab.plan.host("k8s-ctr").cluster_nic.segment)
+    return str(ipaddress.ip_network(seg.cidr).network_address + 212)
+
+
+# --- what each fault must look like, seen by the test's own probes -------------------------------
+
+def _symptom(lab, name: str) -> None:
+    ctr, w1, w0 = (lab.hosts[n] for n in ("k8s-ctr", "k8s-w1", "k8s-w0"))
+    peers = _frr_peers(lab)
+    if name in ("rib-not-in-fib", "missing-podcidr-route-other-subnet", "egress-leak-default-route",
+                "route-wrong-table"):
+        assert _route_dev(lab, "k8s-ctr", w0.pod_ip) == ctr.mgmt_iface       # the leak
+        assert not _pod_ping(lab, "k8s-ctr", "k8s-w0")
+        if name == "rib-not-in-fib":
+            assert w0.pod_cidr in _node_prefixes(lab, "k8s-ctr")          # RIB yes, FIB no
+        if name == "missing-podcidr-route-other-subnet":
+            assert _pod_ping(lab, "k8s-ctr", "k8s-w1")                   # on-link works
+            assert not _node_prefixes(lab, "k8s-ctr")
+        if name == "egress-leak-default-route":
+            assert not _node_prefixes(lab, "k8s-ctr")
+            assert _pod_ping(lab, "k8s-w1", "k8s-w0")                    # peers unaffected
+        if name == "route-wrong-table":
+            assert json.loads(_ns(lab, "k8s-ctr", "ip", "-j", "route", "show", "table",
+                                  "100").stdout)
+    elif name == "rp-filter-strict":
+        assert _ns(lab, "k8s-w0", "sysctl", "-n", "net.ipv4.conf.all.rp_filter").stdout.strip() == "1"
+        assert not _pod_ping(lab, "k8s-ctr", "k8s-w0")
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w1")
+    elif name == "vxlan-port-mismatch":
+        link = json.loads(_ns(lab, "k8s-w0", "ip", "-d", "-j", "link", "show", "type", "vxlan").stdout)
+        assert link[0]["linkinfo"]["info_data"]["port"] == 4789
+        assert not _pod_ping(lab, "k8s-ctr", "k8s-w0")
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w1")
+    elif name == "overlay-mtu-blackhole":
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w0")
+        assert not _pod_ping(lab, "k8s-ctr", "k8s-w0", "-s", "1472", "-M", "do")
+    elif name == "arp-unanswered":
+        assert _arping_macs(lab, _lb_ip(lab)) == set()
+    elif name == "arp-multiple-responders":
+        assert len(_arping_macs(lab, _lb_ip(lab))) == 2
+    elif name in ("bgp-transport-blocked", "bgp-no-listener", "bgp-bad-peer-as",
+                  "bgp-hold-timer-expired"):
+        assert peers[ctr.cluster_ip]["state"] != "Established"
+        assert peers[w0.cluster_ip]["state"] == "Established"
+    elif name == "bgp-md5-mismatch":
+        assert peers[w1.cluster_ip]["state"] != "Established"
+    elif name == "bgp-ebgp-requires-policy":
+        assert all(p["state"] == "Established" and p["pfxRcd"] == 0 for p in peers.values())
+        assert json.loads(_ns(lab, "router", "ip", "-j", "route", "show", "proto", "bgp").stdout) == []
+    elif name == "bgp-as-path-loop":
+        assert peers[ctr.cluster_ip]["pfxSnt"] >= 2
+        assert not _node_prefixes(lab, "k8s-ctr") & {w1.pod_cidr, w0.pod_cidr}
+    elif name == "bgp-no-advertisement":
+        assert peers[w0.cluster_ip]["pfxRcd"] == 0
+        routes = json.loads(_ns(lab, "router", "ip", "-j", "route", "show", "proto", "bgp").stdout)
+        assert w0.pod_cidr not in {r["dst"] for r in routes}
+    else:
+        raise AssertionError(f"no symptom oracle for {name}")
+
+
+def _healthy(lab, name: str) -> None:
+    peers = _frr_peers(lab)
+    assert {p["state"] for p in peers.values()} == {"Established"}, peers
+    assert all(p["pfxRcd"] == 1 for p in peers.values()), peers
+    for src, dst in (("k8s-ctr", "k8s-w0"), ("k8s-w0", "k8s-ctr"), ("k8s-ctr", "k8s-w1")):
+        assert _pod_ping(lab, src, dst), f"{src} -> {dst} after healing {name}"
+    if name == "overlay-mtu-blackhole":
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w0", "-s", "1422", "-M", "do")
+    if name.startswith("arp-"):
+        assert len(_arping_macs(lab, _lb_ip(lab))) == 1
+    fresh = type(lab).load(lab.name)                 # background traffic stopped by PID
+    assert not [p.key for p in fresh.state.processes if p.key.startswith("fault/")]
+
+
+@pytest.mark.parametrize("running_lab", DEFAULT_CASES, indirect=True,
+                         ids=lambda c: "-".join(c))
+@pytest.mark.parametrize("name", FAULT_NAMES)
+def test_fault_cycle(running_lab, name):
+    from diag.errors import UsageError
+    from diag.lab import Lab, faults
+
+    lab = Lab.load(running_lab.name)
+    fault = faults.FAULTS[name]
+    assert fault.name == name and fault.first_code.isupper()
+    if not fault.applies_to(lab.cni, lab.mode):
+        with pytest.raises(UsageError, match="applies to"):
+            faults.apply(lab, name)
+        return
+    started = time.monotonic()
+    out = faults.apply(lab, name)
+    assert out.action == "applied" and out.evidence
+    assert faults.active(lab).name == name and faults.active(lab).phase == "active"
+    _symptom(lab, name)
+    healed = faults.heal(lab, name)
+    assert healed.action == "healed" and faults.active(lab) is None
+    _healthy(lab, name)
+    again = faults.heal(lab, name)               # idempotent
+    assert again.action == "healed"
+    print(f"\n{running_lab.name} {name}: {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.parametrize("running_lab", DEFAULT_CASES[:1], indirect=True,
+                         ids=lambda c: "-".join(c))
+def test_cli_fault_status_heal_and_down_cleanup(running_lab):
+    """Through the CLI: table, a fault that does not apply (exit 2), apply, status shows it,
+    applying another heals the first, heal, and heal again (idempotent)."""
+    name = running_lab.name
+    table = diag_cli("lab", "faults", "--name", name)
+    assert table.returncode == 0
+    assert "ROUTE_RIB_NOT_IN_FIB" in table.stdout and "-vxlan-port-mismatch" in table.stdout
+    wrong = diag_cli("lab", "fault", "overlay-mtu-blackhole", "--name", name)
+    assert wrong.returncode == 2 and "applies to vxlan" in wrong.stderr
+    unknown = diag_cli("lab", "fault", "no-such-fault", "--name", name)
+    assert unknown.returncode == 2 and "no fault named" in unknown.stderr
+    applied = diag_cli("lab", "fault", "arp-unanswered", "--name", name)
+    assert applied.returncode == 0, applied.stderr
+    assert "ARP_UNANSWERED" in applied.stdout
+    status = json.loads(diag_cli("lab", "status", "--json", "--name", name).stdout)
+    assert status["fault"]["name"] == "arp-unanswered" and status["fault"]["phase"] == "active"
+    assert any(p["key"].startswith("fault/") and p["running"] for p in status["processes"])
+    other = diag_cli("lab", "fault", "bgp-ebgp-requires-policy", "--name", name)
+    assert other.returncode == 0 and "healed arp-unanswered first" in other.stdout
+    healed = diag_cli("lab", "heal", "--name", name)
+    assert healed.returncode == 0 and "healed" in healed.stdout
+    assert "fault: none" in diag_cli("lab", "status", "--name", name).stdout
+    assert diag_cli("lab", "heal", "--name", name).returncode == 0     # nothing active: fine
+    status = json.loads(diag_cli("lab", "status", "--json", "--name", name).stdout)
+    assert not [p for p in status["processes"] if p["key"].startswith("fault/")]
