@@ -156,7 +156,12 @@ class CaptureSummary:
         special = named["type_name"].isin(["OPEN", "NOTIFICATION"])
         if "eor" in named.columns:
             special |= named["eor"].notna()
-        for row in named[special].to_dict("records"):
+        wanted = [c for c in ("session", "type_name", "src", "sport", "frame", "ts", "eor",
+                              "open_my_as", "open_bgp_id", "open_hold_time", "open_capabilities",
+                              "notify_code", "notify_subcode", "notify_name", "notify_subname",
+                              "notify_text") if c in named.columns]
+        picked = named.loc[special, wanted]
+        for row in (dict(zip(wanted, values)) for values in zip(*(picked[c].tolist() for c in wanted))):
             s = self._session(row["session"])
             name = row["type_name"]
             sender = _endpoint(row["src"], row["sport"])
