@@ -233,7 +233,7 @@ Batch = list[tuple[bytes, tuple]]
 class BgpSession:
     """One BGP peering, over successive TCP connections; yields one batch of segments at a time."""
 
-    def __init__(self, index: int, rng: random.Random, b: Builder, payload: bytes) -> None:
+    def __init__(self, index: int, rng: random.Random, b: Builder) -> None:
         self.rng, self.b, self.index = rng, b, index
         self.ipv6 = index == BGP_SESSIONS - 1
         if self.ipv6:
@@ -306,7 +306,9 @@ class BgpSession:
             net &= ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
             return net, plen
         plen = rng.choice((16, 20, 22, 24, 24, 24, 26, 28, 32))
-        top = (172 << 24 | (16 + self.index) << 16) if from_client else (100 << 24 | (64 + self.index) << 16)
+        # the node's pod/service space (172.16+i/16) or the fabric's (100.64+i/16)
+        top = (172 << 24 | (16 + self.index) << 16 if from_client
+               else 100 << 24 | (64 + self.index) << 16)
         net = top | rng.getrandbits(12) << 4
         if plen < 16:
             net = top
@@ -583,7 +585,7 @@ def generate(packets: int, out: Path, seed: int = 7) -> dict:
         "vxlan": VxlanSource(rng, builder, payload), "arp": ArpSource(rng, builder),
         "other": OtherSource(rng, builder, payload),
     }
-    sessions = [BgpSession(i, rng, builder, payload) for i in range(BGP_SESSIONS)]
+    sessions = [BgpSession(i, rng, builder) for i in range(BGP_SESSIONS)]
     queues: dict[object, deque] = {key: deque() for key in [*sources, *range(BGP_SESSIONS)]}
     pending = 0
     truth = Truth(packets, seed)

@@ -432,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     results["diag_whole_1core"] = {"wall": whole["wall"], "cpu": whole["cpu"],
                                    "rss_mb": whole["rss_mb"], "rate": n / whole["wall"],
                                    "rate_cpu": n / whole["cpu"]}
-    print(f"whole process, 1 core: {rate(n, whole['wall'], whole['cpu'])}  (`python -m diag pcap FILE "
+    print(f"whole process, 1 core: {rate(n, whole['wall'], whole['cpu'])}  "
+          "(`python -m diag pcap FILE "
           f"--format json`: {whole['wall']:.2f} s, peak RSS {whole['rss_mb']:.0f} MB)")
     if n >= 4 * 65536:   # several chunks in both runs: does peak memory grow with the file?
         quarter = work / "quarter.pcap"
@@ -470,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                 ok &= good
                 shown = got if good else f"{got}  !=  truth {want}"
                 if isinstance(got, dict) and good and len(str(got)) > 70:
-                    shown = f"{sum(v for v in got.values() if isinstance(v, int))} in {len(got)} keys"
+                    total = sum(v for v in got.values() if isinstance(v, int))
+                    shown = f"{total} in {len(got)} keys"
                 print(f"  [{'ok' if good else 'DIFF'}] {source:9} {what:26} {shown}")
         results["counts_ok"] = ok
     rows = dec["found"]
@@ -500,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
             results["tshark_slice"] = {"wall": ts["wall"], "cpu": ts["cpu"], "rss_mb": ts["rss_mb"],
                                        "rate": sliced / ts["wall"],
                                        "rate_cpu": sliced / ts["cpu"], "counts": tc}
-            print(f"tshark -T fields   : {rate(sliced, ts['wall'], ts['cpu'])}  peak RSS {ts['rss_mb']:.0f} MB"
+            print(f"tshark -T fields   : {rate(sliced, ts['wall'], ts['cpu'])}  "
+                  f"peak RSS {ts['rss_mb']:.0f} MB"
                   f"; BGP types {tc['bgp_types']}, VXLAN {tc['vxlan_packets']}")
             tiny_ts = work / "tshark-tiny.pcap"
             write_slice(capture, tiny_ts, TINY_PACKETS)
@@ -508,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                      key=lambda r: r["wall"])
             results["tshark_startup"] = {"wall": t0["wall"], "cpu": t0["cpu"]}
             if ts["wall"] > t0["wall"]:
-                print(f"tshark marginal    : {rate(sliced, ts['wall'] - t0['wall'], ts['cpu'] - t0['cpu'])}"
+                marginal = rate(sliced, ts["wall"] - t0["wall"], ts["cpu"] - t0["cpu"])
+                print(f"tshark marginal    : {marginal}"
                       f"  (its start-up apart: {t0['wall']:.2f} s on {TINY_PACKETS} packets)")
                 results["tshark_slice"]["rate_marginal"] = sliced / (ts["wall"] - t0["wall"])
             tv = run_child(["tshark", "-n", "-r", str(slice_path), "-d", "udp.port==8472,vxlan",
@@ -516,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             results["tshark_verbose_slice"] = {"wall": tv["wall"], "cpu": tv["cpu"],
                                                "rss_mb": tv["rss_mb"], "rate": sliced / tv["wall"],
                                                "rate_cpu": sliced / tv["cpu"]}
-            print(f"tshark -V          : {rate(sliced, tv['wall'], tv['cpu'])}  peak RSS {tv['rss_mb']:.0f} MB"
+            print(f"tshark -V          : {rate(sliced, tv['wall'], tv['cpu'])}  "
+                  f"peak RSS {tv['rss_mb']:.0f} MB"
                   " (every field of every layer, as text)")
         else:
             print("tshark: not installed")
@@ -524,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         results["scapy_slice"] = {"elapsed": sc["elapsed"], "cpu": sc["cpu"],
                                   "hwm_mb": sc["hwm_mb"], "rate": sliced / sc["elapsed"],
                                   "rate_cpu": sliced / sc["cpu"], "counts": sc}
-        print(f"scapy rdpcap+layers: {rate(sliced, sc['elapsed'], sc['cpu'])}  peak RSS {sc['hwm_mb']:.0f} MB"
+        print(f"scapy rdpcap+layers: {rate(sliced, sc['elapsed'], sc['cpu'])}  "
+              f"peak RSS {sc['hwm_mb']:.0f} MB"
               f"; BGP types {sc['bgp_types']}, VXLAN {sc['vxlan_packets']} (imports apart)")
         if "tshark_slice" in results:
             r = results

@@ -24,6 +24,18 @@ def _ping(lab: Lab, src: str, dst: str, count: int = 3) -> None:
                        lab.hosts[dst].pod_ip], check=False)
 
 
+def _until(path: Path, display_filter: str, timeout: float = 15) -> None:
+    """Poll the growing capture until tshark finds ``display_filter`` in it."""
+    import subprocess
+
+    def seen() -> bool:
+        out = subprocess.run(["tshark", "-r", str(path), "-Y", display_filter],
+                             capture_output=True, text=True).stdout
+        return bool(out.strip())
+
+    wait_for(seen, timeout=timeout, interval=0.3, what=f"{display_filter} in {path.name}")
+
+
 def _restart_and_wait(lab: Lab, host: str) -> None:
     lab.restart_bgp(host)
     lab.wait_established(timeout=40)
@@ -37,11 +49,14 @@ def cilium(out: Path) -> None:
         rif = lab.plan.router_nic_for(lab.plan.host("k8s-ctr")).name
         with recording(lab, "router", rif, out / "bgp-frr-gobgp-open-update.pcap", "tcp port 179"):
             _restart_and_wait(lab, "k8s-ctr")
-        with recording(lab, "router", rif, out / "bgp-gobgp-bad-peer-as.pcap", "tcp port 179"):
+        with recording(lab, "router", rif, out / "bgp-gobgp-bad-peer-as.pcap", "tcp port 179") as p:
             faults.apply(lab, "bgp-bad-peer-as")
+            _until(p, "bgp.notify.minor_error_open == 2")
         faults.heal(lab)
-        with recording(lab, "router", rif, out / "bgp-frr-hold-timer-expired.pcap", "tcp port 179"):
+        with recording(lab, "router", rif, out / "bgp-frr-hold-timer-expired.pcap",
+                       "tcp port 179") as p:
             faults.apply(lab, "bgp-hold-timer-expired")
+            _until(p, "bgp.notify.major_error == 4")
         faults.heal(lab)
         with recording(lab, "k8s-ctr", "any", out / "leak-eth0-any-sll2.pcap", "icmp"):
             _ping(lab, "k8s-ctr", "k8s-w0", 2)          # healthy: out eth1 to the router
@@ -67,9 +82,10 @@ def calico(out: Path) -> None:
     try:
         rif = lab.plan.router_nic_for(lab.plan.host("k8s-ctr")).name
         with recording(lab, "router", rif, out / "bgp-frr-bird-md5-bad-peer-as.pcap",
-                       "tcp port 179"):
+                       "tcp port 179") as p:
             _restart_and_wait(lab, "k8s-w1")            # the TCP-MD5 session
             faults.apply(lab, "bgp-bad-peer-as")
+            _until(p, "bgp.notify.minor_error_open == 2")
             faults.heal(lab)
         ctr_if = lab.hosts["k8s-ctr"].cluster_iface
         with recording(lab, "k8s-ctr", ctr_if, out / "vxlan-8472-and-port-mismatch.pcap",

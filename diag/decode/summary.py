@@ -23,6 +23,7 @@ SCHEMA = "diag.pcap/1"
 ARP_REPLY_WINDOW = 3.0
 MAX_PENDING_PER_IP = 10_000
 MAX_LISTED = 50
+MAX_PREFIX_SAMPLE = 1000
 BGP_TYPES = ("OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH")
 
 
@@ -42,13 +43,22 @@ def _num(v: Any) -> Any:
     return v
 
 
+try:
+    import numpy as _np
+
+    _EMPTY_HASHES = _np.empty(0, dtype=_np.uint64)
+except ImportError:  # pragma: no cover - numpy is a dependency
+    _EMPTY_HASHES = ()
+
+
 class _Session:
     def __init__(self, name: str) -> None:
         self.name = name
         self.messages: Counter = Counter()
         self.opens: dict[str, dict] = {}
-        self.announced: set[str] = set()
-        self.withdrawn: set[str] = set()
+        # distinct prefixes as sorted 64-bit hashes: 8 bytes each, not a Python string each
+        self.announced = _EMPTY_HASHES
+        self.withdrawn = _EMPTY_HASHES
         self.announce_rows = 0
         self.withdraw_rows = 0
         self.eor: set[str] = set()
@@ -74,6 +84,8 @@ class CaptureSummary:
         self.by_direction: Counter = Counter()
         self.sessions: dict[str, _Session] = {}
         self.bgp_types: Counter = Counter()
+        self.announced_sample: set[str] = set()
+        self.withdrawn_sample: set[str] = set()
         self.bgp_malformed = 0
         self.tunnel_types: dict[str, Counter] = defaultdict(Counter)   # type -> vni -> packets
         self.tunnel_endpoints: dict[tuple, Counter] = defaultdict(Counter)
@@ -123,17 +135,24 @@ class CaptureSummary:
         if len(msgs):
             self._bgp_messages(msgs)
         if len(routes):
-            for (session, action), prefixes in routes.groupby(["session", "action"])["prefix"]:
+            import numpy as np
+            import pandas as pd
+
+            keys = routes["prefix"].where(routes["prefix"].notna(), "(raw)")
+            hashes = pd.util.hash_array(keys.to_numpy(dtype=object))
+            for (session, action), index in routes.groupby(["session", "action"]).indices.items():
                 s = self._session(session)
-                keys = set(prefixes.dropna().tolist())
-                if prefixes.isna().any():
-                    keys.add("(raw)")
+                chunk = np.unique(hashes[index])
                 if action == "announce":
-                    s.announce_rows += len(prefixes)
-                    s.announced |= keys
+                    s.announce_rows += len(index)
+                    s.announced = np.union1d(s.announced, chunk)
+                    sample = self.announced_sample
                 else:
-                    s.withdraw_rows += len(prefixes)
-                    s.withdrawn |= keys
+                    s.withdraw_rows += len(index)
+                    s.withdrawn = np.union1d(s.withdrawn, chunk)
+                    sample = self.withdrawn_sample
+                if len(sample) < MAX_PREFIX_SAMPLE:
+                    sample.update(keys.iloc[index[:MAX_PREFIX_SAMPLE]].tolist())
         for row in events.to_dict("records"):
             self._session(row["session"]).events[row["event"]] += 1
 
@@ -258,8 +277,10 @@ class CaptureSummary:
             for ts, frame, requester in pending:
                 self._unanswered(ip, ts, frame, requester)
         self.arp_pending.clear()
-        announced = set().union(*(s.announced for s in self.sessions.values())) if self.sessions else set()
-        withdrawn = set().union(*(s.withdrawn for s in self.sessions.values())) if self.sessions else set()
+        import numpy as np
+
+        announced = np.unique(np.concatenate([_EMPTY_HASHES] + [s.announced for s in self.sessions.values()]))
+        withdrawn = np.unique(np.concatenate([_EMPTY_HASHES] + [s.withdrawn for s in self.sessions.values()]))
         sessions = [self._session_result(s) for s in sorted(self.sessions.values(),
                                                              key=lambda s: (s.first_ts or 0, s.name))]
         notifications = sorted((dict(n, session=s["session"]) for s in sessions for n in s["notifications"]),
@@ -291,8 +312,8 @@ class CaptureSummary:
                 "malformed": self.bgp_malformed,
                 "prefixes": {
                     "announced": len(announced), "withdrawn": len(withdrawn),
-                    "announced_list": sorted(announced)[:MAX_LISTED * 20],
-                    "withdrawn_list": sorted(withdrawn)[:MAX_LISTED * 20],
+                    "announced_list": sorted(self.announced_sample)[:MAX_PREFIX_SAMPLE],
+                    "withdrawn_list": sorted(self.withdrawn_sample)[:MAX_PREFIX_SAMPLE],
                 },
                 "notifications": notifications,
                 "stream_events": dict(events),

@@ -89,7 +89,8 @@ class _Evidence:
         # a host with no addresses of its own (unreached) is known by the hostname its BGP
         # speaker announced to the others (FQDN capability)
         self.named_by_peer: dict[str, str] = {}
-        for _h, peer, hostname in _rows(tables.get("bgp_peers"), "host", "peer", "peer_hostname"):
+        for _h, peer, hostname in _rows(tables.get("bgp_peers"), "host", "peer",
+                                        "peer_hostname"):
             if peer and hostname in hosts and peer not in self.owner and \
                     not self.addresses.get(hostname):
                 self.owner[peer] = (hostname, None)
@@ -101,6 +102,28 @@ class _Evidence:
                 self.links[record["host"]][record["ifname"]] = record
         self.routes = tables.get("routes")
         self.peers = tables.get("bgp_peers")
+        # per-host indexes: every step below is linear in the table sizes, not hosts x rows
+        self.peers_of: dict[str, list[tuple]] = defaultdict(list)
+        for row in _rows(self.peers, "host", "daemon", "peer", "local_address", "source",
+                         "local_as"):
+            self.peers_of[row[0]].append(row[1:])
+        self.sockets_179: dict[tuple[str, str], str] = {}
+        for h, laddr, lport, paddr, pport in _rows(tables.get("sockets"), "host", "local_addr",
+                                                   "local_port", "peer_addr", "peer_port"):
+            if 179 in (lport, pport) and paddr:
+                self.sockets_179.setdefault((h, paddr), laddr)
+        self.sysctl_of: dict[str, dict[str, str]] = defaultdict(dict)
+        for h, key, value in _rows(tables.get("sysctls"), "host", "key", "value"):
+            self.sysctl_of[h][key] = value
+        self.defaults_of: dict[str, list[tuple]] = defaultdict(list)
+        self.main_routes: list[tuple] = []
+        for row in _rows(self.routes, "host", "table", "dst", "dev", "metric", "family", "type",
+                         "protocol", "gateway"):
+            if row[1] != "main":
+                continue
+            self.main_routes.append(row)
+            if row[2] in ("0.0.0.0/0", "::/0") and row[3]:
+                self.defaults_of[row[0]].append(row)
         self.paths = tables.get("bgp_paths")
         self.sockets = tables.get("sockets")
         self.neighbors = tables.get("neighbors")
@@ -119,8 +142,7 @@ class _Evidence:
         return None
 
     def forwarding(self, host: str) -> bool | None:
-        values = {key: value for h, key, value in _rows(self.sysctls, "host", "key", "value")
-                  if h == host}
+        values = self.sysctl_of.get(host, {})
         for key in ("net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"):
             if key in values:
                 return values[key].strip() == "1"
@@ -130,19 +152,15 @@ class _Evidence:
 def _session_local_addresses(ev: _Evidence, host: str) -> list[tuple[str, str, str]]:
     """(local address, peer, how) for each BGP session of ``host``."""
     out = []
-    for h, daemon, peer, local, source in _rows(ev.peers, "host", "daemon", "peer",
-                                               "local_address", "source"):
-        if h != host or not peer:
+    for daemon, peer, local, source, _asn in ev.peers_of.get(host, []):
+        if not peer:
             continue
         if local and ev.host_of(local) == host:
             out.append((local, peer, f"local address of {daemon} session to {peer} ({source})"))
             continue
-        for h2, state, laddr, lport, paddr, pport in _rows(
-                ev.sockets, "host", "state", "local_addr", "local_port", "peer_addr", "peer_port"):
-            if h2 == host and paddr == peer and 179 in (lport, pport) and \
-                    ev.host_of(laddr) == host:
-                out.append((laddr, peer, f"local end of the TCP/179 socket to {peer} (ss-tanpi)"))
-                break
+        laddr = ev.sockets_179.get((host, peer))
+        if laddr and ev.host_of(laddr) == host:
+            out.append((laddr, peer, f"local end of the TCP/179 socket to {peer} (ss-tanpi)"))
     return out
 
 
@@ -204,7 +222,8 @@ def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, l
                                                                "lladdr") if mac}
     vtep = {(h, dev, mac): dst for h, mac, dev, dst in _rows(ev.fdb, "host", "mac", "ifname", "dst")
             if dst}
-    for host, table, dst, gateway, dev in _rows(ev.routes, "host", "table", "dst", "gateway", "dev"):
+    for host, table, dst, gateway, dev in _rows(ev.routes, "host", "table", "dst", "gateway",
+                                                "dev"):
         link = ev.links.get(host, {}).get(dev) if dev else None
         if table != "main" or not link or link.get("kind") not in ("vxlan", "geneve"):
             continue
@@ -250,12 +269,10 @@ def _covered(inner: str, outer: str) -> bool:
 
 def _default_iface(ev: _Evidence, host: str) -> Inferred:
     best = None
-    for h, table, dst, dev, metric, family in _rows(ev.routes, "host", "table", "dst", "dev",
-                                                    "metric", "family"):
-        if h == host and table == "main" and dst in ("0.0.0.0/0", "::/0") and dev:
-            key = (family != "inet", metric or 0)
-            if best is None or key < best[0]:
-                best = (key, dev, dst, metric)
+    for _h, _table, dst, dev, metric, family, *_rest in ev.defaults_of.get(host, []):
+        key = (family != "inet", metric or 0)
+        if best is None or key < best[0]:
+            best = (key, dev, dst, metric)
     if best is None:
         return Inferred(None, f"no default route in {host}'s main table")
     _, dev, dst, metric = best
@@ -263,27 +280,57 @@ def _default_iface(ev: _Evidence, host: str) -> Inferred:
     return Inferred(dev, f"default route ({dst}{metric_text}) in table main on {host}", "route")
 
 
+class _PrefixSet:
+    """Membership of addresses/prefixes in a set of prefixes, one dict lookup per length."""
+
+    def __init__(self, nets) -> None:
+        self.by_len: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for net in nets:
+            if net is not None:
+                self.by_len[(net.version, net.prefixlen)].add(
+                    int(net.network_address) >> (net.max_prefixlen - net.prefixlen))
+
+    def covers(self, ip) -> bool:
+        if ip is None:
+            return False
+        return any((int(ip) >> (ip.max_prefixlen - plen)) in bits
+                   for (version, plen), bits in self.by_len.items() if version == ip.version)
+
+
 def _pod_range(ev: _Evidence, pods: dict[str, str], roles: dict[str, str]) -> Inferred:
     nets = [_net(p) for p in pods.values() if _net(p)]
     if len(nets) < 1:
         return Inferred(None, "no pod CIDR known")
+    # pods truncated to every candidate length: counting covered pods is one lookup
+    truncated: dict[tuple[int, int], Counter] = {}
+
+    def covered(net) -> int:
+        key = (net.version, net.prefixlen)
+        if key not in truncated:
+            truncated[key] = Counter(int(n.network_address) >> (n.max_prefixlen - net.prefixlen)
+                                     for n in nets if n.version == net.version
+                                     and n.prefixlen > net.prefixlen)
+        return truncated[key][int(net.network_address) >> (net.max_prefixlen - net.prefixlen)]
+
+    shortest_pod = max(n.prefixlen for n in nets)
     best = None
-    for host, table, dst in _rows(ev.routes, "host", "table", "dst"):
-        if roles.get(host) != "node" or table != "main":
+    seen: set[str] = set()
+    hosts_of: dict[str, set[str]] = defaultdict(set)
+    for host, _table, dst, *_rest in ev.main_routes:
+        if roles.get(host) != "node":
             continue
+        hosts_of[dst].add(host)
+        if dst in seen:
+            continue
+        seen.add(dst)
         net = _net(dst)
-        if net is None or net.prefixlen == 0:
+        if net is None or net.prefixlen == 0 or net.prefixlen >= shortest_pod:
             continue
-        covered = [n for n in nets if n.version == net.version and n.subnet_of(n) and
-                   n.subnet_of(net) and n != net]
-        if len(covered) >= 2 and (best is None or net.prefixlen > best[0].prefixlen):
-            best = (net, host)
+        if covered(net) >= 2 and (best is None or net.prefixlen > best.prefixlen):
+            best = net
     if best:
-        hosts = sorted({h for h, t, d in _rows(ev.routes, "host", "table", "dst")
-                        if t == "main" and d == str(best[0])})
-        return Inferred(str(best[0]), f"route {best[0]} on {', '.join(hosts)} covers "
-                        f"{sum(1 for n in nets if n.subnet_of(best[0]))} nodes' pod CIDRs",
-                        "route")
+        return Inferred(str(best), f"route {best} on {', '.join(sorted(hosts_of[str(best)]))} "
+                        f"covers {covered(best)} nodes' pod CIDRs", "route")
     version_nets = [n for n in nets if n.version == nets[0].version]
     summary = version_nets[0]
     while not all(n.subnet_of(summary) for n in version_nets):
@@ -296,16 +343,18 @@ def _lb_ips(ev: _Evidence, pods: list[str], pod_range: str | None, declared: lis
             node_subnets: list) -> Inferred:
     if declared:
         return Inferred(sorted(set(declared)), "declared in the inventory (lb_ips)", "declared")
-    gateways = {g for (g,) in _rows(ev.routes, "gateway") if g}
-    excluded = [_net(p) for p in pods + ([pod_range] if pod_range else []) if _net(p)]
+    gateways = {row[8] for row in ev.main_routes if row[8]} | \
+        {g for (g,) in _rows(ev.routes, "gateway") if g}
+    excluded = _PrefixSet(_net(p) for p in pods + ([pod_range] if pod_range else []))
+    attached = _PrefixSet(set(node_subnets))
+    verdicts: dict[str, bool] = {}
 
     def candidate(address: Any) -> bool:
-        ip = _ip(address)
-        if ip is None or ev.host_of(address) or address in gateways:
-            return False
-        if any(ip.version == n.version and ip in n for n in excluded):
-            return False
-        return any(ip.version == n.version and ip in n for n in node_subnets)
+        if address not in verdicts:
+            ip = _ip(address)
+            verdicts[address] = not (ip is None or ev.host_of(address) or address in gateways
+                                     or excluded.covers(ip)) and attached.covers(ip)
+        return verdicts[address]
 
     seen: dict[str, list[str]] = defaultdict(list)
     for host, op, target, frame in _rows(ev.arp, "host", "op", "target_ip", "frame"):
@@ -340,7 +389,7 @@ def _tunnels(ev: _Evidence, node_ip: dict[str, Inferred]) -> list[TunnelEndpoint
                 host=host, device=dev, kind=link["kind"], vni=_int(link.get("vxlan_id")),
                 port=_int(link.get("vxlan_port")), local=local,
                 underlay_dev=link.get("vxlan_dev"), mtu=_int(link.get("mtu")),
-                remotes=tuple(remotes), how=how + (f"; remotes from bridge fdb" if remotes else "")))
+                remotes=tuple(remotes), how=how + ("; remotes from bridge fdb" if remotes else "")))
     return out
 
 

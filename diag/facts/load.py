@@ -1,7 +1,8 @@
 """Load facts from a bundle or a capture (see the package docstring).
 
 Contract: :func:`load_facts(path, inventory=None, decode_options=None) -> Facts`. A path that is a
-directory or ``.tar.gz``/``.tgz`` archive is read as a bundle through :func:`diag.bundle.open_bundle`
+directory or ``.tar.gz``/``.tgz`` archive is read as a bundle through
+:func:`diag.bundle.open_bundle`
 (untrusted input: links, traversal, devices, bombs refused; sha256s verified, mismatches kept in
 ``problems``); anything else is decoded as one capture (host ``capture``). ``inventory`` maps host
 names to declared model fields (role, pod_cidr, cluster_iface, lb_ips) and is merged over the

@@ -21,7 +21,7 @@ from diag.parse.common import ParseError
 # table -> columns the parsers produce (host/source/phase are added in front)
 def table_columns() -> dict[str, list[str]]:
     from diag.parse import bgp_schema, bridge_fdb, frr, ip_addr, ip_link, ip_neigh, ip_route
-    from diag.parse import ip_rule, nstat, ss, sysctl
+    from diag.parse import ip_route_get, ip_rule, nstat, ss, sysctl
 
     return {
         "interfaces": ip_link.COLUMNS, "addresses": ip_addr.COLUMNS, "routes": ip_route.COLUMNS,
@@ -29,12 +29,14 @@ def table_columns() -> dict[str, list[str]]:
         "sockets": ss.COLUMNS, "sysctls": sysctl.COLUMNS, "counters": nstat.COLUMNS,
         "bgp_peers": bgp_schema.PEER_COLUMNS + ["node", "peer_type", "family"],
         "bgp_paths": bgp_schema.PATH_COLUMNS + ["node"],
-        "daemon_routes": frr.ROUTE_COLUMNS,
+        "daemon_routes": frr.ROUTE_COLUMNS, "route_gets": ip_route_get.COLUMNS,
     }
 
 
 TABLES = ("interfaces", "addresses", "routes", "rules", "neighbors", "fdb", "sockets", "sysctls",
-          "counters", "bgp_peers", "bgp_paths", "daemon_routes")
+          "counters", "bgp_peers", "bgp_paths", "daemon_routes", "route_gets")
+HOST_COLUMNS = ["host", "reachability", "hostname", "kernel", "os", "iproute2", "daemons",
+                "clock_offset_s", "error"]
 LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
@@ -64,6 +66,12 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
         commands.append({key: command.get(key) for key in COMMAND_COLUMNS if key != "host"}
                         | {"host": host})
         parser = parser_for(spec)
+        if parser is not None and parser.table == "route_gets" and \
+                command.get("outcome") == "FAILED":
+            from diag.parse import ip_route_get  # the kernel refused: that is the answer
+            parts["route_gets"].append(_with_host(pd.DataFrame([ip_route_get.failed(
+                ip_route_get.probe_of(spec), command.get("stderr", ""))]), host, spec))
+            continue
         if parser is None or command.get("outcome") != "OK" or not command.get("path"):
             continue
         try:
@@ -84,11 +92,7 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
                            "error": warning})
         if df.empty:
             continue
-        df = df.copy()
-        df.insert(0, "phase", phase_of(spec))
-        df.insert(0, "source", spec)
-        df.insert(0, "host", host)
-        parts[parser.table].append(df)
+        parts[parser.table].append(_with_host(df, host, spec))
     columns = table_columns()
     tables: dict[str, Any] = {}
     for name in TABLES:
@@ -99,4 +103,58 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
         else:
             tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
     tables["commands"] = pd.DataFrame(commands, columns=COMMAND_COLUMNS)
+    tables["hosts"] = _hosts(bundle)
     return tables, pd.DataFrame(errors, columns=ERROR_COLUMNS)
+
+
+def _with_host(df, host: str, spec: str):
+    df = df.copy()
+    df.insert(0, "phase", phase_of(spec))
+    df.insert(0, "source", spec)
+    df.insert(0, "host", host)
+    return df
+
+
+def _first_line(bundle, command: dict[str, Any]) -> str | None:
+    if command.get("outcome") != "OK" or not command.get("path"):
+        return None
+    try:
+        text = bundle.read(command["path"]).decode("utf-8", "replace")
+    except OSError:
+        return None
+    return next((line.strip() for line in text.splitlines() if line.strip()), None)
+
+
+def _os_name(bundle, command: dict[str, Any]) -> str | None:
+    try:
+        text = bundle.read(command["path"]).decode("utf-8", "replace")
+    except (OSError, KeyError, TypeError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return None
+
+
+def _hosts(bundle):
+    """One row per manifest host: identity and versions (as printed), reachability, clock."""
+    import pandas as pd
+
+    rows = []
+    for host, record in bundle.manifest.get("hosts", {}).items():
+        if not isinstance(record, dict):
+            continue
+        by_id = {c.get("id"): c for c in record.get("commands", []) if isinstance(c, dict)}
+        uname = _first_line(bundle, by_id.get("uname", {}))
+        iproute = _first_line(bundle, by_id.get("ip-version", {}))
+        rows.append({
+            "host": host, "reachability": record.get("reachability"),
+            "hostname": _first_line(bundle, by_id.get("hostname", {})),
+            "kernel": uname.split()[2] if uname and len(uname.split()) > 2 else None,
+            "os": _os_name(bundle, by_id["os-release"]) if by_id.get("os-release", {}).get(
+                "outcome") == "OK" else None,
+            "iproute2": iproute.split("iproute2-")[1].split(",")[0].split()[0]
+            if iproute and "iproute2-" in iproute else None,
+            "daemons": sorted((record.get("daemons") or {}).keys()),
+            "clock_offset_s": record.get("clock_offset_s"), "error": record.get("error")})
+    return pd.DataFrame(rows, columns=HOST_COLUMNS)

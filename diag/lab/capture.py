@@ -41,5 +41,22 @@ def recording(lab: "Lab", host: str, iface: str, path: Path, bpf: str = "", *,
             raise RuntimeError(f"tcpdump on {host} {iface} exited: "
                                + Path(record.log).read_text(errors="replace").strip())
         yield path
+        _settle(path)
     finally:
         lab.stop(key)
+
+
+def _settle(path: Path, quiet: float = 0.5, limit: float = 3.0) -> None:
+    """Let tcpdump write what the kernel already handed it: wait until the file stops growing
+    for ``quiet`` seconds (at most ``limit``) — SIGTERM drops packets not yet read."""
+    import time
+
+    deadline = time.monotonic() + limit
+    size, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = path.stat().st_size if path.exists() else 0
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)

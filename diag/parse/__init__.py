@@ -46,6 +46,11 @@ def _gobgp_adj_in(data: bytes, ctx: ParseContext):
     return gobgp.parse_rib(data, rib="adj-in", peer=peer)
 
 
+def _route_get(data: bytes, ctx: ParseContext):
+    from diag.parse import ip_route_get
+    return ip_route_get.parse(data, ip_route_get.probe_of(ctx.spec))
+
+
 def _simple(module: str, function: str = "parse", **kwargs: Any):
     def call(data: bytes, ctx: ParseContext):
         import importlib
@@ -97,6 +102,8 @@ def parser_for(spec: str) -> SpecParser | None:
         return PARSERS[base]
     if base.startswith("gobgp-adj-in-"):
         return SpecParser("bgp_paths", _gobgp_adj_in, "gobgp-adj-in")
+    if base.startswith("ip-route-get-"):
+        return SpecParser("route_gets", _route_get, "ip-route-get")
     return None
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from diag.lab import BgpOptions, Lab
 
 ROOT = Path(__file__).resolve().parents[2]
+UNROUTABLE = "203.0.113.9"  # RFC 5737 TEST-NET-3: no lab route covers it (nodes: default route)
 FIXTURES = ROOT / "tests" / "fixtures"
 CASES = [(cni, mode, addressing) for addressing in ("default", "alt")
          for cni in ("cilium", "calico") for mode in ("native", "vxlan")]
@@ -39,7 +40,8 @@ CASES = [(cni, mode, addressing) for addressing in ("default", "alt")
 SPECS = ("ip-addr", "ip-link", "ip-route-v4", "ip-route-v6", "ip-rule-v4", "ip-rule-v6", "ip-neigh",
          "bridge-fdb", "ss-tanpi", "nstat", "sysctl-net", "frr-bgp-summary", "frr-bgp-ipv4-unicast",
          "frr-bgp-neighbors", "frr-ip-route", "gobgp-neighbor", "gobgp-global-rib",
-         "bird-protocols-all", "bird-route-all", "ip-version", "ss-version", "frr-version")
+         "bird-protocols-all", "bird-route-all", "ip-version", "ss-version", "frr-version",
+         "hostname")
 
 
 def unused_address(lab: Lab) -> str:
@@ -75,7 +77,9 @@ def collect(lab: Lab, out: Path, lb_probe: str) -> None:
     lab.spawn("fx/ping2", nodes[1], ["ping", "-c", "60", "-i", "0.3",
                                      lab.hosts[nodes[0]].pod_ip], pod=True)
     lab.spawn("fx/arp", "router", ["ping", "-c", "40", "-i", "0.5", "-W", "1", lb_probe])
-    argv = lab.collect_command().split() + ["-o", str(out), "--capture", "4", "--filter",
+    # probes: a remote pod (routed) and a documentation address (unroutable on the router)
+    probes = ["--probe", lab.hosts[nodes[-1]].pod_ip, "--probe", UNROUTABLE]
+    argv = lab.collect_command().split() + probes + ["-o", str(out), "--capture", "4", "--filter",
                                             "tcp port 179 or udp port 8472 or arp or icmp",
                                             "--max-bytes", "200000"]
     subprocess.run(argv, check=False, stdout=subprocess.DEVNULL)

@@ -24,7 +24,7 @@ def test_json_model_and_table_sizes():
     doc = json.loads(out)
     assert set(doc) == {"schema_version", "source", "kind", "bundle", "model", "tables",
                         "parse_errors", "problems"}
-    assert doc["kind"] == "bundle" and doc["bundle"]["status"] == "complete"
+    assert doc["kind"] == "bundle" and doc["bundle"]["status"] in ("complete", "partial")
     t = truth(CASE)
     for name, info in t["hosts"].items():
         host = doc["model"]["hosts"][name]

@@ -8,7 +8,7 @@ import pytest
 
 from diag.facts.infer import infer_model
 from diag.lab import plan as lab_plan
-from tests.facts.helpers import facts, truth
+from tests.facts.helpers import complete_but_probes, facts, truth
 
 
 def test_both_addressing_plans_and_every_cni_mode_are_covered():
@@ -20,7 +20,7 @@ def test_both_addressing_plans_and_every_cni_mode_are_covered():
 
 def test_hosts_roles_ips_nics_pod_cidrs(lab_case):
     t, f = truth(lab_case), facts(lab_case)
-    assert f.bundle["status"] == "complete" and f.problems == ()
+    assert complete_but_probes(f) and f.problems == ()
     assert len(f.parse_errors) == 0
     assert set(f.model.hosts) == set(t["hosts"])
     for name, info in t["hosts"].items():
@@ -154,3 +154,26 @@ def test_unreached_host_is_still_modelled_from_the_others_views(tmp_path):
         "node", info["pod_cidr"], "bgp-learned")
     assert w0.node_ip.value == info["cluster_ip"] and "peers with" in w0.node_ip.how
     assert w0.cluster_iface.value is None and w0.default_iface.value is None
+
+
+def test_route_gets_are_the_kernels_answers(lab_case):
+    t, f = truth(lab_case), facts(lab_case)
+    gets = f.tables["route_gets"]
+    if gets.empty:
+        pytest.skip("bundle collected without --probe")
+    pods = {h["pod_ip"]: n for n, h in t["hosts"].items() if h["pod_ip"]}
+    for host, probe, dev, gateway, error in zip(gets.host, gets.probe, gets.dev, gets.gateway,
+                                                gets.error):
+        info = t["hosts"][host]
+        if probe in pods:  # a pod: never out of the management NIC
+            owner = t["hosts"][pods[probe]]
+            if host == pods[probe]:
+                assert dev not in (info["cluster_iface"], info["mgmt_iface"])
+            elif info["role"] == "router":
+                assert (gateway, error) == (owner["cluster_ip"], None)
+            else:
+                assert dev != info["mgmt_iface"] and error is None
+        elif info["role"] == "router":  # no default route on the router
+            assert "unreachable" in error and dev is None
+        else:  # the default route: out of the management NIC (the two-NIC trap's way)
+            assert dev == info["mgmt_iface"]

@@ -163,7 +163,8 @@ def test_fault_cycle(running_lab, name):
     _healthy(lab, name)
     again = faults.heal(lab, name)               # idempotent
     assert again.action == "healed"
-    print(f"\n{running_lab.name} {name}: {time.monotonic() - started:.1f} s")
+    print(f"\n{running_lab.name} {name}: {time.monotonic() - started:.1f} s "
+          f"(apply {out.seconds:.1f} s, heal {healed.seconds:.1f} s)")
 
 
 @pytest.mark.parametrize("running_lab", DEFAULT_CASES[:1], indirect=True,

@@ -119,7 +119,8 @@ def test_gobgp_rib_lab(lab_case):
 def test_gobgp_reference():
     df = gobgp.parse_neighbors(fixture("gobgp-neighbor", "reference.out"), now=1795235991.0)
     row = df.iloc[0]
-    assert (row.peer, row.state, row.received, row.accepted) == ("198.51.100.1", "ESTABLISHED", 3, 2)
+    assert (row.peer, row.state, row.received, row.accepted) == ("198.51.100.1", "ESTABLISHED",
+                                                                 3, 2)
     assert row.uptime_s == pytest.approx(100.0)
 
 

@@ -38,7 +38,8 @@ def test_links_vxlan_parameters(lab_case):
         assert (row.vxlan_id, row.vxlan_port, row.mtu) == (
             lab_plan.VXLAN_VNI, lab_plan.VXLAN_PORT, lab_plan.VXLAN_MTU)
         assert not bool(row.vxlan_learning)
-        assert row.vxlan_dev in (None, info["cluster_iface"]) or row.vxlan_local == info["cluster_ip"]
+        assert row.vxlan_dev in (None, info["cluster_iface"]) or \
+            row.vxlan_local == info["cluster_ip"]
         # the pod veth: peer in another namespace
         pod = df[(df.kind == "veth") & (df.link_netnsid.notna())]
         assert len(pod) >= 2
@@ -161,3 +162,19 @@ def test_unknown_format_is_reported(module, text):
 def test_empty_output_is_an_empty_table_with_columns(module):
     df = module.parse(b"")
     assert df.empty and list(df.columns) == module.COLUMNS
+
+
+def test_route_get_answers_and_refusals():
+    from diag.parse import ip_route_get
+
+    # verbatim `ip -j route get` answers of iproute2 6.1 (a local and a routed address)
+    local = ip_route_get.parse('[{"type":"local","dst":"127.0.0.1","dev":"lo","prefsrc":'
+                               '"127.0.0.1","flags":[],"uid":0,"cache":["local"]}]', "127.0.0.1")
+    assert (local.iloc[0].type, local.iloc[0].dev, local.iloc[0].error) == ("local", "lo", None)
+    routed = ip_route_get.parse('[{"dst":"8.8.8.8","gateway":"192.0.2.1","dev":"eth0","prefsrc":'
+                                '"192.0.2.2","flags":[],"uid":0,"cache":[]}]', "8.8.8.8").iloc[0]
+    assert (routed.type, routed.gateway, routed.dev) == ("unicast", "192.0.2.1", "eth0")
+    refused = ip_route_get.failed("203.0.113.9", "RTNETLINK answers: Network is unreachable\n")
+    assert refused["error"] == "RTNETLINK answers: Network is unreachable"
+    assert refused["dev"] is None
+    assert ip_route_get.probe_of("ip-route-get-2001:db8::1".replace(":", "_")) == "2001:db8::1"

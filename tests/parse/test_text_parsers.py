@@ -70,8 +70,8 @@ def test_sysctl_lab(lab_case):
 
 def test_sysctl_dotted_interface_names():
     df = sysctl.parse("net.ipv4.conf.vxlan/calico.rp_filter = 2\n")
-    assert (df.iloc[0]["iface"], df.iloc[0]["name"], df.iloc[0]["family"]) == ("vxlan.calico", "rp_filter",
-                                                                       "ipv4")
+    row = df.iloc[0]
+    assert (row["iface"], row["name"], row["family"]) == ("vxlan.calico", "rp_filter", "ipv4")
     with pytest.raises(ParseError):
         sysctl.parse("net.ipv4.ip_forward: 1\n")
 

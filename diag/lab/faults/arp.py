@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from diag.lab.faults import probes
-from diag.lab.faults.base import ALL, BOTH_MODES, Fault, background, ip_lines, lb_ip, roles
+from diag.lab.faults.base import (ALL, BOTH_MODES, Fault, background, in_ns, ip_lines, lb_ip,
+                                  roles)
 
 if TYPE_CHECKING:
     from diag.lab import Lab
@@ -28,8 +29,9 @@ def _announce(lab: "Lab", node: str, on: bool) -> None:
     ip_lines(lab, node, [f"addr {verb} {lb_ip(lab)}/32 dev {iface}"])
 
 
-def _macs(lab: "Lab") -> list[str]:
-    return probes.arping_macs(lab, lab.plan.router.name, _router_iface(lab), lb_ip(lab))
+def _macs(lab: "Lab", count: int = 2) -> list[str]:
+    return probes.arping_macs(lab, lab.plan.router.name, _router_iface(lab), lb_ip(lab),
+                              count=count)
 
 
 # --- arp-unanswered -----------------------------------------------------------------------------
@@ -37,9 +39,11 @@ def _macs(lab: "Lab") -> list[str]:
 def _unanswered_inject(lab: "Lab") -> dict:
     for node in lab.plan.nodes:
         _announce(lab, node.name, False)
-    # the router keeps asking: traffic for the LoadBalancer IP makes its kernel ARP for it
-    background(lab, "lb-ping", lab.plan.router.name,
-               ["ping", "-n", "-q", "-c", "600", "-i", "0.5", "-w", "300", lb_ip(lab)])
+    # forget a previous announcer now rather than after the entry's reachable time (15-45 s)
+    ip_lines(lab, lab.plan.router.name, [f"neigh del {lb_ip(lab)} dev {_router_iface(lab)}"])
+    # the router keeps asking (bounded arping: a ping gives up after a few unreachable errors)
+    background(lab, "lb-arping", lab.plan.router.name,
+               ["arping", "-q", "-c", "300", "-w", "300", "-i", _router_iface(lab), lb_ip(lab)])
     return {"lb_ip": lb_ip(lab)}
 
 
@@ -53,13 +57,15 @@ def _one_announcer_heal(lab: "Lab") -> None:
 
 def _unanswered_symptom(lab: "Lab") -> list[str] | None:
     router, ip = lab.plan.router.name, lb_ip(lab)
-    if _macs(lab):
+    if _macs(lab, count=1):
         return None
+    # traffic to the IP: the router's kernel resolves it too, and fails
+    in_ns(lab, router, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "-w", "1", ip])
     states = probes.neigh_state(lab, router, ip)
     if not {"INCOMPLETE", "FAILED"} & set(states):
         return None
     return [f"router: arping {ip} on {_router_iface(lab)}: no reply",
-            f"router: neighbor {ip} is {'/'.join(states)} (its pings keep asking)"]
+            f"router: neighbor {ip} is {'/'.join(states)} (traffic to it makes its kernel ask, unanswered)"]
 
 
 def _one_announcer_healthy(lab: "Lab") -> list[str] | None:
@@ -96,7 +102,8 @@ def _multi_symptom(lab: "Lab") -> list[str] | None:
 FAULTS = [
     Fault("arp-unanswered",
           "the LoadBalancer IP (nobody answers ARP for it)",
-          "the router keeps asking for .212 of the node subnet (bounded ping) and no node holds "
+          "the router keeps asking for .212 of the node subnet (bounded arping, and its kernel "
+          "when traffic goes there) and no node holds "
           "it; heal = k8s-w1 answers, like an L2 announcement",
           "ARP_UNANSWERED", ALL, BOTH_MODES,
           _unanswered_inject, _one_announcer_heal, _unanswered_symptom, _one_announcer_healthy),

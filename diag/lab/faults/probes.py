@@ -134,7 +134,7 @@ def listens_on_179(lab: "Lab", host: str) -> bool:
 
 def arping_macs(lab: "Lab", host: str, iface: str, ip: str, *, count: int = 2) -> list[str]:
     """MACs answering ``arping`` (Habets arping) from ``host`` for ``ip``; [] when unanswered."""
-    proc = in_ns(lab, host, ["arping", "-r", "-c", str(count), "-w", str(count + 1), "-i", iface,
+    proc = in_ns(lab, host, ["arping", "-r", "-c", str(count), "-w", str(count), "-i", iface,
                              ip], timeout=count + 10)
     return [line.strip().lower() for line in proc.stdout.splitlines() if line.strip()]
 
