@@ -164,6 +164,11 @@ def _deep(file: Path, options, frame: int) -> ExitStatus:
     if not shutil.which("tshark"):
         raise EnvironmentProblem("--deep needs tshark", hint="apt-get install tshark")
     import pyshark
+    import asyncio
+
+    # pyshark drives tshark through asyncio's current loop; asyncio.run() elsewhere in this
+    # process (e.g. an SSH collection) leaves none set, so give pyshark a fresh one
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
     decode_as = {f"udp.port=={p}": "vxlan" for p in options.vxlan_ports if p != 4789}
     decode_as |= {f"udp.port=={p}": "geneve" for p in options.geneve_ports if p != 6081}

@@ -35,7 +35,7 @@ def _ns(lab, host: str, *argv: str) -> subprocess.CompletedProcess:
 
 def _pod_ping(lab, src: str, dst: str, *extra: str) -> bool:
     proc = subprocess.run(["ip", "netns", "exec", lab.hosts[src].pod_netns, "ping", "-n", "-q",
-                           "-c", "2", "-i", "0.2", "-W", "1", "-w", "2", *extra,
+                           "-c", "2", "-i", "0.2", "-W", "1", "-w", "1.5", *extra,
                            lab.hosts[dst].pod_ip], capture_output=True, text=True, timeout=10)
     return proc.returncode == 0
 
@@ -58,9 +58,10 @@ def _node_prefixes(lab, node: str) -> set[str]:
     return {r["dst"] for r in json.loads(out or "[]")}
 
 
-def _arping_macs(lab, ip: str) -> set[str]:
+def _arping_macs(lab, ip: str, count: int = 2) -> set[str]:
     iface = lab.plan.router_nic_for(lab.plan.host("k8s-ctr")).name
-    out = _ns(lab, "router", "arping", "-r", "-c", "2", "-w", "3", "-i", iface, ip).stdout
+    out = _ns(lab, "router", "arping", "-r", "-c", str(count), "-w", str(count), "-i", iface,
+              ip).stdout
     return {line.strip().lower() for line in out.splitlines() if line.strip()}
 
 
@@ -102,7 +103,7 @@ def _symptom(lab, name: str) -> None:
         assert _pod_ping(lab, "k8s-ctr", "k8s-w0")
         assert not _pod_ping(lab, "k8s-ctr", "k8s-w0", "-s", "1472", "-M", "do")
     elif name == "arp-unanswered":
-        assert _arping_macs(lab, _lb_ip(lab)) == set()
+        assert _arping_macs(lab, _lb_ip(lab), count=1) == set()
     elif name == "arp-multiple-responders":
         assert len(_arping_macs(lab, _lb_ip(lab))) == 2
     elif name in ("bgp-transport-blocked", "bgp-no-listener", "bgp-bad-peer-as",
@@ -134,7 +135,7 @@ def _healthy(lab, name: str) -> None:
     if name == "overlay-mtu-blackhole":
         assert _pod_ping(lab, "k8s-ctr", "k8s-w0", "-s", "1422", "-M", "do")
     if name.startswith("arp-"):
-        assert len(_arping_macs(lab, _lb_ip(lab))) == 1
+        assert len(_arping_macs(lab, _lb_ip(lab), count=1)) == 1
     fresh = type(lab).load(lab.name)                 # background traffic stopped by PID
     assert not [p.key for p in fresh.state.processes if p.key.startswith("fault/")]
 

@@ -197,6 +197,11 @@ def packet_fields(path: Path, decode_as: Sequence[str] = ()) -> dict[int, dict[s
 
 def _pyshark_packets(path: Path, decode_as: Sequence[str]) -> Iterator[Any]:
     import pyshark
+    import asyncio
+
+    # pyshark drives tshark through asyncio's current loop; asyncio.run() elsewhere in this
+    # process (e.g. an SSH collection) leaves none set, so give pyshark a fresh one
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mapping = {}
     for d in decode_as:
         selector, proto = d.rsplit(",", 1)

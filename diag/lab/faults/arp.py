@@ -70,7 +70,7 @@ def _unanswered_symptom(lab: "Lab") -> list[str] | None:
 
 def _one_announcer_healthy(lab: "Lab") -> list[str] | None:
     r = roles(lab)
-    macs = set(_macs(lab))
+    macs = set(_macs(lab, count=1))
     want = probes.link_mac(lab, r.neighbor.name, r.neighbor.cluster_nic.name)
     if macs != {want}:
         return None
