@@ -53,14 +53,22 @@ def run_pcap(file: Path, fmt: str = "text", bgp_ports: Iterable[int] = (),
         json.dump(result, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        from rich.console import Console
-
         from diag.report.pcap_text import render
 
-        render(result, Console())
+        console = _console()
+        render(result, console)
         if export:
-            Console().print(f"\ntables written to {export}/ ({export_format})")
+            console.print(f"\ntables written to {export}/ ({export_format})")
     return ExitStatus.OK
+
+
+def _console():
+    """A terminal gets rich's layout; a pipe or file gets long lines (grep-able, no wrapping)."""
+    from rich.console import Console
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=200, soft_wrap=True)
 
 
 class _Exporter:
@@ -140,10 +148,9 @@ def _show_frame(file: Path, options, frame: int, deep: bool, fmt: str) -> ExitSt
         json.dump(found, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return ExitStatus.OK
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     for name, rows in found.items():
         for i, row in enumerate(rows):
             t = Table(title=f"{name} [{i + 1}/{len(rows)}] at frame {frame}", title_justify="left",

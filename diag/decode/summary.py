@@ -355,7 +355,8 @@ class CaptureSummary:
             "session": s.name,
             "endpoints": ends,
             "speakers": s.opens,
-            "messages": dict(s.messages),
+            "messages": {k: s.messages[k] for k in sorted(
+                s.messages, key=lambda k: (BGP_TYPES.index(k) if k in BGP_TYPES else 99, k))},
             "announced": len(s.announced), "withdrawn": len(s.withdrawn),
             "announce_rows": s.announce_rows, "withdraw_rows": s.withdraw_rows,
             "end_of_rib": sorted(s.eor),
