@@ -37,26 +37,40 @@ from diag.facts.model import ClusterModel, HostModel, Inferred, TunnelEndpoint
 POD_SOURCES = ("bgp-origination", "pod-route", "bgp-learned", "tunnel-fdb")
 
 
-def _rows(df, *columns: str) -> Iterable[tuple]:
+def _rows(df, *columns: str) -> list[tuple]:
+    """The columns of ``df`` as tuples, with every missing value (None, NaN, NA) as None."""
     if df is None or df.empty:
         return []
-    present = [c if c in df.columns else None for c in columns]
-    data = [df[c].tolist() if c else [None] * len(df) for c in present]
-    return [tuple(None if _isna(v) else v for v in row) for row in zip(*data)]
+    data = []
+    for c in columns:
+        if c not in df.columns:
+            data.append([None] * len(df))
+            continue
+        series = df[c]
+        missing = series.isna().tolist()  # vectorised: NaN, None, NA
+        values = series.tolist()
+        data.append([None if m else v for v, m in zip(values, missing)] if any(missing)
+                    else values)
+    return list(zip(*data))
+
+
+_NA_TYPES: tuple = ()
 
 
 def _isna(value: Any) -> bool:
     """None, NaN or pandas.NA (lists and strings are values)."""
     if value is None:
         return True
-    if isinstance(value, (list, tuple, dict, str)):
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, (str, int, list, tuple, dict)):
         return False
-    import pandas as pd
+    global _NA_TYPES
+    if not _NA_TYPES:
+        import pandas as pd
 
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
+        _NA_TYPES = (type(pd.NA), type(pd.NaT))
+    return isinstance(value, _NA_TYPES)
 
 
 def _net(text: Any):
@@ -100,6 +114,8 @@ class _Evidence:
         if links is not None and not links.empty:
             for record in links.to_dict("records"):
                 self.links[record["host"]][record["ifname"]] = record
+        self.kinds = {(h, name): link.get("kind") for h, links_ in self.links.items()
+                      for name, link in links_.items()}
         self.routes = tables.get("routes")
         self.peers = tables.get("bgp_peers")
         # per-host indexes: every step below is linear in the table sizes, not hosts x rows
@@ -117,8 +133,9 @@ class _Evidence:
             self.sysctl_of[h][key] = value
         self.defaults_of: dict[str, list[tuple]] = defaultdict(list)
         self.main_routes: list[tuple] = []
-        for row in _rows(self.routes, "host", "table", "dst", "dev", "metric", "family", "type",
-                         "protocol", "gateway"):
+        self.route_rows = _rows(self.routes, "host", "table", "dst", "dev", "metric", "family",
+                                "type", "protocol", "gateway")
+        for row in self.route_rows:
             if row[1] != "main":
                 continue
             self.main_routes.append(row)
@@ -130,6 +147,9 @@ class _Evidence:
         self.fdb = tables.get("fdb")
         self.sysctls = tables.get("sysctls")
         self.arp = tables.get("arp")
+
+    def link_kind(self, host: str, dev: Any) -> str | None:
+        return self.kinds.get((host, dev))
 
     def host_of(self, address: Any) -> str | None:
         hit = self.owner.get(str(address)) if address else None
@@ -164,46 +184,64 @@ def _session_local_addresses(ev: _Evidence, host: str) -> list[tuple[str, str, s
     return out
 
 
+class _Infrastructure:
+    """Addresses that are underlay (node/peering IPs, ordinary-link gateways): a prefix that
+    contains one is a node subnet, never a pod CIDR. Sorted ints + bisect: O(log n) per prefix."""
+
+    def __init__(self, addresses) -> None:
+        import bisect
+
+        self._bisect = bisect
+        self.sorted: dict[int, list[int]] = defaultdict(list)
+        for ip in addresses:
+            if ip is not None:
+                self.sorted[ip.version].append(int(ip))
+        for values in self.sorted.values():
+            values.sort()
+        self.verdict: dict[str, bool] = {}
+
+    def pod_like(self, prefix: str) -> bool:
+        if prefix not in self.verdict:
+            net = _net(prefix)
+            if net is None or net.prefixlen == 0 or net.num_addresses == 1:
+                self.verdict[prefix] = False
+            else:
+                values = self.sorted.get(net.version, [])
+                first = self._bisect.bisect_left(values, int(net.network_address))
+                self.verdict[prefix] = not (first < len(values) and
+                                            values[first] <= int(net.broadcast_address))
+        return self.verdict[prefix]
+
+
 def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, list[tuple]]:
     """host -> [(prefix, source, how)]"""
     cand: dict[str, list[tuple]] = defaultdict(list)
-    infra: dict[str, list] = {h: [_ip(a) for a in addrs] for h, addrs in node_ips.items()}
-
+    underlay = [_ip(a) for addrs in node_ips.values() for a in addrs]
     # gateways of routes over ordinary links are underlay routers (an overlay route's "gateway"
     # is often an address inside the remote pod CIDR, so those do not count)
-    for host, gateway, dev in _rows(ev.routes, "host", "gateway", "dev"):
-        link = ev.links.get(host, {}).get(dev) if dev else None
-        if gateway and not (link and link.get("kind") in ("vxlan", "geneve")):
-            infra.setdefault("_gateways", []).append(_ip(gateway))
-
-    def acceptable(host: str, prefix: str) -> bool:
-        net = _net(prefix)
-        if net is None or net.prefixlen == 0 or net.num_addresses == 1:
-            return False
-        # a node/peering/underlay subnet is not a pod CIDR
-        return not any(ip is not None and ip.version == net.version and ip in net
-                       for ips in infra.values() for ip in ips)
+    gateways = {gateway for host, _t, _d, dev, *_r, gateway in ev.route_rows
+                if gateway and ev.link_kind(host, dev) not in ("vxlan", "geneve")}
+    underlay += [_ip(gateway) for gateway in gateways]
+    infra = _Infrastructure(set(underlay))
 
     # 1. what the host's own speaker originates
     for host, daemon, prefix, local, protocol, source in _rows(
             ev.paths, "host", "daemon", "prefix", "local", "protocol", "source"):
-        if local and acceptable(host, prefix):
+        if local and infra.pod_like(prefix):
             via = f" (protocol {protocol})" if protocol else ""
             cand[host].append((str(_net(prefix)), "bgp-origination",
                                f"{daemon} on {host} originates {prefix}{via} ({source})"))
     # 2. routes to local pod interfaces, IPAM blackhole blocks
-    for host, table, rtype, dst, dev, protocol in _rows(
-            ev.routes, "host", "table", "type", "dst", "dev", "protocol"):
-        if table != "main" or not acceptable(host, dst):
-            continue
-        link = ev.links.get(host, {}).get(dev) if dev else None
-        if rtype == "unicast" and link and link.get("kind") == "veth" and \
-                link.get("link_netnsid") is not None and not _is_node_iface(ev, host, dev,
-                                                                            node_ips):
-            cand[host].append((dst, "pod-route",
-                               f"route {dst} dev {dev} on {host}: a veth into another network "
-                               "namespace (a pod)"))
-        elif rtype == "blackhole" and protocol not in ("kernel", "boot"):
+    for host, _table, dst, dev, _metric, _family, rtype, protocol, _gw in ev.main_routes:
+        if rtype == "unicast" and ev.link_kind(host, dev) == "veth":
+            link = ev.links[host][dev]
+            if link.get("link_netnsid") is not None and infra.pod_like(dst) and \
+                    not _is_node_iface(ev, host, dev, node_ips):
+                cand[host].append((dst, "pod-route",
+                                   f"route {dst} dev {dev} on {host}: a veth into another "
+                                   "network namespace (a pod)"))
+        elif rtype == "blackhole" and protocol not in ("kernel", "boot") and \
+                infra.pod_like(dst):
             cand[host].append((dst, "pod-route",
                                f"blackhole route {dst} proto {protocol} on {host} (IPAM block)"))
     # 3. learned by another speaker from this host, with this host as next hop
@@ -213,24 +251,22 @@ def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, l
             continue  # only paths straight from their originator (AS path of at most one AS)
         origin = ev.host_of(peer)
         if origin and origin != host and ev.host_of(nexthop) == origin and \
-                acceptable(origin, prefix):
+                infra.pod_like(prefix):
             cand[origin].append((str(_net(prefix)), "bgp-learned",
                                  f"{daemon} on {host} learned {prefix} from {peer} with next hop "
                                  f"{nexthop}"))
     # 4. overlay routes: next hop -> neighbour lladdr -> FDB VTEP -> host
     lladdr = {(h, dev, dst): mac for h, dev, dst, mac in _rows(ev.neighbors, "host", "dev", "dst",
                                                                "lladdr") if mac}
-    vtep = {(h, dev, mac): dst for h, mac, dev, dst in _rows(ev.fdb, "host", "mac", "ifname", "dst")
-            if dst}
-    for host, table, dst, gateway, dev in _rows(ev.routes, "host", "table", "dst", "gateway",
-                                                "dev"):
-        link = ev.links.get(host, {}).get(dev) if dev else None
-        if table != "main" or not link or link.get("kind") not in ("vxlan", "geneve"):
+    vtep = {(h, dev, mac): dst for h, mac, dev, dst in _rows(ev.fdb, "host", "mac", "ifname",
+                                                             "dst") if dst}
+    for host, _table, dst, dev, _metric, _family, _type, _proto, gateway in ev.main_routes:
+        if ev.link_kind(host, dev) not in ("vxlan", "geneve"):
             continue
         mac = lladdr.get((host, dev, gateway)) if gateway else None
         remote = vtep.get((host, dev, mac)) if mac else None
         origin = ev.host_of(remote) if remote else None
-        if origin and origin != host and acceptable(origin, dst):
+        if origin and origin != host and infra.pod_like(dst):
             cand[origin].append((dst, "tunnel-fdb",
                                  f"{host} routes {dst} via {gateway} dev {dev}; neighbour "
                                  f"{mac}, FDB VTEP {remote}"))
@@ -343,8 +379,7 @@ def _lb_ips(ev: _Evidence, pods: list[str], pod_range: str | None, declared: lis
             node_subnets: list) -> Inferred:
     if declared:
         return Inferred(sorted(set(declared)), "declared in the inventory (lb_ips)", "declared")
-    gateways = {row[8] for row in ev.main_routes if row[8]} | \
-        {g for (g,) in _rows(ev.routes, "gateway") if g}
+    gateways = {row[8] for row in ev.route_rows if row[8]}
     excluded = _PrefixSet(_net(p) for p in pods + ([pod_range] if pod_range else []))
     attached = _PrefixSet(set(node_subnets))
     verdicts: dict[str, bool] = {}
@@ -373,12 +408,15 @@ def _lb_ips(ev: _Evidence, pods: list[str], pod_range: str | None, declared: lis
 
 def _tunnels(ev: _Evidence, node_ip: dict[str, Inferred]) -> list[TunnelEndpoint]:
     out = []
+    vteps: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for h, ifname, dst in _rows(ev.fdb, "host", "ifname", "dst"):
+        if dst:
+            vteps[(h, ifname)].add(dst)
     for host, links in sorted(ev.links.items()):
         for dev, link in sorted(links.items()):
             if link.get("kind") not in ("vxlan", "geneve"):
                 continue
-            remotes = sorted({dst for h, ifname, dst in _rows(ev.fdb, "host", "ifname", "dst")
-                              if h == host and ifname == dev and dst} |
+            remotes = sorted(vteps.get((host, dev), set()) |
                              ({link["vxlan_remote"]} if link.get("vxlan_remote") else set()))
             local = link.get("vxlan_local")
             how = f"ip -d link {dev} on {host}"
@@ -462,8 +500,8 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
         pod = _choose(candidates.get(h, []), dec.get("pod_cidr"),
                       "declared in the inventory (pod_cidr)")
         forwarding = ev.forwarding(h)
-        peer_hosts = {ev.host_of(p) or p for host_, p in _rows(ev.peers, "host", "peer")
-                      if host_ == h}
+        mine = ev.peers_of.get(h, [])  # (daemon, peer, local_address, source, local_as)
+        peer_hosts = {ev.host_of(p) or p for _d, p, *_rest in mine if p}
         if dec.get("role"):
             role = Inferred(dec["role"], "declared in the inventory (role)", "declared")
         elif pod.known:
@@ -491,10 +529,9 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
         else:
             cluster = Inferred(None, "node IP unknown or on no interface of this host")
         asn = next((Inferred(int(a), f"local AS of its {d} sessions", "bgp-session")
-                    for host_, d, a in _rows(ev.peers, "host", "daemon", "local_as")
-                    if host_ == h and a is not None), Inferred(None, "no BGP speaker"))
-        daemons = tuple(sorted({d for host_, d in _rows(ev.peers, "host", "daemon")
-                                if host_ == h}))
+                    for d, _p, _l, _s, a in mine if a is not None),
+                   Inferred(None, "no BGP speaker"))
+        daemons = tuple(sorted({d for d, *_rest in mine if d}))
         host_models[h] = HostModel(
             name=h, role=role, node_ip=ip, cluster_iface=cluster,
             default_iface=_default_iface(ev, h), pod_cidr=pod, asn=asn,

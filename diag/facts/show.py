@@ -111,8 +111,9 @@ def _text(facts, table: str | None) -> None:
             sys.stdout.write(df.to_string(index=False) + "\n")
         return
     model = facts.model
+    reasons = ", ".join(facts.bundle.get("partial_reasons") or [])
     hosts = Table(title=f"cluster model: {facts.source} ({facts.kind}, "
-                  f"{facts.bundle.get('status')})")
+                  f"{facts.bundle.get('status')}{': ' + reasons if reasons else ''})")
     for column in ("host", "role", "node IP", "cluster NIC", "default NIC", "pod CIDR", "AS"):
         hosts.add_column(column)
     for h in model.hosts.values():

@@ -32,6 +32,11 @@ Python API (for faults, collect and explain tests)::
     lab.down()                                 # -> teardown seconds
     teardown("t1")                             # the same from the name alone (after a crash)
 
+    from diag.lab import faults                # every catalogue failure, injected and healed:
+    faults.apply(lab, "bgp-md5-mismatch")      #   see diag.lab.faults and docs/lab.md "Faults"
+    faults.heal(lab)
+    from diag.lab.capture import recording     # tcpdump inside a lab namespace, stopped by PID
+
 Everything a lab owns is recorded in its run directory (``/run/diag-lab/<name>``, or
 ``$DIAG_LAB_RUN_DIR``): state.json, ssh_config, known_hosts, md5_password, per-host configs/logs.
 Inside a lab host, plain ``vtysh``, ``birdc`` and ``gobgp`` reach the lab's daemons (private bind

@@ -35,6 +35,8 @@ def load_json(data: str | bytes, what: str, expect: type | tuple[type, ...]) -> 
         value = json.loads(text)
     except ValueError as err:
         raise ParseError(f"{what}: not JSON ({err.msg} at line {err.lineno})") from None
+    if value is None:  # Go prints a nil slice/map as null (gobgp with no neighbours)
+        return expect() if isinstance(expect, type) else expect[0]()
     if not isinstance(value, expect):
         raise ParseError(f"{what}: expected a JSON {_names(expect)}, got {type(value).__name__}")
     return value

@@ -29,7 +29,6 @@ Example: ``{"table": "main", "family": "inet", "type": "unicast", "dst": "10.244
 """
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from diag.parse.common import ParseError, frame, int_or_none, load_json
@@ -43,16 +42,24 @@ def raw(data: str | bytes) -> list[dict[str, Any]]:
     return [route for route in routes if isinstance(route, dict)]
 
 
+_ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF.:/")
+
+
 def normalise_dst(dst: str, family_hint: str | None) -> tuple[str, str]:
-    """(prefix, family) for iproute2's dst spelling."""
+    """(prefix, family) for iproute2's dst spelling.
+
+    iproute2 prints destinations canonically (network address, ``/len``, host routes without a
+    length), so this only names the default route, adds the host length and checks the
+    characters: no ipaddress parsing per route (a bundle holds millions of routes)."""
     if dst == "default":
         family = family_hint or "inet"
         return ("0.0.0.0/0" if family == "inet" else "::/0"), family
-    try:
-        net = ipaddress.ip_network(dst, strict=False)
-    except ValueError:
-        raise ParseError(f"ip -j route: unknown destination {dst!r}") from None
-    return str(net), "inet" if net.version == 4 else "inet6"
+    if not dst or not _ADDRESS_CHARS.issuperset(dst) or dst.count("/") > 1:
+        raise ParseError(f"ip -j route: unknown destination {dst!r}")
+    family = "inet6" if ":" in dst else "inet"
+    if "/" not in dst:
+        dst += "/32" if family == "inet" else "/128"
+    return dst, family
 
 
 def _family_of(address: str | None) -> str | None:
@@ -61,35 +68,91 @@ def _family_of(address: str | None) -> str | None:
     return "inet6" if ":" in address else "inet"
 
 
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else int_or_none(value)
+
+
 def route_row(route: dict[str, Any]) -> dict[str, Any]:
-    if "nexthops" in route and isinstance(route["nexthops"], list):
+    # hot path (millions of routes in a large bundle): plain dict lookups, no copies
+    get = route.get
+    flags = get("flags") or []
+    gateway, dev = get("gateway"), get("dev")
+    raw_hops = get("nexthops")
+    if isinstance(raw_hops, list):
         hops = [{"gateway": h.get("gateway"), "dev": h.get("dev"),
-                 "weight": int_or_none(h.get("weight")) or 1, "flags": list(h.get("flags") or [])}
-                for h in route["nexthops"] if isinstance(h, dict)]
-    elif route.get("gateway") or route.get("dev"):
-        hops = [{"gateway": route.get("gateway"), "dev": route.get("dev"), "weight": 1,
-                 "flags": list(route.get("flags") or [])}]
+                 "weight": _int(h.get("weight")) or 1, "flags": h.get("flags") or []}
+                for h in raw_hops if isinstance(h, dict)]
+        if hops:
+            gateway, dev = hops[0]["gateway"], hops[0]["dev"]
+    elif gateway or dev:
+        hops = [{"gateway": gateway, "dev": dev, "weight": 1, "flags": flags}]
     else:
         hops = []
-    hint = _family_of(hops[0]["gateway"] if hops else None) or _family_of(route.get("prefsrc"))
-    dst, family = normalise_dst(str(route.get("dst", "")), hint)
+    hint = _family_of(gateway) or _family_of(get("prefsrc"))
+    dst, family = normalise_dst(str(get("dst", "")), hint)
+    table = get("table", "main")
+    protocol = get("protocol", "boot")
     return {
-        "table": str(route.get("table", "main")),
+        "table": table if type(table) is str else str(table),
         "family": family,
-        "type": route.get("type", "unicast"),
+        "type": get("type", "unicast"),
         "dst": dst,
-        "gateway": hops[0]["gateway"] if hops else None,
-        "dev": hops[0]["dev"] if hops else route.get("dev"),
+        "gateway": gateway,
+        "dev": dev,
         "nexthops": hops,
         "ecmp": len(hops) > 1,
-        "protocol": str(route.get("protocol", "boot")),
-        "metric": int_or_none(route.get("metric")),
-        "scope": route.get("scope", "universe"),
-        "prefsrc": route.get("prefsrc"),
-        "flags": list(route.get("flags") or []),
-        "nhid": int_or_none(route.get("nhid")),
+        "protocol": protocol if type(protocol) is str else str(protocol),
+        "metric": _int(get("metric")),
+        "scope": get("scope", "universe"),
+        "prefsrc": get("prefsrc"),
+        "flags": flags,
+        "nhid": _int(get("nhid")),
     }
 
 
 def parse(data: str | bytes):
-    return frame((route_row(route) for route in raw(data)), COLUMNS)
+    """The routes table. Column-wise (a bundle holds millions of routes); :func:`route_row` is
+    the row-by-row reference it is tested against."""
+    routes = raw(data)
+    if not routes:
+        return frame([], COLUMNS)
+    import pandas as pd
+
+    def column(name: str, default: Any = None) -> list:
+        values = [route.get(name, default) for route in routes]
+        return values
+
+    gateways, devs, flags = column("gateway"), column("dev"), column("flags")
+    flags = [f or [] for f in flags]
+    raw_hops = column("nexthops")
+    hops, ecmp = [], []
+    for n, (gateway, dev, raw_hop) in enumerate(zip(gateways, devs, raw_hops)):
+        if isinstance(raw_hop, list):
+            row = route_row(routes[n])  # multipath: rare, the reference does it
+            hops.append(row["nexthops"])
+            gateways[n], devs[n] = row["gateway"], row["dev"]
+        elif gateway or dev:
+            hops.append([{"gateway": gateway, "dev": dev, "weight": 1, "flags": flags[n]}])
+        else:
+            hops.append([])
+        ecmp.append(len(hops[-1]) > 1)
+    prefsrcs = column("prefsrc")
+    dsts, families = [], []
+    for raw_dst, gateway, prefsrc in zip(column("dst", ""), gateways, prefsrcs):
+        dst, family = normalise_dst(str(raw_dst), _family_of(gateway) or _family_of(prefsrc))
+        dsts.append(dst)
+        families.append(family)
+    tables = [t if type(t) is str else str(t) for t in column("table", "main")]
+    protocols = [p if type(p) is str else str(p) for p in column("protocol", "boot")]
+    data_ = {
+        "table": pd.Series(tables, dtype=object), "family": pd.Series(families, dtype=object),
+        "type": pd.Series(column("type", "unicast"), dtype=object),
+        "dst": pd.Series(dsts, dtype=object), "gateway": pd.Series(gateways, dtype=object),
+        "dev": pd.Series(devs, dtype=object), "nexthops": pd.Series(hops, dtype=object),
+        "ecmp": pd.array(ecmp, dtype="bool"), "protocol": pd.Series(protocols, dtype=object),
+        "metric": pd.array([_int(m) for m in column("metric")], dtype="Int64"),
+        "scope": pd.Series(column("scope", "universe"), dtype=object),
+        "prefsrc": pd.Series(prefsrcs, dtype=object), "flags": pd.Series(flags, dtype=object),
+        "nhid": pd.array([_int(m) for m in column("nhid")], dtype="Int64"),
+    }
+    return pd.DataFrame(data_, columns=COLUMNS)

@@ -61,6 +61,8 @@ def split_endpoint(text: str) -> tuple[str, int | None, str | None]:
     scope = None
     if "%" in host:
         host, scope = host.split("%", 1)
+    if host.lower().startswith("::ffff:") and "." in host:  # IPv4-mapped: the daemons say IPv4
+        host = host[7:]
     return host, (None if port == "*" else int_or_none(port)), scope
 
 

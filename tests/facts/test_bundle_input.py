@@ -128,3 +128,18 @@ def test_not_a_bundle_nor_a_capture(tmp_path):
     empty.mkdir()
     code, _, err = _run(empty)
     assert code == 4 and "no manifest.json" in err
+
+
+def test_too_many_members_is_refused(tmp_path):
+    """A member-count bomb (not covered by tests/collect/test_bundle.py): stopped at the limit."""
+    from diag.bundle import open_bundle
+    from diag.errors import UnusableInput
+
+    path = tmp_path / "many.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for n in range(300):
+            info = tarfile.TarInfo(f"b/hosts/h/{n}.out")
+            tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(UnusableInput, match="more than 100 members"):
+        open_bundle(path, tmp_path / "out", max_members=100)
+    assert len(list((tmp_path / "out").rglob("*.out"))) <= 100

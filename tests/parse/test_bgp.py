@@ -234,3 +234,8 @@ def test_calico_upstream():
 def test_unknown_formats_are_reported(call, text):
     with pytest.raises(ParseError):
         call(text)
+
+
+def test_go_null_means_empty():
+    assert gobgp.parse_neighbors(b"null\n").empty
+    assert gobgp.parse_rib(b"null\n").empty

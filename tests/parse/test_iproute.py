@@ -178,3 +178,19 @@ def test_route_get_answers_and_refusals():
     assert refused["error"] == "RTNETLINK answers: Network is unreachable"
     assert refused["dev"] is None
     assert ip_route_get.probe_of("ip-route-get-2001:db8::1".replace(":", "_")) == "2001:db8::1"
+
+
+def test_columnwise_routes_equal_the_row_by_row_reference():
+    from tests.parse.helpers import FIXTURES
+
+    files = sorted(FIXTURES.glob("ip-route-v*/*.out"))
+    assert len(files) > 30
+    for path in files:
+        fast = ip_route.parse(path.read_bytes())
+        slow = [ip_route.route_row(r) for r in ip_route.raw(path.read_bytes())]
+        assert len(fast) == len(slow)
+        for got, want in zip(fast.to_dict("records"), slow):
+            got = {k: (None if v is not None and not isinstance(v, (list, str, bool)) and
+                       v != v else v) for k, v in got.items()}
+            got = {k: (None if str(v) == "<NA>" else v) for k, v in got.items()}
+            assert got == want, path.name

@@ -99,3 +99,10 @@ def test_every_fixture_of_every_spec_parses():
         assert "host" not in df.columns
         count += 1
     assert count > 300
+
+
+def test_ss_ipv4_mapped_peer_is_ipv4():
+    text = ("State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
+            "ESTAB 0 0 [::ffff:192.0.2.1]:179 [::ffff:192.0.2.2]:40000\n")
+    row = ss.parse(text).iloc[0]
+    assert (row.local_addr, row.peer_addr, row.peer_port) == ("192.0.2.1", "192.0.2.2", 40000)

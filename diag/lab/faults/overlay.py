@@ -66,7 +66,7 @@ def _port_symptom(lab: "Lab") -> list[str] | None:
 
     active = state.read(lab)
     before = int(active.data.get("udp_noports_before", 0)) if active else 0
-    if probes.pod_ping(lab, r.node.name, r.remote.name, count=2, deadline=1.5):
+    if not probes.pod_ping_fails(lab, r.node.name, r.remote.name, count=2, deadline=2):
         return None
     unreachable = probes.nstat(lab, r.remote.name, "UdpNoPorts")["UdpNoPorts"] - before
     if unreachable < 1:
@@ -126,8 +126,8 @@ def _mtu_symptom(lab: "Lab") -> list[str] | None:
     r = roles(lab)
     if not probes.pod_ping(lab, r.node.name, r.remote.name, count=1):
         return None                                         # small packets must still work
-    if probes.pod_ping(lab, r.node.name, r.remote.name, size=BIG, df=True, count=2,
-                       deadline=1.5):
+    if not probes.pod_ping_fails(lab, r.node.name, r.remote.name, size=BIG, df=True, count=2,
+                                 deadline=2):
         return None
     dropped = _frag_needed_dropped(lab, r.node.name)
     if dropped < 1:

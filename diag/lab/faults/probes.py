@@ -7,6 +7,7 @@ pings and arpings) between the lab's own namespaces.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import select
@@ -20,15 +21,31 @@ if TYPE_CHECKING:
     from diag.lab import Lab
 
 
-def ping(lab: "Lab", src: str, dst_ip: str, *, size: int | None = None, df: bool = False,
-         count: int = 2, deadline: float = 2.0) -> bool:
+def ping(lab: "Lab", src: str, dst_ip: str, **kw) -> bool:
     """True if a bounded ping from ``src``'s pod to ``dst_ip`` gets at least one reply."""
-    argv = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1", "-w", f"{deadline:g}"]
+    return ping_rc(lab, src, dst_ip, **kw) == 0
+
+
+def ping_fails(lab: "Lab", src: str, dst_ip: str, **kw) -> bool:
+    """True if the ping ran and got no reply (exit 1) — not an error of the ping itself (2)."""
+    return ping_rc(lab, src, dst_ip, **kw) == 1
+
+
+def pod_ping_fails(lab: "Lab", src: str, dst: str, **kw) -> bool:
+    return ping_fails(lab, src, lab.hosts[dst].pod_ip, **kw)
+
+
+def ping_rc(lab: "Lab", src: str, dst_ip: str, *, size: int | None = None, df: bool = False,
+            count: int = 2, deadline: float = 2.0) -> int:
+    """Exit code of a bounded ping from ``src``'s pod: 0 replies, 1 none, 2 error."""
+    # iputils ping takes whole seconds for -w ("1.5" is an invalid argument, not a failed ping)
+    argv = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1",
+            "-w", str(max(1, math.ceil(deadline)))]
     if size is not None:
         argv += ["-s", str(size)]
     if df:
         argv += ["-M", "do"]
-    return in_pod(lab, src, argv + [dst_ip], timeout=deadline + 5).returncode == 0
+    return in_pod(lab, src, argv + [dst_ip], timeout=deadline + 5).returncode
 
 
 def pod_ping(lab: "Lab", src: str, dst: str, **kw) -> bool:

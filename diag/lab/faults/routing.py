@@ -41,8 +41,9 @@ def _leak(lab: "Lab", src: str, dst: str) -> list[str] | None:
     answered = []
     seen = probes.tcpdump_count(
         f"{lab.name}-{SINK}", "br-mgmt", f"icmp and src host {info.pod_ip} and dst host {target}",
-        lambda: answered.append(probes.ping(lab, src, target, count=2, deadline=1.5)), timeout=3)
-    if seen < 1 or answered != [False]:
+        lambda: answered.append(probes.ping_fails(lab, src, target, count=2, deadline=2)),
+        timeout=3)
+    if seen < 1 or answered != [True]:
         return None
     return [f"{src}: ip route get {target} -> dev {got['dev']} via {got.get('gateway')} "
             "(the default route)",
@@ -261,7 +262,7 @@ def _rp_heal(lab: "Lab") -> None:
 def _rp_symptom(lab: "Lab") -> list[str] | None:
     r = roles(lab)
     before = probes.nstat(lab, r.remote.name, "TcpExtIPReversePathFilter")
-    if probes.pod_ping(lab, r.node.name, r.remote.name, count=2, deadline=1.5):
+    if not probes.pod_ping_fails(lab, r.node.name, r.remote.name, count=2, deadline=2):
         return None
     after = probes.nstat(lab, r.remote.name, "TcpExtIPReversePathFilter")
     dropped = after["TcpExtIPReversePathFilter"] - before["TcpExtIPReversePathFilter"]

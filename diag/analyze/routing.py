@@ -1,0 +1,496 @@
+"""Routing analyzers: does each host's kernel send cluster traffic where the cluster expects it?
+
+Contract: :func:`analyze(tables, model, fib) -> (findings, checks)`; pure, no I/O. For every
+node and every other node's pod CIDR (from the cluster model, never constants) the FIB walk
+(:mod:`diag.analyze.trace`) decides where a packet for that CIDR goes, and for every host every
+best path its BGP daemon holds is compared with what the kernel does. Codes:
+
+- ``ROUTE_WRONG_TABLE_OR_BLACKHOLE``: the walk drops the packet at a blackhole/unreachable/prohibit
+  route (not the node's own pod block), or the prefix sits only in a table no ``ip rule`` looks up
+  while the walk leaks or finds nothing. Root cause: ranks first.
+- ``ROUTE_RIB_NOT_IN_FIB``: a daemon's best path is not in the kernel. ``info`` when a covering
+  route sends the traffic the same way (or by an overlay device: Cilium by design), ``error`` when
+  the kernel drops it or sends it out the default-route NIC; the finding says which.
+- ``ROUTE_MISSING_PODCIDR_OFF_LINK``: the autoDirectNodeRoutes pattern — some node routes an
+  on-link peer's pod CIDR directly to the peer's node IP (no daemon put it there), and this node
+  lacks the pod CIDRs of nodes off its subnet, held by no daemon.
+- ``EGRESS_LEAK_DEFAULT_ROUTE``: a pod CIDR goes out the default-route NIC, not the cluster NIC.
+  When one of the codes above explains the same host and prefix, the leak names it (``caused_by``).
+
+Confidence sources: ``ip`` (the FIB walk over ip route/rule), ``route-get`` (a collected
+``ip route get`` probe inside the prefix that agrees), the daemon (``gobgp``/``frr``/``bird``/...)
+holding or lacking the prefix, ``peers`` (other nodes route it by their cluster NIC), ``pcap``
+(packets to the prefix seen on the default-route NIC).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from diag.analyze.catalog import default_severity
+from diag.analyze.trace import DROP_TYPES, Fib, Lookup, lookup
+from diag.model import Check, Confidence, Evidence, Finding
+
+DAEMON_PROTOCOLS = ("bgp", "bird", "zebra", "gobgp", "ospf", "isis", "babel", "186", "12")
+OVERLAY_KINDS = ("vxlan", "geneve")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    tables: object
+    model: object
+    fib: Fib
+    paths: dict
+
+    def file(self, host: str, source: str) -> str:
+        return self.paths.get((host, source), f"hosts/{host}/{source}.out")
+
+
+def _probe(prefix: str) -> str:
+    net = ipaddress.ip_network(prefix, strict=False)
+    return str(net.network_address + (1 if net.num_addresses > 2 else 0))
+
+
+def _pointer_token(text: str) -> str:
+    return text.replace("~", "~0").replace("/", "~1")
+
+
+def _daemon_paths(ctx: Ctx, host: str):
+    """Best paths in the host's daemon RIB that it learned (not originated): (prefix, nexthop,
+    daemon, evidence)."""
+    df = ctx.tables["bgp_paths"]
+    if df.empty:
+        return []
+    rows = df[(df["host"] == host) & (df["rib"] == "loc") & (df["best"] == True)  # noqa: E712
+              & (df["local"] != True)]                                           # noqa: E712
+    out = []
+    for row in rows.itertuples(index=False):
+        if ":" in str(row.prefix):
+            continue
+        source = str(row.source).split("+")[0]
+        if source.startswith("gobgp"):
+            pointer = f"/{_pointer_token(row.prefix)}"
+        elif source.startswith("frr"):
+            pointer = f"/routes/{_pointer_token(row.prefix)}"
+        else:
+            pointer = f"line starting {row.prefix}"
+        out.append((str(row.prefix), str(row.nexthop), str(row.daemon),
+                    Evidence(host, ctx.file(host, source), pointer,
+                             f"{row.daemon} best path {row.prefix} via {row.nexthop} "
+                             f"(AS path {row.as_path_str or '-'})")))
+    return out
+
+
+def _unused_table_routes(ctx: Ctx, host: str, address: str):
+    """Routes covering ``address`` in tables no ip rule of the host looks up."""
+    used = {r.table for r in ctx.fib.rules.get(host, ()) if r.action == "lookup"} or \
+        {"local", "main", "default"}
+    addr = ipaddress.ip_address(address)
+    found = []
+    for (h, table), routes in ctx.fib.routes.items():
+        if h != host or table in used:
+            continue
+        for route in routes:
+            if addr in route.dst and route.type not in ("local", "broadcast"):
+                found.append(route)
+                break
+    return found
+
+
+def _route_get_agrees(ctx: Ctx, host: str, prefix: str, dev: str | None, dropped: bool):
+    df = ctx.tables.get("route_gets")
+    if df is None or df.empty:
+        return None
+    net = ipaddress.ip_network(prefix, strict=False)
+    for idx, row in enumerate(df.itertuples(index=False)):
+        if row.host != host:
+            continue
+        try:
+            if ipaddress.ip_address(str(row.probe)) not in net:
+                continue
+        except ValueError:
+            continue
+        agrees = bool(row.error) if dropped else (row.dev == dev)
+        if agrees:
+            value = row.error or f"{row.probe} via {row.gateway} dev {row.dev}"
+            return Evidence(host, ctx.file(host, str(row.source)), "/0", str(value))
+    return None
+
+
+def _pcap_on(ctx: Ctx, host: str, prefix: str, iface: str | None):
+    df = ctx.tables.get("packets")
+    if df is None or df.empty or not iface:
+        return None
+    net = ipaddress.ip_network(prefix, strict=False)
+    rows = df[(df["host"] == host) & (df["iface"] == iface)]
+    for row in rows.itertuples(index=False):
+        try:
+            if row.dst and ipaddress.ip_address(str(row.dst)) in net:
+                path = ctx.file(host, "capture")
+                return Evidence(host, path, f"frame {row.frame}",
+                                f"{row.src} -> {row.dst} on {iface} ({row.direction})",
+                                int(row.frame))
+        except ValueError:
+            continue
+    return None
+
+
+def _peers_route_it(ctx: Ctx, host: str, prefix: str, owner: str):
+    """Other nodes (not the owner) whose walk for the prefix leaves by their cluster NIC or an
+    overlay device: the covering route this host lacks."""
+    agree = []
+    for other in ctx.model.nodes():
+        if other.name in (host, owner):
+            continue
+        lk = lookup(ctx.fib, other.name, _probe(prefix))
+        if lk.type == "unicast" and (lk.dev == other.cluster_iface.value
+                                     or (other.name, lk.dev) in ctx.fib.vxlan):
+            agree.append((other.name, lk))
+    return agree
+
+
+def _gateway_towards(ctx: Ctx, host: str, address: str) -> tuple[str | None, str | None]:
+    lk = lookup(ctx.fib, host, address)
+    if lk.type != "unicast":
+        return None, None
+    return lk.gateway or address, lk.dev
+
+
+def _sends_ok(ctx: Ctx, hm, lk: Lookup) -> bool:
+    """The kernel sends it by the cluster NIC or an overlay device (not out the default NIC)."""
+    if lk.type != "unicast":
+        return False
+    if (hm.name, lk.dev) in ctx.fib.vxlan:
+        return True
+    default, cluster = hm.default_iface.value, hm.cluster_iface.value
+    return lk.dev != default or default == cluster
+
+
+def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
+    cmds = tables.get("commands")
+    paths = {} if cmds is None or cmds.empty else {
+        (h, i): p for h, i, p in zip(cmds["host"], cmds["id"], cmds["path"])}
+    ctx = Ctx(tables, model, fib, paths)
+    findings: list[Finding] = []
+    checks: list[Check] = []
+    causes: dict[tuple[str, str], str] = {}        # (host, prefix) -> root-cause code
+    direct_pattern = _auto_direct_routes(ctx)
+
+    # --- blackholes and routes in unused tables ---------------------------------------------
+    for hm in model.nodes():
+        for other in model.nodes():
+            prefix = other.pod_cidr.value
+            if other.name == hm.name or not prefix:
+                continue
+            addr = _probe(prefix)
+            lk = lookup(fib, hm.name, addr)
+            if lk.type in DROP_TYPES:
+                findings.append(_blackhole(ctx, hm, prefix, other.name, lk))
+                causes[(hm.name, prefix)] = "ROUTE_WRONG_TABLE_OR_BLACKHOLE"
+                continue
+            if _sends_ok(ctx, hm, lk):
+                continue
+            hidden = _unused_table_routes(ctx, hm.name, addr)
+            if hidden:
+                findings.append(_wrong_table(ctx, hm, prefix, other.name, lk, hidden[0]))
+                causes[(hm.name, prefix)] = "ROUTE_WRONG_TABLE_OR_BLACKHOLE"
+    checks.append(Check("pod CIDRs not blackholed nor in unused tables", None
+                        if not model.nodes() else not any(
+                            f.code == "ROUTE_WRONG_TABLE_OR_BLACKHOLE" for f in findings),
+                        needs="" if model.nodes() else "pod CIDRs in the model"))
+
+    # --- daemon best paths vs the kernel ------------------------------------------------------
+    any_paths = False
+    for hm in model.hosts.values():
+        learned = _daemon_paths(ctx, hm.name)
+        any_paths = any_paths or bool(learned)
+        errors, infos = [], []
+        for prefix, nexthop, daemon, ev in learned:
+            addr = _probe(prefix)
+            lk = lookup(fib, hm.name, addr)
+            if _installed(ctx, hm.name, prefix, nexthop):
+                continue                                   # installed as the daemon has it
+            nh_gw, nh_dev = _gateway_towards(ctx, hm.name, nexthop)
+            same_way = lk.type == "unicast" and lk.dev == nh_dev
+            overlay = lk.type == "unicast" and (hm.name, lk.dev) in fib.vxlan
+            if same_way or overlay:
+                infos.append((prefix, nexthop, daemon, ev, lk, "same" if same_way else "overlay"))
+            else:
+                errors.append((prefix, nexthop, daemon, ev, lk, nh_gw, nh_dev))
+        if errors:
+            f = _rib_error(ctx, hm, errors, causes)
+            findings.append(f)
+            for prefix, *_ in errors:
+                causes.setdefault((hm.name, prefix), "ROUTE_RIB_NOT_IN_FIB")
+        if infos:
+            findings.append(_rib_info(ctx, hm, infos))
+    checks.append(Check("daemon best paths covered by the kernel", None if not any_paths else
+                        not any(f.code == "ROUTE_RIB_NOT_IN_FIB" and f.severity != "info"
+                                for f in findings),
+                        needs="" if any_paths else "a BGP daemon's RIB (frr/gobgp/bird)"))
+
+    # --- off-link pod CIDRs and leaks ---------------------------------------------------------
+    for hm in model.nodes():
+        leaks, missing = [], []
+        for other in model.nodes():
+            prefix = other.pod_cidr.value
+            if other.name == hm.name or not prefix:
+                continue
+            lk = lookup(fib, hm.name, _probe(prefix))
+            if _sends_ok(ctx, hm, lk) or lk.type in DROP_TYPES:
+                continue
+            held = [p for p in _daemon_paths(ctx, hm.name)
+                    if ipaddress.ip_address(_probe(prefix)) in ipaddress.ip_network(p[0])]
+            off_link = not _on_link(ctx, hm.name, other.node_ip.value)
+            if direct_pattern and off_link and not held and (hm.name, prefix) not in causes:
+                missing.append((prefix, other, lk))
+                causes[(hm.name, prefix)] = "ROUTE_MISSING_PODCIDR_OFF_LINK"
+            if lk.type == "unicast" and lk.dev == hm.default_iface.value:
+                leaks.append((prefix, other, lk))
+        if missing:
+            findings.append(_missing_off_link(ctx, hm, missing, direct_pattern))
+        if leaks:
+            findings.append(_leak(ctx, hm, leaks, causes))
+    checks.append(Check("pod CIDRs leave by the cluster NIC", None if not model.nodes() else
+                        not any(f.code == "EGRESS_LEAK_DEFAULT_ROUTE" for f in findings),
+                        needs="" if model.nodes() else "nodes with pod CIDRs in the model"))
+    return findings, checks
+
+
+# --- helpers for the patterns -------------------------------------------------------------------
+
+def _on_link(ctx: Ctx, host: str, address: str | None) -> bool:
+    if not address:
+        return False
+    addr = ipaddress.ip_address(address)
+    return any(addr in net and net.prefixlen < 32 for net, _, _ in ctx.fib.addrs.get(host, ()))
+
+
+def _auto_direct_routes(ctx: Ctx) -> list[tuple[str, object]]:
+    """(host, route) for routes to an on-link peer's pod CIDR via the peer's node IP that no
+    daemon installed: the autoDirectNodeRoutes pattern."""
+    found = []
+    for hm in ctx.model.nodes():
+        for peer in ctx.model.nodes():
+            prefix, peer_ip = peer.pod_cidr.value, peer.node_ip.value
+            if peer is hm or not prefix or not _on_link(ctx, hm.name, peer_ip):
+                continue
+            lk = lookup(ctx.fib, hm.name, _probe(prefix))
+            if lk.type == "unicast" and lk.route is not None and peer_ip in lk.gateways and \
+                    str(lk.route.protocol) not in DAEMON_PROTOCOLS and \
+                    lk.route.dst == ipaddress.ip_network(prefix):
+                found.append((hm.name, lk.route))
+    return found
+
+
+def _installed(ctx: Ctx, host: str, prefix: str, nexthop: str) -> bool:
+    """The kernel holds the daemon's path itself (exact prefix, same next hop) in a table an ip
+    rule looks up — even if another route of that prefix (lower metric) wins the lookup."""
+    used = {r.table for r in ctx.fib.rules.get(host, ()) if r.action == "lookup"} or {"main"}
+    net = ipaddress.ip_network(prefix, strict=False)
+    for table in used:
+        for route in ctx.fib.routes.get((host, table), ()):
+            if route.dst == net and route.type == "unicast" and (
+                    nexthop in (g for g, _ in route.nexthops) or nexthop in ("0.0.0.0", "")):
+                return True
+    return False
+
+
+def _router_gateway(ctx: Ctx, host: str) -> tuple[str | None, str | None]:
+    """An on-link address of a router of the model (where a covering route should point)."""
+    for router in ctx.model.routers():
+        for address in router.peering_ips or (router.node_ip.value,):
+            if address and _on_link(ctx, host, address):
+                return _gateway_towards(ctx, host, address)
+    return None, None
+
+
+def _uniq(evidence) -> tuple[Evidence, ...]:
+    return tuple(dict.fromkeys(evidence))
+
+
+def _confidence(*sources) -> Confidence:
+    return Confidence(tuple(s for s in sources if s))
+
+
+# --- finding builders ---------------------------------------------------------------------------
+
+def _blackhole(ctx: Ctx, hm, prefix: str, owner: str, lk: Lookup) -> Finding:
+    route = lk.route
+    rge = _route_get_agrees(ctx, hm.name, prefix, None, dropped=True)
+    evidence = lk.evidence + ((rge,) if rge else ())
+    where = f"table {lk.table}" if lk.table else f"ip rule {lk.rule.priority if lk.rule else '?'}"
+    fix = []
+    gw, dev = _gateway_towards(ctx, hm.name, ctx.model.hosts[owner].node_ip.value or "")
+    if route is not None:
+        fix.append(f"ip route del {route.type} {route.dst}"
+                   + ("" if lk.table == "main" else f" table {lk.table}"))
+    if gw and dev:
+        fix.append(f"ip route replace {prefix} via {gw} dev {dev}")
+    return Finding(
+        "ROUTE_WRONG_TABLE_OR_BLACKHOLE", default_severity("ROUTE_WRONG_TABLE_OR_BLACKHOLE"),
+        f"{hm.name}: traffic to {prefix} ({owner}'s pods) hits {lk.type} "
+        f"{route.dst if route else ''} in {where} and is dropped",
+        _confidence("ip", "route-get" if rge else None), evidence, tuple(fix),
+        hosts=(hm.name,), subject=prefix)
+
+
+def _wrong_table(ctx: Ctx, hm, prefix: str, owner: str, lk: Lookup, hidden) -> Finding:
+    rge = _route_get_agrees(ctx, hm.name, prefix, lk.dev, dropped=lk.type == "none")
+    rules = ctx.fib.rules.get(hm.name, ())
+    used = sorted({r.table for r in rules if r.action == "lookup" and r.table})
+    outcome = (f"leaves by {lk.dev} (the default route)" if lk.type == "unicast"
+               else "finds no route")
+    gw, dev = (hidden.nexthops[0] if hidden.nexthops else (None, hidden.dev))
+    route_spec = f"{hidden.dst}" + (f" via {gw}" if gw else "") + (f" dev {dev}" if dev else "")
+    fix = [f"ip route replace {route_spec}", f"ip route del {hidden.dst} table {hidden.table}",
+           f"# or make the table reachable: ip rule add to {hidden.dst} lookup {hidden.table} "
+           f"priority 1000"]
+    if str(hidden.protocol) == "bird":
+        fix.append(f"# BIRD exports to table {hidden.table}: in bird.conf, protocol kernel "
+                   "{ kernel table 254; } (main), then birdc configure")
+    daemon = {p[2].lower() for p in _daemon_paths(ctx, hm.name)
+              if ipaddress.ip_address(_probe(prefix)) in ipaddress.ip_network(p[0])}
+    evidence = (hidden.evidence,) + tuple(r.evidence for r in rules) + lk.evidence \
+        + ((rge,) if rge else ())
+    return Finding(
+        "ROUTE_WRONG_TABLE_OR_BLACKHOLE", default_severity("ROUTE_WRONG_TABLE_OR_BLACKHOLE"),
+        f"{hm.name}: {hidden.dst} (covers {owner}'s pod CIDR {prefix}) is only in table "
+        f"{hidden.table}, which no ip rule looks up (rules use {', '.join(used)}); traffic "
+        f"{outcome}",
+        _confidence("ip", "route-get" if rge else None, *sorted(daemon)), _uniq(evidence), tuple(fix),
+        hosts=(hm.name,), subject=prefix)
+
+
+_CILIUM_NOTE = ("By design: Cilium's BGP control plane (GoBGP) advertises and learns routes but "
+                "never installs learned routes in the kernel; pod traffic relies on a covering "
+                "route, tunnel mode or autoDirectNodeRoutes on one L2.")
+
+
+def _rib_info(ctx: Ctx, hm, infos) -> Finding:
+    prefixes = ", ".join(p for p, *_ in infos)
+    covering = {str(lk.route.dst) + (f" via {lk.gateway}" if lk.gateway else "")
+                + f" dev {lk.dev}" for *_, lk, _ in infos if lk.route}
+    daemons = sorted({d.lower() for _, _, d, *_ in infos})
+    how = {k for *_, k in infos}
+    way = ("the same way (same NIC as the daemon's next hop)" if how == {"same"} else
+           "by the overlay device" if how == {"overlay"} else
+           "the same way or by the overlay device")
+    evidence = tuple(ev for _, _, _, ev, _, _ in infos) + tuple(
+        {e for *_, lk, _ in infos for e in lk.evidence})
+    gobgp = "gobgp" in daemons or "cilium" in daemons
+    return Finding(
+        "ROUTE_RIB_NOT_IN_FIB", "info",
+        f"{hm.name}: {'/'.join(daemons)} best paths {prefixes} are not in the kernel; "
+        f"{'; '.join(sorted(covering))} covers them and sends the traffic {way}",
+        _confidence("ip", *daemons), evidence, (),
+        severity_reason="a covering kernel route delivers the traffic " + way,
+        note=_CILIUM_NOTE if gobgp else "The daemon does not install these paths; the kernel's "
+        "covering route serves them.", hosts=(hm.name,), subject=prefixes)
+
+
+def _rib_error(ctx: Ctx, hm, errors, causes) -> Finding:
+    prefixes = [p for p, *_ in errors]
+    daemons = sorted({d.lower() for _, _, d, *_ in errors})
+    what = []
+    evidence: list[Evidence] = []
+    fix: list[str] = []
+    sources = {"ip", *daemons}
+    for prefix, nexthop, daemon, ev, lk, nh_gw, nh_dev in errors:
+        evidence.append(ev)
+        evidence.extend(lk.evidence)
+        if lk.type == "unicast":
+            what.append(f"{prefix} leaves by {lk.dev} via {lk.gateway}")
+        else:
+            what.append(f"{prefix}: {lk.reason}")
+        rge = _route_get_agrees(ctx, hm.name, prefix, lk.dev, dropped=lk.type != "unicast")
+        if rge:
+            evidence.append(rge)
+            sources.add("route-get")
+        pev = _pcap_on(ctx, hm.name, prefix, lk.dev)
+        if pev:
+            evidence.append(pev)
+            sources.add("pcap")
+        if nh_gw and nh_dev:
+            fix.append(f"ip route replace {prefix} via {nh_gw} dev {nh_dev}")
+    pod_range = ctx.model.pod_range.value
+    gw, dev = _router_gateway(ctx, hm.name)
+    gobgp = any(d in ("gobgp", "cilium") for d in daemons)
+    if gobgp and pod_range and gw:
+        fix.append(f"# or one covering route, as the other nodes have: ip route replace "
+                   f"{pod_range} via {gw} dev {dev}")
+    cause = next((causes[(hm.name, p)] for p in prefixes if (hm.name, p) in causes), None)
+    return Finding(
+        "ROUTE_RIB_NOT_IN_FIB", default_severity("ROUTE_RIB_NOT_IN_FIB"),
+        f"{hm.name}: {'/'.join(daemons)} holds best paths for {', '.join(prefixes)} but the "
+        f"kernel has no route sending them that way: {'; '.join(what)}",
+        _confidence(*sorted(sources)), _uniq(evidence), tuple(fix),
+        severity_reason="no kernel route sends the traffic the way the daemon would: it is "
+        "dropped or leaves by another NIC", note=_CILIUM_NOTE if gobgp else "",
+        caused_by=cause, hosts=(hm.name,), subject=", ".join(prefixes))
+
+
+def _missing_off_link(ctx: Ctx, hm, missing, pattern) -> Finding:
+    evidence: list[Evidence] = [route.evidence for host, route in pattern[:3]]
+    fix = []
+    sources = {"ip"}
+    names = []
+    for prefix, other, lk in missing:
+        names.append(f"{prefix} ({other.name}, {other.node_ip.value}, off-link)")
+        evidence.extend(lk.evidence)
+        gw, dev = _gateway_towards(ctx, hm.name, other.node_ip.value or "")
+        if gw:
+            fix.append(f"ip route replace {prefix} via {gw} dev {dev}")
+        if ctx.tables["bgp_paths"].shape[0]:
+            sources.add("bgp")          # daemons collected and none holds it
+        rge = _route_get_agrees(ctx, hm.name, prefix, lk.dev, dropped=lk.type != "unicast")
+        if rge:
+            evidence.append(rge)
+            sources.add("route-get")
+    direct = sorted({f"{h}: {r.text}" for h, r in pattern})
+    fix.append("# or let BGP install the routes / use tunnel mode: autoDirectNodeRoutes only "
+               "reaches nodes on the same L2 segment")
+    return Finding(
+        "ROUTE_MISSING_PODCIDR_OFF_LINK", default_severity("ROUTE_MISSING_PODCIDR_OFF_LINK"),
+        f"{hm.name}: no route to {', '.join(names)}; pod CIDRs of on-link nodes are routed "
+        f"directly ({'; '.join(direct[:3])}) and no daemon holds the off-link ones",
+        _confidence(*sorted(sources)), _uniq(evidence), tuple(fix),
+        hosts=(hm.name,), subject=", ".join(p for p, _, _ in missing))
+
+
+def _leak(ctx: Ctx, hm, leaks, causes) -> Finding:
+    prefixes = [p for p, _, _ in leaks]
+    cause = next((causes[(hm.name, p)] for p in prefixes if (hm.name, p) in causes), None)
+    sources = {"ip"}
+    evidence: list[Evidence] = []
+    fix: list[str] = []
+    for prefix, other, lk in leaks:
+        evidence.extend(lk.evidence)
+        rge = _route_get_agrees(ctx, hm.name, prefix, lk.dev, dropped=False)
+        if rge:
+            evidence.append(rge)
+            sources.add("route-get")
+        pev = _pcap_on(ctx, hm.name, prefix, lk.dev)
+        if pev:
+            evidence.append(pev)
+            sources.add("pcap")
+        peers = _peers_route_it(ctx, hm.name, prefix, other.name)
+        if peers:
+            sources.add("peers")
+            evidence.extend(plk.route.evidence for _, plk in peers[:1] if plk.route)
+        gw, dev = _gateway_towards(ctx, hm.name, other.node_ip.value or "")
+        if gw and dev and dev != hm.default_iface.value:
+            fix.append(f"ip route replace {prefix} via {gw} dev {dev}")
+    pod_range = ctx.model.pod_range.value
+    rgw, rdev = _router_gateway(ctx, hm.name)
+    if pod_range and rgw:
+        fix.append(f"# or one covering route: ip route replace {pod_range} via {rgw} dev {rdev}")
+    lk0 = leaks[0][2]
+    cause_text = f" — effect of {cause}" if cause else ""
+    return Finding(
+        "EGRESS_LEAK_DEFAULT_ROUTE", default_severity("EGRESS_LEAK_DEFAULT_ROUTE"),
+        f"{hm.name}: traffic to {', '.join(prefixes)} leaves by {lk0.dev} (default route via "
+        f"{lk0.gateway}) instead of the cluster NIC {hm.cluster_iface.value}{cause_text}",
+        _confidence(*sorted(sources)), _uniq(evidence), tuple(fix),
+        severity_reason="" if not cause else f"consequence of {cause} on the same host",
+        caused_by=cause, hosts=(hm.name,), subject=", ".join(prefixes))

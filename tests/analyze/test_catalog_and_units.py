@@ -1,0 +1,137 @@
+"""Fast tests (no lab): the catalogue is the contract, the tracer matches the kernel's recorded
+`ip route get` answers in the fixture bundles, confidence drops with a source, ranking puts causes
+first."""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from diag.analyze import explain
+from diag.analyze.catalog import CATALOG, render_markdown
+from diag.analyze.rank import rank
+from diag.analyze.trace import build_fib, lookup, trace
+from diag.facts import load_facts
+from diag.model import Confidence, Finding
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLES = sorted((ROOT / "tests/fixtures/bundles").glob("*.tar.gz"))
+
+
+def test_docs_findings_is_the_catalogue():
+    doc = (ROOT / "docs/findings.md").read_text()
+    assert doc == render_markdown()
+    assert set(re.findall(r"^### `([A-Z0-9_]+)`", doc, re.M)) == set(CATALOG)
+
+
+def test_catalogue_covers_the_lab_fault_table():
+    from diag.lab import faults
+
+    named = {f.first_code for f in faults.FAULTS.values()}
+    assert named <= set(CATALOG), named - set(CATALOG)
+    for entry in CATALOG.values():
+        assert entry.severity in ("info", "warning", "error")
+        assert entry.title and entry.proof
+
+
+@pytest.fixture(scope="module", params=[b.name for b in BUNDLES])
+def facts(request):
+    return load_facts(ROOT / "tests/fixtures/bundles" / request.param)
+
+
+def test_lookup_matches_recorded_route_get(facts):
+    fib = build_fib(facts.tables)
+    rows = list(facts.tables["route_gets"].itertuples())
+    assert rows
+    for r in rows:
+        lk = lookup(fib, r.host, r.probe)
+        if r.error:
+            assert lk.type == "none", (r, lk)
+        else:
+            assert (lk.type, lk.dev) == (r.type, r.dev), (r, lk)
+            assert (r.gateway in lk.gateways) if r.gateway else lk.gateway is None
+
+
+def test_healthy_fixtures_have_no_error(facts):
+    assert not [f for f in explain(facts).findings if f.severity != "info"]
+
+
+def _without_pod_range_route(facts, host: str):
+    routes = facts.tables["routes"]
+    pod_range = facts.model.pod_range.value
+    keep = ~((routes["host"] == host) & (routes["dst"] == pod_range))
+    tables = dict(facts.tables, routes=routes[keep].reset_index(drop=True))
+    return replace(facts, tables=tables)
+
+
+def test_removing_a_source_lowers_confidence():
+    base = load_facts(ROOT / "tests/fixtures/bundles/cilium-native-default.tar.gz")
+    node = base.model.nodes()[0].name
+    broken = _without_pod_range_route(base, node)
+    # a recorded `ip route get` agreeing with the leak: the kernel's own word, one more source
+    gets = broken.tables["route_gets"].copy()
+    mine = gets["host"] == node
+    default_dev = base.model.hosts[node].default_iface.value
+    gets.loc[mine, "dev"] = default_dev
+    with_get = replace(broken, tables=dict(broken.tables, route_gets=gets))
+
+    def rib(f):
+        return next(x for x in explain(f).findings
+                    if x.code == "ROUTE_RIB_NOT_IN_FIB" and x.severity == "error")
+
+    full = rib(with_get)
+    assert set(full.confidence.sources) >= {"ip", "gobgp", "route-get"}
+    assert full.confidence.level == "high"
+    less = rib(broken)
+    assert "route-get" not in less.confidence.sources
+    assert less.confidence.level == "medium"
+
+
+def test_rib_not_in_fib_info_vs_error():
+    base = load_facts(ROOT / "tests/fixtures/bundles/cilium-native-default.tar.gz")
+    node = base.model.nodes()[0].name
+    healthy = [f for f in explain(base).findings if node in f.hosts]
+    assert [f.severity for f in healthy] == ["info"]
+    assert "covers" in healthy[0].summary and healthy[0].note
+    broken = explain(_without_pod_range_route(base, node)).findings
+    assert broken[0].code == "ROUTE_RIB_NOT_IN_FIB" and broken[0].severity == "error"
+    leak = next(f for f in broken if f.code == "EGRESS_LEAK_DEFAULT_ROUTE")
+    assert leak.caused_by == "ROUTE_RIB_NOT_IN_FIB"
+    assert broken.index(leak) > 0
+
+
+def test_rank_puts_causes_first():
+    c = Confidence(("ip",))
+    leak = Finding("EGRESS_LEAK_DEFAULT_ROUTE", "error", "leak", Confidence(("ip", "pcap", "x")),
+                   caused_by="ROUTE_RIB_NOT_IN_FIB")
+    rib = Finding("ROUTE_RIB_NOT_IN_FIB", "error", "rib", c)
+    note = Finding("ROUTE_RIB_NOT_IN_FIB", "info", "note", c)
+    assert [f.summary for f in rank([note, leak, rib])] == ["rib", "note", "leak"]
+    # a consequence whose cause is not reported is a root itself
+    assert rank([leak, note])[0] is leak
+
+
+def test_trace_unknown_source_is_an_error():
+    facts = load_facts(ROOT / "tests/fixtures/bundles/calico-native-default.tar.gz")
+    with pytest.raises(LookupError):
+        trace(facts.tables, facts.model, "198.51.100.1", "198.51.100.2")
+
+
+def test_cli_bad_input(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "diag", "explain", *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    missing = run(tmp_path / "nope")
+    assert missing.returncode == 4 and missing.stderr.startswith("diag: error:")
+    bundle = ROOT / "tests/fixtures/bundles/cilium-native-default.tar.gz"
+    assert run(bundle, "--format", "xml").returncode == 2
+    assert run(bundle, "--trace", "1.2.3.4").returncode == 2
+    ok = run(bundle, "--trace", "k8s-ctr", "--trace", "198.51.100.9")
+    assert ok.returncode == 0 and "left at k8s-ctr" in ok.stdout
+    assert "Traceback" not in missing.stderr + ok.stderr
