@@ -9,7 +9,7 @@ Public API::
     from diag.analyze.trace import build_fib, trace
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
 
-Each topic is one module of small pure functions (``routing.py``); ``rank.py`` orders the
+Each topic is one module of small pure functions (``routing.py``, ``bgp.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage except through the ``facts`` object
 handed in.
 """
@@ -32,9 +32,13 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.trace import build_fib
 
+    from diag.analyze import bgp
+
     fib = build_fib(facts.tables)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
-    checks = list(checks)
+    session_findings, session_checks = bgp.analyze(facts.tables, facts.model, fib)
+    findings = _link_to_sessions(findings, session_findings) + session_findings
+    checks = list(checks) + list(session_checks)
     for name, needs in _NOT_YET:
         checks.append(Check(name, None, needs=needs))
     return Explanation(tuple(rank(findings)),
@@ -42,9 +46,27 @@ def explain(facts) -> Explanation:
                        tuple(c for c in checks if c.passed is None))
 
 
+def _link_to_sessions(routing: list[Finding], sessions: list[Finding]) -> list[Finding]:
+    """Routing symptoms without a cause of their own are consequences of a broken BGP session or
+    exchange (an error): routes that should have been learned are missing."""
+    from dataclasses import replace
+
+    broken = [f for f in sessions if f.severity == "error"]
+    if not broken:
+        return routing
+    out = []
+    for f in routing:
+        if f.caused_by is None and f.severity != "info":
+            cause = broken[0]
+            f = replace(f, caused_by=cause.code,
+                        severity_reason=(f.severity_reason + "; " if f.severity_reason else "")
+                        + f"consequence of {cause.code}: {cause.summary}")
+        out.append(f)
+    return out
+
+
 # checks this version does not run yet, with what would supply them
 _NOT_YET = (
-    ("BGP session state (BGP_* codes)", "analyzer not implemented yet in this version"),
     ("overlay ports, VNIs and MTU (VXLAN_*, OVERLAY_*)",
      "analyzer not implemented yet in this version"),
     ("ARP responders (ARP_*)", "analyzer not implemented yet; needs captures: diag collect "

@@ -86,8 +86,8 @@ class Labs:
             self.timings.append((f"up {name}", time.monotonic() - started))
         return self.labs[key]
 
-    def bundle(self, cni: str, mode: str, fault: str | None, addressing: str = "default"
-               ) -> LabBundle:
+    def bundle(self, cni: str, mode: str, fault: str | None, addressing: str = "default",
+               extra: tuple[str, ...] = ()) -> LabBundle:
         key = (cni, mode, addressing, fault)
         if key in self.bundles:
             return self.bundles[key]
@@ -103,7 +103,7 @@ class Labs:
         out = self.tmp / f"{lab.name}-{fault or 'healthy'}"
         argv = shlex.split(lab.collect_command())
         assert argv[:2] == ["diag", "collect"]
-        proc = subprocess.run([sys.executable, "-m", "diag", *argv[1:], "-o", str(out)],
+        proc = subprocess.run([sys.executable, "-m", "diag", *argv[1:], *extra, "-o", str(out)],
                               capture_output=True, text=True, timeout=120,
                               cwd=Path(__file__).resolve().parents[2])
         assert proc.returncode in (0, 3), proc.stderr[-2000:]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import subprocess
 import time
 
@@ -139,8 +140,11 @@ def _healthy(lab, name: str) -> None:
     peers = _frr_peers(lab)
     assert {p["state"] for p in peers.values()} == {"Established"}, peers
     assert all(p["pfxRcd"] == 1 for p in peers.values()), peers
-    for src, dst in (("k8s-ctr", "k8s-w0"), ("k8s-w0", "k8s-ctr"), ("k8s-ctr", "k8s-w1")):
-        assert _pod_ping(lab, src, dst), f"{src} -> {dst} after healing {name}"
+    nodes = ("k8s-ctr", "k8s-w1", "k8s-w0")
+    for src in nodes:                                   # every direction, as in a fresh lab
+        for dst in nodes:
+            if src != dst:
+                assert _pod_ping(lab, src, dst), f"{src} -> {dst} after healing {name}"
     if name == "overlay-mtu-blackhole":
         assert _pod_ping(lab, "k8s-ctr", "k8s-w0", "-s", "1422", "-M", "do")
     if name.startswith("arp-"):
@@ -204,3 +208,29 @@ def test_cli_fault_status_heal_and_down_cleanup(running_lab):
     assert diag_cli("lab", "heal", "--name", name).returncode == 0     # nothing active: fine
     status = json.loads(diag_cli("lab", "status", "--json", "--name", name).stdout)
     assert not [p for p in status["processes"] if p["key"].startswith("fault/")]
+
+
+@pytest.mark.skipif(not (shutil.which("gobgpd") and shutil.which("bird")),
+                    reason="gobgpd and bird2 needed")
+def test_fault_config_knobs_accepted_by_the_daemons(tmp_path):
+    """The BgpOptions the faults add (GoBGP passive-mode, BIRD kernel table) render configs the
+    daemons' own parsers accept, and the healthy render has neither."""
+    from diag.lab import configs
+    from diag.lab.plan import addressing_plan
+
+    plan = addressing_plan("default")
+    node = plan.host("k8s-ctr")
+    healthy = configs.BgpOptions(md5_password="x")
+    fault = configs.BgpOptions(md5_password="x", passive_nodes=frozenset({node.name}),
+                               kernel_table=100)
+    assert "passive-mode" not in configs.render_gobgpd(plan, node, healthy)
+    assert "kernel table" not in configs.render_bird(plan, node, healthy, tmp_path / "b.log")
+    gobgp = configs.render_gobgpd(plan, node, fault)
+    bird = configs.render_bird(plan, node, fault, tmp_path / "b.log")
+    assert "passive-mode = true" in gobgp and "kernel table 100;" in bird
+    (tmp_path / "g.toml").write_text(gobgp)
+    (tmp_path / "b.conf").write_text(bird)
+    for argv in (["gobgpd", "-d", "-f", str(tmp_path / "g.toml"), "-t", "toml"],
+                 ["bird", "-p", "-c", str(tmp_path / "b.conf")]):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

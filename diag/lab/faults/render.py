@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 
 def fault_table(lab_name: str | None = None) -> str:
     from diag.lab import faults
+    from diag.lab.lab import validate
     from diag.lab.state import LabState
 
+    if lab_name:
+        validate(lab_name)
     lab_state = LabState.read(lab_name) if lab_name else None
     active = None
     if lab_state is not None:

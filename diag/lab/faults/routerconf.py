@@ -35,6 +35,10 @@ def ebgp_requires_policy(lab: "Lab", on: bool) -> None:
 
 
 def md5_password(lab: "Lab", node_ip: str, password: str) -> None:
+    """Set the TCP-MD5 password towards ``node_ip`` — only if it differs: FRR resets the session
+    on every change, and an idempotent heal must not break a healthy session."""
+    if f"neighbor {node_ip} password {password}\n" in running_config(lab):
+        return
     _router_bgp(lab, f"neighbor {node_ip} password {password}")
 
 

@@ -93,8 +93,10 @@ def _direct_routes(lab: "Lab") -> dict[str, list[str]]:
     """autoDirectNodeRoutes: each node routes the pod CIDRs of nodes on its own subnet directly."""
     out = {}
     for node in lab.plan.nodes:
+        # proto static + metric 10 mark them as ours: a heal without the fault present must
+        # never match BIRD's own route to the same prefix and next hop (proto bird metric 32)
         out[node.name] = [
-            f"{peer.pod_cidr} via {peer.ip} dev {node.cluster_nic.name}"
+            f"{peer.pod_cidr} via {peer.ip} dev {node.cluster_nic.name} proto static metric 10"
             for peer in lab.plan.nodes
             if peer is not node and peer.cluster_nic.segment == node.cluster_nic.segment]
     return out

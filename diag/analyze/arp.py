@@ -1,0 +1,111 @@
+"""ARP analyzers over the captures: requests nobody answers, and addresses several MACs answer for.
+
+Contract: :func:`analyze(tables, model) -> (findings, checks)`; pure, no I/O. Needs the ``arp``
+table (decoded captures); without it both checks are "not checked" (the collect option that
+supplies it: ``diag collect --capture 20s``).
+
+- ``ARP_MULTIPLE_RESPONDERS``: replies for one sender IP come from two or more MACs in one
+  capture. The MACs are mapped to hosts and NICs through the collected ``ip link``; the fix keeps
+  one announcer.
+- ``ARP_UNANSWERED``: requests for an IP with no reply from it in the capture. ``error`` when the
+  last requests of the capture are unanswered; ``info`` when replies start later in the capture
+  (the IP was answered again before the capture ended), saying so. Neighbour entries
+  INCOMPLETE/FAILED for the IP on the asking host support it (source ``neigh``).
+"""
+from __future__ import annotations
+
+from diag.analyze.catalog import default_severity
+from diag.model import Check, Confidence, Evidence, Finding
+
+UNANSWERED_MIN = 3        # fewer unanswered requests are ordinary resolution races
+
+
+def _capture_file(tables, host: str) -> str:
+    cmds = tables.get("commands")
+    if cmds is not None and not cmds.empty:
+        rows = cmds[(cmds["host"] == host) & cmds["path"].astype(str).str.endswith(
+            (".pcap", ".pcapng"))]
+        if not rows.empty:
+            return str(rows.iloc[0]["path"])
+    return "capture"
+
+
+def _mac_owners(tables) -> dict[str, tuple[str, str]]:
+    links = tables.get("interfaces")
+    if links is None or links.empty:
+        return {}
+    return {str(r.mac).lower(): (r.host, r.ifname) for r in links.itertuples(index=False)
+            if r.mac}
+
+
+def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
+    arp = tables.get("arp")
+    if arp is None or arp.empty:
+        needs = "ARP packets in a capture: diag collect --capture 20s"
+        return [], [Check("ARP answered by exactly one MAC", None, needs=needs)]
+    findings: list[Finding] = []
+    owners = _mac_owners(tables)
+    arp = arp[arp["tunnel_depth"].fillna(0) == 0] if "tunnel_depth" in arp else arp
+    for host, rows in arp.groupby("host", sort=True):
+        file = _capture_file(tables, str(host))
+        replies = rows[rows["op"] == "reply"]
+        for ip, group in replies.groupby("sender_ip", sort=True):
+            macs = sorted({str(m).lower() for m in group["sender_mac"]})
+            if len(macs) < 2:
+                continue
+            ev = [Evidence(str(host), file, f"frame {int(r.frame)}",
+                           f"reply {ip} is-at {r.sender_mac}", int(r.frame))
+                  for r in group.drop_duplicates("sender_mac").itertuples(index=False)]
+            named = [f"{m} ({owners[m][0]} {owners[m][1]})" if m in owners else m for m in macs]
+            fix = [f"# keep one announcer for {ip}; on the others remove it, e.g.:"]
+            fix += [f"{owners[m][0]}: ip addr del {ip}/32 dev {owners[m][1]}"
+                    for m in macs[1:] if m in owners]
+            findings.append(Finding(
+                "ARP_MULTIPLE_RESPONDERS", default_severity("ARP_MULTIPLE_RESPONDERS"),
+                f"{ip}: {len(macs)} MACs answer ARP for it ({', '.join(named)}), seen on "
+                f"{host}{' ' + str(group.iloc[0]['iface']) if group.iloc[0]['iface'] else ''}",
+                Confidence(("pcap", "ip-link") if any(m in owners for m in macs) else ("pcap",)),
+                tuple(ev), tuple(fix), hosts=tuple(sorted({owners[m][0] for m in macs
+                                                           if m in owners})), subject=str(ip)))
+        requests = rows[rows["op"] == "request"]
+        for ip, group in requests.groupby("target_ip", sort=True):
+            if bool(group["gratuitous"].fillna(False).any()) and len(group) == \
+                    int(group["gratuitous"].fillna(False).sum()):
+                continue
+            answers = replies[replies["sender_ip"] == ip]
+            first_answer = answers["ts"].min() if not answers.empty else None
+            unanswered = group if first_answer is None else group[group["ts"] < first_answer]
+            if len(unanswered) < UNANSWERED_MIN:
+                continue
+            asker = str(group.iloc[0]["sender_ip"])
+            ev = [Evidence(str(host), file, f"frame {int(r.frame)}",
+                           f"who-has {ip} tell {r.sender_ip}", int(r.frame))
+                  for r in unanswered.head(2).itertuples(index=False)]
+            sources = ["pcap"]
+            neigh = tables.get("neighbors")
+            if neigh is not None and not neigh.empty:
+                bad = neigh[(neigh["dst"] == ip) & neigh["state"].isin(["INCOMPLETE", "FAILED"])]
+                for r in bad.head(1).itertuples(index=False):
+                    sources.append("neigh")
+                    ev.append(Evidence(r.host, f"hosts/{r.host}/{r.source}.out", f"dst {ip}",
+                                       f"{ip} dev {r.dev} {r.state}"))
+            healed = first_answer is not None
+            if healed:
+                ev.append(Evidence(str(host), file, f"frame {int(answers.iloc[0]['frame'])}",
+                                   f"first reply {ip} is-at {answers.iloc[0]['sender_mac']}",
+                                   int(answers.iloc[0]["frame"])))
+            findings.append(Finding(
+                "ARP_UNANSWERED", "info" if healed else default_severity("ARP_UNANSWERED"),
+                f"{ip}: {len(unanswered)} ARP request(s) from {asker} seen on {host} got no "
+                "reply" + (" before it was answered later in the capture" if healed else ""),
+                Confidence(tuple(sources)), tuple(ev),
+                (f"# find who should hold {ip}: ip -br addr | grep -w {ip} on the candidate "
+                 "hosts; check the LoadBalancer announcer (L2 announcement lease) and that it "
+                 "answers on this segment",),
+                severity_reason="replies started before the capture ended" if healed else "",
+                hosts=(str(host),), subject=str(ip)))
+    checks = [Check("ARP answered by exactly one MAC", not any(
+        f.code == "ARP_MULTIPLE_RESPONDERS" for f in findings)),
+        Check("ARP requests answered", not any(
+            f.code == "ARP_UNANSWERED" and f.severity == "error" for f in findings))]
+    return findings, checks

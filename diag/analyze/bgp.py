@@ -1,0 +1,463 @@
+"""BGP session analyzers: which sessions are down and why, from daemon state, ss and nstat.
+
+Contract: :func:`analyze(tables, model, fib) -> (findings, checks)`; pure, no I/O. A session is
+the pair (host, peer address) of ``bgp_peers``; both ends' rows (the peer's host is found through
+the model's addresses) are one finding. For a session that is not Established the cause is, in
+order of how decisive the evidence is:
+
+- ``BGP_MD5_MISMATCH``: nstat TCPMD5Failure/NotFound/Unexpected > 0 on either end;
+- ``BGP_BAD_PEER_AS``: the configured remote AS differs from the AS the other end runs (live
+  config of both daemons), or a NOTIFICATION 2/2 is the last error;
+- ``BGP_HOLD_TIMER_EXPIRED``: last error NOTIFICATION 4/0 (hold timer) on either end;
+- ``BGP_TRANSPORT_BLOCKED``: SYN-SENT / SYN-RECV sockets on :179 between the two ends (a closed
+  port answers RST at once, so a lingering half-open handshake means drops);
+- ``BGP_NO_LISTENER``: no half-open handshake, and nothing listens on TCP 179 on the other end
+  (nstat TcpOutRsts there supports it);
+- ``BGP_SESSION_NOT_ESTABLISHED`` otherwise (generic).
+
+A daemon's ``last_error`` can be stale (FRR keeps the reason of an earlier reset while
+Established): it only decides when the session is down now, and the finding says which evidence
+decided. For Established sessions: ``BGP_EBGP_REQUIRES_POLICY`` (FRR peerState ``Policy``),
+``BGP_AS_PATH_LOOP`` (prefixes the other end holds as best paths, carrying this end's AS and
+not its own, are absent from this end's RIB; accepted < sent supports it; ``info`` when a
+covering kernel route still delivers the pod traffic), ``BGP_NO_ADVERTISEMENT`` (every
+receiver accepted 0 prefixes from a node).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from diag.analyze.catalog import default_severity
+from diag.analyze.trace import Fib, lookup
+from diag.model import Check, Confidence, Evidence, Finding
+
+MD5_COUNTERS = ("TcpExtTCPMD5Failure", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected")
+
+
+@dataclass(frozen=True)
+class Session:
+    host: str
+    peer: str
+    row: object                 # the bgp_peers row of this end
+    index: int                  # its position in the table (for evidence)
+    other: str | None           # the collected host at the peer address
+    other_row: object | None    # the other end's row for this session
+
+
+def _na(value):
+    try:
+        import pandas as pd
+
+        return None if value is None or pd.isna(value) else value
+    except (TypeError, ValueError):
+        return value
+
+
+class _Ctx:
+    def __init__(self, tables, model, fib: Fib) -> None:
+        self.tables, self.model, self.fib = tables, model, fib
+        cmds = tables.get("commands")
+        self.paths = {} if cmds is None or cmds.empty else {
+            (h, i): p for h, i, p in zip(cmds["host"], cmds["id"], cmds["path"])}
+        self.commands = cmds
+
+    def file(self, host: str, source: str) -> str:
+        first = str(source).split("+")[0]
+        return self.paths.get((host, first), f"hosts/{host}/{first}.out")
+
+    def peer_ev(self, s_host: str, row) -> Evidence:
+        src = str(row.source).split("+")[0]
+        if src.startswith("gobgp"):
+            pointer = "/" + str(_pointer_list_index(self.tables["bgp_peers"], s_host, row))
+        elif src.startswith("frr"):
+            pointer = f"/{row.peer}"
+        else:
+            pointer = f"line starting {row.name}" if _na(row.name) else f"peer {row.peer}"
+        err = _na(row.last_error)
+        value = (f"{row.daemon} peer {row.peer} AS {_na(row.peer_as)} state {row.state_raw}"
+                 + (f", last error {err!r}" if err else ""))
+        return Evidence(s_host, self.file(s_host, src), pointer, value)
+
+    def owner(self, address: str) -> str | None:
+        owner = self.fib.owners.get(address)
+        return owner[0] if owner else self.model.host_of_ip(address)
+
+
+def _pointer_list_index(df, host, row) -> int:
+    rows = df[(df["host"] == host) & (df["source"] == row.source)]
+    return list(rows["peer"]).index(row.peer) if row.peer in list(rows["peer"]) else 0
+
+
+def _sessions(ctx: _Ctx) -> list[Session]:
+    df = ctx.tables["bgp_peers"]
+    if df.empty:
+        return []
+    rows = list(df.itertuples(index=False))
+    by_end = {(r.host, str(r.peer)): r for r in rows}
+    out = []
+    for i, r in enumerate(rows):
+        other = ctx.owner(str(r.peer))
+        other_row = None
+        if other:
+            local = _na(r.local_address)
+            for (h, p), row in by_end.items():
+                if h == other and (p == local or ctx.owner(p) == r.host):
+                    other_row = row
+                    break
+        out.append(Session(r.host, str(r.peer), r, i, other, other_row))
+    return out
+
+
+def _counter(ctx: _Ctx, host: str, name: str) -> tuple[int, Evidence | None]:
+    df = ctx.tables.get("counters")
+    if df is None or df.empty:
+        return 0, None
+    rows = df[(df["host"] == host) & (df["name"] == name)]
+    if "phase" in rows:
+        rows = rows.sort_values("phase", key=lambda s: s != "main")
+    for idx, row in zip(rows.index, rows.itertuples(index=False)):
+        value = int(row.value or 0)
+        if value > 0:
+            return value, Evidence(host, ctx.file(host, row.source), f"line {name}",
+                                   f"{name} {value}")
+    return 0, None
+
+
+def _sockets(ctx: _Ctx, host: str):
+    df = ctx.tables.get("sockets")
+    if df is None or df.empty:
+        return df
+    return df[df["host"] == host]
+
+
+def _listener(ctx: _Ctx, host: str, address: str | None) -> tuple[bool | None, Evidence | None]:
+    """Does ``host`` listen on 179 (on ``address`` or a wildcard)? None when ss was not
+    collected."""
+    socks = _sockets(ctx, host)
+    if socks is None or socks.empty:
+        return None, None
+    listen = socks[(socks["state"] == "LISTEN") & (socks["local_port"] == 179)]
+    for row in listen.itertuples(index=False):
+        if str(row.local_addr) in ("0.0.0.0", "::", "*", str(address)):
+            return True, Evidence(host, ctx.file(host, row.source), "line LISTEN :179",
+                                  f"LISTEN {row.local_addr}:179 {row.process or ''}")
+    return False, Evidence(host, ctx.file(host, "ss-tanpi"), "no line LISTEN :179",
+                           f"{host}: nothing listens on TCP 179")
+
+
+def _handshakes(ctx: _Ctx, s: Session) -> list[Evidence]:
+    """Half-open connections on :179 between the two ends, on either side."""
+    out = []
+    ends = [(s.host, s.peer)]
+    local = _na(s.row.local_address)
+    if s.other and local:
+        ends.append((s.other, local))
+    for host, remote in ends:
+        socks = _sockets(ctx, host)
+        if socks is None or socks.empty:
+            continue
+        half = socks[socks["state"].isin(["SYN-SENT", "SYN-RECV"])
+                     & (socks["peer_addr"] == remote)
+                     & ((socks["peer_port"] == 179) | (socks["local_port"] == 179))]
+        for row in half.itertuples(index=False):
+            retrans = _na(row.retrans_total) or _na(row.retrans) or 0
+            out.append(Evidence(host, ctx.file(host, row.source),
+                                f"line {row.state} {row.local_addr}:{row.local_port}",
+                                f"{row.state} {row.local_addr}:{row.local_port} -> "
+                                f"{row.peer_addr}:{row.peer_port} retrans {retrans}"))
+    return out
+
+
+def _failed_commands(ctx: _Ctx, host: str | None, daemon_prefixes: tuple[str, ...]):
+    if host is None or ctx.commands is None or ctx.commands.empty:
+        return []
+    rows = ctx.commands[(ctx.commands["host"] == host)
+                        & ctx.commands["id"].astype(str).str.startswith(daemon_prefixes)
+                        & (ctx.commands["outcome"].astype(str) != "ok")]
+    return [Evidence(host, str(r.path or f"hosts/{host}/{r.id}.out"), "manifest",
+                     f"{r.id}: {r.outcome} (exit {r.exit_code}) {str(r.stderr or '')[:80]}")
+            for r in rows.itertuples(index=False)]
+
+
+def _configured_as_mismatch(ctx: _Ctx, s: Session):
+    """The AS this end expects vs the AS the other end runs (its own sessions' local AS)."""
+    expected = _na(s.row.peer_as)
+    actual = None
+    if s.other_row is not None:
+        actual = _na(s.other_row.local_as)
+    elif s.other and s.other in ctx.model.hosts:
+        actual = ctx.model.hosts[s.other].asn.value
+    if expected is None or actual is None or int(expected) == int(actual):
+        return None
+    return int(expected), int(actual)
+
+
+def _finding(code: str, summary: str, sources, evidence, fix=(), severity=None, reason="",
+             note="", hosts=(), subject="") -> Finding:
+    return Finding(code, severity or default_severity(code), summary,
+                   Confidence(tuple(sorted(set(s for s in sources if s)))),
+                   tuple(dict.fromkeys(e for e in evidence if e is not None)), tuple(fix),
+                   severity_reason=reason, note=note, hosts=tuple(h for h in hosts if h),
+                   subject=subject)
+
+
+def _md5_fix(host: str, row, peer: str) -> list[str]:
+    if str(row.daemon) == "FRR":
+        return [f"{host}: vtysh -c 'conf t' -c 'router bgp {_na(row.local_as)}' "
+                f"-c 'neighbor {peer} password SECRET'"]
+    if str(row.daemon) == "BIRD":
+        return [f"{host}: in bird.conf, protocol bgp {_na(row.name) or ''} {{ password \"SECRET\"; }}, "
+                "then birdc configure"]
+    if str(row.daemon) == "GOBGP":
+        return [f"{host}: gobgpd config [neighbors.config] auth-password = \"SECRET\" for "
+                f"{peer}, then restart gobgpd"]
+    return [f"# {host}: set the password of the session to {peer} ({row.daemon})"]
+
+
+def _down(ctx: _Ctx, s: Session) -> Finding:
+    r, o = s.row, s.other_row
+    name = f"{s.host} <-> {s.other or s.peer}"
+    who = f"session {s.host} ({_na(r.local_address) or '?'}) -> {s.peer}"
+    ev = [ctx.peer_ev(s.host, r)] + ([ctx.peer_ev(s.other, o)] if o is not None else [])
+    daemons = {str(r.daemon).lower()} | ({str(o.daemon).lower()} if o is not None else set())
+    hosts = (s.host, s.other)
+    codes = {str(_na(x.last_error_code) or "") for x in (r, o) if x is not None}
+
+    md5 = [(h, *_counter(ctx, h, c)) for h in (s.host, s.other) if h for c in MD5_COUNTERS]
+    md5 = [(h, v, e) for h, v, e in md5 if v > 0]
+    if md5:
+        socks = []
+        for h in (s.host, s.other):
+            sk = _sockets(ctx, h) if h else None
+            if sk is not None and not sk.empty:
+                keyed = sk[(sk["md5"] == True) & ((sk["local_port"] == 179)  # noqa: E712
+                                                  | (sk["peer_port"] == 179))]
+                if not keyed.empty:
+                    socks.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line md5keys",
+                                          f"{h}: {len(keyed)} socket(s) on :179 with a TCP-MD5 "
+                                          "key"))
+        return _finding(
+            "BGP_MD5_MISMATCH",
+            f"{name}: not Established; TCP-MD5 segments are rejected "
+            f"({', '.join(f'{h} {e.value}' for h, _, e in md5)}): the keys differ or one side "
+            "has none",
+            ["nstat", *daemons, "ss" if socks else None], ev + [e for *_, e in md5] + socks,
+            [f"# set the same TCP-MD5 password on both ends of {s.host} <-> {s.other or s.peer}",
+             *_md5_fix(s.host, r, s.peer), *(_md5_fix(s.other, o, str(o.peer))
+                                            if o is not None and s.other else ())],
+            hosts=hosts, subject=f"{s.host} {s.peer}")
+
+    mismatch = _configured_as_mismatch(ctx, s)
+    expecting, expected_of = s.host, s.other or s.peer
+    if mismatch is None and o is not None and s.other:
+        back = Session(s.other, str(o.peer), o, 0, s.host, r)
+        mismatch = _configured_as_mismatch(ctx, back)
+        expecting, expected_of = s.other, s.host
+    if mismatch or "0202" in codes:
+        detail = (f"{expecting} expects AS {mismatch[0]} but {expected_of} runs AS "
+                  f"{mismatch[1]}" if mismatch else "NOTIFICATION 2/2 Bad Peer AS")
+        fix = ([f"# {expecting}: set the remote AS of its session to {expected_of} to "
+                f"{mismatch[1]} (or change {expected_of}'s local AS)"] if mismatch else [])
+        return _finding(
+            "BGP_BAD_PEER_AS", f"{name}: not Established; {detail}",
+            [*daemons, "config" if mismatch else None, "notification" if "0202" in codes else
+             None], ev, fix, reason="decided by the daemons' configured and running AS numbers"
+            if mismatch else "decided by the last error (NOTIFICATION 2/2) of a down session",
+            hosts=hosts, subject=f"{s.host} {s.peer}")
+
+    if "0400" in codes or any("hold timer" in str(_na(x.last_error) or "").lower()
+                              for x in (r, o) if x is not None):
+        silent = _failed_commands(ctx, s.other if o is None else None, ("gobgp", "bird", "frr"))
+        silent += _failed_commands(ctx, s.host if r is None else None, ("gobgp", "bird", "frr"))
+        stuck = next((h for h in (s.other, s.host) if h and _failed_commands(
+            ctx, h, ("gobgp", "bird", "frr"))), None)
+        return _finding(
+            "BGP_HOLD_TIMER_EXPIRED",
+            f"{name}: not Established; the hold timer expired (NOTIFICATION 4/0)"
+            + (f"; {stuck}'s BGP speaker does not answer its CLI" if stuck else ""),
+            [*daemons, "manifest" if stuck else None], ev + _failed_commands(
+                ctx, stuck, ("gobgp", "bird", "frr")) if stuck else ev,
+            [f"# {stuck}: the BGP speaker is hung or stopped; check it (ps -o stat,pid,cmd) "
+             "and restart or continue it"] if stuck else [],
+            reason="decided by the last error of a session that is down now",
+            hosts=hosts, subject=f"{s.host} {s.peer}")
+
+    listens, lev = (None, None)
+    if s.other:
+        listens, lev = _listener(ctx, s.other, s.peer)
+    half = _handshakes(ctx, s)
+    if half:
+        # a closed port answers a SYN with RST at once: a handshake that stays half-open means
+        # the SYN or its answer is dropped on the way
+        return _finding(
+            "BGP_TRANSPORT_BLOCKED",
+            f"{name}: not Established; TCP handshakes on port 179 stay half-open "
+            f"({len(half)} socket(s) in SYN-SENT/SYN-RECV): SYNs or their answers are dropped",
+            ["ss", *daemons, "ss-listener" if listens else None], ev + half + [lev],
+            [f"# on {s.host} and {s.other or s.peer}: allow TCP 179 between "
+             f"{_na(r.local_address) or s.host} and {s.peer} (nft list ruleset; iptables-save)"],
+            hosts=hosts, subject=f"{s.host} {s.peer}")
+    if listens is False and s.other:
+        mine, mev = _listener(ctx, s.host, _na(r.local_address))
+        both = mine is False
+        rsts, rev = _counter(ctx, s.other, "TcpOutRsts")
+        half = [rev] if rsts else []
+        return _finding(
+            "BGP_NO_LISTENER",
+            f"{name}: not Established; nothing listens on TCP 179 on {s.other}"
+            + (f" nor on {s.host}: both ends wait for the other to connect" if both else ""),
+            ["ss", *daemons, "nstat" if half else None], ev + [lev, mev if both else None]
+            + half,
+            [f"# let one end dial out or listen: e.g. {s.other}'s speaker active "
+             f"(not passive) towards {_na(r.local_address) or s.host}, or listening on 179"],
+            hosts=hosts, subject=f"{s.host} {s.peer}")
+    return _finding("BGP_SESSION_NOT_ESTABLISHED",
+                    f"{who}: {r.state_raw}"
+                    + (f" (last error {_na(r.last_error)!r})" if _na(r.last_error) else ""),
+                    daemons, ev, hosts=hosts, subject=f"{s.host} {s.peer}")
+
+
+def _covered(ctx: _Ctx, host: str) -> bool:
+    """Every other node's pod CIDR leaves this host by its cluster NIC or an overlay device."""
+    hm = ctx.model.hosts.get(host)
+    if hm is None:
+        return False
+    for other in ctx.model.nodes():
+        cidr = other.pod_cidr.value
+        if other.name == host or not cidr:
+            continue
+        lk = lookup(ctx.fib, host, str(ipaddress.ip_network(cidr).network_address + 1))
+        if lk.type != "unicast" or (lk.dev == hm.default_iface.value
+                                    and (host, lk.dev) not in ctx.fib.vxlan
+                                    and hm.default_iface.value != hm.cluster_iface.value):
+            return False
+    return True
+
+
+def _policy_blocked(ctx: _Ctx, s: Session) -> bool:
+    """FRR's RFC 8212 state: peerState ``Policy``, or — when the parser did not keep it — an eBGP
+    session that sends and accepts nothing while the other end advertises prefixes."""
+    r, o = s.row, s.other_row
+    if str(r.daemon) != "FRR" or r.state != "ESTABLISHED":
+        return False
+    if "policy" in str(r.state_raw).lower():
+        return True
+    ebgp = _na(r.peer_as) is not None and _na(r.local_as) is not None and \
+        int(r.peer_as) != int(r.local_as)
+    silent = int(_na(r.accepted) or 0) == 0 and int(_na(r.advertised) or 0) == 0
+    # GoBGP omits zero counts and leaves originated routes out of "advertised": its own
+    # originated paths say that it offers something
+    paths = ctx.tables["bgp_paths"]
+    originates = s.other is not None and not paths.empty and bool(
+        ((paths["host"] == s.other) & (paths["local"] == True)).any())  # noqa: E712
+    offered = o is not None and (int(_na(o.advertised) or 0) > 0 or originates)
+    return ebgp and silent and offered
+
+
+def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
+    out: list[Finding] = []
+    paths = ctx.tables["bgp_paths"]
+    for s in sessions:
+        r, o = s.row, s.other_row
+        if r.state != "ESTABLISHED":
+            continue
+        if _policy_blocked(ctx, s):
+            out.append(_finding(
+                "BGP_EBGP_REQUIRES_POLICY",
+                f"{s.host}: eBGP session to {s.peer} ({s.other or '?'}) is Established but FRR "
+                "has no policy for it (RFC 8212 ebgp-requires-policy): it accepted "
+                f"{_na(r.accepted) or 0} and sent {_na(r.advertised) or 0} prefixes while "
+                f"{s.other or s.peer} offers its routes",
+                ["frr", "counts" if (_na(r.accepted) or 0) == 0 else None],
+                [ctx.peer_ev(s.host, r)],
+                [f"vtysh -c 'conf t' -c 'router bgp {_na(r.local_as)}' -c 'no bgp "
+                 "ebgp-requires-policy'", "# or add route-maps in and out for the neighbor"],
+                hosts=(s.host,), subject=f"{s.host} {s.peer}"))
+            continue
+        # AS path loop: prefixes the other end holds as best paths, carrying this end's AS and
+        # not this end's own, are missing from this end's RIB
+        local_as = _na(r.local_as)
+        if o is None or not local_as or paths.empty:
+            continue
+        own_cidr = ctx.model.hosts[s.host].pod_cidr.value if s.host in ctx.model.hosts else None
+        mine = set(paths[(paths["host"] == s.host) & (paths["rib"] == "loc")]["prefix"])
+        sender = paths[(paths["host"] == s.other) & (paths["rib"] == "loc")
+                       & (paths["best"] == True)]  # noqa: E712
+        expected = {str(p.prefix) for p in sender.itertuples(index=False)
+                    if int(local_as) in [int(a) for a in (p.as_path or ())]
+                    and str(p.prefix) != own_cidr
+                    and str(p.nexthop) != str(_na(r.local_address))}
+        missing = sorted(expected - {str(x) for x in mine})
+        if missing:
+            covered = _covered(ctx, s.host)
+            sent, accepted = _na(o.advertised), _na(r.accepted)
+            counts = sent is not None and accepted is not None and int(sent) > int(accepted)
+            out.append(_finding(
+                "BGP_AS_PATH_LOOP",
+                f"{s.host}: {', '.join(missing)} from {s.other or s.peer} are missing from its "
+                f"{r.daemon} RIB; their AS path contains {s.host}'s own AS {local_as} (nodes "
+                "share one AS) and they are dropped as loops"
+                + (f" (accepted {accepted} of {sent})" if counts else ""),
+                [str(r.daemon).lower(), str(o.daemon).lower(), "as-path",
+                 "counts" if counts else None],
+                [ctx.peer_ev(s.host, r), ctx.peer_ev(s.other, o)],
+                [f"# {s.host} ({r.daemon}): accept the own AS once: GoBGP "
+                 "as-path-options allow-own-as = 1; BIRD: allow local as; FRR: neighbor X "
+                 "allowas-in 1", "# or give each node its own AS"],
+                severity="info" if covered else None,
+                reason="a covering kernel route still delivers the pod traffic" if covered
+                else "the dropped prefixes have no other route: pod traffic breaks",
+                hosts=(s.host,), subject=", ".join(missing)))
+    # no advertisement: a node whose pod CIDR no other speaker holds from it
+    for node in ctx.model.nodes():
+        mine = [s for s in sessions if s.host == node.name and s.row.state == "ESTABLISHED"]
+        if not mine:
+            continue
+        from_it = [s for s in sessions if s.other == node.name and s.row.state == "ESTABLISHED"]
+        policy = any(_policy_blocked(ctx, s) for s in from_it)
+        received = [_na(s.row.accepted) for s in from_it]
+        if policy or not from_it:
+            continue
+        # GoBGP omits zero counts and does not count originated routes as advertised: only the
+        # receivers' accepted counts decide
+        if all(x is not None and int(x) == 0 for x in received):
+            ev = [ctx.peer_ev(s.host, s.row) for s in mine + from_it]
+            out.append(_finding(
+                "BGP_NO_ADVERTISEMENT",
+                f"{node.name}: sessions Established but it advertises nothing"
+                + (f" (its pod CIDR {node.pod_cidr.value})" if node.pod_cidr.value else "")
+                + f"; {', '.join(s.host for s in from_it)} received 0 prefixes from it",
+                [*(str(s.row.daemon).lower() for s in mine + from_it), "counts"], ev,
+                [f"# {node.name}: originate its pod CIDR {node.pod_cidr.value or ''} again "
+                 "(GoBGP: gobgp global rib add PREFIX; BIRD: enable the static protocol)"],
+                hosts=(node.name,), subject=str(node.pod_cidr.value or node.name)))
+    return out
+
+
+def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
+    ctx = _Ctx(tables, model, fib)
+    sessions = _sessions(ctx)
+    if not sessions:
+        return [], [Check("BGP sessions", None, needs="a BGP daemon's state (FRR, GoBGP, BIRD, "
+                                                       "cilium-dbg, calicoctl) in the bundle")]
+    findings: list[Finding] = []
+    seen: set[frozenset] = set()
+    for s in sessions:
+        if s.row.state == "ESTABLISHED":
+            continue
+        key = frozenset({(s.host, s.peer), (s.other or s.peer, str(_na(s.row.local_address)))})
+        pair = frozenset({s.host, s.other or s.peer})
+        if key in seen or pair in seen:
+            continue
+        seen.update({key, pair})
+        findings.append(_down(ctx, s))
+    findings += _established(ctx, sessions)
+    checks = [Check("BGP sessions Established", not any(
+        f.code.startswith("BGP_") and f.code not in ("BGP_AS_PATH_LOOP", "BGP_NO_ADVERTISEMENT",
+                                                      "BGP_EBGP_REQUIRES_POLICY")
+        for f in findings)),
+        Check("BGP routes exchanged (policy, AS path loop, advertisements)", not any(
+            f.code in ("BGP_AS_PATH_LOOP", "BGP_NO_ADVERTISEMENT", "BGP_EBGP_REQUIRES_POLICY")
+            and f.severity != "info" for f in findings))]
+    return findings, checks
