@@ -9,7 +9,7 @@ Public API::
     from diag.analyze.trace import build_fib, trace
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
 
-Each topic is one module of small pure functions (``routing.py``, ``bgp.py``); ``rank.py`` orders the
+Each topic is one module of small pure functions (``routing.py``, ``bgp.py``, ``arp.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage except through the ``facts`` object
 handed in.
 """
@@ -32,13 +32,16 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.trace import build_fib
 
-    from diag.analyze import bgp
+    from diag.analyze import arp, bgp
 
     fib = build_fib(facts.tables)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
     session_findings, session_checks = bgp.analyze(facts.tables, facts.model, fib)
     findings = _link_to_sessions(findings, session_findings) + session_findings
     checks = list(checks) + list(session_checks)
+    arp_findings, arp_checks = arp.analyze(facts.tables, facts.model)
+    findings += arp_findings
+    checks += arp_checks
     for name, needs in _NOT_YET:
         checks.append(Check(name, None, needs=needs))
     return Explanation(tuple(rank(findings)),
@@ -69,7 +72,5 @@ def _link_to_sessions(routing: list[Finding], sessions: list[Finding]) -> list[F
 _NOT_YET = (
     ("overlay ports, VNIs and MTU (VXLAN_*, OVERLAY_*)",
      "analyzer not implemented yet in this version"),
-    ("ARP responders (ARP_*)", "analyzer not implemented yet; needs captures: diag collect "
-     "--capture 20s"),
     ("reverse-path filter (ASYMMETRIC_RP_FILTER)", "analyzer not implemented yet in this version"),
 )

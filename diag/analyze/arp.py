@@ -62,8 +62,7 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
                     for m in macs[1:] if m in owners]
             findings.append(Finding(
                 "ARP_MULTIPLE_RESPONDERS", default_severity("ARP_MULTIPLE_RESPONDERS"),
-                f"{ip}: {len(macs)} MACs answer ARP for it ({', '.join(named)}), seen on "
-                f"{host}{' ' + str(group.iloc[0]['iface']) if group.iloc[0]['iface'] else ''}",
+                f"{ip}: {len(macs)} MACs answer ARP for it ({', '.join(named)})",
                 Confidence(("pcap", "ip-link") if any(m in owners for m in macs) else ("pcap",)),
                 tuple(ev), tuple(fix), hosts=tuple(sorted({owners[m][0] for m in macs
                                                            if m in owners})), subject=str(ip)))
@@ -96,16 +95,44 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
                                    int(answers.iloc[0]["frame"])))
             findings.append(Finding(
                 "ARP_UNANSWERED", "info" if healed else default_severity("ARP_UNANSWERED"),
-                f"{ip}: {len(unanswered)} ARP request(s) from {asker} seen on {host} got no "
-                "reply" + (" before it was answered later in the capture" if healed else ""),
+                f"{ip}: {len(unanswered)} ARP request(s) from {asker} got no reply"
+                + (" before it was answered later in the capture" if healed else ""),
                 Confidence(tuple(sources)), tuple(ev),
                 (f"# find who should hold {ip}: ip -br addr | grep -w {ip} on the candidate "
                  "hosts; check the LoadBalancer announcer (L2 announcement lease) and that it "
                  "answers on this segment",),
                 severity_reason="replies started before the capture ended" if healed else "",
                 hosts=(str(host),), subject=str(ip)))
+    findings = _merge_by_address(findings)
     checks = [Check("ARP answered by exactly one MAC", not any(
         f.code == "ARP_MULTIPLE_RESPONDERS" for f in findings)),
         Check("ARP requests answered", not any(
             f.code == "ARP_UNANSWERED" and f.severity == "error" for f in findings))]
     return findings, checks
+
+
+def _merge_by_address(findings: list[Finding]) -> list[Finding]:
+    """Every host capturing on the segment sees the same broadcast requests: one finding per
+    (code, address), its evidence and hosts from every capture, the worst severity."""
+    from dataclasses import replace
+
+    from diag.model import severity_rank
+
+    merged: dict[tuple[str, str], Finding] = {}
+    for f in findings:
+        key = (f.code, f.subject)
+        if key not in merged:
+            merged[key] = f
+            continue
+        old = merged[key]
+        worst = old if severity_rank(old.severity) >= severity_rank(f.severity) else f
+        merged[key] = replace(
+            worst, hosts=tuple(dict.fromkeys(old.hosts + f.hosts)),
+            evidence=tuple(dict.fromkeys(old.evidence + f.evidence)),
+            confidence=Confidence(tuple(sorted(set(old.confidence.sources)
+                                               | set(f.confidence.sources)))))
+    out = []
+    for f in merged.values():
+        captured = list(dict.fromkeys(e.host for e in f.evidence if e.frame))
+        out.append(replace(f, summary=f"{f.summary} (captures of {', '.join(captured)})"))
+    return out

@@ -19,7 +19,8 @@ A daemon's ``last_error`` can be stale (FRR keeps the reason of an earlier reset
 Established): it only decides when the session is down now, and the finding says which evidence
 decided. For Established sessions: ``BGP_EBGP_REQUIRES_POLICY`` (FRR peerState ``Policy``),
 ``BGP_AS_PATH_LOOP`` (prefixes the other end holds as best paths, carrying this end's AS and
-not its own, are absent from this end's RIB; accepted < sent supports it; ``info`` when a
+not its own, are absent from this end's RIB although the other end sent prefixes (a sender that
+sent 0 withheld them: export policy, not a loop); accepted < sent supports it; ``info`` when a
 covering kernel route still delivers the pod traffic), ``BGP_NO_ADVERTISEMENT`` (every
 receiver accepted 0 prefixes from a node).
 """
@@ -389,9 +390,11 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
                     and str(p.prefix) != own_cidr
                     and str(p.nexthop) != str(_na(r.local_address))}
         missing = sorted(expected - {str(x) for x in mine})
-        if missing:
+        sent, accepted = _na(o.advertised), _na(r.accepted)
+        # a sender that says it sent nothing withheld them (export policy): not a loop
+        withheld = sent is not None and int(sent) == 0
+        if missing and not withheld:
             covered = _covered(ctx, s.host)
-            sent, accepted = _na(o.advertised), _na(r.accepted)
             counts = sent is not None and accepted is not None and int(sent) > int(accepted)
             out.append(_finding(
                 "BGP_AS_PATH_LOOP",

@@ -105,9 +105,9 @@ _ENTRIES = (
              "link vxlan id; pcap VNIs one-way"),
     CodeInfo("ARP_UNANSWERED", _L, "error",
              "ARP requests for an IP get no reply (no announcer, lease holder not answering, wrong "
-             "interface)", "pcap requests without replies; neigh INCOMPLETE/FAILED"),
+             "interface)", "pcap requests without replies; neigh INCOMPLETE/FAILED", "implemented"),
     CodeInfo("ARP_MULTIPLE_RESPONDERS", _L, "error", "several MACs answer for one IP",
-             "pcap replies with different MACs; the IP on several hosts"),
+             "pcap replies with different MACs; the IP on several hosts", "implemented"),
     CodeInfo("ARP_STALE_AFTER_FAILOVER", _L, "warning",
              "the router keeps the old MAC after the announcer moved",
              "neigh MAC differs from the current holder; no gratuitous ARP seen"),

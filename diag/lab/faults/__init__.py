@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable
 from diag.errors import EnvironmentProblem, UsageError
 from diag.lab.faults import arp, bgp, overlay, routing, state
 from diag.lab.faults.base import Fault, stop_background
-from diag.lab.system import wait_for
+from diag.lab.system import CommandFailed, wait_for
 
 if TYPE_CHECKING:
     from diag.lab import Lab
@@ -95,7 +95,12 @@ def apply(lab: "Lab", name: str, *, say: Callable[[str], None] | None = None) ->
     record = state.ActiveFault(name=name, phase="injecting")
     state.write(lab, record)
     say(f"injecting {name}: {fault.injected_by}")
-    record.data = fault.inject(lab) or {}
+    try:
+        record.data = fault.inject(lab) or {}
+    except (CommandFailed, RuntimeError, OSError) as err:
+        raise EnvironmentProblem(f"lab {lab.name!r}: injecting {name} failed: {err}",
+                                 hint=f"undo what was done with: diag lab heal {name} "
+                                      f"--name {lab.name}") from err
     state.write(lab, record)
     say("verifying the symptom with live probes")
     evidence = _wait(lab, fault.symptom, fault.symptom_timeout, f"{name}: symptom")
