@@ -25,7 +25,7 @@ holding or lacking the prefix, ``peers`` (other nodes route it by their cluster 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from diag.analyze.catalog import default_severity
 from diag.analyze.trace import DROP_TYPES, Fib, Lookup, lookup
@@ -41,6 +41,7 @@ class Ctx:
     model: object
     fib: Fib
     paths: dict
+    learned: dict = field(default_factory=dict)     # host -> its daemon's learned best paths
 
     def file(self, host: str, source: str) -> str:
         return self.paths.get((host, source), f"hosts/{host}/{source}.out")
@@ -57,7 +58,14 @@ def _pointer_token(text: str) -> str:
 
 def _daemon_paths(ctx: Ctx, host: str):
     """Best paths in the host's daemon RIB that it learned (not originated): (prefix, nexthop,
-    daemon, evidence)."""
+    daemon, evidence). Computed once per host (the analyzers ask for every pair of nodes)."""
+    cached = ctx.learned.get(host)
+    if cached is None:
+        cached = ctx.learned[host] = _daemon_paths_uncached(ctx, host)
+    return cached
+
+
+def _daemon_paths_uncached(ctx: Ctx, host: str):
     df = ctx.tables["bgp_paths"]
     if df.empty:
         return []
