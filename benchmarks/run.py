@@ -545,7 +545,11 @@ def main(argv: list[str] | None = None) -> int:
     # start-up
     tiny = work / "tiny.pcap"
     write_slice(capture, tiny, TINY_PACKETS)
-    diag_cmd = [shutil.which("diag")] if shutil.which("diag") else [sys.executable, "-m", "diag"]
+    # the console script next to this interpreter: a version manager's shim on PATH (pyenv's is a
+    # shell script) would add its own start-up to diag's
+    script = Path(sys.executable).parent / "diag"
+    found = str(script) if script.exists() else shutil.which("diag")
+    diag_cmd = [found] if found else [sys.executable, "-m", "diag"]
     help_med, help_min = median_wall([*diag_cmd, "--help"])
     pcap_med, pcap_min = median_wall([*diag_cmd, "pcap", str(tiny)])
     pcapj_med, pcapj_min = median_wall([*diag_cmd, "pcap", str(tiny), "--format", "json"])

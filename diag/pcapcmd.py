@@ -30,7 +30,7 @@ def run_pcap(file: Path, fmt: str = "text", bgp_ports: Iterable[int] = (),
     if frame is not None and frame < 1:
         raise UsageError("--frame counts from 1, as in Wireshark")
 
-    from diag.decode import DecodeOptions, iter_decode
+    from diag.decode import DecodeOptions, iter_rows, to_tables
 
     options = DecodeOptions(tuple(bgp_ports), tuple(vxlan_ports), tuple(geneve_ports))
     if frame is not None:
@@ -41,10 +41,11 @@ def run_pcap(file: Path, fmt: str = "text", bgp_ports: Iterable[int] = (),
     summary = CaptureSummary()
     writer = _Exporter(export, export_format) if export else None
     try:
-        for chunk in iter_decode(file, options):
+        # the summary folds row buffers: pandas is imported only to export tables
+        for chunk in iter_rows(file, options):
             summary.add(chunk)
             if writer:
-                writer.write(chunk)
+                writer.write(to_tables(chunk))
     finally:
         if writer:
             writer.close()

@@ -9,7 +9,8 @@ Public API::
     from diag.analyze.trace import build_fib, trace
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
 
-Each topic is one module of small pure functions (``routing.py``, ``bgp.py``, ``arp.py``); ``rank.py`` orders the
+Each topic is one module of small pure functions (``routing.py``, ``bgp.py``, ``arp.py``,
+``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage except through the ``facts`` object
 handed in.
 """
@@ -32,7 +33,7 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.trace import build_fib
 
-    from diag.analyze import arp, bgp
+    from diag.analyze import arp, bgp, overlay, rpfilter
 
     fib = build_fib(facts.tables)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
@@ -42,8 +43,10 @@ def explain(facts) -> Explanation:
     arp_findings, arp_checks = arp.analyze(facts.tables, facts.model)
     findings += arp_findings
     checks += arp_checks
-    for name, needs in _NOT_YET:
-        checks.append(Check(name, None, needs=needs))
+    overlay_findings, overlay_checks = overlay.analyze(facts.tables, facts.model, fib)
+    rp_findings, rp_checks = rpfilter.analyze(facts.tables, facts.model, fib)
+    findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings
+    checks += overlay_checks + rp_checks
     return Explanation(tuple(rank(findings)),
                        tuple(c for c in checks if c.passed is not None),
                        tuple(c for c in checks if c.passed is None))
@@ -68,9 +71,19 @@ def _link_to_sessions(routing: list[Finding], sessions: list[Finding]) -> list[F
     return out
 
 
-# checks this version does not run yet, with what would supply them
-_NOT_YET = (
-    ("overlay ports, VNIs and MTU (VXLAN_*, OVERLAY_*)",
-     "analyzer not implemented yet in this version"),
-    ("reverse-path filter (ASYMMETRIC_RP_FILTER)", "analyzer not implemented yet in this version"),
-)
+def _link_to_rp_filter(findings: list[Finding], rp: list[Finding]) -> list[Finding]:
+    """The route back that makes the path asymmetric often goes out the default-route NIC: the
+    routing finding about that host and prefix is then the rp_filter drop's other face."""
+    from dataclasses import replace
+
+    out = []
+    for f in findings:
+        cause = next((r for r in rp if f.caused_by is None and f.severity != "info"
+                      and set(f.hosts) & set(r.hosts)
+                      and any(p.strip() in r.subject for p in f.subject.split(","))), None)
+        if cause is not None:
+            f = replace(f, caused_by=cause.code, severity_reason=(
+                f.severity_reason + "; " if f.severity_reason else "")
+                + f"the asymmetric route back of {cause.code}")
+        out.append(f)
+    return out

@@ -24,11 +24,12 @@ holding or lacking the prefix, ``peers`` (other nodes route it by their cluster 
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.trace import DROP_TYPES, Fib, Lookup, lookup
+from diag.analyze.trace import DROP_TYPES, Fib, Lookup, lookup, routes_for
 from diag.model import Check, Confidence, Evidence, Finding
 
 DAEMON_PROTOCOLS = ("bgp", "bird", "zebra", "gobgp", "ospf", "isis", "babel", "186", "12")
@@ -42,14 +43,22 @@ class Ctx:
     fib: Fib
     paths: dict
     learned: dict = field(default_factory=dict)     # host -> its daemon's learned best paths
+    raw: dict = field(default_factory=dict)          # host -> learned best-path rows (no evidence)
+    used_tables: dict = field(default_factory=dict)  # host -> tables its ip rules look up
 
     def file(self, host: str, source: str) -> str:
         return self.paths.get((host, source), f"hosts/{host}/{source}.out")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _probe(prefix: str) -> str:
     net = ipaddress.ip_network(prefix, strict=False)
     return str(net.network_address + (1 if net.num_addresses > 2 else 0))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _network(prefix: str):
+    return ipaddress.ip_network(prefix, strict=False)
 
 
 def _pointer_token(text: str) -> str:
@@ -65,28 +74,42 @@ def _daemon_paths(ctx: Ctx, host: str):
     return cached
 
 
+def _daemon_rows(ctx: Ctx, host: str) -> list[tuple[str, str, str, str, str]]:
+    """(prefix, nexthop, daemon, source, as_path) of the host's learned IPv4 best paths. The
+    table is split by host once (filtering it per host was O(hosts x paths))."""
+    if None not in ctx.raw:
+        ctx.raw[None] = []                           # marks the split as done
+        df = ctx.tables["bgp_paths"]
+        if not df.empty:
+            rows = df[(df["rib"] == "loc") & (df["best"] == True)                   # noqa: E712
+                      & (df["local"] != True)]                                      # noqa: E712
+            for h, prefix, nexthop, daemon, source, path in zip(
+                    rows["host"], rows["prefix"], rows["nexthop"], rows["daemon"],
+                    rows["source"], rows["as_path_str"]):
+                if ":" in str(prefix):
+                    continue
+                ctx.raw.setdefault(h, []).append(
+                    (str(prefix), str(nexthop), str(daemon), str(source), path))
+    return ctx.raw.get(host, [])
+
+
+def _path_evidence(ctx: Ctx, host: str, prefix: str, nexthop: str, daemon: str, source: str,
+                   as_path) -> Evidence:
+    source = source.split("+")[0]
+    if source.startswith("gobgp"):
+        pointer = f"/{_pointer_token(prefix)}"
+    elif source.startswith("frr"):
+        pointer = f"/routes/{_pointer_token(prefix)}"
+    else:
+        pointer = f"line starting {prefix}"
+    return Evidence(host, ctx.file(host, source), pointer,
+                    f"{daemon} best path {prefix} via {nexthop} (AS path {as_path or '-'})")
+
+
 def _daemon_paths_uncached(ctx: Ctx, host: str):
-    df = ctx.tables["bgp_paths"]
-    if df.empty:
-        return []
-    rows = df[(df["host"] == host) & (df["rib"] == "loc") & (df["best"] == True)  # noqa: E712
-              & (df["local"] != True)]                                           # noqa: E712
-    out = []
-    for row in rows.itertuples(index=False):
-        if ":" in str(row.prefix):
-            continue
-        source = str(row.source).split("+")[0]
-        if source.startswith("gobgp"):
-            pointer = f"/{_pointer_token(row.prefix)}"
-        elif source.startswith("frr"):
-            pointer = f"/routes/{_pointer_token(row.prefix)}"
-        else:
-            pointer = f"line starting {row.prefix}"
-        out.append((str(row.prefix), str(row.nexthop), str(row.daemon),
-                    Evidence(host, ctx.file(host, source), pointer,
-                             f"{row.daemon} best path {row.prefix} via {row.nexthop} "
-                             f"(AS path {row.as_path_str or '-'})")))
-    return out
+    return [(prefix, nexthop, daemon, _path_evidence(ctx, host, prefix, nexthop, daemon, source,
+                                                     path))
+            for prefix, nexthop, daemon, source, path in _daemon_rows(ctx, host)]
 
 
 def _unused_table_routes(ctx: Ctx, host: str, address: str):
@@ -210,14 +233,14 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     # --- daemon best paths vs the kernel ------------------------------------------------------
     any_paths = False
     for hm in model.hosts.values():
-        learned = _daemon_paths(ctx, hm.name)
+        learned = _daemon_rows(ctx, hm.name)
         any_paths = any_paths or bool(learned)
         errors, infos = [], []
-        for prefix, nexthop, daemon, ev in learned:
-            addr = _probe(prefix)
-            lk = lookup(fib, hm.name, addr)
+        for prefix, nexthop, daemon, source, as_path in learned:
             if _installed(ctx, hm.name, prefix, nexthop):
                 continue                                   # installed as the daemon has it
+            ev = _path_evidence(ctx, hm.name, prefix, nexthop, daemon, source, as_path)
+            lk = lookup(fib, hm.name, _probe(prefix))
             nh_gw, nh_dev = _gateway_towards(ctx, hm.name, nexthop)
             same_way = lk.type == "unicast" and lk.dev == nh_dev
             overlay = lk.type == "unicast" and (hm.name, lk.dev) in fib.vxlan
@@ -247,8 +270,8 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
             lk = lookup(fib, hm.name, _probe(prefix))
             if _sends_ok(ctx, hm, lk) or lk.type in DROP_TYPES:
                 continue
-            held = [p for p in _daemon_paths(ctx, hm.name)
-                    if ipaddress.ip_address(_probe(prefix)) in ipaddress.ip_network(p[0])]
+            held = [p for p in _daemon_rows(ctx, hm.name)
+                    if ipaddress.ip_address(_probe(prefix)) in _network(p[0])]
             off_link = not _on_link(ctx, hm.name, other.node_ip.value)
             if direct_pattern and off_link and not held and (hm.name, prefix) not in causes:
                 missing.append((prefix, other, lk))
@@ -294,11 +317,14 @@ def _auto_direct_routes(ctx: Ctx) -> list[tuple[str, object]]:
 def _installed(ctx: Ctx, host: str, prefix: str, nexthop: str) -> bool:
     """The kernel holds the daemon's path itself (exact prefix, same next hop) in a table an ip
     rule looks up — even if another route of that prefix (lower metric) wins the lookup."""
-    used = {r.table for r in ctx.fib.rules.get(host, ()) if r.action == "lookup"} or {"main"}
-    net = ipaddress.ip_network(prefix, strict=False)
+    used = ctx.used_tables.get(host)
+    if used is None:
+        used = ctx.used_tables[host] = {r.table for r in ctx.fib.rules.get(host, ())
+                                        if r.action == "lookup"} or {"main"}
+    net = _network(prefix)
     for table in used:
-        for route in ctx.fib.routes.get((host, table), ()):
-            if route.dst == net and route.type == "unicast" and (
+        for route in routes_for(ctx.fib, host, table, net):
+            if route.type == "unicast" and (
                     nexthop in (g for g, _ in route.nexthops) or nexthop in ("0.0.0.0", "")):
                 return True
     return False

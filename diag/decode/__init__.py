@@ -9,11 +9,18 @@ The public API (documented in docs/api.md)::
     for chunk in iter_decode("big.pcapng", opts, chunk_packets=65536):
         chunk.packets, chunk.bgp_messages, chunk.bgp_routes, chunk.tunnels, chunk.arp
 
+    for rows in iter_rows("x.pcap", opts):   # lower level: row buffers (RowChunk), no pandas
+        to_tables(rows)                       # the Tables iter_decode would have yielded
+
 Tables (one row per ...): ``packets`` (captured frame), ``bgp_messages`` (BGP message, at the frame
 where its last byte arrived), ``bgp_routes`` (prefix announced or withdrawn, with its attributes and
 session), ``tunnels`` (encapsulation layer: VXLAN/GENEVE with outer and inner addresses), ``arp``
 (ARP packet), ``stream_events`` (TCP reassembly gaps and BGP framing errors), ``interfaces`` (the
 capture's interfaces). Column lists are in :mod:`diag.decode.pipeline` and docs/api.md.
+
+Small files (under ``SMALL_CAPTURE_BYTES``) are decoded by the per-packet decoder alone, and
+``diag pcap`` summarises RowChunks, so a small capture is summarised without importing numpy or
+pandas (start-up time).
 
 Memory stays flat: records are read in blocks, rows are buffered for one chunk only, and TCP
 reassembly holds at most a bounded amount of out-of-order data per direction. An unusable file
@@ -26,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from diag.decode.batch import split_block
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
 from diag.decode.capture import SUPPORTED_LINKTYPES, CaptureInfo, open_blocks
+from diag.decode.rows import RowChunk
 from diag.errors import UnusableInput
 from diag.decode.pipeline import (ARP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
                                   TUNNEL_COLUMNS, PacketDecoder)
@@ -37,8 +44,12 @@ DEFAULT_BGP_PORTS = (179,)
 DEFAULT_VXLAN_PORTS = (4789, 8472)
 DEFAULT_GENEVE_PORTS = (6081,)
 INTERFACE_COLUMNS = ("capture_iface", "linktype", "linktype_name", "name", "description", "snaplen")
+# below this file size the per-packet decoder alone is used: numpy's import (~70 ms) costs more
+# than the vectorised pass saves on a few thousand packets
+SMALL_CAPTURE_BYTES = 1 << 20
 
-__all__ = ["DecodeOptions", "Tables", "decode_file", "iter_decode", "CaptureInfo"]
+__all__ = ["DecodeOptions", "Tables", "RowChunk", "decode_file", "iter_decode", "iter_rows",
+           "to_tables", "CaptureInfo"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class Tables:
     stream_events: "object"
     interfaces: "object"
     info: CaptureInfo | None = field(default=None, repr=False)
+    rows: RowChunk | None = field(default=None, repr=False)     # what the tables were built from
 
     NAMES = ("packets", "bgp_messages", "bgp_routes", "tunnels", "arp", "stream_events",
              "interfaces")
@@ -79,48 +91,80 @@ class Tables:
 
 
 def iter_decode(path: str | Path, options: DecodeOptions | None = None,
-                chunk_packets: int = 65536, vectorize: bool = True) -> Iterator[Tables]:
+                chunk_packets: int = 65536, vectorize: bool | None = None) -> Iterator[Tables]:
     """Decode ``path`` and yield :class:`Tables` every ``chunk_packets`` captured frames.
 
     ``vectorize=False`` decodes every frame with the per-packet reference decoder (slower; the
-    results are the same — tests compare both).
+    results are the same — tests compare both); None (default) vectorises files of
+    ``SMALL_CAPTURE_BYTES`` or more.
+    """
+    for chunk in iter_rows(path, options, chunk_packets, vectorize):
+        yield _tables(chunk)
+
+
+def iter_rows(path: str | Path, options: DecodeOptions | None = None,
+              chunk_packets: int = 65536, vectorize: bool | None = None) -> Iterator[RowChunk]:
+    """The lower level of :func:`iter_decode`: :class:`RowChunk` s (row buffers, no pandas).
+
+    A small file (``vectorize=None`` and under ``SMALL_CAPTURE_BYTES``) is decoded without numpy.
     """
     options = options or DecodeOptions()
-    info, blocks = open_blocks(path, chunk_packets)
+    if vectorize is None:
+        try:
+            vectorize = Path(path).stat().st_size >= SMALL_CAPTURE_BYTES
+        except OSError:
+            vectorize = False       # open_blocks reports the problem
+    info, blocks = open_blocks(path, chunk_packets, arrays=vectorize)
     names: dict[int, str | None] = {}
     decoder = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
-    checked = False
+
+    def checked(blocks):
+        """Interface names and the link-type check, as each block is read."""
+        seen = False
+        for block in blocks:
+            names.update({i.capture_iface: i.name for i in info.interfaces})
+            if not seen and info.interfaces:
+                seen = True
+                if not any(i.linktype in SUPPORTED_LINKTYPES for i in info.interfaces):
+                    raise UnusableInput(f"{path}: no interface with a supported link type "
+                                        f"({', '.join(i.linktype_name for i in info.interfaces)})")
+            yield block
+
+    decoded = _decode_blocks(decoder, checked(blocks), vectorize)
     pending = None          # the last chunk is held back: end-of-capture flushing adds to it
-    for block in blocks:
-        names.update({i.capture_iface: i.name for i in info.interfaces})
-        if not checked and info.interfaces:
-            checked = True
-            if not any(i.linktype in SUPPORTED_LINKTYPES for i in info.interfaces):
-                raise UnusableInput(f"{path}: no interface with a supported link type "
-                                    f"({', '.join(i.linktype_name for i in info.interfaces)})")
-        fast = None
-        if vectorize and len(block):
-            fast = split_block(block, decoder.bgp_ports, decoder.vxlan_ports,
-                               decoder.geneve_ports, names)
-            _per_packet(decoder, block, fast)
-        else:
-            packet = decoder.packet
-            for rec in block.records():
-                packet(*rec)
+    for block, fast in decoded:
         if len(block):
             decoder.last_frame = block.first_frame + len(block) - 1
             decoder.last_ts = float(block.ts[-1])
         if block.damage is not None:
             decoder.damaged(block.damage.frame, block.damage.reason)
         if pending is not None:
-            yield _tables(pending[0], info, pending[1])
+            yield RowChunk(pending[0], pending[1], info)
         pending = (decoder.take(), fast)
     decoder.finish()
     tail = decoder.take()
     if pending is None:
-        yield _tables(tail, info, None)
+        yield RowChunk(tail, None, info)
     else:
-        yield _tables({k: pending[0][k] + tail[k] for k in tail}, info, pending[1])
+        yield RowChunk({k: pending[0][k] + tail[k] for k in tail}, pending[1], info)
+
+
+def _decode_blocks(decoder: PacketDecoder, blocks, vectorize: bool):
+    """Each block through the vectorised pass (then the per-packet decoder for what it left) or
+    through the per-packet decoder alone: yields (block, fast rows or None)."""
+    for block in blocks:
+        fast = None
+        if vectorize and len(block):
+            from diag.decode.batch import split_block
+
+            fast = split_block(block, decoder.bgp_ports, decoder.vxlan_ports,
+                               decoder.geneve_ports, decoder.iface_names)
+            _per_packet(decoder, block, fast)
+        else:
+            packet = decoder.packet
+            for rec in block.records():
+                packet(*rec)
+        yield block, fast
 
 
 def _per_packet(decoder: PacketDecoder, block, fast) -> None:
@@ -173,7 +217,12 @@ def decode_file(path: str | Path, options: DecodeOptions | None = None) -> Table
     return Tables(**merged, info=chunks[-1].info)
 
 
-def _tables(rows: dict[str, list], info: CaptureInfo, fast=None) -> Tables:
+def to_tables(chunk: RowChunk) -> Tables:
+    """The pandas :class:`Tables` of one :class:`RowChunk` (what :func:`iter_decode` yields)."""
+    return _tables(chunk)
+
+
+def _tables(chunk: RowChunk) -> Tables:
     import pandas as pd
 
     from diag.decode.tables import arrays_frame, merge, records_frame, routes_frame
@@ -188,16 +237,19 @@ def _tables(rows: dict[str, list], info: CaptureInfo, fast=None) -> Tables:
     def dict_frame(records: list[dict], columns: tuple[str, ...]):
         return records_frame([tuple(r.get(c) for c in columns) for r in records], columns)
 
+    rows, info, fast = chunk.rows, chunk.info, chunk.fast
     ifaces = pd.DataFrame.from_records(
         [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
          for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
     return Tables(
         packets=frame(rows["packets"], PACKET_COLUMNS, fast and fast.packets),
         bgp_messages=frame(rows["bgp_messages"], MESSAGE_ROW),
-        bgp_routes=routes_frame(rows["bgp_routes"], ROUTE_ROW),
+        bgp_routes=routes_frame(rows["bgp_routes"], ROUTE_ROW,
+                                chunk.packed_texts()[1] if rows["bgp_routes"] else None),
         tunnels=frame(rows["tunnels"], TUNNEL_COLUMNS, fast and fast.tunnels),
         arp=frame(rows["arp"], ARP_COLUMNS, fast and fast.arp),
         stream_events=dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS),
         interfaces=ifaces,
         info=info,
+        rows=chunk,
     )

@@ -93,8 +93,13 @@ def open_capture(path: str | Path) -> tuple[CaptureInfo, Iterator[Item]]:
     return info, records()
 
 
-def open_blocks(path: str | Path, max_packets: int = 65536) -> tuple[CaptureInfo, Iterator["Block"]]:
-    """Records in :class:`Block` s of at most ``max_packets``, for vectorised decoding."""
+def open_blocks(path: str | Path, max_packets: int = 65536,
+                arrays: bool = True) -> tuple[CaptureInfo, Iterator["Block"]]:
+    """Records in :class:`Block` s of at most ``max_packets``, for vectorised decoding.
+
+    ``arrays=False`` gives the columns as plain lists (:class:`Column`) instead of numpy arrays:
+    a small capture decoded one packet at a time then never imports numpy (start-up time).
+    """
     p = Path(path)
     try:
         fh = open(p, "rb")
@@ -125,7 +130,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536) -> tuple[CaptureInfo
         info = CaptureInfo(str(p), "pcap", "little" if order == "<" else "big",
                            "ns" if unit == 1e-9 else "us",
                            [Interface(0, linktype, snaplen=snaplen, ts_unit=unit)])
-        return info, _pcap_blocks(fh, order, unit, linktype, max_packets)
+        return info, _pcap_blocks(fh, order, unit, linktype, max_packets, arrays)
     if magic == PCAPNG_SHB:
         if len(head) < 12:
             fh.close()
@@ -140,7 +145,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536) -> tuple[CaptureInfo
             raise UnusableInput(f"{p}: pcapng section header with a bad byte-order magic")
         info = CaptureInfo(str(p), "pcapng", "little" if order == "<" else "big", "pcapng")
         fh.seek(0)
-        return info, _pcapng_blocks(fh, info, max_packets)
+        return info, _pcapng_blocks(fh, info, max_packets, arrays)
     fh.close()
     raise UnusableInput(f"{p}: not a pcap or pcapng file (magic {magic.hex()})",
                         hint="diag reads pcap and pcapng, e.g. from tcpdump -w or dumpcap")
@@ -177,10 +182,22 @@ class Block:
             frame += 1
 
 
-def _block(first_frame: int, buf: bytes, cols: list[list], damage: Damage | None) -> Block:
+class Column(list):
+    """A block column as a plain list, with numpy's ``tolist`` so readers need not care."""
+
+    def tolist(self) -> list:
+        return self
+
+
+def _block(first_frame: int, buf: bytes, cols: list[list], damage: Damage | None,
+           arrays: bool = True) -> Block:
+    offsets, caplens, wirelens, secs, fracs, units, ifaces, linktypes, flags = cols
+    if not arrays:
+        ts = Column(float(s) + float(f) * u for s, f, u in zip(secs, fracs, units))
+        return Block(first_frame, buf, Column(offsets), Column(caplens), Column(wirelens), ts,
+                     Column(ifaces), Column(linktypes), Column(flags), damage)
     import numpy as np
 
-    offsets, caplens, wirelens, secs, fracs, units, ifaces, linktypes, flags = cols
     ts = np.asarray(secs, dtype=np.float64) + np.asarray(fracs, dtype=np.float64) * np.asarray(
         units, dtype=np.float64)
     return Block(first_frame, buf, np.asarray(offsets, dtype=np.int64),
@@ -190,8 +207,16 @@ def _block(first_frame: int, buf: bytes, cols: list[list], damage: Damage | None
 
 
 def _pcap_block(first_frame: int, buf: bytes, headers: list[int], order: str, unit: float,
-                linktype: int, damage: Damage | None) -> Block:
+                linktype: int, damage: Damage | None, arrays: bool = True) -> Block:
     """Record headers read column-wise with numpy from their offsets."""
+    if not arrays:
+        unpack = struct.Struct(order + "IIII").unpack_from
+        heads = [unpack(buf, pos) for pos in headers]
+        count = len(headers)
+        return Block(first_frame, buf, Column(pos + 16 for pos in headers),
+                     Column(h[2] for h in heads), Column(h[3] for h in heads),
+                     Column(float(h[0]) + float(h[1]) * unit for h in heads), Column([0] * count),
+                     Column([linktype] * count), Column([0] * count), damage)
     import numpy as np
 
     count = len(headers)
@@ -208,7 +233,7 @@ def _pcap_block(first_frame: int, buf: bytes, headers: list[int], order: str, un
 
 
 def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
-                 max_packets: int) -> Iterator[Block]:
+                 max_packets: int, arrays: bool = True) -> Iterator[Block]:
     unpack = struct.Struct(order + "IIII").unpack_from
     caplen_at = struct.Struct(order + "I").unpack_from
     frame = 1
@@ -241,7 +266,7 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
                               Damage(frame + count, f"truncated record: {n - pos - 16} of "
                                      f"{unpack(buf, pos)[2]} bytes"))
                 if count or damage:
-                    yield _pcap_block(frame, buf, offsets, order, unit, linktype, damage)
+                    yield _pcap_block(frame, buf, offsets, order, unit, linktype, damage, arrays)
                     frame += count
                 if damage or count < max_packets:
                     break
@@ -250,7 +275,8 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
             carry = buf[pos:]
 
 
-def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int) -> Iterator[Block]:
+def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
+                   arrays: bool = True) -> Iterator[Block]:
     frame = 1
     order = "<" if info.byte_order == "little" else ">"
     section_ifaces: list[Interface] = []
@@ -346,7 +372,7 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int) -> Iterato
                 if count or damage:
                     # timestamps: units * (hi<<32|lo) — kept as (value, 0, unit) columns
                     yield _block(frame, buf, [offsets, caplens, wirelens, los, his, units, ifaces,
-                                              linktypes, flags], damage)
+                                              linktypes, flags], damage, arrays)
                     frame += count
                 if damage or count < max_packets:
                     break

@@ -12,8 +12,6 @@ from __future__ import annotations
 import socket
 from typing import Iterator
 
-import numpy as np
-
 from diag.decode.bgp_attrs import ipv6_str
 
 _PAD = b"\0" * 17
@@ -69,8 +67,10 @@ def scan(data: bytes, pos: int, end: int, v6: bool) -> tuple[PackedPrefixes, str
     return PackedPrefixes(data, offsets, v6), None
 
 
-def texts(packs: list[PackedPrefixes]) -> np.ndarray:
+def texts(packs: list[PackedPrefixes]) -> "np.ndarray":
     """The prefix text of every entry of ``packs``, in order, as one object array."""
+    import numpy as np   # here, not at import: the per-packet decoder runs without numpy
+
     total = sum(len(p) for p in packs)
     out = np.empty(total, dtype=object)
     if not total:

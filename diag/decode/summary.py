@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-try:
-    from pandas import NA as _NA
-except ImportError:  # pragma: no cover - pandas is a dependency
-    _NA = object()
+from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
+from diag.decode.pipeline import PACKET_COLUMNS
+from diag.decode.rows import RowChunk
 
 SCHEMA = "diag.pcap/1"
 ARP_REPLY_WINDOW = 3.0
@@ -28,8 +27,8 @@ BGP_TYPES = ("OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH")
 
 
 def _num(v: Any) -> Any:
-    """pandas/numpy scalars -> plain JSON values (NaN/NA/NaT -> None)."""
-    if v is None or v is _NA:
+    """numpy scalars and floats -> plain JSON values (NaN -> None, whole floats -> int)."""
+    if v is None:
         return None
     try:
         if v != v:  # NaN
@@ -43,12 +42,62 @@ def _num(v: Any) -> Any:
     return v
 
 
-try:
-    import numpy as _np
+def _nulls_last(key: tuple) -> tuple:
+    """Sort key for group keys that may hold None (None sorts last, as pandas' groupby does)."""
+    return tuple((v is None, 0 if v is None else v) for v in key)
 
-    _EMPTY_HASHES = _np.empty(0, dtype=_np.uint64)
-except ImportError:  # pragma: no cover - numpy is a dependency
-    _EMPTY_HASHES = ()
+
+class _Prefixes:
+    """Distinct prefixes as 64-bit hashes of their text: a small set, spilled into a sorted numpy
+    array when it grows (8 bytes a prefix instead of a Python object), so a full table stays small
+    and a small capture never imports numpy."""
+
+    SPILL = 8192          # ~70 bytes a hash in a set: at most ~0.6 MB per session and action
+
+    def __init__(self) -> None:
+        self.recent: set[int] = set()
+        self.spilled = None          # sorted unique numpy uint64 array, or None
+
+    def update(self, keys: list[str]) -> None:
+        self.recent.update(map(hash, keys))
+        if len(self.recent) > self.SPILL:
+            self._spill()
+
+    def _spill(self) -> None:
+        import numpy as np
+
+        chunk = np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))
+        self.spilled = chunk if self.spilled is None else np.union1d(self.spilled, chunk)
+        self.recent = set()
+
+    def hashes(self):
+        """All hashes: a set (never spilled) or a sorted numpy array."""
+        if self.spilled is None:
+            return self.recent
+        if self.recent:
+            self._spill()
+        return self.spilled
+
+    def __len__(self) -> int:
+        return len(self.hashes())
+
+
+def _distinct(groups: list[_Prefixes]) -> int:
+    parts = [g.hashes() for g in groups]
+    if all(isinstance(p, set) for p in parts):
+        return len(set().union(*parts))
+    import numpy as np
+
+    return len(np.unique(np.concatenate(
+        [np.fromiter(p, dtype=np.int64, count=len(p)) if isinstance(p, set) else p
+         for p in parts])))
+
+
+_MSG = {name: i for i, name in enumerate(MESSAGE_ROW)}
+_ROUTE_SESSION, _ROUTE_ACTION = ROUTE_ROW.index("session"), ROUTE_ROW.index("action")
+_SPECIAL = ("src", "sport", "frame", "ts", "eor", "open_my_as", "open_bgp_id", "open_hold_time",
+            "open_capabilities", "notify_code", "notify_subcode", "notify_name", "notify_subname",
+            "notify_text")
 
 
 class _Session:
@@ -56,9 +105,8 @@ class _Session:
         self.name = name
         self.messages: Counter = Counter()
         self.opens: dict[str, dict] = {}
-        # distinct prefixes as sorted 64-bit hashes: 8 bytes each, not a Python string each
-        self.announced = _EMPTY_HASHES
-        self.withdrawn = _EMPTY_HASHES
+        self.announced = _Prefixes()
+        self.withdrawn = _Prefixes()
         self.announce_rows = 0
         self.withdraw_rows = 0
         self.eor: set[str] = set()
@@ -98,32 +146,43 @@ class CaptureSummary:
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
 
     # --- folding chunks --------------------------------------------------------------------
-    def add(self, t) -> None:
-        if t.info is not None:
-            self.file, self.format = t.info.path, t.info.format
-        self.interfaces = [{k: _num(v) for k, v in row.items()}
-                           for row in t.interfaces.to_dict("records")]
-        self._packets(t.packets)
-        self._bgp(t.bgp_messages, t.bgp_routes, t.stream_events)
-        self._tunnels(t.tunnels)
-        self._arp(t.arp)
+    def add(self, chunk) -> None:
+        """Fold one :class:`diag.decode.RowChunk` (or the :class:`diag.decode.Tables` built from
+        one, as :func:`diag.decode.iter_decode` yields them)."""
+        if not isinstance(chunk, RowChunk):
+            if getattr(chunk, "rows", None) is None:
+                raise TypeError("CaptureSummary.add takes the chunks of iter_rows/iter_decode")
+            chunk = chunk.rows
+        info = chunk.info
+        if info is not None:
+            self.file, self.format = info.path, info.format
+            self.interfaces = [
+                {"capture_iface": i.capture_iface, "linktype": i.linktype,
+                 "linktype_name": i.linktype_name, "name": i.name, "description": i.description,
+                 "snaplen": i.snaplen} for i in info.interfaces]
+        self._packets(chunk)
+        self._bgp(chunk)
+        self._tunnels(chunk)
+        self._arp(chunk)
 
-    def _packets(self, p) -> None:
-        if not len(p):
+    def _packets(self, chunk: RowChunk) -> None:
+        ts, app, l3, direction = chunk.columns("packets", ("ts", "app", "l3", "direction"))
+        if not ts:
             return
-        self.total += len(p)
-        ts = p["ts"]
-        first, last = _num(ts.min()), _num(ts.max())
+        self.total += len(ts)
+        first, last = _num(min(ts)), _num(max(ts))
         self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
         self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
-        self.by_app.update({(k or "other"): int(v) for k, v in p["app"].value_counts().items()})
-        self.by_l3.update({str(k): int(v) for k, v in p["l3"].value_counts().items()})
-        self.by_direction.update({str(k): int(v) for k, v in
-                                  p["direction"].value_counts(dropna=True).items()})
-        bad = p[p["malformed"].notna()]
+        # None is not counted (pandas' value_counts drops it); an empty app is "other"
+        self.by_app.update((k or "other") for k in app if k is not None)
+        self.by_l3.update(str(k) for k in l3 if k is not None)
+        self.by_direction.update(str(k) for k in direction if k is not None)
+        # the vectorised path only takes frames that decode cleanly: problems are per-packet rows
+        at, frame_at = PACKET_COLUMNS.index("malformed"), PACKET_COLUMNS.index("frame")
+        bad = [r for r in chunk.rows["packets"] if r[at] is not None]
         self.malformed_packets += len(bad)
-        for row in bad.head(MAX_LISTED - len(self.malformed_examples)).itertuples():
-            self.malformed_examples.append({"frame": int(row.frame), "reason": row.malformed})
+        for r in bad[:max(0, MAX_LISTED - len(self.malformed_examples))]:
+            self.malformed_examples.append({"frame": int(r[frame_at]), "reason": r[at]})
 
     def _session(self, name: str) -> _Session:
         s = self.sessions.get(name)
@@ -131,58 +190,97 @@ class CaptureSummary:
             s = self.sessions[name] = _Session(name)
         return s
 
-    def _bgp(self, msgs, routes, events) -> None:
-        if len(msgs):
-            self._bgp_messages(msgs)
-        if len(routes):
-            import numpy as np
-            import pandas as pd
-
-            keys = routes["prefix"].where(routes["prefix"].notna(), "(raw)")
-            hashes = pd.util.hash_array(keys.to_numpy(dtype=object))
-            for (session, action), index in routes.groupby(["session", "action"]).indices.items():
-                s = self._session(session)
-                chunk = np.unique(hashes[index])
-                if action == "announce":
-                    s.announce_rows += len(index)
-                    s.announced = np.union1d(s.announced, chunk)
-                    sample = self.announced_sample
-                else:
-                    s.withdraw_rows += len(index)
-                    s.withdrawn = np.union1d(s.withdrawn, chunk)
-                    sample = self.withdrawn_sample
-                if len(sample) < MAX_PREFIX_SAMPLE:
-                    sample.update(keys.iloc[index[:MAX_PREFIX_SAMPLE]].tolist())
-        for row in events.to_dict("records"):
+    def _bgp(self, chunk: RowChunk) -> None:
+        if chunk.rows["bgp_messages"]:
+            self._bgp_messages(chunk.rows["bgp_messages"])
+        if chunk.rows["bgp_routes"]:
+            self._bgp_routes(chunk)
+        for row in chunk.rows["stream_events"]:
             self._session(row["session"]).events[row["event"]] += 1
 
-    def _bgp_messages(self, msgs) -> None:
-        """Counts are vectorised; only OPENs, NOTIFICATIONs and End-of-RIBs are looked at one by one."""
-        spans = msgs.groupby("session")["ts"].agg(["min", "max"])
-        for session, (lo, hi) in spans.iterrows():
+    def _bgp_routes(self, chunk: RowChunk) -> None:
+        from diag.decode.nlri import PackedPrefixes
+
+        by_key: dict[tuple, list] = defaultdict(list)        # (session, action) -> groups
+        npacked = 0
+        for row, prefixes in chunk.rows["bgp_routes"]:
+            by_key[(row[_ROUTE_SESSION], row[_ROUTE_ACTION])].append(prefixes)
+            if isinstance(prefixes, PackedPrefixes):
+                npacked += len(prefixes)
+        made: dict[int, list] = {}
+        # many prefixes (or texts already made for the tables): column-wise with numpy;
+        # a few: one by one, without numpy
+        done = chunk.packed_texts(compute=npacked > 2000)
+        if done is not None:
+            packs, flat = done[0], done[1].tolist()
+            at = 0
+            for p in packs:
+                made[id(p)] = flat[at:at + len(p)]
+                at += len(p)
+        for (session, action), lists in sorted(by_key.items(), key=lambda kv: _nulls_last(kv[0])):
+            s = self._session(session)
+            keys: list[str] = []
+            for prefixes in lists:
+                texts_ = made.get(id(prefixes))
+                if texts_ is None:
+                    texts_ = [p for _pid, p in prefixes]
+                keys.extend("(raw)" if k is None else k for k in texts_)
+            if action == "announce":
+                s.announce_rows += len(keys)
+                s.announced.update(keys)
+                sample = self.announced_sample
+            else:
+                s.withdraw_rows += len(keys)
+                s.withdrawn.update(keys)
+                sample = self.withdrawn_sample
+            if len(sample) < MAX_PREFIX_SAMPLE:
+                sample.update(keys[:MAX_PREFIX_SAMPLE])
+
+    def _bgp_messages(self, msgs: list[tuple]) -> None:
+        """Counts for every message; OPENs, NOTIFICATIONs and End-of-RIBs are looked at one by one."""
+        i_session, i_ts, i_bad, i_type = (_MSG["session"], _MSG["ts"], _MSG["malformed"],
+                                          _MSG["type_name"])
+        i_eor = _MSG.get("eor")
+        spans: dict[str, list] = {}
+        bad: Counter = Counter()
+        named: Counter = Counter()
+        special = []
+        for m in msgs:
+            session, ts = m[i_session], m[i_ts]
+            span = spans.get(session)
+            if span is None:
+                spans[session] = [ts, ts]
+            elif ts is not None:
+                if ts < span[0]:
+                    span[0] = ts
+                if ts > span[1]:
+                    span[1] = ts
+            if m[i_bad] is not None:
+                bad[session] += 1
+            name = m[i_type]
+            if name is not None:
+                named[(session, name)] += 1
+                if name == "OPEN" or name == "NOTIFICATION" or (
+                        i_eor is not None and m[i_eor] is not None):
+                    special.append(m)
+        for session in sorted(spans):
+            lo, hi = spans[session]
             s = self._session(session)
             lo, hi = _num(lo), _num(hi)
             s.first_ts = lo if s.first_ts is None else min(s.first_ts, lo)
             s.last_ts = hi if s.last_ts is None else max(s.last_ts, hi)
-        bad = msgs["malformed"].notna()
-        self.bgp_malformed += int(bad.sum())
-        for session, n in msgs[bad].groupby("session").size().items():
-            self._session(session).malformed += int(n)
-        named = msgs[msgs["type_name"].notna()]
-        for (session, name), n in named.groupby(["session", "type_name"]).size().items():
-            self._session(session).messages[name] += int(n)
-            self.bgp_types[name] += int(n)
-        special = named["type_name"].isin(["OPEN", "NOTIFICATION"])
-        if "eor" in named.columns:
-            special |= named["eor"].notna()
-        wanted = [c for c in ("session", "type_name", "src", "sport", "frame", "ts", "eor",
-                              "open_my_as", "open_bgp_id", "open_hold_time", "open_capabilities",
-                              "notify_code", "notify_subcode", "notify_name", "notify_subname",
-                              "notify_text") if c in named.columns]
-        picked = named.loc[special, wanted]
-        for row in (dict(zip(wanted, values)) for values in zip(*(picked[c].tolist() for c in wanted))):
-            s = self._session(row["session"])
-            name = row["type_name"]
+        self.bgp_malformed += sum(bad.values())
+        for session in sorted(bad):
+            self._session(session).malformed += bad[session]
+        for (session, name) in sorted(named):
+            n = named[(session, name)]
+            self._session(session).messages[name] += n
+            self.bgp_types[name] += n
+        wanted = [c for c in _SPECIAL if c in _MSG]
+        for m in special:
+            row = {c: m[_MSG[c]] for c in wanted}
+            s = self._session(m[i_session])
+            name = m[i_type]
             sender = _endpoint(row["src"], row["sport"])
             if name == "OPEN":
                 s.opens[sender] = {
@@ -200,27 +298,34 @@ class CaptureSummary:
             elif name == "UPDATE" and _num(row.get("eor")):
                 s.eor.add(f"{row['eor']} from {sender}")
 
-    def _tunnels(self, t) -> None:
-        if not len(t):
+    def _tunnels(self, chunk: RowChunk) -> None:
+        kinds, vnis, srcs, dsts, dports, l3s, bad = chunk.columns(
+            "tunnels", ("type", "vni", "outer_src", "outer_dst", "outer_dport", "inner_l3",
+                        "malformed"))
+        if not kinds:
             return
-        self.tunnel_malformed += int(t["malformed"].notna().sum())
-        for (kind, vni), n in t.groupby(["type", "vni"], dropna=False).size().items():
+        self.tunnel_malformed += sum(1 for b in bad if b is not None)
+        groups = Counter(zip(kinds, vnis, srcs, dsts, dports, l3s))
+        # folded in sorted key order, as the tables' groupby did (ties in most_common keep it)
+        types: Counter = Counter()
+        ends: Counter = Counter()
+        inner: Counter = Counter()
+        for (kind, vni, src, dst, dport, l3), n in groups.items():
+            types[(kind, vni)] += n
+            ends[(kind, vni, src, dst, dport)] += n
+            inner[(kind, vni, l3)] += n
+        for (kind, vni), n in sorted(types.items(), key=lambda kv: _nulls_last(kv[0])):
             # a tunnel header too short to hold a VNI has none: counted, not listed
-            self.tunnel_types[kind][_num(vni)] += int(n)
-        ends = t.groupby(["type", "vni", "outer_src", "outer_dst", "outer_dport"],
-                         dropna=False).size()
-        for (kind, vni, src, dst, dport), n in ends.items():
-            self.tunnel_endpoints[(kind, _num(vni))][(src, dst, _num(dport))] += int(n)
-        inner = t.groupby(["type", "vni", "inner_l3"], dropna=False).size()
-        for (kind, vni, l3), n in inner.items():
-            self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += int(n)
+            self.tunnel_types[kind][_num(vni)] += n
+        for (kind, vni, src, dst, dport), n in sorted(ends.items(), key=lambda kv: _nulls_last(kv[0])):
+            self.tunnel_endpoints[(kind, _num(vni))][(src, dst, _num(dport))] += n
+        for (kind, vni, l3), n in sorted(inner.items(), key=lambda kv: _nulls_last(kv[0])):
+            self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += n
 
-    def _arp(self, a) -> None:
-        if not len(a):
-            return
-        for frame, ts, op, smac, sip, tip, grat in zip(a["frame"], a["ts"], a["op"],
-                                                        a["sender_mac"], a["sender_ip"],
-                                                        a["target_ip"], a["gratuitous"]):
+    def _arp(self, chunk: RowChunk) -> None:
+        rows = chunk.ordered("arp", ("frame", "ts", "op", "sender_mac", "sender_ip", "target_ip",
+                                     "gratuitous"))
+        for frame, ts, op, smac, sip, tip, grat in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
                 continue
@@ -277,10 +382,8 @@ class CaptureSummary:
             for ts, frame, requester in pending:
                 self._unanswered(ip, ts, frame, requester)
         self.arp_pending.clear()
-        import numpy as np
-
-        announced = np.unique(np.concatenate([_EMPTY_HASHES] + [s.announced for s in self.sessions.values()]))
-        withdrawn = np.unique(np.concatenate([_EMPTY_HASHES] + [s.withdrawn for s in self.sessions.values()]))
+        announced = _distinct([s.announced for s in self.sessions.values()])
+        withdrawn = _distinct([s.withdrawn for s in self.sessions.values()])
         sessions = [self._session_result(s) for s in sorted(self.sessions.values(),
                                                              key=lambda s: (s.first_ts or 0, s.name))]
         notifications = sorted((dict(n, session=s["session"]) for s in sessions for n in s["notifications"]),
@@ -311,7 +414,7 @@ class CaptureSummary:
                 | {k: v for k, v in self.bgp_types.items() if k not in BGP_TYPES},
                 "malformed": self.bgp_malformed,
                 "prefixes": {
-                    "announced": len(announced), "withdrawn": len(withdrawn),
+                    "announced": announced, "withdrawn": withdrawn,
                     "announced_list": sorted(self.announced_sample)[:MAX_PREFIX_SAMPLE],
                     "withdrawn_list": sorted(self.withdrawn_sample)[:MAX_PREFIX_SAMPLE],
                 },

@@ -80,11 +80,13 @@ def merge(quick: pd.DataFrame, slow: pd.DataFrame, keys: list[str]) -> pd.DataFr
     return out.sort_values(keys, kind="stable", ignore_index=True)
 
 
-def routes_frame(groups: list[tuple[tuple, list]], columns: Sequence[str]) -> pd.DataFrame:
+def routes_frame(groups: list[tuple[tuple, list]], columns: Sequence[str],
+                 packed_texts: np.ndarray | None = None) -> pd.DataFrame:
     """One row per prefix from ``(row, prefixes)`` groups.
 
     ``prefixes`` is a list of ``(path_id, prefix)`` pairs or a packed
-    :class:`diag.decode.nlri.PackedPrefixes`, whose texts are made here for all groups at once.
+    :class:`diag.decode.nlri.PackedPrefixes`, whose texts are made here for all groups at once
+    (or given: ``packed_texts``, the texts of every packed group's prefixes in group order).
     """
     from diag.decode.nlri import PackedPrefixes, texts
 
@@ -101,7 +103,8 @@ def routes_frame(groups: list[tuple[tuple, list]], columns: Sequence[str]) -> pd
         where = np.repeat(starts[packed], counts[packed]) + (
             np.arange(int(counts[packed].sum())) - np.repeat(
                 np.cumsum(counts[packed]) - counts[packed], counts[packed]))
-        prefixes[where] = texts([prefix_lists[i] for i in packed])
+        prefixes[where] = (texts([prefix_lists[i] for i in packed]) if packed_texts is None
+                           else packed_texts)
     if len(packed) < len(prefix_lists):
         is_packed = set(packed)
         for i, pairs in enumerate(prefix_lists):
