@@ -67,7 +67,7 @@ def _int(value) -> int | None:
         return None
 
 
-def _paths(tables) -> dict[tuple[str, str], str]:
+def command_paths(tables) -> dict[tuple[str, str], str]:
     cmds = tables.get("commands")
     if cmds is None or cmds.empty:
         return {}
@@ -79,7 +79,7 @@ def links(tables) -> dict[tuple[str, str], Link]:
     df = tables["interfaces"]
     if df.empty:
         return {}
-    paths = _paths(tables)
+    paths = command_paths(tables)
     out: dict[tuple[str, str], Link] = {}
     index = df.groupby(["host", "source"], sort=False).cumcount()
     for idx, row in zip(index, df.itertuples(index=False)):
@@ -107,12 +107,13 @@ def counter(tables, host: str, name: str, phase: str = "main") -> tuple[int, Evi
     if rows.empty:
         return None
     row = rows.iloc[0]
-    path = _paths(tables).get((host, str(row["source"])), f"hosts/{host}/{row['source']}.out")
+    source = str(row["source"])
+    path = command_paths(tables).get((host, source), f"hosts/{host}/{source}.out")
     value = _int(row["value"]) or 0
     return value, Evidence(host, path, f"line starting {name}", f"{name} {value}")
 
 
-def _counter_max(tables, host: str, name: str) -> tuple[int, Evidence] | None:
+def counter_peak(tables, host: str, name: str) -> tuple[int, Evidence] | None:
     """The larger reading of a counter (main or after the capture)."""
     found = [c for c in (counter(tables, host, name), counter(tables, host, name,
                                                                "after-capture")) if c]
@@ -127,7 +128,7 @@ def _port_pcap(tables, odd: Link, port: int) -> list[Evidence]:
     if df is None or df.empty or not odd.local:
         return []
     out: list[Evidence] = []
-    paths = _paths(tables)
+    paths = command_paths(tables)
     udp = df[(df["dst"] == odd.local) & (df["dport"] == port)]
     icmp = df[(df["src"] == odd.local) & (df["ip_proto"] == 1)]
     for rows, what in ((udp, "UDP to port %d" % port), (icmp, "ICMP back")):
@@ -173,7 +174,7 @@ def _port_mismatch(tables, model, devices: dict) -> list[Finding]:
         for t in odd:
             if tie:
                 continue
-            noports = _counter_max(tables, t.host, "UdpNoPorts")
+            noports = counter_peak(tables, t.host, "UdpNoPorts")
             if noports and noports[0] > 0:
                 sources.add("nstat")
                 evidence.append(noports[1])
@@ -234,7 +235,7 @@ def _oversize_pcap(tables, host: str, dev: str, mtu: int) -> Evidence | None:
         return None
     rows = df[(df["host"] == host) & (df["iface"] == dev) & (df["wirelen"] > mtu + 14)]
     for row in rows.head(1).itertuples(index=False):
-        path = _paths(tables).get((host, "capture"), f"hosts/{host}/capture.pcap")
+        path = command_paths(tables).get((host, "capture"), f"hosts/{host}/capture.pcap")
         return Evidence(host, path, f"frame {row.frame}",
                         f"{row.src} -> {row.dst} {row.wirelen} bytes on {dev} (tunnel MTU {mtu})",
                         int(row.frame))
@@ -276,7 +277,7 @@ def _mtu_blackholes(tables, model, fib: Fib, devices: dict) -> list[Finding]:
             continue
         evidence += [e for _, e in via_tunnel[:1]]
         sources = {"ip-link"}
-        refused = _counter_max(tables, t.host, "IpFragFails")
+        refused = counter_peak(tables, t.host, "IpFragFails")
         if refused and refused[0] > 0:
             sources.add("nstat")
             evidence.append(refused[1])

@@ -83,14 +83,57 @@ def _daemon_rows(ctx: Ctx, host: str) -> list[tuple[str, str, str, str, str]]:
         if not df.empty:
             rows = df[(df["rib"] == "loc") & (df["best"] == True)                   # noqa: E712
                       & (df["local"] != True)]                                      # noqa: E712
-            for h, prefix, nexthop, daemon, source, path in zip(
-                    rows["host"], rows["prefix"], rows["nexthop"], rows["daemon"],
-                    rows["source"], rows["as_path_str"]):
+            for h, prefix, nexthop, daemon, source, path in zip(*(
+                    rows[c].to_numpy(dtype=object).tolist() for c in (
+                        "host", "prefix", "nexthop", "daemon", "source", "as_path_str"))):
                 if ":" in str(prefix):
                     continue
                 ctx.raw.setdefault(h, []).append(
                     (str(prefix), str(nexthop), str(daemon), str(source), path))
     return ctx.raw.get(host, [])
+
+
+def _unproven_rows(ctx: Ctx, host: str) -> list[tuple[str, str, str, str, str]]:
+    """The host's learned best paths minus those a table join proves installed (same prefix
+    text and next hop in a table an ip rule looks up; a local next hop with any route of the
+    prefix). What is left goes through :func:`_installed` (ECMP, other spellings): at 2.5
+    million paths the join is seconds where a Python loop per path was minutes."""
+    if "proven" not in ctx.used_tables:
+        ctx.used_tables["proven"] = _proven_installed(ctx)
+    proven = ctx.used_tables["proven"].get(host, set())
+    return [r for r in _daemon_rows(ctx, host) if (r[0], r[1]) not in proven] if proven \
+        else _daemon_rows(ctx, host)
+
+
+def _proven_installed(ctx: Ctx) -> dict[str, set[tuple[str, str]]]:
+    import pandas as pd
+
+    paths, routes, rules = (ctx.tables[n] for n in ("bgp_paths", "routes", "rules"))
+    if paths.empty or routes.empty:
+        return {}
+    paths = paths[(paths["rib"] == "loc") & (paths["best"] == True)              # noqa: E712
+                  & (paths["local"] != True)][["host", "prefix", "nexthop"]]     # noqa: E712
+    routes = routes[(routes["family"] == "inet") & (routes["type"] == "unicast")]
+    if "phase" in routes:
+        routes = routes[routes["phase"] == "main"]
+    used = rules[(rules["family"] == "inet") & (rules["action"] == "lookup")][["host", "table"]]
+    hosts_with_rules = set(used["host"])
+    default = pd.DataFrame({"host": sorted(set(routes["host"]) - hosts_with_rules),
+                            "table": "main"})
+    used = pd.concat([used, default], ignore_index=True).astype(str).drop_duplicates()
+    kernel = routes[["host", "table", "dst", "gateway"]].astype(
+        {"host": str, "table": str}).merge(used, on=["host", "table"])
+    by_gateway = kernel.rename(columns={"dst": "prefix", "gateway": "nexthop"})[
+        ["host", "prefix", "nexthop"]].dropna().drop_duplicates()
+    hit = paths.merge(by_gateway, on=["host", "prefix", "nexthop"])
+    local = paths[paths["nexthop"].isin(["0.0.0.0", ""])].merge(
+        kernel.rename(columns={"dst": "prefix"})[["host", "prefix"]].drop_duplicates(),
+        on=["host", "prefix"])
+    out: dict[str, set[tuple[str, str]]] = {}
+    for frame in (hit, local):
+        for h, prefix, nexthop in zip(frame["host"], frame["prefix"], frame["nexthop"]):
+            out.setdefault(h, set()).add((str(prefix), str(nexthop)))
+    return out
 
 
 def _path_evidence(ctx: Ctx, host: str, prefix: str, nexthop: str, daemon: str, source: str,
@@ -233,10 +276,9 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     # --- daemon best paths vs the kernel ------------------------------------------------------
     any_paths = False
     for hm in model.hosts.values():
-        learned = _daemon_rows(ctx, hm.name)
-        any_paths = any_paths or bool(learned)
+        any_paths = any_paths or bool(_daemon_rows(ctx, hm.name))
         errors, infos = [], []
-        for prefix, nexthop, daemon, source, as_path in learned:
+        for prefix, nexthop, daemon, source, as_path in _unproven_rows(ctx, hm.name):
             if _installed(ctx, hm.name, prefix, nexthop):
                 continue                                   # installed as the daemon has it
             ev = _path_evidence(ctx, hm.name, prefix, nexthop, daemon, source, as_path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.overlay import _counter_max, _paths
+from diag.analyze.overlay import command_paths, counter_peak
 from diag.analyze.trace import Fib, lookup, trace
 from diag.model import Check, Confidence, Evidence, Finding
 
@@ -28,7 +28,7 @@ def rp_modes(tables) -> dict[str, dict[str, tuple[int, Evidence]]]:
     if df is None or df.empty:
         return {}
     rows = df[df["name"] == "rp_filter"]
-    paths = _paths(tables)
+    paths = command_paths(tables)
     out: dict[str, dict[str, tuple[int, Evidence]]] = {}
     for row in rows.itertuples(index=False):
         try:
@@ -127,7 +127,7 @@ def _finding(tables, fib: Fib, hm, drops) -> Finding:
         out = back.dev if back.type == "unicast" else f"nowhere ({back.reason})"
         parts.append(f"from {what} arrive on {iif} but the route back to {src} leaves by {out}")
     ifaces = sorted({iif for _, _, iif, _, _, _ in drops})
-    counted = _counter_max(tables, hm.name, "TcpExtIPReversePathFilter")
+    counted = counter_peak(tables, hm.name, "TcpExtIPReversePathFilter")
     if counted and counted[0] > 0:
         sources.add("nstat")
         evidence.append(counted[1])

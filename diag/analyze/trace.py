@@ -188,7 +188,8 @@ class Fib:
     index: dict[tuple[str, str], tuple[tuple[tuple[int, int], ...], dict[int, dict[int, Route]]]] \
         = field(default_factory=dict)
     cache: dict[tuple, "Lookup"] = field(default_factory=dict)   # lookup() answers, per query
-    exact: dict[tuple[str, str], dict] = field(default_factory=dict)  # (host, table) -> dst -> routes
+    exact: dict[tuple[str, str], dict] = field(default_factory=dict)  # (host, table) -> routes
+                                                                       # by exact prefix
 
 
 def _paths(tables) -> dict[tuple[str, str], str]:
@@ -231,8 +232,12 @@ def _clean(value):
 
 def _plain(series) -> list:
     """A column as a list, pandas' missing values (NaN, None, NA) as None."""
-    values = series.astype(object)
-    return values.where(values.notna(), None).tolist()
+    values = series.to_numpy(dtype=object)     # arrow-backed strings iterate slowly as a Series
+    missing = series.isna().to_numpy()
+    if missing.any():
+        values = values.copy()
+        values[missing] = None
+    return values.tolist()
 
 
 def _pointer_index(df) -> list[int]:
@@ -260,9 +265,13 @@ def build_fib(tables, family: str = "inet") -> Fib:
             protocol in zip(_pointer_index(routes), *col.values()):
         kind = str(kind or "unicast")
         if kind == "unicast":
-            hops = tuple((_clean(n.get("gateway")), _clean(n.get("dev"))) for n in nexthops) \
-                if nexthops and isinstance(nexthops, (list, tuple)) else ()
-            hops = hops or ((gateway, dev),)
+            if not nexthops or not isinstance(nexthops, (list, tuple)):
+                hops = ((gateway, dev),)
+            elif len(nexthops) == 1:            # the common case, without a generator
+                hop = nexthops[0]
+                hops = ((_clean(hop.get("gateway")), _clean(hop.get("dev"))),)
+            else:
+                hops = tuple((_clean(n.get("gateway")), _clean(n.get("dev"))) for n in nexthops)
         else:
             hops = ()
         table = str(table or "main")

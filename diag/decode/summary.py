@@ -1,8 +1,12 @@
 """What a capture shows, in one dict: the schema of ``diag pcap --format json`` (docs/pcap-json.md).
 
 Contract: ``s = CaptureSummary(); s.add(chunk) for every chunk; s.result() -> dict``. It streams:
-each chunk of :class:`diag.decode.Tables` is folded into counters and per-session / per-VNI /
-per-IP state whose size depends on the number of sessions, tunnels and addresses, not packets.
+each chunk — a :class:`diag.decode.rows.RowChunk` from :func:`diag.decode.iter_rows`, or the
+:class:`diag.decode.Tables` of :func:`diag.decode.iter_decode`, which carry theirs — is folded
+from the decoder's row buffers (never from DataFrames, so ``diag pcap`` needs no pandas, and a
+small capture no numpy) into counters and per-session / per-VNI / per-IP state whose size depends
+on the number of sessions, tunnels and addresses, not packets. Distinct prefixes are kept as
+64-bit hashes of their text (a set, spilled into a sorted numpy array as it grows).
 
 ARP pairing: a request for IP T counts as answered when a reply *from* T arrives within
 ``ARP_REPLY_WINDOW`` seconds; gratuitous ARP (sender IP = target IP) and probes (sender 0.0.0.0)
@@ -47,21 +51,22 @@ def _nulls_last(key: tuple) -> tuple:
     return tuple((v is None, 0 if v is None else v) for v in key)
 
 
-class _Prefixes:
-    """Distinct prefixes as 64-bit hashes of their text: a small set, spilled into a sorted numpy
-    array when it grows (8 bytes a prefix instead of a Python object), so a full table stays small
-    and a small capture never imports numpy."""
+# hashes held in Python sets across all sessions (~70 bytes each) before they are all spilled
+# into numpy arrays (8 bytes each): a capture with many short sessions (each reconnect is a new
+# session) must not keep a set per session; a small capture never reaches it and needs no numpy
+SPILL_TOTAL = 65536
 
-    SPILL = 8192          # ~70 bytes a hash in a set: at most ~0.6 MB per session and action
+
+class _Prefixes:
+    """Distinct prefixes as 64-bit hashes of their text: a set, spilled into a sorted numpy array
+    (8 bytes a prefix instead of a Python object) when the summary's sets together grow large."""
 
     def __init__(self) -> None:
         self.recent: set[int] = set()
-        self.spilled = None          # sorted unique numpy uint64 array, or None
+        self.spilled = None          # sorted unique numpy int64 array, or None
 
     def update(self, keys: list[str]) -> None:
         self.recent.update(map(hash, keys))
-        if len(self.recent) > self.SPILL:
-            self._spill()
 
     def _spill(self) -> None:
         import numpy as np
@@ -195,6 +200,11 @@ class CaptureSummary:
             self._bgp_messages(chunk.rows["bgp_messages"])
         if chunk.rows["bgp_routes"]:
             self._bgp_routes(chunk)
+            stores = [p for s in self.sessions.values() for p in (s.announced, s.withdrawn)]
+            if sum(len(p.recent) for p in stores) > SPILL_TOTAL:
+                for p in stores:
+                    if p.recent:
+                        p._spill()
         for row in chunk.rows["stream_events"]:
             self._session(row["session"]).events[row["event"]] += 1
 
