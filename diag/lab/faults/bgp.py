@@ -79,12 +79,7 @@ def _blocked_heal(lab: "Lab") -> None:
 
 def _nft_drops(lab: "Lab", node: str) -> int:
     proc = in_ns(lab, node, ["nft", "-j", "list", "table", "inet", NFT_TABLE])
-    try:
-        items = json.loads(proc.stdout)["nftables"]
-    except (json.JSONDecodeError, KeyError):
-        return 0
-    return sum(expr["counter"]["packets"] for item in items if "rule" in item
-               for expr in item["rule"]["expr"] if "counter" in expr)
+    return probes.nft_counted_packets(proc.stdout)
 
 
 def _blocked_symptom(lab: "Lab") -> list[str] | None:

@@ -114,12 +114,7 @@ def _mtu_heal(lab: "Lab") -> None:
 
 def _frag_needed_dropped(lab: "Lab", node: str) -> int:
     proc = in_pod(lab, node, ["nft", "-j", "list", "table", "inet", NFT_TABLE])
-    try:
-        items = json.loads(proc.stdout)["nftables"]
-    except (json.JSONDecodeError, KeyError):
-        return 0
-    return sum(expr["counter"]["packets"] for item in items if "rule" in item
-               for expr in item["rule"]["expr"] if "counter" in expr)
+    return probes.nft_counted_packets(proc.stdout)
 
 
 def _mtu_symptom(lab: "Lab") -> list[str] | None:

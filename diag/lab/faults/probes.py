@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from diag.lab import Lab
 
 
+def nft_counted_packets(nft_json: str) -> int:
+    """Packets counted by every rule's counter in ``nft -j list table ...`` output (0 if none)."""
+    try:
+        items = json.loads(nft_json)["nftables"]
+    except (json.JSONDecodeError, KeyError):
+        return 0
+    return sum(expr["counter"]["packets"] for item in items if "rule" in item
+               for expr in item["rule"]["expr"] if "counter" in expr)
+
+
 def ping(lab: "Lab", src: str, dst_ip: str, **kw) -> bool:
     """True if a bounded ping from ``src``'s pod to ``dst_ip`` gets at least one reply."""
     return ping_rc(lab, src, dst_ip, **kw) == 0
