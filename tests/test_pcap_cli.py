@@ -133,3 +133,24 @@ def test_missing_file_is_unusable_input():
     proc = diag("pcap", "/nonexistent/capture.pcap")
     assert proc.returncode == 4
     assert "no such file" in one_error_line(proc)
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(not shutil.which("tshark"), reason="tshark (Debian package) not installed")
+def test_by_interface_matches_tshark_on_a_tcpdump_any_capture():
+    """`tcpdump -i any` (SLL2) from the lab: which ifindex each packet was seen on, in or out."""
+    from collections import Counter
+
+    capture = ROOT / "captures" / "lab" / "leak-eth0-any-sll2.pcap"
+    fields = subprocess.run(["tshark", "-r", str(capture), "-T", "fields", "-e", "sll.ifindex",
+                             "-e", "sll.pkttype"], capture_output=True, text=True, check=True)
+    expected = Counter()
+    for line in fields.stdout.splitlines():
+        ifindex, pkttype = line.split("\t")
+        expected[(f"ifindex {int(ifindex)}", "out" if int(pkttype) == 4 else "in")] += 1
+    proc = diag("pcap", str(capture), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    got = {(i["interface"], i["direction"]): i["packets"]
+           for i in json.loads(proc.stdout)["packets"]["by_interface"]}
+    assert got == dict(expected) and sum(got.values()) == 20
+    assert any(d == "out" for (_i, d) in got)       # packets that *left* an interface are there

@@ -135,6 +135,7 @@ class CaptureSummary:
         self.by_app: Counter = Counter()
         self.by_l3: Counter = Counter()
         self.by_direction: Counter = Counter()
+        self.by_interface: Counter = Counter()     # (interface, direction) -> packets
         self.sessions: dict[str, _Session] = {}
         self.bgp_types: Counter = Counter()
         self.announced_sample: set[str] = set()
@@ -171,7 +172,8 @@ class CaptureSummary:
         self._arp(chunk)
 
     def _packets(self, chunk: RowChunk) -> None:
-        ts, app, l3, direction = chunk.columns("packets", ("ts", "app", "l3", "direction"))
+        ts, app, l3, direction, name, ifindex, ciface = chunk.columns(
+            "packets", ("ts", "app", "l3", "direction", "iface_name", "ifindex", "capture_iface"))
         if not ts:
             return
         self.total += len(ts)
@@ -182,6 +184,11 @@ class CaptureSummary:
         self.by_app.update((k or "other") for k in app if k is not None)
         self.by_l3.update(str(k) for k in l3 if k is not None)
         self.by_direction.update(str(k) for k in direction if k is not None)
+        # which interface a packet was seen on, and whether it arrived or left: what shows a packet
+        # *left by eth0* in a `tcpdump -i any` (SLL2) or pcapng capture
+        self.by_interface.update(
+            (_interface_label(n, x, c), str(d))
+            for d, n, x, c in zip(direction, name, ifindex, ciface) if d is not None)
         # the vectorised path only takes frames that decode cleanly: problems are per-packet rows
         at, frame_at = PACKET_COLUMNS.index("malformed"), PACKET_COLUMNS.index("frame")
         bad = [r for r in chunk.rows["packets"] if r[at] is not None]
@@ -418,6 +425,8 @@ class CaptureSummary:
                 "by_app": dict(sorted(self.by_app.items())),
                 "by_l3": dict(sorted(self.by_l3.items())),
                 "by_direction": dict(sorted(self.by_direction.items())),
+                "by_interface": [{"interface": i, "direction": d, "packets": n}
+                                 for (i, d), n in sorted(self.by_interface.items())],
             },
             "bgp": {
                 "messages": {name: self.bgp_types.get(name, 0) for name in BGP_TYPES}
@@ -483,3 +492,12 @@ class CaptureSummary:
 def _endpoint(ip: str, port: Any) -> str:
     port = int(port)
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _interface_label(name: Any, ifindex: Any, capture_iface: Any) -> str:
+    """The capture's name for an interface, else the host's ifindex (SLL2), else pcapng's id."""
+    if name is not None:
+        return str(name)
+    if ifindex is not None:
+        return f"ifindex {int(ifindex)}"
+    return f"capture interface {int(capture_iface)}"

@@ -34,6 +34,9 @@ def render(s: dict, console: Console) -> None:
         console.print(f"interfaces: {names}")
     apps = ", ".join(f"{k} {v}" for k, v in p["by_app"].items())
     console.print(f"packets by kind: {apps}")
+    if p.get("by_interface"):
+        seen = ", ".join(f"{i['interface']} {i['direction']} {i['packets']}" for i in p["by_interface"])
+        console.print(f"packets by interface and direction: {seen}")
     _bgp(s["bgp"], console)
     _tunnels(s["tunnels"], console)
     _arp(s["arp"], console)
