@@ -209,6 +209,20 @@ def _pcap_on(ctx: Ctx, host: str, prefix: str, iface: str | None):
     return None
 
 
+def _corroborate(ctx: Ctx, host: str, prefix: str, dev: str | None, dropped: bool,
+                 evidence: list, sources: set) -> None:
+    """Add the independent sources that confirm a walk: the kernel's own `ip route get` answer
+    and captured packets to the prefix on that interface."""
+    rge = _route_get_agrees(ctx, host, prefix, dev, dropped=dropped)
+    if rge:
+        evidence.append(rge)
+        sources.add("route-get")
+    pev = _pcap_on(ctx, host, prefix, dev)
+    if pev:
+        evidence.append(pev)
+        sources.add("pcap")
+
+
 def _peers_route_it(ctx: Ctx, host: str, prefix: str, owner: str):
     """Other nodes (not the owner) whose walk for the prefix leaves by their cluster NIC or an
     overlay device: the covering route this host lacks."""
@@ -479,14 +493,7 @@ def _rib_error(ctx: Ctx, hm, errors, causes) -> Finding:
             what.append(f"{prefix} leaves by {lk.dev} via {lk.gateway}")
         else:
             what.append(f"{prefix}: {lk.reason}")
-        rge = _route_get_agrees(ctx, hm.name, prefix, lk.dev, dropped=lk.type != "unicast")
-        if rge:
-            evidence.append(rge)
-            sources.add("route-get")
-        pev = _pcap_on(ctx, hm.name, prefix, lk.dev)
-        if pev:
-            evidence.append(pev)
-            sources.add("pcap")
+        _corroborate(ctx, hm.name, prefix, lk.dev, lk.type != "unicast", evidence, sources)
         if nh_gw and nh_dev:
             fix.append(f"ip route replace {prefix} via {nh_gw} dev {nh_dev}")
     pod_range = ctx.model.pod_range.value
@@ -542,14 +549,7 @@ def _leak(ctx: Ctx, hm, leaks, causes) -> Finding:
     fix: list[str] = []
     for prefix, other, lk in leaks:
         evidence.extend(lk.evidence)
-        rge = _route_get_agrees(ctx, hm.name, prefix, lk.dev, dropped=False)
-        if rge:
-            evidence.append(rge)
-            sources.add("route-get")
-        pev = _pcap_on(ctx, hm.name, prefix, lk.dev)
-        if pev:
-            evidence.append(pev)
-            sources.add("pcap")
+        _corroborate(ctx, hm.name, prefix, lk.dev, False, evidence, sources)
         peers = _peers_route_it(ctx, hm.name, prefix, other.name)
         if peers:
             sources.add("peers")
