@@ -1,11 +1,16 @@
-"""Session fixtures for explain's lab tests: one lab per (cni, mode, addressing), faults cycled in
-it, one bundle per (lab, fault) collected once with the real `diag collect` command the lab prints.
+"""The session's lab store: one lab per (cni, mode, addressing), faults cycled in it, one bundle per
+(lab, fault) collected once with the real `diag collect` command the lab prints, shared by the lab,
+explain and report tests (fixture ``labs`` in tests/conftest.py).
 
 With each bundle the kernel's own answers are recorded at the same moment (the oracle for the path
 tracer): ``ip -j route get ADDR`` on every host for pod IPs, node IPs, management addresses, an
 address of each node subnet no host holds (LoadBalancer-ish), an unallocated pod-range address and
 an off-cluster address.
+
+Lab names come from LAB_NAMES, prefixed by $DIAG_TEST_LAB_PREFIX (default empty) so two suites on
+one machine do not clobber each other's labs.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -18,7 +23,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 LAB_NAMES = {("cilium", "native", "default"): "exc", ("calico", "native", "default"): "exk",
              ("calico", "vxlan", "default"): "exv", ("calico", "native", "alt"): "exa"}
@@ -79,7 +83,7 @@ class Labs:
         if key not in self.labs:
             from diag.lab import Lab, teardown
 
-            name = LAB_NAMES[key]
+            name = os.environ.get("DIAG_TEST_LAB_PREFIX", "") + LAB_NAMES[key]
             teardown(name)
             started = time.monotonic()
             self.labs[key] = Lab.up(name, cni=cni, mode=mode, addressing=addressing)
@@ -119,16 +123,3 @@ class Labs:
                 lab.down()
             except Exception:  # noqa: BLE001 - teardown must go on for the other labs
                 pass
-
-
-@pytest.fixture(scope="session")
-def labs(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("the lab needs root")
-    started = time.monotonic()
-    store = Labs(tmp_path_factory.mktemp("explain-bundles"))
-    yield store
-    store.down()
-    total = time.monotonic() - started
-    lines = [f"{what}: {secs:.1f}s" for what, secs in store.timings]
-    sys.stderr.write("\nexplain lab timings: " + "; ".join(lines) + f"; total {total:.1f}s\n")
