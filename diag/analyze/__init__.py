@@ -9,8 +9,8 @@ Public API::
     from diag.analyze.trace import build_fib, trace
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
 
-Each topic is one module of small pure functions (``routing.py``, ``bgp.py``, ``arp.py``,
-``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
+Each topic is one module of small pure functions (``routing.py``, ``bgp.py`` (daemon state),
+``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage except through the ``facts`` object
 handed in.
 """
@@ -33,11 +33,14 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.trace import build_fib
 
-    from diag.analyze import arp, bgp, overlay, rpfilter
+    from diag.analyze import arp, bgp, overlay, rpfilter, wire_bgp
 
     fib = build_fib(facts.tables)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
     session_findings, session_checks = bgp.analyze(facts.tables, facts.model, fib)
+    wire_findings, wire_checks = wire_bgp.analyze(facts.tables, facts.model)
+    session_findings = wire_bgp.corroborate(session_findings, wire_findings)
+    session_checks = list(session_checks) + wire_checks
     findings = _link_to_sessions(findings, session_findings) + session_findings
     checks = list(checks) + list(session_checks)
     arp_findings, arp_checks = arp.analyze(facts.tables, facts.model)

@@ -124,6 +124,9 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
     # BGP: header length must be sane, else the per-packet decoder reports it
     hlen = np.where(bgp, (u8(np.where(bgp, l4 + 12, p4)) >> 4) * 4, 0)
     keep &= ~(bgp & ((hlen < 20) | (l4 + hlen > ip_end)))
+    # SYN/RST segments on BGP ports (handshakes, TCP-MD5 options): the per-packet decoder reports
+    tcp_flags = np.where(bgp, u8(np.where(bgp, l4 + 13, p4)), 0)
+    keep &= ~(bgp & ((tcp_flags & 0x06) != 0))
 
     # VXLAN: header + untagged inner Ethernet + plain inner IPv4 with its transport header
     vi = np.nonzero(vx & keep)[0]

@@ -14,7 +14,9 @@ Contract: :class:`BgpFlows` receives every TCP segment on a BGP port
   (one UPDATE's NLRI with its attributes); tables expand groups column-wise, one row per prefix;
 * an event row (a dict, ``stream_events`` table) reports what reassembly could not hand over: ``gap``
   (bytes never captured; decoding resumes at the next BGP marker), ``framing-error`` (a header
-  whose marker or length is impossible).
+  whose marker or length is impossible); and the connection's TCP control segments, which show
+  sessions that never got to BGP: ``syn``, ``syn-ack`` (detail ``tcp-md5``/``tcp-ao`` when the
+  segment carries RFC 2385/5925 option 19/29), ``rst``, ``fin`` (:data:`TCP_CONTROL_EVENTS`).
 
 Session context (4-octet AS, ADD-PATH) is learned from the two OPENs of a connection and applied
 to every later UPDATE in each direction (:func:`diag.decode.bgp.negotiate`). A SYN without ACK on a
@@ -36,6 +38,25 @@ MESSAGE_ROW = ("frame", "first_frame", "ts", "src", "sport", "dst", "dport", "se
                "tunnel_depth") + bgp.MESSAGE_COLUMNS
 ROUTE_ROW = ("frame", "ts", "src", "sport", "dst", "dport", "session") + bgp.ROUTE_COLUMNS
 _MALFORMED_AT = bgp.MESSAGE_COLUMNS.index("malformed")
+TCP_CONTROL_EVENTS = ("syn", "syn-ack", "rst", "fin")
+TCP_OPTION_NAMES = {19: "tcp-md5", 29: "tcp-ao"}
+
+
+def tcp_option_kinds(options: bytes) -> list[int]:
+    """The kinds of the TCP options in ``options`` (the header bytes after the fixed 20)."""
+    kinds, i, n = [], 0, len(options)
+    while i < n:
+        kind = options[i]
+        if kind == 0:                                 # end of option list
+            break
+        kinds.append(kind)
+        if kind == 1:                                 # NOP
+            i += 1
+            continue
+        if i + 1 >= n or options[i + 1] < 2:          # a broken length: stop, do not guess
+            break
+        i += options[i + 1]
+    return kinds
 
 
 class _Connection:
@@ -58,7 +79,8 @@ class BgpFlows:
         self.default_context = bgp.negotiate(None, None)
 
     def segment(self, src: str, sport: int, dst: str, dport: int, seq: int, flags: int,
-                payload: bytes, frame: int, ts: float, depth: int) -> None:
+                payload: bytes, frame: int, ts: float, depth: int, options: bytes = b"") -> None:
+        """One segment; ``options`` (TCP options) matter only on SYNs (TCP-MD5/AO detail)."""
         a, b = (src, sport), (dst, dport)
         key = (a, b) if a <= b else (b, a)
         conn = self.connections.get(key)
@@ -76,10 +98,26 @@ class BgpFlows:
             self.frame_ts[frame] = ts
             if len(self.frame_ts) > RECENT_FRAMES:
                 self._forget_old_frames(frame)
+        if flags & (TCP_SYN | TCP_RST | TCP_FIN):
+            self._control(conn.session, a, b, flags, options, frame, ts, depth)
         events = stream.segment(seq, payload, frame, syn=syn, fin=bool(flags & TCP_FIN),
                                 rst=bool(flags & TCP_RST))
         if events:
             self._handle(conn, a, b, events, ts, depth)
+
+    def _control(self, session: str, a: Endpoint, b: Endpoint, flags: int, options: bytes,
+                 frame: int, ts: float, depth: int) -> None:
+        base = {"frame": frame, "ts": ts, "src": a[0], "sport": a[1], "dst": b[0], "dport": b[1],
+                "session": session, "tunnel_depth": depth}
+        if flags & TCP_SYN:
+            detail = ",".join(TCP_OPTION_NAMES[k] for k in tcp_option_kinds(options)
+                              if k in TCP_OPTION_NAMES)
+            self.on_event({**base, "event": "syn-ack" if flags & TCP_ACK else "syn",
+                           "detail": detail})
+        if flags & TCP_RST:
+            self.on_event({**base, "event": "rst", "detail": ""})
+        if flags & TCP_FIN:
+            self.on_event({**base, "event": "fin", "detail": ""})
 
     def flush(self, frame: int, ts: float) -> None:
         """End of capture: whatever reassembly still holds is handed over or reported."""

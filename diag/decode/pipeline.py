@@ -211,7 +211,8 @@ class PacketDecoder:
                     return (l3, src, dst, ttl, proto, fragment, sport, dport, "bgp", depth,
                             "TCP segment truncated by the capture (snaplen)" if truncated else None)
                 self.bgp.segment(src, sport, dst, dport, seq, flags, data[l4 + hlen:ip_end],
-                                 self._frame, self._ts, depth)
+                                 self._frame, self._ts, depth,
+                                 data[l4 + 20:l4 + hlen] if flags & 0x02 else b"")
                 return (l3, src, dst, ttl, proto, fragment, sport, dport, "bgp", depth, None)
             return (l3, src, dst, ttl, proto, fragment, sport, dport, "", depth, None)
         if proto == 17:

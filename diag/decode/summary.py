@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
+from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
 from diag.decode.pipeline import PACKET_COLUMNS
 from diag.decode.rows import RowChunk
 
@@ -117,6 +117,7 @@ class _Session:
         self.eor: set[str] = set()
         self.notifications: list[dict] = []
         self.events: Counter = Counter()
+        self.tcp: Counter = Counter()
         self.malformed = 0
         self.first_ts: float | None = None
         self.last_ts: float | None = None
@@ -213,7 +214,13 @@ class CaptureSummary:
                     if p.recent:
                         p._spill()
         for row in chunk.rows["stream_events"]:
-            self._session(row["session"]).events[row["event"]] += 1
+            session = self._session(row["session"])
+            if row["event"] in TCP_CONTROL_EVENTS:
+                session.tcp[row["event"]] += 1
+                if row["detail"]:
+                    session.tcp[row["detail"]] += 1
+            else:
+                session.events[row["event"]] += 1
 
     def _bgp_routes(self, chunk: RowChunk) -> None:
         from diag.decode.nlri import PackedPrefixes
@@ -484,6 +491,7 @@ class CaptureSummary:
             "end_of_rib": sorted(s.eor),
             "notifications": s.notifications,
             "stream_events": dict(s.events),
+            "tcp": {k: s.tcp[k] for k in sorted(s.tcp)},
             "malformed": s.malformed,
             "first_ts": s.first_ts, "last_ts": s.last_ts,
         }

@@ -140,3 +140,43 @@ def test_leak_capture_is_sll2_and_shows_eth0():
     assert len(outgoing) >= 2, rows
     t = decoded(path)
     assert len(t.packets) == len(rows)
+
+
+def _tshark_tcp_control(path: Path) -> dict[int, set[str]]:
+    """frame -> {"syn", "syn-ack", "rst", "fin", "tcp-md5"} for TCP on port 179, read by tshark."""
+    import subprocess
+
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-Y", "tcp.port==179 && tcp.flags & 0x07",
+         "-T", "fields", "-e", "frame.number", "-e", "tcp.flags.syn", "-e", "tcp.flags.ack",
+         "-e", "tcp.flags.reset", "-e", "tcp.flags.fin", "-e", "tcp.option_kind"],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    frames: dict[int, set[str]] = {}
+    for line in out.splitlines():
+        frame, syn, ack, rst, fin, kinds = (line.split("\t") + [""] * 6)[:6]
+        got = frames.setdefault(int(frame), set())
+        if syn in ("1", "True"):
+            got.add("syn-ack" if ack in ("1", "True") else "syn")
+            if "19" in kinds.split(","):
+                got.add("tcp-md5")
+        if rst in ("1", "True"):
+            got.add("rst")
+        if fin in ("1", "True"):
+            got.add("fin")
+    return frames
+
+
+@pytest.mark.parametrize("name", BGP)
+def test_tcp_control_events_match_tshark(name):
+    """SYN / SYN-ACK (with TCP-MD5) / RST / FIN on port 179: what the BGP analyzers read from a
+    capture to tell a blocked port from a refused one from a key mismatch."""
+    t = decoded(LAB / name)
+    ev = t.stream_events
+    ours: dict[int, set[str]] = {}
+    for row in ev[ev["event"].isin(["syn", "syn-ack", "rst", "fin"])].itertuples(index=False):
+        ours.setdefault(int(row.frame), set()).add(row.event)
+        if row.detail:
+            ours[int(row.frame)].update(str(row.detail).split(","))
+    want = _tshark_tcp_control(LAB / name)
+    assert want, f"{name}: no TCP control segment on 179 in the capture"
+    assert_frames_equal(ours, want, f"{name} TCP control")
