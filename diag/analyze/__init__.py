@@ -10,7 +10,7 @@ Public API::
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
 
 Each topic is one module of small pure functions (``routing.py``, ``bgp.py`` (daemon state),
-``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
+``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums), ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage except through the ``facts`` object
 handed in.
 """
@@ -33,7 +33,7 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.trace import build_fib
 
-    from diag.analyze import arp, bgp, overlay, rpfilter, wire_bgp
+    from diag.analyze import arp, bgp, offload, overlay, rpfilter, wire_bgp
 
     fib = build_fib(facts.tables)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
@@ -46,6 +46,7 @@ def explain(facts) -> Explanation:
     arp_findings, arp_checks = arp.analyze(facts.tables, facts.model)
     findings += arp_findings
     checks += arp_checks
+    checks += offload.analyze(facts.tables, facts.model)[1]
     overlay_findings, overlay_checks = overlay.analyze(facts.tables, facts.model, fib)
     rp_findings, rp_checks = rpfilter.analyze(facts.tables, facts.model, fib)
     findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings

@@ -74,9 +74,12 @@ def _text(result, facts) -> str:
     lines.append("Checked:")
     for c in result.checked:
         lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.name}")
+        if c.detail:
+            lines.append(f"       {c.detail}")
     lines.append("Not checked:")
     for c in result.not_checked:
-        lines.append(f"  -    {c.name}: {c.needs}")
+        lines.append(f"  -    {c.name}")
+        lines.append(f"       needs {c.needs}")
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,8 @@
 
 Contract: :func:`capture_tables` decodes every capture of a bundle (or one bare pcap) with
 :mod:`diag.decode` and returns the tables ``packets``, ``bgp_messages``, ``wire_routes`` (the
-decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` and ``stream_events``, each with ``host`` (the
+decoder's ``bgp_routes``), ``wire_tunnels``, ``arp``, ``stream_events`` and ``checksums`` (the TCP/UDP
+checksums of a bounded sample verified, :mod:`diag.decode.checksum`), each with ``host`` (the
 host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
 on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here through that host's
 ``ip -j link`` table; pcapng captures name their interfaces (``if_name``) and keep that name.
@@ -45,7 +46,7 @@ def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]
     packets["iface"] = [name(i, n) for i, n in zip(packets["ifindex"], packets["iface_name"])]
     packets.insert(0, "host", host)
     frame_iface = dict(zip(packets["frame"], packets["iface"]))
-    out = {"packets": packets}
+    out = {"packets": packets, "checksums": _checksums(path, host)}
     for attr, table in WIRE_TABLES.items():
         if attr == "packets":
             continue
@@ -57,6 +58,17 @@ def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]
     return out
 
 
+def _checksums(path: Path, host: str):
+    """The capture's verified transport checksums (a bounded sample): host, frame, proto, ok."""
+    import pandas as pd
+
+    from diag.decode.checksum import census
+
+    rows = census(path)
+    return pd.DataFrame({"host": [host] * len(rows), "frame": [r[0] for r in rows],
+                         "proto": [r[1] for r in rows], "ok": [r[2] for r in rows]})
+
+
 def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """[(host, pcap path)] -> (tables, parse error rows)."""
@@ -66,7 +78,7 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
     from diag.errors import DiagError
 
     options = options or DecodeOptions()
-    parts: dict[str, list] = {table: [] for table in WIRE_TABLES.values()}
+    parts: dict[str, list] = {table: [] for table in (*WIRE_TABLES.values(), "checksums")}
     errors: list[dict[str, Any]] = []
     for host, path in captures:
         try:
