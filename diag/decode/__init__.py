@@ -15,8 +15,9 @@ The public API (documented in docs/api.md)::
 Tables (one row per ...): ``packets`` (captured frame), ``bgp_messages`` (BGP message, at the frame
 where its last byte arrived), ``bgp_routes`` (prefix announced or withdrawn, with its attributes and
 session), ``tunnels`` (encapsulation layer: VXLAN/GENEVE with outer and inner addresses), ``arp``
-(ARP packet), ``stream_events`` (TCP reassembly gaps and BGP framing errors), ``interfaces`` (the
-capture's interfaces). Column lists are in :mod:`diag.decode.pipeline` and docs/api.md.
+(ARP packet), ``stream_events`` (TCP reassembly gaps, BGP framing errors, TCP control segments
+of BGP connections), ``icmp`` (ICMP/ICMPv6 error: type, announced MTU, the packet it quotes),
+``interfaces`` (the capture's interfaces). Column lists are in :mod:`diag.decode.pipeline` and docs/api.md.
 
 Small files (under ``SMALL_CAPTURE_BYTES``) are decoded by the per-packet decoder alone, and
 ``diag pcap`` summarises RowChunks, so a small capture is summarised without importing numpy or
@@ -37,7 +38,7 @@ from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
 from diag.decode.capture import SUPPORTED_LINKTYPES, CaptureInfo, open_blocks
 from diag.decode.rows import RowChunk
 from diag.errors import UnusableInput
-from diag.decode.pipeline import (ARP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
+from diag.decode.pipeline import (ARP_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
                                   TUNNEL_COLUMNS, PacketDecoder)
 
 DEFAULT_BGP_PORTS = (179,)
@@ -80,11 +81,12 @@ class Tables:
     arp: "object"
     stream_events: "object"
     interfaces: "object"
+    icmp: "object" = None
     info: CaptureInfo | None = field(default=None, repr=False)
     rows: RowChunk | None = field(default=None, repr=False)     # what the tables were built from
 
     NAMES = ("packets", "bgp_messages", "bgp_routes", "tunnels", "arp", "stream_events",
-             "interfaces")
+             "interfaces", "icmp")
 
     def items(self):
         return [(name, getattr(self, name)) for name in self.NAMES]
@@ -249,6 +251,7 @@ def _tables(chunk: RowChunk) -> Tables:
         tunnels=frame(rows["tunnels"], TUNNEL_COLUMNS, fast and fast.tunnels),
         arp=frame(rows["arp"], ARP_COLUMNS, fast and fast.arp),
         stream_events=dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS),
+        icmp=frame(rows["icmp"], ICMP_COLUMNS),
         interfaces=ifaces,
         info=info,
         rows=chunk,

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diag.decode.pipeline import ICMP4_ERROR_TYPES
+
 ETH, SLL, SLL2 = 1, 113, 276
 PKTTYPE_NAMES = np.array(["host", "broadcast", "multicast", "otherhost", "outgoing"], dtype=object)
 
@@ -115,6 +117,8 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
     keep = np.ones(len(i4), dtype=bool)
     keep &= ~(((proto == 6) & (room < 20)) | ((proto == 17) & (room < 8)))   # malformed: slow
     keep &= ~((proto == 132) | (proto == 33))                                # SCTP/DCCP: slow
+    icmp4 = (proto == 1) & (room >= 8)
+    keep &= ~(icmp4 & _in(u8(np.where(icmp4, l4, p4)), ICMP4_ERROR_TYPES))    # ICMP errors: slow
     tcp, udp = proto == 6, proto == 17
     bgp = tcp & (_in(sport, bgp_ports) | _in(dport, bgp_ports))
     d_vx, d_gn = _in(dport, vxlan_ports), _in(dport, geneve_ports)
@@ -148,6 +152,8 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
     iroom = iend - il4
     v_ok &= ~((iproto == 6) & (iroom < 20)) & ~((iproto == 17) & (iroom < 8))
     v_ok &= ~((iproto == 132) | (iproto == 33))
+    inner_icmp = (iproto == 1) & (iroom >= 8)
+    v_ok &= ~(inner_icmp & _in(u8(np.where(inner_icmp, il4, ip2)), ICMP4_ERROR_TYPES))
     isport = np.full(len(vi), -1, dtype=np.int64)
     idport = np.full(len(vi), -1, dtype=np.int64)
     ihp = np.nonzero(v_ok & ((iproto == 6) | (iproto == 17)))[0]

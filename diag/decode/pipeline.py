@@ -43,6 +43,16 @@ ARP_COLUMNS = (
 )
 STREAM_EVENT_COLUMNS = ("frame", "ts", "src", "sport", "dst", "dport", "session",
                         "tunnel_depth", "event", "detail")
+ICMP_COLUMNS = ("frame", "ts", "capture_iface", "iface_name", "direction", "tunnel_depth", "l3",
+                "src", "dst", "type", "code", "type_name", "mtu", "orig_src", "orig_dst",
+                "orig_proto", "orig_sport", "orig_dport", "malformed")
+# ICMP errors, which quote the packet they are about: (l3, type) -> name
+ICMP_ERRORS = {("ipv4", 3): "destination-unreachable", ("ipv4", 4): "source-quench",
+               ("ipv4", 5): "redirect", ("ipv4", 11): "time-exceeded",
+               ("ipv4", 12): "parameter-problem", ("ipv6", 1): "destination-unreachable",
+               ("ipv6", 2): "packet-too-big", ("ipv6", 3): "time-exceeded",
+               ("ipv6", 4): "parameter-problem"}
+ICMP4_ERROR_TYPES = frozenset(t for (l3, t) in ICMP_ERRORS if l3 == "ipv4")
 
 _u16 = struct.Struct("!H").unpack_from
 _ipv4_head = struct.Struct("!BBHHHBBH4s4s").unpack_from
@@ -73,6 +83,7 @@ class PacketDecoder:
         self.bgp_messages: list[tuple] = []
         self.bgp_routes: list[tuple] = []
         self.stream_events: list[dict] = []
+        self.icmp: list[tuple] = []
         self.bgp = BgpFlows(self.bgp_messages.append, self.bgp_routes.append,
                             self.stream_events.append)
         self.last_frame, self.last_ts = 0, 0.0
@@ -83,8 +94,8 @@ class PacketDecoder:
     def take(self) -> dict[str, list]:
         out = {"packets": self.packets, "tunnels": [t for t in self.tunnels if t is not None],
                "arp": self.arp, "bgp_messages": self.bgp_messages, "bgp_routes": self.bgp_routes,
-               "stream_events": self.stream_events}
-        self.packets, self.tunnels, self.arp = [], [], []
+               "stream_events": self.stream_events, "icmp": self.icmp}
+        self.packets, self.tunnels, self.arp, self.icmp = [], [], [], []
         self.bgp_messages, self.bgp_routes, self.stream_events = [], [], []
         self.bgp.on_message = self.bgp_messages.append
         self.bgp.on_route = self.bgp_routes.append
@@ -236,11 +247,46 @@ class PacketDecoder:
             inner_depth, malformed = self._tunnel(kind, data, l4 + 8, ip_end, depth,
                                                   src, dst, sport, dport)
             return (l3, src, dst, ttl, proto, fragment, sport, dport, kind, inner_depth, malformed)
+        if (proto == 1 and l3 == "ipv4") or (proto == 58 and l3 == "ipv6"):
+            if ip_end - l4 >= 8 and not fragment:
+                self._icmp(l3, src, dst, data, l4, ip_end, depth)
+            return (l3, src, dst, ttl, proto, fragment, None, None, "", depth, None)
         if proto == 132 or proto == 33:  # SCTP, DCCP: ports at the same place
             if ip_end - l4 >= 4:
                 sport, dport = _ports(data, l4)
                 return (l3, src, dst, ttl, proto, fragment, sport, dport, "", depth, None)
         return (l3, src, dst, ttl, proto, fragment, None, None, "", depth, None)
+
+    def _icmp(self, l3: str, src: str, dst: str, data: bytes, l4: int, end: int,
+              depth: int) -> None:
+        """An ICMP/ICMPv6 error: its type, the MTU it announces and the packet it quotes."""
+        icmp_type, code = data[l4], data[l4 + 1]
+        name = ICMP_ERRORS.get((l3, icmp_type))
+        if name is None:
+            return                                   # echo and friends: not an error
+        mtu = None
+        if l3 == "ipv4" and icmp_type == 3 and code == 4:
+            mtu = _u16(data, l4 + 6)[0]              # RFC 1191 next-hop MTU
+        elif l3 == "ipv6" and icmp_type == 2:
+            mtu = struct.unpack_from("!I", data, l4 + 4)[0]
+        q = l4 + 8
+        osrc = odst = oproto = osport = odport = None
+        malformed = None
+        if end - q >= 20 and data[q] >> 4 == 4:
+            ihl = (data[q] & 0x0F) * 4
+            oproto, osrc, odst = data[q + 9], _ntoa(data[q + 12:q + 16]), _ntoa(data[q + 16:q + 20])
+            if end - (q + ihl) >= 4 and not _u16(data, q + 6)[0] & 0x1FFF:
+                osport, odport = _ports(data, q + ihl)
+        elif end - q >= 40 and data[q] >> 4 == 6:
+            oproto = data[q + 6]
+            osrc, odst = _ntop(AF_INET6, data[q + 8:q + 24]), _ntop(AF_INET6, data[q + 24:q + 40])
+            if end - (q + 40) >= 4 and oproto in (6, 17, 132, 33):
+                osport, odport = _ports(data, q + 40)
+        else:
+            malformed = "ICMP error quotes no IP header"
+        self.icmp.append((self._frame, self._ts, self._iface, self._iface_name, self._direction,
+                          depth, l3, src, dst, icmp_type, code, name, mtu, osrc, odst, oproto,
+                          osport, odport, malformed))
 
     def _tunnel(self, kind: str, data: bytes, off: int, end: int, depth: int, outer_src: str,
                 outer_dst: str, sport: int, dport: int) -> tuple[int, str | None]:

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
-from diag.decode.pipeline import PACKET_COLUMNS
+from diag.decode.pipeline import ICMP_COLUMNS, PACKET_COLUMNS
 from diag.decode.rows import RowChunk
 
 SCHEMA = "diag.pcap/1"
@@ -151,6 +151,9 @@ class CaptureSummary:
         self.arp_unanswered: dict[str, dict] = {}
         self.arp_answered = 0
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
+        self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
+        self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
+        self.icmp_mtus: set[int] = set()
 
     # --- folding chunks --------------------------------------------------------------------
     def add(self, chunk) -> None:
@@ -171,6 +174,18 @@ class CaptureSummary:
         self._bgp(chunk)
         self._tunnels(chunk)
         self._arp(chunk)
+        self._icmp(chunk)
+
+    def _icmp(self, chunk: RowChunk) -> None:
+        cols = ICMP_COLUMNS
+        at = {n: cols.index(n) for n in ("l3", "type_name", "code", "mtu", "orig_dst",
+                                         "orig_proto", "orig_dport")}
+        for row in chunk.rows.get("icmp", ()):
+            self.icmp_types[(row[at["l3"]], row[at["type_name"]], row[at["code"]])] += 1
+            self.icmp_quoted[(row[at["type_name"]], row[at["orig_dst"]], row[at["orig_proto"]],
+                              row[at["orig_dport"]])] += 1
+            if row[at["mtu"]] is not None:
+                self.icmp_mtus.add(row[at["mtu"]])
 
     def _packets(self, chunk: RowChunk) -> None:
         ts, app, l3, direction, name, ifindex, ciface = chunk.columns(
@@ -462,6 +477,15 @@ class CaptureSummary:
                 "unanswered": sum(u["count"] for u in unanswered),
                 "unanswered_by_ip": unanswered[:MAX_LISTED],
                 "multiple_responders": multiple[:MAX_LISTED],
+            },
+            "icmp_errors": {
+                "count": sum(self.icmp_types.values()),
+                "by_type": [{"l3": l3, "type": name, "code": code, "count": n}
+                            for (l3, name, code), n in self.icmp_types.most_common(MAX_LISTED)],
+                "mtus": sorted(self.icmp_mtus),
+                "about": [{"type": name, "dst": dst, "proto": proto, "dport": dport, "count": n}
+                          for (name, dst, proto, dport), n in
+                          self.icmp_quoted.most_common(MAX_LISTED)],
             },
         }
 

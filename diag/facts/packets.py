@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
-               "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events"}
+               "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events",
+               "icmp": "icmp"}
 
 
 def _iface_map(interfaces, host: str) -> dict[int, str]:

@@ -40,6 +40,8 @@ def render(s: dict, console: Console) -> None:
     _bgp(s["bgp"], console)
     _tunnels(s["tunnels"], console)
     _arp(s["arp"], console)
+    if s.get("icmp_errors", {}).get("count"):
+        _icmp(s["icmp_errors"], console)
     if p["malformed_examples"]:
         t = Table(title="Malformed packets (first ones)", title_justify="left")
         t.add_column("frame", justify="right")
@@ -97,6 +99,18 @@ def _tunnels(tun: dict, console: Console) -> None:
             inner = ", ".join(f"{k} {v}" for k, v in r["inner"].items())
             t.add_row(r["type"], str(r["vni"]), str(r["packets"]), ends, inner)
         console.print(t)
+
+
+def _icmp(e: dict, console: Console) -> None:
+    kinds = ", ".join(f"{t['type']} ({t['code']}) {t['count']}" for t in e["by_type"])
+    mtus = f"; MTUs announced: {', '.join(map(str, e['mtus']))}" if e["mtus"] else ""
+    console.print(f"\n[bold]ICMP errors[/]: {e['count']}: {kinds}{mtus}")
+    t = Table(title="What the ICMP errors are about (the packet they quote)", title_justify="left")
+    for col in ("error", "to", "proto", "dport", "count"):
+        t.add_column(col)
+    for a in e["about"]:
+        t.add_row(a["type"], str(a["dst"]), str(a["proto"]), str(a["dport"]), str(a["count"]))
+    console.print(t)
 
 
 def _arp(a: dict, console: Console) -> None:
