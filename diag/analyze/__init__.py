@@ -10,7 +10,8 @@ Public API::
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
 
 Each topic is one module of small pure functions (``routing.py``, ``bgp.py`` (daemon state),
-``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums), ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
+``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums),
+``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage except through the ``facts`` object
 handed in.
 """
@@ -33,7 +34,7 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.trace import build_fib
 
-    from diag.analyze import arp, bgp, offload, overlay, rpfilter, wire_bgp
+    from diag.analyze import arp, bgp, offload, overlay, rpfilter, wire_bgp, wire_overlay
 
     fib = build_fib(facts.tables)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
@@ -48,6 +49,8 @@ def explain(facts) -> Explanation:
     checks += arp_checks
     checks += offload.analyze(facts.tables, facts.model)[1]
     overlay_findings, overlay_checks = overlay.analyze(facts.tables, facts.model, fib)
+    wire_findings, wire_checks = wire_overlay.analyze(facts.tables, facts.model)
+    overlay_findings, overlay_checks = overlay_findings + wire_findings, overlay_checks + wire_checks
     rp_findings, rp_checks = rpfilter.analyze(facts.tables, facts.model, fib)
     findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings
     checks += overlay_checks + rp_checks

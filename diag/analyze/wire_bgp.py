@@ -18,6 +18,8 @@ cause:
   capture went on -> ``BGP_HOLD_TIMER_EXPIRED``;
 - any other NOTIFICATION -> ``BGP_SESSION_NOT_ESTABLISHED`` naming it;
 - SYNs to 179 answered by RST and none by SYN-ACK -> ``BGP_NO_LISTENER``;
+- segments to 179 answered by ICMP errors (a firewall's REJECT: administratively prohibited;
+  or host/net unreachable) and never by SYN-ACK -> ``BGP_TRANSPORT_BLOCKED``;
 - SYNs unanswered (two or more, no SYN-ACK, no RST): ``BGP_MD5_MISMATCH`` when they carry the
   TCP-MD5 option (a kernel without the key, or with another, drops them silently), else
   ``BGP_TRANSPORT_BLOCKED``.
@@ -46,6 +48,7 @@ class _Pair:
     b: str
     messages: list = field(default_factory=list)     # bgp_messages rows, capture order
     control: list = field(default_factory=list)      # stream_events control rows
+    icmp: list = field(default_factory=list)         # ICMP errors quoting a segment to 179
     hosts: set = field(default_factory=set)          # capturing hosts
 
 
@@ -81,6 +84,13 @@ def _pairs(tables) -> dict[tuple[str, str], _Pair]:
                 p = pair(str(r.src), str(r.dst))
                 p.control.append(r)
                 p.hosts.add(str(r.host))
+    icmp = tables.get("icmp")
+    if icmp is not None and "orig_proto" in icmp and not icmp.empty:
+        quoted = icmp[(icmp["orig_proto"] == 6) & (icmp["orig_dport"] == 179)]
+        for r in quoted.itertuples(index=False):
+            p = pair(str(r.orig_src), str(r.orig_dst))
+            p.icmp.append(r)
+            p.hosts.add(str(r.host))
     return pairs
 
 
@@ -95,8 +105,8 @@ def _dedup(rows: list) -> list:
     """Every capture on the path saw the same segment: keep one row per (ts, src, type)."""
     seen, out = set(), []
     for r in sorted(rows, key=lambda r: float(r.ts)):
-        key = (round(float(r.ts), 6), r.src, r.sport, getattr(r, "type_name", None),
-               getattr(r, "event", None))
+        key = (round(float(r.ts), 6), r.src, getattr(r, "sport", None),
+               getattr(r, "type_name", None), getattr(r, "event", None))
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -135,7 +145,7 @@ class _Judge:
             return self._notification(p, notes[-1], messages)
         if messages:
             return self._silence(p, messages)
-        return self._handshakes(p, control)
+        return self._handshakes(p, control, _dedup(p.icmp))
 
     def _notification(self, p: _Pair, note, messages: list) -> Finding:
         code, sub = int(note.notify_code or 0), int(note.notify_subcode or 0)
@@ -211,12 +221,26 @@ class _Judge:
                     f"silent {quiet:.0f} s > negotiated hold time {hold} s")
         return None
 
-    def _handshakes(self, p: _Pair, control: list) -> Finding | None:
+    def _handshakes(self, p: _Pair, control: list, icmp: list) -> Finding | None:
         syns = [r for r in control if r.event == "syn" and int(r.dport) == 179]
-        if not syns:
-            return None
         accepted = [r for r in control if r.event == "syn-ack"]
-        if accepted:
+        if accepted or not (syns or icmp):
+            return None
+        if icmp:
+            first = icmp[-1]
+            what = f"ICMP {first.type_name} (code {int(first.code)}) from {self.name(str(first.src))}"
+            ev = [self.ev(r, f"{r.type_name} code {int(r.code)} from {self.name(str(r.src))} "
+                             f"for TCP {r.orig_src} -> {r.orig_dst}:179") for r in icmp[:3]]
+            return self.finding(
+                "BGP_TRANSPORT_BLOCKED", p,
+                f"connections from {self.name(str(first.orig_src))} to "
+                f"{self.name(str(first.orig_dst))}:179 are rejected: {len(icmp)} x {what}", ev,
+                (f"# find the REJECT rule or missing route between {self.name(str(first.orig_src))}"
+                 f" and {self.name(str(first.orig_dst))}: nft list ruleset / iptables-save | grep "
+                 f"179 on {self.name(str(first.src))}; ip route get {first.orig_dst}",),
+                "the path answers the SYNs with ICMP errors (administratively prohibited = a "
+                "firewall's REJECT)")
+        if not syns:
             return None
         resets = [r for r in control if r.event == "rst" and int(r.sport) == 179]
         target = str(syns[-1].dst)

@@ -66,6 +66,17 @@ class Wire:
         self.records.append(Record(self.t, bytes(pkt)))
         return len(self.records)
 
+    def icmp_reject(self, src, dst, sport: int) -> int:
+        from scapy.layers.inet import ICMP, IP, IPerror, TCPerror
+        from scapy.layers.l2 import Ether
+
+        self.t += 1_000_000
+        pkt = (Ether(src=src[1], dst=dst[1]) / IP(src=src[0], dst=dst[0])
+               / ICMP(type=3, code=13) / IPerror(src=dst[0], dst=src[0])
+               / TCPerror(sport=sport, dport=179, flags="S"))
+        self.records.append(Record(self.t, bytes(pkt)))
+        return len(self.records)
+
     def write(self, path: Path) -> Path:
         write_pcap(path, self.records, LINKTYPE_ETHERNET)
         return path
@@ -116,6 +127,11 @@ def crafted(tmp_path_factory) -> dict[str, Path]:
     w.tcp(A, B, 40001, 179, "PA", m.keepalive())
     w.tcp(B, A, 179, 40001, "PA", m.keepalive(), gap=0.2)
     files["healthy"] = w.write(out / "healthy.pcap")
+    w = Wire()
+    for _ in range(3):                            # a firewall's REJECT: ICMP admin prohibited
+        w.tcp(A, B, 40060, 179, "S", gap=1.0)
+        w.icmp_reject(B, A, 40060)
+    files["rejected"] = w.write(out / "rejected.pcap")
     return files
 
 
@@ -141,6 +157,19 @@ def test_handshake_failures(crafted, case, code):
             assert rst in ("1", "True") and sport == "179", ev
     assert doc["checked"][-1]["passed"] is False or any(
         c["check"].startswith("BGP sessions seen") and c["passed"] is False for c in doc["checked"])
+
+
+@tshark_missing
+def test_icmp_reject_is_transport_blocked(crafted):
+    path = crafted["rejected"]
+    doc = explain(path)
+    first = doc["findings"][0]
+    assert first["code"] == "BGP_TRANSPORT_BLOCKED", doc["findings"]
+    assert "rejected" in first["summary"]
+    for ev in first["evidence"]:
+        icmp_type, code, dport = tshark_fields(path, ev["frame"], "icmp.type", "icmp.code",
+                                               "tcp.dstport")
+        assert (icmp_type, code, dport) == ("3", "13", "179"), ev
 
 
 @tshark_missing
