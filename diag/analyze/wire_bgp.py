@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from diag.analyze.captures import capture_files, frame_evidence
 from diag.analyze.catalog import default_severity
 from diag.model import Check, Confidence, Evidence, Finding
 
@@ -50,14 +51,6 @@ class _Pair:
     control: list = field(default_factory=list)      # stream_events control rows
     icmp: list = field(default_factory=list)         # ICMP errors quoting a segment to 179
     hosts: set = field(default_factory=set)          # capturing hosts
-
-
-def _capture_files(tables) -> dict[str, str]:
-    cmds = tables.get("commands")
-    if cmds is None or cmds.empty:
-        return {}
-    rows = cmds[cmds["path"].astype(str).str.endswith((".pcap", ".pcapng"))]
-    return {str(r.host): str(r.path) for r in rows.itertuples(index=False)}
 
 
 def _pairs(tables) -> dict[tuple[str, str], _Pair]:
@@ -115,7 +108,7 @@ def _dedup(rows: list) -> list:
 
 class _Judge:
     def __init__(self, tables, model) -> None:
-        self.files = _capture_files(tables)
+        self.files = capture_files(tables)
         self.ends = _capture_ends(tables)
         self.model = model
 
@@ -124,9 +117,7 @@ class _Judge:
         return f"{host} ({ip})" if host else ip
 
     def ev(self, r, value: str) -> Evidence:
-        host = str(r.host)
-        return Evidence(host, self.files.get(host, "capture"), f"frame {int(r.frame)}", value,
-                        int(r.frame))
+        return frame_evidence(self.files, r, value)
 
     def finding(self, code: str, p: _Pair, summary: str, evidence: list[Evidence],
                 fix: tuple[str, ...], reason: str = "") -> Finding:

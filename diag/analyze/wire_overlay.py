@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from diag.analyze.captures import capture_files, frame_evidence
 from diag.analyze.catalog import default_severity
-from diag.model import Check, Confidence, Evidence, Finding
+from diag.model import Check, Confidence, Finding
 
 VXLAN_PORTS = frozenset((4789, 8472))
 GENEVE_PORTS = frozenset((6081,))
@@ -26,19 +27,6 @@ REPEATED = 3
 WIRE_DEVICE = "(wire)"          # a tunnel endpoint the model only knows from packets
 CHECK_PORT = "VXLAN answered, not refused, by the VTEPs in the captures"
 CHECK_MTU = "no ICMP frag-needed about overlay traffic in the captures"
-
-
-def _files(tables) -> dict[str, str]:
-    cmds = tables.get("commands")
-    if cmds is None or cmds.empty:
-        return {}
-    rows = cmds[cmds["path"].astype(str).str.endswith((".pcap", ".pcapng"))]
-    return {str(r.host): str(r.path) for r in rows.itertuples(index=False)}
-
-
-def _ev(files: dict[str, str], r, value: str) -> Evidence:
-    return Evidence(str(r.host), files.get(str(r.host), "capture"), f"frame {int(r.frame)}",
-                    value, int(r.frame))
 
 
 def _name(model, ip) -> str:
@@ -82,7 +70,7 @@ def _port_findings(tables, model, icmp, files) -> list[Finding]:
                          f"{', '.join(_name(model, x) for x in senders)} ({len(rows)} ICMP port "
                          "unreachable)" + (f" and sends its own to UDP "
                                            f"{', '.join(map(str, own))}" if own else ""))
-            ev += [_ev(files, r, f"ICMP port unreachable from {_name(model, vtep)} for UDP "
+            ev += [frame_evidence(files, r, f"ICMP port unreachable from {_name(model, vtep)} for UDP "
                                  f"{r.orig_src} -> {r.orig_dst}:{port}")
                    for r in rows.head(2).itertuples(index=False)]
         first_port = refusals[0][1]
@@ -114,7 +102,7 @@ def _mtu_findings(tables, model, icmp, files) -> list[Finding]:
     for (sender, target), rows in overlay.groupby(["dst", "orig_dst"], sort=True):
         mtu = int(rows["mtu"].min())
         repeated = len(rows) >= REPEATED
-        ev = [_ev(files, r, f"{r.type_name} from {r.src}: MTU {int(r.mtu)} for "
+        ev = [frame_evidence(files, r, f"{r.type_name} from {r.src}: MTU {int(r.mtu)} for "
                             f"{r.orig_src} -> {r.orig_dst}"
                             + (" (inside the tunnel)" if r.tunnel_depth else ""))
               for r in rows.head(3).itertuples(index=False)]
@@ -141,7 +129,7 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
     icmp = tables.get("icmp")
     if icmp is None or "type" not in icmp:
         return [], []
-    files = _files(tables)
+    files = capture_files(tables)
     findings = _port_findings(tables, model, icmp, files) + _mtu_findings(tables, model, icmp,
                                                                              files)
     checks = [Check(CHECK_PORT, not any(f.code == "VXLAN_PORT_MISMATCH" for f in findings),

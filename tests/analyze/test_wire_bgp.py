@@ -8,38 +8,19 @@ tshark, the independent oracle, and must be what the finding says it is.
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.analyze.wiretools import ROOT, explain, needs_tshark, tshark_fields
 from tests.craft import bgpmsg as m
 from tests.craft.pcapfile import LINKTYPE_ETHERNET, Record, write_pcap
 
-ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "captures" / "lab"
-tshark_missing = pytest.mark.skipif(
-    subprocess.run(["which", "tshark"], capture_output=True).returncode != 0,
-    reason="tshark not installed")
+tshark_missing = needs_tshark
 
 A = ("10.9.0.1", "02:00:00:00:09:01")
 B = ("10.9.0.2", "02:00:00:00:09:02")
-
-
-def explain(path: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "diag", "explain", str(path), "--format", "json"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode in (0, 1), proc.stderr
-    return json.loads(proc.stdout)
-
-
-def tshark_fields(path: Path, frame: int, *fields: str) -> list[str]:
-    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", f"frame.number=={frame}",
-                          "-T", "fields", *[a for f in fields for a in ("-e", f)]],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return out.rstrip("\n").split("\t")
 
 
 def bgp_errors(doc: dict) -> list[dict]:

@@ -7,34 +7,19 @@ adapt). With the hosts' link state (a bundle) the configuration-based analyzer d
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.analyze import wiretools
+from tests.analyze.wiretools import ROOT, explain, needs_tshark
 from tests.craft.pcapfile import LINKTYPE_ETHERNET, Record, write_pcap
 
-ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "tshark"], capture_output=True).returncode != 0,
-    reason="tshark not installed")
-
-
-def explain(path: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "diag", "explain", str(path), "--format", "json"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode in (0, 1), proc.stderr
-    return json.loads(proc.stdout)
+pytestmark = needs_tshark
 
 
 def tshark_fields(path: Path, frame: int, *fields: str) -> list[str]:
-    out = subprocess.run(["tshark", "-n", "-r", str(path), "-d", "udp.port==8472,vxlan",
-                          "-Y", f"frame.number=={frame}", "-T", "fields", "-E", "occurrence=f",
-                          *[a for f in fields for a in ("-e", f)]],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return out.rstrip("\n").split("\t")
+    return wiretools.tshark_fields(path, frame, *fields, decode_as=("udp.port==8472,vxlan",))
 
 
 @pytest.mark.parametrize("name,refused", [("lab/vxlan-8472-and-port-mismatch.pcap", {"8472"}),
