@@ -95,7 +95,8 @@ def _register_subapps() -> None:
     import importlib
 
     for module, name in (("diag.lab.cli", "lab"), ("diag.collect.cli", "collect"),
-                         ("diag.facts.cli", "facts"), ("diag.analyze.cli", "explain")):
+                         ("diag.facts.cli", "facts"), ("diag.analyze.cli", "explain"),
+                         ("diag.report.cli", "report")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as err:
