@@ -27,7 +27,8 @@ ROUTE_COMMANDS = ("ip-route-v4", "ip-route-v6")   # `ip -j route show table all`
 # one-line summary), so the file stays small on big bundles
 ROUTE_DETAIL_MAX_HOSTS = 40
 ROUTE_ROWS_PER_HOST = 200
-ARP_REPLY_WINDOW_S = 1.0
+# the rule of `diag pcap`'s summary (docs/pcap-json.md): a reply within 3 s answers a request
+from diag.decode.summary import ARP_REPLY_WINDOW as ARP_REPLY_WINDOW_S  # noqa: E402
 _INDEX_POINTER = re.compile(r"^/(\d+)(?:/|$)")
 
 
