@@ -164,10 +164,10 @@ def _gateway_on(fib: Fib, host: str, address: str | None, iif: str) -> str | Non
     lk = lookup(fib, host, address)
     if lk.type == "unicast" and lk.dev == iif:
         return lk.gateway or address
-    for (h, table), routes in fib.routes.items():
+    for h, table in list(fib.routes):       # the keys: only this host's routes are made
         if h != host:
             continue
-        for route in routes:
+        for route in fib.routes[(h, table)]:
             for gw, dev in route.nexthops:
                 if dev == iif and gw:
                     return gw

@@ -18,6 +18,15 @@ Contract:
   ``loop``. Each hop carries :class:`~diag.model.Evidence` pointing into the bundle (the route's
   JSON pointer in ``hosts/H/ip-route-v4.out``, the rule, the neighbour entry).
 
+- :func:`quick_route(fib, host, dst)` is ``lookup``'s (type, out device, gateways) without its
+  records, for hosts whose ip rules select on nothing but the table (else None): the cheap check
+  the analyzers' node x node sweeps run first, the full lookup only for what it flags.
+
+The FIB keeps the routes column-wise (:class:`_Columns`: one numpy sort by host, table, prefix
+length, metric; each distinct destination parsed once) and makes a :class:`Route` only for a
+row a lookup returns or a caller lists through ``Fib.routes`` (a lazy mapping): 500 hosts x
+5,000 routes is 2.5 million rows, of which the analyzers touch a few hundred thousand.
+
 Pure functions over the facts tables (pandas at the edge, plain records inside). No I/O.
 """
 from __future__ import annotations
@@ -171,6 +180,82 @@ class Trace:
 
 # --- the FIB: plain records built once from the tables ------------------------------------------
 
+class _Columns:
+    """The FIB's routes of one family, column-wise: one entry per route row, sorted by (host,
+    table), then longest prefix, then lowest metric, then table order. :class:`Route` records
+    are made only for the rows a lookup returns or a caller lists (:meth:`route`)."""
+
+    def __init__(self, host, table, kind, dst, gateway, dev, nexthops, metric, prefsrc,
+                 protocol, origin_file, pointer, net, plen, version) -> None:
+        # plain lists for what route() reads per row (indexing a numpy object array is slow)
+        self.host, self.table, self.kind, self.dst = (host.tolist(), table.tolist(),
+                                                      kind.tolist(), dst.tolist())
+        self.gateway, self.dev, self.nexthops, self.metric = (gateway.tolist(), dev.tolist(),
+                                                              nexthops.tolist(), metric)
+        self.prefsrc, self.protocol, self.origin_file, self.pointer = (
+            prefsrc.tolist(), protocol.tolist(), origin_file.tolist(), pointer)
+        self.net, self.plen, self.version = net, plen, version
+        self.version_of = version.tolist()
+        self.made: dict[int, Route] = {}
+        self.groups: dict[tuple[str, str], tuple[int, int]] = {}   # (host, table) -> [lo, hi)
+
+    def route(self, i: int) -> "Route":
+        made = self.made.get(i)
+        if made is None:
+            kind = self.kind[i]
+            nexthops = self.nexthops[i]
+            gateway, dev = self.gateway[i], self.dev[i]
+            if kind == "unicast":
+                if not nexthops or not isinstance(nexthops, (list, tuple)):
+                    hops = ((gateway, dev),)
+                else:
+                    hops = tuple((_clean(n.get("gateway")), _clean(n.get("dev")))
+                                 for n in nexthops)
+            else:
+                hops = ()
+            # the frozen dataclass's __init__ sets each field through object.__setattr__: a
+            # lookup-heavy analysis makes hundreds of thousands of these, so fill __dict__
+            made = self.made[i] = object.__new__(Route)
+            made.__dict__.update(
+                table=self.table[i], type=kind, dst=self.dst[i], gateway=gateway, dev=dev,
+                nexthops=hops, metric=self.metric[i], prefsrc=self.prefsrc[i],
+                protocol=self.protocol[i],
+                origin=(self.host[i], self.origin_file[i], self.pointer[i]))
+        return made
+
+
+class _LazyRoutes(dict):
+    """``Fib.routes``: (host, table) -> its routes, longest prefix first then lowest metric, as
+    :class:`Route` records made when a key is first read (a FIB of millions of routes is mostly
+    only looked up, through the index)."""
+
+    def __init__(self, columns: "_Columns | None") -> None:
+        super().__init__()
+        self.columns = columns
+        for key in (columns.groups if columns else ()):
+            dict.__setitem__(self, key, None)
+
+    def __getitem__(self, key):
+        value = dict.__getitem__(self, key)
+        if value is None:
+            lo, hi = self.columns.groups[key]
+            value = [self.columns.route(i) for i in range(lo, hi)]
+            dict.__setitem__(self, key, value)
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def values(self):
+        return [self[key] for key in self]
+
+    def items(self):
+        return [(key, self[key]) for key in self]
+
+    def __iter__(self):
+        return iter(list(dict.keys(self)))
+
+
 @dataclass
 class Fib:
     rules: dict[str, list[Rule]] = field(default_factory=dict)
@@ -183,13 +268,15 @@ class Fib:
     vxlan: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (host, dev)
     forwarding: dict[str, bool | None] = field(default_factory=dict)
     hosts: tuple[str, ...] = ()
-    # per (host, table): prefix lengths longest first, and per length {network int: best route};
-    # built lazily by _index (the linear scan was O(routes) per lookup: 500 hosts x 5,000 routes)
-    index: dict[tuple[str, str], tuple[tuple[tuple[int, int], ...], dict[int, dict[int, Route]]]] \
+    # per (host, table): prefix lengths longest first, and per length {network int: row of the
+    # best route}; built lazily by _index from the columns (a linear scan per lookup was
+    # O(routes): 500 hosts x 5,000 routes)
+    index: dict[tuple[str, str], tuple[tuple[tuple[int, int], ...], dict[int, dict[int, int]]]] \
         = field(default_factory=dict)
     cache: dict[tuple, "Lookup"] = field(default_factory=dict)   # lookup() answers, per query
-    exact: dict[tuple[str, str], dict] = field(default_factory=dict)  # (host, table) -> routes
+    exact: dict[tuple[str, str], dict] = field(default_factory=dict)  # (host, table) -> rows
                                                                        # by exact prefix
+    columns: "_Columns | None" = None
 
 
 def _paths(tables) -> dict[tuple[str, str], str]:
@@ -245,7 +332,124 @@ def _pointer_index(df) -> list[int]:
     return list(df.groupby(["host", "source"], sort=False).cumcount())
 
 
+def _route_columns(tables, family: str, paths: dict) -> _Columns | None:
+    """The routes of ``family`` (main phase) as :class:`_Columns`: each distinct destination is
+    parsed once, the order is one numpy sort, no per-route Python record."""
+    import numpy as np
+    import pandas as pd
+
+    routes = tables["routes"]
+    keep = ((routes["family"] == family) & (routes["phase"] == "main")) \
+        if "phase" in routes else routes["family"] == family
+    routes = routes[["host", "source", "dst", "gateway", "dev", "nexthops", "table", "type",
+                     "metric", "prefsrc", "protocol"]][keep.to_numpy(dtype=bool)]
+    if routes.empty:
+        return None
+    n = len(routes)
+    col = {c: _objects(routes[c]) for c in ("gateway", "dev", "nexthops", "prefsrc",
+                                             "protocol")}
+    kinds = _recoded(routes["type"], "unicast")       # str(kind or "unicast"), per value
+    tables_ = _recoded(routes["table"], "main")
+    metric = routes["metric"]
+    metrics = metric.fillna(0).to_numpy(dtype=np.int64) \
+        if str(metric.dtype) in ("Int64", "int64") else \
+        np.array([int(m or 0) for m in _objects(metric)], dtype=np.int64)
+    # the destination: parsed once per distinct text
+    dst_codes, dst_uniques = pd.factorize(routes["dst"].to_numpy(dtype=object),
+                                          use_na_sentinel=False)
+    nets = [_net(text, family) for text in dst_uniques.tolist()]
+    u_net = _object_array([int(x.network_address) for x in nets])
+    u_plen = np.array([x.prefixlen for x in nets], dtype=np.int64)
+    u_version = np.array([x.version for x in nets], dtype=np.int64)
+    u_obj = _object_array(nets)
+    # the bundle file of each row's output, and each row's (host, table): integer codes
+    host_codes, host_names = pd.factorize(routes["host"])
+    source_codes, source_names = pd.factorize(routes["source"])
+    host_names = _object_array([str(h) for h in host_names])
+    table_codes, table_names = pd.factorize(tables_)
+    output_key = host_codes.astype(np.int64) * len(source_names) + source_codes
+    file_keys, file_codes = np.unique(output_key, return_inverse=True)
+    # each row's index in its output's JSON array (what _pointer_index counts)
+    by_output = np.argsort(file_codes, kind="stable")
+    firsts = np.r_[0, np.flatnonzero(np.diff(file_codes[by_output])) + 1]
+    pointer = np.empty(n, dtype=np.int64)
+    pointer[by_output] = np.arange(n) - np.repeat(firsts, np.diff(np.r_[firsts, n]))
+    files = _object_array([
+        paths.get((h, s), f"hosts/{h}/{s}.out") for h, s in (
+            (host_names[k // len(source_names)],
+             str(source_names[k % len(source_names)]).split("+")[0])
+            for k in file_keys.tolist())])
+    group_codes = host_codes * len(table_names) + table_codes
+    plen = u_plen[dst_codes]
+    order = np.lexsort((np.arange(n), metrics, -plen, group_codes))
+    cols = _Columns(host_names[host_codes][order], tables_[order], kinds[order],
+                    u_obj[dst_codes][order],
+                    col["gateway"][order], col["dev"][order], col["nexthops"][order],
+                    metrics[order].tolist(), col["prefsrc"][order], col["protocol"][order],
+                    files[file_codes][order], pointer[order].tolist(),
+                    u_net[dst_codes][order], plen[order], u_version[dst_codes][order])
+    sorted_groups = group_codes[order]
+    bounds = np.flatnonzero(np.diff(sorted_groups)) + 1
+    starts = [0] + bounds.tolist()
+    ends = bounds.tolist() + [n]
+    for lo, hi in zip(starts, ends):
+        code = int(sorted_groups[lo])
+        cols.groups[(host_names[code // len(table_names)],
+                     table_names[code % len(table_names)])] = (lo, hi)
+    return cols
+
+
+def _recoded(series, default: str):
+    """``str(value or default)`` for every row, computed once per distinct value."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    names = [str(u) if u else default for u in uniques.tolist()] + [default]
+    return _object_array(names)[codes]            # a missing value (code -1): the default
+
+
+def _objects(series):
+    """A column as a numpy object array, pandas' missing values (NaN, None, NA) as None."""
+    values = series.to_numpy(dtype=object)
+    missing = series.isna().to_numpy()
+    if missing.any():
+        values = values.copy()
+        values[missing] = None
+    return values
+
+
+def _object_array(values: list):
+    import numpy as np
+
+    out = np.empty(len(values), dtype=object)
+    for k, value in enumerate(values):
+        out[k] = value
+    return out
+
+
+class paused_gc:
+    """Pause the cyclic GC while a block builds many objects that all stay alive (as
+    ``load_facts`` does): with millions of live table cells, each collection re-scans them."""
+
+    def __enter__(self) -> None:
+        import gc
+
+        self.enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc) -> None:
+        import gc
+
+        if self.enabled:
+            gc.enable()
+
+
 def build_fib(tables, family: str = "inet") -> Fib:
+    with paused_gc():
+        return _build_fib(tables, family)
+
+
+def _build_fib(tables, family: str) -> Fib:
     fib = Fib()
     paths = _paths(tables)
 
@@ -254,34 +458,8 @@ def build_fib(tables, family: str = "inet") -> Fib:
         return Evidence(host, paths.get((host, first), f"hosts/{host}/{first}.out"),
                         f"/{index}", value)
 
-    routes = tables["routes"]
-    routes = routes[(routes["family"] == family) & (routes["phase"] == "main")] \
-        if "phase" in routes else routes[routes["family"] == family]
-    # plain column lists with None for missing values: itertuples and per-cell NaN checks were
-    # most of the cost at scale
-    col = {c: _plain(routes[c]) for c in ("host", "source", "dst", "gateway", "dev", "nexthops",
-                                          "table", "type", "metric", "prefsrc", "protocol")}
-    for idx, host, source, dst_text, gateway, dev, nexthops, table, kind, metric, prefsrc, \
-            protocol in zip(_pointer_index(routes), *col.values()):
-        kind = str(kind or "unicast")
-        if kind == "unicast":
-            if not nexthops or not isinstance(nexthops, (list, tuple)):
-                hops = ((gateway, dev),)
-            elif len(nexthops) == 1:            # the common case, without a generator
-                hop = nexthops[0]
-                hops = ((_clean(hop.get("gateway")), _clean(hop.get("dev"))),)
-            else:
-                hops = tuple((_clean(n.get("gateway")), _clean(n.get("dev"))) for n in nexthops)
-        else:
-            hops = ()
-        table = str(table or "main")
-        first = str(source).split("+")[0]
-        r = Route(table, kind, _net(dst_text, family), gateway, dev, hops,
-                  int(metric or 0), prefsrc, protocol,
-                  (host, paths.get((host, first), f"hosts/{host}/{first}.out"), idx))
-        fib.routes.setdefault((host, table), []).append(r)
-    for key, lst in fib.routes.items():
-        lst.sort(key=lambda r: (-r.dst.prefixlen, r.metric))
+    fib.columns = _route_columns(tables, family, paths)
+    fib.routes = _LazyRoutes(fib.columns)
 
     rules = tables["rules"]
     rules = rules[rules["family"] == family]
@@ -341,7 +519,7 @@ def build_fib(tables, family: str = "inet") -> Fib:
         for row in sysctls.itertuples(index=False):
             if row.key == "net.ipv4.ip_forward":
                 fib.forwarding[row.host] = str(row.value).strip() == "1"
-    hosts = set(fib.rules) | {h for h, _ in fib.routes}
+    hosts = set(fib.rules) | {h for h, _ in dict.keys(fib.routes)}
     fib.hosts = tuple(sorted(hosts))
     return fib
 
@@ -368,12 +546,25 @@ def _index(fib: Fib, host: str, table: str):
     key = (host, table)
     built = fib.index.get(key)
     if built is None:
-        by_len: dict[int, dict[int, Route]] = {}
+        import numpy as np
+
+        by_len: dict[int, dict[int, int]] = {}
         masks: dict[int, int] = {}
-        for route in fib.routes.get(key, ()):       # sorted: longest prefix, then lowest metric
-            net = route.dst
-            by_len.setdefault(net.prefixlen, {}).setdefault(int(net.network_address), route)
-            masks[net.prefixlen] = int(net.netmask)
+        cols = fib.columns
+        lo, hi = cols.groups.get(key, (0, 0)) if cols else (0, 0)
+        if hi > lo:
+            # rows sorted longest prefix first, then lowest metric: the first row of each
+            # (length, network) is the one a lookup takes
+            plens = cols.plen[lo:hi]
+            cuts = np.flatnonzero(np.diff(plens)) + 1
+            for a, b in zip([0] + cuts.tolist(), cuts.tolist() + [hi - lo]):
+                length = int(plens[a])
+                rows = range(lo + a, lo + b)
+                nets = cols.net[lo + a:lo + b].tolist()
+                # reversed: on repeated networks the first row (in order) is written last
+                by_len[length] = dict(zip(reversed(nets), reversed(rows)))
+                max_len = 32 if cols.version[lo + a] == 4 else 128
+                masks[length] = ((1 << max_len) - 1) ^ ((1 << (max_len - length)) - 1)
         lengths = tuple((n, masks[n]) for n in sorted(by_len, reverse=True))
         built = fib.index[key] = (lengths, by_len)
     return built
@@ -384,10 +575,11 @@ def _table_lookup(fib: Fib, host: str, table: str, dst) -> Route | None:
     routes for the first that contains ``dst``)."""
     lengths, by_len = _index(fib, host, table)
     value = int(dst)
+    version = dst.version
     for length, mask in lengths:
-        route = by_len[length].get(value & mask)
-        if route is not None and route.dst.version == dst.version:
-            return route
+        row = by_len[length].get(value & mask)
+        if row is not None and fib.columns.version_of[row] == version:
+            return fib.columns.route(row)
     return None
 
 
@@ -397,17 +589,78 @@ def routes_for(fib: Fib, host: str, table: str, prefix) -> list[Route]:
         if isinstance(prefix, str) else prefix
     exact = fib.exact.get((host, table))
     if exact is None:
-        # keyed by (address int, length): hashing ipaddress networks is slow pure Python
+        # keyed by (address int, length, version): hashing ipaddress networks is slow
         exact = fib.exact[(host, table)] = {}
-        for route in fib.routes.get((host, table), ()):
-            key = (int(route.dst.network_address), route.dst.prefixlen, route.dst.version)
-            exact.setdefault(key, []).append(route)
-    return exact.get(_exact_key(net), [])
+        cols = fib.columns
+        lo, hi = cols.groups.get((host, table), (0, 0)) if cols else (0, 0)
+        for row, key in zip(range(lo, hi), zip(cols.net[lo:hi].tolist(),
+                                               cols.plen[lo:hi].tolist(),
+                                               cols.version[lo:hi].tolist())):
+            exact.setdefault(key, []).append(row)
+    return [fib.columns.route(row) for row in exact.get(_exact_key(net), ())]
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _exact_key(net) -> tuple[int, int, int]:
     return int(net.network_address), net.prefixlen, net.version
+
+
+def quick_route(fib: Fib, host: str, dst: str
+                ) -> tuple[str, str | None, tuple[str | None, ...]] | None:
+    """(type, out device, gateways) of :func:`lookup` (``host``, ``dst``, no source, no iif,
+    no mark) without making its records — or None when the host's ip rules select on more
+    than the table (then ask :func:`lookup`). For the analyzers' node x node sweeps: a cheap
+    check, and only what it flags gets the full walk."""
+    memo = ("quick", host, dst)
+    if memo in fib.cache:                  # the sweeps ask each (host, address) a few times
+        return fib.cache[memo]
+    answer = fib.cache[memo] = _quick_route(fib, host, dst)
+    return answer
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _address_value(text: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(text)
+    return int(address), address.version
+
+
+def _quick_route(fib: Fib, host: str, dst: str):
+    rules = fib.rules.get(host) or _default_rules(fib, host)
+    tables = fib.cache.get(("plain-tables", host))
+    if tables is None:
+        plain = all(r.src is None and r.dst is None and not r.iif and not r.oif
+                    and not r.fwmark and not r.invert and r.action == "lookup"
+                    and r.table is not None for r in rules)
+        tables = fib.cache[("plain-tables", host)] = tuple(r.table for r in rules) \
+            if plain else ()
+    if not tables:
+        return None
+    cols = fib.columns
+    value, version = _address_value(dst)
+    for table in tables:
+        lengths, by_len = _index(fib, host, table)
+        row = None
+        for length, mask in lengths:
+            row = by_len[length].get(value & mask)
+            if row is not None and cols.version_of[row] == version:
+                break
+            row = None
+        if row is None:
+            continue
+        kind = cols.kind[row]
+        if kind == "throw":
+            continue
+        if kind in DROP_TYPES or kind in LOCAL_TYPES:
+            return kind, cols.dev[row], ()
+        if kind != "unicast":
+            return None          # nat & co: the full walk decides
+        hops = cols.nexthops[row]
+        if hops and isinstance(hops, (list, tuple)):
+            pairs = [(_clean(n.get("gateway")), _clean(n.get("dev"))) for n in hops]
+        else:
+            pairs = [(cols.gateway[row], cols.dev[row])]
+        return "unicast", pairs[0][1], tuple(g for g, _ in pairs)
+    return "none", None, ()
 
 
 _DEFAULT_RULES = (("0", "local"), ("32766", "main"), ("32767", "default"))
@@ -424,15 +677,44 @@ def lookup(fib: Fib, host: str, dst: str, src: str | None = None, iif: str | Non
     return cached
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _address(text: str):
+    """Parsed once: the analyzers ask about the same addresses on every host."""
+    return ipaddress.ip_address(text)
+
+
+_NET_TEXT: dict[int, tuple[Any, str]] = {}
+
+
+def _net_text(net) -> str:
+    """``str(net)``, once per network object (ipaddress formats in pure Python); keyed by
+    identity, the object kept with its text so that the id stays its own."""
+    hit = _NET_TEXT.get(id(net))
+    if hit is None or hit[0] is not net:
+        if len(_NET_TEXT) > 1 << 17:
+            _NET_TEXT.clear()
+        hit = _NET_TEXT[id(net)] = (net, str(net))
+    return hit[1]
+
+
+def _default_rules(fib: Fib, host: str) -> list[Rule]:
+    key = ("default-rules", host)
+    rules = fib.cache.get(key)
+    if rules is None:
+        rules = fib.cache[key] = [
+            Rule(int(p), None, None, None, None, None, t, "lookup", False,
+                 Evidence(host, "", "", f"{p}: from all lookup {t} (default)"))
+            for p, t in _DEFAULT_RULES]
+    return rules
+
+
 def _lookup(fib: Fib, host: str, dst: str, src: str | None, iif: str | None,
             mark: int) -> Lookup:
-    address = ipaddress.ip_address(dst)
-    source = ipaddress.ip_address(src) if src else None
+    address = _address(dst)
+    source = _address(src) if src else None
     rules = fib.rules.get(host)
     if not rules:           # no rules collected: the kernel's defaults
-        rules = [Rule(int(p), None, None, None, None, None, t, "lookup", False,
-                      Evidence(host, "", "", f"{p}: from all lookup {t} (default)"))
-                 for p, t in _DEFAULT_RULES]
+        rules = _default_rules(fib, host)
     goto_from: int | None = None
     for rule in rules:
         if goto_from is not None and rule.priority < goto_from:
@@ -457,7 +739,7 @@ def _lookup(fib: Fib, host: str, dst: str, src: str | None, iif: str | None,
             return Lookup(host, dst, route.type, rule.table, route, rule,
                           reason=f"{route.type} address of {host}")
         return Lookup(host, dst, "unicast", rule.table, route, rule, route.nexthops,
-                      reason=f"{route.dst} in table {rule.table}")
+                      reason=f"{_net_text(route.dst)} in table {rule.table}")
     return Lookup(host, dst, "none", None, None, None,
                   reason="no route in any table an ip rule looks up (Network is unreachable)")
 

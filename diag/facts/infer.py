@@ -132,14 +132,13 @@ class _Evidence:
         for h, key, value in _rows(tables.get("sysctls"), "host", "key", "value"):
             self.sysctl_of[h][key] = value
         self.defaults_of: dict[str, list[tuple]] = defaultdict(list)
-        self.main_routes: list[tuple] = []
-        self.route_rows = _rows(self.routes, "host", "table", "dst", "dev", "metric", "family",
-                                "type", "protocol", "gateway")
-        for row in self.route_rows:
-            if row[1] != "main":
-                continue
-            self.main_routes.append(row)
-            if row[2] in ("0.0.0.0/0", "::/0") and row[3]:
+        # the routes table can hold millions of rows: each step below takes the few rows it
+        # can use through a vectorised filter (a superset of what it keeps, in table order)
+        # and runs its row-by-row logic on those only
+        self._main = None if self.routes is None or self.routes.empty else \
+            (self.routes["table"] == "main").to_numpy(dtype=bool)
+        for row in self.main_routes(self._column_isin("dst", ("0.0.0.0/0", "::/0"))):
+            if row[3]:
                 self.defaults_of[row[0]].append(row)
         self.paths = tables.get("bgp_paths")
         self.sockets = tables.get("sockets")
@@ -147,6 +146,44 @@ class _Evidence:
         self.fdb = tables.get("fdb")
         self.sysctls = tables.get("sysctls")
         self.arp = tables.get("arp")
+
+    ROUTE_COLUMNS = ("host", "table", "dst", "dev", "metric", "family", "type", "protocol",
+                     "gateway")
+
+    def _column_isin(self, column: str, values) -> Any:
+        if self.routes is None or self.routes.empty:
+            return None
+        return self.routes[column].isin(list(values)).to_numpy(dtype=bool)
+
+    def main_routes(self, where: Any = None) -> list[tuple]:
+        """(host, table, dst, dev, metric, family, type, protocol, gateway) of the main-table
+        routes, only those rows where ``where`` (a boolean array) is true when given."""
+        if self._main is None:
+            return []
+        mask = self._main if where is None else self._main & where
+        return _rows(self.routes[list(self.ROUTE_COLUMNS)][mask], *self.ROUTE_COLUMNS)
+
+    def route_gateways(self, exclude_kinds: tuple[str, ...] = ()) -> set[str]:
+        """Gateways (non-empty) of routes in every table, except routes over links of
+        ``exclude_kinds``."""
+        if self.routes is None or self.routes.empty:
+            return set()
+        gateways = self.routes["gateway"]
+        present = gateways.notna().to_numpy(dtype=bool)
+        devs = {dev for (_h, dev), kind in self.kinds.items() if kind in exclude_kinds}
+        suspect = self._column_isin("dev", devs) & present if devs else None
+        keep = present & ~suspect if suspect is not None else present
+        out = {g for g in gateways[keep].unique().tolist() if g}
+        if suspect is not None and suspect.any():
+            for host, dev, gateway in _rows(self.routes[suspect], "host", "dev", "gateway"):
+                if gateway and self.link_kind(host, dev) not in exclude_kinds:
+                    out.add(gateway)
+        return out
+
+    def paths_where(self, mask: Any, *columns: str) -> list[tuple]:
+        if self.paths is None or self.paths.empty:
+            return []
+        return _rows(self.paths[mask], *columns)
 
     def link_kind(self, host: str, dev: Any) -> str | None:
         return self.kinds.get((host, dev))
@@ -167,6 +204,16 @@ class _Evidence:
             if key in values:
                 return values[key].strip() == "1"
         return None
+
+
+def _truthy(series) -> Any:
+    """A boolean column as a numpy mask (missing values are false), vectorised when it is one
+    of pandas' boolean dtypes."""
+    import numpy as np
+
+    if str(series.dtype) in ("bool", "boolean"):
+        return series.fillna(False).to_numpy(dtype=bool)
+    return np.array([bool(v) and not _isna(v) for v in series], dtype=bool)
 
 
 def _session_local_addresses(ev: _Evidence, host: str) -> list[tuple[str, str, str]]:
@@ -219,20 +266,28 @@ def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, l
     underlay = [_ip(a) for addrs in node_ips.values() for a in addrs]
     # gateways of routes over ordinary links are underlay routers (an overlay route's "gateway"
     # is often an address inside the remote pod CIDR, so those do not count)
-    gateways = {gateway for host, _t, _d, dev, *_r, gateway in ev.route_rows
-                if gateway and ev.link_kind(host, dev) not in ("vxlan", "geneve")}
+    gateways = ev.route_gateways(exclude_kinds=("vxlan", "geneve"))
     underlay += [_ip(gateway) for gateway in gateways]
     infra = _Infrastructure(set(underlay))
+    paths = ev.paths
+    local_paths = None if paths is None or paths.empty else _truthy(paths["local"])
 
     # 1. what the host's own speaker originates
-    for host, daemon, prefix, local, protocol, source in _rows(
-            ev.paths, "host", "daemon", "prefix", "local", "protocol", "source"):
+    for host, daemon, prefix, local, protocol, source in ev.paths_where(
+            local_paths, "host", "daemon", "prefix", "local", "protocol", "source"):
         if local and infra.pod_like(prefix):
             via = f" (protocol {protocol})" if protocol else ""
             cand[host].append((str(_net(prefix)), "bgp-origination",
                                f"{daemon} on {host} originates {prefix}{via} ({source})"))
     # 2. routes to local pod interfaces, IPAM blackhole blocks
-    for host, _table, dst, dev, _metric, _family, rtype, protocol, _gw in ev.main_routes:
+    # pod veths: veths into another namespace that do not carry the node's own address
+    veths = {dev for (h, dev), kind in ev.kinds.items() if kind == "veth"
+             and ev.links[h][dev].get("link_netnsid") is not None
+             and not _is_node_iface(ev, h, dev, node_ips)}
+    pod_rows = None if ev.routes is None or ev.routes.empty else \
+        ev._column_isin("dev", veths) | ev._column_isin("type", ("blackhole",))
+    for host, _table, dst, dev, _metric, _family, rtype, protocol, _gw in \
+            ev.main_routes(pod_rows):
         if rtype == "unicast" and ev.link_kind(host, dev) == "veth":
             link = ev.links[host][dev]
             if link.get("link_netnsid") is not None and infra.pod_like(dst) and \
@@ -245,8 +300,14 @@ def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, l
             cand[host].append((dst, "pod-route",
                                f"blackhole route {dst} proto {protocol} on {host} (IPAM block)"))
     # 3. learned by another speaker from this host, with this host as next hop
-    for host, daemon, prefix, peer, nexthop, local, as_path in _rows(
-            ev.paths, "host", "daemon", "prefix", "peer", "nexthop", "local", "as_path"):
+    learned = None
+    if local_paths is not None:
+        learned = ~local_paths & paths["peer"].notna().to_numpy(dtype=bool) \
+            & paths["nexthop"].notna().to_numpy(dtype=bool)
+        if learned.any():   # AS path of at most one AS (a missing one counts as empty)
+            learned &= (paths["as_path"].str.len().fillna(0) <= 1).to_numpy(dtype=bool)
+    for host, daemon, prefix, peer, nexthop, local, as_path in ev.paths_where(
+            learned, "host", "daemon", "prefix", "peer", "nexthop", "local", "as_path"):
         if local or not peer or not nexthop or len(as_path or []) > 1:
             continue  # only paths straight from their originator (AS path of at most one AS)
         origin = ev.host_of(peer)
@@ -260,7 +321,9 @@ def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, l
                                                                "lladdr") if mac}
     vtep = {(h, dev, mac): dst for h, mac, dev, dst in _rows(ev.fdb, "host", "mac", "ifname",
                                                              "dst") if dst}
-    for host, _table, dst, dev, _metric, _family, _type, _proto, gateway in ev.main_routes:
+    overlays = {dev for (_h, dev), kind in ev.kinds.items() if kind in ("vxlan", "geneve")}
+    for host, _table, dst, dev, _metric, _family, _type, _proto, gateway in ev.main_routes(
+            ev._column_isin("dev", overlays)):
         if ev.link_kind(host, dev) not in ("vxlan", "geneve"):
             continue
         mac = lladdr.get((host, dev, gateway)) if gateway else None
@@ -350,22 +413,19 @@ def _pod_range(ev: _Evidence, pods: dict[str, str], roles: dict[str, str]) -> In
 
     shortest_pod = max(n.prefixlen for n in nets)
     best = None
-    seen: set[str] = set()
-    hosts_of: dict[str, set[str]] = defaultdict(set)
-    for host, _table, dst, *_rest in ev.main_routes:
-        if roles.get(host) != "node":
-            continue
-        hosts_of[dst].add(host)
-        if dst in seen:
-            continue
-        seen.add(dst)
+    nodes = [h for h, role in roles.items() if role == "node"]
+    on_nodes = ev.routes[["host", "dst"]][ev._main & ev._column_isin("host", nodes)] \
+        if nodes and ev._main is not None else None
+    distinct = [] if on_nodes is None else on_nodes["dst"].unique().tolist()
+    for dst in distinct:            # each destination once, in table order
         net = _net(dst)
         if net is None or net.prefixlen == 0 or net.prefixlen >= shortest_pod:
             continue
         if covered(net) >= 2 and (best is None or net.prefixlen > best.prefixlen):
             best = net
     if best:
-        return Inferred(str(best), f"route {best} on {', '.join(sorted(hosts_of[str(best)]))} "
+        holders = set(on_nodes["host"][(on_nodes["dst"] == str(best)).to_numpy(dtype=bool)])
+        return Inferred(str(best), f"route {best} on {', '.join(sorted(holders))} "
                         f"covers {covered(best)} nodes' pod CIDRs", "route")
     version_nets = [n for n in nets if n.version == nets[0].version]
     summary = version_nets[0]
@@ -379,7 +439,7 @@ def _lb_ips(ev: _Evidence, pods: list[str], pod_range: str | None, declared: lis
             node_subnets: list) -> Inferred:
     if declared:
         return Inferred(sorted(set(declared)), "declared in the inventory (lb_ips)", "declared")
-    gateways = {row[8] for row in ev.route_rows if row[8]}
+    gateways = ev.route_gateways()
     excluded = _PrefixSet(_net(p) for p in pods + ([pod_range] if pod_range else []))
     attached = _PrefixSet(set(node_subnets))
     verdicts: dict[str, bool] = {}

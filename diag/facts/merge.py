@@ -31,13 +31,24 @@ def resolve_bird_peers(paths, peers):
         return paths
     names = {(h, n): p for h, d, n, p in zip(peers["host"], peers["daemon"], peers["name"],
                                              peers["peer"]) if d == "BIRD" and isinstance(n, str)}
-    df = paths.copy()
-    fill = []
-    for host, daemon, protocol, peer, local in zip(df["host"], df["daemon"], df["protocol"],
-                                                   df["peer"], df["local"]):
-        if daemon == "BIRD" and not local and not isinstance(peer, str):
-            fill.append(names.get((host, protocol)))
-        else:
-            fill.append(peer if isinstance(peer, str) else None)
-    df["peer"] = fill
+    df = paths.copy(deep=False)
+    df["peer"] = _filled_peers(df, names)
     return df
+
+
+def _filled_peers(df, names) -> list:
+    """The peer column with BIRD's unnamed paths filled in; only the BIRD rows are visited (a
+    bundle may hold millions of GoBGP/FRR paths)."""
+    import numpy as np
+    import pandas as pd
+
+    peers = df["peer"].to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(peers, skipna=True) not in ("string", "empty"):
+        peers = np.array([p if isinstance(p, str) else None for p in peers], dtype=object)
+    else:
+        peers = peers.copy()
+        peers[pd.isna(peers)] = None
+    for n in np.flatnonzero((df["daemon"] == "BIRD").to_numpy(dtype=bool)).tolist():
+        if not df["local"].iat[n] and peers[n] is None:
+            peers[n] = names.get((df["host"].iat[n], df["protocol"].iat[n]))
+    return peers.tolist()

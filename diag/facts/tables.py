@@ -69,7 +69,7 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
         if parser is not None and parser.table == "route_gets" and \
                 command.get("outcome") == "FAILED":
             from diag.parse import ip_route_get  # the kernel refused: that is the answer
-            parts["route_gets"].append(_with_host(pd.DataFrame([ip_route_get.failed(
+            parts["route_gets"].append((pd.DataFrame([ip_route_get.failed(
                 ip_route_get.probe_of(spec), command.get("stderr", ""))]), host, spec))
             continue
         if parser is None or command.get("outcome") != "OK" or not command.get("path"):
@@ -92,13 +92,13 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
                            "error": warning})
         if df.empty:
             continue
-        parts[parser.table].append(_with_host(df, host, spec))
+        parts[parser.table].append((df, host, spec))
     columns = table_columns()
     tables: dict[str, Any] = {}
     for name in TABLES:
         wanted = LEAD + columns[name]
         if parts[name]:
-            df = pd.concat(parts[name], ignore_index=True, sort=False)
+            df = _with_hosts(parts[name])
             tables[name] = df.reindex(columns=wanted + [c for c in df.columns if c not in wanted])
         else:
             tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
@@ -107,11 +107,28 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
     return tables, pd.DataFrame(errors, columns=ERROR_COLUMNS)
 
 
-def _with_host(df, host: str, spec: str):
-    df = df.copy()
-    df.insert(0, "phase", phase_of(spec))
-    df.insert(0, "source", spec)
-    df.insert(0, "host", host)
+def _with_hosts(parts: list[tuple[Any, str, str]]):
+    """The outputs' frames one under the other, led by host, source and phase. The lead columns
+    are made once for the whole table (one copy per output was a copy of every row)."""
+    import numpy as np
+    import pandas as pd
+
+    frames = [df for df, _, _ in parts]
+    df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else \
+        frames[0].reset_index(drop=True)
+    lengths = [len(f) for f in frames]
+
+    def lead(values: list[str]):
+        import pyarrow as pa
+
+        position = {v: k for k, v in enumerate(dict.fromkeys(values))}
+        names = list(position)
+        codes = np.repeat(np.array([position[v] for v in values], dtype=np.int64), lengths)
+        return pd.array(pa.array(names, pa.large_string()).take(pa.array(codes)), dtype="str")
+
+    df.insert(0, "phase", lead([phase_of(spec) for _, _, spec in parts]))
+    df.insert(0, "source", lead([spec for _, _, spec in parts]))
+    df.insert(0, "host", lead([host for _, host, _ in parts]))
     return df
 
 

@@ -55,6 +55,10 @@ def frame(rows: Iterable[dict[str, Any]], columns: list[str]):
     rows = list(rows)
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    # one index object for every column: the DataFrame then takes the Series as they are
+    # (with an index of their own each, pandas re-aligns every column: most of the cost of
+    # the thousands of small tables a bundle gives)
+    index = pd.RangeIndex(len(rows))
     data = {}
     for column in columns:
         raw = [row.get(column) for row in rows]
@@ -70,8 +74,8 @@ def frame(rows: Iterable[dict[str, Any]], columns: list[str]):
                                     dtype="Float64")
         else:
             # strings, lists, booleans with gaps: object, so a missing value stays None
-            data[column] = pd.Series(raw, dtype=object)
-    return pd.DataFrame(data, columns=columns)
+            data[column] = pd.Series(raw, dtype=object, index=index)
+    return pd.DataFrame(data, columns=columns, index=index)
 
 
 def int_or_none(value: Any) -> int | None:

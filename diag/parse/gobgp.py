@@ -96,6 +96,13 @@ def _attrs(attrs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def parse_rib(data: str | bytes, rib: str = "loc", peer: str | None = None):
+    """The paths table. GoBGP's regular ``-j`` text is read column-wise
+    (:func:`_parse_rib_columnar`, a 5,000-route RIB per node is the bulk of a large bundle);
+    anything else, and the reference for the tests, is the row-by-row walk below."""
+    fast = _parse_rib_columnar(data if isinstance(data, bytes) else data.encode("utf-8"), rib,
+                               peer)
+    if fast is not None:
+        return fast
     doc = load_json(data, "gobgp rib -j", (dict, list))
     items = doc.items() if isinstance(doc, dict) else [(None, [d]) for d in doc]
     rows = []
@@ -103,15 +110,49 @@ def parse_rib(data: str | bytes, rib: str = "loc", peer: str | None = None):
         if not isinstance(paths, list):
             raise ParseError("gobgp rib -j: destination is not a list of paths (unknown layout)")
         for path in paths:
-            attrs = _attrs(path.get("attrs") or [])
-            source = path.get("neighbor-ip") or peer
-            local = path.get("neighbor-ip") is None and rib == "loc"
-            flat, text = as_path_text(attrs["segments"])
-            rows.append(path_row(
-                daemon="GOBGP", rib=rib, peer=None if local else source,
-                prefix=(path.get("nlri") or {}).get("prefix") or prefix,
-                nexthop=attrs.get("nexthop"), as_path=flat, as_path_str=text,
-                origin=attrs.get("origin"), best=bool(path.get("best")),
-                valid=not path.get("filtered", False), stale=bool(path.get("stale")),
-                local=local, local_pref=attrs.get("local_pref"), med=attrs.get("med")))
+            rows.append(_path_row(path, prefix, rib, peer))
     return frame(rows, PATH_COLUMNS)
+
+
+def _path_row(path: dict[str, Any], prefix: str | None, rib: str, peer: str | None) -> dict:
+    attrs = _attrs(path.get("attrs") or [])
+    source = path.get("neighbor-ip") or peer
+    local = path.get("neighbor-ip") is None and rib == "loc"
+    flat, text = as_path_text(attrs["segments"])
+    return path_row(
+        daemon="GOBGP", rib=rib, peer=None if local else source,
+        prefix=(path.get("nlri") or {}).get("prefix") or prefix,
+        nexthop=attrs.get("nexthop"), as_path=flat, as_path_str=text,
+        origin=attrs.get("origin"), best=bool(path.get("best")),
+        valid=not path.get("filtered", False), stale=bool(path.get("stale")),
+        local=local, local_pref=attrs.get("local_pref"), med=attrs.get("med"))
+
+
+def _parse_rib_columnar(data: bytes, rib: str, peer: str | None):
+    """:func:`parse_rib`'s table from :func:`diag.parse.columnar.gobgp_path_records`: the
+    reference's :func:`_path_row` runs once per distinct path body (all but nlri and age), its
+    values shared by the paths that have it; None when the text is not in that regular shape
+    or a body surprises the reference (it then decides, errors included)."""
+    from diag.parse import columnar
+
+    records = columnar.gobgp_path_records(data)
+    if records is None:
+        return None
+    import numpy as np
+    import pandas as pd
+
+    try:
+        rows = [_path_row(body, None, rib, peer) for body in records.bodies]
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    index = records.body_index
+    used = np.unique(index).tolist()
+    rows_index = pd.RangeIndex(len(index))      # shared: no per-column re-alignment
+    data_ = {"prefix": pd.Series(records.key.to_numpy(zero_copy_only=False), dtype=object,
+                                 index=rows_index)}
+    for name in PATH_COLUMNS:
+        if name != "prefix":
+            values = [row[name] for row in rows]
+            data_[name] = columnar.typed(columnar.objects(values)[index],
+                                         [values[u] for u in used], rows_index)
+    return pd.DataFrame(data_, columns=PATH_COLUMNS, index=rows_index)

@@ -111,8 +111,12 @@ def route_row(route: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse(data: str | bytes):
-    """The routes table. Column-wise (a bundle holds millions of routes); :func:`route_row` is
-    the row-by-row reference it is tested against."""
+    """The routes table. Column-wise (a bundle holds millions of routes): the regular
+    ``ip -j route`` text is read by :mod:`diag.parse.columnar` (C++), anything else through
+    ``json``; :func:`route_row` is the row-by-row reference both are tested against."""
+    fast = _parse_columnar(data if isinstance(data, bytes) else data.encode("utf-8"))
+    if fast is not None:
+        return fast
     routes = raw(data)
     if not routes:
         return frame([], COLUMNS)
@@ -156,3 +160,65 @@ def parse(data: str | bytes):
         "nhid": pd.array([_int(m) for m in column("nhid")], dtype="Int64"),
     }
     return pd.DataFrame(data_, columns=COLUMNS)
+
+
+def _parse_columnar(data: bytes):
+    """The same table as :func:`parse` from :func:`diag.parse.columnar.route_records`, or None
+    when the text is not in its regular shape. :func:`route_row` runs once per distinct record
+    body (all but ``dst``); its values — strings, the nexthops and flags lists — are shared by
+    the rows with that body (table cells are never mutated)."""
+    from diag.parse import columnar
+
+    records = columnar.route_records(data)
+    if records is None:
+        return None
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows, hints = [], []
+    try:
+        for body in records.bodies:
+            row = route_row(dict(body, dst="default"))
+            rows.append(row)
+            hints.append(_family_of(row["gateway"]) or _family_of(row["prefsrc"]) or "inet")
+    except ParseError:
+        return None
+    index = records.body_index
+    dst = records.key
+    is_default = pc.equal(dst, "default")
+    if not pc.all(pc.or_(is_default, pc.and_(
+            pc.match_substring_regex(dst, r"^[0-9a-fA-F.:/]+$"),
+            pc.less_equal(pc.count_substring(dst, "/"), 1)))).as_py():
+        return None            # the reference raises its ParseError for the first bad one
+    v6 = pc.match_substring(dst, ":")
+    suffix = pc.if_else(v6, pa.scalar("/128", pa.large_string()),
+                        pa.scalar("/32", pa.large_string()))
+    full = pc.if_else(pc.match_substring(dst, "/"), dst,
+                      pc.binary_join_element_wise(dst, suffix, pa.scalar("", pa.large_string())))
+    dsts = full.to_numpy(zero_copy_only=False)
+    family_names = columnar.objects(["inet", "inet6"])
+    families = family_names[v6.to_numpy(zero_copy_only=False).astype(np.intp)]
+    if pc.any(is_default).as_py():
+        for n in np.flatnonzero(is_default.to_numpy(zero_copy_only=False)).tolist():
+            dsts[n], families[n] = normalise_dst("default", hints[index[n]])
+
+    def column(name: str):
+        return columnar.objects([row[name] for row in rows])[index]
+
+    def ints(name: str):
+        values = [row[name] for row in rows]
+        return pd.arrays.IntegerArray(
+            np.array([v or 0 for v in values], dtype=np.int64)[index],
+            np.array([v is None for v in values], dtype=bool)[index])
+
+    rows_index = pd.RangeIndex(len(index))      # shared: no per-column re-alignment
+    data_ = {name: pd.Series(column(name), dtype=object, index=rows_index) for name in (
+        "table", "type", "gateway", "dev", "nexthops", "protocol", "scope", "prefsrc", "flags")}
+    data_.update(family=pd.Series(families, dtype=object, index=rows_index),
+                 dst=pd.Series(dsts, dtype=object, index=rows_index),
+                 ecmp=pd.array(np.array([row["ecmp"] for row in rows], dtype=bool)[index],
+                               dtype="bool"),
+                 metric=ints("metric"), nhid=ints("nhid"))
+    return pd.DataFrame(data_, columns=COLUMNS, index=rows_index)

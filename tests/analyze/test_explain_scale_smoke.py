@@ -66,3 +66,52 @@ def test_index_matches_a_linear_scan(tmp_path):
             assert _table_lookup(fib, host, table, address) is scan, (host, table, address)
             compared += 1
     assert compared >= 6 * len(probes)
+
+
+def test_quick_route_agrees_with_the_full_lookup(tmp_path):
+    """The analyzers' cheap check (trace.quick_route: type, out device, gateways without the
+    records) answers as lookup() does, on every committed lab bundle and on a synthetic one with
+    a blackhole, a route in an unused table and ECMP — or steps aside (None)."""
+    import ipaddress
+
+    from diag.analyze.trace import lookup, quick_route
+
+    bench = _bench()
+    plain = bench._node_routes
+
+    def faulty(i, hosts, extra):
+        routes = plain(i, hosts, extra)
+        if i == 2:
+            for route in routes:
+                if route["dst"] == bench.pod_cidr(3):
+                    route.update(type="blackhole", protocol="static")
+                    route.pop("gateway"), route.pop("dev")
+                elif route["dst"] == bench.pod_cidr(4):
+                    route["table"] = "2004"
+                elif route["dst"] == bench.pod_cidr(5):
+                    route.pop("gateway"), route.pop("dev")
+                    route["nexthops"] = [{"gateway": bench.ROUTER_IP, "dev": "eth1", "weight": 1,
+                                          "flags": []},
+                                         {"gateway": bench.node_ip(6), "dev": "eth1",
+                                          "weight": 1, "flags": []}]
+        return routes
+
+    bench._node_routes = faulty
+    bench.build(tmp_path / "b", hosts=8, routes=40)
+    bundles = sorted((ROOT / "tests/fixtures/bundles").glob("*.tar.gz")) + [tmp_path / "b"]
+    compared = 0
+    for bundle in bundles:
+        facts = load_facts(bundle)
+        fib = build_fib(facts.tables)
+        pods = [h.pod_cidr.value for h in facts.model.hosts.values() if h.pod_cidr.value]
+        targets = sorted(fib.owners) + ["8.8.8.8", "198.18.0.3", "255.255.255.255"] + [
+            str(ipaddress.ip_network(p).network_address + k) for p in pods for k in (0, 1, 10)]
+        for host in fib.hosts:
+            for dst in targets:
+                quick = quick_route(fib, host, dst)
+                if quick is None:
+                    continue
+                lk = lookup(fib, host, dst)
+                assert quick == (lk.type, lk.dev, lk.gateways), (bundle.name, host, dst, lk)
+                compared += 1
+    assert compared > 1000
