@@ -84,9 +84,12 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
             neigh = tables.get("neighbors")
             if neigh is not None and not neigh.empty:
                 bad = neigh[(neigh["dst"] == ip) & neigh["state"].isin(["INCOMPLETE", "FAILED"])]
-                for r in bad.head(1).itertuples(index=False):
+                for label, r in zip(bad.index[:1], bad.head(1).itertuples(index=False)):
                     sources.append("neigh")
-                    ev.append(Evidence(r.host, f"hosts/{r.host}/{r.source}.out", f"dst {ip}",
+                    # JSON pointer: the entry's place in that host's `ip -j neigh` list
+                    same = neigh[(neigh["host"] == r.host) & (neigh["source"] == r.source)]
+                    ev.append(Evidence(r.host, f"hosts/{r.host}/{r.source}.out",
+                                       f"/{list(same.index).index(label)}",
                                        f"{ip} dev {r.dev} {r.state}"))
             healed = first_answer is not None
             if healed:

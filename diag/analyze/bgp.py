@@ -120,7 +120,7 @@ def _counter(ctx: _Ctx, host: str, name: str) -> tuple[int, Evidence | None]:
     for idx, row in zip(rows.index, rows.itertuples(index=False)):
         value = int(row.value or 0)
         if value > 0:
-            return value, Evidence(host, ctx.file(host, row.source), f"line {name}",
+            return value, Evidence(host, ctx.file(host, row.source), f"line starting {name}",
                                    f"{name} {value}")
     return 0, None
 
@@ -141,9 +141,9 @@ def _listener(ctx: _Ctx, host: str, address: str | None) -> tuple[bool | None, E
     listen = socks[(socks["state"] == "LISTEN") & (socks["local_port"] == 179)]
     for row in listen.itertuples(index=False):
         if str(row.local_addr) in ("0.0.0.0", "::", "*", str(address)):
-            return True, Evidence(host, ctx.file(host, row.source), "line LISTEN :179",
+            return True, Evidence(host, ctx.file(host, row.source), "line with LISTEN :179",
                                   f"LISTEN {row.local_addr}:179 {row.process or ''}")
-    return False, Evidence(host, ctx.file(host, "ss-tanpi"), "no line LISTEN :179",
+    return False, Evidence(host, ctx.file(host, "ss-tanpi"), "no line with LISTEN :179",
                            f"{host}: nothing listens on TCP 179")
 
 
@@ -164,7 +164,8 @@ def _handshakes(ctx: _Ctx, s: Session) -> list[Evidence]:
         for row in half.itertuples(index=False):
             retrans = _na(row.retrans_total) or _na(row.retrans) or 0
             out.append(Evidence(host, ctx.file(host, row.source),
-                                f"line {row.state} {row.local_addr}:{row.local_port}",
+                                f"line with {row.state} {row.local_addr}:{row.local_port} "
+                                f"{row.peer_addr}:{row.peer_port}",
                                 f"{row.state} {row.local_addr}:{row.local_port} -> "
                                 f"{row.peer_addr}:{row.peer_port} retrans {retrans}"))
     return out
@@ -176,7 +177,9 @@ def _failed_commands(ctx: _Ctx, host: str | None, daemon_prefixes: tuple[str, ..
     rows = ctx.commands[(ctx.commands["host"] == host)
                         & ctx.commands["id"].astype(str).str.startswith(daemon_prefixes)
                         & (ctx.commands["outcome"].astype(str) != "ok")]
-    return [Evidence(host, str(r.path or f"hosts/{host}/{r.id}.out"), "manifest",
+    # the manifest's record of the command (its outcome), by its place in the host's list
+    order = list(ctx.commands[ctx.commands["host"] == host]["id"])
+    return [Evidence(host, "manifest.json", f"/hosts/{host}/commands/{order.index(r.id)}",
                      f"{r.id}: {r.outcome} (exit {r.exit_code}) {str(r.stderr or '')[:80]}")
             for r in rows.itertuples(index=False)]
 
@@ -235,7 +238,7 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
                 keyed = sk[(sk["md5"] == True) & ((sk["local_port"] == 179)  # noqa: E712
                                                   | (sk["peer_port"] == 179))]
                 if not keyed.empty:
-                    socks.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line md5keys",
+                    socks.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line with md5keys",
                                           f"{h}: {len(keyed)} socket(s) on :179 with a TCP-MD5 "
                                           "key"))
         return _finding(

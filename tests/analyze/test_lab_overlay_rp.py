@@ -1,7 +1,7 @@
 """End to end on real labs: the overlay and rp_filter faults of the lab's fault table
 (diag.lab.faults: the oracle for the expected first code) put their code first in `diag explain`,
-on bundles collected with the command the lab prints (no capture: the kernel's own state and
-counters decide), with evidence that resolves to the cited element; removing the kernel counters
+on the session store's bundles (collected with the command the lab prints and a short capture),
+with evidence that resolves to the cited element; removing the kernel counters
 (an independent source) lowers the confidence."""
 from __future__ import annotations
 
@@ -56,9 +56,11 @@ def _first(lb):
     return facts, result, first
 
 
-def _without_counters(facts):
+def _without_counters(facts, *more: str):
     tables = dict(facts.tables)
-    tables["counters"] = tables["counters"].iloc[0:0]
+    for name in ("counters", *more):
+        if name in tables:
+            tables[name] = tables[name].iloc[0:0]
     return dataclasses.replace(facts, tables=tables)
 
 
@@ -67,11 +69,13 @@ def test_vxlan_port_mismatch(labs):
     facts, result, first = _first(lb)
     from diag.lab import plan as P
     from diag.lab.faults.base import roles
-    from diag.lab.faults.overlay import IANA_VXLAN_PORT, vxlan_port
+    from diag.lab.faults.overlay import IANA_VXLAN_PORT
 
     r = roles(lb.lab)
-    # the kernel (ip -d -j link, read live) is the oracle for who is odd and on which port
-    assert vxlan_port(lb.lab, r.remote.name) == IANA_VXLAN_PORT
+    # the kernel (ip -d -j link, read live by the store while collecting) is the oracle for who
+    # is odd and on which port
+    assert lb.vxlan_ports[r.remote.name] == IANA_VXLAN_PORT
+    assert {p for n, p in lb.vxlan_ports.items() if n != r.remote.name} == {P.VXLAN_PORT}
     assert first.hosts == (r.remote.name,), first
     assert str(IANA_VXLAN_PORT) in first.summary and str(P.VXLAN_PORT) in first.summary
     assert any(f"dstport {P.VXLAN_PORT}" in cmd for cmd in first.fix), first.fix
@@ -97,9 +101,12 @@ def test_overlay_mtu_blackhole(labs):
     assert "nstat" in first.confidence.to_dict()["sources"], first.confidence
     lowered = [f for f in explain(_without_counters(facts)).findings
                if f.code == first.code][0]
-    # without the counters only the configuration is left: lower confidence, a warning
     assert len(set(lowered.confidence.sources)) < len(set(first.confidence.sources))
-    assert lowered.severity == "warning", lowered
+    # without the counters and the capture only the configuration is left: a warning
+    config_only = [f for f in explain(_without_counters(facts, "packets")).findings
+                   if f.code == first.code][0]
+    assert set(config_only.confidence.sources) == {"ip-link"}, config_only.confidence
+    assert config_only.severity == "warning", config_only
 
 
 def test_rp_filter_strict(labs):

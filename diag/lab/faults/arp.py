@@ -34,6 +34,13 @@ def _macs(lab: "Lab", count: int = 2) -> list[str]:
                               count=count)
 
 
+def _lb_arping(lab: "Lab") -> list[str]:
+    """The router asking for the LoadBalancer IP: 4 requests a second, so that even a short
+    capture (`diag collect --capture 3s`) holds several; bounded (1200 requests, 300 s)."""
+    return ["arping", "-q", "-c", "1200", "-W", "0.25", "-w", "300", "-i", _router_iface(lab),
+            lb_ip(lab)]
+
+
 # --- arp-unanswered -----------------------------------------------------------------------------
 
 def _unanswered_inject(lab: "Lab") -> dict:
@@ -43,7 +50,7 @@ def _unanswered_inject(lab: "Lab") -> dict:
     ip_lines(lab, lab.plan.router.name, [f"neigh del {lb_ip(lab)} dev {_router_iface(lab)}"])
     # the router keeps asking (bounded arping: a ping gives up after a few unreachable errors)
     background(lab, "lb-arping", lab.plan.router.name,
-               ["arping", "-q", "-c", "300", "-w", "300", "-i", _router_iface(lab), lb_ip(lab)])
+               _lb_arping(lab))
     return {"lb_ip": lb_ip(lab)}
 
 
@@ -85,7 +92,7 @@ def _multi_inject(lab: "Lab") -> dict:
     _announce(lab, r.neighbor.name, True)
     _announce(lab, r.node.name, True)
     background(lab, "lb-arping", lab.plan.router.name,
-               ["arping", "-q", "-c", "300", "-w", "300", "-i", _router_iface(lab), lb_ip(lab)])
+               _lb_arping(lab))
     return {"lb_ip": lb_ip(lab), "responders": [r.node.name, r.neighbor.name]}
 
 
