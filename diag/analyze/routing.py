@@ -36,7 +36,7 @@ from typing import Any
 
 from diag.analyze.catalog import default_severity
 from diag.analyze.trace import (DROP_TYPES, Fib, Lookup, _address_value, lookup,
-                                paused_gc, quick_route, routes_for)
+                                paused_gc, quick_route, quick_routes, routes_for)
 from diag.model import Check, Confidence, Evidence, Finding
 
 DAEMON_PROTOCOLS = ("bgp", "bird", "zebra", "gobgp", "ospf", "isis", "babel", "186", "12")
@@ -376,6 +376,7 @@ def _analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     findings: list[Finding] = []
     checks: list[Check] = []
     causes: dict[tuple[str, str], str] = {}        # (host, prefix) -> root-cause code
+    _sweep_quick_routes(ctx)
     direct_pattern = _auto_direct_routes(ctx)
 
     # --- blackholes and routes in unused tables ---------------------------------------------
@@ -481,6 +482,21 @@ def _on_link(ctx: Ctx, host: str, address: str | None) -> bool:
         if v == version and value & mask in networks:
             return True
     return False
+
+
+def _sweep_quick_routes(ctx: Ctx) -> None:
+    """The node x node sweeps' cheap checks (every node's route to every pod CIDR's probe
+    address), asked per node in one vectorised step: the sweeps then read the answers."""
+    probes = []
+    for node in ctx.model.nodes():
+        if not node.pod_cidr.value:
+            continue
+        try:
+            probes.append(_probe(node.pod_cidr.value))
+        except ValueError:
+            return                       # the sweeps meet it as before
+    for hm in ctx.model.nodes():
+        quick_routes(ctx.fib, hm.name, probes)
 
 
 def _auto_direct_routes(ctx: Ctx) -> list[tuple[str, object]]:

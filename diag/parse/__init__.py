@@ -33,6 +33,9 @@ class SpecParser:
     table: str                                   # the facts table the rows go to
     parse: Callable[[bytes, ParseContext], Any]  # -> DataFrame
     source: str                                  # what the rows are, e.g. "frr-neighbors"
+    # the same output as plain records (:class:`diag.parse.common.Rows`), for the small
+    # per-host outputs: the facts tables make one frame of all hosts' rows
+    records: Callable[[bytes, ParseContext], Any] | None = None
 
 
 def _ip_rule(data: bytes, ctx: ParseContext):
@@ -44,6 +47,11 @@ def _gobgp_adj_in(data: bytes, ctx: ParseContext):
     from diag.parse import gobgp
     peer = ctx.spec.removeprefix("gobgp-adj-in-").replace("_", ":")
     return gobgp.parse_rib(data, rib="adj-in", peer=peer)
+
+
+def _ip_rule_records(data: bytes, ctx: ParseContext):
+    from diag.parse import ip_rule
+    return ip_rule.records(data, "inet6" if ctx.spec.endswith("-v6") else "inet")
 
 
 def _route_get(data: bytes, ctx: ParseContext):
@@ -62,24 +70,28 @@ def _simple(module: str, function: str = "parse", **kwargs: Any):
 
 
 PARSERS: dict[str, SpecParser] = {
-    "ip-addr": SpecParser("addresses", _simple("ip_addr"), "ip-addr"),
-    "ip-link": SpecParser("interfaces", _simple("ip_link"), "ip-link"),
+    "ip-addr": SpecParser("addresses", _simple("ip_addr"), "ip-addr",
+                          _simple("ip_addr", "records")),
+    "ip-link": SpecParser("interfaces", _simple("ip_link"), "ip-link",
+                          _simple("ip_link", "records")),
     "ip-route-v4": SpecParser("routes", _simple("ip_route"), "ip-route"),
     "ip-route-v6": SpecParser("routes", _simple("ip_route"), "ip-route"),
-    "ip-rule-v4": SpecParser("rules", _ip_rule, "ip-rule"),
-    "ip-rule-v6": SpecParser("rules", _ip_rule, "ip-rule"),
-    "ip-neigh": SpecParser("neighbors", _simple("ip_neigh"), "ip-neigh"),
+    "ip-rule-v4": SpecParser("rules", _ip_rule, "ip-rule", _ip_rule_records),
+    "ip-rule-v6": SpecParser("rules", _ip_rule, "ip-rule", _ip_rule_records),
+    "ip-neigh": SpecParser("neighbors", _simple("ip_neigh"), "ip-neigh",
+                           _simple("ip_neigh", "records")),
     "bridge-fdb": SpecParser("fdb", _simple("bridge_fdb"), "bridge-fdb"),
     "ss-tanpi": SpecParser("sockets", _simple("ss"), "ss"),
-    "sysctl-net": SpecParser("sysctls", _simple("sysctl"), "sysctl"),
-    "nstat": SpecParser("counters", _simple("nstat"), "nstat"),
+    "sysctl-net": SpecParser("sysctls", _simple("sysctl"), "sysctl", _simple("sysctl", "records")),
+    "nstat": SpecParser("counters", _simple("nstat"), "nstat", _simple("nstat", "records")),
     "frr-bgp-summary": SpecParser("bgp_peers", _simple("frr", "parse_summary"), "frr-summary"),
     "frr-bgp-neighbors": SpecParser("bgp_peers", _simple("frr", "parse_neighbors"),
                                     "frr-neighbors"),
     "frr-bgp-ipv4-unicast": SpecParser("bgp_paths", _simple("frr", "parse_bgp_rib"), "frr-rib"),
     "frr-ip-route": SpecParser("daemon_routes", _simple("frr", "parse_ip_route"), "frr-zebra"),
     "gobgp-neighbor": SpecParser("bgp_peers", _simple("gobgp", "parse_neighbors", with_now=True),
-                                 "gobgp-neighbor"),
+                                 "gobgp-neighbor",
+                                 _simple("gobgp", "neighbor_records", with_now=True)),
     "gobgp-global-rib": SpecParser("bgp_paths", _simple("gobgp", "parse_rib"), "gobgp-rib"),
     "bird-protocols-all": SpecParser("bgp_peers", _simple("bird", "parse_protocols"),
                                      "bird-protocols"),

@@ -2,13 +2,17 @@
 
 Contract: a parser module exposes ``parse(data) -> pandas.DataFrame`` (``data`` is the command's
 stdout as ``str`` or ``bytes``) and, where tokenising and normalising are separable, ``raw(data)``
-returning plain records. Input it does not recognise raises :class:`ParseError` with one line
-saying what was expected; parsers never guess at an unknown format or version. Empty input is an
-empty table with the documented columns.
+returning plain records; the small per-host outputs' modules also expose
+``records(data) -> Rows`` (``parse`` is ``records(data).frame()``), from which the facts tables
+make one frame per table (:func:`frames_by_kind`). Input it does not recognise raises
+:class:`ParseError` with one line saying what was expected; parsers never guess at an unknown
+format or version. Empty input is an empty table with the documented columns.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any, Iterable
 
 from diag.errors import DiagError, ExitStatus
@@ -48,34 +52,100 @@ def _names(expect: type | tuple[type, ...]) -> str:
                        for t in types)
 
 
+@dataclass(frozen=True)
+class Rows:
+    """One output's records and its table's columns, before any DataFrame is made: the facts
+    tables build one frame from many outputs' rows (:func:`frames_by_kind`), a DataFrame per
+    small output was most of the cost of a 500-host bundle's thousands of them."""
+
+    rows: list[dict[str, Any]]
+    columns: list[str]
+
+    def frame(self):
+        return frame(self.rows, self.columns)
+
+    def values(self) -> list[list[Any]]:
+        """Each column's values, in row order (None where a row lacks the key)."""
+        return [list(map(dict.get, self.rows, repeat(column))) for column in self.columns]
+
+
+_PLAIN = frozenset({int, float, bool, str, list, dict, tuple, type(None)})
+
+
+def _kind(raw: list[Any]) -> str:
+    types = set(map(type, raw))
+    if types <= _PLAIN:  # the parsers' plain values: decided by their set of types at C speed
+        gaps = type(None) in types
+        types.discard(type(None))
+        if not types:
+            return "empty"
+        if types == {int}:
+            return "Int64" if gaps else "int64"
+        if types == {bool}:
+            return "boolean" if gaps else "bool"
+        return "Float64" if types <= {int, float} else "object"
+    return _kind_of_values(raw)
+
+
+def _kind_of_values(raw: list[Any]) -> str:
+    values = [v for v in raw if v is not None]
+    if not values:
+        return "empty"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "Int64" if len(values) < len(raw) else "int64"  # gaps: nullable, never float
+    if all(isinstance(v, bool) for v in values):
+        return "boolean" if len(values) < len(raw) else "bool"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "Float64"
+    return "object"
+
+
 def frame(rows: Iterable[dict[str, Any]], columns: list[str]):
     """A DataFrame with exactly ``columns`` (in order), also when there are no rows."""
+    rows = list(rows)
+    values = Rows(rows, columns).values()
+    return _frame(columns, values, [_kind(v) for v in values], len(rows))
+
+
+def _frame(columns: list[str], values: list[list[Any]], kinds: list[str], length: int):
     import pandas as pd
 
-    rows = list(rows)
-    if not rows:
+    if not length:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     # one index object for every column: the DataFrame then takes the Series as they are
     # (with an index of their own each, pandas re-aligns every column: most of the cost of
     # the thousands of small tables a bundle gives)
-    index = pd.RangeIndex(len(rows))
+    index = pd.RangeIndex(length)
     data = {}
-    for column in columns:
-        raw = [row.get(column) for row in rows]
-        values = [v for v in raw if v is not None]
-        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            # integers with gaps: nullable Int64, never float
-            data[column] = pd.array(raw, dtype="Int64" if len(values) < len(raw) else "int64")
-        elif values and all(isinstance(v, bool) for v in values):
-            data[column] = pd.array(raw, dtype="boolean" if len(values) < len(raw) else "bool")
-        elif values and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                            for v in values):
+    for column, raw, kind in zip(columns, values, kinds):
+        if kind in ("int64", "Int64", "bool", "boolean"):
+            data[column] = pd.array(raw, dtype=kind)
+        elif kind == "Float64":
             data[column] = pd.array([float(v) if v is not None else None for v in raw],
                                     dtype="Float64")
         else:
             # strings, lists, booleans with gaps: object, so a missing value stays None
             data[column] = pd.Series(raw, dtype=object, index=index)
     return pd.DataFrame(data, columns=columns, index=index)
+
+
+def frames_by_kind(parts: list[Rows]) -> list[tuple[list[int], Any]]:
+    """``parts`` as few DataFrames as their dtypes allow: one per distinct (columns, per-column
+    dtype) of the parts, each with those parts' rows in order, with the parts' positions in
+    ``parts``. Every part of a group would have given :func:`frame` the same dtypes, so the
+    group's frame is their concatenation exactly (values and dtypes)."""
+    groups: dict[tuple, list[tuple[int, list[list[Any]]]]] = {}
+    for position, part in enumerate(parts):
+        values = part.values()
+        key = (tuple(part.columns), tuple(_kind(v) for v in values))
+        groups.setdefault(key, []).append((position, values))
+    out = []
+    for (columns, kinds), members in groups.items():
+        merged = [list(chain.from_iterable(values[k] for _, values in members))
+                  for k in range(len(columns))]
+        length = sum(len(parts[p].rows) for p, _ in members)
+        out.append(([p for p, _ in members], _frame(list(columns), merged, list(kinds), length)))
+    return out
 
 
 def int_or_none(value: Any) -> int | None:

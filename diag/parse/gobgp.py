@@ -20,11 +20,15 @@ from typing import Any
 
 from diag.parse.bgp_schema import (ORIGINS, PATH_COLUMNS, PEER_COLUMNS, as_path_text, path_row,
                                    peer_row)
-from diag.parse.common import ParseError, frame, int_or_none, load_json
+from diag.parse.common import ParseError, Rows, frame, int_or_none, load_json
 from diag.parse.states import ESTABLISHED, normalise_state
 
 
 def parse_neighbors(data: str | bytes, now: float | None = None):
+    return neighbor_records(data, now).frame()
+
+
+def neighbor_records(data: str | bytes, now: float | None = None) -> Rows:
     peers = load_json(data, "gobgp neighbor -j", list)
     rows = []
     for peer in peers:
@@ -64,7 +68,7 @@ def parse_neighbors(data: str | bytes, now: float | None = None):
             peer_router_id=state.get("router_id"),
             notifications_received=int(received_msgs.get("notification", 0))
             if received_msgs or established else None))
-    return frame(rows, PEER_COLUMNS)
+    return Rows(rows, PEER_COLUMNS)
 
 
 def _age(now: float | None, epoch: Any) -> float | None:

@@ -23,7 +23,7 @@ import ipaddress
 from typing import Any
 
 from diag.parse import ip_link
-from diag.parse.common import frame, int_or_none, load_json
+from diag.parse.common import Rows, frame, int_or_none, load_json
 
 COLUMNS = ["ifindex", "ifname", "family", "address", "prefixlen", "network", "scope",
            "secondary", "peer"]
@@ -52,8 +52,12 @@ def _rows(links: list[dict[str, Any]]):
                    if info.get("address") != local else None}
 
 
+def records(data: str | bytes) -> Rows:
+    return Rows(list(_rows(raw(data))), COLUMNS)
+
+
 def parse(data: str | bytes):
-    return frame(_rows(raw(data)), COLUMNS)
+    return records(data).frame()
 
 
 def links(data: str | bytes):

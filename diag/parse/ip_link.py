@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diag.parse.common import frame, int_or_none, load_json
+from diag.parse.common import Rows, int_or_none, load_json
 
 COLUMNS = ["ifindex", "ifname", "kind", "mtu", "operstate", "up", "lower_up", "mac", "master",
            "link", "link_netnsid", "vxlan_id", "vxlan_port", "vxlan_local", "vxlan_remote",
@@ -65,5 +65,9 @@ def link_row(link: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def records(data: str | bytes) -> Rows:
+    return Rows([link_row(link) for link in raw(data)], COLUMNS)
+
+
 def parse(data: str | bytes):
-    return frame((link_row(link) for link in raw(data)), COLUMNS)
+    return records(data).frame()

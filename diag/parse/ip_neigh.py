@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diag.parse.common import frame, load_json
+from diag.parse.common import Rows, load_json
 
 COLUMNS = ["dst", "dev", "lladdr", "state", "states", "router", "resolved"]
 UNRESOLVED = ("INCOMPLETE", "FAILED")
@@ -38,5 +38,9 @@ def neigh_row(entry: dict[str, Any]) -> dict[str, Any]:
             "resolved": bool(lladdr) and not set(states) & set(UNRESOLVED)}
 
 
+def records(data: str | bytes) -> Rows:
+    return Rows([neigh_row(n) for n in raw(data)], COLUMNS)
+
+
 def parse(data: str | bytes):
-    return frame((neigh_row(n) for n in raw(data)), COLUMNS)
+    return records(data).frame()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diag.parse.common import frame, int_or_none, load_json
+from diag.parse.common import Rows, int_or_none, load_json
 
 COLUMNS = ["priority", "family", "src", "dst", "iif", "oif", "fwmark", "table", "action", "not_"]
 
@@ -49,5 +49,9 @@ def rule_row(rule: dict[str, Any], family: str | None = None) -> dict[str, Any]:
             "not_": "not" in rule}
 
 
+def records(data: str | bytes, family: str | None = None) -> Rows:
+    return Rows([rule_row(r, family) for r in raw(data)], COLUMNS)
+
+
 def parse(data: str | bytes, family: str | None = None):
-    return frame((rule_row(r, family) for r in raw(data)), COLUMNS)
+    return records(data, family).frame()

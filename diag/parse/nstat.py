@@ -11,13 +11,20 @@ Example: ``{"name": "TcpExtTCPMD5NotFound", "value": 12, "group": "TcpExt"}``. T
 """
 from __future__ import annotations
 
+import functools
 import re
 
-from diag.parse.common import ParseError, as_text, frame
+from diag.parse.common import ParseError, Rows, as_text
 
 COLUMNS = ["name", "value", "group"]
 _GROUP = re.compile(r"^(Ip6|Icmp6|Udp6|UdpLite6|IpExt|TcpExt|MPTcpExt|UdpLite|Icmp|Ip|Tcp|Udp|"
                     r"[A-Z][a-z]+)")
+
+
+@functools.lru_cache(maxsize=4096)  # the same few hundred counter names on every host
+def _group(name: str) -> str:
+    group = _GROUP.match(name)
+    return group.group(1) if group else ""
 
 
 def raw(data: str | bytes) -> list[dict]:
@@ -28,11 +35,13 @@ def raw(data: str | bytes) -> list[dict]:
         fields = line.split()
         if len(fields) < 2 or not fields[1].isdigit():
             raise ParseError(f"nstat: line {number} is not 'NAME VALUE RATE'")
-        group = _GROUP.match(fields[0])
-        rows.append({"name": fields[0], "value": int(fields[1]),
-                     "group": group.group(1) if group else ""})
+        rows.append({"name": fields[0], "value": int(fields[1]), "group": _group(fields[0])})
     return rows
 
 
+def records(data: str | bytes) -> Rows:
+    return Rows(raw(data), COLUMNS)
+
+
 def parse(data: str | bytes):
-    return frame(raw(data), COLUMNS)
+    return records(data).frame()

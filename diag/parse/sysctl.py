@@ -14,7 +14,7 @@ Example: ``{"key": "net.ipv4.conf.all.forwarding", "value": "1", "family": "ipv4
 """
 from __future__ import annotations
 
-from diag.parse.common import ParseError, as_text, frame
+from diag.parse.common import ParseError, Rows, as_text
 
 COLUMNS = ["key", "value", "family", "iface", "name"]
 
@@ -41,5 +41,9 @@ def _row(key: str, value: str) -> dict[str, str | None]:
     return {"key": key, "value": value, "family": family, "iface": iface, "name": parts[-1]}
 
 
+def records(data: str | bytes) -> Rows:
+    return Rows(raw(data), COLUMNS)
+
+
 def parse(data: str | bytes):
-    return frame(raw(data), COLUMNS)
+    return records(data).frame()

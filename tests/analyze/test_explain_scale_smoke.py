@@ -68,14 +68,8 @@ def test_index_matches_a_linear_scan(tmp_path):
     assert compared >= 6 * len(probes)
 
 
-def test_quick_route_agrees_with_the_full_lookup(tmp_path):
-    """The analyzers' cheap check (trace.quick_route: type, out device, gateways without the
-    records) answers as lookup() does, on every committed lab bundle and on a synthetic one with
-    a blackhole, a route in an unused table and ECMP — or steps aside (None)."""
-    import ipaddress
-
-    from diag.analyze.trace import lookup, quick_route
-
+def _faulty_bundle(bundle: Path) -> Path:
+    """A synthetic bundle with a blackhole, a route in an unused table and ECMP on node 2."""
     bench = _bench()
     plain = bench._node_routes
 
@@ -97,7 +91,19 @@ def test_quick_route_agrees_with_the_full_lookup(tmp_path):
         return routes
 
     bench._node_routes = faulty
-    bench.build(tmp_path / "b", hosts=8, routes=40)
+    bench.build(bundle, hosts=8, routes=40)
+    return bundle
+
+
+def test_quick_route_agrees_with_the_full_lookup(tmp_path):
+    """The analyzers' cheap check (trace.quick_route: type, out device, gateways without the
+    records) answers as lookup() does, on every committed lab bundle and on a synthetic one with
+    a blackhole, a route in an unused table and ECMP — or steps aside (None)."""
+    import ipaddress
+
+    from diag.analyze.trace import lookup, quick_route
+
+    _faulty_bundle(tmp_path / "b")
     bundles = sorted((ROOT / "tests/fixtures/bundles").glob("*.tar.gz")) + [tmp_path / "b"]
     compared = 0
     for bundle in bundles:
@@ -115,3 +121,34 @@ def test_quick_route_agrees_with_the_full_lookup(tmp_path):
                 assert quick == (lk.type, lk.dev, lk.gateways), (bundle.name, host, dst, lk)
                 compared += 1
     assert compared > 1000
+
+
+def test_batched_quick_routes_answer_as_one_by_one(tmp_path):
+    """trace.quick_routes (the sweeps' vectorised step: numpy per prefix length) leaves in the
+    memo exactly what quick_route computes alone (trace._quick_route), on the committed lab
+    bundles and the faulty synthetic one, for addresses in and around every pod CIDR."""
+    import ipaddress
+    import random
+
+    from diag.analyze.trace import _quick_route, quick_routes
+
+    bundles = sorted((ROOT / "tests/fixtures/bundles").glob("*.tar.gz")) + [
+        _faulty_bundle(tmp_path / "b")]
+    rnd = random.Random(7)
+    batched = 0
+    for bundle in bundles:
+        facts = load_facts(bundle)
+        fib = build_fib(facts.tables)
+        pods = [h.pod_cidr.value for h in facts.model.hosts.values() if h.pod_cidr.value]
+        targets = sorted(fib.owners) + ["8.8.8.8", "0.0.0.0", "255.255.255.255", "fd00::1"] + [
+            str(ipaddress.ip_network(p).network_address + k) for p in pods for k in (0, 1, 10)] \
+            + [str(ipaddress.IPv4Address(rnd.getrandbits(32))) for _ in range(200)]
+        for host in fib.hosts:
+            quick_routes(fib, host, targets)
+            for dst in targets:
+                memo = fib.cache.get(("quick", host, dst), "not batched")
+                if memo == "not batched":
+                    continue
+                assert memo == _quick_route(fib, host, dst), (bundle.name, host, dst)
+                batched += 1
+    assert batched > 2000
