@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.trace import (DROP_TYPES, Fib, Lookup, _address_value, lookup,
+from diag.analyze.trace import (DROP_TYPES, Fib, Lookup, _address_value, _objects, lookup,
                                 paused_gc, quick_route, quick_routes, routes_for)
 from diag.model import Check, Confidence, Evidence, Finding
 
@@ -139,16 +139,6 @@ def pd_unique(values):
     import pandas as pd
 
     return pd.unique(values)
-
-
-def _objects(series):
-    """A column as a numpy object array, pandas' missing values as None."""
-    values = series.to_numpy(dtype=object)
-    missing = series.isna().to_numpy()
-    if missing.any():
-        values = values.copy()
-        values[missing] = None
-    return values
 
 
 def _learned(ctx: Ctx) -> _Learned:
