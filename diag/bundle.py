@@ -443,7 +443,7 @@ def read_bundle_dir(root: Path) -> Bundle:
             if files[key].st_size != command.get("bytes"):
                 problems.append(Problem("SIZE_MISMATCH", key,
                                         f"{files[key].st_size} != {command.get('bytes')}"))
-            digest = _sha256_file(root / key)
+            digest = sha256_file(root / key)
             if digest != command.get("sha256"):
                 problems.append(Problem("SHA256_MISMATCH", key, digest))
     for relative in sorted(set(files) - listed):
@@ -451,7 +451,8 @@ def read_bundle_dir(root: Path) -> Bundle:
     return Bundle(root=root, manifest=manifest, problems=tuple(problems))
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -459,5 +460,5 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Bundle", "BundleWriter", "Problem", "StreamFile", "open_bundle", "read_bundle_dir",
+__all__ = ["Bundle", "BundleWriter", "Problem", "StreamFile", "open_bundle", "read_bundle_dir", "sha256_file",
            "extract_archive", "write_archive", "safe_component", "SCHEMA_VERSION"]

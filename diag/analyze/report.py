@@ -7,7 +7,6 @@ Contract: :func:`render(result, facts, fmt, schema_version) -> str`. JSON shape 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,9 @@ def _sha256(source: str, kind: str) -> str | None:
     target = path / "manifest.json" if path.is_dir() else path
     if kind != "bundle" or not target.is_file():
         return None
-    digest = hashlib.sha256()
-    with target.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from diag.bundle import sha256_file
+
+    return sha256_file(target)
 
 
 def as_dict(result, facts, schema_version: int) -> dict[str, Any]:

@@ -62,20 +62,16 @@ def _pairs(tables) -> dict[tuple[str, str], _Pair]:
             pairs[key] = _Pair(*key)
         return pairs[key]
 
-    msgs = tables.get("bgp_messages")
-    if msgs is not None and not msgs.empty:
-        for r in msgs.itertuples(index=False):
-            if not r.tunnel_depth:
-                p = pair(str(r.src), str(r.dst))
-                p.messages.append(r)
-                p.hosts.add(str(r.host))
     events = tables.get("stream_events")
     if events is not None and not events.empty:
-        control = events[events["event"].isin(["syn", "syn-ack", "rst", "fin"])]
-        for r in control.itertuples(index=False):
-            if not r.tunnel_depth:
+        events = events[events["event"].isin(["syn", "syn-ack", "rst", "fin"])]
+    for rows, kept in ((tables.get("bgp_messages"), "messages"), (events, "control")):
+        if rows is None or rows.empty:
+            continue
+        for r in rows.itertuples(index=False):
+            if not r.tunnel_depth:                  # the outer connection, not one in a tunnel
                 p = pair(str(r.src), str(r.dst))
-                p.control.append(r)
+                getattr(p, kept).append(r)
                 p.hosts.add(str(r.host))
     icmp = tables.get("icmp")
     if icmp is not None and "orig_proto" in icmp and not icmp.empty:

@@ -10,7 +10,6 @@ values, so the renderers (``html.py``, ``markdown.py``, ``jsondoc.py``) are pure
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 import re
@@ -208,13 +207,9 @@ def _iso(ts: float | None) -> str | None:
 
 
 def _file_sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from diag.bundle import sha256_file
+
+    return sha256_file(path) if path.is_file() else None
 
 
 def _captures(bundle) -> list[tuple[str, Path]]:
