@@ -179,6 +179,12 @@ def render_sshd(host: Host, *, host_key: Path, pid_file: Path, authorized_keys: 
         "UseDNS no",
         "PrintMotd no",
         "PrintLastLog no",
+        # bash sources ~/.bashrc for a command run by sshd only when it is the top-level shell
+        # (SHLVL < 2 after its own increment). The lab's hosts share the machine's root account,
+        # whose ~/.bashrc belongs to the machine's user (pyenv init: ~0.16 s per command here),
+        # not to the simulated node; starting at level 1 keeps every collected command as fast
+        # as on a plain node.
+        "SetEnv SHLVL=1",
         "Subsystem sftp /usr/lib/openssh/sftp-server",
     ]) + "\n"
 

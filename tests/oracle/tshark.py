@@ -213,6 +213,26 @@ def _pyshark_packets(path: Path, decode_as: Sequence[str]) -> Iterator[Any]:
         yield from cap
     finally:
         cap.close()
+        _release_pyshark_loop(cap)
+
+
+def _release_pyshark_loop(cap: Any) -> None:
+    """Undo what pyshark leaves process-wide: it installs a SafeChildWatcher whose SIGCHLD
+    handler keeps writing to the finished loop's wake-up socket (every later child exit then
+    printed "BlockingIOError" as an unraisable exception once the socket filled)."""
+    import asyncio
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # child watchers: deprecated in 3.12
+        watcher = asyncio.get_child_watcher()
+        if isinstance(watcher, asyncio.SafeChildWatcher):
+            watcher.close()                                   # removes its SIGCHLD handler
+            asyncio.set_child_watcher(None)
+    loop = getattr(cap, "eventloop", None)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 UPPER_PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "igmp": 2, "sctp": 132,
