@@ -12,7 +12,10 @@ What it measures, each in a child process so that peak RSS (``ru_maxrss`` from `
 * diag, marginal: ``iter_decode`` consuming every table (BGP reassembly, per-prefix rows, tunnels,
   ARP) plus :class:`diag.decode.summary.CaptureSummary`, timed after the imports (start-up apart);
 * diag, whole process: ``python -m diag pcap FILE --format json`` from exec to exit;
-* both pinned to one core (``taskset -c 0``) and, when diag has a multi-core mode, on all cores;
+* both pinned to one core (``taskset -c 0``);
+* ``diag pcap``'s work (decode + summary, no tables) in one process pinned to one core and with
+  ``--workers`` = every usable core (:mod:`diag.decode.parallel`), marginal (imports apart) and
+  whole process; CPU time includes the workers'; the summaries must be identical;
 * tshark (``-T fields`` with VXLAN decode-as on 8472) and scapy (``rdpcap`` + layer access) on a
   fixed slice of the same file (the first 20,000 packets, written with struct), with diag's
   marginal rate on the same slice; tshark's peak RSS;
@@ -43,7 +46,6 @@ SLICE_PACKETS = 20_000
 TINY_PACKETS = 50
 TARGET_RATE = 300_000
 TARGET_STARTUP = 0.3
-MULTICORE_FIELDS = ("workers", "jobs", "processes")
 
 
 # --- slicing (classic pcap, struct) ------------------------------------------------------------
@@ -111,13 +113,42 @@ def _proc_status_kb(field: str) -> int:
     return 0
 
 
-def multicore_field() -> str | None:
-    """The DecodeOptions field that asks for several processes, if diag has one."""
-    import dataclasses
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-    from diag.decode import DecodeOptions
-    names = {f.name for f in dataclasses.fields(DecodeOptions)}
-    return next((n for n in MULTICORE_FIELDS if n in names), None)
+
+# --- child: diag pcap's work, one process or several -------------------------------------------
+def child_summary(path: str, workers: str | None) -> dict:
+    """Imports first, then time decode + summary (what ``diag pcap`` does) with N processes."""
+    import hashlib
+    import resource
+
+    from diag.decode import DecodeOptions, iter_rows
+    from diag.decode.parallel import summarize
+    from diag.decode.summary import CaptureSummary
+
+    n = int(workers or 1)
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0, c0 = time.perf_counter(), time.process_time()
+    if n > 1:
+        result = summarize(path, DecodeOptions(), n)
+    else:
+        summary = CaptureSummary()
+        for chunk in iter_rows(path, DecodeOptions()):
+            summary.add(chunk)
+        result = summary.result()
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = (kids.ru_utime + kids.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    text = json.dumps(result, default=str)
+    found = counts_from_summary(result)
+    return {"elapsed": elapsed, "cpu": cpu + workers_cpu, "parent_cpu": cpu,
+            "workers": n, "packets": found["packets"], "hwm_mb": _proc_status_kb("VmHWM") / 1024,
+            "workers_max_rss_mb": kids.ru_maxrss / 1024 if n > 1 else 0.0,
+            "sha256": hashlib.sha256(text.encode()).hexdigest(), "found": found}
 
 
 # --- child: diag's decode ----------------------------------------------------------------------
@@ -128,7 +159,7 @@ def child_decode(path: str, workers: str | None) -> dict:
     from diag.decode import DecodeOptions, iter_decode
     from diag.decode.summary import CaptureSummary
 
-    options = DecodeOptions(**({multicore_field(): int(workers)} if workers else {}))
+    options = DecodeOptions()
     rss_after_imports = _proc_status_kb("VmRSS")
     clock, cpu_clock = time.perf_counter, time.process_time
     cpu = 0.0                       # CPU seconds of the same timed parts (robust to a busy host)
@@ -355,6 +386,55 @@ def _quick_end(args, truth: dict | None, dec: dict, results: dict) -> int:
     return 0 if ok else 1
 
 
+def _multicore(capture: Path, args, results: dict, whole: dict | None = None) -> dict:
+    """diag pcap's work (decode + summary) in one process on one core, then with a worker per
+    usable core, marginal and whole process; prints both and returns the counts found."""
+    cores = usable_cores()
+    me = [sys.executable, str(Path(__file__).resolve()), "--child", "summary", str(capture),
+          "--child-arg"]
+    reps = range(max(1, args.repeat))
+    print(f"\n== diag pcap's work (decode + summary, no tables): 1 core and {cores} cores "
+          f"(--workers {cores}); load average {os.getloadavg()[0]:.2f} before")
+    one = min((json.loads(run_child([*me, "1"], pin=True)["stdout"]) for _ in reps),
+              key=lambda r: r["elapsed"])
+    many = min((json.loads(run_child([*me, str(cores)], pin=False)["stdout"]) for _ in reps),
+               key=lambda r: r["elapsed"])
+    n = one["packets"]
+    for label, r in (("1 core   ", one), (f"{cores} workers", many)):
+        worker = (f", largest worker {r['workers_max_rss_mb']:.0f} MB" if r["workers"] > 1
+                  else "")
+        print(f"marginal, {label}: {rate(n, r['elapsed'], r['cpu'])}  ({r['elapsed']:.2f} s, "
+              f"{r['cpu']:.2f} CPU-s; peak RSS {r['hwm_mb']:.0f} MB{worker})")
+    same = one["sha256"] == many["sha256"]
+    print(f"  speed-up {one['elapsed'] / many['elapsed']:.2f}x wall; CPU "
+          f"{many['cpu'] / one['cpu']:.2f}x of one process's; summaries "
+          f"{'identical' if same else 'DIFFER'}")
+    base = [sys.executable, "-m", "diag", "pcap", str(capture), "--format", "json"]
+    if whole is None:
+        whole = min((run_child([*base, "--workers", "1"], pin=True) for _ in reps),
+                    key=lambda r: r["wall"])
+        print(f"whole process, 1 core: {rate(n, whole['wall'], whole['cpu'])}  "
+              f"({whole['wall']:.2f} s, peak RSS {whole['rss_mb']:.0f} MB)")
+    whole_all = min((run_child([*base, "--workers", str(cores)], pin=False) for _ in reps),
+                    key=lambda r: r["wall"])
+    same_out = whole_all["stdout"] == whole["stdout"]
+    print(f"whole process, {cores} workers: {rate(n, whole_all['wall'], whole_all['cpu'])}  "
+          f"(`diag pcap FILE --format json --workers {cores}`: {whole_all['wall']:.2f} s, "
+          f"largest process {whole_all['rss_mb']:.0f} MB; output "
+          f"{'identical' if same_out else 'DIFFERS'}; speed-up "
+          f"{whole['wall'] / whole_all['wall']:.2f}x)")
+    print(f"  load average after: {os.getloadavg()[0]:.2f}")
+    results["diag_summary_1core"] = {k: v for k, v in one.items() if k != "found"}
+    results["diag_summary_all"] = {k: v for k, v in many.items() if k != "found"}
+    results["diag_whole_all"] = {"wall": whole_all["wall"], "cpu": whole_all["cpu"],
+                                 "rss_mb": whole_all["rss_mb"], "rate": n / whole_all["wall"],
+                                 "workers": cores, "identical": same_out}
+    results["loadavg_after_multicore"] = os.getloadavg()
+    if not (same and same_out):
+        raise SystemExit("the multi-worker summary differs from the one-process summary")
+    return many["found"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("file", nargs="?", type=Path, help="capture written by generate.py")
@@ -370,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run diag's timings N times and keep the fastest (shared machines)")
     parser.add_argument("--quick", action="store_true",
                         help="only diag's marginal decode and the counts (for iterating on speed)")
+    parser.add_argument("--multicore", action="store_true",
+                        help="only diag pcap's work on 1 core and on all cores (+ the counts)")
     parser.add_argument("--json", type=Path, help="also write the measurements to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-arg", help=argparse.SUPPRESS)
@@ -378,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         sys.path.insert(0, str(REPO))
         fn = {"decode": child_decode, "scapy": lambda p, _x: child_scapy(p),
-              "profile": child_profile}[args.child]
+              "profile": child_profile, "summary": child_summary}[args.child]
         json.dump(fn(str(args.file), args.child_arg), sys.stdout)
         return 0
 
@@ -406,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
           "(shared machine: rates vary with other load)")
     ok = True
+    if args.multicore:
+        found = _multicore(capture, args, results)
+        shutil.rmtree(work, ignore_errors=True)
+        return _quick_end(args, truth, {"found": found}, results)
 
     # diag, marginal, one core
     dec = min((child("decode", str(capture), None) for _ in range(max(1, args.repeat))),
@@ -426,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         return _quick_end(args, truth, dec, results)
     # diag, whole process, one core
     whole = min((run_child([sys.executable, "-m", "diag", "pcap", str(capture), "--format",
-                            "json"], pin=True) for _ in range(max(1, args.repeat))),
-                key=lambda r: r["wall"])
+                            "json", "--workers", "1"], pin=True)
+                 for _ in range(max(1, args.repeat))), key=lambda r: r["wall"])
     whole_found = counts_from_summary(json.loads(whole["stdout"]))
     results["diag_whole_1core"] = {"wall": whole["wall"], "cpu": whole["cpu"],
                                    "rss_mb": whole["rss_mb"], "rate": n / whole["wall"],
@@ -443,24 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memory flatness    : peak RSS {dq['hwm_mb']:.0f} MB on the first {n // 4:,} "
               f"packets, {dec['hwm_mb']:.0f} MB on all {n:,} "
               f"({rate(n // 4, dq['elapsed'], dq['cpu']).strip()} on the quarter)")
-    field = multicore_field()
-    if field:
-        cores = str(os.cpu_count() or 1)
-        dec_all = json.loads(run_child([sys.executable, str(Path(__file__).resolve()), "--child",
-                                        "decode", str(capture), "--child-arg", cores],
-                                       pin=False)["stdout"])
-        results["diag_marginal_all"] = {k: v for k, v in dec_all.items() if k != "found"}
-        print(f"marginal, all cores: {rate(n, dec_all['elapsed'])}  ({field}={cores}; peak RSS "
-              f"{dec_all['hwm_mb']:.0f} MB)")
-        whole_all = run_child([sys.executable, "-m", "diag", "pcap", str(capture), "--format",
-                               "json"], pin=False)
-        results["diag_whole_all"] = {"wall": whole_all["wall"], "rss_mb": whole_all["rss_mb"],
-                                     "rate": n / whole_all["wall"]}
-        print(f"whole process, all cores: {rate(n, whole_all['wall'])}  (peak RSS "
-              f"{whole_all['rss_mb']:.0f} MB)")
-    else:
-        results["diag_marginal_all"] = "same as 1-core (single process)"
-        print("all-cores: same as 1-core (single process)")
+    _multicore(capture, args, results, whole)
 
     # ground truth
     if truth:

@@ -54,13 +54,14 @@ def pcap_command(
     export_format: str = typer.Option("parquet", "--export-format", help="parquet or csv."),
     frame: Optional[int] = typer.Option(None, "--frame", help="Show one frame (1-based, as in Wireshark)."),
     deep: bool = typer.Option(False, "--deep", help="With --frame: show it through Wireshark's dissectors (tshark)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes for the summary (default: all cores for files of 32 MiB or more, else 1; --export and --frame use one)."),
 ) -> None:
     """Analyse a capture offline: BGP sessions and messages, tunnels per VNI, ARP."""
     from diag.pcapcmd import run_pcap
 
     _run(lambda: run_pcap(file, fmt=fmt, bgp_ports=bgp_port, vxlan_ports=vxlan_port,
                           geneve_ports=geneve_port, export=export, export_format=export_format,
-                          frame=frame, deep=deep))
+                          frame=frame, deep=deep, workers=workers))
 
 
 def _run(call) -> None:

@@ -20,7 +20,8 @@ EXPORT_FORMATS = ("parquet", "csv")
 def run_pcap(file: Path, fmt: str = "text", bgp_ports: Iterable[int] = (),
              vxlan_ports: Iterable[int] = (), geneve_ports: Iterable[int] = (),
              export: Path | None = None, export_format: str = "parquet",
-             frame: int | None = None, deep: bool = False) -> ExitStatus:
+             frame: int | None = None, deep: bool = False,
+             workers: int | None = None) -> ExitStatus:
     if fmt not in ("text", "json"):
         raise UsageError(f"unknown --format {fmt!r}", hint="use text or json")
     if export_format not in EXPORT_FORMATS:
@@ -29,13 +30,40 @@ def run_pcap(file: Path, fmt: str = "text", bgp_ports: Iterable[int] = (),
         raise UsageError("--deep needs --frame N")
     if frame is not None and frame < 1:
         raise UsageError("--frame counts from 1, as in Wireshark")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be 1 or more")
 
-    from diag.decode import DecodeOptions, iter_rows, to_tables
+    from diag.decode import DecodeOptions
 
     options = DecodeOptions(tuple(bgp_ports), tuple(vxlan_ports), tuple(geneve_ports))
     if frame is not None:
         return _show_frame(file, options, frame, deep, fmt)
 
+    from diag.decode.parallel import auto_workers
+
+    if workers is None:
+        workers = auto_workers(file)
+    if workers > 1 and not export:
+        from diag.decode.parallel import summarize
+
+        result = summarize(file, options, workers)     # the same result, several processes
+    else:
+        result = _summary(file, options, export, export_format)
+    if fmt == "json":
+        json.dump(result, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        from diag.report.pcap_text import render
+
+        console = _console()
+        render(result, console)
+        if export:
+            console.print(f"\ntables written to {export}/ ({export_format})")
+    return ExitStatus.OK
+
+
+def _summary(file: Path, options, export: Path | None, export_format: str) -> dict:
+    from diag.decode import iter_rows, to_tables
     from diag.decode.summary import CaptureSummary
 
     summary = CaptureSummary()
@@ -49,18 +77,7 @@ def run_pcap(file: Path, fmt: str = "text", bgp_ports: Iterable[int] = (),
     finally:
         if writer:
             writer.close()
-    result = summary.result()
-    if fmt == "json":
-        json.dump(result, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        from diag.report.pcap_text import render
-
-        console = _console()
-        render(result, console)
-        if export:
-            console.print(f"\ntables written to {export}/ ({export_format})")
-    return ExitStatus.OK
+    return summary.result()
 
 
 def _console():

@@ -119,20 +119,7 @@ def iter_rows(path: str | Path, options: DecodeOptions | None = None,
     info, blocks = open_blocks(path, chunk_packets, arrays=vectorize)
     names: dict[int, str | None] = {}
     decoder = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
-
-    def checked(blocks):
-        """Interface names and the link-type check, as each block is read."""
-        seen = False
-        for block in blocks:
-            names.update({i.capture_iface: i.name for i in info.interfaces})
-            if not seen and info.interfaces:
-                seen = True
-                if not any(i.linktype in SUPPORTED_LINKTYPES for i in info.interfaces):
-                    raise UnusableInput(f"{path}: no interface with a supported link type "
-                                        f"({', '.join(i.linktype_name for i in info.interfaces)})")
-            yield block
-
-    decoded = _decode_blocks(decoder, checked(blocks), vectorize)
+    decoded = _decode_blocks(decoder, checked_blocks(path, info, blocks, names), vectorize)
     pending = None          # the last chunk is held back: end-of-capture flushing adds to it
     for block, fast in decoded:
         if len(block):
@@ -151,22 +138,41 @@ def iter_rows(path: str | Path, options: DecodeOptions | None = None,
         yield RowChunk({k: pending[0][k] + tail[k] for k in tail}, pending[1], info)
 
 
+def checked_blocks(path, info: CaptureInfo, blocks, names: dict[int, str | None]):
+    """Interface names (into ``names``) and the link-type check, as each block is read."""
+    seen = False
+    for block in blocks:
+        names.update({i.capture_iface: i.name for i in info.interfaces})
+        if not seen and info.interfaces:
+            seen = True
+            if not any(i.linktype in SUPPORTED_LINKTYPES for i in info.interfaces):
+                raise UnusableInput(f"{path}: no interface with a supported link type "
+                                    f"({', '.join(i.linktype_name for i in info.interfaces)})")
+        yield block
+
+
+def decode_block(decoder: PacketDecoder, block, vectorize: bool):
+    """One block through the vectorised pass and the per-packet decoder (or the latter alone);
+    returns the fast rows or None."""
+    fast = None
+    if vectorize and len(block):
+        from diag.decode.batch import split_block
+
+        fast = split_block(block, decoder.bgp_ports, decoder.vxlan_ports,
+                           decoder.geneve_ports, decoder.iface_names)
+        _per_packet(decoder, block, fast)
+    else:
+        packet = decoder.packet
+        for rec in block.records():
+            packet(*rec)
+    return fast
+
+
 def _decode_blocks(decoder: PacketDecoder, blocks, vectorize: bool):
     """Each block through the vectorised pass (then the per-packet decoder for what it left) or
     through the per-packet decoder alone: yields (block, fast rows or None)."""
     for block in blocks:
-        fast = None
-        if vectorize and len(block):
-            from diag.decode.batch import split_block
-
-            fast = split_block(block, decoder.bgp_ports, decoder.vxlan_ports,
-                               decoder.geneve_ports, decoder.iface_names)
-            _per_packet(decoder, block, fast)
-        else:
-            packet = decoder.packet
-            for rec in block.records():
-                packet(*rec)
-        yield block, fast
+        yield block, decode_block(decoder, block, vectorize)
 
 
 def _per_packet(decoder: PacketDecoder, block, fast) -> None:

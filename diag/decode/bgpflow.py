@@ -30,7 +30,14 @@ from diag.decode import bgp
 from diag.decode.tcpstream import BgpStream, FramingError, Gap, Message
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
-RECENT_FRAMES = 200_000          # how many BGP frame timestamps to remember for late completions
+# frame timestamps kept for late completions: every frame of the last RECENT_FRAMES // 2 of the
+# capture. Kept per connection, pruned when a connection's map outgrows its limit (at least
+# PRUNE_AT entries, then twice what survived the last pruning): what a connection remembers never
+# depends on other connections' traffic, so workers that own different connections
+# (diag.decode.parallel) produce the same rows, and all connections together hold at most about
+# RECENT_FRAMES + PRUNE_AT per connection
+RECENT_FRAMES = 200_000
+PRUNE_AT = 4096
 
 Endpoint = tuple[str, int]
 Row = tuple
@@ -60,7 +67,8 @@ def tcp_option_kinds(options: bytes) -> list[int]:
 
 
 class _Connection:
-    __slots__ = ("session", "streams", "opens", "contexts", "carried_data")
+    __slots__ = ("session", "streams", "opens", "contexts", "carried_data", "frame_ts",
+                 "prune_at")
 
     def __init__(self, session: str) -> None:
         self.session = session
@@ -68,6 +76,8 @@ class _Connection:
         self.opens: dict[Endpoint, bgp.OpenInfo] = {}
         self.contexts: dict[Endpoint, bgp.Direction] = {}
         self.carried_data = False
+        self.frame_ts: dict[int, float] = {}
+        self.prune_at = PRUNE_AT
 
 
 class BgpFlows:
@@ -75,7 +85,6 @@ class BgpFlows:
                  on_event: Callable[[Row], None]) -> None:
         self.on_message, self.on_route, self.on_event = on_message, on_route, on_event
         self.connections: dict[tuple[Endpoint, Endpoint], _Connection] = {}
-        self.frame_ts: dict[int, float] = {}
         self.default_context = bgp.negotiate(None, None)
 
     def segment(self, src: str, sport: int, dst: str, dport: int, seq: int, flags: int,
@@ -95,9 +104,11 @@ class BgpFlows:
             stream = conn.streams[a] = BgpStream()
         if payload:
             conn.carried_data = True
-            self.frame_ts[frame] = ts
-            if len(self.frame_ts) > RECENT_FRAMES:
-                self._forget_old_frames(frame)
+            conn.frame_ts[frame] = ts
+            if len(conn.frame_ts) > conn.prune_at:
+                horizon = frame - RECENT_FRAMES // 2
+                conn.frame_ts = {f: t for f, t in conn.frame_ts.items() if f >= horizon}
+                conn.prune_at = max(PRUNE_AT, 2 * len(conn.frame_ts))
         if flags & (TCP_SYN | TCP_RST | TCP_FIN):
             self._control(conn.session, a, b, flags, options, frame, ts, depth)
         events = stream.segment(seq, payload, frame, syn=syn, fin=bool(flags & TCP_FIN),
@@ -141,11 +152,11 @@ class BgpFlows:
             if isinstance(event, Message):
                 self._message(conn, sender, receiver, event, base, ts)
             elif isinstance(event, Gap):
-                self.on_event({"frame": event.frame, "ts": self.frame_ts.get(event.frame, ts),
+                self.on_event({"frame": event.frame, "ts": conn.frame_ts.get(event.frame, ts),
                                **base, "event": "gap",
                                "detail": _gap_text(event)})
             elif isinstance(event, FramingError):
-                when = self.frame_ts.get(event.frame, ts)
+                when = conn.frame_ts.get(event.frame, ts)
                 self.on_event({"frame": event.frame, "ts": when, **base,
                                "event": "framing-error", "detail": event.reason})
                 values = [None] * len(bgp.MESSAGE_COLUMNS)
@@ -161,7 +172,7 @@ class BgpFlows:
             conn.opens[sender] = decoded.open
             for end, other in ((sender, receiver), (receiver, sender)):
                 conn.contexts[end] = bgp.negotiate(conn.opens.get(end), conn.opens.get(other))
-        when = self.frame_ts.get(msg.last_frame, ts)
+        when = conn.frame_ts.get(msg.last_frame, ts)
         self.on_message((msg.last_frame, msg.first_frame, when, sender[0], sender[1], receiver[0],
                          receiver[1], conn.session, base["tunnel_depth"],
                          *decoded.row.values()))
@@ -171,10 +182,6 @@ class BgpFlows:
             on_route = self.on_route
             for base, prefixes in decoded.groups:
                 on_route(((*head, *base.values()), prefixes))
-
-    def _forget_old_frames(self, frame: int) -> None:
-        horizon = frame - RECENT_FRAMES // 2
-        self.frame_ts = {f: t for f, t in self.frame_ts.items() if f >= horizon}
 
 
 def _session_name(key: tuple[Endpoint, Endpoint]) -> str:

@@ -108,3 +108,117 @@ def texts(packs: list[PackedPrefixes]) -> "np.ndarray":
         first = np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         out[first + np.arange(len(pos))] = names[inverse.ravel()]
     return out
+
+
+# --- 64-bit prefix keys: distinct-prefix counting without making texts ------------------------
+# key(prefix) is a function of its text (two prefixes have the same key exactly when they have the
+# same text, up to 64-bit hash collisions for IPv6 and non-IP texts): IPv4 is exact
+# (address << 8 | length, below 2**40); IPv6 is a 64-bit mix of address and length with bit 62
+# set; any other text is Python's string hash with bit 61 set (and 62 clear).
+_V6_TAG, _TEXT_TAG = 1 << 62, 1 << 61
+_MASK64 = (1 << 64) - 1
+_M1, _M2, _M3 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _fmix(h: int) -> int:
+    """splitmix64's finaliser (a bijection of 64-bit words that spreads every bit)."""
+    h ^= h >> 30
+    h = (h * _M2) & _MASK64
+    h ^= h >> 27
+    h = (h * _M3) & _MASK64
+    return h ^ (h >> 31)
+
+
+def _mix(hi: int, lo: int, plen: int) -> int:
+    inner = _fmix(lo ^ ((plen * _M3) & _MASK64))
+    h = _fmix(hi ^ ((inner * _M1) & _MASK64))
+    return (h & (_TEXT_TAG * 2 - 1)) | _V6_TAG
+
+
+def _raw_key(raw: bytes, plen: int, v6: bool) -> int:
+    """The key of a prefix from its (zero-padded) address bytes."""
+    if v6:
+        value = int.from_bytes(raw, "big")
+        return _mix(value >> 64, value & _MASK64, plen)
+    return int.from_bytes(raw, "big") << 8 | plen
+
+
+def text_key(text: str | None) -> int:
+    """The key of a prefix text (``None`` counts as the text ``(raw)``, as the summary shows it)."""
+    if text is None:
+        text = "(raw)"
+    addr, _, bits = text.rpartition("/")
+    if bits.isdigit() and str(int(bits)) == bits:
+        plen = int(bits)
+        try:
+            if ":" in addr:
+                if plen <= 128:
+                    return _raw_key(socket.inet_pton(socket.AF_INET6, addr), plen, True)
+            elif plen <= 32:
+                return _raw_key(socket.inet_pton(socket.AF_INET, addr), plen, False)
+        except (OSError, ValueError):
+            pass
+    return (hash(text) & (_TEXT_TAG - 1)) | _TEXT_TAG
+
+
+def pack_keys(pack: PackedPrefixes) -> list[int]:
+    """The keys of one pack's prefixes, in order, without numpy (small chunks)."""
+    data, v6, width = pack.data, pack.v6, 16 if pack.v6 else 4
+    out = []
+    for pos in pack.offsets:
+        plen = data[pos]
+        raw = data[pos + 1:pos + 1 + ((plen + 7) >> 3)]
+        out.append(_raw_key(raw + _PAD[:width - len(raw)], plen, v6))
+    return out
+
+
+def keys(packs: list[PackedPrefixes]) -> "np.ndarray":
+    """:func:`pack_keys` of every entry of ``packs``, in order, as one int64 array (numpy)."""
+    import numpy as np
+
+    total = sum(len(p) for p in packs)
+    out = np.empty(total, dtype=np.int64)
+    if not total:
+        return out
+    starts = np.cumsum([0] + [len(p) for p in packs])[:-1]
+    for v6 in (False, True):
+        chosen = [i for i, p in enumerate(packs) if p.v6 == v6 and len(p)]
+        if not chosen:
+            continue
+        width = 16 if v6 else 4
+        datas = [packs[i].data for i in chosen]
+        bases = np.cumsum([0] + [len(d) for d in datas[:-1]])
+        buf = np.frombuffer(b"".join(datas) + _PAD, dtype=np.uint8)
+        pos = np.concatenate([np.asarray(packs[i].offsets, dtype=np.int64) + base
+                              for i, base in zip(chosen, bases.tolist())])
+        plen = buf[pos].astype(np.uint64)
+        nbytes = (buf[pos].astype(np.int64) + 7) >> 3
+        cols = np.arange(width)
+        raw = buf[pos[:, None] + 1 + cols[None, :]]
+        raw = np.where(cols[None, :] < nbytes[:, None], raw, 0).astype(np.uint64)
+        if v6:
+            shifts = np.arange(56, -1, -8, dtype=np.uint64)
+            hi = (raw[:, :8] << shifts[None, :]).sum(axis=1, dtype=np.uint64)
+            lo = (raw[:, 8:] << shifts[None, :]).sum(axis=1, dtype=np.uint64)
+            with np.errstate(over="ignore"):
+                inner = _np_fmix(lo ^ (plen * np.uint64(_M3)))
+                h = _np_fmix(hi ^ (inner * np.uint64(_M1)))
+            key = (h & np.uint64(_TEXT_TAG * 2 - 1)) | np.uint64(_V6_TAG)
+        else:
+            shifts = np.array([32, 24, 16, 8], dtype=np.uint64)
+            key = (raw << shifts[None, :]).sum(axis=1, dtype=np.uint64) | plen
+        lengths = np.array([len(packs[i]) for i in chosen], dtype=np.int64)
+        first = np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        out[first + np.arange(len(pos))] = key.astype(np.int64)
+    return out
+
+
+def _np_fmix(h):
+    """:func:`_fmix` on a uint64 numpy array (multiplication wraps modulo 2**64, as there)."""
+    import numpy as np
+
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(_M2)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(_M3)
+    return h ^ (h >> np.uint64(31))

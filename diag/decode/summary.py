@@ -6,7 +6,14 @@ each chunk — a :class:`diag.decode.rows.RowChunk` from :func:`diag.decode.iter
 from the decoder's row buffers (never from DataFrames, so ``diag pcap`` needs no pandas, and a
 small capture no numpy) into counters and per-session / per-VNI / per-IP state whose size depends
 on the number of sessions, tunnels and addresses, not packets. Distinct prefixes are kept as
-64-bit hashes of their text (a set, spilled into a sorted numpy array as it grows).
+64-bit keys (:func:`diag.decode.nlri.text_key`; a set, spilled into a sorted numpy array as it
+grows), made column-wise from the packed NLRI without making their texts.
+
+``add(chunk)`` is ``apply(fold(chunk, prefixes))``: :func:`fold` reduces one chunk to small,
+picklable data (counters, sorted group counts, ARP rows, BGP special messages; prefix keys go
+into a :class:`PrefixFolder`), ``apply`` adds it in capture order. :mod:`diag.decode.parallel`
+computes the folds in worker processes (BGP ones per connection owner, merged per chunk by
+:func:`merge_bgp_folds`) and applies them here, so both paths share every line of this logic.
 
 ARP pairing: a request for IP T counts as answered when a reply *from* T arrives within
 ``ARP_REPLY_WINDOW`` seconds; gratuitous ARP (sender IP = target IP) and probes (sender 0.0.0.0)
@@ -58,28 +65,44 @@ SPILL_TOTAL = 65536
 
 
 class _Prefixes:
-    """Distinct prefixes as 64-bit hashes of their text: a set, spilled into a sorted numpy array
-    (8 bytes a prefix instead of a Python object) when the summary's sets together grow large."""
+    """Distinct prefixes as 64-bit keys (:func:`diag.decode.nlri.text_key`: equal keys for equal
+    texts): a set of ints, plus int64 arrays from the vectorised path, all merged into one sorted
+    numpy array (8 bytes a prefix instead of a Python object) when the summary's pending keys
+    together grow large."""
 
     def __init__(self) -> None:
         self.recent: set[int] = set()
-        self.spilled = None          # sorted unique numpy int64 array, or None
+        self.arrays: list = []          # int64 numpy arrays not merged yet
+        self.pending = 0                # keys in ``arrays``
+        self.spilled = None             # sorted unique numpy int64 array, or None
 
-    def update(self, keys: list[str]) -> None:
-        self.recent.update(map(hash, keys))
+    def update(self, keys) -> None:
+        """Add keys: a list of ints, or an int64 numpy array."""
+        if isinstance(keys, list):
+            self.recent.update(keys)
+        elif len(keys):
+            self.arrays.append(keys)
+            self.pending += len(keys)
+
+    def held(self) -> int:
+        return len(self.recent) + self.pending
 
     def _spill(self) -> None:
         import numpy as np
 
-        chunk = np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))
-        self.spilled = chunk if self.spilled is None else np.union1d(self.spilled, chunk)
-        self.recent = set()
+        parts = self.arrays
+        if self.recent:
+            parts = parts + [np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))]
+        if self.spilled is not None:
+            parts = parts + [self.spilled]
+        self.spilled = np.unique(np.concatenate(parts)) if parts else self.spilled
+        self.recent, self.arrays, self.pending = set(), [], 0
 
     def hashes(self):
-        """All hashes: a set (never spilled) or a sorted numpy array."""
-        if self.spilled is None:
+        """All keys: a set (never spilled) or a sorted numpy array."""
+        if self.spilled is None and not self.arrays:
             return self.recent
-        if self.recent:
+        if self.recent or self.arrays:
             self._spill()
         return self.spilled
 
@@ -110,8 +133,6 @@ class _Session:
         self.name = name
         self.messages: Counter = Counter()
         self.opens: dict[str, dict] = {}
-        self.announced = _Prefixes()
-        self.withdrawn = _Prefixes()
         self.announce_rows = 0
         self.withdraw_rows = 0
         self.eor: set[str] = set()
@@ -121,6 +142,219 @@ class _Session:
         self.malformed = 0
         self.first_ts: float | None = None
         self.last_ts: float | None = None
+
+
+class PrefixFolder:
+    """The costly half of folding BGP routes: prefix texts hashed into per-session stores.
+
+    Kept apart from :class:`CaptureSummary` so that a worker process that owns some BGP
+    connections (:mod:`diag.decode.parallel`) can hold the stores of its sessions; ``sample``
+    replays the summary's prefix sample locally, so that keys stop being passed on once the
+    sample is full (the summary's sample holds at least what this one holds at any point).
+    """
+
+    def __init__(self) -> None:
+        self.stores: dict[str, tuple[_Prefixes, _Prefixes]] = {}   # session -> announced, withdrawn
+        self.sample = {"announce": set(), "withdraw": set()}
+
+    def store(self, session: str) -> tuple[_Prefixes, _Prefixes]:
+        s = self.stores.get(session)
+        if s is None:
+            s = self.stores[session] = (_Prefixes(), _Prefixes())
+        return s
+
+    def spill_if_large(self) -> None:
+        stores = [p for pair in self.stores.values() for p in pair]
+        if sum(p.held() for p in stores) > SPILL_TOTAL:
+            for p in stores:
+                if p.held():
+                    p._spill()
+
+
+# --- folding a chunk: pure functions of one RowChunk, whose results are small and picklable ---
+# CaptureSummary.add(chunk) == CaptureSummary.apply(fold(chunk, folder)); the parallel decoder
+# computes the same folds in worker processes and applies them in chunk order.
+
+def fold(chunk: RowChunk, folder: PrefixFolder, bgp: bool = True, other: bool = True) -> dict:
+    """What one chunk adds to the summary, as plain data (see :meth:`CaptureSummary.apply`)."""
+    out: dict = {}
+    if other:
+        out["packets"] = _fold_packets(chunk)
+        out["tunnels"] = _fold_tunnels(chunk)
+        out["arp"] = chunk.ordered("arp", ("frame", "ts", "op", "sender_mac", "sender_ip",
+                                           "target_ip", "gratuitous"))
+        out["icmp"] = _fold_icmp(chunk)
+    if bgp:
+        out["bgp"] = _fold_bgp(chunk, folder)
+    return out
+
+
+def _fold_packets(chunk: RowChunk) -> tuple | None:
+    ts, app, l3, direction, name, ifindex, ciface = chunk.columns(
+        "packets", ("ts", "app", "l3", "direction", "iface_name", "ifindex", "capture_iface"))
+    if not ts:
+        return None
+    # None is not counted (pandas' value_counts drops it); an empty app is "other"
+    by_app = Counter((k or "other") for k in app if k is not None)
+    by_l3 = Counter(str(k) for k in l3 if k is not None)
+    by_direction = Counter(str(k) for k in direction if k is not None)
+    # which interface a packet was seen on, and whether it arrived or left: what shows a packet
+    # *left by eth0* in a `tcpdump -i any` (SLL2) or pcapng capture
+    by_interface = Counter((_interface_label(n, x, c), str(d))
+                           for d, n, x, c in zip(direction, name, ifindex, ciface) if d is not None)
+    # the vectorised path only takes frames that decode cleanly: problems are per-packet rows
+    at, frame_at = PACKET_COLUMNS.index("malformed"), PACKET_COLUMNS.index("frame")
+    bad = [r for r in chunk.rows["packets"] if r[at] is not None]
+    examples = [{"frame": int(r[frame_at]), "reason": r[at]} for r in bad[:MAX_LISTED]]
+    return (len(ts), _num(min(ts)), _num(max(ts)), by_app, by_l3, by_direction, by_interface,
+            len(bad), examples)
+
+
+def _fold_tunnels(chunk: RowChunk) -> tuple | None:
+    kinds, vnis, srcs, dsts, dports, l3s, bad = chunk.columns(
+        "tunnels", ("type", "vni", "outer_src", "outer_dst", "outer_dport", "inner_l3",
+                    "malformed"))
+    if not kinds:
+        return None
+    groups = Counter(zip(kinds, vnis, srcs, dsts, dports, l3s))
+    types: Counter = Counter()
+    ends: Counter = Counter()
+    inner: Counter = Counter()
+    for (kind, vni, src, dst, dport, l3), n in groups.items():
+        types[(kind, vni)] += n
+        ends[(kind, vni, src, dst, dport)] += n
+        inner[(kind, vni, l3)] += n
+    # folded in sorted key order, as the tables' groupby did (ties in most_common keep it)
+    return (sum(1 for b in bad if b is not None),
+            sorted(types.items(), key=lambda kv: _nulls_last(kv[0])),
+            sorted(ends.items(), key=lambda kv: _nulls_last(kv[0])),
+            sorted(inner.items(), key=lambda kv: _nulls_last(kv[0])))
+
+
+def _fold_icmp(chunk: RowChunk) -> list[tuple]:
+    cols = ICMP_COLUMNS
+    at = [cols.index(n) for n in ("l3", "type_name", "code", "mtu", "orig_dst", "orig_proto",
+                                  "orig_dport")]
+    return [tuple(row[i] for i in at) for row in chunk.rows.get("icmp", ())]
+
+
+def _fold_bgp(chunk: RowChunk, folder: PrefixFolder) -> dict:
+    rows = chunk.rows
+    out = {"messages": _fold_messages(rows["bgp_messages"]) if rows["bgp_messages"] else None,
+           "routes": _fold_routes(chunk, folder) if rows["bgp_routes"] else [],
+           # (order, session, event, detail): order is the row's place here; the parallel
+           # decoder replaces it with where the event was raised, to merge several workers
+           "events": [(i, row["session"], row["event"], row["detail"])
+                      for i, row in enumerate(rows["stream_events"])]}
+    if rows["bgp_routes"]:
+        folder.spill_if_large()
+    return out
+
+
+def _fold_messages(msgs: list[tuple]) -> tuple:
+    """Counts for every message; OPENs, NOTIFICATIONs and End-of-RIBs are kept one by one."""
+    i_session, i_ts, i_bad, i_type = (_MSG["session"], _MSG["ts"], _MSG["malformed"],
+                                      _MSG["type_name"])
+    i_eor = _MSG.get("eor")
+    spans: dict[str, list] = {}
+    bad: Counter = Counter()
+    named: Counter = Counter()
+    special = []
+    wanted = [c for c in _SPECIAL if c in _MSG]
+    for m in msgs:
+        session, ts = m[i_session], m[i_ts]
+        span = spans.get(session)
+        if span is None:
+            spans[session] = [ts, ts]
+        elif ts is not None:
+            if ts < span[0]:
+                span[0] = ts
+            if ts > span[1]:
+                span[1] = ts
+        if m[i_bad] is not None:
+            bad[session] += 1
+        name = m[i_type]
+        if name is not None:
+            named[(session, name)] += 1
+            if name == "OPEN" or name == "NOTIFICATION" or (
+                    i_eor is not None and m[i_eor] is not None):
+                special.append((session, name, {c: m[_MSG[c]] for c in wanted}))
+    return spans, bad, named, special
+
+
+def _fold_routes(chunk: RowChunk, folder: PrefixFolder) -> list[tuple]:
+    """Per (session, action), sorted: (session, action, rows, sample texts or None); the prefixes'
+    keys go into the folder's stores (no prefix text is made beyond the sample)."""
+    from diag.decode.nlri import PackedPrefixes, pack_keys, text_key
+
+    by_key: dict[tuple, list] = defaultdict(list)        # (session, action) -> groups
+    packs = []
+    for row, prefixes in chunk.rows["bgp_routes"]:
+        by_key[(row[_ROUTE_SESSION], row[_ROUTE_ACTION])].append(prefixes)
+        if isinstance(prefixes, PackedPrefixes) and len(prefixes):
+            packs.append(prefixes)
+    made: dict[int, object] = {}
+    # many prefixes: keys column-wise with numpy; a few: one by one, without numpy
+    if sum(len(p) for p in packs) > 2000:
+        from diag.decode.nlri import keys as packed_keys
+
+        flat = packed_keys(packs)
+        at = 0
+        for p in packs:
+            made[id(p)] = flat[at:at + len(p)]
+            at += len(p)
+    out = []
+    for (session, action), lists in sorted(by_key.items(), key=lambda kv: _nulls_last(kv[0])):
+        kind = "announce" if action == "announce" else "withdraw"
+        store = folder.store(session)[0 if kind == "announce" else 1]
+        rows = 0
+        for prefixes in lists:
+            rows += len(prefixes)
+            found = made.get(id(prefixes))
+            if found is None:
+                found = (pack_keys(prefixes) if isinstance(prefixes, PackedPrefixes)
+                         else [text_key(t) for _pid, t in prefixes])
+            store.update(found)
+        sample = folder.sample[kind]
+        head = None
+        if len(sample) < MAX_PREFIX_SAMPLE:
+            head = []
+            for prefixes in lists:
+                head.extend("(raw)" if t is None else t for _pid, t in prefixes)
+                if len(head) >= MAX_PREFIX_SAMPLE:
+                    break
+            head = head[:MAX_PREFIX_SAMPLE]
+            sample.update(head)
+        out.append((session, action, rows, head))
+    return out
+
+
+def merge_bgp_folds(folds: list[dict]) -> dict:
+    """The BGP folds of one chunk from workers owning disjoint sets of connections, as one fold
+    (what one process folding all of the chunk's BGP rows makes). Event orders must be comparable
+    across the folds (see :mod:`diag.decode.parallel`)."""
+    folds = [f for f in folds if f is not None]
+    spans: dict = {}
+    bad: Counter = Counter()
+    named: Counter = Counter()
+    special: list = []
+    any_messages = False
+    routes: list = []
+    events: list = []
+    for f in folds:
+        if f["messages"] is not None:
+            any_messages = True
+            s, b, n, sp = f["messages"]
+            spans.update(s)
+            bad.update(b)
+            named.update(n)
+            special.extend(sp)
+        routes.extend(f["routes"])
+        events.extend(f["events"])
+    routes.sort(key=lambda r: _nulls_last((r[0], r[1])))
+    events.sort(key=lambda e: e[0])
+    return {"messages": (spans, bad, named, special) if any_messages else None,
+            "routes": routes, "events": events}
 
 
 class CaptureSummary:
@@ -138,6 +372,7 @@ class CaptureSummary:
         self.by_direction: Counter = Counter()
         self.by_interface: Counter = Counter()     # (interface, direction) -> packets
         self.sessions: dict[str, _Session] = {}
+        self.prefixes = PrefixFolder()
         self.bgp_types: Counter = Counter()
         self.announced_sample: set[str] = set()
         self.withdrawn_sample: set[str] = set()
@@ -163,54 +398,49 @@ class CaptureSummary:
             if getattr(chunk, "rows", None) is None:
                 raise TypeError("CaptureSummary.add takes the chunks of iter_rows/iter_decode")
             chunk = chunk.rows
-        info = chunk.info
+        self.set_info(chunk.info)
+        self.apply(fold(chunk, self.prefixes))
+
+    def set_info(self, info) -> None:
         if info is not None:
             self.file, self.format = info.path, info.format
             self.interfaces = [
                 {"capture_iface": i.capture_iface, "linktype": i.linktype,
                  "linktype_name": i.linktype_name, "name": i.name, "description": i.description,
                  "snaplen": i.snaplen} for i in info.interfaces]
-        self._packets(chunk)
-        self._bgp(chunk)
-        self._tunnels(chunk)
-        self._arp(chunk)
-        self._icmp(chunk)
 
-    def _icmp(self, chunk: RowChunk) -> None:
-        cols = ICMP_COLUMNS
-        at = {n: cols.index(n) for n in ("l3", "type_name", "code", "mtu", "orig_dst",
-                                         "orig_proto", "orig_dport")}
-        for row in chunk.rows.get("icmp", ()):
-            self.icmp_types[(row[at["l3"]], row[at["type_name"]], row[at["code"]])] += 1
-            self.icmp_quoted[(row[at["type_name"]], row[at["orig_dst"]], row[at["orig_proto"]],
-                              row[at["orig_dport"]])] += 1
-            if row[at["mtu"]] is not None:
-                self.icmp_mtus.add(row[at["mtu"]])
+    def apply(self, folded: dict) -> None:
+        """Add one chunk's :func:`fold` (in capture order: ARP pairing and first-seen orders
+        depend on it)."""
+        if "packets" in folded:
+            self._packets(folded["packets"])
+        if "bgp" in folded:
+            self._bgp(folded["bgp"])
+        if "tunnels" in folded:
+            self._tunnels(folded["tunnels"])
+            self._arp(folded["arp"])
+            self._icmp(folded["icmp"])
 
-    def _packets(self, chunk: RowChunk) -> None:
-        ts, app, l3, direction, name, ifindex, ciface = chunk.columns(
-            "packets", ("ts", "app", "l3", "direction", "iface_name", "ifindex", "capture_iface"))
-        if not ts:
+    def _icmp(self, rows: list[tuple]) -> None:
+        for l3, type_name, code, mtu, orig_dst, orig_proto, orig_dport in rows:
+            self.icmp_types[(l3, type_name, code)] += 1
+            self.icmp_quoted[(type_name, orig_dst, orig_proto, orig_dport)] += 1
+            if mtu is not None:
+                self.icmp_mtus.add(mtu)
+
+    def _packets(self, folded: tuple | None) -> None:
+        if folded is None:
             return
-        self.total += len(ts)
-        first, last = _num(min(ts)), _num(max(ts))
+        n, first, last, by_app, by_l3, by_direction, by_interface, nbad, examples = folded
+        self.total += n
         self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
         self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
-        # None is not counted (pandas' value_counts drops it); an empty app is "other"
-        self.by_app.update((k or "other") for k in app if k is not None)
-        self.by_l3.update(str(k) for k in l3 if k is not None)
-        self.by_direction.update(str(k) for k in direction if k is not None)
-        # which interface a packet was seen on, and whether it arrived or left: what shows a packet
-        # *left by eth0* in a `tcpdump -i any` (SLL2) or pcapng capture
-        self.by_interface.update(
-            (_interface_label(n, x, c), str(d))
-            for d, n, x, c in zip(direction, name, ifindex, ciface) if d is not None)
-        # the vectorised path only takes frames that decode cleanly: problems are per-packet rows
-        at, frame_at = PACKET_COLUMNS.index("malformed"), PACKET_COLUMNS.index("frame")
-        bad = [r for r in chunk.rows["packets"] if r[at] is not None]
-        self.malformed_packets += len(bad)
-        for r in bad[:max(0, MAX_LISTED - len(self.malformed_examples))]:
-            self.malformed_examples.append({"frame": int(r[frame_at]), "reason": r[at]})
+        self.by_app.update(by_app)
+        self.by_l3.update(by_l3)
+        self.by_direction.update(by_direction)
+        self.by_interface.update(by_interface)
+        self.malformed_packets += nbad
+        self.malformed_examples.extend(examples[:max(0, MAX_LISTED - len(self.malformed_examples))])
 
     def _session(self, name: str) -> _Session:
         s = self.sessions.get(name)
@@ -218,90 +448,29 @@ class CaptureSummary:
             s = self.sessions[name] = _Session(name)
         return s
 
-    def _bgp(self, chunk: RowChunk) -> None:
-        if chunk.rows["bgp_messages"]:
-            self._bgp_messages(chunk.rows["bgp_messages"])
-        if chunk.rows["bgp_routes"]:
-            self._bgp_routes(chunk)
-            stores = [p for s in self.sessions.values() for p in (s.announced, s.withdrawn)]
-            if sum(len(p.recent) for p in stores) > SPILL_TOTAL:
-                for p in stores:
-                    if p.recent:
-                        p._spill()
-        for row in chunk.rows["stream_events"]:
-            session = self._session(row["session"])
-            if row["event"] in TCP_CONTROL_EVENTS:
-                session.tcp[row["event"]] += 1
-                if row["detail"]:
-                    session.tcp[row["detail"]] += 1
-            else:
-                session.events[row["event"]] += 1
-
-    def _bgp_routes(self, chunk: RowChunk) -> None:
-        from diag.decode.nlri import PackedPrefixes
-
-        by_key: dict[tuple, list] = defaultdict(list)        # (session, action) -> groups
-        npacked = 0
-        for row, prefixes in chunk.rows["bgp_routes"]:
-            by_key[(row[_ROUTE_SESSION], row[_ROUTE_ACTION])].append(prefixes)
-            if isinstance(prefixes, PackedPrefixes):
-                npacked += len(prefixes)
-        made: dict[int, list] = {}
-        # many prefixes (or texts already made for the tables): column-wise with numpy;
-        # a few: one by one, without numpy
-        done = chunk.packed_texts(compute=npacked > 2000)
-        if done is not None:
-            packs, flat = done[0], done[1].tolist()
-            at = 0
-            for p in packs:
-                made[id(p)] = flat[at:at + len(p)]
-                at += len(p)
-        for (session, action), lists in sorted(by_key.items(), key=lambda kv: _nulls_last(kv[0])):
+    def _bgp(self, folded: dict) -> None:
+        if folded["messages"] is not None:
+            self._bgp_messages(*folded["messages"])
+        for session, action, rows, head in folded["routes"]:
             s = self._session(session)
-            keys: list[str] = []
-            for prefixes in lists:
-                texts_ = made.get(id(prefixes))
-                if texts_ is None:
-                    texts_ = [p for _pid, p in prefixes]
-                keys.extend("(raw)" if k is None else k for k in texts_)
             if action == "announce":
-                s.announce_rows += len(keys)
-                s.announced.update(keys)
+                s.announce_rows += rows
                 sample = self.announced_sample
             else:
-                s.withdraw_rows += len(keys)
-                s.withdrawn.update(keys)
+                s.withdraw_rows += rows
                 sample = self.withdrawn_sample
-            if len(sample) < MAX_PREFIX_SAMPLE:
-                sample.update(keys[:MAX_PREFIX_SAMPLE])
+            if len(sample) < MAX_PREFIX_SAMPLE and head:
+                sample.update(head)
+        for _order, name, event, detail in folded["events"]:
+            session = self._session(name)
+            if event in TCP_CONTROL_EVENTS:
+                session.tcp[event] += 1
+                if detail:
+                    session.tcp[detail] += 1
+            else:
+                session.events[event] += 1
 
-    def _bgp_messages(self, msgs: list[tuple]) -> None:
-        """Counts for every message; OPENs, NOTIFICATIONs and End-of-RIBs are looked at one by one."""
-        i_session, i_ts, i_bad, i_type = (_MSG["session"], _MSG["ts"], _MSG["malformed"],
-                                          _MSG["type_name"])
-        i_eor = _MSG.get("eor")
-        spans: dict[str, list] = {}
-        bad: Counter = Counter()
-        named: Counter = Counter()
-        special = []
-        for m in msgs:
-            session, ts = m[i_session], m[i_ts]
-            span = spans.get(session)
-            if span is None:
-                spans[session] = [ts, ts]
-            elif ts is not None:
-                if ts < span[0]:
-                    span[0] = ts
-                if ts > span[1]:
-                    span[1] = ts
-            if m[i_bad] is not None:
-                bad[session] += 1
-            name = m[i_type]
-            if name is not None:
-                named[(session, name)] += 1
-                if name == "OPEN" or name == "NOTIFICATION" or (
-                        i_eor is not None and m[i_eor] is not None):
-                    special.append(m)
+    def _bgp_messages(self, spans: dict, bad: Counter, named: Counter, special: list) -> None:
         for session in sorted(spans):
             lo, hi = spans[session]
             s = self._session(session)
@@ -315,11 +484,8 @@ class CaptureSummary:
             n = named[(session, name)]
             self._session(session).messages[name] += n
             self.bgp_types[name] += n
-        wanted = [c for c in _SPECIAL if c in _MSG]
-        for m in special:
-            row = {c: m[_MSG[c]] for c in wanted}
-            s = self._session(m[i_session])
-            name = m[i_type]
+        for session, name, row in special:
+            s = self._session(session)
             sender = _endpoint(row["src"], row["sport"])
             if name == "OPEN":
                 s.opens[sender] = {
@@ -337,33 +503,20 @@ class CaptureSummary:
             elif name == "UPDATE" and _num(row.get("eor")):
                 s.eor.add(f"{row['eor']} from {sender}")
 
-    def _tunnels(self, chunk: RowChunk) -> None:
-        kinds, vnis, srcs, dsts, dports, l3s, bad = chunk.columns(
-            "tunnels", ("type", "vni", "outer_src", "outer_dst", "outer_dport", "inner_l3",
-                        "malformed"))
-        if not kinds:
+    def _tunnels(self, folded: tuple | None) -> None:
+        if folded is None:
             return
-        self.tunnel_malformed += sum(1 for b in bad if b is not None)
-        groups = Counter(zip(kinds, vnis, srcs, dsts, dports, l3s))
-        # folded in sorted key order, as the tables' groupby did (ties in most_common keep it)
-        types: Counter = Counter()
-        ends: Counter = Counter()
-        inner: Counter = Counter()
-        for (kind, vni, src, dst, dport, l3), n in groups.items():
-            types[(kind, vni)] += n
-            ends[(kind, vni, src, dst, dport)] += n
-            inner[(kind, vni, l3)] += n
-        for (kind, vni), n in sorted(types.items(), key=lambda kv: _nulls_last(kv[0])):
+        nbad, types, ends, inner = folded
+        self.tunnel_malformed += nbad
+        for (kind, vni), n in types:
             # a tunnel header too short to hold a VNI has none: counted, not listed
             self.tunnel_types[kind][_num(vni)] += n
-        for (kind, vni, src, dst, dport), n in sorted(ends.items(), key=lambda kv: _nulls_last(kv[0])):
+        for (kind, vni, src, dst, dport), n in ends:
             self.tunnel_endpoints[(kind, _num(vni))][(src, dst, _num(dport))] += n
-        for (kind, vni, l3), n in sorted(inner.items(), key=lambda kv: _nulls_last(kv[0])):
+        for (kind, vni, l3), n in inner:
             self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += n
 
-    def _arp(self, chunk: RowChunk) -> None:
-        rows = chunk.ordered("arp", ("frame", "ts", "op", "sender_mac", "sender_ip", "target_ip",
-                                     "gratuitous"))
+    def _arp(self, rows: list[tuple]) -> None:
         for frame, ts, op, smac, sip, tip, grat in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
@@ -421,9 +574,12 @@ class CaptureSummary:
             for ts, frame, requester in pending:
                 self._unanswered(ip, ts, frame, requester)
         self.arp_pending.clear()
-        announced = _distinct([s.announced for s in self.sessions.values()])
-        withdrawn = _distinct([s.withdrawn for s in self.sessions.values()])
-        sessions = [self._session_result(s) for s in sorted(self.sessions.values(),
+        stores = self.prefixes.stores
+        announced = _distinct([a for a, _w in stores.values()])
+        withdrawn = _distinct([w for _a, w in stores.values()])
+        empty = (_Prefixes(), _Prefixes())
+        sessions = [self._session_result(s, stores.get(s.name, empty))
+                    for s in sorted(self.sessions.values(),
                                                              key=lambda s: (s.first_ts or 0, s.name))]
         notifications = sorted((dict(n, session=s["session"]) for s in sessions for n in s["notifications"]),
                                key=lambda n: n["frame"])
@@ -502,7 +658,7 @@ class CaptureSummary:
         return rows
 
     @staticmethod
-    def _session_result(s: _Session) -> dict:
+    def _session_result(s: _Session, prefixes: tuple[_Prefixes, _Prefixes]) -> dict:
         ends = s.name.split("-")
         return {
             "session": s.name,
@@ -510,7 +666,7 @@ class CaptureSummary:
             "speakers": s.opens,
             "messages": {k: s.messages[k] for k in sorted(
                 s.messages, key=lambda k: (BGP_TYPES.index(k) if k in BGP_TYPES else 99, k))},
-            "announced": len(s.announced), "withdrawn": len(s.withdrawn),
+            "announced": len(prefixes[0]), "withdrawn": len(prefixes[1]),
             "announce_rows": s.announce_rows, "withdraw_rows": s.withdraw_rows,
             "end_of_rib": sorted(s.eor),
             "notifications": s.notifications,

@@ -1,0 +1,365 @@
+"""Several processes for one capture's summary: what ``diag pcap FILE --workers N`` runs.
+
+Contract: ``summarize(path, options, workers, chunk_packets, vectorize) -> dict`` returns exactly
+what :class:`diag.decode.summary.CaptureSummary` makes of
+``iter_rows(path, options, chunk_packets, vectorize)`` — the same dict, key order included —
+using ``workers`` processes (``fork``). ``auto_workers(path)`` is the default: the usable cores
+for a file of ``AUTO_BYTES`` or more, else 1 (a small capture starts faster in one process).
+
+How (connections are independent: TCP reassembly and the OPEN context are per connection):
+
+1. decode: every worker reads the file's record blocks (record boundaries and pcapng interface
+   state come from the sequential read, which is cheap) and decodes the blocks ``i`` with
+   ``i % N == w``: the vectorised pass and the per-packet decoder, with BGP TCP segments recorded
+   instead of reassembled. It folds the non-BGP rows of each block
+   (:func:`diag.decode.summary.fold`) and spools the block's BGP segments into one file, grouped
+   by connection bucket (CRC of the connection's two endpoints).
+2. BGP: the buckets are dealt to the workers by bytes; each reassembles and decodes the
+   connections of its buckets block by block, in capture order, exactly as one process would, and
+   folds their rows per block. Each stream event carries where it was raised (the frame of the
+   segment, or the connection's first frame for the end-of-capture flush), which orders the
+   events of several workers as one process raises them.
+3. the parent applies the folds in block order as the workers stream them (one pipe message
+   per block; the non-BGP folds during phase 1, then each block's BGP folds from every worker,
+   merged by :func:`diag.decode.summary.merge_bgp_folds`); the summary's parts touch separate
+   state, so this order gives one process's result, and nothing is held for the whole file.
+
+Workers ignore SIGINT; on Ctrl-C, SIGTERM or any error the parent terminates them and removes
+the spool directory. A worker's :class:`diag.errors.DiagError` is raised again in the parent.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import zlib
+from pathlib import Path
+from typing import Callable
+
+BUCKETS = 64
+AUTO_BYTES = 32 << 20            # below this, one process: start-up and forking cost more
+MAX_AUTO_WORKERS = 8
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))      # respects taskset / cgroup pinning
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_workers(path: str | Path) -> int:
+    """The default worker count for ``path``: all usable cores for a large file, else 1."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return 1                 # the decoder reports the problem
+    if size < AUTO_BYTES:
+        return 1
+    return max(1, min(usable_cores(), MAX_AUTO_WORKERS))
+
+
+def bucket_of(key: tuple) -> int:
+    return zlib.crc32(repr(key).encode()) % BUCKETS
+
+
+def _bucket(src: str, sport: int, dst: str, dport: int) -> int:
+    """The spool bucket of a segment: both directions of a connection share one."""
+    return bucket_of(_connection(src, sport, dst, dport))
+
+
+def _connection(src: str, sport: int, dst: str, dport: int) -> tuple:
+    a, b = (src, sport), (dst, dport)
+    return (a, b) if a <= b else (b, a)          # as diag.decode.bgpflow.BgpFlows keys them
+
+
+def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: int = 65536,
+              vectorize: bool | None = None) -> dict:
+    """The summary of ``path`` decoded by ``workers`` processes (see the module docstring)."""
+    import shutil
+    import tempfile
+
+    from diag.decode import SMALL_CAPTURE_BYTES, DecodeOptions
+    from diag.decode.capture import open_blocks
+    from diag.decode.summary import CaptureSummary, merge_bgp_folds
+
+    options = options or DecodeOptions()
+    if vectorize is None:
+        try:
+            vectorize = Path(path).stat().st_size >= SMALL_CAPTURE_BYTES
+        except OSError:
+            vectorize = False
+    # an unusable file fails here, in this process, before any worker starts
+    open_blocks(path, chunk_packets, arrays=False)[1].close()
+    if vectorize:
+        # imported once here rather than in every forked worker
+        import diag.decode.batch  # noqa: F401
+        import diag.decode.nlri  # noqa: F401
+        import numpy  # noqa: F401
+    summary = CaptureSummary()
+    spool = Path(tempfile.mkdtemp(prefix="diag-pcap-"))
+    previous = _on_sigterm_interrupt()
+    try:
+        # the parts of the summary are independent (packets/tunnels/ARP/ICMP vs BGP): the
+        # non-BGP folds are applied in block order while the workers decode, the BGP folds later
+        spools: list = []
+        weight: dict[int, int] = {}
+        with _Workers([(_decode_part, (path, options, chunk_packets, vectorize, w, workers,
+                                       spool)) for w in range(workers)]) as decoders:
+            ends: dict[int, dict] = {}
+            i = 0
+            while True:
+                item = decoders.next(i % workers)
+                if "nblocks" in item:       # worker i % N has no block i: every block is done
+                    ends[i % workers] = item
+                    for other in range(workers):
+                        if other not in ends:
+                            ends[other] = decoders.next(other)
+                    break
+                summary.apply(item["fold"])
+                spools.append(item["spool"])
+                for bucket, (_off, _len, nbytes) in item["spool"].items():
+                    weight[bucket] = weight.get(bucket, 0) + nbytes
+                i += 1
+        end = ends[0]
+        nblocks, last = end["nblocks"], end["last"]
+        if nblocks != len(spools) or any("nblocks" not in e for e in ends.values()):
+            raise RuntimeError(f"decode workers disagree: {nblocks} blocks, {len(spools)} decoded")
+        owners = _deal(weight, workers)
+        with _Workers([(_bgp_part, (owned, spools, spool, nblocks, last))
+                       for owned in owners]) as bgp:
+            for i in range(nblocks):
+                summary.apply({"bgp": merge_bgp_folds([bgp.next(w) for w in range(len(owners))])})
+            for w in range(len(owners)):
+                summary.prefixes.stores.update(bgp.next(w))
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    summary.set_info(end["info"])
+    return summary.result()
+
+
+def _on_sigterm_interrupt():
+    """SIGTERM (``kill PID``) ends the run as Ctrl-C does, so that the workers are stopped and the
+    spool removed; returns the previous handler (None when not in the main thread)."""
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:               # not the main thread: leave signals alone
+        return None
+
+
+def _deal(weight: dict[int, int], workers: int) -> list[set[int]]:
+    """Buckets to workers, heaviest first to the least loaded (empty owners dropped)."""
+    owners: list[set[int]] = [set() for _ in range(workers)]
+    load = [0] * workers
+    for bucket in sorted(weight, key=lambda b: (-weight[b], b)):
+        w = load.index(min(load))
+        owners[w].add(bucket)
+        load[w] += weight[bucket]
+    return [o for o in owners if o]
+
+
+class _Recorder:
+    """Stands in for :class:`diag.decode.bgpflow.BgpFlows` in a decode worker: keeps every BGP
+    segment (in the order the decoder meets them, i.e. frame order), by connection bucket."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, list] = {}
+        self.count = 0
+        self.on_message = self.on_route = self.on_event = None   # PacketDecoder.take sets them
+
+    def segment(self, src: str, sport: int, dst: str, dport: int, seq: int, flags: int,
+                payload: bytes, frame: int, ts: float, depth: int, options: bytes = b"") -> None:
+        bucket = _bucket(src, sport, dst, dport)
+        segs = self.buckets.get(bucket)
+        if segs is None:
+            segs = self.buckets[bucket] = []
+        segs.append((self.count, src, sport, dst, dport, seq, flags, payload, frame, ts, depth,
+                     options))
+        self.count += 1
+
+    def spool(self, spool: Path, block: int) -> dict[int, tuple[int, int, int]]:
+        """Write this block's segments; returns bucket -> (offset, length, payload bytes)."""
+        import pickle
+
+        index: dict[int, tuple[int, int, int]] = {}
+        if not self.buckets:
+            return index
+        with open(spool / f"{block}.seg", "wb") as fh:
+            for bucket, segs in self.buckets.items():
+                data = pickle.dumps(segs, protocol=pickle.HIGHEST_PROTOCOL)
+                index[bucket] = (fh.tell(), len(data), sum(len(s[7]) + 64 for s in segs))
+                fh.write(data)
+        self.buckets = {}
+        return index
+
+
+def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int, count: int,
+                 spool: Path):
+    """Phase 1 in worker ``index`` of ``count``: decode its blocks; yields per block its non-BGP
+    fold and spool index, then ``{"nblocks", "last", "info"}``."""
+    from diag.decode import checked_blocks, decode_block
+    from diag.decode.capture import open_blocks
+    from diag.decode.pipeline import PacketDecoder
+    from diag.decode.rows import RowChunk
+    from diag.decode.summary import fold
+
+    info, blocks = open_blocks(path, chunk_packets, arrays=vectorize)
+    names: dict[int, str | None] = {}
+    decoder = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
+    recorder = decoder.bgp = _Recorder()
+    nblocks, last = 0, (0, 0.0)
+    for i, block in enumerate(checked_blocks(path, info, blocks, names)):
+        nblocks = i + 1
+        if len(block):
+            last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
+        if i % count != index:
+            continue
+        fast = decode_block(decoder, block, vectorize)
+        # as iter_rows: a damaged record is reported with the time of the last good one
+        decoder.last_frame, decoder.last_ts = last
+        if block.damage is not None:
+            decoder.damaged(block.damage.frame, block.damage.reason)
+        yield {"fold": fold(RowChunk(decoder.take(), fast, info), None, bgp=False),
+               "spool": recorder.spool(spool, i)}
+    yield {"nblocks": nblocks, "last": last, "info": info}
+
+
+def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
+              last: tuple[int, float]) -> dict:
+    """Phase 2: reassemble and decode the connections of the ``owned`` buckets, block by block;
+    yields each block's BGP fold (or None; the last block with the end-of-capture flush), then
+    the distinct-prefix stores of its sessions."""
+    import pickle
+    from operator import itemgetter
+
+    from diag.decode.bgpflow import BgpFlows
+    from diag.decode.rows import RowChunk
+    from diag.decode.summary import PrefixFolder, fold
+
+    folder = PrefixFolder()
+    messages: list = []
+    routes: list = []
+    events: list = []
+    raised: list = []                  # where each event of ``events`` was raised
+    where = [(0, 0)]
+
+    def on_event(row: dict) -> None:
+        events.append(row)
+        raised.append((*where[0], len(raised)))
+
+    flows = BgpFlows(messages.append, routes.append, on_event)
+    first_seen: dict[tuple, int] = {}
+    for i in range(nblocks):
+        segs: list = []
+        mine = [loc for bucket, loc in (spools[i] or {}).items() if bucket in owned]
+        if mine:
+            with open(spool / f"{i}.seg", "rb") as fh:
+                for off, length, _nbytes in mine:
+                    fh.seek(off)
+                    segs.extend(pickle.loads(fh.read(length)))
+            if len(mine) > 1:
+                segs.sort(key=itemgetter(0))
+        segment = flows.segment
+        for _n, src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options in segs:
+            key = _connection(src, sport, dst, dport)
+            if key not in first_seen:
+                first_seen[key] = frame
+            where[0] = (0, frame)
+            segment(src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options)
+        if i == nblocks - 1:
+            # BgpFlows.flush, one connection at a time, in the order one process would flush them
+            for key, conn in flows.connections.items():
+                where[0] = (1, first_seen[key])
+                flows._flush_connection(conn, *last)
+        f = None
+        if messages or routes or events:
+            rows = {"packets": [], "tunnels": [], "arp": [], "icmp": [], "bgp_messages": messages,
+                    "bgp_routes": routes, "stream_events": events}
+            f = fold(RowChunk(rows, None, None), folder, other=False)["bgp"]
+            f["events"] = [(order, *rest) for order, (_i, *rest) in zip(raised, f["events"])]
+            messages, routes, events, raised = [], [], [], []
+            flows.on_message, flows.on_route = messages.append, routes.append
+        yield f
+    yield folder.stores
+
+
+# --- processes ------------------------------------------------------------------------------
+
+def _child(send, fn: Callable, args: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the parent's to handle
+    from diag.errors import DiagError, EnvironmentProblem
+
+    try:
+        try:
+            for item in fn(*args):
+                send.send(("item", item))
+            out = ("done", None)
+        except DiagError as err:
+            out = ("diag", (type(err), err.message, err.hint))
+        except OSError as err:          # the spool directory: disk full, no /tmp, ...
+            out = ("diag", (EnvironmentProblem, f"decode worker: {err}",
+                            "free space in $TMPDIR, or decode in one process: --workers 1"))
+        except BaseException as err:  # noqa: BLE001 - reported by the parent
+            out = ("error", f"{type(err).__name__}: {err}")
+        send.send(out)
+    finally:
+        # skip the interpreter's exit: the parent's buffered stdout must not be flushed twice
+        os._exit(0)
+
+
+class _Workers:
+    """Each job ``fn(*args)`` (a generator) in its own forked process; ``next(w)`` is the next
+    item job ``w`` yielded. Leaving the ``with`` block (done, an error, Ctrl-C) terminates and
+    reaps every worker."""
+
+    def __init__(self, jobs: list[tuple[Callable, tuple]]) -> None:
+        self.jobs = jobs
+        self.procs: list = []
+
+    def __enter__(self) -> "_Workers":
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            for fn, args in self.jobs:
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
+                proc.start()
+                send.close()
+                self.procs.append((proc, recv))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def next(self, w: int):
+        proc, recv = self.procs[w]
+        try:
+            status, payload = recv.recv()
+        except EOFError:
+            proc.join()
+            raise RuntimeError(f"decode worker {proc.pid} died (exit status {proc.exitcode})") \
+                from None
+        if status == "item":
+            return payload
+        if status == "diag":
+            cls, message, hint = payload
+            raise cls(message, hint=hint)
+        if status == "done":
+            raise RuntimeError(f"decode worker {proc.pid} ended early")
+        raise RuntimeError(f"decode worker failed: {payload}")
+
+    def __exit__(self, *_exc) -> None:
+        for proc, _recv in self.procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc, recv in self.procs:
+            proc.join()
+            recv.close()

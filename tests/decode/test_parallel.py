@@ -1,0 +1,208 @@
+"""``diag pcap --workers N``: several processes must give exactly the one-process summary.
+
+Oracle: the one-process decode (``CaptureSummary`` over ``iter_rows``), compared as JSON text
+(key order included) — itself checked against tshark and scapy elsewhere — on the benchmark
+generator's mix (BGP messages split over segments, several per segment) cut into small blocks so
+that split messages straddle blocks decoded by different workers, as pcap and as pcapng (editcap),
+damaged at the end, and on every real capture in the repository. Mutants of the worker split must
+fail. Ctrl-C must leave no worker behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diag.decode import DecodeOptions, iter_decode, iter_rows
+from diag.decode import parallel
+from diag.decode.summary import CaptureSummary
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = (sorted((ROOT / "tests" / "fixtures" / "pcap").glob("*.pcap"))
+        + sorted((ROOT / "tests" / "fixtures" / "pcap-facts").glob("*.pcap*"))
+        + sorted((ROOT / "captures").rglob("*.pcap*")))
+
+
+def _load_generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_generate_parallel",
+                                                  ROOT / "benchmarks" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def mix(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("parallel") / "mix.pcap"
+    _load_generator().generate(2500, path, seed=5)
+    return path
+
+
+def _one_process(path: Path, chunk: int, vectorize: bool | None = None) -> str:
+    s = CaptureSummary()
+    for c in iter_rows(path, DecodeOptions(), chunk_packets=chunk, vectorize=vectorize):
+        s.add(c)
+    return json.dumps(s.result(), default=str)
+
+
+def _workers(path: Path, n: int, chunk: int, vectorize: bool | None = None) -> str:
+    return json.dumps(parallel.summarize(path, DecodeOptions(), n, chunk_packets=chunk,
+                                         vectorize=vectorize), default=str)
+
+
+@pytest.mark.parametrize("workers,chunk", [(2, 97), (3, 41), (2, 4096)])
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_generated_mix_same_summary(mix, workers, chunk, vectorize):
+    want = _one_process(mix, chunk, vectorize)
+    assert _workers(mix, workers, chunk, vectorize) == want
+    result = json.loads(want)
+    assert result["bgp"]["messages"]["UPDATE"] > 50 and result["arp"]["answered"] > 0
+
+
+def test_split_messages_cross_worker_boundaries(mix):
+    """The test above is only worth something if messages straddle blocks of different workers."""
+    chunk, workers = 41, 3
+    tables = list(iter_decode(mix, chunk_packets=chunk))
+    msgs = [(int(f), int(ff)) for t in tables
+            for f, ff in zip(t.bgp_messages["frame"], t.bgp_messages["first_frame"])]
+    straddling = [(f, ff) for f, ff in msgs
+                  if ((f - 1) // chunk) % workers != ((ff - 1) // chunk) % workers]
+    assert len(straddling) > 10
+
+
+def test_pcapng_and_damaged_file(mix, tmp_path):
+    if not shutil.which("editcap"):
+        pytest.skip("editcap (tshark) not installed")
+    ng = tmp_path / "mix.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(mix), str(ng)], check=True, timeout=60)
+    assert ng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    assert _workers(ng, 2, 53, True) == _one_process(ng, 53, True)
+    cut = tmp_path / "cut.pcap"
+    data = mix.read_bytes()
+    cut.write_bytes(data[:len(data) - 700])          # a record cut short at the end
+    want = _one_process(cut, 97, True)
+    assert json.loads(want)["packets"]["malformed"] == 1
+    assert _workers(cut, 2, 97, True) == want
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_real_captures_same_summary(path):
+    for chunk in (3, 64):
+        assert _workers(path, 2, chunk) == _one_process(path, chunk)
+
+
+def test_mutant_splitting_a_connection_fails(mix, monkeypatch):
+    """Sharding by one endpoint (the two directions of a connection to different workers) must
+    be caught: one process sees both OPENs and one session."""
+    monkeypatch.setattr(parallel, "_bucket",
+                        lambda src, sport, dst, dport: parallel.bucket_of((src, sport)))
+    assert _workers(mix, 2, 97) != _one_process(mix, 97)
+
+
+MAIN = "from diag.cli import main\nimport sys\nsys.argv = ['diag', *sys.argv[1:]]\nmain()\n"
+
+
+def _cli(*args: str, code: str = "") -> subprocess.CompletedProcess:
+    prog = code + MAIN
+    return subprocess.run([sys.executable, "-c", prog, *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def test_cli_workers_output_identical(mix):
+    for fmt in ("json", "text"):
+        one = _cli("pcap", str(mix), "--format", fmt, "--workers", "1")
+        two = _cli("pcap", str(mix), "--format", fmt, "--workers", "2")
+        assert one.returncode == two.returncode == 0, two.stderr
+        assert one.stdout == two.stdout and two.stderr == ""
+
+
+def test_cli_bad_input_one_line(tmp_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture at all, just text" * 100)
+    done = _cli("pcap", str(bad), "--workers", "2")
+    assert done.returncode != 0
+    assert done.stderr.startswith("diag: error:") and "Traceback" not in done.stderr
+    done = _cli("pcap", str(bad), "--workers", "0")
+    assert done.returncode != 0 and "--workers" in done.stderr
+    if shutil.which("editcap"):
+        # found only while reading blocks, i.e. inside the workers: raised again in the parent
+        wifi = tmp_path / "wifi.pcapng"
+        subprocess.run(["editcap", "-T", "ieee-802-11",
+                        str(ROOT / "tests" / "fixtures" / "pcap-facts" / "two-ifaces.pcapng"),
+                        str(wifi)], check=True, timeout=60)
+        one = _cli("pcap", str(wifi), "--workers", "1")
+        two = _cli("pcap", str(wifi), "--workers", "2")
+        assert two.returncode == one.returncode != 0
+        assert two.stderr == one.stderr and "supported link type" in two.stderr
+        assert len(two.stderr.strip().splitlines()) == 1
+
+
+def test_auto_workers_small_file_is_one_process(mix):
+    assert parallel.auto_workers(mix) == 1
+    assert parallel.auto_workers(mix.parent / "missing.pcap") == 1
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_leaves_no_worker(mix, tmp_path, how):
+    """SIGINT to the process group (what a terminal's Ctrl-C does), or SIGTERM to the parent
+    (``kill PID``), while workers run: exit 130, one line, every worker gone, no spool left.
+    The workers are slowed down so that they are caught running."""
+    slow = ("import time\nimport diag.decode.parallel as p\n_real = p._decode_part\n"
+            "p._decode_part = lambda *a: (time.sleep(30), _real(*a))[1]\n")
+    prog = slow + MAIN
+    proc = subprocess.Popen([sys.executable, "-c", prog, "pcap", str(mix), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=ROOT,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        deadline = time.monotonic() + 30
+        kids: set[int] = set()
+        while time.monotonic() < deadline and len(kids) < 2:
+            kids = _children(proc.pid)
+            time.sleep(0.05)
+        assert len(kids) >= 2, "workers never started"
+        assert list(tmp_path.glob("diag-pcap-*")), "no spool directory while running"
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["diag: error: interrupted"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(_gone(k) for k in kids):
+        time.sleep(0.05)
+    assert all(_gone(k) for k in kids)
+    assert not list(tmp_path.glob("diag-pcap-*"))
