@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.trace import (DROP_TYPES, Fib, Lookup, _address_value, _objects, lookup,
-                                paused_gc, quick_route, quick_routes, routes_for)
+from diag.analyze.trace import (_FEW, DROP_TYPES, Fib, Lookup, _address_value, _objects,
+                                lookup, paused_gc, quick_route, quick_route_list, routes_for)
 from diag.model import Check, Confidence, Evidence, Finding
 
 DAEMON_PROTOCOLS = ("bgp", "bird", "zebra", "gobgp", "ospf", "isis", "babel", "186", "12")
@@ -104,41 +104,41 @@ class _Learned:
         self.unproven_of: dict[str, list[int]] = {}
         if df.empty:
             return
-        rows = df[["host", "prefix", "nexthop", "daemon", "source", "as_path_str"]][
-            ((df["rib"] == "loc") & (df["best"] == True)                           # noqa: E712
-             & (df["local"] != True)).to_numpy(dtype=bool)]                        # noqa: E712
-        prefixes = _objects(rows["prefix"])
-        v6 = {p for p in pd_unique(prefixes) if ":" in str(p)}
-        if v6:
-            keep = np.array([p not in v6 for p in prefixes], dtype=bool)
-            rows, prefixes = rows[keep], prefixes[keep]
-        self.rows = rows
-        codes, names = pd.factorize(rows["host"])
+        # row numbers, not a copy of the columns (2.5 million paths at 500 x 5,000)
+        # (int32 codes: these arrays live through the analysis, millions of rows each)
+        index = np.flatnonzero(((df["rib"] == "loc") & (df["best"] == True)           # noqa: E712
+                                & (df["local"] != True)).to_numpy(dtype=bool)          # noqa: E712
+                               ).astype(np.int32)
+        prefix_codes, prefix_names = pd.factorize(df["prefix"].to_numpy(dtype=object)[index],
+                                                  size_hint=_FEW)
+        prefix_codes = prefix_codes.astype(np.int32)
+        v6 = np.array([":" in str(p) for p in prefix_names.tolist()] + [False], dtype=bool)
+        if v6.any():
+            keep = ~v6[prefix_codes]
+            index, prefix_codes = index[keep], prefix_codes[keep]
+        self.df, self.index = df, index
+        codes, names = pd.factorize(df["host"])
+        codes = codes.astype(np.int32)[index]
         names = [str(h) for h in names]
-        order = np.argsort(codes, kind="stable")
+        order = np.argsort(codes, kind="stable").astype(np.int32)
         sorted_codes = codes[order]
         cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
         for lo, hi in zip([0] + cuts.tolist(), cuts.tolist() + [len(order)]):
             if hi > lo:
                 self.rows_of[names[sorted_codes[lo]]] = order[lo:hi]
         proven = _proven_installed(ctx, {"host_codes": codes, "host_names": names,
-                                         "prefix": prefixes,
-                                         "nexthop": _objects(rows["nexthop"])})
+                                         "prefix_codes": prefix_codes,
+                                         "prefix_names": prefix_names.tolist(),
+                                         "nexthop": df["nexthop"].to_numpy(dtype=object)[index]})
         for i in np.flatnonzero(~proven).tolist():
             self.unproven_of.setdefault(names[codes[i]], []).append(i)
 
     def row(self, i: int) -> tuple[str, str, str, str, str]:
-        rows = self.rows
-        value = {c: rows[c].iat[i] for c in ("prefix", "nexthop", "daemon", "source",
-                                              "as_path_str")}
+        df, at = self.df, int(self.index[i])
+        value = {c: df[c].iat[at] for c in ("prefix", "nexthop", "daemon", "source",
+                                             "as_path_str")}
         return (str(value["prefix"]), str(value["nexthop"]), str(value["daemon"]),
                 str(value["source"]), value["as_path_str"])
-
-
-def pd_unique(values):
-    import pandas as pd
-
-    return pd.unique(values)
 
 
 def _learned(ctx: Ctx) -> _Learned:
@@ -156,6 +156,32 @@ def _unproven_rows(ctx: Ctx, host: str) -> list[tuple[str, str, str, str, str]]:
     return [learned.row(i) for i in learned.unproven_of.get(host, ())]
 
 
+def _on_left(left_names: list, right_codes, right_names: list):
+    """A right-hand factorization (codes into ``right_names``, -1 missing) in the left one's
+    code space: a value the left holds gets its code, a missing one stays -1, any other is -2
+    (it matches nothing on the left). Joining the few distinct values, not factorizing two
+    columns of millions of cells concatenated; the keys then span only the left's values."""
+    import numpy as np
+
+    left = {v: k for k, v in enumerate(left_names)}
+    mapping = np.array([left.get(v, -2) for v in right_names] + [-1], dtype=np.int64)
+    return mapping[right_codes]
+
+
+def _table_codes(values):
+    """(codes, names) of the routes' table column as ``str`` (as ``.astype(str)`` did)."""
+    import numpy as np
+    import pandas as pd
+
+    codes, names = pd.factorize(values, size_hint=_FEW)
+    names = names.tolist()
+    if (codes < 0).any() or not all(type(t) is str for t in names):
+        codes, names = pd.factorize(np.array([str(t) for t in values], dtype=object),
+                                    size_hint=_FEW)
+        names = names.tolist()
+    return codes, names
+
+
 def _proven_installed(ctx: Ctx, learned: dict) -> Any:
     """Per learned row: the kernel holds (host, prefix, next hop) — gateway equal to the next
     hop — or, for a local next hop (0.0.0.0 or empty), any unicast route of (host, prefix),
@@ -168,9 +194,9 @@ def _proven_installed(ctx: Ctx, learned: dict) -> Any:
     n = len(learned["host_codes"])
     if routes.empty or n == 0:
         return np.zeros(n, dtype=bool)
-    routes = routes[["host", "table", "dst", "gateway"]][
-        ((routes["family"] == "inet") & (routes["type"] == "unicast")
-         & ((routes["phase"] == "main") if "phase" in routes else True)).to_numpy(dtype=bool)]
+    at = np.flatnonzero(((routes["family"] == "inet") & (routes["type"] == "unicast")
+                         & ((routes["phase"] == "main") if "phase" in routes else True))
+                        .to_numpy(dtype=bool))
     used = rules[((rules["family"] == "inet") & (rules["action"] == "lookup"))
                  .to_numpy(dtype=bool)]
     l_host = learned["host_codes"]
@@ -178,48 +204,69 @@ def _proven_installed(ctx: Ctx, learned: dict) -> Any:
     r_codes, r_names = pd.factorize(routes["host"])
     for h in r_names:
         host_index.setdefault(str(h), len(host_index))
-    r_host = np.array([host_index[str(h)] for h in r_names], dtype=np.int64)[r_codes]
-    tables_ = _objects(routes["table"])
-    if pd.api.types.infer_dtype(tables_, skipna=True) != "string" or pd.isna(tables_).any():
-        tables_ = np.array([str(t) for t in tables_], dtype=object)   # as .astype(str) did
-    t_codes, t_names = pd.factorize(tables_)
-    t_index = {t: k for k, t in enumerate(t_names.tolist())}
+    r_host = np.array([host_index[str(h)] for h in r_names], dtype=np.int64)[r_codes[at]]
+    del r_codes           # (millions of rows: each temporary is freed as soon as it is used)
+    t_codes, t_names = _table_codes(routes["table"].to_numpy(dtype=object)[at])
+    t_index = {t: k for k, t in enumerate(t_names)}
     width = len(t_names) + 1
-    allowed = set()
+    allowed = np.zeros(len(host_index) * width, dtype=bool)
     with_rules = set()
     for h, t in zip(_objects(used["host"]), _objects(used["table"])):
         with_rules.add(str(h))
         if str(h) in host_index and str(t) in t_index:
-            allowed.add(host_index[str(h)] * width + t_index[str(t)])
+            allowed[host_index[str(h)] * width + t_index[str(t)]] = True
     for h, k in host_index.items():
         if h not in with_rules and "main" in t_index:
-            allowed.add(k * width + t_index["main"])
-    in_used = np.isin(r_host * width + t_codes, np.fromiter(allowed, dtype=np.int64,
-                                                            count=len(allowed)))
-    prefix_codes, prefix_names = pd.factorize(np.concatenate(
-        [learned["prefix"], _objects(routes["dst"])]))
-    hop_codes, hop_names = pd.factorize(np.concatenate(
-        [learned["nexthop"], _objects(routes["gateway"])]))        # missing: -1
-    n_prefix, n_hop = len(prefix_names) + 1, len(hop_names) + 1
-    l_prefix, r_prefix = prefix_codes[:n], prefix_codes[n:][in_used]
-    l_hop, r_hop = hop_codes[:n], hop_codes[n:][in_used]
-    r_host = r_host[in_used]
-    by_prefix_l = l_host.astype(np.int64) * n_prefix + l_prefix
-    by_prefix_r = r_host.astype(np.int64) * n_prefix + r_prefix
+            allowed[k * width + t_index["main"]] = True
+    in_used = allowed[r_host * width + t_codes]
+    del t_codes
+    at, r_host = at[in_used], r_host[in_used]
+    del in_used
+    dst_codes, dst_names = pd.factorize(routes["dst"].to_numpy(dtype=object)[at],
+                                        size_hint=_FEW)
+    r_prefix = _on_left(learned["prefix_names"], dst_codes, dst_names.tolist())
+    del dst_codes
+    known = r_prefix > -2          # the routes of prefixes some daemon holds
+    at, r_host, r_prefix = at[known], r_host[known], r_prefix[known]
+    del known
+    nexthop_codes, nexthop_names = pd.factorize(learned["nexthop"], size_hint=_FEW)
+    gateway_codes, gateway_names = pd.factorize(routes["gateway"].to_numpy(dtype=object)[at],
+                                                size_hint=_FEW)
+    del at
+    l_hop = nexthop_codes
+    r_hop = _on_left(nexthop_names.tolist(), gateway_codes, gateway_names.tolist())
+    del gateway_codes
+    n_prefix, n_hop = len(learned["prefix_names"]) + 1, len(nexthop_names) + 1
+    by_prefix_l = l_host.astype(np.int64) * n_prefix + learned["prefix_codes"]
+    by_prefix_r = r_host * n_prefix + r_prefix
+    del r_host, r_prefix
     with_gw = r_hop >= 0
     proven = (l_hop >= 0) & _isin(by_prefix_l * n_hop + l_hop,
                                   (by_prefix_r * n_hop + r_hop)[with_gw])
-    local = pd.Series(learned["nexthop"], dtype=object).isin(["0.0.0.0", ""]).to_numpy()
+    del with_gw, r_hop
+    local_names = np.array([v in ("0.0.0.0", "") for v in nexthop_names.tolist()] + [False],
+                           dtype=bool)
+    local = local_names[nexthop_codes]
     if local.any():
         proven |= local & _isin(by_prefix_l, by_prefix_r)
     return proven
 
 
 def _isin(values, members):
-    """``np.isin`` through pandas' hash table (numpy sorts or hashes into a unique array
-    first: seconds at millions of keys)."""
+    """``np.isin`` of non-negative integer keys: a table of the key range when it is small
+    (the join's keys are codes: hosts x prefixes x next hops), else pandas' hash table (numpy
+    sorts or hashes into a unique array first: seconds at millions of keys)."""
+    import numpy as np
     import pandas as pd
 
+    if not len(values) or not len(members):
+        return np.zeros(len(values), dtype=bool)
+    low = min(int(values.min()), int(members.min()))
+    top = max(int(values.max()), int(members.max()))
+    if top - low < 1 << 27:
+        table = np.zeros(top - low + 1, dtype=bool)
+        table[members - low] = True
+        return table[values - low]
     return pd.Series(values).isin(pd.unique(members)).to_numpy()
 
 
@@ -334,7 +381,10 @@ def _gateway_towards(ctx: Ctx, host: str, address: str) -> tuple[str | None, str
 def _quick_ok(ctx: Ctx, hm, address: str) -> bool:
     """:func:`_sends_ok` of the lookup, from :func:`quick_route` (False: not proven, ask the
     full lookup)."""
-    quick = quick_route(ctx.fib, hm.name, address)
+    return _quick_verdict(ctx, hm, quick_route(ctx.fib, hm.name, address))
+
+
+def _quick_verdict(ctx: Ctx, hm, quick) -> bool:
     if quick is None or quick[0] != "unicast":
         return False
     if (hm.name, quick[1]) in ctx.fib.vxlan:
@@ -366,19 +416,15 @@ def _analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     findings: list[Finding] = []
     checks: list[Check] = []
     causes: dict[tuple[str, str], str] = {}        # (host, prefix) -> root-cause code
-    _sweep_quick_routes(ctx)
-    direct_pattern = _auto_direct_routes(ctx)
+    sweep = _sweep_quick_routes(ctx)
+    direct_pattern = _auto_direct_routes(ctx, sweep)
 
     # --- blackholes and routes in unused tables ---------------------------------------------
     nodes = model.nodes()
     for hm in nodes:
-        for other in nodes:
+        for other in _flagged(ctx, sweep, hm, nodes):
             prefix = other.pod_cidr.value
-            if other.name == hm.name or not prefix:
-                continue
             addr = _probe(prefix)
-            if _quick_ok(ctx, hm, addr):
-                continue                      # the cheap check: sent the right way
             lk = lookup(fib, hm.name, addr)
             if lk.type in DROP_TYPES:
                 findings.append(_blackhole(ctx, hm, prefix, other.name, lk))
@@ -427,12 +473,8 @@ def _analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     # --- off-link pod CIDRs and leaks ---------------------------------------------------------
     for hm in nodes:
         leaks, missing = [], []
-        for other in nodes:
+        for other in _flagged(ctx, sweep, hm, nodes):
             prefix = other.pod_cidr.value
-            if other.name == hm.name or not prefix:
-                continue
-            if _quick_ok(ctx, hm, _probe(prefix)):
-                continue
             lk = lookup(fib, hm.name, _probe(prefix))
             if _sends_ok(ctx, hm, lk) or lk.type in DROP_TYPES:
                 continue
@@ -474,26 +516,76 @@ def _on_link(ctx: Ctx, host: str, address: str | None) -> bool:
     return False
 
 
-def _sweep_quick_routes(ctx: Ctx) -> None:
-    """The node x node sweeps' cheap checks (every node's route to every pod CIDR's probe
-    address), asked per node in one vectorised step: the sweeps then read the answers."""
-    probes = []
+@dataclass(frozen=True)
+class _Sweep:
+    """The node x node sweeps' cheap checks, asked per node in one vectorised step
+    (:func:`~diag.analyze.trace.quick_route_list`): the nodes with a pod CIDR and its probe
+    address, and per node the quick answer for each and the nodes the answers do not prove
+    sent the right way (what the sweeps then walk in full)."""
+
+    entries: list            # (node, probe address) for every node with a pod CIDR, in order
+    answers: dict            # host -> quick answer per entry
+    flagged: dict            # host -> the entries' nodes (not itself) the quick check flags
+
+
+def _sweep_quick_routes(ctx: Ctx) -> _Sweep | None:
+    """:class:`_Sweep` for the model's nodes, or None when a pod CIDR does not parse (the
+    sweeps then ask pair by pair and meet its error as before)."""
+    entries = []
     for node in ctx.model.nodes():
         if not node.pod_cidr.value:
             continue
         try:
-            probes.append(_probe(node.pod_cidr.value))
+            entries.append((node, _probe(node.pod_cidr.value)))
         except ValueError:
-            return                       # the sweeps meet it as before
+            return None
+    probes = [probe for _, probe in entries]
+    answers, flagged = {}, {}
     for hm in ctx.model.nodes():
-        quick_routes(ctx.fib, hm.name, probes)
+        quick = answers[hm.name] = quick_route_list(ctx.fib, hm.name, probes)
+        verdicts: dict[int, bool] = {}         # per answer object: the nodes share them
+        out = []
+        for (other, _), answer in zip(entries, quick):
+            if other.name == hm.name:
+                continue
+            ok = verdicts.get(id(answer))
+            if ok is None:
+                ok = verdicts[id(answer)] = _quick_verdict(ctx, hm, answer)
+            if not ok:
+                out.append(other)
+        flagged[hm.name] = out
+    return _Sweep(entries, answers, flagged)
 
 
-def _auto_direct_routes(ctx: Ctx) -> list[tuple[str, object]]:
+def _flagged(ctx: Ctx, sweep: _Sweep | None, hm, nodes) -> list:
+    """The other nodes whose pod CIDR the node's quick check does not prove sent the right way
+    (by the cluster NIC or an overlay device), in the model's order."""
+    if sweep is not None and hm.name in sweep.flagged:
+        return sweep.flagged[hm.name]
+    return [other for other in nodes if other.name != hm.name and other.pod_cidr.value
+            and not _quick_ok(ctx, hm, _probe(other.pod_cidr.value))]
+
+
+def _auto_direct_routes(ctx: Ctx, sweep: _Sweep | None = None) -> list[tuple[str, object]]:
     """(host, route) for routes to an on-link peer's pod CIDR via the peer's node IP that no
     daemon installed: the autoDirectNodeRoutes pattern."""
     found = []
     nodes = ctx.model.nodes()
+    if sweep is not None:
+        for hm in nodes:
+            for (peer, probe), quick in zip(sweep.entries, sweep.answers[hm.name]):
+                peer_ip = peer.node_ip.value
+                if peer is hm or (quick is not None and (quick[0] != "unicast"
+                                                         or peer_ip not in quick[2])):
+                    continue                  # the cheap check: not via the peer
+                if not _on_link(ctx, hm.name, peer_ip):
+                    continue
+                lk = lookup(ctx.fib, hm.name, probe)
+                if lk.type == "unicast" and lk.route is not None and peer_ip in lk.gateways \
+                        and str(lk.route.protocol) not in DAEMON_PROTOCOLS and \
+                        lk.route.dst == ipaddress.ip_network(peer.pod_cidr.value):
+                    found.append((hm.name, lk.route))
+        return found
     for hm in nodes:
         for peer in nodes:
             prefix, peer_ip = peer.pod_cidr.value, peer.node_ip.value

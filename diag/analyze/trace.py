@@ -40,6 +40,10 @@ from diag.model import Evidence
 
 MAX_HOPS = 16
 DROP_TYPES = ("blackhole", "unreachable", "prohibit")
+# pd.factorize sizes its hash table for every value (2.5 million cells: ~100 MB allocated, page
+# faulted and freed per call); the route and path columns hold a few thousand distinct values,
+# so the table starts small and grows
+_FEW = 1 << 12
 LOCAL_TYPES = ("local", "broadcast", "anycast", "multicast")
 
 
@@ -183,28 +187,48 @@ class Trace:
 class _Columns:
     """The FIB's routes of one family, column-wise: one entry per route row, sorted by (host,
     table), then longest prefix, then lowest metric, then table order. :class:`Route` records
-    are made only for the rows a lookup returns or a caller lists (:meth:`route`)."""
+    are made only for the rows a lookup returns or a caller lists (:meth:`route`).
 
-    def __init__(self, host, table, kind, dst, gateway, dev, nexthops, metric, prefsrc,
-                 protocol, origin_file, pointer, net, plen, version) -> None:
-        # plain lists for what route() reads per row (indexing a numpy object array is slow)
-        self.host, self.table, self.kind, self.dst = (host.tolist(), table.tolist(),
-                                                      kind.tolist(), dst.tolist())
-        self.gateway, self.dev, self.nexthops, self.metric = (gateway.tolist(), dev.tolist(),
-                                                              nexthops.tolist(), metric)
-        self.prefsrc, self.protocol, self.origin_file, self.pointer = (
-            prefsrc.tolist(), protocol.tolist(), origin_file.tolist(), pointer)
+    Only what the lookups search is kept in sorted order (network ints, prefix lengths,
+    versions, type codes); the other fields are read through ``order`` from the routes table's
+    own columns when a row is asked for — copying a dozen columns of millions of rows into
+    sorted lists was most of a large FIB's time and memory."""
+
+    def __init__(self, order, fields: dict, net, plen, version, kind_code, kind_names) -> None:
+        self.order = order                 # sorted position -> row of the source columns
+        self.fields = fields               # source-order arrays (see _route_columns)
         self.net, self.plen, self.version = net, plen, version
-        self.version_of = version.tolist()
+        self.kind_code, self.kind_names = kind_code, kind_names
         self.made: dict[int, Route] = {}
         self.groups: dict[tuple[str, str], tuple[int, int]] = {}   # (host, table) -> [lo, hi)
+
+    @functools.cached_property
+    def version_of(self) -> list[int]:
+        return self.version.tolist()
+
+    def kind(self, i: int) -> str:
+        return self.kind_names[self.kind_code[i]]
+
+    def _value(self, name: str, i: int):
+        return _na_cell(self.fields[name][self.order[i]])
+
+    def gateway(self, i: int):
+        return self._value("gateway", i)
+
+    def dev(self, i: int):
+        return self._value("dev", i)
+
+    def nexthops(self, i: int):
+        return self._value("nexthops", i)
 
     def route(self, i: int) -> "Route":
         made = self.made.get(i)
         if made is None:
-            kind = self.kind[i]
-            nexthops = self.nexthops[i]
-            gateway, dev = self.gateway[i], self.dev[i]
+            f = self.fields
+            j = int(self.order[i])
+            kind = self.kind_names[self.kind_code[i]]
+            nexthops = _na_cell(f["nexthops"][j])
+            gateway, dev = _na_cell(f["gateway"][j]), _na_cell(f["dev"][j])
             if kind == "unicast":
                 if not nexthops or not isinstance(nexthops, (list, tuple)):
                     hops = ((gateway, dev),)
@@ -217,11 +241,21 @@ class _Columns:
             # lookup-heavy analysis makes hundreds of thousands of these, so fill __dict__
             made = self.made[i] = object.__new__(Route)
             made.__dict__.update(
-                table=self.table[i], type=kind, dst=self.dst[i], gateway=gateway, dev=dev,
-                nexthops=hops, metric=self.metric[i], prefsrc=self.prefsrc[i],
-                protocol=self.protocol[i],
-                origin=(self.host[i], self.origin_file[i], self.pointer[i]))
+                table=f["table_names"][f["table_code"][j]], type=kind,
+                dst=f["dst_objects"][f["dst_code"][j]], gateway=gateway, dev=dev,
+                nexthops=hops, metric=int(f["metric"][j]), prefsrc=_na_cell(f["prefsrc"][j]),
+                protocol=_na_cell(f["protocol"][j]),
+                origin=(f["host_names"][f["host_code"][j]], f["files"][f["file_code"][j]],
+                        int(f["pointer"][j])))
         return made
+
+
+def _na_cell(value):
+    """A table cell with pandas' missing values (NaN, None, NA) as None, as :func:`_objects`
+    makes them — for the one cell a lookup reads."""
+    if value is None or type(value) is str or type(value) is list:
+        return value
+    return _na(value)
 
 
 class _LazyRoutes(dict):
@@ -334,60 +368,80 @@ def _pointer_index(df) -> list[int]:
 
 def _route_columns(tables, family: str, paths: dict) -> _Columns | None:
     """The routes of ``family`` (main phase) as :class:`_Columns`: each distinct destination is
-    parsed once, the order is one numpy sort, no per-route Python record."""
+    parsed once, the order is one numpy sort, no per-route Python record and no copy of the
+    table's object columns (a row's fields are read through the order when it is asked for)."""
     import numpy as np
     import pandas as pd
 
     routes = tables["routes"]
     keep = ((routes["family"] == family) & (routes["phase"] == "main")) \
         if "phase" in routes else routes["family"] == family
-    routes = routes[["host", "source", "dst", "gateway", "dev", "nexthops", "table", "type",
-                     "metric", "prefsrc", "protocol"]][keep.to_numpy(dtype=bool)]
-    if routes.empty:
+    keep = keep.to_numpy(dtype=bool)
+    if not keep.any():
         return None
-    n = len(routes)
-    col = {c: _objects(routes[c]) for c in ("gateway", "dev", "nexthops", "prefsrc",
-                                             "protocol")}
-    kinds = _recoded(routes["type"], "unicast")       # str(kind or "unicast"), per value
-    tables_ = _recoded(routes["table"], "main")
-    metric = routes["metric"]
-    metrics = metric.fillna(0).to_numpy(dtype=np.int64) \
+    rows = None if keep.all() else np.flatnonzero(keep)    # None: every row
+
+    def column(name: str):
+        series = routes[name]
+        return series if rows is None else series.take(rows)
+
+    def source(name: str):
+        # the column's own array (object columns are not copied); rows picked by index
+        values = routes[name].to_numpy(dtype=object)
+        return values if rows is None else values[rows]
+
+    n = int(keep.sum())
+    del keep
+    # int32 codes, each made and its temporaries dropped before the next: a FIB of millions of
+    # rows keeps a dozen of these, and every fresh page of a large process costs here
+    i32 = np.int32
+    kind_code, kind_names = _recoded_codes(column("type"), "unicast")
+    table_code, table_names = _recoded_codes(column("table"), "main")
+    metric = column("metric")
+    metrics = metric.to_numpy(dtype=np.int64, na_value=0) \
         if str(metric.dtype) in ("Int64", "int64") else \
         np.array([int(m or 0) for m in _objects(metric)], dtype=np.int64)
+    del metric
     # the destination: parsed once per distinct text
-    dst_codes, dst_uniques = pd.factorize(routes["dst"].to_numpy(dtype=object),
-                                          use_na_sentinel=False)
+    dst_codes, dst_uniques = pd.factorize(source("dst"), use_na_sentinel=False,
+                                          size_hint=_FEW)
+    dst_codes = dst_codes.astype(i32)
     nets = [_net(text, family) for text in dst_uniques.tolist()]
-    u_net = _object_array([int(x.network_address) for x in nets])
-    u_plen = np.array([x.prefixlen for x in nets], dtype=np.int64)
-    u_version = np.array([x.version for x in nets], dtype=np.int64)
-    u_obj = _object_array(nets)
+    u_plen = np.array([x.prefixlen for x in nets], dtype=np.int16)
+    u_version = np.array([x.version for x in nets], dtype=np.int8)
+    ints = [int(x.network_address) for x in nets]
+    u_net = np.array(ints, dtype=np.uint64) if all(x < 1 << 64 for x in ints) else \
+        _object_array(ints)
     # the bundle file of each row's output, and each row's (host, table): integer codes
-    host_codes, host_names = pd.factorize(routes["host"])
-    source_codes, source_names = pd.factorize(routes["source"])
+    host_codes, host_names = pd.factorize(column("host"))
+    host_codes = host_codes.astype(i32)
+    source_codes, source_names = pd.factorize(column("source"))
     host_names = _object_array([str(h) for h in host_names])
-    table_codes, table_names = pd.factorize(tables_)
     output_key = host_codes.astype(np.int64) * len(source_names) + source_codes
-    file_keys, file_codes = np.unique(output_key, return_inverse=True)
-    # each row's index in its output's JSON array (what _pointer_index counts)
-    by_output = np.argsort(file_codes, kind="stable")
-    firsts = np.r_[0, np.flatnonzero(np.diff(file_codes[by_output])) + 1]
-    pointer = np.empty(n, dtype=np.int64)
-    pointer[by_output] = np.arange(n) - np.repeat(firsts, np.diff(np.r_[firsts, n]))
+    del source_codes
+    file_codes, file_keys = pd.factorize(output_key, size_hint=_FEW)
+    del output_key
+    file_codes = file_codes.astype(i32)
+    pointer = _position_in_output(file_codes, len(file_keys)).astype(i32)
     files = _object_array([
         paths.get((h, s), f"hosts/{h}/{s}.out") for h, s in (
             (host_names[k // len(source_names)],
              str(source_names[k % len(source_names)]).split("+")[0])
             for k in file_keys.tolist())])
-    group_codes = host_codes * len(table_names) + table_codes
+    group_codes = host_codes.astype(np.int64) * len(table_names) + table_code
     plen = u_plen[dst_codes]
-    order = np.lexsort((np.arange(n), metrics, -plen, group_codes))
-    cols = _Columns(host_names[host_codes][order], tables_[order], kinds[order],
-                    u_obj[dst_codes][order],
-                    col["gateway"][order], col["dev"][order], col["nexthops"][order],
-                    metrics[order].tolist(), col["prefsrc"][order], col["protocol"][order],
-                    files[file_codes][order], pointer[order].tolist(),
-                    u_net[dst_codes][order], plen[order], u_version[dst_codes][order])
+    order = _route_order(group_codes, plen, metrics).astype(i32)
+    fields = {"gateway": source("gateway"), "dev": source("dev"),
+              "nexthops": source("nexthops"), "prefsrc": source("prefsrc"),
+              "protocol": source("protocol"), "table_code": table_code,
+              "table_names": table_names, "dst_code": dst_codes,
+              "dst_objects": _object_array(nets), "metric": metrics,
+              "host_code": host_codes, "host_names": host_names,
+              "file_code": file_codes, "files": files, "pointer": pointer}
+    sorted_dst = dst_codes[order]
+    cols = _Columns(order, fields, u_net[sorted_dst], plen[order], u_version[sorted_dst],
+                    kind_code[order], kind_names)
+    del sorted_dst, plen, kind_code
     sorted_groups = group_codes[order]
     bounds = np.flatnonzero(np.diff(sorted_groups)) + 1
     starts = [0] + bounds.tolist()
@@ -399,13 +453,58 @@ def _route_columns(tables, family: str, paths: dict) -> _Columns | None:
     return cols
 
 
-def _recoded(series, default: str):
-    """``str(value or default)`` for every row, computed once per distinct value."""
+def _route_order(group_codes, plen, metrics):
+    """Rows sorted by (host, table) group, longest prefix, lowest metric, then table order:
+    one stable sort of a combined int64 key when the ranges fit in it (else a lexsort)."""
+    import numpy as np
+
+    n = len(group_codes)
+    if not n:
+        return np.arange(0, dtype=np.int64)
+    low, high = int(metrics.min()), int(metrics.max())
+    span_metric = high - low + 1
+    span = (int(group_codes.max()) + 1) * 129 * span_metric
+    if span < 1 << 62:
+        key = (group_codes * 129 + (128 - plen)) * span_metric + (metrics - low)
+        return np.argsort(key, kind="stable")
+    return np.lexsort((np.arange(n), metrics, -plen, group_codes))
+
+
+def _position_in_output(codes, count: int):
+    """Each row's position among the rows of the same code (its index in its output's JSON
+    array): the running count per code, in row order."""
+    import numpy as np
+
+    n = len(codes)
+    cuts = np.flatnonzero(np.diff(codes)) + 1
+    if len(cuts) == count - 1:           # each output's rows in one block (as tables are built)
+        starts = np.r_[0, cuts]
+        return np.arange(n, dtype=np.int64) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    by_output = np.argsort(codes, kind="stable")
+    firsts = np.r_[0, np.flatnonzero(np.diff(codes[by_output])) + 1]
+    pointer = np.empty(n, dtype=np.int64)
+    pointer[by_output] = np.arange(n) - np.repeat(firsts, np.diff(np.r_[firsts, n]))
+    return pointer
+
+
+def _recoded_codes(series, default: str):
+    """(codes, names): ``str(value or default)`` of every row as an int code into ``names``,
+    computed once per distinct value; ``names`` in the order the rows first show them (as
+    ``pd.factorize`` of the recoded column orders them)."""
+    import numpy as np
     import pandas as pd
 
-    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True, size_hint=_FEW)
     names = [str(u) if u else default for u in uniques.tolist()] + [default]
-    return _object_array(names)[codes]            # a missing value (code -1): the default
+    first = {}
+    merged = np.array([first.setdefault(name, len(first)) for name in names], dtype=np.int32)
+    recoded = merged[codes]              # a missing value (code -1): the default, last entry
+    del codes
+    # re-numbered by first appearance in the rows
+    order, seen = pd.factorize(recoded, size_hint=_FEW)
+    del recoded
+    distinct = list(first)
+    return order.astype(np.int32), [distinct[k] for k in seen.tolist()]
 
 
 def _objects(series):
@@ -640,14 +739,14 @@ def _plain_tables(fib: Fib, host: str) -> tuple[str, ...]:
 
 def _quick_answer(cols: "_Columns", row: int, kind: str):
     if kind in DROP_TYPES or kind in LOCAL_TYPES:
-        return kind, cols.dev[row], ()
+        return kind, cols.dev(row), ()
     if kind != "unicast":
         return None          # nat & co: the full walk decides
-    hops = cols.nexthops[row]
+    hops = cols.nexthops(row)
     if hops and isinstance(hops, (list, tuple)):
         pairs = [(_clean(n.get("gateway")), _clean(n.get("dev"))) for n in hops]
     else:
-        pairs = [(cols.gateway[row], cols.dev[row])]
+        pairs = [(cols.gateway(row), cols.dev(row))]
     return "unicast", pairs[0][1], tuple(g for g, _ in pairs)
 
 
@@ -671,7 +770,9 @@ def _vector_index(fib: Fib, host: str, table: str):
         cuts = np.flatnonzero(np.diff(plens)) + 1
         for a, b in zip([0] + cuts.tolist(), cuts.tolist() + [hi - lo]):
             try:
-                nets = np.array(cols.net[lo + a:lo + b].tolist(), dtype=np.uint64)
+                nets = cols.net[lo + a:lo + b]
+                if nets.dtype != np.uint64:
+                    nets = np.array(nets.tolist(), dtype=np.uint64)
             except OverflowError:
                 out = None
                 break
@@ -733,12 +834,16 @@ def quick_routes(fib: Fib, host: str, dsts: list[str]) -> None:
             hit = (distinct[at] == masked) & (versions[candidate] == 4)
             rows[open_[hit]] = candidate[hit]
         still = []
-        for k, row in zip(pending.tolist(), rows.tolist()):
-            kind = cols.kind[row] if row >= 0 else "throw"
+        # each found row's type and nexthops cell, read for all at once
+        found = np.where(rows >= 0, rows, 0)
+        codes = cols.kind_code[found].tolist()
+        cells = cols.fields["nexthops"][cols.order[found]].tolist()
+        names = cols.kind_names
+        for k, row, code, hops in zip(pending.tolist(), rows.tolist(), codes, cells):
+            kind = names[code] if row >= 0 else "throw"
             if kind == "throw":
                 still.append(k)               # the next table decides
                 continue
-            hops = cols.nexthops[row]
             if kind == "unicast" and hops and isinstance(hops, (list, tuple)):
                 # the parsed routes share their nexthops lists: one answer per list
                 answer = by_hops.get(id(hops))
@@ -750,6 +855,18 @@ def quick_routes(fib: Fib, host: str, dsts: list[str]) -> None:
         pending = np.array(still, dtype=np.int64)
     for (dst, _), answer in zip(todo, answers):
         fib.cache[("quick", host, dst)] = answer
+
+
+def quick_route_list(fib: Fib, host: str, dsts: list[str]) -> list:
+    """:func:`quick_route` of each of ``dsts`` (in order), the batched :func:`quick_routes`
+    first."""
+    quick_routes(fib, host, dsts)
+    memo = fib.cache
+    out = []
+    for dst in dsts:
+        key = ("quick", host, dst)
+        out.append(memo[key] if key in memo else quick_route(fib, host, dst))
+    return out
 
 
 def _quick_route(fib: Fib, host: str, dst: str):
@@ -768,7 +885,7 @@ def _quick_route(fib: Fib, host: str, dst: str):
             row = None
         if row is None:
             continue
-        kind = cols.kind[row]
+        kind = cols.kind(row)
         if kind == "throw":
             continue
         return _quick_answer(cols, row, kind)

@@ -117,6 +117,7 @@ class _Evidence:
         self.kinds = {(h, name): link.get("kind") for h, links_ in self.links.items()
                       for name, link in links_.items()}
         self.routes = tables.get("routes")
+        self._gateways: Any = None      # (codes, distinct) of the routes' gateway column
         self.peers = tables.get("bgp_peers")
         # per-host indexes: every step below is linear in the table sizes, not hosts x rows
         self.peers_of: dict[str, list[tuple]] = defaultdict(list)
@@ -161,19 +162,27 @@ class _Evidence:
         if self._main is None:
             return []
         mask = self._main if where is None else self._main & where
-        return _rows(self.routes[list(self.ROUTE_COLUMNS)][mask], *self.ROUTE_COLUMNS)
+        # the rows first (few), then the columns: selecting columns first copied every row
+        return _rows(self.routes[mask], *self.ROUTE_COLUMNS)
 
     def route_gateways(self, exclude_kinds: tuple[str, ...] = ()) -> set[str]:
         """Gateways (non-empty) of routes in every table, except routes over links of
         ``exclude_kinds``."""
         if self.routes is None or self.routes.empty:
             return set()
+        import numpy as np
+        import pandas as pd
+
         gateways = self.routes["gateway"]
-        present = gateways.notna().to_numpy(dtype=bool)
+        if self._gateways is None:     # asked twice: the column's codes once (millions of rows)
+            self._gateways = pd.factorize(gateways.to_numpy(dtype=object), size_hint=1 << 12)
+        codes, names = self._gateways
+        present = codes >= 0
         devs = {dev for (_h, dev), kind in self.kinds.items() if kind in exclude_kinds}
         suspect = self._column_isin("dev", devs) & present if devs else None
         keep = present & ~suspect if suspect is not None else present
-        out = {g for g in gateways[keep].unique().tolist() if g}
+        used = np.bincount(codes[keep], minlength=len(names)) > 0
+        out = {g for g, hit in zip(names.tolist(), used.tolist()) if hit and g}
         if suspect is not None and suspect.any():
             for host, dev, gateway in _rows(self.routes[suspect], "host", "dev", "gateway"):
                 if gateway and self.link_kind(host, dev) not in exclude_kinds:
@@ -305,7 +314,7 @@ def _pod_candidates(ev: _Evidence, node_ips: dict[str, set[str]]) -> dict[str, l
         learned = ~local_paths & paths["peer"].notna().to_numpy(dtype=bool) \
             & paths["nexthop"].notna().to_numpy(dtype=bool)
         if learned.any():   # AS path of at most one AS (a missing one counts as empty)
-            learned &= (paths["as_path"].str.len().fillna(0) <= 1).to_numpy(dtype=bool)
+            learned &= _short_as_paths(paths["as_path"], learned)
     for host, daemon, prefix, peer, nexthop, local, as_path in ev.paths_where(
             learned, "host", "daemon", "prefix", "peer", "nexthop", "local", "as_path"):
         if local or not peer or not nexthop or len(as_path or []) > 1:
@@ -397,6 +406,9 @@ class _PrefixSet:
 
 
 def _pod_range(ev: _Evidence, pods: dict[str, str], roles: dict[str, str]) -> Inferred:
+    import numpy as np
+    import pandas as pd
+
     nets = [_net(p) for p in pods.values() if _net(p)]
     if len(nets) < 1:
         return Inferred(None, "no pod CIDR known")
@@ -414,9 +426,12 @@ def _pod_range(ev: _Evidence, pods: dict[str, str], roles: dict[str, str]) -> In
     shortest_pod = max(n.prefixlen for n in nets)
     best = None
     nodes = [h for h, role in roles.items() if role == "node"]
-    on_nodes = ev.routes[["host", "dst"]][ev._main & ev._column_isin("host", nodes)] \
+    rows = np.flatnonzero(ev._main & ev._column_isin("host", nodes)) \
         if nodes and ev._main is not None else None
-    distinct = [] if on_nodes is None else on_nodes["dst"].unique().tolist()
+    on_nodes = None if rows is None else ev.routes["dst"].to_numpy(dtype=object)[rows]
+    # the distinct destinations in table order (.unique() sized its hash table for every row)
+    distinct = [] if on_nodes is None else pd.factorize(
+        on_nodes, use_na_sentinel=False, size_hint=1 << 12)[1].tolist()
     for dst in distinct:            # each destination once, in table order
         net = _net(dst)
         if net is None or net.prefixlen == 0 or net.prefixlen >= shortest_pod:
@@ -424,7 +439,7 @@ def _pod_range(ev: _Evidence, pods: dict[str, str], roles: dict[str, str]) -> In
         if covered(net) >= 2 and (best is None or net.prefixlen > best.prefixlen):
             best = net
     if best:
-        holders = set(on_nodes["host"][(on_nodes["dst"] == str(best)).to_numpy(dtype=bool)])
+        holders = set(ev.routes["host"].iloc[rows[on_nodes == str(best)]])
         return Inferred(str(best), f"route {best} on {', '.join(sorted(holders))} "
                         f"covers {covered(best)} nodes' pod CIDRs", "route")
     version_nets = [n for n in nets if n.version == nets[0].version]
@@ -510,6 +525,21 @@ def _int(value: Any) -> int | None:
         return None if value is None or _isna(value) else int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _short_as_paths(as_paths, rows) -> Any:
+    """``as_paths.str.len().fillna(0) <= 1`` where ``rows`` (a boolean array) is true, else
+    False — the lengths of only those rows (millions of paths in a large bundle)."""
+    import numpy as np
+    import pandas as pd
+
+    at = np.flatnonzero(rows)
+    values = as_paths.to_numpy(dtype=object)[at]
+    missing = pd.isna(values)
+    out = np.zeros(len(rows), dtype=bool)
+    out[at] = [True if gap else len(value) <= 1 for value, gap in zip(values.tolist(),
+                                                                      missing.tolist())]
+    return out
 
 
 def infer_model(tables: dict[str, Any], hosts: list[str],

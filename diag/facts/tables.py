@@ -56,60 +56,163 @@ def epoch(stamp: Any) -> float | None:
 
 
 def build_tables(bundle) -> tuple[dict[str, Any], Any]:
-    import pandas as pd
-
     parts: dict[str, list] = {name: [] for name in TABLES}
     errors: list[dict[str, Any]] = []
     commands: list[dict[str, Any]] = []
-    for host, command in bundle.commands():
-        spec = str(command.get("id", ""))
-        commands.append({key: command.get(key) for key in COMMAND_COLUMNS if key != "host"}
-                        | {"host": host})
-        parser = parser_for(spec)
-        if parser is not None and parser.table == "route_gets" and \
-                command.get("outcome") == "FAILED":
-            from diag.parse import ip_route_get  # the kernel refused: that is the answer
-            parts["route_gets"].append((pd.DataFrame([ip_route_get.failed(
-                ip_route_get.probe_of(spec), command.get("stderr", ""))]), host, spec))
-            continue
-        if parser is None or command.get("outcome") != "OK" or not command.get("path"):
-            continue
-        try:
-            data = bundle.read(command["path"])
-        except OSError as err:
-            errors.append({"host": host, "source": spec, "path": command["path"],
-                           "error": f"unreadable: {err.strerror}"})
-            continue
-        context = ParseContext(spec=spec, now=epoch(command.get("started")))
-        try:
-            if parser.records is not None:  # rows now, one frame per table later
-                rows = parser.records(data, context)
-                if rows.rows:
-                    parts[parser.table].append((rows, host, spec))
-                continue
-            df = parser.parse(data, context)
-        except ParseError as err:
-            errors.append({"host": host, "source": spec, "path": command["path"],
-                           "error": err.message})
-            continue
-        for warning in df.attrs.get("warnings", []):
-            errors.append({"host": host, "source": spec, "path": command["path"],
-                           "error": warning})
-        if df.empty:
-            continue
-        parts[parser.table].append((df, host, spec))
+    listed = list(bundle.commands())
+    with _Ahead(bundle, listed) as ahead:
+        for index, (host, command) in enumerate(listed):
+            _one_output(bundle, host, command, ahead.get(index), parts, errors, commands)
+    return _assembled(bundle, parts, errors, commands)
+
+
+def _one_output(bundle, host: str, command: dict[str, Any], ahead, parts: dict[str, list],
+                errors: list, commands: list) -> None:
+    """One command of the manifest: its ``commands`` row, and its output's rows, frame or
+    column-wise part in ``parts`` (or its error in ``errors``). ``ahead``: the output already
+    read (and read column-wise) by :class:`_Ahead`, else None."""
+    import pandas as pd
+
+    spec = str(command.get("id", ""))
+    commands.append({key: command.get(key) for key in COMMAND_COLUMNS if key != "host"}
+                    | {"host": host})
+    parser = parser_for(spec)
+    if parser is not None and parser.table == "route_gets" and \
+            command.get("outcome") == "FAILED":
+        from diag.parse import ip_route_get  # the kernel refused: that is the answer
+        parts["route_gets"].append((pd.DataFrame([ip_route_get.failed(
+            ip_route_get.probe_of(spec), command.get("stderr", ""))]), host, spec))
+        return
+    if parser is None or command.get("outcome") != "OK" or not command.get("path"):
+        return
+    context = _context(spec, command)
+    data, found = ahead.result() if ahead is not None else _read(bundle, command, parser,
+                                                                   context)
+    if isinstance(data, OSError):
+        errors.append({"host": host, "source": spec, "path": command["path"],
+                       "error": f"unreadable: {data.strerror}"})
+        return
+    try:
+        if isinstance(found, ParseError):
+            raise found
+        if found is not None:           # read column-wise, one frame per table later
+            parts[parser.table].append((found, host, spec))
+            return
+        if parser.records is not None:  # rows now, one frame per table later
+            rows = parser.records(data, context)
+            if rows.rows:
+                parts[parser.table].append((rows, host, spec))
+            return
+        df = parser.parse(data, context)
+    except ParseError as err:
+        errors.append({"host": host, "source": spec, "path": command["path"],
+                       "error": err.message})
+        return
+    for warning in df.attrs.get("warnings", []):
+        errors.append({"host": host, "source": spec, "path": command["path"],
+                       "error": warning})
+    if df.empty:
+        return
+    parts[parser.table].append((df, host, spec))
+
+
+def _context(spec: str, command: dict[str, Any]) -> ParseContext:
+    return ParseContext(spec=spec, now=epoch(command.get("started")))
+
+
+def _read(bundle, command: dict[str, Any], parser, context: ParseContext):
+    """(data, part): the output (or the OSError reading it) and, for a column-wise parser,
+    its :class:`diag.parse.columnar.Part` (or None: not in the regular shape; or the
+    ParseError). The data is dropped once the part is made (it is most of a large bundle)."""
+    try:
+        data = bundle.read(command["path"])
+    except OSError as err:
+        return err, None
+    if parser.part is None:
+        return data, None
+    try:
+        found = parser.part(data, context)
+    except ParseError as err:
+        return data, err
+    return (None, found) if found is not None else (data, None)
+
+
+class _Ahead:
+    """The column-wise outputs (routes, GoBGP RIBs: most of a large bundle) read and parsed
+    ahead in two threads while the manifest is walked in order: pyarrow's kernels and file
+    reads release the GIL, so on a machine with two cores the largest step of loading runs
+    on both. Results are taken in manifest order, so tables and errors are the same as one
+    by one. ``get(index)``: the future of that command, or None (read it in order)."""
+
+    WORKERS = 2
+
+    def __init__(self, bundle, listed: list) -> None:
+        import os
+
+        self.bundle, self.listed, self.futures, self.pool = bundle, listed, {}, None
+        self.workers = min(self.WORKERS, os.cpu_count() or 1)
+
+    def __enter__(self) -> "_Ahead":
+        jobs = []
+        for index, (_host, command) in enumerate(self.listed):
+            spec = str(command.get("id", ""))
+            parser = parser_for(spec)
+            if parser is not None and parser.part is not None and \
+                    command.get("outcome") == "OK" and command.get("path"):
+                jobs.append((index, command, parser, _context(spec, command)))
+        if self.workers > 1 and len(jobs) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=self.workers,
+                                           thread_name_prefix="diag-parse")
+            for index, command, parser, context in jobs:
+                self.futures[index] = self.pool.submit(_read, self.bundle, command, parser,
+                                                       context)
+        return self
+
+    def get(self, index: int):
+        return self.futures.pop(index, None)
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            for future in self.futures.values():
+                future.cancel()
+            self.pool.shutdown(wait=True)
+
+
+def _assembled(bundle, parts: dict[str, list], errors: list, commands: list):
+    import pandas as pd
+
     columns = table_columns()
     tables: dict[str, Any] = {}
     for name in TABLES:
         wanted = LEAD + columns[name]
         if parts[name]:
             df = _with_hosts(parts[name])
-            tables[name] = df.reindex(columns=wanted + [c for c in df.columns if c not in wanted])
+            tables[name] = _in_columns(df, wanted + [c for c in df.columns if c not in wanted])
         else:
             tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
     tables["commands"] = pd.DataFrame(commands, columns=COMMAND_COLUMNS)
     tables["hosts"] = _hosts(bundle)
     return tables, pd.DataFrame(errors, columns=ERROR_COLUMNS)
+
+
+def _in_columns(df, columns: list[str]):
+    """``df.reindex(columns=columns)``; when ``df`` only lacks columns at the end (the paths'
+    ``node``, filled later) they are added to it — all NaN, float64, as reindex makes them —
+    instead: reindex takes a copy of every column (hundreds of MB at 500 x 5,000)."""
+    present = list(df.columns)
+    if present == columns:
+        return df
+    missing = columns[len(present):]
+    if columns[:len(present)] != present or set(missing) & set(present) or \
+            len(set(missing)) != len(missing):
+        return df.reindex(columns=columns)
+    import numpy as np
+
+    for column in missing:
+        df[column] = np.nan
+    return df
 
 
 def _with_hosts(parts: list[tuple[Any, str, str]]):
@@ -118,7 +221,7 @@ def _with_hosts(parts: list[tuple[Any, str, str]]):
     import numpy as np
     import pandas as pd
 
-    frames, order = _frames([part for part, _, _ in parts])
+    frames, order = _frames(_combined([part for part, _, _ in parts]))
     df = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else \
         frames[0].reset_index(drop=True)
     if order is not None:
@@ -137,6 +240,26 @@ def _with_hosts(parts: list[tuple[Any, str, str]]):
     df.insert(0, "source", lead([spec for _, _, spec in parts]))
     df.insert(0, "host", lead([host for _, host, _ in parts]))
     return df
+
+
+def _combined(parts: list) -> list:
+    """Runs of consecutive column-wise parts (:class:`diag.parse.columnar.Part`, the routes
+    and GoBGP RIBs of every host) of one kind and signature as one DataFrame each: their
+    concatenation exactly, made without a frame per output."""
+    from diag.parse.columnar import Part
+
+    out: list = []
+    run: list = []
+    for part in parts + [None]:
+        if run and not (isinstance(part, Part) and part.combine is run[0].combine
+                        and part.signature == run[0].signature):
+            out.append(run[0].combine(run))
+            run = []
+        if isinstance(part, Part):
+            run.append(part)
+        elif part is not None:
+            out.append(part)
+    return out
 
 
 def _frames(parts: list) -> tuple[list, Any]:

@@ -36,6 +36,10 @@ class SpecParser:
     # the same output as plain records (:class:`diag.parse.common.Rows`), for the small
     # per-host outputs: the facts tables make one frame of all hosts' rows
     records: Callable[[bytes, ParseContext], Any] | None = None
+    # the outputs that grow with the cluster (routes, GoBGP RIBs), read column-wise: a
+    # :class:`diag.parse.columnar.Part` (or None: not in the regular shape, ``parse`` decides),
+    # of which the facts tables make one frame for all hosts
+    part: Callable[[bytes, ParseContext], Any] | None = None
 
 
 def _ip_rule(data: bytes, ctx: ParseContext):
@@ -47,6 +51,12 @@ def _gobgp_adj_in(data: bytes, ctx: ParseContext):
     from diag.parse import gobgp
     peer = ctx.spec.removeprefix("gobgp-adj-in-").replace("_", ":")
     return gobgp.parse_rib(data, rib="adj-in", peer=peer)
+
+
+def _gobgp_adj_in_part(data: bytes, ctx: ParseContext):
+    from diag.parse import gobgp
+    peer = ctx.spec.removeprefix("gobgp-adj-in-").replace("_", ":")
+    return gobgp.rib_part(data, rib="adj-in", peer=peer)
 
 
 def _ip_rule_records(data: bytes, ctx: ParseContext):
@@ -74,8 +84,10 @@ PARSERS: dict[str, SpecParser] = {
                           _simple("ip_addr", "records")),
     "ip-link": SpecParser("interfaces", _simple("ip_link"), "ip-link",
                           _simple("ip_link", "records")),
-    "ip-route-v4": SpecParser("routes", _simple("ip_route"), "ip-route"),
-    "ip-route-v6": SpecParser("routes", _simple("ip_route"), "ip-route"),
+    "ip-route-v4": SpecParser("routes", _simple("ip_route"), "ip-route",
+                              part=_simple("ip_route", "part")),
+    "ip-route-v6": SpecParser("routes", _simple("ip_route"), "ip-route",
+                              part=_simple("ip_route", "part")),
     "ip-rule-v4": SpecParser("rules", _ip_rule, "ip-rule", _ip_rule_records),
     "ip-rule-v6": SpecParser("rules", _ip_rule, "ip-rule", _ip_rule_records),
     "ip-neigh": SpecParser("neighbors", _simple("ip_neigh"), "ip-neigh",
@@ -92,7 +104,8 @@ PARSERS: dict[str, SpecParser] = {
     "gobgp-neighbor": SpecParser("bgp_peers", _simple("gobgp", "parse_neighbors", with_now=True),
                                  "gobgp-neighbor",
                                  _simple("gobgp", "neighbor_records", with_now=True)),
-    "gobgp-global-rib": SpecParser("bgp_paths", _simple("gobgp", "parse_rib"), "gobgp-rib"),
+    "gobgp-global-rib": SpecParser("bgp_paths", _simple("gobgp", "parse_rib"), "gobgp-rib",
+                                   part=_simple("gobgp", "rib_part")),
     "bird-protocols-all": SpecParser("bgp_peers", _simple("bird", "parse_protocols"),
                                      "bird-protocols"),
     "bird-route-all": SpecParser("bgp_paths", _simple("bird", "parse_routes"), "bird-routes"),
@@ -113,7 +126,7 @@ def parser_for(spec: str) -> SpecParser | None:
     if base in PARSERS:
         return PARSERS[base]
     if base.startswith("gobgp-adj-in-"):
-        return SpecParser("bgp_paths", _gobgp_adj_in, "gobgp-adj-in")
+        return SpecParser("bgp_paths", _gobgp_adj_in, "gobgp-adj-in", part=_gobgp_adj_in_part)
     if base.startswith("ip-route-get-"):
         return SpecParser("route_gets", _route_get, "ip-route-get")
     return None

@@ -133,30 +133,54 @@ def _path_row(path: dict[str, Any], prefix: str | None, rib: str, peer: str | No
 
 
 def _parse_rib_columnar(data: bytes, rib: str, peer: str | None):
-    """:func:`parse_rib`'s table from :func:`diag.parse.columnar.gobgp_path_records`: the
-    reference's :func:`_path_row` runs once per distinct path body (all but nlri and age), its
-    values shared by the paths that have it; None when the text is not in that regular shape
-    or a body surprises the reference (it then decides, errors included)."""
+    """:func:`parse_rib`'s table from :func:`rib_part` alone, or None when the text is not in
+    the regular shape."""
+    found = rib_part(data, rib, peer)
+    return None if found is None else rib_frame_of_parts([found])
+
+
+def rib_part(data: bytes, rib: str = "loc", peer: str | None = None):
+    """``data`` read column-wise by :func:`diag.parse.columnar.gobgp_path_records`
+    (:class:`diag.parse.columnar.Part`, not yet a frame), or None when the text is not in that
+    regular shape or a body surprises the reference (then :func:`parse_rib` decides, errors
+    included). The reference's :func:`_path_row` runs once per distinct path body (all but nlri
+    and age), its values shared by the paths that have it. The signature is each column's dtype
+    as :func:`diag.parse.columnar.typed` decides it from the values this output holds."""
     from diag.parse import columnar
 
     records = columnar.gobgp_path_records(data)
     if records is None:
         return None
     import numpy as np
-    import pandas as pd
 
     try:
         rows = [_path_row(body, None, rib, peer) for body in records.bodies]
     except (ValueError, TypeError, AttributeError, KeyError):
         return None
-    index = records.body_index
-    used = np.unique(index).tolist()
-    rows_index = pd.RangeIndex(len(index))      # shared: no per-column re-alignment
-    data_ = {"prefix": pd.Series(records.key.to_numpy(zero_copy_only=False), dtype=object,
-                                 index=rows_index)}
-    for name in PATH_COLUMNS:
-        if name != "prefix":
-            values = [row[name] for row in rows]
-            data_[name] = columnar.typed(columnar.objects(values)[index],
-                                         [values[u] for u in used], rows_index)
-    return pd.DataFrame(data_, columns=PATH_COLUMNS, index=rows_index)
+    used = np.unique(records.body_index).tolist()
+    signature = tuple(columnar.typed_kind([rows[u][name] for u in used])
+                      for name in PATH_COLUMNS if name != "prefix")
+    return columnar.Part(records, rows, rib_frame_of_parts, signature)
+
+
+def rib_frame_of_parts(parts: list):
+    """The paths table of consecutive outputs' :func:`rib_part` s of one signature: exactly the
+    concatenation of their frames alone (values and dtypes)."""
+    import pandas as pd
+
+    from diag.parse import columnar
+
+    rows = [row for one in parts for row in one.rows]
+    index = columnar.global_index(parts)
+    kinds = dict(zip([name for name in PATH_COLUMNS if name != "prefix"], parts[0].signature))
+    block = columnar.ObjectBlock(["prefix"] + [name for name, kind in kinds.items()
+                                               if kind == "object"], len(index))
+    columnar.strings_into(block, "prefix", columnar.joined_keys(parts))
+    others = {}
+    for name, kind in kinds.items():
+        distinct = columnar.objects([row[name] for row in rows])
+        if kind == "object":
+            block.put(name, distinct, index)
+        else:
+            others[name] = columnar.typed_as(kind, distinct[index])
+    return columnar.assemble(PATH_COLUMNS, block, others, pd.RangeIndex(len(index)))

@@ -164,48 +164,71 @@ def parse(data: str | bytes):
 
 def _parse_columnar(data: bytes):
     """The same table as :func:`parse` from :func:`diag.parse.columnar.route_records`, or None
-    when the text is not in its regular shape. :func:`route_row` runs once per distinct record
-    body (all but ``dst``); its values — strings, the nexthops and flags lists — are shared by
-    the rows with that body (table cells are never mutated)."""
+    when the text is not in its regular shape (:func:`part`, made a frame alone)."""
+    found = part(data)
+    return None if found is None else frame_of_parts([found])
+
+
+def part(data: bytes):
+    """``data`` read column-wise (:class:`diag.parse.columnar.Part`), not yet a frame, or None
+    when the text is not in the regular shape (then :func:`parse` decides, errors included).
+    The facts tables make one frame of every host's parts (:func:`frame_of_parts`): a frame per
+    output, then their concatenation, was most of the cost of the routes table.
+    :func:`route_row` runs once per distinct record body (all but ``dst``)."""
     from diag.parse import columnar
 
     records = columnar.route_records(data)
     if records is None:
         return None
+    import pyarrow.compute as pc
+
+    try:
+        rows = [route_row(dict(body, dst="default")) for body in records.bodies]
+    except ParseError:
+        return None
+    dst = records.key
+    if not pc.all(pc.or_(pc.equal(dst, "default"), pc.and_(
+            pc.match_substring_regex(dst, r"^[0-9a-fA-F.:/]+$"),
+            pc.less_equal(pc.count_substring(dst, "/"), 1)))).as_py():
+        return None            # the reference raises its ParseError for the first bad one
+    return columnar.Part(records, rows, frame_of_parts)
+
+
+def frame_of_parts(parts: list) -> Any:
+    """The routes table of consecutive outputs' :func:`part` s: their rows in order, exactly
+    the concatenation of :func:`parse` of each (values and dtypes). Each row's values —
+    strings, the nexthops and flags lists — are its body's, shared by the rows with that body
+    (table cells are never mutated)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    rows, hints = [], []
-    try:
-        for body in records.bodies:
-            row = route_row(dict(body, dst="default"))
-            rows.append(row)
-            hints.append(_family_of(row["gateway"]) or _family_of(row["prefsrc"]) or "inet")
-    except ParseError:
-        return None
-    index = records.body_index
-    dst = records.key
+    from diag.parse import columnar
+
+    rows = [row for one in parts for row in one.rows]
+    index = columnar.global_index(parts)
+    dst = columnar.joined_keys(parts)
+    hints = [_family_of(row["gateway"]) or _family_of(row["prefsrc"]) or "inet" for row in rows]
     is_default = pc.equal(dst, "default")
-    if not pc.all(pc.or_(is_default, pc.and_(
-            pc.match_substring_regex(dst, r"^[0-9a-fA-F.:/]+$"),
-            pc.less_equal(pc.count_substring(dst, "/"), 1)))).as_py():
-        return None            # the reference raises its ParseError for the first bad one
     v6 = pc.match_substring(dst, ":")
     suffix = pc.if_else(v6, pa.scalar("/128", pa.large_string()),
                         pa.scalar("/32", pa.large_string()))
     full = pc.if_else(pc.match_substring(dst, "/"), dst,
                       pc.binary_join_element_wise(dst, suffix, pa.scalar("", pa.large_string())))
-    dsts = full.to_numpy(zero_copy_only=False)
-    family_names = columnar.objects(["inet", "inet6"])
-    families = family_names[v6.to_numpy(zero_copy_only=False).astype(np.intp)]
+    n = len(index)
+    block = columnar.ObjectBlock([c for c in COLUMNS if c not in ("ecmp", "metric", "nhid")], n)
+    columnar.strings_into(block, "dst", full)
+    dsts = block.column("dst")
+    block.put("family", columnar.objects(["inet", "inet6"]),
+              v6.to_numpy(zero_copy_only=False).astype(np.intp))
+    families = block.column("family")
     if pc.any(is_default).as_py():
-        for n in np.flatnonzero(is_default.to_numpy(zero_copy_only=False)).tolist():
-            dsts[n], families[n] = normalise_dst("default", hints[index[n]])
-
-    def column(name: str):
-        return columnar.objects([row[name] for row in rows])[index]
+        for n_ in np.flatnonzero(is_default.to_numpy(zero_copy_only=False)).tolist():
+            dsts[n_], families[n_] = normalise_dst("default", hints[index[n_]])
+    for name in ("table", "type", "gateway", "dev", "nexthops", "protocol", "scope", "prefsrc",
+                 "flags"):
+        block.put(name, columnar.objects([row[name] for row in rows]), index)
 
     def ints(name: str):
         values = [row[name] for row in rows]
@@ -213,12 +236,6 @@ def _parse_columnar(data: bytes):
             np.array([v or 0 for v in values], dtype=np.int64)[index],
             np.array([v is None for v in values], dtype=bool)[index])
 
-    rows_index = pd.RangeIndex(len(index))      # shared: no per-column re-alignment
-    data_ = {name: pd.Series(column(name), dtype=object, index=rows_index) for name in (
-        "table", "type", "gateway", "dev", "nexthops", "protocol", "scope", "prefsrc", "flags")}
-    data_.update(family=pd.Series(families, dtype=object, index=rows_index),
-                 dst=pd.Series(dsts, dtype=object, index=rows_index),
-                 ecmp=pd.array(np.array([row["ecmp"] for row in rows], dtype=bool)[index],
-                               dtype="bool"),
-                 metric=ints("metric"), nhid=ints("nhid"))
-    return pd.DataFrame(data_, columns=COLUMNS, index=rows_index)
+    ecmp = np.array([row["ecmp"] for row in rows], dtype=bool)[index]
+    return columnar.assemble(COLUMNS, block, {"ecmp": ecmp, "metric": ints("metric"),
+                                              "nhid": ints("nhid")}, pd.RangeIndex(n))
