@@ -65,6 +65,30 @@ def test_archive_round_trip_and_sha256_check(tmp_path):
     assert kinds == ["SHA256_MISMATCH", "SIZE_MISMATCH", "UNLISTED_FILE"]
 
 
+def test_many_files_checked_in_manifest_order(tmp_path):
+    """Large bundles are hashed several files at a time; the problems still come in the
+    manifest's order, each with the file's real digest (hashlib as the oracle)."""
+    import hashlib
+
+    writer = BundleWriter(tmp_path / "b", run={"targets": ["h1", "h2"]})
+    for host in ("h2", "h1"):
+        writer.set_host(host, reachability="OK")
+        for n in range(12):
+            writer.add_output(host, {"id": f"out-{n:02d}", "outcome": "OK"}, b"x" * (n + 1))
+    writer.finish([])
+    tampered = ["hosts/h2/out-07.out", "hosts/h1/out-03.out", "hosts/h2/out-01.out"]
+    for relative in tampered:
+        path = tmp_path / "b" / relative
+        path.write_bytes(path.read_bytes().upper())          # same size, other content
+    problems = open_bundle(tmp_path / "b").problems
+    assert [(p.kind, p.path) for p in problems] == [
+        ("SHA256_MISMATCH", "hosts/h2/out-01.out"), ("SHA256_MISMATCH", "hosts/h2/out-07.out"),
+        ("SHA256_MISMATCH", "hosts/h1/out-03.out")]
+    for problem in problems:
+        want = hashlib.sha256((tmp_path / "b" / problem.path).read_bytes()).hexdigest()
+        assert problem.detail == want
+
+
 def _tar(tmp_path, add):
     path = tmp_path / "evil.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
