@@ -23,10 +23,12 @@ Small files (under ``SMALL_CAPTURE_BYTES``) are decoded by the per-packet decode
 ``diag pcap`` summarises RowChunks, so a small capture is summarised without importing numpy or
 pandas (start-up time).
 
-Memory stays flat: records are read in blocks, rows are buffered for one chunk only, and TCP
-reassembly holds at most a bounded amount of out-of-order data per direction. An unusable file
-raises :class:`diag.errors.UnusableInput` before the first chunk; a damaged record later ends the
-file with a ``malformed`` packets row, keeping everything before it.
+Memory stays flat: records are read in blocks, rows are buffered for one chunk only (a chunk is
+yielded before the next block is decoded), TCP reassembly holds at most a bounded amount of
+out-of-order data per direction, and a BGP connection whose directions have all closed keeps no
+frame timestamps. An unusable file raises :class:`diag.errors.UnusableInput` before the first
+chunk; a damaged record later ends the file with a ``malformed`` packets row, keeping everything
+before it.
 """
 from __future__ import annotations
 
@@ -119,23 +121,24 @@ def iter_rows(path: str | Path, options: DecodeOptions | None = None,
     info, blocks = open_blocks(path, chunk_packets, arrays=vectorize)
     names: dict[int, str | None] = {}
     decoder = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
-    decoded = _decode_blocks(decoder, checked_blocks(path, info, blocks, names), vectorize)
-    pending = None          # the last chunk is held back: end-of-capture flushing adds to it
-    for block, fast in decoded:
+    # one raw block of lookahead (a few MiB of file bytes), not one decoded chunk: a chunk is
+    # yielded as soon as its block is decoded unless it is the last, to which end-of-capture
+    # flushing adds (holding the decoded rows back instead cost a chunk's rows of peak memory)
+    ahead = checked_blocks(path, info, blocks, names)
+    block = next(ahead, None)
+    fast = None
+    while block is not None:
+        fast = decode_block(decoder, block, vectorize)
         if len(block):
             decoder.last_frame = block.first_frame + len(block) - 1
             decoder.last_ts = float(block.ts[-1])
         if block.damage is not None:
             decoder.damaged(block.damage.frame, block.damage.reason)
-        if pending is not None:
-            yield RowChunk(pending[0], pending[1], info)
-        pending = (decoder.take(), fast)
+        block = next(ahead, None)
+        if block is not None:
+            yield RowChunk(decoder.take(), fast, info)
     decoder.finish()
-    tail = decoder.take()
-    if pending is None:
-        yield RowChunk(tail, None, info)
-    else:
-        yield RowChunk({k: pending[0][k] + tail[k] for k in tail}, pending[1], info)
+    yield RowChunk(decoder.take(), fast, info)
 
 
 def checked_blocks(path, info: CaptureInfo, blocks, names: dict[int, str | None]):
@@ -166,13 +169,6 @@ def decode_block(decoder: PacketDecoder, block, vectorize: bool):
         for rec in block.records():
             packet(*rec)
     return fast
-
-
-def _decode_blocks(decoder: PacketDecoder, blocks, vectorize: bool):
-    """Each block through the vectorised pass (then the per-packet decoder for what it left) or
-    through the per-packet decoder alone: yields (block, fast rows or None)."""
-    for block in blocks:
-        yield block, decode_block(decoder, block, vectorize)
 
 
 def _per_packet(decoder: PacketDecoder, block, fast) -> None:

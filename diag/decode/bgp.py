@@ -96,7 +96,7 @@ _AFI_SAFI_MODE = Struct(">HBB")
 _EXT_NH = Struct(">HHH")
 
 _inet_ntoa = socket.inet_ntoa
-_PREFIX_CACHE_SIZE = 1 << 18
+_PREFIX_CACHE_SIZE = 1 << 16
 _PREFIX_TEXT_V4: dict[bytes, str] = {}
 _PREFIX_TEXT_V6: dict[bytes, str] = {}
 _ZERO_PAD4 = [b"\0" * (4 - n) for n in range(5)]

@@ -35,7 +35,8 @@ TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 # PRUNE_AT entries, then twice what survived the last pruning): what a connection remembers never
 # depends on other connections' traffic, so workers that own different connections
 # (diag.decode.parallel) produce the same rows, and all connections together hold at most about
-# RECENT_FRAMES + PRUNE_AT per connection
+# RECENT_FRAMES + PRUNE_AT per open connection (a connection whose every direction has closed
+# drops its map: nothing can look an earlier frame up any more)
 RECENT_FRAMES = 200_000
 PRUNE_AT = 4096
 
@@ -115,6 +116,13 @@ class BgpFlows:
                                 rst=bool(flags & TCP_RST))
         if events:
             self._handle(conn, a, b, events, ts, depth)
+        if flags & (TCP_FIN | TCP_RST) and conn.frame_ts and all(
+                s.closed for s in conn.streams.values()):
+            # every direction ended and handed over: no event can name an earlier frame again,
+            # so a closed connection keeps no timestamps (reconnects from new ports would
+            # otherwise keep up to PRUNE_AT each, growing with the capture)
+            conn.frame_ts = {}
+            conn.prune_at = PRUNE_AT
 
     def _control(self, session: str, a: Endpoint, b: Endpoint, flags: int, options: bytes,
                  frame: int, ts: float, depth: int) -> None:

@@ -15,7 +15,7 @@ from typing import Iterator
 from diag.decode.bgp_attrs import ipv6_str
 
 _PAD = b"\0" * 17
-_CACHE_SIZE = 1 << 18
+_CACHE_SIZE = 1 << 16
 _TEXT_CACHE: dict[bytes, str] = {}      # packed key (address bytes + length) -> text
 
 

@@ -292,6 +292,7 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
 
 def _child(send, fn: Callable, args: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)       # Ctrl-C is the parent's to handle
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})   # blocked while forking
     from diag.errors import DiagError, EnvironmentProblem
 
     try:
@@ -327,6 +328,16 @@ class _Workers:
         ctx = multiprocessing.get_context("fork")
         sys.stdout.flush()
         sys.stderr.flush()
+        # the workers are forked with SIGTERM's default action: the parent's handler (SIGTERM
+        # ends the run as Ctrl-C does) raised KeyboardInterrupt in a worker that __exit__
+        # terminated while it was still starting, printing a traceback beside the one-line error.
+        # SIGTERM is blocked meanwhile, so one that arrives now reaches the parent's handler
+        # once it is back (and a worker's default action once _child unblocks it)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except ValueError:               # not the main thread: nothing was installed here
+            previous = None
         try:
             for fn, args in self.jobs:
                 recv, send = ctx.Pipe(duplex=False)
@@ -337,6 +348,10 @@ class _Workers:
         except BaseException:
             self.__exit__(None, None, None)
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return self
 
     def next(self, w: int):

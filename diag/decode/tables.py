@@ -57,9 +57,11 @@ def _series(values: np.ndarray | Sequence, name: str) -> pd.Series | np.ndarray:
     return arr
 
 
+# copy=False below: every column array is made for this one frame, so pandas' default copy of a
+# dict's columns (into consolidated blocks) only added a second copy to each chunk's peak memory
 def arrays_frame(arrays: dict, columns: Iterable[str]) -> pd.DataFrame:
     columns = list(columns)
-    return pd.DataFrame({c: _series(arrays[c], c) for c in columns}, columns=columns)
+    return pd.DataFrame({c: _series(arrays[c], c) for c in columns}, columns=columns, copy=False)
 
 
 def records_frame(records: list[tuple], columns: Iterable[str]) -> pd.DataFrame:
@@ -67,7 +69,8 @@ def records_frame(records: list[tuple], columns: Iterable[str]) -> pd.DataFrame:
     if not records:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns}, columns=columns)
     cols = list(zip(*records))
-    return pd.DataFrame({c: _series(v, c) for c, v in zip(columns, cols)}, columns=columns)
+    return pd.DataFrame({c: _series(v, c) for c, v in zip(columns, cols)}, columns=columns,
+                        copy=False)
 
 
 def merge(quick: pd.DataFrame, slow: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -190,6 +190,12 @@ class BgpStream:
 
     # ---------------------------------------------------------------- public API
 
+    @property
+    def closed(self) -> bool:
+        """Ended by FIN or RST and fully handed over: until a SYN with a new ISN reopens it,
+        nothing more comes out of this direction (later events only name later frames)."""
+        return self._closed
+
     def segment(self, seq: int, payload: bytes, frame: int, syn: bool = False,
                 fin: bool = False, rst: bool = False) -> list[Event]:
         """Feed one TCP segment of this direction; return the events it completes."""

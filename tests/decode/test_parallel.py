@@ -206,3 +206,24 @@ def test_interrupt_leaves_no_worker(mix, tmp_path, how):
         time.sleep(0.05)
     assert all(_gone(k) for k in kids)
     assert not list(tmp_path.glob("diag-pcap-*"))
+
+
+def _report_sigterm_disposition():
+    yield signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    yield signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_workers_start_with_default_sigterm_not_the_parents_interrupt():
+    # diag pcap --workers N turns SIGTERM into KeyboardInterrupt in the parent; a worker that
+    # inherited that handler and was terminated while still starting printed a traceback
+    # beside the one-line error (seen as a flaky test_cli_bad_input_one_line)
+    previous = parallel._on_sigterm_interrupt()
+    try:
+        with parallel._Workers([(_report_sigterm_disposition, ())]) as workers:
+            default, blocked = workers.next(0), workers.next(0)
+        assert default, "the worker inherited the parent's SIGTERM handler"
+        assert not blocked, "SIGTERM left blocked in the worker: terminate() would not end it"
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL      # parent's is back
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
