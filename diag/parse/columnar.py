@@ -169,15 +169,21 @@ def route_records(data: bytes) -> Records | None:
     if not (data.startswith(b"[{", start, end) and data.endswith(b"}]", start, end)) or \
             end - start < 5:
         return None
-    # counted over the brackets too: "[{" and "}]" add one "{" and one "}", no "},{"
-    separators = data.count(b"},{", start, end)
-    if data.count(b"{", start, end) != separators + 1 or \
-            data.count(b"}", start, end) != separators + 1:
-        return None                      # nested objects (nexthops, metrics): the reference
     array = _text_array(data, start + 2, end - 2)
     if array is None:
         return None
     records = pc.list_flatten(pc.split_pattern(array, "},{"))
+    # Flat records only: no "{" or "}" between the brackets but the separators' (nested
+    # objects — nexthops, metrics — go to the reference). Counted with numpy over the bytes
+    # (the split found the separators: a "},{" cannot straddle "[{" or "}]"): bytes.count,
+    # three times, was a third of this function and held the GIL.
+    import numpy as np
+
+    inner = np.frombuffer(data, dtype=np.uint8, count=end - start - 4, offset=start + 2)
+    separators = len(records) - 1
+    if np.count_nonzero(inner == ord("{")) != separators or \
+            np.count_nonzero(inner == ord("}")) != separators:
+        return None
     around = _split(records, '"dst":', 2)
     if around is None:
         return None
@@ -267,13 +273,20 @@ def gobgp_path_records(data: bytes) -> Records | None:
 class ObjectBlock:
     """The object columns of a large table filled in one 2-D array (pandas keeps them so): a
     column array each, then pandas copying them into its block, was twice the memory — each
-    fresh page is zeroed by the kernel, seconds at millions of rows."""
+    fresh page is zeroed by the kernel, seconds at millions of rows.
+
+    The block starts as NULL references (zeroed memory, as ``np.ndarray`` allocates an object
+    array), not as ``np.empty``'s None in every cell: that fill, and taking the None back out
+    when a column is put, was ~0.4 s per 25 million cells. Every column is filled by
+    :meth:`put` or :meth:`set` before the block is read (:meth:`column`, :meth:`filled`); one
+    left out becomes None there, so no NULL ever leaves it."""
 
     def __init__(self, names: list[str], length: int) -> None:
         import numpy as np
 
         self.names = names
-        self.values = np.empty((len(names), length), dtype=object)
+        self.values = np.ndarray((len(names), length), dtype=object)
+        self._unfilled = set(names)
 
     def put(self, name: str, distinct, codes) -> None:
         """The column ``name`` as ``distinct[codes]`` (numpy object array, int codes)."""
@@ -281,8 +294,23 @@ class ObjectBlock:
 
         # mode "clip": no bounds-check buffer (the codes index ``distinct`` by construction)
         np.take(distinct, codes, out=self.values[self.names.index(name)], mode="clip")
+        self._unfilled.discard(name)
+
+    def set(self, name: str, values) -> None:
+        """The column ``name`` as ``values`` (a numpy array of the block's length)."""
+        self.values[self.names.index(name)] = values
+        self._unfilled.discard(name)
+
+    def filled(self):
+        """The 2-D object array, every column filled (None where none was put)."""
+        for name in sorted(self._unfilled):
+            self.values[self.names.index(name)] = None
+        self._unfilled.clear()
+        return self.values
 
     def column(self, name: str):
+        if name in self._unfilled:
+            self.set(name, None)
         return self.values[self.names.index(name)]
 
 
@@ -300,7 +328,7 @@ def assemble(columns: list[str], block: ObjectBlock, others: dict[str, Any], ind
         data.update(others)
         return pd.DataFrame(data, columns=columns, index=index)
     where = {name: k for k, name in enumerate(columns)}
-    blocks = [(block.values, np.array([where[name] for name in block.names], dtype=np.intp))]
+    blocks = [(block.filled(), np.array([where[name] for name in block.names], dtype=np.intp))]
     for name, values in others.items():
         if isinstance(values, pd.arrays.NumpyExtensionArray) or \
                 isinstance(values.dtype, np.dtype):     # bool, int64: a numpy block
@@ -315,7 +343,7 @@ def strings_into(block: ObjectBlock, name: str, array) -> None:
 
     encoded = pc.dictionary_encode(array)
     if encoded.null_count:
-        block.values[block.names.index(name)] = array.to_numpy(zero_copy_only=False)
+        block.set(name, array.to_numpy(zero_copy_only=False))
         return
     block.put(name, encoded.dictionary.to_numpy(zero_copy_only=False),
               encoded.indices.to_numpy(zero_copy_only=False))
