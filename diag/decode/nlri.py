@@ -71,10 +71,31 @@ def texts(packs: list[PackedPrefixes]) -> "np.ndarray":
     """The prefix text of every entry of ``packs``, in order, as one object array."""
     import numpy as np   # here, not at import: the per-packet decoder runs without numpy
 
-    total = sum(len(p) for p in packs)
-    out = np.empty(total, dtype=object)
-    if not total:
-        return out
+    out = np.empty(sum(len(p) for p in packs), dtype=object)
+    for width, plen, raw, where in _entries_by_family(packs):
+        key = np.concatenate([raw, plen.astype(np.uint8)[:, None]], axis=1)
+        keys = np.ascontiguousarray(key).view(np.dtype((np.void, width + 1))).ravel()
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        cache = _TEXT_CACHE
+        if len(cache) > _CACHE_SIZE:
+            cache.clear()
+        names = np.empty(len(uniq), dtype=object)
+        for j, u in enumerate(uniq.tolist()):
+            text = cache.get(u)
+            if text is None:
+                text = cache[u] = _text(u[:width], u[width], width)
+            names[j] = text
+        out[where] = names[inverse.ravel()]
+    return out
+
+
+def _entries_by_family(packs: list[PackedPrefixes]):
+    """Per address family present in ``packs`` (IPv4 first): ``(width, plen, raw, where)`` for
+    its entries in order — prefix lengths (int64), the address bytes zero-filled past the
+    length (uint8, ``width`` columns) and each entry's position in the packs' concatenation."""
+    import numpy as np
+
+    starts = np.cumsum([0] + [len(p) for p in packs])[:-1]
     for v6 in (False, True):
         chosen = [i for i, p in enumerate(packs) if p.v6 == v6 and len(p)]
         if not chosen:
@@ -90,24 +111,9 @@ def texts(packs: list[PackedPrefixes]) -> "np.ndarray":
         cols = np.arange(width)
         raw = buf[pos[:, None] + 1 + cols[None, :]]
         raw = np.where(cols[None, :] < nbytes[:, None], raw, 0).astype(np.uint8)
-        key = np.concatenate([raw, plen.astype(np.uint8)[:, None]], axis=1)
-        keys = np.ascontiguousarray(key).view(np.dtype((np.void, width + 1))).ravel()
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        cache = _TEXT_CACHE
-        if len(cache) > _CACHE_SIZE:
-            cache.clear()
-        names = np.empty(len(uniq), dtype=object)
-        for j, u in enumerate(uniq.tolist()):
-            text = cache.get(u)
-            if text is None:
-                text = cache[u] = _text(u[:width], u[width], width)
-            names[j] = text
-        # where these packs' entries go in ``out``
-        starts = np.cumsum([0] + [len(p) for p in packs])[:-1]
         lengths = np.array([len(packs[i]) for i in chosen], dtype=np.int64)
         first = np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        out[first + np.arange(len(pos))] = names[inverse.ravel()]
-    return out
+        yield width, plen, raw, first + np.arange(len(pos))
 
 
 # --- 64-bit prefix keys: distinct-prefix counting without making texts ------------------------
@@ -176,27 +182,11 @@ def keys(packs: list[PackedPrefixes]) -> "np.ndarray":
     """:func:`pack_keys` of every entry of ``packs``, in order, as one int64 array (numpy)."""
     import numpy as np
 
-    total = sum(len(p) for p in packs)
-    out = np.empty(total, dtype=np.int64)
-    if not total:
-        return out
-    starts = np.cumsum([0] + [len(p) for p in packs])[:-1]
-    for v6 in (False, True):
-        chosen = [i for i, p in enumerate(packs) if p.v6 == v6 and len(p)]
-        if not chosen:
-            continue
-        width = 16 if v6 else 4
-        datas = [packs[i].data for i in chosen]
-        bases = np.cumsum([0] + [len(d) for d in datas[:-1]])
-        buf = np.frombuffer(b"".join(datas) + _PAD, dtype=np.uint8)
-        pos = np.concatenate([np.asarray(packs[i].offsets, dtype=np.int64) + base
-                              for i, base in zip(chosen, bases.tolist())])
-        plen = buf[pos].astype(np.uint64)
-        nbytes = (buf[pos].astype(np.int64) + 7) >> 3
-        cols = np.arange(width)
-        raw = buf[pos[:, None] + 1 + cols[None, :]]
-        raw = np.where(cols[None, :] < nbytes[:, None], raw, 0).astype(np.uint64)
-        if v6:
+    out = np.empty(sum(len(p) for p in packs), dtype=np.int64)
+    for width, plen_int, raw8, where in _entries_by_family(packs):
+        plen = plen_int.astype(np.uint64)
+        raw = raw8.astype(np.uint64)
+        if width == 16:
             shifts = np.arange(56, -1, -8, dtype=np.uint64)
             hi = (raw[:, :8] << shifts[None, :]).sum(axis=1, dtype=np.uint64)
             lo = (raw[:, 8:] << shifts[None, :]).sum(axis=1, dtype=np.uint64)
@@ -207,9 +197,7 @@ def keys(packs: list[PackedPrefixes]) -> "np.ndarray":
         else:
             shifts = np.array([32, 24, 16, 8], dtype=np.uint64)
             key = (raw << shifts[None, :]).sum(axis=1, dtype=np.uint64) | plen
-        lengths = np.array([len(packs[i]) for i in chosen], dtype=np.int64)
-        first = np.repeat(starts[chosen] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        out[first + np.arange(len(pos))] = key.astype(np.int64)
+        out[where] = key.astype(np.int64)
     return out
 
 

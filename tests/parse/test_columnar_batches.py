@@ -16,29 +16,9 @@ from hypothesis import strategies as st
 from diag.facts.tables import _combined
 from diag.parse import columnar, gobgp, ip_route
 from tests.parse.helpers import FIXTURES
-
-
-def _reference_routes(data: bytes):
-    saved = ip_route._parse_columnar
-    ip_route._parse_columnar = lambda _data: None
-    try:
-        return ip_route.parse(data)
-    finally:
-        ip_route._parse_columnar = saved
-
-
-def _reference_rib(data: bytes, **kwargs):
-    saved = gobgp._parse_rib_columnar
-    gobgp._parse_rib_columnar = lambda *_args: None
-    try:
-        return gobgp.parse_rib(data, **kwargs)
-    finally:
-        gobgp._parse_rib_columnar = saved
-
-
-def _same(fast, slow) -> None:
-    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
-    assert list(fast.dtypes) == list(slow.dtypes)
+from tests.parse.helpers import reference_rib as _reference_rib
+from tests.parse.helpers import reference_routes as _reference_routes
+from tests.parse.helpers import same_frame as _same
 
 
 def _concat(frames):
