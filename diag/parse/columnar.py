@@ -208,10 +208,14 @@ def route_records(data: bytes) -> Records | None:
             raise ValueError("dst given twice")
         return value
 
+    return _records(dst, body, decode)
+
+
+def _records(keys, body, decode) -> Records | None:
+    """:class:`Records` of ``keys`` and their ``body`` texts decoded by ``decode``; None when a
+    body does not decode (the reference parser then decides)."""
     decoded = _bodies(body, decode)
-    if decoded is None:
-        return None
-    return Records(dst, decoded[0], decoded[1])
+    return None if decoded is None else Records(keys, decoded[0], decoded[1])
 
 
 def gobgp_path_records(data: bytes) -> Records | None:
@@ -264,10 +268,7 @@ def gobgp_path_records(data: bytes) -> Records | None:
             raise ValueError("nlri/age given twice")
         return value
 
-    decoded = _bodies(body, decode)
-    if decoded is None:
-        return None
-    return Records(prefix, decoded[0], decoded[1])
+    return _records(prefix, body, decode)
 
 
 class ObjectBlock:
