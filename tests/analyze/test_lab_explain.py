@@ -14,6 +14,7 @@ import pytest
 from diag.analyze import explain
 from diag.analyze.trace import build_fib, lookup, trace
 from diag.facts import load_facts
+from tests.analyze.pointers import resolve_pointer
 
 pytestmark = pytest.mark.lab
 
@@ -97,21 +98,13 @@ def test_trace_shows_the_leak(labs):
     assert t.hops[0].lookup.dev == lb.lab.hosts[r.node.name].mgmt_iface, t.text()
 
 
-def _resolve_pointer(document, pointer: str):
-    node = document
-    for token in pointer.lstrip("/").split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        node = node[int(token)] if isinstance(node, list) else node[token]
-    return node
-
-
 def _check_evidence(bundle: Path, finding) -> None:
     assert finding.evidence
     for ev in finding.evidence:
         path = bundle / ev.file
         assert path.is_file(), ev
         if ev.pointer.startswith("/"):
-            node = _resolve_pointer(json.loads(path.read_text()), ev.pointer)
+            node = resolve_pointer(json.loads(path.read_text()), ev.pointer)
             # the pointed-at element is what the evidence line says (its prefix or address)
             text = json.dumps(node)
             tokens = [t.rstrip(":") for t in ev.value.split()]

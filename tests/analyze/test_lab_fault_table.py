@@ -25,6 +25,7 @@ import pytest
 from diag.analyze import explain
 from diag.facts import load_facts
 from diag.lab import faults
+from tests.analyze.pointers import resolve_pointer
 
 pytestmark = pytest.mark.lab
 
@@ -56,14 +57,6 @@ def test_alt_cells_cover_every_fault():
 
 
 # --- independent readers of the cited evidence -----------------------------------------------
-
-def resolve_pointer(document, pointer: str):
-    node = document
-    for token in pointer.lstrip("/").split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        node = node[int(token)] if isinstance(node, list) else node[token]
-    return node
-
 
 @lru_cache(maxsize=None)
 def tshark_frames(path: str) -> dict[int, str]:

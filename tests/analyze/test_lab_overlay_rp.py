@@ -12,16 +12,9 @@ import pytest
 
 from diag.analyze import explain
 from diag.facts import load_facts
+from tests.analyze.pointers import resolve_pointer
 
 pytestmark = pytest.mark.lab
-
-
-def _resolve(document, pointer: str):
-    node = document
-    for token in pointer.lstrip("/").split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        node = node[int(token)] if isinstance(node, list) else node[token]
-    return node
 
 
 def _check_evidence(bundle, finding) -> None:
@@ -30,7 +23,7 @@ def _check_evidence(bundle, finding) -> None:
         path = bundle / ev.file
         assert path.is_file(), ev
         if ev.pointer.startswith("/"):
-            node = _resolve(json.loads(path.read_text()), ev.pointer)
+            node = resolve_pointer(json.loads(path.read_text()), ev.pointer)
             first = ev.value.split()[0].rstrip(":")
             assert first in json.dumps(node), (ev, json.dumps(node)[:300])
         elif ev.pointer.startswith("line starting "):
