@@ -37,8 +37,8 @@ def _until(path: Path, display_filter: str, timeout: float = 15) -> None:
 
 
 def _restart_and_wait(lab: Lab, host: str) -> None:
-    lab.restart_bgp(host)
-    lab.wait_established(timeout=40)
+    lab.daemons.restart_bgp(host)
+    lab.daemons.wait_established(timeout=40)
     wait_for(lab._routes_ready, timeout=20, what="routes")
 
 

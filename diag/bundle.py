@@ -34,7 +34,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from diag import __version__
 from diag.errors import DiagError, ExitStatus, UnusableInput
@@ -43,6 +43,8 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 REDACTIONS = "redactions.json"
 HOSTS_DIR = "hosts"
+OUTPUT_SUFFIX = ".out"
+CAPTURE_SUFFIXES = (".pcap", ".pcapng")
 
 STATUS_IN_PROGRESS = "in_progress"
 STATUS_COMPLETE = "complete"
@@ -61,6 +63,18 @@ def safe_component(name: str) -> str:
     """A host name or command id turned into one safe path component (no '/', no '..')."""
     cleaned = _SAFE_NAME.sub("_", name).strip(".") or "_"
     return cleaned[:120]
+
+
+def _file_name(command_id: str, suffix: str) -> str:
+    return safe_component(command_id) + suffix
+
+
+def output_path(host: str, command_id: str, suffix: str = OUTPUT_SUFFIX) -> str:
+    """The bundle path the writer gives a host's output: ``hosts/<host>/<id><suffix>``.
+
+    The manifest is the authority (two host names that sanitise alike get ``<host>~2``); this is
+    where an output not listed there would be, for evidence that names one anyway."""
+    return f"{HOSTS_DIR}/{safe_component(host)}/{_file_name(command_id, suffix)}"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -181,9 +195,9 @@ class BundleWriter:
         return path.relative_to(self.root).as_posix()
 
     def add_output(self, host: str, command: dict[str, Any], data: bytes,
-                   suffix: str = ".out") -> dict[str, Any]:
+                   suffix: str = OUTPUT_SUFFIX) -> dict[str, Any]:
         """Write one command's (already redacted) output and record it; returns the record."""
-        path = self.host_dir(host) / (safe_component(command["id"]) + suffix)
+        path = self.host_dir(host) / _file_name(command["id"], suffix)
         _atomic_write(path, data, sync_dir=False)  # the directory is synced before the manifest
         self._dirty_dirs.add(path.parent)
         record = dict(command, path=self._relative(path), bytes=len(data),
@@ -196,7 +210,7 @@ class BundleWriter:
         self._changed()
 
     def open_stream(self, host: str, command_id: str, suffix: str) -> StreamFile:
-        return StreamFile(self.host_dir(host) / (safe_component(command_id) + suffix))
+        return StreamFile(self.host_dir(host) / _file_name(command_id, suffix))
 
     def add_stream(self, host: str, command: dict[str, Any], stream: StreamFile) -> dict[str, Any]:
         digest, size = stream.commit()
@@ -306,6 +320,85 @@ class Bundle:
         for host, record in self.manifest.get("hosts", {}).items():
             for command in record.get("commands", []):
                 yield host, command
+
+    def outputs(self) -> "OutputIndex":
+        """Where each (host, command id)'s output is, as the manifest lists it."""
+        return OutputIndex((host, str(command.get("id", "")), command.get("path"))
+                           for host, command in self.commands() if isinstance(command, dict))
+
+    def captures(self, present_only: bool = False) -> list[tuple[str, Path]]:
+        """(host, file) of every capture the manifest lists with bytes in it, in its order
+        (``present_only``: only those whose file is there)."""
+        return [(host, self.path(command["path"])) for host, command in self.commands()
+                if isinstance(command, dict) and _is_capture_path(command.get("path"))
+                and command.get("bytes")
+                and (not present_only or self.path(command["path"]).is_file())]
+
+
+def _is_capture_path(path: Any) -> bool:
+    return isinstance(path, str) and path.endswith(CAPTURE_SUFFIXES)
+
+
+class OutputIndex:
+    """(host, command id) -> the bundle path of that output: what evidence cites.
+
+    Built from the manifest (:meth:`Bundle.outputs`) or from ``(host, id, path)`` triples (the
+    facts' ``commands`` table); a pair the manifest does not list answers with the writer's
+    layout (:func:`output_path`), so evidence about a missing output still names where it would
+    be."""
+
+    def __init__(self, entries: Iterable[tuple[str, str, Any]] = ()) -> None:
+        self._paths: dict[tuple[str, str], str] = {}
+        self._captures: dict[str, str] = {}
+        for host, command_id, path in entries:
+            if not isinstance(path, str):
+                continue
+            self._paths[(str(host), str(command_id))] = path
+            if _is_capture_path(path):
+                self._captures.setdefault(str(host), path)
+
+    def path(self, host: str, command_id: str, suffix: str = OUTPUT_SUFFIX) -> str:
+        """The file of ``host``'s output of ``command_id`` (a phase suffix such as
+        ``+after-capture`` is not part of the id)."""
+        listed = self._paths.get((host, command_id))
+        return listed if listed is not None else output_path(host, command_id, suffix)
+
+    def capture(self, host: str) -> str | None:
+        """The first capture file of ``host``, or None."""
+        return self._captures.get(host)
+
+
+def command_record(host: str, index: int) -> tuple[str, str]:
+    """(file, JSON pointer) of the manifest's record of ``host``'s ``index``-th command: what
+    evidence cites for a command's outcome."""
+    return MANIFEST, f"/hosts/{_pointer_token(host)}/commands/{index}"
+
+
+def _pointer_token(text: str) -> str:
+    """One JSON pointer reference token (RFC 6901): ``~`` and ``/`` escaped."""
+    return text.replace("~", "~0").replace("/", "~1")
+
+
+def is_bundle(path: Path) -> bool:
+    """A directory, a ``.tar.gz``/``.tgz``/``.tar`` archive, or any tar file: read as a bundle
+    (anything else is read as a capture)."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    if path.name.lower().endswith((".tar.gz", ".tgz", ".tar")):
+        return True
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def source_sha256(source: Path) -> str | None:
+    """What names a bundle in a document: the archive's sha256, or for a directory its
+    manifest's; None when there is no such file."""
+    source = Path(source)
+    target = source / MANIFEST if source.is_dir() else source
+    return sha256_file(target) if target.is_file() else None
 
 
 def _checked_relative(name: str) -> PurePosixPath:
@@ -470,5 +563,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Bundle", "BundleWriter", "Problem", "StreamFile", "open_bundle", "read_bundle_dir", "sha256_file",
-           "extract_archive", "write_archive", "safe_component", "SCHEMA_VERSION"]
+__all__ = ["Bundle", "BundleWriter", "OutputIndex", "Problem", "StreamFile", "command_record", "extract_archive",
+           "is_bundle", "open_bundle", "output_path", "read_bundle_dir", "safe_component",
+           "sha256_file", "source_sha256", "write_archive", "SCHEMA_VERSION"]

@@ -16,6 +16,7 @@ class ExitStatus(IntEnum):
     INCOMPLETE = 3          # collection incomplete: some host or command failed
     UNUSABLE_INPUT = 4      # evidence unusable: unreadable capture/bundle, unknown format
     ENVIRONMENT = 5         # missing privilege or tool (e.g. lab without root, no tshark)
+    INTERNAL = 70           # a bug in diag (EX_SOFTWARE): one line, --traceback shows it
     INTERRUPTED = 130       # Ctrl-C
 
 

@@ -6,14 +6,17 @@ Public API::
     result = explain(facts)            # Explanation(findings (ranked), checked, not_checked)
     result.findings[0].code            # codes: diag.analyze.catalog.CATALOG (docs/findings.md)
 
-    from diag.analyze.trace import build_fib, trace
+    from diag.analyze.trace import trace
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
 
-Each topic is one module of small pure functions (``routing.py``, ``bgp.py`` (daemon state),
+The kernel's state is read once into a FIB (``fib.py``), asked like the kernel would
+(``lookup.py``) and walked over many hosts (``trace.py``). Each topic is one module of small pure
+functions (``routing.py``, ``bgp.py`` (daemon state),
 ``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums),
 ``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
-findings; nothing here reads files or imports another stage except through the ``facts`` object
-handed in.
+findings; nothing here reads files or imports another stage: everything comes through the
+``facts`` object handed in, and evidence names bundle files only through ``facts.outputs``
+(:class:`diag.bundle.OutputIndex`).
 """
 from __future__ import annotations
 
@@ -32,11 +35,11 @@ class Explanation:
 def explain(facts) -> Explanation:
     from diag.analyze import routing
     from diag.analyze.rank import rank
-    from diag.analyze.trace import build_fib
+    from diag.analyze.fib import build_fib
 
     from diag.analyze import arp, bgp, offload, overlay, rpfilter, wire_bgp, wire_overlay
 
-    fib = build_fib(facts.tables)
+    fib = build_fib(facts.tables, outputs=facts.outputs)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
     session_findings, session_checks = bgp.analyze(facts.tables, facts.model, fib)
     wire_findings, wire_checks = wire_bgp.analyze(facts.tables, facts.model)
@@ -44,7 +47,7 @@ def explain(facts) -> Explanation:
     session_checks = list(session_checks) + wire_checks
     findings = _link_to_sessions(findings, session_findings) + session_findings
     checks = list(checks) + list(session_checks)
-    arp_findings, arp_checks = arp.analyze(facts.tables, facts.model)
+    arp_findings, arp_checks = arp.analyze(facts.tables, facts.model, facts.outputs)
     findings += arp_findings
     checks += arp_checks
     checks += offload.analyze(facts.tables, facts.model)[1]

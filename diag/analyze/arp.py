@@ -7,27 +7,20 @@ supplies it: ``diag collect --capture 20s``).
 - ``ARP_MULTIPLE_RESPONDERS``: replies for one sender IP come from two or more MACs in one
   capture. The MACs are mapped to hosts and NICs through the collected ``ip link``; the fix keeps
   one announcer.
-- ``ARP_UNANSWERED``: requests for an IP with no reply from it in the capture. ``error`` when the
-  last requests of the capture are unanswered; ``info`` when replies start later in the capture
-  (the IP was answered again before the capture ended), saying so. Neighbour entries
+- ``ARP_UNANSWERED``: requests for an IP that the one ARP rule (:mod:`diag.decode.arp`, applied by
+  the facts stage as the ``arp`` table's ``answered`` column) calls unanswered, at least
+  :data:`UNANSWERED_MIN` of them. ``error`` when no reply from the IP follows the last of them;
+  ``info`` when replies come later in the capture (the IP was answered again before the capture
+  ended), saying so. Neighbour entries
   INCOMPLETE/FAILED for the IP on the asking host support it (source ``neigh``).
 """
 from __future__ import annotations
 
 from diag.analyze.catalog import default_severity
+from diag.bundle import OutputIndex
 from diag.model import Check, Confidence, Evidence, Finding
 
 UNANSWERED_MIN = 3        # fewer unanswered requests are ordinary resolution races
-
-
-def _capture_file(tables, host: str) -> str:
-    cmds = tables.get("commands")
-    if cmds is not None and not cmds.empty:
-        rows = cmds[(cmds["host"] == host) & cmds["path"].astype(str).str.endswith(
-            (".pcap", ".pcapng"))]
-        if not rows.empty:
-            return str(rows.iloc[0]["path"])
-    return "capture"
 
 
 def _mac_owners(tables) -> dict[str, tuple[str, str]]:
@@ -38,16 +31,18 @@ def _mac_owners(tables) -> dict[str, tuple[str, str]]:
             if r.mac}
 
 
-def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
+def analyze(tables, model, outputs: OutputIndex | None = None
+            ) -> tuple[list[Finding], list[Check]]:
     arp = tables.get("arp")
     if arp is None or arp.empty:
         needs = "ARP packets in a capture: diag collect --capture 20s"
         return [], [Check("ARP answered by exactly one MAC", None, needs=needs)]
     findings: list[Finding] = []
+    outputs = outputs if outputs is not None else OutputIndex()
     owners = _mac_owners(tables)
     arp = arp[arp["tunnel_depth"].fillna(0) == 0] if "tunnel_depth" in arp else arp
     for host, rows in arp.groupby("host", sort=True):
-        file = _capture_file(tables, str(host))
+        file = outputs.capture(str(host)) or "capture"
         replies = rows[rows["op"] == "reply"]
         for ip, group in replies.groupby("sender_ip", sort=True):
             macs = sorted({str(m).lower() for m in group["sender_mac"]})
@@ -71,11 +66,12 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
             if bool(group["gratuitous"].fillna(False).any()) and len(group) == \
                     int(group["gratuitous"].fillna(False).sum()):
                 continue
-            answers = replies[replies["sender_ip"] == ip]
-            first_answer = answers["ts"].min() if not answers.empty else None
-            unanswered = group if first_answer is None else group[group["ts"] < first_answer]
+            # the one ARP rule decided each request (diag.decode.arp, the ``answered`` column)
+            unanswered = group[group["answered"].map(lambda v: v is False)]
             if len(unanswered) < UNANSWERED_MIN:
                 continue
+            answers = replies[(replies["sender_ip"] == ip)
+                              & (replies["ts"] > unanswered["ts"].max())]
             asker = str(group.iloc[0]["sender_ip"])
             ev = [Evidence(str(host), file, f"frame {int(r.frame)}",
                            f"who-has {ip} tell {r.sender_ip}", int(r.frame))
@@ -88,10 +84,10 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
                     sources.append("neigh")
                     # JSON pointer: the entry's place in that host's `ip -j neigh` list
                     same = neigh[(neigh["host"] == r.host) & (neigh["source"] == r.source)]
-                    ev.append(Evidence(r.host, f"hosts/{r.host}/{r.source}.out",
+                    ev.append(Evidence(r.host, outputs.path(r.host, str(r.source)),
                                        f"/{list(same.index).index(label)}",
                                        f"{ip} dev {r.dev} {r.state}"))
-            healed = first_answer is not None
+            healed = not answers.empty
             if healed:
                 ev.append(Evidence(str(host), file, f"frame {int(answers.iloc[0]['frame'])}",
                                    f"first reply {ip} is-at {answers.iloc[0]['sender_mac']}",

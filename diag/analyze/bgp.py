@@ -30,8 +30,11 @@ import ipaddress
 from dataclasses import dataclass
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.trace import Fib, lookup
+from diag.analyze.fib import Fib
+from diag.analyze.lookup import lookup
+from diag.bundle import command_record
 from diag.model import Check, Confidence, Evidence, Finding
+from diag.values import or_none
 
 MD5_COUNTERS = ("TcpExtTCPMD5Failure", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected")
 
@@ -46,26 +49,14 @@ class Session:
     other_row: object | None    # the other end's row for this session
 
 
-def _na(value):
-    try:
-        import pandas as pd
-
-        return None if value is None or pd.isna(value) else value
-    except (TypeError, ValueError):
-        return value
-
 
 class _Ctx:
     def __init__(self, tables, model, fib: Fib) -> None:
         self.tables, self.model, self.fib = tables, model, fib
-        cmds = tables.get("commands")
-        self.paths = {} if cmds is None or cmds.empty else {
-            (h, i): p for h, i, p in zip(cmds["host"], cmds["id"], cmds["path"])}
-        self.commands = cmds
+        self.commands = tables.get("commands")
 
     def file(self, host: str, source: str) -> str:
-        first = str(source).split("+")[0]
-        return self.paths.get((host, first), f"hosts/{host}/{first}.out")
+        return self.fib.outputs.path(host, str(source).split("+")[0])
 
     def peer_ev(self, s_host: str, row) -> Evidence:
         src = str(row.source).split("+")[0]
@@ -74,9 +65,9 @@ class _Ctx:
         elif src.startswith("frr"):
             pointer = f"/{row.peer}"
         else:
-            pointer = f"line starting {row.name}" if _na(row.name) else f"peer {row.peer}"
-        err = _na(row.last_error)
-        value = (f"{row.daemon} peer {row.peer} AS {_na(row.peer_as)} state {row.state_raw}"
+            pointer = f"line starting {row.name}" if or_none(row.name) else f"peer {row.peer}"
+        err = or_none(row.last_error)
+        value = (f"{row.daemon} peer {row.peer} AS {or_none(row.peer_as)} state {row.state_raw}"
                  + (f", last error {err!r}" if err else ""))
         return Evidence(s_host, self.file(s_host, src), pointer, value)
 
@@ -101,7 +92,7 @@ def _sessions(ctx: _Ctx) -> list[Session]:
         other = ctx.owner(str(r.peer))
         other_row = None
         if other:
-            local = _na(r.local_address)
+            local = or_none(r.local_address)
             for (h, p), row in by_end.items():
                 if h == other and (p == local or ctx.owner(p) == r.host):
                     other_row = row
@@ -151,7 +142,7 @@ def _handshakes(ctx: _Ctx, s: Session) -> list[Evidence]:
     """Half-open connections on :179 between the two ends, on either side."""
     out = []
     ends = [(s.host, s.peer)]
-    local = _na(s.row.local_address)
+    local = or_none(s.row.local_address)
     if s.other and local:
         ends.append((s.other, local))
     for host, remote in ends:
@@ -162,7 +153,7 @@ def _handshakes(ctx: _Ctx, s: Session) -> list[Evidence]:
                      & (socks["peer_addr"] == remote)
                      & ((socks["peer_port"] == 179) | (socks["local_port"] == 179))]
         for row in half.itertuples(index=False):
-            retrans = _na(row.retrans_total) or _na(row.retrans) or 0
+            retrans = or_none(row.retrans_total) or or_none(row.retrans) or 0
             out.append(Evidence(host, ctx.file(host, row.source),
                                 f"line with {row.state} {row.local_addr}:{row.local_port} "
                                 f"{row.peer_addr}:{row.peer_port}",
@@ -179,17 +170,17 @@ def _failed_commands(ctx: _Ctx, host: str | None, daemon_prefixes: tuple[str, ..
                         & (ctx.commands["outcome"].astype(str) != "ok")]
     # the manifest's record of the command (its outcome), by its place in the host's list
     order = list(ctx.commands[ctx.commands["host"] == host]["id"])
-    return [Evidence(host, "manifest.json", f"/hosts/{host}/commands/{order.index(r.id)}",
+    return [Evidence(host, *command_record(host, order.index(r.id)),
                      f"{r.id}: {r.outcome} (exit {r.exit_code}) {str(r.stderr or '')[:80]}")
             for r in rows.itertuples(index=False)]
 
 
 def _configured_as_mismatch(ctx: _Ctx, s: Session):
     """The AS this end expects vs the AS the other end runs (its own sessions' local AS)."""
-    expected = _na(s.row.peer_as)
+    expected = or_none(s.row.peer_as)
     actual = None
     if s.other_row is not None:
-        actual = _na(s.other_row.local_as)
+        actual = or_none(s.other_row.local_as)
     elif s.other and s.other in ctx.model.hosts:
         actual = ctx.model.hosts[s.other].asn.value
     if expected is None or actual is None or int(expected) == int(actual):
@@ -208,10 +199,10 @@ def _finding(code: str, summary: str, sources, evidence, fix=(), severity=None, 
 
 def _md5_fix(host: str, row, peer: str) -> list[str]:
     if str(row.daemon) == "FRR":
-        return [f"{host}: vtysh -c 'conf t' -c 'router bgp {_na(row.local_as)}' "
+        return [f"{host}: vtysh -c 'conf t' -c 'router bgp {or_none(row.local_as)}' "
                 f"-c 'neighbor {peer} password SECRET'"]
     if str(row.daemon) == "BIRD":
-        return [f"{host}: in bird.conf, protocol bgp {_na(row.name) or ''} {{ password \"SECRET\"; }}, "
+        return [f"{host}: in bird.conf, protocol bgp {or_none(row.name) or ''} {{ password \"SECRET\"; }}, "
                 "then birdc configure"]
     if str(row.daemon) == "GOBGP":
         return [f"{host}: gobgpd config [neighbors.config] auth-password = \"SECRET\" for "
@@ -222,11 +213,11 @@ def _md5_fix(host: str, row, peer: str) -> list[str]:
 def _down(ctx: _Ctx, s: Session) -> Finding:
     r, o = s.row, s.other_row
     name = f"{s.host} <-> {s.other or s.peer}"
-    who = f"session {s.host} ({_na(r.local_address) or '?'}) -> {s.peer}"
+    who = f"session {s.host} ({or_none(r.local_address) or '?'}) -> {s.peer}"
     ev = [ctx.peer_ev(s.host, r)] + ([ctx.peer_ev(s.other, o)] if o is not None else [])
     daemons = {str(r.daemon).lower()} | ({str(o.daemon).lower()} if o is not None else set())
     hosts = (s.host, s.other)
-    codes = {str(_na(x.last_error_code) or "") for x in (r, o) if x is not None}
+    codes = {str(or_none(x.last_error_code) or "") for x in (r, o) if x is not None}
 
     md5 = [(h, *_counter(ctx, h, c)) for h in (s.host, s.other) if h for c in MD5_COUNTERS]
     md5 = [(h, v, e) for h, v, e in md5 if v > 0]
@@ -270,7 +261,7 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
             if mismatch else "decided by the last error (NOTIFICATION 2/2) of a down session",
             hosts=hosts, subject=f"{s.host} {s.peer}")
 
-    if "0400" in codes or any("hold timer" in str(_na(x.last_error) or "").lower()
+    if "0400" in codes or any("hold timer" in str(or_none(x.last_error) or "").lower()
                               for x in (r, o) if x is not None):
         silent = _failed_commands(ctx, s.other if o is None else None, ("gobgp", "bird", "frr"))
         silent += _failed_commands(ctx, s.host if r is None else None, ("gobgp", "bird", "frr"))
@@ -300,10 +291,10 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
             f"({len(half)} socket(s) in SYN-SENT/SYN-RECV): SYNs or their answers are dropped",
             ["ss", *daemons, "ss-listener" if listens else None], ev + half + [lev],
             [f"# on {s.host} and {s.other or s.peer}: allow TCP 179 between "
-             f"{_na(r.local_address) or s.host} and {s.peer} (nft list ruleset; iptables-save)"],
+             f"{or_none(r.local_address) or s.host} and {s.peer} (nft list ruleset; iptables-save)"],
             hosts=hosts, subject=f"{s.host} {s.peer}")
     if listens is False and s.other:
-        mine, mev = _listener(ctx, s.host, _na(r.local_address))
+        mine, mev = _listener(ctx, s.host, or_none(r.local_address))
         both = mine is False
         rsts, rev = _counter(ctx, s.other, "TcpOutRsts")
         half = [rev] if rsts else []
@@ -314,11 +305,11 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
             ["ss", *daemons, "nstat" if half else None], ev + [lev, mev if both else None]
             + half,
             [f"# let one end dial out or listen: e.g. {s.other}'s speaker active "
-             f"(not passive) towards {_na(r.local_address) or s.host}, or listening on 179"],
+             f"(not passive) towards {or_none(r.local_address) or s.host}, or listening on 179"],
             hosts=hosts, subject=f"{s.host} {s.peer}")
     return _finding("BGP_SESSION_NOT_ESTABLISHED",
                     f"{who}: {r.state_raw}"
-                    + (f" (last error {_na(r.last_error)!r})" if _na(r.last_error) else ""),
+                    + (f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""),
                     daemons, ev, hosts=hosts, subject=f"{s.host} {s.peer}")
 
 
@@ -347,15 +338,15 @@ def _policy_blocked(ctx: _Ctx, s: Session) -> bool:
         return False
     if "policy" in str(r.state_raw).lower():
         return True
-    ebgp = _na(r.peer_as) is not None and _na(r.local_as) is not None and \
+    ebgp = or_none(r.peer_as) is not None and or_none(r.local_as) is not None and \
         int(r.peer_as) != int(r.local_as)
-    silent = int(_na(r.accepted) or 0) == 0 and int(_na(r.advertised) or 0) == 0
+    silent = int(or_none(r.accepted) or 0) == 0 and int(or_none(r.advertised) or 0) == 0
     # GoBGP omits zero counts and leaves originated routes out of "advertised": its own
     # originated paths say that it offers something
     paths = ctx.tables["bgp_paths"]
     originates = s.other is not None and not paths.empty and bool(
         ((paths["host"] == s.other) & (paths["local"] == True)).any())  # noqa: E712
-    offered = o is not None and (int(_na(o.advertised) or 0) > 0 or originates)
+    offered = o is not None and (int(or_none(o.advertised) or 0) > 0 or originates)
     return ebgp and silent and offered
 
 
@@ -371,17 +362,17 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
                 "BGP_EBGP_REQUIRES_POLICY",
                 f"{s.host}: eBGP session to {s.peer} ({s.other or '?'}) is Established but FRR "
                 "has no policy for it (RFC 8212 ebgp-requires-policy): it accepted "
-                f"{_na(r.accepted) or 0} and sent {_na(r.advertised) or 0} prefixes while "
+                f"{or_none(r.accepted) or 0} and sent {or_none(r.advertised) or 0} prefixes while "
                 f"{s.other or s.peer} offers its routes",
-                ["frr", "counts" if (_na(r.accepted) or 0) == 0 else None],
+                ["frr", "counts" if (or_none(r.accepted) or 0) == 0 else None],
                 [ctx.peer_ev(s.host, r)],
-                [f"vtysh -c 'conf t' -c 'router bgp {_na(r.local_as)}' -c 'no bgp "
+                [f"vtysh -c 'conf t' -c 'router bgp {or_none(r.local_as)}' -c 'no bgp "
                  "ebgp-requires-policy'", "# or add route-maps in and out for the neighbor"],
                 hosts=(s.host,), subject=f"{s.host} {s.peer}"))
             continue
         # AS path loop: prefixes the other end holds as best paths, carrying this end's AS and
         # not this end's own, are missing from this end's RIB
-        local_as = _na(r.local_as)
+        local_as = or_none(r.local_as)
         if o is None or not local_as or paths.empty:
             continue
         own_cidr = ctx.model.hosts[s.host].pod_cidr.value if s.host in ctx.model.hosts else None
@@ -391,9 +382,9 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
         expected = {str(p.prefix) for p in sender.itertuples(index=False)
                     if int(local_as) in [int(a) for a in (p.as_path or ())]
                     and str(p.prefix) != own_cidr
-                    and str(p.nexthop) != str(_na(r.local_address))}
+                    and str(p.nexthop) != str(or_none(r.local_address))}
         missing = sorted(expected - {str(x) for x in mine})
-        sent, accepted = _na(o.advertised), _na(r.accepted)
+        sent, accepted = or_none(o.advertised), or_none(r.accepted)
         # a sender that says it sent nothing withheld them (export policy): not a loop
         withheld = sent is not None and int(sent) == 0
         if missing and not withheld:
@@ -422,7 +413,7 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
             continue
         from_it = [s for s in sessions if s.other == node.name and s.row.state == "ESTABLISHED"]
         policy = any(_policy_blocked(ctx, s) for s in from_it)
-        received = [_na(s.row.accepted) for s in from_it]
+        received = [or_none(s.row.accepted) for s in from_it]
         if policy or not from_it:
             continue
         # GoBGP omits zero counts and does not count originated routes as advertised: only the
@@ -452,7 +443,7 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     for s in sessions:
         if s.row.state == "ESTABLISHED":
             continue
-        key = frozenset({(s.host, s.peer), (s.other or s.peer, str(_na(s.row.local_address)))})
+        key = frozenset({(s.host, s.peer), (s.other or s.peer, str(or_none(s.row.local_address)))})
         pair = frozenset({s.host, s.other or s.peer})
         if key in seen or pair in seen:
             continue

@@ -25,8 +25,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.trace import Fib, lookup
+from diag.analyze.fib import Fib
+from diag.analyze.lookup import lookup
+from diag.bundle import OutputIndex
 from diag.model import Check, Confidence, Evidence, Finding
+from diag.values import or_none
 
 OVERHEAD = {"vxlan": 50, "geneve": 50}   # outer IPv4 20 + UDP 8 + header 8 + inner Ethernet 14
 OTV_PORT = 8472
@@ -50,36 +53,20 @@ class Link:
     evidence: Evidence
 
 
-def _na(value):
-    try:
-        import pandas as pd
-
-        return None if value is None or pd.isna(value) else value
-    except (TypeError, ValueError):
-        return value
-
 
 def _int(value) -> int | None:
-    value = _na(value)
+    value = or_none(value)
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
 
 
-def command_paths(tables) -> dict[tuple[str, str], str]:
-    cmds = tables.get("commands")
-    if cmds is None or cmds.empty:
-        return {}
-    return {(h, i): p for h, i, p in zip(cmds["host"], cmds["id"], cmds["path"])}
-
-
-def links(tables) -> dict[tuple[str, str], Link]:
+def links(tables, outputs: OutputIndex) -> dict[tuple[str, str], Link]:
     """(host, ifname) -> Link, with a JSON pointer to the device in that host's ``ip -j link``."""
     df = tables["interfaces"]
     if df.empty:
         return {}
-    paths = command_paths(tables)
     out: dict[tuple[str, str], Link] = {}
     index = df.groupby(["host", "source"], sort=False).cumcount()
     for idx, row in zip(index, df.itertuples(index=False)):
@@ -88,15 +75,15 @@ def links(tables) -> dict[tuple[str, str], Link]:
         value = f"{row.ifname} {row.kind or ''} mtu {mtu}".replace("  ", " ")
         if row.kind == "vxlan":
             value = f"{row.ifname} vxlan id {vni} dstport {port} mtu {mtu}"
-        ev = Evidence(row.host, paths.get((row.host, source), f"hosts/{row.host}/{source}.out"),
-                      f"/{idx}", value)
+        ev = Evidence(row.host, outputs.path(row.host, source), f"/{idx}", value)
         out[(row.host, str(row.ifname))] = Link(
-            row.host, str(row.ifname), _na(row.kind), mtu, port, vni, _na(row.vxlan_local),
-            _na(row.vxlan_dev), ev)
+            row.host, str(row.ifname), or_none(row.kind), mtu, port, vni, or_none(row.vxlan_local),
+            or_none(row.vxlan_dev), ev)
     return out
 
 
-def counter(tables, host: str, name: str, phase: str = "main") -> tuple[int, Evidence] | None:
+def counter(tables, outputs: OutputIndex, host: str, name: str, phase: str = "main"
+            ) -> tuple[int, Evidence] | None:
     """An nstat counter of a host (``name`` without or with the TcpExt prefix) and its evidence."""
     df = tables.get("counters")
     if df is None or df.empty:
@@ -108,33 +95,31 @@ def counter(tables, host: str, name: str, phase: str = "main") -> tuple[int, Evi
         return None
     row = rows.iloc[0]
     source = str(row["source"])
-    path = command_paths(tables).get((host, source), f"hosts/{host}/{source}.out")
     value = _int(row["value"]) or 0
-    return value, Evidence(host, path, f"line starting {name}", f"{name} {value}")
+    return value, Evidence(host, outputs.path(host, source), f"line starting {name}", f"{name} {value}")
 
 
-def counter_peak(tables, host: str, name: str) -> tuple[int, Evidence] | None:
+def counter_peak(tables, outputs: OutputIndex, host: str, name: str
+                 ) -> tuple[int, Evidence] | None:
     """The larger reading of a counter (main or after the capture)."""
-    found = [c for c in (counter(tables, host, name), counter(tables, host, name,
-                                                               "after-capture")) if c]
+    found = [c for c in (counter(tables, outputs, host, name),
+                         counter(tables, outputs, host, name, "after-capture")) if c]
     return max(found, key=lambda c: c[0]) if found else None
 
 
 # --- VXLAN_PORT_MISMATCH ------------------------------------------------------------------------
 
-def _port_pcap(tables, odd: Link, port: int) -> list[Evidence]:
+def _port_pcap(tables, outputs: OutputIndex, odd: Link, port: int) -> list[Evidence]:
     """UDP to the cluster port arriving at the odd VTEP, and ICMP the odd VTEP sends back."""
     df = tables.get("packets")
     if df is None or df.empty or not odd.local:
         return []
     out: list[Evidence] = []
-    paths = command_paths(tables)
     udp = df[(df["dst"] == odd.local) & (df["dport"] == port)]
     icmp = df[(df["src"] == odd.local) & (df["ip_proto"] == 1)]
     for rows, what in ((udp, "UDP to port %d" % port), (icmp, "ICMP back")):
         for row in rows.head(1).itertuples(index=False):
-            out.append(Evidence(row.host, paths.get((row.host, "capture"),
-                                                    f"hosts/{row.host}/capture.pcap"),
+            out.append(Evidence(row.host, outputs.path(row.host, "capture", ".pcap"),
                                 f"frame {row.frame}",
                                 f"{row.src} -> {row.dst} {what} on {row.iface}", int(row.frame)))
     return out
@@ -154,7 +139,7 @@ def _recreate(t, link: Link, port: int) -> list[str]:
     return cmds
 
 
-def _port_mismatch(tables, model, devices: dict) -> list[Finding]:
+def _port_mismatch(tables, outputs: OutputIndex, model, devices: dict) -> list[Finding]:
     findings = []
     groups: dict[tuple[str, int | None], list] = {}
     for t in model.tunnels:
@@ -174,11 +159,12 @@ def _port_mismatch(tables, model, devices: dict) -> list[Finding]:
         for t in odd:
             if tie:
                 continue
-            noports = counter_peak(tables, t.host, "UdpNoPorts")
+            noports = counter_peak(tables, outputs, t.host, "UdpNoPorts")
             if noports and noports[0] > 0:
                 sources.add("nstat")
                 evidence.append(noports[1])
-            pcap = _port_pcap(tables, devices.get((t.host, t.device)) or _fake(t), cluster_port)
+            pcap = _port_pcap(tables, outputs, devices.get((t.host, t.device)) or _fake(t),
+                              cluster_port)
             if pcap:
                 sources.add("pcap")
                 evidence += pcap
@@ -229,14 +215,14 @@ def _pod_devices(fib: Fib, model, host: str) -> list[tuple[str, object]]:
     return list(seen.items())
 
 
-def _oversize_pcap(tables, host: str, dev: str, mtu: int) -> Evidence | None:
+def _oversize_pcap(tables, outputs: OutputIndex, host: str, dev: str, mtu: int
+                   ) -> Evidence | None:
     df = tables.get("packets")
     if df is None or df.empty:
         return None
     rows = df[(df["host"] == host) & (df["iface"] == dev) & (df["wirelen"] > mtu + 14)]
     for row in rows.head(1).itertuples(index=False):
-        path = command_paths(tables).get((host, "capture"), f"hosts/{host}/capture.pcap")
-        return Evidence(host, path, f"frame {row.frame}",
+        return Evidence(host, outputs.path(host, "capture", ".pcap"), f"frame {row.frame}",
                         f"{row.src} -> {row.dst} {row.wirelen} bytes on {dev} (tunnel MTU {mtu})",
                         int(row.frame))
     return None
@@ -277,12 +263,12 @@ def _mtu_blackholes(tables, model, fib: Fib, devices: dict) -> list[Finding]:
             continue
         evidence += [e for _, e in via_tunnel[:1]]
         sources = {"ip-link"}
-        refused = counter_peak(tables, t.host, "IpFragFails")
+        refused = counter_peak(tables, fib.outputs, t.host, "IpFragFails")
         if refused and refused[0] > 0:
             sources.add("nstat")
             evidence.append(refused[1])
         for link in big:
-            pev = _oversize_pcap(tables, t.host, link.name, tunnel.mtu)
+            pev = _oversize_pcap(tables, fib.outputs, t.host, link.name, tunnel.mtu)
             if pev:
                 sources.add("pcap")
                 evidence.append(pev)
@@ -320,7 +306,7 @@ def _others_via(fib: Fib, model, host: str, device: str) -> list[tuple[str, Evid
 
 
 def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
-    devices = links(tables)
+    devices = links(tables, fib.outputs)
     checks: list[Check] = []
     names = ("VXLAN ports agree (VXLAN_PORT_MISMATCH)",
              "pods and tunnels fit the underlay MTU (OVERLAY_MTU_BLACKHOLE)")
@@ -329,7 +315,7 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
                     for n in names]
     if not model.tunnels:           # links collected, none is an overlay: nothing can disagree
         return [], [Check(n, True, "no overlay device (native routing)") for n in names]
-    ports = _port_mismatch(tables, model, devices)
+    ports = _port_mismatch(tables, fib.outputs, model, devices)
     used = sorted({t.port for t in model.tunnels if t.port})
     detail = f"ports {', '.join(map(str, used))}"
     if OTV_PORT in used:

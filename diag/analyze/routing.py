@@ -35,9 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.trace import (_FEW, DROP_TYPES, Fib, Lookup, _address_value, _objects,
-                                lookup, paused_gc, quick_route, quick_route_list, routes_for)
+from diag.analyze.fib import FEW, Fib
+from diag.analyze.lookup import (DROP_TYPES, Lookup, address_value, lookup, quick_route,
+                                 quick_route_list, routes_for)
 from diag.model import Check, Confidence, Evidence, Finding
+from diag.values import column_objects
 
 DAEMON_PROTOCOLS = ("bgp", "bird", "zebra", "gobgp", "ospf", "isis", "babel", "186", "12")
 OVERLAY_KINDS = ("vxlan", "geneve")
@@ -48,13 +50,12 @@ class Ctx:
     tables: object
     model: object
     fib: Fib
-    paths: dict
     learned: dict = field(default_factory=dict)     # host -> its daemon's learned best paths
     raw: dict = field(default_factory=dict)          # host -> learned best-path rows (no evidence)
     used_tables: dict = field(default_factory=dict)  # host -> tables its ip rules look up
 
     def file(self, host: str, source: str) -> str:
-        return self.paths.get((host, source), f"hosts/{host}/{source}.out")
+        return self.fib.outputs.path(host, source)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -110,7 +111,7 @@ class _Learned:
                                 & (df["local"] != True)).to_numpy(dtype=bool)          # noqa: E712
                                ).astype(np.int32)
         prefix_codes, prefix_names = pd.factorize(df["prefix"].to_numpy(dtype=object)[index],
-                                                  size_hint=_FEW)
+                                                  size_hint=FEW)
         prefix_codes = prefix_codes.astype(np.int32)
         v6 = np.array([":" in str(p) for p in prefix_names.tolist()] + [False], dtype=bool)
         if v6.any():
@@ -173,11 +174,11 @@ def _table_codes(values):
     import numpy as np
     import pandas as pd
 
-    codes, names = pd.factorize(values, size_hint=_FEW)
+    codes, names = pd.factorize(values, size_hint=FEW)
     names = names.tolist()
     if (codes < 0).any() or not all(type(t) is str for t in names):
         codes, names = pd.factorize(np.array([str(t) for t in values], dtype=object),
-                                    size_hint=_FEW)
+                                    size_hint=FEW)
         names = names.tolist()
     return codes, names
 
@@ -211,7 +212,7 @@ def _proven_installed(ctx: Ctx, learned: dict) -> Any:
     width = len(t_names) + 1
     allowed = np.zeros(len(host_index) * width, dtype=bool)
     with_rules = set()
-    for h, t in zip(_objects(used["host"]), _objects(used["table"])):
+    for h, t in zip(column_objects(used["host"]), column_objects(used["table"])):
         with_rules.add(str(h))
         if str(h) in host_index and str(t) in t_index:
             allowed[host_index[str(h)] * width + t_index[str(t)]] = True
@@ -223,15 +224,15 @@ def _proven_installed(ctx: Ctx, learned: dict) -> Any:
     at, r_host = at[in_used], r_host[in_used]
     del in_used
     dst_codes, dst_names = pd.factorize(routes["dst"].to_numpy(dtype=object)[at],
-                                        size_hint=_FEW)
+                                        size_hint=FEW)
     r_prefix = _on_left(learned["prefix_names"], dst_codes, dst_names.tolist())
     del dst_codes
     known = r_prefix > -2          # the routes of prefixes some daemon holds
     at, r_host, r_prefix = at[known], r_host[known], r_prefix[known]
     del known
-    nexthop_codes, nexthop_names = pd.factorize(learned["nexthop"], size_hint=_FEW)
+    nexthop_codes, nexthop_names = pd.factorize(learned["nexthop"], size_hint=FEW)
     gateway_codes, gateway_names = pd.factorize(routes["gateway"].to_numpy(dtype=object)[at],
-                                                size_hint=_FEW)
+                                                size_hint=FEW)
     del at
     l_hop = nexthop_codes
     r_hop = _on_left(nexthop_names.tolist(), gateway_codes, gateway_names.tolist())
@@ -404,15 +405,7 @@ def _sends_ok(ctx: Ctx, hm, lk: Lookup) -> bool:
 
 
 def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
-    with paused_gc():
-        return _analyze(tables, model, fib)
-
-
-def _analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
-    cmds = tables.get("commands")
-    paths = {} if cmds is None or cmds.empty else {
-        (h, i): p for h, i, p in zip(cmds["host"], cmds["id"], cmds["path"])}
-    ctx = Ctx(tables, model, fib, paths)
+    ctx = Ctx(tables, model, fib)
     findings: list[Finding] = []
     checks: list[Check] = []
     causes: dict[tuple[str, str], str] = {}        # (host, prefix) -> root-cause code
@@ -501,7 +494,7 @@ def _analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
 def _on_link(ctx: Ctx, host: str, address: str | None) -> bool:
     if not address:
         return False
-    value, version = _address_value(address)
+    value, version = address_value(address)
     key = ("on-link", host)
     subnets = ctx.used_tables.get(key)
     if subnets is None:     # per (version, mask): the host's subnets' network ints, once

@@ -17,25 +17,27 @@ from __future__ import annotations
 import ipaddress
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.overlay import command_paths, counter_peak
-from diag.analyze.trace import Fib, lookup, trace
+from diag.analyze.fib import Fib
+from diag.analyze.lookup import lookup
+from diag.analyze.overlay import counter_peak
+from diag.analyze.trace import trace
+from diag.bundle import OutputIndex
 from diag.model import Check, Confidence, Evidence, Finding
 
 
-def rp_modes(tables) -> dict[str, dict[str, tuple[int, Evidence]]]:
+def rp_modes(tables, outputs: OutputIndex) -> dict[str, dict[str, tuple[int, Evidence]]]:
     """host -> {iface or 'all' -> (rp_filter value, evidence)} from the collected sysctls."""
     df = tables.get("sysctls")
     if df is None or df.empty:
         return {}
     rows = df[df["name"] == "rp_filter"]
-    paths = command_paths(tables)
     out: dict[str, dict[str, tuple[int, Evidence]]] = {}
     for row in rows.itertuples(index=False):
         try:
             value = int(str(row.value).strip())
         except ValueError:
             continue
-        path = paths.get((row.host, str(row.source)), f"hosts/{row.host}/{row.source}.out")
+        path = outputs.path(row.host, str(row.source))
         out.setdefault(row.host, {})[str(row.iface)] = (
             value, Evidence(row.host, path, f"line starting {row.key}", f"{row.key} = {value}"))
     return out
@@ -67,7 +69,7 @@ def _endpoints(hm) -> list[tuple[str, str]]:
 
 
 def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
-    modes = rp_modes(tables)
+    modes = rp_modes(tables, fib.outputs)
     name = "reverse path matches the arrival NIC where rp_filter is strict (ASYMMETRIC_RP_FILTER)"
     if not modes:
         return [], [Check(name, None, needs="`sysctl net.ipv4.conf` from every host "
@@ -127,7 +129,7 @@ def _finding(tables, fib: Fib, hm, drops) -> Finding:
         out = back.dev if back.type == "unicast" else f"nowhere ({back.reason})"
         parts.append(f"from {what} arrive on {iif} but the route back to {src} leaves by {out}")
     ifaces = sorted({iif for _, _, iif, _, _, _ in drops})
-    counted = counter_peak(tables, hm.name, "TcpExtIPReversePathFilter")
+    counted = counter_peak(tables, fib.outputs, hm.name, "TcpExtIPReversePathFilter")
     if counted and counted[0] > 0:
         sources.add("nstat")
         evidence.append(counted[1])

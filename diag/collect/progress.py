@@ -3,7 +3,8 @@
 :func:`summary` turns a finished run into a JSON-able dict (the ``--format json`` output, stable
 keys: bundle, archive, status, partial_reasons, hosts[name, reachability, error, commands_ok,
 commands_total, failed[id, outcome, exit_code], capture{bytes, packets}, clock_offset_s]).
-:func:`render_summary` prints it as a table; :class:`LiveView` shows per-host progress on stderr.
+:class:`LiveView` shows per-host progress on stderr while collecting (the summary's table is
+:func:`diag.report.collect.render_summary`).
 Rich is imported inside functions so ``diag --help`` stays fast.
 """
 from __future__ import annotations
@@ -37,37 +38,6 @@ def summary(result: RunResult) -> dict[str, Any]:
             "archive": str(result.archive) if result.archive else None,
             "status": result.status, "partial_reasons": result.partial_reasons,
             "redactions": result.manifest["redactions"]["count"], "hosts": hosts}
-
-
-def render_summary(data: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    table = Table(title="diag collect", show_lines=False)
-    for column in ("host", "reach", "commands", "failed", "daemons", "capture", "clock"):
-        table.add_column(column)
-    for host in data["hosts"]:
-        failed = ", ".join(f"{f['id']}:{f['outcome']}" for f in host["failed"][:4])
-        if len(host["failed"]) > 4:
-            failed += f" (+{len(host['failed']) - 4})"
-        reach = host["reachability"] or "?"
-        capture = host["capture"]
-        offset = host["clock_offset_s"]
-        table.add_row(host["name"], reach,
-                      f"{host['commands_ok']}/{host['commands_total']}", failed or "-",
-                      ",".join(host["daemons"]) or "-",
-                      "-" if capture is None else f"{capture['bytes']} B/{capture['packets']} pkt",
-                      "-" if offset is None else f"{offset:+.3f}s")
-    console.print(table)
-    reasons = f" ({', '.join(data['partial_reasons'])})" if data["partial_reasons"] else ""
-    console.print(f"bundle: {data['bundle']}  status: {data['status']}{reasons}  "
-                  f"redactions: {data['redactions']}")
-    if data["archive"]:
-        console.print(f"archive: {data['archive']}")
-    for host in data["hosts"]:
-        if host["error"]:
-            console.print(f"  {host['name']}: {host['reachability']}: {host['error']}")
 
 
 class LiveView:

@@ -15,23 +15,22 @@ into a :class:`PrefixFolder`), ``apply`` adds it in capture order. :mod:`diag.de
 computes the folds in worker processes (BGP ones per connection owner, merged per chunk by
 :func:`merge_bgp_folds`) and applies them here, so both paths share every line of this logic.
 
-ARP pairing: a request for IP T counts as answered when a reply *from* T arrives within
-``ARP_REPLY_WINDOW`` seconds; gratuitous ARP (sender IP = target IP) and probes (sender 0.0.0.0)
-expect no answer and are not paired. Several MACs answering for one IP (replies or gratuitous
-announcements) are listed as multiple responders.
+ARP pairing is the one rule of :mod:`diag.decode.arp` (a request is answered when a reply *from*
+its target follows within 3 s; gratuitous ARP and probes are not paired). Several MACs answering
+for one IP (replies or gratuitous announcements) are listed as multiple responders.
 """
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from typing import Any
 
+from diag.decode.arp import ArpPairing
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
 from diag.decode.frames import ICMP_COLUMNS, PACKET_COLUMNS
 from diag.decode.rows import RowChunk
+from diag.values import is_missing
 
 SCHEMA = "diag.pcap/1"
-ARP_REPLY_WINDOW = 3.0
-MAX_PENDING_PER_IP = 10_000
 MAX_LISTED = 50
 MAX_PREFIX_SAMPLE = 1000
 BGP_TYPES = ("OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH")
@@ -39,13 +38,8 @@ BGP_TYPES = ("OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH")
 
 def _num(v: Any) -> Any:
     """numpy scalars and floats -> plain JSON values (NaN -> None, whole floats -> int)."""
-    if v is None:
+    if is_missing(v):
         return None
-    try:
-        if v != v:  # NaN
-            return None
-    except (TypeError, ValueError):
-        pass
     if hasattr(v, "item"):
         v = v.item()
     if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
@@ -382,7 +376,7 @@ class CaptureSummary:
         self.tunnel_inner: dict[tuple, Counter] = defaultdict(Counter)
         self.tunnel_malformed = 0
         self.arp_counts: Counter = Counter()
-        self.arp_pending: dict[str, list] = defaultdict(list)
+        self.arp_pairing = ArpPairing()
         self.arp_unanswered: dict[str, dict] = {}
         self.arp_answered = 0
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
@@ -533,24 +527,19 @@ class CaptureSummary:
                 self.arp_counts["requests"] += 1
                 if sip == "0.0.0.0":
                     self.arp_counts["probes"] += 1
-                    continue
-                pending = self.arp_pending[tip]
-                if len(pending) < MAX_PENDING_PER_IP:
-                    pending.append((float(ts), int(frame), sip))
-                else:
-                    self._unanswered(tip, float(ts), int(frame), sip)
             elif op == "reply":
                 self.arp_counts["replies"] += 1
                 self._responder(sip, smac, int(frame))
-                pending = self.arp_pending.pop(sip, None)
-                if pending:
-                    for rts, rframe, requester in pending:
-                        if 0 <= ts - rts <= ARP_REPLY_WINDOW:
-                            self.arp_answered += 1
-                        else:
-                            self._unanswered(sip, rts, rframe, requester)
             else:
                 self.arp_counts["other"] += 1
+            self._verdicts(self.arp_pairing.add(frame, ts, op, sip, tip, grat))
+
+    def _verdicts(self, verdicts: list) -> None:
+        for v in verdicts:
+            if v.answered:
+                self.arp_answered += 1
+            else:
+                self._unanswered(v.target, v.ts, v.frame, v.asker)
 
     def _responder(self, ip: str, mac: str, frame: int) -> None:
         frames = self.arp_responders[ip].setdefault(mac, [])
@@ -570,10 +559,7 @@ class CaptureSummary:
 
     # --- the result ------------------------------------------------------------------------
     def result(self) -> dict:
-        for ip, pending in list(self.arp_pending.items()):
-            for ts, frame, requester in pending:
-                self._unanswered(ip, ts, frame, requester)
-        self.arp_pending.clear()
+        self._verdicts(self.arp_pairing.finish())
         stores = self.prefixes.stores
         announced = _distinct([a for a, _w in stores.values()])
         withdrawn = _distinct([w for _a, w in stores.values()])

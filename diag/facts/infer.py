@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, defaultdict
-from typing import Any, Iterable
+from typing import Any
 
 from diag.facts.model import ClusterModel, HostModel, Inferred, TunnelEndpoint
+from diag.values import is_missing
 
 POD_SOURCES = ("bgp-origination", "pod-route", "bgp-learned", "tunnel-fdb")
 
@@ -53,24 +54,6 @@ def _rows(df, *columns: str) -> list[tuple]:
                     else values)
     return list(zip(*data))
 
-
-_NA_TYPES: tuple = ()
-
-
-def _isna(value: Any) -> bool:
-    """None, NaN or pandas.NA (lists and strings are values)."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return value != value
-    if isinstance(value, (str, int, list, tuple, dict)):
-        return False
-    global _NA_TYPES
-    if not _NA_TYPES:
-        import pandas as pd
-
-        _NA_TYPES = (type(pd.NA), type(pd.NaT))
-    return isinstance(value, _NA_TYPES)
 
 
 def _net(text: Any):
@@ -222,7 +205,7 @@ def _truthy(series) -> Any:
 
     if str(series.dtype) in ("bool", "boolean"):
         return series.fillna(False).to_numpy(dtype=bool)
-    return np.array([bool(v) and not _isna(v) for v in series], dtype=bool)
+    return np.array([bool(v) and not is_missing(v) for v in series], dtype=bool)
 
 
 def _session_local_addresses(ev: _Evidence, host: str) -> list[tuple[str, str, str]]:
@@ -522,7 +505,7 @@ def _wire_tunnels(ev: _Evidence, tables: dict[str, Any]) -> list[TunnelEndpoint]
 
 def _int(value: Any) -> int | None:
     try:
-        return None if value is None or _isna(value) else int(value)
+        return None if value is None or is_missing(value) else int(value)
     except (TypeError, ValueError):
         return None
 

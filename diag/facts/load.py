@@ -10,11 +10,11 @@ manifest's ``declared``. Unreadable input raises :class:`diag.errors.UnusableInp
 """
 from __future__ import annotations
 
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from diag.bundle import OutputIndex, is_bundle
 from diag.facts.model import ClusterModel
 
 CAPTURE_HOST = "capture"
@@ -29,6 +29,7 @@ class Facts:
     parse_errors: Any                       # DataFrame: host, source, path, error
     problems: tuple[dict[str, str], ...] = ()   # bundle damage: sha256 mismatch, missing files
     bundle: dict[str, Any] = field(default_factory=dict)  # status, hosts, reachability
+    outputs: OutputIndex = field(default_factory=OutputIndex)   # (host, command id) -> file
 
     def table(self, name: str):
         from diag.errors import UsageError
@@ -39,18 +40,6 @@ class Facts:
         return self.tables[name]
 
 
-def _is_bundle(path: Path) -> bool:
-    if path.is_dir():
-        return True
-    name = path.name.lower()
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return True
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
 def load_facts(path: str | Path, inventory: dict[str, dict[str, Any]] | None = None,
                decode_options=None, extract_to: Path | None = None) -> Facts:
     from diag.errors import UnusableInput
@@ -58,22 +47,11 @@ def load_facts(path: str | Path, inventory: dict[str, dict[str, Any]] | None = N
     path = Path(path)
     if not path.exists():
         raise UnusableInput(f"not found: {path}")
-    import gc
-
-    # Parsing creates millions of small containers that all stay alive (list cells of the
-    # tables); the cyclic GC would re-scan them again and again (measured: 60 % of parse time
-    # on 5,000-route hosts). Nothing here makes cycles, so it is paused while loading.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _load(path, inventory, decode_options, extract_to)
-    finally:
-        if enabled:
-            gc.enable()
+    return _load(path, inventory, decode_options, extract_to)
 
 
 def _load(path: Path, inventory, decode_options, extract_to) -> Facts:
-    if _is_bundle(path):
+    if is_bundle(path):
         if path.is_dir() or extract_to is not None:
             return _from_bundle(path, inventory or {}, decode_options, extract_to)
         import tempfile
@@ -97,9 +75,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     tables, errors = build_tables(bundle)
     tables["bgp_peers"] = merge_peers(tables["bgp_peers"])
     tables["bgp_paths"] = resolve_bird_peers(tables["bgp_paths"], tables["bgp_peers"])
-    captures = [(host, bundle.path(cmd["path"])) for host, cmd in bundle.commands()
-                if cmd.get("path", "").endswith((".pcap", ".pcapng")) and cmd.get("bytes")]
-    wire, wire_errors = capture_tables(captures, tables["interfaces"], decode_options)
+    wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options)
     tables.update(wire)
     if wire_errors:
         errors = pd.concat([errors, pd.DataFrame(wire_errors)], ignore_index=True)
@@ -122,7 +98,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
                          for h, rec in hosts_meta.items() if isinstance(rec, dict)}}
     problems = tuple({"kind": p.kind, "path": p.path, "detail": p.detail}
                      for p in bundle.problems)
-    return Facts(str(path), "bundle", tables, model, errors, problems, summary)
+    return Facts(str(path), "bundle", tables, model, errors, problems, summary, bundle.outputs())
 
 
 def _from_capture(path: Path, inventory, decode_options) -> Facts:

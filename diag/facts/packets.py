@@ -2,7 +2,8 @@
 
 Contract: :func:`capture_tables` decodes every capture of a bundle (or one bare pcap) with
 :mod:`diag.decode` and returns the tables ``packets``, ``bgp_messages``, ``wire_routes`` (the
-decoder's ``bgp_routes``), ``wire_tunnels``, ``arp``, ``stream_events`` and ``checksums`` (the TCP/UDP
+decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` (with ``answered`` and ``reply_frame``: the one
+ARP rule of :mod:`diag.decode.arp`), ``stream_events`` and ``checksums`` (the TCP/UDP
 checksums of a bounded sample verified, :mod:`diag.decode.checksum`), each with ``host`` (the
 host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
 on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here through that host's
@@ -32,6 +33,7 @@ def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]
     import pandas as pd
 
     from diag.decode import decode_file
+    from diag.decode.arp import annotate
 
     tables = decode_file(path, options)
     by_index = _iface_map(interfaces, host)
@@ -55,6 +57,11 @@ def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]
         df.insert(0, "host", host)
         if "frame" in df.columns:
             df["iface"] = [frame_iface.get(f) for f in df["frame"]]
+        if attr == "arp":
+            # the one rule (diag.decode.arp): explain and the report read these columns
+            df["answered"], df["reply_frame"] = annotate(
+                df[["frame", "ts", "op", "sender_ip", "target_ip", "gratuitous"]]
+                .itertuples(index=False, name=None))
         out[table] = df
     return out
 

@@ -19,16 +19,20 @@ Python API (for faults, collect and explain tests)::
                                                #   in the host's netns, hostname and sockets
     lab.exec_pod("k8s-w1", ["ping", "-c1", ip])   # inside the node's pod namespace
     lab.pod_ping("k8s-ctr", "k8s-w0")          # bounded real ping pod -> pod
-    lab.bgp_state()                            # [PeerState(host, daemon, peer, state, ...)]
-    lab.wait_established(timeout=20)
-    lab.vtysh("show bgp summary json")         # the router's FRR
-    lab.ssh_config_path, lab.known_hosts_path, lab.identity_path
-    lab.md5_password, lab.md5_peers            # TCP-MD5 on router <-> k8s-w1
     lab.collect_command(), lab.ssh_command("k8s-w1")
-    lab.spawn("fault/ping", "k8s-ctr", argv, pod=True)  # tracked by PID; lab.stop(key)
-    lab.pid("k8s-w1/gobgpd")                   # a daemon's PID (keys: router/zebra, router/bgpd,
+
+    lab.daemons.bgp_state()                    # [PeerState(host, daemon, peer, state, ...)]
+    lab.daemons.wait_established(timeout=20)
+    lab.daemons.vtysh("show bgp summary json") # the router's FRR
+    lab.daemons.spawn("fault/ping", "k8s-ctr", argv, pod=True)  # tracked by PID; .stop(key)
+    lab.daemons.pid("k8s-w1/gobgpd")           # a daemon's PID (keys: router/zebra, router/bgpd,
                                                #   HOST/sshd, NODE/gobgpd or NODE/bird)
-    lab.restart_bgp("k8s-w1", BgpOptions(...)) # re-render a daemon's config and restart it
+    lab.daemons.restart_bgp("k8s-w1", BgpOptions(...))  # re-render a config and restart it
+
+    lab.files.ssh_config_path, lab.files.known_hosts_path, lab.files.identity_path
+    lab.files.md5_password, lab.files.md5_peers  # TCP-MD5 on router <-> k8s-w1
+    lab.files.bgp_options()                    # the healthy baseline a fault departs from
+
     lab.down()                                 # -> teardown seconds
     teardown("t1")                             # the same from the name alone (after a crash)
 

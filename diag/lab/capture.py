@@ -33,17 +33,17 @@ def recording(lab: "Lab", host: str, iface: str, path: Path, bpf: str = "", *,
     if snaplen:
         argv += ["-s", str(snaplen)]
     argv += shlex.split(bpf)
-    record = lab.spawn(key, host, argv)
+    record = lab.daemons.spawn(key, host, argv)
     try:
         wait_for(lambda: "listening on" in Path(record.log).read_text(errors="replace")
-                 or not lab.is_running(key), timeout=timeout, what=f"tcpdump on {host} {iface}")
-        if not lab.is_running(key):
+                 or not lab.daemons.is_running(key), timeout=timeout, what=f"tcpdump on {host} {iface}")
+        if not lab.daemons.is_running(key):
             raise RuntimeError(f"tcpdump on {host} {iface} exited: "
                                + Path(record.log).read_text(errors="replace").strip())
         yield path
         _settle(path)
     finally:
-        lab.stop(key)
+        lab.daemons.stop(key)
 
 
 def _settle(path: Path, quiet: float = 0.5, limit: float = 3.0) -> None:

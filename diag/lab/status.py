@@ -17,7 +17,7 @@ def status(lab: Lab) -> dict[str, Any]:
     state = lab.state
     peers = []
     try:
-        peers = [vars(p) | {"established": p.established} for p in lab.bgp_state()]
+        peers = [vars(p) | {"established": p.established} for p in lab.daemons.bgp_state()]
     except Exception as err:  # a dead daemon must not hide the rest of the status
         peers = [{"error": f"{type(err).__name__}: {err}"}]
     from diag.lab.faults.state import read as read_fault
@@ -38,7 +38,7 @@ def status(lab: Lab) -> dict[str, Any]:
                          "pod_cidr": h.pod_cidr, "pod_ip": h.pod_ip,
                          "ssh": f"ip netns exec {h.netns} nc 127.0.0.1 22"}
                   for name, h in lab.hosts.items()},
-        "ssh_config": str(lab.ssh_config_path), "known_hosts": str(lab.known_hosts_path),
+        "ssh_config": str(lab.files.ssh_config_path), "known_hosts": str(lab.files.known_hosts_path),
         "collect_command": lab.collect_command(), "ssh_command": lab.ssh_command(),
     }
 

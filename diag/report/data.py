@@ -1,6 +1,6 @@
 """What a report shows besides the findings: records read from the bundle and the facts.
 
-Contract: :func:`gather(facts, bundle, explain_doc, bgp_ports) -> ReportData`. ``facts`` is a
+Contract: :func:`gather(facts, bundle, explain_doc) -> ReportData`. ``facts`` is a
 :class:`diag.facts.Facts`, ``bundle`` a verified :class:`diag.bundle.Bundle` (None for a bare
 capture, whose path is ``facts.source``), ``explain_doc`` the dict ``diag explain --format json``
 prints. No analysis here: the routing rows to highlight come only from the explain document's
@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from diag.bundle import source_sha256
 from diag.report.timeline import Timeline, build_timeline
 
 ROUTE_COMMANDS = ("ip-route-v4", "ip-route-v6")   # `ip -j route show table all` outputs
@@ -26,8 +27,6 @@ ROUTE_COMMANDS = ("ip-route-v4", "ip-route-v6")   # `ip -j route show table all`
 # one-line summary), so the file stays small on big bundles
 ROUTE_DETAIL_MAX_HOSTS = 40
 ROUTE_ROWS_PER_HOST = 200
-# the rule of `diag pcap`'s summary (docs/pcap-json.md): a reply within 3 s answers a request
-from diag.decode.summary import ARP_REPLY_WINDOW as ARP_REPLY_WINDOW_S  # noqa: E402
 _INDEX_POINTER = re.compile(r"^/(\d+)(?:/|$)")
 
 
@@ -150,15 +149,16 @@ class ReportData:
     missing: tuple[str, ...] = field(default_factory=tuple)  # what this source cannot show
 
 
-def gather(facts, bundle, explain_doc: dict[str, Any], bgp_ports: tuple[int, ...] = (179,),
+def gather(facts, bundle, explain_doc: dict[str, Any],
            captures: list[tuple[str, Path]] | None = None) -> ReportData:
     from diag import __version__
 
     manifest = bundle.manifest if bundle is not None else {}
     commands = _commands(manifest)
     if captures is None:
-        captures = _captures(bundle) if bundle is not None else [("capture", Path(facts.source))]
-    timeline = build_timeline(facts.tables, captures, bgp_ports)
+        captures = bundle.captures(present_only=True) if bundle is not None \
+            else [("capture", Path(facts.source))]
+    timeline = build_timeline(facts.tables, captures)
     hosts_meta = manifest.get("hosts", {}) if isinstance(manifest.get("hosts"), dict) else {}
     failed_hosts = tuple((h, str(rec.get("reachability")), str(rec.get("error") or ""))
                          for h, rec in hosts_meta.items() if isinstance(rec, dict)
@@ -185,7 +185,7 @@ def gather(facts, bundle, explain_doc: dict[str, Any], bgp_ports: tuple[int, ...
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         diag_version=__version__,
         source_sha256=(explain_doc.get("bundle") or {}).get("sha256")
-        or _file_sha256(Path(facts.source)),
+        or source_sha256(Path(facts.source)),
         bundle_diag_version=manifest.get("diag_version"),
         # a bare capture was "collected" over the span of its packets
         started=manifest.get("started") if bundle is not None else _iso(timeline.t0),
@@ -204,18 +204,6 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _file_sha256(path: Path) -> str | None:
-    from diag.bundle import sha256_file
-
-    return sha256_file(path) if path.is_file() else None
-
-
-def _captures(bundle) -> list[tuple[str, Path]]:
-    return [(host, bundle.path(cmd["path"])) for host, cmd in bundle.commands()
-            if isinstance(cmd, dict) and str(cmd.get("path", "")).endswith((".pcap", ".pcapng"))
-            and cmd.get("bytes") and bundle.path(cmd["path"]).is_file()]
 
 
 def _commands(manifest: dict[str, Any]) -> tuple[CommandRecord, ...]:
@@ -411,22 +399,21 @@ def _route_table(bundle, host: str, cmd: dict, marks: dict[int, list[str]]) -> R
 # --- ARP ---------------------------------------------------------------------------------------
 
 def _arp_unanswered(arp) -> tuple[ArpUnanswered, ...]:
-    """Requests with no reply from the target to the asker within ARP_REPLY_WINDOW_S in the same
-    capture, grouped per target address (gratuitous ARP is not a question). Several hosts capture
-    the same broadcast: counts are those of the capture that saw the most, hosts are all."""
-    if arp is None or not len(arp):
+    """The requests the one ARP rule called unanswered (the facts' ``answered`` column), grouped
+    per target address. Several hosts capture the same broadcast: counts are those of the
+    capture that saw the most, hosts are all."""
+    if arp is None or not len(arp) or "answered" not in arp:
         return ()
     rows = arp.to_dict("records")
-    replies: dict[tuple[str, str, str], list[float]] = {}
+    replies: dict[tuple[str, str, str], int] = {}      # (host, replier, asker) -> replies
     for r in rows:
         if r.get("op") == "reply":
-            replies.setdefault((str(r["host"]), str(r["sender_ip"]), str(r["target_ip"])),
-                               []).append(float(r["ts"]))
+            key = (str(r["host"]), str(r["sender_ip"]), str(r["target_ip"]))
+            replies[key] = replies.get(key, 0) + 1
     per_capture: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
-        if (r.get("op") != "request" or r.get("gratuitous")
-                or r.get("sender_ip") == r.get("target_ip")):
-            continue
+        if r.get("answered") not in (True, False):
+            continue                     # not a question (gratuitous, probe, unreadable)
         target, asker = str(r["target_ip"]), str(r["sender_ip"])
         host, ts = str(r["host"]), float(r["ts"])
         g = per_capture.setdefault((target, host), {"askers": set(), "requests": 0,
@@ -434,9 +421,7 @@ def _arp_unanswered(arp) -> tuple[ArpUnanswered, ...]:
                                                     "frames": []})
         g["requests"] += 1
         g["first"], g["last"] = min(g["first"], ts), max(g["last"], ts)
-        answered = any(ts <= t <= ts + ARP_REPLY_WINDOW_S
-                       for t in replies.get((host, target, asker), ()))
-        if not answered:
+        if r["answered"] is False:
             g["unanswered"] += 1
             g["askers"].add(asker)
             if len(g["frames"]) < 4:
@@ -448,7 +433,7 @@ def _arp_unanswered(arp) -> tuple[ArpUnanswered, ...]:
         if not caps:
             continue
         best = max(caps.values(), key=lambda g: (g["unanswered"], g["requests"]))
-        n_replies = max((len(v) for (h, s, _t), v in replies.items() if s == target), default=0)
+        n_replies = max((n for (_h, s, _a), n in replies.items() if s == target), default=0)
         out.append(ArpUnanswered(
             target, tuple(sorted({a for g in caps.values() for a in g["askers"]})),
             best["requests"], best["unanswered"], n_replies,

@@ -8,7 +8,7 @@ how many were left out; the HTML report has them all.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from diag.report.data import ReportData
@@ -48,7 +48,7 @@ def fence(lines: list[str], lang: str = "sh") -> list[str]:
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
@@ -68,7 +68,7 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
     for h, r, err in data.failed_hosts:
         out.append(f"- **host not collected**: {cell(h)}: {cell(r)} {cell(err)}")
     if data.failed_commands:
-        out.append(f"- **failed commands**: " + cell(", ".join(
+        out.append("- **failed commands**: " + cell(", ".join(
             f"{c.host} {c.id} ({c.outcome})" for c in data.failed_commands[:15]))
             + (" …" if len(data.failed_commands) > 15 else ""))
     for p in data.problems[:10]:

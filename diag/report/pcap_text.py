@@ -1,7 +1,10 @@
 """Terminal rendering of a capture summary (the dict of :mod:`diag.decode.summary`) with rich.
 
 Contract: ``render(summary, console)`` prints sections — capture, BGP sessions, NOTIFICATIONs,
-tunnels per VNI, ARP unanswered and multiple responders, malformed packets — and nothing else.
+tunnels per VNI, ARP unanswered and multiple responders, malformed packets — and nothing else;
+``render_frame(rows, frame, console)`` prints one frame's decoded rows (``diag pcap --frame N``),
+one table per row; :func:`console` is the console both print to: a terminal gets rich's layout,
+a pipe or file long lines (grep-able, no wrapping).
 """
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from datetime import datetime, timezone
 
 from rich.console import Console
 from rich.table import Table
+
+from diag.values import is_missing
 
 
 def _when(ts: float | None) -> str:
@@ -132,3 +137,25 @@ def _arp(a: dict, console: Console) -> None:
         for m in a["multiple_responders"]:
             t.add_row(m["ip"], ", ".join(m["macs"]), ", ".join(map(str, m["frames"][:10])))
         console.print(t)
+
+
+def console() -> Console:
+    import sys
+
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=200, soft_wrap=True)
+
+
+def render_frame(found: dict[str, list[dict]], frame: int, console: Console) -> None:
+    for name, rows in found.items():
+        for i, row in enumerate(rows):
+            t = Table(title=f"{name} [{i + 1}/{len(rows)}] at frame {frame}", title_justify="left",
+                      show_header=False)
+            t.add_column("field", style="bold")
+            t.add_column("value")
+            for k, v in row.items():
+                if is_missing(v):
+                    continue
+                t.add_row(k, str(v))
+            console.print(t)

@@ -1,30 +1,27 @@
 """The BGP timeline of a report: per peer pair a lane of messages and session events over time.
 
-Contract: :func:`build_timeline(tables, captures, bgp_ports) -> Timeline`. ``tables`` are the facts
-tables (``bgp_messages``, ``packets``: the decoder's rows with the capturing ``host``), ``captures``
-the ``(host, path)`` of every capture file, ``bgp_ports`` the TCP ports carrying BGP.
+Contract: :func:`build_timeline(tables, captures) -> Timeline`. ``tables`` are the facts tables
+(``bgp_messages``, ``stream_events``, ``packets``: the decoder's rows with the capturing
+``host``), ``captures`` the ``(host, path)`` of every capture file. Nothing is decoded here.
 
 - A lane is one peer pair (the two addresses, sorted). When several hosts captured the same pair
   (both ends), the lane uses the capture with the most BGP messages for it and names the others.
 - Marks: every message (OPEN, UPDATE, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH) at the time of the
-  frame that completed it, with its direction (a -> b or b -> a); TCP RST and FIN segments on the
-  BGP ports, read from the capture file itself (the decoder's tables carry no TCP flags) through
-  :mod:`diag.decode.capture` and :mod:`diag.decode.layers`; and ``RESET`` where an OPEN follows an
-  established session (one that had exchanged KEEPALIVE or UPDATE since its last OPEN).
+  frame that completed it, with its direction (a -> b or b -> a); TCP RST and FIN segments of the
+  BGP connections (the decoder's ``stream_events`` ``rst``/``fin``, outside tunnels); and
+  ``RESET`` where an OPEN follows an established session (one that had exchanged KEEPALIVE or
+  UPDATE since its last OPEN).
 - ``state`` of a lane at the end of the capture: ESTABLISHED, IDLE (ended by NOTIFICATION, RST or
   FIN) or UNKNOWN; the wire topology of a bare capture uses it.
 """
 from __future__ import annotations
 
-import socket
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 MESSAGE_KINDS = ("OPEN", "UPDATE", "KEEPALIVE", "NOTIFICATION", "ROUTE-REFRESH")
 EVENT_KINDS = ("RST", "FIN", "RESET")
-TCP_FIN, TCP_RST = 0x01, 0x04
 
 
 @dataclass(frozen=True)
@@ -67,8 +64,7 @@ class Timeline:
         return bool(self.captures)
 
 
-def build_timeline(tables: dict[str, Any], captures: list[tuple[str, Path]],
-                   bgp_ports: tuple[int, ...] = (179,)) -> Timeline:
+def build_timeline(tables: dict[str, Any], captures: list[tuple[str, Path]]) -> Timeline:
     packets = tables.get("packets")
     per_host_packets: dict[str, int] = {}
     t0 = t1 = None
@@ -85,10 +81,7 @@ def build_timeline(tables: dict[str, Any], captures: list[tuple[str, Path]],
         by_pair.setdefault(pair, {}).setdefault(str(row["host"]), []).append(row)
     chosen = {pair: max(hosts, key=lambda h: (len(hosts[h]), h == "router", h))
               for pair, hosts in by_pair.items()}
-    paths = dict(captures)
-    tcp_events = {host: _tcp_control(paths[host], set(bgp_ports),
-                                     _bgp_port_frames(packets, host, set(bgp_ports)))
-                  for host in set(chosen.values()) if host in paths}
+    tcp_events = _tcp_control(tables.get("stream_events"), set(chosen.values()))
     lanes = []
     for pair, hosts in sorted(by_pair.items()):
         host = chosen[pair]
@@ -150,70 +143,18 @@ def _resets(marks: list[Mark]) -> tuple[list[Mark], str]:
     return out, "ESTABLISHED" if established else "IDLE" if ended else "UNKNOWN"
 
 
-def _bgp_port_frames(packets, host: str, ports: set[int]) -> set[int] | None:
-    """Frames of ``host``'s capture that are TCP on a BGP port (None: read every frame)."""
-    if packets is None or not len(packets) or "ip_proto" not in packets:
-        return None
-    rows = packets[(packets["host"] == host) & (packets["ip_proto"] == 6)]
-    on_port = rows["sport"].isin(ports) | rows["dport"].isin(ports)
-    return {int(f) for f in rows.loc[on_port.fillna(False).astype(bool), "frame"]}
-
-
-def _tcp_control(path: Path, ports: set[int], frames: set[int] | None = None,
-                 ) -> list[tuple[float, str, str, str, int, str]]:
-    """(ts, RST|FIN, src, dst, frame, text) for TCP segments on the BGP ports with RST or FIN.
-    Only ``frames`` are parsed when given (the decoder already said which are TCP on a BGP
-    port), so a big capture costs a walk over its blocks, not a parse of every packet."""
-    from diag.decode.capture import open_blocks
-    from diag.decode.layers import ETH_IPV4, ETH_IPV6, Malformed, link_header
-    from diag.errors import DiagError
-
-    out = []
-    try:
-        _info, blocks = open_blocks(path, arrays=False)
-        for block in blocks:
-            first = block.first_frame
-            wanted = range(len(block)) if frames is None else \
-                [f - first for f in sorted(frames) if first <= f < first + len(block)]
-            for i in wanted:
-                off, cap = block.offsets[i], block.caplens[i]
-                data = block.buf[off:off + cap]
-                try:
-                    link = link_header(block.linktypes[i], data)
-                except Malformed:
-                    continue
-                hit = _tcp_segment(data, link.offset, link.ethertype, ETH_IPV4, ETH_IPV6)
-                if hit is None:
-                    continue
-                src, dst, sport, dport, flags = hit
-                if sport not in ports and dport not in ports:
-                    continue
-                for bit, kind in ((TCP_RST, "RST"), (TCP_FIN, "FIN")):
-                    if flags & bit:
-                        out.append((float(block.ts[i]), kind, src, dst, first + i,
-                                    f"TCP {kind} {src}:{sport} -> {dst}:{dport}"))
-    except (DiagError, OSError):
+def _tcp_control(events, hosts: set[str]) -> dict[str, list[tuple]]:
+    """host -> (ts, RST|FIN, src, dst, frame, text) of the decoder's TCP control events on BGP
+    connections (the ``stream_events`` rows ``rst`` and ``fin``), outside tunnels."""
+    out: dict[str, list[tuple]] = {}
+    if events is None or not len(events) or "event" not in events:
         return out
+    rows = events[events["event"].isin(["rst", "fin"]) & events["host"].isin(hosts)]
+    if "tunnel_depth" in rows:
+        rows = rows[rows["tunnel_depth"].fillna(0) == 0]
+    for r in rows.sort_values(["host", "frame"], kind="stable").itertuples(index=False):
+        kind = str(r.event).upper()
+        out.setdefault(str(r.host), []).append(
+            (float(r.ts), kind, str(r.src), str(r.dst), int(r.frame),
+             f"TCP {kind} {r.src}:{r.sport} -> {r.dst}:{r.dport}"))
     return out
-
-
-def _tcp_segment(data: bytes, off: int, ethertype: int, ipv4: int, ipv6: int):
-    if ethertype == ipv4 and len(data) >= off + 20:
-        ihl = (data[off] & 0x0F) * 4
-        if data[off + 9] != 6 or (struct.unpack_from("!H", data, off + 6)[0] & 0x1FFF):
-            return None             # not TCP, or a later fragment
-        src = socket.inet_ntoa(data[off + 12:off + 16])
-        dst = socket.inet_ntoa(data[off + 16:off + 20])
-        tcp = off + ihl
-    elif ethertype == ipv6 and len(data) >= off + 40:
-        if data[off + 6] != 6:      # only TCP right after the fixed header
-            return None
-        src = socket.inet_ntop(socket.AF_INET6, data[off + 8:off + 24])
-        dst = socket.inet_ntop(socket.AF_INET6, data[off + 24:off + 40])
-        tcp = off + 40
-    else:
-        return None
-    if len(data) < tcp + 14:
-        return None
-    sport, dport = struct.unpack_from("!HH", data, tcp)
-    return src, dst, sport, dport, data[tcp + 13]

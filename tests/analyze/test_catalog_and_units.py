@@ -12,7 +12,9 @@ import pytest
 from diag.analyze import explain
 from diag.analyze.catalog import CATALOG, render_markdown
 from diag.analyze.rank import rank
-from diag.analyze.trace import build_fib, lookup, trace
+from diag.analyze.fib import build_fib
+from diag.analyze.lookup import lookup
+from diag.analyze.trace import trace
 from diag.facts import load_facts
 from diag.model import Confidence, Finding
 
@@ -146,10 +148,10 @@ def test_cli_bad_input(tmp_path):
 
 
 def _scapy_arp(path: Path):
-    """The oracle: scapy's reading of the ARP packets (op 1 request, 2 reply)."""
+    """The oracle: scapy's reading of the ARP packets (op 1 request, 2 reply) and their times."""
     from scapy.all import ARP, rdpcap
 
-    return [(int(p[ARP].op), p[ARP].psrc, p[ARP].hwsrc.lower(), p[ARP].pdst)
+    return [(int(p[ARP].op), p[ARP].psrc, p[ARP].hwsrc.lower(), p[ARP].pdst, float(p.time))
             for p in rdpcap(str(path)) if ARP in p]
 
 
@@ -157,7 +159,7 @@ def test_arp_multiple_responders_on_real_capture():
     path = ROOT / "captures/lab/arp-multiple-responders.pcap"
     packets = _scapy_arp(path)
     truth: dict[str, set[str]] = {}
-    for op, psrc, hwsrc, _ in packets:
+    for op, psrc, hwsrc, _, _ in packets:
         if op == 2:
             truth.setdefault(psrc, set()).add(hwsrc)
     multi = {ip for ip, macs in truth.items() if len(macs) > 1}
@@ -176,7 +178,11 @@ def test_arp_unanswered_then_answered_is_info():
     packets = _scapy_arp(path)
     target = packets[0][3]
     first_reply = next(i for i, p in enumerate(packets) if p[0] == 2 and p[1] == target)
-    unanswered = sum(1 for p in packets[:first_reply] if p[0] == 1 and p[3] == target)
+    # the one ARP rule: a request is answered by a reply from its target within 3 s
+    reply_ts = packets[first_reply][4]
+    unanswered = sum(1 for p in packets[:first_reply]
+                     if p[0] == 1 and p[3] == target and reply_ts - p[4] > 3.0)
+    assert 0 < unanswered < sum(1 for p in packets[:first_reply] if p[0] == 1 and p[3] == target)
     found = [f for f in explain(load_facts(path)).findings if f.code == "ARP_UNANSWERED"]
     assert len(found) == 1 and found[0].subject == target
     assert found[0].severity == "info" and f"{unanswered} ARP request" in found[0].summary

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from diag.analyze import explain
-from diag.analyze.trace import _table_lookup, build_fib
+from diag.analyze.fib import build_fib
+from diag.analyze.lookup import _table_lookup
 from diag.facts import load_facts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +102,7 @@ def test_quick_route_agrees_with_the_full_lookup(tmp_path):
     a blackhole, a route in an unused table and ECMP — or steps aside (None)."""
     import ipaddress
 
-    from diag.analyze.trace import lookup, quick_route
+    from diag.analyze.lookup import lookup, quick_route
 
     _faulty_bundle(tmp_path / "b")
     bundles = sorted((ROOT / "tests/fixtures/bundles").glob("*.tar.gz")) + [tmp_path / "b"]
@@ -124,13 +125,13 @@ def test_quick_route_agrees_with_the_full_lookup(tmp_path):
 
 
 def test_batched_quick_routes_answer_as_one_by_one(tmp_path):
-    """trace.quick_routes (the sweeps' vectorised step: numpy per prefix length) leaves in the
-    memo exactly what quick_route computes alone (trace._quick_route), on the committed lab
+    """lookup.quick_routes (the sweeps' vectorised step: numpy per prefix length) leaves in the
+    memo exactly what quick_route computes alone (lookup._quick_route), on the committed lab
     bundles and the faulty synthetic one, for addresses in and around every pod CIDR."""
     import ipaddress
     import random
 
-    from diag.analyze.trace import _quick_route, quick_routes
+    from diag.analyze.lookup import _quick_route, quick_routes
 
     bundles = sorted((ROOT / "tests/fixtures/bundles").glob("*.tar.gz")) + [
         _faulty_bundle(tmp_path / "b")]

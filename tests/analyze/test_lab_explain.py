@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from diag.analyze import explain
-from diag.analyze.trace import build_fib, lookup, trace
+from diag.analyze.fib import build_fib
+from diag.analyze.lookup import lookup
+from diag.analyze.trace import trace
+from diag.report.explain import trace_text
 from diag.facts import load_facts
 from tests.analyze.pointers import resolve_pointer
 
@@ -70,11 +73,11 @@ def test_trace_pod_to_pod_multi_hop(labs):
             if src is dst:
                 continue
             t = trace(facts.tables, facts.model, src.pod_ip, dst.pod_ip)
-            assert t.outcome == "delivered", t.text()
-            assert t.hops[-1].host == dst.name, t.text()
+            assert t.outcome == "delivered", trace_text(t)
+            assert t.hops[-1].host == dst.name, trace_text(t)
             # every hop leaves by the cluster NIC, never the management one
             assert all(h.lookup.dev != hosts[h.host].mgmt_iface for h in t.hops
-                       if hosts[h.host].mgmt_iface), t.text()
+                       if hosts[h.host].mgmt_iface), trace_text(t)
 
 
 def test_trace_follows_vxlan_fdb(labs):
@@ -82,8 +85,8 @@ def test_trace_follows_vxlan_fdb(labs):
     facts = load_facts(lb.path)
     nodes = [h for h in lb.lab.hosts.values() if h.pod_ip]
     t = trace(facts.tables, facts.model, nodes[0].pod_ip, nodes[-1].pod_ip)
-    assert t.outcome == "delivered" and t.hops[-1].host == nodes[-1].name, t.text()
-    assert t.hops[0].tunnel and nodes[-1].cluster_ip in t.hops[0].tunnel, t.text()
+    assert t.outcome == "delivered" and t.hops[-1].host == nodes[-1].name, trace_text(t)
+    assert t.hops[0].tunnel and nodes[-1].cluster_ip in t.hops[0].tunnel, trace_text(t)
 
 
 def test_trace_shows_the_leak(labs):
@@ -93,9 +96,9 @@ def test_trace_shows_the_leak(labs):
 
     r = roles(lb.lab)
     t = trace(facts.tables, facts.model, r.node.pod_ip, r.remote.pod_ip)
-    assert t.outcome == "left", t.text()
+    assert t.outcome == "left", trace_text(t)
     assert t.hops[0].host == r.node.name
-    assert t.hops[0].lookup.dev == lb.lab.hosts[r.node.name].mgmt_iface, t.text()
+    assert t.hops[0].lookup.dev == lb.lab.hosts[r.node.name].mgmt_iface, trace_text(t)
 
 
 def _check_evidence(bundle: Path, finding) -> None:

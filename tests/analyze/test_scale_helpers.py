@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diag.analyze.routing import _isin, _on_left
-from diag.analyze.trace import _position_in_output, _recoded_codes, _route_order
+from diag.analyze.fib import _position_in_output, _recoded_codes, _route_order
 
 SMALL = st.integers(0, 40)
 

@@ -71,7 +71,7 @@ def test_lab_collect_is_complete_and_holds_the_daemons_json(lab, tmp_path):
     router = next(n for n, info in lab.hosts.items() if info.role == "router")
     summary_json = json.loads(bundle.read(f"hosts/{router}/frr-bgp-summary.out"))
     peers = summary_json["ipv4Unicast"]["peers"]
-    established = {p.peer for p in lab.bgp_state() if p.host == router
+    established = {p.peer for p in lab.daemons.bgp_state() if p.host == router
                    and p.state.lower().startswith("established")}
     assert {ip for ip, peer in peers.items() if peer["state"] == "Established"} == established
     if lab.cni == "cilium":
@@ -83,20 +83,20 @@ def test_lab_collect_is_complete_and_holds_the_daemons_json(lab, tmp_path):
 def test_lab_md5_password_is_nowhere_in_the_bundle(lab, tmp_path):
     code, _ = _collect(lab, tmp_path / "b")
     assert code == 0
-    password = lab.md5_password.encode()
+    password = lab.files.md5_password.encode()
     forms = {password, ss_escaped(password)}
     for path in (tmp_path / "b").rglob("*"):
         if path.is_file():
             assert not any(form in path.read_bytes() for form in forms), path
     archive = (tmp_path / "b.tar.gz").read_bytes()
     assert not any(form in archive or form in gzip.decompress(archive) for form in forms)
-    peer = lab.md5_peers[0]
+    peer = lab.files.md5_peers[0]
     assert b"md5keys:" in (tmp_path / "b" / "hosts" / peer / "ss-tanpi.out").read_bytes()
 
 
 def test_lab_with_one_host_down_gives_a_partial_bundle_that_says_so(lab, tmp_path):
     down = next(n for n, info in lab.hosts.items() if info.role != "router")
-    sshd_pid = int((lab.host_dir(down) / "sshd.pid").read_text())
+    sshd_pid = int((lab.files.host_dir(down) / "sshd.pid").read_text())
     os.kill(sshd_pid, signal.SIGSTOP)  # accepts nothing: a host that does not answer
     try:
         code, summary = _collect(lab, tmp_path / "b", "--connect-timeout", "3")

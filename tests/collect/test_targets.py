@@ -88,7 +88,7 @@ def test_unparseable_inventory(tmp_path):
 @pytest.mark.parametrize("text,seconds", [("30", 30), ("30s", 30), ("2m", 120), ("500ms", 0.5),
                                           ("1.5h", 5400)])
 def test_durations(text, seconds):
-    from diag.collect.command import parse_duration
+    from diag.collect.request import parse_duration
 
     assert parse_duration(text, "--x") == seconds
 
@@ -96,7 +96,7 @@ def test_durations(text, seconds):
 @pytest.mark.parametrize("text,size", [("100", 100), ("2K", 2048), ("100M", 100 * 1024**2),
                                        ("1GiB", 1024**3)])
 def test_sizes(text, size):
-    from diag.collect.command import parse_size
+    from diag.collect.request import parse_size
 
     assert parse_size(text, "--x") == size
 
@@ -117,7 +117,7 @@ def test_capture_options_that_could_turn_into_tcpdump_options_are_refused(kwargs
 
 @pytest.mark.parametrize("bad", ["10x", "-5", "", "1.2.3"])
 def test_bad_duration_is_a_usage_error(bad):
-    from diag.collect.command import parse_duration
+    from diag.collect.request import parse_duration
 
     with pytest.raises(UsageError):
         parse_duration(bad, "--capture")

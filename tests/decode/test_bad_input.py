@@ -218,7 +218,7 @@ def test_mutated_capture_summary_never_raises(base_paths, base, flips):
     import io
 
     from diag.errors import DiagError
-    from diag.pcapcmd import run_pcap
+    from diag.pipeline import Ports, pcap_summary
     path = base_paths[base]
     data = bytearray(path.read_bytes())
     for where, value in flips:
@@ -229,7 +229,8 @@ def test_mutated_capture_summary_never_raises(base_paths, base, flips):
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):
-                run_pcap(Path(fh.name), fmt="json", bgp_ports=(1790,))
+                json.dump(pcap_summary(Path(fh.name), Ports(bgp=(1790,)), workers=1), out,
+                          default=str)
         except DiagError as err:
             assert err.exit_status == ExitStatus.UNUSABLE_INPUT, err.message
             return

@@ -59,11 +59,13 @@ def test_summary_counts_match_the_tables():
 def test_small_capture_summary_imports_neither_numpy_nor_pandas():
     path = FIXTURES / "pcap" / "bgp_session.pcap"
     code = ("import sys, io, contextlib\n"
-            "from pathlib import Path\n"
-            "from diag.pcapcmd import run_pcap\n"
+            "from diag.cli import app\n"
             "for fmt in ('json', 'text'):\n"
             "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
-            f"        run_pcap(Path({str(path)!r}), fmt=fmt)\n"
+            "        try:\n"
+            f"            app(['pcap', {str(path)!r}, '--format', fmt])\n"
+            "        except SystemExit as end:\n"
+            "            assert end.code == 0, end.code\n"
             "    assert 'BGP' in out.getvalue() or 'bgp' in out.getvalue()\n"
             "print(sorted(m for m in ('numpy', 'pandas', 'pyarrow', 'scapy') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -72,11 +72,11 @@ def truth(lab: Lab, cni: str, mode: str, addressing: str, lb_probe: str) -> dict
 def collect(lab: Lab, out: Path, lb_probe: str) -> None:
     nodes = [n for n, h in lab.hosts.items() if h.role == "node"]
     # traffic during the capture: pod pings across the router and within a subnet, an ARP probe
-    lab.spawn("fx/ping1", nodes[0], ["ping", "-c", "60", "-i", "0.3",
+    lab.daemons.spawn("fx/ping1", nodes[0], ["ping", "-c", "60", "-i", "0.3",
                                      lab.hosts[nodes[-1]].pod_ip], pod=True)
-    lab.spawn("fx/ping2", nodes[1], ["ping", "-c", "60", "-i", "0.3",
+    lab.daemons.spawn("fx/ping2", nodes[1], ["ping", "-c", "60", "-i", "0.3",
                                      lab.hosts[nodes[0]].pod_ip], pod=True)
-    lab.spawn("fx/arp", "router", ["ping", "-c", "40", "-i", "0.5", "-W", "1", lb_probe])
+    lab.daemons.spawn("fx/arp", "router", ["ping", "-c", "40", "-i", "0.5", "-W", "1", lb_probe])
     # probes: a remote pod (routed) and a documentation address (unroutable on the router)
     probes = ["--probe", lab.hosts[nodes[-1]].pod_ip, "--probe", UNROUTABLE]
     argv = lab.collect_command().split() + probes + ["-o", str(out), "--capture", "4", "--filter",
@@ -84,7 +84,7 @@ def collect(lab: Lab, out: Path, lb_probe: str) -> None:
                                             "--max-bytes", "200000"]
     subprocess.run(argv, check=False, stdout=subprocess.DEVNULL)
     for key in ("fx/ping1", "fx/ping2", "fx/arp"):
-        lab.stop(key)
+        lab.daemons.stop(key)
 
 
 def archive(bundle: Path, destination: Path) -> None:
@@ -116,7 +116,7 @@ def copy_specs(bundle: Path, case: str) -> None:
 
 def failure_outputs(lab: Lab, cni: str, case: str) -> None:
     """Wrong peer AS on k8s-w0's side; save the states each daemon then reports."""
-    lab.restart_bgp("k8s-w0", BgpOptions(md5_password=lab.md5_password,
+    lab.daemons.restart_bgp("k8s-w0", BgpOptions(md5_password=lab.files.md5_password,
                                          peer_as_override={"k8s-w0": 65123}))
     time.sleep(6)  # one-off generator: let the session fail at least once (Notification sent)
     outputs = {"frr-bgp-summary": ["vtysh", "-c", "show bgp summary json"],

@@ -27,7 +27,7 @@ def test_live_bundle_model_matches_the_lab(tmp_path, cni, mode, addressing, name
     lab = Lab.up(name, cni=cni, mode=mode, addressing=addressing)
     try:
         nodes = [h for h, info in lab.hosts.items() if info.role == "node"]
-        lab.spawn("fxt/ping", nodes[0], ["ping", "-c", "300", "-i", "0.2",
+        lab.daemons.spawn("fxt/ping", nodes[0], ["ping", "-c", "300", "-i", "0.2",
                                          lab.hosts[nodes[-1]].pod_ip], pod=True)
         out = tmp_path / "bundle"
         argv = [sys.executable, "-m", "diag"] + lab.collect_command().split()[1:] + [

@@ -60,7 +60,7 @@ def _route_dev(lab, host: str, dst: str) -> str:
 
 
 def _frr_peers(lab) -> dict:
-    out = _ns(lab, "router", "vtysh", "--vty_socket", str(lab.frr_dir), "-c",
+    out = _ns(lab, "router", "vtysh", "--vty_socket", str(lab.files.frr_dir), "-c",
               "show bgp summary json").stdout
     return json.loads(out)["ipv4Unicast"]["peers"]
 

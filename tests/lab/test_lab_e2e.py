@@ -37,10 +37,10 @@ def test_up_prints_ready_to_paste_commands(running_lab):
     out = running_lab.up_stdout
     collect = next(line.strip() for line in out.splitlines() if line.strip().startswith("diag collect"))
     argv = shlex.split(collect)
-    assert argv[argv.index("--ssh-config") + 1] == str(lab.ssh_config_path)
-    assert argv[argv.index("--known-hosts") + 1] == str(lab.known_hosts_path)
+    assert argv[argv.index("--ssh-config") + 1] == str(lab.files.ssh_config_path)
+    assert argv[argv.index("--known-hosts") + 1] == str(lab.files.known_hosts_path)
     assert set(argv[-4:]) == {"router", "k8s-ctr", "k8s-w1", "k8s-w0"}
-    assert re.search(rf"^\s*ssh -F {re.escape(str(lab.ssh_config_path))} k8s-w1\s*$", out, re.M)
+    assert re.search(rf"^\s*ssh -F {re.escape(str(lab.files.ssh_config_path))} k8s-w1\s*$", out, re.M)
 
 
 def test_root_namespace_untouched(running_lab):
@@ -49,7 +49,7 @@ def test_root_namespace_untouched(running_lab):
 
 def test_router_sessions_established_frr_json(running_lab):
     lab = running_lab.lab
-    summary = json.loads(_ns(lab, "router", "vtysh", "--vty_socket", str(lab.frr_dir),
+    summary = json.loads(_ns(lab, "router", "vtysh", "--vty_socket", str(lab.files.frr_dir),
                              "-c", "show bgp summary json").stdout)
     peers = summary["ipv4Unicast"]["peers"]
     node_ips = {lab.hosts[n].cluster_ip for n in _nodes(lab)}
@@ -69,7 +69,7 @@ def test_node_sessions_established_own_cli(running_lab):
             assert len(neighbors) == 1
             assert neighbors[0]["state"]["session_state"] == 6, neighbors[0]["state"]  # ESTABLISHED
         else:
-            out = _ns(lab, node, "birdc", "-s", str(lab.bird_socket(node)), "show", "protocols").stdout
+            out = _ns(lab, node, "birdc", "-s", str(lab.files.bird_socket(node)), "show", "protocols").stdout
             bgp_lines = [line for line in out.splitlines() if " BGP " in line]
             assert len(bgp_lines) == 1 and "Established" in bgp_lines[0], out
 
@@ -171,11 +171,11 @@ def test_md5_only_on_router_to_k8s_w1(running_lab):
     ctr_sockets = _ns(lab, "k8s-ctr", "ss", "-tnie", "state", "established", "( dport = :179 or sport = :179 )").stdout
     assert "md5keys:" in w1_sockets
     assert ":179" in ctr_sockets and "md5keys:" not in ctr_sockets
-    config = _ns(lab, "router", "vtysh", "--vty_socket", str(lab.frr_dir), "-c",
+    config = _ns(lab, "router", "vtysh", "--vty_socket", str(lab.files.frr_dir), "-c",
                  "show running-config").stdout
     w1_ip = lab.hosts["k8s-w1"].cluster_ip
-    assert f"neighbor {w1_ip} password {lab.md5_password}" in config
-    assert len(lab.md5_password) >= 16
+    assert f"neighbor {w1_ip} password {lab.files.md5_password}" in config
+    assert len(lab.files.md5_password) >= 16
     assert (lab.run_dir / "md5_password").stat().st_mode & 0o077 == 0
 
 
@@ -190,7 +190,7 @@ def test_ssh_with_printed_command(running_lab):
 def test_ssh_every_host_reaches_its_daemon(running_lab):
     """What diag collect will do: plain daemon CLIs over SSH with the lab's config."""
     lab = running_lab.lab
-    base = ["ssh", "-F", str(lab.ssh_config_path), *SSH_STRICT]
+    base = ["ssh", "-F", str(lab.files.ssh_config_path), *SSH_STRICT]
     router = subprocess.run(base + ["router", "vtysh -c 'show bgp summary json'"],
                             capture_output=True, text=True, timeout=20)
     assert router.returncode == 0, router.stderr
@@ -216,7 +216,7 @@ def test_asyncssh_honours_the_config(running_lab):
     async def hostnames() -> list[str]:
         out = []
         for host in lab.hosts:
-            async with asyncssh.connect(host, config=[str(lab.ssh_config_path)],
+            async with asyncssh.connect(host, config=[str(lab.files.ssh_config_path)],
                                         connect_timeout=10) as conn:
                 out.append((await conn.run("hostname", check=True)).stdout.strip())
         return out
@@ -226,7 +226,7 @@ def test_asyncssh_honours_the_config(running_lab):
 
 def test_ssh_refuses_unknown_host_key(running_lab):
     lab = running_lab.lab
-    proc = subprocess.run(["ssh", "-F", str(lab.ssh_config_path), *SSH_STRICT,
+    proc = subprocess.run(["ssh", "-F", str(lab.files.ssh_config_path), *SSH_STRICT,
                            "-o", "UserKnownHostsFile=/dev/null", "k8s-w0", "true"],
                           capture_output=True, text=True, timeout=20)
     assert proc.returncode == 255
@@ -256,24 +256,24 @@ def test_exec_cli_runs_on_the_host(running_lab):
 def test_api_spawn_stop_and_restart_bgp(running_lab):
     """The API faults build on: tracked background processes and a daemon restart."""
     lab = running_lab.lab
-    record = lab.spawn("test/ping", "k8s-ctr", ["ping", "-n", "-q", "-i", "0.5",
+    record = lab.daemons.spawn("test/ping", "k8s-ctr", ["ping", "-n", "-q", "-i", "0.5",
                                                 lab.hosts["k8s-w0"].pod_ip], pod=True)
-    assert lab.is_running("test/ping") and lab.pid("test/ping") == record.pid
+    assert lab.daemons.is_running("test/ping") and lab.daemons.pid("test/ping") == record.pid
     os.kill(record.pid, signal.SIGSTOP)         # a frozen process stops promptly too
     assert _wait_state(record.pid, "T")
     started = time.monotonic()
-    assert lab.stop("test/ping") and not lab.is_running("test/ping")
+    assert lab.daemons.stop("test/ping") and not lab.daemons.is_running("test/ping")
     assert time.monotonic() - started < 0.9     # SIGTERM took effect, no SIGKILL grace needed
     assert _proc_state(record.pid) in (None, "Z")
     # left running on purpose: down must stop it by PID
-    lab.spawn("test/ping-left", "k8s-w1", ["ping", "-n", "-q", "-i", "0.5",
+    lab.daemons.spawn("test/ping-left", "k8s-w1", ["ping", "-n", "-q", "-i", "0.5",
                                            lab.hosts["k8s-ctr"].pod_ip], pod=True)
     if running_lab.cni == "calico" or running_lab.name == "tlcn":   # GoBGP reconnects in 5-10 s
-        old = lab.pid(f"k8s-w1/{'gobgpd' if running_lab.cni == 'cilium' else 'bird'}")
-        lab.restart_bgp("k8s-w1")
-        new = lab.pid(f"k8s-w1/{'gobgpd' if running_lab.cni == 'cilium' else 'bird'}")
+        old = lab.daemons.pid(f"k8s-w1/{'gobgpd' if running_lab.cni == 'cilium' else 'bird'}")
+        lab.daemons.restart_bgp("k8s-w1")
+        new = lab.daemons.pid(f"k8s-w1/{'gobgpd' if running_lab.cni == 'cilium' else 'bird'}")
         assert new and new != old and _proc_state(old) in (None, "Z")
-        states = lab.wait_established(timeout=30)
+        states = lab.daemons.wait_established(timeout=30)
         assert len(states) == 6
         deadline = time.monotonic() + 15           # routes re-learned after Established
         while lab.pod_ping("k8s-w1", "k8s-w0", count=1, deadline=2).returncode != 0:

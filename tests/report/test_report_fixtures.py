@@ -67,7 +67,7 @@ def test_highlighted_rows_follow_the_pointers_only(tmp_path):
     was dropped highlights none (nothing is re-analysed)."""
     from diag.bundle import open_bundle
     from diag.facts import load_facts
-    from diag.report.cli import build_report
+    from diag.pipeline import report as build_report
     from diag.report.data import gather
     from diag.report.html import render_html
 

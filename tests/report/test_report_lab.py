@@ -74,7 +74,7 @@ def test_every_store_bundle_renders(labs, browser, tmp_path):
     both addressing plans): the HTML shows the fault's code as the first finding, the lab's hosts
     in the topology, the timeline of the captures, the pointed rows; no request."""
     from diag.lab.faults import FAULTS
-    from diag.report.cli import build_report
+    from diag.pipeline import report as build_report
     from diag.report.output import render, write_atomic
 
     labs.bundle("cilium", "native", None)   # the healthy lab: built already in a full run

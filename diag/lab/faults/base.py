@@ -100,8 +100,8 @@ def ip_lines(lab: "Lab", host: str, lines: list[str], *, check: bool = False) ->
 def background(lab: "Lab", what: str, host: str, argv: list[str], *, pod: bool = False) -> str:
     """Start bounded background traffic tracked by PID; returns its key."""
     key = f"{BACKGROUND_PREFIX}{what}"
-    lab.stop(key)
-    lab.spawn(key, host, argv, pod=pod)
+    lab.daemons.stop(key)
+    lab.daemons.spawn(key, host, argv, pod=pod)
     return key
 
 
@@ -109,7 +109,7 @@ def stop_background(lab: "Lab") -> list[str]:
     """Stop every fault background process by PID; return their keys."""
     keys = [p.key for p in lab.state.processes if p.key.startswith(BACKGROUND_PREFIX)]
     for key in keys:
-        lab.stop(key)
+        lab.daemons.stop(key)
     return keys
 
 

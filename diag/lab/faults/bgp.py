@@ -39,8 +39,8 @@ def _down(lab: "Lab", node: str) -> tuple[str, str] | None:
 
 
 def _restore_node_config(lab: "Lab", node: str) -> None:
-    if not lab.bgp_config_is(node):
-        lab.restart_bgp(node)
+    if not lab.files.bgp_config_is(node):
+        lab.daemons.restart_bgp(node)
 
 
 def _session_back(lab: "Lab") -> list[str] | None:
@@ -103,7 +103,7 @@ def _blocked_symptom(lab: "Lab") -> list[str] | None:
 
 def _nolisten_inject(lab: "Lab") -> dict:
     node = roles(lab).node.name
-    lab.restart_bgp(node, replace(lab.bgp_options(), passive_nodes=frozenset({node})))
+    lab.daemons.restart_bgp(node, replace(lab.files.bgp_options(), passive_nodes=frozenset({node})))
     return {"node": node}
 
 
@@ -135,7 +135,7 @@ def _wrong_as(lab: "Lab") -> int:
 
 def _badas_inject(lab: "Lab") -> dict:
     node = roles(lab).node.name
-    lab.restart_bgp(node, replace(lab.bgp_options(), peer_as_override={node: _wrong_as(lab)}))
+    lab.daemons.restart_bgp(node, replace(lab.files.bgp_options(), peer_as_override={node: _wrong_as(lab)}))
     return {"node": node, "configured_peer_as": _wrong_as(lab)}
 
 
@@ -158,7 +158,7 @@ def _badas_symptom(lab: "Lab") -> list[str] | None:
 # --- bgp-hold-timer-expired ---------------------------------------------------------------------
 
 def _frozen_pid(lab: "Lab") -> int | None:
-    return lab.pid(_daemon_key(lab, roles(lab).node.name))
+    return lab.daemons.pid(_daemon_key(lab, roles(lab).node.name))
 
 
 def _hold_inject(lab: "Lab") -> dict:
@@ -214,7 +214,7 @@ def _md5_inject(lab: "Lab") -> dict:
 
 
 def _md5_heal(lab: "Lab") -> None:
-    routerconf.md5_password(lab, lab.hosts[MD5_PEER].cluster_ip, lab.md5_password)
+    routerconf.md5_password(lab, lab.hosts[MD5_PEER].cluster_ip, lab.files.md5_password)
 
 
 def _md5_symptom(lab: "Lab") -> list[str] | None:
@@ -257,7 +257,7 @@ def _policy_healthy(lab: "Lab") -> list[str] | None:
 
 def _loop_inject(lab: "Lab") -> dict:
     node = roles(lab).node.name
-    lab.restart_bgp(node, replace(lab.bgp_options(), allow_own_as=False))
+    lab.daemons.restart_bgp(node, replace(lab.files.bgp_options(), allow_own_as=False))
     return {"node": node}
 
 
@@ -287,7 +287,7 @@ def _origination(lab: "Lab", node: str, on: bool) -> None:
     if lab.cni == "cilium":
         in_ns(lab, node, ["gobgp", "global", "rib", "add" if on else "del", "-a", "ipv4", cidr])
     else:
-        in_ns(lab, node, ["birdc", "-s", str(lab.bird_socket(node)),
+        in_ns(lab, node, ["birdc", "-s", str(lab.files.bird_socket(node)),
                           "enable" if on else "disable", "pod_cidr"])
 
 

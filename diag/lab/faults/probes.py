@@ -81,7 +81,7 @@ def routes(lab: "Lab", host: str, *selector: str) -> list[dict]:
 
 def frr_neighbor(lab: "Lab", ip: str) -> dict:
     """The router's ``show bgp neighbors IP json`` entry ({} if FRR does not answer)."""
-    proc = lab.vtysh(f"show bgp neighbors {ip} json", check=False)
+    proc = lab.daemons.vtysh(f"show bgp neighbors {ip} json", check=False)
     try:
         return json.loads(proc.stdout or "{}").get(ip, {})
     except json.JSONDecodeError:
@@ -89,7 +89,7 @@ def frr_neighbor(lab: "Lab", ip: str) -> dict:
 
 
 def frr_summary(lab: "Lab") -> dict:
-    proc = lab.vtysh("show bgp summary json", check=False)
+    proc = lab.daemons.vtysh("show bgp summary json", check=False)
     try:
         return json.loads(proc.stdout or "{}").get("ipv4Unicast", {}).get("peers", {})
     except json.JSONDecodeError:
@@ -100,7 +100,7 @@ def session_states(lab: "Lab", node: str) -> tuple[str, str]:
     """(router's view of ``node``, ``node``'s view of the router), as the daemons report them."""
     node_ip = lab.hosts[node].cluster_ip
     router_view = node_view = "missing"
-    for peer in lab.bgp_state():
+    for peer in lab.daemons.bgp_state():
         if peer.host == lab.plan.router.name and peer.peer == node_ip:
             router_view = peer.state
         elif peer.host == node:
@@ -109,7 +109,7 @@ def session_states(lab: "Lab", node: str) -> tuple[str, str]:
 
 
 def all_established(lab: "Lab") -> list[str] | None:
-    states = lab.bgp_state()
+    states = lab.daemons.bgp_state()
     if len(states) == 2 * len(lab.plan.nodes) and all(p.established for p in states):
         return [f"all {len(states)} BGP session ends Established"]
     return None
@@ -126,7 +126,7 @@ def node_bgp_prefixes(lab: "Lab", node: str) -> set[str]:
         return {prefix for prefix, paths in rib.items()
                 if any(p.get("neighbor-ip") not in (None, "<nil>", "0.0.0.0") and
                        p.get("source-id") not in (None, "<nil>", "0.0.0.0") for p in paths)}
-    proc = in_ns(lab, node, ["birdc", "-s", str(lab.bird_socket(node)), "show", "route",
+    proc = in_ns(lab, node, ["birdc", "-s", str(lab.files.bird_socket(node)), "show", "route",
                              "protocol", _bird_protocol(lab, node)])
     return {line.split()[0] for line in proc.stdout.splitlines()
             if line[:1].isdigit() and "/" in line.split()[0]}

@@ -14,24 +14,24 @@ DENY_ALL = "DIAG-FAULT-DENY-ALL"
 
 
 def _router_bgp(lab: "Lab", *commands: str) -> None:
-    lab.vtysh("conf t", f"router bgp {lab.plan.router.asn}", *commands, check=False)
+    lab.daemons.vtysh("conf t", f"router bgp {lab.plan.router.asn}", *commands, check=False)
 
 
 def export_to(lab: "Lab", node_ips: Iterable[str], *, allowed: bool) -> None:
     """Filter (or stop filtering) everything the router sends to these neighbors."""
     ips = list(node_ips)
     if not allowed:
-        lab.vtysh("conf t", f"route-map {DENY_ALL} deny 10", check=False)
+        lab.daemons.vtysh("conf t", f"route-map {DENY_ALL} deny 10", check=False)
     verb = "" if not allowed else "no "
     _router_bgp(lab, "address-family ipv4 unicast",
                 *[f"{verb}neighbor {ip} route-map {DENY_ALL} out" for ip in ips])
     for ip in ips:
-        lab.vtysh(f"clear bgp ipv4 unicast {ip} soft out", check=False)
+        lab.daemons.vtysh(f"clear bgp ipv4 unicast {ip} soft out", check=False)
 
 
 def ebgp_requires_policy(lab: "Lab", on: bool) -> None:
     _router_bgp(lab, ("" if on else "no ") + "bgp ebgp-requires-policy")
-    lab.vtysh("clear bgp * soft", check=False)
+    lab.daemons.vtysh("clear bgp * soft", check=False)
 
 
 def md5_password(lab: "Lab", node_ip: str, password: str) -> None:
@@ -43,4 +43,4 @@ def md5_password(lab: "Lab", node_ip: str, password: str) -> None:
 
 
 def running_config(lab: "Lab") -> str:
-    return lab.vtysh("show running-config", check=False).stdout
+    return lab.daemons.vtysh("show running-config", check=False).stdout

@@ -130,7 +130,7 @@ def _offlink_symptom(lab: "Lab") -> list[str] | None:
                                                                       r.neighbor.name, count=1):
         return None
     leak = _leak(lab, r.node.name, r.remote.name)
-    return leak and [f"no node holds a BGP route to another pod CIDR",
+    return leak and ["no node holds a BGP route to another pod CIDR",
                      f"{r.node.name}: {r.neighbor.pod_cidr} via {r.neighbor.ip} (on-link node, "
                      f"direct route) works; {r.remote.pod_cidr} of off-link {r.remote.name} has "
                      "no route"] + leak
@@ -191,7 +191,7 @@ def _table_inject(lab: "Lab") -> dict:
     else:
         from dataclasses import replace
 
-        lab.restart_bgp(r.node.name, replace(lab.bgp_options(), kernel_table=WRONG_TABLE))
+        lab.daemons.restart_bgp(r.node.name, replace(lab.files.bgp_options(), kernel_table=WRONG_TABLE))
     background(lab, "leak-ping", r.node.name, bounded_ping(r.remote.pod_ip), pod=True)
     return {"table": WRONG_TABLE}
 
@@ -201,8 +201,8 @@ def _table_heal(lab: "Lab") -> None:
     if lab.cni == "cilium":
         ip_lines(lab, r.node.name, [f"route flush table {WRONG_TABLE}"])
         _restore_pod_range(lab, [r.node.name])
-    elif not lab.bgp_config_is(r.node.name):
-        lab.restart_bgp(r.node.name)
+    elif not lab.files.bgp_config_is(r.node.name):
+        lab.daemons.restart_bgp(r.node.name)
         ip_lines(lab, r.node.name, [f"route flush table {WRONG_TABLE}"])
 
 
