@@ -1,0 +1,58 @@
+"""``diag collect`` output: the plan of a dry run and the summary of a finished collection.
+
+Contract: :func:`render_plan(out, hosts, fmt)` prints what ``--dry-run`` would run where (the rows
+of :func:`diag.collect.runner.plan`); :func:`render_summary(data, fmt)` prints the summary dict
+of :func:`diag.collect.progress.summary` as a table (text) or JSON. Nothing is computed here.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def render_plan(out: str, hosts: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps({"dry_run": True, "out": out, "hosts": hosts}, indent=1))
+        return
+    for row in hosts:
+        print(f"{row['host']} ({row['transport']}: {row['target']})")
+        for command in row["commands"]:
+            sudo = " [sudo -n if not root]" if command["sudo_if_not_root"] else ""
+            print(f"  {command['id']:<28} {' '.join(command['argv'])}"
+                  f"  ({command['when']}){sudo}")
+
+
+def render_summary(data: dict[str, Any], fmt: str = "text") -> None:
+    if fmt == "json":
+        print(json.dumps(data, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="diag collect", show_lines=False)
+    for column in ("host", "reach", "commands", "failed", "daemons", "capture", "clock"):
+        table.add_column(column)
+    for host in data["hosts"]:
+        failed = ", ".join(f"{f['id']}:{f['outcome']}" for f in host["failed"][:4])
+        if len(host["failed"]) > 4:
+            failed += f" (+{len(host['failed']) - 4})"
+        reach = host["reachability"] or "?"
+        capture = host["capture"]
+        offset = host["clock_offset_s"]
+        table.add_row(host["name"], reach,
+                      f"{host['commands_ok']}/{host['commands_total']}", failed or "-",
+                      ",".join(host["daemons"]) or "-",
+                      "-" if capture is None else f"{capture['bytes']} B/{capture['packets']} pkt",
+                      "-" if offset is None else f"{offset:+.3f}s")
+    console.print(table)
+    reasons = f" ({', '.join(data['partial_reasons'])})" if data["partial_reasons"] else ""
+    console.print(f"bundle: {data['bundle']}  status: {data['status']}{reasons}  "
+                  f"redactions: {data['redactions']}")
+    if data["archive"]:
+        console.print(f"archive: {data['archive']}")
+    for host in data["hosts"]:
+        if host["error"]:
+            console.print(f"  {host['name']}: {host['reachability']}: {host['error']}")
+
+

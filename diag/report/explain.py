@@ -1,0 +1,130 @@
+"""Render an explanation (findings, checks) as text, JSON or Markdown: ``diag explain``'s output.
+
+Contract: :func:`explain_document(result, facts) -> dict` is the JSON document (docs/explain.md):
+``schema_version``; ``bundle`` {source, kind, sha256, complete, hosts}; ``findings`` (ranked,
+``Finding.to_dict()``); ``checked`` and ``not_checked`` ([{check, passed, detail, needs}]).
+``sha256`` is the archive's or, for a directory, its manifest.json's (None for a bare capture).
+:func:`render(result, facts, fmt) -> str` gives ``text``, ``json`` (that document) or ``md``.
+``result`` is an :class:`diag.analyze.Explanation`, ``facts`` a :class:`diag.facts.Facts`; both
+are read, never computed here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from diag.bundle import source_sha256
+
+SCHEMA_VERSION = 1
+FORMATS = ("text", "json", "md")
+
+
+def explain_document(result, facts) -> dict[str, Any]:
+    bundle = facts.bundle or {}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "bundle": {"source": facts.source, "kind": facts.kind,
+                   "sha256": source_sha256(Path(facts.source)) if facts.kind == "bundle"
+                   else None,
+                   "complete": bundle.get("status") == "complete",
+                   "hosts": sorted((bundle.get("hosts") or {}).keys())},
+        "findings": [f.to_dict() for f in result.findings],
+        "checked": [{"check": c.name, "passed": c.passed, "detail": c.detail}
+                    for c in result.checked],
+        "not_checked": [{"check": c.name, "needs": c.needs} for c in result.not_checked],
+    }
+
+
+def render(result, facts, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(explain_document(result, facts), indent=2, default=str) + "\n"
+    if fmt == "md":
+        return _markdown(result, facts)
+    return _text(result, facts)
+
+
+def _text(result, facts) -> str:
+    lines = [f"diag explain {facts.source} ({facts.kind}, "
+             f"{len((facts.bundle or {}).get('hosts') or {})} hosts)", ""]
+    if not result.findings:
+        lines.append("No findings.")
+    for i, f in enumerate(result.findings, 1):
+        caused = f"  (effect of {f.caused_by})" if f.caused_by else ""
+        lines.append(f"{i}. [{f.severity.upper()}] {f.code}{caused}")
+        lines.append(f"   {f.summary}")
+        lines.append(f"   confidence: {f.confidence.level} ({', '.join(sorted(set(f.confidence.sources)))})")
+        if f.severity_reason:
+            lines.append(f"   severity: {f.severity_reason}")
+        if f.note:
+            lines.append(f"   note: {f.note}")
+        if f.evidence:
+            lines.append("   evidence:")
+            for e in f.evidence:
+                lines.append(f"     - {e.host} {e.file} {e.pointer}: {e.value}")
+        if f.fix:
+            lines.append("   fix:")
+            for cmd in f.fix:
+                lines.append(f"     $ {cmd}" if not cmd.startswith("#") else f"     {cmd}")
+        lines.append("")
+    lines.append("Checked:")
+    for c in result.checked:
+        lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.name}")
+        if c.detail:
+            lines.append(f"       {c.detail}")
+    lines.append("Not checked:")
+    for c in result.not_checked:
+        lines.append(f"  -    {c.name}")
+        lines.append(f"       needs {c.needs}")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(result, facts) -> str:
+    lines = [f"# diag explain: {facts.source}", ""]
+    if not result.findings:
+        lines += ["No findings.", ""]
+    for i, f in enumerate(result.findings, 1):
+        caused = f" (effect of `{f.caused_by}`)" if f.caused_by else ""
+        lines += [f"## {i}. `{f.code}` — {f.severity}{caused}", "", f.summary, "",
+                  f"- confidence: {f.confidence.level} "
+                  f"({', '.join(sorted(set(f.confidence.sources)))})"]
+        if f.severity_reason:
+            lines.append(f"- severity: {f.severity_reason}")
+        if f.note:
+            lines.append(f"- note: {f.note}")
+        lines += ["", "| host | file | pointer | value |", "|---|---|---|---|"]
+        lines += [f"| {e.host} | `{e.file}` | `{e.pointer}` | {e.value} |" for e in f.evidence]
+        if f.fix:
+            lines += ["", "```sh", *f.fix, "```"]
+        lines.append("")
+    lines += ["## Checked", ""] + [f"- {'passed' if c.passed else 'FAILED'}: {c.name}"
+                                   for c in result.checked]
+    lines += ["", "## Not checked", ""] + [f"- {c.name}: {c.needs}" for c in result.not_checked]
+    return "\n".join(lines) + "\n"
+
+
+def render_trace(trace, fmt: str) -> str:
+    """A path walk (:class:`diag.analyze.trace.Trace`) as ``json`` (``{schema_version,
+    trace}``) or text: one line per hop, then the outcome."""
+    if fmt == "json":
+        return json.dumps({"schema_version": SCHEMA_VERSION, "trace": trace.to_dict()},
+                          indent=2, default=str) + "\n"
+    return trace_text(trace) + "\n"
+
+
+def trace_text(trace) -> str:
+    lines = [f"trace {trace.src} -> {trace.dst}"]
+    for i, hop in enumerate(trace.hops, 1):
+        lk = hop.lookup
+        rule = f"rule {lk.rule.priority} " if lk.rule else ""
+        what = lk.route.text if lk.route else lk.reason
+        nxt = ""
+        if hop.next_hop:
+            nxt = f" -> {hop.next_hop}" + (f" ({hop.next_host})" if hop.next_host else "")
+            nxt += f" [neigh {hop.neighbor}]" if hop.neighbor else ""
+        tun = f" {hop.tunnel}" if hop.tunnel else ""
+        lines.append(f"  {i}. {hop.host}"
+                     + (f" in {hop.iif}" if hop.iif else "")
+                     + f": {rule}table {lk.table or '-'}: {what}{tun}{nxt}")
+    lines.append(f"  => {trace.outcome} at {trace.where}: {trace.reason}")
+    return "\n".join(lines)
