@@ -37,8 +37,14 @@ import ipaddress
 import re
 from typing import Any
 
-from diag.parse.bgp_schema import (ORIGINS, PATH_COLUMNS, PEER_COLUMNS, parse_as_path_str,
-                                   path_row, peer_row)
+from diag.parse.bgp_schema import (
+    ORIGINS,
+    PATH_COLUMNS,
+    PEER_COLUMNS,
+    parse_as_path_str,
+    path_row,
+    peer_row,
+)
 from diag.parse.common import ParseError, as_text, frame, int_or_none
 from diag.parse.states import UNKNOWN, normalise_state
 
@@ -202,9 +208,7 @@ def _apply_detail(row: dict[str, Any], text: str) -> None:
     if attribute is None:
         return
     key, value = attribute
-    if key == "type":                      # 1.x, 2: "BGP unicast univ", "static unicast univ"
-        row["local"] = value.split()[:1] != ["BGP"]
-    elif key == "source":                  # 3: "BGP", "static", "device", "kernel"
+    if key in ("type", "source"):   # 1.x, 2 "Type: BGP unicast univ"; 3 "source: BGP"
         row["local"] = value.split()[:1] != ["BGP"]
     elif key == "from" and not row["peer"]:
         row["peer"] = value.split()[0] if value else None

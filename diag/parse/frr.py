@@ -20,8 +20,14 @@ import ipaddress
 import re
 from typing import Any
 
-from diag.parse.bgp_schema import (ORIGINS, PATH_COLUMNS, PEER_COLUMNS, parse_as_path_str,
-                                   path_row, peer_row)
+from diag.parse.bgp_schema import (
+    ORIGINS,
+    PATH_COLUMNS,
+    PEER_COLUMNS,
+    parse_as_path_str,
+    path_row,
+    peer_row,
+)
 from diag.parse.common import ParseError, frame, int_or_none, load_json
 from diag.parse.states import normalise_state
 
