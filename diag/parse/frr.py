@@ -97,7 +97,8 @@ def parse_summary(data: str | bytes):
     doc = load_json(data, "FRR show bgp summary json", dict)
     rows = []
     for vrf, section in _summary_sections(doc):
-        peers = section.get("peers") or {}
+        peers = section.get("peers")
+        peers = {} if peers is None else peers
         if not isinstance(peers, dict):
             raise ParseError("FRR summary: 'peers' is not an object (unknown FRR JSON layout)")
         for key, peer in peers.items():
