@@ -208,9 +208,9 @@ def _apply_detail(row: dict[str, Any], text: str) -> None:
     if attribute is None:
         return
     key, value = attribute
-    if key in ("type", "source"):   # 1.x, 2 "Type: BGP unicast univ"; 3 "source: BGP"
-        row["local"] = value.split()[:1] != ["BGP"]
-    elif key == "from" and not row["peer"]:
+    # "Type: BGP unicast univ" (1.x, 2) and "source: BGP" (3) say what the route line's
+    # [AS...] column already said: ``local`` is decided there, once
+    if key == "from" and not row["peer"]:
         row["peer"] = value.split()[0] if value else None
     elif key == "bgp:as_path":
         row["as_path"], row["as_path_str"] = parse_as_path_str(value)

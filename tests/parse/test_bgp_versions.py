@@ -329,11 +329,11 @@ def test_cilium_agent_ipv6_peer_with_port_and_mpreach_routes():
 
 @pytest.mark.parametrize("text", [
     # a state word the table never has: refused, not read as a peer
-    "Local AS   Peer AS   Peer Address   Session       Uptime   Family         Received   "
-    "Advertised\n65001      65000     10.0.0.1       sleeping      1s       ipv4/unicast   0   0\n",
+    ("Local AS   Peer AS   Peer Address   Session       Uptime   Family         Received   "
+     "Advertised\n65001      65000     10.0.0.1       sleeping      1s       ipv4/unicast   0   0\n"),
     # the counts missing
-    "Local AS   Peer AS   Peer Address   Session       Uptime   Family         Received   "
-    "Advertised\n65001      65000     10.0.0.1       established   1s       ipv4/unicast\n",
+    ("Local AS   Peer AS   Peer Address   Session       Uptime   Family         Received   "
+     "Advertised\n65001      65000     10.0.0.1       established   1s       ipv4/unicast\n"),
 ])
 def test_cilium_rows_that_do_not_fit_are_refused(text):
     with pytest.raises(ParseError):

@@ -11,7 +11,6 @@ import pytest
 from diag.lab import plan as lab_plan
 from diag.parse import bridge_fdb, ip_addr, ip_link, ip_neigh, ip_route, ip_rule
 from diag.parse.common import ParseError
-
 from tests.parse.helpers import CASES, fixture, truth
 
 VXLAN_CASES = [c for c in CASES if truth(c)["mode"] == "vxlan"]
