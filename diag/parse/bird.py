@@ -82,6 +82,8 @@ def _lines(data: str | bytes, what: str) -> list[str]:
 def _blocks(data: str | bytes) -> list[tuple[dict[str, Any], list[str]]]:
     lines = _lines(data, "show protocols")
     if not lines:
+        if as_text(data).strip():   # the banner alone: BIRD prints the header even for none
+            raise ParseError("birdc show protocols: the banner and nothing else (cut short?)")
         return []
     if [w.lower() for w in lines[0].split()[:6]] != _HEADER:
         raise ParseError("birdc show protocols: no 'Name Proto Table State Since Info' header")
