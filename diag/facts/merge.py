@@ -3,8 +3,9 @@ named by their protocol get the protocol's neighbour address.
 
 Contract: :func:`merge_peers` folds FRR's ``show bgp neighbors json`` and ``show bgp summary
 json`` rows for the same session into one (the neighbours row first; the summary fills what it
-lacks: uptime, counts), ``source`` lists both. :func:`resolve_bird_peers` fills ``peer`` of BIRD
-BGP paths from the ``bgp_peers`` row whose ``name`` is the path's protocol.
+lacks: uptime, counts), ``source`` lists both; a session is its VRF and its address, or its
+interface for an interface (unnumbered) peer, whose address FRR's summary does not print.
+:func:`resolve_bird_peers` fills ``peer`` of BIRD BGP paths from the ``bgp_peers`` row whose ``name`` is the path's protocol.
 """
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ def merge_peers(peers):
     df = peers.copy()
     df["_order"] = df["source"].map(_SOURCE_ORDER).fillna(0)
     df = df.sort_values(["_order"], kind="stable")
-    keys = ["host", "daemon", "peer"]
+    # an interface peer is one session whether or not the row knows its link-local address
+    df["_session"] = df["interface"].where(df["interface"].notna(), df["peer"]) \
+        if "interface" in df else df["peer"]
+    keys = ["host", "daemon"] + (["vrf"] if "vrf" in df else []) + ["_session"]
     sources = df.groupby(keys, sort=False, dropna=False)["source"].agg(
         lambda s: "+".join(dict.fromkeys(s)))
     merged = df.groupby(keys, sort=False, dropna=False).first()
     merged["source"] = sources
-    merged = merged.reset_index().drop(columns=["_order"])
+    merged = merged.reset_index().drop(columns=["_order", "_session"])
     return merged.reindex(columns=peers.columns)
 
 

@@ -3,7 +3,8 @@
 ``PEER_COLUMNS`` — one row per configured session, as the speaker sees it::
 
     daemon          str   FRR | GOBGP | BIRD | CILIUM | CALICO
-    peer            str   the neighbour's address
+    peer            str|None  the neighbour's address (an interface peer's link-local address when
+                    the output gives it; None when it does not: FRR's summary of an interface peer)
     peer_as         int|None
     local_as        int|None
     local_address   str|None  the address this speaker uses for the session
@@ -22,6 +23,12 @@
     keepalive       float|None
     peer_router_id  str|None
     notifications_received int|None
+    interface       str|None  the interface a session is configured on (FRR ``neighbor swp1
+                    interface``, unnumbered), never taken for an address
+    vrf             str|None  the VRF the session belongs to (FRR: ``default`` unless a
+                    ``show bgp vrf all`` wrapper names another); None when the daemon does not say
+    peer_group      str|None  the peer-group the neighbour is a member of (FRR)
+    dynamic         bool|None True for a neighbour accepted from a ``bgp listen range`` (FRR)
 
 ``PATH_COLUMNS`` — one row per path in a BGP RIB::
 
@@ -40,17 +47,20 @@
     local      bool  originated by this speaker (no neighbour)
     local_pref int|None
     med        int|None
+    vrf        str|None  as for peers (FRR ``show bgp vrf all ... json``)
 """
 from __future__ import annotations
+
+import re
 
 PEER_COLUMNS = ["daemon", "peer", "peer_as", "local_as", "local_address", "name",
                 "peer_hostname", "state",
                 "state_raw", "uptime_s", "last_error", "last_error_code", "last_error_age_s",
                 "received", "accepted", "advertised", "hold_time", "keepalive", "peer_router_id",
-                "notifications_received"]
+                "notifications_received", "interface", "vrf", "peer_group", "dynamic"]
 
 PATH_COLUMNS = ["daemon", "rib", "peer", "protocol", "prefix", "nexthop", "as_path",
-                "as_path_str", "origin", "best", "valid", "stale", "local", "local_pref", "med"]
+                "as_path_str", "origin", "best", "valid", "stale", "local", "local_pref", "med", "vrf"]
 
 ORIGINS = {0: "IGP", 1: "EGP", 2: "INCOMPLETE", "igp": "IGP", "egp": "EGP",
            "incomplete": "INCOMPLETE", "i": "IGP", "e": "EGP", "?": "INCOMPLETE"}
@@ -88,15 +98,20 @@ def as_path_text(segments: list[tuple[str, list[int]]]) -> tuple[list[int], str]
     return flat, " ".join(words)
 
 
+_AS_PATH_TOKEN = re.compile(r"\{[^}]*\}|\[[^\]]*\]|\(|\)|\d+|\S+")
+
+
 def parse_as_path_str(text: str | None) -> tuple[list[int], str]:
-    """FRR/BIRD text AS paths ("65000 65001", "65000 {65001,65002}") -> (flat, normalised)."""
+    """FRR/BIRD/Cilium text AS paths -> (flat, normalised): ``65000 65001``; AS_SETs as FRR and
+    BIRD 2-3 print them (``{65001,65002}``), as BIRD 1.x does (``{ 65001 65002 }``) and as
+    GoBGP-based tools do (``[65001 65002]``) all become ``65000 {65001,65002}``."""
     if not text:
         return [], ""
     segments: list[tuple[str, list[int]]] = []
-    for word in text.replace("{ ", "{").replace(" }", "}").split():
-        if word.startswith("{") or word.startswith("["):
-            members = [int(a) for a in word.strip("{}[]").replace(",", " ").split() if a.isdigit()]
+    for token in _AS_PATH_TOKEN.findall(text):
+        if token[0] in "{[":
+            members = [int(a) for a in re.findall(r"\d+", token)]
             segments.append(("set", members))
-        elif word.isdigit():
-            segments.append(("seq", [int(word)]))
+        elif token.isdigit():
+            segments.append(("seq", [int(token)]))
     return as_path_text(segments)

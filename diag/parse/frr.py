@@ -16,10 +16,18 @@ and peerState ``Policy`` (RFC 8212 ebgp-requires-policy) becomes ``Established (
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Any
 
-from diag.parse.bgp_schema import (ORIGINS, PATH_COLUMNS, PEER_COLUMNS, parse_as_path_str,
-                                   path_row, peer_row)
+from diag.parse.bgp_schema import (
+    ORIGINS,
+    PATH_COLUMNS,
+    PEER_COLUMNS,
+    parse_as_path_str,
+    path_row,
+    peer_row,
+)
 from diag.parse.common import ParseError, frame, int_or_none, load_json
 from diag.parse.states import normalise_state
 
@@ -27,44 +35,121 @@ ROUTE_COLUMNS = ["prefix", "protocol", "selected", "installed", "distance", "met
                  "nexthops", "nexthop", "interface"]
 
 
-def _afi_sections(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    if "peers" in doc:  # `show bgp ipv4 unicast summary json`: one AFI, no wrapper
-        return [("ipv4Unicast", doc)]
-    sections = [(k, v) for k, v in doc.items() if isinstance(v, dict) and "peers" in v]
-    if not sections and doc:
+_AFI_KEY = re.compile(r"^(ipv4|ipv6|l2Vpn|l2vpn)[A-Z]")
+
+
+def _vrf_name(value: Any, key: str | None = None) -> str:
+    """FRR's ``vrfName`` ("Default" in FRR 3-4, "default" since), else the wrapper's key."""
+    name = value if isinstance(value, str) and value else key
+    return "default" if name in (None, "Default") else str(name)
+
+
+def _summary_sections(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(vrf, AFI section with ``peers``) for every layout FRR 3-10 prints: one section
+    (``show bgp ipv4 unicast summary json``), AFI-keyed sections (``show bgp summary json``),
+    and either of those per VRF (``show bgp vrf all [ipv4] summary json``)."""
+    if "peers" in doc:
+        return [(_vrf_name(doc.get("vrfName")), doc)]
+    sections: list[tuple[str, dict[str, Any]]] = []
+    for key, value in doc.items():
+        if not isinstance(value, dict) or not value:
+            continue                 # a VRF or AFI without peers prints as {}
+        if "peers" in value:         # an AFI section, or a VRF's single-AFI section
+            vrf_key = None if _AFI_KEY.match(key) else key
+            sections.append((_vrf_name(value.get("vrfName"), vrf_key), value))
+        elif any(isinstance(v, dict) and "peers" in v for v in value.values()):
+            sections.extend((_vrf_name(v.get("vrfName"), key), v) for v in value.values()
+                            if isinstance(v, dict) and "peers" in v)
+        elif not _AFI_KEY.match(key) and any(_AFI_KEY.match(k) for k in value):
+            continue                 # a VRF whose AFIs are all empty
+        else:
+            raise ParseError(f"FRR summary: {key!r} holds no 'peers' (unknown FRR JSON layout)")
+    if not sections and doc and not all(isinstance(v, dict) for v in doc.values()):
         raise ParseError("FRR summary: no AFI section with 'peers' (unknown FRR JSON layout)")
     return sections
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _peer_and_interface(key: str, peer: dict[str, Any]) -> tuple[str | None, str | None]:
+    """An interface peer (``neighbor swp1 interface``) is keyed by its interface: the address
+    is ``bgpNeighborAddr`` when FRR prints it (neighbors JSON; not FRR 8's summary)."""
+    if peer.get("idType") == "interface" or not _is_address(key):
+        address = peer.get("bgpNeighborAddr")
+        return (address if isinstance(address, str) and _is_address(address) else None), key
+    return key, None
+
+
+def _asn(value: Any) -> int | None:
+    """FRR prints ``remoteAs: 0`` for a ``remote-as external|internal|auto`` neighbour whose
+    AS is not learned yet: unknown, not AS 0 (reserved, RFC 7607)."""
+    number = int_or_none(value)
+    return number if number else None
 
 
 def parse_summary(data: str | bytes):
     doc = load_json(data, "FRR show bgp summary json", dict)
     rows = []
-    for _afi, section in _afi_sections(doc):
-        for address, peer in (section.get("peers") or {}).items():
+    for vrf, section in _summary_sections(doc):
+        peers = section.get("peers")
+        peers = {} if peers is None else peers
+        if not isinstance(peers, dict):
+            raise ParseError("FRR summary: 'peers' is not an object (unknown FRR JSON layout)")
+        for key, peer in peers.items():
+            if not isinstance(peer, dict):
+                raise ParseError(f"FRR summary: peer {key!r} is not an object")
+            address, interface = _peer_and_interface(key, peer)
             raw_state = str(peer.get("state", ""))
             peer_state = peer.get("peerState")
             if peer_state and peer_state != "OK":
                 raw_state = f"{raw_state} ({peer_state})"
             up = peer.get("peerUptimeMsec")
             established = normalise_state(peer.get("state")) == "ESTABLISHED"
+            # FRR 3-7.4 count received prefixes as prefixReceivedCount; 7.5+ as pfxRcd/pfxSnt
+            received = peer.get("pfxRcd", peer.get("prefixReceivedCount"))
             rows.append(peer_row(
-                daemon="FRR", peer=address, peer_as=int_or_none(peer.get("remoteAs")),
-                local_as=int_or_none(peer.get("localAs") or section.get("as")),
+                daemon="FRR", peer=address, peer_as=_asn(peer.get("remoteAs")),
+                local_as=_asn(peer.get("localAs") or section.get("as")),
                 name=peer.get("desc") or peer.get("hostname"),
                 peer_hostname=peer.get("hostname"),
                 state=normalise_state(peer.get("state")), state_raw=raw_state,
                 uptime_s=up / 1000 if established and isinstance(up, (int, float)) else None,
-                accepted=int_or_none(peer.get("pfxRcd")),
-                advertised=int_or_none(peer.get("pfxSnt"))))
+                accepted=int_or_none(received), advertised=int_or_none(peer.get("pfxSnt")),
+                interface=interface, vrf=vrf, peer_group=peer.get("peerGroup"),
+                dynamic=bool(peer.get("dynamicPeer"))))
     return frame(rows, PEER_COLUMNS)
+
+
+_VRF_KEYS = ("vrfId", "vrfName")
+
+
+def _neighbor_entries(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(vrf, key, neighbour) of ``show bgp [vrf all] neighbors json``."""
+    entries = []
+    for key, value in doc.items():
+        if isinstance(value, dict) and "bgpState" not in value and \
+                any(k in value for k in _VRF_KEYS):
+            vrf = _vrf_name(value.get("vrfName"), key)
+            entries.extend((vrf, k, v) for k, v in value.items() if k not in _VRF_KEYS)
+        else:
+            entries.append(("default", key, value))
+    for _vrf, key, value in entries:
+        if not isinstance(value, dict) or "bgpState" not in value:
+            raise ParseError(f"FRR neighbors: entry {key!r} has no bgpState (unknown layout)")
+    return entries
 
 
 def parse_neighbors(data: str | bytes):
     doc = load_json(data, "FRR show bgp neighbors json", dict)
     rows = []
-    for address, peer in doc.items():
-        if not isinstance(peer, dict) or "bgpState" not in peer:
-            raise ParseError(f"FRR neighbors: entry {address!r} has no bgpState (unknown layout)")
+    for vrf, key, peer in _neighbor_entries(doc):
+        address, interface = _peer_and_interface(key, peer)
         afi = (peer.get("addressFamilyInfo") or {})
         v4 = afi.get("ipv4Unicast") or next(iter(afi.values()), {}) if afi else {}
         stats = peer.get("messageStats") or {}
@@ -72,8 +157,8 @@ def parse_neighbors(data: str | bytes):
         reason = peer.get("lastNotificationReason") or peer.get("lastResetDueTo")
         host_local = peer.get("hostLocal")
         rows.append(peer_row(
-            daemon="FRR", peer=address, peer_as=int_or_none(peer.get("remoteAs")),
-            local_as=int_or_none(peer.get("localAs")),
+            daemon="FRR", peer=address, peer_as=_asn(peer.get("remoteAs")),
+            local_as=_asn(peer.get("localAs")),
             local_address=host_local if host_local not in (None, "Unknown") else None,
             name=peer.get("nbrDesc") or peer.get("hostname"),
             peer_hostname=peer.get("hostname"),
@@ -88,7 +173,9 @@ def parse_neighbors(data: str | bytes):
             hold_time=_secs(peer.get("bgpTimerHoldTimeMsecs")),
             keepalive=_secs(peer.get("bgpTimerKeepAliveIntervalMsecs")),
             peer_router_id=peer.get("remoteRouterId"),
-            notifications_received=int_or_none(stats.get("notificationsRecv"))))
+            notifications_received=int_or_none(stats.get("notificationsRecv")),
+            interface=interface, vrf=vrf, peer_group=peer.get("peerGroup"),
+            dynamic=bool(peer.get("dynamicPeer") or peer.get("peerSubnetRangeGroup"))))
     return frame(rows, PEER_COLUMNS)
 
 
@@ -96,34 +183,49 @@ def _secs(msecs: Any) -> float | None:
     return msecs / 1000 if isinstance(msecs, (int, float)) else None
 
 
+def _rib_tables(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(vrf, routes) of ``show bgp [vrf all] ipv4 unicast json``."""
+    if "routes" in doc:
+        return [(_vrf_name(doc.get("vrfName")), doc["routes"] or {})]
+    tables = [(_vrf_name(v.get("vrfName"), k), v["routes"] or {}) for k, v in doc.items()
+              if isinstance(v, dict) and "routes" in v]
+    if not tables and doc and "warning" not in doc:
+        raise ParseError("FRR bgp RIB: no 'routes' object (unknown FRR JSON layout)")
+    return tables
+
+
 def parse_bgp_rib(data: str | bytes):
     doc = load_json(data, "FRR show bgp ipv4 unicast json", dict)
-    routes = doc.get("routes")
-    if routes is None:
-        if doc and "warning" not in doc:
-            raise ParseError("FRR bgp RIB: no 'routes' object (unknown FRR JSON layout)")
-        routes = {}
     rows = []
-    for prefix, paths in routes.items():
-        for path in paths if isinstance(paths, list) else []:
-            hops = path.get("nexthops") or []
-            nexthop = next((h.get("ip") for h in hops if h.get("used")), None) or \
-                (hops[0].get("ip") if hops else None)
-            peer = path.get("peerId")
-            local = peer in (None, "(unspec)", "0.0.0.0") or path.get("pathFrom") == "local"
-            aspath = path.get("path")
-            if aspath is None and isinstance(path.get("aspath"), dict):
-                aspath = path["aspath"].get("string")
-            flat, text = parse_as_path_str(aspath)
-            rows.append(path_row(
-                daemon="FRR", rib="loc", peer=None if local else peer,
-                prefix=path.get("network") or prefix, nexthop=nexthop, as_path=flat,
-                as_path_str=text, origin=ORIGINS.get(str(path.get("origin", "")).lower()),
-                best=bool(path.get("bestpath")), valid=bool(path.get("valid")),
-                stale=bool(path.get("stale")), local=local,
-                local_pref=int_or_none(path.get("locPrf") or path.get("localpref")),
-                med=int_or_none(path.get("metric") if "metric" in path else path.get("med"))))
+    for vrf, routes in _rib_tables(doc):
+        if not isinstance(routes, dict):
+            raise ParseError("FRR bgp RIB: 'routes' is not an object (unknown FRR JSON layout)")
+        for prefix, paths in routes.items():
+            for path in paths if isinstance(paths, list) else []:
+                rows.append(_path_row(prefix, path, vrf))
     return frame(rows, PATH_COLUMNS)
+
+
+def _path_row(prefix: str, path: dict[str, Any], vrf: str) -> dict[str, Any]:
+    hops = path.get("nexthops") or []
+    nexthop = next((h.get("ip") for h in hops if h.get("used")), None) or \
+        (hops[0].get("ip") if hops else None)
+    peer = path.get("peerId")
+    local = peer in (None, "(unspec)", "0.0.0.0") or path.get("pathFrom") == "local"
+    aspath = path.get("path")
+    if aspath is None:
+        aspath = path.get("aspath")  # FRR 4-6: a string; later detail views: an object
+        if isinstance(aspath, dict):
+            aspath = aspath.get("string")
+    flat, text = parse_as_path_str(aspath if isinstance(aspath, str) else None)
+    return path_row(
+        daemon="FRR", rib="loc", peer=None if local else peer,
+        prefix=path.get("network") or prefix, nexthop=nexthop, as_path=flat,
+        as_path_str=text, origin=ORIGINS.get(str(path.get("origin", "")).lower()),
+        best=bool(path.get("bestpath")), valid=bool(path.get("valid")),
+        stale=bool(path.get("stale")), local=local,
+        local_pref=int_or_none(path.get("locPrf") or path.get("localpref")),
+        med=int_or_none(path.get("metric") if "metric" in path else path.get("med")), vrf=vrf)
 
 
 def parse_ip_route(data: str | bytes):

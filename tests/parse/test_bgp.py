@@ -11,7 +11,12 @@ import pytest
 from diag.parse import bird, calico, cilium, frr, gobgp
 from diag.parse.bgp_schema import PATH_COLUMNS, PEER_COLUMNS
 from diag.parse.common import ParseError
-from tests.parse.helpers import FIXTURES, fixture, truth
+from tests.parse.helpers import CASES, FIXTURES, fixture, truth
+
+# the lab cases whose nodes run each daemon: a test of GoBGP's output runs on the cilium
+# bundles only, instead of returning early (and passing) on the calico ones
+CILIUM_CASES = [c for c in CASES if truth(c)["cni"] == "cilium"]
+CALICO_CASES = [c for c in CASES if truth(c)["cni"] == "calico"]
 
 
 def _nodes(t):
@@ -33,6 +38,20 @@ def test_frr_router_sees_every_node_established(lab_case):
     neighbors = frr.parse_neighbors(fixture("frr-bgp-neighbors", f"{lab_case}--router.out"))
     assert set(neighbors.hold_time) == {9.0} and set(neighbors.keepalive) == {3.0}
     assert set(neighbors.local_address) <= {i.split("/")[0] for i in router["ips"]}
+    assert neighbors.interface.isna().all() and set(neighbors.vrf) == {"default"}
+
+
+def test_frr_summary_uptime_against_the_raw_output(lab_case):
+    """Uptime is the raw ``peerUptimeMsec`` in seconds, and agrees with the neighbours output
+    (another command, run moments apart: ``bgpTimerUpMsec`` a few seconds more at most)."""
+    raw = json.loads(fixture("frr-bgp-summary", f"{lab_case}--router.out"))
+    msecs = {a: p["peerUptimeMsec"] for a, p in raw["ipv4Unicast"]["peers"].items()}
+    summary = frr.parse_summary(fixture("frr-bgp-summary", f"{lab_case}--router.out"))
+    assert dict(zip(summary.peer, summary.uptime_s)) == {a: m / 1000 for a, m in msecs.items()}
+    neighbors = frr.parse_neighbors(fixture("frr-bgp-neighbors", f"{lab_case}--router.out"))
+    later = dict(zip(neighbors.peer, neighbors.uptime_s))
+    for peer, uptime in zip(summary.peer, summary.uptime_s):
+        assert 0 < uptime and uptime - 1 <= later[peer] <= uptime + 30
 
 
 def test_frr_rib_paths(lab_case):
@@ -82,10 +101,9 @@ def test_frr_reference_failures():
     assert set(policy.state_raw) == {"Established (Policy)"}
 
 
+@pytest.mark.parametrize("lab_case", CILIUM_CASES)
 def test_gobgp_neighbors_lab(lab_case):
     t = truth(lab_case)
-    if t["cni"] != "cilium":
-        return
     for host, info in _nodes(t).items():
         df = gobgp.parse_neighbors(fixture("gobgp-neighbor", f"{lab_case}--{host}.out"),
                                    now=1e10)
@@ -97,10 +115,9 @@ def test_gobgp_neighbors_lab(lab_case):
         assert row.hold_time == 9.0 and row.uptime_s > 0
 
 
+@pytest.mark.parametrize("lab_case", CILIUM_CASES)
 def test_gobgp_rib_lab(lab_case):
     t = truth(lab_case)
-    if t["cni"] != "cilium":
-        return
     for host, info in _nodes(t).items():
         df = gobgp.parse_rib(fixture("gobgp-global-rib", f"{lab_case}--{host}.out"))
         local = df[df.local]
@@ -124,10 +141,9 @@ def test_gobgp_reference():
     assert row.uptime_s == pytest.approx(100.0)
 
 
+@pytest.mark.parametrize("lab_case", CALICO_CASES)
 def test_bird_lab(lab_case):
     t = truth(lab_case)
-    if t["cni"] != "calico":
-        return
     router = t["hosts"]["router"]
     for host, info in _nodes(t).items():
         peers = bird.parse_protocols(fixture("bird-protocols-all", f"{lab_case}--{host}.out"))
@@ -225,6 +241,11 @@ def test_calico_upstream():
     (gobgp.parse_rib, b'{"10.0.0.0/8": {"x": 1}}'),
     (bird.parse_protocols, b"BIRD 3.0.0 ready.\nsomething else entirely\n"),
     (bird.parse_protocols, b"BIRD version 9 says hello\n"),
+    (bird.parse_protocols, b"BIRD 1.6.8 ready.\n"),
+    (bird.parse_protocols, b"BIRD 1.6.8 ready.\nAccess denied\n"),
+    (bird.parse_routes, b"BIRD 1.6.8 ready.\n10.0.0.0/8 via 10.0.0.1 on eth0 kernel1 * (10)\n"),
+    (bird.parse_status, b"BIRD 1.6.8 ready.\nsomething\n"),
+    (calico.parse, b"Calico process is running.\n\nIPv4 BGP status\nError querying BIRD: x\n"),
     (bird.parse_routes, b"BIRD 2.0.12 ready.\nTable master4:\n???\n"),
     (cilium.parse_peers, b"Name Status\nfoo bar\n"),
     (cilium.parse_routes, b"Name Status\nfoo bar\n"),

@@ -3,14 +3,17 @@ diag.lab's own records) and a hand-built namespace (oracle: the commands that bu
 from __future__ import annotations
 
 import ipaddress
+import json
 
+import pandas as pd
 import pytest
 
 from diag.lab import plan as lab_plan
 from diag.parse import bridge_fdb, ip_addr, ip_link, ip_neigh, ip_route, ip_rule
 from diag.parse.common import ParseError
+from tests.parse.helpers import CASES, fixture, truth
 
-from tests.parse.helpers import fixture, truth
+VXLAN_CASES = [c for c in CASES if truth(c)["mode"] == "vxlan"]
 
 
 def test_addresses_match_what_the_lab_built(lab_case):
@@ -111,6 +114,51 @@ def test_reference_frr_routes_with_nhid():
     assert set(bgp.metric) == {20} and bgp.nhid.notna().all()
 
 
+def test_ecmp_flag_follows_the_raw_nexthops():
+    """``ecmp`` is True exactly where iproute2 printed more than one nexthop (the raw JSON),
+    for single-path routes of every lab host and the kernel namespace's weighted pair."""
+    from tests.parse.helpers import FIXTURES
+
+    seen = {True: 0, False: 0}
+    for path in sorted(FIXTURES.glob("ip-route-v*/*.out")):
+        raw = json.loads(path.read_bytes() or b"[]")
+        want = [len(r.get("nexthops") or []) > 1 for r in raw]
+        df = ip_route.parse(path.read_bytes())
+        assert list(df.ecmp) == want, path.name
+        for flag in want:
+            seen[flag] += 1
+    assert seen[True] >= 1 and seen[False] > 100
+
+
+def test_rules_selectors_and_suppress_prefixlen():
+    """A namespace built with `ip rule add ... suppress_prefixlength 0`, `goto`, `nop`,
+    `uidrange`, `ipproto tcp dport 179`, `sport 1024-2048`, `tos`, `protocol bgp`, `realms 3/4`,
+    `suppress_ifgroup 5` (iproute2 6.1; PROVENANCE.md lists the commands)."""
+    by_prio = {r["priority"]: r for r in ip_rule.parse(
+        fixture("ip-rule-v4", "kernel-netns-selectors.out"), "inet").to_dict("records")}
+    assert (by_prio[100]["table"], by_prio[100]["suppress_prefixlen"]) == ("main", 0)
+    assert by_prio[101]["not_"] and by_prio[101]["fwmark"] == "0xca6c"
+    assert by_prio[102]["uidrange"] == "1000-2000"
+    assert (by_prio[103]["ipproto"], by_prio[103]["dport"]) == ("tcp", "179")
+    assert by_prio[104]["sport"] == "1024-2048"
+    assert (by_prio[105]["tos"], by_prio[105]["protocol"], by_prio[105]["src"]) == (
+        "0x10", "bgp", "10.0.0.0/8")
+    assert (by_prio[106]["action"], by_prio[106]["goto"], by_prio[106]["table"]) == (
+        "goto", 110, None)
+    assert by_prio[107]["suppress_ifgroup"] == "5" and by_prio[108]["realms"] == "3/4"
+    assert (by_prio[109]["action"], by_prio[110]["action"]) == ("blackhole", "nop")
+    assert [p for p, r in by_prio.items() if not pd.isna(r["suppress_prefixlen"])] == [100]
+    v6 = ip_rule.parse(fixture("ip-rule-v6", "kernel-netns-selectors.out"), "inet6")
+    assert list(v6[v6.priority == 100].suppress_prefixlen) == [0]
+    tun = ip_rule.parse(fixture("ip-rule-v4", "upstream-mihomo-tun-numeric.out"), "inet")
+    dns = tun[(tun.priority == 9001) & (tun.action == "lookup")].iloc[0]
+    assert (dns.table, dns.suppress_prefixlen, dns.dport, bool(dns.not_)) == ("254", 0, "53",
+                                                                              True)
+    jump = tun[(tun.priority == 9001) & (tun.action == "goto")].iloc[0]
+    assert (jump.iif, jump.goto) == ("omash-tun", 9010)
+    assert list(tun[tun.priority == 9010].action) == ["nop"]
+
+
 def test_rules_kernel_namespace():
     df = ip_rule.parse(fixture("ip-rule-v4", "kernel-netns.out"), "inet")
     by_prio = {p: r for p, r in zip(df.priority, df.to_dict("records"))}
@@ -138,10 +186,9 @@ def test_fdb_vxlan_entries():
                                        ("0a:00:00:00:00:01", "192.0.2.3")}
 
 
+@pytest.mark.parametrize("lab_case", VXLAN_CASES)
 def test_fdb_lab_vteps(lab_case):
     t = truth(lab_case)
-    if t["mode"] != "vxlan":
-        return
     for host, info in t["hosts"].items():
         if info["role"] != "node":
             continue

@@ -101,6 +101,19 @@ def test_every_fixture_of_every_spec_parses():
     assert count > 300
 
 
+def test_every_refused_fixture_is_refused_with_one_line():
+    """Real outputs diag cannot read (``<spec>/<case>.refused``): a ParseError of one line that
+    names the command, never an empty table."""
+    paths = sorted(FIXTURES.glob("*/*.refused"))
+    assert paths
+    for path in paths:
+        parser = parser_for(path.parent.name)
+        with pytest.raises(ParseError) as err:
+            parser.parse(path.read_bytes(), ParseContext(spec=path.parent.name, now=None))
+        assert "\n" not in err.value.message and path.parent.name.split("-")[0] in \
+            err.value.message.lower()
+
+
 def test_ss_ipv4_mapped_peer_is_ipv4():
     text = ("State Recv-Q Send-Q Local Address:Port Peer Address:Port Process\n"
             "ESTAB 0 0 [::ffff:192.0.2.1]:179 [::ffff:192.0.2.2]:40000\n")
