@@ -104,7 +104,7 @@ def _cidrs(spec: Field, key: str) -> list[str]:
 
 def parse_bgp_configuration(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
-    out.add("calico_bgp_configurations", obj, "/spec", as_number=_asn(spec, "asNumber"),
+    out.add("calico_bgp_configurations", obj, spec.anchor, as_number=_asn(spec, "asNumber"),
             node_to_node_mesh=spec.flag("nodeToNodeMeshEnabled"),
             listen_port=spec.integer("listenPort"), bind_mode=spec.text("bindMode"),
             log_severity=spec.text("logSeverityScreen"),
@@ -122,7 +122,7 @@ def parse_bgp_configuration(obj: Obj, out: Emitter) -> None:
 def parse_bgp_peer(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
     peer_ip, peer_port = _value(spec, "peerIP", address_and_port, spec.text("peerIP"))
-    out.add("calico_bgp_peers", obj, "/spec", node=spec.text("node"),
+    out.add("calico_bgp_peers", obj, spec.anchor, node=spec.text("node"),
             node_selector=spec.text("nodeSelector"), peer_ip=peer_ip, peer_port=peer_port,
             peer_selector=spec.text("peerSelector"), as_number=_asn(spec, "asNumber"),
             keep_original_next_hop=spec.flag("keepOriginalNextHop"),
@@ -147,7 +147,7 @@ def parse_bgp_filter(obj: Obj, out: Emitter) -> None:
 
 def parse_ip_pool(obj: Obj, out: Emitter) -> None:
     spec = obj.spec(required=True)
-    out.add("calico_ip_pools", obj, "/spec", cidr=spec.text("cidr", required=True),
+    out.add("calico_ip_pools", obj, spec.anchor, cidr=spec.text("cidr", required=True),
             block_size=spec.integer("blockSize"), vxlan_mode=spec.text("vxlanMode") or "Never",
             ipip_mode=spec.text("ipipMode") or "Never",
             nat_outgoing=bool(spec.flag("natOutgoing")), disabled=bool(spec.flag("disabled")),
@@ -166,7 +166,7 @@ def _deleted(field: Field) -> bool:
 
 def parse_block_affinity(obj: Obj, out: Emitter) -> None:
     spec = obj.spec(required=True)
-    out.add("calico_block_affinities", obj, "/spec", node=spec.text("node", required=True),
+    out.add("calico_block_affinities", obj, spec.anchor, node=spec.text("node", required=True),
             cidr=spec.text("cidr", required=True), state=spec.text("state"),
             deleted=_deleted(spec))
 
@@ -176,7 +176,7 @@ def parse_ipam_block(obj: Obj, out: Emitter) -> None:
     allocations = spec.items("allocations")
     affinity = spec.text("affinity")
     node = affinity[len("host:"):] if affinity and affinity.startswith("host:") else None
-    out.add("calico_ipam_blocks", obj, "/spec", cidr=spec.text("cidr", required=True),
+    out.add("calico_ipam_blocks", obj, spec.anchor, cidr=spec.text("cidr", required=True),
             affinity=affinity, node=node, size=len(allocations),
             allocated=sum(1 for a in allocations if a.value is not None),
             strict_affinity=bool(spec.flag("strictAffinity")), deleted=_deleted(spec))
@@ -185,7 +185,7 @@ def parse_ipam_block(obj: Obj, out: Emitter) -> None:
 def parse_node(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
     bgp = spec.child("bgp")
-    out.add("calico_nodes", obj, "/spec", node=obj.name, source="Node",
+    out.add("calico_nodes", obj, spec.anchor, node=obj.name, source="Node",
             ipv4_address=bgp.text("ipv4Address") if bgp else None,
             ipv6_address=bgp.text("ipv6Address") if bgp else None,
             as_number=_asn(bgp, "asNumber") if bgp else None,
@@ -225,7 +225,7 @@ def parse_node_status(obj: Obj, out: Emitter) -> None:
 def parse_felix_configuration(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
     for key, value in spec.value.items():
-        out.add("calico_felix_settings", obj, pointers.append("/spec", key), key=key,
+        out.add("calico_felix_settings", obj, pointers.append(spec.pointer, key), key=key,
                 value=value)
 
 

@@ -113,7 +113,7 @@ def parse_peer_config(obj: Obj, out: Emitter) -> None:
     timers, restart = spec.child("timers"), spec.child("gracefulRestart")
     transport = spec.child("transport")
     status = obj.root.child("status")
-    out.add("cilium_bgp_peer_configs", obj, "/spec", auth_secret_ref=spec.text("authSecretRef"),
+    out.add("cilium_bgp_peer_configs", obj, spec.anchor, auth_secret_ref=spec.text("authSecretRef"),
             ebgp_multihop=spec.integer("ebgpMultihop"),
             hold_time_s=timers.integer("holdTimeSeconds") if timers else None,
             keepalive_s=timers.integer("keepAliveTimeSeconds") if timers else None,
@@ -149,7 +149,8 @@ def parse_node_config(obj: Obj, out: Emitter) -> None:
     _instances(obj, out, obj.spec(), "node", obj.name, None)
     status = obj.root.child("status")
     instances = status.objects("bgpInstances") if status is not None else []
-    out.add("cilium_bgp_node_status", obj, "/status", node=obj.name,
+    out.add("cilium_bgp_node_status", obj, status.pointer if status is not None else "",
+            node=obj.name,
             reported=status is not None, instances=len(instances))
     for instance in instances:
         for peer in instance.objects("peers"):

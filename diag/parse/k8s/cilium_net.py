@@ -52,7 +52,7 @@ def parse_cilium_node(obj: Obj, out: Emitter) -> None:
     addresses = [(a.text("type", required=True), a.text("ip", required=True))
                  for a in spec.objects("addresses")]
     health = spec.child("health")
-    out.add("cilium_nodes", obj, "/spec", node=obj.name,
+    out.add("cilium_nodes", obj, spec.anchor, node=obj.name,
             pod_cidrs=ipam.strings("podCIDRs") if ipam else [], pool_cidrs=pools,
             internal_ips=[ip for kind, ip in addresses if kind == "InternalIP"],
             cilium_internal_ip=next((ip for kind, ip in addresses if kind == "CiliumInternalIP"),
@@ -61,9 +61,9 @@ def parse_cilium_node(obj: Obj, out: Emitter) -> None:
 
 
 def parse_pod_ip_pool(obj: Obj, out: Emitter) -> None:
-    spec = obj.spec()
+    spec = obj.spec(required=True)
     v4, v6 = spec.child("ipv4"), spec.child("ipv6")
-    out.add("cilium_pod_ip_pools", obj, "/spec",
+    out.add("cilium_pod_ip_pools", obj, spec.anchor,
             ipv4_cidrs=v4.strings("cidrs") if v4 else [],
             ipv4_mask_size=v4.integer("maskSize") if v4 else None,
             ipv6_cidrs=v6.strings("cidrs") if v6 else [],
@@ -97,7 +97,7 @@ def parse_lb_pool(obj: Obj, out: Emitter) -> None:
         out.add("cilium_lb_pool_blocks", obj, block.pointer, pool=obj.name, cidr=cidr,
                 start=start, stop=stop or (start if start and not cidr else None),
                 legacy=is_legacy)
-    out.add("cilium_lb_pools", obj, "/spec", disabled=bool(spec.flag("disabled")),
+    out.add("cilium_lb_pools", obj, spec.anchor, disabled=bool(spec.flag("disabled")),
             service_selector=spec.mapping("serviceSelector"),
             allow_first_last_ips=spec.text("allowFirstLastIPs"),
             ips_total=counts.get("cilium.io/IPsTotal"),
@@ -108,7 +108,7 @@ def parse_lb_pool(obj: Obj, out: Emitter) -> None:
 
 def parse_l2_policy(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
-    out.add("cilium_l2_policies", obj, "/spec", service_selector=spec.mapping("serviceSelector"),
+    out.add("cilium_l2_policies", obj, spec.anchor, service_selector=spec.mapping("serviceSelector"),
             node_selector=spec.mapping("nodeSelector"), interfaces=spec.strings("interfaces"),
             external_ips=bool(spec.flag("externalIPs")),
             load_balancer_ips=bool(spec.flag("loadBalancerIPs")))

@@ -147,7 +147,7 @@ def parse_config_map(obj: Obj, out: Emitter) -> None:
 
 def parse_lease(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
-    out.add("k8s_leases", obj, "/spec", holder=spec.text("holderIdentity"),
+    out.add("k8s_leases", obj, spec.anchor, holder=spec.text("holderIdentity"),
             acquire_time=spec.text("acquireTime"), renew_time=spec.text("renewTime"),
             lease_duration_s=spec.integer("leaseDurationSeconds"),
             transitions=spec.integer("leaseTransitions"),

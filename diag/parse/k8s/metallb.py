@@ -50,14 +50,14 @@ def _duration(spec: Field, key: str) -> float | None:
 
 def parse_ip_pool(obj: Obj, out: Emitter) -> None:
     spec = obj.spec(required=True)
-    out.add("metallb_ip_pools", obj, "/spec", addresses=spec.strings("addresses", required=True),
+    out.add("metallb_ip_pools", obj, spec.anchor, addresses=spec.strings("addresses", required=True),
             auto_assign=spec.flag("autoAssign"), avoid_buggy_ips=bool(spec.flag("avoidBuggyIPs")),
             service_allocation=spec.mapping("serviceAllocation"))
 
 
 def parse_l2_advertisement(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
-    out.add("metallb_l2_advertisements", obj, "/spec",
+    out.add("metallb_l2_advertisements", obj, spec.anchor,
             ip_address_pools=spec.strings("ipAddressPools"),
             ip_address_pool_selectors=_selectors(spec, "ipAddressPoolSelectors"),
             node_selectors=_selectors(spec, "nodeSelectors"), interfaces=spec.strings("interfaces"))
@@ -65,7 +65,7 @@ def parse_l2_advertisement(obj: Obj, out: Emitter) -> None:
 
 def parse_bgp_advertisement(obj: Obj, out: Emitter) -> None:
     spec = obj.spec()
-    out.add("metallb_bgp_advertisements", obj, "/spec",
+    out.add("metallb_bgp_advertisements", obj, spec.anchor,
             ip_address_pools=spec.strings("ipAddressPools"),
             ip_address_pool_selectors=_selectors(spec, "ipAddressPoolSelectors"),
             node_selectors=_selectors(spec, "nodeSelectors"), peers=spec.strings("peers"),
@@ -77,7 +77,7 @@ def parse_bgp_advertisement(obj: Obj, out: Emitter) -> None:
 def parse_bgp_peer(obj: Obj, out: Emitter) -> None:
     spec = obj.spec(required=True)
     secret = spec.child("passwordSecret")
-    out.add("metallb_bgp_peers", obj, "/spec", my_asn=spec.integer("myASN", required=True),
+    out.add("metallb_bgp_peers", obj, spec.anchor, my_asn=spec.integer("myASN", required=True),
             peer_asn=spec.integer("peerASN"), peer_address=spec.text("peerAddress", required=True),
             source_address=spec.text("sourceAddress"), peer_port=spec.integer("peerPort"),
             hold_time_s=_duration(spec, "holdTime"),

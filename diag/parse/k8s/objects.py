@@ -53,12 +53,19 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "a l
 class Field:
     """A value inside an object, with its pointer; typed getters for its children."""
 
-    __slots__ = ("obj", "value", "pointer")
+    __slots__ = ("obj", "value", "pointer", "exists")
 
-    def __init__(self, obj: "Obj", value: Any, pointer: str) -> None:
+    def __init__(self, obj: "Obj", value: Any, pointer: str, exists: bool = True) -> None:
         self.obj = obj
         self.value = value
         self.pointer = pointer
+        self.exists = exists
+
+    @property
+    def anchor(self) -> str:
+        """The pointer a row about this field carries: the field's own, or the whole object's
+        (``""``) when the field is absent (an object without ``spec``), so it always resolves."""
+        return self.pointer if self.exists else ""
 
     def error(self, reason: str, *parts: str | int) -> ObjectError:
         return ObjectError(self.obj, pointers.append(self.pointer, *parts), reason)
@@ -175,7 +182,7 @@ class Obj:
 
     def spec(self, required: bool = False) -> Field:
         spec = self.root.child("spec", required=required)
-        return spec if spec is not None else Field(self, {}, "/spec")
+        return spec if spec is not None else Field(self, {}, "/spec", exists=False)
 
     def ref(self, pointer: str = "") -> dict[str, Any]:
         return {"kind": self.kind, "api_version": self.api_version, "namespace": self.namespace,
