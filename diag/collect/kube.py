@@ -19,7 +19,9 @@ user), and ``--request-timeout`` = :attr:`KubeOptions.timeout`. It runs, as argv
    ``projectcalico.org/v3`` and as CRDs are read once, through v3. Secrets are never read (no
    Secret kind is in the catalogue, and nothing here lists arbitrary kinds).
 
-Every List is cleaned before it is written: ``metadata.managedFields`` and the
+A kind's file holds its objects only for outcome ``OK``; a failed or timed-out get writes no
+file (kubectl prints an empty List even then, which must never read as "no objects"), its record
+keeps ``stdout_bytes``. Every List is cleaned before it is written: ``metadata.managedFields`` and the
 ``kubectl.kubernetes.io/last-applied-configuration`` annotation are dropped (counted in the
 record), then inline credentials are masked by :func:`diag.collect.redact.redact` (MetalLB
 BGPPeer ``password``; the rules and the redaction report are the SSH path's). The output goes
@@ -367,14 +369,21 @@ def collect_kube(options: KubeOptions, sink: KubeSink) -> KubeRun:
             if outcome == "OK":
                 data, extra = clean_list(ran.stdout, fetch)
                 record.update(extra)
+            if outcome != "OK":
+                # kubectl prints an empty List even when it failed: kept out of the bundle so
+                # that nothing reads a refusal as "no objects"
+                record["stdout_bytes"] = len(ran.stdout)
+                sink.add_kube_record(record)
+                _report(sink, record, [], found_err)
+                run.records.append(record)
+                run.reasons.append(f"KUBE_{outcome}")
+                continue
             output, found_out = redact(record["id"], data, options.redact_strings)
-            if found_out and outcome == "OK":
+            if found_out:
                 output = json.dumps(json.loads(output), indent=1).encode() + b"\n"
             written = sink.add_kube_output(record, output)
             _report(sink, written, found_out, found_err)
             run.records.append(written)
-            if outcome != "OK":
-                run.reasons.append(f"KUBE_{outcome}")
     return run
 
 

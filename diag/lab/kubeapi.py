@@ -200,14 +200,25 @@ def ensure_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, 
     return cert_path, key_path
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, ssl.SSLError, TimeoutError)):
+            return        # the client left (kubectl gave up on a slow answer): not our error
+        super().handle_error(request, client_address)
+
+
 class KubeApiServer:
     def __init__(self, options: ApiOptions, host: str = "127.0.0.1", port: int = 0) -> None:
         self.options = options
         self.store = ObjectStore(options.objects_dir, options.as_applied)
         self.requests: list[tuple[str, str, int]] = []
         handler = _handler_class(self)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         self.ca_pem: bytes | None = None
         if options.tls:
             cert, key = ensure_certificate(options.cert_dir or
