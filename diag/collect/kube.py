@@ -49,10 +49,11 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from diag.collect.redact import redact
 from diag.errors import EnvironmentProblem
@@ -221,7 +222,7 @@ class _Ran:
 def _run(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None) -> _Ran:
     started, clock = time.time(), time.monotonic()
     try:
-        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
+        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, check=False,
                               timeout=timeout + KILL_GRACE,
                               env=dict(env) if env is not None else None)
     except subprocess.TimeoutExpired as expired:

@@ -16,7 +16,8 @@ Contract:
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 class SelectorError(ValueError):

@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from diag.lab.configs import CONNECT_RETRY, HOLD, KEEPALIVE
-from diag.lab.plan import (MD5_PEER, VXLAN_MTU, VXLAN_PORT, VXLAN_VNI, AddressingPlan, Host)
+from diag.lab.plan import MD5_PEER, VXLAN_MTU, VXLAN_PORT, VXLAN_VNI, AddressingPlan, Host
 
 ZONE = "topology.kubernetes.io/zone"
 HOSTNAME = "kubernetes.io/hostname"

@@ -38,9 +38,10 @@ Contract:
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from diag.k8s.kinds import split_api_version
 from diag.k8s.selectors import calico_selector_matches, label_selector_matches
@@ -206,8 +207,8 @@ def cilium_bgp_intent(objects: list[dict], node: str) -> NodeBgpIntent:
     policies = _selecting(objects, "CiliumBGPPeeringPolicy", labels)
     if len(policies) > 1:
         names = ", ".join(sorted(p["metadata"]["name"] for p in policies))
-        return NodeBgpIntent(node, "", notes=(f"several CiliumBGPPeeringPolicies select the "
-                                              f"node ({names}): none applies",))
+        return NodeBgpIntent(node, "", notes=((f"several CiliumBGPPeeringPolicies select the "
+                                              f"node ({names}): none applies"),))
     if policies:
         return _policy_intent(objects, node, node_object, policies[0])
     configs = _selecting(objects, "CiliumBGPClusterConfig", labels)
@@ -215,8 +216,8 @@ def cilium_bgp_intent(objects: list[dict], node: str) -> NodeBgpIntent:
         return NodeBgpIntent(node, "", notes=("no CiliumBGPClusterConfig selects the node",))
     if len(configs) > 1:
         names = ", ".join(sorted(c["metadata"]["name"] for c in configs))
-        return NodeBgpIntent(node, "", notes=(f"several CiliumBGPClusterConfigs select the "
-                                              f"node ({names}): conflict, none applies",))
+        return NodeBgpIntent(node, "", notes=((f"several CiliumBGPClusterConfigs select the "
+                                              f"node ({names}): conflict, none applies"),))
     config = configs[0]
     override = _named(_kind(objects, "cilium.io", "CiliumBGPNodeConfigOverride"), node)
     overrides = {i.get("name"): i for i in ((override or {}).get("spec") or {})
@@ -315,8 +316,8 @@ def render_gobgpd(intent: NodeBgpIntent, passwords: Mapping[str, str], *,
         raise ValueError(f"{intent.node}: {len(intent.instances)} BGP instances "
                          f"({'; '.join(intent.notes) or 'none selected'}); the lab runs one")
     (instance,) = intent.instances
-    lines = ["# GoBGP as embedded by Cilium's BGP control plane, from the lab's BGP objects "
-             f"({intent.source}).",
+    lines = [("# GoBGP as embedded by Cilium's BGP control plane, from the lab's BGP objects "
+             f"({intent.source})."),
              "[global.config]", f"  as = {instance.local_asn}",
              f'  router-id = "{instance.router_id}"',
              f"  port = {instance.local_port if instance.local_port else -1}"]
@@ -432,12 +433,12 @@ def calico_bird_intent(objects: list[dict], node: str) -> BirdIntent:
             continue
         prefix = "Node_" if scoped else "Global_"
         secret = ((spec.get("password") or {}).get("secretKeyRef") or {})
-        common = dict(password_secret=(secret["name"], secret["key"]) if secret else None,
-                      source_address=router_id if spec.get("sourceAddress", "UseNodeIP")
+        common = {"password_secret": (secret["name"], secret["key"]) if secret else None,
+                      "source_address": router_id if spec.get("sourceAddress", "UseNodeIP")
                       == "UseNodeIP" else None,
-                      keep_original_next_hop=bool(spec.get("keepOriginalNextHop")),
-                      num_allowed_local_as=spec.get("numAllowedLocalASNumbers"),
-                      description=peer["metadata"]["name"])
+                      "keep_original_next_hop": bool(spec.get("keepOriginalNextHop")),
+                      "num_allowed_local_as": spec.get("numAllowedLocalASNumbers"),
+                      "description": peer["metadata"]["name"]}
         if spec.get("peerSelector"):
             for other in nodes:
                 if other["metadata"]["name"] == node or not calico_selector_matches(
@@ -492,11 +493,11 @@ def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], lo
     for peer in intent.peers:
         bgp = [f"protocol bgp {peer.name} {{",
                *([f'  description "{peer.description}";'] if peer.description else []),
-               f"  local {peer.source_address or intent.router_id}"
+               (f"  local {peer.source_address or intent.router_id}"
                f"{f' port {intent.listen_port}' if intent.listen_port else ''} "
-               f"as {intent.local_asn};",
-               f"  neighbor {peer.address}{f' port {peer.port}' if peer.port else ''} "
-               f"as {peer.asn};"]
+               f"as {intent.local_asn};"),
+               (f"  neighbor {peer.address}{f' port {peer.port}' if peer.port else ''} "
+               f"as {peer.asn};")]
         if allow_local_as:
             bgp.append("  allow local as;")
         if peer.password_secret:
@@ -505,8 +506,8 @@ def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], lo
                                  f"{'/'.join(peer.password_secret)}")
             bgp.append(f'  password "{passwords[peer.password_secret]}";')
         bgp += [f"  hold time {HOLD}; keepalive time {KEEPALIVE};",
-                f"  connect retry time {CONNECT_RETRY}; connect delay time 1; "
-                "error wait time 1, 5;",
+                (f"  connect retry time {CONNECT_RETRY}; connect delay time 1; "
+                "error wait time 1, 5;"),
                 "  ipv4 { import all; export where source = RTS_STATIC; };", "}"]
         lines += bgp
     return "\n".join(lines) + "\n"

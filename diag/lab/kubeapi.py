@@ -48,10 +48,11 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from diag.k8s.kinds import KINDS, Kind, split_api_version
@@ -180,7 +181,7 @@ def ensure_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, 
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "diag-lab-kubeapi")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -238,7 +239,7 @@ class KubeApiServer:
         """A kubeconfig for this endpoint (see :func:`write_kubeconfig`)."""
         return write_kubeconfig(path, self.url, ca_pem=self.ca_pem, **kwargs)
 
-    def start(self) -> "KubeApiServer":
+    def start(self) -> KubeApiServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="diag-kubeapi",
                                         daemon=True)
         self._thread.start()
@@ -250,10 +251,10 @@ class KubeApiServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> "KubeApiServer":
+    def __enter__(self) -> KubeApiServer:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- what is served ---------------------------------------------------------------------
@@ -299,7 +300,7 @@ def _handler_class(server: KubeApiServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
             server.requests.append((self.command, self.path, code))
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             token = server.options.token
             if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
                 self.send_json(401, _status(401, "Unauthorized", "Unauthorized"))

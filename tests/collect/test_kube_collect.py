@@ -101,7 +101,7 @@ def test_collects_every_served_kind_and_records_the_rest(tmp_path, env):
 
 def test_inline_credentials_are_redacted_and_secret_names_kept(tmp_path, env):
     objects = write_cluster(tmp_path / "objects")
-    result, bundle, _ = run(tmp_path, env, ApiOptions(objects_dir=objects))
+    _, bundle, _ = run(tmp_path, env, ApiOptions(objects_dir=objects))
     records = by_resource(bundle)
     peers = bundle.read(records["bgppeers"]["path"])
     assert METALLB_PASSWORD.encode() not in peers

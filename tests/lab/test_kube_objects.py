@@ -11,11 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from diag.lab.configs import BgpOptions, render_bird as lab_bird, render_gobgpd as lab_gobgpd
-from diag.lab.kube_objects import (KubeObjectOptions, PeerStatus, cluster_objects,
-                                   default_lb_ip, write_objects)
-from diag.lab.kube_reconcile import (calico_bird_intent, cilium_bgp_intent, render_bird,
-                                     render_gobgpd)
+from diag.lab.configs import BgpOptions
+from diag.lab.configs import render_bird as lab_bird
+from diag.lab.configs import render_gobgpd as lab_gobgpd
+from diag.lab.kube_objects import (
+    KubeObjectOptions,
+    PeerStatus,
+    cluster_objects,
+    default_lb_ip,
+    write_objects,
+)
+from diag.lab.kube_reconcile import (
+    calico_bird_intent,
+    cilium_bgp_intent,
+    render_bird,
+    render_gobgpd,
+)
 from diag.lab.plan import MD5_PEER, addressing_plan
 from diag.parse.k8s import parse_list
 from tests.k8s.fixtures import objects as fixture_objects

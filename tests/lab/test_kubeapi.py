@@ -34,7 +34,7 @@ def lab_api(tmp_path):
 
         def kubectl(*args, timeout=30):
             return subprocess.run([KUBECTL, "--kubeconfig", str(kubeconfig), *args],
-                                  capture_output=True, text=True, timeout=timeout,
+                                  capture_output=True, text=True, timeout=timeout, check=False,
                                   env={"PATH": os.environ["PATH"], "HOME": str(home)})
         yield api, kubectl, objects
 

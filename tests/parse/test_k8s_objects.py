@@ -212,7 +212,7 @@ def test_calico_3_26_objects_from_a_running_cluster():
     assert (lease["holder"], lease["lease_duration_s"], lease["l2_announce"]) == \
         ("mac-k8s", 40, None)
     affinities = rows(result, "calico_block_affinities")
-    assert [(a["node"], a["cidr"], a["state"], a["deleted"]) for a in affinities][0] == \
+    assert next((a["node"], a["cidr"], a["state"], a["deleted"]) for a in affinities) == \
         ("calico-ipam-control-plane", "192.168.18.64/26", "confirmed", False)
 
 

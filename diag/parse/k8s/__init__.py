@@ -20,8 +20,9 @@ to its full column list.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from diag.k8s import kinds
 from diag.parse.common import frame

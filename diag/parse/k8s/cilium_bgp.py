@@ -178,10 +178,10 @@ def parse_node_config(obj: Obj, out: Emitter) -> None:
 
 def parse_override(obj: Obj, out: Emitter) -> None:
     for instance in obj.spec(required=True).objects("bgpInstances"):
-        common: dict[str, Any] = dict(node=obj.name, instance=instance.text("name"),
-                                      router_id=instance.text("routerID"),
-                                      local_port=instance.integer("localPort"),
-                                      local_asn=instance.integer("localASN"))
+        common: dict[str, Any] = {"node": obj.name, "instance": instance.text("name"),
+                                      "router_id": instance.text("routerID"),
+                                      "local_port": instance.integer("localPort"),
+                                      "local_asn": instance.integer("localASN")}
         peers = instance.objects("peers")
         for peer in peers:
             out.add("cilium_bgp_overrides", obj, peer.pointer, peer=peer.text("name"),

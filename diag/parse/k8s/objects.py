@@ -17,8 +17,9 @@ at ``/items/<item>``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from diag.k8s import pointers
 from diag.k8s.kinds import split_api_version
@@ -30,7 +31,7 @@ REF_COLUMNS = ["kind", "api_version", "namespace", "name", "item", "pointer"]
 class ObjectError(ParseError):
     """One object (or one field of it) in a shape the parser does not know."""
 
-    def __init__(self, obj: "Obj | None", pointer: str, reason: str, item: int | None = None,
+    def __init__(self, obj: Obj | None, pointer: str, reason: str, item: int | None = None,
                  kind: str | None = None, name: str | None = None) -> None:
         self.kind = obj.kind if obj else kind
         self.namespace = obj.namespace if obj else None
@@ -53,9 +54,9 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "a l
 class Field:
     """A value inside an object, with its pointer; typed getters for its children."""
 
-    __slots__ = ("obj", "value", "pointer", "exists")
+    __slots__ = ("exists", "obj", "pointer", "value")
 
-    def __init__(self, obj: "Obj", value: Any, pointer: str, exists: bool = True) -> None:
+    def __init__(self, obj: Obj, value: Any, pointer: str, exists: bool = True) -> None:
         self.obj = obj
         self.value = value
         self.pointer = pointer
@@ -84,16 +85,16 @@ class Field:
             raise self.error(f"expected {_expected(expect)}, got {_got(value)}", key)
         return value
 
-    def child(self, key: str, required: bool = False) -> "Field | None":
+    def child(self, key: str, required: bool = False) -> Field | None:
         value = self._raw(key, (dict,), required)
         return None if value is None else Field(self.obj, value, pointers.append(self.pointer, key))
 
-    def items(self, key: str, required: bool = False) -> list["Field"]:
+    def items(self, key: str, required: bool = False) -> list[Field]:
         value = self._raw(key, (list,), required) or []
         base = pointers.append(self.pointer, key)
         return [Field(self.obj, entry, pointers.append(base, i)) for i, entry in enumerate(value)]
 
-    def objects(self, key: str, required: bool = False) -> list["Field"]:
+    def objects(self, key: str, required: bool = False) -> list[Field]:
         """A list whose every entry must be an object."""
         out = self.items(key, required)
         for entry in out:
