@@ -1,12 +1,17 @@
 """The evidence bundle: the only code that knows its layout and its manifest.
 
-Layout (schema 1, described in docs/bundle-format.md)::
+Layout (described in docs/bundle-format.md)::
 
     BUNDLE/
       manifest.json           everything about the run; rewritten atomically after every step
       redactions.json         what was redacted where (never the secret itself)
       hosts/<host>/<id>.out   one command's stdout, redacted, named by the catalogue's stable id
       hosts/<host>/<id>.pcap  one capture (complete pcap records only)
+      kube/<id>.out           kubectl's version and API discovery output (schema 2)
+      kube/<group>/<resource>.json  one kind's objects as a List (``core`` for the core group)
+
+Schema 2 is schema 1 plus the manifest's ``kube`` section (the cluster's objects, read with
+kubectl); a bundle without Kubernetes objects is still written as schema 1, and both are read.
 
 Writing (:class:`BundleWriter`): every file is written to a temporary name, fsynced and renamed, and
 the manifest is rewritten the same way after each file, so a crash or Ctrl-C at any moment leaves a
@@ -40,11 +45,14 @@ from diag import __version__
 from diag.errors import DiagError, ExitStatus, UnusableInput
 
 SCHEMA_VERSION = 1
+KUBE_SCHEMA_VERSION = 2          # written once a bundle holds a kube part
+READ_SCHEMA_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 REDACTIONS = "redactions.json"
 HOSTS_DIR = "hosts"
 OUTPUT_SUFFIX = ".out"
 CAPTURE_SUFFIXES = (".pcap", ".pcapng")
+KUBE_DIR = "kube"
 
 STATUS_IN_PROGRESS = "in_progress"
 STATUS_COMPLETE = "complete"
@@ -218,6 +226,41 @@ class BundleWriter:
         self.add_command(host, record)
         return record
 
+    # -- the Kubernetes part ------------------------------------------------------------------
+    def set_kube(self, **fields: Any) -> None:
+        """Create or update the manifest's ``kube`` section (the bundle becomes schema 2)."""
+        section = self.manifest.setdefault("kube", {"commands": [], "resources": []})
+        section.update(fields)
+        self.manifest["schema_version"] = KUBE_SCHEMA_VERSION
+        self._changed()
+
+    def kube_path(self, record: dict[str, Any]) -> Path:
+        """Where a kube record's output goes: ``kube/<group>/<resource>.json`` for a kind's
+        objects (``core`` for the core group), ``kube/<id>.out`` for kubectl's other outputs."""
+        if record.get("resource"):
+            group = safe_component(record.get("group") or "core")
+            return self.root / KUBE_DIR / group / (safe_component(record["resource"]) + ".json")
+        return self.root / KUBE_DIR / (safe_component(record["id"]) + ".out")
+
+    def add_kube_output(self, record: dict[str, Any], data: bytes) -> dict[str, Any]:
+        """Write one kubectl output (already redacted) and record it: a kind's record goes to
+        ``kube.resources``, anything else to ``kube.commands``; returns the record."""
+        path = self.kube_path(record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, data, sync_dir=False)
+        self._dirty_dirs.add(path.parent)
+        written = dict(record, path=self._relative(path), bytes=len(data),
+                       sha256=hashlib.sha256(data).hexdigest())
+        self.add_kube_record(written)
+        return written
+
+    def add_kube_record(self, record: dict[str, Any]) -> None:
+        """Record a kube entry without a file (a kind not installed or not collected)."""
+        self.set_kube()
+        key = "resources" if record.get("resource") else "commands"
+        self.manifest["kube"][key].append(record)
+        self._changed()
+
     def add_redactions(self, entries: list[dict[str, Any]]) -> None:
         if not entries:
             return
@@ -333,6 +376,19 @@ class Bundle:
                 if isinstance(command, dict) and _is_capture_path(command.get("path"))
                 and command.get("bytes")
                 and (not present_only or self.path(command["path"]).is_file())]
+
+
+    @property
+    def kube(self) -> dict[str, Any] | None:
+        """The manifest's ``kube`` section, or None (no Kubernetes part: schema 1 bundles)."""
+        section = self.manifest.get("kube")
+        return section if isinstance(section, dict) else None
+
+    def kube_resources(self) -> Iterator[dict[str, Any]]:
+        """One record per kind diag looked for (installed or not, collected or not)."""
+        for record in (self.kube or {}).get("resources", []):
+            if isinstance(record, dict):
+                yield record
 
 
 def _is_capture_path(path: Any) -> bool:
@@ -518,14 +574,22 @@ def read_bundle_dir(root: Path) -> Bundle:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("hosts"), dict):
         raise UnusableInput("bundle manifest has no hosts table")
     version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READ_SCHEMA_VERSIONS:
         raise UnusableInput(f"unknown bundle schema version {version!r}",
-                            f"this diag reads schema {SCHEMA_VERSION}")
+                            "this diag reads schemas "
+                            + ", ".join(str(v) for v in READ_SCHEMA_VERSIONS))
+    kube = manifest.get("kube")
+    if kube is not None and not isinstance(kube, dict):
+        raise UnusableInput("bundle manifest: kube is not an object")
     problems: list[Problem] = []
     listed = {MANIFEST, REDACTIONS}
+    records = [command for record in manifest["hosts"].values() if isinstance(record, dict)
+               for command in record.get("commands", [])]
+    if kube:
+        records += [entry for key in ("commands", "resources")
+                    if isinstance(kube.get(key), list) for entry in kube[key]]
     entries = [(_checked_relative(command["path"]).as_posix(), command)
-               for record in manifest["hosts"].values() if isinstance(record, dict)
-               for command in record.get("commands", [])
+               for command in records
                if isinstance(command, dict) and command.get("path") is not None]
     digests = _sha256_files(root, sorted({key for key, _ in entries if key in files}))
     for key, command in entries:
@@ -563,6 +627,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Bundle", "BundleWriter", "OutputIndex", "Problem", "StreamFile", "command_record", "extract_archive",
-           "is_bundle", "open_bundle", "output_path", "read_bundle_dir", "safe_component",
-           "sha256_file", "source_sha256", "write_archive", "SCHEMA_VERSION"]
+__all__ = ["Bundle", "BundleWriter", "OutputIndex", "Problem", "StreamFile", "command_record",
+           "extract_archive", "is_bundle", "open_bundle", "output_path", "read_bundle_dir",
+           "safe_component", "sha256_file", "source_sha256", "write_archive", "KUBE_SCHEMA_VERSION",
+           "READ_SCHEMA_VERSIONS", "SCHEMA_VERSION"]

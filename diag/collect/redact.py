@@ -16,7 +16,9 @@ rule and the line, never the secret):
     ``password``/``secret``/``auth_password``-like words followed by a value, in text and JSON text.
 ``JSON_SECRET``
     in JSON output, string values of keys named like passwords or secrets (GoBGP's
-    ``auth_password``, FRR's ``password``); the JSON is re-serialised only when something changed.
+    ``auth_password``, FRR's ``password``, MetalLB BGPPeer's ``password``); the JSON is
+    re-serialised only when something changed. Keys ending in ``Ref`` name a Secret rather
+    than hold one (Cilium's ``authSecretRef: bgp-auth-secret``) and are kept.
 ``KNOWN_SECRET``
     literal secrets the caller knows (``--redact-string``), also in ss's escaped form.
 """
@@ -114,7 +116,7 @@ def _walk_json(node: Any, path: str, paths: list[str]) -> Any:
         for key, value in node.items():
             here = f"{path}.{key}"
             if (isinstance(key, str) and _SECRET_KEY_NAME.search(key)
-                    and isinstance(value, str) and value):
+                    and not key.endswith("Ref") and isinstance(value, str) and value):
                 result[key] = MASK
                 paths.append(here)
             else:

@@ -168,3 +168,40 @@ def test_not_a_bundle(tmp_path):
     (tmp_path / "d").mkdir()
     with pytest.raises(UnusableInput, match="no manifest"):
         open_bundle(tmp_path / "d")
+
+
+def test_kube_part_is_listed_verified_and_makes_schema_2(tmp_path):
+    writer = _bundle(tmp_path)
+    assert writer.manifest["schema_version"] == 1          # no kube part: schema 1, as before
+    writer.set_kube(kubectl="/usr/bin/kubectl", context=None)
+    record = writer.add_kube_output({"id": "kube:cilium.io/ciliumnodes", "group": "cilium.io",
+                                     "resource": "ciliumnodes", "outcome": "OK"},
+                                    b'{"kind": "List", "items": []}\n')
+    writer.add_kube_output({"id": "kube-version", "outcome": "OK"}, b"{}\n")
+    writer.add_kube_record({"id": "kube:metallb.io/bgppeers", "group": "metallb.io",
+                            "resource": "bgppeers", "outcome": "NOT_INSTALLED"})
+    writer.finish([])
+    assert record["path"] == "kube/cilium.io/ciliumnodes.json"
+    bundle = open_bundle(tmp_path / "b")
+    assert bundle.manifest["schema_version"] == 2 and bundle.problems == ()
+    assert [r["outcome"] for r in bundle.kube_resources()] == ["OK", "NOT_INSTALLED"]
+    assert [c["path"] for c in bundle.kube["commands"]] == ["kube/kube-version.out"]
+    (tmp_path / "b" / record["path"]).write_bytes(b'{"kind": "List", "items": [1]}\n')
+    assert {p.kind for p in open_bundle(tmp_path / "b").problems} == {"SHA256_MISMATCH",
+                                                                       "SIZE_MISMATCH"}
+
+
+def test_schema_1_bundles_have_no_kube_part_and_unknown_schemas_are_refused(tmp_path):
+    writer = _bundle(tmp_path)
+    writer.finish([])
+    bundle = open_bundle(tmp_path / "b")
+    assert bundle.kube is None and list(bundle.kube_resources()) == []
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    for schema, kube, message in ((3, None, "unknown bundle schema version 3"),
+                                  (2, ["not", "an", "object"], "kube is not an object")):
+        manifest["schema_version"] = schema
+        if kube is not None:
+            manifest["kube"] = kube
+        (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(UnusableInput, match=message):
+            open_bundle(tmp_path / "b")

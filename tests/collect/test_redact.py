@@ -75,3 +75,13 @@ def test_known_secret_in_escaped_form():
     cleaned, found = redact("anything", b"key=my\\040pass and my pass\n", ["my pass"])
     assert b"my" not in cleaned
     assert {r.rule for r in found} == {"KNOWN_SECRET"}
+
+
+def test_secret_references_are_kept_inline_passwords_are_not():
+    document = {"items": [{"spec": {"authSecretRef": "bgp-auth-secret", "password": "hunter2",
+                                    "passwordSecret": {"name": "peer-secret"}}}]}
+    data, found = redact("kube:metallb.io/bgppeers", json.dumps(document).encode())
+    cleaned = json.loads(data)["items"][0]["spec"]
+    assert cleaned == {"authSecretRef": "bgp-auth-secret", "password": "[REDACTED]",
+                       "passwordSecret": {"name": "peer-secret"}}
+    assert [(r.rule, r.detail) for r in found] == [("JSON_SECRET", "$.items[0].spec.password")]
