@@ -377,7 +377,6 @@ class Bundle:
                 and command.get("bytes")
                 and (not present_only or self.path(command["path"]).is_file())]
 
-
     @property
     def kube(self) -> dict[str, Any] | None:
         """The manifest's ``kube`` section, or None (no Kubernetes part: schema 1 bundles)."""
