@@ -567,8 +567,9 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
             notes.append(f"Node {name} was matched to no collected host by address, and a "
                          "collected host of that name is another machine")
     for name in kube_only:
-        node_match[name] = Inferred(name, f"{ref('Node', name)}; no collected host is this "
-                                    "node: known from Kubernetes only", "kubernetes")
+        node_match[name] = Inferred(name, f"{ref(kube.nodes[name].kind, name)}; no collected "
+                                    "host is this node: known from Kubernetes only",
+                                    "kubernetes")
         if hosts:
             notes.append(f"{name}: a Kubernetes Node that no collected host matched (by "
                          "address or name)")
@@ -628,7 +629,7 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
         if dec.get("role"):
             role = Inferred(dec["role"], "declared in the inventory (role)", "declared")
         elif node is not None:
-            role = Inferred("node", f"{ref('Node', node.name)} exists", "kubernetes",
+            role = Inferred("node", f"{ref(node.kind, node.name)} exists", "kubernetes",
                             (pod.source,) if pod.known and pod.source != "kubernetes" else ())
         elif pod.known:
             role = Inferred("node", f"has a pod CIDR ({pod.source})", pod.source)

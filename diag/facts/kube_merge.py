@@ -50,7 +50,8 @@ def node_ip(inferred: Inferred, node: KubeNode, host: str,
     if not node.internal_ips:
         return inferred
     pick = next((ip for ip in node.internal_ips if host_of(ip) == host), node.internal_ips[0])
-    kube = Inferred(pick, f"{ref('Node', node.name)} status.addresses InternalIP {pick}",
+    field = "status.addresses" if node.kind == "Node" else "spec.addresses"
+    kube = Inferred(pick, f"{ref(node.kind, node.name)} {field} InternalIP {pick}",
                     "kubernetes")
     if inferred.known and inferred.value in node.internal_ips:
         return Inferred(pick, kube.how, kube.source, (inferred.source,))
@@ -96,8 +97,9 @@ def routing(kube_routing: Inferred, kube_tunnel: Inferred, tunnels: list[TunnelE
     else:
         conflicts += [f"ip -d link: no overlay device on {h}" for h in observed
                       if h not in by_host]
-    routing_agrees = ("tunnel",) if kube_routing.value != "native" and tunnels and \
-        not conflicts else ()
+    # the nodes' links agree when they were read and show what the routing mode implies
+    routing_agrees = ("ip-link",) if observed and not conflicts and \
+        (kube_routing.value == "native" or tunnels) else ()
     routing = Inferred(kube_routing.value, kube_routing.how, kube_routing.source,
                        routing_agrees, tuple(conflicts))
     if want is None:
@@ -105,5 +107,5 @@ def routing(kube_routing: Inferred, kube_tunnel: Inferred, tunnels: list[TunnelE
     wrong = [f"ip -d link: {t.device} on {t.host} is {t.kind} port {t.port}" for t in tunnels
              if (t.kind, t.port) != (want["protocol"], want["port"]) and
              not (want["port"] is None and t.kind == want["protocol"])]
-    agrees = ("tunnel",) if tunnels and not wrong else ()
+    agrees = ("ip-link",) if tunnels and not wrong else ()
     return routing, Inferred(want, kube_tunnel.how, kube_tunnel.source, agrees, tuple(wrong))

@@ -7,6 +7,7 @@ Kubernetes. Every value is an :class:`~diag.facts.model.Inferred` with ``source`
 ``kubernetes`` and a ``how`` that starts ``kubernetes <Kind>/<name>``:
 
 - the Nodes: name, InternalIPs (the node IP), the other addresses, the ``Hostname`` address;
+  a CiliumNode without a Node read (Nodes refused) stands for its node (name, InternalIPs);
 - the CNI (``cilium`` from the ConfigMap ``kube-system/cilium-config`` or the CiliumNodes,
   ``calico`` from its IPPools, BlockAffinities, IPAMBlocks) and its IPAM mode: Cilium's ``ipam``
   key (absent: Cilium's default ``cluster-pool``), ``calico`` for Calico's block IPAM;
@@ -55,6 +56,7 @@ class KubeNode:
     hostname: str | None
     pod_cidrs: tuple[str, ...]          # what the IPAM in force assigned (maybe none)
     pod_how: str                        # where they come from, or why there are none
+    kind: str = "Node"                  # the object known: Node, or CiliumNode without a Node
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,9 @@ def _net(text: Any):
 
 
 def _v4_first(cidrs) -> list[str]:
-    """IPv4 first (the model's pod CIDR is one prefix; a dual-stack node has two)."""
-    return sorted((str(c) for c in cidrs if _net(c) is not None),
-                  key=lambda c: (_net(c).version, _net(c)))
+    """IPv4 first, else in the IPAM's order (the model's pod CIDR is one prefix; a dual-stack
+    node has two, a multi-pool node one per pool)."""
+    return sorted((str(c) for c in cidrs if _net(c) is not None), key=lambda c: _net(c).version)
 
 
 def read_kube(tables: dict[str, Any]) -> KubeView:
@@ -158,14 +160,16 @@ def _cni_and_ipam(config: dict[str, str] | None, cilium_nodes: bool, calico: boo
 
 def _nodes(tables: dict[str, Any], read, ipam: str | None, cilium_nodes: dict[str, dict],
            config: dict[str, str] | None) -> dict[str, KubeNode]:
-    if ("", "Node") not in read:
-        return {}
+    """The Nodes; and, for a node whose Node was not read (Nodes refused by RBAC), its
+    CiliumNode, which carries the node's addresses too."""
     addresses: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in _records(tables.get("k8s_node_addresses"), "node", "type", "address"):
         addresses[r["node"]].append((r["type"], r["address"]))
     affinities = _calico_blocks(tables) if ipam == "calico" else {}
+    rows = _records(tables.get("k8s_nodes"), "name", "hostname", "internal_ips",
+                    "pod_cidrs") if ("", "Node") in read else []
     out = {}
-    for r in _records(tables.get("k8s_nodes"), "name", "hostname", "internal_ips", "pod_cidrs"):
+    for r in rows:
         name = r["name"]
         cidrs, how = _pod_cidrs(name, list(r["pod_cidrs"] or []), ipam, cilium_nodes,
                                 affinities, config)
@@ -173,6 +177,15 @@ def _nodes(tables: dict[str, Any], read, ipam: str | None, cilium_nodes: dict[st
             name=name, internal_ips=tuple(r["internal_ips"] or ()),
             addresses=tuple(a for kind, a in addresses.get(name, []) if kind != "Hostname"),
             hostname=r["hostname"], pod_cidrs=tuple(_v4_first(cidrs)), pod_how=how)
+    extra = _records(tables.get("cilium_nodes"), "node", "internal_ips") if cilium_nodes else []
+    for r in extra:
+        if r["node"] in out:
+            continue
+        cidrs, how = _pod_cidrs(r["node"], [], ipam, cilium_nodes, affinities, config)
+        ips = tuple(r["internal_ips"] or ())
+        out[r["node"]] = KubeNode(name=r["node"], internal_ips=ips, addresses=ips,
+                                  hostname=None, pod_cidrs=tuple(_v4_first(cidrs)),
+                                  pod_how=how, kind="CiliumNode")
     return out
 
 
@@ -208,20 +221,20 @@ def _pod_cidrs(name: str, node_cidrs: list[str], ipam: str | None,
 
 
 def _calico_blocks(tables: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
-    """node -> [(how, cidr)] from confirmed BlockAffinities, else from IPAMBlock affinities."""
-    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    """node -> [(how, cidr)]: its confirmed BlockAffinities, else the IPAMBlocks whose affinity
+    is ``host:<node>`` (a cluster read without BlockAffinities, e.g. refused)."""
+    affine: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in _records(tables.get("calico_block_affinities"), "name", "node", "cidr", "state",
                       "deleted"):
         if r["deleted"] or r["state"] not in (None, "confirmed"):
             continue
-        out[r["node"]].append((f"{ref('BlockAffinity', r['name'])} spec.cidr", r["cidr"]))
-    if out:
-        return out
+        affine[r["node"]].append((f"{ref('BlockAffinity', r['name'])} spec.cidr", r["cidr"]))
+    blocks: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in _records(tables.get("calico_ipam_blocks"), "name", "node", "cidr", "deleted"):
         if r["node"] and not r["deleted"]:
-            out[r["node"]].append((f"{ref('IPAMBlock', r['name'])} spec.affinity "
-                                   f"host:{r['node']}", r["cidr"]))
-    return out
+            blocks[r["node"]].append((f"{ref('IPAMBlock', r['name'])} spec.affinity "
+                                      f"host:{r['node']}", r["cidr"]))
+    return {node: affine.get(node) or blocks[node] for node in set(affine) | set(blocks)}
 
 
 def _pod_range(cni: str | None, ipam: str | None, config: dict[str, str] | None,
@@ -330,7 +343,7 @@ def match_nodes(view: KubeView, hosts: list[str], tables: dict[str, Any]) -> dic
                 continue
             shared = [a for a in node.internal_ips + node.addresses if a in held.get(host, ())]
             if shared:
-                out[host] = Inferred(node.name, f"{ref('Node', node.name)} address {shared[0]} "
+                out[host] = Inferred(node.name, f"{ref(node.kind, node.name)} address {shared[0]} "
                                      f"is an address of {host} (ip-addr)", SOURCE)
                 taken.add(node.name)
                 break
@@ -345,7 +358,7 @@ def match_nodes(view: KubeView, hosts: list[str], tables: dict[str, Any]) -> dic
                 continue
             for candidate in filter(None, (node.name, node.hostname)):
                 if _short(candidate) in names:
-                    out[host] = Inferred(node.name, f"{ref('Node', node.name)} is named like "
+                    out[host] = Inferred(node.name, f"{ref(node.kind, node.name)} is named like "
                                          f"{names[_short(candidate)]} ({candidate})", SOURCE)
                     taken.add(node.name)
                     break

@@ -93,13 +93,15 @@ def _text(facts, table: str | None) -> None:
         if h.kube_node.known:
             parts.insert(0, ("Kubernetes Node", h.kube_node))
         for label, item in parts:
-            console.print(f"  {h.name} {label}: {_described(item)}", markup=False)
+            # soft wrap: a how with its conflicts is one line, never cut at the console width
+            console.print(f"  {h.name} {label}: {_described(item)}", markup=False,
+                          soft_wrap=True)
     cluster = [("pod range", model.pod_range), ("LoadBalancer IPs", model.lb_ips)]
     cluster += [(label, item) for label, item in (
         ("CNI", model.cni), ("IPAM", model.ipam), ("routing", model.routing),
         ("tunnel", model.tunnel)) if item.known or item.source != "none"]
     for label, item in cluster:
-        console.print(f"  {label}: {_described(item)}", markup=False)
+        console.print(f"  {label}: {_described(item)}", markup=False, soft_wrap=True)
     for t in model.tunnels:
         console.print(f"  tunnel {t.host} {t.device}: {t.kind} vni {_cell(t.vni)} port "
                       f"{_cell(t.port)} local {_cell(t.local)} mtu {_cell(t.mtu)} remotes "
