@@ -36,7 +36,7 @@ from diag.collect import catalogue
 from diag.collect.capture import PcapSink
 from diag.collect.catalogue import CaptureOptions, CommandSpec
 from diag.collect.detect import detect
-from diag.collect.kube import KubeOptions, KubeRun, Stopper, collect_kube, plan_kube
+from diag.collect.kube import KubeOptions, KubeRun, Stopper, collect_kube
 from diag.collect.redact import redact
 from diag.collect.ssh import SshOptions, SshTransport
 from diag.collect.targets import Target

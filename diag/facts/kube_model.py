@@ -38,7 +38,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from diag.facts.model import Inferred
+from diag.facts.model import NOT_READ, Inferred
 from diag.values import is_missing
 
 SOURCE = "kubernetes"
@@ -63,12 +63,12 @@ class KubeNode:
 class KubeView:
     read: frozenset[tuple[str, str]]    # (group, kind) whose list was read
     nodes: dict[str, KubeNode] = field(default_factory=dict)
-    cni: Inferred = Inferred(None, "no Kubernetes objects read")
-    ipam: Inferred = Inferred(None, "no Kubernetes objects read")
-    pod_range: Inferred = Inferred(None, "no Kubernetes objects read")
-    routing: Inferred = Inferred(None, "no Kubernetes objects read")
-    tunnel: Inferred = Inferred(None, "no Kubernetes objects read")
-    lb_ips: Inferred = Inferred(None, "no Kubernetes objects read")
+    cni: Inferred = NOT_READ
+    ipam: Inferred = NOT_READ
+    pod_range: Inferred = NOT_READ
+    routing: Inferred = NOT_READ
+    tunnel: Inferred = NOT_READ
+    lb_ips: Inferred = NOT_READ
 
     @property
     def present(self) -> bool:
@@ -204,8 +204,8 @@ def _pod_cidrs(name: str, node_cidrs: list[str], ipam: str | None,
             pools = [p for p in cn["pool_cidrs"] or [] if isinstance(p, dict)]
             cidrs = [c for p in pools for c in p.get("cidrs") or []]
             named = ", ".join(str(p.get("pool")) for p in pools)
-            return cidrs, f"{ref('CiliumNode', name)} spec.ipam.pools.allocated " \
-                          f"(pools {named or 'none'}; {mode})"
+            return cidrs, (f"{ref('CiliumNode', name)} spec.ipam.pools.allocated "
+                           f"(pools {named or 'none'}; {mode})")
         known = mode if ipam else "ipam mode unknown: cilium-config not read"
         return list(cn["pod_cidrs"] or []), \
             f"{ref('CiliumNode', name)} spec.ipam.podCIDRs ({known})"
@@ -232,8 +232,8 @@ def _calico_blocks(tables: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     blocks: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for r in _records(tables.get("calico_ipam_blocks"), "name", "node", "cidr", "deleted"):
         if r["node"] and not r["deleted"]:
-            blocks[r["node"]].append((f"{ref('IPAMBlock', r['name'])} spec.affinity "
-                                      f"host:{r['node']}", r["cidr"]))
+            blocks[r["node"]].append(((f"{ref('IPAMBlock', r['name'])} spec.affinity "
+                                       f"host:{r['node']}"), r["cidr"]))
     return {node: affine.get(node) or blocks[node] for node in set(affine) | set(blocks)}
 
 
