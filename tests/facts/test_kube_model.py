@@ -278,8 +278,7 @@ def test_facts_and_explain_commands_on_a_kube_only_bundle(work):
     assert "Not checked:" in explained.stdout
     assert "pod CIDRs not blackholed nor in unused tables" in \
         explained.stdout.split("Not checked:")[1]
-    document = json.loads(diag("explain", str(bundle), "--format", "json").stdout)
-    assert document["findings"] == []
+    assert "No findings." in explained.stdout
     walk = diag("explain", str(bundle), "--trace", "192.168.185.5 8.8.8.8")
     assert walk.returncode == 0
     assert "=> unknown at mac-k8s: mac-k8s's routes were not collected" in walk.stdout
