@@ -17,7 +17,7 @@ where its last byte arrived), ``bgp_routes`` (prefix announced or withdrawn, wit
 session), ``tunnels`` (encapsulation layer: VXLAN/GENEVE with outer and inner addresses), ``arp``
 (ARP packet), ``stream_events`` (TCP reassembly gaps, BGP framing errors, TCP control segments
 of BGP connections), ``icmp`` (ICMP/ICMPv6 error: type, announced MTU, the packet it quotes),
-``interfaces`` (the capture's interfaces). Column lists are in :mod:`diag.decode.pipeline` and docs/api.md.
+``interfaces`` (the capture's interfaces). Column lists are in :mod:`diag.decode.frames` and docs/api.md.
 
 Small files (under ``SMALL_CAPTURE_BYTES``) are decoded by the per-packet decoder alone, and
 ``diag pcap`` summarises RowChunks, so a small capture is summarised without importing numpy or
@@ -40,7 +40,7 @@ from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
 from diag.decode.capture import SUPPORTED_LINKTYPES, CaptureInfo, open_blocks
 from diag.decode.rows import RowChunk
 from diag.errors import UnusableInput
-from diag.decode.pipeline import (ARP_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
+from diag.decode.frames import (ARP_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
                                   TUNNEL_COLUMNS, PacketDecoder)
 
 DEFAULT_BGP_PORTS = (179,)

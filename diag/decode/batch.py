@@ -15,7 +15,7 @@ fixed offsets:
 
 Everything else (VLAN tags, IPv6, IP options, fragments, GENEVE, nested tunnels, truncated or
 malformed headers, other link types) is listed in ``slow`` and decoded one frame at a time by
-:class:`diag.decode.pipeline.PacketDecoder`, which is the reference: for every frame this module
+:class:`diag.decode.frames.PacketDecoder`, which is the reference: for every frame this module
 decodes, its rows are the ones PacketDecoder would produce (a test checks both paths give equal
 tables). Strings (addresses, MACs) are made once per distinct value, not once per packet.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diag.decode.pipeline import ICMP4_ERROR_TYPES
+from diag.decode.frames import ICMP4_ERROR_TYPES
 
 ETH, SLL, SLL2 = 1, 113, 276
 PKTTYPE_NAMES = np.array(["host", "broadcast", "multicast", "otherhost", "outgoing"], dtype=object)

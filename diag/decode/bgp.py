@@ -10,7 +10,7 @@ Every message starts with the 19-octet header (RFC 4271 4.1)::
     |     Marker (16 octets, all 1s) | Length(2) | Type(1)|
     +--------------------------------+-----------+--------+
 
-Contract (called by the pipeline, which does the TCP framing):
+Contract (called by the frame decoder, which does the TCP framing):
 
 * ``decode_message(msg, ctx) -> Decoded`` -- ``msg`` is one message including its header;
   ``ctx`` (:class:`Direction`) says what the session negotiated for this direction. It never
@@ -155,7 +155,7 @@ class Decoded:
 
     ``groups`` holds the routes compactly: ``(base, prefixes)`` pairs where ``base`` is a route
     dict (every key of ``ROUTE_COLUMNS``; ``prefix``/``path_id`` None) shared by the
-    ``(path_id, prefix)`` entries of ``prefixes`` -- the pipeline expands them column-wise.
+    ``(path_id, prefix)`` entries of ``prefixes`` -- the frame decoder expands them column-wise.
     ``routes`` expands them into one dict per prefix.
     """
 

@@ -204,7 +204,7 @@ def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int,
     fold and spool index, then ``{"nblocks", "last", "info"}``."""
     from diag.decode import checked_blocks, decode_block
     from diag.decode.capture import open_blocks
-    from diag.decode.pipeline import PacketDecoder
+    from diag.decode.frames import PacketDecoder
     from diag.decode.rows import RowChunk
     from diag.decode.summary import fold
 

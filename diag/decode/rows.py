@@ -2,7 +2,7 @@
 
 Contract: a :class:`RowChunk` holds what the decoders produced for ``chunk_packets`` frames:
 
-* ``rows`` — the per-packet decoder's buffers (:meth:`diag.decode.pipeline.PacketDecoder.take`):
+* ``rows`` — the per-packet decoder's buffers (:meth:`diag.decode.frames.PacketDecoder.take`):
   ``packets``, ``tunnels``, ``arp`` and ``bgp_messages`` are lists of tuples in the column order of
   :data:`COLUMNS`; ``bgp_routes`` is a list of ``(row, prefixes)`` groups (one row per UPDATE's
   NLRI, ``row`` in :data:`diag.decode.bgpflow.ROUTE_ROW` order, see :mod:`diag.decode.bgpflow`);
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
 from diag.decode.capture import CaptureInfo
-from diag.decode.pipeline import (ARP_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
+from diag.decode.frames import (ARP_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
                                   TUNNEL_COLUMNS)
 
 COLUMNS = {

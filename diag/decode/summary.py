@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
-from diag.decode.pipeline import ICMP_COLUMNS, PACKET_COLUMNS
+from diag.decode.frames import ICMP_COLUMNS, PACKET_COLUMNS
 from diag.decode.rows import RowChunk
 
 SCHEMA = "diag.pcap/1"

@@ -1,6 +1,6 @@
 """Per-direction TCP reassembly and BGP message framing (RFC 4271 section 4.1, RFC 9293).
 
-One :class:`BgpStream` is one direction of one TCP connection. The pipeline hands it every TCP
+One :class:`BgpStream` is one direction of one TCP connection. The frame decoder hands it every TCP
 segment of that direction, in capture order, and gets back a list of events:
 
 * :class:`Message` — one complete BGP message, ``raw`` holding the 19-byte header and the body.
