@@ -59,8 +59,9 @@ from dataclasses import dataclass, field
 from struct import Struct
 
 from diag.decode import bgp_names as names
-from diag.decode.nlri import scan
 from diag.decode.bgp_attrs import ATTRIBUTE_COLUMNS, decode_path_attributes, ipv6_str
+from diag.decode.bgp_families import FAMILY_COLUMNS, family_routes, splits
+from diag.decode.nlri import scan
 
 __all__ = [
     "Direction", "OpenInfo", "Decoded", "negotiate", "decode_message",
@@ -83,7 +84,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
 
 ROUTE_COLUMNS: tuple[str, ...] = (
     "action", "afi", "safi", "prefix", "nlri_raw", "path_id",
-) + ATTRIBUTE_COLUMNS
+) + FAMILY_COLUMNS + ATTRIBUTE_COLUMNS
 
 _U16 = Struct(">H")
 _U32 = Struct(">I")
@@ -620,5 +621,31 @@ def _mp_routes(data: bytes, afi: int, safi: int, start: int, end: int, base: dic
     if afi in (1, 2) and safi in (1, 2):
         prefixes = _nlri(data, start, end, afi == 2, addpath, assumed, problems, notes)
         return [(base, prefixes)] if prefixes else []
+    if splits(afi, safi):
+        return _family_groups(data, afi, safi, start, end, base, addpath, assumed, problems,
+                              notes)
     base["nlri_raw"] = data[start:end].hex()
     return [(base, [(None, None)])]
+
+
+def _family_groups(data: bytes, afi: int, safi: int, start: int, end: int, base: dict,
+                   addpath: bool, assumed: bool, problems: list[str],
+                   notes: list[str]) -> list[tuple[dict, list]]:
+    """One group per route of a labeled, VPN, EVPN or BGP-LS NLRI (:mod:`.bgp_families`): each
+    route has fields of its own (RD, labels, ...), so no two share a row. ADD-PATH is guessed
+    as in :func:`_nlri` when the context is assumed."""
+    entries, problem = family_routes(data, start, end, afi, safi, addpath)
+    if problem is not None and assumed and not addpath:
+        guess, guess_problem = family_routes(data, start, end, afi, safi, True)
+        if guess_problem is None:
+            notes.append("add-path path ids assumed (no OPEN seen)")
+            entries, problem = guess, None
+    if problem is not None:
+        _note(problems, problem)
+    groups = []
+    for entry in entries:
+        route = base.copy()
+        prefix, path_id = entry.pop("prefix", None), entry.pop("path_id", None)
+        route.update(entry)
+        groups.append((route, [(path_id, prefix)]))
+    return groups

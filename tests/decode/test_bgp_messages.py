@@ -443,8 +443,10 @@ def test_mp_reach_ipv6_link_local_and_mp_unreach_against_scapy():
 
 def test_mp_reach_ipv4_and_unknown_family_kept_raw():
     reach4 = struct.pack(">HBB4sB", 1, 1, 4, bytes([192, 0, 2, 1]), 0) + bytes([24, 10, 4, 0])
-    evpn_nlri = bytes.fromhex("02210001c0000201000000640000000000000000000000000000000000000000")
-    reach_evpn = struct.pack(">HBB4sB", 25, 70, 4, bytes([192, 0, 2, 2]), 0) + evpn_nlri
+    # a flow-spec rule (RFC 8955: length, destination prefix component 10.0.0.0/8): a family
+    # diag does not split, kept as one raw row
+    flowspec_nlri = bytes.fromhex("0501080a")
+    reach_flow = struct.pack(">HBB", 1, 133, 0) + b"\0" + flowspec_nlri
     msg = update(path_attr=[origin(0), as_path4((2, [65001])),
                             PA(type_flags=0x80, type_code=14, attribute=Raw(reach4))])
     d = decode_message(msg, AS4)
@@ -459,12 +461,12 @@ def test_mp_reach_ipv4_and_unknown_family_kept_raw():
     assert (r["afi"], r["prefix"], r["next_hop"], r["next_hop_link_local"]) == (
         "ipv4", "10.0.0.7/32", "2001:db8::7", "fe80::7")
     msg = update(path_attr=[origin(0), as_path4((2, [65001])),
-                            PA(type_flags=0x80, type_code=14, attribute=Raw(reach_evpn))])
+                            PA(type_flags=0x80, type_code=14, attribute=Raw(reach_flow))])
     d = decode_message(msg, AS4)
     assert d.row["malformed"] is None
     [r] = d.routes
-    assert (r["afi"], r["safi"], r["prefix"], r["nlri_raw"]) == ("l2vpn", "evpn", None,
-                                                                 evpn_nlri.hex())
+    assert (r["afi"], r["safi"], r["prefix"], r["nlri_raw"]) == ("ipv4", "flowspec", None,
+                                                                 flowspec_nlri.hex())
 
 
 def test_end_of_rib_ipv4_and_mp():
