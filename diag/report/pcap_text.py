@@ -51,13 +51,32 @@ def render(s: dict, console: Console) -> None:
         console.print(t)
 
 
+def _routes(families: dict) -> str:
+    """'ipv4/unicast announced 3, withdrawn 2; ipv4/mpls-vpn announced 526' (distinct routes
+    per address family)."""
+    parts = []
+    for family, n in families.items():
+        counts = [f"{what} {n[what]}" for what in ("announced", "withdrawn") if n[what]]
+        parts.append(f"{family} {', '.join(counts) or 'none'}")
+    return "; ".join(parts) or "none"
+
+
 def _bgp(b: dict, console: Console) -> None:
     total = sum(b["messages"].values())
     counts = ", ".join(f"{k} {v}" for k, v in b["messages"].items() if v)
-    console.print(f"\n[bold]BGP[/]: {total} messages ({counts or 'none'}); "
-                  f"{b['prefixes']['announced']} prefixes announced, "
-                  f"{b['prefixes']['withdrawn']} withdrawn; {b['malformed']} malformed")
+    console.print(f"\n[bold]BGP[/]: {total} messages ({counts or 'none'}); routes: "
+                  f"{_routes(b['prefixes'].get('by_family', {}))}; {b['malformed']} malformed",
+                  highlight=False)
+    for attempt in b.get("connection_attempts", []):
+        what = ("refused (SYN answered by RST)" if attempt["outcome"] == "refused"
+                else "unanswered (SYN, no reply)")
+        times = "once" if attempt["attempts"] == 1 else f"{attempt['attempts']} times"
+        console.print(f"connection {attempt['from']} > {attempt['to']} {what}, {times}, "
+                      f"{_clock(attempt['first_ts'])} .. {_clock(attempt['last_ts'])}",
+                      highlight=False)
     for sess in b["sessions"]:
+        if sess.get("connection") in ("refused", "unanswered"):
+            continue                     # shown above, grouped: each attempt is a new port
         console.print(f"\n[bold]session {sess['session']}[/]  "
                       f"{_clock(sess['first_ts'])} .. {_clock(sess['last_ts'])}")
         for ep, o in sess["speakers"].items():
@@ -69,8 +88,8 @@ def _bgp(b: dict, console: Console) -> None:
             console.print("  (no OPEN seen: session context assumed)")
         msgs = ", ".join(f"{k} {v}" for k, v in sess["messages"].items()) or "none"
         events = ", ".join(f"{k} {v}" for k, v in sess["stream_events"].items())
-        console.print(f"  messages: {msgs}; prefixes announced {sess['announced']}, withdrawn "
-                      f"{sess['withdrawn']}; End-of-RIB {len(sess['end_of_rib'])}; "
+        console.print(f"  messages: {msgs}; routes: {_routes(sess.get('families', {}))}; "
+                      f"End-of-RIB {len(sess['end_of_rib'])}; "
                       f"NOTIFICATIONs {len(sess['notifications'])}"
                       + (f"; reassembly: {events}" if events else "")
                       + (f"; malformed {sess['malformed']}" if sess["malformed"] else ""))
