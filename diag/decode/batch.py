@@ -67,7 +67,10 @@ def _in(values: np.ndarray, ports: frozenset[int]) -> np.ndarray:
 
 
 def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
-                geneve_ports: frozenset[int], iface_names: dict[int, str | None]) -> FastRows:
+                geneve_ports: frozenset[int], iface_names: dict[int, str | None],
+                rows: bool = True) -> FastRows:
+    """See the module docstring; ``rows=False`` only says which frames are ``slow`` (what a
+    worker needs of the blocks other workers decode: fragments are among them)."""
     n = len(block)
     b = np.frombuffer(block.buf, dtype=np.uint8)
     offs, cap, lt = block.offsets, block.caplens, block.linktypes
@@ -181,6 +184,10 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
     fast_mask[fast4] = True
     fast_mask[fast_arp] = True
     slow = np.nonzero(~fast_mask)[0]
+    if not rows:
+        nothing = _nothing(0)
+        nothing.slow = slow
+        return nothing
 
     order = np.concatenate([fast4, fast_arp])
     m = len(order)

@@ -26,7 +26,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
-from diag.decode.frames import ICMP_COLUMNS, PACKET_COLUMNS
+from diag.decode.frames import FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS
+from diag.decode.lldp import LLDP_COLUMNS
 from diag.decode.rows import RowChunk
 
 SCHEMA = "diag.pcap/1"
@@ -191,6 +192,8 @@ def fold(chunk: RowChunk, folder: PrefixFolder, bgp: bool = True, other: bool = 
         out["arp"] = chunk.ordered("arp", ("frame", "ts", "op", "sender_mac", "sender_ip",
                                            "target_ip", "gratuitous"))
         out["icmp"] = _fold_icmp(chunk)
+        out["fragments"] = _fold_fragments(chunk)
+        out["lldp"] = _fold_lldp(chunk)
     if bgp:
         out["bgp"] = _fold_bgp(chunk, folder)
     return out
@@ -243,6 +246,23 @@ def _fold_icmp(chunk: RowChunk) -> list[tuple]:
     at = [cols.index(n) for n in ("l3", "type_name", "code", "mtu", "orig_dst", "orig_proto",
                                   "orig_dport")]
     return [tuple(row[i] for i in at) for row in chunk.rows.get("icmp", ())]
+
+
+_FRAGMENT_AT = [FRAGMENT_COLUMNS.index(n) for n in (
+    "tunnel_depth", "l3", "src", "dst", "ip_proto", "status", "fragments", "size",
+    "largest_fragment", "app")]
+_LLDP_AT = [LLDP_COLUMNS.index(n) for n in (
+    "frame", "ts", "iface_name", "ifindex", "capture_iface", "chassis_id", "chassis_id_type",
+    "port_id", "port_id_type", "port_description", "system_name", "ttl",
+    "management_addresses", "capabilities", "port_vlan", "max_frame_size", "malformed")]
+
+
+def _fold_fragments(chunk: RowChunk) -> list[tuple]:
+    return [tuple(row[i] for i in _FRAGMENT_AT) for row in chunk.rows.get("fragments", ())]
+
+
+def _fold_lldp(chunk: RowChunk) -> list[tuple]:
+    return [tuple(row[i] for i in _LLDP_AT) for row in chunk.rows.get("lldp", ())]
 
 
 def _fold_bgp(chunk: RowChunk, folder: PrefixFolder) -> dict:
@@ -408,6 +428,9 @@ class CaptureSummary:
         self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
         self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
         self.icmp_mtus: set[int] = set()
+        self.fragment_flows: dict[tuple, dict] = {}   # (depth, l3, src, dst, proto) -> counts
+        self.lldp_neighbours: dict[tuple, dict] = {}  # (interface, chassis, port) -> latest
+        self.lldp_malformed = 0
 
     # --- folding chunks --------------------------------------------------------------------
     def add(self, chunk) -> None:
@@ -439,6 +462,46 @@ class CaptureSummary:
             self._tunnels(folded["tunnels"])
             self._arp(folded["arp"])
             self._icmp(folded["icmp"])
+            self._fragments(folded.get("fragments", ()))
+            self._lldp(folded.get("lldp", ()))
+
+    def _fragments(self, rows) -> None:
+        for depth, l3, src, dst, proto, status, count, size, largest, app in rows:
+            flow = self.fragment_flows.get((depth, l3, src, dst, proto))
+            if flow is None:
+                flow = self.fragment_flows[(depth, l3, src, dst, proto)] = {
+                    "l3": l3, "src": src, "dst": dst, "proto": proto, "tunnel_depth": depth,
+                    "datagrams": 0, "fragments": 0, "largest_fragment": 0,
+                    "largest_payload": 0, "by_status": Counter(), "carried": Counter()}
+            flow["datagrams"] += 1
+            flow["fragments"] += count
+            flow["largest_fragment"] = max(flow["largest_fragment"], largest)
+            flow["by_status"][status] += 1
+            if status == "reassembled":
+                flow["largest_payload"] = max(flow["largest_payload"], size)
+                flow["carried"][app or "other"] += 1
+
+    def _lldp(self, rows) -> None:
+        for (frame, ts, name, ifindex, ciface, chassis, chassis_type, port, port_type, port_desc,
+             system, ttl, mgmt, caps, pvid, max_frame, malformed) in rows:
+            if malformed is not None:
+                self.lldp_malformed += 1
+            if chassis is None and port is None:
+                continue
+            interface = _interface_label(name, ifindex, ciface)
+            key = (interface, chassis, port)
+            n = self.lldp_neighbours.get(key)
+            if n is None:
+                n = self.lldp_neighbours[key] = {
+                    "interface": interface, "chassis_id": chassis,
+                    "chassis_id_type": chassis_type, "port_id": port, "port_id_type": port_type,
+                    "frames": 0, "first_frame": int(frame)}
+            # the latest LLDPDU says what the neighbour says now (a TTL of 0: it is leaving)
+            n.update({"port_description": port_desc, "system_name": system, "ttl": _num(ttl),
+                      "management_addresses": list(mgmt or []), "capabilities": list(caps or []),
+                      "port_vlan": _num(pvid), "max_frame_size": _num(max_frame),
+                      "last_ts": _num(ts)})
+            n["frames"] += 1
 
     def _icmp(self, rows: list[tuple]) -> None:
         for l3, type_name, code, mtu, orig_dst, orig_proto, orig_dport in rows:
@@ -682,6 +745,10 @@ class CaptureSummary:
                 "unanswered_by_ip": unanswered[:MAX_LISTED],
                 "multiple_responders": multiple[:MAX_LISTED],
             },
+            "fragments": self._fragment_result(),
+            "lldp": {"neighbours": sorted(self.lldp_neighbours.values(),
+                                          key=lambda n: (n["interface"], n["first_frame"])),
+                     "malformed": self.lldp_malformed},
             "icmp_errors": {
                 "count": sum(self.icmp_types.values()),
                 "by_type": [{"l3": l3, "type": name, "code": code, "count": n}
@@ -691,6 +758,23 @@ class CaptureSummary:
                           for (name, dst, proto, dport), n in
                           self.icmp_quoted.most_common(MAX_LISTED)],
             },
+        }
+
+    def _fragment_result(self) -> dict:
+        flows = sorted(self.fragment_flows.values(),
+                       key=lambda f: (-f["datagrams"], f["l3"], f["src"], f["dst"],
+                                      f["proto"] if f["proto"] is not None else -1,
+                                      f["tunnel_depth"]))
+        status: Counter = Counter()
+        for f in flows:
+            status.update(f["by_status"])
+        return {
+            "datagrams": sum(f["datagrams"] for f in flows),
+            "fragments": sum(f["fragments"] for f in flows),
+            "by_status": dict(sorted(status.items())),
+            "by_flow": [dict(f, by_status=dict(sorted(f["by_status"].items())),
+                             carried=dict(sorted(f["carried"].items())))
+                        for f in flows[:MAX_LISTED]],
         }
 
     def _tunnel_rows(self) -> list[dict]:

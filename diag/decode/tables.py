@@ -20,7 +20,8 @@ INTEGER_COLUMNS = frozenset((
     "depth", "vni", "outer_sport", "outer_dport", "inner_proto", "inner_sport", "inner_dport",
     "flags", "type", "length", "open_version", "open_my_as", "open_hold_time", "notify_code",
     "notify_subcode", "refresh_subtype", "n_withdrawn", "n_announced", "path_id", "med",
-    "local_pref",
+    "local_pref", "evpn_type", "ethernet_tag", "ip_id", "fragments", "size",
+    "largest_fragment", "port_vlan", "max_frame_size",
 ))
 
 
