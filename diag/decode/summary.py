@@ -496,11 +496,14 @@ class CaptureSummary:
                     "interface": interface, "chassis_id": chassis,
                     "chassis_id_type": chassis_type, "port_id": port, "port_id_type": port_type,
                     "frames": 0, "first_frame": int(frame)}
-            # the latest LLDPDU says what the neighbour says now (a TTL of 0: it is leaving)
-            n.update({"port_description": port_desc, "system_name": system, "ttl": _num(ttl),
-                      "management_addresses": list(mgmt or []), "capabilities": list(caps or []),
-                      "port_vlan": _num(pvid), "max_frame_size": _num(max_frame),
-                      "last_ts": _num(ts)})
+            # the latest LLDPDU says what the neighbour says now (a TTL of 0: it is leaving,
+            # and such a shutdown LLDPDU carries nothing else: what was said before stays)
+            n["ttl"], n["last_ts"] = _num(ttl), _num(ts)
+            for name, value in (("port_description", port_desc), ("system_name", system),
+                                ("management_addresses", mgmt), ("capabilities", caps),
+                                ("port_vlan", _num(pvid)), ("max_frame_size", _num(max_frame))):
+                if value is not None or name not in n:
+                    n[name] = list(value) if isinstance(value, list) else value
             n["frames"] += 1
 
     def _icmp(self, rows: list[tuple]) -> None:

@@ -1,7 +1,8 @@
 """Terminal rendering of a capture summary (the dict of :mod:`diag.decode.summary`) with rich.
 
 Contract: ``render(summary, console)`` prints sections — capture, BGP sessions, NOTIFICATIONs,
-tunnels per VNI, ARP unanswered and multiple responders, malformed packets — and nothing else.
+tunnels per VNI, ARP unanswered and multiple responders, IP fragmentation per flow, LLDP
+neighbours, ICMP errors, malformed packets — and nothing else.
 """
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ def render(s: dict, console: Console) -> None:
     _bgp(s["bgp"], console)
     _tunnels(s["tunnels"], console)
     _arp(s["arp"], console)
+    if s.get("fragments", {}).get("datagrams"):
+        _fragments(s["fragments"], console)
+    if s.get("lldp", {}).get("neighbours"):
+        _lldp(s["lldp"], console)
     if s.get("icmp_errors", {}).get("count"):
         _icmp(s["icmp_errors"], console)
     if p["malformed_examples"]:
@@ -118,6 +123,39 @@ def _tunnels(tun: dict, console: Console) -> None:
             inner = ", ".join(f"{k} {v}" for k, v in r["inner"].items())
             t.add_row(r["type"], str(r["vni"]), str(r["packets"]), ends, inner)
         console.print(t)
+
+
+def _fragments(f: dict, console: Console) -> None:
+    status = ", ".join(f"{k} {v}" for k, v in f["by_status"].items())
+    console.print(f"\n[bold]IP fragmentation[/]: {f['datagrams']} fragmented datagrams in "
+                  f"{f['fragments']} fragments ({status})", highlight=False)
+    t = Table(title="Fragmented flows (the largest fragment is what the path's MTU let through)",
+              title_justify="left")
+    for col in ("src > dst", "proto", "depth", "datagrams", "largest fragment",
+                "largest payload", "carried", "outcome"):
+        t.add_column(col)
+    for flow in f["by_flow"]:
+        t.add_row(f"{flow['src']} > {flow['dst']}", str(flow["proto"]), str(flow["tunnel_depth"]),
+                  str(flow["datagrams"]), str(flow["largest_fragment"]),
+                  str(flow["largest_payload"] or "-"),
+                  ", ".join(f"{k} {v}" for k, v in flow["carried"].items()) or "-",
+                  ", ".join(f"{k} {v}" for k, v in flow["by_status"].items()))
+    console.print(t)
+
+
+def _lldp(lldp: dict, console: Console) -> None:
+    t = Table(title="LLDP neighbours (who is on the other end of each link, and which port)",
+              title_justify="left")
+    for col in ("heard on", "system", "chassis", "port", "VLAN", "max frame", "TTL", "frames"):
+        t.add_column(col)
+    for n in lldp["neighbours"]:
+        port = n["port_id"] or "-"
+        if n.get("port_description") and n["port_description"] != port:
+            port += f" ({n['port_description']})"
+        t.add_row(n["interface"], n.get("system_name") or "-", n["chassis_id"] or "-", port,
+                  str(n.get("port_vlan") or "-"), str(n.get("max_frame_size") or "-"),
+                  str(n.get("ttl")), str(n["frames"]))
+    console.print(t)
 
 
 def _icmp(e: dict, console: Console) -> None:
