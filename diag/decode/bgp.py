@@ -571,6 +571,13 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
     n_withdrawn = len(withdrawn)
     n_announced = len(announced)
     eor = None
+    reach = attrs.mp_reach is not None and attrs.mp_reach.nlri_start < attrs.mp_reach.nlri_end
+    if announced or reach:
+        # RFC 4271 6.3 / RFC 4760 3: what announces routes carries ORIGIN and AS_PATH, and
+        # NEXT_HOP for the IPv4 NLRI of the message body (RFC 7606 3.d: else treat-as-withdraw)
+        for code, name in ((1, "ORIGIN"), (2, "AS_PATH"), (3, "NEXT_HOP")):
+            if not attrs.seen >> code & 1 and (code != 3 or announced):
+                _note(problems, f"missing well-known attribute {name}")
 
     mp = attrs.mp_unreach
     if mp is not None:

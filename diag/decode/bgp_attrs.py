@@ -104,6 +104,7 @@ class Attributes:
     mp_reach: MpReach | None = None
     mp_unreach: MpUnreach | None = None
     as_octets: int | None = None     # width used for AS_PATH, None when there is no AS_PATH
+    seen: int = 0                    # bit N set: an attribute of type N (< 64) was present
 
 
 def ipv6_str(raw: bytes) -> str:
@@ -371,6 +372,7 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
             unknown.append(f"{name} (type {atype}) len {length}" if name else
                            f"type {atype} len {length}")
         pos = vend
+    result.seen = seen
     if as_path_at is not None:
         if as_trans or as4_path_at is not None:
             _effective_path(data, as_path_at, as4_path_at, result.as_octets, cols)

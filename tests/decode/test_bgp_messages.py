@@ -682,7 +682,7 @@ def test_huge_inputs_stay_bounded():
     # A long AS_PATH: 60 segments of 255 four-octet ASes in an extended-length attribute.
     long_path = as_path4(*[(2, list(range(i * 255 + 1, i * 255 + 256))) for i in range(60)])
     long_path.type_flags = 0x50                   # extended length: the value is 61,320 octets
-    msg = update(path_attr=[origin(0), long_path], nlri=v4("10.0.0.0/8"))
+    msg = update(path_attr=[origin(0), long_path, next_hop("10.0.0.1")], nlri=v4("10.0.0.0/8"))
     d = decode_message(msg, AS4)
     assert d.row["malformed"] is None
     assert d.row["as_path"] == list(range(1, 60 * 255 + 1))
@@ -943,3 +943,22 @@ def test_round_trip_with_scapy_built_updates(withdrawn, announced, segments, ann
     assert d.row["as_path"] == [a for _, seg in segments for a in seg]
     if announced6:
         assert d.routes[-1]["next_hop"] == "2001:db8::1"
+
+
+def test_missing_well_known_attributes_make_the_routes_treat_as_withdraw():
+    """RFC 4271 6.3 / RFC 7606 3.d: ORIGIN, AS_PATH and (for the IPv4 NLRI of the body)
+    NEXT_HOP must come with routes; FRR 8.4 treats such an UPDATE as a withdrawal (seen in the
+    lab: re-advertising a labeled-unicast route to a peer without capabilities, it sent none)."""
+    d = decode_message(update(path_attr=[origin(0), as_path4((2, [65001]))],
+                              nlri=v4("10.0.0.0/8")), AS4)
+    assert d.row["malformed"] == "missing well-known attribute NEXT_HOP"
+    assert [r["action"] for r in d.routes] == ["treat-as-withdraw"]
+    reach = struct.pack(">HBB", 2, 1, 16) + ipaddress.IPv6Address("2001:db8::1").packed + b"\0" \
+        + bytes([48]) + ipaddress.IPv6Address("2001:db8:1::").packed[:6]
+    d = decode_message(update(path_attr=[PA(type_flags=0x80, type_code=14, attribute=Raw(reach))]),
+                       AS4)
+    assert d.row["malformed"] == ("missing well-known attribute ORIGIN; "
+                                  "missing well-known attribute AS_PATH")
+    # withdrawals alone need no attribute
+    d = decode_message(update(withdrawn_routes=v4("10.0.0.0/8")), AS4)
+    assert d.row["malformed"] is None
