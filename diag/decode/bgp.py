@@ -111,6 +111,8 @@ _TYPE_NAMES = names.MESSAGE_TYPES
 _IPV4 = "ipv4"
 _UNICAST = "unicast"
 _MAX_PROBLEMS = 8
+_NEEDS_ORIGIN_AS_PATH = 1 << 1 | 1 << 2      # attribute type bits (Attributes.seen)
+_NEEDS_NEXT_HOP = _NEEDS_ORIGIN_AS_PATH | 1 << 3
 _DEFAULT_V4 = (None, "0.0.0.0/0")
 _DEFAULT_V6 = (None, "::/0")
 
@@ -564,19 +566,22 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
         announce_base.update(cols)
         announce_base["action"] = "announce"
     if announced:
-        base = announce_base.copy()
+        # the MP_REACH routes below start from announce_base too: copy it only then
+        base = announce_base.copy() if attrs.mp_reach is not None else announce_base
         base["afi"] = _IPV4
         base["safi"] = _UNICAST
         routes.append((base, announced))
     n_withdrawn = len(withdrawn)
     n_announced = len(announced)
     eor = None
-    reach = attrs.mp_reach is not None and attrs.mp_reach.nlri_start < attrs.mp_reach.nlri_end
-    if announced or reach:
-        # RFC 4271 6.3 / RFC 4760 3: what announces routes carries ORIGIN and AS_PATH, and
-        # NEXT_HOP for the IPv4 NLRI of the message body (RFC 7606 3.d: else treat-as-withdraw)
+    # RFC 4271 6.3 / RFC 4760 3: what announces routes carries ORIGIN (bit 1) and AS_PATH (2),
+    # and NEXT_HOP (3) for the IPv4 NLRI of the message body (RFC 7606 3.d: else
+    # treat-as-withdraw)
+    need = _NEEDS_NEXT_HOP if announced else _NEEDS_ORIGIN_AS_PATH if (
+        attrs.mp_reach is not None and attrs.mp_reach.nlri_start < attrs.mp_reach.nlri_end) else 0
+    if attrs.seen & need != need:
         for code, name in ((1, "ORIGIN"), (2, "AS_PATH"), (3, "NEXT_HOP")):
-            if not attrs.seen >> code & 1 and (code != 3 or announced):
+            if need >> code & 1 and not attrs.seen >> code & 1:
                 _note(problems, f"missing well-known attribute {name}")
 
     mp = attrs.mp_unreach

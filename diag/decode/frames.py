@@ -111,7 +111,6 @@ class PacketDecoder:
         # per-packet context used by nested decoders (set at the start of each packet)
         self._frame, self._ts, self._iface, self._iface_name, self._direction = 0, 0.0, 0, None, None
         self._vlan = self._eth_src = self._ifindex = None
-        self._where: tuple = (0, None, None)
 
     # --- chunking --------------------------------------------------------------------------
     def take(self) -> dict[str, list]:
@@ -165,8 +164,6 @@ class PacketDecoder:
         self._vlan = vlan
         self._eth_src = eth_src
         self._ifindex = ifindex
-        # a datagram's copies seen on different interfaces or directions are reassembled apart
-        self._where = (capture_iface, ifindex, direction)
         try:
             net = self._network(etype, data, offset, len(data), 0)
         except (Malformed, struct.error, IndexError, ValueError, OSError) as err:
@@ -248,7 +245,7 @@ class PacketDecoder:
                     return self._transport("ipv4", src, dst, ttl, upper, False, payload, 0,
                                            len(payload), False, depth)
 
-                net = self._fragment(("ipv4", depth, src, dst, ident, proto, *self._where),
+                net = self._fragment(("ipv4", depth, src, dst, ident, proto, *self._where()),
                                      offset,
                                      bool(frag & 0x2000), data[off + ihl:ip_end], total,
                                      truncated, proto, datagram)
@@ -287,7 +284,7 @@ class PacketDecoder:
                     return self._transport("ipv6", src, dst, hlim, inner_nh, False, payload, at,
                                            len(payload), False, depth)
 
-                net = self._fragment(("ipv6", depth, src, dst, ident, None, *self._where),
+                net = self._fragment(("ipv6", depth, src, dst, ident, None, *self._where()),
                                      offset, more,
                                      data[p:ip_end], 40 + plen if plen else end - off,
                                      truncated, nh if offset == 0 else None, datagram)
@@ -307,6 +304,11 @@ class PacketDecoder:
             return ("lldp", None, None, None, None, False, None, None, "lldp", depth, problem)
         return (f"0x{etype:04x}" if etype >= 0x0600 else "llc", None, None, None, None, False,
                 None, None, "", depth, None)
+
+    def _where(self) -> tuple:
+        """The end of a fragment's reassembly key: a datagram's copies seen on different
+        interfaces or in different directions (``tcpdump -i any``) are reassembled apart."""
+        return self._iface, self._ifindex, self._direction
 
     def _fragment(self, key: tuple, offset: int, more: bool, payload: bytes, packet_len: int,
                   truncated: bool, proto: int | None, datagram) -> _Net | None:

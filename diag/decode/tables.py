@@ -29,6 +29,8 @@ def _array(values: np.ndarray | Sequence) -> np.ndarray:
     """A numeric numpy array when every value is a number or bool, else an object array."""
     if isinstance(values, np.ndarray):
         return values
+    if values.count(None) == len(values):      # a column no row has (counted in C): no scan
+        return np.full(len(values), None, dtype=object)
     first = next((v for v in values if v is not None), None)
     if not isinstance(first, (int, float, np.number)):     # text, lists, all None: no numpy try
         arr = np.empty(len(values), dtype=object)
