@@ -18,7 +18,8 @@ session), ``tunnels`` (encapsulation layer: VXLAN/GENEVE with outer and inner ad
 (ARP packet), ``stream_events`` (TCP reassembly gaps, BGP framing errors, TCP control segments
 of BGP connections), ``icmp`` (ICMP/ICMPv6 error: type, announced MTU, the packet it quotes),
 ``fragments`` (IP datagram reassembled from fragments, or given up on), ``lldp`` (LLDPDU: the
-neighbour's chassis, port and name), ``interfaces`` (the capture's interfaces). Column lists are in :mod:`diag.decode.frames` and docs/api.md.
+neighbour's chassis, port and name), ``interfaces`` (the capture's interfaces). Column lists
+are in :mod:`diag.decode.frames` and docs/api.md.
 
 Small files (under ``SMALL_CAPTURE_BYTES``) are decoded by the per-packet decoder alone, and
 ``diag pcap`` summarises RowChunks, so a small capture is summarised without importing numpy or

@@ -16,8 +16,8 @@ Contract: :class:`BgpFlows` receives every TCP segment on a BGP port
   (bytes never captured; decoding resumes at the next BGP marker), ``framing-error`` (a header
   whose marker or length is impossible), ``resync`` (framing resumed on a BGP header: the bytes
   skipped after a framing error, or sequence numbers found off by a few bytes at a message
-  boundary, :class:`diag.decode.tcpstream.Resync`); and the connection's TCP control segments, which show
-  sessions that never got to BGP: ``syn``, ``syn-ack`` (detail ``tcp-md5``/``tcp-ao`` when the
+  boundary, :class:`diag.decode.tcpstream.Resync`); and the connection's TCP control segments,
+  which show sessions that never got to BGP: ``syn``, ``syn-ack`` (detail ``tcp-md5``/``tcp-ao`` when the
   segment carries RFC 2385/5925 option 19/29), ``rst``, ``fin`` (:data:`TCP_CONTROL_EVENTS`).
 
 Session context (4-octet AS, ADD-PATH) is learned from the two OPENs of a connection and applied

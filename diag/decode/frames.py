@@ -30,7 +30,7 @@ from typing import Iterable
 from diag.decode.bgpflow import BgpFlows
 from diag.decode.fragments import Reassembler
 from diag.decode.layers import ETH_ARP, ETH_IPV4, ETH_IPV6, Malformed, ethernet, link_header
-from diag.decode.lldp import ETH_LLDP, LLDP_COLUMNS, decode_lldp
+from diag.decode.lldp import ETH_LLDP, decode_lldp
 
 MAX_TUNNEL_DEPTH = 8
 MAX_IPV6_EXTENSIONS = 12

@@ -174,7 +174,8 @@ def build_bgp_families(outdir: Path) -> Capture:
                  m.bgp_ls_attribute([m.ls_tlv(1026, b"rtr1"), m.ls_tlv(1028, rid),
                                      m.ls_tlv(1155, struct.pack("!I", 10))])],
          [NlriEntry("announce", "bgp-ls/bgp-ls", ls_nlri="node:ospfv2:1.1.1.1"),
-          NlriEntry("announce", "bgp-ls/bgp-ls", ls_nlri="ipv4-prefix:ospfv2:1.1.1.1:10.70.0.0/24")],
+          NlriEntry("announce", "bgp-ls/bgp-ls",
+                    ls_nlri="ipv4-prefix:ospfv2:1.1.1.1:10.70.0.0/24")],
          "bgp_ls")
     flowspec = bytes.fromhex("0501080a")               # RFC 8955: destination 10.0.0.0/8
     send(base + [m.mp_reach_raw(1, 133, b"", flowspec)], [], "flowspec")
