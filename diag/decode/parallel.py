@@ -15,8 +15,8 @@ How (connections are independent: TCP reassembly and the OPEN context are per co
    (:func:`diag.decode.summary.fold`) and spools the block's BGP segments into one file, grouped
    by connection bucket (CRC of the connection's two endpoints). IP reassembly crosses blocks:
    every worker also feeds its reassembler the fragments of the other workers' blocks, through
-   a shadow decoder whose rows are dropped (the frames that may hold one are found with the
-   vectorised pass's list of frames it cannot decode, then a header walk), so each owner of a
+   a shadow decoder whose rows are dropped (the frames that may hold one are found column-wise,
+   :func:`diag.decode.batch.fragment_candidates`, then by a header walk), so each owner of a
    block completes the same datagrams as one process, at the same frames; the owner of the last
    block reports the datagrams still incomplete at the end.
 2. BGP: the buckets are dealt to the workers by bytes; each reassembles and decodes the
@@ -248,10 +248,9 @@ def _feed_fragments(shadow, block, vectorize: bool) -> None:
     """Another worker's block: only its IP fragments, through the shadow decoder (which shares
     the reassembler), in frame order; everything else the shadow makes is dropped."""
     if vectorize and len(block):
-        from diag.decode.batch import split_block
+        from diag.decode.batch import fragment_candidates
 
-        candidates = split_block(block, shadow.bgp_ports, shadow.vxlan_ports,
-                                 shadow.geneve_ports, shadow.iface_names, rows=False).slow.tolist()
+        candidates = fragment_candidates(block, shadow.vxlan_ports | shadow.geneve_ports).tolist()
     else:
         candidates = range(len(block))
     buf, offs, caps, lts = block.buf, block.offsets, block.caplens, block.linktypes

@@ -119,6 +119,28 @@ def test_crafted_captures_same_summary(crafted, name, vectorize):
         assert _workers(path, workers, chunk, vectorize) == _one_process(path, chunk, vectorize)
 
 
+def test_fragment_candidates_miss_no_fragment(crafted, mix):
+    """The column-wise prefilter may keep frames that hold no fragment, never drop one the
+    per-packet decoder would feed to reassembly (its header walk says which)."""
+    from diag.decode.batch import fragment_candidates
+    from diag.decode.capture import open_blocks
+    from diag.decode.frames import PacketDecoder
+
+    decoder = PacketDecoder()
+    tunnel = decoder.vxlan_ports | decoder.geneve_ports
+    held = 0
+    for path in (crafted["fragments"].path, mix):
+        _info, blocks = open_blocks(path, 64)
+        for block in blocks:
+            kept = set(fragment_candidates(block, tunnel).tolist())
+            for i, rec in enumerate(block.records()):
+                if decoder.may_hold_fragment(rec[3], rec[4]):
+                    held += 1
+                    assert i in kept, (path.name, rec[0])
+            assert len(kept) < len(block) or len(block) < 8 or path != mix
+    assert held >= 13
+
+
 def test_mutant_without_the_shadow_reassembly_fails(crafted, monkeypatch):
     path = crafted["fragments"].path
     want = json.loads(_one_process(path, 1, True))
