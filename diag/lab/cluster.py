@@ -131,33 +131,15 @@ class LabCluster:
     def node_config(self, node: P.Host, opts: configs.BgpOptions,
                     objects: list[dict] | None = None) -> tuple[Path, str]:
         """(path, text) of ``node``'s BGP daemon configuration: what the CNI would run, from the
-        objects, with the fault knobs of ``opts``. Raises :class:`NoBgpInstance` when the
+        objects, with the fault knobs of ``opts`` (:func:`~diag.lab.kube_reconcile.
+        node_daemon_config`). Raises :class:`~diag.lab.kube_reconcile.NoBgpInstance` when the
         objects give the node no (or more than one) BGP instance."""
         objects = self.objects() if objects is None else objects
         hd = self.lab.files.host_dir(node.name)
-        password = opts.md5_override.get(node.name, opts.md5_password)
-        peer_as = opts.peer_as_override.get(node.name)
-        if self.lab.cni == "cilium":
-            intent = R.cilium_bgp_intent(objects, node.name)
-            if len(intent.instances) != 1:
-                raise NoBgpInstance(node.name, intent.notes, len(intent.instances))
-            if peer_as is not None:
-                intent = replace(intent, instances=tuple(
-                    replace(i, peers=tuple(replace(p, peer_asn=peer_as) for p in i.peers))
-                    for i in intent.instances))
-            text = R.render_gobgpd(intent, {K.MD5_SECRET: password},
-                                   allow_own_as=opts.allow_own_as,
-                                   passive=node.name in opts.passive_nodes)
-            return hd / "gobgpd.toml", text
-        bird = R.calico_bird_intent(objects, node.name)
-        if peer_as is not None:
-            bird = replace(bird, peers=tuple(replace(p, asn=peer_as) for p in bird.peers))
-        if not opts.advertise:
-            bird = replace(bird, originated=())
-        render = R.render_bird if self.lab.state.bird == "2" else R.render_bird1
-        text = render(bird, {K.CALICO_MD5_SECRET: password}, hd / "bird.log",
-                      allow_local_as=opts.allow_own_as, kernel_table=opts.kernel_table)
-        return hd / "bird.conf", text
+        text = R.node_daemon_config(objects, node.name, cni=self.lab.cni,
+                                    bird=self.lab.state.bird, options=opts,
+                                    log_path=hd / "bird.log")
+        return hd / ("gobgpd.toml" if self.lab.cni == "cilium" else "bird.conf"), text
 
     def node_prefixes(self, node: str, objects: list[dict] | None = None) -> tuple[str, ...]:
         """The IPv4 prefixes a Cilium node's BGP control plane originates (GoBGP's RIB)."""
@@ -436,7 +418,7 @@ class LabCluster:
         key = f"{node.name}/gobgpd"
         try:
             path, text = self.node_config(node, opts, objects)
-        except NoBgpInstance as err:
+        except R.NoBgpInstance as err:
             if self.lab.daemons.is_running(key):
                 self.lab.daemons.stop(key)
                 return [f"{node.name}: {err}; gobgpd stopped"]
@@ -468,13 +450,6 @@ class LabCluster:
             node.name)), "configure"])
         words = " ".join(proc.stdout.split()[-3:]) if proc.stdout else proc.stderr.strip()
         return [f"{node.name}: BIRD reconfigured ({words})"]
-
-
-class NoBgpInstance(ValueError):
-    def __init__(self, node: str, notes: tuple[str, ...], count: int) -> None:
-        reason = "; ".join(notes) or "no ClusterConfig or PeeringPolicy selects it"
-        super().__init__(f"{count} BGP instances for {node} ({reason}); the lab runs one" if count
-                         else f"no BGP instance ({reason})")
 
 
 def _read(path: Path) -> str | None:

@@ -19,8 +19,8 @@ Contract:
   ``.namespace``), ``CiliumPodIPPool`` = the node's allocations from the selected pools. The
   router ID defaults to the node's InternalIP. :attr:`NodeBgpIntent.notes` says what was not
   applied and why.
-- :func:`render_gobgpd(intent, passwords)` renders that intent as the lab's gobgpd TOML (the form
-  :func:`diag.lab.configs.render_gobgpd` writes): no listener unless a local port is set, one
+- :func:`render_gobgpd(intent, passwords)` renders that intent as the lab's gobgpd TOML: no
+  listener unless a local port is set, one
   neighbor per peer with the PeerConfig's timers, TCP-MD5 from ``passwords`` (Secret name ->
   password: the lab hands them over, it never serves Secrets), eBGP multihop, families, and
   ``allow-own-as`` — the lab's baseline (its nodes share one AS), not something Cilium sets.
@@ -32,19 +32,25 @@ Contract:
   (``node`` equal, or Calico ``nodeSelector`` matching its labels: ``Node_<ip>``; a
   ``peerSelector`` peers with the selected nodes), passwords by Secret reference, and the blocks
   affine to the node (confirmed, not deleted; not from a pool with ``disableBGPExport``) as
-  originated prefixes; :func:`render_bird` renders it in :func:`diag.lab.configs.render_bird`'s
-  form.
+  originated prefixes; :func:`render_bird1` renders it as calico-node's BIRD 1.6
+  configuration (the lab's calico default), :func:`render_bird` as BIRD 2 (``--bird 2``).
+- :func:`node_daemon_config` is what a lab node runs: the intent rendered for its daemon, with
+  the lab's fault knobs (:class:`~diag.lab.configs.BgpOptions`); :class:`NoBgpInstance` when the
+  objects give a Cilium node no BGP instance (or several: the lab runs one gobgpd).
 """
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diag.k8s.kinds import split_api_version
 from diag.k8s.selectors import calico_selector_matches, label_selector_matches
+
+if TYPE_CHECKING:
+    from diag.lab.configs import BgpOptions
 
 DEFAULT_HOLD, DEFAULT_KEEPALIVE, DEFAULT_CONNECT_RETRY = 90, 30, 120
 DEFAULT_FAMILIES = (("ipv4", "unicast", None), ("ipv6", "unicast", None))
@@ -490,7 +496,9 @@ def calico_bird_intent(objects: list[dict], node: str) -> BirdIntent:
 
 def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], log_path: Path,
                 *, allow_local_as: bool = True, kernel_table: int | None = None) -> str:
-    """BIRD 2 configuration for the intent, in the lab's form (diag.lab.configs.render_bird)."""
+    """BIRD 2 configuration for the intent (``--bird 2``): the lab's own form — named
+    ``pod_cidr`` static protocol, BGP routes exported to the kernel (``metric 32``, BIRD 2's
+    default) in both modes, BGP sessions with the lab's timers."""
     from diag.lab.configs import CONNECT_RETRY, HOLD, KEEPALIVE
 
     statics = " ".join(f"route {cidr} blackhole;" for cidr in intent.originated)
@@ -624,3 +632,42 @@ def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], l
                 lines.append("  next hop keep;")
             lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+class NoBgpInstance(ValueError):
+    """The objects give a Cilium node no BGP instance, or more than the lab's one gobgpd."""
+
+    def __init__(self, node: str, notes: tuple[str, ...], count: int) -> None:
+        reason = "; ".join(notes) or "no ClusterConfig or PeeringPolicy selects it"
+        super().__init__(f"{count} BGP instances for {node} ({reason}); the lab runs one"
+                         if count else f"no BGP instance ({reason})")
+
+
+def node_daemon_config(objects: list[dict], node: str, *, cni: str, bird: str,
+                       options: "BgpOptions", log_path: Path) -> str:
+    """The configuration text of ``node``'s BGP daemon in a lab of ``cni`` (``bird``: "1.6"
+    or "2" on calico): the intent the objects give, as the CNI would run it, with the lab's
+    fault knobs applied (``options``: peer AS override, TCP-MD5 password and its override,
+    allow-own-as, GoBGP passive mode, BIRD's kernel table, no origination)."""
+    from diag.lab.kube_objects import CALICO_MD5_SECRET, MD5_SECRET
+
+    password = options.md5_override.get(node, options.md5_password)
+    peer_as = options.peer_as_override.get(node)
+    if cni == "cilium":
+        intent = cilium_bgp_intent(objects, node)
+        if len(intent.instances) != 1:
+            raise NoBgpInstance(node, intent.notes, len(intent.instances))
+        if peer_as is not None:
+            intent = replace(intent, instances=tuple(
+                replace(i, peers=tuple(replace(p, peer_asn=peer_as) for p in i.peers))
+                for i in intent.instances))
+        return render_gobgpd(intent, {MD5_SECRET: password}, allow_own_as=options.allow_own_as,
+                             passive=node in options.passive_nodes)
+    intent_ = calico_bird_intent(objects, node)
+    if peer_as is not None:
+        intent_ = replace(intent_, peers=tuple(replace(p, asn=peer_as) for p in intent_.peers))
+    if not options.advertise:
+        intent_ = replace(intent_, originated=())
+    render = render_bird if bird == "2" else render_bird1
+    return render(intent_, {CALICO_MD5_SECRET: password}, log_path,
+                  allow_local_as=options.allow_own_as, kernel_table=options.kernel_table)
