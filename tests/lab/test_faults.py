@@ -69,8 +69,12 @@ def _node_prefixes(lab, node: str) -> set[str]:
     if lab.cni == "cilium":
         rib = json.loads(_ns(lab, node, "gobgp", "global", "rib", "-j", "-a", "ipv4").stdout or "{}")
         return {p for p, paths in rib.items() if any("neighbor-ip" in x for x in paths)}
-    out = _ns(lab, node, "ip", "-j", "route", "show", "proto", "bird").stdout
-    return {r["dst"] for r in json.loads(out or "[]")}
+    # BIRD's own table: Calico's BIRD 1.6 leaves VXLAN pools' routes out of the kernel
+    birdc = ["birdc", "-s", str(lab.files.bird_socket(node))]
+    protocols = _ns(lab, node, *birdc, "show", "protocols").stdout.splitlines()
+    (bgp,) = [line.split()[0] for line in protocols if line.split()[1:2] == ["BGP"]]
+    out = _ns(lab, node, *birdc, "show", "route", "protocol", bgp).stdout
+    return {line.split()[0] for line in out.splitlines() if line[:1].isdigit()}
 
 
 def _arping_macs(lab, ip: str, count: int = 2) -> set[str]:
