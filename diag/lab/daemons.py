@@ -287,10 +287,10 @@ class Daemons:
             raise TimeoutError(f"BGP sessions not Established after {timeout:g}s "
                                f"({states or 'no daemon answered'})") from None
         self.lab.state.timings["established_s"] = round(time.monotonic() - started, 3)
-        wait_for(self._routes_ready, timeout=remaining(), interval=0.1,
+        wait_for(self.routes_ready, timeout=remaining(), interval=0.1,
                  what="pod routes on every node")
 
-    def _routes_ready(self) -> bool:
+    def routes_ready(self) -> bool:
         """Each node knows every other node's pod CIDR (GoBGP RIB on cilium, kernel on calico),
         and the router's kernel has all of them."""
         lab = self.lab

@@ -308,7 +308,7 @@ def test_calico_bgppeer_edit_reconfigures_bird(running_lab):
     wait(lambda: router_states(lab)[w1.cluster_ip] == "Established", 20,
          "the router's session to k8s-w1 back")
     assert lab.daemons.pid("k8s-w1/bird") == pid                # reconfigured, never restarted
-    wait(lambda: lab.daemons._routes_ready(), 20, "every node's routes back")
+    wait(lambda: lab.daemons.routes_ready(), 20, "every node's routes back")
 
 
 # --- the router's peering variants ------------------------------------------------------------

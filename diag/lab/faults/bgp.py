@@ -45,7 +45,7 @@ def _restore_node_config(lab: "Lab", node: str) -> None:
 
 def _session_back(lab: "Lab") -> list[str] | None:
     ok = probes.all_established(lab)
-    return ok + ["every node holds the others' pod CIDRs"] if ok and lab._routes_ready() else None
+    return ok + ["every node holds the others' pod CIDRs"] if ok and lab.daemons.routes_ready() else None
 
 
 def _notification(lab: "Lab", node: str, code: str, words: str) -> str | None:
