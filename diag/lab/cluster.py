@@ -94,8 +94,11 @@ class LabCluster:
 
     def object_options(self) -> K.KubeObjectOptions:
         state = self.lab.state
+        created = datetime.datetime.fromtimestamp(state.created, datetime.UTC)
         return K.KubeObjectOptions(cni=self.lab.cni, mode=self.lab.mode,
-                                   cilium_api=state.cilium_api or "v2")
+                                   cilium_api=state.cilium_api or "v2",
+                                   created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                   renew_time=created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
     def write_objects(self, denied: tuple[str, ...] = ()) -> None:
         """The objects a real cluster would show for the lab, and the denied resources."""

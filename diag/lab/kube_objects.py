@@ -77,6 +77,7 @@ class KubeObjectOptions:
     announcer: str | None = None                  # the L2 lease holder (default: k8s-w1)
     bgp_status: Mapping[str, PeerStatus] = field(default_factory=dict)  # node -> its peer
     renew_time: str = "2025-01-01T00:00:00.000000Z"
+    created: str = CREATED                        # every object's creationTimestamp
 
 
 def default_lb_ip(plan: AddressingPlan) -> str:
@@ -130,10 +131,16 @@ def _service(lb_ip: str) -> dict:
 
 def cluster_objects(plan: AddressingPlan, options: KubeObjectOptions) -> dict[str, list[dict]]:
     if options.cni == "cilium":
-        return _cilium(plan, options)
-    if options.cni == "calico":
-        return _calico(plan, options)
-    raise ValueError(f"unknown cni {options.cni!r}")
+        out = _cilium(plan, options)
+    elif options.cni == "calico":
+        out = _calico(plan, options)
+    else:
+        raise ValueError(f"unknown cni {options.cni!r}")
+    if options.created != CREATED:         # a live lab's objects were created when it was
+        for items in out.values():
+            for item in items:
+                item["metadata"]["creationTimestamp"] = options.created
+    return out
 
 
 # -- cilium ---------------------------------------------------------------------------------
