@@ -217,11 +217,13 @@ def collect_options(request):
 
 
 def collect_plan(options) -> dict[str, Any]:
-    """What ``diag collect`` would run where (``--dry-run``: ``{out, hosts}``); contacts
-    nothing."""
+    """What ``diag collect`` would run where (``--dry-run``: ``{out, hosts, kube}``, ``kube``
+    the kubectl commands of ``--kube`` or None); contacts nothing."""
+    from diag.collect.kube import plan_kube
     from diag.collect.runner import plan
 
-    return {"out": str(options.out), "hosts": plan(options)}
+    return {"out": str(options.out), "hosts": plan(options),
+            "kube": plan_kube(options.kube) if options.kube is not None else None}
 
 
 def collect(options, listener: Callable | None = None):

@@ -5,6 +5,8 @@ durations and sizes, paths, lists); :func:`options_from(request) -> CollectOptio
 durations (``10``, ``10s``, ``2m``) and sizes (``100M``), validates every value that will reach a
 remote command line (:mod:`diag.collect.catalogue`), loads the inventory and raises
 :class:`diag.errors.UsageError` with one line for anything wrong, before any host is contacted.
+``kube=True`` (``--kube``) adds the cluster's objects (:mod:`diag.collect.kube`) and may stand
+alone, without hosts; kubectl is looked up then (missing: exit 5 with a hint).
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ class CollectRequest:
     command_timeout: str | None = None
     deadline: str = "15m"
     redact_string: tuple[str, ...] = field(default=(), repr=False)   # secrets: never shown
+    kube: bool = False                       # read the cluster's objects with kubectl
+    kubectl: str = "kubectl"
+    kubeconfig: Path | None = None           # None: kubectl's own choice (KUBECONFIG, ~/.kube)
+    context: str | None = None
 
 
 def parse_duration(text: str, option: str) -> float:
@@ -68,8 +74,9 @@ def options_from(request: CollectRequest):
 
     hosts = load_inventory(request.inventory) if request.inventory else []
     hosts += [parse_target(t) for t in request.targets]
-    if not hosts:
-        raise UsageError("no targets", "name hosts as [user@]host[:port], 'local', or --inventory")
+    if not hosts and not request.kube:
+        raise UsageError("no targets", "name hosts as [user@]host[:port], 'local', or "
+                         "--inventory; or read the cluster with --kube")
     names = [h.name for h in hosts]
     if len(set(names)) != len(names):
         raise UsageError("a host is named twice")
@@ -79,6 +86,11 @@ def options_from(request: CollectRequest):
             raise UsageError(f"{option} {path}: no such file")
     if request.fanout < 1:
         raise UsageError("--fanout must be at least 1")
+    if request.capture is not None and not hosts:
+        raise UsageError("--capture needs hosts to capture on", "name SSH targets or 'local'")
+    command_timeout = parse_duration(request.command_timeout, "--command-timeout") \
+        if request.command_timeout else None
+    kube = _kube_options(request, command_timeout) if request.kube else None
     capture = None
     if request.capture is not None:
         capture = catalogue.validate_capture(catalogue.CaptureOptions(
@@ -95,7 +107,23 @@ def options_from(request: CollectRequest):
                                                       "--connect-timeout")),
         probes=tuple(dict.fromkeys(catalogue.validate_probe(p) for p in request.probe)),
         capture=capture, fanout=request.fanout,
-        command_timeout=parse_duration(request.command_timeout, "--command-timeout")
-        if request.command_timeout else None,
+        command_timeout=command_timeout,
         deadline=parse_duration(request.deadline, "--deadline"), archive=request.archive,
-        redact_strings=tuple(request.redact_string))
+        redact_strings=tuple(request.redact_string), kube=kube)
+
+
+def _kube_options(request: CollectRequest, command_timeout: float | None):
+    """The kubectl run of ``--kube``: kubectl found now (missing: exit 5 with a hint), before
+    anything is contacted."""
+    from diag.collect.kube import KubeOptions, resolve_kubectl
+
+    if request.kubeconfig is not None and not Path(request.kubeconfig).is_file():
+        raise UsageError(f"--kubeconfig {request.kubeconfig}: no such file")
+    if request.context is not None and not request.context.strip():
+        raise UsageError("--context: empty context name")
+    resolve_kubectl(request.kubectl)
+    defaults = KubeOptions()
+    return KubeOptions(kubectl=request.kubectl, kubeconfig=request.kubeconfig,
+                       context=request.context,
+                       timeout=command_timeout or defaults.timeout,
+                       redact_strings=tuple(request.redact_string))

@@ -9,6 +9,11 @@ With ``--capture``, every reachable host then starts tcpdump at the same moment 
 after the catalogue), streams it into the bundle, and re-runs the neighbour table and counters
 afterwards. Every command is bounded by its own timeout; the whole run by ``deadline``.
 
+With ``kube`` (``--kube``), the cluster's objects are read by
+:func:`diag.collect.kube.collect_kube` in a thread beside the hosts (its writes handed to the same
+I/O thread); its partial reasons (``KUBE_FAILED`` for an RBAC refusal, ...) join the hosts', and
+at the deadline or on Ctrl-C its kubectl processes are killed. A run may be kube only.
+
 Every outcome is recorded, nothing is fatal: a host's ``reachability`` is ``OK`` or a
 :data:`diag.collect.transport.FAILURE_KINDS` value; a command's ``outcome`` is one of
 :data:`OUTCOMES`. The bundle is ``complete`` only when every host was reached and every command
@@ -31,6 +36,7 @@ from diag.collect import catalogue
 from diag.collect.capture import PcapSink
 from diag.collect.catalogue import CaptureOptions, CommandSpec
 from diag.collect.detect import detect
+from diag.collect.kube import KubeOptions, KubeRun, Stopper, collect_kube
 from diag.collect.redact import redact
 from diag.collect.ssh import SshOptions, SshTransport
 from diag.collect.targets import Target
@@ -57,6 +63,7 @@ class CollectOptions:
     redact_strings: tuple[str, ...] = ()
     extra_commands: tuple[CommandSpec, ...] = ()
     base: bool = True                        # run the base catalogue (False: extras only)
+    kube: KubeOptions | None = None          # also read the cluster's objects with kubectl
 
 
 @dataclass
@@ -135,6 +142,9 @@ class _AsyncWriter:
     async def set_host(self, host: str, **fields: Any) -> None:
         await self._call(self.writer.set_host, host, **fields)
 
+    async def set_kube(self, **fields: Any) -> None:
+        await self._call(self.writer.set_kube, **fields)
+
     async def add_output(self, host: str, record: dict[str, Any], data: bytes) -> dict[str, Any]:
         return await self._call(self.writer.add_output, host, record, data)
 
@@ -153,6 +163,34 @@ class _AsyncWriter:
         self.pool.shutdown(wait=True)
 
 
+class _ThreadSink:
+    """The bundle writer for :func:`diag.collect.kube.collect_kube`, which runs in a thread of
+    its own: every call is handed to the one I/O thread and waited for, so the kube part's
+    writes are ordered with the hosts' (BundleWriter is not thread-safe)."""
+
+    def __init__(self, writer: _AsyncWriter) -> None:
+        self.writer = writer
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return self.writer.pool.submit(partial(fn, *args, **kwargs)).result()
+
+    def set_kube(self, **fields: Any) -> None:
+        self._call(self.writer.writer.set_kube, **fields)
+
+    def add_kube_output(self, record: dict[str, Any], data: bytes) -> dict[str, Any]:
+        return self._call(self.writer.writer.add_kube_output, record, data)
+
+    def add_kube_record(self, record: dict[str, Any]) -> None:
+        self._call(self.writer.writer.add_kube_record, record)
+
+    def add_redactions(self, entries: list[dict[str, Any]]) -> None:
+        if entries:
+            self._call(self.writer.writer.add_redactions, entries)
+
+
+KUBE_ROW = "kube (kubectl)"        # the live view's row of the kube part (no host has a space)
+
+
 class _Run:
     def __init__(self, options: CollectOptions, writer: BundleWriter,
                  listener: Listener | None) -> None:
@@ -163,10 +201,40 @@ class _Run:
         self.semaphore = asyncio.Semaphore(max(1, options.fanout))
         self.rendezvous = _Rendezvous(len(options.targets))
         self.reasons: list[str] = []
+        self.kube_state: HostState | None = None
 
     def changed(self) -> None:
         if self.listener:
-            self.listener(self.states)
+            self.listener(self.states if self.kube_state is None else
+                          {**self.states, KUBE_ROW: self.kube_state})
+
+    async def kube(self, options: KubeOptions, stopper: Stopper) -> KubeRun:
+        """The cluster's objects (:func:`diag.collect.kube.collect_kube`) in a thread beside the
+        hosts; its partial reasons join the run's."""
+        state = self.kube_state = HostState(KUBE_ROW, status="COLLECTING", total=2)
+        self.changed()
+        loop = asyncio.get_running_loop()
+
+        def seen(record: dict[str, Any]) -> None:
+            if "planned" in record:
+                state.total = 2 + record["planned"]
+            else:
+                state.done += 1
+                if record.get("outcome") not in ("OK", "NOT_INSTALLED", "SKIPPED"):
+                    state.failures += 1
+            self.changed()
+
+        def progress(record: dict[str, Any]) -> None:   # called in the kube thread
+            loop.call_soon_threadsafe(seen, record)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diag-kube") as pool:
+            result = await loop.run_in_executor(pool, partial(
+                collect_kube, options, _ThreadSink(self.writer), stopper=stopper,
+                progress=progress))
+        self.reasons.extend(result.reasons)
+        state.status = "DONE" if not result.reasons else "DONE*"
+        self.changed()
+        return result
 
     def specs(self) -> list[CommandSpec]:
         specs = catalogue.base_commands() if self.options.base else []
@@ -364,25 +432,38 @@ async def collect_async(options: CollectOptions, listener: Listener | None = Non
     run = _Run(options, writer, listener)
     tasks = [asyncio.create_task(run.host(t), name=f"collect:{t.name}")
              for t in options.targets]
+    stopper = Stopper()
+    # the kube part is never cancelled (its thread would go on writing): it is stopped, which
+    # kills the kubectl processes still running, and then awaited
+    kube = asyncio.create_task(run.kube(options.kube, stopper), name="collect-kube") \
+        if options.kube is not None else None
     reasons: list[str] = []
     try:
-        done, pending = await asyncio.wait(tasks, timeout=options.deadline)
+        done, pending = await asyncio.wait(tasks + ([kube] if kube else []),
+                                           timeout=options.deadline) \
+            if tasks or kube else (set(), set())
         if pending:
             reasons.append("DEADLINE")
-            for task in pending:
+            stopper.stop()
+            hosts_pending = [task for task in pending if task is not kube]
+            for task in hosts_pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            for task in pending:
+            for task in hosts_pending:
                 name = task.get_name().split(":", 1)[1]
                 run.states[name].status = "DEADLINE"
                 await run.writer.set_host(name, error="global deadline reached", deadline=True)
+            if kube in pending:
+                await run.writer.set_kube(deadline=True)
+            done = done | pending
         for task in done:
-            if task.exception() is not None:
+            if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # a bug in diag: surface it
     except asyncio.CancelledError:
+        stopper.stop()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *([kube] if kube else []), return_exceptions=True)
         run.writer.close()
         _finish(writer, run.reasons + reasons + ["INTERRUPTED"], options.archive)
         raise
@@ -414,6 +495,10 @@ def _run_description(options: CollectOptions) -> dict[str, Any]:
         "known_hosts": str(options.ssh.known_hosts) if options.ssh.known_hosts else None,
         "accept_new_host_keys": options.ssh.accept_new,
         "redact_strings": len(options.redact_strings),
+        "kube": None if options.kube is None else {
+            "kubectl": options.kube.kubectl,
+            "kubeconfig": str(options.kube.kubeconfig) if options.kube.kubeconfig else None,
+            "context": options.kube.context, "timeout_s": options.kube.timeout},
     }
 
 

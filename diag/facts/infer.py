@@ -3,7 +3,14 @@
 Contract: :func:`infer_model(tables, hosts, declared)` is pure: tables in, model out. Nothing is
 keyed on interface names, address ranges, host names or AS numbers; every value comes from the
 evidence, in this order of trust (first wins; later sources that agree are listed in
-``agrees``, those that disagree in ``conflicts``):
+``agrees``, those that disagree in ``conflicts``). When the bundle holds the cluster's objects,
+what Kubernetes knows comes right after the declared values (:mod:`diag.facts.kube_model`,
+:mod:`diag.facts.kube_merge`): the hosts are matched to Nodes (by address, then name), Nodes no
+host matched join the model as hosts without outputs (``collected`` False), and a matched host
+takes its node IP (InternalIP), role (``node``) and pod CIDR (what the IPAM in force assigned)
+from them; the pod range, CNI, IPAM mode, routing, tunnel and LoadBalancer IPs likewise. The
+inference below is then the fallback, and a disagreeing inferred value is a conflict (e.g. an
+inferred pod CIDR that the IPAM in force did not assign).
 
 - pod CIDR of a node: declared; the prefix the host's own BGP speaker originates
   (``bgp-origination``); a route to a local pod interface (a veth whose peer lives in another
@@ -32,7 +39,9 @@ import ipaddress
 from collections import Counter, defaultdict
 from typing import Any
 
-from diag.facts.model import ClusterModel, HostModel, Inferred, TunnelEndpoint
+from diag.facts import kube_merge
+from diag.facts.kube_model import match_nodes, read_kube, ref
+from diag.facts.model import NO_NODE, ClusterModel, HostModel, Inferred, TunnelEndpoint
 from diag.values import is_missing
 
 POD_SOURCES = ("bgp-origination", "pod-route", "bgp-learned", "tunnel-fdb")
@@ -332,14 +341,32 @@ def _is_node_iface(ev: _Evidence, host: str, dev: str, node_ips: dict[str, set[s
     return any(ev.iface_of(host, ip) == dev for ip in node_ips.get(host, ()))
 
 
-def _choose(candidates: list[tuple], declared: Any, declared_how: str) -> Inferred:
+def _choose(candidates: list[tuple], declared: Any, declared_how: str,
+            kube: tuple[tuple[str, ...], str] | None = None) -> Inferred:
+    """The pod CIDR: declared, else what the IPAM in force assigned (``kube``: its CIDRs and
+    how), else the best inferred candidate. A candidate inside an assigned CIDR agrees; any
+    other is a conflict."""
+    assigned = kube[0] if kube else ()
     if declared:
         others = tuple(f"{src}: {how}" for value, src, how in candidates if value != declared)
         agree = tuple(sorted({src for value, src, _ in candidates if value == declared}))
+        if assigned:
+            if any(_covered(declared, cidr) for cidr in assigned):
+                agree = tuple(sorted(set(agree) | {"kubernetes"}))
+            else:
+                others += (f"kubernetes: {', '.join(assigned)} ({kube[1]})",)
         return Inferred(declared, declared_how, "declared", agree, others)
+    if assigned:
+        how = kube[1] + (f"; also {', '.join(assigned[1:])}" if len(assigned) > 1 else "")
+        agree = tuple(sorted({s for v, s, _ in candidates
+                              if any(_covered(v, cidr) for cidr in assigned)}))
+        conflicts = tuple(sorted({f"{s}: {v}" for v, s, _ in candidates
+                                  if not any(_covered(v, cidr) for cidr in assigned)}))
+        return Inferred(assigned[0], how, "kubernetes", agree, conflicts)
     if not candidates:
         return Inferred(None, "no evidence: no originated prefix, pod route, learned route or "
-                        "tunnel route points at this host")
+                        "tunnel route points at this host" +
+                        (f" ({kube[1]})" if kube else ""))
     order = {src: n for n, src in enumerate(POD_SOURCES)}
     ranked = sorted(candidates, key=lambda c: order.get(c[1], 99))
     value, source, how = ranked[0]
@@ -528,8 +555,28 @@ def _short_as_paths(as_paths, rows) -> Any:
 def infer_model(tables: dict[str, Any], hosts: list[str],
                 declared: dict[str, dict[str, Any]] | None = None) -> ClusterModel:
     declared = declared or {}
-    ev = _Evidence(tables, hosts)
     notes: list[str] = []
+    # what Kubernetes knows: the collected hosts matched to Nodes, and the Nodes no collected
+    # host is (a kube-only bundle: every Node), which join the model without outputs
+    kube = read_kube(tables)
+    node_match = match_nodes(kube, list(hosts), tables)
+    matched = {m.value for m in node_match.values()}
+    kube_only = [n for n in kube.nodes if n not in matched and n not in hosts]
+    for name in kube.nodes:
+        if name not in matched and name in hosts:
+            notes.append(f"Node {name} was matched to no collected host by address, and a "
+                         "collected host of that name is another machine")
+    for name in kube_only:
+        node_match[name] = Inferred(name, f"{ref(kube.nodes[name].kind, name)}; no collected "
+                                    "host is this node: known from Kubernetes only",
+                                    "kubernetes")
+        if hosts:
+            notes.append(f"{name}: a Kubernetes Node that no collected host matched (by "
+                         "address or name)")
+    collected = set(hosts)
+    hosts = list(hosts) + kube_only
+    node_of = {h: kube.nodes[m.value] for h, m in node_match.items()}
+    ev = _Evidence(tables, hosts)
 
     # node IPs / peering addresses
     sessions = {h: _session_local_addresses(ev, h) for h in hosts}
@@ -561,6 +608,8 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
                          None)
             node_ip[h] = Inferred(local, "local address of its overlay device", "tunnel") \
                 if local else Inferred(None, f"no BGP session or overlay device on {h}")
+        if h in node_of:
+            node_ip[h] = kube_merge.node_ip(node_ip[h], node_of[h], h, ev.host_of)
 
     node_ips = {h: {node_ip[h].value} | peering[h] - {None} for h in hosts}
     candidates = _pod_candidates(ev, node_ips)
@@ -570,13 +619,18 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
     roles: dict[str, str] = {}
     for h in hosts:
         dec = declared.get(h) or {}
+        node = node_of.get(h)
         pod = _choose(candidates.get(h, []), dec.get("pod_cidr"),
-                      "declared in the inventory (pod_cidr)")
+                      "declared in the inventory (pod_cidr)",
+                      (node.pod_cidrs, node.pod_how) if node is not None else None)
         forwarding = ev.forwarding(h)
         mine = ev.peers_of.get(h, [])  # (daemon, peer, local_address, source, local_as)
         peer_hosts = {ev.host_of(p) or p for _d, p, *_rest in mine if p}
         if dec.get("role"):
             role = Inferred(dec["role"], "declared in the inventory (role)", "declared")
+        elif node is not None:
+            role = Inferred("node", f"{ref(node.kind, node.name)} exists", "kubernetes",
+                            (pod.source,) if pod.known and pod.source != "kubernetes" else ())
         elif pod.known:
             role = Inferred("node", f"has a pod CIDR ({pod.source})", pod.source)
         elif forwarding and len(peer_hosts) >= 2:
@@ -608,19 +662,43 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
         host_models[h] = HostModel(
             name=h, role=role, node_ip=ip, cluster_iface=cluster,
             default_iface=_default_iface(ev, h), pod_cidr=pod, asn=asn,
-            peering_ips=tuple(sorted(peering[h])), forwarding=forwarding, daemons=daemons)
+            peering_ips=tuple(sorted(peering[h])), forwarding=forwarding, daemons=daemons,
+            kube_node=node_match.get(h, NO_NODE), collected=h in collected)
         if cluster.known and host_models[h].default_iface.value not in (None, cluster.value) \
                 and role.value == "node":
             notes.append(f"{h}: cluster NIC {cluster.value} is not the default-route NIC "
                          f"{host_models[h].default_iface.value}")
 
-    pod_range = _pod_range(ev, pods, roles)
+    pod_range = kube_merge.over(kube.pod_range, _pod_range(ev, pods, roles), within=True)
     node_subnets = [net for h in hosts if roles.get(h) in ("node", "router")
                     for _, _, net in ev.addresses.get(h, []) if net is not None]
     all_declared_lb = [ip for h in hosts for ip in (declared.get(h) or {}).get("lb_ips") or []]
     lb = _lb_ips(ev, list(pods.values()), pod_range.value, all_declared_lb, node_subnets)
+    if lb.source != "declared":
+        lb = kube_merge.lb_ips(kube.lb_ips, lb)
     tunnels = _tunnels(ev, node_ip)
+    device_tunnels = list(tunnels)
     if not tunnels:  # no device configuration (a bare capture): what the wire shows
         tunnels = _wire_tunnels(ev, tables)
+    observed = [h for h in hosts if roles.get(h) == "node" and ev.links.get(h)]
+    routing, tunnel = kube_merge.routing(kube.routing, kube.tunnel, device_tunnels, observed)
     return ClusterModel(hosts=host_models, pod_range=pod_range, lb_ips=lb,
-                        tunnels=tuple(tunnels), notes=tuple(notes))
+                        tunnels=tuple(tunnels), notes=tuple(notes),
+                        cni=kube_merge.over(kube.cni, _cni(tables)), ipam=kube.ipam,
+                        routing=routing, tunnel=tunnel)
+
+
+def _cni(tables: dict[str, Any]) -> Inferred:
+    """The CNI from the daemons detected on the hosts (listening sockets), when Kubernetes did
+    not say."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for host, daemons in _rows(tables.get("hosts"), "host", "daemons"):
+        for daemon in daemons if isinstance(daemons, (list, tuple)) else ():
+            if daemon in ("CILIUM", "CALICO"):
+                found[daemon.lower()].append(host)
+    if len(found) != 1:
+        return Inferred(None, "no cilium-agent or calico-node detected on the hosts" if not found
+                        else f"both Cilium and Calico detected ({dict(found)})")
+    cni, where = next(iter(found.items()))
+    return Inferred(cni, f"{cni} detected on {', '.join(sorted(where))} (listening sockets)",
+                    "daemon")

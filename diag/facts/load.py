@@ -67,6 +67,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
 
     from diag.bundle import open_bundle
     from diag.facts.infer import infer_model
+    from diag.facts.kube import kube_tables
     from diag.facts.packets import capture_tables
     from diag.facts.tables import build_tables, epoch
     from diag.facts.merge import merge_peers, resolve_bird_peers
@@ -77,8 +78,12 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     tables["bgp_paths"] = resolve_bird_peers(tables["bgp_paths"], tables["bgp_peers"])
     wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options)
     tables.update(wire)
-    if wire_errors:
-        errors = pd.concat([errors, pd.DataFrame(wire_errors)], ignore_index=True)
+    kube, kube_errors = kube_tables(bundle)
+    tables.update(kube)
+    if wire_errors or kube_errors:
+        errors = pd.concat([errors, pd.DataFrame(wire_errors + kube_errors,
+                                                 columns=list(errors.columns))],
+                           ignore_index=True)
     hosts_meta = bundle.manifest.get("hosts", {})
     # unreached hosts stay in the model: other hosts' views (a router's BGP table, FDBs) still
     # say what they are
@@ -95,7 +100,10 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
                "started_epoch": epoch(bundle.manifest.get("started")),
                "hosts": {h: {"reachability": (rec or {}).get("reachability"),
                              "error": (rec or {}).get("error")}
-                         for h, rec in hosts_meta.items() if isinstance(rec, dict)}}
+                         for h, rec in hosts_meta.items() if isinstance(rec, dict)},
+               "kube": None if bundle.kube is None else {
+                   key: bundle.kube.get(key) for key in ("context", "server_version",
+                                                         "discovery_complete")}}
     problems = tuple({"kind": p.kind, "path": p.path, "detail": p.detail}
                      for p in bundle.problems)
     return Facts(str(path), "bundle", tables, model, errors, problems, summary, bundle.outputs())
@@ -105,6 +113,7 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
     import pandas as pd
 
     from diag.facts.infer import infer_model
+    from diag.facts.kube import empty_tables
     from diag.facts.packets import capture_tables
     from diag.facts.tables import ERROR_COLUMNS, TABLES, table_columns
 
@@ -116,6 +125,7 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
     tables: dict[str, Any] = {name: pd.DataFrame({c: pd.Series(dtype="object") for c in
                                                   ["host", "source", "phase"] + columns[name]})
                               for name in TABLES}
+    tables.update(empty_tables())
     tables.update(wire)
     model = infer_model(tables, [CAPTURE_HOST], inventory)
     tables["tunnels"] = _tunnel_table(model)

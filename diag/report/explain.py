@@ -45,8 +45,10 @@ def render(result, facts, fmt: str) -> str:
 
 
 def _text(result, facts) -> str:
+    kube_only = sum(1 for h in facts.model.hosts.values() if not h.collected)
+    nodes = f", {kube_only} Kubernetes Nodes without host outputs" if kube_only else ""
     lines = [f"diag explain {facts.source} ({facts.kind}, "
-             f"{len((facts.bundle or {}).get('hosts') or {})} hosts)", ""]
+             f"{len((facts.bundle or {}).get('hosts') or {})} hosts{nodes})", ""]
     if not result.findings:
         lines.append("No findings.")
     for i, f in enumerate(result.findings, 1):
