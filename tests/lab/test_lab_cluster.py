@@ -179,6 +179,31 @@ def test_kinds_marked_denied_answer_403(running_lab):
     assert kubectl(lab, "get", "ciliumnodes").returncode == 0
 
 
+@needs_kubectl
+@pytest.mark.parametrize("cni, mode", [("cilium", "native"), ("calico", "native")])
+def test_collect_kube_beside_ssh_gives_facts_every_pod_cidr_from_kubernetes(labs, cni, mode):
+    """`diag lab up`'s two collect lines in one run (SSH hosts and --kube), then `diag facts`:
+    every node's pod CIDR comes from the object the IPAM in force keeps, and what the hosts
+    showed agrees with it."""
+    up = labs.running(cni, mode)
+    printed = [shlex.split(line.strip()) for line in up.up_stdout.splitlines()
+               if line.strip().startswith("diag collect --kube")]
+    (kube,) = printed
+    bundle = labs.bundle(cni, mode, None, extra=tuple(kube[2:]))
+    proc = diag_cli("facts", str(bundle.path), "--format", "json", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["parse_errors"] == [] and facts["problems"] == []
+    kind = "CiliumNode" if cni == "cilium" else "BlockAffinity"
+    for name, host in up.lab.hosts.items():
+        if host.role != "node":
+            continue
+        pod_cidr = facts["model"]["hosts"][name]["pod_cidr"]
+        assert (pod_cidr["value"], pod_cidr["source"]) == (host.pod_cidr, "kubernetes"), name
+        assert pod_cidr["how"].startswith(f"kubernetes {kind}/{name}"), pod_cidr["how"]
+        assert pod_cidr["agrees"] and pod_cidr["conflicts"] == [], pod_cidr
+
+
 # --- the objects drive the daemons ------------------------------------------------------------
 
 @pytest.mark.parametrize("running_lab", CILIUM_NATIVE, indirect=True, ids=lambda c: "-".join(c))
