@@ -252,7 +252,7 @@ def test_l2_lease_holder_answers_arp_on_the_wire(running_lab, tmp_path):
     def replies(name: str) -> set[tuple[str, str]]:
         pcap = tmp_path / f"{name}.pcap"
         with recording(lab, "router", router_nic, pcap, "arp"):
-            _ns(lab, "router", "arping", "-c", "2", "-w", "3", "-i", router_nic, lb_ip,
+            _ns(lab, "router", "arping", "-c", "1", "-w", "2", "-i", router_nic, lb_ip,
                 check=False)
         text = subprocess.run(["tcpdump", "-r", str(pcap), "-n", "-e"], capture_output=True,
                               text=True, check=True).stdout
