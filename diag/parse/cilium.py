@@ -476,4 +476,16 @@ def parse_routes(data: str | bytes):
                        med=int_or_none(attrs.get("Med")))
         row["node"] = node
         rows.append(row)
+    _local_wins(rows)
     return frame(rows, PATH_COLUMNS + ["node"])
+
+
+def _local_wins(rows: list[dict[str, Any]]) -> None:
+    """The table has no best-path mark; GoBGP, Cilium's speaker, prefers a path it originates
+    over any learned one, so a learned path of a prefix the node originates (its own pod CIDR
+    coming back from a peer) is not best. Other paths keep ``best``: the table lists them as
+    the speaker's candidates and says no more."""
+    local = {(r["node"], r["prefix"]) for r in rows if r["rib"] == "loc" and r["local"]}
+    for row in rows:
+        if row["rib"] == "loc" and not row["local"] and (row["node"], row["prefix"]) in local:
+            row["best"] = False

@@ -80,3 +80,15 @@ def test_unknown_shell_shapes_are_errors_not_empty_tables(text):
     parse = cilium.parse_routes if "Prefix" in text else cilium.parse_peers
     with pytest.raises(ParseError):
         parse(text)
+
+
+def test_a_learned_copy_of_an_originated_prefix_is_not_best():
+    # constructed from the demo's two real rows (the control plane's own 10.10.1.0/24 and the
+    # worker's learned copy), as one agent's table when a peer sends a node its own prefix back
+    learned = fixture("cilium-bgp-routes", "upstream-agent-available-learned.out").decode()
+    own = "65200     10.10.1.0/24   0.0.0.0      5m53s   [{Origin: i} {Nexthop: 0.0.0.0}]\n"
+    df = cilium.parse_routes(learned + own)
+    assert [(r.nexthop, r.local, r.best) for r in df.itertuples()] == [
+        ("172.21.0.3", False, False), ("0.0.0.0", True, True)]
+    alone = cilium.parse_routes(learned)
+    assert alone.iloc[0]["best"]                   # learned and not originated here: best
