@@ -414,6 +414,8 @@ class _Run:
         await self.writer.set_host(target.name, daemons=found)
         state = self.states[target.name]
         for daemon, options in sorted(found.items()):
+            if options.get("reached") == "none":
+                continue
             prefix = catalogue.nsenter_prefix(options["pid"]) \
                 if options.get("reached") == "nsenter" else ()
             if daemon == "CILIUM":
@@ -448,6 +450,12 @@ class _Run:
                 if probe.rc == 0:
                     bird["socket6"] = CALICO_BIRD6_SOCKET
         for daemon, options in found.items():
+            if daemon != pod.daemon:
+                # another daemon on the node (its socket is in the node's namespace): its CLI
+                # is not in the agent's image; over SSH it is read
+                options.update(reached="none", note=f"not in the {pod.container} image: "
+                               "collect this node over SSH to read it")
+                continue
             options["reached"] = "pod"
             if daemon == "BIRD":
                 options["client"] = CALICO_BIRD["client"]

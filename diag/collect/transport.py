@@ -154,9 +154,11 @@ class Transport:
         timed_out = False
         error: str | None = None
         rc: int | None = None
+        pumps = asyncio.gather(pump_stdout(), pump_stderr())
+        # retrieved on every path: a cancelled run (Ctrl-C) must not log "never retrieved"
+        pumps.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            await asyncio.wait_for(asyncio.gather(pump_stdout(), pump_stderr()),
-                                   timeout + LOCAL_GRACE)
+            await asyncio.wait_for(pumps, timeout + LOCAL_GRACE)
             rc = await asyncio.wait_for(handle.wait(), LOCAL_GRACE)
         except asyncio.TimeoutError:
             timed_out = True

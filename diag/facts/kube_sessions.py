@@ -33,7 +33,8 @@ def status_peers(tables: dict[str, Any], model) -> Any:
     if resources is not None and not resources.empty:
         rows = resources[resources["id"] == SOURCE]
         path = or_none(rows["path"].iloc[0]) if len(rows) else None
-    host_of_node = {h.kube_node.value: h.name for h in model.hosts if h.kube_node.known}
+    host_of_node = {h.kube_node.value: h.name for h in model.hosts.values()
+                    if h.kube_node.known}
     has_cilium = set(peers.loc[peers["daemon"] == "CILIUM", "host"]) if len(peers) else set()
     out: list[dict[str, Any]] = []
     for r in status.itertuples(index=False):

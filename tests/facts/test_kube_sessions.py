@@ -24,8 +24,8 @@ def _tables(items, peers=None):
 
 
 def _model(**hosts):
-    return SimpleNamespace(hosts=[SimpleNamespace(name=h, kube_node=Inferred(n, "test"))
-                                  for h, n in hosts.items()])
+    return SimpleNamespace(hosts={h: SimpleNamespace(name=h, kube_node=Inferred(n, "test"))
+                                  for h, n in hosts.items()})
 
 
 def test_status_peers_become_sessions_of_the_matched_host():
