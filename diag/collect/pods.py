@@ -190,7 +190,9 @@ def _first_line(text: str) -> str:
 
 _RUNTIME_MISSING = re.compile(r"executable file not found in \$PATH|"
                               r"exec: \S+: stat \S+: no such file or directory", re.I)
-_ENV_MISSING = re.compile(r"^(?:env|timeout): '?[^:']+'?: No such file or directory", re.M)
+# env's quotes are the locale's: '...' in C, ‘...’ in UTF-8 locales
+_ENV_MISSING = re.compile(r"^(?:env|timeout): ['‘]?[^:'‘’]+['’]?: No such file or directory",
+                          re.M)
 
 
 def missing_tool(rc: int | None, stderr: bytes | str) -> bool:
