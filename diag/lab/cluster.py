@@ -41,9 +41,8 @@ import re
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from diag.errors import EnvironmentProblem, UsageError
 from diag.k8s.selectors import label_selector_matches

@@ -31,7 +31,7 @@ from diag.errors import UsageError
 from diag.lab import bgp, configs, environment, network, pods
 from diag.lab import plan as P
 from diag.lab.state import ProcessRecord
-from diag.lab.system import (CommandFailed, is_alive, run, spawn, stop_pids, wait_for)
+from diag.lab.system import CommandFailed, is_alive, run, spawn, stop_pids, wait_for
 
 if TYPE_CHECKING:
     from diag.lab.lab import Lab

@@ -548,20 +548,20 @@ def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], l
     for fast and deterministic faults: its timers (hold 9, keepalive 3, connect retry 1, error
     wait 1-5 s), no graceful restart (a helper would keep a dead node's routes for minutes), no
     ADD-PATH, no BFD, the kernel protocol neither learns alien routes nor persists its own (a
-    restarted BIRD must not leave stale routes) and gets BGP routes only, and ``allow_local_as``/``kernel_table``, the
-    fault knobs."""
+    restarted BIRD must not leave stale routes) and gets BGP routes only, and
+    ``allow_local_as``/``kernel_table``, the fault knobs."""
     from diag.lab.configs import CONNECT_RETRY, HOLD, KEEPALIVE
 
-    lines = [f"# BIRD 1.6 as calico-node runs it, generated from the lab's Calico objects "
-             f"for {intent.node}",
+    lines = [("# BIRD 1.6 as calico-node runs it, generated from the lab's Calico objects "
+              f"for {intent.node}"),
              f"router id {intent.router_id};"]
     if intent.listen_port:
         lines.append(f"listen bgp port {intent.listen_port};")
     lines += [f'log "{log_path}" {{ info, remote, warning, error, auth, fatal, bug }};', "",
               "# bird_aggr.cfg", "protocol static {", "  # IP blocks for this host."]
     lines += [f"  route {cidr} blackhole;" for cidr in intent.originated]
-    lines += ["}", "", "# Aggregation of routes on this host; export the block, nothing beneath "
-              "it.", "function calico_aggr ()", "{"]
+    lines += ["}", "", ("# Aggregation of routes on this host; export the block, nothing "
+                        "beneath it."), "function calico_aggr ()", "{"]
     for cidr in intent.originated:
         lines += [f"      # Block {cidr} is confirmed",
                   f"      if ( net = {cidr} ) then {{ accept; }}",
@@ -577,8 +577,8 @@ def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], l
     for pool in intent.pools:
         lines += [f"  if ( net ~ {pool.cidr} ) then {{"]
         # (Calico's fork sets krt_tunnel = "" here, an attribute Debian's 1.6 does not know)
-        lines += (["    # Don't program VXLAN routes into the kernel - these are handled by "
-                   "Felix.", "    reject;"] if pool.vxlan else ["    accept;"])
+        lines += ([("    # Don't program VXLAN routes into the kernel - these are handled by "
+                    "Felix."), "    reject;"] if pool.vxlan else ["    accept;"])
         lines.append("  }")
     lines += ["  accept;", "}", "", "# bird.cfg",
               "# Configure synchronization between routing tables and kernel.",
@@ -599,8 +599,8 @@ def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], l
               "  gateway recursive; # This should be the default, but just in case.",
               "  import all;        # Import all routes, since we don't know what the upstream",
               "                     # topology is and therefore have to trust the ToR/RR.",
-              "  export filter calico_export_to_bgp_peers;  # Only want to export routes for "
-              "workloads.",
+              ("  export filter calico_export_to_bgp_peers;  # Only want to export routes for "
+               "workloads."),
               f"  hold time {HOLD};", f"  keepalive time {KEEPALIVE};",
               "  connect delay time 1;", f"  connect retry time {CONNECT_RETRY};",
               "  error wait time 1,5;", "}"]
@@ -616,8 +616,8 @@ def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], l
         for peer in chosen:
             lines += [f"# For peer {peer.description or peer.address}",
                       f"protocol bgp {peer.name} from bgp_template {{",
-                      f"  neighbor {peer.address} {f'port {peer.port} ' if peer.port else ''}"
-                      f"as {peer.asn};"]
+                      (f"  neighbor {peer.address} {f'port {peer.port} ' if peer.port else ''}"
+                       f"as {peer.asn};")]
             if peer.source_address:
                 lines.append(f"  source address {peer.source_address};  # The local address "
                              "we use for the TCP connection")

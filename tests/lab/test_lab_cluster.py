@@ -16,10 +16,8 @@ import shlex
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-
 from labtools import CASES, diag_cli, leftovers
 
 pytestmark = pytest.mark.lab
@@ -258,12 +256,12 @@ def test_l2_lease_holder_answers_arp_on_the_wire(running_lab, tmp_path):
     def replies(name: str) -> set[tuple[str, str]]:
         pcap = tmp_path / f"{name}.pcap"
         with recording(lab, "router", router_nic, pcap, "arp"):
-            _ns(lab, "router", "arping", "-c", "2", "-w", "3", "-i", router_nic, lb_ip,
+            _ns(lab, "router", "arping", "-c", "1", "-w", "2", "-i", router_nic, lb_ip,
                 check=False)
         text = subprocess.run(["tcpdump", "-r", str(pcap), "-n", "-e"], capture_output=True,
                               text=True, check=True).stdout
         return set(re.findall(rf"^\S+ (\S+) > \S+, ethertype ARP .*Reply {re.escape(lb_ip)} "
-                              r"is-at (\S+),", text, re.M))
+                              r"is-at (\S+),", text, re.MULTILINE))
 
     def mac(node: str) -> str:
         return json.loads(_ns(lab, node, "ip", "-j", "link", "show",
@@ -298,13 +296,13 @@ def test_calico_runs_bird16_read_by_birdcl(running_lab):
     protocols = _ns(lab, "k8s-ctr", "birdcl", "-s", socket, "show", "protocols", "all").stdout
     assert protocols.startswith("BIRD 1.6.8 ready.\nname     proto    table    state  since")
     assert re.search(rf"^Node_{router_ip.replace('.', '_')} +BGP +master +up +\S+ +Established",
-                     protocols, re.M), protocols
+                     protocols, re.MULTILINE), protocols
     assert f"Neighbor address: {router_ip}" in protocols
     routes = _ns(lab, "k8s-ctr", "birdcl", "-s", socket, "show", "route", "all").stdout
     assert f"BGP.as_path: {lab.plan.router.asn} {lab.hosts['k8s-w0'].asn}" in routes
     # on the host, as a person would: the host's bird and birdc are 1.6, birdcl is bird2's
-    inside = lab.exec("k8s-ctr", ["sh", "-c", "bird --version 2>&1; birdc show status; "
-                                              "echo ==; birdcl show protocols"])
+    inside = lab.exec("k8s-ctr", ["sh", "-c", ("bird --version 2>&1; birdc show status; "
+                                               "echo ==; birdcl show protocols")])
     assert "BIRD version 1.6.8" in inside.stdout and "\nBIRD 1.6.8\n" in inside.stdout
     assert inside.stdout.split("==\n", 1)[1].startswith("BIRD 1.6.8 ready.\nname     proto")
 
@@ -401,7 +399,7 @@ def test_router_accepts_dynamic_neighbours_from_a_range(variant_labs):
         assert f" bgp listen range {cidr} peer-group K8S-NODES" in config
     text = _ns(lab, "router", "vtysh", "--vty_socket", str(lab.files.frr_dir), "-c",
                "show bgp summary").stdout
-    dynamic = set(re.findall(r"^\*(\d+\.\d+\.\d+\.\d+) ", text, re.M))
+    dynamic = set(re.findall(r"^\*(\d+\.\d+\.\d+\.\d+) ", text, re.MULTILINE))
     assert dynamic == {lab.hosts[n].cluster_ip for n in ("k8s-ctr", "k8s-w0")}
     assert "2 dynamic neighbor(s)" in text
     assert set(router_states(lab).values()) == {"Established"}
