@@ -13,7 +13,12 @@ How (connections are independent: TCP reassembly and the OPEN context are per co
    ``i % N == w``: the vectorised pass and the per-packet decoder, with BGP TCP segments recorded
    instead of reassembled. It folds the non-BGP rows of each block
    (:func:`diag.decode.summary.fold`) and spools the block's BGP segments into one file, grouped
-   by connection bucket (CRC of the connection's two endpoints).
+   by connection bucket (CRC of the connection's two endpoints). IP reassembly crosses blocks:
+   every worker also feeds its reassembler the fragments of the other workers' blocks, through
+   a shadow decoder whose rows are dropped (the frames that may hold one are found column-wise,
+   :func:`diag.decode.batch.fragment_candidates`, then by a header walk), so each owner of a
+   block completes the same datagrams as one process, at the same frames; the owner of the last
+   block reports the datagrams still incomplete at the end.
 2. BGP: the buckets are dealt to the workers by bytes; each reassembles and decodes the
    connections of its buckets block by block, in capture order, exactly as one process would, and
    folds their rows per block. Each stream event carries where it was raised (the frame of the
@@ -212,21 +217,51 @@ def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int,
     names: dict[int, str | None] = {}
     decoder = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
     recorder = decoder.bgp = _Recorder()
+    shadow = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names,
+                           reassembler=decoder.reassembler)
+    shadow.bgp = _Recorder()
     nblocks, last = 0, (0, 0.0)
-    for i, block in enumerate(checked_blocks(path, info, blocks, names)):
+    ahead = enumerate(checked_blocks(path, info, blocks, names))
+    item = next(ahead, None)
+    while item is not None:
+        i, block = item
+        item = next(ahead, None)            # one block ahead: is this one the last?
         nblocks = i + 1
         if len(block):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
         if i % count != index:
+            _feed_fragments(shadow, block, vectorize)
             continue
         fast = decode_block(decoder, block, vectorize)
         # as iter_rows: a damaged record is reported with the time of the last good one
         decoder.last_frame, decoder.last_ts = last
         if block.damage is not None:
             decoder.damaged(block.damage.frame, block.damage.reason)
+        if item is None:
+            decoder.finish_fragments()      # end of capture, as iter_rows's finish()
         yield {"fold": fold(RowChunk(decoder.take(), fast, info), None, bgp=False),
                "spool": recorder.spool(spool, i)}
     yield {"nblocks": nblocks, "last": last, "info": info}
+
+
+def _feed_fragments(shadow, block, vectorize: bool) -> None:
+    """Another worker's block: only its IP fragments, through the shadow decoder (which shares
+    the reassembler), in frame order; everything else the shadow makes is dropped."""
+    if vectorize and len(block):
+        from diag.decode.batch import fragment_candidates
+
+        candidates = fragment_candidates(block, shadow.vxlan_ports | shadow.geneve_ports).tolist()
+    else:
+        candidates = range(len(block))
+    buf, offs, caps, lts = block.buf, block.offsets, block.caplens, block.linktypes
+    may_hold, packet = shadow.may_hold_fragment, shadow.packet
+    for i in candidates:
+        data = buf[int(offs[i]):int(offs[i]) + int(caps[i])]
+        if may_hold(int(lts[i]), data):
+            packet(block.first_frame + i, float(block.ts[i]), int(block.ifaces[i]), int(lts[i]),
+                   data, int(block.wirelens[i]), int(block.flags[i]))
+    shadow.take()
+    shadow.bgp.buckets = {}
 
 
 def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
