@@ -45,7 +45,7 @@ async def _kubectl(options: ViaOptions, *args: str, timeout: float) -> tuple[int
         env=dict(options.env) if options.env is not None else None)
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()
         return None, "", f"kubectl {args[0]} did not finish within {timeout:g}s"
@@ -68,7 +68,7 @@ class DebugPod:
         pod = AgentPod(self.node, "", self.name, self.container, "debug", "")
         return _DebugTransport(self.options, pod, self.node)
 
-    async def __aenter__(self) -> "DebugPod":
+    async def __aenter__(self) -> DebugPod:   # noqa: PYI034 - not subclassed
         try:
             await self._start()
         except BaseException:
@@ -76,7 +76,7 @@ class DebugPod:
             raise
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._delete()
 
     async def _start(self) -> None:

@@ -40,8 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diag.collect.transport import (MISSING_RC, ProcessHandle, Transport, TransportError,
-                                    wrap_argv)
+from diag.collect.transport import MISSING_RC, ProcessHandle, Transport, TransportError, wrap_argv
 
 DISCOVERY_TIMEOUT = 30.0
 STDERR_KEEP = 4096
@@ -115,7 +114,7 @@ def _get(options: ViaOptions, record_id: str, args: Sequence[str]) -> tuple[Any,
     argv = [options.kubectl, *options.base, f"--request-timeout={options.timeout:g}s", *args]
     started, clock = time.time(), time.monotonic()
     try:
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+        done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=options.timeout + 5,
                               env=dict(options.env) if options.env is not None else None)
         rc, out, err = done.returncode, done.stdout, done.stderr
@@ -189,10 +188,10 @@ def _first_line(text: str) -> str:
 
 
 _RUNTIME_MISSING = re.compile(r"executable file not found in \$PATH|"
-                              r"exec: \S+: stat \S+: no such file or directory", re.I)
+                              r"exec: \S+: stat \S+: no such file or directory", re.IGNORECASE)
 # env's quotes are the locale's: '...' in C, ‘...’ in UTF-8 locales
 _ENV_MISSING = re.compile(r"^(?:env|timeout): ['‘]?[^:'‘’]+['’]?: No such file or directory",
-                          re.M)
+                          re.MULTILINE)
 
 
 def missing_tool(rc: int | None, stderr: bytes | str) -> bool:
@@ -302,7 +301,7 @@ class PodTransport(Transport):
                 await stop()
                 try:
                     await asyncio.wait_for(process.wait(), 2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     os.killpg(process.pid, 9)
                     await process.wait()
 

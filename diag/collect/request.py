@@ -21,7 +21,7 @@ from pathlib import Path
 from diag.errors import UsageError
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
-_SIZE = re.compile(r"^(\d+)([KMG]i?B?|B)?$", re.I)
+_SIZE = re.compile(r"^(\d+)([KMG]i?B?|B)?$", re.IGNORECASE)
 FORMATS = ("text", "json")
 
 

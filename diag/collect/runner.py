@@ -37,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from diag.bundle import BundleWriter, StreamFile
 from diag.collect import catalogue
@@ -50,13 +51,20 @@ from diag.collect.catalogue import CaptureOptions, CommandSpec
 from diag.collect.debugpod import DebugPod, DebugPodError
 from diag.collect.detect import detect
 from diag.collect.kube import KubeOptions, KubeRun, Stopper, collect_kube
-from diag.collect.pods import (AGENTS, CALICO_BIRD, CALICO_BIRD6_SOCKET, AgentPod, Discovery,
-                               PodTransport, ViaOptions, discover)
+from diag.collect.pods import (
+    AGENTS,
+    CALICO_BIRD,
+    CALICO_BIRD6_SOCKET,
+    AgentPod,
+    Discovery,
+    PodTransport,
+    ViaOptions,
+    discover,
+)
 from diag.collect.redact import redact
 from diag.collect.ssh import SshOptions, SshTransport
 from diag.collect.targets import Target
-from diag.collect.transport import (LocalTransport, Result, Transport, TransportError,
-                                    wrap_argv)
+from diag.collect.transport import LocalTransport, Result, Transport, TransportError, wrap_argv
 
 OUTCOMES = ("OK", "FAILED", "TIMEOUT", "MISSING", "CONNECTION_LOST", "INTERRUPTED",
             "UNAVAILABLE")   # UNAVAILABLE: captures only, no way to capture on that host
@@ -519,7 +527,7 @@ class _Run:
         await self.commands(target, transport, specs)
 
     async def capture_route(self, target: Target, transport: Transport,
-                            cleanup: contextlib.AsyncExitStack) -> "_CaptureRoute":
+                            cleanup: contextlib.AsyncExitStack) -> _CaptureRoute:
         """Where this host's tcpdump runs: the host itself (SSH, local), the agent pod when its
         image has tcpdump, else a ``kubectl debug node`` pod of ``--debug-image``; or nowhere,
         with the reason and what to do."""
@@ -547,7 +555,7 @@ class _Run:
         route.transport = debug.transport()
         return route
 
-    async def capture(self, target: Target, route: "_CaptureRoute",
+    async def capture(self, target: Target, route: _CaptureRoute,
                       options: CaptureOptions) -> None:
         state = self.states[target.name]
         state.status = "CAPTURING"
@@ -608,7 +616,7 @@ class _Run:
             raise _HostLost("during capture")
 
 
-    async def no_capture(self, target: Target, route: "_CaptureRoute",
+    async def no_capture(self, target: Target, route: _CaptureRoute,
                          options: CaptureOptions) -> None:
         """The record of a capture that could not be taken, saying why and how to get one."""
         state = self.states[target.name]
@@ -790,7 +798,7 @@ def plan(options: CollectOptions) -> list[dict[str, Any]]:
     return rows
 
 
-def _plan_via(options: CollectOptions, run: "_Run") -> dict[str, Any]:
+def _plan_via(options: CollectOptions, run: _Run) -> dict[str, Any]:
     """The ``--via kubectl`` part of the plan: every Node, through its agent pod."""
     via = options.via
     assert via is not None

@@ -59,7 +59,7 @@ def go_duration(seconds: float) -> str:
 
 
 def _gobgp(*args: str) -> Any:
-    done = subprocess.run([GOBGP, *args, "-j"], capture_output=True, text=True, timeout=10)
+    done = subprocess.run([GOBGP, *args, "-j"], check=False, capture_output=True, text=True, timeout=10)
     if done.returncode != 0:
         raise SystemExit(f"Error: cannot reach the BGP control plane: {done.stderr.strip()}")
     return json.loads(done.stdout or "null")

@@ -141,7 +141,7 @@ def exec_(lab, flags: dict[str, str], positionals: list[str], command: list[str]
     interactive = bool({"-i", "--stdin", "-it", "-ti"} & switches)
     done = subprocess.run(["nsenter", "--target", str(pid), "--mount", "--net", "--uts", "--",
                            "env", "-i", f"PATH={L.POD_PATH}", "HOME=/root", *command],
-                          stdin=None if interactive else subprocess.DEVNULL)
+                          check=False, stdin=None if interactive else subprocess.DEVNULL)
     if done.returncode != 0:
         print(f"command terminated with exit code {done.returncode}", file=sys.stderr)
     return done.returncode

@@ -30,12 +30,12 @@ def test_a_failing_program_is_not_missing():
 
 
 @pytest.mark.parametrize("stderr,kind", [
-    ('Error from server (Forbidden): pods "cilium-x" is forbidden: User "u" cannot create '
-     'resource "pods/exec" in API group "" in the namespace "kube-system"', "FORBIDDEN"),
+    (('Error from server (Forbidden): pods "cilium-x" is forbidden: User "u" cannot create '
+      'resource "pods/exec" in API group "" in the namespace "kube-system"'), "FORBIDDEN"),
     ('Error from server (NotFound): pods "cilium-x" not found', "NOT_FOUND"),
     ('error: unable to upgrade connection: container not found ("cilium-agent")', "NOT_FOUND"),
-    ("The connection to the server 127.0.0.1:6443 was refused - did you specify the right host "
-     "or port?\nUnable to connect to the server", "UNREACHABLE"),
+    (("The connection to the server 127.0.0.1:6443 was refused - did you specify the right "
+      "host or port?\nUnable to connect to the server"), "UNREACHABLE"),
     ("error: something else", "ERROR"),
 ])
 def test_connect_failures_by_kind(stderr, kind):

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from labstore import REPO, VIA_KUBECTL
 from labtools import diag_cli
 
@@ -48,7 +47,7 @@ def table(bundle, name: str) -> list[dict]:
 
 
 def real_kubectl(lab, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([shutil.which("kubectl"), "--kubeconfig",
+    return subprocess.run([shutil.which("kubectl"), "--kubeconfig",  # noqa: PLW1510
                            str(lab.cluster.kubeconfig_path), *args], capture_output=True,
                           text=True, timeout=30, env={"PATH": os.environ["PATH"],
                                                       "HOME": "/nonexistent"})
@@ -159,12 +158,12 @@ def test_debug_pod_capture_then_gone_also_after_sigint(labs, tmp_path):
     lab = up.lab
     argv = [sys.executable, "-m", "diag", *via_line(up)[1:], "--debug-image",
             "nicolaka/netshoot"]
-    done = subprocess.run([*argv, "--capture", "5s", "--filter", "tcp port 179", "-o",
+    done = subprocess.run([*argv, "--capture", "5s",  # noqa: PLW1510 "--filter", "tcp port 179", "-o",
                            str(tmp_path / "short")], capture_output=True, text=True,
                           timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     m = json.loads((tmp_path / "short" / "manifest.json").read_text())
-    for name, host in m["hosts"].items():
+    for host in m["hosts"].values():
         (capture,) = [c for c in host["commands"] if c["id"] == "capture"]
         assert capture["outcome"] == "OK" and capture["reached"] == "debug-pod", capture
         assert capture["packets"] > 0 and capture["debug_pod"]["deleted"] is True
@@ -209,7 +208,8 @@ def test_a_clusters_errors_from_the_lab_kubectl(labs, tmp_path):
     name = pod["metadata"]["name"]
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([kubectl, *base, *args], capture_output=True, text=True,
+        return subprocess.run([kubectl, *base, *args], check=False, capture_output=True,
+                              text=True,
                               timeout=60)
 
     gone = run("exec", "-n", "kube-system", "cilium-nosuch", "--", "id")
