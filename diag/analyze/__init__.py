@@ -55,6 +55,7 @@ def explain(facts) -> Explanation:
     wire_findings, wire_checks = wire_overlay.analyze(facts.tables, facts.model)
     overlay_findings, overlay_checks = overlay_findings + wire_findings, overlay_checks + wire_checks
     rp_findings, rp_checks = rpfilter.analyze(facts.tables, facts.model, fib)
+    findings = _link_to_overlay(findings, overlay_findings)
     findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings
     checks += overlay_checks + rp_checks
     return Explanation(tuple(rank(findings)),
@@ -77,6 +78,31 @@ def _link_to_sessions(routing: list[Finding], sessions: list[Finding]) -> list[F
             f = replace(f, caused_by=cause.code,
                         severity_reason=(f.severity_reason + "; " if f.severity_reason else "")
                         + f"consequence of {cause.code}: {cause.summary}")
+        out.append(f)
+    return out
+
+
+OVERLAY_CAUSES = ("VXLAN_PORT_MISMATCH", "VXLAN_VNI_MISMATCH", "OVERLAY_UDP_BLOCKED",
+                  "OVERLAY_MTU_BLACKHOLE")
+
+
+def _link_to_overlay(findings: list[Finding], overlay: list[Finding]) -> list[Finding]:
+    """ARP requests carried in a tunnel that a broken overlay drops (both VTEPs of its evidence
+    named by the overlay finding) go unanswered because of it."""
+    from dataclasses import replace
+
+    causes = [o for o in overlay if o.code in OVERLAY_CAUSES and o.severity != "info"]
+    out = []
+    for f in findings:
+        if f.code == "ARP_UNANSWERED" and f.caused_by is None and f.severity != "info":
+            ends = {tuple(e.value.rsplit(" (in ", 1)[1].rstrip(")").split()[-3::2])
+                    for e in f.evidence if " (in " in e.value}
+            cause = next((o for o in causes for a, b in ends
+                          if a in o.subject.split() and b in o.subject.split()), None)
+            if cause is not None:
+                f = replace(f, caused_by=cause.code, severity_reason=(
+                    f.severity_reason + "; " if f.severity_reason else "")
+                    + f"the tunnel carrying the requests is broken: {cause.code}")
         out.append(f)
     return out
 

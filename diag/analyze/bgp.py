@@ -30,6 +30,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from diag.analyze.catalog import default_severity
+from diag.analyze.words import counted
 from diag.analyze.fib import Fib
 from diag.analyze.lookup import lookup
 from diag.bundle import command_record
@@ -230,7 +231,7 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
                                                   | (sk["peer_port"] == 179))]
                 if not keyed.empty:
                     socks.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line with md5keys",
-                                          f"{h}: {len(keyed)} socket(s) on :179 with a TCP-MD5 "
+                                          f"{h}: {counted(len(keyed), 'socket')} on :179 with a TCP-MD5 "
                                           "key"))
         return _finding(
             "BGP_MD5_MISMATCH",
@@ -288,7 +289,7 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
         return _finding(
             "BGP_TRANSPORT_BLOCKED",
             f"{name}: not Established; TCP handshakes on port 179 stay half-open "
-            f"({len(half)} socket(s) in SYN-SENT/SYN-RECV): SYNs or their answers are dropped",
+            f"({counted(len(half), 'socket')} in SYN-SENT/SYN-RECV): SYNs or their answers are dropped",
             ["ss", *daemons, "ss-listener" if listens else None], ev + half + [lev],
             [f"# on {s.host} and {s.other or s.peer}: allow TCP 179 between "
              f"{or_none(r.local_address) or s.host} and {s.peer} (nft list ruleset; iptables-save)"],

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 
 from diag.analyze.captures import capture_files, frame_evidence
 from diag.analyze.catalog import default_severity
+from diag.analyze.words import counted
 from diag.model import Check, Confidence, Evidence, Finding
 
 MIN_UNANSWERED_SYNS = 2        # one lost SYN is ordinary; its retransmission unanswered is not
@@ -237,8 +238,8 @@ class _Judge:
                   self.ev(resets[-1], f"RST from {self.name(target)}:179")]
             return self.finding(
                 "BGP_NO_LISTENER", p,
-                f"{self.name(target)} refuses BGP connections from {who}: {len(resets)} RST(s) "
-                f"to {len(syns)} SYN(s) on port 179", ev,
+                f"{self.name(target)} refuses BGP connections from {who}: "
+                f"{counted(len(resets), 'RST')} to {counted(len(syns), 'SYN')} on port 179", ev,
                 (f"# on {self.name(target)}: make its BGP daemon listen on 179, or let it "
                  f"connect actively to {who} (one side must not be passive)",),
                 "SYNs to 179 answered by RST: nothing listens there")
@@ -251,7 +252,7 @@ class _Judge:
         if md5:
             return self.finding(
                 "BGP_MD5_MISMATCH", p,
-                f"{len(syns)} SYN(s) between {self.name(p.a)} and {self.name(p.b)} on 179 get no "
+                f"{counted(len(syns), 'SYN')} between {self.name(p.a)} and {self.name(p.b)} on 179 get no "
                 f"answer; {len(md5)} carry TCP-MD5: a kernel without that key (or with another) "
                 "drops them silently", ev,
                 (f"# configure the same TCP-MD5 password on both {self.name(p.a)} and "
@@ -261,7 +262,7 @@ class _Judge:
                 "check nstat TcpExtTCPMD5* on both ends)")
         return self.finding(
             "BGP_TRANSPORT_BLOCKED", p,
-            f"{len(syns)} SYN(s) from {who} to {self.name(target)}:179 get neither SYN-ACK nor "
+            f"{counted(len(syns), 'SYN')} from {who} to {self.name(target)}:179 get neither SYN-ACK nor "
             "RST: something drops them", ev,
             (f"# find the drop between {who} and {self.name(target)}: nft list ruleset / "
              "iptables-save | grep 179 on both, and any firewall on the path",),
@@ -293,7 +294,7 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
         found = judge.judge(pairs[key])
         if found is not None:
             findings.append(found)
-    detail = f"{len(pairs)} speaker pair(s) in the captures"
+    detail = f"{counted(len(pairs), 'speaker pair')} in the captures"
     return findings, [Check(CHECK, not any(f.severity == "error" for f in findings), detail)]
 
 
@@ -310,7 +311,8 @@ def corroborate(session: list[Finding], wire: list[Finding]) -> list[Finding]:
             i = same[0]
             f = out[i]
             out[i] = replace(f, confidence=Confidence(tuple(sorted(set(f.confidence.sources)
-                                                                   | {"pcap"}))),
+                                                                   | {"pcap"})),
+                                                      f.confidence.limits),
                              evidence=f.evidence + w.evidence[:3])
         elif not any(set(f.hosts) & set(w.hosts) and f.code.startswith("BGP_")
                      and (a in f.subject or b in f.subject) for f in out):

@@ -193,7 +193,9 @@ def _findings(findings: list[dict[str, Any]]) -> str:
                    f'<span class="badge b-{_e(sev)}">{_e(sev)}</span></h3>')
         out.append(f'<p class="summary">{_e(f.get("summary"))}</p><ul>')
         out.append(f"<li>confidence: <b>{_e(conf.get('level'))}</b> — sources: "
-                   f"{_e(', '.join(conf.get('sources') or []))}</li>")
+                   f"{_e(', '.join(conf.get('sources') or []))}"
+                   + "".join(f"; limited: {_e(why)}" for why in conf.get("limits") or [])
+                   + "</li>")
         if f.get("severity_reason"):
             out.append(f"<li>severity: {_e(f['severity_reason'])}</li>")
         if f.get("caused_by"):
@@ -352,18 +354,26 @@ def _arp(data: ReportData) -> str:
     if not data.timeline.has_capture:
         out.append('<p class="notice">no capture in this bundle: ARP is read from captures.</p>')
     elif not data.arp_unanswered:
-        out.append("<p>Every ARP request in the captures got a reply within 1 s.</p>")
+        out.append("<p>Every ARP request in the captures got a reply"
+                   f"{_within(data.arp_reply_window)}.</p>")
     else:
         rows = [_row([a.target, ", ".join(a.requesters), _num(a.requests), _num(a.unanswered),
                       _num(a.replies), _when(a.first_ts), _when(a.last_ts), ", ".join(a.hosts),
-                      "; ".join(a.frames)], cls="bad" if not a.replies else "")
+                      "; ".join(a.frames), a.unverified or "-"],
+                     cls="bad" if not a.replies and not a.unverified else "")
                 for a in data.arp_unanswered]
-        out.append('<p class="muted">A request is unanswered when no reply from the target to '
-                   "the asker follows within 1 s in the same capture.</p>"
+        out.append('<p class="muted">A request (its copies on other interfaces or in a tunnel '
+                   "counted once) is unanswered when no reply from the target to the asker "
+                   f"follows{_within(data.arp_reply_window)} in the same capture.</p>"
                    + _table(["who-has", "asked by", "requests", "unanswered", "replies seen",
-                             "first", "last", "captured on", "frames"], rows, "addresses"))
+                             "first", "last", "captured on", "frames",
+                             "the captures may not see replies"], rows, "addresses"))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _within(window: float | None) -> str:
+    return f" within {window:g} s" if window else ""
 
 
 def _checks(doc: dict[str, Any]) -> str:
