@@ -146,9 +146,9 @@ class ReportData:
     routes: tuple[RouteTable, ...]
     route_summary: tuple[tuple[str, int], ...]              # (host, rows) not shown in detail
     arp_unanswered: tuple[ArpUnanswered, ...]
-    arp_reply_window: float | None = None   # seconds: the one ARP rule's window (the facts say)
     commands: tuple[CommandRecord, ...]
     missing: tuple[str, ...] = field(default_factory=tuple)  # what this source cannot show
+    arp_reply_window: float | None = None   # seconds: the one ARP rule's window (the facts say)
 
 
 def gather(facts, bundle, explain_doc: dict[str, Any],
