@@ -45,7 +45,7 @@ def explain(facts) -> Explanation:
     wire_findings, wire_checks = wire_bgp.analyze(facts.tables, facts.model)
     session_findings = wire_bgp.corroborate(session_findings, wire_findings)
     session_checks = list(session_checks) + wire_checks
-    findings = _link_to_sessions(findings, session_findings) + session_findings
+    findings = _link_to_sessions(findings, session_findings, facts.model) + session_findings
     checks = list(checks) + list(session_checks)
     arp_findings, arp_checks = arp.analyze(facts.tables, facts.model, facts.outputs)
     findings += arp_findings
@@ -63,18 +63,36 @@ def explain(facts) -> Explanation:
                        tuple(c for c in checks if c.passed is None))
 
 
-def _link_to_sessions(routing: list[Finding], sessions: list[Finding]) -> list[Finding]:
+def _link_to_sessions(routing: list[Finding], sessions: list[Finding], model=None
+                      ) -> list[Finding]:
     """Routing symptoms without a cause of their own are consequences of a broken BGP session or
-    exchange (an error): routes that should have been learned are missing."""
+    exchange (an error) that touches them: a session of the same host, or of the node whose pod
+    CIDR the symptom is about — routes that should have been learned are missing. An AS path
+    loop explains only the prefixes it dropped; a loop that is by design (info) explains
+    nothing, so the missing route stays the finding."""
     from dataclasses import replace
 
-    broken = [f for f in sessions if f.severity == "error"]
+    broken = [f for f in sessions if f.severity == "error" and f.caused_by is None]
     if not broken:
         return routing
+    owners = {}
+    if model is not None:
+        owners = {str(h.pod_cidr.value): name for name, h in model.hosts.items()
+                  if h.pod_cidr.value}
+
+    def touches(f: Finding, cause: Finding) -> bool:
+        prefixes = {p.strip() for p in f.subject.split(",") if p.strip()}
+        if cause.code == "BGP_AS_PATH_LOOP":
+            dropped = {p.strip() for p in cause.subject.split(",")}
+            return bool(set(f.hosts) & set(cause.hosts)) and bool(prefixes & dropped)
+        return bool(set(f.hosts) & set(cause.hosts)) or any(
+            owners.get(p) in cause.hosts for p in prefixes)
+
     out = []
     for f in routing:
-        if f.caused_by is None and f.severity != "info":
-            cause = broken[0]
+        cause = next((c for c in broken if touches(f, c)), None) \
+            if f.caused_by is None and f.severity != "info" else None
+        if cause is not None:
             f = replace(f, caused_by=cause.code,
                         severity_reason=(f.severity_reason + "; " if f.severity_reason else "")
                         + f"consequence of {cause.code}: {cause.summary}")
