@@ -14,13 +14,15 @@ order of how decisive the evidence is:
   hold-timer finding naming it in ``caused_by``);
 - ``BGP_TRANSPORT_BLOCKED``: SYN-SENT / SYN-RECV sockets on :179 between the two ends (a closed
   port answers RST at once, so a lingering half-open handshake means drops);
+- ``BGP_SESSION_NOT_ESTABLISHED`` naming a Cease when no handshake is half-open and the last
+  error of either end is a Cease: whether an operator's action (administrative shutdown, reset,
+  peer de-configured, other configuration change: :mod:`diag.analyze.notifications`) or a fault
+  (maximum prefixes, out of resources, BFD down, ...) closed it — the session is down now
+  either way, so it stays an error — with the fix that undoes it (a speaker that shut a session
+  for a prefix limit may stop listening: the Cease, not the missing listener, is the cause);
 - ``BGP_NO_LISTENER``: no half-open handshake, and nothing listens on TCP 179 on the other end
   (nstat TcpOutRsts there supports it);
-- ``BGP_SESSION_NOT_ESTABLISHED`` otherwise (generic); when the last error is a Cease it says
-  whether an operator's action (administrative shutdown, reset, peer de-configured, other
-  configuration change: :mod:`diag.analyze.notifications`) or a fault (maximum prefixes, out of
-  resources, BFD down, ...) closed it — the session is down now either way, so it stays an
-  error — with the fix that undoes it.
+- ``BGP_SESSION_NOT_ESTABLISHED`` otherwise (generic).
 
 A daemon's ``last_error`` can be stale (FRR keeps the reason of an earlier reset while
 Established): it only decides when the session is down now, and the finding says which evidence
@@ -180,7 +182,7 @@ def _failed_commands(ctx: _Ctx, host: str | None, daemon_prefixes: tuple[str, ..
         return []
     rows = ctx.commands[(ctx.commands["host"] == host)
                         & ctx.commands["id"].astype(str).str.startswith(daemon_prefixes)
-                        & (ctx.commands["outcome"].astype(str) != "ok")]
+                        & (ctx.commands["outcome"].astype(str).str.upper() != "OK")]
     # the manifest's record of the command (its outcome), by its place in the host's list
     order = list(ctx.commands[ctx.commands["host"] == host]["id"])
     return [Evidence(host, *command_record(host, order.index(r.id)),
@@ -223,15 +225,29 @@ def _md5_fix(host: str, row, peer: str) -> list[str]:
     return [f"# {host}: set the password of the session to {peer} ({row.daemon})"]
 
 
-def _cease(r, o) -> tuple[int, str, str] | None:
-    """(subcode, kind, name) of a Cease that is the last error of either end, or None."""
+def _cease(r, o) -> tuple[int, str, str, object] | None:
+    """(subcode, kind, name, the row that reports it) of a Cease that is the last error of
+    either end, or None."""
     for x in (r, o):
         if x is None:
             continue
         found = from_code(or_none(x.last_error_code)) or from_text(or_none(x.last_error))
         if found and found[0] == 6:
-            return found[1], cease_kind(*found), cease_name(found[1])
+            return found[1], cease_kind(*found), cease_name(found[1]), x
     return None
+
+
+def _undo_shutdown(row, host: str) -> str:
+    """How to bring a session an operator closed back, on the daemon of ``row``."""
+    daemon, peer = str(row.daemon), str(row.peer)
+    if daemon == "FRR":
+        return (f"{host}: vtysh -c 'conf t' -c 'router bgp {or_none(row.local_as) or 'AS'}' -c "
+                f"'no neighbor {peer} shutdown'   # or: vtysh -c 'clear bgp {peer}'")
+    if daemon == "BIRD":
+        return f"{host}: birdc enable {or_none(row.name) or 'PROTOCOL'}"
+    if daemon == "GOBGP":
+        return f"{host}: gobgp neighbor {peer} enable"
+    return f"# {host}: enable the session to {peer} again ({daemon})"
 
 
 def _down(ctx: _Ctx, s: Session) -> list[Finding]:
@@ -332,6 +348,12 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
 
     if half:
         return [blocked()]
+    # a Cease tells why the session closed (an operator, or a fault such as a prefix limit whose
+    # speaker then stops listening): it comes before guessing from missing listeners
+    last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
+    cease = _cease(r, o)
+    if cease is not None:
+        return [_ceased(cease, r, s, who, last, daemons, ev, hosts)]
     if listens is False and s.other:
         mine, mev = _listener(ctx, s.host, or_none(r.local_address))
         both = mine is False
@@ -346,25 +368,26 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
             [f"# let one end dial out or listen: e.g. {s.other}'s speaker active "
              f"(not passive) towards {or_none(r.local_address) or s.host}, or listening on 179"],
             hosts=hosts, subject=f"{s.host} {s.peer}")]
-    last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
-    cease = _cease(r, o)
-    if cease is None:
-        return [_finding("BGP_SESSION_NOT_ESTABLISHED", f"{who}: {r.state_raw}{last}",
-                         daemons, ev, hosts=hosts, subject=f"{s.host} {s.peer}")]
-    sub, kind, cname = cease
+    return [_finding("BGP_SESSION_NOT_ESTABLISHED", f"{who}: {r.state_raw}{last}",
+                     daemons, ev, hosts=hosts, subject=f"{s.host} {s.peer}")]
+
+
+def _ceased(cease, r, s: Session, who: str, last: str, daemons, ev, hosts) -> Finding:
+    """A down session whose last error is a Cease: who closed it (an operator or a fault) and
+    how to undo it; down now, so an error either way."""
+    sub, kind, cname, said = cease
     label = {"operator": "an operator's action", "protocol": "a connection collision",
              "fault": "a fault"}[kind]
+    where = s.host if said is r else (s.other or s.peer)
     fix = ([f"# the session was closed by hand (Cease/{cname}) and stays down; if that was not "
-            f"meant to last: FRR: vtysh -c 'conf t' -c 'router bgp AS' -c 'no neighbor "
-            f"{s.peer} shutdown' (or clear bgp {s.peer}); BIRD: birdc enable PROTOCOL; GoBGP: "
-            f"gobgp neighbor {s.peer} enable"] if kind == "operator" else
-           [f"# {CEASE_FIXES[sub]}"] if sub in CEASE_FIXES else [])
-    return [_finding(
+            "meant to last, undo it:", _undo_shutdown(said, where)] if kind == "operator" else
+           [f"# {where}: {CEASE_FIXES[sub]}"] if sub in CEASE_FIXES else [])
+    return _finding(
         "BGP_SESSION_NOT_ESTABLISHED",
         f"{who}: {r.state_raw}; closed by a Cease/{cname} ({label}) and still down{last}",
-        [*daemons, "notification"], ev, fix,
+        daemons, ev, fix,
         reason=f"the last error is a Cease ({label}); the session is down now, so it is not "
-        "only history", hosts=hosts, subject=f"{s.host} {s.peer}")]
+        "only history", hosts=hosts, subject=f"{s.host} {s.peer}")
 
 
 def _covered(ctx: _Ctx, host: str) -> bool:

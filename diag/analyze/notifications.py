@@ -7,8 +7,9 @@ Resolution (both ends connected at once; one connection is closed by design), ``
 every other NOTIFICATION (Cease 1 Maximum Number of Prefixes Reached, 5 Connection Rejected,
 8 Out of Resources, 9 Hard Reset (RFC 8538), 10 BFD Down (RFC 9384), and all non-Cease codes).
 :func:`from_text(text) -> (code, subcode) | None` reads the daemons' wording of their last error
-(FRR ``Cease/Administrative Shutdown``, BIRD ``Received: Administrative shutdown``, GoBGP's
-``cease: administrative reset``, ...). :func:`cease_name(subcode)` names a subcode.
+(FRR ``Cease/Administrative Shutdown`` or its own reset reason ``Admin. shutdown``, ``User
+reset``, ``Reached received prefix count``; BIRD ``Received: Administrative shutdown``, ...) as
+the Cease it names or its speaker sends for it. :func:`cease_name(subcode)` names a subcode.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ OPERATOR = (2, 3, 4, 6)
 PROTOCOL = (7,)
 # how each is fixed when it is a fault (the NOTIFICATION's sender decided it)
 CEASE_FIXES = {
-    1: "raise or remove the maximum-prefix limit the sender applies to this peer, or send it "
-       "fewer prefixes; FRR keeps the session down until `clear bgp ADDR` (or `maximum-prefix N "
-       "restart M`)",
+    1: "raise or remove the prefix limit the sender of the NOTIFICATION applies to this peer "
+       "(FRR: neighbor ADDR maximum-prefix; BIRD: import/receive limit; GoBGP: prefix-limit), "
+       "or send it fewer prefixes; the speaker keeps the session down until it is reset (FRR: "
+       "clear bgp ADDR; BIRD: birdc enable PROTOCOL)",
     5: "the sender rejects this peer's connections: is the peer configured there (address, "
        "dynamic-neighbor range and its limit)?",
     8: "the sender ran out of resources (memory, peer limit): check it",
@@ -60,10 +62,18 @@ def from_text(text: str | None) -> tuple[int, int] | None:
     for subcode, name in CEASE_NAMES.items():
         if name.lower().replace("-", " ") in low:
             return CEASE, subcode
-    # BIRD words a few differently
+    # BIRD's wording, and FRR's own reasons for resetting a session (lastResetDueTo, its
+    # peer_down_str: the Cease it sends for each)
     for words, subcode in (("prefix limit", 1), ("route limit", 1), ("too many routes", 1),
-                           ("deconfigured", 3), ("configuration change", 6),
-                           ("out of memory", 8), ("bfd session down", 10)):
+                           ("reached received prefix count", 1), ("deconfigured", 3),
+                           ("configuration change", 6), ("out of memory", 8),
+                           ("bfd session down", 10), ("bfd down", 10),
+                           ("admin. shutdown", 2), ("user reset", 4), ("neighbor deleted", 3),
+                           ("peer-group add member", 6), ("peer-group delete member", 6),
+                           ("config change", 6), ("address family activated", 6),
+                           ("capability changed", 6), ("router id changed", 6),
+                           ("remote as changed", 6), ("local as change", 6),
+                           ("cluster id changed", 6), ("confederation", 6)):
         if words in low:
             return CEASE, subcode
     return None

@@ -8,8 +8,9 @@ option) and ``packets`` (when each capture ends). Without BGP traffic in any cap
 "not checked".
 
 Speakers are paired by address (one pair = both directions, every connection between them, as
-every capture on the path saw it). A pair whose last connection exchanged OPENs and then kept
-talking until the capture ended is up; otherwise the most decisive packet evidence names the
+every capture on the path saw it). A pair that re-established a session after its last
+NOTIFICATION (OPENs from both ends, then a KEEPALIVE or UPDATE from both), or that never saw one,
+is up; otherwise the most decisive packet evidence names the
 cause:
 
 - NOTIFICATION 2/2 -> ``BGP_BAD_PEER_AS`` (the OPEN it answered says which AS the peer runs);
@@ -37,7 +38,10 @@ when a fault closed it (maximum prefixes, out of resources, BFD down, hold timer
 are history and are kept even when the daemons report the session Established.
 
 In a bundle the daemons' live state decides whether a session is down: a pair a daemon reports
-Established gets no other finding from packets (a Cilium node refusing the router's connects is by
+Established gets no other finding from packets — unless the capture, which runs after the
+daemons were asked, saw the session closed later (the NOTIFICATION's time, on the collector's
+clock through the host's measured offset, is after the daemons' answer) and not come back: the
+capture is then the end of the evidence (a Cilium node refusing the router's connects is by
 design: Cilium does not listen on 179 and the node's own connect carries the session).
 :func:`corroborate` adds the packets (source ``pcap``, frames as evidence) to the daemon-state
 finding of the same session and code; a packet finding about a session the daemons do not
@@ -65,6 +69,7 @@ class _Pair:
     control: list = field(default_factory=list)      # stream_events control rows
     icmp: list = field(default_factory=list)         # ICMP errors quoting a segment to 179
     hosts: set = field(default_factory=set)          # capturing hosts
+    closed_at: float | None = None     # the NOTIFICATION that left it down, when one did
 
 
 def _pairs(tables) -> dict[tuple[str, str], _Pair]:
@@ -143,9 +148,11 @@ class _Judge:
         messages = _dedup(p.messages)
         control = _dedup(p.control)
         notes = [m for m in messages if m.type_name == "NOTIFICATION"]
-        last_open = max((float(m.ts) for m in messages if m.type_name == "OPEN"), default=None)
         out = [f for f in [self._resets(p, notes, messages)] if f is not None]
-        if notes and (last_open is None or float(notes[-1].ts) >= last_open):
+        # down at the end: no session was re-established after the last NOTIFICATION (an OPEN
+        # from one end that the other refuses is not a session)
+        if notes and _reopened(messages, float(notes[-1].ts)) is None:
+            p.closed_at = float(notes[-1].ts)
             return self._notification(p, notes[-1], messages, control) + out
         if messages:
             return [f for f in [self._silence(p, messages)] if f is not None] + out
@@ -241,10 +248,10 @@ class _Judge:
             label = {"operator": "an operator's action", "protocol": "a connection collision",
                      "fault": "a fault"}[kind]
             fix = (f"# {self.name(sender)}: " + (
-                f"the session was {str(note.notify_subname or '').lower() or 'closed'} by hand "
-                f"and stays down; if that was not meant to last, undo it (FRR: no neighbor "
-                f"{receiver} shutdown; BIRD: birdc enable PROTOCOL)" if kind == "operator"
-                else CEASE_FIXES.get(sub, f"read {what} in its log")),)
+                f"the session was closed by hand (Cease/{note.notify_subname or sub}) and stays "
+                f"down; if that was not meant to last, undo it (FRR: no neighbor {receiver} "
+                "shutdown; BIRD: birdc enable PROTOCOL; GoBGP: gobgp neighbor ADDR enable)"
+                if kind == "operator" else CEASE_FIXES.get(sub, f"read {what} in its log")),)
             return [self.finding("BGP_SESSION_NOT_ESTABLISHED", p,
                                  f"{self.name(sender)} closed the session with "
                                  f"{self.name(receiver)}: {what} ({label}); still down at the "
@@ -427,15 +434,55 @@ def _stuck(control: list, since: float) -> list[tuple]:
     return out if unanswered >= MIN_UNANSWERED_SYNS else []
 
 
-def _daemon_states(tables) -> dict[frozenset, str]:
-    """{frozenset(local, peer address): state} from the daemons' session tables."""
+def _epoch(stamp) -> float | None:
+    """The manifest's UTC ``2026-11-21T06:40:49.422670Z`` as epoch seconds."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _asked(tables) -> dict[tuple[str, str], float]:
+    """(host, command id) -> when its answer was complete, on the collector's clock."""
+    cmds = tables.get("commands")
+    if cmds is None or cmds.empty or "started" not in cmds:
+        return {}
+    out = {}
+    for r in cmds.itertuples(index=False):
+        start = _epoch(r.started)
+        if start is not None:
+            out[(str(r.host), str(r.id))] = start + float(r.duration_s or 0)
+    return out
+
+
+def _clock_offsets(tables) -> dict[str, float]:
+    """host -> its clock minus the collector's (manifest), 0 when not measured."""
+    hosts = tables.get("hosts")
+    if hosts is None or hosts.empty or "clock_offset_s" not in hosts:
+        return {}
+    return {str(h): float(o) for h, o in zip(hosts["host"], hosts["clock_offset_s"])
+            if o is not None and o == o}
+
+
+def _daemon_states(tables) -> dict[frozenset, tuple[str, float | None]]:
+    """{frozenset(local, peer address): (state, when the daemons were asked)} from the daemons'
+    session tables (the latest answer of either end)."""
     peers = tables.get("bgp_peers")
     if peers is None or peers.empty:
         return {}
-    out: dict[frozenset, str] = {}
+    asked = _asked(tables)
+    out: dict[frozenset, tuple[str, float | None]] = {}
     for r in peers.itertuples(index=False):
         if r.local_address and r.peer:
-            out[frozenset((str(r.local_address), str(r.peer)))] = str(r.state)
+            key = frozenset((str(r.local_address), str(r.peer)))
+            when = max((asked.get((str(r.host), part), 0.0)
+                        for part in str(r.source).split("+")), default=0.0) or None
+            old = out.get(key)
+            out[key] = (str(r.state) if old is None or old[0] == "ESTABLISHED" else old[0],
+                        max(x for x in (when, old[1] if old else None, 0.0) if x is not None)
+                        or None)
     return out
 
 
@@ -445,13 +492,21 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
         return [], [Check(CHECK, None, needs="BGP packets in a capture: diag collect --capture 20s")]
     judge = _Judge(tables, model)
     states = _daemon_states(tables)
+    offsets = _clock_offsets(tables)
     findings = []
     for key in sorted(pairs):
-        found = judge.judge(pairs[key])
-        if states.get(frozenset(key)) == "ESTABLISHED":
-            # the daemons say it is up now: packets are history, but a reset that healed is
-            # exactly that history
-            found = [f for f in found if f.code == "BGP_SESSION_RESET"]
+        p = pairs[key]
+        found = judge.judge(p)
+        state, asked = states.get(frozenset(key), (None, None))
+        if state == "ESTABLISHED":
+            # the daemons said it was up: packets before that are history (a reset that healed
+            # is exactly that history); a session the capture saw close *after* the daemons
+            # answered, and not come back, is down at the end of the evidence
+            closed = p.closed_at
+            if closed is not None and asked is not None:
+                closed -= min((offsets.get(h, 0.0) for h in p.hosts), default=0.0)
+            later = closed is not None and asked is not None and closed > asked
+            found = [f for f in found if f.code == "BGP_SESSION_RESET" or later]
         findings.extend(found)
     detail = f"{counted(len(pairs), 'speaker pair')} in the captures"
     return findings, [Check(CHECK, not any(f.severity == "error" for f in findings), detail)]
