@@ -15,14 +15,15 @@ order of how decisive the evidence is:
 - ``BGP_TRANSPORT_BLOCKED``: SYN-SENT / SYN-RECV sockets on :179 between the two ends (a closed
   port answers RST at once, so a lingering half-open handshake means drops);
 - ``BGP_SESSION_NOT_ESTABLISHED`` naming a Cease when no handshake is half-open and the last
-  error of either end is a Cease: whether an operator's action (administrative shutdown, reset,
-  peer de-configured, other configuration change: :mod:`diag.analyze.notifications`) or a fault
-  (maximum prefixes, out of resources, BFD down, ...) closed it — the session is down now
-  either way, so it stays an error — with the fix that undoes it (a speaker that shut a session
-  for a prefix limit may stop listening: the Cease, not the missing listener, is the cause);
+  error of either end is a Cease sent for a fault (maximum prefixes, out of resources, BFD
+  down, ...: :mod:`diag.analyze.notifications`) — a speaker that shut a session for a prefix
+  limit may stop listening: the Cease, not the missing listener, is the cause;
 - ``BGP_NO_LISTENER``: no half-open handshake, and nothing listens on TCP 179 on the other end
   (nstat TcpOutRsts there supports it);
-- ``BGP_SESSION_NOT_ESTABLISHED`` otherwise (generic).
+- ``BGP_SESSION_NOT_ESTABLISHED`` naming a Cease of an operator's action (administrative
+  shutdown, reset, peer de-configured, other configuration change) when nothing more specific
+  explains why the session did not come back, with the command that undoes it — down now, so
+  an error either way; else the generic ``BGP_SESSION_NOT_ESTABLISHED``.
 
 A daemon's ``last_error`` can be stale (FRR keeps the reason of an earlier reset while
 Established): it only decides when the session is down now, and the finding says which evidence
@@ -348,11 +349,13 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
 
     if half:
         return [blocked()]
-    # a Cease tells why the session closed (an operator, or a fault such as a prefix limit whose
-    # speaker then stops listening): it comes before guessing from missing listeners
+    # a fault's Cease tells why the session closed and stays closed (a speaker that hit a prefix
+    # limit also stops listening): it comes before guessing from missing listeners. After an
+    # operator's Cease (a restart, a reset) the session should come back: when nobody listens,
+    # that is the more specific cause, and the Cease only the last thing that happened
     last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
     cease = _cease(r, o)
-    if cease is not None:
+    if cease is not None and cease[1] == "fault":
         return [_ceased(cease, r, s, who, last, daemons, ev, hosts)]
     if listens is False and s.other:
         mine, mev = _listener(ctx, s.host, or_none(r.local_address))
@@ -368,6 +371,8 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
             [f"# let one end dial out or listen: e.g. {s.other}'s speaker active "
              f"(not passive) towards {or_none(r.local_address) or s.host}, or listening on 179"],
             hosts=hosts, subject=f"{s.host} {s.peer}")]
+    if cease is not None:
+        return [_ceased(cease, r, s, who, last, daemons, ev, hosts)]
     return [_finding("BGP_SESSION_NOT_ESTABLISHED", f"{who}: {r.state_raw}{last}",
                      daemons, ev, hosts=hosts, subject=f"{s.host} {s.peer}")]
 

@@ -123,7 +123,7 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None, a
             decoded = decode_capture(path, host, interfaces, options, addresses)
         except DiagError as err:
             errors.append({"host": host, "source": "capture", "path": str(path),
-                           "error": err.message})
+                           "error": err.message, "table": "captures"})
             continue
         for table, df in decoded.items():
             parts[table].append(df)

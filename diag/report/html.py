@@ -83,7 +83,8 @@ def _table(headers: list[str], rows: list[str], what: str, collapse: int = COLLA
     table = f"<table>{head}{''.join(rows)}</table>{more}"
     if len(rows) <= collapse:
         return table
-    return (f"<details{' open' if open_ else ''}><summary>{_e(what)}: {len(rows)} rows "
+    return (f"<details{' open' if open_ else ''}><summary>{_e(what)}: {len(rows)} "
+            f"row{'s' * (len(rows) != 1)} "
             f"(click to expand)</summary>{table}</details>")
 
 
@@ -268,7 +269,7 @@ def _timeline(data: ReportData) -> str:
                    "timeline needs one (<code>diag collect --capture 20s ...</code>).</p>"
                    "</section>")
         return "".join(out)
-    caps = ", ".join(f"{h} ({n} packets)" for h, _f, n in tl.captures)
+    caps = ", ".join(f"{h} ({n} packet{'s' * (n != 1)})" for h, _f, n in tl.captures)
     out.append(f"<p class=\"muted\">captures: {_e(caps)}</p>")
     if not tl.lanes:
         out.append('<p class="notice" id="no-bgp">no BGP message in the captures.</p></section>')
@@ -319,11 +320,11 @@ def _route_table(t: RouteTable) -> str:
     head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in
                             ("pointer",) + ROUTE_COLUMNS + ("findings",)) + "</tr>"
     hidden = t.total - len(t.rows)
-    more = (f'<p class="muted">{hidden} more rows not shown (the first {len(t.rows)} and every '
+    more = (f'<p class="muted">{hidden} more row{"s" * (hidden != 1)} not shown (the first {len(t.rows)} and every '
             f"row a finding points at are); all are in <code>{_e(t.file)}</code>.</p>"
             if hidden > 0 else "")
     hl = len(t.highlighted)
-    label = (f"{_e(t.host)} — <code>{_e(t.file)}</code>: {t.total} routes"
+    label = (f"{_e(t.host)} — <code>{_e(t.file)}</code>: {t.total} route{'s' * (t.total != 1)}"
              + (f', <b>{hl} pointed at by findings</b>' if hl else ""))
     open_ = " open" if hl or len(t.rows) <= COLLAPSE_ROWS else ""
     return (f'<details class="route-table" data-host="{_e(t.host)}"{open_}><summary>{label}'
@@ -414,7 +415,7 @@ def _appendix(data: ReportData) -> str:
         head = "<tr>" + "".join(f"<th>{h}</th>" for h in
                                 ("id", "command", "outcome", "exit", "seconds", "bytes",
                                  "truncated", "stderr (first line)")) + "</tr>"
-        summary = f"{_e(host)}: {len(cmds)} commands" + (
+        summary = f"{_e(host)}: {len(cmds)} command{'s' * (len(cmds) != 1)}" + (
             f', <b>{len(bad)} not OK</b>' if bad else ", all OK")
         out.append(f'<details class="commands" data-host="{_e(host)}"{" open" if bad else ""}>'
                    f"<summary>{summary}</summary><table>{head}{''.join(rows)}</table></details>")

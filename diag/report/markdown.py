@@ -191,7 +191,8 @@ def _appendix(data: ReportData) -> list[str]:
         return out + ["No command was run (a bare capture).", ""]
     failed = [c for c in data.commands if c.outcome != "OK"]
     hosts = sorted({c.host for c in data.commands})
-    out.append(f"{len(data.commands)} commands on {len(hosts)} hosts, {len(failed)} not OK.")
+    out.append(f"{len(data.commands)} command{'s' * (len(data.commands) != 1)} on "
+               f"{len(hosts)} host{'s' * (len(hosts) != 1)}, {len(failed)} not OK.")
     out.append("")
     rows = data.commands if len(data.commands) <= TABLE_MAX_ROWS * 3 else failed
     if rows is failed and failed:
