@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from diag.values import or_none
 
@@ -69,9 +69,8 @@ MAX_PENDING = 100_000
 MAX_MACS = 65_536           # unicast destination MACs a Vantage remembers
 
 
-@dataclass(frozen=True)
-class Sighting:
-    """One ``arp`` row as the rule reads it."""
+class Sighting(NamedTuple):
+    """One ``arp`` row as the rule reads it (a tuple: one is made per ARP frame)."""
 
     frame: int
     ts: float
@@ -86,8 +85,7 @@ class Sighting:
     depth: int = 0                     # tunnel depth
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     frame: int
     ts: float
     asker: str
@@ -100,7 +98,7 @@ class Verdict:
     seen: frozenset = frozenset()      # (direction, depth) of every sighting of the request
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     frame: int
     ts: float
@@ -316,6 +314,10 @@ def segment_and_place(vlan: Any, depth: Any, capture_iface: Any = None, iface: A
                       direction: Any = None, layers: Iterable[tuple] = ()) -> tuple:
     """(segment, place) of one ARP row; ``layers`` are its frame's tunnel rows as
     ``(depth, vni, outer_src, outer_dst)``."""
+    if not depth:                      # the common case, kept cheap: one per ARP frame
+        vlan = or_none(vlan)
+        return (("vlan", int(vlan)) if vlan is not None else None,
+                (or_none(capture_iface), or_none(iface), or_none(direction), 0, ()))
     depth = int(or_none(depth) or 0)
     if depth:
         rows = sorted((int(d), or_none(vni), or_none(src), or_none(dst))
