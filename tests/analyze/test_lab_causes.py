@@ -420,3 +420,37 @@ def _overlaps(a: str, b: str) -> bool:
     import ipaddress
 
     return ipaddress.ip_network(a).overlaps(ipaddress.ip_network(b))
+
+
+# --- ARP: the capture that can see the replies decides ------------------------------------------
+
+@pytest.mark.parametrize("cni,mode,fault", [("cilium", "native", "arp-unanswered")])
+def test_arp_unanswered_is_decided_by_the_asking_host(labs, cni, mode, fault):
+    """Fault arp-unanswered: the router asks for a LoadBalancer IP nobody holds, every host
+    captures (`tcpdump -i any`). The router sent the requests, so its capture would hold the
+    replies: it decides (an error, no limit). The nodes on its segment only received the
+    broadcast requests: the one ARP rule says their captures could not see a unicast reply."""
+    lb = labs.bundle(cni, mode, fault)
+    facts = load_facts(lb.path)
+    from diag.lab.faults.base import lb_ip
+
+    target = lb_ip(lb.lab)
+    arp = facts.tables["arp"]
+    asked = arp[(arp.op == "request") & (arp.target_ip == target) & arp.copy_of.isna()]
+    router = lb.lab.plan.router.name
+    mine = asked[asked.host == router]
+    others = asked[asked.host != router]
+    assert len(mine) >= 3 and set(mine.direction) == {"out"}, mine
+    assert set(mine.sees_replies) == {True} and set(mine.answered) == {False}
+    assert len(others) and set(others.direction) == {"in"}
+    assert set(others.sees_replies) == {False}
+    assert all("came in from another host" in b for b in others.blind)
+
+    result = explain(facts)
+    found = [f for f in result.findings if f.code == "ARP_UNANSWERED" and f.subject == target]
+    assert len(found) == 1, _listing(result)
+    f = found[0]
+    assert f.severity == "error" and not f.confidence.limits, f
+    assert router in f.summary and set(f.hosts) >= {router} | set(others.host), f
+    assert result.findings[0] is f, _listing(result)
+    assert not check_evidence(lb.path, f), check_evidence(lb.path, f)
