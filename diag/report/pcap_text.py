@@ -29,10 +29,15 @@ def _clock(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    """"1 packet", "2 packets" (never "1 packets")."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def render(s: dict, console: Console) -> None:
     p = s["packets"]
     span = (p["last_ts"] - p["first_ts"]) if p["first_ts"] is not None else 0.0
-    console.print(f"[bold]{s['file']}[/] ({s['format']}): {p['total']} packets over {span:.3f} s, "
+    console.print(f"[bold]{s['file']}[/] ({s['format']}): {_n(p['total'], 'packet')} over {span:.3f} s, "
                   f"{p['malformed']} malformed; from {_when(p['first_ts'])} UTC")
     if s["interfaces"]:
         names = ", ".join(f"{i['capture_iface']}:{i['name'] or '-'} ({i['linktype_name']})"
@@ -74,7 +79,7 @@ def _routes(families: dict) -> str:
 def _bgp(b: dict, console: Console) -> None:
     total = sum(b["messages"].values())
     counts = ", ".join(f"{k} {v}" for k, v in b["messages"].items() if v)
-    console.print(f"\n[bold]BGP[/]: {total} messages ({counts or 'none'}); routes: "
+    console.print(f"\n[bold]BGP[/]: {_n(total, 'message')} ({counts or 'none'}); routes: "
                   f"{_routes(b['prefixes'].get('by_family', {}))}; {b['malformed']} malformed",
                   highlight=False)
     for attempt in b.get("connection_attempts", []):
@@ -115,7 +120,7 @@ def _bgp(b: dict, console: Console) -> None:
 
 def _tunnels(tun: dict, console: Console) -> None:
     rows = tun["by_vni"]
-    kinds = ", ".join(f"{k}: {v['packets']} packets, VNIs {v['vnis']}"
+    kinds = ", ".join(f"{k}: {_n(v['packets'], 'packet')}, VNIs {v['vnis']}"
                       for k, v in tun.items() if isinstance(v, dict))
     console.print(f"\n[bold]Tunnels[/]: {kinds or 'none'}")
     if rows:
@@ -176,16 +181,23 @@ def _icmp(e: dict, console: Console) -> None:
 
 
 def _arp(a: dict, console: Console) -> None:
-    console.print(f"\n[bold]ARP[/]: {a['requests']} requests, {a['replies']} replies, "
-                  f"{a['gratuitous']} gratuitous; {a['answered']} requests answered, "
-                  f"{a['unanswered']} unanswered")
+    copies = a.get("copies", 0)
+    console.print(f"\n[bold]ARP[/]: {_n(a['requests'], 'request')}, "
+                  f"{_n(a['replies'], 'reply', 'replies')}, {a['gratuitous']} gratuitous"
+                  + (f", {_n(copies, 'copy', 'copies')} of a request seen elsewhere"
+                     if copies else "")
+                  + f"; {_n(a['answered'], 'request')} answered, {a['unanswered']} unanswered"
+                  + (f" ({a['unverified']} that this capture may not see replies for)"
+                     if a.get("unverified") else ""))
     if a["unanswered_by_ip"]:
         t = Table(title="ARP requests without a reply", title_justify="left")
-        for col in ("who-has", "requests", "asked by", "first frame", "first", "last"):
+        for col in ("who-has", "requests", "asked by", "first frame", "first", "last",
+                    "replies may not be visible here"):
             t.add_column(col)
         for u in a["unanswered_by_ip"]:
             t.add_row(u["target_ip"], str(u["count"]), ", ".join(u["requesters"]),
-                      str(u["first_frame"]), _clock(u["first_ts"]), _clock(u["last_ts"]))
+                      str(u["first_frame"]), _clock(u["first_ts"]), _clock(u["last_ts"]),
+                      u.get("unverified_because") or "-")
         console.print(t)
     if a["multiple_responders"]:
         t = Table(title="Several MACs answering for one IP", title_justify="left")
