@@ -653,7 +653,7 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
     node_ips = {h: {node_ip[h].value} | peering[h] - {None} for h in hosts}
     candidates = _pod_candidates(ev, node_ips)
     # a host whose own interfaces were collected can show a CNI (or show none)
-    collected = {h for h in hosts if ev.links.get(h)}
+    seen_links = {h for h in hosts if ev.links.get(h)}
     signal = {h: _cni_signal(ev, h, candidates.get(h, [])) for h in hosts}
     # the pod range the CNI hosts span (operators' covering route, else their summary): what a
     # host that was not collected may be given from the others' views
@@ -676,9 +676,9 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
         found = candidates.get(h, [])
         why_not = None          # why a host with candidate prefixes is not a node
         if not dec.get("pod_cidr") and found and node is None:   # a Kubernetes Node is a node
-            if h in collected and not signal[h] and dec.get("role") != "node":
+            if h in seen_links and not signal[h] and dec.get("role") != "node":
                 why_not = _not_a_node(found, cni_range)
-            elif h not in collected and cni_range.source == "route":
+            elif h not in seen_links and cni_range.source == "route":
                 inside = [c for c in found if _covered(c[0], cni_range.value)]
                 if not inside:
                     why_not = _not_a_node(found, cni_range)
@@ -699,7 +699,8 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
                             (pod.source,) if pod.known and pod.source != "kubernetes" else ())
         elif pod.known:
             cni = (f"; a CNI runs here: {signal[h]}" if signal[h] else
-                   "; not collected: the other speakers' views" if h not in collected else "")
+                   "; not collected: the other speakers' views" if h not in seen_links
+                   else "")
             role = Inferred("node", f"has a pod CIDR ({pod.source}){cni}", pod.source,
                             ("cni",) if signal[h] else ())
         elif forwarding and len(peer_hosts) >= 2:
