@@ -148,6 +148,38 @@ def load_facts(source: Path, inventory: Path | None = None, ports: Ports = Ports
                         decode_options=ports.decode_options())
 
 
+def facts_export(source: Path, directory: Path, inventory: Path | None = None,
+                 ports: Ports = Ports()) -> dict[str, Any]:
+    """Append a bundle's (or a capture's) facts to the evidence lake ``directory``
+    (:mod:`diag.lake`): ``{"bundle": id, "added": bool, "rows": {table: n}, "lake": DIR}``;
+    a bundle already there is not loaded again (appending is idempotent by bundle id)."""
+    from diag import lake
+    from diag.bundle import bundle_id, is_bundle, sha256_file
+    from diag.facts.export import lake_record, lake_tables
+
+    source = _existing(source)
+    ident = bundle_id(source) if is_bundle(source) else sha256_file(source)
+    if lake.contains(directory, ident):
+        entry = lake.bundles(directory)[ident]
+        return {"bundle": ident, "added": False, "rows": entry.get("rows", {}),
+                "lake": str(directory)}
+    with paused_gc():
+        facts = load_facts(source, inventory, ports)
+        added = lake.append(directory, ident, lake_tables(facts), lake_record(facts))
+    entry = lake.bundles(directory)[ident]
+    return {"bundle": ident, "added": added, "rows": entry.get("rows", {}),
+            "coerced": entry.get("coerced", {}), "lake": str(directory)}
+
+
+def lake_query(directory: Path, sql: str):
+    """One SQL statement over the evidence lake (DuckDB): a pyarrow Table."""
+    from diag import lake
+
+    if not Path(directory).is_dir():
+        raise UsageError(f"no such lake: {directory}")
+    return lake.query(directory, sql)
+
+
 def explain(source: Path, ports: Ports = Ports()):
     """(facts, :class:`diag.analyze.Explanation`) of a bundle or capture."""
     from diag.analyze import explain as analyze
@@ -254,5 +286,5 @@ def collect_summary(result) -> dict[str, Any]:
 
 
 __all__ = ["Ports", "collect", "collect_options", "collect_plan", "collect_request", "collect_summary",
-           "collect_view", "explain", "load_facts", "paused_gc", "pcap_export", "pcap_frame",
-           "pcap_frame_deep", "pcap_summary", "report", "trace"]
+           "collect_view", "explain", "facts_export", "lake_query", "load_facts", "paused_gc",
+           "pcap_export", "pcap_frame", "pcap_frame_deep", "pcap_summary", "report", "trace"]
