@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("collect", "parse", "decode", "facts", "analyze", "report", "lab")
-FLOORS = ("model", "errors", "bundle", "values", "k8s")
+FLOORS = ("model", "errors", "bundle", "values", "k8s", "lake")
 ALLOWED = {"facts": {"parse", "decode"}, "cli": {"report", "lab"}}
 BARE_FLOORS = ("model", "values")        # import nothing from diag
 BUNDLE_NAMES = ("manifest.json", "redactions.json")
