@@ -15,7 +15,10 @@ Contract (one function per job; heavy modules are imported inside them, so ``dia
 
 - :func:`pcap_summary`, :func:`pcap_export`, :func:`pcap_frame`, :func:`pcap_frame_deep`:
   a capture -> the ``diag pcap`` summary dict, the tables written to a directory, one frame's
-  rows, one frame through Wireshark's dissectors.
+  rows, one frame through Wireshark's dissectors; :func:`pcap_summaries`: several captures,
+  here or on a Dask cluster (the same dicts and files).
+- :func:`facts_export`, :func:`lake_query`: a bundle's facts appended to an evidence lake, SQL
+  over the lake.
 - :func:`load_facts(source, inventory=None, ports=Ports()) -> Facts`: a bundle directory or
   archive, or a capture, as tables and the cluster model.
 - :func:`explain(source, ports) -> (Facts, Explanation)`; :func:`trace(source, src, dst, ports)`.
@@ -102,6 +105,38 @@ def pcap_export(file: Path, directory: Path, fmt: str, ports: Ports = Ports()) -
             summary.add(chunk)
             writer.write(to_tables(chunk))
     return summary.result()
+
+
+def pcap_summaries(files: list[Path], ports: Ports = Ports(), workers: int | None = None,
+                   scheduler=None, export: Path | None = None, fmt: str = "parquet",
+                   spool: Path | None = None) -> list[dict]:
+    """The ``diag pcap`` summary of each capture, in order — the same dicts whether decoded
+    here (``workers`` processes per file) or on a Dask cluster (``scheduler``: an address,
+    ``"local"`` for a LocalCluster of ``workers`` processes, or a ``dask.distributed.Client``).
+    ``export``: every table written too (:mod:`diag.report.export`), into ``export`` for one
+    capture, ``export/<file name>`` for several (the same files either way)."""
+    from diag.report.export import PartWriter, prepare_directory
+
+    files = [_existing(Path(f)) for f in files]
+    targets: list[Path | None] = [None] * len(files)
+    if export is not None:
+        names = [f.name for f in files]
+        if len(set(names)) < len(names):
+            raise UsageError("--export with several captures writes one directory per file "
+                             "name: two files share a name", hint="rename or export them apart")
+        targets = [Path(export)] if len(files) == 1 else [Path(export) / n for n in names]
+    if scheduler is None:
+        return [pcap_export(f, t, fmt, ports) if t is not None else
+                pcap_summary(f, ports, workers) for f, t in zip(files, targets)]
+    from diag.decode import distributed
+
+    sinks = None if export is None else [PartWriter(prepare_directory(t, fmt), fmt)
+                                         for t in targets]
+    options = ports.decode_options()
+    if not isinstance(scheduler, str):
+        return distributed.summarize_many(files, scheduler, options, sinks, spool)
+    with distributed.connect(scheduler, workers) as client:
+        return distributed.summarize_many(files, client, options, sinks, spool)
 
 
 def pcap_frame(file: Path, frame: int, ports: Ports = Ports()) -> dict[str, list[dict]]:
@@ -287,4 +322,5 @@ def collect_summary(result) -> dict[str, Any]:
 
 __all__ = ["Ports", "collect", "collect_options", "collect_plan", "collect_request", "collect_summary",
            "collect_view", "explain", "facts_export", "lake_query", "load_facts", "paused_gc",
-           "pcap_export", "pcap_frame", "pcap_frame_deep", "pcap_summary", "report", "trace"]
+           "pcap_export", "pcap_frame", "pcap_frame_deep", "pcap_summaries", "pcap_summary", "report",
+           "trace"]
