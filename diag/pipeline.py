@@ -117,7 +117,7 @@ def pcap_summaries(files: list[Path], ports: Ports = Ports(), workers: int | Non
     capture, ``export/<file name>`` for several (the same files either way)."""
     from diag.report.export import PartWriter, prepare_directory
 
-    files = [_existing(Path(f)) for f in files]
+    files = [Path(f) for f in files]        # the decoder says what is wrong with a file
     targets: list[Path | None] = [None] * len(files)
     if export is not None:
         names = [f.name for f in files]
