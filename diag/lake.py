@@ -22,13 +22,15 @@ order with those types, plus ``bundle`` first and ``host`` (NULL for rows about 
 Contract:
 
 - :func:`append(directory, bundle, tables, record) -> bool`: write one bundle's tables (pandas
-  DataFrames by name); False, writing nothing, when the bundle is already in the lake (appending
+  DataFrames, or pyarrow Tables a program made in the schema, by name); False, writing nothing, when the bundle is already in the lake (appending
   is idempotent by bundle id). Each file is written under a temporary name and renamed; the
   manifest names the bundle last, so readers (:func:`files`) never see half a bundle. A value
   that does not fit its column's type (text in an integer column) becomes NULL and is counted in
   the bundle's ``coerced``; a column the schema does not know is kept as text.
 - :func:`contains(directory, bundle)`, :func:`manifest(directory)`, :func:`files(directory,
   table)`: what is there.
+- :class:`LakeBundle(directory, bundle)`: one bundle read for an analysis (columns, the rows of
+  some hosts as facts tables, SQL).
 - :func:`connect(directory)`: a DuckDB connection (in memory, no server) with a view per table
   under its own name (``routes``, ``bgp_peers``, ...) and ``bundles``; :func:`query(directory,
   sql)` runs one statement and returns a pyarrow Table. DuckDB is an optional extra
@@ -234,6 +236,8 @@ def arrow_table(name: str, df, bundle: str):
     import pyarrow as pa
 
     declared = SCHEMA.get(name, (("bundle", "string"), ("host", "string")))
+    if isinstance(df, pa.Table):
+        return _conformed(df, declared, bundle)
     n = 0 if df is None else len(df)
     present = set() if df is None else set(df.columns)
     unknown = [] if df is None else [c for c in df.columns
@@ -255,6 +259,37 @@ def arrow_table(name: str, df, bundle: str):
         arrays.append(values)
         fields.append(pa.field(column, values.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields)), coerced, unknown
+
+
+def _conformed(table, declared, bundle: str):
+    """A pyarrow Table (written by a program, e.g. a benchmark) in the declared schema: the
+    declared columns cast (text dictionary-encoded), missing ones NULL, ``bundle`` added."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = table.num_rows
+    arrays, fields = [], []
+    for column, kind in declared:
+        if column == "bundle":
+            values = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)),
+                                                    pa.array([bundle]))
+        elif column in table.column_names:
+            values = table.column(column).combine_chunks()
+            if kind in ("string", "json"):
+                if not pa.types.is_dictionary(values.type):
+                    values = values.cast(pa.string()).dictionary_encode()
+            else:
+                values = values.cast(_arrow_type(kind))
+        else:
+            values = pa.nulls(n, _arrow_type(kind))
+            if kind in ("string", "json"):
+                values = values.dictionary_encode()
+        arrays.append(values)
+        fields.append(pa.field(column, values.type))
+    unknown = [c for c in table.column_names if c not in {c for c, _ in declared}]
+    if unknown:
+        raise ValueError(f"columns the lake's schema does not have: {unknown}")
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields)), {}, []
 
 
 def _arrow_type(kind: str):
@@ -461,6 +496,75 @@ def arrow_of(result):
     return fetch()
 
 
+class LakeBundle:
+    """One bundle of a lake, read for an analysis: whole columns as pyarrow (``columns``),
+    the rows of some hosts as the facts tables have them (``frame``), SQL over its tables
+    (``sql``). What :func:`diag.pipeline.explain_lake` hands the analyzers: they read through
+    it and never open a file."""
+
+    def __init__(self, directory: Path, bundle: str) -> None:
+        self.directory, self.bundle = Path(directory), bundle
+        self._con = None
+
+    def path(self, table: str) -> str:
+        (path,) = files(self.directory, table, [self.bundle]) or [""]
+        return path
+
+    def columns(self, table: str, names: list[str]):
+        """The named columns of every row of ``table`` (text dictionary-encoded)."""
+        import pyarrow.parquet as pq
+
+        path = self.path(table)
+        if not path or not Path(path).exists():
+            import pyarrow as pa
+
+            return pa.table({n: pa.array([], _arrow_type(dict(SCHEMA[table]).get(n, "string")))
+                             for n in names})
+        return pq.read_table(path, columns=names)
+
+    def frame(self, table: str, hosts=None):
+        """The rows of ``hosts`` (None: all) as the facts table: pandas, JSON columns as lists,
+        integers nullable, without ``bundle``."""
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        path = self.path(table)
+        declared = [c for c, _ in SCHEMA.get(table, ()) if c != "bundle"]
+        if not path or not Path(path).exists():
+            return pd.DataFrame({c: pd.Series([], dtype=object) for c in declared})
+        data = pq.read_table(path)
+        if hosts is not None:
+            data = data.filter(pc.is_in(data.column("host").cast(pa.string()),
+                                        value_set=pa.array(sorted(hosts), pa.string())))
+        data = data.drop_columns(["bundle"])
+        plain = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
+                 for c in (data.column(i).combine_chunks() for i in range(data.num_columns))]
+        frame = pa.Table.from_arrays(plain, names=data.column_names).to_pandas(
+            types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        for column, kind in SCHEMA.get(table, ()):
+            if kind == "json" and column in frame:
+                texts = frame[column].tolist()
+                loaded: dict = {}
+                frame[column] = pd.Series([None if t is None else loaded.setdefault(
+                    t, json.loads(t)) for t in texts], dtype=object, index=frame.index)
+            elif kind == "string" and column in frame:
+                frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+        return frame
+
+    def sql(self, text: str):
+        """One statement over this bundle's tables (views as :func:`connect` makes them)."""
+        if self._con is None:
+            self._con = connect(self.directory, only=[self.bundle])
+        return arrow_of(self._con.sql(text))
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
 def _duckdb():
     try:
         import duckdb
@@ -470,5 +574,6 @@ def _duckdb():
     return duckdb
 
 
-__all__ = ["FORMAT", "LAKE_MANIFEST", "SCHEMA", "SCHEMA_VERSION", "append", "arrow_table",
+__all__ = ["FORMAT", "LAKE_MANIFEST", "LakeBundle", "SCHEMA", "SCHEMA_VERSION", "append",
+           "arrow_of", "arrow_table",
            "bundles", "connect", "contains", "files", "manifest", "query", "tables"]

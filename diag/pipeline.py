@@ -224,6 +224,45 @@ def explain(source: Path, ports: Ports = Ports()):
         return facts, analyze(facts)
 
 
+def explain_lake(directory: Path, bundle: str | None = None, timings: dict | None = None):
+    """(facts header, :class:`diag.analyze.Explanation`) of the routing analyzers over one
+    bundle of an evidence lake (``bundle``: its id or a unique prefix; the only one when
+    None), read column-wise from the Parquet files: fleet scale (docs/explain.md)."""
+    from diag import lake
+    from diag.analyze import explain_lake as analyze
+    from diag.facts import Facts
+    from diag.facts.export import model_from_rows
+
+    known = lake.bundles(directory)
+    chosen = [b for b in known if bundle is None or b.startswith(bundle)]
+    if len(chosen) != 1:
+        raise UsageError(f"{len(chosen)} bundles in {directory} match "
+                         f"{bundle or 'no --bundle'}", hint="choose one with --bundle ID: "
+                         + ", ".join(sorted(b[:12] for b in known)[:10]))
+    ident = chosen[0]
+    reader = lake.LakeBundle(directory, ident)
+    with paused_gc():
+        try:
+            model = model_from_rows(reader.frame("model_hosts").to_dict("records"),
+                                    reader.frame("model_cluster").to_dict("records"),
+                                    reader.frame("tunnels").to_dict("records"))
+            result = analyze(reader, model, timings)
+        finally:
+            reader.close()
+    entry = known[ident]
+    header = Facts(f"{directory} (bundle {ident[:12]}: {entry.get('source')})", "lake", {},
+                   model, None, (), {"status": entry.get("status"),
+                                     "hosts": {h: {} for h in model.hosts}})
+    return header, result
+
+
+def is_lake(source: Path) -> bool:
+    """An evidence lake (a directory with the lake's manifest), not a bundle."""
+    from diag import lake
+
+    return Path(source).is_dir() and bool(lake.manifest(source, missing_ok=True))
+
+
 def trace(source: Path, src: str, dst: str, ports: Ports = Ports()):
     """The walk of a packet ``src`` -> ``dst`` over the collected FIBs
     (:class:`diag.analyze.trace.Trace`); a source no host owns is a usage error."""
@@ -321,6 +360,6 @@ def collect_summary(result) -> dict[str, Any]:
 
 
 __all__ = ["Ports", "collect", "collect_options", "collect_plan", "collect_request", "collect_summary",
-           "collect_view", "explain", "facts_export", "lake_query", "load_facts", "paused_gc",
+           "collect_view", "explain", "explain_lake", "facts_export", "lake_query", "load_facts", "paused_gc",
            "pcap_export", "pcap_frame", "pcap_frame_deep", "pcap_summaries", "pcap_summary", "report",
            "trace"]
