@@ -54,14 +54,14 @@ kernel AS (
       AND ((r.host, r."table") IN (SELECT host, "table" FROM used)
            OR (r.host NOT IN (SELECT host FROM used) AND r."table" = 'main'))),
 learned AS (
-    SELECT file_row_number AS at, host, prefix, nexthop, daemon, source, as_path_str
+    SELECT file_row_number AS row_at, host, prefix, nexthop, daemon, source, as_path_str
     FROM read_parquet('{paths}', file_row_number = true)
     WHERE rib = 'loc' AND best AND NOT coalesce(local, false) AND prefix NOT LIKE '%:%')
-SELECT l.at, l.host, l.prefix, l.nexthop, l.daemon, l.source, l.as_path_str FROM learned l
+SELECT l.row_at, l.host, l.prefix, l.nexthop, l.daemon, l.source, l.as_path_str FROM learned l
 WHERE NOT EXISTS (
     SELECT 1 FROM kernel k WHERE k.host = l.host AND k.prefix = l.prefix
       AND (k.gateway = l.nexthop OR l.nexthop IN ('0.0.0.0', '')))
-ORDER BY l.at
+ORDER BY l.row_at
 """
 
 LEARNED_HOSTS_SQL = """
@@ -70,11 +70,11 @@ WHERE rib = 'loc' AND best AND NOT coalesce(local, false) AND prefix NOT LIKE '%
 """
 
 LEARNED_ROWS_SQL = """
-SELECT file_row_number AS at, host, prefix, nexthop, daemon, source, as_path_str
+SELECT file_row_number AS row_at, host, prefix, nexthop, daemon, source, as_path_str
 FROM read_parquet('{paths}', file_row_number = true)
 WHERE rib = 'loc' AND best AND NOT coalesce(local, false) AND prefix NOT LIKE '%:%'
   AND host IN ({hosts})
-ORDER BY at
+ORDER BY row_at
 """
 
 
@@ -449,8 +449,8 @@ def _learned(source) -> LakeLearned:
         learned.rows_of[host] = ()
     quoted = path.replace("'", "''")
     for row in source.sql(UNPROVEN_SQL.format(paths=quoted)).to_pylist():
-        learned.unproven_of.setdefault(row["host"], []).append(row["at"])
-        learned.rows[row["at"]] = _row(row)
+        learned.unproven_of.setdefault(row["host"], []).append(row["row_at"])
+        learned.rows[row["row_at"]] = _row(row)
     return learned
 
 
@@ -469,6 +469,6 @@ def _load_learned_rows(source, learned: LakeLearned, hosts: set[str]) -> None:
     rows: dict[str, list] = {h: [] for h in asked}
     for row in source.sql(LEARNED_ROWS_SQL.format(paths=path.replace("'", "''"),
                                                   hosts=listed)).to_pylist():
-        rows[row["host"]].append(row["at"])
-        learned.rows[row["at"]] = _row(row)
+        rows[row["host"]].append(row["row_at"])
+        learned.rows[row["row_at"]] = _row(row)
     learned.rows_of.update(rows)
