@@ -218,7 +218,9 @@ def _write(path: Path, table) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
+    # row groups of 128 Ki rows: a reader asking for a few hosts skips the others by their
+    # statistics (rows are written host by host)
+    pq.write_table(table, tmp, row_group_size=1 << 17)
     os.replace(tmp, path)
 
 
@@ -534,10 +536,14 @@ class LakeBundle:
         declared = [c for c, _ in SCHEMA.get(table, ()) if c != "bundle"]
         if not path or not Path(path).exists():
             return pd.DataFrame({c: pd.Series([], dtype=object) for c in declared})
-        data = pq.read_table(path)
-        if hosts is not None:
+        if hosts is not None and not hosts:
+            data = pq.read_schema(path).empty_table()
+        elif hosts is not None:         # the row groups of other hosts are skipped (statistics)
+            data = pq.read_table(path, filters=[("host", "in", sorted(hosts))])
             data = data.filter(pc.is_in(data.column("host").cast(pa.string()),
                                         value_set=pa.array(sorted(hosts), pa.string())))
+        else:
+            data = pq.read_table(path)
         data = data.drop_columns(["bundle"])
         plain = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
                  for c in (data.column(i).combine_chunks() for i in range(data.num_columns))]

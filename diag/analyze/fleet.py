@@ -47,21 +47,30 @@ DROP_OR_LOCAL = ("blackhole", "unreachable", "prohibit", "local", "broadcast", "
 UNPROVEN_SQL = """
 WITH used AS (
     SELECT DISTINCT host, "table" FROM rules WHERE family = 'inet' AND action = 'lookup'),
+ruled AS (SELECT DISTINCT host FROM used),
+unicast AS (
+    SELECT host, "table", dst AS prefix, gateway FROM routes
+    WHERE family = 'inet' AND type = 'unicast' AND phase = 'main'),
 kernel AS (
-    SELECT r.host, r.dst AS prefix, r.gateway
-    FROM routes r
-    WHERE r.family = 'inet' AND r.type = 'unicast' AND r.phase = 'main'
-      AND ((r.host, r."table") IN (SELECT host, "table" FROM used)
-           OR (r.host NOT IN (SELECT host FROM used) AND r."table" = 'main'))),
+    SELECT r.host, r.prefix, r.gateway FROM unicast r
+        SEMI JOIN used u ON u.host = r.host AND u."table" = r."table"
+    UNION ALL
+    SELECT r.host, r.prefix, r.gateway FROM unicast r
+        ANTI JOIN ruled x ON x.host = r.host
+    WHERE r."table" = 'main'),
 learned AS (
     SELECT file_row_number AS row_at, host, prefix, nexthop, daemon, source, as_path_str
     FROM read_parquet('{paths}', file_row_number = true)
     WHERE rib = 'loc' AND best AND NOT coalesce(local, false) AND prefix NOT LIKE '%:%')
-SELECT l.row_at, l.host, l.prefix, l.nexthop, l.daemon, l.source, l.as_path_str FROM learned l
-WHERE NOT EXISTS (
-    SELECT 1 FROM kernel k WHERE k.host = l.host AND k.prefix = l.prefix
-      AND (k.gateway = l.nexthop OR l.nexthop IN ('0.0.0.0', '')))
-ORDER BY l.row_at
+SELECT * FROM (
+    SELECT l.* FROM learned l
+        ANTI JOIN kernel k ON k.host = l.host AND k.prefix = l.prefix AND k.gateway = l.nexthop
+    WHERE l.nexthop IS NULL OR l.nexthop NOT IN ('0.0.0.0', '')
+    UNION ALL
+    SELECT l.* FROM learned l
+        ANTI JOIN kernel k ON k.host = l.host AND k.prefix = l.prefix
+    WHERE l.nexthop IN ('0.0.0.0', ''))
+ORDER BY row_at
 """
 
 LEARNED_HOSTS_SQL = """
@@ -86,6 +95,7 @@ class LakeLearned:
     rows_of: dict = field(default_factory=dict)        # host -> row numbers (or () unasked)
     unproven_of: dict = field(default_factory=dict)    # host -> row numbers
     rows: dict = field(default_factory=dict)           # row number -> (prefix, nexthop, ...)
+    kept: Any = None               # column-wise: (learned rows, host codes, host names)
 
     def row(self, i: int):
         return self.rows[i]
@@ -105,6 +115,9 @@ class Swept:
     column_of: dict = field(default_factory=dict)     # node name -> probe column
 
 
+RIB_VS_FIB = "columns"        # or "sql": docs/explain.md ("Fleet scale") has both measured
+
+
 def analyze(source, model, timings: dict | None = None) -> tuple[list[Finding], list[Check]]:
     from diag.analyze import routing
     from diag.analyze.fib import build_fib
@@ -114,15 +127,19 @@ def analyze(source, model, timings: dict | None = None) -> tuple[list[Finding], 
     clock = time.monotonic()
 
     def lap(name: str) -> None:
+        import resource
+
         nonlocal clock
         now = time.monotonic()
         timings[name] = round(now - clock, 3)
+        timings[f"{name}_peak_rss_mib"] = resource.getrusage(
+            resource.RUSAGE_SELF).ru_maxrss // 1024
         clock = now
 
     swept = sweep(source, model, timings)
     lap("sweep")
-    learned = _learned(source)
-    lap("rib_vs_fib_sql")
+    learned = _learned_columns(source) if RIB_VS_FIB == "columns" else _learned(source)
+    lap(f"rib_vs_fib_{RIB_VS_FIB}")
     hosts = set(swept.full)
     for host, peers in swept.flagged.items():
         if peers:
@@ -134,6 +151,7 @@ def analyze(source, model, timings: dict | None = None) -> tuple[list[Finding], 
     hosts |= {h for h, d in swept.direct.items() if d}
     hosts |= {h for h, rows in learned.unproven_of.items() if rows}
     _load_learned_rows(source, learned, hosts)
+    lap("plan")
     tables = {name: source.frame(name, hosts) for name in
               ("routes", "rules", "addresses", "neighbors", "fdb", "interfaces", "sysctls",
                "bgp_paths", "route_gets", "packets")}
@@ -141,7 +159,7 @@ def analyze(source, model, timings: dict | None = None) -> tuple[list[Finding], 
     outputs = OutputIndex(zip(commands["host"], commands["id"], commands["path"])) \
         if len(commands) else OutputIndex()
     fib = build_fib(tables, outputs=outputs)
-    lap(f"fib_of_{len(hosts)}_hosts")
+    lap("fib_of_walked_hosts")
     routing_sweep = routing._Sweep(swept.entries, None, swept.flagged, swept.direct)
 
     def peers(ctx, host, prefix, owner):
@@ -230,29 +248,30 @@ def sweep(source, model, timings: dict | None = None) -> Swept:
 
     cols = source.columns("routes", ["host", "table", "family", "type", "dst", "gateway",
                                      "dev", "nexthops", "metric", "phase"])
+    # int32 row numbers and codes throughout: 25 million rows, every fresh page costs
+    i32 = np.int32
     host_c, host_v = _codes(cols.column("host"))
-    fam_c, fam_v = _codes(cols.column("family"))
-    phase_c, phase_v = _codes(cols.column("phase"))
-    keep = _is(fam_c, fam_v, "inet") & _is(phase_c, phase_v, "main")
+    keep = _is(_codes(cols.column("family")), "inet") & _is(_codes(cols.column("phase")), "main")
     # the host's row in the matrix, and the rank of the row's table in its rules (-1: unused)
     table_c, table_v = _codes(cols.column("table"))
     table_names = [str(t) if t else "main" for t in table_v] + ["main"]
-    max_rank = max((len(t) for t in plan.values()), default=0)
+    width = len(table_names)
     host_row = np.array([row_of_host.get(h, -1) if h not in full else -1 for h in host_v]
-                        + [-1], dtype=np.int64)
-    rank_of = np.full((len(host_v) + 1) * len(table_names), -1, dtype=np.int64)
+                        + [-1], dtype=i32)
+    rank_of = np.full((len(host_v) + 1) * width, -1, dtype=np.int8)
     for hk, host in enumerate(host_v):
         for rank, table in enumerate(plan.get(host, ()) if host not in full else ()):
             for tk, name in enumerate(table_names):
-                if name == table and rank_of[hk * len(table_names) + tk] < 0:
-                    rank_of[hk * len(table_names) + tk] = rank
-    rows_host = host_row[host_c]
-    rank = rank_of[np.where(host_c < 0, len(host_v), host_c).astype(np.int64) * len(table_names)
-                   + np.where(table_c < 0, len(table_v), table_c)]
-    keep &= (rows_host >= 0) & (rank >= 0)
+                if name == table and rank_of[hk * width + tk] < 0:
+                    rank_of[hk * width + tk] = rank
+    last = np.int32(len(host_v))
+    host_c = np.where(host_c < 0, last, host_c)
+    keep &= host_row[host_c] >= 0
+    keep &= rank_of[host_c * np.int32(width) + np.where(table_c < 0, np.int32(len(table_v)),
+                                                       table_c)] >= 0
     dst_c, dst_v = _codes(cols.column("dst"))
     net = np.zeros(len(dst_v) + 1, dtype=np.int64)
-    plen = np.full(len(dst_v) + 1, -1, dtype=np.int64)
+    plen = np.full(len(dst_v) + 1, -1, dtype=np.int8)
     for k, text in enumerate(dst_v):
         try:
             parsed = ipaddress.ip_network("0.0.0.0/0" if text == "default" else text,
@@ -261,64 +280,88 @@ def sweep(source, model, timings: dict | None = None) -> Swept:
             continue
         if parsed.version == 4:
             net[k], plen[k] = int(parsed.network_address), parsed.prefixlen
-    r_plen = plen[dst_c]
-    keep &= r_plen >= 0
-    at = np.flatnonzero(keep)
+    keep &= plen[dst_c] >= 0
+    at = np.flatnonzero(keep).astype(i32)
     del keep
-    r_net, r_plen = net[dst_c[at]], r_plen[at]
-    lo = np.searchsorted(sorted_probes, r_net, side="left")
-    hi = np.searchsorted(sorted_probes, r_net + (np.int64(1) << (32 - r_plen)), side="left")
+    r_dst = dst_c[at]
+    # the run of sorted probes each route covers: [lo, hi)
+    lo = np.searchsorted(sorted_probes, net[r_dst], side="left").astype(i32)
+    span = net[r_dst] + (np.int64(1) << (32 - plen[r_dst].astype(np.int64)))
+    hi = np.searchsorted(sorted_probes, span, side="left").astype(i32)
+    del span
     count = hi - lo
-    metric = cols.column("metric").to_numpy(zero_copy_only=False)
-    metric = np.nan_to_num(metric.astype(np.float64), nan=0.0)[at] if len(metric) else metric
+    covering = np.flatnonzero(count > 0)
+    at, lo, hi, count, r_dst = at[covering], lo[covering], hi[covering], count[covering], \
+        r_dst[covering]
+    del covering
     if timings is not None:
-        timings["sweep_read_codes"] = len(at)
+        timings["sweep_route_rows"] = len(host_c)
+        timings["sweep_rows_covering_a_probe"] = len(at)
+    r_plen = plen[r_dst]
+    r_host = host_row[host_c[at]]
+    r_rank = rank_of[host_c[at] * np.int32(width) + np.where(
+        table_c[at] < 0, np.int32(len(table_v)), table_c[at])]
+    metric_col = cols.column("metric")
+
+    def metric(rows):
+        values = metric_col.take(at[rows]).to_numpy(zero_copy_only=False)
+        return np.nan_to_num(values.astype(np.float64), nan=0.0)
+
     # per table rank: the row deciding each (host, probe), painted from the widest routes
-    answer = np.full((max(max_rank, 1), n_hosts, n_probes), -1, dtype=np.int64)
+    answers: dict[int, Any] = {}
+
+    def matrix(rank: int):
+        if rank not in answers:
+            answers[rank] = np.full((n_hosts, n_probes), -1, dtype=i32)
+        return answers[rank]
+
     wide = np.flatnonzero(count > 1)
     if len(wide):
         # shortest prefix first, then for one prefix the worst metric first: the best last
-        sequence = wide[np.lexsort((-np.arange(len(wide)), -metric[wide], r_plen[wide]))]
-        hosts_w, ranks_w = rows_host[at[sequence]], rank[at[sequence]]
-        for k, h, r in zip(sequence.tolist(), hosts_w.tolist(), ranks_w.tolist()):
-            answer[r, h, order[lo[k]:hi[k]]] = at[k]
+        sequence = wide[np.lexsort((-np.arange(len(wide)), -metric(wide), r_plen[wide]))]
+        for k in sequence.tolist():
+            matrix(int(r_rank[k]))[r_host[k], order[lo[k]:hi[k]]] = at[k]
     single = np.flatnonzero(count == 1)
-    if len(single):
-        cells = (rank[at[single]] * n_hosts + rows_host[at[single]]) * n_probes \
-            + order[lo[single]]
-        flat = answer.reshape(-1)
-        flat[cells] = at[single]
-        lost = flat[cells] != at[single]
+    del count
+    for rank in np.unique(r_rank[single]).tolist() if len(single) else ():
+        rows = single[r_rank[single] == rank]
+        flat = matrix(rank).reshape(-1)
+        cells = r_host[rows].astype(np.int64) * n_probes + order[lo[rows]]
+        flat[cells] = at[rows]
+        lost = flat[cells] != at[rows]
         if lost.any():                 # two one-probe routes for one cell: longest, metric, first
             clash = np.isin(cells, cells[lost])
-            pick, where = single[clash], cells[clash]
-            ranked = np.lexsort((-np.arange(len(pick)), -metric[pick], r_plen[pick], where))
-            last = np.r_[where[ranked][1:] != where[ranked][:-1], True]   # each cell's best
-            flat[where[ranked][last]] = at[pick[ranked][last]]
-    del lo, hi, count
+            pick, where = rows[clash], cells[clash]
+            ranked = np.lexsort((-np.arange(len(pick)), -metric(pick), r_plen[pick], where))
+            best = np.r_[where[ranked][1:] != where[ranked][:-1], True]    # each cell's best
+            flat[where[ranked][best]] = at[pick[ranked][best]]
+    del lo, hi, r_dst, r_plen, r_host, r_rank, at, single, wide
     # the first table whose answer is not "throw"
     type_c, type_v = _codes(cols.column("type"))
     kinds = [str(t) if t else "unicast" for t in type_v] + ["unicast"]
-    throw = np.array([k == "throw" for k in kinds])[np.where(type_c < 0, len(type_v), type_c)]
-    final = np.full((n_hosts, n_probes), -1, dtype=np.int64)
-    for r in range(answer.shape[0]):
-        cell = answer[r]
+    is_throw = np.array([k == "throw" for k in kinds])
+    is_unicast = np.array([k == "unicast" for k in kinds])
+    type_c = np.where(type_c < 0, np.int32(len(type_v)), type_c)
+    final = np.full((n_hosts, n_probes), -1, dtype=i32)
+    for rank in sorted(answers):
+        cell = answers.pop(rank)
         take = (final < 0) & (cell >= 0)
-        take[take] = ~throw[cell[take]]
+        take[take] = ~is_throw[type_c[cell[take]]]
         final[take] = cell[take]
-    del answer
+        del cell, take
     # the verdict of each answer: unicast, by a device that is not the default-route NIC (or
     # the default NIC is the cluster NIC), or by an overlay device
-    dev_c, dev_v = _codes(cols.column("dev"))
-    hops_c, hops_v = _codes(cols.column("nexthops"))
-    gw_c, gw_v = _codes(cols.column("gateway"))
     names: dict[str, int] = {}
 
     def code(text) -> int:
         return -1 if text is None else names.setdefault(str(text), len(names))
 
-    dev_code = np.array([code(d) for d in dev_v] + [-1], dtype=np.int64)
-    first_dev, gateways, ecmp = [], [], []
+    dev_c, dev_v = _codes(cols.column("dev"))
+    hops_c, hops_v = _codes(cols.column("nexthops"))
+    gw_c, gw_v = _codes(cols.column("gateway"))
+    dev_code = np.array([code(d) for d in dev_v] + [-1], dtype=i32)
+    gw_code = np.array([code(g) for g in gw_v] + [-1], dtype=i32)
+    first_dev, first_gw, ecmp = [], [], []
     for text in hops_v:
         try:
             hops = json.loads(text) if text else None
@@ -326,44 +369,49 @@ def sweep(source, model, timings: dict | None = None) -> Swept:
             hops = None
         if isinstance(hops, list) and hops:
             first_dev.append(code((hops[0] or {}).get("dev")))
-            gateways.append(tuple((h or {}).get("gateway") for h in hops))
+            first_gw.append(code((hops[0] or {}).get("gateway")))
             ecmp.append(len(hops) > 1)
-        else:
-            first_dev.append(-2)        # no list: the row's own dev
-            gateways.append(None)
+        else:                           # no list: the row's own dev and gateway
+            first_dev.append(-2)
+            first_gw.append(-2)
             ecmp.append(False)
-    first_dev = np.array(first_dev + [-2], dtype=np.int64)
-    row_dev = first_dev[np.where(hops_c < 0, len(hops_v), hops_c)]
-    row_dev = np.where(row_dev == -2, dev_code[np.where(dev_c < 0, len(dev_v), dev_c)], row_dev)
-    unicast = np.array([k == "unicast" for k in kinds])[np.where(type_c < 0, len(type_v),
-                                                                 type_c)]
+    first_dev = np.array(first_dev + [-2], dtype=i32)
+    first_gw = np.array(first_gw + [-2], dtype=i32)
+    ecmp = np.array(ecmp + [False])
+    found = final >= 0
+    rows = final[found]
+    del final
+    hop = np.where(hops_c[rows] < 0, np.int32(len(hops_v)), hops_c[rows])
+    dev = first_dev[hop]
+    own_dev = dev_code[np.where(dev_c[rows] < 0, np.int32(len(dev_v)), dev_c[rows])]
+    dev = np.where(dev == -2, own_dev, dev)
+    del own_dev
+    gateway = first_gw[hop]
+    own_gw = gw_code[np.where(gw_c[rows] < 0, np.int32(len(gw_v)), gw_c[rows])]
+    gateway = np.where(gateway == -2, own_gw, gateway)
+    multi = ecmp[hop]
+    unicast = is_unicast[type_c[rows]]
+    del own_gw, hop, rows
+    host_of = np.broadcast_to(np.arange(n_hosts, dtype=np.int64)[:, None], found.shape)[found]
+    vxlan = _overlay_devices(source, node_names, code)
+    overlay = np.isin((host_of << 20) + dev, vxlan) if len(vxlan) else np.zeros(len(dev), bool)
     default_dev = np.array([code(n.default_iface.value) if n.default_iface.value else -3
-                            for n in nodes], dtype=np.int64)
+                            for n in nodes], dtype=i32)
     same = np.array([n.default_iface.value == n.cluster_iface.value for n in nodes])
     cluster_dev = np.array([code(n.cluster_iface.value) if n.cluster_iface.value else -3
-                            for n in nodes], dtype=np.int64)
-    vxlan = _overlay_devices(source, node_names, code)
-    safe = np.where(final >= 0, final, 0)
-    dev_of = row_dev[safe]
-    host_index = np.arange(n_hosts)[:, None]
-    overlay = np.isin((host_index << 20) + dev_of, vxlan) if len(vxlan) else \
-        np.zeros(final.shape, dtype=bool)
-    ok = (final >= 0) & unicast[safe] & (overlay | (dev_of != default_dev[:, None])
-                                         | same[:, None])
+                            for n in nodes], dtype=i32)
+    ok = np.zeros(found.shape, dtype=bool)
+    ok[found] = unicast & (overlay | (dev != default_dev[host_of]) | same[host_of])
     # the peers hook: routed by the cluster NIC or an overlay device
-    by_cluster = (final >= 0) & unicast[safe] & (overlay | (dev_of == cluster_dev[:, None]))
+    by_cluster = np.zeros(found.shape, dtype=bool)
+    by_cluster[found] = unicast & (overlay | (dev == cluster_dev[host_of]))
     # autoDirectNodeRoutes candidates: unicast answers whose gateways hold the peer's node IP
-    node_ip = [n.node_ip.value for n, _p in entries]
-    gw_row = np.array([code(g) for g in gw_v] + [-1], dtype=np.int64)[
-        np.where(gw_c < 0, len(gw_v), gw_c)]
-    hop_gateways = [g for g in gateways] + [None]
-    row_hops = np.where(hops_c < 0, len(hops_v), hops_c)
-    multi = np.array(ecmp + [False])[row_hops]
-    peer_ip = np.array([code(ip) if ip else -4 for ip in node_ip], dtype=np.int64)
-    first_gw = np.array([code(g[0]) if g else -5 for g in hop_gateways], dtype=np.int64)[row_hops]
-    first_gw = np.where(first_gw == -5, gw_row, first_gw)
-    direct_mask = (final >= 0) & unicast[safe] & ((first_gw[safe] == peer_ip[None, :])
-                                                  | multi[safe])
+    peer_ip = np.array([code(n.node_ip.value) if n.node_ip.value else -4 for n, _p in entries],
+                       dtype=i32)
+    probe_of = np.broadcast_to(np.arange(n_probes, dtype=np.int64)[None, :], found.shape)[found]
+    direct_mask = np.zeros(found.shape, dtype=bool)
+    direct_mask[found] = unicast & ((gateway == peer_ip[probe_of]) | multi)
+    del dev, gateway, multi, unicast, overlay, host_of, probe_of
     flagged: dict[str, list] = {}
     direct: dict[str, list] = {}
     entry_nodes = [n for n, _p in entries]
@@ -382,9 +430,11 @@ def sweep(source, model, timings: dict | None = None) -> Swept:
                  by_cluster, row_of_host, column_of)
 
 
-def _is(codes, values: list, wanted: str):
+def _is(coded, wanted: str):
+    """Per row: the value is ``wanted`` (from ``_codes``' pair)."""
     import numpy as np
 
+    codes, values = coded
     table = np.array([v == wanted for v in values] + [False])
     return table[np.where(codes < 0, len(values), codes)]
 
@@ -454,6 +504,113 @@ def _learned(source) -> LakeLearned:
     return learned
 
 
+def _learned_columns(source) -> LakeLearned:
+    """Step 2 column-wise (what :data:`UNPROVEN_SQL` asks, over dictionary codes): the paths'
+    and routes' hosts, prefixes and next hops mapped onto one code space through their few
+    distinct values, then one membership test of (host, prefix, next hop) keys — no string is
+    made per row."""
+    import numpy as np
+
+    from diag.analyze.routing import _isin
+
+    learned = LakeLearned()
+    paths = source.columns("bgp_paths", ["host", "rib", "best", "local", "prefix", "nexthop"])
+    if not paths.num_rows:
+        return learned
+    p_host, host_v = _codes(paths.column("host"))
+    p_prefix, prefix_v = _codes(paths.column("prefix"))
+    p_hop, hop_v = _codes(paths.column("nexthop"))
+    best = paths.column("best").to_numpy(zero_copy_only=False)
+    local = paths.column("local").to_numpy(zero_copy_only=False)
+    v4 = np.array([":" not in str(p) for p in prefix_v] + [True])
+    mine = _is(_codes(paths.column("rib")), "loc") & (best == True) & (local != True) \
+        & v4[np.where(p_prefix < 0, len(prefix_v), p_prefix)]                  # noqa: E712
+    del best, local, paths
+    rows = np.flatnonzero(mine).astype(np.int32)
+    del mine
+    l_host, l_prefix, l_hop = p_host[rows], p_prefix[rows], p_hop[rows]
+    for code in np.unique(l_host).tolist():
+        learned.rows_of[host_v[code]] = ()
+    routes = source.columns("routes", ["host", "table", "family", "type", "phase", "dst",
+                                       "gateway"])
+    r_host, r_host_v = _codes(routes.column("host"))
+    keep = _is(_codes(routes.column("family")), "inet") & _is(_codes(routes.column("type")),
+                                                               "unicast") \
+        & _is(_codes(routes.column("phase")), "main")
+    # the tables each host's ip rules look up (main for a host without lookup rules)
+    rules = source.frame("rules")
+    used = rules[((rules["family"] == "inet") & (rules["action"] == "lookup"))
+                 .to_numpy(dtype=bool)] if len(rules) else rules
+    ruled = {str(h) for h in used["host"]} if len(used) else set()
+    pairs = {(str(h), str(t)) for h, t in zip(used["host"], used["table"])} if len(used) \
+        else set()
+    r_table, table_v = _codes(routes.column("table"))
+    allowed = np.zeros((len(r_host_v) + 1) * (len(table_v) + 1), dtype=bool)
+    for hk, host in enumerate(r_host_v):
+        for tk, table in enumerate(table_v):
+            allowed[hk * (len(table_v) + 1) + tk] = (host, str(table)) in pairs or (
+                host not in ruled and table == "main")
+    keep &= allowed[np.where(r_host < 0, len(r_host_v), r_host) * (len(table_v) + 1)
+                    + np.where(r_table < 0, len(table_v), r_table)]
+    del allowed, r_table
+    # the routes' hosts, destinations and gateways in the paths' code spaces
+    host_map = _onto(host_v, r_host_v)
+    at = np.flatnonzero(keep).astype(np.int32)
+    del keep
+    k_host = host_map[_nulls(r_host[at], len(r_host_v))]
+    dst_c, dst_v = _codes(routes.column("dst"))
+    k_prefix = _onto(prefix_v, dst_v)[_nulls(dst_c[at], len(dst_v))]
+    gw_c, gw_v = _codes(routes.column("gateway"))
+    k_hop = _onto(hop_v, gw_v)[_nulls(gw_c[at], len(gw_v))]
+    del routes, r_host, dst_c, gw_c, at
+    held = (k_host >= 0) & (k_prefix >= 0)
+    k_host, k_prefix, k_hop = k_host[held], k_prefix[held], k_hop[held]
+    n_prefix, n_hop = np.int64(len(prefix_v) + 1), np.int64(len(hop_v) + 1)
+    by_prefix_l = l_host.astype(np.int64) * n_prefix + l_prefix
+    by_prefix_k = k_host.astype(np.int64) * n_prefix + k_prefix
+    gateway = k_hop >= 0
+    proven = (l_hop >= 0) & (l_prefix >= 0) & _isin(
+        by_prefix_l * n_hop + l_hop, (by_prefix_k * n_hop + k_hop)[gateway])
+    local_hop = np.array([h in ("0.0.0.0", "") for h in hop_v] + [False])[
+        _nulls(l_hop, len(hop_v))]
+    if local_hop.any():
+        proven |= local_hop & (l_prefix >= 0) & _isin(by_prefix_l, by_prefix_k)
+    unproven = rows[~proven]
+    _take_rows(source, learned, unproven, host_v, p_host, for_unproven=True)
+    learned.kept = (rows, p_host, host_v)           # the walk asks some hosts' rows later
+    return learned
+
+
+def _nulls(codes, size: int):
+    import numpy as np
+
+    return np.where(codes < 0, size, codes)
+
+
+def _onto(left: list, right: list):
+    """Each of ``right``'s values as its code in ``left`` (-1 null, -2 absent), indexable by
+    a right code (with the null code ``len(right)`` last)."""
+    import numpy as np
+
+    index = {v: k for k, v in enumerate(left)}
+    return np.array([index.get(v, -2) for v in right] + [-1], dtype=np.int32)
+
+
+def _take_rows(source, learned: LakeLearned, rows, host_v, p_host, for_unproven: bool) -> None:
+    """The (prefix, nexthop, daemon, source, as_path_str) of path rows ``rows`` (file order)."""
+    if not len(rows):
+        return
+    import pyarrow as pa
+
+    data = source.columns("bgp_paths", ["prefix", "nexthop", "daemon", "source", "as_path_str"]
+                          ).take(pa.array(rows))
+    for i, prefix, nexthop, daemon, src, path in zip(
+            rows.tolist(), *(data.column(c).to_pylist() for c in data.column_names)):
+        learned.rows[i] = (str(prefix), str(nexthop), str(daemon), str(src), path)
+        if for_unproven:
+            learned.unproven_of.setdefault(host_v[p_host[i]], []).append(i)
+
+
 def _row(row: dict) -> tuple:
     return (str(row["prefix"]), str(row["nexthop"]), str(row["daemon"]), str(row["source"]),
             row["as_path_str"])
@@ -461,10 +618,22 @@ def _row(row: dict) -> tuple:
 
 def _load_learned_rows(source, learned: LakeLearned, hosts: set[str]) -> None:
     """The learned rows of the hosts the walk asks about (routing._daemon_rows)."""
-    path = source.path("bgp_paths")
     asked = [h for h in hosts if h in learned.rows_of]
-    if not path or not asked:
+    if not asked:
         return
+    if learned.kept is not None:
+        import numpy as np
+
+        rows, p_host, host_v = learned.kept
+        codes = [k for k, h in enumerate(host_v) if h in set(asked)]
+        mine = rows[np.isin(p_host[rows], codes)]
+        _take_rows(source, learned, mine, host_v, p_host, for_unproven=False)
+        by_host: dict[str, list] = {h: [] for h in asked}
+        for i in mine.tolist():
+            by_host[host_v[p_host[i]]].append(i)
+        learned.rows_of.update(by_host)
+        return
+    path = source.path("bgp_paths")
     listed = ", ".join("'" + h.replace("'", "''") + "'" for h in sorted(asked))
     rows: dict[str, list] = {h: [] for h in asked}
     for row in source.sql(LEARNED_ROWS_SQL.format(paths=path.replace("'", "''"),
