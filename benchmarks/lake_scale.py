@@ -265,18 +265,26 @@ def _small_tables(names: list[str], pods: list[str]) -> dict:
 
 
 def run_explain(directory: Path) -> dict:
-    """``diag explain LAKE --format json`` as a subprocess: wall, CPU, peak memory."""
+    """``diag explain LAKE --format json`` as a subprocess: wall, CPU, peak memory (its own:
+    the child reports ``VmHWM`` itself — ``ru_maxrss`` of a child started by a process that
+    holds the writer's memory counts that memory too)."""
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-m", "diag", "explain", str(directory), "--format",
-                           "json"], capture_output=True, text=True, cwd=REPO)
+    code = ("import atexit, sys; from diag.cli import main; "
+            "atexit.register(lambda: sys.stderr.write(next(l for l in open('/proc/self/status') "
+            "if l.startswith('VmHWM')))); sys.argv = ['diag', 'explain', sys.argv[1], "
+            "'--format', 'json']; main()")
+    proc = subprocess.run([sys.executable, "-c", code, str(directory)], capture_output=True,
+                          text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"diag explain failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    hwm = next((line.split()[1] for line in proc.stderr.splitlines()
+                if line.startswith("VmHWM")), "0")
     return {"explain_s": round(time.monotonic() - started, 2),
             "explain_cpu_s": round(after.ru_utime + after.ru_stime
                                    - before.ru_utime - before.ru_stime, 2),
-            "peak_rss_mib": round(after.ru_maxrss / 1024),
+            "peak_rss_mib": round(int(hwm) / 1024),
             "doc": json.loads(proc.stdout)}
 
 
@@ -318,11 +326,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stages(directory: Path) -> dict:
-    from diag.pipeline import explain_lake
-
-    timings: dict = {}
-    explain_lake(directory, timings=timings)
-    return timings
+    """The analysis in a fresh process (this one may hold the writer's memory), stage by
+    stage: seconds, CPU seconds (all threads) and the peak RSS so far."""
+    code = ("import json, sys; from diag.pipeline import explain_lake; t = {}; "
+            f"explain_lake({str(directory)!r}, timings=t); print(json.dumps(t))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-2000:])
+    return json.loads(proc.stdout)
 
 
 def _in_memory(directory: Path) -> dict:
@@ -339,19 +351,12 @@ def _in_memory(directory: Path) -> dict:
     gc.disable()
     (ident,) = lake.bundles(directory)
     t0, c0 = time.monotonic(), time.process_time()
-    con = lake.connect(directory)
-    tables = {}
-    for name in ("routes", "rules", "addresses", "neighbors", "fdb", "interfaces", "sysctls",
-                 "bgp_paths", "route_gets", "packets"):
-        tables[name] = lake.arrow_of(con.sql(f'SELECT * EXCLUDE (bundle) FROM "{name}"')) \
-            .to_pandas(types_mapper=None)
-        for column, kind in lake.SCHEMA[name]:
-            if kind == "json" and column in tables[name]:
-                tables[name][column] = [json.loads(v) if v is not None else None
-                                        for v in tables[name][column].tolist()]
-    model = model_from_rows(
-        lake.arrow_of(con.sql("SELECT * FROM model_hosts")).to_pylist(),
-        lake.arrow_of(con.sql("SELECT * FROM model_cluster")).to_pylist())
+    reader = lake.LakeBundle(directory, ident)
+    tables = {name: reader.frame(name) for name in
+              ("routes", "rules", "addresses", "neighbors", "fdb", "interfaces", "sysctls",
+               "bgp_paths", "route_gets", "packets")}
+    model = model_from_rows(reader.frame("model_hosts").to_dict("records"),
+                            reader.frame("model_cluster").to_dict("records"))
     t1, c1 = time.monotonic(), time.process_time()
     fib = build_fib(tables)
     findings, _checks = routing.analyze(tables, model, fib)

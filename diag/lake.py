@@ -545,19 +545,28 @@ class LakeBundle:
         else:
             data = pq.read_table(path)
         data = data.drop_columns(["bundle"])
-        plain = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c
-                 for c in (data.column(i).combine_chunks() for i in range(data.num_columns))]
-        frame = pa.Table.from_arrays(plain, names=data.column_names).to_pandas(
-            types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-        for column, kind in SCHEMA.get(table, ()):
-            if kind == "json" and column in frame:
-                texts = frame[column].tolist()
-                loaded: dict = {}
-                frame[column] = pd.Series([None if t is None else loaded.setdefault(
-                    t, json.loads(t)) for t in texts], dtype=object, index=frame.index)
-            elif kind == "string" and column in frame:
-                frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
-        return frame
+        kinds = dict(SCHEMA.get(table, ()))
+        columns = {}
+        for name in data.column_names:
+            column = data.column(name).combine_chunks()
+            if pa.types.is_dictionary(column.type):
+                # one str object per distinct text, shared by its rows (as the parsers make
+                # them): millions of cells, a few thousand texts
+                import numpy as np
+
+                values = column.dictionary.to_pylist()
+                if kinds.get(name) == "json":
+                    values = [None if v is None else json.loads(v) for v in values]
+                lookup = np.empty(len(values) + 1, dtype=object)
+                lookup[:len(values)] = values
+                codes = pc.fill_null(column.indices, 0).to_numpy(
+                    zero_copy_only=False).astype(np.int64, copy=False)
+                if column.null_count:
+                    codes = np.where(column.is_null().to_numpy(zero_copy_only=False), -1, codes)
+                columns[name] = pd.Series(lookup[codes], dtype=object, copy=False)
+            else:
+                columns[name] = column.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        return pd.DataFrame(columns, columns=data.column_names)
 
     def sql(self, text: str):
         """One statement over this bundle's tables (views as :func:`connect` makes them)."""

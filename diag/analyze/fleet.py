@@ -115,6 +115,10 @@ class Swept:
     column_of: dict = field(default_factory=dict)     # node name -> probe column
 
 
+ROUTE_COLUMNS = ["host", "table", "family", "type", "phase", "dst", "gateway", "dev",
+                 "nexthops", "metric"]     # read once: the sweep and the RIB join share them
+
+
 RIB_VS_FIB = "columns"        # or "sql": docs/explain.md ("Fleet scale") has both measured
 
 
@@ -124,21 +128,23 @@ def analyze(source, model, timings: dict | None = None) -> tuple[list[Finding], 
     from diag.bundle import OutputIndex
 
     timings = timings if timings is not None else {}
-    clock = time.monotonic()
+    clock = [time.monotonic(), time.process_time()]
 
     def lap(name: str) -> None:
         import resource
 
-        nonlocal clock
-        now = time.monotonic()
-        timings[name] = round(now - clock, 3)
-        timings[f"{name}_peak_rss_mib"] = resource.getrusage(
-            resource.RUSAGE_SELF).ru_maxrss // 1024
-        clock = now
+        now = [time.monotonic(), time.process_time()]
+        timings[name] = {"s": round(now[0] - clock[0], 2), "cpu_s": round(now[1] - clock[1], 2),
+                         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                         // 1024}
+        clock[:] = now
 
-    swept = sweep(source, model, timings)
+    routes = source.columns("routes", ROUTE_COLUMNS)
+    lap("read_routes")
+    swept = sweep(source, model, timings, routes)
     lap("sweep")
-    learned = _learned_columns(source) if RIB_VS_FIB == "columns" else _learned(source)
+    learned = _learned_columns(source, routes) if RIB_VS_FIB == "columns" else _learned(source)
+    del routes
     lap(f"rib_vs_fib_{RIB_VS_FIB}")
     hosts = set(swept.full)
     for host, peers in swept.flagged.items():
@@ -186,9 +192,11 @@ def _codes(column):
     column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
     if not pa.types.is_dictionary(column.type):
         column = column.dictionary_encode()
-    codes = column.indices.to_numpy(zero_copy_only=False)
-    codes = np.where(column.indices.is_null().to_numpy(zero_copy_only=False), -1, codes) \
-        if column.null_count else codes
+    import pyarrow.compute as pc
+
+    codes = pc.fill_null(column.indices, 0).to_numpy(zero_copy_only=False)
+    if column.null_count:
+        codes = np.where(column.is_null().to_numpy(zero_copy_only=False), -1, codes)
     return codes.astype(np.int32, copy=False), column.dictionary.to_pylist()
 
 
@@ -220,7 +228,7 @@ def _rule_plan(source, hosts: list[str]) -> tuple[dict, set]:
     return plan, other
 
 
-def sweep(source, model, timings: dict | None = None) -> Swept:
+def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
     """Step 1 (see the module docstring)."""
     import json
 
@@ -246,8 +254,7 @@ def sweep(source, model, timings: dict | None = None) -> Swept:
     order = np.argsort(probes, kind="stable")
     sorted_probes = probes[order]
 
-    cols = source.columns("routes", ["host", "table", "family", "type", "dst", "gateway",
-                                     "dev", "nexthops", "metric", "phase"])
+    cols = routes if routes is not None else source.columns("routes", ROUTE_COLUMNS)
     # int32 row numbers and codes throughout: 25 million rows, every fresh page costs
     i32 = np.int32
     host_c, host_v = _codes(cols.column("host"))
@@ -504,14 +511,12 @@ def _learned(source) -> LakeLearned:
     return learned
 
 
-def _learned_columns(source) -> LakeLearned:
+def _learned_columns(source, routes=None) -> LakeLearned:
     """Step 2 column-wise (what :data:`UNPROVEN_SQL` asks, over dictionary codes): the paths'
     and routes' hosts, prefixes and next hops mapped onto one code space through their few
     distinct values, then one membership test of (host, prefix, next hop) keys — no string is
     made per row."""
     import numpy as np
-
-    from diag.analyze.routing import _isin
 
     learned = LakeLearned()
     paths = source.columns("bgp_paths", ["host", "rib", "best", "local", "prefix", "nexthop"])
@@ -520,8 +525,11 @@ def _learned_columns(source) -> LakeLearned:
     p_host, host_v = _codes(paths.column("host"))
     p_prefix, prefix_v = _codes(paths.column("prefix"))
     p_hop, hop_v = _codes(paths.column("nexthop"))
-    best = paths.column("best").to_numpy(zero_copy_only=False)
-    local = paths.column("local").to_numpy(zero_copy_only=False)
+    import pyarrow.compute as pc
+
+    # booleans with nulls would come out as objects: null best is not best, null local is not
+    best = pc.fill_null(paths.column("best"), False).to_numpy(zero_copy_only=False)
+    local = pc.fill_null(paths.column("local"), False).to_numpy(zero_copy_only=False)
     v4 = np.array([":" not in str(p) for p in prefix_v] + [True])
     mine = _is(_codes(paths.column("rib")), "loc") & (best == True) & (local != True) \
         & v4[np.where(p_prefix < 0, len(prefix_v), p_prefix)]                  # noqa: E712
@@ -531,8 +539,7 @@ def _learned_columns(source) -> LakeLearned:
     l_host, l_prefix, l_hop = p_host[rows], p_prefix[rows], p_hop[rows]
     for code in np.unique(l_host).tolist():
         learned.rows_of[host_v[code]] = ()
-    routes = source.columns("routes", ["host", "table", "family", "type", "phase", "dst",
-                                       "gateway"])
+    routes = routes if routes is not None else source.columns("routes", ROUTE_COLUMNS)
     r_host, r_host_v = _codes(routes.column("host"))
     keep = _is(_codes(routes.column("family")), "inet") & _is(_codes(routes.column("type")),
                                                                "unicast") \
@@ -562,23 +569,41 @@ def _learned_columns(source) -> LakeLearned:
     k_prefix = _onto(prefix_v, dst_v)[_nulls(dst_c[at], len(dst_v))]
     gw_c, gw_v = _codes(routes.column("gateway"))
     k_hop = _onto(hop_v, gw_v)[_nulls(gw_c[at], len(gw_v))]
-    del routes, r_host, dst_c, gw_c, at
+    del r_host, dst_c, gw_c, at
     held = (k_host >= 0) & (k_prefix >= 0)
     k_host, k_prefix, k_hop = k_host[held], k_prefix[held], k_hop[held]
     n_prefix, n_hop = np.int64(len(prefix_v) + 1), np.int64(len(hop_v) + 1)
     by_prefix_l = l_host.astype(np.int64) * n_prefix + l_prefix
     by_prefix_k = k_host.astype(np.int64) * n_prefix + k_prefix
     gateway = k_hop >= 0
-    proven = (l_hop >= 0) & (l_prefix >= 0) & _isin(
+    proven = (l_hop >= 0) & (l_prefix >= 0) & _member(
         by_prefix_l * n_hop + l_hop, (by_prefix_k * n_hop + k_hop)[gateway])
     local_hop = np.array([h in ("0.0.0.0", "") for h in hop_v] + [False])[
         _nulls(l_hop, len(hop_v))]
     if local_hop.any():
-        proven |= local_hop & (l_prefix >= 0) & _isin(by_prefix_l, by_prefix_k)
+        proven |= local_hop & (l_prefix >= 0) & _member(by_prefix_l, by_prefix_k)
     unproven = rows[~proven]
     _take_rows(source, learned, unproven, host_v, p_host, for_unproven=True)
     learned.kept = (rows, p_host, host_v)           # the walk asks some hosts' rows later
     return learned
+
+
+def _member(values, members, limit: int = 1 << 30):
+    """``np.isin`` of non-negative integer keys through a table of the key range (up to
+    ``limit`` bits: 128 MB; hosts x prefixes x next hops at 5,000 hosts is ~150 million), else
+    routing's hash-based test."""
+    import numpy as np
+
+    from diag.analyze.routing import _isin
+
+    if not len(values) or not len(members):
+        return np.zeros(len(values), dtype=bool)
+    top = max(int(values.max()), int(members.max()))
+    if top >= limit or min(int(values.min()), int(members.min())) < 0:
+        return _isin(values, members)
+    table = np.zeros(top + 1, dtype=bool)
+    table[members] = True
+    return table[values]
 
 
 def _nulls(codes, size: int):

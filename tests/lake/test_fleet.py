@@ -144,8 +144,8 @@ def test_the_comparison_catches_a_sweep_that_flags_nothing(tmp_path, monkeypatch
     ident = facts_export(bundle, tmp_path / "lake")["bundle"]
     real = fleet.sweep
 
-    def blind(source, model, timings=None):
-        swept = real(source, model, timings)
+    def blind(source, model, timings=None, routes=None):
+        swept = real(source, model, timings, routes)
         swept.flagged = {host: [] for host in swept.flagged}
         return swept
 
