@@ -119,6 +119,8 @@ ROUTE_COLUMNS = ["host", "table", "family", "type", "phase", "dst", "gateway", "
                  "nexthops", "metric"]     # read once: the sweep and the RIB join share them
 
 
+CHUNK = 1 << 20             # rows per block of the sweep (under glibc's mmap threshold)
+BLOCK_HOSTS = 200           # matrix rows per block of the verdict
 RIB_VS_FIB = "columns"        # or "sql": docs/explain.md ("Fleet scale") has both measured
 
 
@@ -255,11 +257,15 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
     sorted_probes = probes[order]
 
     cols = routes if routes is not None else source.columns("routes", ROUTE_COLUMNS)
-    # int32 row numbers and codes throughout: 25 million rows, every fresh page costs
     i32 = np.int32
+    # the columns as dictionary codes (views of the Parquet indices); the work below goes in
+    # blocks of CHUNK rows and BLOCK_HOSTS matrix rows: 25 million rows at once made gigabytes
+    # of temporaries, and this machine's kernel zeroes every fresh page (system time)
     host_c, host_v = _codes(cols.column("host"))
-    keep = _is(_codes(cols.column("family")), "inet") & _is(_codes(cols.column("phase")), "main")
-    # the host's row in the matrix, and the rank of the row's table in its rules (-1: unused)
+    fam = _codes(cols.column("family"))
+    phase = _codes(cols.column("phase"))
+    inet = _flags(fam[1], "inet")
+    main = _flags(phase[1], "main")
     table_c, table_v = _codes(cols.column("table"))
     table_names = [str(t) if t else "main" for t in table_v] + ["main"]
     width = len(table_names)
@@ -271,11 +277,6 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
             for tk, name in enumerate(table_names):
                 if name == table and rank_of[hk * width + tk] < 0:
                     rank_of[hk * width + tk] = rank
-    last = np.int32(len(host_v))
-    host_c = np.where(host_c < 0, last, host_c)
-    keep &= host_row[host_c] >= 0
-    keep &= rank_of[host_c * np.int32(width) + np.where(table_c < 0, np.int32(len(table_v)),
-                                                       table_c)] >= 0
     dst_c, dst_v = _codes(cols.column("dst"))
     net = np.zeros(len(dst_v) + 1, dtype=np.int64)
     plen = np.full(len(dst_v) + 1, -1, dtype=np.int8)
@@ -287,75 +288,98 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
             continue
         if parsed.version == 4:
             net[k], plen[k] = int(parsed.network_address), parsed.prefixlen
-    keep &= plen[dst_c] >= 0
-    at = np.flatnonzero(keep).astype(i32)
-    del keep
-    r_dst = dst_c[at]
-    # the run of sorted probes each route covers: [lo, hi)
-    lo = np.searchsorted(sorted_probes, net[r_dst], side="left").astype(i32)
-    span = net[r_dst] + (np.int64(1) << (32 - plen[r_dst].astype(np.int64)))
-    hi = np.searchsorted(sorted_probes, span, side="left").astype(i32)
-    del span
-    count = hi - lo
-    covering = np.flatnonzero(count > 0)
-    at, lo, hi, count, r_dst = at[covering], lo[covering], hi[covering], count[covering], \
-        r_dst[covering]
-    del covering
-    if timings is not None:
-        timings["sweep_route_rows"] = len(host_c)
-        timings["sweep_rows_covering_a_probe"] = len(at)
-    r_plen = plen[r_dst]
-    r_host = host_row[host_c[at]]
-    r_rank = rank_of[host_c[at] * np.int32(width) + np.where(
-        table_c[at] < 0, np.int32(len(table_v)), table_c[at])]
+    # each distinct destination's run of sorted probes [lo, hi): a route covers the probes of
+    # its destination, so the searches are per distinct text, not per row
+    d_lo = np.searchsorted(sorted_probes, net, side="left").astype(i32)
+    d_hi = np.searchsorted(sorted_probes, net + (np.int64(1) << (32 - np.maximum(
+        plen, 0).astype(np.int64))), side="left").astype(i32)
+    d_count = np.where(plen >= 0, d_hi - d_lo, 0).astype(i32)
     metric_col = cols.column("metric")
 
     def metric(rows):
-        values = metric_col.take(at[rows]).to_numpy(zero_copy_only=False)
+        values = metric_col.take(rows).to_numpy(zero_copy_only=False)
         return np.nan_to_num(values.astype(np.float64), nan=0.0)
 
-    # per table rank: the row deciding each (host, probe), painted from the widest routes
+    def chunks():
+        """(rows, their matrix row, their table rank, their destination code) of the rows
+        that cover a probe, in blocks."""
+        total = len(host_c)
+        for start in range(0, total, CHUNK):
+            stop = min(total, start + CHUNK)
+            h = host_c[start:stop]
+            h = np.where(h < 0, np.int32(len(host_v)), h)
+            t = table_c[start:stop]
+            t = np.where(t < 0, np.int32(len(table_v)), t)
+            d = dst_c[start:stop]
+            d = np.where(d < 0, np.int32(len(dst_v)), d)
+            keep = inet[fam[0][start:stop]] & main[phase[0][start:stop]] \
+                & (d_count[d] > 0)
+            row = host_row[h]
+            keep &= row >= 0
+            rank = rank_of[h * np.int32(width) + t]
+            keep &= rank >= 0
+            at = np.flatnonzero(keep).astype(i32)
+            yield at + np.int32(start), row[at], rank[at], d[at]
+
     answers: dict[int, Any] = {}
+    single_written: dict[int, Any] = {}
 
     def matrix(rank: int):
         if rank not in answers:
             answers[rank] = np.full((n_hosts, n_probes), -1, dtype=i32)
+            single_written[rank] = np.zeros(n_hosts * n_probes, dtype=bool)
         return answers[rank]
 
-    wide = np.flatnonzero(count > 1)
-    if len(wide):
-        # shortest prefix first, then for one prefix the worst metric first: the best last
-        sequence = wide[np.lexsort((-np.arange(len(wide)), -metric(wide), r_plen[wide]))]
+    # pass 1: the few routes covering several probes (default route, a pod-range route),
+    # painted shortest prefix first, then for one prefix the worst metric first: the best last
+    covered = 0
+    wide_parts = []
+    for at, row, rank, d in chunks():
+        covered += len(at)
+        many = np.flatnonzero(d_count[d] > 1)
+        if len(many):
+            wide_parts.append((at[many], row[many], rank[many], d[many]))
+    if timings is not None:
+        timings["sweep_route_rows"] = len(host_c)
+        timings["sweep_rows_covering_a_probe"] = covered
+    if wide_parts:
+        at, row, rank, d = (np.concatenate(x) for x in zip(*wide_parts))
+        sequence = np.lexsort((-np.arange(len(at)), -metric(at), plen[d]))
         for k in sequence.tolist():
-            matrix(int(r_rank[k]))[r_host[k], order[lo[k]:hi[k]]] = at[k]
-    single = np.flatnonzero(count == 1)
-    del count
-    for rank in np.unique(r_rank[single]).tolist() if len(single) else ():
-        rows = single[r_rank[single] == rank]
-        flat = matrix(rank).reshape(-1)
-        cells = r_host[rows].astype(np.int64) * n_probes + order[lo[rows]]
-        flat[cells] = at[rows]
-        lost = flat[cells] != at[rows]
-        if lost.any():                 # two one-probe routes for one cell: longest, metric, first
-            clash = np.isin(cells, cells[lost])
-            pick, where = rows[clash], cells[clash]
-            ranked = np.lexsort((-np.arange(len(pick)), -metric(pick), r_plen[pick], where))
-            best = np.r_[where[ranked][1:] != where[ranked][:-1], True]    # each cell's best
-            flat[where[ranked][best]] = at[pick[ranked][best]]
-    del lo, hi, r_dst, r_plen, r_host, r_rank, at, single, wide
+            matrix(int(rank[k]))[row[k], order[d_lo[d[k]]:d_hi[d[k]]]] = at[k]
+    # pass 2: the routes covering one probe (always longer than a wide one covering it);
+    # two for one cell: the longest prefix, then the lowest metric, then the first row
+    for at, row, rank, d in chunks():
+        one = np.flatnonzero(d_count[d] == 1)
+        if not len(one):
+            continue
+        at, row, rank, d = at[one], row[one], rank[one], d[one]
+        for r in np.unique(rank).tolist():
+            pick = np.flatnonzero(rank == r) if len(np.unique(rank)) > 1 else slice(None)
+            rows, cells = at[pick], row[pick].astype(np.int64) * n_probes + order[d_lo[d[pick]]]
+            flat, written = matrix(r).reshape(-1), single_written[r]
+            if len(np.unique(cells)) < len(cells) or written[cells].any():
+                rows, cells = _best_per_cell(rows, cells, lambda r: plen[dst_c[r]], metric,
+                                             flat, written)
+            flat[cells] = rows
+            written[cells] = True
+    del single_written
     # the first table whose answer is not "throw"
     type_c, type_v = _codes(cols.column("type"))
     kinds = [str(t) if t else "unicast" for t in type_v] + ["unicast"]
     is_throw = np.array([k == "throw" for k in kinds])
     is_unicast = np.array([k == "unicast" for k in kinds])
-    type_c = np.where(type_c < 0, np.int32(len(type_v)), type_c)
     final = np.full((n_hosts, n_probes), -1, dtype=i32)
     for rank in sorted(answers):
         cell = answers.pop(rank)
-        take = (final < 0) & (cell >= 0)
-        take[take] = ~is_throw[type_c[cell[take]]]
-        final[take] = cell[take]
-        del cell, take
+        for lo_h in range(0, n_hosts, BLOCK_HOSTS):
+            block = cell[lo_h:lo_h + BLOCK_HOSTS]
+            into = final[lo_h:lo_h + BLOCK_HOSTS]
+            take = (into < 0) & (block >= 0)
+            kind = type_c[block[take]]
+            take[take] = ~is_throw[np.where(kind < 0, len(type_v), kind)]
+            into[take] = block[take]
+        del cell
     # the verdict of each answer: unicast, by a device that is not the default-route NIC (or
     # the default NIC is the cluster NIC), or by an overlay device
     names: dict[str, int] = {}
@@ -385,40 +409,45 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
     first_dev = np.array(first_dev + [-2], dtype=i32)
     first_gw = np.array(first_gw + [-2], dtype=i32)
     ecmp = np.array(ecmp + [False])
-    found = final >= 0
-    rows = final[found]
-    del final
-    hop = np.where(hops_c[rows] < 0, np.int32(len(hops_v)), hops_c[rows])
-    dev = first_dev[hop]
-    own_dev = dev_code[np.where(dev_c[rows] < 0, np.int32(len(dev_v)), dev_c[rows])]
-    dev = np.where(dev == -2, own_dev, dev)
-    del own_dev
-    gateway = first_gw[hop]
-    own_gw = gw_code[np.where(gw_c[rows] < 0, np.int32(len(gw_v)), gw_c[rows])]
-    gateway = np.where(gateway == -2, own_gw, gateway)
-    multi = ecmp[hop]
-    unicast = is_unicast[type_c[rows]]
-    del own_gw, hop, rows
-    host_of = np.broadcast_to(np.arange(n_hosts, dtype=np.int64)[:, None], found.shape)[found]
     vxlan = _overlay_devices(source, node_names, code)
-    overlay = np.isin((host_of << 20) + dev, vxlan) if len(vxlan) else np.zeros(len(dev), bool)
     default_dev = np.array([code(n.default_iface.value) if n.default_iface.value else -3
                             for n in nodes], dtype=i32)
     same = np.array([n.default_iface.value == n.cluster_iface.value for n in nodes])
     cluster_dev = np.array([code(n.cluster_iface.value) if n.cluster_iface.value else -3
                             for n in nodes], dtype=i32)
-    ok = np.zeros(found.shape, dtype=bool)
-    ok[found] = unicast & (overlay | (dev != default_dev[host_of]) | same[host_of])
-    # the peers hook: routed by the cluster NIC or an overlay device
-    by_cluster = np.zeros(found.shape, dtype=bool)
-    by_cluster[found] = unicast & (overlay | (dev == cluster_dev[host_of]))
-    # autoDirectNodeRoutes candidates: unicast answers whose gateways hold the peer's node IP
     peer_ip = np.array([code(n.node_ip.value) if n.node_ip.value else -4 for n, _p in entries],
                        dtype=i32)
-    probe_of = np.broadcast_to(np.arange(n_probes, dtype=np.int64)[None, :], found.shape)[found]
-    direct_mask = np.zeros(found.shape, dtype=bool)
-    direct_mask[found] = unicast & ((gateway == peer_ip[probe_of]) | multi)
-    del dev, gateway, multi, unicast, overlay, host_of, probe_of
+    ok = np.zeros((n_hosts, n_probes), dtype=bool)
+    by_cluster = np.zeros((n_hosts, n_probes), dtype=bool)
+    direct_mask = np.zeros((n_hosts, n_probes), dtype=bool)
+
+    def gather(codes, size, table, rows):
+        picked = codes[rows]
+        return table[np.where(picked < 0, size, picked)]
+
+    for lo_h in range(0, n_hosts, BLOCK_HOSTS):
+        block = final[lo_h:lo_h + BLOCK_HOSTS]
+        found = block >= 0
+        rows = block[found]
+        dev = gather(hops_c, len(hops_v), first_dev, rows)
+        dev = np.where(dev == -2, gather(dev_c, len(dev_v), dev_code, rows), dev)
+        gateway = gather(hops_c, len(hops_v), first_gw, rows)
+        gateway = np.where(gateway == -2, gather(gw_c, len(gw_v), gw_code, rows), gateway)
+        multi = gather(hops_c, len(hops_v), ecmp, rows)
+        unicast = gather(type_c, len(type_v), is_unicast, rows)
+        host_of, probe_of = np.nonzero(found)
+        host_of += lo_h
+        overlay = np.isin((host_of.astype(np.int64) << 20) + dev, vxlan) if len(vxlan) else \
+            np.zeros(len(dev), dtype=bool)
+        ok[lo_h:lo_h + BLOCK_HOSTS][found] = unicast & (
+            overlay | (dev != default_dev[host_of]) | same[host_of])
+        # the peers hook: routed by the cluster NIC or an overlay device
+        by_cluster[lo_h:lo_h + BLOCK_HOSTS][found] = unicast & (
+            overlay | (dev == cluster_dev[host_of]))
+        # autoDirectNodeRoutes candidates: unicast answers whose gateways hold the peer's IP
+        direct_mask[lo_h:lo_h + BLOCK_HOSTS][found] = unicast & (
+            (gateway == peer_ip[probe_of]) | multi)
+    del final
     flagged: dict[str, list] = {}
     direct: dict[str, list] = {}
     entry_nodes = [n for n, _p in entries]
@@ -435,6 +464,28 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
                              for k in cand.tolist() if entry_nodes[k] is not node]
     return Swept([(n, probe_text[n.name]) for n in entry_nodes], flagged, direct, full,
                  by_cluster, row_of_host, column_of)
+
+
+def _flags(values: list, wanted: str):
+    """Per code (the null code last): the value is ``wanted``."""
+    import numpy as np
+
+    return np.array([v == wanted for v in values] + [False])
+
+
+def _best_per_cell(rows, cells, plen_of, metric_of, flat, written):
+    """The rows to write when several one-probe routes meet in a cell (in this block, or one
+    written by an earlier block): per cell the longest prefix, then the lowest metric, then the
+    first row — the FIB's order (longest, lowest metric, table order)."""
+    import numpy as np
+
+    old = np.unique(cells[written[cells]])
+    all_rows = np.concatenate([rows, flat[old]]).astype(np.int32)
+    all_cells = np.concatenate([cells, old])
+    order = np.lexsort((all_rows, metric_of(all_rows), -plen_of(all_rows).astype(np.int64),
+                        all_cells))
+    first = np.r_[True, all_cells[order][1:] != all_cells[order][:-1]]
+    return all_rows[order][first], all_cells[order][first]
 
 
 def _is(coded, wanted: str):

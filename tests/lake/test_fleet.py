@@ -5,7 +5,8 @@ Oracle: :func:`diag.analyze.routing.analyze` over the whole FIB of the loaded fa
 severity, summary, evidence, fixes, order) and check by check with
 :func:`diag.analyze.fleet.analyze` over the same bundle exported into a lake: the eight lab
 bundles (real daemons) and synthetic bundles with faults (a blackhole, a route in an unused
-table, ECMP, a lost route, a leak by the default route, a host with fwmark rules). And the rows
+table, ECMP, a lost route, a leak by the default route, one prefix twice with two metrics, a
+host with fwmark rules). And the rows
 ``benchmarks/lake_scale.py`` writes straight into a lake are the rows the export makes of the
 bundle ``benchmarks/explain_scale.py`` writes for the same cluster.
 """
@@ -83,6 +84,10 @@ def _faulty(bench, root: Path, fault: str) -> Path:
                                       "flags": []}]
             elif fault == "leak" and route["dst"] == bench.pod_cidr(6):
                 route.update(gateway="10.128.0.1", dev="eth0", metric=5)
+        if fault == "metric":          # the same prefix twice: the lower metric (eth0) wins
+            rows += [dict(r, gateway="10.128.0.1", dev="eth0", metric=5) for r in rows
+                     if r["dst"] == bench.pod_cidr(7)]
+            rows += [dict(r, metric=30) for r in rows if r["dst"] == bench.pod_cidr(8)]
         return rows
 
     bench._node_routes = routes
@@ -125,7 +130,8 @@ def test_lab_bundles_give_the_same_routing_findings(shared_lake, bundle):
 
 
 @pytest.mark.parametrize("method", ["columns", "sql"])
-@pytest.mark.parametrize("fault", ["blackhole", "table", "ecmp", "lost", "leak", "rules"])
+@pytest.mark.parametrize("fault", ["blackhole", "table", "ecmp", "lost", "leak", "metric",
+                                   "rules"])
 def test_faulty_synthetic_bundles_give_the_same_findings(tmp_path, monkeypatch, fault, method):
     """Both ways of joining the RIB with the FIB (column-wise, the default; DuckDB SQL, kept
     measured in docs/explain.md) give the in-memory findings."""
