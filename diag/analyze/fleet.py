@@ -187,19 +187,31 @@ def _probe(prefix: str) -> int:
 
 
 def _codes(column):
-    """(int32 codes with -1 for null, list of values) of a dictionary column."""
+    """(int32 codes with -1 for null, list of values) of a dictionary column, chunk by chunk:
+    each Parquet row group has its own dictionary, and ``combine_chunks`` unifying them cost
+    seconds at 25 million rows; a chunk's few codes are mapped through a small table."""
     import numpy as np
     import pyarrow as pa
-
-    column = column.combine_chunks() if hasattr(column, "combine_chunks") else column
-    if not pa.types.is_dictionary(column.type):
-        column = column.dictionary_encode()
     import pyarrow.compute as pc
 
-    codes = pc.fill_null(column.indices, 0).to_numpy(zero_copy_only=False)
-    if column.null_count:
-        codes = np.where(column.is_null().to_numpy(zero_copy_only=False), -1, codes)
-    return codes.astype(np.int32, copy=False), column.dictionary.to_pylist()
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    index: dict = {}
+    parts = []
+    last = mapping = None
+    for chunk in chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        # the writer repeats one dictionary in every row group: map it once
+        if last is None or not chunk.dictionary.equals(last):
+            last = chunk.dictionary
+            mapping = np.array([-1 if v is None else index.setdefault(v, len(index))
+                                for v in last.to_pylist()] + [-1], dtype=np.int32)
+        indices = chunk.indices
+        codes = (pc.fill_null(indices.cast("int32"), -1) if chunk.null_count else indices) \
+            .to_numpy(zero_copy_only=False)
+        parts.append(mapping[codes])
+    codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    return codes.astype(np.int32, copy=False), list(index)
 
 
 def _rule_plan(source, hosts: list[str]) -> tuple[dict, set]:
@@ -354,13 +366,21 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
         if not len(one):
             continue
         at, row, rank, d = at[one], row[one], rank[one], d[one]
-        for r in np.unique(rank).tolist():
-            pick = np.flatnonzero(rank == r) if len(np.unique(rank)) > 1 else slice(None)
+        present = np.flatnonzero(np.bincount(rank.astype(np.intp)))
+        for r in present.tolist():
+            pick = np.flatnonzero(rank == r) if len(present) > 1 else slice(None)
             rows, cells = at[pick], row[pick].astype(np.int64) * n_probes + order[d_lo[d[pick]]]
             flat, written = matrix(r).reshape(-1), single_written[r]
-            if len(np.unique(cells)) < len(cells) or written[cells].any():
-                rows, cells = _best_per_cell(rows, cells, lambda r: plen[dst_c[r]], metric,
-                                             flat, written)
+            earlier = written[cells].any()
+            if not earlier:
+                flat[cells] = rows
+                if not (flat[cells] != rows).any():      # one route per cell: done
+                    written[cells] = True
+                    continue
+                # two in this block for one cell: undo, then resolve below
+                flat[cells] = -1
+            rows, cells = _best_per_cell(rows, cells, lambda x: plen[dst_c[x]], metric,
+                                         flat, written)
             flat[cells] = rows
             written[cells] = True
     del single_written
