@@ -589,6 +589,20 @@ def _duckdb():
     return duckdb
 
 
-__all__ = ["FORMAT", "LAKE_MANIFEST", "LakeBundle", "SCHEMA", "SCHEMA_VERSION", "append",
-           "arrow_of", "arrow_table",
-           "bundles", "connect", "contains", "files", "manifest", "query", "tables"]
+__all__ = [
+    "FORMAT",
+    "LAKE_MANIFEST",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "LakeBundle",
+    "append",
+    "arrow_of",
+    "arrow_table",
+    "bundles",
+    "connect",
+    "contains",
+    "files",
+    "manifest",
+    "query",
+    "tables",
+]

@@ -383,7 +383,7 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
                                          flat, written)
             flat[cells] = rows
             written[cells] = True
-    del single_written
+    single_written.clear()
     # the first table whose answer is not "throw"
     type_c, type_v = _codes(cols.column("type"))
     kinds = [str(t) if t else "unicast" for t in type_v] + ["unicast"]
@@ -603,7 +603,7 @@ def _learned_columns(source, routes=None) -> LakeLearned:
     local = pc.fill_null(paths.column("local"), False).to_numpy(zero_copy_only=False)
     v4 = np.array([":" not in str(p) for p in prefix_v] + [True])
     mine = _is(_codes(paths.column("rib")), "loc") & (best == True) & (local != True) \
-        & v4[np.where(p_prefix < 0, len(prefix_v), p_prefix)]                  # noqa: E712
+        & v4[np.where(p_prefix < 0, len(prefix_v), p_prefix)]
     del best, local, paths
     rows = np.flatnonzero(mine).astype(np.int32)
     del mine

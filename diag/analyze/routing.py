@@ -407,7 +407,7 @@ def _sends_ok(ctx: Ctx, hm, lk: Lookup) -> bool:
     return lk.dev != default or default == cluster
 
 
-def analyze(tables, model, fib: Fib, sweep: "_Sweep | None" = None, learned=None,
+def analyze(tables, model, fib: Fib, sweep: _Sweep | None = None, learned=None,
             peers=None) -> tuple[list[Finding], list[Check]]:
     """The findings and checks (see the module docstring). A caller that ran the cheap checks
     itself over a FIB it does not hold (:mod:`diag.analyze.fleet`, from the evidence lake) hands

@@ -27,7 +27,7 @@ from diag.decode.summary import CaptureSummary
 from diag.report.export import PartWriter, TableWriter
 
 distributed = pytest.importorskip("distributed", reason="the [dask] extra is not installed")
-from diag.decode import distributed as on_dask  # noqa: E402
+from diag.decode import distributed as on_dask
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = [ROOT / "captures/bgp_session.pcap",
@@ -112,7 +112,7 @@ def test_the_row_merge_is_needed(client, mixes, tmp_path, monkeypatch):
     (tmp_path / "d").mkdir()
     monkeypatch.setattr(parallel, "merge_bgp_rows", concatenated)
     # the cluster's workers import the module afresh: run this mutant in-process instead
-    from diag.decode.distributed import _bgp_tables, _phase1, _phase2, _folds_of  # noqa: F401
+    from diag.decode.distributed import _bgp_tables, _folds_of, _phase1, _phase2  # noqa: F401
     path = mixes[0]
     sink = PartWriter(tmp_path / "d", "parquet")
     vectorize = path.stat().st_size >= SMALL_CAPTURE_BYTES        # as summarize_many decides

@@ -197,7 +197,7 @@ def test_explain_lake_from_the_command_line(tmp_path):
     facts_export(ROOT / "captures/bgp_session.pcap", tmp_path / "lake")
     result = CliRunner().invoke(app, ["explain", str(tmp_path / "lake")])
     assert result.exit_code == 2 and "2 bundles" in result.stderr
-    ident = [b for b, e in lake.bundles(tmp_path / "lake").items() if e["kind"] == "bundle"][0]
+    ident = next(b for b, e in lake.bundles(tmp_path / "lake").items() if e["kind"] == "bundle")
     result = CliRunner().invoke(app, ["explain", str(tmp_path / "lake"), "--bundle", ident[:10],
                                       "--format", "json"])
     assert result.exit_code == 1, result.stderr
