@@ -84,6 +84,7 @@ def summarize_many(paths: list, client, options=None, sinks: list | None = None,
     workers = max(1, len(client.scheduler_info().get("workers", {})))
     own_spool = spool is None
     root = Path(tempfile.mkdtemp(prefix="diag-dask-")) if own_spool else Path(spool)
+    made: list[Path] = []
     try:
         plans = []
         for k, (path, sink) in enumerate(zip(paths, sinks)):
@@ -95,7 +96,13 @@ def summarize_many(paths: list, client, options=None, sinks: list | None = None,
                                                      chunk_packets, pure=False)))
                 continue
             where = root / f"capture-{k}"
-            where.mkdir(parents=True, exist_ok=True)
+            if not own_spool and where.exists():
+                from diag.errors import UsageError
+
+                raise UsageError(f"{where} exists: another run may be using this spool",
+                                 hint="give each run its own --spool directory")
+            where.mkdir(parents=True)
+            made.append(where)
             vectorize = size >= SMALL_CAPTURE_BYTES
             phase1 = [client.submit(_phase1, path, options, chunk_packets, vectorize, w, pieces,
                                     str(where), sink, pure=False) for w in range(pieces)]
@@ -112,6 +119,9 @@ def summarize_many(paths: list, client, options=None, sinks: list | None = None,
     finally:
         if own_spool:
             shutil.rmtree(root, ignore_errors=True)
+        else:                               # a shared spool: only what this run put there
+            for where in made:
+                shutil.rmtree(where, ignore_errors=True)
 
 
 def _submit_phase2(client, path, where, pieces, phase1, sink):

@@ -204,3 +204,12 @@ def test_no_scheduler_there_and_no_dask_are_one_line(tmp_path):
     assert run.returncode == 5, run.stderr
     assert "needs dask.distributed" in run.stderr and "pip install 'diag[dask]'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_given_spool_is_left_as_it_was(client, mixes, tmp_path):
+    spool = tmp_path / "shared"
+    spool.mkdir()
+    (spool / "someone-elses").write_text("x")
+    got = on_dask.summarize_many(mixes[:1], client, spool=spool, parts=2, chunk_packets=CHUNK)
+    assert json.dumps(got[0], default=str) == _local(mixes[0], CHUNK)
+    assert sorted(p.name for p in spool.iterdir()) == ["someone-elses"]
