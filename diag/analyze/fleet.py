@@ -141,7 +141,7 @@ def analyze(source, model, timings: dict | None = None) -> tuple[list[Finding], 
                          // 1024}
         clock[:] = now
 
-    routes = source.columns("routes", ROUTE_COLUMNS)
+    routes = _Coded(source.columns("routes", ROUTE_COLUMNS))
     lap("read_routes")
     swept = sweep(source, model, timings, routes)
     lap("sweep")
@@ -184,6 +184,22 @@ def analyze(source, model, timings: dict | None = None) -> tuple[list[Finding], 
 def _probe(prefix: str) -> int:
     net = ipaddress.ip_network(prefix, strict=False)
     return int(net.network_address) + (1 if net.num_addresses > 2 else 0)
+
+
+class _Coded:
+    """The routes' columns, each column's dictionary codes made once (the sweep and the RIB
+    join both need them)."""
+
+    def __init__(self, table) -> None:
+        self.table, self.cache = table, {}
+
+    def column(self, name: str):
+        return self.table.column(name)
+
+    def codes(self, name: str):
+        if name not in self.cache:
+            self.cache[name] = _codes(self.table.column(name))
+        return self.cache[name]
 
 
 def _codes(column):
@@ -269,16 +285,17 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
     sorted_probes = probes[order]
 
     cols = routes if routes is not None else source.columns("routes", ROUTE_COLUMNS)
+    cols = cols if isinstance(cols, _Coded) else _Coded(cols)
     i32 = np.int32
     # the columns as dictionary codes (views of the Parquet indices); the work below goes in
     # blocks of CHUNK rows and BLOCK_HOSTS matrix rows: 25 million rows at once made gigabytes
     # of temporaries, and this machine's kernel zeroes every fresh page (system time)
-    host_c, host_v = _codes(cols.column("host"))
-    fam = _codes(cols.column("family"))
-    phase = _codes(cols.column("phase"))
+    host_c, host_v = cols.codes("host")
+    fam = cols.codes("family")
+    phase = cols.codes("phase")
     inet = _flags(fam[1], "inet")
     main = _flags(phase[1], "main")
-    table_c, table_v = _codes(cols.column("table"))
+    table_c, table_v = cols.codes("table")
     table_names = [str(t) if t else "main" for t in table_v] + ["main"]
     width = len(table_names)
     host_row = np.array([row_of_host.get(h, -1) if h not in full else -1 for h in host_v]
@@ -289,7 +306,7 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
             for tk, name in enumerate(table_names):
                 if name == table and rank_of[hk * width + tk] < 0:
                     rank_of[hk * width + tk] = rank
-    dst_c, dst_v = _codes(cols.column("dst"))
+    dst_c, dst_v = cols.codes("dst")
     net = np.zeros(len(dst_v) + 1, dtype=np.int64)
     plen = np.full(len(dst_v) + 1, -1, dtype=np.int8)
     for k, text in enumerate(dst_v):
@@ -385,7 +402,7 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
             written[cells] = True
     single_written.clear()
     # the first table whose answer is not "throw"
-    type_c, type_v = _codes(cols.column("type"))
+    type_c, type_v = cols.codes("type")
     kinds = [str(t) if t else "unicast" for t in type_v] + ["unicast"]
     is_throw = np.array([k == "throw" for k in kinds])
     is_unicast = np.array([k == "unicast" for k in kinds])
@@ -407,9 +424,9 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
     def code(text) -> int:
         return -1 if text is None else names.setdefault(str(text), len(names))
 
-    dev_c, dev_v = _codes(cols.column("dev"))
-    hops_c, hops_v = _codes(cols.column("nexthops"))
-    gw_c, gw_v = _codes(cols.column("gateway"))
+    dev_c, dev_v = cols.codes("dev")
+    hops_c, hops_v = cols.codes("nexthops")
+    gw_c, gw_v = cols.codes("gateway")
     dev_code = np.array([code(d) for d in dev_v] + [-1], dtype=i32)
     gw_code = np.array([code(g) for g in gw_v] + [-1], dtype=i32)
     first_dev, first_gw, ecmp = [], [], []
@@ -611,10 +628,11 @@ def _learned_columns(source, routes=None) -> LakeLearned:
     for code in np.unique(l_host).tolist():
         learned.rows_of[host_v[code]] = ()
     routes = routes if routes is not None else source.columns("routes", ROUTE_COLUMNS)
-    r_host, r_host_v = _codes(routes.column("host"))
-    keep = _is(_codes(routes.column("family")), "inet") & _is(_codes(routes.column("type")),
+    routes = routes if isinstance(routes, _Coded) else _Coded(routes)
+    r_host, r_host_v = routes.codes("host")
+    keep = _is(routes.codes("family"), "inet") & _is(routes.codes("type"),
                                                                "unicast") \
-        & _is(_codes(routes.column("phase")), "main")
+        & _is(routes.codes("phase"), "main")
     # the tables each host's ip rules look up (main for a host without lookup rules)
     rules = source.frame("rules")
     used = rules[((rules["family"] == "inet") & (rules["action"] == "lookup"))
@@ -622,7 +640,7 @@ def _learned_columns(source, routes=None) -> LakeLearned:
     ruled = {str(h) for h in used["host"]} if len(used) else set()
     pairs = {(str(h), str(t)) for h, t in zip(used["host"], used["table"])} if len(used) \
         else set()
-    r_table, table_v = _codes(routes.column("table"))
+    r_table, table_v = routes.codes("table")
     allowed = np.zeros((len(r_host_v) + 1) * (len(table_v) + 1), dtype=bool)
     for hk, host in enumerate(r_host_v):
         for tk, table in enumerate(table_v):
@@ -636,9 +654,9 @@ def _learned_columns(source, routes=None) -> LakeLearned:
     at = np.flatnonzero(keep).astype(np.int32)
     del keep
     k_host = host_map[_nulls(r_host[at], len(r_host_v))]
-    dst_c, dst_v = _codes(routes.column("dst"))
+    dst_c, dst_v = routes.codes("dst")
     k_prefix = _onto(prefix_v, dst_v)[_nulls(dst_c[at], len(dst_v))]
-    gw_c, gw_v = _codes(routes.column("gateway"))
+    gw_c, gw_v = routes.codes("gateway")
     k_hop = _onto(hop_v, gw_v)[_nulls(gw_c[at], len(gw_v))]
     del r_host, dst_c, gw_c, at
     held = (k_host >= 0) & (k_prefix >= 0)
