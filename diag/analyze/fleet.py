@@ -203,31 +203,31 @@ class _Coded:
 
 
 def _codes(column):
-    """(int32 codes with -1 for null, list of values) of a dictionary column, chunk by chunk:
-    each Parquet row group has its own dictionary, and ``combine_chunks`` unifying them cost
-    seconds at 25 million rows; a chunk's few codes are mapped through a small table."""
+    """(int32 codes with -1 for null, list of values) of a dictionary column. Each Parquet
+    row group comes with its own dictionary: they are unified once (pyarrow, in C++), the
+    indices kept as they are (``combine_chunks`` also copies every index)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    chunks = column.chunks if hasattr(column, "chunks") else [column]
-    index: dict = {}
+    if not hasattr(column, "chunks"):
+        column = pa.chunked_array([column])
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    if column.num_chunks == 0:
+        return np.zeros(0, dtype=np.int32), []
+    column = column.unify_dictionaries()
+    values = column.chunk(0).dictionary.to_pylist()
     parts = []
-    last = mapping = None
-    for chunk in chunks:
-        if not pa.types.is_dictionary(chunk.type):
-            chunk = chunk.dictionary_encode()
-        # the writer repeats one dictionary in every row group: map it once
-        if last is None or not chunk.dictionary.equals(last):
-            last = chunk.dictionary
-            mapping = np.array([-1 if v is None else index.setdefault(v, len(index))
-                                for v in last.to_pylist()] + [-1], dtype=np.int32)
+    for chunk in column.chunks:
         indices = chunk.indices
-        codes = (pc.fill_null(indices.cast("int32"), -1) if chunk.null_count else indices) \
-            .to_numpy(zero_copy_only=False)
-        parts.append(mapping[codes])
-    codes = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-    return codes.astype(np.int32, copy=False), list(index)
+        parts.append((pc.fill_null(indices.cast("int32"), -1) if chunk.null_count else
+                       indices).to_numpy(zero_copy_only=False))
+    codes = np.concatenate(parts).astype(np.int32, copy=False)
+    if any(v is None for v in values):          # a null inside the dictionary: code -1 too
+        nulls = np.array([v is None for v in values] + [False])
+        codes = np.where(nulls[codes], -1, codes).astype(np.int32)
+    return codes, values
 
 
 def _rule_plan(source, hosts: list[str]) -> tuple[dict, set]:
@@ -602,9 +602,11 @@ def _learned(source) -> LakeLearned:
 def _learned_columns(source, routes=None) -> LakeLearned:
     """Step 2 column-wise (what :data:`UNPROVEN_SQL` asks, over dictionary codes): the paths'
     and routes' hosts, prefixes and next hops mapped onto one code space through their few
-    distinct values, then one membership test of (host, prefix, next hop) keys — no string is
-    made per row."""
+    distinct values; the kernel's (host, prefix, gateway) keys marked in a table of the key
+    range, block by block, then each learned path looked up in it — no string per row, no
+    temporary of the whole table."""
     import numpy as np
+    import pyarrow.compute as pc
 
     learned = LakeLearned()
     paths = source.columns("bgp_paths", ["host", "rib", "best", "local", "prefix", "nexthop"])
@@ -613,26 +615,18 @@ def _learned_columns(source, routes=None) -> LakeLearned:
     p_host, host_v = _codes(paths.column("host"))
     p_prefix, prefix_v = _codes(paths.column("prefix"))
     p_hop, hop_v = _codes(paths.column("nexthop"))
-    import pyarrow.compute as pc
-
+    p_rib, rib_v = _codes(paths.column("rib"))
     # booleans with nulls would come out as objects: null best is not best, null local is not
     best = pc.fill_null(paths.column("best"), False).to_numpy(zero_copy_only=False)
     local = pc.fill_null(paths.column("local"), False).to_numpy(zero_copy_only=False)
-    v4 = np.array([":" not in str(p) for p in prefix_v] + [True])
-    mine = _is(_codes(paths.column("rib")), "loc") & (best == True) & (local != True) \
-        & v4[np.where(p_prefix < 0, len(prefix_v), p_prefix)]
-    del best, local, paths
-    rows = np.flatnonzero(mine).astype(np.int32)
-    del mine
-    l_host, l_prefix, l_hop = p_host[rows], p_prefix[rows], p_hop[rows]
-    for code in np.unique(l_host).tolist():
-        learned.rows_of[host_v[code]] = ()
+    del paths
     routes = routes if routes is not None else source.columns("routes", ROUTE_COLUMNS)
     routes = routes if isinstance(routes, _Coded) else _Coded(routes)
     r_host, r_host_v = routes.codes("host")
-    keep = _is(routes.codes("family"), "inet") & _is(routes.codes("type"),
-                                                               "unicast") \
-        & _is(routes.codes("phase"), "main")
+    fam, typ, phase = routes.codes("family"), routes.codes("type"), routes.codes("phase")
+    r_table, table_v = routes.codes("table")
+    dst_c, dst_v = routes.codes("dst")
+    gw_c, gw_v = routes.codes("gateway")
     # the tables each host's ip rules look up (main for a host without lookup rules)
     rules = source.frame("rules")
     used = rules[((rules["family"] == "inet") & (rules["action"] == "lookup"))
@@ -640,38 +634,72 @@ def _learned_columns(source, routes=None) -> LakeLearned:
     ruled = {str(h) for h in used["host"]} if len(used) else set()
     pairs = {(str(h), str(t)) for h, t in zip(used["host"], used["table"])} if len(used) \
         else set()
-    r_table, table_v = routes.codes("table")
-    allowed = np.zeros((len(r_host_v) + 1) * (len(table_v) + 1), dtype=bool)
+    width = len(table_v) + 1
+    allowed = np.zeros((len(r_host_v) + 1) * width, dtype=bool)
     for hk, host in enumerate(r_host_v):
         for tk, table in enumerate(table_v):
-            allowed[hk * (len(table_v) + 1) + tk] = (host, str(table)) in pairs or (
+            allowed[hk * width + tk] = (host, str(table)) in pairs or (
                 host not in ruled and table == "main")
-    keep &= allowed[np.where(r_host < 0, len(r_host_v), r_host) * (len(table_v) + 1)
-                    + np.where(r_table < 0, len(table_v), r_table)]
-    del allowed, r_table
-    # the routes' hosts, destinations and gateways in the paths' code spaces
+    # one code space: the paths'; a route's host/prefix/gateway the paths never name is -2
     host_map = _onto(host_v, r_host_v)
-    at = np.flatnonzero(keep).astype(np.int32)
-    del keep
-    k_host = host_map[_nulls(r_host[at], len(r_host_v))]
-    dst_c, dst_v = routes.codes("dst")
-    k_prefix = _onto(prefix_v, dst_v)[_nulls(dst_c[at], len(dst_v))]
-    gw_c, gw_v = routes.codes("gateway")
-    k_hop = _onto(hop_v, gw_v)[_nulls(gw_c[at], len(gw_v))]
-    del r_host, dst_c, gw_c, at
-    held = (k_host >= 0) & (k_prefix >= 0)
-    k_host, k_prefix, k_hop = k_host[held], k_prefix[held], k_hop[held]
-    n_prefix, n_hop = np.int64(len(prefix_v) + 1), np.int64(len(hop_v) + 1)
-    by_prefix_l = l_host.astype(np.int64) * n_prefix + l_prefix
-    by_prefix_k = k_host.astype(np.int64) * n_prefix + k_prefix
-    gateway = k_hop >= 0
-    proven = (l_hop >= 0) & (l_prefix >= 0) & _member(
-        by_prefix_l * n_hop + l_hop, (by_prefix_k * n_hop + k_hop)[gateway])
-    local_hop = np.array([h in ("0.0.0.0", "") for h in hop_v] + [False])[
-        _nulls(l_hop, len(hop_v))]
-    if local_hop.any():
-        proven |= local_hop & (l_prefix >= 0) & _member(by_prefix_l, by_prefix_k)
-    unproven = rows[~proven]
+    prefix_map = _onto(prefix_v, dst_v)
+    hop_map = _onto(hop_v, gw_v)
+    n_prefix, n_hop = len(prefix_v) + 1, len(hop_v) + 1
+    top = (len(host_v) + 1) * n_prefix * n_hop
+    by_gateway = np.zeros(top, dtype=bool) if top < 1 << 31 else None
+    by_prefix = np.zeros((len(host_v) + 1) * n_prefix, dtype=bool)
+    spilled: list = []                  # keys when the range is too large for a table
+    inet, unicast, main = (_flags(fam[1], "inet"), _flags(typ[1], "unicast"),
+                           _flags(phase[1], "main"))
+    for lo in range(0, len(r_host), CHUNK):
+        sl = slice(lo, lo + CHUNK)
+        h = _nulls(r_host[sl], len(r_host_v))
+        keep = inet[_nulls(fam[0][sl], len(fam[1]))] & unicast[_nulls(typ[0][sl], len(typ[1]))] \
+            & main[_nulls(phase[0][sl], len(phase[1]))] \
+            & allowed[h * width + _nulls(r_table[sl], len(table_v))]
+        kh = host_map[h]
+        kp = prefix_map[_nulls(dst_c[sl], len(dst_v))]
+        keep &= (kh >= 0) & (kp >= 0)
+        kh, kp = kh[keep].astype(np.int64), kp[keep]
+        kg = hop_map[_nulls(gw_c[sl], len(gw_v))][keep]
+        bp = kh * n_prefix + kp
+        by_prefix[bp] = True
+        gateway = kg >= 0
+        keys = bp[gateway] * n_hop + kg[gateway]
+        if by_gateway is not None:
+            by_gateway[keys] = True
+        else:
+            spilled.append(keys)
+    v4 = np.array([":" not in str(p) for p in prefix_v] + [True])
+    loc = _flags(rib_v, "loc")
+    local_hop = np.array([h in ("0.0.0.0", "") for h in hop_v] + [False])
+    rows_parts, unproven_parts, hosts_seen = [], [], np.zeros(len(host_v) + 1, dtype=bool)
+    for lo in range(0, len(p_host), CHUNK):
+        sl = slice(lo, lo + CHUNK)
+        prefix = p_prefix[sl]
+        mine = loc[_nulls(p_rib[sl], len(rib_v))] & best[sl] & ~local[sl] \
+            & v4[_nulls(prefix, len(prefix_v))]
+        at = np.flatnonzero(mine).astype(np.int32)
+        lh = _nulls(p_host[sl][at], len(host_v))
+        lp, lg = prefix[at], p_hop[sl][at]
+        hosts_seen[lh] = True
+        bp = lh.astype(np.int64) * n_prefix + lp
+        known = (lg >= 0) & (lp >= 0)
+        proven = np.zeros(len(at), dtype=bool)
+        keys = bp[known] * n_hop + lg[known]
+        if by_gateway is not None:
+            proven[known] = by_gateway[keys]
+        else:
+            proven[known] = _member(keys, np.concatenate(spilled)) if spilled else False
+        near = local_hop[_nulls(lg, len(hop_v))] & (lp >= 0)
+        proven[near] |= by_prefix[bp[near]]
+        rows_parts.append(at + np.int32(lo))
+        unproven_parts.append(at[~proven] + np.int32(lo))
+    del by_gateway, by_prefix
+    for code in np.flatnonzero(hosts_seen[:-1]).tolist():
+        learned.rows_of[host_v[code]] = ()
+    rows = np.concatenate(rows_parts)
+    unproven = np.concatenate(unproven_parts)
     _take_rows(source, learned, unproven, host_v, p_host, for_unproven=True)
     learned.kept = (rows, p_host, host_v)           # the walk asks some hosts' rows later
     return learned
