@@ -79,8 +79,24 @@ def copies(target: Path, count: int) -> list[Path]:
     return out
 
 
+def questions(lake_dir: Path) -> dict:
+    """Each question of docs/facts.md, best of 3 (seconds, rows)."""
+    from diag.pipeline import lake_query
+
+    queries = {}
+    for name, sql in QUESTIONS.items():
+        best, rows = None, 0
+        for _ in range(3):
+            t = time.monotonic()
+            rows = lake_query(lake_dir, sql).num_rows
+            took = time.monotonic() - t
+            best = took if best is None else min(best, took)
+        queries[name] = {"seconds": round(best, 3), "rows": rows}
+    return queries
+
+
 def run(count: int, work: Path, lake_dir: Path) -> dict:
-    from diag.pipeline import facts_export, lake_query
+    from diag.pipeline import facts_export
 
     bundles = copies(work, count)
     started, cpu = time.monotonic(), time.process_time()
@@ -93,15 +109,7 @@ def run(count: int, work: Path, lake_dir: Path) -> dict:
     idempotent_s = (time.monotonic() - again) / min(20, len(bundles))
     size = sum(p.stat().st_size for p in lake_dir.rglob("*.parquet"))
     files = sum(1 for _ in lake_dir.rglob("*.parquet"))
-    queries = {}
-    for name, sql in QUESTIONS.items():
-        best, rows = None, 0
-        for _ in range(3):
-            t = time.monotonic()
-            rows = lake_query(lake_dir, sql).num_rows
-            took = time.monotonic() - t
-            best = took if best is None else min(best, took)
-        queries[name] = {"seconds": round(best, 3), "rows": rows}
+    queries = questions(lake_dir)
     return {"bundles": count, "export_s": round(export_s, 1),
             "export_cpu_s": round(export_cpu, 1),
             "export_per_bundle_s": round(export_s / count, 3),
@@ -114,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundles", type=int, nargs="*", default=[100, 1000])
     ap.add_argument("--keep", type=Path, help="keep the copies and the lakes here")
+    ap.add_argument("--lake", type=Path, help="only time the questions on this lake")
     args = ap.parse_args(argv)
+    if args.lake:
+        from diag import lake
+
+        print(json.dumps({"bundles": len(lake.bundles(args.lake)),
+                          "queries": questions(args.lake),
+                          "load_average": round(os.getloadavg()[0], 1)}, indent=1))
+        return 0
     with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
         work = args.keep or Path(tmp)
         results = [run(n, work, work / f"lake-{n}") for n in args.bundles]
