@@ -8,20 +8,24 @@ SQL) and never holding the 25 million routes as Python objects:
 
 1. **The sweeps, column-wise** (:func:`sweep`): every route row of the hosts whose ip rules
    select on the table only, as integer codes from the Parquet dictionaries; each distinct
-   destination parsed once. A route covers a contiguous run of the sorted pod-CIDR probe
-   addresses (two ``searchsorted``); the few routes covering several probes (the default
-   route, a pod-range route) are painted per host into a hosts x probes matrix per table,
-   longest prefix last, then the routes covering one probe are written over them (such a
-   route is always the longer one). The first table in rule order whose answer is not
-   ``throw`` decides, as :func:`diag.analyze.lookup.quick_route` does; the verdict "sent by the
-   cluster NIC or an overlay device" is one vectorised test per pair. What is left: the pairs
-   that fail it, hosts with other rules (always walked in full), the autoDirectNodeRoutes
-   candidates (a pair's answer via the peer's node IP).
-2. **The RIB against the FIB, in SQL** (:data:`UNPROVEN_SQL`, DuckDB over the Parquet files):
-   a daemon's learned best path is proven installed by a route of the same host and prefix
-   with its next hop as gateway (or any unicast route, for a local next hop) in a table the
-   host's rules look up — an anti-join of 25 million paths with 25 million routes; the paths
-   it does not prove go on as in ``routing``.
+   destination parsed once and covering a contiguous run of the sorted pod-CIDR probe
+   addresses (two ``searchsorted`` per distinct destination). In blocks of rows, the few
+   routes covering several probes (the default route, a pod-range route) are painted per host
+   into a hosts x probes matrix per table, shortest prefix first, then the routes covering one
+   probe are written over them (such a route is always the longer one; two for one cell: the
+   longest, then the lowest metric, then the first row). The first table in rule order whose
+   answer is not ``throw`` decides, as :func:`diag.analyze.lookup.quick_route` does; the
+   verdict "sent by the cluster NIC or an overlay device" is one vectorised test per pair.
+   What is left: the pairs that fail it, hosts with other rules (always walked in full), the
+   autoDirectNodeRoutes candidates (a pair's answer via the peer's node IP).
+2. **The RIB against the FIB** (:func:`_learned_columns`): a daemon's learned best path is
+   proven installed by a route of the same host and prefix with its next hop as gateway (or
+   any unicast route, for a local next hop) in a table the host's rules look up — the paths'
+   and routes' codes mapped onto one code space, the kernel's keys marked in a table of the key
+   range block by block, each block of paths looked up in it. The same question in DuckDB SQL
+   (:data:`UNPROVEN_SQL`, ``RIB_VS_FIB = "sql"``) gives the same paths and was measured
+   slower and ten times heavier (docs/explain.md); the paths not proven go on as in
+   ``routing``.
 3. **The findings, by ``routing`` itself**: the FIB of only the hosts that steps 1-2 name (and,
    for a leak, the first other node that routes the prefix by its cluster NIC) is built from
    their rows, and :func:`diag.analyze.routing.analyze` runs with the sweep, the unproven paths
@@ -38,9 +42,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diag.model import Check, Finding
-
-DROP_OR_LOCAL = ("blackhole", "unreachable", "prohibit", "local", "broadcast", "anycast",
-                 "multicast")
 
 # paths of a daemon's loc RIB (best, learned, IPv4) that no route proves installed; in
 # bgp_paths' row order (file_row_number), as routing._Learned numbers them
