@@ -448,13 +448,11 @@ def sweep(source, model, timings: dict | None = None, routes=None) -> Swept:
     first_gw = np.array(first_gw + [-2], dtype=i32)
     ecmp = np.array(ecmp + [False])
     vxlan = _overlay_devices(source, node_names, code)
-    default_dev = np.array([code(n.default_iface.value) if n.default_iface.value else -3
-                            for n in nodes], dtype=i32)
+    # None compares as the kernel's answer does in routing (a missing device is -1 too)
+    default_dev = np.array([code(n.default_iface.value) for n in nodes], dtype=i32)
     same = np.array([n.default_iface.value == n.cluster_iface.value for n in nodes])
-    cluster_dev = np.array([code(n.cluster_iface.value) if n.cluster_iface.value else -3
-                            for n in nodes], dtype=i32)
-    peer_ip = np.array([code(n.node_ip.value) if n.node_ip.value else -4 for n, _p in entries],
-                       dtype=i32)
+    cluster_dev = np.array([code(n.cluster_iface.value) for n in nodes], dtype=i32)
+    peer_ip = np.array([code(n.node_ip.value) for n, _p in entries], dtype=i32)
     ok = np.zeros((n_hosts, n_probes), dtype=bool)
     by_cluster = np.zeros((n_hosts, n_probes), dtype=bool)
     direct_mask = np.zeros((n_hosts, n_probes), dtype=bool)
