@@ -200,3 +200,23 @@ def test_facts_export_json_and_text(tmp_path):
     assert code == 0 and "already in" in out
     code, _, err = _run("facts", CAPTURE, "--export", tmp_path / "l", "--table", "routes")
     assert code == 2
+
+
+def test_bundles_of_an_older_schema_are_read_by_column_name(tmp_path):
+    """A bundle written before a column existed (its file lacks it, its manifest entry says
+    an older schema_version): the views read both by name, the missing column is NULL."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    directory = tmp_path / "l"
+    frame = pd.DataFrame({"host": ["a"], "dst": ["10.0.0.0/8"], "nhid": [7]})
+    lake.append(directory, "a" * 64, {"routes": frame}, {"source": "new", "kind": "bundle"})
+    lake.append(directory, "b" * 64, {"routes": frame.assign(host="b")},
+                {"source": "old", "kind": "bundle"})
+    (path,) = lake.files(directory, "routes", ["b" * 64])
+    pq.write_table(pq.read_table(path).drop_columns(["nhid"]), path)
+    manifest = json.loads((directory / "lake.json").read_text())
+    manifest["bundles"]["b" * 64]["schema_version"] = lake.SCHEMA_VERSION - 1
+    (directory / "lake.json").write_text(json.dumps(manifest))
+    rows = lake.query(directory, "SELECT host, nhid FROM routes ORDER BY host").to_pylist()
+    assert rows == [{"host": "a", "nhid": 7}, {"host": "b", "nhid": None}]
