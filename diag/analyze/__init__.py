@@ -79,6 +79,21 @@ def explain(facts) -> Explanation:
                        tuple(c for c in checks if c.passed is None) + unreadable)
 
 
+def explain_lake(source, model, timings: dict | None = None) -> Explanation:
+    """The routing analyzers over one bundle of the evidence lake (:mod:`diag.analyze.fleet`:
+    the same findings as :func:`explain`'s routing part, at fleet scale); the other topics need
+    the bundle and are listed as not checked."""
+    from diag.analyze import fleet
+    from diag.analyze.rank import rank
+
+    findings, checks = fleet.analyze(source, model, timings)
+    skipped = Check("BGP sessions, ARP, overlays, rp_filter, checksums", None,
+                    needs="the bundle itself: explain from the lake runs the routing analyzers")
+    return Explanation(tuple(rank(findings)),
+                       tuple(c for c in checks if c.passed is not None),
+                       tuple(c for c in checks if c.passed is None) + (skipped,))
+
+
 # The facts tables each analyzer's checks read (a parse error in one of them on a host means
 # those checks could not look at that host). ``captures``: the decoded capture tables.
 READS = {
