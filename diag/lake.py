@@ -22,8 +22,8 @@ order with those types, plus ``bundle`` first and ``host`` (NULL for rows about 
 Contract:
 
 - :func:`append(directory, bundle, tables, record) -> bool`: write one bundle's tables (pandas
-  DataFrames, or pyarrow Tables a program made in the schema, by name); False, writing nothing, when the bundle is already in the lake (appending
-  is idempotent by bundle id). Each file is written under a temporary name and renamed; the
+  DataFrames, or pyarrow Tables a program made in the schema, by name); False, writing nothing,
+  when the bundle is already in the lake (appending is idempotent by bundle id). Each file is written under a temporary name and renamed; the
   manifest names the bundle last, so readers (:func:`files`) never see half a bundle. A value
   that does not fit its column's type (text in an integer column) becomes NULL and is counted in
   the bundle's ``coerced``; a column the schema does not know is kept as text.
@@ -107,20 +107,25 @@ _LAYOUT = {
                     "next_hop next_hop_link_local origin as_path:json as_path_str as4_path:json "
                     "as4_path_str med:int64 local_pref:int64 atomic_aggregate:bool aggregator "
                     "as4_aggregator communities:json large_communities:json ext_communities:json "
-                    "originator_id cluster_list:json unknown_attributes:json iface",
+                    "originator_id cluster_list:json unknown_attributes:json iface "
+                    "effective_as_path:json effective_as_path_str as_path_note prefix_sid:json "
+                    "link_state:json pmsi_tunnel:json",
     "wire_routes": "frame:int64 ts:float64 src sport:int64 dst dport:int64 session action afi "
                    "safi prefix nlri_raw path_id:int64 next_hop next_hop_link_local origin "
                    "as_path:json as_path_str as4_path:json as4_path_str med:int64 local_pref:int64 "
                    "atomic_aggregate:bool aggregator as4_aggregator communities:json "
                    "large_communities:json ext_communities:json originator_id cluster_list:json "
-                   "unknown_attributes:json iface",
+                   "unknown_attributes:json iface rd labels:json evpn_type:int64 esi "
+                   "ethernet_tag:int64 mac evpn_ip gateway_ip vnis:json effective_as_path:json "
+                   "effective_as_path_str as_path_note prefix_sid:json link_state:json "
+                   "pmsi_tunnel:json",
     "wire_tunnels": "frame:int64 ts:float64 depth:int64 type vni:int64 outer_src outer_dst "
                     "outer_sport:int64 outer_dport:int64 inner_eth_src inner_eth_dst inner_l3 "
                     "inner_src inner_dst inner_proto:int64 inner_sport:int64 inner_dport:int64 "
                     "flags:int64 geneve_options:json malformed iface",
     "arp": "frame:int64 ts:float64 capture_iface:int64 iface_name direction tunnel_depth:int64 op "
            "sender_mac sender_ip target_mac target_ip gratuitous:bool vlan malformed iface "
-           "answered:bool reply_frame:int64",
+           "answered:bool reply_frame:int64 copy_of:int64 sees_replies:bool blind",
     "stream_events": "frame:int64 ts:float64 src sport:int64 dst dport:int64 session "
                      "tunnel_depth:int64 event detail iface",
     "icmp": "frame:int64 ts:float64 capture_iface:int64 iface_name direction tunnel_depth:int64 "
@@ -132,10 +137,10 @@ _LAYOUT = {
     "model_hosts": "role role_how role_source node_ip node_ip_how node_ip_source cluster_iface "
                    "cluster_iface_how cluster_iface_source default_iface default_iface_how "
                    "default_iface_source pod_cidr pod_cidr_how pod_cidr_source asn:int64 asn_how "
-                   "asn_source peering_ips:json forwarding:bool daemons:json",
+                   "asn_source peering_ips:json forwarding:bool daemons:json collected:bool",
     "model_cluster": "pod_range pod_range_how pod_range_source lb_ips:json lb_ips_how "
                      "lb_ips_source notes:json",
-    "parse_errors": "source path error",
+    "parse_errors": "source path error table",
     "problems": "kind path detail",
 }
 
@@ -193,11 +198,19 @@ def append(directory: Path, bundle: str, tables: dict[str, Any], record: dict[st
         rows: dict[str, int] = {}
         coerced: dict[str, int] = {}
         extra: dict[str, list[str]] = {}
+        known = {name: [list(c) for c in columns]
+                 for name, columns in current.get("tables", {}).items()}
         for name in sorted(set(SCHEMA) | set(tables)):
             table, bad, unknown = arrow_table(name, tables.get(name), bundle)
             rows[name] = table.num_rows
             coerced.update({f"{name}.{c}": n for c, n in bad.items()})
-            if unknown:
+            if name not in SCHEMA:
+                # a table the schema does not declare (e.g. a Kubernetes kind's): its columns
+                # as text, recorded so that a lake without its rows still has its view
+                seen = known.setdefault(name, [["bundle", "string"], ["host", "string"]])
+                seen += [[c, "string"] for c in table.column_names
+                         if c not in {s for s, _ in seen}]
+            elif unknown:
                 extra[name] = unknown
             _write(directory / name / f"bundle={bundle}" / PART, table)
         entry = dict(record, exported=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -208,7 +221,8 @@ def append(directory: Path, bundle: str, tables: dict[str, Any], record: dict[st
             entry["extra_columns"] = extra
         current.setdefault("bundles", {})[bundle] = entry
         current["schema_version"] = SCHEMA_VERSION
-        current["tables"] = {name: [list(c) for c in SCHEMA[name]] for name in SCHEMA}
+        current["tables"] = {**known,
+                             **{name: [list(c) for c in SCHEMA[name]] for name in SCHEMA}}
         _atomic_text(directory / LAKE_MANIFEST, json.dumps(current, indent=1, sort_keys=True))
         return True
 
@@ -456,7 +470,8 @@ def connect(directory: Path, only: list[str] | None = None,
             con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{listed}], '
                         f"union_by_name={by_name}, hive_partitioning=false)")
         else:
-            con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM ({_empty_select(table)})')
+            columns = SCHEMA.get(table) or [tuple(c) for c in data.get("tables", {}).get(table, ())]
+            con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM ({_empty_select(columns)})')
     rows = [(b, e.get("source"), e.get("kind"), e.get("status"), e.get("started"),
              e.get("hosts"), e.get("exported"), e.get("schema_version"))
             for b, e in sorted(data.get("bundles", {}).items()) if only is None or b in only]
@@ -469,10 +484,10 @@ def connect(directory: Path, only: list[str] | None = None,
     return con
 
 
-def _empty_select(table: str) -> str:
+def _empty_select(columns) -> str:
     sql_type = {"string": "VARCHAR", "json": "VARCHAR", "int64": "BIGINT", "float64": "DOUBLE",
                 "bool": "BOOLEAN"}
-    columns = SCHEMA.get(table, (("bundle", "string"), ("host", "string")))
+    columns = columns or (("bundle", "string"), ("host", "string"))
     return "SELECT " + ", ".join(f'NULL::{sql_type[t]} AS "{c}"' for c, t in columns) \
         + " WHERE false"
 

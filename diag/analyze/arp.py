@@ -23,7 +23,7 @@ supplies it: ``diag collect --capture 20s``).
 from __future__ import annotations
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.words import counted
+from diag.words import counted
 from diag.bundle import OutputIndex
 from diag.model import Check, Confidence, Evidence, Finding
 
@@ -80,7 +80,6 @@ def analyze(tables, model, outputs: OutputIndex | None = None
             unanswered = group[group["answered"].map(lambda v: v is False)]
             if len(unanswered) < UNANSWERED_MIN:
                 continue
-            asker = str(unanswered.iloc[0]["sender_ip"])
             askers = set(unanswered["sender_ip"].astype(str))
             answer = _answered_later(group, unanswered, replies)
             blind, unseen = _blind(unanswered)

@@ -42,7 +42,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from diag.analyze.catalog import default_severity
-from diag.analyze.words import counted
+from diag.words import counted
 from diag.analyze.fib import Fib
 from diag.analyze.lookup import lookup
 from diag.analyze.notifications import CEASE_FIXES, cease_kind, cease_name, from_code, from_text

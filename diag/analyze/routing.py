@@ -441,7 +441,7 @@ def analyze(tables, model, fib: Fib, sweep: _Sweep | None = None, learned=None,
                 findings.append(_wrong_table(ctx, hm, prefix, other.name, lk, hidden[0]))
                 causes[(hm.name, prefix)] = "ROUTE_WRONG_TABLE_OR_BLACKHOLE"
     # nodes known from Kubernetes only have no routes: they do not make a check "checked"
-    routed = any(hm.name in fib.hosts for hm in nodes)
+    routed = any(hm.collected for hm in nodes)
     checks.append(Check("pod CIDRs not blackholed nor in unused tables", None
                         if not routed else not any(
                             f.code == "ROUTE_WRONG_TABLE_OR_BLACKHOLE" for f in findings),

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field, replace
 from diag.analyze.captures import capture_files, frame_evidence
 from diag.analyze.catalog import default_severity
 from diag.analyze.notifications import CEASE_FIXES, cease_kind
-from diag.analyze.words import counted
+from diag.words import counted
 from diag.model import Check, Confidence, Evidence, Finding
 
 MIN_UNANSWERED_SYNS = 2        # one lost SYN is ordinary; its retransmission unanswered is not

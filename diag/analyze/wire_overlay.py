@@ -19,7 +19,7 @@ from collections import defaultdict
 
 from diag.analyze.captures import capture_files, frame_evidence
 from diag.analyze.catalog import default_severity
-from diag.analyze.words import counted
+from diag.words import counted
 from diag.model import Check, Confidence, Finding
 
 VXLAN_PORTS = frozenset((4789, 8472))

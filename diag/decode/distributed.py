@@ -209,7 +209,7 @@ def _bgp_tables(owners: list, nblocks: int, info, sink: Callable) -> int:
 
     for i in range(nblocks):
         rows = merge_bgp_rows([items[i][1] for items in owners])
-        chunk = RowChunk({"packets": [], "tunnels": [], "arp": [], "icmp": [], **rows}, None,
-                         info)
+        chunk = RowChunk({"packets": [], "tunnels": [], "arp": [], "icmp": [], "fragments": [],
+                          "lldp": [], **rows}, None, info)
         sink(i, to_tables(chunk), BGP_TABLES)
     return nblocks

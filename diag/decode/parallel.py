@@ -43,7 +43,8 @@ from typing import Callable
 
 BUCKETS = 64
 BGP_TABLES = ("bgp_messages", "bgp_routes", "stream_events")     # made in phase 2
-NON_BGP_TABLES = ("packets", "tunnels", "arp", "icmp", "interfaces")   # made in phase 1
+NON_BGP_TABLES = ("packets", "tunnels", "arp", "icmp", "fragments", "lldp",
+                  "interfaces")                                       # made in phase 1
 AUTO_BYTES = 32 << 20            # below this, one process: start-up and forking cost more
 MAX_AUTO_WORKERS = 8
 

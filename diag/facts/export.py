@@ -35,7 +35,7 @@ def lake_tables(facts) -> dict[str, Any]:
             row[f"{part}_how"] = inferred.how
             row[f"{part}_source"] = inferred.source
         row.update(peering_ips=list(host.peering_ips), forwarding=host.forwarding,
-                   daemons=list(host.daemons))
+                   daemons=list(host.daemons), collected=host.collected)
         rows.append(row)
     tables["model_hosts"] = pd.DataFrame(rows)
     model = facts.model
@@ -72,11 +72,12 @@ def model_from_rows(hosts: list[dict], cluster: list[dict], tunnels: list[dict] 
     for row in hosts:
         parts = {p: Inferred(_value(row.get(p)), str(row.get(f"{p}_how") or ""),
                              str(row.get(f"{p}_source") or "none")) for p in HOST_PARTS}
-        forwarding = row.get("forwarding")
+        forwarding, collected = row.get("forwarding"), _value(row.get("collected"))
         models[row["host"]] = HostModel(
             row["host"], peering_ips=tuple(_loaded(row.get("peering_ips")) or ()),
             forwarding=None if forwarding is None else bool(forwarding),
-            daemons=tuple(_loaded(row.get("daemons")) or ()), **parts)
+            daemons=tuple(_loaded(row.get("daemons")) or ()),
+            collected=True if collected is None else bool(collected), **parts)
     one = cluster[0] if cluster else {}
     lb = _loaded(one.get("lb_ips"))
     endpoints = tuple(TunnelEndpoint(

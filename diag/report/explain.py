@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.bundle import source_sha256
+from diag.words import counted
 
 SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "md")
@@ -46,7 +47,7 @@ def render(result, facts, fmt: str) -> str:
 
 def _hosts(facts) -> str:
     n = len((facts.bundle or {}).get("hosts") or {})
-    return f"{n} {'host' if n == 1 else 'hosts'}"
+    return counted(n, "host")
 
 
 def _confidence(c) -> str:
@@ -62,8 +63,8 @@ def _cited(e) -> str:
 
 def _text(result, facts) -> str:
     kube_only = sum(1 for h in facts.model.hosts.values() if not h.collected)
-    nodes = (f", {kube_only} Kubernetes {'Node' if kube_only == 1 else 'Nodes'} without host "
-             "outputs") if kube_only else ""
+    nodes = (f", {counted(kube_only, 'Kubernetes Node')} without host outputs"
+             if kube_only else "")
     lines = [f"diag explain {facts.source} ({facts.kind}, {_hosts(facts)}{nodes})", ""]
     if not result.findings:
         lines.append("No findings.")

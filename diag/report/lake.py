@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from diag.words import counted
+
 QUERY_FORMATS = ("text", "json", "csv")
 
 
@@ -28,7 +30,7 @@ def write_export(result: dict[str, Any], fmt: str) -> None:
         line = f"bundle {result['bundle'][:16]} is already in {result['lake']}: nothing written"
     print(line)
     for column, count in sorted((result.get("coerced") or {}).items()):
-        print(f"  {column}: {count} value(s) did not fit the column's type and are NULL",
+        print(f"  {column}: {counted(count, 'value')} did not fit the column's type and are NULL",
               file=sys.stderr)
 
 
@@ -61,4 +63,4 @@ def write_query(table, fmt: str) -> None:
             out.add_row(*("" if v is None else str(_plain(v)) for v in row.values()))
         console = Console()
         console.print(out)
-        console.print(f"{table.num_rows} row(s)", style="dim")
+        console.print(counted(table.num_rows, "row"), style="dim")

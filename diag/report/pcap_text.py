@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diag.values import is_missing
+from diag.words import counted
 
 
 def _when(ts: float | None) -> str:
@@ -29,15 +30,10 @@ def _clock(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
-def _n(count: int, noun: str, plural: str | None = None) -> str:
-    """"1 packet", "2 packets" (never "1 packets")."""
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
-
-
 def render(s: dict, console: Console) -> None:
     p = s["packets"]
     span = (p["last_ts"] - p["first_ts"]) if p["first_ts"] is not None else 0.0
-    console.print(f"[bold]{s['file']}[/] ({s['format']}): {_n(p['total'], 'packet')} over {span:.3f} s, "
+    console.print(f"[bold]{s['file']}[/] ({s['format']}): {counted(p['total'], 'packet')} over {span:.3f} s, "
                   f"{p['malformed']} malformed; from {_when(p['first_ts'])} UTC")
     if s["interfaces"]:
         names = ", ".join(f"{i['capture_iface']}:{i['name'] or '-'} ({i['linktype_name']})"
@@ -79,7 +75,7 @@ def _routes(families: dict) -> str:
 def _bgp(b: dict, console: Console) -> None:
     total = sum(b["messages"].values())
     counts = ", ".join(f"{k} {v}" for k, v in b["messages"].items() if v)
-    console.print(f"\n[bold]BGP[/]: {_n(total, 'message')} ({counts or 'none'}); routes: "
+    console.print(f"\n[bold]BGP[/]: {counted(total, 'message')} ({counts or 'none'}); routes: "
                   f"{_routes(b['prefixes'].get('by_family', {}))}; {b['malformed']} malformed",
                   highlight=False)
     for attempt in b.get("connection_attempts", []):
@@ -120,7 +116,7 @@ def _bgp(b: dict, console: Console) -> None:
 
 def _tunnels(tun: dict, console: Console) -> None:
     rows = tun["by_vni"]
-    kinds = ", ".join(f"{k}: {_n(v['packets'], 'packet')}, VNIs {v['vnis']}"
+    kinds = ", ".join(f"{k}: {counted(v['packets'], 'packet')}, VNIs {v['vnis']}"
                       for k, v in tun.items() if isinstance(v, dict))
     console.print(f"\n[bold]Tunnels[/]: {kinds or 'none'}")
     if rows:
@@ -182,11 +178,11 @@ def _icmp(e: dict, console: Console) -> None:
 
 def _arp(a: dict, console: Console) -> None:
     copies = a.get("copies", 0)
-    console.print(f"\n[bold]ARP[/]: {_n(a['requests'], 'request')}, "
-                  f"{_n(a['replies'], 'reply', 'replies')}, {a['gratuitous']} gratuitous"
-                  + (f", {_n(copies, 'copy', 'copies')} of a request seen elsewhere"
+    console.print(f"\n[bold]ARP[/]: {counted(a['requests'], 'request')}, "
+                  f"{counted(a['replies'], 'reply', 'replies')}, {a['gratuitous']} gratuitous"
+                  + (f", {counted(copies, 'copy', 'copies')} of a request seen elsewhere"
                      if copies else "")
-                  + f"; {_n(a['answered'], 'request')} answered, {a['unanswered']} unanswered"
+                  + f"; {counted(a['answered'], 'request')} answered, {a['unanswered']} unanswered"
                   + (f" ({a['unverified']} that this capture may not see replies for)"
                      if a.get("unverified") else ""))
     if a["unanswered_by_ip"]:

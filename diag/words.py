@@ -1,5 +1,5 @@
-"""Counted nouns for findings' text: "1 SYN", "3 SYNs", "1 ARP request" — never "1 hosts" or
-"request(s)".
+"""Counted nouns for what diag writes: "1 SYN", "3 SYNs", "1 ARP request" — never "1 hosts" or
+"request(s)". A floor: findings (analyze) and renderers (report) say counts the same way.
 
 Contract: :func:`counted(n, noun, plural=None) -> str`; the plural is ``noun + "s"`` unless given.
 """
