@@ -179,6 +179,10 @@ class PrefixFolder:
 
 def fold(chunk: RowChunk, folder: PrefixFolder, bgp: bool = True, other: bool = True) -> dict:
     """What one chunk adds to the summary, as plain data (see :meth:`CaptureSummary.apply`)."""
+    if getattr(chunk, "core", None) is not None:       # decoded by the compiled core
+        from diag.decode.core import core_fold
+
+        return core_fold(chunk, folder, bgp, other)
     out: dict = {}
     if other:
         out["packets"] = _fold_packets(chunk)
@@ -220,7 +224,13 @@ def _fold_tunnels(chunk: RowChunk) -> tuple | None:
                     "malformed"))
     if not kinds:
         return None
-    groups = Counter(zip(kinds, vnis, srcs, dsts, dports, l3s))
+    return tunnel_fold(Counter(zip(kinds, vnis, srcs, dsts, dports, l3s)),
+                       sum(1 for b in bad if b is not None))
+
+
+def tunnel_fold(groups: Counter, nbad: int) -> tuple:
+    """The tunnels' fold from the counts per (type, VNI, outer src, outer dst, outer port,
+    inner l3) and the number of malformed layers."""
     types: Counter = Counter()
     ends: Counter = Counter()
     inner: Counter = Counter()
@@ -229,7 +239,7 @@ def _fold_tunnels(chunk: RowChunk) -> tuple | None:
         ends[(kind, vni, src, dst, dport)] += n
         inner[(kind, vni, l3)] += n
     # folded in sorted key order, as the tables' groupby did (ties in most_common keep it)
-    return (sum(1 for b in bad if b is not None),
+    return (nbad,
             sorted(types.items(), key=lambda kv: _nulls_last(kv[0])),
             sorted(ends.items(), key=lambda kv: _nulls_last(kv[0])),
             sorted(inner.items(), key=lambda kv: _nulls_last(kv[0])))
@@ -263,14 +273,17 @@ def _fold_bgp(chunk: RowChunk, folder: PrefixFolder) -> dict:
     rows = chunk.rows
     out = {"messages": _fold_messages(rows["bgp_messages"]) if rows["bgp_messages"] else None,
            "routes": _fold_routes(chunk, folder) if rows["bgp_routes"] else [],
-           # (order, session, event, detail, sender, ts): order is the row's place here; the
-           # parallel decoder replaces it with where the event was raised, to merge workers
-           "events": [(i, row["session"], row["event"], row["detail"],
-                       _endpoint(row["src"], row["sport"]), row["ts"])
-                      for i, row in enumerate(rows["stream_events"])]}
+           "events": fold_events(rows["stream_events"])}
     if rows["bgp_routes"]:
         folder.spill_if_large()
     return out
+
+
+def fold_events(events: list[dict]) -> list[tuple]:
+    """(order, session, event, detail, sender, ts) per stream event: order is the row's place
+    here; the parallel decoder replaces it with where the event was raised, to merge workers."""
+    return [(i, row["session"], row["event"], row["detail"],
+             _endpoint(row["src"], row["sport"]), row["ts"]) for i, row in enumerate(events)]
 
 
 def _fold_messages(msgs: list[tuple]) -> tuple:
@@ -338,28 +351,42 @@ def _fold_routes(chunk: RowChunk, folder: PrefixFolder) -> list[tuple]:
     out = []
     for (session, family, action), lists in sorted(by_key.items(),
                                                    key=lambda kv: _nulls_last(kv[0])):
-        kind = "announce" if action == "announce" else "withdraw"
-        store = folder.store(session, family)[0 if kind == "announce" else 1]
-        rows = 0
+        keys = []
         for rd, prefixes in lists:
-            rows += len(prefixes)
             found = made.get(id(prefixes))
             if found is None:
                 found = (pack_keys(prefixes) if isinstance(prefixes, PackedPrefixes)
                          else [text_key(route_text(rd, t)) for _pid, t in prefixes])
-            store.update(found)
-        sample = folder.sample[kind]
-        head = None
-        if len(sample) < MAX_PREFIX_SAMPLE:
-            head = []
+            keys.append(found)
+
+        def head(lists=lists) -> list[str]:
+            texts = []
             for rd, prefixes in lists:
-                head.extend(route_text(rd, t) for _pid, t in prefixes)
-                if len(head) >= MAX_PREFIX_SAMPLE:
+                texts.extend(route_text(rd, t) for _pid, t in prefixes)
+                if len(texts) >= MAX_PREFIX_SAMPLE:
                     break
-            head = head[:MAX_PREFIX_SAMPLE]
-            sample.update(head)
-        out.append((session, family, action, rows, head))
+            return texts[:MAX_PREFIX_SAMPLE]
+
+        out.append(fold_route_key(folder, session, family, action,
+                                  sum(len(p) for _rd, p in lists), keys, head))
     return out
+
+
+def fold_route_key(folder: PrefixFolder, session: str, family: str, action: str, rows: int,
+                   keys: list, head) -> tuple:
+    """One (session, family, action) of a chunk's routes: its keys (lists of ints or int64
+    arrays) into the folder's store, the first texts (``head()``, at most MAX_PREFIX_SAMPLE)
+    into the sample while it takes more; returns the fold's entry."""
+    kind = "announce" if action == "announce" else "withdraw"
+    store = folder.store(session, family)[0 if kind == "announce" else 1]
+    for found in keys:
+        store.update(found)
+    sample = folder.sample[kind]
+    texts = None
+    if len(sample) < MAX_PREFIX_SAMPLE:
+        texts = head()
+        sample.update(texts)
+    return (session, family, action, rows, texts)
 
 
 def merge_bgp_folds(folds: list[dict]) -> dict:
