@@ -236,6 +236,30 @@ def _pcap_block(first_frame: int, buf: bytes, headers: list[int], order: str, un
                  np.full(count, linktype, dtype=np.int64), zeros.copy(), damage)
 
 
+class _Reader:
+    """The compiled path's reads: into two buffers used in turn (a block read ahead keeps its
+    bytes while the next one is read), without a fresh 4 MiB allocation, page faults and a
+    copy of the whole buffer per read as ``carry + fh.read()`` costs. ``read(carry)`` returns
+    ``(buf, got)``: a memoryview of the carried bytes followed by what was read, and whether
+    anything was read."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.buffers = [bytearray(READ_BLOCK + (1 << 16)), bytearray(READ_BLOCK + (1 << 16))]
+        self.turn = 0
+
+    def __call__(self, carry) -> tuple[memoryview, bool]:
+        self.turn ^= 1
+        kept = len(carry)
+        buf = self.buffers[self.turn]
+        if len(buf) < kept + READ_BLOCK:      # a record longer than the buffer: grow it
+            buf = self.buffers[self.turn] = bytearray(kept + READ_BLOCK)
+        view = memoryview(buf)
+        view[:kept] = carry
+        got = self.fh.readinto(view[kept:kept + READ_BLOCK])
+        return view[:kept + got], got > 0
+
+
 def _scanned_block(first_frame: int, buf: bytes, cols: tuple, damage: Damage | None) -> Block:
     """A block from the compiled scanner's columns (int64 / double buffers)."""
     offsets, caplens, wirelens, ts, ifaces, linktypes, flags = (
@@ -251,9 +275,13 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
     frame = 1
     with fh:
         carry = b""
+        read = _Reader(fh) if scanner is not None else None
         while True:
-            more = fh.read(READ_BLOCK)
-            buf = carry + more if carry else more
+            if read is None:
+                more = fh.read(READ_BLOCK)
+                buf = carry + more if carry else more
+            else:
+                buf, more = read(carry)
             n = len(buf)
             pos = 0
             damage = None
@@ -305,9 +333,13 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
     section_ifaces: list[Interface] = []
     with fh:
         carry = b""
+        read = _Reader(fh) if scanner is not None else None
         while True:
-            more = fh.read(READ_BLOCK)
-            buf = carry + more if carry else more
+            if read is None:
+                more = fh.read(READ_BLOCK)
+                buf = carry + more if carry else more
+            else:
+                buf, more = read(carry)
             n = len(buf)
             pos = 0
             while True:
@@ -431,7 +463,7 @@ def _options(buf: bytes, pos: int, end: int, order: str) -> Iterator[tuple[int, 
         code, length = struct.unpack_from(fmt, buf, pos)
         if code == 0:
             return
-        value = buf[pos + 4:pos + 4 + length]
+        value = bytes(buf[pos + 4:pos + 4 + length])     # buf may be a memoryview
         if pos + 4 + length > end:
             return
         yield code, value

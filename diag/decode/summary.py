@@ -70,6 +70,10 @@ class _Prefixes:
         self.arrays: list = []          # int64 numpy arrays not merged yet
         self.pending = 0                # keys in ``arrays``
         self.spilled = None             # sorted unique numpy int64 array, or None
+        # int64 keys packed by the compiled core (diag/decode/core.py), which sends each key of
+        # a store once: already compact (8 bytes) and distinct, merged only when asked
+        self.packed: list[bytes] = []
+        self.npacked = 0
 
     def update(self, keys) -> None:
         """Add keys: a list of ints, or an int64 numpy array."""
@@ -79,8 +83,32 @@ class _Prefixes:
             self.arrays.append(keys)
             self.pending += len(keys)
 
+    def add_packed(self, packed: bytes) -> None:
+        """Add keys none of which this store holds yet (native-endian int64, packed)."""
+        if packed:
+            self.packed.append(bytes(packed))
+            self.npacked += len(packed) // 8
+
     def held(self) -> int:
         return len(self.recent) + self.pending
+
+    def _unpack(self) -> None:
+        if not self.packed:
+            return
+        joined = b"".join(self.packed)
+        if self.spilled is None and not self.arrays and self.npacked + len(self.recent) \
+                < SPILL_TOTAL:
+            from array import array          # a small capture: a set, no numpy
+
+            keys = array("q")
+            keys.frombytes(joined)
+            self.recent.update(keys)
+        else:
+            import numpy as np
+
+            self.arrays.append(np.frombuffer(joined, dtype=np.int64))
+            self.pending += self.npacked
+        self.packed, self.npacked = [], 0
 
     def _spill(self) -> None:
         import numpy as np
@@ -95,19 +123,39 @@ class _Prefixes:
 
     def hashes(self):
         """All keys: a set (never spilled) or a sorted numpy array."""
+        self._unpack()
         if self.spilled is None and not self.arrays:
             return self.recent
         if self.recent or self.arrays:
             self._spill()
         return self.spilled
 
+    def only_packed(self) -> bool:
+        """Fed by the compiled core alone: its keys are distinct already."""
+        return not self.recent and not self.arrays and self.spilled is None
+
     def __len__(self) -> int:
+        if self.only_packed():
+            return self.npacked
         return len(self.hashes())
 
 
 def _distinct(groups: list[_Prefixes]) -> int:
+    if len(groups) == 1:
+        return len(groups[0])
+    if all(g.only_packed() for g in groups):
+        joined = b"".join(p for g in groups for p in g.packed)
+        if len(joined) // 8 <= SPILL_TOTAL:
+            from array import array
+
+            keys = array("q")
+            keys.frombytes(joined)
+            return len(set(keys))
+        import numpy as np
+
+        return len(np.unique(np.frombuffer(joined, dtype=np.int64)))
     parts = [g.hashes() for g in groups]
-    if all(isinstance(p, set) for p in parts):
+    if all(isinstance(p, set) for p in parts) and sum(map(len, parts)) <= SPILL_TOTAL:
         return len(set().union(*parts))
     import numpy as np
 
@@ -380,7 +428,10 @@ def fold_route_key(folder: PrefixFolder, session: str, family: str, action: str,
     kind = "announce" if action == "announce" else "withdraw"
     store = folder.store(session, family)[0 if kind == "announce" else 1]
     for found in keys:
-        store.update(found)
+        if isinstance(found, (bytes, bytearray)):
+            store.add_packed(found)                  # from the compiled core: distinct
+        else:
+            store.update(found)
     sample = folder.sample[kind]
     texts = None
     if len(sample) < MAX_PREFIX_SAMPLE:
@@ -446,6 +497,9 @@ class CaptureSummary:
         self.arp_unanswered: dict[str, dict] = {}
         self.arp_answered = 0
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
+        # the same ARP fold in C when the compiled core is in use (diag/decode/_core/arp.c,
+        # tested against this class's: the rule stays diag/decode/arp.py)
+        self._arp_core = _core_arp_fold()
         self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
         self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
         self.icmp_mtus: set[int] = set()
@@ -633,6 +687,9 @@ class CaptureSummary:
             self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += n
 
     def _arp(self, rows: list[tuple]) -> None:
+        if self._arp_core is not None:
+            self._arp_core.add(rows)
+            return
         for frame, ts, op, smac, sip, tip, grat in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
@@ -680,8 +737,17 @@ class CaptureSummary:
             u["requesters"].append(requester)
 
     # --- the result ------------------------------------------------------------------------
-    def result(self) -> dict:
+    def _arp_state(self) -> tuple:
+        """(counts, answered, unanswered per target, responders per IP) at the end."""
+        if self._arp_core is not None:
+            a = self._arp_core
+            a.finish()
+            return a.counts, a.answered, a.unanswered, a.responders
         self._verdicts(self.arp_pairing.finish())
+        return self.arp_counts, self.arp_answered, self.arp_unanswered, self.arp_responders
+
+    def result(self) -> dict:
+        arp_counts, arp_answered, arp_unanswered, arp_responders = self._arp_state()
         stores = self.prefixes.stores
         by_session: dict[str, dict[str, tuple[_Prefixes, _Prefixes]]] = defaultdict(dict)
         by_family: dict[str, list[tuple[_Prefixes, _Prefixes]]] = defaultdict(list)
@@ -713,9 +779,9 @@ class CaptureSummary:
             events.update(s.events)
         multiple = [
             {"ip": ip, "macs": sorted(macs), "frames": sorted(f for fr in macs.values() for f in fr)}
-            for ip, macs in sorted(self.arp_responders.items()) if len(macs) > 1
+            for ip, macs in sorted(arp_responders.items()) if len(macs) > 1
         ]
-        unanswered = sorted(self.arp_unanswered.values(), key=lambda u: (-u["count"], u["target_ip"]))
+        unanswered = sorted(arp_unanswered.values(), key=lambda u: (-u["count"], u["target_ip"]))
         return {
             "schema": SCHEMA,
             "file": self.file,
@@ -752,11 +818,11 @@ class CaptureSummary:
                 for kind, vnis in sorted(self.tunnel_types.items())
             } | {"malformed": self.tunnel_malformed, "by_vni": self._tunnel_rows()},
             "arp": {
-                "requests": self.arp_counts.get("requests", 0),
-                "replies": self.arp_counts.get("replies", 0),
-                "gratuitous": self.arp_counts.get("gratuitous", 0),
-                "probes": self.arp_counts.get("probes", 0),
-                "answered": self.arp_answered,
+                "requests": arp_counts.get("requests", 0),
+                "replies": arp_counts.get("replies", 0),
+                "gratuitous": arp_counts.get("gratuitous", 0),
+                "probes": arp_counts.get("probes", 0),
+                "answered": arp_answered,
                 "unanswered": sum(u["count"] for u in unanswered),
                 "unanswered_by_ip": unanswered[:MAX_LISTED],
                 "multiple_responders": multiple[:MAX_LISTED],
@@ -834,6 +900,18 @@ class CaptureSummary:
             "first_ts": s.first_ts if s.first_ts is not None else s.tcp_first_ts,
             "last_ts": s.last_ts if s.last_ts is not None else s.tcp_last_ts,
         }
+
+
+def _core_arp_fold():
+    """The compiled ARP fold, when the compiled core is in use (else None)."""
+    from diag.decode.core import load
+
+    core = load()
+    if core is None:
+        return None
+    from diag.decode.arp import MAX_PENDING_PER_IP, REPLY_WINDOW
+
+    return core.ArpFold(REPLY_WINDOW, MAX_PENDING_PER_IP)
 
 
 def _connection(s: _Session) -> str:

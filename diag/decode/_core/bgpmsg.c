@@ -86,6 +86,21 @@ static PyObject *as_path_value(Decoder *d, Span data, Py_ssize_t pos, Py_ssize_t
 {
     /* cached by value and width: (list, text, AS_TRANS seen) */
     Py_ssize_t len = end - pos;
+    SKEntry *shortcut = NULL;
+    if (len + 1 <= SK_MAX) {
+        uint8_t k[SK_MAX];
+        k[0] = (uint8_t)width;
+        if (len)
+            memcpy(k + 1, rdp(data, pos, len), (size_t)len);
+        shortcut = skmap_get(&d->short_paths, k, (size_t)len + 1, 1);
+        if (shortcut == NULL)
+            return NULL;
+        if (shortcut->obj != NULL) {
+            if (shortcut->obj != Py_None)
+                *as_trans = PyTuple_GET_ITEM(shortcut->obj, 2) == Py_True;
+            return Py_NewRef(shortcut->obj);
+        }
+    }
     PyObject *key = PyBytes_FromStringAndSize(NULL, len + 1);
     if (key == NULL)
         return NULL;
@@ -98,7 +113,10 @@ static PyObject *as_path_value(Decoder *d, Span data, Py_ssize_t pos, Py_ssize_t
         Py_DECREF(key);
         if (hit == NULL)
             return NULL;
-        *as_trans = PyTuple_GET_ITEM(hit, 2) == Py_True;
+        if (hit != Py_None)
+            *as_trans = PyTuple_GET_ITEM(hit, 2) == Py_True;
+        if (shortcut)
+            shortcut->obj = Py_NewRef(hit);
         return Py_NewRef(hit);
     }
     PyObject *path = PyList_New(0), *parts = PyList_New(0);
@@ -161,6 +179,8 @@ store:
             Py_CLEAR(out);
         else if (out != Py_None)
             *as_trans = trans;
+        if (out && shortcut)
+            shortcut->obj = Py_NewRef(out);
     }
 done:
     Py_XDECREF(path);
@@ -171,12 +191,23 @@ done:
 
 static PyObject *communities_value(Decoder *d, Span data, Py_ssize_t pos, Py_ssize_t len)
 {
+    SKEntry *shortcut = NULL;
+    if (len <= SK_MAX) {
+        shortcut = skmap_get(&d->short_communities, len ? rdp(data, pos, len) : (const uint8_t *)"",
+                             (size_t)len, 1);
+        if (shortcut == NULL)
+            return NULL;
+        if (shortcut->obj)
+            return Py_NewRef(shortcut->obj);
+    }
     PyObject *key = PyBytes_FromStringAndSize(len ? (const char *)rdp(data, pos, len) : "", len);
     if (key == NULL)
         return NULL;
     PyObject *hit = PyDict_GetItemWithError(d->communities, key);
     if (hit != NULL || PyErr_Occurred()) {
         Py_DECREF(key);
+        if (hit && shortcut)
+            shortcut->obj = Py_NewRef(hit);
         return hit ? Py_NewRef(hit) : NULL;
     }
     PyObject *list = PyList_New(len / 4);
@@ -210,6 +241,8 @@ static PyObject *communities_value(Decoder *d, Span data, Py_ssize_t pos, Py_ssi
         Py_DECREF(list);
         return NULL;
     }
+    if (shortcut)
+        shortcut->obj = Py_NewRef(list);
     return list;
 }
 

@@ -192,6 +192,7 @@ struct Decoder {
     int64_t pk_total;
     double pk_lo, pk_hi;
     SKMap pk_combos;           /* (app, l3, etype, direction, iface, ifindex) -> count */
+    size_t pk_last;            /* the slot of the last combination counted */
     SKMap tn_groups;           /* tunnel group key -> count */
     PyObject *arp_rows;        /* list of (frame, ts, op, smac, sip, tip, grat) */
     PyObject *sessions;        /* dict session -> index into sfold */
@@ -200,6 +201,19 @@ struct Decoder {
     PyObject *route_groups;    /* dict (session, family, action) -> [rows, keys list, head] */
     PyObject *seen_keys;       /* dict (session, family, kind) -> capsule of U64Set */
     int want_heads[2];         /* the summary's samples still take texts (announce, withdraw) */
+    uint64_t generation;       /* this chunk's number: the caches below hold for one chunk */
+    struct {
+        uint64_t generation;
+        PyObject *session, *family, *action, *group;   /* borrowed (route_groups keeps them) */
+        U64Set *set;
+        int kind;
+    } group_cache[64];
+    struct {
+        uint64_t generation;
+        PyObject *session;
+        Py_ssize_t index;
+    } session_cache[16];
+    SKMap short_paths, short_communities;  /* attribute values of short encodings */
     /* where events are raised (parallel ordering): 0 segment / 1 flush, and the frame */
     int raise_kind;
     int64_t raise_frame;

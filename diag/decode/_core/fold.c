@@ -37,9 +37,18 @@ int dc_fold_packet(Decoder *d, const Frame *f)
     k[4] = (uint8_t)f->direction;
     memcpy(k + 8, &f->iface, sizeof(int));
     memcpy(k + 16, &f->ifindex, sizeof(int64_t));
-    SKEntry *e = skmap_get(&d->pk_combos, k, 24, 1);
-    if (e == NULL)
-        return -1;
+    /* most frames share the last frame's combination: no hashing then */
+    size_t at_slot = d->pk_last;
+    SKEntry *e;
+    if (d->pk_combos.used && at_slot < d->pk_combos.cap && d->pk_combos.slots[at_slot].used
+        && memcmp(d->pk_combos.slots[at_slot].key, k, 24) == 0) {
+        e = &d->pk_combos.slots[at_slot];
+    } else {
+        e = skmap_get(&d->pk_combos, k, 24, 1);
+        if (e == NULL)
+            return -1;
+        d->pk_last = (size_t)(e - d->pk_combos.slots);
+    }
     e->count++;
     for (int i = 0; i < f->ntunnels; i++) {
         const Tunnel *t = &f->tunnels[i];
@@ -83,9 +92,18 @@ int dc_fold_packet(Decoder *d, const Frame *f)
 
 static SessionFold *session_fold(Decoder *d, PyObject *session)
 {
+    size_t slot = ((uintptr_t)session >> 4) & 15;
+    if (d->session_cache[slot].generation == d->generation
+        && d->session_cache[slot].session == session)
+        return &d->sfold.v[d->session_cache[slot].index];
     PyObject *idx = PyDict_GetItemWithError(d->sessions, session);
-    if (idx != NULL)
-        return &d->sfold.v[PyLong_AsSsize_t(idx)];
+    if (idx != NULL) {
+        Py_ssize_t i = PyLong_AsSsize_t(idx);
+        d->session_cache[slot].generation = d->generation;
+        d->session_cache[slot].session = session;
+        d->session_cache[slot].index = i;
+        return &d->sfold.v[i];
+    }
     if (PyErr_Occurred())
         return NULL;
     SessionFold s;
@@ -162,8 +180,36 @@ static void free_set(PyObject *capsule)
 
 /* [rows, new keys, head texts or None] of (session, family, action) in this chunk, and the
  * distinct-key set of its store */
+static PyObject *route_group_slow(Decoder *d, PyObject *session, PyObject *family,
+                                  PyObject *action, U64Set **set, int *kind);
+
 static PyObject *route_group(Decoder *d, PyObject *session, PyObject *family, PyObject *action,
                              U64Set **set, int *kind)
+{
+    size_t slot = (((uintptr_t)session >> 4) ^ ((uintptr_t)family >> 6)
+                   ^ ((uintptr_t)action >> 8)) & 63;
+    if (d->group_cache[slot].generation == d->generation
+        && d->group_cache[slot].session == session && d->group_cache[slot].family == family
+        && d->group_cache[slot].action == action) {
+        *set = d->group_cache[slot].set;
+        *kind = d->group_cache[slot].kind;
+        return d->group_cache[slot].group;
+    }
+    PyObject *g = route_group_slow(d, session, family, action, set, kind);
+    if (g != NULL) {
+        d->group_cache[slot].generation = d->generation;
+        d->group_cache[slot].session = session;
+        d->group_cache[slot].family = family;
+        d->group_cache[slot].action = action;
+        d->group_cache[slot].group = g;
+        d->group_cache[slot].set = *set;
+        d->group_cache[slot].kind = *kind;
+    }
+    return g;
+}
+
+static PyObject *route_group_slow(Decoder *d, PyObject *session, PyObject *family,
+                                  PyObject *action, U64Set **set, int *kind)
 {
     int announce = PyUnicode_Compare(action, d->s_announce) == 0;
     if (PyErr_Occurred())
@@ -179,7 +225,7 @@ static PyObject *route_group(Decoder *d, PyObject *session, PyObject *family, Py
             return NULL;
         }
         PyObject *head = d->want_heads[*kind] ? PyList_New(0) : Py_NewRef(Py_None);
-        g = head ? Py_BuildValue("[iNN]", 0, PyList_New(0), head) : NULL;
+        g = head ? Py_BuildValue("[iNN]", 0, PyByteArray_FromStringAndSize(NULL, 0), head) : NULL;
         if (g == NULL || PyDict_SetItem(d->route_groups, key, g) < 0) {
             Py_XDECREF(g);
             Py_DECREF(key);
@@ -229,17 +275,18 @@ static int add_rows(PyObject *g, Py_ssize_t n)
     return 0;
 }
 
+/* a key the store has not had yet, appended (native int64) to the group's packed keys */
 static int add_key(PyObject *g, U64Set *set, uint64_t key)
 {
     int fresh = u64set_add(set, key);
     if (fresh <= 0)
         return fresh;
-    PyObject *k = PyLong_FromLongLong((long long)key);
-    if (k == NULL || PyList_Append(PyList_GET_ITEM(g, 1), k) < 0) {
-        Py_XDECREF(k);
+    PyObject *packed = PyList_GET_ITEM(g, 1);
+    Py_ssize_t n = PyByteArray_GET_SIZE(packed);
+    if (PyByteArray_Resize(packed, n + 8) < 0)
         return -1;
-    }
-    Py_DECREF(k);
+    int64_t k = (int64_t)key;
+    memcpy(PyByteArray_AS_STRING(packed) + n, &k, 8);
     return 0;
 }
 
@@ -490,6 +537,7 @@ PyObject *dc_fold_take(Decoder *d)
 
 void dc_fold_clear(Decoder *d)
 {
+    d->generation++;
     d->pk_total = 0;
     skmap_clear(&d->pk_combos);
     skmap_clear(&d->tn_groups);

@@ -142,6 +142,8 @@ static void Decoder_dealloc(Decoder *d)
     Py_CLEAR(d->raised);
     Py_CLEAR(d->records);
     Py_CLEAR(d->as_paths);
+    skmap_free(&d->short_paths);
+    skmap_free(&d->short_communities);
     Py_CLEAR(d->communities);
     Py_CLEAR(d->iface_names);
     Py_CLEAR(d->default_ctx.py);
@@ -291,6 +293,7 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
         return -1;
     dc_fold_clear(d);
     d->pk_combos.limit = d->tn_groups.limit = 0;
+    d->short_paths.limit = d->short_communities.limit = 16384;
     d->default_ctx.as4 = 1;
     d->default_ctx.assumed = 1;
     d->default_ctx.py = Py_NewRef(d->h_default_ctx);
@@ -645,7 +648,9 @@ static inline uint32_t rd16o(Span s, Py_ssize_t off, int big)
 }
 
 /* capture._pcap_blocks' record walk: stops at the end of the buffer, after max_packets, at an
- * incomplete record, or at a captured length past MAX_RECORD (the caller words the damage) */
+ * incomplete record, or at a captured length past MAX_RECORD (the caller words the damage).
+ * Returns (pos, offsets, caplens, wirelens, ts, ifaces, linktypes, flags), the columns as
+ * bytearrays of int64 (ts: double). */
 static PyObject *scan_pcap(PyObject *mod, PyObject *args)
 {
     (void)mod;
@@ -659,28 +664,66 @@ static PyObject *scan_pcap(PyObject *mod, PyObject *args)
     if (get_buffer(bufo, &view, "buf", 0))
         return NULL;
     Span buf = {view.buf, view.len};
-    Records r;
-    memset(&r, 0, sizeof r);
+    /* at most one record per 16 bytes left (a header) */
+    Py_ssize_t room = pos >= 0 && pos < buf.n ? (buf.n - pos) / 16 + 1 : 1;
+    if (room > max)
+        room = max < 1 ? 1 : max;
+    PyObject *cols[7] = {0};
+    for (int i = 0; i < 7; i++) {
+        cols[i] = PyByteArray_FromStringAndSize(NULL, room * 8);
+        if (cols[i] == NULL) {
+            for (int j = 0; j < i; j++)
+                Py_DECREF(cols[j]);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    int64_t *off = (int64_t *)PyByteArray_AS_STRING(cols[0]);
+    int64_t *cap = (int64_t *)PyByteArray_AS_STRING(cols[1]);
+    int64_t *wire = (int64_t *)PyByteArray_AS_STRING(cols[2]);
+    double *ts = (double *)PyByteArray_AS_STRING(cols[3]);
+    int64_t *ifc = (int64_t *)PyByteArray_AS_STRING(cols[4]);
+    int64_t *lt = (int64_t *)PyByteArray_AS_STRING(cols[5]);
+    int64_t *fl = (int64_t *)PyByteArray_AS_STRING(cols[6]);
     Py_ssize_t count = 0;
-    int err = 0;
-    while (pos >= 0 && pos + 16 <= buf.n && count < max) {
+    while (pos >= 0 && pos + 16 <= buf.n && count < max && count < room) {
         uint32_t caplen = rd32o(buf, pos + 8, big);
         if (caplen > MAX_RECORD)
             break;
         Py_ssize_t nxt = pos + 16 + (Py_ssize_t)caplen;
         if (nxt > buf.n)
             break;
-        double ts = (double)rd32o(buf, pos, big) + (double)rd32o(buf, pos + 4, big) * unit;
-        if (records_add(&r, pos + 16, caplen, rd32o(buf, pos + 12, big), ts, 0, linktype, 0)) {
-            err = 1;
-            break;
-        }
+        off[count] = pos + 16;
+        cap[count] = caplen;
+        wire[count] = rd32o(buf, pos + 12, big);
+        ts[count] = (double)rd32o(buf, pos, big) + (double)rd32o(buf, pos + 4, big) * unit;
+        ifc[count] = 0;
+        lt[count] = linktype;
+        fl[count] = 0;
         pos = nxt;
         count++;
     }
-    PyObject *out = err ? NULL : records_out(&r, pos);
-    records_free(&r);
     PyBuffer_Release(&view);
+    PyObject *out = PyTuple_New(8);
+    if (out == NULL) {
+        for (int i = 0; i < 7; i++)
+            Py_DECREF(cols[i]);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, PyLong_FromSsize_t(pos));
+    for (int i = 0; i < 7; i++) {
+        if (PyByteArray_Resize(cols[i], count * 8) < 0) {
+            for (int j = i; j < 7; j++)
+                Py_DECREF(cols[j]);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i + 1, cols[i]);
+    }
+    if (PyTuple_GET_ITEM(out, 0) == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -827,6 +870,8 @@ static PyMethodDef module_methods[] = {
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "pcapng Enhanced Packet Blocks from a position."},
     {NULL, NULL, 0, NULL}};
 
+extern PyType_Spec dc_arp_fold_spec;
+
 static int module_exec(PyObject *m)
 {
     PyObject *type = PyType_FromModuleAndSpec(m, &Decoder_spec, NULL);
@@ -834,6 +879,11 @@ static int module_exec(PyObject *m)
         return -1;
     if (PyModule_AddObject(m, "Decoder", type) < 0) {
         Py_DECREF(type);
+        return -1;
+    }
+    PyObject *arp = PyType_FromModuleAndSpec(m, &dc_arp_fold_spec, NULL);
+    if (arp == NULL || PyModule_AddObject(m, "ArpFold", arp) < 0) {
+        Py_XDECREF(arp);
         return -1;
     }
 #ifdef DIAG_CORE_CHECKED
