@@ -83,8 +83,9 @@ def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None)
     if workers > 1:
         return summarize(file, options, workers)
     summary = CaptureSummary()
-    # the summary folds row buffers: a small capture is summarised without pandas
-    for chunk in iter_rows(file, options):
+    # the summary folds row buffers: a small capture is summarised without pandas (and the
+    # compiled decoder builds no table columns)
+    for chunk in iter_rows(file, options, tables=False):
         summary.add(chunk)
     return summary.result()
 

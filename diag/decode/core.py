@@ -238,11 +238,15 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
             slow.collect()
         block = next(ahead, None)
         if block is not None:
-            yield CoreChunk(slow.take(), info, dec.take(), names, feedback)
+            with _no_gc():
+                taken = dec.take()
+            yield CoreChunk(slow.take(), info, taken, names, feedback)
     dec.finish(reference.last_frame, reference.last_ts)
     reference.finish_fragments()
     slow.collect()
-    yield CoreChunk(slow.take(), info, dec.take(), names, feedback)
+    with _no_gc():
+        taken = dec.take()
+    yield CoreChunk(slow.take(), info, taken, names, feedback)
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -266,66 +270,104 @@ def _column(col: tuple, name: str, integer_columns: frozenset):
     return out
 
 
-def _series(value, name: str):
+def _array_of(value, name: str):
+    """The column array the reference's ``tables._series`` gives (numpy or IntegerArray)."""
     import pandas as pd
 
-    from diag.decode.tables import _series as reference_series
+    from diag.decode.tables import INTEGER_COLUMNS, _series as reference_series
 
     if isinstance(value, tuple):
         _, values, missing = value
         return pd.arrays.IntegerArray(values.copy(), missing.copy())
-    return reference_series(value, name)
+    if value.dtype.kind != "O" or name not in INTEGER_COLUMNS:
+        return value      # what _series keeps (object arrays wrapped, not converted)
+    out = reference_series(value, name)
+    return out.to_numpy() if isinstance(out, pd.Series) else out
+
+
+_INDEXES: dict = {}
+
+
+def _new_frame(arrays: list, columns: tuple[str, ...], n: int):
+    """A DataFrame of these column arrays, as ``pd.DataFrame(dict, copy=False)`` makes it
+    (object columns stay object), built straight from its blocks: pandas' per-column checks
+    cost more than decoding when a chunk has a few thousand rows and 59 columns. Falls back to
+    the public constructor where pandas' internals differ."""
+    import pandas as pd
+
+    try:
+        from pandas.core.internals.managers import create_block_manager_from_column_arrays
+
+        names = _INDEXES.get(columns)
+        if names is None:
+            names = _INDEXES[columns] = pd.DataFrame(columns=list(columns)).columns
+        mgr = create_block_manager_from_column_arrays(
+            arrays, [names, pd.RangeIndex(n)], consolidate=False, refs=[None] * len(arrays))
+        return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)
+    except (ImportError, AttributeError, TypeError):
+        data = {c: (pd.Series(a, dtype=object, copy=False) if getattr(a, "dtype", None) == object
+                    else a) for c, a in zip(columns, arrays)}
+        return pd.DataFrame(data, columns=list(columns), copy=False)
+
+
+def _empty(columns: tuple[str, ...]):
+    """What ``tables.records_frame([], columns)`` makes: object columns, no rows."""
+    import numpy as np
+
+    return _new_frame([np.empty(0, dtype=object) for _ in columns], columns, 0)
 
 
 def _frame(cols: dict, columns: tuple[str, ...], slow: list | None = None):
-    """One table from the core's columns (and the reference's rows of icmp etc., if any)."""
-    import pandas as pd
-
+    """One table from the core's columns."""
     from diag.decode.tables import INTEGER_COLUMNS
 
-    from diag.decode.tables import records_frame
-
-    if not cols[columns[0]][1]:
-        return records_frame([], columns)          # no rows: as the reference makes it
-    data = {c: _series(_column(cols[c], c, INTEGER_COLUMNS), c) for c in columns}
-    return pd.DataFrame(data, columns=list(columns), copy=False)
+    n = cols[columns[0]][1]
+    if not n:
+        return _empty(columns)                     # no rows: as the reference makes it
+    return _new_frame([_array_of(_column(cols[c], c, INTEGER_COLUMNS), c) for c in columns],
+                      columns, n)
 
 
 def _routes(t: dict, columns: tuple[str, ...]):
     import numpy as np
     import pandas as pd
 
-    from diag.decode.tables import INTEGER_COLUMNS, _series as reference_series
-
-    from diag.decode.tables import records_frame
+    from diag.decode.tables import INTEGER_COLUMNS
 
     if not t["route_counts"][1]:
-        return records_frame([], columns)
+        return _empty(columns)
     counts = np.frombuffer(t["route_counts"][2], dtype=np.int64)
+    total = int(counts.sum())
     group = t["bgp_routes"]
-    out = {}
+    out = []
     for name in columns:
         if name == "prefix":
-            out[name] = reference_series(t["route_prefix"][2], name)
+            out.append(_array_of(t["route_prefix"][2], name))
             continue
         if name == "path_id":
             kind, n, data, mask = t["route_path_id"]
+            if kind == "o":       # a reference path id that is not an int: let pandas judge
+                out.append(_array_of(data, name))
+                continue
             values = np.frombuffer(data, dtype=np.int64) if n else np.empty(0, dtype=np.int64)
             missing = (np.frombuffer(mask, dtype=np.bool_) if mask is not None
                        else np.zeros(n, dtype=np.bool_))
-            if kind == "o":       # a reference path id that is not an int: let pandas judge
-                out[name] = reference_series(data, name)
-            else:
-                out[name] = pd.arrays.IntegerArray(values.copy(), missing.copy())
+            out.append(pd.arrays.IntegerArray(values.copy(), missing.copy()))
+            continue
+        kind, n, data, mask = group[name]
+        if (kind == "o" and mask == 0) or (kind != "o" and mask is not None and
+                                            n and bytes(mask).count(0) == 0):
+            # a column no route of the chunk has (many: family and attribute columns)
+            out.append(_array_of(np.empty(total, dtype=object), name))
             continue
         value = _column(group[name], name, INTEGER_COLUMNS)
         if isinstance(value, tuple):
             _, values, missing = value
-            out[name] = pd.arrays.IntegerArray(np.repeat(values, counts),
-                                               np.repeat(missing, counts))
+            out.append(pd.arrays.IntegerArray(np.repeat(values, counts),
+                                              np.repeat(missing, counts)))
         else:
-            out[name] = reference_series(np.repeat(value, counts), name)
-    return pd.DataFrame(out, columns=list(columns), copy=False)
+            out.append(_array_of(np.repeat(value, counts), name))
+    return _new_frame(out, columns, total)
 
 
 def core_tables(chunk: CoreChunk):
@@ -347,17 +389,20 @@ def core_tables(chunk: CoreChunk):
     ifaces = pd.DataFrame.from_records(
         [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
          for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
+    def reference_rows(records: list, columns: tuple[str, ...]):
+        return records_frame(records, columns) if records else _empty(columns)
+
     return Tables(
         packets=_frame(t["packets"], PACKET_COLUMNS),
         bgp_messages=_frame(t["bgp_messages"], MESSAGE_ROW),
         bgp_routes=_routes(t, ROUTE_ROW),
         tunnels=_frame(t["tunnels"], TUNNEL_COLUMNS),
         arp=_frame(t["arp"], ARP_COLUMNS),
-        stream_events=records_frame([tuple(r.get(c) for c in STREAM_EVENT_COLUMNS)
-                                     for r in events], STREAM_EVENT_COLUMNS),
-        icmp=records_frame(rows["icmp"], ICMP_COLUMNS),
-        fragments=records_frame(rows["fragments"], FRAGMENT_COLUMNS),
-        lldp=records_frame(rows["lldp"], LLDP_COLUMNS),
+        stream_events=reference_rows([tuple(r.get(c) for c in STREAM_EVENT_COLUMNS)
+                                      for r in events], STREAM_EVENT_COLUMNS),
+        icmp=reference_rows(rows["icmp"], ICMP_COLUMNS),
+        fragments=reference_rows(rows["fragments"], FRAGMENT_COLUMNS),
+        lldp=reference_rows(rows["lldp"], LLDP_COLUMNS),
         interfaces=ifaces,
         info=info,
         rows=chunk,

@@ -155,16 +155,71 @@ typedef struct {
     Py_ssize_t nmiss;
 } Col;
 
-int col_reserve(Col *c, Py_ssize_t want);
-int col_obj(Col *c, PyObject *o);        /* borrowed (increfed); NULL or Py_None: None */
-int col_obj_steal(Col *c, PyObject *o);  /* steals; NULL is an error */
-int col_i64(Col *c, int64_t v);
-int col_f64(Col *c, double v);
-int col_bool(Col *c, int v);
-int col_none(Col *c);
+int col_grow(Col *c, Py_ssize_t want);
+int col_slow(Col *c, char kind, int64_t i, double f, PyObject *o);   /* kind mismatch / None */
 int col_py(Col *c, PyObject *o);         /* any Python value, from the reference's rows */
 void col_clear(Col *c);
 PyObject *col_take(Col *c, PyObject *object_array); /* ('o'|'i'|'f'|'b', n, data, mask) */
+
+static inline int col_reserve(Col *c, Py_ssize_t want)
+{
+    return c->cap >= want ? 0 : col_grow(c, want);
+}
+
+/* borrowed (increfed); NULL or Py_None: None */
+static inline int col_obj(Col *c, PyObject *o)
+{
+    if (c->kind != K_OBJ || c->n == c->cap)
+        return col_slow(c, K_OBJ, 0, 0, o);
+    if (o == Py_None)
+        o = NULL;
+    Py_XINCREF(o);
+    ((PyObject **)c->data)[c->n++] = o;
+    return 0;
+}
+
+static inline int col_obj_steal(Col *c, PyObject *o)
+{
+    if (o == NULL)
+        return -1;
+    int rc = col_obj(c, o);
+    Py_DECREF(o);
+    return rc;
+}
+
+static inline int col_i64(Col *c, int64_t v)
+{
+    if (c->kind != K_I64 || c->n == c->cap)
+        return col_slow(c, K_I64, v, 0, NULL);
+    ((int64_t *)c->data)[c->n++] = v;
+    return 0;
+}
+
+static inline int col_f64(Col *c, double v)
+{
+    if (c->kind != K_F64 || c->n == c->cap)
+        return col_slow(c, K_F64, 0, v, NULL);
+    ((double *)c->data)[c->n++] = v;
+    return 0;
+}
+
+static inline int col_bool(Col *c, int v)
+{
+    if (c->kind != K_BOOL || c->n == c->cap)
+        return col_slow(c, K_BOOL, v != 0, 0, NULL);
+    ((uint8_t *)c->data)[c->n++] = (uint8_t)(v != 0);
+    return 0;
+}
+
+static inline int col_none(Col *c)
+{
+    if (c->kind != K_OBJ)
+        return col_slow(c, 'n', 0, 0, NULL);
+    if (c->n == c->cap && col_grow(c, c->n + 1))
+        return -1;
+    ((PyObject **)c->data)[c->n++] = NULL;
+    return 0;
+}
 
 typedef struct {
     const char *name;

@@ -443,8 +443,10 @@ static int emit_tables(Decoder *d, const Frame *f)
     TRY(col_obj(&c[11], f->has_eth_dst ? text_mac(tx, f->eth_dst) : NULL));
     TRY(col_obj(&c[12], f->nvlan ? text_vlan(tx, f->vlan, f->nvlan) : NULL));
     TRY(col_obj(&c[13], l3_text(d, n->l3, n->etype)));
-    TRY(col_obj(&c[14], text_addr(tx, &n->src)));
-    TRY(col_obj(&c[15], text_addr(tx, &n->dst)));
+    PyObject *src = text_addr(tx, &n->src);
+    TRY(col_obj(&c[14], src));
+    PyObject *dst = text_addr(tx, &n->dst);
+    TRY(col_obj(&c[15], dst));
     TRY(n->ttl < 0 ? col_none(&c[16]) : col_i64(&c[16], n->ttl));
     TRY(n->proto < 0 ? col_none(&c[17]) : col_i64(&c[17], n->proto));
     TRY(col_bool(&c[18], 0));
@@ -461,8 +463,9 @@ static int emit_tables(Decoder *d, const Frame *f)
         TRY(col_i64(&k[2], t->depth));
         TRY(col_obj(&k[3], d->s_app[t->kind]));
         TRY(col_i64(&k[4], t->vni));
-        TRY(col_obj(&k[5], text_addr(tx, &t->outer_src)));
-        TRY(col_obj(&k[6], text_addr(tx, &t->outer_dst)));
+        /* the outermost layer's addresses are the packet's (texts valid until the chunk ends) */
+        TRY(col_obj(&k[5], i == 0 ? src : text_addr(tx, &t->outer_src)));
+        TRY(col_obj(&k[6], i == 0 ? dst : text_addr(tx, &t->outer_dst)));
         TRY(col_i64(&k[7], t->outer_sport));
         TRY(col_i64(&k[8], t->outer_dport));
         TRY(col_obj(&k[9], t->has_inner_eth ? text_mac(tx, t->inner_eth_src) : NULL));

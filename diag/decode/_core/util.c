@@ -205,8 +205,73 @@ void skmap_free(SKMap *m)
 
 #define TEXT_CACHE 65536
 
+/* A 2-way set-associative cache of texts keyed by two 64-bit words: a lookup is a hash and
+ * two compares; a miss replaces the older entry of its set (the evicted text waits in the
+ * graveyard until the chunk ends, as borrowed texts must stay valid that long). */
+typedef struct {
+    uint64_t k1, k2, k3;
+    PyObject *v;
+    uint64_t stamp;
+} TCEntry;
+
+typedef struct {
+    TCEntry *e;
+    size_t mask;          /* sets - 1 */
+    uint64_t clock;
+} TCache;
+
+static int tcache_init(TCache *c, size_t sets)
+{
+    c->e = PyMem_Calloc(sets * 2, sizeof(TCEntry));
+    if (c->e == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    c->mask = sets - 1;
+    return 0;
+}
+
+static void tcache_free(TCache *c)
+{
+    if (c->e)
+        for (size_t i = 0; i <= c->mask * 2 + 1; i++)
+            Py_XDECREF(c->e[i].v);
+    PyMem_Free(c->e);
+    c->e = NULL;
+}
+
+/* the entry for (k1, k2, k3): found (v set), or the one to fill (v NULL, its old text
+ * buried) */
+static TCEntry *tcache_slot(TCache *c, uint64_t k1, uint64_t k2, uint64_t k3,
+                            PyObject *graveyard)
+{
+    size_t set = (size_t)(mix64(k1 * 0x9E3779B97F4A7C15ULL ^ mix64(k2 ^ k3 << 1)) & c->mask) * 2;
+    TCEntry *a = &c->e[set], *b = a + 1;
+    c->clock++;
+    if (a->v && a->k1 == k1 && a->k2 == k2 && a->k3 == k3) {
+        a->stamp = c->clock;
+        return a;
+    }
+    if (b->v && b->k1 == k1 && b->k2 == k2 && b->k3 == k3) {
+        b->stamp = c->clock;
+        return b;
+    }
+    TCEntry *victim = !a->v ? a : !b->v ? b : a->stamp <= b->stamp ? a : b;
+    if (victim->v) {
+        if (PyList_Append(graveyard, victim->v) < 0)
+            PyErr_Clear();
+        Py_CLEAR(victim->v);
+    }
+    victim->k1 = k1;
+    victim->k2 = k2;
+    victim->k3 = k3;
+    victim->stamp = c->clock;
+    return victim;
+}
+
 struct Texts {
-    SKMap v4, v6, mac, prefix, vlan, misc;
+    TCache v4, v6, mac, prefix;
+    SKMap vlan, misc;
     PyObject *graveyard;
     PyObject **ints; /* 0..65535, made on first use */
     PyObject *ipv6_str;
@@ -219,18 +284,31 @@ Texts *texts_new(PyObject *ipv6_str)
         PyErr_NoMemory();
         return NULL;
     }
-    t->v4.limit = t->v6.limit = t->mac.limit = t->prefix.limit = TEXT_CACHE;
     t->vlan.limit = t->misc.limit = 4096;
     t->graveyard = PyList_New(0);
     if (t->graveyard == NULL) {
         PyMem_Free(t);
         return NULL;
     }
-    t->v4.graveyard = t->v6.graveyard = t->mac.graveyard = t->prefix.graveyard =
-        t->vlan.graveyard = t->misc.graveyard = t->graveyard;
+    t->vlan.graveyard = t->misc.graveyard = t->graveyard;
+    /* prefixes: 2 x 64k entries (~3 MB), as many as the reference's text cache keeps */
+    if (tcache_init(&t->v4, 1 << 11) || tcache_init(&t->v6, 1 << 10)
+        || tcache_init(&t->mac, 1 << 11) || tcache_init(&t->prefix, 1 << 16)) {
+        tcache_free(&t->v4);
+        tcache_free(&t->v6);
+        tcache_free(&t->mac);
+        tcache_free(&t->prefix);
+        Py_DECREF(t->graveyard);
+        PyMem_Free(t);
+        return NULL;
+    }
     t->ints = PyMem_Calloc(65536, sizeof(PyObject *));
     if (t->ints == NULL) {
         Py_DECREF(t->graveyard);
+        tcache_free(&t->v4);
+        tcache_free(&t->v6);
+        tcache_free(&t->mac);
+        tcache_free(&t->prefix);
         PyMem_Free(t);
         PyErr_NoMemory();
         return NULL;
@@ -244,10 +322,10 @@ void texts_free(Texts *t)
 {
     if (t == NULL)
         return;
-    skmap_free(&t->v4);
-    skmap_free(&t->v6);
-    skmap_free(&t->mac);
-    skmap_free(&t->prefix);
+    tcache_free(&t->v4);
+    tcache_free(&t->v6);
+    tcache_free(&t->mac);
+    tcache_free(&t->prefix);
     skmap_free(&t->vlan);
     skmap_free(&t->misc);
     for (int i = 0; i < 65536; i++)
@@ -273,11 +351,43 @@ static PyObject *cached(SKMap *m, const void *key, size_t len, SKEntry **slot)
     return e->obj;
 }
 
+/* an ASCII text straight into a compact str object (no format parsing, no decoding) */
+static PyObject *ascii_str(const char *buf, size_t n)
+{
+    PyObject *o = PyUnicode_New((Py_ssize_t)n, 127);
+    if (o != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(o), buf, n);
+    return o;
+}
+
+static size_t put_uint(char *p, unsigned v)
+{
+    char tmp[12];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t ipv4_chars(char *p, const uint8_t *a)
+{
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            p[n++] = '.';
+        n += put_uint(p + n, a[i]);
+    }
+    return n;
+}
+
 static PyObject *ipv4_new(const uint8_t *a)
 {
     char buf[16];
-    int n = snprintf(buf, sizeof buf, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
-    return PyUnicode_FromStringAndSize(buf, n);
+    return ascii_str(buf, ipv4_chars(buf, a));
 }
 
 static PyObject *ipv6_new(Texts *t, const uint8_t *a)
@@ -301,20 +411,27 @@ static PyObject *ipv6_new(Texts *t, const uint8_t *a)
 
 PyObject *text_ipv4(Texts *t, const uint8_t *a)
 {
-    SKEntry *e;
-    PyObject *o = cached(&t->v4, a, 4, &e);
-    if (o || e == NULL)
-        return o;
-    return e->obj = ipv4_new(a);
+    uint64_t k = (uint64_t)a[0] << 24 | (uint64_t)a[1] << 16 | (uint64_t)a[2] << 8 | a[3];
+    TCEntry *e = tcache_slot(&t->v4, k, 0, 4, t->graveyard);
+    if (e->v == NULL)
+        e->v = ipv4_new(a);
+    return e->v;
+}
+
+static void words16(const uint8_t *a, uint64_t *hi, uint64_t *lo)
+{
+    memcpy(hi, a, 8);
+    memcpy(lo, a + 8, 8);
 }
 
 PyObject *text_ipv6(Texts *t, const uint8_t *a)
 {
-    SKEntry *e;
-    PyObject *o = cached(&t->v6, a, 16, &e);
-    if (o || e == NULL)
-        return o;
-    return e->obj = ipv6_new(t, a);
+    uint64_t hi, lo;
+    words16(a, &hi, &lo);
+    TCEntry *e = tcache_slot(&t->v6, hi, lo, 6, t->graveyard);
+    if (e->v == NULL)
+        e->v = ipv6_new(t, a);
+    return e->v;
 }
 
 PyObject *text_addr(Texts *t, const Addr *a)
@@ -328,38 +445,51 @@ PyObject *text_addr(Texts *t, const Addr *a)
 
 PyObject *text_mac(Texts *t, uint64_t mac)
 {
-    uint8_t k[6];
-    for (int i = 0; i < 6; i++)
-        k[i] = (uint8_t)(mac >> (40 - 8 * i));
-    SKEntry *e;
-    PyObject *o = cached(&t->mac, k, 6, &e);
-    if (o || e == NULL)
-        return o;
-    char buf[18];
-    int n = snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", k[0], k[1], k[2], k[3],
-                     k[4], k[5]);
-    return e->obj = PyUnicode_FromStringAndSize(buf, n);
+    TCEntry *e = tcache_slot(&t->mac, mac, 0, 48, t->graveyard);
+    if (e->v)
+        return e->v;
+    static const char hex[] = "0123456789abcdef";
+    char buf[17];
+    for (int i = 0; i < 6; i++) {
+        uint8_t b = (uint8_t)(mac >> (40 - 8 * i));
+        buf[3 * i] = hex[b >> 4];
+        buf[3 * i + 1] = hex[b & 15];
+        if (i < 5)
+            buf[3 * i + 2] = ':';
+    }
+    return e->v = PyUnicode_FromStringAndSize(buf, 17);
 }
 
 PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes)
 {
-    uint8_t k[18] = {0};
+    uint8_t k[16] = {0};
     int width = v6 ? 16 : 4;
     if (nbytes > width)
         nbytes = width;
-    k[0] = (uint8_t)v6;
-    k[1] = (uint8_t)plen;
-    memcpy(k + 2, raw, (size_t)nbytes);
-    SKEntry *e;
-    PyObject *o = cached(&t->prefix, k, (size_t)(2 + width), &e);
-    if (o || e == NULL)
-        return o;
-    PyObject *addr = v6 ? ipv6_new(t, k + 2) : ipv4_new(k + 2);
-    if (addr == NULL)
-        return NULL;
-    PyObject *s = PyUnicode_FromFormat("%U/%d", addr, plen);
-    Py_DECREF(addr);
-    return e->obj = s;
+    memcpy(k, raw, (size_t)nbytes);
+    uint64_t hi, lo;
+    words16(k, &hi, &lo);
+    TCEntry *e = tcache_slot(&t->prefix, hi, lo, (uint64_t)plen << 8 | (uint64_t)width,
+                             t->graveyard);
+    if (e->v)
+        return e->v;
+    char buf[INET6_ADDRSTRLEN + 8];
+    size_t n;
+    if (!v6) {
+        n = ipv4_chars(buf, k);
+    } else if (inet_ntop(AF_INET6, k, buf, INET6_ADDRSTRLEN) != NULL && !strchr(buf, '.')) {
+        n = strlen(buf);
+    } else {           /* a dotted tail: the reference's text (ipaddress) */
+        PyObject *addr = ipv6_new(t, k);
+        if (addr == NULL)
+            return NULL;
+        PyObject *s = PyUnicode_FromFormat("%U/%d", addr, plen);
+        Py_DECREF(addr);
+        return e->v = s;
+    }
+    buf[n++] = '/';
+    n += put_uint(buf + n, (unsigned)plen);
+    return e->v = ascii_str(buf, n);
 }
 
 PyObject *text_int(Texts *t, int64_t v)
@@ -458,7 +588,7 @@ static size_t kind_size(char kind)
     }
 }
 
-int col_reserve(Col *c, Py_ssize_t want)
+int col_grow(Col *c, Py_ssize_t want)
 {
     if (c->cap >= want)
         return 0;
@@ -492,75 +622,48 @@ static int col_mark_missing(Col *c)
     return 0;
 }
 
-int col_obj(Col *c, PyObject *o)
-{
-    if (c->kind != K_OBJ) {
-        if (o == NULL || o == Py_None)
-            return col_none(c);
-        return col_py(c, o);
-    }
-    if (col_reserve(c, c->n + 1))
-        return -1;
-    if (o == Py_None)
-        o = NULL;
-    Py_XINCREF(o);
-    ((PyObject **)c->data)[c->n++] = o;
-    return 0;
-}
-
-int col_obj_steal(Col *c, PyObject *o)
-{
-    if (o == NULL)
-        return -1;
-    int rc = col_obj(c, o);
-    Py_DECREF(o);
-    return rc;
-}
-
-int col_none(Col *c)
-{
-    if (col_reserve(c, c->n + 1))
-        return -1;
-    switch (c->kind) {
-    case K_OBJ: ((PyObject **)c->data)[c->n] = NULL; break;
-    case K_I64: ((int64_t *)c->data)[c->n] = 0; if (col_mark_missing(c)) return -1; break;
-    case K_F64: ((double *)c->data)[c->n] = 0; if (col_mark_missing(c)) return -1; break;
-    default: ((uint8_t *)c->data)[c->n] = 0; if (col_mark_missing(c)) return -1; break;
-    }
-    c->n++;
-    return 0;
-}
-
 static int col_to_objects(Col *c);
 
-int col_i64(Col *c, int64_t v)
+/* the appends the inline fast paths leave: growth, None in a typed column, a value of another
+ * kind (the column becomes an object column) */
+int col_slow(Col *c, char kind, int64_t i, double f, PyObject *o)
 {
-    if (c->kind != K_I64)
-        return col_obj_steal(c, PyLong_FromLongLong(v));
-    if (col_reserve(c, c->n + 1))
+    if (col_grow(c, c->n + 1))
         return -1;
-    ((int64_t *)c->data)[c->n++] = v;
-    return 0;
-}
-
-int col_f64(Col *c, double v)
-{
-    if (c->kind != K_F64)
-        return col_obj_steal(c, PyFloat_FromDouble(v));
-    if (col_reserve(c, c->n + 1))
+    if (kind == 'n' || (kind == K_OBJ && (o == NULL || o == Py_None))) {
+        switch (c->kind) {
+        case K_OBJ: ((PyObject **)c->data)[c->n] = NULL; break;
+        case K_I64: ((int64_t *)c->data)[c->n] = 0; if (col_mark_missing(c)) return -1; break;
+        case K_F64: ((double *)c->data)[c->n] = 0; if (col_mark_missing(c)) return -1; break;
+        default: ((uint8_t *)c->data)[c->n] = 0; if (col_mark_missing(c)) return -1; break;
+        }
+        c->n++;
+        return 0;
+    }
+    if (kind == c->kind) {
+        switch (kind) {
+        case K_OBJ: Py_INCREF(o); ((PyObject **)c->data)[c->n] = o; break;
+        case K_I64: ((int64_t *)c->data)[c->n] = i; break;
+        case K_F64: ((double *)c->data)[c->n] = f; break;
+        default: ((uint8_t *)c->data)[c->n] = (uint8_t)i; break;
+        }
+        c->n++;
+        return 0;
+    }
+    PyObject *obj = o ? Py_NewRef(o)
+                    : kind == K_I64 ? PyLong_FromLongLong(i)
+                    : kind == K_F64 ? PyFloat_FromDouble(f)
+                    : Py_NewRef(i ? Py_True : Py_False);
+    if (obj == NULL)
         return -1;
-    ((double *)c->data)[c->n++] = v;
-    return 0;
-}
-
-int col_bool(Col *c, int v)
-{
-    if (c->kind != K_BOOL)
-        return col_obj(c, v ? Py_True : Py_False);
-    if (col_reserve(c, c->n + 1))
-        return -1;
-    ((uint8_t *)c->data)[c->n++] = (uint8_t)(v != 0);
-    return 0;
+    int rc = c->kind == K_OBJ ? 0 : col_to_objects(c);
+    if (rc == 0)
+        rc = col_grow(c, c->n + 1);
+    if (rc == 0)
+        ((PyObject **)c->data)[c->n++] = obj;
+    else
+        Py_DECREF(obj);
+    return rc;
 }
 
 /* A value of a type the column's kind cannot hold: the column becomes an object column. */
@@ -668,16 +771,23 @@ PyObject *col_take(Col *c, PyObject *object_array)
             return NULL;
         }
         PyObject **dst = view.buf, **src = c->data;
+        Py_ssize_t present = 0;
         for (Py_ssize_t i = 0; i < c->n; i++) {
             PyObject *o = src[i];
             if (o == NULL)
                 continue;  /* the array holds None already */
+            present++;
             PyObject *old = dst[i];
             dst[i] = o;   /* the column's reference moves into the array */
             src[i] = NULL;
             Py_XDECREF(old);
         }
         PyBuffer_Release(&view);
+        mask = PyLong_FromSsize_t(present);     /* objects: how many are not None */
+        if (mask == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
     } else {
         data = PyByteArray_FromStringAndSize(c->data, c->n * (Py_ssize_t)kind_size(kind));
         if (data == NULL)
@@ -692,8 +802,6 @@ PyObject *col_take(Col *c, PyObject *object_array)
             Py_INCREF(mask);
         }
     }
-    if (kind == K_OBJ)
-        Py_INCREF(mask);
     PyObject *out = Py_BuildValue("(CnNN)", kind, c->n, data, mask);
     col_clear(c);
     return out;
