@@ -71,6 +71,13 @@ class paused_gc:
 
 # --- diag pcap --------------------------------------------------------------------------------
 
+def decoder_name() -> str:
+    """Which capture decoder runs: the compiled core or the pure-Python reference (and why)."""
+    from diag.decode.core import decoder_name as name
+
+    return name()
+
+
 def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None) -> dict:
     """The ``diag pcap`` summary of a capture (docs/pcap-json.md), by ``workers`` processes
     (None: every usable core for a large file, else one; the result is the same)."""

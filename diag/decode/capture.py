@@ -441,14 +441,15 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
                 if not more and damage is None and pos < n and len(offsets) < max_packets:
                     damage = Damage(frame + len(offsets), "truncated block at end of file")
                 count = len(offsets)
-                if (count or damage) and scanner is not None:
-                    ts = scanner.pcapng_ts(los, his, units)
-                    yield Block(frame, buf, offsets, caplens, wirelens, memoryview(ts).cast("d"),
-                                ifaces, linktypes, flags, damage)
-                elif count or damage:
-                    # timestamps: units * (hi<<32|lo) — kept as (value, 0, unit) columns
-                    yield _block(frame, buf, [offsets, caplens, wirelens, los, his, units, ifaces,
-                                              linktypes, flags], damage, arrays)
+                if count or damage:
+                    if scanner is not None:
+                        ts = scanner.pcapng_ts(los, his, units)
+                        yield Block(frame, buf, offsets, caplens, wirelens,
+                                    memoryview(ts).cast("d"), ifaces, linktypes, flags, damage)
+                    else:
+                        # timestamps: units * (hi<<32|lo) — kept as (value, 0, unit) columns
+                        yield _block(frame, buf, [offsets, caplens, wirelens, los, his, units,
+                                                  ifaces, linktypes, flags], damage, arrays)
                     frame += count
                 if damage or count < max_packets:
                     break
