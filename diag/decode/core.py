@@ -423,9 +423,9 @@ def core_fold(chunk: CoreChunk, folder, bgp: bool = True, other: bool = True) ->
     if other:
         out["packets"] = _packets(folded["packets"], s._fold_packets(slow), chunk.names)
         out["tunnels"] = _tunnels(folded["tunnels"], slow)
-        arp = slow.ordered("arp", ("frame", "ts", "op", "sender_mac", "sender_ip", "target_ip",
-                                   "gratuitous"))
-        fast = folded["arp"]
+        arp = s._fold_arp(slow)
+        rule_row = s.arp_rule_row
+        fast = [rule_row(row[:13], row[13]) for row in folded["arp"]]
         out["arp"] = sorted(fast + arp, key=lambda r: r[0]) if arp else fast
         out["icmp"] = s._fold_icmp(slow)
         out["fragments"] = s._fold_fragments(slow)
@@ -441,7 +441,7 @@ def core_fold(chunk: CoreChunk, folder, bgp: bool = True, other: bool = True) ->
 def _packets(fast: tuple, slow: tuple | None, names: dict) -> tuple | None:
     from diag.decode.summary import _interface_label, _num
 
-    total, lo, hi, combos = fast
+    total, lo, hi, combos, otherhost, dst_macs = fast
     if not total:
         return slow
     by_app: Counter = Counter()
@@ -455,10 +455,12 @@ def _packets(fast: tuple, slow: tuple | None, names: dict) -> tuple | None:
             by_direction[direction] += n
             by_interface[(_interface_label(names.get(iface), ifindex, iface), direction)] += n
     if slow is None:
-        return (total, _num(lo), _num(hi), by_app, by_l3, by_direction, by_interface, 0, [])
-    n2, lo2, hi2, app2, l3_2, dir2, if2, nbad, examples = slow
+        return (total, _num(lo), _num(hi), by_app, by_l3, by_direction, by_interface, 0, [],
+                otherhost, dst_macs)
+    n2, lo2, hi2, app2, l3_2, dir2, if2, nbad, examples, otherhost2, dst_macs2 = slow
     return (total + n2, min(_num(lo), lo2), max(_num(hi), hi2), by_app + app2, by_l3 + l3_2,
-            by_direction + dir2, by_interface + if2, nbad, examples)
+            by_direction + dir2, by_interface + if2, nbad, examples, otherhost or otherhost2,
+            dst_macs | dst_macs2)
 
 
 def _tunnels(fast: list, slow: RowChunk) -> tuple | None:

@@ -359,38 +359,6 @@ def test_bytes_flipped_anywhere(tmp_path_factory, frames, flips):
     assert_same(path, 1000)
 
 
-# --- hypothesis: the summary's ARP fold ----------------------------------------------------------
-
-@settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.tuples(
-    st.sampled_from(["request", "reply", "7", None]),
-    st.sampled_from(["10.0.0.1", "10.0.0.2", "0.0.0.0", "10.0.0.3", None]),
-    st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
-    st.sampled_from(["02:00:00:00:00:01", "02:00:00:00:00:02"]),
-    st.booleans(), st.floats(0, 8)), max_size=60))
-def test_the_compiled_arp_fold_is_the_rule(rows):
-    """diag/decode/_core/arp.c against CaptureSummary._arp with diag/decode/arp.py's pairing."""
-    from diag.decode.arp import MAX_PENDING_PER_IP, REPLY_WINDOW
-
-    feed, ts = [], 100.0
-    for frame, (op, sip, tip, mac, grat, dt) in enumerate(rows, 1):
-        ts += dt
-        feed.append((frame, ts, op, mac, sip, tip, grat and sip is not None))
-    py = CaptureSummary()
-    py._arp_core = None
-    fast = core.load().ArpFold(REPLY_WINDOW, MAX_PENDING_PER_IP)
-    half = len(feed) // 2
-    for part in (feed[:half], feed[half:]):
-        py._arp(part)
-        fast.add(part)
-    counts, answered, unanswered, responders = py._arp_state()
-    fast.finish()
-    assert dict(counts) == fast.counts
-    assert answered == fast.answered
-    assert unanswered == fast.unanswered
-    assert dict(responders) == fast.responders
-
-
 # --- several processes -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("workers", [2, 3])

@@ -193,8 +193,11 @@ struct Decoder {
     double pk_lo, pk_hi;
     SKMap pk_combos;           /* (app, l3, etype, direction, iface, ifindex) -> count */
     size_t pk_last;            /* the slot of the last combination counted */
+    int pk_otherhost;          /* a frame of another host's (pkttype otherhost) was seen */
+    SKMap pk_dst_macs;         /* the distinct destination MACs (for the ARP rule's Vantage) */
+    uint64_t pk_last_dst;      /* the last one added (most frames repeat it) */
     SKMap tn_groups;           /* tunnel group key -> count */
-    PyObject *arp_rows;        /* list of (frame, ts, op, smac, sip, tip, grat) */
+    PyObject *arp_rows;        /* list of the summary's _ARP_FIELDS + the frame's tunnel layers */
     PyObject *sessions;        /* dict session -> index into sfold */
     VEC(SessionFold) sfold;
     PyObject *special;         /* list of (session, name, dict) */

@@ -28,6 +28,14 @@ int dc_fold_packet(Decoder *d, const Frame *f)
     if (d->pk_total == 0 || f->ts > d->pk_hi)
         d->pk_hi = f->ts;
     d->pk_total++;
+    if (f->has_pkttype && f->pkttype == 3)
+        d->pk_otherhost = 1;
+    if (f->has_eth_dst && (d->pk_dst_macs.used == 0 || f->eth_dst != d->pk_last_dst)) {
+        uint64_t mac = f->eth_dst;
+        if (skmap_get(&d->pk_dst_macs, &mac, sizeof mac, 1) == NULL)
+            return -1;
+        d->pk_last_dst = mac;
+    }
     uint8_t k[24];
     memset(k, 0, sizeof k);
     k[0] = (uint8_t)f->net.app;
@@ -72,15 +80,42 @@ int dc_fold_packet(Decoder *d, const Frame *f)
         te->count++;
     }
     if (f->arp.present) {
+        /* the summary's _ARP_FIELDS (frame, ts, op, sender_mac, sender_ip, target_mac,
+         * target_ip, gratuitous, vlan, tunnel_depth, capture_iface, iface_name, direction) and,
+         * for encapsulated ARP, the frame's tunnel layers as (depth, vni, outer_src, outer_dst)
+         * (diag/decode/summary.py's arp_rule_row) */
         const Arp *a = &f->arp;
         PyObject *op = (a->op == 1 || a->op == 2) ? Py_NewRef(d->s_op[a->op])
                                                   : PyUnicode_FromFormat("%d", a->op);
         if (op == NULL)
             return -1;
-        PyObject *row = Py_BuildValue("(LdNOOOO)", (long long)f->frame, f->ts, op,
+        PyObject *layers = PyTuple_New(a->depth ? f->ntunnels : 0);
+        for (int i = 0; layers != NULL && a->depth && i < f->ntunnels; i++) {
+            const Tunnel *t = &f->tunnels[i];
+            /* the outermost layer's addresses are the packet's, as the tunnels table says */
+            PyObject *layer = Py_BuildValue(
+                "(iLOO)", t->depth, (long long)t->vni,
+                text_addr(d->tx, i == 0 ? &f->net.src : &t->outer_src),
+                text_addr(d->tx, i == 0 ? &f->net.dst : &t->outer_dst));
+            if (layer == NULL)
+                Py_CLEAR(layers);
+            else
+                PyTuple_SET_ITEM(layers, i, layer);
+        }
+        if (layers == NULL) {
+            Py_DECREF(op);
+            return -1;
+        }
+        PyObject *name = d->iface_names && f->iface >= 0
+                         && f->iface < PyList_GET_SIZE(d->iface_names)
+                         ? PyList_GET_ITEM(d->iface_names, f->iface) : Py_None;
+        PyObject *vlan = f->nvlan ? text_vlan(d->tx, f->vlan, f->nvlan) : Py_None;
+        PyObject *row = Py_BuildValue("(LdNOOOOOOiiOON)", (long long)f->frame, f->ts, op,
                                       text_mac(d->tx, a->sha), text_ipv4(d->tx, a->spa),
-                                      text_ipv4(d->tx, a->tpa),
-                                      memcmp(a->spa, a->tpa, 4) == 0 ? Py_True : Py_False);
+                                      text_mac(d->tx, a->tha), text_ipv4(d->tx, a->tpa),
+                                      memcmp(a->spa, a->tpa, 4) == 0 ? Py_True : Py_False,
+                                      vlan ? vlan : Py_None, a->depth, f->iface, name,
+                                      d->s_dir[f->direction], layers);
         if (row == NULL || PyList_Append(d->arp_rows, row) < 0) {
             Py_XDECREF(row);
             return -1;
@@ -507,6 +542,22 @@ static PyObject *session_folds(Decoder *d)
     return out;
 }
 
+static PyObject *dst_macs(Decoder *d)
+{
+    PyObject *out = PySet_New(NULL);
+    for (size_t i = 0; out != NULL && i < d->pk_dst_macs.cap; i++) {
+        SKEntry *e = &d->pk_dst_macs.slots[i];
+        uint64_t mac;
+        if (!e->used)
+            continue;
+        memcpy(&mac, e->key, sizeof mac);
+        PyObject *text = text_mac(d->tx, mac);
+        if (text == NULL || PySet_Add(out, text) < 0)
+            Py_CLEAR(out);
+    }
+    return out;
+}
+
 PyObject *dc_fold_take(Decoder *d)
 {
     PyObject *combos = pk_combos(d);
@@ -517,9 +568,17 @@ PyObject *dc_fold_take(Decoder *d)
         Py_XDECREF(groups);
         return NULL;
     }
+    PyObject *macs = dst_macs(d);
+    if (macs == NULL) {
+        Py_DECREF(combos);
+        Py_DECREF(groups);
+        Py_DECREF(sessions);
+        return NULL;
+    }
     PyObject *packets = d->pk_total
-        ? Py_BuildValue("(LddN)", (long long)d->pk_total, d->pk_lo, d->pk_hi, combos)
-        : Py_BuildValue("(LOON)", 0LL, Py_None, Py_None, combos);
+        ? Py_BuildValue("(LddNON)", (long long)d->pk_total, d->pk_lo, d->pk_hi, combos,
+                        d->pk_otherhost ? Py_True : Py_False, macs)
+        : Py_BuildValue("(LOONON)", 0LL, Py_None, Py_None, combos, Py_False, macs);
     PyObject *out = packets ? Py_BuildValue("{s:N,s:N,s:O,s:N,s:O,s:O}", "packets", packets,
                                             "tunnels", groups, "arp", d->arp_rows, "sessions",
                                             sessions, "special", d->special, "routes",
@@ -539,7 +598,9 @@ void dc_fold_clear(Decoder *d)
 {
     d->generation++;
     d->pk_total = 0;
+    d->pk_otherhost = 0;
     skmap_clear(&d->pk_combos);
+    skmap_clear(&d->pk_dst_macs);
     skmap_clear(&d->tn_groups);
     for (Py_ssize_t i = 0; i < d->sfold.n; i++)
         Py_CLEAR(d->sfold.v[i].other_names);
@@ -555,6 +616,7 @@ void dc_fold_free(Decoder *d)
 {
     dc_fold_clear(d);
     skmap_free(&d->pk_combos);
+    skmap_free(&d->pk_dst_macs);
     skmap_free(&d->tn_groups);
     VEC_FREE(d->sfold);
     Py_CLEAR(d->arp_rows);
