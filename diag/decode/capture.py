@@ -66,6 +66,8 @@ class CaptureInfo:
     byte_order: str                  # 'little' or 'big' (of the first section)
     ts_resolution: str               # 'us', 'ns' or 'pcapng' (per interface)
     interfaces: list[Interface] = field(default_factory=list)
+    # file bytes read so far (a block of read-ahead included): for a progress display
+    bytes_read: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ def open_capture(path: str | Path) -> tuple[CaptureInfo, Iterator[Item]]:
                 yield block.damage
 
     return info, records()
+
+
+def _counted(blocks: Iterator["Block"], fh: BinaryIO, info: CaptureInfo) -> Iterator["Block"]:
+    """``blocks``, keeping ``info.bytes_read`` at the file position reached before each."""
+    for block in blocks:
+        try:
+            info.bytes_read = fh.tell()
+        except (OSError, ValueError):          # closed at the end of the file
+            pass
+        yield block
 
 
 def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
@@ -134,7 +146,8 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
         info = CaptureInfo(str(p), "pcap", "little" if order == "<" else "big",
                            "ns" if unit == 1e-9 else "us",
                            [Interface(0, linktype, snaplen=snaplen, ts_unit=unit)])
-        return info, _pcap_blocks(fh, order, unit, linktype, max_packets, arrays, scanner)
+        return info, _counted(_pcap_blocks(fh, order, unit, linktype, max_packets, arrays,
+                                           scanner), fh, info)
     if magic == PCAPNG_SHB:
         if len(head) < 12:
             fh.close()
@@ -149,7 +162,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
             raise UnusableInput(f"{p}: pcapng section header with a bad byte-order magic")
         info = CaptureInfo(str(p), "pcapng", "little" if order == "<" else "big", "pcapng")
         fh.seek(0)
-        return info, _pcapng_blocks(fh, info, max_packets, arrays, scanner)
+        return info, _counted(_pcapng_blocks(fh, info, max_packets, arrays, scanner), fh, info)
     fh.close()
     raise UnusableInput(f"{p}: not a pcap or pcapng file (magic {magic.hex()})",
                         hint="diag reads pcap and pcapng, e.g. from tcpdump -w or dumpcap")

@@ -82,9 +82,11 @@ def _connection(src: str, sport: int, dst: str, dport: int) -> tuple:
 
 
 def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: int = 65536,
-              vectorize: bool | None = None, decoder: str | None = None) -> dict:
+              vectorize: bool | None = None, decoder: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> dict:
     """The summary of ``path`` decoded by ``workers`` processes (see the module docstring);
-    ``decoder`` as for :func:`diag.decode.iter_rows` (the compiled core when it is built)."""
+    ``decoder`` as for :func:`diag.decode.iter_rows` (the compiled core when it is built);
+    ``progress(bytes_read, packets)`` after each block's packets are counted."""
     import shutil
     import tempfile
 
@@ -129,6 +131,8 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
                             ends[other] = decoders.next(other)
                     break
                 summary.apply(item["fold"])
+                if progress is not None:
+                    progress(item["bytes"], summary.total)
                 spools.append(item["spool"])
                 for bucket, (_off, _len, nbytes) in item["spool"].items():
                     weight[bucket] = weight.get(bucket, 0) + nbytes
@@ -259,7 +263,8 @@ def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int,
                 first = chunk
             else:
                 sink(i, to_tables(chunk), NON_BGP_TABLES)
-        yield {"fold": fold(chunk, None, bgp=False), "spool": recorder.spool(spool, i)}
+        yield {"fold": fold(chunk, None, bgp=False), "spool": recorder.spool(spool, i),
+               "bytes": info.bytes_read}
     if first is not None:
         sink(0, to_tables(first), NON_BGP_TABLES)
     yield {"nblocks": nblocks, "last": last, "info": info}
@@ -425,7 +430,7 @@ def _decode_part_core(path, options, chunk_packets: int, vectorize: bool, index:
         taken = dec.take()
         chunk = CoreChunk(slow.take(), info, taken, names, feedback)
         yield {"fold": core_fold(chunk, None, bgp=False),
-               "spool": _spool_records(taken["records"], spool, i)}
+               "spool": _spool_records(taken["records"], spool, i), "bytes": info.bytes_read}
     yield {"nblocks": nblocks, "last": last, "info": info}
 
 
