@@ -14,7 +14,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCES = ["module.c", "util.c", "frames.c", "flows.c", "bgpmsg.c", "fold.c"]
+SOURCES = ["module.c", "util.c", "frames.c", "flows.c", "bgpmsg.c", "fold.c", "arp.c"]
 
 
 def _core() -> Extension:

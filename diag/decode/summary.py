@@ -535,6 +535,9 @@ class CaptureSummary:
         self.arp_unanswered: dict[str, dict] = {}
         self.arp_answered = 0
         self.arp_copies = 0
+        # the per-row work of _arp in C when the compiled core is in use (_core/arp.c; the rule
+        # stays diag/decode/arp.py: tests run both and require the same summary)
+        self._arp_rule = _compiled_arp_rule()
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
         self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
         self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
@@ -725,6 +728,15 @@ class CaptureSummary:
             self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += n
 
     def _arp(self, rows: list[tuple]) -> None:
+        if self._arp_rule is not None:
+            unanswered, responders = self._arp_rule.add(rows)
+            for sip, smac, frame, tip, tmac, direction, is_reply in responders:
+                self._responder(sip, smac, int(frame))
+                if is_reply:
+                    self.arp_view.reply(tip, tmac, direction)
+            for v in unanswered:
+                self._unanswered(v)
+            return
         for frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction, depth in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
@@ -750,6 +762,17 @@ class CaptureSummary:
             self._verdicts(self.arp_pairing.add(Sighting(
                 int(frame), float(ts), op, sip, tip, bool(grat), smac, segment, place, direction,
                 depth)))
+
+    def _arp_finish(self) -> None:
+        """The requests still waiting at the end of the capture."""
+        rule = self._arp_rule
+        if rule is None:
+            self._verdicts(self.arp_pairing.finish())
+            return
+        for v in rule.finish():
+            self._unanswered(v)
+        self.arp_counts = Counter(rule.counts)
+        self.arp_answered, self.arp_copies = rule.answered, rule.copies
 
     def _verdicts(self, verdicts: list) -> None:
         for v in verdicts:
@@ -799,7 +822,7 @@ class CaptureSummary:
 
     # --- the result ------------------------------------------------------------------------
     def result(self) -> dict:
-        self._verdicts(self.arp_pairing.finish())
+        self._arp_finish()
         stores = self.prefixes.stores
         by_session: dict[str, dict[str, tuple[_Prefixes, _Prefixes]]] = defaultdict(dict)
         by_family: dict[str, list[tuple[_Prefixes, _Prefixes]]] = defaultdict(list)
@@ -955,6 +978,18 @@ class CaptureSummary:
             "first_ts": s.first_ts if s.first_ts is not None else s.tcp_first_ts,
             "last_ts": s.last_ts if s.last_ts is not None else s.tcp_last_ts,
         }
+
+
+def _compiled_arp_rule():
+    """The compiled core's ArpRule when the core is in use, else None."""
+    from diag.decode.core import load
+
+    core = load()
+    if core is None:
+        return None
+    from diag.decode.arp import COPY_WINDOW, MAX_PENDING, REPLY_WINDOW, Verdict
+
+    return core.ArpRule(REPLY_WINDOW, COPY_WINDOW, MAX_PENDING, Verdict)
 
 
 def _connection(s: _Session) -> str:

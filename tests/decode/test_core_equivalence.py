@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from diag.decode import DecodeOptions, core, iter_decode, iter_rows
@@ -419,3 +419,60 @@ def test_diag_version_names_the_decoder():
     out = subprocess.run([sys.executable, "-m", "diag", "--version"], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=60).stdout
     assert "decoder: pure-Python reference" in out
+
+
+# --- hypothesis: the summary's ARP pairing ---------------------------------------------------------
+
+_SEGMENTS = [None, ("vlan", 10), ("vni", 42)]
+_PLACES = [(0, "eth0", "in", 0, ()), (1, "vxlan.calico", None, 0, ()),
+           (0, "eth0", "in", 1, (("10.1.0.1", "10.1.0.2"),)), (2, "any", "out", 0, ())]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(
+    st.sampled_from(["request", "request", "reply", "7", None]),
+    st.sampled_from(["10.0.0.1", "10.0.0.2", "0.0.0.0", "10.0.0.3", None]),
+    st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", None]),
+    st.sampled_from(["02:00:00:00:00:01", "02:00:00:00:00:02", "03:00:00:00:00:09"]),
+    st.booleans(), st.sampled_from(_SEGMENTS), st.sampled_from(_PLACES),
+    st.sampled_from([0.0, 0.001, 0.01, 0.06, 0.5, 2.9, 3.2, 9.0, -0.02])), max_size=80),
+    max_pending=st.sampled_from([2, 100_000]), cut=st.integers(0, 80))
+@example(rows=[("request", "10.0.0.1", "10.0.0.2", "02:00:00:00:00:01", False, None, _PLACES[0],
+                0.0),
+               ("request", "10.0.0.1", "10.0.0.2", "02:00:00:00:00:01", False, ("vni", 42),
+                _PLACES[2], 0.001),
+               ("reply", "10.0.0.2", "10.0.0.1", "02:00:00:00:00:02", False, None, _PLACES[0],
+                2.9),
+               ("request", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:01", False, None, _PLACES[0],
+                0.0),
+               ("request", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:01", False, None, _PLACES[1],
+                9.0)],
+         max_pending=100_000, cut=1)
+def test_the_compiled_arp_pairing_is_the_rule(rows, max_pending, cut):
+    """diag/decode/_core/arp.c against CaptureSummary._arp with diag/decode/arp.py's
+    ArpPairing: copies at other places, segments, the windows, retransmissions, late copies,
+    probes, gratuitous rows, max_pending, time going backwards, rows split across chunks."""
+    from diag.decode.arp import COPY_WINDOW, REPLY_WINDOW, ArpPairing, Verdict
+
+    feed, ts = [], 100.0
+    for frame, (op, sip, tip, mac, grat, segment, place, dt) in enumerate(rows, 1):
+        ts += dt
+        depth = place[3]
+        feed.append((frame, ts, op, mac, sip, "00:00:00:00:00:00", tip,
+                     grat and sip is not None and sip == tip, segment, place, place[2], depth))
+    py, fast = CaptureSummary(), CaptureSummary()
+    py._arp_rule = None
+    py.arp_pairing = ArpPairing(max_pending=max_pending)
+    fast._arp_rule = core.load().ArpRule(REPLY_WINDOW, COPY_WINDOW, max_pending, Verdict)
+    for part in (feed[:cut], feed[cut:]):
+        py._arp(part)
+        fast._arp(part)
+    py._arp_finish()
+    fast._arp_finish()
+    assert dict(py.arp_counts) == dict(fast.arp_counts)
+    assert (py.arp_answered, py.arp_copies) == (fast.arp_answered, fast.arp_copies)
+    assert py.arp_unanswered == fast.arp_unanswered
+    assert list(py.arp_unanswered) == list(fast.arp_unanswered)
+    assert dict(py.arp_responders) == dict(fast.arp_responders)
+    assert (py.arp_view.replied_to, py.arp_view.unicast) == (fast.arp_view.replied_to,
+                                                             fast.arp_view.unicast)

@@ -870,6 +870,8 @@ static PyMethodDef module_methods[] = {
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "pcapng Enhanced Packet Blocks from a position."},
     {NULL, NULL, 0, NULL}};
 
+extern PyType_Spec dc_arp_rule_spec;
+
 static int module_exec(PyObject *m)
 {
     PyObject *type = PyType_FromModuleAndSpec(m, &Decoder_spec, NULL);
@@ -877,6 +879,11 @@ static int module_exec(PyObject *m)
         return -1;
     if (PyModule_AddObject(m, "Decoder", type) < 0) {
         Py_DECREF(type);
+        return -1;
+    }
+    PyObject *arp = PyType_FromModuleAndSpec(m, &dc_arp_rule_spec, NULL);
+    if (arp == NULL || PyModule_AddObject(m, "ArpRule", arp) < 0) {
+        Py_XDECREF(arp);
         return -1;
     }
 #ifdef DIAG_CORE_CHECKED
