@@ -47,7 +47,7 @@ def count(path: str) -> dict:
     streams: dict[tuple, _Direction] = {}
     u16, u32 = struct.Struct("!H").unpack_from, struct.Struct("!I").unpack_from
 
-    def tcp(data, off: int, end: int, key_ends: tuple) -> None:
+    def tcp(data, off: int, end: int, key_ends: bytes) -> None:
         sport, dport = u16(data, off)[0], u16(data, off + 2)[0]
         if sport != BGP_PORT and dport != BGP_PORT:
             return

@@ -424,8 +424,10 @@ def core_fold(chunk: CoreChunk, folder, bgp: bool = True, other: bool = True) ->
         out["packets"] = _packets(folded["packets"], s._fold_packets(slow), chunk.names)
         out["tunnels"] = _tunnels(folded["tunnels"], slow)
         arp = s._fold_arp(slow)
-        rule_row = s.arp_rule_row
-        fast = [rule_row(row[:13], row[13]) for row in folded["arp"]]
+        fast = folded["arp"]
+        if folded["arp_raw"]:        # encapsulated or QinQ ARP: its segment made in Python
+            rule_row = s.arp_rule_row
+            fast = [row if len(row) == 12 else rule_row(row[:13], row[13]) for row in fast]
         out["arp"] = sorted(fast + arp, key=lambda r: r[0]) if arp else fast
         out["icmp"] = s._fold_icmp(slow)
         out["fragments"] = s._fold_fragments(slow)

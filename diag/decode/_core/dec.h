@@ -197,7 +197,8 @@ struct Decoder {
     SKMap pk_dst_macs;         /* the distinct destination MACs (for the ARP rule's Vantage) */
     uint64_t pk_last_dst;      /* the last one added (most frames repeat it) */
     SKMap tn_groups;           /* tunnel group key -> count */
-    PyObject *arp_rows;        /* list of the summary's _ARP_FIELDS + the frame's tunnel layers */
+    PyObject *arp_rows;        /* the rule's rows; or _ARP_FIELDS + the frame's tunnel layers */
+    int arp_raw;               /* some of arp_rows are the latter (summary.arp_rule_row's input) */
     PyObject *sessions;        /* dict session -> index into sfold */
     VEC(SessionFold) sfold;
     PyObject *special;         /* list of (session, name, dict) */

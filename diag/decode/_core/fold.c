@@ -109,6 +109,30 @@ int dc_fold_packet(Decoder *d, const Frame *f)
         PyObject *name = d->iface_names && f->iface >= 0
                          && f->iface < PyList_GET_SIZE(d->iface_names)
                          ? PyList_GET_ITEM(d->iface_names, f->iface) : Py_None;
+        if (a->depth == 0 && f->nvlan <= 1) {
+            /* the common case, as arp_rule_row (segment_and_place) makes it: the row the rule
+             * takes, (frame, ts, op, sender_mac, sender_ip, target_mac, target_ip, gratuitous,
+             * segment, place, direction, depth) */
+            Py_DECREF(layers);
+            PyObject *segment = f->nvlan ? Py_BuildValue("(si)", "vlan", (int)f->vlan[0])
+                                         : Py_NewRef(Py_None);
+            PyObject *place = segment ? Py_BuildValue("(iOOi())", f->iface, name,
+                                                      d->s_dir[f->direction], 0) : NULL;
+            PyObject *row = place ? Py_BuildValue(
+                "(LdNOOOOONNOi)", (long long)f->frame, f->ts, op, text_mac(d->tx, a->sha),
+                text_ipv4(d->tx, a->spa), text_mac(d->tx, a->tha), text_ipv4(d->tx, a->tpa),
+                memcmp(a->spa, a->tpa, 4) == 0 ? Py_True : Py_False, segment, place,
+                d->s_dir[f->direction], 0) : NULL;
+            if (row == NULL) {
+                Py_XDECREF(segment);
+                Py_DECREF(op);
+                return -1;
+            }
+            int rc = PyList_Append(d->arp_rows, row);
+            Py_DECREF(row);
+            return rc;
+        }
+        d->arp_raw = 1;
         PyObject *vlan = f->nvlan ? text_vlan(d->tx, f->vlan, f->nvlan) : Py_None;
         PyObject *row = Py_BuildValue("(LdNOOOOOOiiOON)", (long long)f->frame, f->ts, op,
                                       text_mac(d->tx, a->sha), text_ipv4(d->tx, a->spa),
@@ -579,8 +603,9 @@ PyObject *dc_fold_take(Decoder *d)
         ? Py_BuildValue("(LddNON)", (long long)d->pk_total, d->pk_lo, d->pk_hi, combos,
                         d->pk_otherhost ? Py_True : Py_False, macs)
         : Py_BuildValue("(LOONON)", 0LL, Py_None, Py_None, combos, Py_False, macs);
-    PyObject *out = packets ? Py_BuildValue("{s:N,s:N,s:O,s:N,s:O,s:O}", "packets", packets,
-                                            "tunnels", groups, "arp", d->arp_rows, "sessions",
+    PyObject *out = packets ? Py_BuildValue("{s:N,s:N,s:O,s:O,s:N,s:O,s:O}", "packets", packets,
+                                            "tunnels", groups, "arp", d->arp_rows, "arp_raw",
+                                            d->arp_raw ? Py_True : Py_False, "sessions",
                                             sessions, "special", d->special, "routes",
                                             d->route_groups) : NULL;
     if (out == NULL) {
@@ -599,6 +624,7 @@ void dc_fold_clear(Decoder *d)
     d->generation++;
     d->pk_total = 0;
     d->pk_otherhost = 0;
+    d->arp_raw = 0;
     skmap_clear(&d->pk_combos);
     skmap_clear(&d->pk_dst_macs);
     skmap_clear(&d->tn_groups);
