@@ -158,7 +158,7 @@ def child_summary(path: str, workers: str | None) -> dict:
         result = summarize(path, DecodeOptions(), n)
     else:
         summary = CaptureSummary()
-        for chunk in iter_rows(path, DecodeOptions()):
+        for chunk in iter_rows(path, DecodeOptions(), tables=False):    # as diag pcap does
             summary.add(chunk)
         result = summary.result()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
