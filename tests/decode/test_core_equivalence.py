@@ -476,3 +476,31 @@ def test_the_compiled_arp_pairing_is_the_rule(rows, max_pending, cut):
     assert dict(py.arp_responders) == dict(fast.arp_responders)
     assert (py.arp_view.replied_to, py.arp_view.unicast) == (fast.arp_view.replied_to,
                                                              fast.arp_view.unicast)
+
+
+def test_qinq_arp_is_paired_by_both_decoders(tmp_path):
+    """ARP under two 802.1Q tags (the decoder's vlan "100.200"): one segment for the rule (it
+    raised ValueError in int() before), answered by the reply on the same tag stack, the same
+    summary from both decoders."""
+    import subprocess
+    import sys
+
+    def arp(op: int, sha: bytes, spa: bytes, tpa: bytes) -> bytes:
+        body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sha, spa, bytes(6), tpa)
+        return (b"\xff" * 6 + sha + b"\x88\xa8" + struct.pack("!H", 100) + b"\x81\x00"
+                + struct.pack("!H", 200) + b"\x08\x06" + body)
+
+    asker, target = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    frames = [arp(1, b"\x02\0\0\0\0\x01", asker, target), arp(2, b"\x02\0\0\0\0\x02", target, asker)]
+    path = tmp_path / "qinq.pcap"
+    _write(path, frames)
+    outs = []
+    for decoder in ("python", "compiled"):
+        proc = subprocess.run([sys.executable, "-m", "diag", "pcap", str(path), "--format", "json"],
+                              capture_output=True, text=True, cwd=Path(__file__).parents[2],
+                              env={**__import__("os").environ, "DIAG_DECODER": decoder})
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1]
+    summary = json.loads(outs[0])["arp"]
+    assert (summary["requests"], summary["replies"], summary["answered"]) == (1, 1, 1)
