@@ -30,7 +30,10 @@ _state = {"traceback": False}
 
 def _version(value: bool) -> None:
     if value:
+        from diag.pipeline import decoder_name
+
         print(f"diag {__version__}")
+        print(f"decoder: {decoder_name()}")
         raise typer.Exit(int(ExitStatus.OK))
 
 
