@@ -5,6 +5,7 @@ Public API::
     from diag.analyze import explain
     result = explain(facts)            # Explanation(findings (ranked), checked, not_checked)
     result.findings[0].code            # codes: diag.analyze.catalog.CATALOG (docs/findings.md)
+    result.flows                       # FlowLadder: the tunnelled flows behind overlay findings
 
     from diag.analyze.trace import trace
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
@@ -13,7 +14,9 @@ The kernel's state is read once into a FIB (``fib.py``), asked like the kernel w
 (``lookup.py``) and walked over many hosts (``trace.py``). Each topic is one module of small pure
 functions (``routing.py``, ``bgp.py`` (daemon state),
 ``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums),
-``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
+``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py`` (link state),
+``ledger.py`` + ``overlay_path.py`` (tunnelled flows followed across the captures of both ends),
+``rpfilter.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage: everything comes through the
 ``facts`` object handed in, and evidence names bundle files only through ``facts.outputs``
 (:class:`diag.bundle.OutputIndex`).
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diag.model import Check, Finding
+from diag.model import Check, Finding, FlowLadder
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Explanation:
     findings: tuple[Finding, ...]
     checked: tuple[Check, ...]
     not_checked: tuple[Check, ...]
+    flows: tuple[FlowLadder, ...] = ()     # the tunnelled flows behind the overlay findings
 
 
 def explain(facts) -> Explanation:
@@ -37,7 +41,8 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.fib import build_fib
 
-    from diag.analyze import arp, bgp, offload, overlay, rpfilter, wire_bgp, wire_overlay
+    from diag.analyze import (arp, bgp, offload, overlay, overlay_path, rpfilter, wire_bgp,
+                              wire_overlay)
 
     fib = build_fib(facts.tables, outputs=facts.outputs)
     findings, checks = routing.analyze(facts.tables, facts.model, fib)
@@ -52,14 +57,21 @@ def explain(facts) -> Explanation:
     checks += arp_checks
     checks += offload.analyze(facts.tables, facts.model)[1]
     overlay_findings, overlay_checks = overlay.analyze(facts.tables, facts.model, fib)
+    overlay_findings, path_checks, ladders = overlay_path.analyze(facts.tables, facts.model, fib,
+                                                                  overlay_findings)
+    overlay_checks = overlay_checks + path_checks
     wire_findings, wire_checks = wire_overlay.analyze(facts.tables, facts.model)
     overlay_findings, overlay_checks = overlay_findings + wire_findings, overlay_checks + wire_checks
     rp_findings, rp_checks = rpfilter.analyze(facts.tables, facts.model, fib)
     findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings
     checks += overlay_checks + rp_checks
-    return Explanation(tuple(rank(findings)),
+    ranked = tuple(rank(findings))
+    codes = [f.code for f in ranked]
+    flows = tuple(sorted(ladders, key=lambda ladder: codes.index(ladder.code)
+                         if ladder.code in codes else len(codes)))
+    return Explanation(ranked,
                        tuple(c for c in checks if c.passed is not None),
-                       tuple(c for c in checks if c.passed is None))
+                       tuple(c for c in checks if c.passed is None), flows)
 
 
 def _link_to_sessions(routing: list[Finding], sessions: list[Finding]) -> list[Finding]:

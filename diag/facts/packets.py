@@ -3,9 +3,12 @@
 Contract: :func:`capture_tables` decodes every capture of a bundle (or one bare pcap) with
 :mod:`diag.decode` and returns the tables ``packets``, ``bgp_messages``, ``wire_routes`` (the
 decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` (with ``answered`` and ``reply_frame``: the one
-ARP rule of :mod:`diag.decode.arp`), ``stream_events`` and ``checksums`` (the TCP/UDP
-checksums of a bounded sample verified, :mod:`diag.decode.checksum`), each with ``host`` (the
-host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
+ARP rule of :mod:`diag.decode.arp`), ``stream_events``, ``icmp``, ``fragments`` (IP datagrams
+reassembled or given up on), ``checksums`` (the TCP/UDP checksums of a bounded sample verified,
+:mod:`diag.decode.checksum`) and ``sightings`` (each frame's innermost IP packet with its
+identity, its tunnel layer and its transport checksum, :mod:`diag.decode.sightings`: what the
+flow ledger follows across captures; ``direction`` added from the frame), each with ``host``
+(the host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
 on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here through that host's
 ``ip -j link`` table; pcapng captures name their interfaces (``if_name``) and keep that name.
 ``iface`` is None when neither is known (classic Ethernet pcap of one unnamed interface).
@@ -18,7 +21,7 @@ from typing import Any
 
 WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
                "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events",
-               "icmp": "icmp"}
+               "icmp": "icmp", "fragments": "fragments"}
 
 
 def _iface_map(interfaces, host: str) -> dict[int, str]:
@@ -49,7 +52,8 @@ def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]
     packets["iface"] = [name(i, n) for i, n in zip(packets["ifindex"], packets["iface_name"])]
     packets.insert(0, "host", host)
     frame_iface = dict(zip(packets["frame"], packets["iface"]))
-    out = {"packets": packets, "checksums": _checksums(path, host)}
+    out = {"packets": packets, "checksums": _checksums(path, host),
+           "sightings": _sightings(path, host, packets, options, _tunnel_ports(interfaces))}
     for attr, table in WIRE_TABLES.items():
         if attr == "packets":
             continue
@@ -77,6 +81,39 @@ def _checksums(path: Path, host: str):
                          "proto": [r[1] for r in rows], "ok": [r[2] for r in rows]})
 
 
+def _tunnel_ports(interfaces) -> tuple[int, ...]:
+    """The UDP ports the hosts' vxlan devices use (``ip -d -j link``): packets to them are VXLAN
+    even when the port is not one of the defaults."""
+    if interfaces is None or interfaces.empty or "vxlan_port" not in interfaces:
+        return ()
+    from diag.values import or_none
+
+    ports = (or_none(p) for p in interfaces["vxlan_port"])
+    return tuple(sorted({int(p) for p in ports if p is not None}))
+
+
+def _sightings(path: Path, host: str, packets, options, extra_vxlan: tuple[int, ...]):
+    """The capture's packet identities (:mod:`diag.decode.sightings`) with host, iface and
+    direction of their frames."""
+    import pandas as pd
+
+    from diag.decode.sightings import SIGHTING_COLUMNS, sightings
+    from diag.decode.tables import records_frame
+
+    rows = sightings(path, tuple(options.vxlan_ports) + extra_vxlan, options.geneve_ports)
+    df = records_frame(rows, SIGHTING_COLUMNS)
+    by_frame = packets.set_index("frame")[["iface", "direction"]] if len(packets) else None
+    if by_frame is not None and len(df):
+        where = by_frame.reindex(pd.Index(df["frame"].astype("int64")))
+        df.insert(1, "iface", where["iface"].to_numpy())
+        df.insert(2, "direction", where["direction"].to_numpy())
+    else:
+        df.insert(1, "iface", pd.Series([None] * len(df), dtype=object))
+        df.insert(2, "direction", pd.Series([None] * len(df), dtype=object))
+    df.insert(0, "host", host)
+    return df
+
+
 def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """[(host, pcap path)] -> (tables, parse error rows)."""
@@ -86,7 +123,8 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
     from diag.errors import DiagError
 
     options = options or DecodeOptions()
-    parts: dict[str, list] = {table: [] for table in (*WIRE_TABLES.values(), "checksums")}
+    parts: dict[str, list] = {table: [] for table in (*WIRE_TABLES.values(), "checksums",
+                                                      "sightings")}
     errors: list[dict[str, Any]] = []
     for host, path in captures:
         try:

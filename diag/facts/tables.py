@@ -36,7 +36,7 @@ def table_columns() -> dict[str, list[str]]:
 TABLES = ("interfaces", "addresses", "routes", "rules", "neighbors", "fdb", "sockets", "sysctls",
           "counters", "bgp_peers", "bgp_paths", "daemon_routes", "route_gets")
 HOST_COLUMNS = ["host", "reachability", "hostname", "kernel", "os", "iproute2", "daemons",
-                "clock_offset_s", "error"]
+                "clock_offset_s", "clock_uncertainty_s", "error"]
 LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
@@ -337,5 +337,7 @@ def _hosts(bundle):
             "iproute2": iproute.split("iproute2-")[1].split(",")[0].split()[0]
             if iproute and "iproute2-" in iproute else None,
             "daemons": sorted((record.get("daemons") or {}).keys()),
-            "clock_offset_s": record.get("clock_offset_s"), "error": record.get("error")})
+            "clock_offset_s": record.get("clock_offset_s"),
+            "clock_uncertainty_s": record.get("clock_uncertainty_s"),
+            "error": record.get("error")})
     return pd.DataFrame(rows, columns=HOST_COLUMNS)

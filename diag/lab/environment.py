@@ -20,6 +20,7 @@ TOOLS = {
     "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/bgpd": "frr", "vtysh": "frr",
     "gobgpd": "gobgpd", "gobgp": "gobgpd", "bird": "bird2", "birdc": "bird2",
     "/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "nc": "netcat-openbsd",
+    "nft": "nftables", "ethtool": "ethtool",
 }
 
 

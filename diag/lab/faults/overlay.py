@@ -34,11 +34,11 @@ def vxlan_port(lab: "Lab", node: str) -> int | None:
         return None
 
 
-def _recreate_vtep(lab: "Lab", node: str, port: int) -> None:
+def _recreate_vtep(lab: "Lab", node: str, port: int, vni: int = P.VXLAN_VNI) -> None:
     host = lab.plan.host(node)
     ip_lines(lab, node, [f"link del {P.vxlan_device_name(lab.cni)}"])
     run(["ip", "-n", lab.netns(node), "-batch", "-"],
-        input="\n".join(vxlan_lines(lab.plan, host, lab.cni, port)) + "\n")
+        input="\n".join(vxlan_lines(lab.plan, host, lab.cni, port, vni)) + "\n")
     run(["bridge", "-n", lab.netns(node), "-batch", "-"],
         input="\n".join(vxlan_fdb_lines(lab.plan, host, lab.cni)) + "\n")
 
