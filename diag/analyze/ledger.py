@@ -106,7 +106,10 @@ class Flow:
     ended: Counter = field(default_factory=Counter)    # undelivered journeys by last point
     lost_last: dict[str, Sighting] = field(default_factory=dict)   # last point -> latest one
     edge: int = 0                        # journeys at a capture's edge, not judged
-    bad_received: list[tuple[Sighting, Sighting | None]] = field(default_factory=list)
+    # packets that arrived with a bad inner checksum: (first bad sighting, the sender's last
+    # sighting or None, the last sighting before the first bad one or None)
+    bad_received: list[tuple[Sighting, Sighting | None, Sighting | None]] = \
+        field(default_factory=list)
     largest: int = 0                     # largest inner packet of the flow
 
     @property
@@ -433,12 +436,19 @@ def _close(flow: Flow | None, journey: _Journey | None, skipped: bool) -> None:
     else:
         flow.ended[journey.reached] += 1
         flow.lost_last[journey.reached] = by_role[journey.reached]
-    bad = [by_role[r] for r in ("underlay-in", "vtep-in", "pod-in")
-           if r in by_role and by_role[r].checksum == "bad"]
-    if bad:
+    if any(by_role[r].checksum == "bad" for r in RECEIVER_ROLES if r in by_role):
         sent = by_role.get("underlay-out") or by_role.get("vtep-out") or by_role.get("pod-out")
         if sent is None or sent.checksum != "bad":
-            flow.bad_received.append((bad[0], sent))
+            # where it went bad: the first bad sighting after the sender, in path order
+            path = sorted(((ORDER[k.split()[0]], k) for k in by_role
+                           if k.split()[0] not in SENDER_ROLES), key=lambda x: x)
+            before, first_bad = sent, None
+            for _order, key in path:
+                if by_role[key].checksum == "bad":
+                    first_bad = by_role[key]
+                    break
+                before = by_role[key]
+            flow.bad_received.append((first_bad, sent, before))
 
 
 __all__ = ["Flow", "Ledger", "Point", "ROLES", "Sighting", "build_ledger"]

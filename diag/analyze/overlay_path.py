@@ -143,10 +143,12 @@ def _last_on(flow: Flow, hosts: tuple[str, ...]) -> tuple[str, Sighting] | None:
 # --- classification ----------------------------------------------------------------------------
 
 def _classify(ctx: _Context, flow: Flow) -> _Verdict | None:
-    if flow.bad_received and len(flow.bad_received) >= MIN_PACKETS:
+    """The flow's verdict; packets are counted per cause later (:data:`MIN_PACKETS` over all
+    flows alike: a client opening a new connection per attempt makes one-packet flows)."""
+    if flow.bad_received:
         return _checksum(ctx, flow)
-    if not flow.broken or flow.journeys < MIN_PACKETS:
-        return None
+    if not flow.broken:
+        return _one_ended(ctx, flow)
     loss = flow.loss_point or ""
     role = loss.split()[0]
     if role == "pod-out":
@@ -161,6 +163,27 @@ def _classify(ctx: _Context, flow: Flow) -> _Verdict | None:
         return _not_decapsulated(ctx, flow, loss)
     if role == "vtep-in":
         return _after_decap(ctx, flow, loss)
+    return None
+
+
+def _one_ended(ctx: _Context, flow: Flow) -> _Verdict | None:
+    """The receiver was not captured and nothing came back: what the sender's end decides
+    alone — packets that died on the sender, or left it for a VTEP whose devices (their link
+    state was collected) have another port or VNI."""
+    if flow.points["pod-in"].captured or not flow.journeys or flow.delivered or \
+            _answered(ctx.ledger, flow):
+        return None
+    last = _last_on(flow, (flow.sender,))
+    if last is None:
+        return None
+    key, _sight = last
+    role = key.split()[0]
+    if role == "pod-out":
+        return _too_big(ctx, flow, key)
+    if role == "vtep-out":
+        return _too_big(ctx, flow, key) or _blocked_at_sender(ctx, flow, key)
+    if role == "underlay-out":
+        return _wrong_vtep(ctx, flow, flow.points["underlay-out"], key)
     return None
 
 
@@ -282,35 +305,19 @@ def _receiver_tunnels(ctx: _Context, flow: Flow, kind: str | None):
 
 def _not_decapsulated(ctx: _Context, flow: Flow, loss: str) -> _Verdict | None:
     point = flow.points["underlay-in"]
+    verdict = _wrong_vtep(ctx, flow, point, loss)
+    if verdict is not None:
+        return verdict
     vni = point.vnis.most_common(1)[0][0] if point.vnis else None
     port = point.ports.most_common(1)[0][0] if point.ports else None
+    if not _receiver_tunnels(ctx, flow, None):
+        return None
     ev, sources = _sender_side(ctx, flow)
     ev.append(_seen(ctx, flow, loss, point.last, ", never decapsulated"))
-    sources.add("pcap-receiver")
-    theirs = _receiver_tunnels(ctx, flow, None)
-    if not theirs:
-        return None
-    ports = {t.port for t in theirs}
-    for t in theirs:
+    sources |= {"pcap-receiver", "ip-link"}
+    for t in _receiver_tunnels(ctx, flow, None):
         if (flow.receiver, t.device) in ctx.devices:
             ev.append(ctx.devices[(flow.receiver, t.device)].evidence)
-    if port not in ports:
-        sources.add("ip-link")
-        return _Verdict("VXLAN_PORT_MISMATCH", flow,
-                        f"{_inner(flow)} arrives on {flow.receiver} at UDP {port}, a port none "
-                        f"of its tunnel devices listens on "
-                        f"({', '.join(f'{t.device} {t.port}' for t in theirs)})", ev, sources,
-                        hosts=(flow.receiver,), key=f"port {flow.receiver}")
-    vnis = {t.vni for t in theirs if t.port == port}
-    if vni not in vnis:
-        sources.add("ip-link")
-        return _Verdict("VXLAN_VNI_MISMATCH", flow,
-                        f"{_inner(flow)} arrives on {flow.receiver}'s {point.iface} with VNI "
-                        f"{vni}; its devices on UDP {port} have VNI "
-                        f"{', '.join(str(v) for v in sorted(vnis, key=str))}: never "
-                        "decapsulated (dropped silently)", ev, sources,
-                        hosts=(flow.receiver,), key=f"vni {flow.receiver}")
-    sources.add("ip-link")
     return _Verdict("OVERLAY_UDP_BLOCKED", flow,
                     f"{_inner(flow)} arrives on {flow.receiver}'s {point.iface} with its VNI "
                     f"{vni} and port {port} and is never decapsulated: dropped on "
@@ -321,6 +328,45 @@ def _not_decapsulated(ctx: _Context, flow: Flow, loss: str) -> _Verdict | None:
                     fix=[f"# on {flow.receiver}: allow UDP {port} in: nft list ruleset; "
                          "iptables-save | grep -e DROP -e REJECT"],
                     key=f"blocked-input {flow.receiver}")
+
+
+def _wrong_vtep(ctx: _Context, flow: Flow, point, key: str) -> _Verdict | None:
+    """Packets (seen at ``point``: arriving on the receiver, or leaving the sender) carry a
+    port or VNI that none of the receiver's tunnel devices has (its ``ip -d link``)."""
+    theirs = _receiver_tunnels(ctx, flow, None)
+    if not theirs or point.last is None:
+        return None
+    vni = point.vnis.most_common(1)[0][0] if point.vnis else None
+    port = point.ports.most_common(1)[0][0] if point.ports else None
+    ports = {t.port for t in theirs}
+    arrived = key.startswith("underlay-in")
+    ev, sources = _sender_side(ctx, flow)
+    if arrived:
+        ev.append(_seen(ctx, flow, key, point.last, ", never decapsulated"))
+        sources.add("pcap-receiver")
+        how = f"arrives on {flow.receiver}"
+    else:
+        how = (f"leaves {flow.sender} for {flow.receiver} ({flow.receiver} not captured)")
+    for t in theirs:
+        if (flow.receiver, t.device) in ctx.devices:
+            ev.append(ctx.devices[(flow.receiver, t.device)].evidence)
+    if port not in ports:
+        sources.add("ip-link")
+        return _Verdict("VXLAN_PORT_MISMATCH", flow,
+                        f"{_inner(flow)} {how} at UDP {port}, a port none "
+                        f"of {flow.receiver}'s tunnel devices listens on "
+                        f"({', '.join(f'{t.device} {t.port}' for t in theirs)})", ev, sources,
+                        hosts=(flow.receiver,), key=f"port {flow.receiver}")
+    vnis = {t.vni for t in theirs if t.port == port}
+    if vni not in vnis:
+        sources.add("ip-link")
+        return _Verdict("VXLAN_VNI_MISMATCH", flow,
+                        f"{_inner(flow)} {how} with VNI {vni} on UDP {port}; {flow.receiver}'s "
+                        f"devices on UDP {port} have VNI "
+                        f"{', '.join(str(v) for v in sorted(vnis, key=str))}: never "
+                        "decapsulated (dropped silently)", ev, sources,
+                        hosts=(flow.receiver,), key=f"vni {flow.receiver}")
+    return None
 
 
 def _after_decap(ctx: _Context, flow: Flow, loss: str) -> _Verdict:
@@ -350,7 +396,7 @@ def _after_decap(ctx: _Context, flow: Flow, loss: str) -> _Verdict:
         else:
             checked.append(f"rp_filter {value} on {dev}" + (
                 "" if value != 1 else f" (the route back leaves by {dev})") + " (fine)")
-            sources.add("sysctl")
+            ev += list(rp_ev)
     rpf = counter_peak(ctx.tables, ctx.fib.outputs, host, "TcpExtIPReversePathFilter")
     if rpf and rpf[0] > 0:
         ev.append(rpf[1])
@@ -380,7 +426,8 @@ def _after_decap(ctx: _Context, flow: Flow, loss: str) -> _Verdict:
 
 
 def _offloads(ctx: _Context, host: str, devices: list[str]) -> tuple[list[str], list[Evidence]]:
-    """The checksum offload settings of ``devices`` on ``host`` (``ethtool -k``)."""
+    """The checksum offload settings of ``devices`` on ``host`` (``ethtool -k``), one short
+    text per device and the line of its transmit checksum setting as evidence."""
     table = ctx.tables.get("offloads")
     if table is None or table.empty:
         return [], []
@@ -388,29 +435,37 @@ def _offloads(ctx: _Context, host: str, devices: list[str]) -> tuple[list[str], 
                  & table["feature"].isin(list(CHECKSUM_FEATURES))]
     texts, ev = [], []
     for (ifname, source), group in rows.groupby(["ifname", "source"], sort=False):
-        on = [f for f, st in zip(group["feature"], group["state"]) if st == "on"]
-        text = f"{host} {ifname}: " + ", ".join(f"{f} {st}" for f, st in
-                                                 zip(group["feature"], group["state"]))
-        texts.append(text)
-        feature = "tx-checksum-ip-generic" if "tx-checksum-ip-generic" in on else \
-            (on[0] if on else str(group["feature"].iloc[0]))
-        state = dict(zip(group["feature"], group["state"])).get(feature, "")
-        ev.append(Evidence(host, ctx.fib.outputs.path(host, str(source)),
-                           f"line starting {feature}", f"{ifname} {feature}: {state}"))
+        state = dict(zip(group["feature"], group["state"]))
+        tx = state.get("tx-checksum-ip-generic") or state.get("tx-checksumming")
+        feature = "tx-checksum-ip-generic" if "tx-checksum-ip-generic" in state \
+            else "tx-checksumming"
+        texts.append(f"{host} {ifname} tx {tx or '?'} ({feature}), rx "
+                     f"{state.get('rx-checksumming', '?')}")
+        if tx is not None:
+            ev.append(Evidence(host, ctx.fib.outputs.path(host, str(source)),
+                               f"line starting {feature}", f"{ifname} {feature}: {tx}"))
     return texts, ev
 
 
 def _checksum(ctx: _Context, flow: Flow) -> _Verdict:
-    bad, sent = flow.bad_received[-1]
+    bad, sent, before = flow.bad_received[-1]
     ev: list[Evidence] = []
     sources: set[str] = {"pcap-receiver"}
     if sent is not None:
         sources.add("pcap-sender")
         ev.append(ctx.frame(sent, f"{_inner(flow)}{_where(sent, 'underlay-out' if sent.outer_src else 'pod-out')} on {sent.host} (inner checksum {sent.checksum})"))
-    role = "underlay-in" if bad.outer_src else ("vtep-in" if bad.iface and any(
-        bad.iface == t.device for t in ctx.tunnels.get(bad.host, [])) else "pod-in")
+    role = ("path-out" if bad.host not in (flow.sender, flow.receiver) else
+            "underlay-in" if bad.outer_src else "vtep-in" if bad.iface and any(
+                bad.iface == t.device for t in ctx.tunnels.get(bad.host, [])) else "pod-in")
     ev.append(ctx.frame(bad, f"{_inner(flow)}{_where(bad, role)} on {bad.host} (inner "
                              f"checksum bad)"))
+    if bad.host != flow.receiver:                 # and where the receiver got it
+        got = next((p.last for r in ("underlay-in", "vtep-in", "pod-in")
+                    for p in [flow.points[r]] if p.last is not None
+                    and p.last.checksum == "bad"), None)
+        if got is not None:
+            ev.append(ctx.frame(got, f"{_inner(flow)}{_where(got, 'underlay-in' if got.outer_src else 'pod-in')} "
+                                     f"on {got.host} (inner checksum bad)"))
     if sent is None:
         where = (f"arrive on {flow.receiver} with bad inner checksums; whether {flow.sender}'s "
                  "offload or the path between corrupted them is not decidable from one end "
@@ -419,6 +474,12 @@ def _checksum(ctx: _Context, flow: Flow) -> _Verdict:
         where = (f"{flow.sender} left the inner checksum to offload (its capture shows only the "
                  f"pseudo-header sum) and it arrives wrong on {flow.receiver}: the sender's "
                  "offload (its tunnel device or NIC) fills it in wrong")
+    elif before is not None and before.host == bad.host and before is not sent:
+        sources.add("pcap-path")
+        ev.append(ctx.frame(before, f"{_inner(flow)}{_where(before, 'path-in')} on {before.host} "
+                                    f"(inner checksum {before.checksum})"))
+        where = (f"correct leaving {flow.sender}, rewritten by {bad.host}: correct arriving on "
+                 f"its {before.iface}, wrong leaving by {bad.iface}, wrong on {flow.receiver}")
     else:
         where = (f"correct leaving {flow.sender}, wrong arriving on {flow.receiver}: corrupted "
                  "between the two underlays (a NIC, router or middlebox on the path rewriting "
@@ -467,7 +528,7 @@ def _checksum(ctx: _Context, flow: Flow) -> _Verdict:
     settings = "; ".join(s_text + r_text)
     return _Verdict("OVERLAY_CHECKSUM_OFFLOAD", flow,
                     f"{_inner(flow)}: {len(flow.bad_received)} packet(s) {where}{passes}"
-                    + (f"; offload settings: {settings}" if settings else ""),
+                    + (f"; checksum offload: {settings}" if settings else ""),
                     ev, sources, fix=fix, hosts=(flow.sender, flow.receiver),
                     key=f"checksum {flow.sender} {flow.receiver}")
 
@@ -542,19 +603,25 @@ def _role_text(key: str | None) -> str:
 
 
 def _findings(ctx: _Context, verdicts: list[_Verdict], config: list[Finding]
-              ) -> tuple[list[Finding], list[FlowLadder]]:
+              ) -> tuple[list[Finding], list[FlowLadder], list[_Verdict]]:
     groups: dict[tuple[str, str], list[_Verdict]] = {}
     for v in verdicts:
         groups.setdefault((v.code, v.key), []).append(v)
     findings = list(config)
     ladders: list[FlowLadder] = []
+    used: list[_Verdict] = []
     for (code, _key), group in groups.items():
-        group.sort(key=lambda v: -v.flow.journeys)
+        if sum(_packets(v) for v in group) < MIN_PACKETS:
+            continue                          # one packet is no pattern
+        group.sort(key=lambda v: -_packets(v))
         lead = group[0]
         evidence = list(dict.fromkeys(e for v in group[:LADDERS_PER_FINDING] for e in v.evidence))
         sources = set().union(*(v.sources for v in group))
         hosts = tuple(sorted({h for v in group for h in v.hosts}))
-        more = f" (and {len(group) - 1} more flow(s) alike)" if len(group) > 1 else ""
+        total = sum(_packets(v) for v in group)
+        more = (f" (and {len(group) - 1} more flow(s) alike; {total} packets in all)"
+                if len(group) > 1 else "")
+        used.extend(group)
         summary = lead.locus + more
         checked = list(dict.fromkeys(c for v in group for c in v.checked))
         not_checked = list(dict.fromkeys(c for v in group for c in v.not_checked))
@@ -570,7 +637,16 @@ def _findings(ctx: _Context, verdicts: list[_Verdict], config: list[Finding]
                                     tuple(lead.fix), note=note, hosts=hosts,
                                     subject=f"{lead.flow.src} {lead.flow.dst}"))
         ladders += [_ladder(ctx, v.flow, code) for v in group[:LADDERS_PER_FINDING]]
-    return findings, ladders
+    return findings, ladders, used
+
+
+def _packets(verdict: _Verdict) -> int:
+    """The packets a verdict rests on: those that arrived bad, or those lost."""
+    if verdict.code == "OVERLAY_CHECKSUM_OFFLOAD":
+        return len(verdict.flow.bad_received)
+    if verdict.key.startswith("fragments"):
+        return max(p.fragmented for p in verdict.flow.points.values())
+    return sum(verdict.flow.ended.values())
 
 
 def _merge(findings: list[Finding], code: str, hosts: tuple[str, ...], evidence: list[Evidence],
@@ -604,8 +680,8 @@ def analyze(tables, model, fib: Fib, config: list[Finding]
     ctx = _Context(tables, model, fib, ledger)
     verdicts = [v for v in (_classify(ctx, f) for f in ledger.flows) if v is not None]
     verdicts += _fragmented(ctx)
-    findings, ladders = _findings(ctx, verdicts, config)
-    checks = _checks(ctx, verdicts)
+    findings, ladders, used = _findings(ctx, verdicts, config)
+    checks = _checks(ctx, used)
     return findings, checks, ladders
 
 
@@ -622,31 +698,38 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
     packets = sum(f.journeys for f in judged)
     delivered = [f for f in judged if f.delivered]
     explained = {id(v.flow) for v in verdicts}
-    checks = []
-    undecided = [f for f in judged if not f.delivered and id(f) not in explained
-                 and f.journeys >= MIN_PACKETS]
-    one_ended = [f for f in undecided if not f.points["pod-in"].captured
-                 and not _answered(ledger, f)]
+    broken = [f for f in judged if f.broken and id(f) not in explained]
+    one_ended: dict[tuple[str, str], list[Flow]] = {}
+    for f in judged:
+        if id(f) in explained or f.delivered or f.points["pod-in"].captured or \
+                _answered(ledger, f) or _last_on(f, (f.sender,)) is None:
+            continue
+        one_ended.setdefault((f.sender, f.receiver), []).append(f)
     detail = (f"{len(judged)} tunnelled flow(s), {packets} packet(s) followed across "
               f"{len(ledger.captured)} capture(s); {len(delivered)} flow(s) delivered")
     lossy = [f for f in delivered if f.ended]
     if lossy:
         detail += (f"; {len(lossy)} lost some packets (not judged: captures drop packets under "
                    "load)")
+    if broken:
+        detail += (f"; {len(broken)} flow(s) with too few packets to judge ("
+                   + ", ".join(f"{f.sender} -> {f.receiver} lost after {_role_text(f.loss_point)}"
+                               for f in broken[:3]) + ")")
     if ledger.notes:
         detail += "; " + "; ".join(ledger.notes)
-    checks.append(Check(CHECK_FLOWS, not verdicts and not (undecided and not one_ended),
-                        detail))
-    for flow in one_ended[:5]:
-        last = _last_on(flow, (flow.sender,))
-        seen = (f"leave {flow.sender} ({_role_text(last[0])} {last[1].iface}, frame "
-                f"{last[1].frame})" if last else f"are not seen on {flow.sender}")
+    checks = [Check(CHECK_FLOWS, not verdicts, detail)]
+    for (sender, receiver), flows in sorted(one_ended.items()):
+        if sum(f.journeys for f in flows) < MIN_PACKETS:
+            continue
+        flows.sort(key=lambda f: -f.journeys)
+        key, sight = _last_on(flows[0], (sender,))
         checks.append(Check(
-            f"where {_inner(flow)} dies ({flow.sender} -> {flow.receiver})", None,
-            needs=(f"a capture on {flow.receiver} too: from {flow.sender}'s end its packets "
-                   f"{seen} and nothing comes back; the path, {flow.receiver}'s input, its "
-                   "VTEP or its pod: not decidable from one end (diag collect --capture on "
-                   "both nodes)")))
+            f"where {len(flows)} tunnelled flow(s) {sender} -> {receiver} die "
+            f"(e.g. {_inner(flows[0])})", None,
+            needs=(f"a capture on {receiver} too: from {sender}'s end the packets leave "
+                   f"({_role_text(key)} {sight.iface}, frame {sight.frame}) and nothing comes "
+                   f"back; the path, {receiver}'s input, its VTEP or its pod: not decidable from "
+                   "one end (diag collect --capture on both nodes)")))
     return checks
 
 
