@@ -559,7 +559,30 @@ def _fragmented(ctx: _Context) -> list[_Verdict]:
 
 # --- findings, ladders -------------------------------------------------------------------------
 
+def _expected_iface(ctx: _Context, flow: Flow, role: str, host: str) -> str | None:
+    """The device a point would be seen on, for the points that saw nothing."""
+    if role == "path-out":                  # towards the receiver's VTEP
+        theirs = ctx.tunnel(flow.receiver)
+        lk = lookup(ctx.fib, host, theirs.local) if theirs and theirs.local else None
+        return lk.dev if lk is not None and lk.type == "unicast" else None
+    host = flow.sender if role in ROLES[:3] else flow.receiver
+    tunnel = ctx.tunnel(host)
+    if role.startswith("vtep"):
+        return tunnel.device if tunnel else None
+    if role.startswith("underlay"):
+        return tunnel.underlay_dev if tunnel else None
+    if role.startswith("pod"):
+        lk = lookup(ctx.fib, host, flow.src if role == "pod-out" else flow.dst)
+        return lk.dev if lk.type == "unicast" else None
+    return None
+
+
 def _ladder(ctx: _Context, flow: Flow, code: str | None) -> FlowLadder:
+    from diag.analyze.ledger import Point
+
+    for key in [k for k in flow.points if k.startswith("path-in ")]:
+        host = key.split()[1]
+        flow.points.setdefault(f"path-out {host}", Point("path-out", host, True))
     keys = sorted(flow.points, key=lambda k: (ORDER[k.split()[0]], k))
     points = []
     for key in keys:
@@ -575,7 +598,7 @@ def _ladder(ctx: _Context, flow: Flow, code: str | None) -> FlowLadder:
         if p.fragmented:
             detail.append(f"{p.fragmented} in fragments")
         points.append(FlowPoint(
-            p.role, p.host, p.iface, p.captured, p.packets,
+            p.role, p.host, p.iface or _expected_iface(ctx, flow, p.role, p.host), p.captured, p.packets,
             p.first.frame if p.first else None, p.last.frame if p.last else None,
             ctx.file(p.host) if p.captured else "", "; ".join(detail)))
     loss = flow.loss_point if not flow.delivered else None
@@ -585,21 +608,31 @@ def _ladder(ctx: _Context, flow: Flow, code: str | None) -> FlowLadder:
         verdict = (f"delivered to {flow.receiver}'s pod device with bad inner checksums "
                    f"({len(flow.bad_received)} packets)")
     elif not flow.points["pod-in"].captured:
-        verdict = (f"last seen {_role_text(loss)}; {flow.receiver} not captured: not decidable "
-                   "from one end")
+        verdict = (f"last seen at {_role_text(loss, flow)}; {flow.receiver} not captured: not "
+                   "decidable from one end")
     else:
-        verdict = f"lost after {_role_text(loss)} ({sum(flow.ended.values())} of {flow.journeys})"
+        verdict = (f"lost after {_role_text(loss, flow)} ({sum(flow.ended.values())} of "
+                   f"{flow.journeys} packets)")
     one_ended = not (ctx.captured(flow.sender) and ctx.captured(flow.receiver))
     return FlowLadder(_inner(flow), flow.sender, flow.receiver, tuple(points),
                       max((p.packets for p in flow.points.values()), default=0),
                       flow.delivered, loss, verdict, code, one_ended)
 
 
-def _role_text(key: str | None) -> str:
+_ROLE_WORDS = {"pod-out": "pod side", "vtep-out": "tunnel device", "underlay-out": "underlay",
+               "path-in": "way in", "path-out": "way out", "underlay-in": "underlay",
+               "vtep-in": "tunnel device", "pod-in": "pod side"}
+
+
+def _role_text(key: str | None, flow: Flow | None = None) -> str:
+    """``underlay-out`` -> "k8s-ctr's underlay", ``path-in router`` -> "router's way in"."""
     if not key:
         return "-"
     role, _, host = key.partition(" ")
-    return role + (f" {host}" if host else "")
+    if not host and flow is not None:
+        host = flow.sender if role in ROLES[:3] else flow.receiver
+    word = _ROLE_WORDS.get(role, role)
+    return f"{host}'s {word}" if host else word
 
 
 def _findings(ctx: _Context, verdicts: list[_Verdict], config: list[Finding]
@@ -713,7 +746,7 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
                    "load)")
     if broken:
         detail += (f"; {len(broken)} flow(s) with too few packets to judge ("
-                   + ", ".join(f"{f.sender} -> {f.receiver} lost after {_role_text(f.loss_point)}"
+                   + ", ".join(f"{f.sender} -> {f.receiver} lost after {_role_text(f.loss_point, f)}"
                                for f in broken[:3]) + ")")
     if ledger.notes:
         detail += "; " + "; ".join(ledger.notes)
@@ -727,7 +760,7 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
             f"where {len(flows)} tunnelled flow(s) {sender} -> {receiver} die "
             f"(e.g. {_inner(flows[0])})", None,
             needs=(f"a capture on {receiver} too: from {sender}'s end the packets leave "
-                   f"({_role_text(key)} {sight.iface}, frame {sight.frame}) and nothing comes "
+                   f"({_role_text(key, flows[0])} {sight.iface}, frame {sight.frame}) and nothing comes "
                    f"back; the path, {receiver}'s input, its VTEP or its pod: not decidable from "
                    "one end (diag collect --capture on both nodes)")))
     return checks

@@ -3,7 +3,11 @@
 Contract: :func:`explain_document(result, facts) -> dict` is the JSON document (docs/explain.md):
 ``schema_version``; ``bundle`` {source, kind, sha256, complete, hosts}; ``findings`` (ranked,
 ``Finding.to_dict()``); ``checked`` and ``not_checked`` ([{check, passed, detail, needs}]).
-``sha256`` is the archive's or, for a directory, its manifest.json's (None for a bare capture).
+``flows``: the tunnelled flows behind the overlay findings, as the overlay ledger followed them
+across the captures (``FlowLadder.to_dict()``: flow, sender, receiver, points [{role, host,
+iface, captured, packets, first_frame, last_frame, file, detail}], sent, delivered, lost_after,
+verdict, code, one_ended). ``sha256`` is the archive's or, for a directory, its manifest.json's
+(None for a bare capture).
 :func:`render(result, facts, fmt) -> str` gives ``text``, ``json`` (that document) or ``md``.
 ``result`` is an :class:`diag.analyze.Explanation`, ``facts`` a :class:`diag.facts.Facts`; both
 are read, never computed here.
@@ -33,6 +37,7 @@ def explain_document(result, facts) -> dict[str, Any]:
         "checked": [{"check": c.name, "passed": c.passed, "detail": c.detail}
                     for c in result.checked],
         "not_checked": [{"check": c.name, "needs": c.needs} for c in result.not_checked],
+        "flows": [ladder.to_dict() for ladder in getattr(result, "flows", ())],
     }
 
 
@@ -69,6 +74,12 @@ def _text(result, facts) -> str:
             for cmd in f.fix:
                 lines.append(f"     $ {cmd}" if not cmd.startswith("#") else f"     {cmd}")
         lines.append("")
+    flows = getattr(result, "flows", ())
+    if flows:
+        lines.append("Tunnelled flows (where each one's packets were seen, in path order):")
+        for ladder in flows:
+            lines += ["  " + line for line in ladder_text(ladder)]
+        lines.append("")
     lines.append("Checked:")
     for c in result.checked:
         lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.name}")
@@ -103,6 +114,29 @@ def _markdown(result, facts) -> str:
                                    for c in result.checked]
     lines += ["", "## Not checked", ""] + [f"- {c.name}: {c.needs}" for c in result.not_checked]
     return "\n".join(lines) + "\n"
+
+
+ROLE_NAMES = {"pod-out": "pod", "vtep-out": "VTEP", "underlay-out": "underlay",
+              "path-in": "in", "path-out": "out", "underlay-in": "underlay", "vtep-in": "VTEP",
+              "pod-in": "pod"}
+
+
+def ladder_text(ladder) -> list[str]:
+    """A flow's ladder as lines: the flow and its verdict, then one line per point with its
+    packets and frames (``-`` where the host was not captured)."""
+    lines = [f"{ladder.flow} ({ladder.sender} -> {ladder.receiver})"
+             + (f" [{ladder.code}]" if ladder.code else "") + f": {ladder.verdict}"]
+    for p in ladder.points:
+        seen = (f"{p.packets:>3} pkt" if p.captured else "  - not captured")
+        frames = (f" frames {p.first_frame}..{p.last_frame}" if p.first_frame is not None
+                  and p.first_frame != p.last_frame else
+                  f" frame {p.first_frame}" if p.first_frame is not None else "")
+        mark = "  <- last seen" if ladder.lost_after and p.role == ladder.lost_after.split()[0] \
+            and p.host == (ladder.lost_after.split()[1] if " " in ladder.lost_after
+                           else p.host) else ""
+        lines.append(f"  {ROLE_NAMES.get(p.role, p.role):<8} {p.host:<10} {p.iface or '?':<13}"
+                     f" {seen}{frames}" + (f" ({p.detail})" if p.detail else "") + mark)
+    return lines
 
 
 def render_trace(trace, fmt: str) -> str:
