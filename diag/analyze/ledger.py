@@ -27,14 +27,18 @@ only when its first sighting lies inside every involved host's capture span by t
 packet sent as B's capture ended is not "lost". The last point a journey reached is where it died.
 
 Limits (docs/explain.md): a point is seen only where its host was captured (``captured`` per
-point); ``tcpdump`` may drop packets under load and captures are bounded (``--max-packets``, the
-first :data:`diag.decode.sightings.DEFAULT_LIMIT` frames of each are read), so the ledger calls a
-flow broken only when *none* of its packets got through; segmentation offload (GSO/GRO) changes
-packets between points, which only hides large packets from matching, never invents a loss.
+point); captures are bounded (``--max-packets``; the first
+:data:`diag.decode.sightings.DEFAULT_LIMIT` frames of each are read) and ``tcpdump`` drops
+packets under load — how many it says at its end ("N packets dropped by kernel", kept in the
+manifest), which :attr:`Ledger.kept` turns into the share each capture kept, so that an absence
+is judged only where it is not explained by sampling; a flow is broken only when *none* of its
+packets got through. Segmentation offload (GSO/GRO) changes packets between points, which only
+hides large packets from matching, never invents a loss.
 """
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -146,6 +150,13 @@ class Ledger:
     spans: dict[str, tuple[float, float]]    # host -> (start, end), the collector's clock
     offsets: dict[str, tuple[float, float | None]]   # host -> (offset, uncertainty or None)
     notes: list[str]
+    # host -> the share of packets its capture kept (tcpdump's "received by filter" against
+    # "dropped by kernel" at its end; 1.0 when it dropped none or did not say)
+    kept: dict[str, float] = field(default_factory=dict)
+
+    def kept_of(self, *hosts: str) -> float:
+        """The smallest share of packets the captures of ``hosts`` kept."""
+        return min((self.kept.get(h, 1.0) for h in hosts), default=1.0)
 
     def pair(self, sender: str, receiver: str) -> list[Flow]:
         return [f for f in self.flows if f.sender == sender and f.receiver == receiver]
@@ -206,6 +217,27 @@ def _capture_runs(tables) -> dict[str, float]:
         except ValueError:
             continue
         out[str(host)] = when + float(duration)
+    return out
+
+
+_DROPPED = re.compile(r"(\d+) packets? dropped by kernel")
+_RECEIVED = re.compile(r"(\d+) packets? received by filter")
+
+
+def capture_drops(tables) -> dict[str, tuple[int, int]]:
+    """host -> (packets tcpdump's filter received, packets the kernel dropped before tcpdump
+    read them), from the end of each capture's stderr in the manifest."""
+    cmds = tables.get("commands")
+    out: dict[str, tuple[int, int]] = {}
+    if cmds is None or cmds.empty or "stderr" not in cmds:
+        return out
+    rows = cmds[cmds["id"] == "capture"]
+    for host, stderr in zip(rows["host"], rows["stderr"]):
+        if not isinstance(stderr, str):
+            continue
+        dropped, received = _DROPPED.search(stderr), _RECEIVED.search(stderr)
+        if dropped and received:
+            out[str(host)] = (int(received.group(1)), int(dropped.group(1)))
     return out
 
 
@@ -302,12 +334,18 @@ def build_ledger(tables, model) -> Ledger:
     spans = _spans(tables, offsets)
     captured = {h: files.get(h, "capture") for h in spans} | files
     notes: list[str] = []
+    kept: dict[str, float] = {}
+    for host, (received, dropped) in sorted(capture_drops(tables).items()):
+        if dropped and received:
+            kept[host] = max(0.0, 1.0 - dropped / received)
+            notes.append(f"tcpdump on {host} dropped {dropped} of {received} packets "
+                         f"({100 * dropped / received:.0f}%)")
     if model is None or not model.tunnels:
-        return Ledger([], captured, spans, offsets, notes)
+        return Ledger([], captured, spans, offsets, notes, kept)
     tunnels, underlay, pairs = _devices(tables, model)
     s = _placed(tables, model, tunnels, underlay, pairs)
     if s is None or s.empty:
-        return Ledger([], captured, spans, offsets, notes)
+        return Ledger([], captured, spans, offsets, notes, kept)
     missing = sorted(h for h in captured if h not in offsets)
     if missing and len(captured) > 1:
         notes.append("no clock offset measured for " + ", ".join(missing) + f": their packets "
@@ -323,7 +361,7 @@ def build_ledger(tables, model) -> Ledger:
     new = (s["pid"] != s["pid"].shift()).to_numpy() | ~(gap <= window)
     s["journey"] = np.cumsum(new)
     margin = MAX_TRANSIT + 2 * float(s["unc"].max())
-    return Ledger(_flows(s, captured, spans, margin), captured, spans, offsets, notes)
+    return Ledger(_flows(s, captured, spans, margin), captured, spans, offsets, notes, kept)
 
 
 def _num(value) -> int | None:

@@ -77,14 +77,20 @@ class _Context:
         self.tunnels = {}
         for t in model.tunnels:
             self.tunnels.setdefault(t.host, []).append(t)
+        # the nodes' underlay addresses: "other traffic between the nodes" is traffic between
+        # these (never loopback or the pods' gateways, which every node has alike)
         self.addresses: dict[str, set[str]] = {}
-        addresses = tables.get("addresses")
-        if addresses is not None and not addresses.empty:
-            for host, addr in zip(addresses["host"], addresses["address"]):
-                self.addresses.setdefault(str(host), set()).add(str(addr))
         for t in model.tunnels:
             if t.local:
                 self.addresses.setdefault(t.host, set()).add(t.local)
+        for name, host in model.hosts.items():
+            node_ip = getattr(host.node_ip, "value", None)
+            if node_ip:
+                self.addresses.setdefault(name, set()).add(str(node_ip))
+        # traffic classes (pair, protocol, service port) of which some flow got through: a
+        # flow of such a class that did not is the captures' sampling, not a broken path
+        self.delivered = {_service(f) for f in ledger.flows if f.delivered}
+        self.unjudged: list[_Verdict] = []          # groups the captures' drops could explain
 
     def file(self, host: str) -> str:
         return self.files.get(host, BARE_CAPTURE)
@@ -142,11 +148,21 @@ def _last_on(flow: Flow, hosts: tuple[str, ...]) -> tuple[str, Sighting] | None:
 
 # --- classification ----------------------------------------------------------------------------
 
+def _service(flow: Flow) -> tuple:
+    """(sender, receiver, protocol, service port): the lower port of a TCP/UDP flow (the
+    server's, in both directions), none for ICMP."""
+    port = min(flow.sport, flow.dport) if flow.sport is not None and flow.dport is not None \
+        else None
+    return (flow.sender, flow.receiver, flow.proto, port)
+
+
 def _classify(ctx: _Context, flow: Flow) -> _Verdict | None:
     """The flow's verdict; packets are counted per cause later (:data:`MIN_PACKETS` over all
     flows alike: a client opening a new connection per attempt makes one-packet flows)."""
     if flow.bad_received:
         return _checksum(ctx, flow)
+    if _service(flow) in ctx.delivered:
+        return None
     if not flow.broken:
         return _one_ended(ctx, flow)
     loss = flow.loss_point or ""
@@ -646,6 +662,9 @@ def _findings(ctx: _Context, verdicts: list[_Verdict], config: list[Finding]
     for (code, _key), group in groups.items():
         if sum(_packets(v) for v in group) < MIN_PACKETS:
             continue                          # one packet is no pattern
+        if not _beyond_sampling(ctx, group):
+            ctx.unjudged.append(group[0])
+            continue
         group.sort(key=lambda v: -_packets(v))
         lead = group[0]
         evidence = list(dict.fromkeys(e for v in group[:LADDERS_PER_FINDING] for e in v.evidence))
@@ -671,6 +690,23 @@ def _findings(ctx: _Context, verdicts: list[_Verdict], config: list[Finding]
                                     subject=f"{lead.flow.src} {lead.flow.dst}"))
         ladders += [_ladder(ctx, v.flow, code) for v in group[:LADDERS_PER_FINDING]]
     return findings, ladders, used
+
+
+SAMPLING_DOUBT = 0.01       # an absence counts when the captures' drops explain it this rarely
+
+
+def _beyond_sampling(ctx: _Context, group: list[_Verdict]) -> bool:
+    """Are the group's missing packets more than the captures' drops would hide? With each
+    capture keeping a share ``r`` of the packets (tcpdump's own count), K packets that were all
+    there would all be missed with probability (1 - r)^K. Bad checksums are seen, not missed:
+    always judged."""
+    if group[0].code == "OVERLAY_CHECKSUM_OFFLOAD":
+        return True
+    hosts = {h for v in group for h in (v.flow.sender, v.flow.receiver)} | {
+        p.host for v in group for p in v.flow.points.values() if p.packets}
+    kept = ctx.ledger.kept_of(*hosts)
+    lost = sum(_packets(v) for v in group)
+    return (1.0 - kept) ** lost < SAMPLING_DOUBT
 
 
 def _packets(verdict: _Verdict) -> int:
@@ -745,9 +781,14 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
         detail += (f"; {len(lossy)} lost some packets (not judged: captures drop packets under "
                    "load)")
     if broken:
-        detail += (f"; {len(broken)} flow(s) with too few packets to judge ("
+        detail += (f"; {len(broken)} flow(s) not seen through while others of their kind "
+                   "were, or on too few packets (not judged: sampling) ("
                    + ", ".join(f"{f.sender} -> {f.receiver} lost after {_role_text(f.loss_point, f)}"
                                for f in broken[:3]) + ")")
+    if ctx.unjudged:
+        detail += ("; not judged, the captures dropped too many packets to tell: "
+                   + ", ".join(f"{v.flow.sender} -> {v.flow.receiver} ({v.code})"
+                               for v in ctx.unjudged[:3]))
     if ledger.notes:
         detail += "; " + "; ".join(ledger.notes)
     checks = [Check(CHECK_FLOWS, not verdicts, detail)]
