@@ -188,24 +188,25 @@ def _spans(tables, offsets) -> dict[str, tuple[float, float]]:
     capture may have started a little earlier: not counted) to the later of its last packet
     and the manifest's start + duration (tcpdump started no earlier than the collector asked
     for it, and ran that long)."""
+    ran = _capture_runs(tables)
+    spans = {host: run for host, run in ran.items()}   # a capture that saw nothing at all
     packets = tables.get("packets")
     if packets is None or packets.empty:
-        return {}
-    ran = _capture_runs(tables)
-    spans = {}
+        return spans
     for host, ts in packets.groupby("host")["ts"]:
         off = offsets.get(str(host), (0.0, None))[0]
         first, last = float(ts.min()) - off, float(ts.max()) - off
-        spans[str(host)] = (first, max(last, ran.get(str(host), last)))
+        end = ran.get(str(host), (last, last))[1]
+        spans[str(host)] = (first, max(last, end))
     return spans
 
 
-def _capture_runs(tables) -> dict[str, float]:
-    """host -> the manifest's capture start + duration (collector's clock)."""
+def _capture_runs(tables) -> dict[str, tuple[float, float]]:
+    """host -> the manifest's capture (start, start + duration), in the collector's clock."""
     from datetime import datetime
 
     cmds = tables.get("commands")
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     if cmds is None or cmds.empty or "duration_s" not in cmds:
         return out
     rows = cmds[cmds["id"] == "capture"]
@@ -216,7 +217,7 @@ def _capture_runs(tables) -> dict[str, float]:
             when = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
         except ValueError:
             continue
-        out[str(host)] = when + float(duration)
+        out[str(host)] = (when, when + float(duration))
     return out
 
 

@@ -67,6 +67,8 @@ class _Verdict:
     not_checked: list[str] = field(default_factory=list)
     hosts: tuple[str, ...] = ()
     key: str = ""                      # groups verdicts of one cause into one finding
+    severity: str | None = None        # None: the catalogue's default
+    severity_reason: str = ""
 
 
 class _Context:
@@ -560,6 +562,7 @@ def _fragmented(ctx: _Context) -> list[_Verdict]:
                                                                       "underlay-out"):
                 ev = [_seen(ctx, flow, key, point.last,
                             f", outer datagram of {point.outer_largest} bytes in fragments")]
+                lost = not flow.delivered
                 out.append(_Verdict(
                     "OVERLAY_MTU_BLACKHOLE", flow,
                     f"{point.fragmented} tunnelled packet(s) of {_inner(flow)} crossed the "
@@ -568,7 +571,11 @@ def _fragmented(ctx: _Context) -> list[_Verdict]:
                     "the tunnel MTU + its overhead",
                     ev, {"pcap-receiver" if flow.receiver == point.host else "pcap-sender"},
                     hosts=(flow.sender, flow.receiver),
-                    key=f"fragments {flow.sender} {flow.receiver}"))
+                    key=f"fragments {flow.sender} {flow.receiver}",
+                    severity=None if lost else "warning",
+                    severity_reason="" if lost else (
+                        "the fragments are reassembled and delivered: it works, at a cost, "
+                        "until a hop drops fragments")))
                 break
     return out
 
@@ -682,11 +689,13 @@ def _findings(ctx: _Context, verdicts: list[_Verdict], config: list[Finding]
             note = ("checked: " + "; ".join(checked) if checked else "") + \
                    ("; " if checked and not_checked else "") + \
                    ("not checked: " + "; ".join(not_checked) if not_checked else "")
-        merged = _merge(findings, code, hosts, evidence, sources, summary)
+        merged = _merge(findings, code, hosts, evidence, sources, summary,
+                        upgrade=lead.severity is None)
         if merged is None:
-            findings.append(Finding(code, default_severity(code), summary,
+            findings.append(Finding(code, lead.severity or default_severity(code), summary,
                                     Confidence(tuple(sorted(sources))), tuple(evidence),
-                                    tuple(lead.fix), note=note, hosts=hosts,
+                                    tuple(lead.fix), severity_reason=lead.severity_reason,
+                                    note=note, hosts=hosts,
                                     subject=f"{lead.flow.src} {lead.flow.dst}"))
         ladders += [_ladder(ctx, v.flow, code) for v in group[:LADDERS_PER_FINDING]]
     return findings, ladders, used
@@ -719,7 +728,7 @@ def _packets(verdict: _Verdict) -> int:
 
 
 def _merge(findings: list[Finding], code: str, hosts: tuple[str, ...], evidence: list[Evidence],
-           sources: set[str], summary: str) -> Finding | None:
+           sources: set[str], summary: str, upgrade: bool = True) -> Finding | None:
     """Extend the configuration finding of the same code and hosts with the ledger's packets."""
     for i, f in enumerate(findings):
         if f.code != code or not set(f.hosts) & set(hosts):
@@ -730,7 +739,7 @@ def _merge(findings: list[Finding], code: str, hosts: tuple[str, ...], evidence:
         merged = replace(f, confidence=Confidence(tuple(sorted(kept | sources))),
                          evidence=tuple(dict.fromkeys(list(f.evidence) + evidence)),
                          note=(f.note + " " if f.note else "") + f"Packets: {summary}.")
-        if default_severity(code) == "error" and merged.severity != "error":
+        if upgrade and default_severity(code) == "error" and merged.severity != "error":
             merged = replace(merged, severity="error", severity_reason=(
                 "the captures show packets lost to it: " + summary))
         findings[i] = merged
