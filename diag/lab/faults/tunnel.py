@@ -220,9 +220,11 @@ def _checksum_inject(lab: "Lab") -> dict:
          f"  udp dport {P.VXLAN_PORT} @ih,{INNER_PROTO_BITS},8 6 counter "
          f"@ih,{URGENT_POINTER_BITS},16 set {CORRUPT}\n }}\n}}\n")
     target = shlex.quote(r.remote.pod_ip)
+    # a new connection every half second (each SYN its own flow): a short capture holds several
     background(lab, "tcp-connects", r.node.name,
                ["timeout", "300", "sh", "-c",
-                f"while :; do nc -z -w 2 {target} {TCP_PORT}; sleep 0.2; done"], pod=True)
+                f"while :; do timeout 0.4 nc -z -w 1 {target} {TCP_PORT}; sleep 0.1; done"],
+               pod=True)
     background(lab, "checksum-ping", r.node.name, bounded_ping(r.remote.pod_ip), pod=True)
     return {"csum_errors_before": before, "tcp_port": TCP_PORT}
 

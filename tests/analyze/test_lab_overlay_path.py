@@ -1,0 +1,209 @@
+"""Issue 20's "done when", on real labs: overlay faults located from both ends.
+
+Each overlay fault of the lab's fault table (diag.lab.faults: the oracle for the expected first
+code) is applied with ``diag lab fault`` and collected with the lab's printed ``diag collect``
+command and ``--capture`` on every host (the session store's bundle, tests/labstore.py). Then:
+explain names the fault's code first; the flow's last sighting on each side is cited by frame and
+every cited frame is read back with tshark in the capture it names (addresses, ports; for the
+checksum fault, tshark's own checksum validation: good on the sender's underlay, bad on the
+receiver's); the flow's ladder is in the explanation and drawn in the HTML report; with one end's
+capture only, the code comes with fewer sources or a "not decidable from one end" entry names
+the capture that would decide. A healthy overlay lab under pod-to-pod load gives no warning.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diag.analyze import explain
+from diag.facts import load_facts
+from diag.lab import faults
+from diag.model import LEVELS
+from tests.analyze.test_lab_fault_table import check_evidence
+from tests.analyze.test_overlay_ledger import one_end
+from tests.labstore import REPO
+
+pytestmark = [pytest.mark.lab,
+              pytest.mark.skipif(not shutil.which("tshark"), reason="tshark is the oracle")]
+
+SENDER, RECEIVER = "k8s-ctr", "k8s-w0"         # the faults' roles (diag.lab.faults.tunnel)
+FAULTS = ["overlay-udp-blocked", "vxlan-vni-mismatch", "overlay-checksum-broken",
+          "overlay-drop-after-decap", "vxlan-port-mismatch", "overlay-mtu-blackhole"]
+CELLS = [("calico", "vxlan", f) for f in FAULTS] + [
+    ("cilium", "vxlan", f) for f in ("overlay-udp-blocked", "overlay-checksum-broken")]
+# which ends' captures each fault's first finding must cite a frame from
+BOTH_ENDS = {"overlay-udp-blocked": {SENDER, RECEIVER, "router"},
+             "vxlan-vni-mismatch": {SENDER, RECEIVER},
+             "overlay-checksum-broken": {SENDER, RECEIVER},
+             "overlay-drop-after-decap": {SENDER, RECEIVER},
+             "vxlan-port-mismatch": {SENDER, RECEIVER},
+             "overlay-mtu-blackhole": {SENDER}}          # the packets never leave k8s-ctr
+# with one end's capture: the code with fewer sources ("code"), the code as sure as with both
+# ("all"), "not decidable" (None), or nothing at all ("absent": the flow never reached it)
+ONE_END = {"overlay-udp-blocked": {SENDER: None, RECEIVER: "absent"},
+           "vxlan-vni-mismatch": {SENDER: "code", RECEIVER: "code"},
+           "overlay-checksum-broken": {SENDER: None, RECEIVER: "code"},
+           "overlay-drop-after-decap": {SENDER: None, RECEIVER: "code"},
+           "vxlan-port-mismatch": {SENDER: "code", RECEIVER: "code"},
+           "overlay-mtu-blackhole": {SENDER: "all", RECEIVER: "code"}}   # all its evidence is
+#                                                       on the sender: its end alone decides
+
+
+def _explained(lb):
+    facts = load_facts(lb.path)
+    result = explain(facts)
+    listing = "\n".join(f"{f.severity} {f.code}: {f.summary}" for f in result.findings)
+    assert result.findings, "no finding"
+    first = result.findings[0]
+    assert first.code == faults.FAULTS[lb.fault].first_code, listing
+    assert first.severity == "error" and first.caused_by is None, listing
+    return facts, result, first
+
+
+def tshark_inner_checksum(path: Path, frame: int) -> str:
+    """tshark's verdict on the innermost TCP checksum of ``frame`` (1 good, 0 bad)."""
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-d", "udp.port==8472,vxlan",
+                          "-o", "tcp.check_checksum:TRUE", "-Y", f"frame.number == {frame}",
+                          "-T", "fields", "-e", "tcp.checksum.status"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return out.strip().split(",")[-1]
+
+
+@pytest.mark.parametrize("cni,mode,fault", CELLS)
+def test_overlay_fault_located_from_both_ends(labs, cni, mode, fault):
+    lb = labs.bundle(cni, mode, fault)
+    assert "--capture" in lb.collect_argv
+    facts, result, first = _explained(lb)
+    problems = check_evidence(lb.path, first)
+    assert not problems, "\n".join(problems)
+    cited = {e.host for e in first.evidence if e.frame is not None}
+    assert BOTH_ENDS[fault] <= cited, (fault, cited, first.evidence)
+    if fault != "overlay-mtu-blackhole":
+        assert {"pcap-sender", "pcap-receiver"} <= set(first.confidence.sources), first
+    ladders = [ladder for ladder in result.flows if ladder.code == first.code]
+    assert ladders, result.flows
+    ladder = ladders[0]
+    assert (ladder.sender, ladder.receiver) == (SENDER, RECEIVER)
+    points = {(p.role, p.host): p for p in ladder.points}
+    assert points[("underlay-out", SENDER)].packets > 0 or fault == "overlay-mtu-blackhole"
+    if fault == "overlay-checksum-broken":
+        sender_frame = next(e for e in first.evidence if e.host == SENDER and e.frame
+                            and "leaving by" in e.value)
+        receiver_frame = next(e for e in first.evidence if e.host == RECEIVER and e.frame
+                              and "bad" in e.value)
+        assert tshark_inner_checksum(lb.path / sender_frame.file, sender_frame.frame) == "1"
+        assert tshark_inner_checksum(lb.path / receiver_frame.file, receiver_frame.frame) == "0"
+        assert any(e.file.endswith(".out") and "tx-checksum-ip-generic" in e.value
+                   for e in first.evidence), first.evidence          # ethtool -k, collected
+        assert points[("pod-in", RECEIVER)].packets > 0
+    else:
+        assert ladder.lost_after and ladder.delivered == 0, ladder
+    if fault == "overlay-udp-blocked":
+        assert ladder.lost_after == "path-in router", ladder
+        assert points[("path-out", "router")].packets == 0
+    if fault == "overlay-drop-after-decap":
+        assert ladder.lost_after == "vtep-in"
+        assert "not checked" in first.note and "policy" in first.note
+
+
+@pytest.mark.parametrize("cni,mode,fault", [c for c in CELLS if c[0] == "calico"])
+def test_overlay_fault_from_one_end(labs, cni, mode, fault):
+    lb = labs.bundle(cni, mode, fault)
+    facts, _result, first = _explained(lb)
+    for host, want in ONE_END[fault].items():
+        lone = explain(one_end(facts, host))
+        same = [f for f in lone.findings if f.code == first.code]
+        undecided = [c for c in lone.not_checked if f"{SENDER} -> {RECEIVER}" in c.name]
+        if want == "all":
+            assert same and set(same[0].confidence.sources) == set(first.confidence.sources)
+        elif want == "code":
+            assert same, (host, [f.code for f in lone.findings])
+            assert len(set(same[0].confidence.sources)) < len(set(first.confidence.sources))
+            assert LEVELS.index(same[0].confidence.level) <= \
+                LEVELS.index(first.confidence.level)
+        elif want is None:
+            assert not same, (host, same)
+            assert undecided and "not decidable from one end" in undecided[0].needs, \
+                (host, lone.not_checked)
+            assert f"a capture on {RECEIVER}" in undecided[0].needs
+        else:                                           # nothing of the flow reached this end
+            assert not same and not undecided
+
+
+@pytest.mark.parametrize("cni,mode,fault", [("calico", "vxlan", "overlay-udp-blocked"),
+                                            ("calico", "vxlan", "overlay-checksum-broken")])
+def test_report_draws_the_ladder(labs, cni, mode, fault, tmp_path):
+    lb = labs.bundle(cni, mode, fault)
+    out = tmp_path / "incident.html"
+    proc = subprocess.run([sys.executable, "-m", "diag", "report", str(lb.path), "-o", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert proc.returncode in (0, 1), proc.stderr
+    html = out.read_text()
+    code = faults.FAULTS[fault].first_code
+    assert 'id="flows"' in html and 'id="ladder-svg-1"' in html
+    assert f'data-code="{code}"' in html and f"#finding-1" in html
+    svg = html[html.index('id="ladder-svg-1"'):html.index("</svg>", html.index('id="ladder-svg-1"'))]
+    for host in (SENDER, RECEIVER):
+        assert f'data-host="{host}"' in svg
+    if fault == "overlay-udp-blocked":
+        assert 'class="loss-point" data-after="path-in router"' in svg
+
+
+# --- a healthy overlay under load ----------------------------------------------------------------
+
+def _load(lab, seconds: int) -> list[subprocess.Popen]:
+    """Pod-to-pod TCP transfers and fast pings in every direction, bounded by ``timeout``."""
+    procs = []
+    pods = {n: info for n, info in lab.hosts.items() if info.pod_ip}
+    for node, info in pods.items():
+        procs.append(subprocess.Popen(["ip", "netns", "exec", info.pod_netns, "timeout",
+                                       str(seconds + 5), "nc", "-lk", "5201"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(0.3)
+    for src, a in pods.items():
+        for dst, b in pods.items():
+            if src == dst:
+                continue
+            loop = (f"while :; do dd if=/dev/zero bs=64k count=40 2>/dev/null | "
+                    f"nc -N -w1 {b.pod_ip} 5201; done")
+            procs.append(subprocess.Popen(["ip", "netns", "exec", a.pod_netns, "timeout",
+                                           str(seconds), "sh", "-c", loop],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(["ip", "netns", "exec", a.pod_netns, "timeout",
+                                           str(seconds), "ping", "-q", "-i", "0.05", b.pod_ip],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+@pytest.mark.parametrize("cni,mode", [("calico", "vxlan")])
+def test_healthy_overlay_under_load_no_warning(labs, cni, mode, tmp_path):
+    healthy = labs.bundle(cni, mode, None)           # the store heals the lab for this one
+    up = labs.running(cni, mode)
+    lab = up.lab
+    assert faults.active(lab) is None
+    procs = _load(lab, 25)
+    try:
+        time.sleep(1.0)
+        out = tmp_path / "loaded"
+        argv = [sys.executable, "-m", "diag", *up.collect_argv[1:], "--capture", "3s",
+                "-o", str(out)]
+        proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=180)
+        assert proc.returncode in (0, 3), proc.stderr[-2000:]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    facts = load_facts(out)
+    result = explain(facts)
+    bad = [f"{f.severity} {f.code}: {f.summary}" for f in result.findings if f.severity != "info"]
+    assert not bad, "\n".join(bad)
+    check = next(c for c in result.checked if c.name.startswith("tunnelled flows delivered"))
+    assert check.passed
+    delivered = int(check.detail.split(" flow(s) delivered")[0].rsplit(" ", 1)[1])
+    assert delivered >= 6, check.detail                # the ledger followed the loaded flows
+    assert healthy.path.is_dir()
