@@ -11,7 +11,8 @@ identifier) — whose source and destination are in the pod CIDRs of two differe
 overlay joins (a tunnel device of the sender names the receiver's VTEP, or the flow was seen
 encapsulated). Each sighting is placed at one point of its path:
 
-    pod-out -> vtep-out -> underlay-out -> path-in/out (hosts between) -> underlay-in -> vtep-in -> pod-in
+    pod-out -> vtep-out -> underlay-out -> path-in/out (hosts between) -> underlay-in
+            -> vtep-in -> pod-in
 
 on the sender (A) and receiver (B): the pod side is a device of the host that is neither the
 tunnel device nor the tunnel's underlay device (the pod's veth), the VTEP is the tunnel device
@@ -393,7 +394,8 @@ def _flows(s, captured: dict, spans: dict, margin: float) -> list[Flow]:
     s = s.assign(fkey=s.groupby(keys, dropna=False, sort=False).ngroup())
     s = s.sort_values(["fkey", "journey", "t"], kind="stable")
     cols = ["fkey", "journey", "host", "iface", "frame", "t", "checksum", "vni",
-            "outer_dport", "outer_src", "outer_dst", "length", "role", "outer_len", "outer_fragments", "sender",
+            "outer_dport", "outer_src", "outer_dst", "length", "role", "outer_len",
+            "outer_fragments", "sender",
             "receiver", "src", "dst", "proto", "sport", "dport", "icmp_id"]
     flows: list[Flow] = []
     flow: Flow | None = None

@@ -34,7 +34,6 @@ end" and names the capture that would decide.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from diag.analyze.captures import BARE_CAPTURE, capture_files
@@ -471,7 +470,9 @@ def _checksum(ctx: _Context, flow: Flow) -> _Verdict:
     sources: set[str] = {"pcap-receiver"}
     if sent is not None:
         sources.add("pcap-sender")
-        ev.append(ctx.frame(sent, f"{_inner(flow)}{_where(sent, 'underlay-out' if sent.outer_src else 'pod-out')} on {sent.host} (inner checksum {sent.checksum})"))
+        where_sent = _where(sent, "underlay-out" if sent.outer_src else "pod-out")
+        ev.append(ctx.frame(sent, f"{_inner(flow)}{where_sent} on {sent.host} "
+                                  f"(inner checksum {sent.checksum})"))
     role = ("path-out" if bad.host not in (flow.sender, flow.receiver) else
             "underlay-in" if bad.outer_src else "vtep-in" if bad.iface and any(
                 bad.iface == t.device for t in ctx.tunnels.get(bad.host, [])) else "pod-in")
@@ -482,8 +483,9 @@ def _checksum(ctx: _Context, flow: Flow) -> _Verdict:
                     for p in [flow.points[r]] if p.last is not None
                     and p.last.checksum == "bad"), None)
         if got is not None:
-            ev.append(ctx.frame(got, f"{_inner(flow)}{_where(got, 'underlay-in' if got.outer_src else 'pod-in')} "
-                                     f"on {got.host} (inner checksum bad)"))
+            where_got = _where(got, "underlay-in" if got.outer_src else "pod-in")
+            ev.append(ctx.frame(got, f"{_inner(flow)}{where_got} on {got.host} "
+                                     "(inner checksum bad)"))
     if sent is None:
         where = (f"arrive on {flow.receiver} with bad inner checksums; whether {flow.sender}'s "
                  "offload or the path between corrupted them is not decidable from one end "
@@ -621,7 +623,8 @@ def _ladder(ctx: _Context, flow: Flow, code: str | None) -> FlowLadder:
         if p.fragmented:
             detail.append(f"{p.fragmented} in fragments")
         points.append(FlowPoint(
-            p.role, p.host, p.iface or _expected_iface(ctx, flow, p.role, p.host), p.captured, p.packets,
+            p.role, p.host, p.iface or _expected_iface(ctx, flow, p.role, p.host), p.captured,
+            p.packets,
             p.first.frame if p.first else None, p.last.frame if p.last else None,
             ctx.file(p.host) if p.captured else "", "; ".join(detail)))
     loss = flow.loss_point if not flow.delivered else None
@@ -792,7 +795,8 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
     if broken:
         detail += (f"; {len(broken)} flow(s) not seen through while others of their kind "
                    "were, or on too few packets (not judged: sampling) ("
-                   + ", ".join(f"{f.sender} -> {f.receiver} lost after {_role_text(f.loss_point, f)}"
+                   + ", ".join(f"{f.sender} -> {f.receiver} lost after "
+                               f"{_role_text(f.loss_point, f)}"
                                for f in broken[:3]) + ")")
     if ctx.unjudged:
         detail += ("; not judged, the captures dropped too many packets to tell: "
@@ -810,7 +814,8 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
             f"where {len(flows)} tunnelled flow(s) {sender} -> {receiver} die "
             f"(e.g. {_inner(flows[0])})", None,
             needs=(f"a capture on {receiver} too: from {sender}'s end the packets leave "
-                   f"({_role_text(key, flows[0])} {sight.iface}, frame {sight.frame}) and nothing comes "
+                   f"({_role_text(key, flows[0])} {sight.iface}, frame {sight.frame}) and "
+                   "nothing comes "
                    f"back; the path, {receiver}'s input, its VTEP or its pod: not decidable from "
                    "one end (diag collect --capture on both nodes)")))
     return checks

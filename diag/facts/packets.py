@@ -8,10 +8,11 @@ reassembled or given up on), ``checksums`` (the TCP/UDP checksums of a bounded s
 :mod:`diag.decode.checksum`) and ``sightings`` (each frame's innermost IP packet with its
 identity, its tunnel layer and its transport checksum, :mod:`diag.decode.sightings`: what the
 flow ledger follows across captures; ``direction`` added from the frame), each with ``host``
-(the host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
-on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here through that host's
-``ip -j link`` table; pcapng captures name their interfaces (``if_name``) and keep that name.
-``iface`` is None when neither is known (classic Ethernet pcap of one unnamed interface).
+(the host that captured it) and ``iface``: the host's interface name for the frame.
+``tcpdump -i any`` on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here
+through that host's ``ip -j link`` table; pcapng captures name their interfaces (``if_name``)
+and keep that name. ``iface`` is None when neither is known (classic Ethernet pcap of one
+unnamed interface).
 A capture that cannot be decoded becomes a ``parse_errors`` row, never an exception.
 """
 from __future__ import annotations

@@ -6,8 +6,9 @@ capture, whose path is ``facts.source``), ``explain_doc`` the dict ``diag explai
 prints. No analysis here: the routing rows to highlight come only from the explain document's
 evidence pointers (``file`` + JSON pointer ``/N``); everything else is copied from the manifest,
 the ``ip -j route`` outputs, the facts tables and the model; the tunnelled flows' ladders are
-explain's ``flows`` (the overlay ledger's, never recomputed). Records are frozen dataclasses of plain
-values, so the renderers (``html.py``, ``markdown.py``, ``jsondoc.py``) are pure functions.
+explain's ``flows`` (the overlay ledger's, never recomputed). Records are frozen dataclasses
+of plain values, so the renderers (``html.py``, ``markdown.py``, ``jsondoc.py``) are pure
+functions.
 """
 from __future__ import annotations
 

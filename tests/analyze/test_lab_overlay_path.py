@@ -146,8 +146,9 @@ def test_report_draws_the_ladder(labs, cni, mode, fault, tmp_path):
     html = out.read_text()
     code = faults.FAULTS[fault].first_code
     assert 'id="flows"' in html and 'id="ladder-svg-1"' in html
-    assert f'data-code="{code}"' in html and f"#finding-1" in html
-    svg = html[html.index('id="ladder-svg-1"'):html.index("</svg>", html.index('id="ladder-svg-1"'))]
+    assert f'data-code="{code}"' in html and "#finding-1" in html
+    start = html.index('id="ladder-svg-1"')
+    svg = html[start:html.index("</svg>", start)]
     for host in (SENDER, RECEIVER):
         assert f'data-host="{host}"' in svg
     if fault == "overlay-udp-blocked":
