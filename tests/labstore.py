@@ -54,17 +54,21 @@ OFF_CLUSTER = "198.51.100.77"     # TEST-NET-2: routed by nobody in the lab, an 
 CAPTURE = ("--capture", "3s")     # short: the faults' background traffic is dense enough for it
 # a SIGSTOPped speaker's CLI hangs until the command timeout: keep it short for that fault only
 FAULT_COLLECT_ARGS = {"bgp-hold-timer-expired": ("--command-timeout", "4s")}
-REQUIRED = ["ip", "unshare", "vtysh", "gobgpd", "gobgp", "bird", "birdc", "ssh", "ssh-keygen", "nc",
-            "tcpdump"]
+REQUIRED = ["ip", "unshare", "vtysh", "gobgpd", "gobgp", "bird", "birdc", "birdcl", "ssh",
+            "ssh-keygen", "nc", "tcpdump", "arping"]
 
 
 @lru_cache(maxsize=1)
 def lab_prerequisites() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+    from diag.lab.environment import BIRD1
+
     missing = [t for t in REQUIRED if not shutil.which(t)]
     if not Path("/usr/lib/frr/zebra").exists():
         missing.append("frr")
+    if not BIRD1.exists():
+        missing.append(f"BIRD 1.6 in {BIRD1} (sudo bash .ci/bird1.sh)")
     return f"missing tools: {', '.join(missing)}" if missing else None
 
 

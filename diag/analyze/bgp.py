@@ -372,7 +372,9 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
             continue
         # AS path loop: prefixes the other end holds as best paths, carrying this end's AS and
         # not this end's own, are missing from this end's RIB
-        local_as = or_none(r.local_as)
+        # BIRD 1.x does not print its local AS; on an Established session the other end's
+        # view of this end's AS (from this end's OPEN) is the same number
+        local_as = or_none(r.local_as) or (or_none(o.peer_as) if o is not None else None)
         if o is None or not local_as or paths.empty:
             continue
         own_cidr = ctx.model.hosts[s.host].pod_cidr.value if s.host in ctx.model.hosts else None

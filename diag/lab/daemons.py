@@ -2,11 +2,15 @@
 
 Contract: :class:`Daemons` of a :class:`~diag.lab.lab.Lab`:
 
-- processes: :meth:`spawn` a long-running process on a host (or in its pod), tracked in the run
-  directory so :meth:`stop` and ``diag lab down`` end it by PID; :meth:`pid`, :meth:`is_running`.
-- daemons: :meth:`start_all` (zebra, sshd everywhere, GoBGP or BIRD on the nodes, bgpd, the
-  nodes' pod CIDRs originated in GoBGP), :meth:`restart_bgp` (a host's BGP daemon re-rendered
-  with other options and restarted), :meth:`vtysh` (the router's FRR).
+- processes: :meth:`spawn` a long-running process on a host (or in its pod; :meth:`spawn_local`
+  in the root namespace), tracked in the run directory so :meth:`stop` and ``diag lab down`` end
+  it by PID; :meth:`pid`, :meth:`is_running`.
+- daemons: :meth:`start_all` (zebra, sshd everywhere, GoBGP or BIRD 1.6/2 on the nodes
+  configured from the lab's Kubernetes objects, bgpd, the prefixes the nodes' BGP
+  advertisements select originated in GoBGP), :meth:`restart_bgp` (a host's BGP daemon
+  re-rendered with other options and restarted), :meth:`vtysh` (the router's FRR);
+  :meth:`gobgp_originated`, :meth:`bird_learned`, :meth:`bird_protocols` (what the node
+  speakers hold, in their own words).
 - state: :meth:`bgp_state` (every session as each speaker reports it), :meth:`wait_established`,
   :meth:`wait_ready` (sshd up, sessions Established, every node holding the others' pod routes),
   :meth:`check_alive` (a daemon that died, with the tail of its log).
@@ -23,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from diag.errors import UsageError
-from diag.lab import bgp, configs, network
+from diag.lab import bgp, configs, environment, network
 from diag.lab import plan as P
 from diag.lab.state import ProcessRecord
-from diag.lab.system import (CommandFailed, is_alive, run, spawn, stop_pids, wait_for)
+from diag.lab.system import CommandFailed, is_alive, run, spawn, stop_pids, wait_for
 
 if TYPE_CHECKING:
     from diag.lab.lab import Lab
@@ -57,6 +61,21 @@ class Daemons:
         full = prefix + list(argv)
         pid, starttime = spawn(full, log)
         record = ProcessRecord(key=key, host=host, pid=pid, starttime=starttime, argv=full,
+                               log=str(log))
+        state.processes = [p for p in state.processes if p.key != key] + [record]
+        state.save()
+        return record
+
+    def spawn_local(self, key: str, argv: Sequence[str]) -> ProcessRecord:
+        """Start a long-running lab process in the root namespace (the lab's Kubernetes API
+        endpoint: it only listens on 127.0.0.1), tracked like :meth:`spawn`."""
+        state = self.lab.reload()
+        if any(p.key == key and is_alive(p.pid, p.starttime) for p in state.processes):
+            raise UsageError(f"process {key!r} already runs in lab {self.lab.name!r}")
+        log = self.lab.run_dir / "logs" / (key.replace("/", "_") + ".log")
+        log.parent.mkdir(exist_ok=True)
+        pid, starttime = spawn(list(argv), log)
+        record = ProcessRecord(key=key, host="", pid=pid, starttime=starttime, argv=list(argv),
                                log=str(log))
         state.processes = [p for p in state.processes if p.key != key] + [record]
         state.save()
@@ -173,18 +192,51 @@ class Daemons:
                 "--pprof-disable", "--log-plain", "-l", "info"])
         else:
             hd = self._files.host_dir(node.name)
+            binary = str(environment.BIRD1) if self.lab.state.bird == "1.6" else "bird"
             self._spawn_daemon(node.name, "bird", [
-                "bird", "-f", "-c", str(conf), "-s", str(self._files.bird_socket(node.name)),
+                binary, "-f", "-c", str(conf), "-s", str(self._files.bird_socket(node.name)),
                 "-P", str(hd / "bird.pid")])
 
     def _gobgp_originate(self, node: P.Host, opts: configs.BgpOptions) -> None:
-        """Originate the node's pod CIDR in GoBGP (what Cilium does through the API)."""
+        """Originate in GoBGP what the node's BGP advertisements select (its pod CIDR): what
+        Cilium's BGP control plane does through GoBGP's API."""
         if not opts.advertise:
             return
         ns_run = self._ns_runner(node.name)
-        argv = ["gobgp", "global", "rib", "add", "-a", "ipv4", node.pod_cidr]
-        wait_for(lambda: ns_run(argv).returncode == 0, timeout=10, interval=0.05,
-                 what=f"GoBGP API on {node.name}")
+        prefixes = self.lab.cluster.node_prefixes(node.name)
+        wait_for(lambda: ns_run(["gobgp", "global", "rib", "summary"]).returncode == 0,
+                 timeout=10, interval=0.05, what=f"GoBGP API on {node.name}")
+        for prefix in prefixes:
+            ns_run(["gobgp", "global", "rib", "add", "-a", "ipv4", prefix])
+
+    def gobgp_originated(self, node: str) -> set[str]:
+        """The IPv4 prefixes GoBGP on ``node`` originates (paths without a neighbor)."""
+        out = self._ns_runner(node)(["gobgp", "global", "rib", "-j", "-a", "ipv4"])
+        try:
+            rib = json.loads(out.stdout or "{}") or {}
+        except json.JSONDecodeError:
+            return set()
+        return {prefix for prefix, paths in rib.items()
+                if any(p.get("neighbor-ip") in (None, "<nil>") for p in paths)}
+
+    def bird_learned(self, node: str) -> set[str]:
+        """Prefixes BIRD on ``node`` holds from its BGP peers (its table, whether or not it
+        programs them into the kernel: Calico leaves VXLAN pools' routes to Felix)."""
+        out = self._ns_runner(node)(["birdc", "-s", str(self._files.bird_socket(node)),
+                                     "show", "route", "protocol",
+                                     self.bird_protocols(node, "BGP")[0] or "none"])
+        return {line.split()[0] for line in out.stdout.splitlines()
+                if line[:1].isdigit() and "/" in line.split()[0]}
+
+    def bird_protocols(self, node: str, proto: str) -> list[str]:
+        """Names of ``node``'s BIRD protocols of type ``proto`` ("BGP", "Static"), as BIRD
+        lists them (Calico names BGP peers Node_/Global_/Mesh_<ip>; 1.6 names an unnamed
+        static protocol static1)."""
+        out = self._ns_runner(node)(["birdc", "-s", str(self._files.bird_socket(node)),
+                                     "show", "protocols"])
+        names = [line.split()[0] for line in out.stdout.splitlines()
+                 if len(line.split()) > 1 and line.split()[1] == proto]
+        return names or [""]
 
     def _ns_runner(self, host: str):
         ns = self.lab.netns(host)
@@ -256,9 +308,11 @@ class Daemons:
                 except json.JSONDecodeError:
                     return False
             else:
-                raw = run(["ip", "-n", lab.netns(node.name), "-j", "route", "show", "proto",
-                           "bird"])
-                have = {r["dst"] for r in json.loads(raw.stdout or "[]")}
+                have = self.bird_learned(node.name)
+                if lab.mode == "native" or lab.state.bird == "2":    # BIRD programs them
+                    raw = run(["ip", "-n", lab.netns(node.name), "-j", "route", "show",
+                               "proto", "bird"])
+                    have &= {r["dst"] for r in json.loads(raw.stdout or "[]")}
             if not others <= have:
                 return False
         return True
