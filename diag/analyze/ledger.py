@@ -87,8 +87,12 @@ class Point:
     vnis: Counter = field(default_factory=Counter)
     ports: Counter = field(default_factory=Counter)
     largest: int = 0                    # largest inner IP length seen here
-    outer_largest: int = 0              # largest outer IP length (underlay points)
-    fragmented: int = 0                 # encapsulated datagrams that came in IP fragments
+    outer_largest: int = 0              # largest outer IP length (a fragmented one's largest
+                                        # fragment: what the underlay carried)
+    fragmented: int = 0                 # outer datagrams that came in IP fragments (the
+                                        # decoder's fragments table: its one reassembly rule)
+    unreassembled: int = 0              # of them, not reassembled here (a fragment missing,
+                                        # overlapping, ...): the head arrived, the packet not
 
     @property
     def iface(self) -> str | None:
@@ -392,10 +396,12 @@ def _flows(s, captured: dict, spans: dict, margin: float) -> list[Flow]:
     """One pass over the placed sightings, ordered by flow, journey and time."""
     keys = ["src", "dst", "proto", "sport", "dport", "icmp_id"]
     s = s.assign(fkey=s.groupby(keys, dropna=False, sort=False).ngroup())
+    if "outer_status" not in s:
+        s = s.assign(outer_status=None)
     s = s.sort_values(["fkey", "journey", "t"], kind="stable")
     cols = ["fkey", "journey", "host", "iface", "frame", "t", "checksum", "vni",
             "outer_dport", "outer_src", "outer_dst", "length", "role", "outer_len",
-            "outer_fragments", "sender",
+            "outer_fragments", "outer_status", "sender",
             "receiver", "src", "dst", "proto", "sport", "dport", "icmp_id"]
     flows: list[Flow] = []
     flow: Flow | None = None
@@ -462,7 +468,11 @@ def _add(flow: Flow, journey: _Journey, row) -> None:
     outer_len, fragments = _num(row.outer_len), _num(row.outer_fragments)
     if outer_len:
         point.outer_largest = max(point.outer_largest, outer_len)
-    if fragments and fragments > 1:
+    if isinstance(row.outer_status, str):
+        point.fragmented += 1
+        if row.outer_status != "reassembled":
+            point.unreassembled += 1
+    elif fragments and fragments > 1:       # a table written before the status was kept
         point.fragmented += 1
     if not journey.reached or ORDER[row.role] > ORDER[journey.reached.split()[0]]:
         journey.reached = role

@@ -45,6 +45,7 @@ from diag.analyze.overlay import OVERHEAD, counter_peak, links
 from diag.analyze.rpfilter import effective, rp_modes
 from diag.model import Check, Confidence, Evidence, Finding, FlowLadder, FlowPoint
 from diag.values import or_none
+from diag.words import counted
 
 MIN_PACKETS = 2                 # a flow is judged on at least this many packets
 LADDERS_PER_FINDING = 3
@@ -229,7 +230,8 @@ def _too_big(ctx: _Context, flow: Flow, loss: str) -> _Verdict | None:
     ev = [_seen(ctx, flow, loss, point.last,
                 f", {flow.largest} bytes: more than {tunnel.device} carries ({limit})")]
     return _Verdict("OVERLAY_MTU_BLACKHOLE", flow,
-                    f"{flow.sender}: {flow.journeys} packet(s) of up to {flow.largest} bytes "
+                    f"{flow.sender}: {counted(flow.journeys, 'packet')} of up to "
+                    f"{flow.largest} bytes "
                     f"seen on {point.iface} never entered the tunnel ({tunnel.device} MTU "
                     f"{tunnel.mtu})", ev, {"pcap-sender"}, hosts=(flow.sender,),
                     key=f"mtu {flow.sender} {tunnel.device}")
@@ -322,6 +324,9 @@ def _receiver_tunnels(ctx: _Context, flow: Flow, kind: str | None):
 
 def _not_decapsulated(ctx: _Context, flow: Flow, loss: str) -> _Verdict | None:
     point = flow.points["underlay-in"]
+    if point.unreassembled and point.unreassembled >= point.packets:
+        # only heads of datagrams whose other fragments never came: the MTU, not a firewall
+        return _fragment_verdict(ctx, flow, loss)
     verdict = _wrong_vtep(ctx, flow, point, loss)
     if verdict is not None:
         return verdict
@@ -436,7 +441,8 @@ def _after_decap(ctx: _Context, flow: Flow, loss: str) -> _Verdict:
            "# the CNI's policy: calicoctl get networkpolicy,globalnetworkpolicy -A -o wide; "
            "cilium-dbg policy get; cilium-dbg monitor --type drop"]
     return _Verdict("OVERLAY_DROP_AFTER_DECAP", flow,
-                    f"{host} decapsulates {_inner(flow)} ({dev}, {point.packets} packet(s)) and "
+                    f"{host} decapsulates {_inner(flow)} ({dev}, "
+                    f"{counted(point.packets, 'packet')}) and "
                     f"never hands it to the pod ({pod_dev or 'its device'}: none): {cause}",
                     ev, sources, fix=fix, checked=checked, not_checked=not_checked,
                     hosts=(host,), key=f"after-decap {host}")
@@ -547,7 +553,7 @@ def _checksum(ctx: _Context, flow: Flow) -> _Verdict:
                    "between, a middlebox); the offload switch below rules the VTEPs out")
     settings = "; ".join(s_text + r_text)
     return _Verdict("OVERLAY_CHECKSUM_OFFLOAD", flow,
-                    f"{_inner(flow)}: {len(flow.bad_received)} packet(s) {where}{passes}"
+                    f"{_inner(flow)}: {counted(len(flow.bad_received), 'packet')} {where}{passes}"
                     + (f"; checksum offload: {settings}" if settings else ""),
                     ev, sources, fix=fix, hosts=(flow.sender, flow.receiver),
                     key=f"checksum {flow.sender} {flow.receiver}")
@@ -562,24 +568,34 @@ def _fragmented(ctx: _Context) -> list[_Verdict]:
         for key, point in flow.points.items():
             if point.fragmented >= MIN_PACKETS and key.split()[0] in ("underlay-in", "path-in",
                                                                       "underlay-out"):
-                ev = [_seen(ctx, flow, key, point.last,
-                            f", outer datagram of {point.outer_largest} bytes in fragments")]
-                lost = not flow.delivered
-                out.append(_Verdict(
-                    "OVERLAY_MTU_BLACKHOLE", flow,
-                    f"{point.fragmented} tunnelled packet(s) of {_inner(flow)} crossed the "
-                    f"underlay in IP fragments (outer datagrams up to {point.outer_largest} "
-                    f"bytes on {point.host} {point.iface}): the underlay path MTU is below "
-                    "the tunnel MTU + its overhead",
-                    ev, {"pcap-receiver" if flow.receiver == point.host else "pcap-sender"},
-                    hosts=(flow.sender, flow.receiver),
-                    key=f"fragments {flow.sender} {flow.receiver}",
-                    severity=None if lost else "warning",
-                    severity_reason="" if lost else (
-                        "the fragments are reassembled and delivered: it works, at a cost, "
-                        "until a hop drops fragments")))
+                out.append(_fragment_verdict(ctx, flow, key))
                 break
     return out
+
+
+def _fragment_verdict(ctx: _Context, flow: Flow, key: str) -> _Verdict:
+    """OVERLAY_MTU_BLACKHOLE from a point where the flow's outer datagrams came in fragments:
+    a warning while they are reassembled and delivered, an error when they are lost (a
+    fragment missing: the decoder's fragments table says the datagram was not reassembled)."""
+    point = flow.points[key]
+    broken = (f"; {counted(point.unreassembled, 'datagram')} not reassembled there (a "
+              "fragment lost)" if point.unreassembled else "")
+    ev = [_seen(ctx, flow, key, point.last,
+                f", outer datagram in fragments of up to {point.outer_largest} bytes{broken}")]
+    lost = not flow.delivered
+    return _Verdict(
+        "OVERLAY_MTU_BLACKHOLE", flow,
+        f"{counted(point.fragmented, 'tunnelled packet')} of {_inner(flow)} crossed "
+        f"the underlay in IP fragments (of up to {point.outer_largest} bytes on "
+        f"{point.host} {point.iface}{broken}): the underlay path MTU is below "
+        "the tunnel MTU + its overhead",
+        ev, {"pcap-receiver" if flow.receiver == point.host else "pcap-sender"},
+        hosts=(flow.sender, flow.receiver),
+        key=f"fragments {flow.sender} {flow.receiver}",
+        severity=None if lost else "warning",
+        severity_reason="" if lost else (
+            "the fragments are reassembled and delivered: it works, at a cost, "
+            "until a hop drops fragments"))
 
 
 # --- findings, ladders -------------------------------------------------------------------------
@@ -621,7 +637,8 @@ def _ladder(ctx: _Context, flow: Flow, code: str | None) -> FlowLadder:
             detail.append("checksum " + ", ".join(f"{k} {n}" for k, n in
                                                    sorted(p.checksums.items())))
         if p.fragmented:
-            detail.append(f"{p.fragmented} in fragments")
+            detail.append(f"{p.fragmented} in fragments"
+                          + (f" ({p.unreassembled} not reassembled)" if p.unreassembled else ""))
         points.append(FlowPoint(
             p.role, p.host, p.iface or _expected_iface(ctx, flow, p.role, p.host), p.captured,
             p.packets,
@@ -681,7 +698,7 @@ def _findings(ctx: _Context, verdicts: list[_Verdict], config: list[Finding]
         sources = set().union(*(v.sources for v in group))
         hosts = tuple(sorted({h for v in group for h in v.hosts}))
         total = sum(_packets(v) for v in group)
-        more = (f" (and {len(group) - 1} more flow(s) alike; {total} packets in all)"
+        more = (f" (and {counted(len(group) - 1, 'more flow')} alike; {total} packets in all)"
                 if len(group) > 1 else "")
         used.extend(group)
         summary = lead.locus + more
@@ -760,7 +777,8 @@ def analyze(tables, model, fib: Fib, config: list[Finding]
                                     "ends: diag collect --capture 10s NODE...")], []
     ctx = _Context(tables, model, fib, ledger)
     verdicts = [v for v in (_classify(ctx, f) for f in ledger.flows) if v is not None]
-    verdicts += _fragmented(ctx)
+    judged = {id(v.flow) for v in verdicts if v.code == "OVERLAY_MTU_BLACKHOLE"}
+    verdicts += [v for v in _fragmented(ctx) if id(v.flow) not in judged]
     findings, ladders, used = _findings(ctx, verdicts, config)
     checks = _checks(ctx, used)
     return findings, checks, ladders
@@ -786,14 +804,15 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
                 _answered(ledger, f) or _last_on(f, (f.sender,)) is None:
             continue
         one_ended.setdefault((f.sender, f.receiver), []).append(f)
-    detail = (f"{len(judged)} tunnelled flow(s), {packets} packet(s) followed across "
-              f"{len(ledger.captured)} capture(s); {len(delivered)} flow(s) delivered")
+    detail = (f"{counted(len(judged), 'tunnelled flow')}, {counted(packets, 'packet')} "
+              f"followed across {counted(len(ledger.captured), 'capture')}; "
+              f"{counted(len(delivered), 'flow')} delivered")
     lossy = [f for f in delivered if f.ended]
     if lossy:
         detail += (f"; {len(lossy)} lost some packets (not judged: captures drop packets under "
                    "load)")
     if broken:
-        detail += (f"; {len(broken)} flow(s) not seen through while others of their kind "
+        detail += (f"; {counted(len(broken), 'flow')} not seen through while others of their kind "
                    "were, or on too few packets (not judged: sampling) ("
                    + ", ".join(f"{f.sender} -> {f.receiver} lost after "
                                f"{_role_text(f.loss_point, f)}"
@@ -811,7 +830,7 @@ def _checks(ctx: _Context, verdicts: list[_Verdict]) -> list[Check]:
         flows.sort(key=lambda f: -f.journeys)
         key, sight = _last_on(flows[0], (sender,))
         checks.append(Check(
-            f"where {len(flows)} tunnelled flow(s) {sender} -> {receiver} die "
+            f"where {counted(len(flows), 'tunnelled flow')} {sender} -> {receiver} die "
             f"(e.g. {_inner(flows[0])})", None,
             needs=(f"a capture on {receiver} too: from {sender}'s end the packets leave "
                    f"({_role_text(key, flows[0])} {sight.iface}, frame {sight.frame}) and "

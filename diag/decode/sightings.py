@@ -8,9 +8,14 @@ and, when that packet travels inside a VXLAN or GENEVE tunnel, the outer layer i
 - ``depth`` 0 for a bare packet, 1 inside one tunnel (deeper nesting: the outermost tunnel is
   named, the innermost packet described); ``tunnel`` ``vxlan`` / ``geneve``, ``vni``,
   ``outer_src``/``outer_dst``/``outer_sport``/``outer_dport`` and ``outer_len`` (the outer IP
-  packet's length) describe the tunnel layer; ``outer_fragments`` is how many IP fragments the
-  outer datagram came in (1: none; the row is at the frame that completed it, reassembled by
-  :mod:`diag.decode.fragments` as the decoder does);
+  packet's length) describe the tunnel layer;
+- ``outer_fragment``: the outermost IP datagram (the tunnel's, or the packet itself at depth 0)
+  came in IP fragments and this row is its *first* fragment (the one that holds the headers;
+  other fragments have no row), ``outer_ip_id`` its identification (IPv4 id, IPv6 fragment id).
+  Sightings do not reassemble: how many fragments the datagram came in and whether it was
+  reassembled is the decoder's one rule (:mod:`diag.decode.fragments`, its ``fragments`` table),
+  joined to these rows by the facts (first frame, addresses, identification). So a datagram
+  whose later fragments were lost is still seen where its head was;
 - the packet's identity, which no router or tunnel changes: ``src``, ``dst``, ``proto``,
   ``ip_id`` (IPv4 identification; None for IPv6), ``length`` (IP total length), ``sport`` /
   ``dport``, ``tcp_seq`` / ``tcp_ack`` / ``tcp_flags``, ``icmp_type`` / ``icmp_id`` /
@@ -18,7 +23,8 @@ and, when that packet travels inside a VXLAN or GENEVE tunnel, the outer layer i
 - ``checksum`` of its TCP or UDP header: ``ok``, ``bad``, ``partial`` (the field holds only
   the pseudo-header sum: Linux's CHECKSUM_PARTIAL, the capture was taken before the NIC or the
   tunnel device filled it in — TX offload, by design), or None when it cannot be verified (bytes
-  cut by the snap length, a fragment, UDP over IPv4 without a checksum, another protocol).
+  cut by the snap length, a fragment or a packet inside a fragmented outer datagram, UDP over
+  IPv4 without a checksum, another protocol).
 
 Why this is apart from the decoder: only the overlay analysis needs per-packet identities, so
 explain reads them in a bounded pass like the checksum census (:mod:`diag.decode.checksum`)
@@ -34,15 +40,14 @@ from typing import Iterable
 
 from diag.decode.capture import Damage, open_capture
 from diag.decode.checksum import ones_complement_sum
-from diag.decode.fragments import Reassembler
 from diag.decode.layers import ETH_IPV4, ETH_IPV6, Malformed, ethernet, link_header
 
 DEFAULT_LIMIT = 200_000
 SIGHTING_COLUMNS = (
     "frame", "ts", "depth", "tunnel", "vni", "outer_src", "outer_dst", "outer_sport",
-    "outer_dport", "outer_len", "outer_fragments", "l3", "src", "dst", "proto", "ip_id",
-    "length", "df", "sport", "dport", "tcp_seq", "tcp_ack", "tcp_flags", "icmp_type", "icmp_id",
-    "icmp_seq", "checksum",
+    "outer_dport", "outer_len", "outer_fragment", "outer_ip_id", "l3", "src", "dst", "proto",
+    "ip_id", "length", "df", "sport", "dport", "tcp_seq", "tcp_ack", "tcp_flags", "icmp_type",
+    "icmp_id", "icmp_seq", "checksum",
 )
 GENEVE_PROTO_ETHERNET = 0x6558
 MAX_DEPTH = 4
@@ -138,13 +143,12 @@ def _checksum(p: _Packet) -> str | None:
 
 
 class SightingReader:
-    """Frames in, rows out; holds the reassembly state of outer fragments."""
+    """Frames in, rows out."""
 
     def __init__(self, vxlan_ports: Iterable[int] = (4789, 8472),
                  geneve_ports: Iterable[int] = (6081,)) -> None:
         self.vxlan_ports = frozenset(vxlan_ports)
         self.geneve_ports = frozenset(geneve_ports)
-        self.reassembler = Reassembler()
         self.rows: list[tuple] = []
 
     def frame(self, frame: int, ts: float, linktype: int, data: bytes, flags: int) -> None:
@@ -153,27 +157,9 @@ class SightingReader:
             if link.ethertype not in (ETH_IPV4, ETH_IPV6):
                 return
             outer, fragment = _ip(link.ethertype, data, link.offset, len(data))
-        except (Malformed, struct.error, IndexError, ValueError, OSError):
-            return
-        fragments = 1
-        if fragment is not None:
-            key, offset, more = fragment
-            key = key + (link.ifindex, flags & 3)
-            datagram = None
-            for outcome in self.reassembler.add(key, offset, more, data[outer.l4:outer.end],
-                                                outer.end - link.offset, frame, ts,
-                                                outer.proto, not outer.complete):
-                if outcome.status == "reassembled" and outcome.key == key:
-                    datagram = outcome
-            if datagram is None:
-                return                               # a fragment: its datagram decides later
-            payload = datagram.payload or b""
-            outer = _Packet(outer.l3, outer.src, outer.dst, datagram.proto, outer.ip_id,
-                            outer.l4 - link.offset + len(payload), outer.df, payload, 0,
-                            len(payload), True, False, outer.pseudo)
-            fragments = datagram.fragments
-        try:
-            row = self._row(frame, ts, outer, fragments)
+            if fragment is not None and not outer.first_piece:
+                return                  # no headers here; the decoder counts it with its datagram
+            row = self._row(frame, ts, outer, fragment[0][3] if fragment else None)
         except (Malformed, struct.error, IndexError, ValueError, OSError):
             return
         if row is not None:
@@ -181,7 +167,7 @@ class SightingReader:
 
     def _tunnel(self, p: _Packet) -> tuple[str, int, int, int, int] | None:
         """(kind, vni, sport, dport, inner offset, inner ethertype) when ``p`` is VXLAN/GENEVE."""
-        if p.proto != 17 or p.end - p.l4 < 16 or p.fragment:
+        if p.proto != 17 or p.end - p.l4 < 16 or not p.first_piece:
             return None
         sport, dport = struct.unpack_from("!HH", p.data, p.l4)
         if dport in self.vxlan_ports or (dport not in self.geneve_ports
@@ -201,21 +187,22 @@ class SightingReader:
             return "geneve", vni, sport, dport, opt_end, proto
         return None
 
-    def _row(self, frame: int, ts: float, outer: _Packet, fragments: int) -> tuple | None:
+    def _row(self, frame: int, ts: float, outer: _Packet, outer_ip_id: int | None
+             ) -> tuple | None:
         tunnel = self._tunnel(outer)
         inner, depth = outer, 0
         first = None
         while tunnel is not None and depth < MAX_DEPTH:
             kind, vni, sport, dport, i_off, i_etype = tunnel
             if first is None:
-                first = (kind, vni, outer.src, outer.dst, sport, dport, outer.length, fragments)
+                first = (kind, vni, outer.src, outer.dst, sport, dport, outer.length)
             if i_etype not in (ETH_IPV4, ETH_IPV6):
                 return None                         # ARP or another protocol in the tunnel
             inner, _frag = _ip(i_etype, inner.data, i_off, inner.end)
             depth += 1
             tunnel = self._tunnel(inner)
         if first is None:
-            first = (None,) * 7 + (fragments,)
+            first = (None,) * 7
         sport = dport = seq = ack = flags = itype = iid = iseq = None
         seg, end = inner.l4, inner.end
         if inner.first_piece:
@@ -228,8 +215,9 @@ class SightingReader:
                 itype = inner.data[seg]
                 if (inner.l3, itype) in _ECHO:
                     iid, iseq = struct.unpack_from("!HH", inner.data, seg + 4)
-        kind, vni, osrc, odst, osport, odport, olen, nfrag = first
-        return (frame, ts, depth, kind, vni, osrc, odst, osport, odport, olen, nfrag, inner.l3,
+        kind, vni, osrc, odst, osport, odport, olen = first
+        return (frame, ts, depth, kind, vni, osrc, odst, osport, odport, olen,
+                outer_ip_id is not None, outer_ip_id, inner.l3,
                 inner.src, inner.dst, inner.proto, inner.ip_id, inner.length, inner.df, sport,
                 dport, seq, ack, flags, itype, iid, iseq, _checksum(inner))
 

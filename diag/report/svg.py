@@ -19,6 +19,7 @@ from html import escape
 
 from diag.report.data import Ladder, Topology
 from diag.report.timeline import Timeline
+from diag.words import counted
 
 BUS_LAYOUT_MAX_HOSTS = 16
 STATE_COLOURS = {"ESTABLISHED": "#2e7d32", "OPENCONFIRM": "#ef6c00", "OPENSENT": "#ef6c00",
@@ -443,7 +444,7 @@ def ladder_svg(ladder: Ladder, index: int) -> str:
         frames = ("" if p.first_frame is None else f"frame {p.first_frame}" if
                   p.first_frame == p.last_frame else f"frames {p.first_frame}-{p.last_frame}")
         tip = (f"{p.role} on {p.host} {p.iface or ''}: "
-               + (f"{p.packets} packet(s), {frames} of {p.file}" if p.captured
+               + (f"{counted(p.packets, 'packet')}, {frames} of {p.file}" if p.captured
                   else "not captured") + (f"; {p.detail}" if p.detail else ""))
         out.append(f'<g class="ladder-point" data-role="{_e(p.role)}" data-host="{_e(p.host)}" '
                    f'data-packets="{p.packets}"><title>{_e(tip)}</title>'

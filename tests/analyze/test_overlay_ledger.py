@@ -120,7 +120,7 @@ def test_healthy_scene_every_flow_delivered_no_finding(tmp_path):
     facts, result = result_of(path)
     assert not [f for f in result.findings if f.severity != "info"], result.findings
     check = ledger_check(result)
-    assert check.passed and "2 flow(s) delivered" in check.detail, check.detail
+    assert check.passed and "2 flows delivered" in check.detail, check.detail
     assert not result.flows                         # no ladder without an overlay finding
 
 
@@ -303,6 +303,33 @@ def test_outer_fragments_are_mtu_evidence(tmp_path):
     mtu = [f for f in result.findings if f.code == "OVERLAY_MTU_BLACKHOLE"]
     assert mtu and mtu[0].severity == "warning", result.findings
     assert "fragments" in mtu[0].summary and "delivered" in mtu[0].severity_reason
+
+
+def test_fragments_lost_on_the_underlay_are_mtu_evidence_at_the_receiver(tmp_path):
+    """The receiver sees each datagram's first fragment, never the rest: the decoder's fragments
+    table says "incomplete", so the packets reached the receiver's underlay (not blocked) and the
+    loss is the MTU's, an error since nothing got through."""
+    from scapy.layers.inet import ICMP, IP
+
+    packets = []
+    for i in range(4):
+        t = 0.3 + i * 0.4
+        inner = IP(src=CTR_POD, dst=W0_POD, id=600 + i, flags="DF") / ICMP(id=6, seq=i) / \
+            (b"y" * 1372)
+        seen = [O.Sighting("k8s-ctr", "cali_pod", t),
+                O.Sighting("k8s-ctr", "vxlan.calico", t + 1e-5, outgoing=True),
+                O.Sighting("k8s-ctr", "eth1", t + 2e-5, encapsulated=True, outgoing=True,
+                           fragment_outer=1000),
+                O.Sighting("k8s-w0", "eth1", t + 2e-4, encapsulated=True, fragment_outer=1000,
+                           head_only=True)]
+        packets.append(O.Packet(inner, seen))
+    facts, result = result_of(build(tmp_path, packets))
+    frag = facts.tables["fragments"]
+    assert (frag[frag["host"] == "k8s-w0"]["status"] == "incomplete").sum() == 4
+    codes = [f.code for f in result.findings]
+    assert codes[0] == "OVERLAY_MTU_BLACKHOLE" and "OVERLAY_UDP_BLOCKED" not in codes, codes
+    mtu = result.findings[0]
+    assert mtu.severity == "error" and "not reassembled" in mtu.summary, mtu
 
 
 # --- GENEVE (crafted only: no GENEVE module in this kernel) ------------------------------------

@@ -43,6 +43,7 @@ class Sighting:
     checksum: str = "ok"           # ok | bad | partial: the inner TCP/UDP checksum as captured
     outer: tuple[str, str] | None = None     # outer (src, dst); default: sender -> receiver node
     fragment_outer: int = 0        # >0: the outer IPv4 datagram in fragments of this payload size
+    head_only: bool = False        # of those fragments, only the first was captured here
 
 
 @dataclass
@@ -128,8 +129,17 @@ def _frame(sight: Sighting, packet: Packet) -> list[bytes]:
             UDP(sport=41000, dport=sight.port) / VXLAN(vni=sight.vni, flags=0x08) / ether
     outer = IP(bytes(outer))
     if sight.fragment_outer:
-        return [bytes(f) for f in fragment(outer, fragsize=sight.fragment_outer)]
+        # a sender numbers its datagrams: the fragments of two must not share an identification
+        outer.id = 0x4000 + (_ip_id(inner) & 0x3FFF)
+        del outer.chksum
+        outer = IP(bytes(outer))
+        pieces = [bytes(f) for f in fragment(outer, fragsize=sight.fragment_outer)]
+        return pieces[:1] if sight.head_only else pieces
     return [bytes(outer)]
+
+
+def _ip_id(ip_bytes: bytes) -> int:
+    return int.from_bytes(ip_bytes[4:6], "big") if ip_bytes[0] >> 4 == 4 else 0
 
 
 def _epoch(stamp: str) -> float:
