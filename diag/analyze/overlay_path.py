@@ -649,13 +649,13 @@ def _ladder(ctx: _Context, flow: Flow, code: str | None) -> FlowLadder:
         verdict = f"delivered ({flow.delivered} of {flow.journeys})"
     elif flow.bad_received:
         verdict = (f"delivered to {flow.receiver}'s pod device with bad inner checksums "
-                   f"({len(flow.bad_received)} packets)")
+                   f"({counted(len(flow.bad_received), 'packet')})")
     elif not flow.points["pod-in"].captured:
         verdict = (f"last seen at {_role_text(loss, flow)}; {flow.receiver} not captured: not "
                    "decidable from one end")
     else:
         verdict = (f"lost after {_role_text(loss, flow)} ({sum(flow.ended.values())} of "
-                   f"{flow.journeys} packets)")
+                   f"{counted(flow.journeys, 'packet')})")
     one_ended = not (ctx.captured(flow.sender) and ctx.captured(flow.receiver))
     return FlowLadder(_inner(flow), flow.sender, flow.receiver, tuple(points),
                       max((p.packets for p in flow.points.values()), default=0),

@@ -126,6 +126,14 @@ def _markdown(result, facts) -> str:
         if f.fix:
             lines += ["", "```sh", *f.fix, "```"]
         lines.append("")
+    flows = getattr(result, "flows", ())
+    if flows:
+        lines += ["## Tunnelled flows", "",
+                  "Where each flow behind an overlay finding was seen, in path order.", ""]
+        for ladder in flows:
+            lines += [f"### {ladder.flow} ({ladder.sender} -> {ladder.receiver})"
+                      + (f" `{ladder.code}`" if ladder.code else ""), "", ladder.verdict, "",
+                      *_ladder_table(ladder), ""]
     lines += ["## Checked", ""] + [f"- {'passed' if c.passed else 'FAILED'}: {c.name}"
                                    for c in result.checked]
     lines += ["", "## Not checked", ""] + [f"- {c.name}: {c.needs}" for c in result.not_checked]
@@ -135,6 +143,24 @@ def _markdown(result, facts) -> str:
 ROLE_NAMES = {"pod-out": "pod", "vtep-out": "VTEP", "underlay-out": "underlay",
               "path-in": "in", "path-out": "out", "underlay-in": "underlay", "vtep-in": "VTEP",
               "pod-in": "pod"}
+
+
+def _ladder_table(ladder) -> list[str]:
+    """A flow's ladder as a Markdown table: one row per point, the last one seen marked."""
+    rows = ["| point | host | device | packets | frames | |", "|---|---|---|---|---|---|"]
+    for p in ladder.points:
+        frames = ("" if p.first_frame is None else f"{p.first_frame}" if
+                  p.first_frame == p.last_frame else f"{p.first_frame}..{p.last_frame}")
+        rows.append(f"| {ROLE_NAMES.get(p.role, p.role)} ({p.role}) | {p.host} | "
+                    f"`{p.iface or '?'}` | {p.packets if p.captured else 'not captured'} | "
+                    f"{frames} | {'**last seen** ' if _last_seen(ladder, p) else ''}"
+                    f"{p.detail} |")
+    return rows
+
+
+def _last_seen(ladder, p) -> bool:
+    return bool(ladder.lost_after) and p.role == ladder.lost_after.split()[0] and \
+        p.host == (ladder.lost_after.split()[1] if " " in ladder.lost_after else p.host)
 
 
 def ladder_text(ladder) -> list[str]:
@@ -147,9 +173,7 @@ def ladder_text(ladder) -> list[str]:
         frames = (f" frames {p.first_frame}..{p.last_frame}" if p.first_frame is not None
                   and p.first_frame != p.last_frame else
                   f" frame {p.first_frame}" if p.first_frame is not None else "")
-        mark = "  <- last seen" if ladder.lost_after and p.role == ladder.lost_after.split()[0] \
-            and p.host == (ladder.lost_after.split()[1] if " " in ladder.lost_after
-                           else p.host) else ""
+        mark = "  <- last seen" if _last_seen(ladder, p) else ""
         lines.append(f"  {ROLE_NAMES.get(p.role, p.role):<8} {p.host:<10} {p.iface or '?':<13}"
                      f" {seen}{frames}" + (f" ({p.detail})" if p.detail else "") + mark)
     return lines

@@ -136,6 +136,47 @@ def test_overlay_fault_from_one_end(labs, cni, mode, fault):
             assert not same and not undecided
 
 
+@pytest.mark.parametrize("cni,mode,fault", [c for c in CELLS if c[0] == "calico"])
+def test_diag_explain_command_shows_both_ends(labs, cni, mode, fault):
+    """The command a user runs: the fault's code first, and the flow's points with frames on the
+    sender's and the receiver's side (text), the same ladder as a table (Markdown)."""
+    lb = labs.bundle(cni, mode, fault)
+    code = faults.FAULTS[fault].first_code
+
+    def run(*extra: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "diag", "explain", str(lb.path), *extra],
+                              capture_output=True, text=True, cwd=REPO, timeout=180)
+        assert proc.returncode == 1, proc.stderr[-2000:]          # an error was found
+        return proc.stdout
+
+    text = run()
+    first = next(line for line in text.splitlines() if line.startswith("1. "))
+    assert first == f"1. [ERROR] {code}", first
+    section = text[text.index("Tunnelled flows"):text.index("\nChecked:")]
+    after = section[section.index(f"[{code}]"):].splitlines()[1:]
+    points = []
+    for line in after:                          # the ladder's point lines, indented deeper
+        if not line.startswith("    "):
+            break
+        points.append(line)
+    ladder = "\n".join(points)
+    # the sender's last sighting by frame; the receiver's too where the flow reached it, else
+    # its points say "0 pkt": captured there, and none of the flow arrived
+    reached = fault not in ("overlay-udp-blocked", "overlay-mtu-blackhole")
+    for host in (SENDER, RECEIVER):
+        lines = [ln for ln in ladder.splitlines() if f" {host} " in ln]
+        assert lines, (host, text)
+        if host == SENDER or reached:
+            assert any(" frame" in ln for ln in lines), (host, text)
+        else:
+            assert all(" 0 pkt" in ln for ln in lines), (host, text)
+    if fault != "overlay-checksum-broken":
+        assert "<- last seen" in ladder, ladder
+    md = run("--format", "md")
+    assert md.index(f"`{code}`") < md.index("## Tunnelled flows") < md.index("## Checked")
+    assert "| point | host | device | packets | frames |" in md
+
+
 @pytest.mark.parametrize("cni,mode,fault", [("calico", "vxlan", "overlay-udp-blocked"),
                                             ("calico", "vxlan", "overlay-checksum-broken")])
 def test_report_draws_the_ladder(labs, cni, mode, fault, tmp_path):
