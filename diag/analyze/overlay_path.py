@@ -163,12 +163,18 @@ def _classify(ctx: _Context, flow: Flow) -> _Verdict | None:
     flows alike: a client opening a new connection per attempt makes one-packet flows)."""
     if flow.bad_received:
         return _checksum(ctx, flow)
+    loss = flow.loss_point or ""
+    role = loss.split()[0] if loss else ""
+    if flow.broken and role in ("pod-out", "vtep-out"):
+        # too big for the tunnel is decided by size, whatever smaller flows of the same
+        # service did (their getting through is the MTU's signature, not sampling)
+        verdict = _too_big(ctx, flow, loss)
+        if verdict is not None:
+            return verdict
     if _service(flow) in ctx.delivered:
         return None
     if not flow.broken:
         return _one_ended(ctx, flow)
-    loss = flow.loss_point or ""
-    role = loss.split()[0]
     if role == "pod-out":
         return _too_big(ctx, flow, loss)
     if role == "vtep-out":
@@ -229,12 +235,37 @@ def _too_big(ctx: _Context, flow: Flow, loss: str) -> _Verdict | None:
     point = flow.points[loss]
     ev = [_seen(ctx, flow, loss, point.last,
                 f", {flow.largest} bytes: more than {tunnel.device} carries ({limit})")]
+    sources = {"pcap-sender"}
+    smaller = _smaller_delivered(ctx, flow, limit)
+    if smaller is not None:                 # the other end: the path works below the limit
+        ev.append(smaller)
+        sources.add("pcap-receiver")
     return _Verdict("OVERLAY_MTU_BLACKHOLE", flow,
                     f"{flow.sender}: {counted(flow.journeys, 'packet')} of up to "
                     f"{flow.largest} bytes "
                     f"seen on {point.iface} never entered the tunnel ({tunnel.device} MTU "
-                    f"{tunnel.mtu})", ev, {"pcap-sender"}, hosts=(flow.sender,),
+                    f"{tunnel.mtu})" + ("; smaller packets between the same pods arrive"
+                                        if smaller is not None else ""),
+                    ev, sources, hosts=(flow.sender,),
                     key=f"mtu {flow.sender} {tunnel.device}")
+
+
+def _smaller_delivered(ctx: _Context, flow: Flow, limit: int) -> Evidence | None:
+    """The receiver's side of an MTU loss: a packet between the same pods, no bigger than the
+    tunnel carries, handed to the receiving pod (its capture's frame)."""
+    best = None
+    for other in ctx.ledger.flows:
+        pod_in = other.points.get("pod-in")
+        if (other.src, other.dst) != (flow.src, flow.dst) or not other.delivered or \
+                pod_in is None or pod_in.last is None or not 0 < other.largest <= limit:
+            continue
+        if best is None or pod_in.last.frame > best[1].last.frame:
+            best = (other, pod_in)
+    if best is None:
+        return None
+    other, pod_in = best
+    return _seen(ctx, other, "pod-in", pod_in.last,
+                 f", {other.largest} bytes: smaller packets between the same pods arrive")
 
 
 def _blocked_at_sender(ctx: _Context, flow: Flow, loss: str) -> _Verdict:

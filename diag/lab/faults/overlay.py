@@ -103,6 +103,9 @@ def _mtu_inject(lab: "Lab") -> dict:
     run(["ip", "netns", "exec", lab.hosts[r.node.name].pod_netns, "nft", "-f", "-"], input=rules)
     background(lab, "mtu-ping", r.node.name, bounded_ping(r.remote.pod_ip, size=BIG, df=True),
                pod=True)
+    # small pings between the same pods beside the big ones: a capture on the receiver shows
+    # the path working below the tunnel's MTU (the two-ended proof of the blackhole)
+    background(lab, "mtu-small-ping", r.node.name, bounded_ping(r.remote.pod_ip), pod=True)
     return {"node": r.node.name, "pod_mtu": 1500, "tunnel_mtu": P.VXLAN_MTU}
 
 
