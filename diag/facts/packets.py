@@ -174,10 +174,12 @@ def _sightings(path: Path, host: str, packets, fragments, options,
     outer = records_frame(fates, ("outer_fragments", "outer_status", "outer_size",
                                   "largest_fragment"))
     for column in ("outer_fragments", "outer_status", "outer_size"):
-        df[column] = outer[column].to_numpy() if len(df) else pd.Series(dtype=object)
+        df[column] = outer[column].array if len(df) else pd.Series(dtype=object)
     if len(df):
         largest = outer["largest_fragment"]
-        df["outer_len"] = largest.where(largest.notna(), df["outer_len"]).to_numpy()
+        if largest.notna().any():
+            own = pd.Series(df["outer_len"].array, dtype="Int64")
+            df["outer_len"] = pd.Series(largest.array, dtype="Int64").fillna(own).array
     by_frame = packets.set_index("frame")[["iface", "direction"]] if len(packets) else None
     if by_frame is not None and len(df):
         where = by_frame.reindex(pd.Index(df["frame"].astype("int64")))
