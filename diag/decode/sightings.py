@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from diag.decode.capture import Damage, open_capture
 from diag.decode.checksum import ones_complement_sum

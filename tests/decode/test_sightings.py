@@ -16,7 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from diag.decode.checksum import ones_complement_sum
 from diag.decode.sightings import SIGHTING_COLUMNS, SightingReader, sightings
@@ -181,7 +182,7 @@ def test_the_limit_and_bad_bytes():
 
 def test_limit_stops_reading(tmp_path):
     path, truth = crafted(tmp_path)
-    assert set(r[0] for r in sightings(path, limit=3)) == {f for f in truth if f <= 3}
+    assert {r[0] for r in sightings(path, limit=3)} == {f for f in truth if f <= 3}
 
 
 def _reference(data: bytes, start: int = 0) -> int:
