@@ -227,7 +227,7 @@ def _load(lab, seconds: int) -> list[subprocess.Popen]:
     return procs
 
 
-@pytest.mark.parametrize("cni,mode", [("calico", "vxlan")])
+@pytest.mark.parametrize("cni,mode", [("calico", "vxlan"), ("cilium", "vxlan")])
 def test_healthy_overlay_under_load_no_warning(labs, cni, mode, tmp_path):
     healthy = labs.bundle(cni, mode, None)           # the store heals the lab for this one
     up = labs.running(cni, mode)
