@@ -136,6 +136,10 @@ _LAYOUT = {
     "fragments": "frame:int64 ts:float64 first_frame:int64 capture_iface:int64 iface_name "
                  "tunnel_depth:int64 l3 src dst ip_id:int64 ip_proto:int64 fragments:int64 "
                  "size:int64 largest_fragment:int64 status sport:int64 dport:int64 app iface",
+    "lldp": "frame:int64 ts:float64 capture_iface:int64 iface_name ifindex:int64 "
+            "tunnel_depth:int64 src_mac vlan:int64 chassis_id chassis_id_type port_id port_id_type "
+            "ttl:int64 port_description system_name system_description capabilities:json "
+            "management_addresses:json port_vlan:int64 max_frame_size:int64 malformed iface",
     "checksums": "frame:int64 proto ok:bool",
     "sightings": "frame:int64 iface direction ts:float64 depth:int64 tunnel vni:int64 outer_src "
                  "outer_dst outer_sport:int64 outer_dport:int64 outer_len:int64 "

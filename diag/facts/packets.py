@@ -27,7 +27,7 @@ from typing import Any
 
 WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
                "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events",
-               "icmp": "icmp", "fragments": "fragments"}
+               "icmp": "icmp", "fragments": "fragments", "lldp": "lldp"}
 
 
 def _iface_map(interfaces, host: str) -> dict[int, str]:
