@@ -13,7 +13,8 @@ The kernel's state is read once into a FIB (``fib.py``), asked like the kernel w
 (``lookup.py``) and walked over many hosts (``trace.py``). Each topic is one module of small pure
 functions (``routing.py``, ``bgp.py`` (daemon state),
 ``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums),
-``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
+``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py``, ``rpfilter.py``; the
+Kubernetes objects against that state: ``intent.py`` and ``intent_*.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage: everything comes through the
 ``facts`` object handed in, and evidence names bundle files only through ``facts.outputs``
 (:class:`diag.bundle.OutputIndex`).
@@ -57,6 +58,11 @@ def explain(facts) -> Explanation:
     rp_findings, rp_checks = rpfilter.analyze(facts.tables, facts.model, fib)
     findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings
     checks += overlay_checks + rp_checks
+    # the Kubernetes objects against that state (diag/analyze/intent.py)
+    from diag.analyze import intent
+
+    findings, intent_checks = intent.analyze(facts, findings)
+    checks += intent_checks
     return Explanation(tuple(rank(findings)),
                        tuple(c for c in checks if c.passed is not None),
                        tuple(c for c in checks if c.passed is None))
