@@ -29,8 +29,9 @@ import ipaddress
 import json
 import shlex
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
-from typing import Any, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from diag.analyze.catalog import default_severity
 from diag.bundle import OutputIndex, kube_object_pointer
@@ -321,10 +322,30 @@ class State:
     def captured(self) -> bool:
         return bool(self.rows("packets")) or bool(self.outputs and self.outputs._captures)
 
-    def arp_evidence(self, row: dict[str, Any], value: str) -> Evidence:
+    def frame_evidence(self, row: dict[str, Any], value: str) -> Evidence:
+        """A captured frame (an ``arp`` or ``bgp_messages`` row)."""
         file = self.outputs.capture(row["host"]) or "capture"
         return Evidence(row["host"], file, f"frame {int(row['frame'])}", value,
                         int(row["frame"]))
+
+    def real_as(self, peer: str) -> tuple[int | None, list[Evidence]]:
+        """The AS the BGP speaker at ``peer`` runs: its OPEN in a capture, its own daemon's
+        local AS (when it is a collected host)."""
+        evidence: list[Evidence] = []
+        found = None
+        for r in self.rows("bgp_messages"):
+            if r.get("src") == peer and r.get("type_name") == "OPEN" and \
+                    r.get("open_my_as") is not None:
+                found = int(r["open_my_as"])
+                evidence.append(self.frame_evidence(r, f"OPEN from {peer} my AS {found}"))
+                break
+        host = self.model.host_of_ip(peer)
+        if host:
+            own = [r for r in self.sessions(host) if r.get("local_as") is not None]
+            if own:
+                found = found if found is not None else int(own[0]["local_as"])
+                evidence.append(self.session_evidence(own[0]))
+        return found, evidence
 
     def mac_owner(self, mac: str) -> tuple[str, str] | None:
         for r in self.rows("interfaces"):
@@ -436,8 +457,14 @@ def alternatives(objects: Objects) -> tuple[list[Finding], list[Check]]:
 def analyze(facts, findings: list[Finding]) -> tuple[list[Finding], list[Check]]:
     """The intent analyzers over ``facts`` (their objects and state), joined with the state
     analyzers' ``findings``; returns (all findings, the intent checks)."""
-    from diag.analyze import intent_calico, intent_cilium, intent_config, intent_l2
-    from diag.analyze import intent_lbipam, intent_metallb
+    from diag.analyze import (
+        intent_calico,
+        intent_cilium,
+        intent_config,
+        intent_l2,
+        intent_lbipam,
+        intent_metallb,
+    )
 
     objects = Objects(facts.tables, facts.outputs)
     if not objects.present:

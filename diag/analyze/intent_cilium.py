@@ -34,8 +34,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from diag.analyze.intent import (Objects, State, Verdict, address, counted, finding, net,
-                                 not_checkable, ref_of)
+from diag.analyze.intent import (
+    Objects,
+    State,
+    Verdict,
+    address,
+    counted,
+    finding,
+    net,
+    not_checkable,
+    ref_of,
+)
 from diag.k8s.selectors import SelectorError, label_selector_matches
 from diag.model import Check
 
@@ -207,25 +216,6 @@ class Cilium:
     def router_sessions_to(self, ip: str | None) -> list[dict[str, Any]]:
         return [r for r in self.s.rows("bgp_peers") if ip and r["peer"] == ip
                 and r["host"] != self.s.host_of_node.get(ip, "")]
-
-    def real_as(self, peer_address: str) -> tuple[int | None, list]:
-        """The AS the peer at ``peer_address`` runs: its OPENs in the captures, its own
-        daemon's local AS."""
-        evidence, found = [], None
-        for r in self.s.rows("bgp_messages"):
-            if r.get("src") == peer_address and r.get("type_name") in ("OPEN", "open") and \
-                    r.get("open_my_as") is not None:
-                found = int(r["open_my_as"])
-                evidence.append(self.s.arp_evidence(r, f"OPEN from {peer_address} my AS "
-                                                    f"{found}"))
-                break
-        host = self.peer_host(peer_address)
-        if host:
-            own = [r for r in self.s.sessions(host) if r.get("local_as") is not None]
-            if own:
-                found = found or int(own[0]["local_as"])
-                evidence.append(self.s.session_evidence(own[0]))
-        return found, evidence
 
 
 def analyze(objects: Objects, state: State) -> tuple[list[Verdict], list[Check]]:
@@ -483,7 +473,7 @@ def _advert_fix(c: Cilium, chains) -> list[str]:
 def _peer_as(c: Cilium, node: str, intent: NodeIntent, peer: Peer):
     if not peer.address or not peer.peer_asn:
         return None
-    real, proof = c.real_as(peer.address)
+    real, proof = c.s.real_as(peer.address)
     host = c.s.host(node)
     if real is None:
         return (f"{node}: the AS of peer {peer.address} (no OPEN from it in a capture, its "
@@ -495,8 +485,8 @@ def _peer_as(c: Cilium, node: str, intent: NodeIntent, peer: Peer):
               and r["peer_address"] == peer.address]
     up = [r for r in mine if r.get("state") == "ESTABLISHED"] or \
         [r for r in status if r.get("state") == "ESTABLISHED"]
-    where = "peerASN" if not peer.legacy else "peerASN"
-    evidence = [c.o.evidence(peer.row, f"peer {peer.address} peerASN {peer.peer_asn}", where)]
+    evidence = [c.o.evidence(peer.row, f"peer {peer.address} peerASN {peer.peer_asn}",
+                             "peerASN")]
     fix = [c.o.patch(peer.row, [{"op": "replace", "path": "peerASN", "value": real}])]
     if up:
         ev = [c.s.session_evidence(r) if "source" in r else
@@ -557,7 +547,7 @@ def _multihop(c: Cilium, node: str, intent: NodeIntent, peer: Peer):
         evidence.append(c.o.evidence(config, f"ebgpMultihop {hops}", "ebgpMultihop"))
     subnets = sorted({str(n) for n in nets if n and n.prefixlen < 32})
     fix = [c.o.patch(config, [{"op": "add", "path": "ebgpMultihop", "value": 2}])] if config \
-        else [f"# give the peer a CiliumBGPPeerConfig with ebgpMultihop 2 or more"]
+        else ["# give the peer a CiliumBGPPeerConfig with ebgpMultihop 2 or more"]
     return Verdict(finding(
         "BGP_EBGP_MULTIHOP_TTL",
         f"{node} -> {peer.address}: eBGP peer on none of the node's subnets "
