@@ -234,6 +234,12 @@ class BundleWriter:
         self.manifest["schema_version"] = KUBE_SCHEMA_VERSION
         self._changed()
 
+    def set_via(self, **fields: Any) -> None:
+        """Create or update the manifest's ``via`` section: how hosts were found and reached
+        through the cluster (``diag collect --via kubectl``)."""
+        self.manifest.setdefault("via", {}).update(fields)
+        self._changed()
+
     def kube_path(self, record: dict[str, Any]) -> Path:
         """Where a kube record's output goes: ``kube/<group>/<resource>.json`` for a kind's
         objects (``core`` for the core group), ``kube/<id>.out`` for kubectl's other outputs."""

@@ -185,6 +185,11 @@ def kernel_answers(lab, addresses: list[str]) -> dict:
     return answers
 
 
+# ``extra`` starting with this: the bundle is collected with the lab's other printed line,
+# `diag collect --kube --via kubectl ...` (every node through its agent pod, no SSH at all)
+VIA_KUBECTL = ("<via-kubectl>",)
+
+
 def collect_args(fault: str | None) -> tuple[str, ...]:
     """What the store adds to the lab's printed collect command for ``fault``'s bundle."""
     return CAPTURE + FAULT_COLLECT_ARGS.get(fault or "", ())
@@ -302,8 +307,14 @@ class Labs:
             lab = up.lab
             out = self.tmp / f"{up.name}-{cell}{'-x' + str(len(self.jobs)) if extra else ''}"
             assert up.collect_argv[:2] == ("diag", "collect")
-            argv = [sys.executable, "-m", "diag", *up.collect_argv[1:], *collect_args(fault),
-                    *extra, "-o", str(out)]
+            if extra[:1] == VIA_KUBECTL:
+                printed = next(line.strip() for line in up.up_stdout.splitlines()
+                               if line.strip().startswith("diag collect --kube"))
+                argv = [sys.executable, "-m", "diag", *shlex.split(printed)[1:], *extra[1:],
+                        "-o", str(out)]
+            else:
+                argv = [sys.executable, "-m", "diag", *up.collect_argv[1:],
+                        *collect_args(fault), *extra, "-o", str(out)]
             collecting = time.monotonic()
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, cwd=REPO)

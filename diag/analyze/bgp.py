@@ -60,6 +60,11 @@ class _Ctx:
 
     def peer_ev(self, s_host: str, row) -> Evidence:
         src = str(row.source).split("+")[0]
+        if src.startswith("kube:"):      # a CiliumBGPNodeConfig's status (no exec needed)
+            return Evidence(s_host, str(getattr(row, "evidence_path", None) or src),
+                            str(getattr(row, "evidence_pointer", None) or ""),
+                            f"{row.daemon} peer {row.peer} AS {or_none(row.peer_as)} state "
+                            f"{row.state_raw} (CiliumBGPNodeConfig status)")
         if src.startswith("gobgp"):
             pointer = "/" + str(_pointer_list_index(self.tables["bgp_peers"], s_host, row))
         elif src.startswith("frr"):

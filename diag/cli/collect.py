@@ -2,8 +2,8 @@
 -> :func:`diag.pipeline.collect` -> the summary (:mod:`diag.report.collect`).
 
 Exit status: ``OK`` for a complete bundle, ``INCOMPLETE`` (3) for a partial one (a host not
-reached, a command failed, an RBAC refusal of ``--kube``), ``ENVIRONMENT`` (5) when ``--kube``
-finds no kubectl.
+reached, a command failed, an RBAC refusal of ``--kube``, a node with no agent pod for
+``--via kubectl``), ``ENVIRONMENT`` (5) when ``--kube`` finds no kubectl.
 """
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ def collect_command(
     kubectl: str = typer.Option("kubectl", "--kubectl", help="The kubectl binary for --kube (name on PATH or path)."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="kubeconfig for --kube (default: as kubectl, KUBECONFIG or ~/.kube/config)."),
     context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context for --kube (default: the current one)."),
+    via: Optional[str] = typer.Option(None, "--via", help="With --kube: 'kubectl' makes every Node a host, reached through its CNI agent pod (kubectl exec; no SSH)."),
+    debug_image: Optional[str] = typer.Option(None, "--debug-image", help="With --via kubectl: capture from a `kubectl debug node` pod of this image when the agent image has no tcpdump."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would run where; contact nothing."),
     fmt: str = typer.Option("text", "--format", help="Summary: text or json."),
 ) -> None:
@@ -58,7 +60,7 @@ def collect_command(
         bpf_filter=bpf_filter, iface=iface, max_packets=max_packets, max_bytes=max_bytes,
         fanout=fanout, connect_timeout=connect_timeout, command_timeout=command_timeout,
         deadline=deadline, redact_string=tuple(redact_string), kube=kube, kubectl=kubectl,
-        kubeconfig=kubeconfig, context=context)
+        kubeconfig=kubeconfig, context=context, via=via, debug_image=debug_image)
     run(lambda: _collect(request, dry_run, fmt))
 
 

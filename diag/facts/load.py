@@ -68,6 +68,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     from diag.bundle import open_bundle
     from diag.facts.infer import infer_model
     from diag.facts.kube import kube_tables
+    from diag.facts.kube_sessions import status_peers
     from diag.facts.packets import capture_tables
     from diag.facts.tables import build_tables, epoch
     from diag.facts.merge import merge_peers, resolve_bird_peers
@@ -93,6 +94,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     for host, fields in inventory.items():
         declared.setdefault(host, {}).update(fields)
     model = infer_model(tables, hosts, declared)
+    tables["bgp_peers"] = status_peers(tables, model)
     tables["tunnels"] = _tunnel_table(model)
     summary = {"status": bundle.manifest.get("status"),
                "partial_reasons": list(bundle.manifest.get("partial_reasons") or []),

@@ -86,8 +86,16 @@ class LabCluster:
     def url_path(self) -> Path:
         return self.dir / "api-url"
 
+    @property
+    def kubectl_path(self) -> Path:
+        """The lab's kubectl: ``exec`` and ``debug node`` into its pods, the rest the real
+        kubectl's (:mod:`diag.lab.kubectl`)."""
+        return self.dir / "bin" / "kubectl"
+
     def collect_command(self) -> str:
-        return f"diag collect --kube --kubeconfig {self.kubeconfig_path}"
+        """Every node through its CNI agent pod, and the objects: no SSH at all."""
+        return (f"diag collect --kube --via kubectl --kubectl {self.kubectl_path} "
+                f"--kubeconfig {self.kubeconfig_path}")
 
     # --- the objects --------------------------------------------------------------------------
 
@@ -97,7 +105,8 @@ class LabCluster:
         return K.KubeObjectOptions(cni=self.lab.cni, mode=self.lab.mode,
                                    cilium_api=state.cilium_api or "v2",
                                    created=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                   renew_time=created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+                                   renew_time=created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                                   agent_pods=self.lab.cni == "cilium" or state.bird == "1.6")
 
     def write_objects(self, denied: tuple[str, ...] = ()) -> None:
         """The objects a real cluster would show for the lab, and the denied resources."""

@@ -21,13 +21,14 @@ Waiting is polling with deadlines. The files the daemons read are written by
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from diag.errors import UsageError
-from diag.lab import bgp, configs, environment, network
+from diag.lab import bgp, configs, environment, network, pods
 from diag.lab import plan as P
 from diag.lab.state import ProcessRecord
 from diag.lab.system import CommandFailed, is_alive, run, spawn, stop_pids, wait_for
@@ -135,8 +136,11 @@ class Daemons:
         for host in lab.plan.hosts:
             conf = files.write_sshd_config(host, use_pam)
             self._spawn_daemon(host.name, "sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)])
+        if lab.cni == "calico":
+            pods.write_scripts(lab.run_dir, lab.name, shutil.which("kubectl"))
         for node in lab.plan.nodes:
             self._start_node_daemon(node, opts)
+        self.start_agent_pods()
         wait_for(lambda: self.check_alive() or (frr / "zserv.api").exists(), timeout=10,
                  what="zebra's zserv socket")
         self._start_bgpd()
@@ -190,12 +194,58 @@ class Daemons:
             self._spawn_daemon(node.name, "gobgpd", [
                 "gobgpd", "-f", str(conf), "-t", "toml", "--api-hosts", "127.0.0.1:50051",
                 "--pprof-disable", "--log-plain", "-l", "info"])
+        elif self.lab.state.bird == "1.6":
+            # Calico's BIRD lives in calico-node: its own mount namespace (the container), its
+            # socket at /var/run/calico/bird.ctl (the lab's socket directory, bound there)
+            hd = self._files.host_dir(node.name)
+            name = pods.agent_pod_name("calico", node.name)
+            root = self.lab.run_dir / "pods" / name / "root"
+            root.mkdir(parents=True, exist_ok=True)
+            binds = pods.common_binds(self.lab.run_dir) + [
+                (str(self._files.bird_socket(node.name).parent), pods.CALICO_SOCKET_DIR)]
+            argv = pods.container_argv(
+                self.lab.netns(node.name), node.name, root,
+                pods.tools("calico", self.lab.run_dir), binds,
+                [str(environment.BIRD1), "-f", "-c", str(conf), "-s",
+                 f"{pods.CALICO_SOCKET_DIR}/bird.ctl", "-P", str(hd / "bird.pid")])
+            self._spawn_raw(node.name, "bird", argv)
         else:
             hd = self._files.host_dir(node.name)
-            binary = str(environment.BIRD1) if self.lab.state.bird == "1.6" else "bird"
             self._spawn_daemon(node.name, "bird", [
-                binary, "-f", "-c", str(conf), "-s", str(self._files.bird_socket(node.name)),
+                "bird", "-f", "-c", str(conf), "-s", str(self._files.bird_socket(node.name)),
                 "-P", str(hd / "bird.pid")])
+
+    def start_agent_pods(self) -> None:
+        """The cilium agent pods (calico's are its BIRD containers): a process holding each
+        pod's namespaces, with the pod's tools and the lab's cilium-dbg."""
+        lab = self.lab
+        if lab.cni != "cilium":
+            return
+        pods.write_scripts(lab.run_dir, lab.name, shutil.which("kubectl"))
+        for node in lab.plan.nodes:
+            name = pods.agent_pod_name("cilium", node.name)
+            root = lab.run_dir / "pods" / name / "root"
+            root.mkdir(parents=True, exist_ok=True)
+            argv = pods.container_argv(lab.netns(node.name), node.name, root,
+                                       pods.tools("cilium", lab.run_dir),
+                                       pods.common_binds(lab.run_dir),
+                                       ["sleep", "infinity"])
+            self._spawn_raw(node.name, "cilium-agent", argv)
+        for node in lab.plan.nodes:          # ready once its root holds the pod's tools
+            key = pods.agent_key("cilium", node.name)
+            wait_for(lambda key=key: self.check_alive() or (
+                self.pid(key) is not None and
+                Path(f"/proc/{self.pid(key)}/root{pods.POD_PATH}/cilium-dbg").exists()),
+                timeout=10, interval=0.05, what=f"the agent pod of {node.name}")
+
+    def _spawn_raw(self, host: str, daemon: str, full: list[str]) -> None:
+        """Track a process started by ``full`` as it is (a pod's container argv)."""
+        state = self.lab.reload()
+        log = self._files.host_dir(host) / f"{daemon}.out"
+        pid, starttime = spawn(full, log)
+        state.processes.append(ProcessRecord(key=f"{host}/{daemon}", host=host, pid=pid,
+                                             starttime=starttime, argv=full, log=str(log)))
+        state.save()
 
     def _gobgp_originate(self, node: P.Host, opts: configs.BgpOptions) -> None:
         """Originate in GoBGP what the node's BGP advertisements select (its pod CIDR): what

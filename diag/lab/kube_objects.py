@@ -78,6 +78,7 @@ class KubeObjectOptions:
     bgp_status: Mapping[str, PeerStatus] = field(default_factory=dict)  # node -> its peer
     renew_time: str = "2025-01-01T00:00:00.000000Z"
     created: str = CREATED                        # every object's creationTimestamp
+    agent_pods: bool = True                       # the CNI agent pods (diag.lab.pods)
 
 
 def default_lb_ip(plan: AddressingPlan) -> str:
@@ -136,6 +137,10 @@ def cluster_objects(plan: AddressingPlan, options: KubeObjectOptions) -> dict[st
         out = _calico(plan, options)
     else:
         raise ValueError(f"unknown cni {options.cni!r}")
+    if options.agent_pods:
+        from diag.lab.pods import agent_pods
+
+        out["pods"] = agent_pods(plan, options.cni, CREATED)
     if options.created != CREATED:         # a live lab's objects were created when it was
         for items in out.values():
             for item in items:

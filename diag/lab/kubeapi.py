@@ -65,6 +65,9 @@ SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-diag-lab",
                   "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
                   "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"}
 ALWAYS_INSTALLED = frozenset({"", "coordination.k8s.io"})
+# served too, though diag never lists them: the CNI agent pods (how --via kubectl finds them)
+# and the lab's debug pods
+LAB_KINDS = (Kind("", "Pod", "pods", True, ("v1",), "core", ("po",)),)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 USER = "diag-lab"
 
@@ -284,7 +287,7 @@ class KubeApiServer:
     def served(self) -> list[tuple[Kind, tuple[str, ...]]]:
         groups = self.installed_groups()
         return [(kind, tuple(self.options.versions.get(kind.resource, kind.versions)))
-                for kind in KINDS if kind.group in groups]
+                for kind in KINDS + LAB_KINDS if kind.group in groups]
 
     def group_versions(self) -> dict[str, list[str]]:
         """group -> versions, preferred first."""

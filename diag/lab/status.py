@@ -44,7 +44,8 @@ def status(lab: Lab) -> dict[str, Any]:
         "collect_command": lab.collect_command(), "ssh_command": lab.ssh_command(),
         "bird": state.bird or None, "peering": state.peering,
         "cilium_api": state.cilium_api or None,
-        "kubectl": shutil.which("kubectl"), "kubeconfig": str(lab.cluster.kubeconfig_path),
+        "kubectl": str(lab.cluster.kubectl_path) if lab.cluster.kubectl_path.exists() else None,
+        "kubectl_real": shutil.which("kubectl"), "kubeconfig": str(lab.cluster.kubeconfig_path),
         "kube_api": lab.cluster.api_url, "kube_objects": str(lab.cluster.objects_dir),
         "kube_denied": str(lab.cluster.denied_path),
         "kube_collect_command": lab.kube_collect_command(),
@@ -94,8 +95,10 @@ def render_text(st: dict[str, Any]) -> str:
 
 
 def ready_lines(st: dict[str, Any]) -> list[str]:
-    kubectl = "" if st.get("kubectl") else " (kubectl is not installed: diag collect --kube needs it)"
+    kubectl = "" if st.get("kubectl_real") else \
+        " (kubectl is not installed: diag collect --kube needs it)"
     return ["", "collect evidence from every host:", f"  {st['collect_command']}",
-            f"read the cluster's objects with kubectl{kubectl}:",
+            f"or every node through its CNI agent pod, and the objects, with kubectl (no SSH)"
+            f"{kubectl}:",
             f"  {st['kube_collect_command']}",
             "log into a node:", f"  {st['ssh_command']}"]

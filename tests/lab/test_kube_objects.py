@@ -36,8 +36,22 @@ CALICO_PASSWORDS = {("bgp-secrets", "md5"): "lab-md5"}
 
 
 def flat(plan, **options):
+    """The objects `diag collect --kube` reads (the agent Pods are found by --via kubectl and
+    never stored: no parser reads them)."""
     return [o for items in cluster_objects(plan, KubeObjectOptions(**options)).values()
-            for o in items]
+            for o in items if o["kind"] != "Pod"]
+
+
+@pytest.mark.parametrize("cni,label,container", [("cilium", "cilium", "cilium-agent"),
+                                                 ("calico", "calico-node", "calico-node")])
+def test_one_agent_pod_per_node(cni, label, container):
+    plan = addressing_plan("default")
+    pods = cluster_objects(plan, KubeObjectOptions(cni=cni))["pods"]
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(n.name for n in plan.nodes)
+    assert {p["metadata"]["labels"]["k8s-app"] for p in pods} == {label}
+    assert {p["spec"]["containers"][0]["name"] for p in pods} == {container}
+    assert all(p["spec"]["hostNetwork"] and p["metadata"]["namespace"] == "kube-system"
+               for p in pods)
 
 
 def tables(items):
@@ -283,7 +297,8 @@ def test_write_objects_gives_lists_the_api_can_serve(tmp_path):
     plan = addressing_plan("alt")
     paths = write_objects(tmp_path, cluster_objects(plan, KubeObjectOptions(cni="calico")))
     assert {p.name for p in paths} == {"nodes.json", "calico-bgp.json", "calico-ipam.json",
-                                       "calico-felix.json", "lb.json"}
+                                       "calico-felix.json", "lb.json", "pods.json"}
     assert not list(tmp_path.glob(".*"))
     for path in paths:
-        assert parse_list(path.read_bytes()).errors == []
+        if path.name != "pods.json":     # the agent pods: served, never parsed by diag
+            assert parse_list(path.read_bytes()).errors == []

@@ -97,13 +97,15 @@ def restore(lab, stem: str, original: dict) -> None:
 def test_kubectl_reads_the_lab_as_a_cluster(running_lab):
     lab = running_lab.lab
     status = json.loads(diag_cli("lab", "status", "--json", "--name", lab.name).stdout)
-    assert status["kubectl"] == KUBECTL
+    assert status["kubectl_real"] == KUBECTL
+    assert status["kubectl"] == str(lab.cluster.kubectl_path)   # the lab's exec/debug stand-in
     assert status["kubeconfig"] == str(lab.cluster.kubeconfig_path)
     assert lab.cluster.kubeconfig_path.stat().st_mode & 0o077 == 0
     printed = [line.strip() for line in running_lab.up_stdout.splitlines()
                if line.strip().startswith("diag collect")]
     assert printed[0].startswith("diag collect --ssh-config")          # the SSH line stays
-    assert shlex.split(printed[1]) == ["diag", "collect", "--kube", "--kubeconfig",
+    assert shlex.split(printed[1]) == ["diag", "collect", "--kube", "--via", "kubectl",
+                                       "--kubectl", status["kubectl"], "--kubeconfig",
                                        status["kubeconfig"]]
     nodes = {n["metadata"]["name"]: [a["address"] for a in n["status"]["addresses"]
                                      if a["type"] == "InternalIP"]
@@ -187,6 +189,10 @@ def test_collect_kube_beside_ssh_gives_facts_every_pod_cidr_from_kubernetes(labs
     printed = [shlex.split(line.strip()) for line in up.up_stdout.splitlines()
                if line.strip().startswith("diag collect --kube")]
     (kube,) = printed
+    # the objects beside the SSH hosts (the printed line's --via kubectl would add the nodes
+    # again, through their pods: tests/lab/test_lab_pods.py)
+    kube = [a for a in kube if a not in ("--via", "kubectl")]
+    kube = kube[:kube.index("--kubectl")] + kube[kube.index("--kubectl") + 2:]
     bundle = labs.bundle(cni, mode, None, extra=tuple(kube[2:]))
     proc = diag_cli("facts", str(bundle.path), "--format", "json", timeout=120)
     assert proc.returncode == 0, proc.stderr
