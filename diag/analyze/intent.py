@@ -345,6 +345,13 @@ class State:
             if own:
                 found = found if found is not None else int(own[0]["local_as"])
                 evidence.append(self.session_evidence(own[0]))
+        if found is None:
+            # a session Established with it: it accepted the AS its peer expects
+            up = [r for r in self.rows("bgp_peers") if r["peer"] == peer
+                  and r.get("state") == "ESTABLISHED" and r.get("peer_as") is not None]
+            if up:
+                found = int(up[0]["peer_as"])
+                evidence.append(self.session_evidence(up[0]))
         return found, evidence
 
     def mac_owner(self, mac: str) -> tuple[str, str] | None:

@@ -232,42 +232,48 @@ def analyze(objects: Objects, state: State) -> tuple[list[Verdict], list[Check]]
     if missing:
         return [], [missing]
     c = Cilium(objects, state)
-    verdicts: list[Verdict] = []
-    confirmed: list[str] = []
-    unknown: list[str] = []
     feature = _feature_off(c)
     if feature is not None:
         return [feature], [Check(name, False, feature.finding.summary)]
+    rules = {"selection": "Cilium BGP: every node with pods gets a BGP instance",
+             "advertisement": "Cilium BGP: each node's pod CIDR is advertised",
+             "peer": "Cilium BGP: peers' AS and reachability match the objects"}
+    results: dict[str, dict[str, list]] = {k: {"bad": [], "unknown": [], "ok": []} for k in rules}
+    verdicts: list[Verdict] = []
+
+    def note(rule: str, node: str, outcome) -> None:
+        if isinstance(outcome, Verdict):
+            verdicts.append(outcome)
+            results[rule]["bad"].append(outcome.finding.code)
+        elif outcome:
+            results[rule]["unknown"].append(outcome)
+        else:
+            results[rule]["ok"].append(node)
+
     for node in sorted(c.labels):
         cidrs = c.pod_cidrs.get(node, [])
         intent = c.intent(node)
         if intent.source is None:
-            v = _not_selected(c, node, intent, cidrs)
-            (verdicts.append(v) if isinstance(v, Verdict) else unknown.append(v))
+            note("selection", node, _not_selected(c, node, intent, cidrs))
             continue
+        note("selection", node, None)
         for peer in intent.peers:
-            for v in (_peer_as(c, node, intent, peer), _multihop(c, node, intent, peer)):
-                if isinstance(v, Verdict):
-                    verdicts.append(v)
-                elif v:
-                    unknown.append(v)
+            note("peer", node, _peer_as(c, node, intent, peer))
+            note("peer", node, _multihop(c, node, intent, peer))
         if cidrs:
-            v = _advertisement(c, node, intent, cidrs)
-            if isinstance(v, Verdict):
-                verdicts.append(v)
-            elif v:
-                unknown.append(v)
-            else:
-                confirmed.append(node)
-    verdicts += _configs_selecting_nothing(c)
-    problems = [v for v in verdicts if v.finding.severity != "info"]
-    if problems:
-        checks.append(Check(name, False, "; ".join(v.finding.code for v in problems)))
-    elif unknown:
-        checks.append(Check(name, None, needs="; ".join(dict.fromkeys(unknown))))
-    else:
-        checks.append(Check(name, True, f"{counted(len(c.labels), 'node')}: the objects and the "
-                                        "speakers agree"))
+            note("advertisement", node, _advertisement(c, node, intent, cidrs))
+    for v in _configs_selecting_nothing(c):
+        note("selection", "", v)
+    checks = []
+    for rule, title in rules.items():
+        r = results[rule]
+        if r["bad"]:
+            checks.append(Check(title, False, "; ".join(dict.fromkeys(r["bad"]))))
+        elif r["unknown"]:
+            checks.append(Check(title, None, needs="; ".join(dict.fromkeys(r["unknown"]))))
+        elif r["ok"]:
+            checks.append(Check(title, True, f"{counted(len(set(r['ok'])), 'node')}: the "
+                                             "objects and the speakers agree"))
     return verdicts, checks
 
 
