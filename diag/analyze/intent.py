@@ -74,6 +74,14 @@ def address(text: Any):
         return None
 
 
+def show(value: Any) -> str:
+    """A selector, label map or list as it reads in YAML/JSON (not Python's repr)."""
+    return json.dumps(value, separators=(", ", ": "))
+
+
+RIB_COMMANDS = ("gobgp-global-rib", "cilium-bgp-routes", "bird-route-all", "frr-bgp-ipv4-unicast")
+
+
 def ref_of(row: dict[str, Any]) -> str:
     """``Kind namespace/name`` or ``Kind/name``: how a finding names an object."""
     if row.get("namespace"):
@@ -273,16 +281,25 @@ class State:
         return Evidence(row["host"], self.file(row["host"], source), pointer,
                         f"{row['daemon']} best path {row['prefix']} via {row.get('nexthop')}")
 
+    def rib_read(self, host: str) -> str | None:
+        """The command id of ``host``'s BGP RIB output when it was read (even empty)."""
+        for r in self.rows("commands"):
+            if r["host"] == host and r["id"] in RIB_COMMANDS and \
+                    str(r.get("outcome")).upper() == "OK":
+                return str(r["id"])
+        return None
+
     def rib_evidence(self, host: str, absent: str) -> Evidence | None:
         """Evidence that ``host``'s BGP RIB was read and ``absent`` is not in it."""
         mine = [r for r in self.paths(host)]
-        if not mine:
+        source = str(mine[0]["source"]).split("+")[0] if mine else self.rib_read(host)
+        if source is None:
             return None
-        source = str(mine[0]["source"]).split("+")[0]
         prefixes = sorted({str(r["prefix"]) for r in mine})
+        held = f"{', '.join(prefixes[:6])}{' ...' if len(prefixes) > 6 else ''}" if prefixes \
+            else "empty"
         return Evidence(host, self.file(host, source), f"no line with {absent}",
-                        f"{mine[0]['daemon']} RIB of {host}: {', '.join(prefixes[:6])}"
-                        f"{' ...' if len(prefixes) > 6 else ''} (no {absent})")
+                        f"BGP RIB of {host} ({source}): {held} (no {absent})")
 
     # links, addresses, routes
     def links(self, host: str) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ from diag.analyze.intent import (
     net,
     not_checkable,
     ref_of,
+    show,
 )
 from diag.k8s.selectors import SelectorError, label_selector_matches
 from diag.model import Check
@@ -134,7 +135,7 @@ class Cilium:
         if not configs:
             return NodeIntent(node, None, "no CiliumBGPClusterConfig selects it"
                               + ("" if not self.instances else " ("
-                                 + "; ".join(f"{r['name']} nodeSelector {r['node_selector']}"
+                                 + "; ".join(f"{r['name']} nodeSelector {show(r['node_selector'])}"
                                              for r in self.instances) + ")"),
                               selectors=list(self.instances))
         instance = next(r for r in self.instances if r["name"] in configs)
@@ -186,8 +187,10 @@ class Cilium:
                    and r.get("rib") == "adj-out" and str(r["prefix"]) == cidr]
             if local or out:
                 yes.append(self.s.path_evidence((local or out)[0]))
-            elif mine:
+            elif mine or self.s.rib_read(host):
                 no.append(self.s.rib_evidence(host, cidr))
+                no += [self.s.session_evidence(r) for r in self.s.established(host)
+                       if r.get("advertised") == 0][:1]
         for r in self.s.holders(cidr, exclude=host):
             if r.get("nexthop") == ip or r.get("peer") == ip or r.get("node") == node:
                 yes.append(self.s.path_evidence(r))
@@ -317,7 +320,7 @@ def _not_selected(c: Cilium, node: str, intent: NodeIntent, cidrs: list[str]):
     mine = [r for r in c.sessions_of(node) if r.get("state") == "ESTABLISHED"]
     if mine:
         ev = [c.s.session_evidence(r) for r in mine[:2]]
-        ev += [c.o.evidence(r, f"nodeSelector {r['node_selector']} leaves out {node}",
+        ev += [c.o.evidence(r, f"nodeSelector {show(r['node_selector'])} leaves out {node}",
                             at="/spec/nodeSelector") for r in intent.selectors[:3]]
         return Verdict(finding(
             "INTENT_NOT_APPLIED",
@@ -336,9 +339,9 @@ def _not_selected(c: Cilium, node: str, intent: NodeIntent, cidrs: list[str]):
         return (f"{node}: no BGP instance in the objects ({intent.why}); the state "
                 "(its speaker, its peers' RIBs) was not collected")
     _, _, no = c.advertised(node, cidrs[0])
-    evidence = [c.o.evidence(r, f"nodeSelector {r['node_selector']}", at="/spec/nodeSelector")
+    evidence = [c.o.evidence(r, f"nodeSelector {show(r['node_selector'])}", at="/spec/nodeSelector")
                 for r in intent.selectors[:3]]
-    evidence.append(c.o.evidence(_node_row(c, node), f"labels {c.labels.get(node)}",
+    evidence.append(c.o.evidence(_node_row(c, node), f"labels {show(c.labels.get(node))}",
                                  "metadata", "labels", at=""))
     evidence += [c.s.session_evidence(r) for r in down[:1]] + no[:2]
     if node_read and not c.sessions_of(node):
@@ -387,11 +390,11 @@ def _selection_fix(c: Cilium, node: str, intent: NodeIntent) -> list[str]:
                 out.append(f"kubectl label node {node} {key}={value}")
         if not differing and selector.get("matchExpressions"):
             out.append(f"# {ref_of(row)}: its nodeSelector matchExpressions leave {node} out "
-                       f"(labels {labels}); edit them or the node's labels")
+                       f"(labels {show(labels)}); edit them or the node's labels")
     if intent.source is None and "conflict" in intent.why:
         out.append("# make the nodeSelectors of the ClusterConfigs disjoint: one config per node")
     return out or [f"# give {node} a BGP instance: a CiliumBGPClusterConfig whose nodeSelector "
-                   f"matches its labels {labels}"]
+                   f"matches its labels {show(labels)}"]
 
 
 def _advertisement(c: Cilium, node: str, intent: NodeIntent, cidrs: list[str]):
@@ -415,12 +418,12 @@ def _advertisement(c: Cilium, node: str, intent: NodeIntent, cidrs: list[str]):
                                          "no advertisement", "peerConfigRef", "name"))
         for family in families:
             evidence.append(c.o.evidence(family, f"{family['afi']}/{family['safi']} selects "
-                                         f"advertisements {family['advertisements']}",
+                                         f"advertisements {show(family['advertisements'])}",
                                          "advertisements"))
         for advert in c.adverts[:3]:
             if advert not in selected:
                 evidence.append(c.o.evidence(advert, f"{advert['type']} labelled "
-                                             f"{advert['labels']}: not selected",
+                                             f"{show(advert['labels'])}: not selected",
                                              "metadata", "labels", at=""))
     chain = (f"the advertisements selector of its peers' families selects "
              f"{'only ' + ', '.join(sorted({a['type'] for *_, s, _ in chains for a in s})) if any(s for *_, s, _ in chains) else 'no CiliumBGPAdvertisement'}"
@@ -466,7 +469,7 @@ def _advert_fix(c: Cilium, chains) -> list[str]:
                                                    + key.replace("~", "~0").replace("/", "~1"),
                                                    "value": str(value)}]))
                 out.append(f"# or make {ref_of(family)}'s family select the PodCIDR "
-                           f"advertisement's labels {labels}")
+                           f"advertisement's labels {show(labels)}")
             elif pod:
                 out.append(c.o.patch(family, [{"op": "add", "path": "advertisements",
                                                "value": {"matchLabels": pod[0]["labels"] or {}}}]))
