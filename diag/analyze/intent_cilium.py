@@ -265,8 +265,9 @@ def analyze(objects: Objects, state: State) -> tuple[list[Verdict], list[Check]]
             note("peer", node, _multihop(c, node, intent, peer))
         if cidrs:
             note("advertisement", node, _advertisement(c, node, intent, cidrs))
-    for v in _configs_selecting_nothing(c):
-        note("selection", "", v)
+    if not any(v.finding.code == "BGP_NODE_NOT_SELECTED" for v in verdicts):
+        for v in _configs_selecting_nothing(c):
+            note("selection", "", v)
     checks = []
     for rule, title in rules.items():
         r = results[rule]
@@ -339,8 +340,11 @@ def _not_selected(c: Cilium, node: str, intent: NodeIntent, cidrs: list[str]):
         return (f"{node}: no BGP instance in the objects ({intent.why}); the state "
                 "(its speaker, its peers' RIBs) was not collected")
     _, _, no = c.advertised(node, cidrs[0])
-    evidence = [c.o.evidence(r, f"nodeSelector {show(r['node_selector'])}", at="/spec/nodeSelector")
-                for r in intent.selectors[:3]]
+    suspects = culprits(c, intent)
+    evidence = [c.o.evidence(r, f"nodeSelector {show(r['node_selector'])}"
+                             + (": matches no Node" if r in suspects and len(suspects) <
+                                len(intent.selectors) else ""), at="/spec/nodeSelector")
+                for r in (suspects + [x for x in intent.selectors if x not in suspects])[:3]]
     evidence.append(c.o.evidence(_node_row(c, node), f"labels {show(c.labels.get(node))}",
                                  "metadata", "labels", at=""))
     evidence += [c.s.session_evidence(r) for r in down[:1]] + no[:2]
@@ -353,13 +357,22 @@ def _not_selected(c: Cilium, node: str, intent: NodeIntent, cidrs: list[str]):
                            "ROUTE_WRONG_TABLE_OR_BLACKHOLE", "ARP_UNANSWERED"))
     return Verdict(finding(
         "BGP_NODE_NOT_SELECTED",
-        f"{node}: {intent.why}, so it runs no BGP instance and nobody learns its pod CIDR "
-        f"{', '.join(cidrs)}",
+        f"{node}: {_why_short(c, intent)}, so it runs no BGP instance and nobody learns its "
+        f"pod CIDR {', '.join(cidrs)}",
         ["objects", "bgp", "router" if down else None], evidence,
         _selection_fix(c, node, intent), hosts=[host or node],
         subject=f"{node} {' '.join(cidrs)}"),
         absorbs=tuple(("BGP_NO_ADVERTISEMENT", x) for x in cidrs + [host or node]),
         effects=effects)
+
+
+def _why_short(c: Cilium, intent: NodeIntent) -> str:
+    suspects = culprits(c, intent)
+    if intent.source is None and suspects and len(suspects) < len(intent.selectors):
+        return ("no CiliumBGPClusterConfig selects it; "
+                + ", ".join(f"{r['name']}'s nodeSelector {show(r['node_selector'])} matches no "
+                            "Node" for r in suspects))
+    return intent.why
 
 
 def _node_row(c: Cilium, node: str) -> dict[str, Any]:
@@ -373,18 +386,35 @@ def _no_speaker_evidence(c: Cilium, host: str):
                     f"{host}: no BGP speaker answered and no socket on TCP 179")
 
 
+def _key(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def culprits(c: Cilium, intent: NodeIntent) -> list[dict[str, Any]]:
+    """The configs most likely meant for the node: those selecting no node at all (an edit
+    went wrong there), else every config that was considered."""
+    idle = [r for r in intent.selectors if not any(
+        _selects(r["node_selector"], labels, absent=True) for labels in c.labels.values())]
+    return idle or intent.selectors
+
+
 def _selection_fix(c: Cilium, node: str, intent: NodeIntent) -> list[str]:
     labels = c.labels.get(node, {})
     out = []
-    for row in intent.selectors[:2]:
+    for row in culprits(c, intent)[:2]:
         selector = row.get("node_selector") or {}
         wanted = (selector.get("matchLabels") or {})
         differing = {k: v for k, v in wanted.items() if labels.get(k) != str(v)}
+        idle = not any(_selects(selector, other, absent=True) for other in c.labels.values())
         for key, value in differing.items():
-            if key in labels:
-                path = "/spec/nodeSelector/matchLabels/" + key.replace("~", "~0").replace("/",
-                                                                                        "~1")
-                out.append(c.o.patch(row, [{"op": "replace", "path": path,
+            same_value = [k for k, v in labels.items() if v == str(value) and k not in wanted]
+            base = "/spec/nodeSelector/matchLabels/"
+            if idle and same_value:
+                # the value is the node's under another key: the key was mistyped
+                out.append(c.o.patch(row, [{"op": "move", "from": base + _key(key),
+                                            "path": base + _key(same_value[0])}]))
+            elif idle and key in labels:
+                out.append(c.o.patch(row, [{"op": "replace", "path": base + _key(key),
                                             "value": labels[key]}]))
             else:
                 out.append(f"kubectl label node {node} {key}={value}")
@@ -587,9 +617,9 @@ def _configs_selecting_nothing(c: Cilium) -> list[Verdict]:
             continue          # peering anyway (not applied), or nothing to show the effect
         out.append(Verdict(finding(
             "BGP_NODE_NOT_SELECTED",
-            f"{ref_of(row)}: its nodeSelector {row['node_selector']} matches none of the "
+            f"{ref_of(row)}: its nodeSelector {show(row['node_selector'])} matches none of the "
             f"{counted(len(c.labels), 'Node')}; no node peers with {', '.join(peers) or 'its peers'}",
-            ["objects", "bgp"], [c.o.evidence(row, f"nodeSelector {row['node_selector']}",
+            ["objects", "bgp"], [c.o.evidence(row, f"nodeSelector {show(row['node_selector'])}",
                                               at="/spec/nodeSelector")],
             [f"# fix {ref_of(row)}'s nodeSelector to match the nodes' labels "
              f"(kubectl get nodes --show-labels)"], subject=f"{name}")))
