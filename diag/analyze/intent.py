@@ -419,9 +419,11 @@ def join(findings: list[Finding], verdicts: list[Verdict]) -> list[Finding]:
         taken = [f for f in out if any(_matches(f, c, t) for c, t in verdict.absorbs)]
         if taken:
             out = [f for f in out if f not in taken]
-            cited = {(e.host, e.file, e.value) for e in mine.evidence}
+            cited = {(e.host, e.file, e.value) for e in mine.evidence} | \
+                {(e.host, e.file, e.pointer) for e in mine.evidence}
             state_ev = [e for f in taken for e in f.evidence
-                        if (e.host, e.file, e.value) not in cited]
+                        if (e.host, e.file, e.value) not in cited
+                        and (e.host, e.file, e.pointer) not in cited]
             sources = set(mine.confidence.sources) | {s for f in taken
                                                        for s in f.confidence.sources}
             mine = replace(mine, evidence=tuple(dict.fromkeys(mine.evidence + tuple(state_ev))),

@@ -70,8 +70,11 @@ def _nodes(objects: Objects, state: State) -> list[dict[str, Any]]:
         name = str(r["name"])
         cidrs = list((cilium.get(name) or {}).get("pod_cidrs") or r["pod_cidrs"] or [])
         host = state.host(name)
+        ips = [address(ip) for ip in r["internal_ips"] or []]
+        # the node's L2 subnet: the one holding its InternalIP (the cluster NIC's)
         subnets = [net(f"{a['address']}/{a['prefixlen']}") for a in state.addresses(host)
-                   if a.get("prefixlen") is not None and a["prefixlen"] < 32] if host else []
+                   if a.get("prefixlen") is not None and a["prefixlen"] < 32
+                   and address(a["address"]) in ips] if host else []
         out.append({"name": name, "row": r, "ip": (r["internal_ips"] or [None])[0],
                     "host": host if host and state.collected(host) else None,
                     "cidrs": [c for c in cidrs if net(c) and net(c).version == 4],
@@ -143,7 +146,8 @@ def _auto_direct(objects, state, config, nodes) -> tuple[list[Verdict], list[Che
                 "ROUTE_MISSING_PODCIDR_OFF_LINK",
                 f"{node}: cilium-config routes pods natively with auto-direct-node-routes, which "
                 f"only reaches nodes on its own L2 subnet; {', '.join(peers)} "
-                f"({', '.join(cidrs)}) is off-link and {node} has no route to it but the "
+                f"({', '.join(cidrs)}) {'is' if len(peers) == 1 else 'are'} off-link and "
+                f"{node} has no route to {'it' if len(cidrs) == 1 else 'them'} but the "
                 "default one",
                 ["objects", "ip"], ev,
                 [objects.patch(config["routing-mode"], [{"op": "replace",

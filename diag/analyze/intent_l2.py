@@ -41,6 +41,7 @@ from diag.analyze.intent import (
     net,
     not_checkable,
     ref_of,
+    show,
 )
 from diag.analyze.intent_lbipam import service_labels
 from diag.k8s.selectors import SelectorError, label_selector_matches
@@ -211,7 +212,7 @@ def _one(objects: Objects, state: State, policy: dict, service: dict, ip: str,
     if arp.replies and any(str(r["sender_mac"]).lower() in holder_macs for r in arp.replies):
         return Verdict(finding(
             "INTENT_NOT_APPLIED",
-            f"{ip}: {ref_of(policy)}'s interfaces {patterns} do not match {holder}'s {nic} "
+            f"{ip}: {ref_of(policy)}'s interfaces {show(patterns)} do not match {holder}'s {nic} "
             f"(the NIC on {ip}'s subnet), but {holder} still answers ARP for it there: the agent "
             "has not applied the change; when it does, nobody answers on that segment",
             ["objects", "pcap", "ip-link"], ev + [state.frame_evidence(
