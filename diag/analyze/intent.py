@@ -110,6 +110,13 @@ class Objects:
             return any((g, kind) in self._read for g in CALICO_GROUPS)
         return (group, kind) in self._read
 
+    def refused(self, group: str, kind: str) -> bool:
+        """The kind exists in the cluster but its objects were not read (RBAC, a timeout):
+        a check that needs them is "not checkable", not "nothing to check"."""
+        groups = CALICO_GROUPS if group == "calico" else (group,)
+        return any(r["kind"] == kind and str(r["group"] or "") in groups
+                   and r["outcome"] not in ("OK", "NOT_INSTALLED") for r in self.resources)
+
     def missing(self, *wanted: tuple[str, str]) -> list[str]:
         """The kinds of ``wanted`` whose objects were not read, as ``Kind (group)``, with what
         became of them (not installed, refused by the API)."""
@@ -431,20 +438,38 @@ def join(findings: list[Finding], verdicts: list[Verdict]) -> list[Finding]:
                            hosts=tuple(dict.fromkeys(mine.hosts + tuple(
                                h for f in taken for h in f.hosts))))
         joined.append(mine)
-    for verdict, mine in zip(verdicts, joined):
+    for n, (verdict, mine) in enumerate(zip(verdicts, joined)):
         if mine.severity == "info":
             continue
+        linked: set[str] = set()
         for i, f in enumerate(out):
-            if f.caused_by is None and f.code != mine.code and \
-                    any(_matches(f, c, t) for c, t in verdict.effects):
+            if f.code != mine.code and any(_matches(f, c, t) for c, t in verdict.effects) and \
+                    (f.caused_by is None or f.caused_by in _effect_codes(verdict)):
+                linked.add(f.code)
                 out[i] = replace(f, caused_by=mine.code, severity_reason=(
                     f.severity_reason + "; " if f.severity_reason else "")
                     + f"effect of {mine.code}: {mine.summary}")
+        # an effect of an effect is an effect: its cause is the root one
+        for i, f in enumerate(out):
+            if f.caused_by in linked and f.caused_by != mine.code:
+                linked.add(f.code)
+                out[i] = replace(f, caused_by=mine.code, severity_reason=(
+                    f.severity_reason + "; " if f.severity_reason else "")
+                    + f"through {f.caused_by}, effect of {mine.code}")
         for j, other in enumerate(joined):
             if other is not mine and other.caused_by is None and other.code != mine.code \
                     and any(_matches(other, c, t) for c, t in verdict.effects):
                 joined[j] = replace(other, caused_by=mine.code)
+        # the hosts its effects are on are hosts it is about (ranking pairs cause and effect
+        # by host)
+        more = tuple(h for f in out if f.caused_by == mine.code for h in f.hosts)
+        if more:
+            joined[n] = mine = replace(mine, hosts=tuple(dict.fromkeys(mine.hosts + more)))
     return joined + out
+
+
+def _effect_codes(verdict: Verdict) -> set[str]:
+    return {c for c, _ in verdict.effects}
 
 
 def not_checkable(name: str, objects: Objects, *wanted: tuple[str, str],

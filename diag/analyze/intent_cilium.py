@@ -225,9 +225,8 @@ def analyze(objects: Objects, state: State) -> tuple[list[Verdict], list[Check]]
     checks: list[Check] = []
     name = "Cilium BGP objects against the speakers (selection, advertisements, peer AS)"
     if not (objects.read(*CLUSTER_CONFIG) or objects.read(*POLICY)):
-        if objects.present:
-            checks.append(Check(name, None, needs="not checkable: no CiliumBGPClusterConfig or "
-                                "CiliumBGPPeeringPolicy objects read"))
+        if objects.refused(*CLUSTER_CONFIG) or objects.refused(*POLICY):
+            checks.append(not_checkable(name, objects, CLUSTER_CONFIG, POLICY))
         return [], checks
     if not (objects.rows("cilium_bgp_instances") or objects.rows("cilium_bgp_policies")):
         return [], [Check(name, True, "no BGP configuration objects")]

@@ -93,7 +93,8 @@ class Arp:
 def analyze(objects: Objects, state: State) -> tuple[list[Verdict], list[Check]]:
     name = "L2 announcements answer ARP where the Lease and policy say (Cilium)"
     if not objects.read(*POLICY):
-        return [], []
+        return ([], [not_checkable(name, objects, POLICY)]) if objects.refused(*POLICY) else \
+            ([], [])
     policies = objects.rows("cilium_l2_policies")
     if not policies:
         return [], [Check(name, True, "no CiliumL2AnnouncementPolicy")]

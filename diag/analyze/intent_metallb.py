@@ -18,7 +18,7 @@ import ipaddress
 import json
 from typing import Any
 
-from diag.analyze.intent import Objects, State, Verdict, counted, finding, ref_of
+from diag.analyze.intent import Objects, State, Verdict, counted, finding, not_checkable, ref_of
 from diag.analyze.intent_l2 import Arp
 from diag.k8s.selectors import SelectorError, label_selector_matches
 from diag.model import Check
@@ -64,6 +64,9 @@ def announced_pools(objects: Objects, table: str) -> dict[str, list[dict]]:
 
 def analyze(objects: Objects, state: State) -> tuple[list[Verdict], list[Check]]:
     if not objects.read(*POOL):
+        if objects.refused(*POOL):
+            return [], [not_checkable("MetalLB announces the pools its Services use", objects,
+                                      POOL)]
         return [], []
     verdicts: list[Verdict] = []
     checks: list[Check] = []
