@@ -255,7 +255,7 @@ def _pools(c: Calico) -> tuple[list[Verdict], list[Check]]:
                 ev = [c.o.evidence(pool, f"{kind}Mode: {mode} ({pool['cidr']})", f"{kind}Mode")]
                 felix = _felix(c, f"{kind}Enabled")
                 if felix is not None:
-                    ev.append(c.o.evidence(felix, f"{kind}Enabled: {felix['value']}"))
+                    ev.append(c.o.evidence(felix, f"{kind}Enabled: {show(felix['value'])}"))
                 ev.append(Evidence(host, c.s.file(host, "ip-link"), f"no line with {device}",
                                    f"{host}: no {device} device") if not has_device else None)
                 if native:
@@ -287,7 +287,7 @@ def _pools(c: Calico) -> tuple[list[Verdict], list[Check]]:
                     "IPPOOL_ENCAPSULATION_MISMATCH",
                     f"{node}: {ref_of(pool)} sends {pool['cidr']} over {kind} ({kind}Mode "
                     f"{mode}), but the node has {'no ' + device if not has_device else 'no route through ' + device}"
-                    + (f" (FelixConfiguration {felix['name']} {kind}Enabled: {felix['value']})"
+                    + (f" (FelixConfiguration {felix['name']} {kind}Enabled: {show(felix['value'])})"
                        if felix is not None and str(felix['value']).lower() == 'false' else "")
                     + f" and BIRD leaves the pool's routes to Felix: no route to "
                     f"{', '.join(blocks)} but the default one",
@@ -343,12 +343,17 @@ def _filters(c: Calico) -> tuple[list[Verdict], list[Check]]:
             continue
         nodes = [n for n in c.labels if p in c.applying(n)]
         peer_host = c.s.model.host_of_ip(str(p["peer_ip"])) if p["peer_ip"] else None
-        offered = sorted({str(r["prefix"]) for r in c.s.paths(peer_host)} if peer_host else
-                         set())
+        # what the peer offers: its own table when collected, else what the other nodes
+        # hold from it or from its kind (the other nodes' blocks, which it reflects)
+        offered = {str(r["prefix"]) for r in c.s.paths(peer_host)} if peer_host else set()
+        offered |= {str(r["prefix"]) for r in c.s.paths()
+                    if r.get("peer") == p["peer_ip"] or r.get("nexthop") == p["peer_ip"]}
+        offered |= {b for blocks in c.blocks.values() for b in blocks}
+        offered = sorted(offered)
         for node in nodes:
             host = c.s.host(node)
-            if not host or not c.s.paths(host) and not c.s.sessions(host):
-                continue
+            if not host or not c.s.rib_read(host):
+                continue                    # its BIRD table not read: nothing to compare
             mine = {str(r["prefix"]) for r in c.s.paths(host)}
             own = set(c.blocks.get(node, []))
             hit = [x for x in offered if x not in own and any(_rule_matches(r, x)
@@ -360,8 +365,8 @@ def _filters(c: Calico) -> tuple[list[Verdict], list[Check]]:
             ev += [c.o.evidence(r, f"{r['direction']} {r['action']} {r['match_operator']} "
                                 f"{r['cidr']}") for r in rejecting[:2]]
             ev += [c.s.session_evidence(session)] if session else []
-            ev += [c.s.path_evidence(r) for r in c.s.paths(peer_host)
-                   if str(r["prefix"]) in hit][:2]
+            ev += [c.s.path_evidence(r) for r in c.s.paths() if r["host"] != host
+                   and str(r["prefix"]) in hit and not r.get("local") and r.get("best")][:2]
             missing = [x for x in hit if x not in mine]
             if not missing:
                 verdicts.append(Verdict(finding(
@@ -380,7 +385,8 @@ def _filters(c: Calico) -> tuple[list[Verdict], list[Check]]:
                 f"{node}: BIRD's import filter from {ref_of(p)} rejects {', '.join(missing)} "
                 f"(BGPFilter {', '.join(sorted({r['filter'] for r in rejecting}))}): "
                 f"{p['peer_ip']} offers them, {node}'s table lacks them"
-                + (f" (received {session.get('received')}, accepted {session.get('accepted')})"
+                + (f" (BIRD: {session.get('received')} import updates received, "
+                   f"{session.get('accepted')} accepted)"
                    if session and session.get("received") is not None else ""),
                 ["objects", "bird", str(c.s.paths(peer_host)[0]["daemon"]).lower()
                  if peer_host and c.s.paths(peer_host) else None],
