@@ -255,7 +255,7 @@ class State:
             pointer = f"line starting {row['name']}" if row.get("name") else \
                 f"line with {row['peer']}"
         counts = "" if row.get("state") != "ESTABLISHED" else \
-            f", accepted {row.get("accepted") if row.get("accepted") is not None else "?"}" \
+            f", accepted {row.get('accepted') if row.get('accepted') is not None else '?'}" \
             f" advertised {row.get('advertised') if row.get('advertised') is not None else '?'}"
         error = f", last error {row['last_error']!r}" if row.get("last_error") else ""
         return Evidence(row["host"], self.file(row["host"], source), pointer,

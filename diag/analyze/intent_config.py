@@ -245,7 +245,8 @@ def _tunnel(objects, state, config, nodes) -> tuple[list[Verdict], list[Check]]:
         return [Verdict(finding(
             "VXLAN_PORT_MISMATCH",
             f"cilium-config sets the {protocol} port to {port}; "
-            f"{', '.join(sorted(n['name'] for n, _ in right))} run it, but "
+            f"{', '.join(sorted(n['name'] for n, _ in right))} "
+            f"{'runs' if len(right) == 1 else 'run'} it, but "
             f"{', '.join(stale)} still use "
             f"{', '.join(sorted({str(l.get('vxlan_port')) for _, l in wrong}))}: their agents "
             "have not restarted since the change, and the nodes cannot reach each other's pods",
