@@ -36,6 +36,7 @@ from diag.analyze.intent import (
     net,
     not_checkable,
     ref_of,
+    show,
 )
 from diag.k8s.selectors import SelectorError, calico_selector_matches
 from diag.model import Check, Evidence
