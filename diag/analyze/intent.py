@@ -500,9 +500,7 @@ def alternatives(objects: Objects) -> tuple[list[Finding], list[Check]]:
             "of a name: these are alternatives, e.g. manifests from notes); each is judged "
             "alone, and a check that depends on which one applies says so",
             ["objects"], ev, subject=f"{kind}/{name}"))
-    check = Check("one definition per object", not out,
-                  f"{counted(len(out), 'object')} defined several times" if out else "")
-    return out, [check]
+    return out, []
 
 
 # --- every intent analyzer, joined with the state analyzers' findings ---------------------------

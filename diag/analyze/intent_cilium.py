@@ -267,6 +267,18 @@ def analyze(objects: Objects, state: State) -> tuple[list[Verdict], list[Check]]
     if not any(v.finding.code == "BGP_NODE_NOT_SELECTED" for v in verdicts):
         for v in _configs_selecting_nothing(c):
             note("selection", "", v)
+    if not any(c.pod_cidrs.values()) and not objects.read(*CILIUM_NODE):
+        results["advertisement"] = {"bad": [], "ok": [], "unknown": [
+            "not checkable: no CiliumNode (cilium.io) objects and no Node.spec.podCIDRs: the pod "
+            "CIDRs the PodCIDR advertisements announce"]}
+    speakers = [h for h in c.s.host_of_node.values() if c.s.sessions(h) or c.s.rib_read(h)]
+    if not speakers and not objects.rows("cilium_bgp_node_status"):
+        # the objects alone: what they ask is computed, whether the nodes do it is not known
+        for rule in rules:
+            if not results[rule]["bad"]:
+                results[rule] = {"bad": [], "ok": [], "unknown": results[rule]["unknown"] + [
+                    "the speakers' state (diag collect --kube --via kubectl, or over SSH): "
+                    "the objects alone show what is asked, not what the nodes do"]}
     checks = []
     for rule, title in rules.items():
         r = results[rule]
@@ -314,7 +326,10 @@ def _feature_off(c: Cilium) -> Verdict | None:
 
 def _not_selected(c: Cilium, node: str, intent: NodeIntent, cidrs: list[str]):
     if not cidrs:
-        return None
+        if not c.o.read(*CILIUM_NODE):
+            return (f"{node}: no BGP instance in the objects ({intent.why}); whether it has pods "
+                    "is not known: not checkable: no CiliumNode (cilium.io) objects")
+        return None                            # no pod CIDR: nothing of its to announce
     host = c.s.host(node)
     ip = c.node_ip(node)
     mine = [r for r in c.sessions_of(node) if r.get("state") == "ESTABLISHED"]

@@ -231,7 +231,8 @@ def test_pool_with_room_does_not_explain_the_pending_service_away(tmp_path):
 
 def test_pending_without_lb_ipam_condition_is_a_warning(tmp_path):
     objects = _seed_pool("lb-pool-exhausted", "192.168.10.212")
-    del named(objects, "Service", "webpod-admin")["status"]
+    # what the API answers before any LB-IPAM has seen the Service
+    named(objects, "Service", "webpod-admin")["status"] = {"loadBalancer": {}}
     path = bundle(tmp_path / "b", objects, state="lb-pool-exhausted")
     _, result = explain_of(path)
     top = first(result)
@@ -243,6 +244,15 @@ def _wrong_interfaces(case: str) -> list[dict]:
     objects = _seed_pool(case)
     named(objects, "CiliumL2AnnouncementPolicy")["spec"]["interfaces"] = ["^ens[0-9]+"]
     return objects
+
+
+def test_service_manifest_without_status_is_not_judged(tmp_path):
+    objects = _seed_pool("lb-pool-exhausted", "192.168.10.212")
+    del named(objects, "Service", "webpod-admin")["status"]
+    path = bundle(tmp_path / "b", objects, state="lb-pool-exhausted")
+    _, result = explain_of(path)
+    assert "LB_IP_PENDING" not in {f.code for f in result.findings}, listing(result)
+    assert any("without status" in c.needs for c in result.not_checked)
 
 
 def test_l2_policy_interfaces_miss_the_nic_on_the_ip_subnet(tmp_path):

@@ -174,7 +174,9 @@ def _add_service(lab: "Lab", files: dict) -> None:
         "spec": {"type": "LoadBalancer", "selector": {"app": "webpod"},
                  "ports": [{"port": 8080, "protocol": "TCP", "targetPort": 8080}],
                  "clusterIP": "10.96.0.81", "clusterIPs": ["10.96.0.81"],
-                 "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack"}})
+                 "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack"},
+        # what the API server answers for a new Service, before any LB-IPAM has seen it
+        "status": {"loadBalancer": {}}})
 
 
 def _new_service(lab: "Lab") -> dict | None:
@@ -205,7 +207,7 @@ def _pending_symptom(lab: "Lab") -> list[str] | None:
 
 def _pending_control(lab: "Lab") -> list[str] | None:
     service = _new_service(lab)
-    if service is None or service.get("status"):
+    if service is None or service.get("status") != {"loadBalancer": {}}:
         return None
     return [f"Service {'/'.join(NEW_SERVICE)}: no status (LB-IPAM has not seen it)"]
 
