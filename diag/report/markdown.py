@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from diag.report.data import ReportData
+from diag.report.data import ReportData, side_by_side
 
 CELL_MAX = 160
 TABLE_MAX_ROWS = 60
@@ -92,6 +92,11 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
             out.append(f"- note: {cell(f['note'], cut=False)}")
         out.append("")
         ev = f.get("evidence") or []
+        side = side_by_side(ev)
+        if side:
+            out += ["The object and the state:", ""] + table(
+                ["the object (intent)", "the state that shows the effect"],
+                [[_pair_cell(o), _pair_cell(s)] for o, s in side])
         if ev:
             out += table(["host", "file", "pointer", "value", "frame"],
                          [[cell(e.get("host")), code(e.get("file")), code(e.get("pointer")),
@@ -111,6 +116,12 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
                                                 for c in nc])
     out += _appendix(data)
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _pair_cell(e) -> str:
+    if not e:
+        return ""
+    return f"{cell(e.get('value'))} ({code(e.get('file'))} {code(e.get('pointer'))})"
 
 
 def _topology(data: ReportData) -> list[str]:

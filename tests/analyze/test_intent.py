@@ -458,3 +458,24 @@ def test_a_planted_bug_fails_the_rules_test(tmp_path, monkeypatch, module, attr,
     monkeypatch.setattr(getattr(target, owner) if owner else target, name, planted)
     with pytest.raises(AssertionError):
         test(tmp_path)
+
+
+# --- the report draws the object beside the state -----------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_report_shows_the_object_beside_the_state(tmp_path, fmt):
+    from diag.pipeline import report
+    from diag.report.html import render_html
+    from diag.report.markdown import render_markdown
+
+    doc, data = report(bundle(tmp_path / "b", _wrong_interfaces("l2-policy-wrong-interface"),
+                              state="l2-policy-wrong-interface"))
+    top = doc["findings"][0]
+    assert top["code"] == "L2_ANNOUNCE_INTERFACE_MISMATCH"
+    roles = {e["role"] for e in top["evidence"]}
+    assert roles == {"intent", "state"}
+    text = render_markdown(doc, data) if fmt == "md" else render_html(doc, data)
+    assert "the object (intent)" in text and "the state that shows the effect" in text
+    section = text.split("the object (intent)")[1][:3000]
+    # the policy's pointer in the left column, a captured frame in the right one
+    assert "/items/0/spec/interfaces" in section and "frame " in section
