@@ -288,6 +288,18 @@ class State:
         return Evidence(row["host"], self.file(row["host"], source), pointer,
                         f"{row['daemon']} best path {row['prefix']} via {row.get('nexthop')}")
 
+    def failed_commands(self, host: str, prefixes: tuple[str, ...]) -> list[Evidence]:
+        """The manifest records of ``host``'s commands starting with ``prefixes`` that did not
+        succeed (a daemon's CLI that could not reach it)."""
+        from diag.bundle import command_record
+
+        mine = [r for r in self.rows("commands") if r["host"] == host]
+        return [Evidence(host, *command_record(host, i),
+                         f"{r['id']}: {r.get('outcome')} (exit {r.get('exit_code')}) "
+                         f"{str(r.get('stderr') or '').strip()[:80]}")
+                for i, r in enumerate(mine) if str(r["id"]).startswith(prefixes)
+                and str(r.get("outcome")).upper() not in ("OK",)]
+
     def rib_read(self, host: str) -> str | None:
         """The command id of ``host``'s BGP RIB output when it was read (even empty)."""
         for r in self.rows("commands"):

@@ -396,8 +396,11 @@ def _node_row(c: Cilium, node: str) -> dict[str, Any]:
 def _no_speaker_evidence(c: Cilium, host: str):
     from diag.model import Evidence
 
-    return Evidence(host, c.s.file(host, "ss-tanpi"), "no line with :179",
-                    f"{host}: no BGP speaker answered and no socket on TCP 179")
+    failed = c.s.failed_commands(host, ("cilium-bgp", "gobgp"))
+    if failed:
+        return failed[0]
+    return Evidence(host, c.s.file(host, "ss-tanpi"), "no line with ESTAB :179",
+                    f"{host}: no BGP session (no Established TCP connection on port 179)")
 
 
 def _key(key: str) -> str:
