@@ -479,3 +479,47 @@ def test_report_shows_the_object_beside_the_state(tmp_path, fmt):
     section = text.split("the object (intent)")[1][:3000]
     # the policy's pointer in the left column, a captured frame in the right one
     assert "/items/0/spec/interfaces" in section and "frame " in section
+
+
+# --- more rules on real objects ------------------------------------------------------------------
+
+def test_l2_announcements_turned_off_while_policies_exist(tmp_path):
+    objects = _seed_pool("l2-policy-wrong-interface")      # the seed's policy1 (its ^eth[1-9]+)
+    named(objects, "ConfigMap", "cilium-config")["data"]["enable-l2-announcements"] = "false"
+    path = bundle(tmp_path / "b", objects, state="l2-policy-wrong-interface")
+    _, result = explain_of(path)
+    top = first(result)
+    assert top.code == "CILIUM_FEATURE_DISABLED", listing(result)
+    flag = object_evidence(top)[0]
+    assert resolves(path, flag) == "false"
+    assert json.loads(shlex.split(top.fix[0])[-1])[0]["value"] == "true"
+
+
+def test_native_routing_cidr_that_misses_the_pod_cidrs(tmp_path):
+    objects = lab_objects("cilium-native-healthy")
+    named(objects, "ConfigMap", "cilium-config")["data"]["ipv4-native-routing-cidr"] = \
+        "172.21.0.0/16"                                      # a digit off: the pods are 172.20
+    path = bundle(tmp_path / "b", objects, state="cilium-native-healthy")
+    _, result = explain_of(path)
+    found = [f for f in result.findings if f.code == "NATIVE_ROUTING_CIDR_MISMATCH"]
+    assert found and found[0].severity == "warning", listing(result)
+    assert "172.20.0.0/24 (k8s-ctr)" in found[0].summary
+    routes = [e for e in found[0].evidence if e.role == "state"]
+    assert routes and all("ip-route-v4" in e.file for e in routes)
+
+
+def test_metallb_peer_asn_against_the_sessions(tmp_path):
+    """A MetalLB sample peer pointed at the lab's router (the one edit): the router runs AS
+    65000, the sample says 64512, and the nodes' sessions to it are Established — the speakers
+    still run other peers' configuration: not applied, never a broken session claimed."""
+    samples = upstream("metallb-configsamples.yaml")
+    peer = named(samples, "BGPPeer", "peer")
+    peer["spec"]["peerAddress"] = "192.168.10.200"
+    pool = named(samples, "IPAddressPool", "example")
+    objects = [o for o in lab_objects("cilium-native-healthy")
+               if o["kind"] in ("Node", "Service", "CiliumNode")]
+    path = bundle(tmp_path / "b", objects + [peer, pool], state="cilium-native-healthy")
+    _, result = explain_of(path)
+    found = [f for f in result.findings if "64512" in f.summary]
+    assert found and found[0].code == "INTENT_NOT_APPLIED", listing(result)
+    assert "BGP_BAD_PEER_AS" not in {f.code for f in result.findings}
