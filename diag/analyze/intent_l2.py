@@ -248,10 +248,17 @@ def _stale(objects, state, policy, service, ip, lease, host, holder_macs, others
             ev.append(state.link_evidence(link, f"{owners[mac][0]} {owners[mac][1]} "
                                                 f"link/ether {mac}"))
     stale_hosts = [owners[m][0] for m in others if owners[m]]
-    fix = [f"{h}: ip addr del {ip}/32 dev {owners[m][1]}   # if the address is there; with "
-           f"Cilium: kubectl -n kube-system delete pod -l k8s-app=cilium "
-           f"--field-selector spec.nodeName={h}"
-           for m in others for h in ([owners[m][0]] if owners[m] else [])]
+    # the intent: the policy that announces the Service (on the holder alone)
+    ev.insert(0, objects.evidence(policy, f"serviceSelector {show(policy['service_selector'])}"
+                                          f" announces {ref_of(service)} from one node, the "
+                                          "Lease holder", "serviceSelector"))
+    # the agent on the old announcer is what still answers: restart it (its pod), and, if an
+    # address was left on the NIC, remove it on that node
+    fix = [line for m in others for h in ([owners[m][0]] if owners[m] else [])
+           for line in (f"kubectl -n kube-system delete pod -l k8s-app=cilium "
+                        f"--field-selector spec.nodeName={h}",
+                        f"{h}: ip addr del {ip}/32 dev {owners[m][1]}   # if the address is "
+                        "there")]
     holder_answers = any(str(r["sender_mac"]).lower() in holder_macs for r in arp.replies)
     if holder_answers:
         own = next(r for r in arp.replies if str(r["sender_mac"]).lower() in holder_macs)

@@ -170,7 +170,11 @@ def test_node_left_out_by_the_selector(tmp_path):
     assert "172.20.2.0/24" in top.summary
     labels = next(e for e in object_evidence(top) if e.file == "kube/core/nodes.json")
     assert resolves(path, labels)["enable-bgp"] == "yes"
-    assert any("k8s-w0" in e.host and "179" in e.pointer for e in top.evidence), top.evidence
+    # the state: k8s-w0's BGP CLI could not reach a speaker (its manifest record), which the
+    # rule prefers to the socket table when the bundle has it
+    assert any(e.host == "k8s-w0" and e.role == "state" and e.file == "manifest.json"
+               and "cannot reach the BGP control plane" in e.value
+               for e in top.evidence), top.evidence
     assert "kubectl label node k8s-w0 enable-bgp=true" in top.fix
 
 
