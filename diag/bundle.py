@@ -482,6 +482,31 @@ def source_sha256(source: Path) -> str | None:
     return sha256_file(target) if target.is_file() else None
 
 
+def bundle_id(source: Path) -> str:
+    """The bundle's identity in an evidence lake: the sha256 of its ``manifest.json`` (the
+    manifest names every file with its sha256, so it names the whole bundle), the same for the
+    directory and its archive. Raises :class:`UnusableInput` when there is no manifest."""
+    source = Path(source)
+    if source.is_dir():
+        path = source / MANIFEST
+        if not path.is_file():
+            raise UnusableInput(f"not a bundle: no {MANIFEST} in {source}")
+        return sha256_file(path)
+    try:
+        with tarfile.open(source, "r|*") as tar:      # streaming: members in archive order
+            for member in tar:
+                parts = PurePosixPath(member.name).parts
+                if member.isfile() and parts and parts[-1] == MANIFEST and len(parts) <= 2:
+                    if member.size > MAX_MANIFEST_BYTES:
+                        raise UnusableInput(f"bundle refused: {MANIFEST} is too large")
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    return hashlib.sha256(handle.read()).hexdigest()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise UnusableInput(f"unreadable bundle archive {source}: {err}") from None
+    raise UnusableInput(f"not a bundle: no {MANIFEST} in {source}")
+
+
 def _checked_relative(name: str) -> PurePosixPath:
     if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
         raise UnusableInput(f"bundle refused: bad member name {name!r}")
@@ -652,8 +677,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Bundle", "BundleWriter", "OutputIndex", "Problem", "StreamFile", "command_record",
-           "kube_object_pointer",
+__all__ = ["Bundle", "BundleWriter", "bundle_id", "OutputIndex", "Problem", "StreamFile",
+           "command_record", "kube_object_pointer",
            "extract_archive", "is_bundle", "open_bundle", "output_path", "read_bundle_dir",
            "safe_component", "sha256_file", "source_sha256", "write_archive", "KUBE_SCHEMA_VERSION",
            "READ_SCHEMA_VERSIONS", "SCHEMA_VERSION"]

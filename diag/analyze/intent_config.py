@@ -137,7 +137,7 @@ def _auto_direct(objects, state, config, nodes) -> tuple[list[Verdict], list[Che
                   if "routing-mode" in config else None]
             for _, peer, _, _ in items[:2]:
                 ev.append(objects.evidence(peer["row"], f"InternalIP {peer['ip']} (off "
-                                           f"{', '.join(str(s) for s in me['subnets'])})",
+                                           f"{', '.join(str(net) for net in me['subnets'])})",
                                            "status", "addresses", at=""))
             for peer, route in items[0][3][:1]:
                 ev.append(state.route_evidence(route))

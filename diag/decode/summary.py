@@ -15,16 +15,19 @@ into a :class:`PrefixFolder`), ``apply`` adds it in capture order. :mod:`diag.de
 computes the folds in worker processes (BGP ones per connection owner, merged per chunk by
 :func:`merge_bgp_folds`) and applies them here, so both paths share every line of this logic.
 
-ARP pairing is the one rule of :mod:`diag.decode.arp` (a request is answered when a reply *from*
-its target follows within 3 s; gratuitous ARP and probes are not paired). Several MACs answering
-for one IP (replies or gratuitous announcements) are listed as multiple responders.
+ARP pairing is the one rule of :mod:`diag.decode.arp` (one request = one asker, target and
+VLAN/VNI, its copies elsewhere in the capture included; answered when a reply from the target to
+that asker follows within 3 s; gratuitous ARP and probes are not paired), and so is what the
+capture could see of the replies (its :class:`~diag.decode.arp.Vantage`, fed from the packets).
+Several MACs answering for one IP (replies or gratuitous announcements) are listed as multiple
+responders.
 """
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from typing import Any
 
-from diag.decode.arp import ArpPairing
+from diag.decode.arp import ArpPairing, Sighting, Vantage, segment_and_place
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
 from diag.decode.frames import FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS
 from diag.decode.lldp import LLDP_COLUMNS
@@ -183,8 +186,7 @@ def fold(chunk: RowChunk, folder: PrefixFolder, bgp: bool = True, other: bool = 
     if other:
         out["packets"] = _fold_packets(chunk)
         out["tunnels"] = _fold_tunnels(chunk)
-        out["arp"] = chunk.ordered("arp", ("frame", "ts", "op", "sender_mac", "sender_ip",
-                                           "target_ip", "gratuitous"))
+        out["arp"] = _fold_arp(chunk)
         out["icmp"] = _fold_icmp(chunk)
         out["fragments"] = _fold_fragments(chunk)
         out["lldp"] = _fold_lldp(chunk)
@@ -193,9 +195,37 @@ def fold(chunk: RowChunk, folder: PrefixFolder, bgp: bool = True, other: bool = 
     return out
 
 
+_ARP_FIELDS = ("frame", "ts", "op", "sender_mac", "sender_ip", "target_mac", "target_ip",
+               "gratuitous", "vlan", "tunnel_depth", "capture_iface", "iface_name", "direction")
+
+
+def _fold_arp(chunk: RowChunk) -> list[tuple]:
+    """The chunk's ARP rows for the one rule: (frame, ts, op, sender_mac, sender_ip, target_mac,
+    target_ip, gratuitous, segment, place, direction, depth); an encapsulated row's segment and
+    place come from its frame's tunnel rows (in the same chunk: one frame's rows never split)."""
+    rows = chunk.ordered("arp", _ARP_FIELDS)
+    if not rows:
+        return []
+    wanted = {r[0] for r in rows if r[9]}
+    layers: dict[int, list[tuple]] = {}
+    if wanted:
+        for frame, depth, vni, src, dst in zip(*chunk.columns(
+                "tunnels", ("frame", "depth", "vni", "outer_src", "outer_dst"))):
+            if frame in wanted:
+                layers.setdefault(frame, []).append((depth, vni, src, dst))
+    out = []
+    for frame, ts, op, smac, sip, tmac, tip, grat, vlan, depth, ciface, name, direction in rows:
+        segment, place = segment_and_place(vlan, depth, ciface, name, direction,
+                                           layers.get(frame, ()))
+        out.append((frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction,
+                    int(depth or 0)))
+    return out
+
+
 def _fold_packets(chunk: RowChunk) -> tuple | None:
-    ts, app, l3, direction, name, ifindex, ciface = chunk.columns(
-        "packets", ("ts", "app", "l3", "direction", "iface_name", "ifindex", "capture_iface"))
+    ts, app, l3, direction, name, ifindex, ciface, pkttype, eth_dst = chunk.columns(
+        "packets", ("ts", "app", "l3", "direction", "iface_name", "ifindex", "capture_iface",
+                    "pkttype", "eth_dst"))
     if not ts:
         return None
     # None is not counted (pandas' value_counts drops it); an empty app is "other"
@@ -210,8 +240,12 @@ def _fold_packets(chunk: RowChunk) -> tuple | None:
     at, frame_at = PACKET_COLUMNS.index("malformed"), PACKET_COLUMNS.index("frame")
     bad = [r for r in chunk.rows["packets"] if r[at] is not None]
     examples = [{"frame": int(r[frame_at]), "reason": r[at]} for r in bad[:MAX_LISTED]]
+    # what the capture point sees, for the ARP rule's Vantage: other hosts' unicast
+    # (promiscuous), and the unicast MACs frames were addressed to
+    otherhost = "otherhost" in set(pkttype)
+    dst_macs = {m for m in set(eth_dst) if m}
     return (len(ts), _num(min(ts)), _num(max(ts)), by_app, by_l3, by_direction, by_interface,
-            len(bad), examples)
+            len(bad), examples, otherhost, dst_macs)
 
 
 def _fold_tunnels(chunk: RowChunk) -> tuple | None:
@@ -416,8 +450,10 @@ class CaptureSummary:
         self.tunnel_malformed = 0
         self.arp_counts: Counter = Counter()
         self.arp_pairing = ArpPairing()
+        self.arp_view = Vantage()
         self.arp_unanswered: dict[str, dict] = {}
         self.arp_answered = 0
+        self.arp_copies = 0
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
         self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
         self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
@@ -510,7 +546,9 @@ class CaptureSummary:
     def _packets(self, folded: tuple | None) -> None:
         if folded is None:
             return
-        n, first, last, by_app, by_l3, by_direction, by_interface, nbad, examples = folded
+        (n, first, last, by_app, by_l3, by_direction, by_interface, nbad, examples, otherhost,
+         dst_macs) = folded
+        self.arp_view.packets(by_direction, otherhost, dst_macs)
         self.total += n
         self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
         self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
@@ -606,7 +644,7 @@ class CaptureSummary:
             self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += n
 
     def _arp(self, rows: list[tuple]) -> None:
-        for frame, ts, op, smac, sip, tip, grat in rows:
+        for frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction, depth in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
                 continue
@@ -625,32 +663,58 @@ class CaptureSummary:
             elif op == "reply":
                 self.arp_counts["replies"] += 1
                 self._responder(sip, smac, int(frame))
+                self.arp_view.reply(tip, tmac, direction)
             else:
                 self.arp_counts["other"] += 1
-            self._verdicts(self.arp_pairing.add(frame, ts, op, sip, tip, grat))
+            self._verdicts(self.arp_pairing.add(Sighting(
+                int(frame), float(ts), op, sip, tip, bool(grat), smac, segment, place, direction,
+                depth)))
 
     def _verdicts(self, verdicts: list) -> None:
         for v in verdicts:
-            if v.answered:
+            if v.copy_of is not None:
+                self.arp_copies += 1
+            elif v.answered:
                 self.arp_answered += 1
             else:
-                self._unanswered(v.target, v.ts, v.frame, v.asker)
+                self._unanswered(v)
 
     def _responder(self, ip: str, mac: str, frame: int) -> None:
         frames = self.arp_responders[ip].setdefault(mac, [])
         if len(frames) < 5:
             frames.append(frame)
 
-    def _unanswered(self, ip: str, ts: float, frame: int, requester: str) -> None:
+    def _unanswered(self, v) -> None:
+        ip, ts, frame = v.target, v.ts, v.frame
         u = self.arp_unanswered.get(ip)
         if u is None:
             u = self.arp_unanswered[ip] = {"target_ip": ip, "count": 0, "first_ts": ts,
-                                           "last_ts": ts, "first_frame": frame, "requesters": []}
+                                           "last_ts": ts, "first_frame": frame, "requesters": [],
+                                           "askers": {}}
         u["count"] += 1
         u["first_ts"], u["last_ts"] = min(u["first_ts"], ts), max(u["last_ts"], ts)
         u["first_frame"] = min(u["first_frame"], frame)
-        if requester not in u["requesters"] and len(u["requesters"]) < 10:
-            u["requesters"].append(requester)
+        if v.asker not in u["requesters"] and len(u["requesters"]) < 10:
+            u["requesters"].append(v.asker)
+        # what the capture could see is judged at the end (replies to an asker may come later):
+        # one verdict per asker and way it was seen stands for the others, with their count
+        seen = u["askers"].setdefault((v.asker, v.seen, v.segment), [v, 0])
+        if len(u["askers"]) <= 64 or seen[1]:
+            seen[1] += 1
+        else:
+            del u["askers"][(v.asker, v.seen, v.segment)]
+
+    def _arp_result(self, u: dict) -> dict:
+        """An ``unanswered_by_ip`` entry: how many of its requests this capture could not see
+        replies for, and why (the first reason)."""
+        unverified, why = 0, None
+        for v, count in u["askers"].values():
+            reason = self.arp_view.blind(v)
+            if reason:
+                unverified += count
+                why = why or reason
+        return {k: val for k, val in u.items() if k != "askers"} | {
+            "unverified": unverified, "unverified_because": why}
 
     # --- the result ------------------------------------------------------------------------
     def result(self) -> dict:
@@ -688,7 +752,8 @@ class CaptureSummary:
             {"ip": ip, "macs": sorted(macs), "frames": sorted(f for fr in macs.values() for f in fr)}
             for ip, macs in sorted(self.arp_responders.items()) if len(macs) > 1
         ]
-        unanswered = sorted(self.arp_unanswered.values(), key=lambda u: (-u["count"], u["target_ip"]))
+        unanswered = sorted((self._arp_result(u) for u in self.arp_unanswered.values()),
+                            key=lambda u: (-u["count"], u["target_ip"]))
         return {
             "schema": SCHEMA,
             "file": self.file,
@@ -729,8 +794,10 @@ class CaptureSummary:
                 "replies": self.arp_counts.get("replies", 0),
                 "gratuitous": self.arp_counts.get("gratuitous", 0),
                 "probes": self.arp_counts.get("probes", 0),
+                "copies": self.arp_copies,
                 "answered": self.arp_answered,
                 "unanswered": sum(u["count"] for u in unanswered),
+                "unverified": sum(u["unverified"] for u in unanswered),
                 "unanswered_by_ip": unanswered[:MAX_LISTED],
                 "multiple_responders": multiple[:MAX_LISTED],
             },

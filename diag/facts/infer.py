@@ -18,9 +18,18 @@ inferred pod CIDR that the IPAM in force did not assign).
   from this host with this host as next hop (``bgp-learned``); a route on another host through an
   overlay device whose next hop resolves, via the neighbour table and the FDB, to this host's VTEP
   (``tunnel-fdb``). Prefixes containing the host's own peering/node addresses are never pod CIDRs.
-- role: declared; ``node`` when the host has a pod CIDR; ``router`` when it forwards and has BGP
-  neighbours on two or more other hosts (or on two or more addresses when they are not collected);
-  else ``other``.
+- role: declared; ``node`` when the host has a pod CIDR *and* a CNI runs there; ``router`` when it
+  forwards and has BGP neighbours on two or more other hosts (or on two or more addresses when
+  they are not collected); else ``other``. A CNI signal is the host's own: a route to a pod
+  interface or an IPAM blackhole block (``pod-route``), or a CNI's BGP agent answering
+  (cilium-dbg, calicoctl). A collected host (its ``ip link`` is in the bundle) without one is not
+  a node, whatever it originates: a ToR announcing its own LAN prefix is a router, and its
+  ``role.how`` says so (the prefix it originates, whether it lies outside the pod range, and
+  that no CNI signal was found); the rejected prefix is listed in ``pod_cidr.conflicts``. A host
+  that was not collected is judged by the others' views (``bgp-learned``, ``tunnel-fdb``) as
+  before, except that a prefix outside a pod range the operators' own covering route declares
+  is not its pod CIDR. Among several prefixes of one source, those overlapping a pod route of the
+  host win (a node announcing a service range besides its pod block keeps its pod block).
 - node IP: the local address of the host's BGP sessions (daemon JSON, or the ``ss`` socket);
   else the address of this host that other speakers peer with; else the local address of its
   overlay device.
@@ -341,6 +350,20 @@ def _is_node_iface(ev: _Evidence, host: str, dev: str, node_ips: dict[str, set[s
     return any(ev.iface_of(host, ip) == dev for ip in node_ips.get(host, ()))
 
 
+CNI_AGENTS = ("CILIUM", "CALICO")      # daemons of bgp_peers rows from cilium-dbg / calicoctl
+
+
+def _cni_signal(ev: _Evidence, host: str, candidates: list[tuple]) -> str | None:
+    """What shows that a CNI runs on ``host`` (its own evidence), or None."""
+    for _value, source, how in candidates:
+        if source == "pod-route":
+            return how
+    for daemon, _peer, _local, source, _asn in ev.peers_of.get(host, []):
+        if any(agent in str(daemon).upper() for agent in CNI_AGENTS):
+            return f"the CNI's BGP agent answers ({source})"
+    return None
+
+
 def _choose(candidates: list[tuple], declared: Any, declared_how: str,
             kube: tuple[tuple[str, ...], str] | None = None) -> Inferred:
     """The pod CIDR: declared, else what the IPAM in force assigned (``kube``: its CIDRs and
@@ -370,14 +393,30 @@ def _choose(candidates: list[tuple], declared: Any, declared_how: str,
     order = {src: n for n, src in enumerate(POD_SOURCES)}
     ranked = sorted(candidates, key=lambda c: order.get(c[1], 99))
     value, source, how = ranked[0]
-    # several prefixes from the winning source: the shortest (an IPAM block covers pod routes)
+    # several prefixes from the winning source: those overlapping the host's pod routes, then
+    # the shortest (an IPAM block covers pod routes)
     same = [c for c in ranked if c[1] == source]
     if len(same) > 1:
-        value, source, how = min(same, key=lambda c: _net(c[0]).prefixlen)
+        pods = [_net(v) for v, src, _ in candidates if src == "pod-route" and _net(v)]
+        near = [c for c in same if any(_net(c[0]) and _net(c[0]).overlaps(p) for p in pods)]
+        value, source, how = min(near or same, key=lambda c: _net(c[0]).prefixlen)
     agree = tuple(sorted({s for v, s, _ in candidates if v == value and s != source}))
     conflicts = tuple(sorted({f"{s}: {v}" for v, s, _ in candidates
                               if v != value and not _covered(v, value)}))
     return Inferred(value, how, source, agree, conflicts)
+
+
+def _not_a_node(found: list[tuple], cni_range: Inferred) -> str:
+    """Why a host whose prefixes looked like pod CIDRs is not a node (for ``role.how``)."""
+    prefixes = sorted({value for value, _src, _how in found})
+    outside = [p for p in prefixes if cni_range.known and not _covered(p, cni_range.value)]
+    text = ""
+    if outside:
+        text = (f"it originates or is routed {', '.join(outside)}, outside the pod range "
+                f"{cni_range.value} ({cni_range.how}); ")
+    elif prefixes:
+        text = f"{', '.join(prefixes)} point at it; "
+    return text + ("no CNI signal (no pod interface, IPAM block or CNI agent on it)")
 
 
 def _covered(inner: str, outer: str) -> bool:
@@ -613,6 +652,20 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
 
     node_ips = {h: {node_ip[h].value} | peering[h] - {None} for h in hosts}
     candidates = _pod_candidates(ev, node_ips)
+    # a host whose own interfaces were collected can show a CNI (or show none)
+    seen_links = {h for h in hosts if ev.links.get(h)}
+    signal = {h: _cni_signal(ev, h, candidates.get(h, [])) for h in hosts}
+    # the pod range the CNI hosts span (operators' covering route, else their summary): what a
+    # host that was not collected may be given from the others' views
+    provisional = {}
+    for h in hosts:
+        dec = declared.get(h) or {}
+        if dec.get("pod_cidr") or (signal[h] and dec.get("role") in (None, "node")):
+            pod = _choose(candidates.get(h, []), dec.get("pod_cidr"), "declared")
+            if pod.known:
+                provisional[h] = pod.value
+    cni_range = _pod_range(ev, provisional, {h: "node" for h in provisional}) \
+        if provisional else Inferred(None, "no CNI host")
 
     host_models: dict[str, HostModel] = {}
     pods: dict[str, str] = {}
@@ -620,9 +673,22 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
     for h in hosts:
         dec = declared.get(h) or {}
         node = node_of.get(h)
-        pod = _choose(candidates.get(h, []), dec.get("pod_cidr"),
+        found = candidates.get(h, [])
+        why_not = None          # why a host with candidate prefixes is not a node
+        if not dec.get("pod_cidr") and found and node is None:   # a Kubernetes Node is a node
+            if h in seen_links and not signal[h] and dec.get("role") != "node":
+                why_not = _not_a_node(found, cni_range)
+            elif h not in seen_links and cni_range.source == "route":
+                inside = [c for c in found if _covered(c[0], cni_range.value)]
+                if not inside:
+                    why_not = _not_a_node(found, cni_range)
+                found = inside
+        pod = _choose([] if why_not else found, dec.get("pod_cidr"),
                       "declared in the inventory (pod_cidr)",
                       (node.pod_cidrs, node.pod_how) if node is not None else None)
+        if why_not:
+            pod = Inferred(None, f"not a node: {why_not}", "none", (), tuple(
+                sorted({f"{src}: {value}" for value, src, _how in found})))
         forwarding = ev.forwarding(h)
         mine = ev.peers_of.get(h, [])  # (daemon, peer, local_address, source, local_as)
         peer_hosts = {ev.host_of(p) or p for _d, p, *_rest in mine if p}
@@ -632,13 +698,19 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
             role = Inferred("node", f"{ref(node.kind, node.name)} exists", "kubernetes",
                             (pod.source,) if pod.known and pod.source != "kubernetes" else ())
         elif pod.known:
-            role = Inferred("node", f"has a pod CIDR ({pod.source})", pod.source)
+            cni = (f"; a CNI runs here: {signal[h]}" if signal[h] else
+                   "; not collected: the other speakers' views" if h not in seen_links
+                   else "")
+            role = Inferred("node", f"has a pod CIDR ({pod.source}){cni}", pod.source,
+                            ("cni",) if signal[h] else ())
         elif forwarding and len(peer_hosts) >= 2:
             role = Inferred("router", f"forwarding on and BGP neighbours on {len(peer_hosts)} "
-                            f"hosts ({', '.join(sorted(peer_hosts))})", "bgp-session")
+                            f"hosts ({', '.join(sorted(peer_hosts))})"
+                            + (f"; not a node: {why_not}" if why_not else ""), "bgp-session")
         else:
-            role = Inferred("other", "no pod CIDR, and not a forwarding BGP speaker with two or "
-                            "more neighbours", "none")
+            role = Inferred("other", f"not a node: {why_not}" if why_not else
+                            "no pod CIDR, and not a forwarding BGP speaker with two or "
+                            "more neighbours", "cni-signal" if why_not else "none")
         roles[h] = role.value
         if role.value == "node" and pod.known:
             pods[h] = pod.value

@@ -77,7 +77,8 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     tables, errors = build_tables(bundle)
     tables["bgp_peers"] = merge_peers(tables["bgp_peers"])
     tables["bgp_paths"] = resolve_bird_peers(tables["bgp_paths"], tables["bgp_peers"])
-    wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options)
+    wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options,
+                                       tables["addresses"])
     tables.update(wire)
     kube, kube_errors = kube_tables(bundle)
     tables.update(kube)

@@ -6,7 +6,7 @@ no host supplied it). Each row carries ``host`` (the manifest's host name) and `
 command id it came from); neighbour and counter rows also carry ``phase`` (``main`` or
 ``after-capture``). A command that failed, timed out or is missing contributes no rows; its
 outcome is in the ``commands`` table. An output a parser does not recognise becomes a row of
-``parse_errors`` (host, source, path, error) instead of a guess, and so do ``ss`` lines that could
+``parse_errors`` (host, source, path, error, table: the facts table it feeds) instead of a guess, and so do ``ss`` lines that could
 not be placed (``warnings``).
 """
 from __future__ import annotations
@@ -40,7 +40,9 @@ HOST_COLUMNS = ["host", "reachability", "hostname", "kernel", "os", "iproute2", 
 LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
-ERROR_COLUMNS = ["host", "source", "path", "error"]
+# ``table``: the facts table the output feeds (``captures`` for a capture), so that explain can
+# say which checks could not use it
+ERROR_COLUMNS = ["host", "source", "path", "error", "table"]
 
 
 def epoch(stamp: Any) -> float | None:
@@ -90,7 +92,7 @@ def _one_output(bundle, host: str, command: dict[str, Any], ahead, parts: dict[s
                                                                    context)
     if isinstance(data, OSError):
         errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": f"unreadable: {data.strerror}"})
+                       "error": f"unreadable: {data.strerror}", "table": parser.table})
         return
     try:
         if isinstance(found, ParseError):
@@ -106,11 +108,11 @@ def _one_output(bundle, host: str, command: dict[str, Any], ahead, parts: dict[s
         df = parser.parse(data, context)
     except ParseError as err:
         errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": err.message})
+                       "error": err.message, "table": parser.table})
         return
     for warning in df.attrs.get("warnings", []):
         errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": warning})
+                       "error": warning, "table": parser.table})
     if df.empty:
         return
     parts[parser.table].append((df, host, spec))

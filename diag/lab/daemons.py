@@ -39,6 +39,14 @@ if TYPE_CHECKING:
 FRR_BIN = Path("/usr/lib/frr")
 
 
+def forget_frr_state(record: ProcessRecord) -> None:
+    """FRR keeps per-process state in /var/tmp/frr/<daemon>.<pid>; a daemon that did not exit
+    cleanly (SIGKILLed, failed start) leaves it behind. Call only once the process is dead."""
+    daemon = record.key.rsplit("/", 1)[-1]
+    if daemon in ("zebra", "bgpd"):
+        shutil.rmtree(f"/var/tmp/frr/{daemon}.{record.pid}", ignore_errors=True)
+
+
 class Daemons:
     def __init__(self, lab: "Lab") -> None:
         self.lab = lab
@@ -84,8 +92,6 @@ class Daemons:
 
     def stop(self, key: str) -> bool:
         """Stop the tracked process ``key`` by PID; True if it was running."""
-        from diag.lab.lab import forget_frr_state
-
         state = self.lab.reload()
         record = state.process(key)
         if record is None:

@@ -22,9 +22,9 @@ from diag.errors import EnvironmentProblem, UsageError
 from diag.lab import environment, network
 from diag.lab import plan as P
 from diag.lab.cluster import LabCluster
-from diag.lab.daemons import Daemons
+from diag.lab.daemons import Daemons, forget_frr_state
 from diag.lab.files import LabFiles
-from diag.lab.state import (NAME_RE, LabState, ProcessRecord, lab_names, last_teardown,
+from diag.lab.state import (NAME_RE, LabState, lab_names, last_teardown,
                             record_teardown, run_dir, run_root)
 from diag.lab.system import (CommandFailed, netns_delete, netns_list, proc_stat, run,
                              stop_pids)
@@ -330,14 +330,6 @@ def teardown(name: str) -> float:
         run_root().mkdir(mode=0o755, parents=True, exist_ok=True)
         record_teardown(name, seconds)
     return seconds
-
-
-def forget_frr_state(record: ProcessRecord) -> None:
-    """FRR keeps per-process state in /var/tmp/frr/<daemon>.<pid>; a daemon that did not exit
-    cleanly (SIGKILLed, failed start) leaves it behind. Call only once the process is dead."""
-    daemon = record.key.rsplit("/", 1)[-1]
-    if daemon in ("zebra", "bgpd"):
-        shutil.rmtree(f"/var/tmp/frr/{daemon}.{record.pid}", ignore_errors=True)
 
 
 def lab_exists(name: str) -> bool:

@@ -70,7 +70,7 @@ def _text(facts, table: str | None) -> None:
         import pandas as pd
 
         df = facts.table(table)
-        console.print(f"{table}: {len(df)} rows", markup=False)
+        console.print(f"{table}: {len(df)} row{'s' * (len(df) != 1)}", markup=False)
         with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                "display.width", 10_000, "display.max_colwidth", 60):
             sys.stdout.write(df.to_string(index=False) + "\n")
@@ -115,7 +115,8 @@ def _text(facts, table: str | None) -> None:
         sizes.add_row(name, str(len(df)))
     console.print(sizes)
     if len(facts.parse_errors):
-        console.print(f"[yellow]{len(facts.parse_errors)} output(s) not understood:[/yellow]")
+        n = len(facts.parse_errors)
+        console.print(f"[yellow]{n} output{'s' * (n != 1)} not understood:[/yellow]")
         for row in facts.parse_errors.itertuples(index=False):
             where = f"{row.host} " if not is_missing(row.host) else ""
             console.print(f"  {where}{row.source}: {row.error}", markup=False)

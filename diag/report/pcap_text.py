@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from diag.values import is_missing
+from diag.words import counted
 
 
 def _when(ts: float | None) -> str:
@@ -32,7 +33,7 @@ def _clock(ts: float | None) -> str:
 def render(s: dict, console: Console) -> None:
     p = s["packets"]
     span = (p["last_ts"] - p["first_ts"]) if p["first_ts"] is not None else 0.0
-    console.print(f"[bold]{s['file']}[/] ({s['format']}): {p['total']} packets over {span:.3f} s, "
+    console.print(f"[bold]{s['file']}[/] ({s['format']}): {counted(p['total'], 'packet')} over {span:.3f} s, "
                   f"{p['malformed']} malformed; from {_when(p['first_ts'])} UTC")
     if s["interfaces"]:
         names = ", ".join(f"{i['capture_iface']}:{i['name'] or '-'} ({i['linktype_name']})"
@@ -74,7 +75,7 @@ def _routes(families: dict) -> str:
 def _bgp(b: dict, console: Console) -> None:
     total = sum(b["messages"].values())
     counts = ", ".join(f"{k} {v}" for k, v in b["messages"].items() if v)
-    console.print(f"\n[bold]BGP[/]: {total} messages ({counts or 'none'}); routes: "
+    console.print(f"\n[bold]BGP[/]: {counted(total, 'message')} ({counts or 'none'}); routes: "
                   f"{_routes(b['prefixes'].get('by_family', {}))}; {b['malformed']} malformed",
                   highlight=False)
     for attempt in b.get("connection_attempts", []):
@@ -115,7 +116,7 @@ def _bgp(b: dict, console: Console) -> None:
 
 def _tunnels(tun: dict, console: Console) -> None:
     rows = tun["by_vni"]
-    kinds = ", ".join(f"{k}: {v['packets']} packets, VNIs {v['vnis']}"
+    kinds = ", ".join(f"{k}: {counted(v['packets'], 'packet')}, VNIs {v['vnis']}"
                       for k, v in tun.items() if isinstance(v, dict))
     console.print(f"\n[bold]Tunnels[/]: {kinds or 'none'}")
     if rows:
@@ -176,16 +177,23 @@ def _icmp(e: dict, console: Console) -> None:
 
 
 def _arp(a: dict, console: Console) -> None:
-    console.print(f"\n[bold]ARP[/]: {a['requests']} requests, {a['replies']} replies, "
-                  f"{a['gratuitous']} gratuitous; {a['answered']} requests answered, "
-                  f"{a['unanswered']} unanswered")
+    copies = a.get("copies", 0)
+    console.print(f"\n[bold]ARP[/]: {counted(a['requests'], 'request')}, "
+                  f"{counted(a['replies'], 'reply', 'replies')}, {a['gratuitous']} gratuitous"
+                  + (f", {counted(copies, 'copy', 'copies')} of a request seen elsewhere"
+                     if copies else "")
+                  + f"; {counted(a['answered'], 'request')} answered, {a['unanswered']} unanswered"
+                  + (f" ({a['unverified']} that this capture may not see replies for)"
+                     if a.get("unverified") else ""))
     if a["unanswered_by_ip"]:
         t = Table(title="ARP requests without a reply", title_justify="left")
-        for col in ("who-has", "requests", "asked by", "first frame", "first", "last"):
+        for col in ("who-has", "requests", "asked by", "first frame", "first", "last",
+                    "replies may not be visible here"):
             t.add_column(col)
         for u in a["unanswered_by_ip"]:
             t.add_row(u["target_ip"], str(u["count"]), ", ".join(u["requesters"]),
-                      str(u["first_frame"]), _clock(u["first_ts"]), _clock(u["last_ts"]))
+                      str(u["first_frame"]), _clock(u["first_ts"]), _clock(u["last_ts"]),
+                      u.get("unverified_because") or "-")
         console.print(t)
     if a["multiple_responders"]:
         t = Table(title="Several MACs answering for one IP", title_justify="left")

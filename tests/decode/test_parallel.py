@@ -28,6 +28,7 @@ from diag.decode.summary import CaptureSummary
 ROOT = Path(__file__).resolve().parents[2]
 REAL = (sorted((ROOT / "tests" / "fixtures" / "pcap").glob("*.pcap"))
         + sorted((ROOT / "tests" / "fixtures" / "pcap-facts").glob("*.pcap*"))
+        + sorted((ROOT / "tests" / "fixtures" / "arp-rule").glob("*.pcap"))
         + sorted((ROOT / "captures").rglob("*.pcap*")))
 
 

@@ -274,7 +274,7 @@ def test_facts_and_explain_commands_on_a_kube_only_bundle(work):
     assert [(r["name"], r["internal_ips"]) for r in rows] == [("mac-k8s", ["192.168.191.153"])]
     explained = diag("explain", str(bundle))
     assert explained.returncode == 0 and "Traceback" not in explained.stderr
-    assert "1 Kubernetes Nodes without host outputs" in explained.stdout
+    assert "1 Kubernetes Node without host outputs" in explained.stdout
     assert "Not checked:" in explained.stdout
     assert "pod CIDRs not blackholed nor in unused tables" in \
         explained.stdout.split("Not checked:")[1]

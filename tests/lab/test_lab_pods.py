@@ -47,8 +47,9 @@ def table(bundle, name: str) -> list[dict]:
 
 
 def real_kubectl(lab, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([shutil.which("kubectl"), "--kubeconfig",  # noqa: PLW1510
-                           str(lab.cluster.kubeconfig_path), *args], capture_output=True,
+    return subprocess.run([shutil.which("kubectl"), "--kubeconfig",
+                           str(lab.cluster.kubeconfig_path), *args], check=False,
+                          capture_output=True,
                           text=True, timeout=30, env={"PATH": os.environ["PATH"],
                                                       "HOME": "/nonexistent"})
 
@@ -158,22 +159,23 @@ def test_debug_pod_capture_then_gone_also_after_sigint(labs, tmp_path):
     lab = up.lab
     argv = [sys.executable, "-m", "diag", *via_line(up)[1:], "--debug-image",
             "nicolaka/netshoot"]
-    done = subprocess.run([*argv, "--capture", "5s",  # noqa: PLW1510 "--filter", "tcp port 179", "-o",
-                           str(tmp_path / "short")], capture_output=True, text=True,
-                          timeout=180, cwd=REPO)
+    done = subprocess.run([*argv, "--capture", "5s", "--filter", "tcp port 179", "-o",
+                           str(tmp_path / "short")], check=False, capture_output=True,
+                          text=True, timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
     m = json.loads((tmp_path / "short" / "manifest.json").read_text())
     for host in m["hosts"].values():
         (capture,) = [c for c in host["commands"] if c["id"] == "capture"]
         assert capture["outcome"] == "OK" and capture["reached"] == "debug-pod", capture
-        assert capture["packets"] > 0 and capture["debug_pod"]["deleted"] is True
+        # BGP keepalives every 3 s on every node: a 5 s capture on tcp/179 sees some
+        assert capture["packets"] > 0 and capture["debug_pod"]["deleted"] is True, capture
     assert debug_pods(lab) == [] and pod_processes(lab) == []
     # Ctrl-C in the middle of a long capture: a real SIGINT to the collector
     proc = subprocess.Popen([*argv, "--capture", "60s", "-o", str(tmp_path / "cut")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180      # the catalogue first, on a busy machine too
         while len(pod_processes(lab)) < 3:
             assert time.monotonic() < deadline, "no debug pods started"
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -181,7 +183,7 @@ def test_debug_pod_capture_then_gone_also_after_sigint(labs, tmp_path):
         assert len(debug_pods(lab)) == 3
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130
+        assert proc.wait(timeout=120) == 130, proc.stderr.read().decode()[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()
