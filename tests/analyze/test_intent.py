@@ -292,6 +292,13 @@ def test_stale_announcer_after_the_lease_moved(tmp_path):
     assert lease.role == "state"               # the agents write the Lease: it is state
     assert resolves(path, lease) == "k8s-ctr"
     assert "k8s-w1" in top.summary
+    # the intent beside it: the policy that announces the Service from the Lease holder alone
+    policy = next(e for e in object_evidence(top)
+                  if e.file == "kube/cilium.io/ciliuml2announcementpolicies.json")
+    assert policy.pointer.endswith("/spec/serviceSelector") and resolves(path, policy)
+    # the fix starts on the object side: the old announcer's agent pod restarted
+    assert top.fix[0].startswith("kubectl -n kube-system delete pod -l k8s-app=cilium "
+                                 "--field-selector spec.nodeName=k8s-w1"), top.fix
 
 
 # --- cilium-config (upstream ConfigMaps) -------------------------------------------------------
@@ -434,36 +441,6 @@ def test_metallb_pool_announced_by_no_advertisement(tmp_path):
         listing(result)
 
 
-# --- the mutants: each rule's decisive comparison, planted wrong, fails its test ---------------
-
-MUTANTS = [
-    # the selector chain: every selector matches everything
-    ("intent_cilium", "_selects", lambda *a, **k: True,
-     test_advertisement_selector_mismatch_names_the_selector_chain),
-    # the peer's real AS taken from the objects instead of the wire
-    ("intent", "State.real_as", lambda self, peer: (65100, []),
-     test_peer_asn_typo_against_the_routers_open),
-    # the interfaces regex: every pattern matches every NIC
-    ("intent_l2", "_matches", lambda patterns, nic: True,
-     test_l2_policy_interfaces_miss_the_nic_on_the_ip_subnet),
-    # the state ignored: the objects alone decide (no finding may come from them)
-    ("intent_cilium", "Cilium.advertised", lambda self, node, cidr: (False, [], []),
-     test_advertisement_edit_on_untouched_daemons_is_not_applied),
-]
-
-
-@pytest.mark.parametrize("module,attr,planted,test", MUTANTS,
-                         ids=[m[1] for m in MUTANTS])
-def test_a_planted_bug_fails_the_rules_test(tmp_path, monkeypatch, module, attr, planted, test):
-    import importlib
-
-    target = importlib.import_module(f"diag.analyze.{module}")
-    owner, _, name = attr.rpartition(".")
-    monkeypatch.setattr(getattr(target, owner) if owner else target, name, planted)
-    with pytest.raises(AssertionError):
-        test(tmp_path)
-
-
 # --- the report draws the object beside the state -----------------------------------------------
 
 @pytest.mark.parametrize("fmt", ["md", "html"])
@@ -527,3 +504,124 @@ def test_metallb_peer_asn_against_the_sessions(tmp_path):
     found = [f for f in result.findings if "64512" in f.summary]
     assert found and found[0].code == "INTENT_NOT_APPLIED", listing(result)
     assert "BGP_BAD_PEER_AS" not in {f.code for f in result.findings}
+
+
+# --- the other forms and reasons the rules name ------------------------------------------------
+
+def test_two_peering_policies_select_a_node_none_applies(tmp_path):
+    """The docs' two rack0 CiliumBGPPeeringPolicies (tests/fixtures/k8s/upstream, the second
+    renamed so both can exist) and k8s-w0 labelled rack=rack0: two legacy policies select it,
+    so none applies — and a policy overrides the ClusterConfig on the nodes it selects, so
+    k8s-w0 has no BGP at all. The state: the lab where k8s-w0 runs no speaker."""
+    objects = seed000_lab_a("node-not-selected")
+    first_policy, second = [p for p in upstream("cilium-v2alpha1-peering-policy.yaml")
+                            if p["metadata"]["name"] == "rack0"][:2]   # exportPodCIDR, Services
+    second["metadata"]["name"] = "rack0-services"
+    named(objects, "Node", "k8s-w0")["metadata"]["labels"]["rack"] = "rack0"
+    path = bundle(tmp_path / "b", objects + [first_policy, second], state="node-not-selected")
+    _, result = explain_of(path)
+    top = first(result)
+    assert top.code == "BGP_NODE_NOT_SELECTED" and "k8s-w0" in top.summary, listing(result)
+    assert "none applies" in top.summary, top.summary
+    cited = {resolves(path, e)["matchLabels"]["rack"] for e in object_evidence(top)
+             if e.file == "kube/cilium.io/ciliumbgppeeringpolicies.json"}
+    assert cited == {"rack0"}
+    assert len([e for e in object_evidence(top)
+                if e.file == "kube/cilium.io/ciliumbgppeeringpolicies.json"]) == 2
+    # k8s-ctr and k8s-w1 keep the ClusterConfig (their speakers run): no finding about them
+    assert not [f for f in result.findings if f.code == "BGP_NODE_NOT_SELECTED"
+                and ("k8s-ctr" in f.summary or "k8s-w1" in f.summary)], listing(result)
+
+
+def _pending(tmp_path, edit) -> tuple:
+    objects = _seed_pool("lb-pool-exhausted")
+    edit(objects)
+    path = bundle(tmp_path / "b", objects, state="lb-pool-exhausted")
+    _, result = explain_of(path)
+    top = first(result)
+    assert top.code == "LB_IP_PENDING" and "webpod-admin" in top.summary, listing(result)
+    return path, top
+
+
+def test_pending_because_no_pool_selects_the_service(tmp_path):
+    def edit(objects):       # the pool kept for one team's Services
+        named(objects, "CiliumLoadBalancerIPPool")["spec"]["serviceSelector"] = {
+            "matchLabels": {"team": "blue"}}
+    path, top = _pending(tmp_path, edit)
+    assert "no pool's serviceSelector matches" in top.summary, top.summary
+    selector = next(e for e in object_evidence(top) if "serviceSelector" in e.value)
+    assert resolves(path, selector) == {"matchLabels": {"team": "blue"}}
+    assert "kubectl label service webpod-admin -n default team=blue" in top.fix
+
+
+def test_pending_because_the_pool_is_disabled(tmp_path):
+    def edit(objects):
+        named(objects, "CiliumLoadBalancerIPPool")["spec"]["disabled"] = True
+    path, top = _pending(tmp_path, edit)
+    assert "disabled" in top.summary, top.summary
+    flag = next(e for e in object_evidence(top) if e.pointer.endswith("/spec/disabled"))
+    assert resolves(path, flag) is True
+    patch = json.loads(shlex.split(top.fix[0])[-1])
+    assert patch == [{"op": "replace", "path": "/spec/disabled", "value": False}]
+
+
+def test_pending_because_the_requested_ip_is_in_no_pool(tmp_path):
+    def edit(objects):       # the address asked for, one past the seed's .211-.215
+        named(objects, "Service", "webpod-admin")["metadata"]["annotations"] = {
+            "lbipam.cilium.io/ips": "192.168.10.216"}
+    path, top = _pending(tmp_path, edit)
+    assert "requested IP 192.168.10.216 is in none of the pools" in top.summary, top.summary
+    assert any("192.168.10.211" in line for line in top.fix), top.fix
+
+
+def test_calico_peer_asn_edit_on_untouched_bird_is_not_applied(tmp_path):
+    """The one edit: router-lan1's asNumber typed 65100. The router runs AS 65000 (its own
+    config, its OPENs) and BIRD on the lan1 nodes is still Established with it: not applied,
+    never a broken session claimed."""
+    objects = lab_objects("calico-native-healthy")
+    named(objects, "BGPPeer", "router-lan1")["spec"]["asNumber"] = 65100
+    path = bundle(tmp_path / "b", objects, state="calico-native-healthy")
+    _, result = explain_of(path)
+    found = [f for f in result.findings if "router-lan1" in f.summary]
+    assert found and found[0].code == "INTENT_NOT_APPLIED", listing(result)
+    assert "runs AS 65000" in found[0].summary and "65100" in found[0].summary
+    assert "BGP_BAD_PEER_AS" not in {f.code for f in result.findings}, listing(result)
+    asn = object_evidence(found[0])[0]
+    assert resolves(path, asn) == 65100
+    assert json.loads(shlex.split(found[0].fix[0])[-1])[0]["value"] == 65000
+
+
+# --- the mutants: each rule's decisive comparison, planted wrong, fails its test ---------------
+
+MUTANTS = [
+    # the selector chain: every selector matches everything
+    ("intent_cilium", "_selects", lambda *a, **k: True,
+     test_advertisement_selector_mismatch_names_the_selector_chain),
+    # the peer's real AS taken from the objects instead of the wire
+    ("intent", "State.real_as", lambda self, peer: (65100, []),
+     test_peer_asn_typo_against_the_routers_open),
+    # the interfaces regex: every pattern matches every NIC
+    ("intent_l2", "_matches", lambda patterns, nic: True,
+     test_l2_policy_interfaces_miss_the_nic_on_the_ip_subnet),
+    # the state ignored: the objects alone decide (no finding may come from them)
+    ("intent_cilium", "Cilium.advertised", lambda self, node, cidr: (False, [], []),
+     test_advertisement_edit_on_untouched_daemons_is_not_applied),
+    # LB-IPAM's serviceSelector: every pool selects every Service
+    ("intent_lbipam", "_selects", lambda *a, **k: True,
+     test_pending_because_no_pool_selects_the_service),
+    # the Calico peer's real AS taken from the object (what the router runs ignored)
+    ("intent", "State.real_as", lambda self, peer: (65100, []),
+     test_calico_peer_asn_edit_on_untouched_bird_is_not_applied),
+]
+
+
+@pytest.mark.parametrize("module,attr,planted,test", MUTANTS,
+                         ids=[m[1] for m in MUTANTS])
+def test_a_planted_bug_fails_the_rules_test(tmp_path, monkeypatch, module, attr, planted, test):
+    import importlib
+
+    target = importlib.import_module(f"diag.analyze.{module}")
+    owner, _, name = attr.rpartition(".")
+    monkeypatch.setattr(getattr(target, owner) if owner else target, name, planted)
+    with pytest.raises(AssertionError):
+        test(tmp_path)
