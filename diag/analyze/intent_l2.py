@@ -339,14 +339,22 @@ def _not_covered(objects: Objects, state: State, policies: list[dict]) -> list[V
                                     "serviceSelector") for p in policies[:2]]
             ev += [state.frame_evidence(r, f"who-has {ip} tell {r['sender_ip']} (no reply)")
                    for r in arp.unanswered[:2]]
+            # the object change: label the Service as the first policy selects (the policy
+            # itself may announce other Services: widening it is the person's call)
+            wanted = next(((p["service_selector"] or {}).get("matchLabels") for p in policies
+                           if (p["service_selector"] or {}).get("matchLabels")), None)
+            label = [f"kubectl label service {service['name']} -n "
+                     f"{service.get('namespace') or 'default'} "
+                     + " ".join(f"{k}={v}" for k, v in wanted.items())] if wanted else []
             out.append(Verdict(finding(
                 "LB_IP_NOT_ANNOUNCED",
                 f"{ip} ({ref_of(service)}): no CiliumL2AnnouncementPolicy and no BGP Service "
                 f"advertisement selects the Service, so nobody announces it; "
                 f"{counted(len(arp.unanswered), 'ARP request')} got no reply",
                 ["objects", "pcap"], ev,
-                [f"# select {ref_of(service)} (labels {json.dumps(service['labels'] or {})}) "
-                 "in an L2 announcement policy's serviceSelector or a BGP Service "
-                 "advertisement"], subject=str(ip)),
+                label + [f"# or select {ref_of(service)} (labels "
+                         f"{json.dumps(service['labels'] or {})}) in an L2 announcement "
+                         "policy's serviceSelector or a BGP Service advertisement"],
+                subject=str(ip)),
                 absorbs=(("ARP_UNANSWERED", str(ip)),)))
     return out

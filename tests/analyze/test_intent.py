@@ -591,6 +591,24 @@ def test_calico_peer_asn_edit_on_untouched_bird_is_not_applied(tmp_path):
     assert json.loads(shlex.split(found[0].fix[0])[-1])[0]["value"] == 65000
 
 
+def test_lb_ip_no_policy_selects_the_service(tmp_path):
+    """The one edit: policy1's serviceSelector typed app: web-pod. The state: the lab where
+    nobody answers ARP for 192.168.10.212 on the cluster segment (captured)."""
+    objects = _seed_pool("l2-policy-wrong-interface")
+    named(objects, "CiliumL2AnnouncementPolicy")["spec"]["serviceSelector"] = {
+        "matchLabels": {"app": "web-pod"}}
+    path = bundle(tmp_path / "b", objects, state="l2-policy-wrong-interface")
+    _, result = explain_of(path)
+    top = first(result)
+    assert top.code == "LB_IP_NOT_ANNOUNCED" and "192.168.10.212" in top.summary, \
+        listing(result)
+    selector = next(e for e in object_evidence(top) if "serviceSelector" in e.value)
+    assert resolves(path, selector) == {"matchLabels": {"app": "web-pod"}}
+    assert any(e.frame for e in top.evidence), top.evidence          # the unanswered requests
+    assert top.fix[0] == "kubectl label service webpod -n default app=web-pod", top.fix
+    assert "ARP_UNANSWERED" not in {f.code for f in result.findings if f.caused_by is None}
+
+
 # --- the mutants: each rule's decisive comparison, planted wrong, fails its test ---------------
 
 MUTANTS = [

@@ -105,7 +105,9 @@ def check_evidence(bundle: Path, finding) -> list[str]:
             text = (json.dumps(node) + " " + pointer.replace("~1", "/")).replace(
                 "0.0.0.0/0", "default")
             keys = [t.replace("0.0.0.0/0", "default").split("/")[0] for t in _tokens(ev.value)]
-            keys = keys or [ev.value.split()[0].rstrip(":,")]
+            # without an address: the first word that names the row (a value may start with
+            # its host's name, which the host's own output does not hold)
+            keys = keys or [w.rstrip(":,") for w in ev.value.split() if w != ev.host][:1]
             if not any(k in text for k in keys):
                 problems.append(f"{ev.file} {pointer}: {ev.value!r} not in {text[:200]}")
         elif pointer.startswith("line starting "):

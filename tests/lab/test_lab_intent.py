@@ -21,6 +21,8 @@ from diag.analyze import explain
 from diag.facts import load_facts
 from diag.k8s import pointers
 from diag.lab import faults
+from diag.pipeline import report
+from diag.report.markdown import render_markdown
 from tests.analyze.test_lab_fault_table import check_evidence
 from tests.labstore import VIA_KUBECTL
 
@@ -105,7 +107,20 @@ def test_configuration_fault_named_first_with_its_object(labs, cni, mode, fault)
     if state:
         problems = check_evidence(lb.path, replace(first, evidence=tuple(state)))
         assert not problems, "\n".join(problems)
+    if fault == "tunnel-port-config-mismatch":
+        # each device's port as the kernel gave it while the bundle was collected
+        cited = {e.host: int(e.value.split("dstport ")[1].split()[0]) for e in state
+                 if "dstport " in e.value}
+        assert cited and all(lb.vxlan_ports[h] == port for h, port in cited.items()), \
+            (cited, lb.vxlan_ports)
+        assert len(set(cited.values())) == 2, cited
     assert any(line.startswith("kubectl ") for line in first.fix), first.fix
+    # `diag report` draws the object beside the state for it
+    doc, data = report(lb.path)
+    assert doc["findings"][0]["code"] == first.code
+    text = render_markdown(doc, data)
+    section = text.split("the object (intent)", 1)[1][:4000]
+    assert intent[0].pointer in section and "the state that shows the effect" in text, section
 
 
 @pytest.mark.parametrize("cni,mode,fault", [(c, m, f"{f}+objects-only") for c, m, f in CELLS])
@@ -125,9 +140,12 @@ def test_control_run_objects_edited_daemons_untouched(labs, cni, mode, fault):
                for f in result.findings), listing
 
 
-@pytest.mark.parametrize("cni,mode", HEALTHY)
-def test_healthy_lab_through_the_pods_gives_no_warning(labs, cni, mode):
-    lb = labs.bundle(cni, mode, None, extra=STORE_EXTRA(None))
+# ``fault`` None names the healthy bundle, so the store prefetches it like the others (the same
+# bundle tests/lab/test_lab_pods.py reads on the native labs)
+@pytest.mark.parametrize("cni,mode,fault", [(c, m, None) for c, m in HEALTHY],
+                         ids=[f"{c}-{m}" for c, m in HEALTHY])
+def test_healthy_lab_through_the_pods_gives_no_warning(labs, cni, mode, fault):
+    lb = labs.bundle(cni, mode, fault, extra=STORE_EXTRA(fault))
     result = explain(load_facts(lb.path))
     bad = [f"{f.severity} {f.code}: {f.summary}" for f in result.findings
            if f.severity != "info"]
