@@ -609,6 +609,25 @@ def test_lb_ip_no_policy_selects_the_service(tmp_path):
     assert "ARP_UNANSWERED" not in {f.code for f in result.findings if f.caused_by is None}
 
 
+def test_peer_asn_typo_from_the_objects_alone_no_exec(tmp_path):
+    """Only `diag collect --kube` (no exec into any node): the lab's objects as its API served
+    them with peer-asn-typo applied. The state is the CiliumBGPNodeConfigs' status the agents
+    wrote: k8s-ctr's session idle with the typed AS, k8s-w1's Established with the router as
+    AS 65000 — the AS the router really runs, so the typo is proved without a capture."""
+    path = bundle(tmp_path / "b", lab_objects("peer-asn-typo"))
+    _, result = explain_of(path)
+    top = first(result)
+    assert top.code == "BGP_BAD_PEER_AS" and "k8s-ctr" in top.summary, listing(result)
+    assert resolves(path, object_evidence(top)[0]) == 65100
+    status = {e.host: resolves(path, e) for e in top.evidence if e.role == "state"}
+    assert status["k8s-ctr"]["peeringState"] == "idle", status
+    assert (status["k8s-w1"]["peeringState"], status["k8s-w1"]["peerASN"]) == \
+        ("established", 65000), status
+    assert all(e.file == "kube/cilium.io/ciliumbgpnodeconfigs.json"
+               for e in top.evidence if e.role == "state")
+    assert json.loads(shlex.split(top.fix[0])[-1])[0]["value"] == 65000
+
+
 # --- the mutants: each rule's decisive comparison, planted wrong, fails its test ---------------
 
 MUTANTS = [
@@ -630,6 +649,9 @@ MUTANTS = [
     # the Calico peer's real AS taken from the object (what the router runs ignored)
     ("intent", "State.real_as", lambda self, peer: (65100, []),
      test_calico_peer_asn_edit_on_untouched_bird_is_not_applied),
+    # the same, with the NodeConfigs' status as the only state (no exec)
+    ("intent", "State.real_as", lambda self, peer: (65100, []),
+     test_peer_asn_typo_from_the_objects_alone_no_exec),
 ]
 
 
