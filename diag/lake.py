@@ -142,6 +142,8 @@ _LAYOUT = {
                      "lb_ips_source notes:json",
     "parse_errors": "source path error table",
     "problems": "kind path detail",
+    "kube_resources": "id group resource kind version installed:bool outcome status_reason "
+                      "status_message objects:int64 path",
 }
 
 SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
