@@ -255,10 +255,10 @@ def _stale(objects, state, policy, service, ip, lease, host, holder_macs, others
     # the agent on the old announcer is what still answers: restart it (its pod), and, if an
     # address was left on the NIC, remove it on that node
     fix = [line for m in others for h in ([owners[m][0]] if owners[m] else [])
-           for line in (f"kubectl -n kube-system delete pod -l k8s-app=cilium "
-                        f"--field-selector spec.nodeName={h}",
-                        f"{h}: ip addr del {ip}/32 dev {owners[m][1]}   # if the address is "
-                        "there")]
+           for line in ((f"kubectl -n kube-system delete pod -l k8s-app=cilium "
+                         f"--field-selector spec.nodeName={h}"),
+                        (f"{h}: ip addr del {ip}/32 dev {owners[m][1]}   # if the address "
+                         "is there"))]
     holder_answers = any(str(r["sender_mac"]).lower() in holder_macs for r in arp.replies)
     if holder_answers:
         own = next(r for r in arp.replies if str(r["sender_mac"]).lower() in holder_macs)
@@ -279,8 +279,8 @@ def _stale(objects, state, policy, service, ip, lease, host, holder_macs, others
         f"{', '.join(named)} answers ARP for it and {holder} does not: the announcement has "
         "not moved with the Lease (the agents have not acted on it)",
         ["objects", "pcap", "ip-link"], ev,
-        [f"# check the cilium agent on {holder} (kubectl -n kube-system logs ds/cilium) and "
-         "the Lease's renewTime; when it announces, stop the old announcer"] + fix,
+        [(f"# check the cilium agent on {holder} (kubectl -n kube-system logs ds/cilium) "
+          "and the Lease's renewTime; when it announces, stop the old announcer")] + fix,
         hosts=[host] + stale_hosts, subject=ip),
         absorbs=(("ARP_MULTIPLE_RESPONDERS", ip),))
 
@@ -352,9 +352,9 @@ def _not_covered(objects: Objects, state: State, policies: list[dict]) -> list[V
                 f"advertisement selects the Service, so nobody announces it; "
                 f"{counted(len(arp.unanswered), 'ARP request')} got no reply",
                 ["objects", "pcap"], ev,
-                label + [f"# or select {ref_of(service)} (labels "
-                         f"{json.dumps(service['labels'] or {})}) in an L2 announcement "
-                         "policy's serviceSelector or a BGP Service advertisement"],
+                label + [(f"# or select {ref_of(service)} (labels "
+                          f"{json.dumps(service['labels'] or {})}) in an L2 announcement "
+                          "policy's serviceSelector or a BGP Service advertisement")],
                 subject=str(ip)),
                 absorbs=(("ARP_UNANSWERED", str(ip)),)))
     return out

@@ -569,7 +569,7 @@ def test_pending_because_the_requested_ip_is_in_no_pool(tmp_path):
     def edit(objects):       # the address asked for, one past the seed's .211-.215
         named(objects, "Service", "webpod-admin")["metadata"]["annotations"] = {
             "lbipam.cilium.io/ips": "192.168.10.216"}
-    path, top = _pending(tmp_path, edit)
+    _, top = _pending(tmp_path, edit)
     assert "requested IP 192.168.10.216 is in none of the pools" in top.summary, top.summary
     assert any("192.168.10.211" in line for line in top.fix), top.fix
 
