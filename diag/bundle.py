@@ -371,9 +371,13 @@ class Bundle:
                 yield host, command
 
     def outputs(self) -> "OutputIndex":
-        """Where each (host, command id)'s output is, as the manifest lists it."""
-        return OutputIndex((host, str(command.get("id", "")), command.get("path"))
-                           for host, command in self.commands() if isinstance(command, dict))
+        """Where each (host, command id)'s output is, as the manifest lists it, and where each
+        Kubernetes kind's objects are stored."""
+        return OutputIndex(((host, str(command.get("id", "")), command.get("path"))
+                            for host, command in self.commands() if isinstance(command, dict)),
+                           kube=((str(r.get("group") or ""), str(r.get("kind") or ""),
+                                  r.get("path")) for r in self.kube_resources()
+                                 if r.get("outcome") == "OK"))
 
     def captures(self, present_only: bool = False) -> list[tuple[str, Path]]:
         """(host, file) of every capture the manifest lists with bytes in it, in its order
@@ -408,9 +412,14 @@ class OutputIndex:
     layout (:func:`output_path`), so evidence about a missing output still names where it would
     be."""
 
-    def __init__(self, entries: Iterable[tuple[str, str, Any]] = ()) -> None:
+    def __init__(self, entries: Iterable[tuple[str, str, Any]] = (),
+                 kube: Iterable[tuple[str, str, Any]] = ()) -> None:
         self._paths: dict[tuple[str, str], str] = {}
         self._captures: dict[str, str] = {}
+        self._kube: dict[tuple[str, str], str] = {}
+        for group, kind, path in kube:
+            if isinstance(path, str):
+                self._kube.setdefault((str(group), str(kind)), path)
         for host, command_id, path in entries:
             if not isinstance(path, str):
                 continue
@@ -427,6 +436,17 @@ class OutputIndex:
     def capture(self, host: str) -> str | None:
         """The first capture file of ``host``, or None."""
         return self._captures.get(host)
+
+    def kube_objects(self, group: str, kind: str) -> str | None:
+        """The file holding the objects of ``kind`` (API group ``group``, ``""`` for the core
+        group) as one List, or None when that kind's objects were not read."""
+        return self._kube.get((group, kind))
+
+
+def kube_object_pointer(item: int, pointer: str = "") -> str:
+    """The JSON pointer, inside a kind's stored List, of the ``item``-th object's part at
+    ``pointer`` (relative to the object: a ``kubectl patch`` path): ``/items/<item><pointer>``."""
+    return f"/items/{int(item)}{pointer}"
 
 
 def command_record(host: str, index: int) -> tuple[str, str]:
@@ -657,7 +677,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Bundle", "BundleWriter", "bundle_id", "OutputIndex", "Problem", "StreamFile", "command_record",
+__all__ = ["Bundle", "BundleWriter", "bundle_id", "OutputIndex", "Problem", "StreamFile",
+           "command_record", "kube_object_pointer",
            "extract_archive", "is_bundle", "open_bundle", "output_path", "read_bundle_dir",
            "safe_component", "sha256_file", "source_sha256", "write_archive", "KUBE_SCHEMA_VERSION",
            "READ_SCHEMA_VERSIONS", "SCHEMA_VERSION"]

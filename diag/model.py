@@ -7,7 +7,10 @@ report, tests) can use these records without pulling another stage in.
 - :class:`Evidence`: one fact a finding rests on, pointing into the bundle: ``host``, ``file``
   (bundle path, e.g. ``hosts/k8s-ctr/ip-route-v4.out``), ``pointer`` (a JSON pointer such as
   ``/14`` into a JSON output, ``line 7`` for text, ``frame 12`` for a capture), ``value`` (what is
-  there, one line), ``frame`` (capture frame number, 1-based, or None).
+  there, one line), ``frame`` (capture frame number, 1-based, or None), ``role``: ``state``
+  (what the daemons, the kernel, the captures or an object's status show) or ``intent`` (a
+  Kubernetes object's configuration, cited by its stored List and the pointer
+  ``/items/<i>/spec/...``), so a reader can put the object beside the state it explains.
 - :class:`Confidence`: ``level`` (``low`` / ``medium`` / ``high``) derived from ``sources``, the
   independent kinds of evidence that agree (``ip``, ``frr``, ``gobgp``, ``pcap``...): one source is
   low, two medium, three or more high — so removing a source always lowers or keeps the level.
@@ -42,6 +45,10 @@ class Evidence:
     pointer: str
     value: str
     frame: int | None = None
+    role: str = "state"             # state | intent (see the module docstring)
+
+
+ROLES = ("state", "intent")
 
 
 @dataclass(frozen=True)
@@ -141,4 +148,4 @@ class FlowLadder:
 
 
 __all__ = ["Check", "Confidence", "Evidence", "Finding", "FlowLadder", "FlowPoint", "LEVELS",
-           "SEVERITIES", "severity_rank"]
+           "ROLES", "SEVERITIES", "severity_rank"]

@@ -112,6 +112,10 @@ def _plan_item(item):
     if "cni" in params and "mode" in params:
         lab = (params["cni"], params["mode"], params.get("addressing", "default"))
         cell = (*lab, params["fault"]) if "fault" in params else None
+        # a module collecting otherwise (through the agent pods) says how: STORE_EXTRA(fault)
+        extra = getattr(getattr(item, "module", None), "STORE_EXTRA", None)
+        if cell is not None and extra is not None:
+            cell = (*cell, tuple(extra(params["fault"])))
         return PlanItem(item.nodeid, lab, cell, cell is None)
     return PlanItem(item.nodeid, ANY_LAB, None, True)
 

@@ -135,7 +135,8 @@ class PlanItem:
     """What one collected test needs from the store, for the prefetcher (tests/conftest.py)."""
     nodeid: str
     lab: tuple | str | None     # (cni, mode, addressing), ANY_LAB (unknown: every lab), None
-    cell: tuple | None          # the bundle it reads: (cni, mode, addressing, fault or None)
+    cell: tuple | None          # the bundle it reads: (cni, mode, addressing, fault or None
+    #                             [, the collect's extra arguments])
     holds_lab: bool             # acts on the live lab (probes, heals): later cells wait for it
 
 
@@ -296,7 +297,11 @@ class Labs:
 
                 faults.heal(up.lab)
             else:
-                proc = diag_cli("lab", "fault", fault, "--name", up.name, timeout=120)
+                # "NAME+objects-only": the configuration fault's control run
+                name, _, control = fault.partition("+")
+                proc = diag_cli("lab", "fault", name, "--name", up.name,
+                                *(["--objects-only"] if control == "objects-only" else []),
+                                timeout=120)
                 assert proc.returncode == 0, \
                     f"diag lab fault {fault}: {proc.stdout}\n{proc.stderr}"
                 apply_stdout = proc.stdout
@@ -362,7 +367,7 @@ class Labs:
             if item.nodeid in self.finished:
                 continue
             if item.cell is not None:
-                key = (*item.cell, ())
+                key = (*item.cell[:4], item.cell[4] if len(item.cell) > 4 else ())
                 lab = item.cell[:3]
                 if key not in self.jobs and lab not in busy and lab not in blocked \
                         and ANY_LAB not in blocked:

@@ -18,7 +18,8 @@ functions (``routing.py``, ``bgp.py`` (daemon state),
 ``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums),
 ``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py`` (link state),
 ``ledger.py`` + ``overlay_path.py`` (tunnelled flows followed across the captures of both ends),
-``rpfilter.py``); ``rank.py`` orders the
+``rpfilter.py``; the Kubernetes objects against that state: ``intent.py`` and ``intent_*.py``);
+``rank.py`` orders the
 findings; nothing here reads files or imports another stage: everything comes through the
 ``facts`` object handed in, and evidence names bundle files only through ``facts.outputs``
 (:class:`diag.bundle.OutputIndex`).
@@ -82,6 +83,11 @@ def explain(facts) -> Explanation:
     findings = _link_to_overlay(findings, overlay_findings)
     findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings
     checks += overlay_checks + rp_checks
+    # the Kubernetes objects against that state (diag/analyze/intent.py)
+    from diag.analyze import intent
+
+    findings, intent_checks = intent.analyze(facts, findings)
+    checks += intent_checks
     checks, unreadable = _unreadable(checks, reads, getattr(facts, "parse_errors", None))
     ranked = tuple(rank(findings))
     codes = [f.code for f in ranked]

@@ -23,6 +23,7 @@ class CodeInfo:
 
 
 _R, _B, _O, _L = ("Routing and forwarding", "BGP sessions", "Overlay", "L2 / ARP / LoadBalancer IPs")
+_K = "Kubernetes objects against the state"
 
 _ENTRIES = (
     CodeInfo("ROUTE_RIB_NOT_IN_FIB", _R, "error",
@@ -88,7 +89,9 @@ _ENTRIES = (
              "TCPMD5NotFound/Unexpected/Failure", "implemented"),
     CodeInfo("BGP_EBGP_MULTIHOP_TTL", _B, "error",
              "eBGP peer not directly connected while the TTL is 1",
-             "peer off-link; frr \"Waiting for NHT\"; BGP packets with TTL 1"),
+             "objects: a CiliumBGPClusterConfig peer (or PeeringPolicy neighbor) whose address is "
+             "on none of the node's subnets (`ip addr`) with the PeerConfig's ebgpMultihop 1 "
+             "(Cilium's default); state: that session not Established", "implemented"),
     CodeInfo("BGP_ROUTER_ID_COLLISION", _B, "error", "both ends use the same router id",
              "NOTIFICATION 2/3"),
     CodeInfo("BGP_EBGP_REQUIRES_POLICY", _B, "error",
@@ -106,10 +109,16 @@ _ENTRIES = (
              "path invalid/inaccessible; next hop off-link"),
     CodeInfo("BGP_GR_STALE_ROUTES", _B, "warning",
              "graceful restart keeps stale routes of a dead peer", "stale flags; restart timer"),
-    CodeInfo("BGP_RR_MISCONFIG", _B, "error", "routes on the reflector but not on its clients",
-             "cluster-id / cluster list; client config"),
+    CodeInfo("BGP_RR_MISCONFIG", _B, "error",
+             "a node has no BGP path to the others: Calico's node-to-node mesh is off and no "
+             "BGPPeer (route reflector or ToR) selects it",
+             "objects: BGPConfiguration `nodeToNodeMeshEnabled: false`, no BGPPeer selecting the "
+             "node; state: its BIRD has no Established BGP protocol and no other speaker holds "
+             "its block", "implemented"),
     CodeInfo("BIRD_FILTER_REJECT", _B, "error", "a BIRD import/export filter rejects the routes",
-             "`birdc show protocols all`: rejected/filtered counters"),
+             "`birdc show protocols all`: filtered import updates; the prefixes the peer holds "
+             "missing from the node's table; objects: the Calico BGPFilter rule and the BGPPeer "
+             "that names it", "implemented"),
     CodeInfo("VXLAN_PORT_MISMATCH", _O, "error", "VTEPs use different UDP ports (8472 vs 4789)",
              "`ip -d -j link` vxlan port differs; pcap one-way UDP + ICMP port unreachable", "implemented"),
     CodeInfo("OVERLAY_UDP_BLOCKED", _O, "error",
@@ -147,15 +156,68 @@ _ENTRIES = (
     CodeInfo("ARP_MULTIPLE_RESPONDERS", _L, "error", "several MACs answer for one IP",
              "pcap replies with different MACs; the IP on several hosts", "implemented"),
     CodeInfo("ARP_STALE_AFTER_FAILOVER", _L, "warning",
-             "the router keeps the old MAC after the announcer moved",
-             "neigh MAC differs from the current holder; no gratuitous ARP seen"),
+             "the L2 announcement moved (its Lease has a new holder) but the old holder still "
+             "answers ARP for the IP, or a neighbour cache keeps the old holder's MAC",
+             "Lease `holderIdentity` vs the MACs of the ARP replies in the captures (`ip link` "
+             "maps them to nodes), or vs a neighbour entry's MAC; error when two MACs answer",
+             "implemented"),
     CodeInfo("LB_IP_PENDING", _L, "error",
              "a LoadBalancer service has no external IP (no pool or pool exhausted)",
-             "service status; pool state (needs Kubernetes API data, not collected yet)"),
+             "Service status without ingress (and LB-IPAM's IPAMRequestSatisfied condition); the "
+             "reason from the pools: none selects it, its pool's blocks are all allocated, "
+             "the pool is disabled or conflicting, the requested IP is in no pool",
+             "implemented"),
+    CodeInfo("L2_ANNOUNCE_INTERFACE_MISMATCH", _L, "error",
+             "an L2 announcement policy's `interfaces` do not match the holder's NIC on the "
+             "LoadBalancer IP's subnet: nobody answers ARP for the IP there",
+             "objects: CiliumL2AnnouncementPolicy `interfaces`, the Lease holder; state: the "
+             "holder's NICs (`ip link`, `ip addr`), ARP requests for the IP unanswered in the "
+             "captures", "implemented"),
+    CodeInfo("LB_IP_NOT_ANNOUNCED", _L, "error",
+             "a LoadBalancer IP that no BGP advertisement and no L2 announcement covers",
+             "objects: the Service, the advertisements' and policies' selectors (Cilium), or "
+             "MetalLB's L2/BGP advertisements' pool selection; state: no route to the IP in "
+             "the BGP speakers' RIBs and ARP requests for it unanswered", "implemented"),
 )
 
+_INTENT = (
+    CodeInfo("BGP_NODE_NOT_SELECTED", _K, "error",
+             "a node with pods gets no BGP instance: no CiliumBGPClusterConfig (or "
+             "PeeringPolicy) selects it, several policies or configs select it (none applies), "
+             "or a config's nodeSelector matches no node",
+             "objects: the nodeSelectors against the Node's labels; state: the node has no BGP "
+             "session (its agent, GoBGP, CiliumBGPNodeConfig) and no speaker holds its pod CIDR",
+             "implemented"),
+    CodeInfo("IPPOOL_ENCAPSULATION_MISMATCH", _K, "error",
+             "a Calico IPPool's vxlanMode/ipipMode asks for encapsulation the nodes do not "
+             "provide (no tunnel device, no route through it), so the pool's routes are missing",
+             "objects: IPPool `vxlanMode`/`ipipMode`, FelixConfiguration `vxlanEnabled`; "
+             "state: `ip -d link` (vxlan.calico), `ip route` to the other nodes' blocks, "
+             "BIRD's table", "implemented"),
+    CodeInfo("CILIUM_FEATURE_DISABLED", _K, "error",
+             "objects of a Cilium feature exist while cilium-config turns the feature off "
+             "(`enable-bgp-control-plane`, `enable-l2-announcements`)",
+             "objects: the ConfigMap key and the feature's objects; state: no BGP session on "
+             "the nodes / ARP for the announced IPs unanswered", "implemented"),
+    CodeInfo("NATIVE_ROUTING_CIDR_MISMATCH", _K, "warning",
+             "cilium-config `ipv4-native-routing-cidr` does not cover a node's pod CIDR: "
+             "Cilium masquerades traffic to it",
+             "objects: the ConfigMap key; state: the pod CIDRs the IPAM allocated and the "
+             "nodes route", "implemented"),
+    CodeInfo("INTENT_NOT_APPLIED", _K, "warning",
+             "the objects ask for something the daemons do not do: the agent has not applied "
+             "the change (yet) — the next restart or reconcile will",
+             "objects vs the daemons' running state (sessions, RIBs, devices, routes, ARP "
+             "answers) showing the configuration before the change", "implemented"),
+    CodeInfo("K8S_OBJECT_ALTERNATIVES", _K, "info",
+             "several definitions of one kind, namespace and name (manifests from notes or "
+             "several files, never one cluster's state): each is judged alone",
+             "the stored Lists hold the same identity more than once", "implemented"),
+)
+
+_ENTRIES = _ENTRIES + _INTENT
 CATALOG: dict[str, CodeInfo] = {e.code: e for e in _ENTRIES}
-TOPICS = (_R, _B, _O, _L)
+TOPICS = (_R, _B, _O, _L, _K)
 
 
 def info(code: str) -> CodeInfo:

@@ -124,6 +124,10 @@ def faults_command(
 def fault_command(
     fault: str = typer.Argument(..., metavar="NAME", help="A fault from `diag lab faults`."),
     name: LabName = "diag",
+    objects_only: bool = typer.Option(
+        False, "--objects-only",
+        help="Configuration faults: edit the objects only, leave the daemons as they are (the "
+             "control run); returns once live probes show the daemons unchanged."),
 ) -> None:
     """Apply one fault (healing any other first); return once live probes show its symptom."""
     def call() -> int:
@@ -133,7 +137,8 @@ def fault_command(
 
         check()
         lab = Lab.load(name)
-        out = faults.apply(lab, fault, say=lambda m: print(f"diag lab: {m}", file=sys.stderr))
+        out = faults.apply(lab, fault, say=lambda m: print(f"diag lab: {m}", file=sys.stderr),
+                           objects_only=objects_only)
         print("\n".join(outcome_lines(lab, out)))
         return 0
 

@@ -32,7 +32,7 @@ def summary(result: RunResult) -> dict[str, Any]:
             "failed": [{"id": c["id"], "outcome": c["outcome"], "exit_code": c["exit_code"]}
                        for c in commands if c["outcome"] != "OK"],
             "daemons": sorted(record.get("daemons", {})),
-            "capture": None if capture is None else {"bytes": capture["bytes"],
+            "capture": None if capture is None else {"bytes": capture.get("bytes"),
                                                      "packets": capture.get("packets")},
             "clock_offset_s": record.get("clock_offset_s"),
         })

@@ -126,6 +126,51 @@ class LabCluster:
     def _write(self, stem: str, items: list[dict]) -> None:
         K.write_objects(self.objects_dir, {stem: items})
 
+    def edit_objects(self, change) -> list[str]:
+        """Change the object files as a person with ``kubectl edit`` would: ``change(files)``
+        edits ``{stem: [objects]}`` in place; the changed files are written (under the lock the
+        endpoint's status refreshes take). Returns the stems written."""
+        with self._writing():
+            files = self.files()
+            before = json.dumps(files, sort_keys=True)
+            change(files)
+            written = []
+            if json.dumps(files, sort_keys=True) != before:
+                old = json.loads(before)
+                for stem, items in files.items():
+                    if old.get(stem) != items:
+                        self._write(stem, items)
+                        written.append(stem)
+            return written
+
+    def snapshot(self, directory: Path) -> None:
+        """Copy the object files into ``directory`` (once: an existing snapshot is kept)."""
+        import shutil
+
+        if directory.exists():
+            return
+        with self._writing():
+            tmp = directory.with_name(directory.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(self.objects_dir, tmp)
+            tmp.replace(directory)
+
+    def restore(self, directory: Path) -> bool:
+        """Put the object files of a :meth:`snapshot` back (and drop the snapshot); False when
+        there is none."""
+        import shutil
+
+        if not directory.exists():
+            return False
+        with self._writing():
+            for path in sorted(directory.glob("*.json")):
+                K.write_objects(self.objects_dir, {path.stem: K.read_objects(directory)[path.stem]})
+            for path in sorted(self.objects_dir.glob("*.json")):
+                if not (directory / path.name).exists():
+                    path.unlink()
+            shutil.rmtree(directory)
+        return True
+
     @contextlib.contextmanager
     def _writing(self):
         """Serialise read-modify-write of the object files between the endpoint's status
@@ -363,6 +408,13 @@ class LabCluster:
             raise UsageError(f"fault {fault.name} is active in lab {self.lab.name!r}: the "
                              "daemons do not run the objects' configuration now",
                              hint=f"diag lab heal --name {self.lab.name}, then apply again")
+        return self.reconcile()
+
+    def reconcile(self, agents: list[str] | None = None) -> list[str]:
+        """What :meth:`apply` does, without its check for an active fault (the configuration
+        faults react through it): the operators (CiliumBGPNodeConfigs, LB-IPAM), the BGP
+        daemons, the agents' cilium-config settings (on ``agents``, default every node: as
+        after ``kubectl rollout restart ds/cilium``), the L2 announcements."""
         try:
             objects = self.objects()
         except (json.JSONDecodeError, KeyError, TypeError) as err:
@@ -372,14 +424,127 @@ class LabCluster:
         if self.lab.cni == "cilium":
             with self._writing():
                 notes += self._operator(objects)
+                notes += self._lb_ipam()
+            objects = self.objects()
         opts = self.lab.files.bgp_options()
         for node in self.lab.plan.nodes:
             if self.lab.cni == "cilium":
                 notes += self._reconcile_gobgp(node, opts, objects)
             else:
                 notes += self._reconcile_bird(node, opts, objects)
+        if self.lab.cni == "cilium":
+            notes += self.restart_agents(agents)
         notes += self.announce()
         self.refresh_status(force=True)
+        return notes
+
+    # --- what the agents read from cilium-config at start ---------------------------------------
+
+    def cilium_config(self) -> dict[str, str]:
+        for item in self.files().get("cilium-config", []):
+            if item.get("kind") == "ConfigMap":
+                return dict(item.get("data") or {})
+        return {}
+
+    def restart_agents(self, nodes: list[str] | None = None) -> list[str]:
+        """The Cilium agents of ``nodes`` (default: every node) restarted: each applies
+        cilium-config as it reads it now — its tunnel device on ``tunnel-port`` (re-created
+        when the port differs: a vxlan device's port cannot change in place), and with
+        native routing and ``auto-direct-node-routes: true`` a route to each on-link node's
+        pod CIDR via that node's address (none for nodes on other subnets), removed when the
+        key is off."""
+        from diag.lab.network import vxlan_fdb_lines, vxlan_lines
+
+        if self.lab.cni != "cilium":
+            return []
+        config = self.cilium_config()
+        notes = []
+        for node in self.lab.plan.nodes:
+            if nodes is not None and node.name not in nodes:
+                continue
+            if self.lab.mode == "vxlan":
+                want = int(config.get("tunnel-port") or 0) or P.VXLAN_PORT
+                have = self._vxlan_port(node.name)
+                if have is not None and have != want:
+                    dev = P.vxlan_device_name(self.lab.cni)
+                    self._in_node(node.name, ["ip", "link", "del", dev])
+                    run(["ip", "-n", self.lab.netns(node.name), "-batch", "-"],
+                        input="\n".join(vxlan_lines(self.lab.plan, node, self.lab.cni, want))
+                        + "\n")
+                    run(["bridge", "-n", self.lab.netns(node.name), "-batch", "-"],
+                        input="\n".join(vxlan_fdb_lines(self.lab.plan, node, self.lab.cni))
+                        + "\n")
+                    notes.append(f"{node.name}: cilium agent restarted: {dev} re-created on "
+                                 f"port {want} (was {have})")
+            direct = config.get("routing-mode") == "native" and \
+                config.get("auto-direct-node-routes") == "true"
+            for route in direct_routes(self.lab.plan, node):
+                verb = "replace" if direct else "del"
+                proc = self._in_node(node.name, ["ip", "route", verb, *route.split()])
+                if proc.returncode == 0:
+                    notes.append(f"{node.name}: cilium agent restarted: route {route} "
+                                 f"{'installed' if direct else 'removed'}")
+        return notes
+
+    def _vxlan_port(self, node: str) -> int | None:
+        proc = self._in_node(node, ["ip", "-d", "-j", "link", "show", "dev",
+                                    P.vxlan_device_name(self.lab.cni)])
+        try:
+            return json.loads(proc.stdout)[0]["linkinfo"]["info_data"]["port"]
+        except (json.JSONDecodeError, IndexError, KeyError):
+            return None
+
+    # --- LB-IPAM ---------------------------------------------------------------------------------
+
+    def _lb_ipam(self) -> list[str]:
+        """Cilium's LB-IPAM operator: each LoadBalancer Service without an address gets the
+        first free address of a pool that selects it (not disabled), or the condition
+        ``cilium.io/IPAMRequestSatisfied`` False with the reason (``no_pool``,
+        ``out_of_ips``). Services that have an address keep it."""
+        files = self.files()
+        objects = [o for items in files.values() for o in items]
+        pools = [o for o in objects if o.get("kind") == "CiliumLoadBalancerIPPool"
+                 and not (o.get("spec") or {}).get("disabled")]
+        services = [(stem, o) for stem, items in files.items() for o in items
+                    if o.get("kind") == "Service"
+                    and (o.get("spec") or {}).get("type") == "LoadBalancer"]
+        used = {i["ip"] for _, s in services for i in _ingress(s)}
+        notes, changed = [], set()
+        for stem, service in services:
+            if _ingress(service):
+                continue
+            meta = service["metadata"]
+            labels = dict(meta.get("labels") or {}, **{
+                "io.kubernetes.service.name": meta["name"],
+                "io.kubernetes.service.namespace": meta.get("namespace", "default")})
+            selecting = [p for p in pools if label_selector_matches(
+                (p.get("spec") or {}).get("serviceSelector"), labels, absent=True)]
+            free = [ip for p in selecting for ip in _pool_addresses(p) if ip not in used]
+            status = dict(service.get("status") or {})
+            if free:
+                used.add(free[0])
+                status["loadBalancer"] = {"ingress": [{"ip": free[0], "ipMode": "VIP"}]}
+                condition = ("True", "satisfied", "")
+                notes.append(f"LB-IPAM: {meta.get('namespace')}/{meta['name']} gets {free[0]}")
+            elif selecting:
+                condition = ("False", "out_of_ips", "no more IPs available in the pools")
+            else:
+                condition = ("False", "no_pool", "There are no enabled "
+                             "CiliumLoadBalancerIPPools that match this service")
+            conditions = [c for c in status.get("conditions") or []
+                          if c.get("type") != "cilium.io/IPAMRequestSatisfied"]
+            conditions.append({"type": "cilium.io/IPAMRequestSatisfied", "status": condition[0],
+                               "reason": condition[1], "message": condition[2],
+                               "lastTransitionTime": _now().split(".")[0] + "Z"})
+            status["conditions"] = conditions
+            if status != service.get("status"):
+                service["status"] = status
+                changed.add(stem)
+                if not free:
+                    notes.append(f"LB-IPAM: {meta.get('namespace')}/{meta['name']} pending "
+                                 f"({condition[1]})")
+        for stem in changed:
+            self._write(stem, files[stem])
         return notes
 
     def _operator(self, objects: list[dict]) -> list[str]:
@@ -461,6 +626,31 @@ class LabCluster:
             node.name)), "configure"])
         words = " ".join(proc.stdout.split()[-3:]) if proc.stdout else proc.stderr.strip()
         return [f"{node.name}: BIRD reconfigured ({words})"]
+
+
+def direct_routes(plan: P.AddressingPlan, node: P.Host) -> list[str]:
+    """Cilium's auto-direct-node-routes for ``node``: each other node on its subnet's pod
+    CIDR via that node's address (proto static, metric 10: never BIRD's own route)."""
+    return [f"{peer.pod_cidr} via {peer.ip} dev {node.cluster_nic.name} proto static metric 10"
+            for peer in plan.nodes
+            if peer is not node and peer.cluster_nic.segment == node.cluster_nic.segment]
+
+
+def _pool_addresses(pool: dict) -> list[str]:
+    out: list[str] = []
+    spec = pool.get("spec") or {}
+    for block in (spec.get("blocks") or []) + (spec.get("cidrs") or []):
+        if block.get("cidr"):
+            network = ipaddress.ip_network(block["cidr"], strict=False)
+            hosts = list(network)
+            first_last = str(spec.get("allowFirstLastIPs", "")).lower() == "yes" or \
+                network.prefixlen >= network.max_prefixlen - 1
+            out += [str(a) for a in (hosts if first_last else hosts[1:-1])]
+        elif block.get("start"):
+            start = ipaddress.ip_address(block["start"])
+            stop = ipaddress.ip_address(block.get("stop") or block["start"])
+            out += [str(ipaddress.ip_address(i)) for i in range(int(start), int(stop) + 1)]
+    return out
 
 
 def _read(path: Path) -> str | None:

@@ -41,6 +41,7 @@ Contract:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -367,6 +368,8 @@ class BirdPeer:
     keep_original_next_hop: bool = False
     num_allowed_local_as: int | None = None
     description: str | None = None      # the BGPPeer's name (mesh peers: the node's)
+    import_filters: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = ()
+    #   the BGPFilters the peer names: (filter name, its importV4 rules (action, operator, cidr))
 
 
 @dataclass(frozen=True)
@@ -454,7 +457,8 @@ def calico_bird_intent(objects: list[dict], node: str) -> BirdIntent:
                       == "UseNodeIP" else None,
                       "keep_original_next_hop": bool(spec.get("keepOriginalNextHop")),
                       "num_allowed_local_as": spec.get("numAllowedLocalASNumbers"),
-                      "description": peer["metadata"]["name"]}
+                      "description": peer["metadata"]["name"],
+                      "import_filters": _import_filters(objects, spec.get("filters") or [])}
         if spec.get("peerSelector"):
             for other in nodes:
                 if other["metadata"]["name"] == node or not calico_selector_matches(
@@ -494,6 +498,52 @@ def calico_bird_intent(objects: list[dict], node: str) -> BirdIntent:
                       tuple(notes), bird_pools)
 
 
+def _import_filters(objects: list[dict], names: list[str]):
+    """The importV4 rules of the BGPFilters ``names`` (in that order), as calico-node reads
+    them: (action, matchOperator, cidr) per rule."""
+    filters = {f["metadata"]["name"]: f.get("spec") or {}
+               for f in _calico_objects(objects, "BGPFilter")}
+    return tuple((name, tuple((str(r.get("action", "Accept")), str(r.get("matchOperator", "In")),
+                               str(r.get("cidr", "")))
+                              for r in filters[name].get("importV4") or []))
+                 for name in names if name in filters)
+
+
+def filter_name(name: str) -> str:
+    """calico-node's BIRD name for a BGPFilter's IPv4 import rules (BIRD 1.6 takes no quoted
+    symbols, so the dashes of a Kubernetes name become underscores)."""
+    return "bgp_" + re.sub(r"[^A-Za-z0-9_]", "_", name) + "_importFilterV4"
+
+
+_BIRD_OPERATORS = {"In": "net ~ {}", "NotIn": "!(net ~ {})", "Equal": "net = {}",
+                   "NotEqual": "net != {}"}
+
+
+def render_filters(peers: Iterable[BirdPeer]) -> list[str]:
+    """One BIRD filter per BGPFilter the peers name: its rules in order, each an ``if`` on the
+    prefix, accepting what no rule decides (as calico-node's import filters do)."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for peer in peers:
+        for name, rules in peer.import_filters:
+            if name in seen:
+                continue
+            seen.add(name)
+            lines += [f"# BGPFilter {name} (importV4)", f"filter {filter_name(name)} {{"]
+            for action, operator, cidr in rules:
+                verdict = "accept" if action.lower() == "accept" else "reject"
+                test = _BIRD_OPERATORS.get(operator, "net ~ {}").format(cidr) if cidr else "true"
+                lines.append(f"  if ( {test} ) then {{ {verdict}; }}")
+            lines += ["  accept;", "}", ""]
+    return lines
+
+
+def _import_clause(peer: BirdPeer) -> str | None:
+    if not peer.import_filters:
+        return None
+    return f"import filter {filter_name(peer.import_filters[0][0])};"
+
+
 def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], log_path: Path,
                 *, allow_local_as: bool = True, kernel_table: int | None = None) -> str:
     """BIRD 2 configuration for the intent (``--bird 2``): the lab's own form — named
@@ -511,6 +561,7 @@ def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], lo
                                else "") + " ipv4 { import none; export where source = RTS_BGP; }; }",
         f"protocol static pod_cidr {{ ipv4; {statics} }}" if intent.originated
         else "# no block affine to this node",
+        *render_filters(intent.peers),
     ]
     for peer in intent.peers:
         bgp = [f"protocol bgp {peer.name} {{",
@@ -530,7 +581,8 @@ def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], lo
         bgp += [f"  hold time {HOLD}; keepalive time {KEEPALIVE};",
                 (f"  connect retry time {CONNECT_RETRY}; connect delay time 1; "
                 "error wait time 1, 5;"),
-                "  ipv4 { import all; export where source = RTS_STATIC; };", "}"]
+                f"  ipv4 {{ {_import_clause(peer) or 'import all;'} export where source = "
+                "RTS_STATIC; };", "}"]
         lines += bgp
     return "\n".join(lines) + "\n"
 
@@ -593,6 +645,7 @@ def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], l
               "protocol direct {", "  debug { states };",
               '  interface -"cali*", -"kube-ipvs*", "*"; # Exclude cali* and kube-ipvs* but',
               "                                          # include everything else.", "}", "",
+              *render_filters(intent.peers),
               "# Template for all BGP clients", "template bgp bgp_template {",
               "  debug { states };", '  description "Connection to BGP peer";',
               f"  local as {intent.local_asn};", "  multihop;",
@@ -630,6 +683,8 @@ def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], l
                 lines.append(f"  allow local as {peer.num_allowed_local_as};")
             if peer.keep_original_next_hop and peer.asn != intent.local_asn:
                 lines.append("  next hop keep;")
+            if _import_clause(peer):
+                lines.append(f"  {_import_clause(peer)}  # its BGPFilter")
             lines.append("}")
     return "\n".join(lines) + "\n"
 

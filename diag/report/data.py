@@ -383,6 +383,19 @@ def _plain(value):
 
 # --- routing tables ----------------------------------------------------------------------------
 
+def side_by_side(evidence: list[dict[str, Any]]) -> list[tuple[dict | None, dict | None]]:
+    """A finding's evidence as (object, state) rows: the objects it cites (``role``
+    ``intent``) beside the state that shows their effect, in the finding's order; [] for a
+    finding that cites no object (the report then shows its evidence table alone)."""
+    from itertools import zip_longest
+
+    intent = [e for e in evidence if e.get("role") == "intent"]
+    if not intent:
+        return []
+    state = [e for e in evidence if e.get("role") != "intent"]
+    return list(zip_longest(intent, state))
+
+
 def highlighted_pointers(explain_doc: dict[str, Any]) -> dict[str, dict[int, list[str]]]:
     """file -> {row index -> finding labels}, from the findings' evidence JSON pointers only."""
     out: dict[str, dict[int, list[str]]] = {}

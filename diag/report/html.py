@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
-from diag.report.data import ReportData, RouteTable
+from diag.report.data import ReportData, RouteTable, side_by_side
 from diag.report.svg import STATE_COLOURS, ladder_svg, timeline_svg, topology_svg
 
 COLLAPSE_ROWS = 15
@@ -213,6 +213,12 @@ def _findings(findings: list[dict[str, Any]]) -> str:
         if f.get("note"):
             out.append(f'<p class="note">note: {_e(f["note"])}</p>')
         evidence = f.get("evidence") or []
+        side = side_by_side(evidence)
+        if side:
+            out.append("<h4>The object and the state</h4>" + _table(
+                ["the object (intent)", "the state that shows the effect"],
+                [_row([_Raw(_cell(o)), _Raw(_cell(s))]) for o, s in side], "evidence pairs",
+                open_=True))
         if evidence:
             rows = [_row([e.get("host"), _Raw(f"<td><code>{_e(e.get('file'))}</code></td>"),
                           _Raw(f"<td><code>{_e(e.get('pointer'))}</code></td>"), e.get("value"),
@@ -256,6 +262,13 @@ def _flows(data: ReportData) -> str:
         out.append("</figure>")
     out.append("</section>")
     return "\n".join(out)
+
+
+def _cell(e: dict[str, Any] | None) -> str:
+    if not e:
+        return "<td></td>"
+    return (f"<td>{_e(e.get('value'))}<br><code>{_e(e.get('file'))}</code> "
+            f"<code>{_e(e.get('pointer'))}</code></td>")
 
 
 def _topology(data: ReportData, flagged: dict[str, str]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from diag.report.data import ReportData
+from diag.report.data import ReportData, side_by_side
 
 CELL_MAX = 160
 TABLE_MAX_ROWS = 60
@@ -93,6 +93,11 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
             out.append(f"- note: {cell(f['note'], cut=False)}")
         out.append("")
         ev = f.get("evidence") or []
+        side = side_by_side(ev)
+        if side:
+            out += ["The object and the state:", ""] + table(
+                ["the object (intent)", "the state that shows the effect"],
+                [[_pair_cell(o), _pair_cell(s)] for o, s in side])
         if ev:
             out += table(["host", "file", "pointer", "value", "frame"],
                          [[cell(e.get("host")), code(e.get("file")), code(e.get("pointer")),
@@ -130,6 +135,12 @@ def _flows(data: ReportData) -> list[str]:
                        "" if p.first_frame is None else f"{p.first_frame}–{p.last_frame}",
                        cell(p.detail)] for p in ladder.points])
     return out
+
+
+def _pair_cell(e) -> str:
+    if not e:
+        return ""
+    return f"{cell(e.get('value'))} ({code(e.get('file'))} {code(e.get('pointer'))})"
 
 
 def _topology(data: ReportData) -> list[str]:

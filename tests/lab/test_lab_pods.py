@@ -176,7 +176,9 @@ def test_debug_pod_capture_then_gone_also_after_sigint(labs, tmp_path):
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 180      # the catalogue first, on a busy machine too
-        while len(pod_processes(lab)) < 3:
+        # the lab's `kubectl debug` starts the process, then writes the Pod once its container
+        # runs: wait for both (under load the second comes seconds later)
+        while len(pod_processes(lab)) < 3 or len(debug_pods(lab)) < 3:
             assert time.monotonic() < deadline, "no debug pods started"
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             time.sleep(0.2)

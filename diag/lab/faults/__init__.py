@@ -14,6 +14,8 @@ Python API::
     faults.heal(lab, "bgp-md5-mismatch")   # idempotent; returns once healthy is verified
     faults.heal(lab)                   # heal whatever is active (no-op if nothing)
     faults.active(lab)                 # ActiveFault (state.py) or None
+    faults.apply(lab, "peer-asn-typo", objects_only=True)   # a configuration fault's control:
+                                       #   the object edited, the daemons left as they are
 
 Errors: an unknown name or a fault that does not apply to the lab's cni/mode is a
 :class:`~diag.errors.UsageError` (exit 2); a symptom or healthy state not reached before the fault's
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from diag.errors import EnvironmentProblem, UsageError
-from diag.lab.faults import arp, bgp, overlay, routing, state, tunnel
+from diag.lab.faults import arp, bgp, intent, overlay, routing, state, tunnel
 from diag.lab.faults.base import Fault, stop_background
 from diag.lab.system import CommandFailed, wait_for
 
@@ -40,10 +42,15 @@ ORDER = ["rib-not-in-fib", "missing-podcidr-route-other-subnet", "egress-leak-de
          "overlay-drop-after-decap",
          "arp-unanswered", "arp-multiple-responders", "bgp-transport-blocked", "bgp-no-listener",
          "bgp-bad-peer-as", "bgp-hold-timer-expired", "bgp-md5-mismatch",
-         "bgp-ebgp-requires-policy", "bgp-as-path-loop", "bgp-no-advertisement"]
+         "bgp-ebgp-requires-policy", "bgp-as-path-loop", "bgp-no-advertisement",
+         # configuration faults: an object edited, the daemons reacting as the CNI does
+         "advertisement-selector-mismatch", "peer-asn-typo", "node-not-selected",
+         "lb-pool-exhausted", "l2-policy-wrong-interface", "l2-lease-failover-stale",
+         "autodirect-across-subnets", "tunnel-port-config-mismatch", "calico-mesh-off-no-rr",
+         "ippool-mode-mismatch", "bird-filter-reject"]
 
 _ALL = {f.name: f for f in routing.FAULTS + overlay.FAULTS + tunnel.FAULTS + arp.FAULTS
-        + bgp.FAULTS}
+        + bgp.FAULTS + intent.FAULTS}
 FAULTS: dict[str, Fault] = {name: _ALL[name] for name in ORDER}
 assert set(FAULTS) == set(_ALL), "every declared fault must be in ORDER"
 
@@ -57,6 +64,7 @@ class Outcome:
     evidence: tuple[str, ...]
     seconds: float
     healed_first: str | None = None
+    objects_only: bool = False
 
 
 def get(name: str) -> Fault:
@@ -88,37 +96,52 @@ def check_applies(lab: "Lab", fault: Fault) -> None:
                  f"{fault.cnis[0]} --mode {fault.modes[0]}")
 
 
-def apply(lab: "Lab", name: str, *, say: Callable[[str], None] | None = None) -> Outcome:
-    """Inject fault ``name`` (healing any other first); return once its symptom is verified."""
+def apply(lab: "Lab", name: str, *, say: Callable[[str], None] | None = None,
+          objects_only: bool = False) -> Outcome:
+    """Inject fault ``name`` (healing any other first); return once its symptom is verified.
+    ``objects_only`` (configuration faults): edit the objects as the fault does and leave the
+    daemons alone — the control run; returns once the daemons are seen unchanged."""
     fault = get(name)
     check_applies(lab, fault)
+    if objects_only and fault.control is None:
+        raise UsageError(f"fault {name} edits no Kubernetes object: --objects-only applies to "
+                         "the configuration faults",
+                         hint="list them with: diag lab faults (first codes of the intent "
+                              "topic)")
+    inject = fault.control if objects_only else fault.inject
+    symptom = fault.control_symptom if objects_only else fault.symptom
     say = say or (lambda _msg: None)
     started = time.monotonic()
     current = state.read(lab)
     healed_first = None
-    if current is not None and current.name == name and current.phase == "active":
-        evidence = _wait(lab, fault.symptom, fault.symptom_timeout, f"{name}: symptom")
-        return Outcome(name, "already active", tuple(evidence), time.monotonic() - started)
+    if current is not None and current.name == name and current.phase == "active" and \
+            bool(current.data.get("objects_only")) == objects_only:
+        evidence = _wait(lab, symptom, fault.symptom_timeout, f"{name}: symptom")
+        return Outcome(name, "already active", tuple(evidence), time.monotonic() - started,
+                       objects_only=objects_only)
     if current is not None:
         say(f"healing {current.name} first")
         heal(lab, current.name)
         healed_first = current.name
     record = state.ActiveFault(name=name, phase="injecting")
     state.write(lab, record)
-    say(f"injecting {name}: {fault.injected_by}")
+    say(f"injecting {name}{' (objects only: the control run)' if objects_only else ''}: "
+        f"{fault.injected_by}")
     try:
-        record.data = fault.inject(lab) or {}
+        record.data = inject(lab) or {}
     except (CommandFailed, RuntimeError, OSError) as err:
         raise EnvironmentProblem(f"lab {lab.name!r}: injecting {name} failed: {err}",
                                  hint=f"undo what was done with: diag lab heal {name} "
                                       f"--name {lab.name}") from err
     state.write(lab, record)
-    say("verifying the symptom with live probes")
-    evidence = _wait(lab, fault.symptom, fault.symptom_timeout, f"{name}: symptom")
+    say("verifying the symptom with live probes" if not objects_only else
+        "verifying with live probes that the daemons still run the old configuration")
+    evidence = _wait(lab, symptom, fault.symptom_timeout, f"{name}: symptom")
     record.phase, record.evidence = "active", evidence
     record.seconds = round(time.monotonic() - started, 3)
     state.write(lab, record)
-    return Outcome(name, "applied", tuple(evidence), time.monotonic() - started, healed_first)
+    return Outcome(name, "applied", tuple(evidence), time.monotonic() - started, healed_first,
+                   objects_only)
 
 
 def heal(lab: "Lab", name: str | None = None, *,

@@ -1,7 +1,9 @@
 """What a fault is, and the few lab operations every fault family shares.
 
 Contract: a :class:`Fault` is a declared record — name, what it breaks, how it is injected, the
-expected first finding code, where it applies (cni/mode) — plus four callables on a
+expected first finding code, where it applies (cni/mode), its ``level`` (``state``: the daemons or
+the kernel changed directly; ``config``: a Kubernetes object edited and the daemons reacting as
+the CNI does, with a ``control`` that edits the object only) — plus four callables on a
 :class:`~diag.lab.Lab`: ``inject`` (returns a small JSON-able dict recorded in the fault state),
 ``heal`` (idempotent: correct whether or not the fault is present), and two probes,
 ``symptom`` and ``healthy``, that look at the live lab (pings, ``ip route get``, daemons' JSON,
@@ -43,6 +45,12 @@ class Fault:
     healthy: Callable[["Lab"], "list[str] | None"]
     symptom_timeout: float = 30.0
     healthy_timeout: float = 45.0
+    # configuration faults (diag.lab.faults.intent): the objects are edited and the daemons
+    # react; ``control`` edits the objects only (the daemons left as they are), and
+    # ``control_symptom`` sees that the daemons still run the configuration from before
+    level: str = "state"                                  # state | config
+    control: Callable[["Lab"], dict] | None = None
+    control_symptom: Callable[["Lab"], "list[str] | None"] | None = None
 
     def applies_to(self, cni: str, mode: str) -> bool:
         return cni in self.cnis and mode in self.modes

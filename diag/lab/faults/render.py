@@ -56,14 +56,18 @@ def outcome_lines(lab: "Lab", out: "Outcome") -> list[str]:
     if out.action == "nothing to heal":
         return [f"lab {lab.name}: no fault active, nothing to heal"]
     fault = faults.FAULTS[out.name]
-    head = {"applied": f"fault {out.name} applied and verified in {out.seconds:.1f} s",
+    head = {"applied": f"fault {out.name} applied and verified in {out.seconds:.1f} s"
+            + (" (objects only: the daemons left as they were)" if out.objects_only else ""),
             "already active": f"fault {out.name} already active; symptom verified again",
             "healed": f"fault {out.name} healed; healthy state verified in {out.seconds:.1f} s",
             }[out.action]
     lines = [f"lab {lab.name}: {head}"]
     if out.healed_first:
         lines.append(f"  (healed {out.healed_first} first)")
-    if out.action != "healed":
+    if out.action != "healed" and out.objects_only:
+        lines.append(f"  edited, not applied: {fault.injected_by}")
+        lines.append(f"  expected: not {fault.first_code} (no finding from the objects alone)")
+    elif out.action != "healed":
         lines.append(f"  injected: {fault.injected_by}")
         lines.append(f"  expected first finding: {fault.first_code}")
     lines.append("  evidence:" if out.action != "healed" else "  healthy:")

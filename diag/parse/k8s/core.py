@@ -17,7 +17,9 @@ namespace, name, item, pointer). Tables:
     load_balancer_class, ingress_ips (``status.loadBalancer.ingress[].ip``),
     external_traffic_policy, internal_traffic_policy, labels, selector, ports (``80/TCP``),
     ip_families, conditions (``status.conditions``, e.g. Cilium's
-    ``cilium.io/IPAMRequestSatisfied`` with reason ``no_pool`` or ``out_of_ips``).
+    ``cilium.io/IPAMRequestSatisfied`` with reason ``no_pool`` or ``out_of_ips``),
+    status_reported (the object has a ``status``: the API always returns one, at least
+    ``loadBalancer: {}``; a manifest from a file has none, and says nothing about addresses).
 ``cilium_config`` (one row per key of the ConfigMap ``cilium-config``, pointer ``/data/<key>``)
     key, value (text, as stored). Keys of note: ipam, routing-mode (``tunnel: disabled`` before
     1.14), tunnel-protocol, tunnel-port, auto-direct-node-routes, ipv4-native-routing-cidr,
@@ -48,7 +50,7 @@ TABLES = {
     "k8s_services": ["type", "cluster_ips", "external_ips", "load_balancer_ip", "requested_ips",
                      "sharing_key", "load_balancer_class", "ingress_ips",
                      "external_traffic_policy", "internal_traffic_policy", "labels", "selector",
-                     "ports", "ip_families", "conditions"],
+                     "ports", "ip_families", "conditions", "status_reported"],
     "cilium_config": ["key", "value"],
     "k8s_leases": ["holder", "acquire_time", "renew_time", "lease_duration_s", "transitions",
                    "l2_announce"],
@@ -129,7 +131,8 @@ def parse_service(obj: Obj, out: Emitter) -> None:
             external_traffic_policy=spec.text("externalTrafficPolicy"),
             internal_traffic_policy=spec.text("internalTrafficPolicy"), labels=obj.labels,
             selector=spec.string_map("selector"), ports=ports,
-            ip_families=spec.strings("ipFamilies"), conditions=conditions)
+            ip_families=spec.strings("ipFamilies"), conditions=conditions,
+            status_reported=status is not None)
 
 
 def parse_config_map(obj: Obj, out: Emitter) -> None:

@@ -5,7 +5,8 @@ Every row starts with :data:`~diag.parse.k8s.objects.REF_COLUMNS` (pointer ``/sp
 
 ``metallb_ip_pools``: addresses (CIDRs and ``a-b`` ranges, as written), auto_assign (None:
     MetalLB's default, on), avoid_buggy_ips, service_allocation (priority, namespaces and
-    selectors, as written).
+    selectors, as written), labels (what the advertisements' ``ipAddressPoolSelectors``
+    match).
 ``metallb_l2_advertisements``: ip_address_pools, ip_address_pool_selectors, node_selectors,
     interfaces (an empty pool list and no selectors means every pool).
 ``metallb_bgp_advertisements``: ip_address_pools, ip_address_pool_selectors, node_selectors,
@@ -24,7 +25,8 @@ from diag.parse.k8s.objects import Field, Obj
 from diag.parse.k8s.values import go_duration
 
 TABLES = {
-    "metallb_ip_pools": ["addresses", "auto_assign", "avoid_buggy_ips", "service_allocation"],
+    "metallb_ip_pools": ["addresses", "auto_assign", "avoid_buggy_ips", "service_allocation",
+                         "labels"],
     "metallb_l2_advertisements": ["ip_address_pools", "ip_address_pool_selectors",
                                   "node_selectors", "interfaces"],
     "metallb_bgp_advertisements": ["ip_address_pools", "ip_address_pool_selectors",
@@ -52,7 +54,7 @@ def parse_ip_pool(obj: Obj, out: Emitter) -> None:
     spec = obj.spec(required=True)
     out.add("metallb_ip_pools", obj, spec.anchor, addresses=spec.strings("addresses", required=True),
             auto_assign=spec.flag("autoAssign"), avoid_buggy_ips=bool(spec.flag("avoidBuggyIPs")),
-            service_allocation=spec.mapping("serviceAllocation"))
+            service_allocation=spec.mapping("serviceAllocation"), labels=obj.labels)
 
 
 def parse_l2_advertisement(obj: Obj, out: Emitter) -> None:
