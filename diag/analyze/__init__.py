@@ -56,7 +56,7 @@ def explain(facts) -> Explanation:
     overlay_findings, overlay_checks = overlay_findings + wire_findings, overlay_checks + wire_checks
     rp_findings, rp_checks = rpfilter.analyze(facts.tables, facts.model, fib)
     findings = _link_to_rp_filter(findings, rp_findings) + overlay_findings + rp_findings
-    checks += overlay_checks + rp_checks
+    checks += overlay_checks + rp_checks + unread_outputs(facts.parse_errors)
     return Explanation(tuple(rank(findings)),
                        tuple(c for c in checks if c.passed is not None),
                        tuple(c for c in checks if c.passed is None))
@@ -97,3 +97,20 @@ def _link_to_rp_filter(findings: list[Finding], rp: list[Finding]) -> list[Findi
                 + f"the asymmetric route back of {cause.code}")
         out.append(f)
     return out
+
+
+def unread_outputs(parse_errors) -> list[Check]:
+    """One "not checked" entry per output the facts could not read (``parse_errors``): what
+    explain saw of that host lacks it, and the user should know before trusting a silence."""
+    checks = []
+    for row in parse_errors.itertuples(index=False):
+        host = row.host or "the bundle"
+        if row.source == "manifest":    # a host record, or one command's: nothing of it read
+            checks.append(Check(f"{host}: its manifest record (not read: {row.reason})", None,
+                                needs=f"a record of the documented shape at {row.path} "
+                                      "(docs/bundle-format.md)"))
+            continue
+        checks.append(Check(f"{row.source} of {host} (not read: {row.reason})", None,
+                            needs=f"an output the {row.parser} reader understands "
+                                  f"({row.path})"))
+    return checks

@@ -26,7 +26,7 @@ class Facts:
     kind: str                               # bundle | capture
     tables: dict[str, Any]                  # name -> DataFrame
     model: ClusterModel
-    parse_errors: Any                       # DataFrame: host, source, path, error
+    parse_errors: Any                       # DataFrame: host, source, parser, path, reason
     problems: tuple[dict[str, str], ...] = ()   # bundle damage: sha256 mismatch, missing files
     bundle: dict[str, Any] = field(default_factory=dict)  # status, hosts, reachability
     outputs: OutputIndex = field(default_factory=OutputIndex)   # (host, command id) -> file
@@ -68,7 +68,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     from diag.bundle import open_bundle
     from diag.facts.infer import infer_model
     from diag.facts.packets import capture_tables
-    from diag.facts.tables import build_tables, epoch
+    from diag.facts.tables import build_tables, epoch, error_frame
     from diag.facts.merge import merge_peers, resolve_bird_peers
 
     bundle = open_bundle(path, extract_to)
@@ -78,7 +78,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options)
     tables.update(wire)
     if wire_errors:
-        errors = pd.concat([errors, pd.DataFrame(wire_errors)], ignore_index=True)
+        errors = pd.concat([errors, error_frame(wire_errors)], ignore_index=True)
     hosts_meta = bundle.manifest.get("hosts", {})
     # unreached hosts stay in the model: other hosts' views (a router's BGP table, FDBs) still
     # say what they are
@@ -111,7 +111,7 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
     wire, wire_errors = capture_tables([(CAPTURE_HOST, path)], None, decode_options)
     if wire_errors:  # a bare file that is not a capture: one clear line
         from diag.errors import UnusableInput
-        raise UnusableInput(wire_errors[0]["error"])
+        raise UnusableInput(wire_errors[0]["reason"])
     columns = table_columns()
     tables: dict[str, Any] = {name: pd.DataFrame({c: pd.Series(dtype="object") for c in
                                                   ["host", "source", "phase"] + columns[name]})

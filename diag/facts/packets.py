@@ -84,6 +84,7 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
 
     from diag.decode import DecodeOptions
     from diag.errors import DiagError
+    from diag.facts.tables import error_row
 
     options = options or DecodeOptions()
     parts: dict[str, list] = {table: [] for table in (*WIRE_TABLES.values(), "checksums")}
@@ -92,8 +93,7 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
         try:
             decoded = decode_capture(path, host, interfaces, options)
         except DiagError as err:
-            errors.append({"host": host, "source": "capture", "path": str(path),
-                           "error": err.message})
+            errors.append(error_row(host, "capture", "decode", str(path), err.message))
             continue
         for table, df in decoded.items():
             parts[table].append(df)

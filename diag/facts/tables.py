@@ -5,9 +5,14 @@ Contract: :func:`build_tables` takes a verified :class:`diag.bundle.Bundle` and 
 no host supplied it). Each row carries ``host`` (the manifest's host name) and ``source`` (the
 command id it came from); neighbour and counter rows also carry ``phase`` (``main`` or
 ``after-capture``). A command that failed, timed out or is missing contributes no rows; its
-outcome is in the ``commands`` table. An output a parser does not recognise becomes a row of
-``parse_errors`` (host, source, path, error) instead of a guess, and so do ``ss`` lines that could
-not be placed (``warnings``).
+outcome is in the ``commands`` table.
+
+Every output is read and parsed in isolation (:func:`_guarded`): an output a parser does not
+recognise, any exception a parser raises on it, an output too large to read, and rows that break
+their table's types (:mod:`diag.facts.schema`) become one row of ``parse_errors`` —
+``host, source`` (the command id), ``parser``, ``path``, ``reason`` — and that output contributes
+no rows; every other output is read as if it were alone. ``ss`` lines that could not be placed
+(``warnings``) are rows there too.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import calendar
 import time
 from typing import Any
 
+from diag.facts import schema
 from diag.parse import ParseContext, parser_for, phase_of
 from diag.parse.common import ParseError, Rows, frames_by_kind
 
@@ -40,7 +46,29 @@ HOST_COLUMNS = ["host", "reachability", "hostname", "kernel", "os", "iproute2", 
 LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
-ERROR_COLUMNS = ["host", "source", "path", "error"]
+ERROR_COLUMNS = ["host", "source", "parser", "path", "reason"]
+
+
+def error_row(host: str, source: str, parser: str, path: Any, reason: str) -> dict[str, Any]:
+    """One ``parse_errors`` row: which output of which host, read by what, and why not."""
+    return {"host": host, "source": source, "parser": parser, "path": path, "reason": reason}
+
+
+def error_frame(rows: list[dict[str, Any]]):
+    """``parse_errors`` as a DataFrame (rows from older code that say ``error`` for ``reason``
+    are read as such)."""
+    import pandas as pd
+
+    return pd.DataFrame([dict(row, reason=row.get("reason", row.get("error"))) for row in rows],
+                        columns=ERROR_COLUMNS)
+
+
+def _reason(err: BaseException) -> str:
+    """One line for a parse error: its message; anything else a parser raised, named."""
+    if isinstance(err, ParseError):
+        return err.message
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"parser failed: {type(err).__name__}" + (f": {text[:200]}" if text else "")
 
 
 def epoch(stamp: Any) -> float | None:
@@ -60,6 +88,10 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
     errors: list[dict[str, Any]] = []
     commands: list[dict[str, Any]] = []
     listed = list(bundle.commands())
+    for problem in bundle.problems:     # what the manifest could not say about a host
+        if problem.kind in ("BAD_HOST_RECORD", "BAD_COMMAND_RECORD"):
+            errors.append(error_row(problem.host, "manifest", "manifest", problem.path,
+                                    f"{problem.kind}: {problem.detail}"))
     with _Ahead(bundle, listed) as ahead:
         for index, (host, command) in enumerate(listed):
             _one_output(bundle, host, command, ahead.get(index), parts, errors, commands)
@@ -88,32 +120,43 @@ def _one_output(bundle, host: str, command: dict[str, Any], ahead, parts: dict[s
     context = _context(spec, command)
     data, found = ahead.result() if ahead is not None else _read(bundle, command, parser,
                                                                    context)
+
+    def refuse(reason: str) -> None:
+        errors.append(error_row(host, spec, parser.source, command["path"], reason))
+
     if isinstance(data, OSError):
-        errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": f"unreadable: {data.strerror}"})
+        refuse(f"unreadable: {data.strerror}")
         return
+    part, failure = _guarded(parser, data, found, context)
+    if failure is not None:
+        refuse(failure)
+        return
+    for warning in getattr(part, "attrs", {}).get("warnings", []):
+        refuse(warning)
+    broken = schema.violation(parser.table, part)
+    if broken is not None:
+        refuse(f"not the documented types: {broken}")
+        return
+    if len(part.rows) if isinstance(part, Rows) else len(part):
+        parts[parser.table].append((part, host, spec))
+
+
+def _guarded(parser, data, found, context):
+    """(part, None): this output's rows (a column-wise part, Rows or a DataFrame), or (None,
+    reason) when the parser refused it or failed on it in any way: one output never stops the
+    others (every exception but an interrupt becomes the reason)."""
     try:
-        if isinstance(found, ParseError):
+        if isinstance(found, BaseException):
             raise found
         if found is not None:           # read column-wise, one frame per table later
-            parts[parser.table].append((found, host, spec))
-            return
+            return found, None
         if parser.records is not None:  # rows now, one frame per table later
-            rows = parser.records(data, context)
-            if rows.rows:
-                parts[parser.table].append((rows, host, spec))
-            return
-        df = parser.parse(data, context)
-    except ParseError as err:
-        errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": err.message})
-        return
-    for warning in df.attrs.get("warnings", []):
-        errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": warning})
-    if df.empty:
-        return
-    parts[parser.table].append((df, host, spec))
+            return parser.records(data, context), None
+        return parser.parse(data, context), None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:            # noqa: BLE001 - see the docstring
+        return None, _reason(err)
 
 
 def _context(spec: str, command: dict[str, Any]) -> ParseContext:
@@ -132,7 +175,9 @@ def _read(bundle, command: dict[str, Any], parser, context: ParseContext):
         return data, None
     try:
         found = parser.part(data, context)
-    except ParseError as err:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:            # noqa: BLE001 - reported as this output's parse error
         return data, err
     return (None, found) if found is not None else (data, None)
 
@@ -194,7 +239,7 @@ def _assembled(bundle, parts: dict[str, list], errors: list, commands: list):
             tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
     tables["commands"] = pd.DataFrame(commands, columns=COMMAND_COLUMNS)
     tables["hosts"] = _hosts(bundle)
-    return tables, pd.DataFrame(errors, columns=ERROR_COLUMNS)
+    return tables, error_frame(errors)
 
 
 def _in_columns(df, columns: list[str]):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any, Iterable
 
+from diag.bundle import load_json as load_bounded_json
 from diag.errors import DiagError, ExitStatus
 
 
@@ -36,9 +37,11 @@ def load_json(data: str | bytes, what: str, expect: type | tuple[type, ...]) -> 
     if not text:
         return expect() if isinstance(expect, type) else expect[0]()
     try:
-        value = json.loads(text)
-    except ValueError as err:
+        value = load_bounded_json(text)     # depth-limited: evidence may nest anything
+    except json.JSONDecodeError as err:
         raise ParseError(f"{what}: not JSON ({err.msg} at line {err.lineno})") from None
+    except ValueError as err:
+        raise ParseError(f"{what}: {err}") from None
     if value is None:  # Go prints a nil slice/map as null (gobgp with no neighbours)
         return expect() if isinstance(expect, type) else expect[0]()
     if not isinstance(value, expect):

@@ -105,7 +105,7 @@ def _text(facts, table: str | None) -> None:
     if len(facts.parse_errors):
         console.print(f"[yellow]{len(facts.parse_errors)} output(s) not understood:[/yellow]")
         for row in facts.parse_errors.itertuples(index=False):
-            console.print(f"  {row.host} {row.source}: {row.error}", markup=False)
+            console.print(f"  {row.host} {row.source} ({row.parser}): {row.reason}", markup=False)
     for problem in facts.problems:
         console.print(f"[red]bundle problem[/red] {problem['kind']} {problem['path']} "
                       f"{problem['detail']}")

@@ -169,8 +169,8 @@ def _header(doc: dict[str, Any], data: ReportData) -> str:
             for p in data.problems[:20])))
     if data.parse_errors:
         rows.append(("outputs not understood", "<br>".join(
-            f"{_e(p.get('host'))} <code>{_e(p.get('path') or p.get('source'))}</code>: "
-            f"{_e(p.get('error'))}" for p in data.parse_errors[:20])))
+            f"{_e(p.get('host'))} <code>{_e(p.get('path') or p.get('source'))}</code> "
+            f"({_e(p.get('parser'))}): {_e(p.get('reason'))}" for p in data.parse_errors[:20])))
     table = "".join(f"<tr><td>{_e(k)}</td><td>{v}</td></tr>" for k, v in rows)
     missing = "".join(f'<p class="notice">{_e(m)}</p>' for m in data.missing)
     return (f'<header id="summary"><h1>diag report: {_e(data.source)}</h1>'
