@@ -521,6 +521,29 @@ def _pointer_token(text: str) -> str:
     return text.replace("~", "~0").replace("/", "~1")
 
 
+def checked_input(path: Path, directories: bool = True, what: str = "input") -> Path:
+    """``path`` if it is a regular file (or, with ``directories``, a directory): a FIFO, a
+    socket, a device or a missing path is refused with :class:`UnusableInput` before anything
+    opens it (opening a FIFO waits for a writer forever; a device never ends)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UnusableInput(f"{path}: no such file" if what == "capture"
+                            else f"not found: {path}") from None
+    except OSError as err:
+        raise UnusableInput(f"cannot read {what} {path}: {err.strerror}") from None
+    if stat.S_ISREG(mode) or (directories and stat.S_ISDIR(mode)):
+        return path
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode)
+            or stat.S_ISBLK(mode) else "not a regular file")
+    wanted = "a file or a bundle directory" if directories else "a file"
+    hints = {"input": "give a capture, a bundle directory or a bundle archive",
+             "capture": "give a capture file (pcap or pcapng)"}
+    raise UnusableInput(f"{path} is {kind}, not {wanted}", hints.get(what))
+
+
 def is_bundle(path: Path) -> bool:
     """A directory, a ``.tar.gz``/``.tgz``/``.tar`` archive, or any tar file: read as a bundle
     (anything else is read as a capture)."""
@@ -881,7 +904,7 @@ def sha256_file(path: Path) -> str:
 
 
 __all__ = ["Bundle", "BundleWriter", "OutputIndex", "OutputTooLarge", "Problem", "StreamFile",
-           "command_record", "declared_problem", "load_json", "read_limit", "validated_manifest",
+           "checked_input", "command_record", "declared_problem", "load_json", "read_limit", "validated_manifest",
            "extract_archive", "is_bundle", "open_bundle", "output_path", "read_bundle_dir",
            "safe_component", "sha256_file", "source_sha256", "write_archive", "KUBE_SCHEMA_VERSION",
            "READ_SCHEMA_VERSIONS", "SCHEMA_VERSION"]

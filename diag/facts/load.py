@@ -44,9 +44,9 @@ def load_facts(path: str | Path, inventory: dict[str, dict[str, Any]] | None = N
                decode_options=None, extract_to: Path | None = None) -> Facts:
     from diag.errors import UnusableInput
 
-    path = Path(path)
-    if not path.exists():
-        raise UnusableInput(f"not found: {path}")
+    from diag.bundle import checked_input
+
+    path = checked_input(Path(path))     # FIFOs and devices refused before anything opens them
     return _load(path, inventory, decode_options, extract_to)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.bundle import source_sha256
+from diag.report.safe import utc_text
 from diag.report.timeline import Timeline, build_timeline
 
 ROUTE_COMMANDS = ("ip-route-v4", "ip-route-v6")   # `ip -j route show table all` outputs
@@ -203,7 +204,7 @@ def gather(facts, bundle, explain_doc: dict[str, Any],
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(ts, "%Y-%m-%dT%H:%M:%S.%fZ", cut=0)
 
 
 def _commands(manifest: dict[str, Any]) -> tuple[CommandRecord, ...]:

@@ -12,11 +12,11 @@ above ``COLLAPSE_ROWS`` rows). Sections (ids): ``summary``, ``findings``, ``chec
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
 from diag.report.data import ReportData, RouteTable
+from diag.report.safe import utc_text
 from diag.report.svg import STATE_COLOURS, timeline_svg, topology_svg
 
 COLLAPSE_ROWS = 15
@@ -68,9 +68,7 @@ def _e(value: Any) -> str:
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return utc_text(ts, "%H:%M:%S.%f")
 
 
 def _table(headers: list[str], rows: list[str], what: str, collapse: int = COLLAPSE_ROWS,
