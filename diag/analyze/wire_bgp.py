@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from diag.analyze.captures import capture_files, frame_evidence
 from diag.analyze.catalog import default_severity
 from diag.model import Check, Confidence, Evidence, Finding
+from diag.values import or_none
 
 MIN_UNANSWERED_SYNS = 2        # one lost SYN is ordinary; its retransmission unanswered is not
 CHECK = "BGP sessions seen in captures get established"
@@ -135,10 +136,11 @@ class _Judge:
         return self._handshakes(p, control, _dedup(p.icmp))
 
     def _notification(self, p: _Pair, note, messages: list) -> Finding:
-        code, sub = int(note.notify_code or 0), int(note.notify_subcode or 0)
+        # a NOTIFICATION that is only its 19-byte header has no code: missing cells, not 0s
+        code, sub = int(or_none(note.notify_code) or 0), int(or_none(note.notify_subcode) or 0)
         sender, receiver = str(note.src), str(note.dst)
-        what = f"NOTIFICATION {code}/{sub} {note.notify_name or ''}" + (
-            f" / {note.notify_subname}" if note.notify_subname else "")
+        name, subname = or_none(note.notify_name), or_none(note.notify_subname)
+        what = f"NOTIFICATION {code}/{sub} {name or ''}" + (f" / {subname}" if subname else "")
         ev = [self.ev(note, f"{self.name(sender)} -> {self.name(receiver)}: {what}")]
         opens = [m for m in messages if m.type_name == "OPEN" and float(m.ts) <= float(note.ts)]
         their_open = next((m for m in reversed(opens) if str(m.src) == receiver), None)
@@ -147,7 +149,7 @@ class _Judge:
                               f"{their_open.open_my_as}, hold {their_open.open_hold_time}, "
                               f"id {their_open.open_bgp_id}"))
         if (code, sub) == (2, 2):
-            asn = their_open.open_my_as if their_open is not None else None
+            asn = or_none(their_open.open_my_as) if their_open is not None else None
             summary = (f"{self.name(sender)} rejects {self.name(receiver)}'s OPEN: Bad Peer AS"
                        + (f" ({self.name(receiver)} runs AS {asn})" if asn is not None else ""))
             fix = (f"# on {self.name(sender)}: neighbor {receiver} remote-as {asn}"
