@@ -10,11 +10,19 @@ on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here t
 ``ip -j link`` table; pcapng captures name their interfaces (``if_name``) and keep that name.
 ``iface`` is None when neither is known (classic Ethernet pcap of one unnamed interface).
 A capture that cannot be decoded becomes a ``parse_errors`` row, never an exception.
+
+Memory: a capture is streamed in chunks as ``diag pcap`` streams it (:func:`diag.decode.iter_decode`),
+and only the rows that decode are kept: of the malformed packets (damaged or zero-length
+records, garbage), the first :data:`MALFORMED_ROWS_KEPT` per capture stay in ``packets`` and the
+rest are counted, in one ``parse_errors`` row — so a capture padded with millions of empty
+records costs what its real packets cost.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+MALFORMED_ROWS_KEPT = 1000
 
 WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
                "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events",
@@ -28,14 +36,51 @@ def _iface_map(interfaces, host: str) -> dict[int, str]:
     return {int(i): str(n) for i, n in zip(rows["ifindex"], rows["ifname"]) if i == i}
 
 
-def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]:
-    """One capture -> {table name: DataFrame} with host and iface columns."""
+def _streamed(path: Path, options) -> tuple[Any, int]:
+    """The capture's tables, chunk by chunk, keeping what decodes (see the module docstring);
+    and how many malformed packet rows were counted but not kept."""
     import pandas as pd
 
-    from diag.decode import decode_file
+    from diag.decode import Tables, iter_decode
+
+    parts: dict[str, list] = {name: [] for name in Tables.NAMES}
+    kept = dropped = 0
+    last = None
+    for chunk in iter_decode(path, options):
+        last = chunk
+        for name in Tables.NAMES:
+            df = getattr(chunk, name)
+            if name == "packets" and len(df):
+                bad = (df["malformed"].notna() & (df["malformed"] != "")).to_numpy()
+                over = bad.cumsum() > MALFORMED_ROWS_KEPT - kept
+                keep = ~(bad & over)
+                kept += int((bad & keep).sum())
+                dropped += int((~keep).sum())
+                if not keep.all():
+                    df = df[keep]
+            if name != "interfaces" and len(df):
+                parts[name].append(df)
+    merged = {}
+    for name in Tables.NAMES:
+        frames = parts[name]
+        if name == "interfaces":
+            merged[name] = last.interfaces
+        elif frames:
+            merged[name] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else \
+                frames[0].reset_index(drop=True)
+        else:
+            merged[name] = getattr(last, name)
+    return Tables(**merged, info=last.info), dropped
+
+
+def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]:
+    """One capture -> {table name: DataFrame} with host and iface columns (and, under the key
+    ``_dropped_malformed``, how many malformed rows were counted, not kept)."""
+    import pandas as pd
+
     from diag.decode.arp import annotate
 
-    tables = decode_file(path, options)
+    tables, dropped = _streamed(path, options)
     by_index = _iface_map(interfaces, host)
     packets = tables.packets.copy()
 
@@ -63,6 +108,7 @@ def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]
                 df[["frame", "ts", "op", "sender_ip", "target_ip", "gratuitous"]]
                 .itertuples(index=False, name=None))
         out[table] = df
+    out["_dropped_malformed"] = dropped
     return out
 
 
@@ -95,6 +141,12 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
         except DiagError as err:
             errors.append(error_row(host, "capture", "decode", str(path), err.message))
             continue
+        dropped = decoded.pop("_dropped_malformed")
+        if dropped:
+            errors.append(error_row(
+                host, "capture", "decode", str(path),
+                f"{dropped + MALFORMED_ROWS_KEPT} malformed records (damaged, zero-length or "
+                f"garbage); the first {MALFORMED_ROWS_KEPT} are packets rows"))
         for table, df in decoded.items():
             parts[table].append(df)
     tables = {}

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from diag.bundle import source_sha256
+from diag.bundle import load_json, source_sha256
 from diag.report.safe import utc_text
 from diag.report.timeline import Timeline, build_timeline
 
@@ -385,7 +385,7 @@ def _route_table(bundle, host: str, cmd: dict, marks: dict[int, list[str]]) -> R
     if cmd.get("outcome") != "OK":
         return RouteTable(host, path, 0, (), f"command {cmd.get('outcome')}")
     try:
-        routes = json.loads(bundle.read(path) or b"[]")
+        routes = load_json(bundle.read(path) or b"[]")     # depth-limited: evidence
     except (OSError, ValueError) as err:
         return RouteTable(host, path, 0, (), f"not readable as JSON: {err}")
     if not isinstance(routes, list):
