@@ -187,15 +187,19 @@ class _Ahead:
     ahead in two threads while the manifest is walked in order: pyarrow's kernels and file
     reads release the GIL, so on a machine with two cores the largest step of loading runs
     on both. Results are taken in manifest order, so tables and errors are the same as one
-    by one. ``get(index)``: the future of that command, or None (read it in order)."""
+    by one. ``get(index)``: the future of that command, or None (read it in order). At most
+    ``AHEAD`` outputs are read ahead of the one being used: each may hold its whole text (up to
+    the reading limit), so memory stays bounded however many hosts the bundle has."""
 
     WORKERS = 2
+    AHEAD = 4
 
     def __init__(self, bundle, listed: list) -> None:
         import os
 
         self.bundle, self.listed, self.futures, self.pool = bundle, listed, {}, None
         self.workers = min(self.WORKERS, os.cpu_count() or 1)
+        self.pending: list = []
 
     def __enter__(self) -> "_Ahead":
         jobs = []
@@ -210,13 +214,23 @@ class _Ahead:
 
             self.pool = ThreadPoolExecutor(max_workers=self.workers,
                                            thread_name_prefix="diag-parse")
-            for index, command, parser, context in jobs:
-                self.futures[index] = self.pool.submit(_read, self.bundle, command, parser,
-                                                       context)
+            self.pending = jobs[::-1]
+            self._fill()
         return self
 
+    def _fill(self) -> None:
+        while self.pending and len(self.futures) < self.AHEAD:
+            index, command, parser, context = self.pending.pop()
+            self.futures[index] = self.pool.submit(_read, self.bundle, command, parser, context)
+
     def get(self, index: int):
-        return self.futures.pop(index, None)
+        future = self.futures.pop(index, None)
+        if future is None and self.pending and self.pending[-1][0] == index:
+            self._fill()            # not yet submitted (a slot was busy): now it is
+            future = self.futures.pop(index, None)
+        if self.pool is not None:
+            self._fill()
+        return future
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:

@@ -31,8 +31,20 @@ def as_text(data: str | bytes) -> str:
     return data
 
 
+# Reading a JSON document row by row costs ~400 bytes per object; more objects than this in one
+# output (an upper bound: every "{" is counted) is refused rather than read: 200,000 objects is
+# ~80 MB, and the large outputs that are legitimately bigger (routes, GoBGP RIBs) are read
+# column-wise before this (diag.parse.columnar), in the shapes the collector writes.
+MAX_JSON_OBJECTS = 200_000
+
+
 def load_json(data: str | bytes, what: str, expect: type | tuple[type, ...]) -> Any:
     """JSON of the expected top-level type, or :class:`ParseError` naming ``what``."""
+    if len(data) > MAX_JSON_OBJECTS:
+        objects = data.count(b"{" if isinstance(data, bytes) else "{")
+        if objects > MAX_JSON_OBJECTS:
+            raise ParseError(f"{what}: {objects} JSON objects, more than the {MAX_JSON_OBJECTS} "
+                             "one output may hold to be read row by row")
     text = as_text(data).strip()
     if not text:
         return expect() if isinstance(expect, type) else expect[0]()
