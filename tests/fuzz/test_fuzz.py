@@ -42,7 +42,9 @@ def parse_one(spec: str, data: bytes):
     text, found = _read(Bundle, {"path": "x"}, parser, context)
     part, failure = _guarded(parser, text, found, context)
     if part is not None:
-        violation(parser.table, part)
+        broken = violation(parser.table, part)
+        if broken is not None:
+            return None, broken
     return part, failure
 
 
