@@ -280,7 +280,10 @@ def fuzz_bundles(rng: random.Random, count: int, tally: Tally, work: Path) -> No
         try:
             _analyse(root)
         except Exception as err:  # noqa: BLE001 - counted
-            tally.crashed("bundle", err, json.dumps(manifest).encode())
+            known = len(tally.errors)
+            tally.crashed("bundle", err, None)
+            if len(tally.errors) > known:       # a new one: keep the whole damaged bundle
+                shutil.copytree(root, tally.crashes / f"bundle-{known}", dirs_exist_ok=True)
         tally.tried += 1
 
 

@@ -10,6 +10,7 @@ Where else a crash is pinned (with more context):
 | AttributeError/TypeError: a host record that is a string, commands not a list | tests/facts/test_bad_input.py (bad host record) |
 | TypeError: boolean value of NA (header-only NOTIFICATION) in explain and report | tests/test_capture_shapes.py, below |
 | struct.error: short pcapng IDB / obsolete PB / SPB at the end of a file | tests/test_capture_shapes.py, below |
+| ValueError in the FIB lookup: a BIRD route via ``1-.31.2.1`` (found by benchmarks/fuzz.py) | below |
 | the decoders disagree: SLL/SLL2 direction with epb_flags 3, SLL packet type > 255 | tests/decode/test_fast_path_shapes.py, below |
 | OverflowError/ValueError: far-future timestamps in the text output and the report | tests/test_capture_shapes.py |
 | rich MarkupError: ``[/]`` in an interface name or a shutdown message | tests/test_capture_shapes.py |
@@ -32,6 +33,17 @@ def test_rule_priority_that_is_not_a_number_is_refused_not_crashed():
 def test_route_destination_that_is_not_a_prefix_is_refused():
     part, failure = parse_one("ip-route-v4", json.dumps([{"dst": "5", "dev": "eth0"}]).encode())
     assert part is None and "not a prefix" in failure
+
+
+def test_bird_route_via_something_that_is_not_an_address_is_refused():
+    """benchmarks/fuzz.py's first find: a mutated BIRD table reached the FIB's lookup."""
+    from tests.fuzz.strategies import FIXTURES
+
+    real = sorted((FIXTURES / "bird-route-all").glob("*.out"))[0].read_text()
+    assert "via " in real
+    head, _, tail = real.partition("via ")
+    part, failure = parse_one("bird-route-all", (head + "via 1-." + tail.split(".", 1)[1]).encode())
+    assert part is None and "nexthop is '1-." in failure and "not an address" in failure
 
 
 def test_link_with_a_string_index_is_refused():
