@@ -75,6 +75,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     tables, errors = build_tables(bundle)
     tables["bgp_peers"] = merge_peers(tables["bgp_peers"])
     tables["bgp_paths"] = resolve_bird_peers(tables["bgp_paths"], tables["bgp_peers"])
+    _release_memory()
     wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options)
     tables.update(wire)
     if wire_errors:
@@ -99,6 +100,18 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     problems = tuple({"kind": p.kind, "path": p.path, "detail": p.detail}
                      for p in bundle.problems)
     return Facts(str(path), "bundle", tables, model, errors, problems, summary, bundle.outputs())
+
+
+def _release_memory() -> None:
+    """Between reading the outputs and decoding the captures: what the outputs' parsing left
+    (pyarrow's pool, cycles the paused GC has not collected) is handed back before the captures
+    need memory of their own (damaged outputs at the reading limits leave a lot)."""
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
 
 
 def _from_capture(path: Path, inventory, decode_options) -> Facts:

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 MALFORMED_ROWS_KEPT = 1000
+# a chunk's rows exist twice while its tables are made (tuples, then frames): a quarter of the
+# decoder's default keeps that transient small beside the tables that are kept
+CHUNK_PACKETS = 16384
 
 WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
                "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events",
@@ -39,6 +42,8 @@ def _iface_map(interfaces, host: str) -> dict[int, str]:
 def _streamed(path: Path, options) -> tuple[Any, int]:
     """The capture's tables, chunk by chunk, keeping what decodes (see the module docstring);
     and how many malformed packet rows were counted but not kept."""
+    import gc
+
     import pandas as pd
 
     from diag.decode import Tables, iter_decode
@@ -46,7 +51,10 @@ def _streamed(path: Path, options) -> tuple[Any, int]:
     parts: dict[str, list] = {name: [] for name in Tables.NAMES}
     kept = dropped = 0
     last = None
-    for chunk in iter_decode(path, options):
+    for chunk in iter_decode(path, options, chunk_packets=CHUNK_PACKETS):
+        # the command line pauses the cyclic GC while it loads (diag.pipeline.paused_gc); a
+        # chunk's frames leave cycles behind, which would pile up over millions of records
+        gc.collect(0)
         last = chunk
         for name in Tables.NAMES:
             df = getattr(chunk, name)

@@ -20,6 +20,7 @@ import calendar
 import time
 from typing import Any
 
+from diag.errors import DiagError
 from diag.facts import schema
 from diag.parse import ParseContext, parser_for, phase_of
 from diag.parse.common import ParseError, Rows, frames_by_kind
@@ -47,6 +48,7 @@ LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
 ERROR_COLUMNS = ["host", "source", "parser", "path", "reason"]
+IDENTITY_BYTES = 64 * 1024
 
 
 def error_row(host: str, source: str, parser: str, path: Any, reason: str) -> dict[str, Any]:
@@ -188,11 +190,14 @@ class _Ahead:
     reads release the GIL, so on a machine with two cores the largest step of loading runs
     on both. Results are taken in manifest order, so tables and errors are the same as one
     by one. ``get(index)``: the future of that command, or None (read it in order). At most
-    ``AHEAD`` outputs are read ahead of the one being used: each may hold its whole text (up to
-    the reading limit), so memory stays bounded however many hosts the bundle has."""
+    ``AHEAD`` outputs, and ``AHEAD_BYTES`` of them, are read ahead of the one being used, and a
+    larger output only when it is the one being used (alone): each holds its text, and parsing
+    costs several times that, so memory stays bounded however many hosts the bundle has and
+    however large its outputs."""
 
     WORKERS = 2
     AHEAD = 4
+    AHEAD_BYTES = 8 << 20
 
     def __init__(self, bundle, listed: list) -> None:
         import os
@@ -200,6 +205,9 @@ class _Ahead:
         self.bundle, self.listed, self.futures, self.pool = bundle, listed, {}, None
         self.workers = min(self.WORKERS, os.cpu_count() or 1)
         self.pending: list = []
+        self.sizes: dict[int, int] = {}
+        self.large_done = False
+        self.position = -1
 
     def __enter__(self) -> "_Ahead":
         jobs = []
@@ -220,14 +228,35 @@ class _Ahead:
 
     def _fill(self) -> None:
         while self.pending and len(self.futures) < self.AHEAD:
+            size = self._size(self.pending[-1][1])
+            if self.futures and self.held + size > self.AHEAD_BYTES:
+                return
+            if size > self.AHEAD_BYTES and self.pending[-1][0] != self.position:
+                return          # a large output is read when it is next, alone
             index, command, parser, context = self.pending.pop()
+            self.sizes[index] = size
             self.futures[index] = self.pool.submit(_read, self.bundle, command, parser, context)
 
+    @property
+    def held(self) -> int:
+        return sum(self.sizes[index] for index in self.futures)
+
+    def _size(self, command: dict[str, Any]) -> int:
+        try:
+            return self.bundle.path(command["path"]).stat().st_size
+        except (OSError, DiagError):
+            return 0
+
     def get(self, index: int):
+        self.position = index
+        if self.large_done:
+            _release_arrow_memory()     # the last large output is done with
         future = self.futures.pop(index, None)
+        self.large_done = self.sizes.pop(index, 0) > self.AHEAD_BYTES // 8
         if future is None and self.pending and self.pending[-1][0] == index:
             self._fill()            # not yet submitted (a slot was busy): now it is
             future = self.futures.pop(index, None)
+            self.large_done = self.sizes.pop(index, 0) > self.AHEAD_BYTES // 8
         if self.pool is not None:
             self._fill()
         return future
@@ -237,6 +266,14 @@ class _Ahead:
             for future in self.futures.values():
                 future.cancel()
             self.pool.shutdown(wait=True)
+
+
+def _release_arrow_memory() -> None:
+    """pyarrow's allocator keeps what the column-wise readers freed for reuse; after a large
+    output, hand it back, or a bundle of large damaged outputs holds the peak of each."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _assembled(bundle, parts: dict[str, list], errors: list, commands: list):
@@ -359,15 +396,21 @@ def _first_line(bundle, command: dict[str, Any]) -> str | None:
     if command.get("outcome") != "OK" or not command.get("path"):
         return None
     try:
-        text = bundle.read(command["path"]).decode("utf-8", "replace")
+        text = _head(bundle, command)
     except OSError:
         return None
     return next((line.strip() for line in text.splitlines() if line.strip()), None)
 
 
+def _head(bundle, command: dict[str, Any]) -> str:
+    """The start of an identity output (hostname, uname, os-release: a few lines): a damaged
+    one may be megabytes of anything, and only its first lines are ever wanted."""
+    return bundle.read(command["path"])[:IDENTITY_BYTES].decode("utf-8", "replace")
+
+
 def _os_name(bundle, command: dict[str, Any]) -> str | None:
     try:
-        text = bundle.read(command["path"]).decode("utf-8", "replace")
+        text = _head(bundle, command)
     except (OSError, KeyError, TypeError):
         return None
     for line in text.splitlines():
