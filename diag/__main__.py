@@ -17,7 +17,7 @@ def main() -> None:
     sys.unraisablehook = _interrupt_again(sys.unraisablehook)
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held by python -m diag
-        from diag.cli import main as command_line
+        from diag.cli import run_command_line as command_line
 
         status = command_line()
     except KeyboardInterrupt:

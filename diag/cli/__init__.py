@@ -13,7 +13,15 @@ from diag.cli import collect, explain, facts, lab, pcap, report  # noqa: F401  (
 from diag.cli.app import app
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> None:
+    """The command line as the console script runs it: exits with its status
+    (:func:`diag.__main__.main`: Ctrl-C is 130 from the first line on)."""
+    from diag.__main__ import main as entry
+
+    entry()
+
+
+def run_command_line(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
 
     typer's standalone mode is off so that every outcome passes through here: its usage errors
@@ -42,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
     return int(status) if isinstance(status, int) else int(ExitStatus.OK)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run_command_line"]
