@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_fuzz_benchmark_runs_small(tmp_path):
     proc = subprocess.run([sys.executable, "benchmarks/fuzz.py", "--scale", "0.0004",
                            "--workers", "1", "--crashes", str(tmp_path / "crashes")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "inputs tried: decoder 400, parsers 40, whole bundles 2" in proc.stdout
     assert "internal errors: 0 (0 distinct)" in proc.stdout and "peak RSS" in proc.stdout

@@ -34,7 +34,7 @@ def run_command_line(argv: list[str] | None = None) -> int:
 
     try:
         status = app(args=argv, standalone_mode=False)
-    except Exception as err:  # noqa: BLE001 - typer's and click's own, named alike in both
+    except Exception as err:      # typer's and click's own, named alike in both
         kind = type(err).__name__
         if kind == "Abort":                # Ctrl-C (or EOF at a prompt)
             raise KeyboardInterrupt from None

@@ -77,7 +77,7 @@ def run(call) -> None:
         where = f" {err.filename}" if err.filename else ""
         fail(f"cannot write{where}: {err.strerror}", None)
         raise typer.Exit(int(ExitStatus.OUTPUT_FAILED))
-    except Exception as err:  # a bug: one line unless --traceback
+    except Exception as err:  # noqa: BLE001 - a bug: one line unless --traceback
         return _internal(err)
     raise typer.Exit(int(status or ExitStatus.OK))
 

@@ -370,10 +370,17 @@ def _route_tables(bundle, facts, explain_doc) -> tuple[tuple[RouteTable, ...],
     detail_hosts = set(hosts) if len(hosts) <= ROUTE_DETAIL_MAX_HOSTS else \
         {h for h, c in files if str(c["path"]) in marks}
     tables, summary = [], []
+    # outputs the facts refused (damaged, junk, past a limit) are shown as such, not read again
+    refused = {str(row.path): str(row.reason) for row in facts.parse_errors.itertuples()
+               if row.path is not None}
     routes = facts.tables.get("routes")
     counts = routes.groupby("host").size().to_dict() if routes is not None and len(routes) else {}
     for host, cmd in sorted(files, key=lambda hc: (hc[0], hc[1]["id"])):
         if host not in detail_hosts:
+            continue
+        if str(cmd["path"]) in refused:
+            tables.append(RouteTable(host, str(cmd["path"]), 0, (),
+                                     f"not read: {refused[str(cmd['path'])]}"))
             continue
         tables.append(_route_table(bundle, host, cmd, marks.get(str(cmd["path"]), {})))
     summary = [(h, int(counts.get(h, 0))) for h in hosts if h not in detail_hosts]

@@ -21,6 +21,7 @@ non-ASCII with its default ``ensure_ascii``); HTML keeps its own escaping.
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from typing import Any
 
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -65,12 +66,12 @@ def md_cell(text: Any) -> str:
 def utc_text(ts: float | None, layout: str = "%Y-%m-%d %H:%M:%S.%f", cut: int = 3) -> str:
     """``ts`` (epoch seconds) in ``layout``, UTC, the last ``cut`` characters dropped
     (microseconds to milliseconds by default); ``-`` for None; raw seconds when out of range."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if ts is None:
         return "-"
     try:
-        text = datetime.fromtimestamp(ts, timezone.utc).strftime(layout)
+        text = datetime.fromtimestamp(ts, UTC).strftime(layout)
     except (OverflowError, OSError, ValueError):
         return f"{ts} s"
     return text[:-cut] if cut else text

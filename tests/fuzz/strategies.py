@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import struct
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -58,7 +58,7 @@ def json_values(max_leaves: int = 40):
         max_leaves=max_leaves)
 
 
-@lru_cache(maxsize=None)
+@cache
 def fixture_outputs() -> dict[str, tuple[bytes, ...]]:
     """Real outputs per command id (tests/fixtures/<id>/), a few each, as seeds."""
     out: dict[str, tuple[bytes, ...]] = {}
@@ -153,7 +153,7 @@ def _options(order: str):
     return st.lists(option, max_size=3).map(b"".join)
 
 
-@lru_cache(maxsize=None)
+@cache
 def real_frames() -> tuple[bytes, ...]:
     """Frames of the repository's real captures (BGP, VXLAN, ARP, SLL2) as packet seeds."""
     from diag.decode.capture import open_capture

@@ -118,10 +118,11 @@ def test_any_damaged_bundle_is_analysed(extracted, tmp_path, data):
 
 
 def _decode_everything(path, vectorize):
+    from rich.console import Console
+
     from diag.decode import iter_rows
     from diag.decode.summary import CaptureSummary
     from diag.report.pcap_text import render
-    from rich.console import Console
 
     summary = CaptureSummary()
     try:
