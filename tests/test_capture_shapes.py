@@ -190,3 +190,22 @@ def test_evidence_text_is_shown_never_obeyed(shapes, tmp_path):
     html = (tmp_path / "r.html").read_text()
     assert "[/] [bold]maintenance" in html or "maintenance" in html
     assert "<bold>" not in html
+
+
+def test_malformed_records_past_the_bound_are_counted_not_kept(tmp_path):
+    """A bare capture padded with zero-length records: facts keep 1,000 malformed rows and count
+    the rest in one parse_errors row; explain says so; exit 0 (the capture is usable)."""
+    from tests.craft.pcapfile import Record
+
+    records = _session([("ab", m.keepalive())])
+    path = tmp_path / "padded.pcap"
+    path.write_bytes(pcap_bytes(records + [Record(records[-1].ts_ns, b"")] * 1500,
+                                LINKTYPE_ETHERNET))
+    code, out, _, _ = _run(["facts", str(path), "--format", "json"])
+    doc = json.loads(out)
+    assert code == 0 and doc["tables"]["packets"] == len(records) + 1000
+    assert [e["reason"] for e in doc["parse_errors"]] == [
+        "1500 malformed records (damaged, zero-length or garbage); the first 1000 are packets "
+        "rows"]
+    code, out, _, _ = _run(["explain", str(path)])
+    assert code in (0, 1) and "capture of capture: 1500 malformed records" in out

@@ -110,6 +110,10 @@ def unread_outputs(parse_errors) -> list[Check]:
                                 needs=f"a record of the documented shape at {row.path} "
                                       "(docs/bundle-format.md)"))
             continue
+        if row.parser == "decode":      # a capture: read, but not all of it decodes
+            checks.append(Check(f"capture of {host}: {row.reason}", None,
+                                needs=f"a capture whose records decode ({row.path})"))
+            continue
         checks.append(Check(f"{row.source} of {host} (not read: {row.reason})", None,
                             needs=f"an output the {row.parser} reader understands "
                                   f"({row.path})"))

@@ -119,12 +119,13 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
 
     from diag.facts.infer import infer_model
     from diag.facts.packets import capture_tables
-    from diag.facts.tables import ERROR_COLUMNS, TABLES, table_columns
+    from diag.facts.tables import TABLES, error_frame, table_columns
 
     wire, wire_errors = capture_tables([(CAPTURE_HOST, path)], None, decode_options)
-    if wire_errors:  # a bare file that is not a capture: one clear line
+    fatal = [e for e in wire_errors if e.get("fatal")]
+    if fatal:  # a bare file that is not a capture: one clear line
         from diag.errors import UnusableInput
-        raise UnusableInput(wire_errors[0]["reason"])
+        raise UnusableInput(fatal[0]["reason"])
     columns = table_columns()
     tables: dict[str, Any] = {name: pd.DataFrame({c: pd.Series(dtype="object") for c in
                                                   ["host", "source", "phase"] + columns[name]})
@@ -132,7 +133,7 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
     tables.update(wire)
     model = infer_model(tables, [CAPTURE_HOST], inventory)
     tables["tunnels"] = _tunnel_table(model)
-    return Facts(str(path), "capture", tables, model, pd.DataFrame(columns=ERROR_COLUMNS), (),
+    return Facts(str(path), "capture", tables, model, error_frame(wire_errors), (),
                  {"status": "capture", "hosts": {CAPTURE_HOST: {"reachability": "OK"}}})
 
 

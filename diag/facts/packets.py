@@ -146,8 +146,9 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
     for host, path in captures:
         try:
             decoded = decode_capture(path, host, interfaces, options)
-        except DiagError as err:
-            errors.append(error_row(host, "capture", "decode", str(path), err.message))
+        except DiagError as err:        # not a capture at all (``fatal``: nothing decoded)
+            errors.append(dict(error_row(host, "capture", "decode", str(path), err.message),
+                               fatal=True))
             continue
         dropped = decoded.pop("_dropped_malformed")
         if dropped:
