@@ -39,7 +39,7 @@ def _until(path: Path, display_filter: str, timeout: float = 15) -> None:
 def _restart_and_wait(lab: Lab, host: str) -> None:
     lab.daemons.restart_bgp(host)
     lab.daemons.wait_established(timeout=40)
-    wait_for(lab._routes_ready, timeout=20, what="routes")
+    wait_for(lab.daemons.routes_ready, timeout=20, what="routes")
 
 
 def cilium(out: Path) -> None:

@@ -299,6 +299,12 @@ class BundleWriter:
         self.manifest["schema_version"] = KUBE_SCHEMA_VERSION
         self._changed()
 
+    def set_via(self, **fields: Any) -> None:
+        """Create or update the manifest's ``via`` section: how hosts were found and reached
+        through the cluster (``diag collect --via kubectl``)."""
+        self.manifest.setdefault("via", {}).update(fields)
+        self._changed()
+
     def kube_path(self, record: dict[str, Any]) -> Path:
         """Where a kube record's output goes: ``kube/<group>/<resource>.json`` for a kind's
         objects (``core`` for the core group), ``kube/<id>.out`` for kubectl's other outputs."""
@@ -564,6 +570,31 @@ def source_sha256(source: Path) -> str | None:
     source = Path(source)
     target = source / MANIFEST if source.is_dir() else source
     return sha256_file(target) if target.is_file() else None
+
+
+def bundle_id(source: Path) -> str:
+    """The bundle's identity in an evidence lake: the sha256 of its ``manifest.json`` (the
+    manifest names every file with its sha256, so it names the whole bundle), the same for the
+    directory and its archive. Raises :class:`UnusableInput` when there is no manifest."""
+    source = Path(source)
+    if source.is_dir():
+        path = source / MANIFEST
+        if not path.is_file():
+            raise UnusableInput(f"not a bundle: no {MANIFEST} in {source}")
+        return sha256_file(path)
+    try:
+        with tarfile.open(source, "r|*") as tar:      # streaming: members in archive order
+            for member in tar:
+                parts = PurePosixPath(member.name).parts
+                if member.isfile() and parts and parts[-1] == MANIFEST and len(parts) <= 2:
+                    if member.size > MAX_MANIFEST_BYTES:
+                        raise UnusableInput(f"bundle refused: {MANIFEST} is too large")
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    return hashlib.sha256(handle.read()).hexdigest()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise UnusableInput(f"unreadable bundle archive {source}: {err}") from None
+    raise UnusableInput(f"not a bundle: no {MANIFEST} in {source}")
 
 
 def _checked_relative(name: str) -> PurePosixPath:
@@ -904,7 +935,7 @@ def sha256_file(path: Path) -> str:
 
 
 __all__ = ["Bundle", "BundleWriter", "OutputIndex", "OutputTooLarge", "Problem", "StreamFile",
-           "checked_input", "command_record", "declared_problem", "load_json", "read_limit", "validated_manifest",
-           "extract_archive", "is_bundle", "open_bundle", "output_path", "read_bundle_dir",
+           "bundle_id", "checked_input", "command_record", "declared_problem", "load_json",
+           "read_limit", "validated_manifest", "extract_archive", "is_bundle", "open_bundle", "output_path", "read_bundle_dir",
            "safe_component", "sha256_file", "source_sha256", "write_archive", "KUBE_SCHEMA_VERSION",
            "READ_SCHEMA_VERSIONS", "SCHEMA_VERSION"]

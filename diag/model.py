@@ -11,6 +11,8 @@ report, tests) can use these records without pulling another stage in.
 - :class:`Confidence`: ``level`` (``low`` / ``medium`` / ``high``) derived from ``sources``, the
   independent kinds of evidence that agree (``ip``, ``frr``, ``gobgp``, ``pcap``...): one source is
   low, two medium, three or more high — so removing a source always lowers or keeps the level.
+  ``limits`` say what the evidence could not see (e.g. a capture point that cannot see the
+  replies): with any, the level is one step lower (never below low).
 - :class:`Finding`: code, severity (with ``severity_reason`` when context changed the catalogue
   default), confidence, summary (one line), evidence, fix (commands), note (by-design remarks),
   ``caused_by`` (code of the root cause when this finding is its consequence).
@@ -41,14 +43,19 @@ class Evidence:
 @dataclass(frozen=True)
 class Confidence:
     sources: tuple[str, ...]
+    limits: tuple[str, ...] = ()     # what the evidence could not see, one reason each
 
     @property
     def level(self) -> str:
         count = len(set(self.sources))
-        return LEVELS[0] if count <= 1 else LEVELS[1] if count == 2 else LEVELS[2]
+        step = 0 if count <= 1 else 1 if count == 2 else 2
+        return LEVELS[max(0, step - 1) if self.limits else step]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "sources": sorted(set(self.sources))}
+        out: dict[str, Any] = {"level": self.level, "sources": sorted(set(self.sources))}
+        if self.limits:
+            out["limits"] = list(self.limits)
+        return out
 
 
 @dataclass(frozen=True)

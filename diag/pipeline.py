@@ -15,7 +15,10 @@ Contract (one function per job; heavy modules are imported inside them, so ``dia
 
 - :func:`pcap_summary`, :func:`pcap_export`, :func:`pcap_frame`, :func:`pcap_frame_deep`:
   a capture -> the ``diag pcap`` summary dict, the tables written to a directory, one frame's
-  rows, one frame through Wireshark's dissectors.
+  rows, one frame through Wireshark's dissectors; :func:`pcap_summaries`: several captures,
+  here or on a Dask cluster (the same dicts and files).
+- :func:`facts_export`, :func:`lake_query`: a bundle's facts appended to an evidence lake, SQL
+  over the lake.
 - :func:`load_facts(source, inventory=None, ports=Ports()) -> Facts`: a bundle directory or
   archive, or a capture, as tables and the cluster model.
 - :func:`explain(source, ports) -> (Facts, Explanation)`; :func:`trace(source, src, dst, ports)`.
@@ -106,6 +109,38 @@ def pcap_export(file: Path, directory: Path, fmt: str, ports: Ports = Ports()) -
     return summary.result()
 
 
+def pcap_summaries(files: list[Path], ports: Ports = Ports(), workers: int | None = None,
+                   scheduler=None, export: Path | None = None, fmt: str = "parquet",
+                   spool: Path | None = None) -> list[dict]:
+    """The ``diag pcap`` summary of each capture, in order — the same dicts whether decoded
+    here (``workers`` processes per file) or on a Dask cluster (``scheduler``: an address,
+    ``"local"`` for a LocalCluster of ``workers`` processes, or a ``dask.distributed.Client``).
+    ``export``: every table written too (:mod:`diag.report.export`), into ``export`` for one
+    capture, ``export/<file name>`` for several (the same files either way)."""
+    from diag.report.export import PartWriter, prepare_directory
+
+    files = [Path(f) for f in files]        # the decoder says what is wrong with a file
+    targets: list[Path | None] = [None] * len(files)
+    if export is not None:
+        names = [f.name for f in files]
+        if len(set(names)) < len(names):
+            raise UsageError("--export with several captures writes one directory per file "
+                             "name: two files share a name", hint="rename or export them apart")
+        targets = [Path(export)] if len(files) == 1 else [Path(export) / n for n in names]
+    if scheduler is None:
+        return [pcap_export(f, t, fmt, ports) if t is not None else
+                pcap_summary(f, ports, workers) for f, t in zip(files, targets)]
+    from diag.decode import distributed
+
+    sinks = None if export is None else [PartWriter(prepare_directory(t, fmt), fmt)
+                                         for t in targets]
+    options = ports.decode_options()
+    if not isinstance(scheduler, str):
+        return distributed.summarize_many(files, scheduler, options, sinks, spool)
+    with distributed.connect(scheduler, workers) as client:
+        return distributed.summarize_many(files, client, options, sinks, spool)
+
+
 def pcap_frame(file: Path, frame: int, ports: Ports = Ports()) -> dict[str, list[dict]]:
     """Every decoded row of frame ``frame`` (1-based, as in Wireshark), by table name."""
     from diag.decode import iter_decode
@@ -151,6 +186,38 @@ def load_facts(source: Path, inventory: Path | None = None, ports: Ports = Ports
                         decode_options=ports.decode_options())
 
 
+def facts_export(source: Path, directory: Path, inventory: Path | None = None,
+                 ports: Ports = Ports()) -> dict[str, Any]:
+    """Append a bundle's (or a capture's) facts to the evidence lake ``directory``
+    (:mod:`diag.lake`): ``{"bundle": id, "added": bool, "rows": {table: n}, "lake": DIR}``;
+    a bundle already there is not loaded again (appending is idempotent by bundle id)."""
+    from diag import lake
+    from diag.bundle import bundle_id, is_bundle, sha256_file
+    from diag.facts.export import lake_record, lake_tables
+
+    source = _existing(source)
+    ident = bundle_id(source) if is_bundle(source) else sha256_file(source)
+    if lake.contains(directory, ident):
+        entry = lake.bundles(directory)[ident]
+        return {"bundle": ident, "added": False, "rows": entry.get("rows", {}),
+                "lake": str(directory)}
+    with paused_gc():
+        facts = load_facts(source, inventory, ports)
+        added = lake.append(directory, ident, lake_tables(facts), lake_record(facts))
+    entry = lake.bundles(directory)[ident]
+    return {"bundle": ident, "added": added, "rows": entry.get("rows", {}),
+            "coerced": entry.get("coerced", {}), "lake": str(directory)}
+
+
+def lake_query(directory: Path, sql: str):
+    """One SQL statement over the evidence lake (DuckDB): a pyarrow Table."""
+    from diag import lake
+
+    if not Path(directory).is_dir():
+        raise UsageError(f"no such lake: {directory}")
+    return lake.query(directory, sql)
+
+
 def explain(source: Path, ports: Ports = Ports()):
     """(facts, :class:`diag.analyze.Explanation`) of a bundle or capture."""
     from diag.analyze import explain as analyze
@@ -158,6 +225,45 @@ def explain(source: Path, ports: Ports = Ports()):
     with paused_gc():
         facts = load_facts(source, ports=ports)
         return facts, analyze(facts)
+
+
+def explain_lake(directory: Path, bundle: str | None = None, timings: dict | None = None):
+    """(facts header, :class:`diag.analyze.Explanation`) of the routing analyzers over one
+    bundle of an evidence lake (``bundle``: its id or a unique prefix; the only one when
+    None), read column-wise from the Parquet files: fleet scale (docs/explain.md)."""
+    from diag import lake
+    from diag.analyze import explain_lake as analyze
+    from diag.facts import Facts
+    from diag.facts.export import model_from_rows
+
+    known = lake.bundles(directory)
+    chosen = [b for b in known if bundle is None or b.startswith(bundle)]
+    if len(chosen) != 1:
+        raise UsageError(f"{len(chosen)} bundles in {directory} match "
+                         f"{bundle or 'no --bundle'}", hint="choose one with --bundle ID: "
+                         + ", ".join(sorted(b[:12] for b in known)[:10]))
+    ident = chosen[0]
+    reader = lake.LakeBundle(directory, ident)
+    with paused_gc():
+        try:
+            model = model_from_rows(reader.frame("model_hosts").to_dict("records"),
+                                    reader.frame("model_cluster").to_dict("records"),
+                                    reader.frame("tunnels").to_dict("records"))
+            result = analyze(reader, model, timings)
+        finally:
+            reader.close()
+    entry = known[ident]
+    header = Facts(f"{directory} (bundle {ident[:12]}: {entry.get('source')})", "lake", {},
+                   model, None, (), {"status": entry.get("status"),
+                                     "hosts": {h: {} for h in model.hosts}})
+    return header, result
+
+
+def is_lake(source: Path) -> bool:
+    """An evidence lake (a directory with the lake's manifest), not a bundle."""
+    from diag import lake
+
+    return Path(source).is_dir() and bool(lake.manifest(source, missing_ok=True))
 
 
 def trace(source: Path, src: str, dst: str, ports: Ports = Ports()):
@@ -227,11 +333,13 @@ def collect_options(request):
 
 
 def collect_plan(options) -> dict[str, Any]:
-    """What ``diag collect`` would run where (``--dry-run``: ``{out, hosts}``); contacts
-    nothing."""
+    """What ``diag collect`` would run where (``--dry-run``: ``{out, hosts, kube}``, ``kube``
+    the kubectl commands of ``--kube`` or None); contacts nothing."""
+    from diag.collect.kube import plan_kube
     from diag.collect.runner import plan
 
-    return {"out": str(options.out), "hosts": plan(options)}
+    return {"out": str(options.out), "hosts": plan(options),
+            "kube": plan_kube(options.kube) if options.kube is not None else None}
 
 
 def collect(options, listener: Callable | None = None):
@@ -264,5 +372,6 @@ def collect_summary(result) -> dict[str, Any]:
 
 
 __all__ = ["Ports", "collect", "collect_options", "collect_plan", "collect_request", "collect_summary",
-           "collect_view", "explain", "load_facts", "paused_gc", "pcap_export", "pcap_frame",
-           "pcap_frame_deep", "pcap_summary", "report", "trace"]
+           "collect_view", "explain", "explain_lake", "facts_export", "lake_query", "load_facts", "paused_gc",
+           "pcap_export", "pcap_frame", "pcap_frame_deep", "pcap_summaries", "pcap_summary", "report",
+           "trace"]

@@ -54,17 +54,21 @@ OFF_CLUSTER = "198.51.100.77"     # TEST-NET-2: routed by nobody in the lab, an 
 CAPTURE = ("--capture", "3s")     # short: the faults' background traffic is dense enough for it
 # a SIGSTOPped speaker's CLI hangs until the command timeout: keep it short for that fault only
 FAULT_COLLECT_ARGS = {"bgp-hold-timer-expired": ("--command-timeout", "4s")}
-REQUIRED = ["ip", "unshare", "vtysh", "gobgpd", "gobgp", "bird", "birdc", "ssh", "ssh-keygen", "nc",
-            "tcpdump"]
+REQUIRED = ["ip", "unshare", "vtysh", "gobgpd", "gobgp", "bird", "birdc", "birdcl", "ssh",
+            "ssh-keygen", "nc", "tcpdump", "arping"]
 
 
 @lru_cache(maxsize=1)
 def lab_prerequisites() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"
+    from diag.lab.environment import BIRD1
+
     missing = [t for t in REQUIRED if not shutil.which(t)]
     if not Path("/usr/lib/frr/zebra").exists():
         missing.append("frr")
+    if not BIRD1.exists():
+        missing.append(f"BIRD 1.6 in {BIRD1} (sudo bash .ci/bird1.sh)")
     return f"missing tools: {', '.join(missing)}" if missing else None
 
 
@@ -179,6 +183,11 @@ def kernel_answers(lab, addresses: list[str]) -> dict:
             except (ValueError, IndexError):
                 answers[(host, addr)] = {"error": body}
     return answers
+
+
+# ``extra`` starting with this: the bundle is collected with the lab's other printed line,
+# `diag collect --kube --via kubectl ...` (every node through its agent pod, no SSH at all)
+VIA_KUBECTL = ("<via-kubectl>",)
 
 
 def collect_args(fault: str | None) -> tuple[str, ...]:
@@ -298,8 +307,14 @@ class Labs:
             lab = up.lab
             out = self.tmp / f"{up.name}-{cell}{'-x' + str(len(self.jobs)) if extra else ''}"
             assert up.collect_argv[:2] == ("diag", "collect")
-            argv = [sys.executable, "-m", "diag", *up.collect_argv[1:], *collect_args(fault),
-                    *extra, "-o", str(out)]
+            if extra[:1] == VIA_KUBECTL:
+                printed = next(line.strip() for line in up.up_stdout.splitlines()
+                               if line.strip().startswith("diag collect --kube"))
+                argv = [sys.executable, "-m", "diag", *shlex.split(printed)[1:], *extra[1:],
+                        "-o", str(out)]
+            else:
+                argv = [sys.executable, "-m", "diag", *up.collect_argv[1:],
+                        *collect_args(fault), *extra, "-o", str(out)]
             collecting = time.monotonic()
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, cwd=REPO)

@@ -4,7 +4,7 @@ docs/architecture.md, shown to fail on planted violations.
 Rules:
 1. A stage (collect, parse, decode, facts, analyze, report, lab) imports no other stage; the one
    exception is facts, which assembles parse's and decode's outputs. Floors (model, errors,
-   bundle, values, k8s) import no stage, and model and values nothing of diag at all.
+   bundle, values, k8s, lake, words) import no stage; model, values and words nothing of diag.
 2. The command line (diag/cli/) calls the pipeline and renders with report; it imports no other
    stage but the lab (``diag lab`` drives the lab): ordering stages is the pipeline's job.
 3. Only diag/bundle.py spells bundle paths: no other module holds a string with ``hosts/`` or
@@ -21,9 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("collect", "parse", "decode", "facts", "analyze", "report", "lab")
-FLOORS = ("model", "errors", "bundle", "values", "k8s")
+FLOORS = ("model", "errors", "bundle", "values", "k8s", "lake", "words")
 ALLOWED = {"facts": {"parse", "decode"}, "cli": {"report", "lab"}}
-BARE_FLOORS = ("model", "values")        # import nothing from diag
+BARE_FLOORS = ("model", "values", "words")        # import nothing from diag
 BUNDLE_NAMES = ("manifest.json", "redactions.json")
 
 
@@ -117,6 +117,7 @@ PLANTED = {
     "lab/status.py": ("import diag.collect.runner\nimport diag.decode\n", "orders stages"),
     "decode/arp.py": ("import diag.parse.common\n", "decode imports the stage"),
     "collect/ssh.py": ("X = 'manifest.json'\n", "a bundle path outside"),
+    "lake.py": ("from diag.facts.export import lake_tables\n", "floor lake imports"),
 }
 
 

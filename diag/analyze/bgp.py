@@ -8,12 +8,22 @@ order of how decisive the evidence is:
 - ``BGP_MD5_MISMATCH``: nstat TCPMD5Failure/NotFound/Unexpected > 0 on either end;
 - ``BGP_BAD_PEER_AS``: the configured remote AS differs from the AS the other end runs (live
   config of both daemons), or a NOTIFICATION 2/2 is the last error;
-- ``BGP_HOLD_TIMER_EXPIRED``: last error NOTIFICATION 4/0 (hold timer) on either end;
+- ``BGP_HOLD_TIMER_EXPIRED``: last error NOTIFICATION 4/0 (hold timer) on either end — unless
+  the handshakes between the two ends stay half-open (below) and no speaker is hung: then the
+  transport is blocked and the expiry is its consequence (``BGP_TRANSPORT_BLOCKED`` first, the
+  hold-timer finding naming it in ``caused_by``);
 - ``BGP_TRANSPORT_BLOCKED``: SYN-SENT / SYN-RECV sockets on :179 between the two ends (a closed
   port answers RST at once, so a lingering half-open handshake means drops);
+- ``BGP_SESSION_NOT_ESTABLISHED`` naming a Cease when no handshake is half-open and the last
+  error of either end is a Cease sent for a fault (maximum prefixes, out of resources, BFD
+  down, ...: :mod:`diag.analyze.notifications`) — a speaker that shut a session for a prefix
+  limit may stop listening: the Cease, not the missing listener, is the cause;
 - ``BGP_NO_LISTENER``: no half-open handshake, and nothing listens on TCP 179 on the other end
   (nstat TcpOutRsts there supports it);
-- ``BGP_SESSION_NOT_ESTABLISHED`` otherwise (generic).
+- ``BGP_SESSION_NOT_ESTABLISHED`` naming a Cease of an operator's action (administrative
+  shutdown, reset, peer de-configured, other configuration change) when nothing more specific
+  explains why the session did not come back, with the command that undoes it — down now, so
+  an error either way; else the generic ``BGP_SESSION_NOT_ESTABLISHED``.
 
 A daemon's ``last_error`` can be stale (FRR keeps the reason of an earlier reset while
 Established): it only decides when the session is down now, and the finding says which evidence
@@ -22,7 +32,9 @@ decided. For Established sessions: ``BGP_EBGP_REQUIRES_POLICY`` (FRR peerState `
 not its own, are absent from this end's RIB although the other end sent prefixes (a sender that
 sent 0 withheld them: export policy, not a loop); accepted < sent supports it; ``info`` when a
 covering kernel route still delivers the pod traffic), ``BGP_NO_ADVERTISEMENT`` (every
-receiver accepted 0 prefixes from a node).
+receiver accepted 0 prefixes from a node). A loop is by design (``info``) also when the
+receiving speaker does not install learned routes in the kernel (Cilium's GoBGP): accepting the
+paths would not give the kernel a route, so the loop is not what a missing route comes from.
 """
 from __future__ import annotations
 
@@ -30,13 +42,17 @@ import ipaddress
 from dataclasses import dataclass
 
 from diag.analyze.catalog import default_severity
+from diag.words import counted
 from diag.analyze.fib import Fib
 from diag.analyze.lookup import lookup
+from diag.analyze.notifications import CEASE_FIXES, cease_kind, cease_name, from_code, from_text
 from diag.bundle import command_record
 from diag.model import Check, Confidence, Evidence, Finding
 from diag.values import or_none
 
 MD5_COUNTERS = ("TcpExtTCPMD5Failure", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected")
+# speakers that never program the kernel with learned paths (Cilium's BGP control plane)
+NOT_INSTALLING = ("GOBGP", "CILIUM")
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,11 @@ class _Ctx:
 
     def peer_ev(self, s_host: str, row) -> Evidence:
         src = str(row.source).split("+")[0]
+        if src.startswith("kube:"):      # a CiliumBGPNodeConfig's status (no exec needed)
+            return Evidence(s_host, str(getattr(row, "evidence_path", None) or src),
+                            str(getattr(row, "evidence_pointer", None) or ""),
+                            f"{row.daemon} peer {row.peer} AS {or_none(row.peer_as)} state "
+                            f"{row.state_raw} (CiliumBGPNodeConfig status)")
         if src.startswith("gobgp"):
             pointer = "/" + str(_pointer_list_index(self.tables["bgp_peers"], s_host, row))
         elif src.startswith("frr"):
@@ -167,7 +188,7 @@ def _failed_commands(ctx: _Ctx, host: str | None, daemon_prefixes: tuple[str, ..
         return []
     rows = ctx.commands[(ctx.commands["host"] == host)
                         & ctx.commands["id"].astype(str).str.startswith(daemon_prefixes)
-                        & (ctx.commands["outcome"].astype(str) != "ok")]
+                        & (ctx.commands["outcome"].astype(str).str.upper() != "OK")]
     # the manifest's record of the command (its outcome), by its place in the host's list
     order = list(ctx.commands[ctx.commands["host"] == host]["id"])
     return [Evidence(host, *command_record(host, order.index(r.id)),
@@ -210,7 +231,32 @@ def _md5_fix(host: str, row, peer: str) -> list[str]:
     return [f"# {host}: set the password of the session to {peer} ({row.daemon})"]
 
 
-def _down(ctx: _Ctx, s: Session) -> Finding:
+def _cease(r, o) -> tuple[int, str, str, object] | None:
+    """(subcode, kind, name, the row that reports it) of a Cease that is the last error of
+    either end, or None."""
+    for x in (r, o):
+        if x is None:
+            continue
+        found = from_code(or_none(x.last_error_code)) or from_text(or_none(x.last_error))
+        if found and found[0] == 6:
+            return found[1], cease_kind(*found), cease_name(found[1]), x
+    return None
+
+
+def _undo_shutdown(row, host: str) -> str:
+    """How to bring a session an operator closed back, on the daemon of ``row``."""
+    daemon, peer = str(row.daemon), str(row.peer)
+    if daemon == "FRR":
+        return (f"{host}: vtysh -c 'conf t' -c 'router bgp {or_none(row.local_as) or 'AS'}' -c "
+                f"'no neighbor {peer} shutdown'   # or: vtysh -c 'clear bgp {peer}'")
+    if daemon == "BIRD":
+        return f"{host}: birdc enable {or_none(row.name) or 'PROTOCOL'}"
+    if daemon == "GOBGP":
+        return f"{host}: gobgp neighbor {peer} enable"
+    return f"# {host}: enable the session to {peer} again ({daemon})"
+
+
+def _down(ctx: _Ctx, s: Session) -> list[Finding]:
     r, o = s.row, s.other_row
     name = f"{s.host} <-> {s.other or s.peer}"
     who = f"session {s.host} ({or_none(r.local_address) or '?'}) -> {s.peer}"
@@ -230,9 +276,9 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
                                                   | (sk["peer_port"] == 179))]
                 if not keyed.empty:
                     socks.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line with md5keys",
-                                          f"{h}: {len(keyed)} socket(s) on :179 with a TCP-MD5 "
+                                          f"{h}: {counted(len(keyed), 'socket')} on :179 with a TCP-MD5 "
                                           "key"))
-        return _finding(
+        return [_finding(
             "BGP_MD5_MISMATCH",
             f"{name}: not Established; TCP-MD5 segments are rejected "
             f"({', '.join(f'{h} {e.value}' for h, _, e in md5)}): the keys differ or one side "
@@ -241,7 +287,7 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
             [f"# set the same TCP-MD5 password on both ends of {s.host} <-> {s.other or s.peer}",
              *_md5_fix(s.host, r, s.peer), *(_md5_fix(s.other, o, str(o.peer))
                                             if o is not None and s.other else ())],
-            hosts=hosts, subject=f"{s.host} {s.peer}")
+            hosts=hosts, subject=f"{s.host} {s.peer}")]
 
     mismatch = _configured_as_mismatch(ctx, s)
     expecting, expected_of = s.host, s.other or s.peer
@@ -254,20 +300,36 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
                   f"{mismatch[1]}" if mismatch else "NOTIFICATION 2/2 Bad Peer AS")
         fix = ([f"# {expecting}: set the remote AS of its session to {expected_of} to "
                 f"{mismatch[1]} (or change {expected_of}'s local AS)"] if mismatch else [])
-        return _finding(
+        return [_finding(
             "BGP_BAD_PEER_AS", f"{name}: not Established; {detail}",
             [*daemons, "config" if mismatch else None, "notification" if "0202" in codes else
              None], ev, fix, reason="decided by the daemons' configured and running AS numbers"
             if mismatch else "decided by the last error (NOTIFICATION 2/2) of a down session",
+            hosts=hosts, subject=f"{s.host} {s.peer}")]
+
+    listens, lev = (None, None)
+    if s.other:
+        listens, lev = _listener(ctx, s.other, s.peer)
+    half = _handshakes(ctx, s)
+
+    def blocked(note: str = "") -> Finding:
+        # a closed port answers a SYN with RST at once: a handshake that stays half-open means
+        # the SYN or its answer is dropped on the way
+        return _finding(
+            "BGP_TRANSPORT_BLOCKED",
+            f"{name}: not Established; TCP handshakes on port 179 stay half-open "
+            f"({counted(len(half), 'socket')} in SYN-SENT/SYN-RECV): SYNs or their answers are "
+            "dropped" + note,
+            ["ss", *daemons, "ss-listener" if listens else None], ev + half + [lev],
+            [f"# on {s.host} and {s.other or s.peer}: allow TCP 179 between "
+             f"{or_none(r.local_address) or s.host} and {s.peer} (nft list ruleset; iptables-save)"],
             hosts=hosts, subject=f"{s.host} {s.peer}")
 
     if "0400" in codes or any("hold timer" in str(or_none(x.last_error) or "").lower()
                               for x in (r, o) if x is not None):
-        silent = _failed_commands(ctx, s.other if o is None else None, ("gobgp", "bird", "frr"))
-        silent += _failed_commands(ctx, s.host if r is None else None, ("gobgp", "bird", "frr"))
         stuck = next((h for h in (s.other, s.host) if h and _failed_commands(
             ctx, h, ("gobgp", "bird", "frr"))), None)
-        return _finding(
+        hold = _finding(
             "BGP_HOLD_TIMER_EXPIRED",
             f"{name}: not Established; the hold timer expired (NOTIFICATION 4/0)"
             + (f"; {stuck}'s BGP speaker does not answer its CLI" if stuck else ""),
@@ -277,28 +339,35 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
              "and restart or continue it"] if stuck else [],
             reason="decided by the last error of a session that is down now",
             hosts=hosts, subject=f"{s.host} {s.peer}")
+        if half and not stuck:
+            # the reconnects stay half-open: TCP between the two ends is dropped, and the
+            # keepalives were its first victims
+            from dataclasses import replace
 
-    listens, lev = (None, None)
-    if s.other:
-        listens, lev = _listener(ctx, s.other, s.peer)
-    half = _handshakes(ctx, s)
+            return [blocked("; the hold timer expired first (NOTIFICATION 4/0): the "
+                            "keepalives were dropped too"),
+                    replace(hold, caused_by="BGP_TRANSPORT_BLOCKED", severity_reason=(
+                        "consequence of BGP_TRANSPORT_BLOCKED: the keepalives are dropped with "
+                        "the rest of TCP 179 between the two ends (the reconnects stay "
+                        "half-open)"))]
+        return [hold]
+
     if half:
-        # a closed port answers a SYN with RST at once: a handshake that stays half-open means
-        # the SYN or its answer is dropped on the way
-        return _finding(
-            "BGP_TRANSPORT_BLOCKED",
-            f"{name}: not Established; TCP handshakes on port 179 stay half-open "
-            f"({len(half)} socket(s) in SYN-SENT/SYN-RECV): SYNs or their answers are dropped",
-            ["ss", *daemons, "ss-listener" if listens else None], ev + half + [lev],
-            [f"# on {s.host} and {s.other or s.peer}: allow TCP 179 between "
-             f"{or_none(r.local_address) or s.host} and {s.peer} (nft list ruleset; iptables-save)"],
-            hosts=hosts, subject=f"{s.host} {s.peer}")
+        return [blocked()]
+    # a fault's Cease tells why the session closed and stays closed (a speaker that hit a prefix
+    # limit also stops listening): it comes before guessing from missing listeners. After an
+    # operator's Cease (a restart, a reset) the session should come back: when nobody listens,
+    # that is the more specific cause, and the Cease only the last thing that happened
+    last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
+    cease = _cease(r, o)
+    if cease is not None and cease[1] == "fault":
+        return [_ceased(cease, r, s, who, last, daemons, ev, hosts)]
     if listens is False and s.other:
         mine, mev = _listener(ctx, s.host, or_none(r.local_address))
         both = mine is False
         rsts, rev = _counter(ctx, s.other, "TcpOutRsts")
         half = [rev] if rsts else []
-        return _finding(
+        return [_finding(
             "BGP_NO_LISTENER",
             f"{name}: not Established; nothing listens on TCP 179 on {s.other}"
             + (f" nor on {s.host}: both ends wait for the other to connect" if both else ""),
@@ -306,11 +375,29 @@ def _down(ctx: _Ctx, s: Session) -> Finding:
             + half,
             [f"# let one end dial out or listen: e.g. {s.other}'s speaker active "
              f"(not passive) towards {or_none(r.local_address) or s.host}, or listening on 179"],
-            hosts=hosts, subject=f"{s.host} {s.peer}")
-    return _finding("BGP_SESSION_NOT_ESTABLISHED",
-                    f"{who}: {r.state_raw}"
-                    + (f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""),
-                    daemons, ev, hosts=hosts, subject=f"{s.host} {s.peer}")
+            hosts=hosts, subject=f"{s.host} {s.peer}")]
+    if cease is not None:
+        return [_ceased(cease, r, s, who, last, daemons, ev, hosts)]
+    return [_finding("BGP_SESSION_NOT_ESTABLISHED", f"{who}: {r.state_raw}{last}",
+                     daemons, ev, hosts=hosts, subject=f"{s.host} {s.peer}")]
+
+
+def _ceased(cease, r, s: Session, who: str, last: str, daemons, ev, hosts) -> Finding:
+    """A down session whose last error is a Cease: who closed it (an operator or a fault) and
+    how to undo it; down now, so an error either way."""
+    sub, kind, cname, said = cease
+    label = {"operator": "an operator's action", "protocol": "a connection collision",
+             "fault": "a fault"}[kind]
+    where = s.host if said is r else (s.other or s.peer)
+    fix = ([f"# the session was closed by hand (Cease/{cname}) and stays down; if that was not "
+            "meant to last, undo it:", _undo_shutdown(said, where)] if kind == "operator" else
+           [f"# {where}: {CEASE_FIXES[sub]}"] if sub in CEASE_FIXES else [])
+    return _finding(
+        "BGP_SESSION_NOT_ESTABLISHED",
+        f"{who}: {r.state_raw}; closed by a Cease/{cname} ({label}) and still down{last}",
+        daemons, ev, fix,
+        reason=f"the last error is a Cease ({label}); the session is down now, so it is not "
+        "only history", hosts=hosts, subject=f"{s.host} {s.peer}")
 
 
 def _covered(ctx: _Ctx, host: str) -> bool:
@@ -368,11 +455,13 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
                 [ctx.peer_ev(s.host, r)],
                 [f"vtysh -c 'conf t' -c 'router bgp {or_none(r.local_as)}' -c 'no bgp "
                  "ebgp-requires-policy'", "# or add route-maps in and out for the neighbor"],
-                hosts=(s.host,), subject=f"{s.host} {s.peer}"))
+                hosts=tuple(h for h in (s.host, s.other) if h), subject=f"{s.host} {s.peer}"))
             continue
         # AS path loop: prefixes the other end holds as best paths, carrying this end's AS and
         # not this end's own, are missing from this end's RIB
-        local_as = or_none(r.local_as)
+        # BIRD 1.x does not print its local AS; on an Established session the other end's
+        # view of this end's AS (from this end's OPEN) is the same number
+        local_as = or_none(r.local_as) or (or_none(o.peer_as) if o is not None else None)
         if o is None or not local_as or paths.empty:
             continue
         own_cidr = ctx.model.hosts[s.host].pod_cidr.value if s.host in ctx.model.hosts else None
@@ -389,6 +478,9 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
         withheld = sent is not None and int(sent) == 0
         if missing and not withheld:
             covered = _covered(ctx, s.host)
+            # Cilium's GoBGP never installs learned paths: accepting them would give the kernel
+            # no route, so the loop cannot be why a route is missing (by design, like covered)
+            uninstalled = str(r.daemon).upper() in NOT_INSTALLING
             counts = sent is not None and accepted is not None and int(sent) > int(accepted)
             out.append(_finding(
                 "BGP_AS_PATH_LOOP",
@@ -402,8 +494,11 @@ def _established(ctx: _Ctx, sessions: list[Session]) -> list[Finding]:
                 [f"# {s.host} ({r.daemon}): accept the own AS once: GoBGP "
                  "as-path-options allow-own-as = 1; BIRD: allow local as; FRR: neighbor X "
                  "allowas-in 1", "# or give each node its own AS"],
-                severity="info" if covered else None,
+                severity="info" if covered or uninstalled else None,
                 reason="a covering kernel route still delivers the pod traffic" if covered
+                else f"by design: {r.daemon} does not install learned routes in the kernel, so "
+                "accepting these paths would not route the traffic; a missing kernel route is "
+                "its own finding" if uninstalled
                 else "the dropped prefixes have no other route: pod traffic breaks",
                 hosts=(s.host,), subject=", ".join(missing)))
     # no advertisement: a node whose pod CIDR no other speaker holds from it
@@ -448,7 +543,7 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
         if key in seen or pair in seen:
             continue
         seen.update({key, pair})
-        findings.append(_down(ctx, s))
+        findings.extend(_down(ctx, s))
     findings += _established(ctx, sessions)
     checks = [Check("BGP sessions Established", not any(
         f.code.startswith("BGP_") and f.code not in ("BGP_AS_PATH_LOOP", "BGP_NO_ADVERTISEMENT",

@@ -1,7 +1,8 @@
 """The one catalogue of finding codes: code -> default severity, title, what proves it.
 
 Contract: :data:`CATALOG` holds every code of the public contract (docs/findings.md is rendered
-from it by :func:`render_markdown`, and a test keeps the two identical). Codes are stable: add new
+from it by :func:`render_markdown` — regenerate it with ``python -m diag.analyze.catalog >
+docs/findings.md`` — and a test keeps the two identical). Codes are stable: add new
 ones, never rename. ``status`` says whether an analyzer exists (``implemented``) or the code is
 reserved until diag collects the evidence for it (``reserved``). Analyzers take the default
 severity from here (:func:`default_severity`) and say why when context changes it.
@@ -56,17 +57,32 @@ _ENTRIES = (
              "daemon multipath flags vs kernel route without nexthops[]"),
     CodeInfo("BGP_SESSION_NOT_ESTABLISHED", _B, "error",
              "a configured peer is not Established (generic: a more specific code is used when the "
-             "cause is known)", "frr/gobgp/bird/cilium session state", "implemented"),
+             "cause is known)", "frr/gobgp/bird/cilium session state; the last NOTIFICATION "
+             "(a Cease says whether an operator's action or a fault closed it: down at the end "
+             "of the evidence either way)", "implemented"),
     CodeInfo("BGP_TRANSPORT_BLOCKED", _B, "error",
              "SYNs to port 179 get no answer (firewall, ACL or route)",
-             "ss SYN-SENT with retransmissions on :179; pcap SYN without SYN-ACK", "implemented"),
+             "ss SYN-SENT/SYN-RECV on :179; pcap SYN without SYN-ACK, or SYNs retransmitted "
+             "although answered. A hold-timer expiry on the same session while the handshakes "
+             "stay half-open is its consequence (ranked after it)", "implemented"),
     CodeInfo("BGP_NO_LISTENER", _B, "error",
              "the peer refuses: nobody listens on 179 (both sides passive; Cilium does not listen "
              "by default)", "pcap RST to SYN; ss no LISTEN :179", "implemented"),
     CodeInfo("BGP_BAD_PEER_AS", _B, "error", "AS mismatch between the two ends of a session",
              "NOTIFICATION 2/2 (pcap or daemon last error); OPEN my-AS vs configured remote-as", "implemented"),
     CodeInfo("BGP_HOLD_TIMER_EXPIRED", _B, "error", "keepalives stopped arriving",
-             "NOTIFICATION 4/0; pcap gap longer than the negotiated hold time", "implemented"),
+             "NOTIFICATION 4/0; pcap gap longer than the negotiated hold time. The consequence "
+             "of BGP_TRANSPORT_BLOCKED when the reconnects stay half-open (SYN-SENT, unanswered "
+             "SYNs)", "implemented"),
+    CodeInfo("BGP_SESSION_RESET", _B, "warning",
+             "a NOTIFICATION closed an established session and the session came back (a flap); "
+             "info when an operator's action closed it (Cease 2 administrative shutdown, "
+             "3 peer de-configured, 4 administrative reset, 6 other configuration change) or a "
+             "connection collision (Cease 7); a warning when a fault did (Cease 1 maximum "
+             "prefixes, 5 connection rejected, 8 out of resources, 10 BFD down, hold timer, ...)",
+             "pcap NOTIFICATION followed by OPENs from both ends and keepalives. A session still "
+             "down after a Cease is BGP_SESSION_NOT_ESTABLISHED (error), naming the Cease and "
+             "whether an operator or a fault sent it", "implemented"),
     CodeInfo("BGP_MD5_MISMATCH", _B, "error", "TCP-MD5 key missing or different on one side",
              "ss `md5keys` on one side only; SYNs with the MD5 option unanswered; nstat "
              "TCPMD5NotFound/Unexpected/Failure", "implemented"),
@@ -148,3 +164,7 @@ def render_markdown() -> str:
                       f"- means: {e.title}",
                       f"- proved by: {e.proof}", ""]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":      # python -m diag.analyze.catalog > docs/findings.md
+    print(render_markdown(), end="")

@@ -53,6 +53,7 @@ class Ctx:
     learned: dict = field(default_factory=dict)     # host -> its daemon's learned best paths
     raw: dict = field(default_factory=dict)          # host -> learned best-path rows (no evidence)
     used_tables: dict = field(default_factory=dict)  # host -> tables its ip rules look up
+    peers: Any = None          # (ctx, host, prefix, owner) -> _peers_route_it's answer, or None
 
     def file(self, host: str, source: str) -> str:
         return self.fib.outputs.path(host, source)
@@ -361,6 +362,8 @@ def _corroborate(ctx: Ctx, host: str, prefix: str, dev: str | None, dropped: boo
 def _peers_route_it(ctx: Ctx, host: str, prefix: str, owner: str):
     """Other nodes (not the owner) whose walk for the prefix leaves by their cluster NIC or an
     overlay device: the covering route this host lacks."""
+    if ctx.peers is not None:        # the lake's sweep knows the other nodes' answers
+        return ctx.peers(ctx, host, prefix, owner)
     agree = []
     for other in ctx.model.nodes():
         if other.name in (host, owner):
@@ -404,12 +407,20 @@ def _sends_ok(ctx: Ctx, hm, lk: Lookup) -> bool:
     return lk.dev != default or default == cluster
 
 
-def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
-    ctx = Ctx(tables, model, fib)
+def analyze(tables, model, fib: Fib, sweep: _Sweep | None = None, learned=None,
+            peers=None) -> tuple[list[Finding], list[Check]]:
+    """The findings and checks (see the module docstring). A caller that ran the cheap checks
+    itself over a FIB it does not hold (:mod:`diag.analyze.fleet`, from the evidence lake) hands
+    in the ``sweep``, the ``learned`` paths (a :class:`_Learned`-like: ``rows_of``,
+    ``unproven_of``, ``row(i)``) and ``peers`` (the answer of :func:`_peers_route_it`); ``fib``
+    then needs only the hosts those name."""
+    ctx = Ctx(tables, model, fib, peers=peers)
+    if learned is not None:
+        ctx.used_tables["learned"] = learned
     findings: list[Finding] = []
     checks: list[Check] = []
     causes: dict[tuple[str, str], str] = {}        # (host, prefix) -> root-cause code
-    sweep = _sweep_quick_routes(ctx)
+    sweep = sweep if sweep is not None else _sweep_quick_routes(ctx)
     direct_pattern = _auto_direct_routes(ctx, sweep)
 
     # --- blackholes and routes in unused tables ---------------------------------------------
@@ -429,10 +440,12 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
             if hidden:
                 findings.append(_wrong_table(ctx, hm, prefix, other.name, lk, hidden[0]))
                 causes[(hm.name, prefix)] = "ROUTE_WRONG_TABLE_OR_BLACKHOLE"
+    # nodes known from Kubernetes only have no routes: they do not make a check "checked"
+    routed = any(hm.collected for hm in nodes)
     checks.append(Check("pod CIDRs not blackholed nor in unused tables", None
-                        if not model.nodes() else not any(
+                        if not routed else not any(
                             f.code == "ROUTE_WRONG_TABLE_OR_BLACKHOLE" for f in findings),
-                        needs="" if model.nodes() else "pod CIDRs in the model"))
+                        needs="" if routed else "pod CIDRs in the model and a node's routes"))
 
     # --- daemon best paths vs the kernel ------------------------------------------------------
     any_paths = False
@@ -483,9 +496,10 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
             findings.append(_missing_off_link(ctx, hm, missing, direct_pattern))
         if leaks:
             findings.append(_leak(ctx, hm, leaks, causes))
-    checks.append(Check("pod CIDRs leave by the cluster NIC", None if not model.nodes() else
+    checks.append(Check("pod CIDRs leave by the cluster NIC", None if not routed else
                         not any(f.code == "EGRESS_LEAK_DEFAULT_ROUTE" for f in findings),
-                        needs="" if model.nodes() else "nodes with pod CIDRs in the model"))
+                        needs="" if routed else "nodes with pod CIDRs in the model and their "
+                                                "routes"))
     return findings, checks
 
 
@@ -517,8 +531,10 @@ class _Sweep:
     sent the right way (what the sweeps then walk in full)."""
 
     entries: list            # (node, probe address) for every node with a pod CIDR, in order
-    answers: dict            # host -> quick answer per entry
+    answers: dict | None     # host -> quick answer per entry (None: ``direct`` instead)
     flagged: dict            # host -> the entries' nodes (not itself) the quick check flags
+    direct: dict | None = None   # host -> entries whose quick answer may go via the peer's
+                                 # node IP (the autoDirectNodeRoutes candidates), when no answers
 
 
 def _sweep_quick_routes(ctx: Ctx) -> _Sweep | None:
@@ -566,7 +582,12 @@ def _auto_direct_routes(ctx: Ctx, sweep: _Sweep | None = None) -> list[tuple[str
     nodes = ctx.model.nodes()
     if sweep is not None:
         for hm in nodes:
-            for (peer, probe), quick in zip(sweep.entries, sweep.answers[hm.name]):
+            if sweep.answers is None:
+                pairs = [(peer, probe, None) for peer, probe in sweep.direct.get(hm.name, ())]
+            else:
+                pairs = [(peer, probe, quick) for (peer, probe), quick
+                         in zip(sweep.entries, sweep.answers[hm.name])]
+            for peer, probe, quick in pairs:
                 peer_ip = peer.node_ip.value
                 if peer is hm or (quick is not None and (quick[0] != "unicast"
                                                          or peer_ip not in quick[2])):

@@ -116,6 +116,10 @@ def trace(tables, model, src: str, dst: str, fib: Fib | None = None,
         if (host, iif) in seen:
             return Trace(src, dst, tuple(hops), "loop", host, f"the packet returns to {host}")
         seen.add((host, iif))
+        if host not in fib.hosts:
+            # a node known from Kubernetes only: what its kernel would do was not collected
+            return Trace(src, dst, tuple(hops), "unknown", host,
+                         f"{host}'s routes were not collected (known from Kubernetes only)")
         if iif is not None and fib.forwarding.get(host) is False and \
                 lookup(fib, host, dst).type not in LOCAL_TYPES:
             lk = Lookup(host, dst, "none", reason="forwarding is off (net.ipv4.ip_forward=0)")

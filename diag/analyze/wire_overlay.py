@@ -19,6 +19,7 @@ from collections import defaultdict
 
 from diag.analyze.captures import capture_files, frame_evidence
 from diag.analyze.catalog import default_severity
+from diag.words import counted
 from diag.model import Check, Confidence, Finding
 
 VXLAN_PORTS = frozenset((4789, 8472))
@@ -110,7 +111,7 @@ def _mtu_findings(tables, model, icmp, files) -> list[Finding]:
         findings.append(Finding(
             "OVERLAY_MTU_BLACKHOLE", severity,
             f"{_name(model, sender)} sends overlay packets to {_name(model, target)} bigger than "
-            f"the path carries (MTU {mtu}; {len(rows)} ICMP error(s))", Confidence(("pcap",)),
+            f"the path carries (MTU {mtu}; {counted(len(rows), 'ICMP error')})", Confidence(("pcap",)),
             tuple(ev),
             (f"# lower the pod/tunnel MTU on {_name(model, sender)} to fit {mtu} "
              f"(VXLAN needs 50 bytes: pod MTU <= {mtu - 50}), e.g. ip link set DEV mtu "
@@ -133,7 +134,7 @@ def analyze(tables, model) -> tuple[list[Finding], list[Check]]:
     findings = _port_findings(tables, model, icmp, files) + _mtu_findings(tables, model, icmp,
                                                                              files)
     checks = [Check(CHECK_PORT, not any(f.code == "VXLAN_PORT_MISMATCH" for f in findings),
-                    f"{len(icmp)} ICMP error(s) in the captures"),
+                    f"{counted(len(icmp), 'ICMP error')} in the captures"),
               Check(CHECK_MTU, not any(f.code == "OVERLAY_MTU_BLACKHOLE" for f in findings))]
     return findings, checks
 

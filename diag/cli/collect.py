@@ -1,7 +1,9 @@
-"""``diag collect TARGET...``: argv -> a :class:`~diag.collect.request.CollectRequest` ->
-:func:`diag.pipeline.collect` -> the summary (:mod:`diag.report.collect`).
+"""``diag collect [TARGET...] [--kube]``: argv -> a :class:`~diag.collect.request.CollectRequest`
+-> :func:`diag.pipeline.collect` -> the summary (:mod:`diag.report.collect`).
 
-Exit status: ``OK`` for a complete bundle, ``INCOMPLETE`` (3) for a partial one.
+Exit status: ``OK`` for a complete bundle, ``INCOMPLETE`` (3) for a partial one (a host not
+reached, a command failed, an RBAC refusal of ``--kube``, a node with no agent pod for
+``--via kubectl``), ``ENVIRONMENT`` (5) when ``--kube`` finds no kubectl.
 """
 from __future__ import annotations
 
@@ -38,10 +40,17 @@ def collect_command(
     command_timeout: Optional[str] = typer.Option(None, "--command-timeout", help="Override every command's timeout."),
     deadline: str = typer.Option("15m", "--deadline", help="Global deadline for the whole run."),
     redact_string: List[str] = typer.Option([], "--redact-string", help="A secret you know; removed wherever it appears (repeatable)."),
+    kube: bool = typer.Option(False, "--kube", help="Also read the cluster's objects with your kubectl (alone or with hosts)."),
+    kubectl: str = typer.Option("kubectl", "--kubectl", help="The kubectl binary for --kube (name on PATH or path)."),
+    kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="kubeconfig for --kube (default: as kubectl, KUBECONFIG or ~/.kube/config)."),
+    context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context for --kube (default: the current one)."),
+    via: Optional[str] = typer.Option(None, "--via", help="With --kube: 'kubectl' makes every Node a host, reached through its CNI agent pod (kubectl exec; no SSH)."),
+    debug_image: Optional[str] = typer.Option(None, "--debug-image", help="With --via kubectl: capture from a `kubectl debug node` pod of this image when the agent image has no tcpdump."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would run where; contact nothing."),
     fmt: str = typer.Option("text", "--format", help="Summary: text or json."),
 ) -> None:
-    """Collect an evidence bundle from many hosts over SSH (and/or locally)."""
+    """Collect an evidence bundle from many hosts over SSH (and/or locally), and with --kube the
+    cluster's objects through kubectl."""
     from diag import pipeline
 
     request = pipeline.collect_request(
@@ -50,7 +59,8 @@ def collect_command(
         accept_new_host_keys=accept_new_host_keys, probe=tuple(probe), capture=capture,
         bpf_filter=bpf_filter, iface=iface, max_packets=max_packets, max_bytes=max_bytes,
         fanout=fanout, connect_timeout=connect_timeout, command_timeout=command_timeout,
-        deadline=deadline, redact_string=tuple(redact_string))
+        deadline=deadline, redact_string=tuple(redact_string), kube=kube, kubectl=kubectl,
+        kubeconfig=kubeconfig, context=context, via=via, debug_image=debug_image)
     run(lambda: _collect(request, dry_run, fmt))
 
 

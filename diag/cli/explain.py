@@ -29,9 +29,12 @@ def explain_command(
                               "--trace SRC --trace DST, or --trace 'SRC DST')."),
     bgp_port: BgpPorts = [],
     vxlan_port: VxlanPorts = [],
+    bundle: Optional[str] = typer.Option(None, "--bundle", help="With an evidence lake as SOURCE: the bundle (id or prefix) whose routing to explain."),
 ) -> None:
-    """Explain what is wrong: ranked findings with evidence and fixes (docs/explain.md)."""
-    run(lambda: _explain(source, fmt, fail_on, trace, ports(bgp_port, vxlan_port)))
+    """Explain what is wrong: ranked findings with evidence and fixes (docs/explain.md).
+    SOURCE may be an evidence lake (diag facts --export): the routing analyzers then run
+    from its Parquet files, at fleet scale."""
+    run(lambda: _explain(source, fmt, fail_on, trace, ports(bgp_port, vxlan_port), bundle))
 
 
 def _trace_args(trace: list[str]) -> tuple[str, str]:
@@ -47,7 +50,7 @@ def _trace_args(trace: list[str]) -> tuple[str, str]:
 
 
 def _explain(source: Path, fmt: str, fail_on: str, trace: list[str] | None,
-             carried) -> ExitStatus:
+             carried, bundle: str | None = None) -> ExitStatus:
     from diag import pipeline
     from diag.report.explain import FORMATS, render, render_trace
 
@@ -61,8 +64,14 @@ def _explain(source: Path, fmt: str, fail_on: str, trace: list[str] | None,
         walk = pipeline.trace(source, src, dst, carried)
         print(render_trace(walk, fmt), end="")
         return ExitStatus.FINDINGS if walk.outcome in ("dropped", "loop") else ExitStatus.OK
+    lake = pipeline.is_lake(source)
+    if bundle is not None and not lake:
+        raise UsageError("--bundle chooses a bundle of an evidence lake", "SOURCE is not one")
+    if lake and trace:
+        raise UsageError("--trace walks a bundle's FIBs", "give the bundle, not the lake")
     with pipeline.paused_gc():
-        facts, result = pipeline.explain(source, carried)
+        facts, result = pipeline.explain_lake(source, bundle) if lake else \
+            pipeline.explain(source, carried)
         print(render(result, facts, fmt), end="")
     worst = max((severity_rank(f.severity) for f in result.findings), default=-1)
     return ExitStatus.FINDINGS if worst >= severity_rank(fail_on) else ExitStatus.OK

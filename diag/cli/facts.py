@@ -20,13 +20,15 @@ def facts_command(
     bgp_port: BgpPorts = [],
     vxlan_port: VxlanPorts = [],
     geneve_port: GenevePorts = [],
+    export: Optional[Path] = typer.Option(None, "--export", help="Append every table and the model to the evidence lake DIR (Parquet; idempotent by bundle id); query it with diag query DIR SQL."),
 ) -> None:
     """Show what diag believes: the cluster model (and how each part was inferred) and the tables."""
-    run(lambda: _facts(source, table, fmt, inventory, ports(bgp_port, vxlan_port, geneve_port)))
+    run(lambda: _facts(source, table, fmt, inventory, ports(bgp_port, vxlan_port, geneve_port),
+                       export))
 
 
 def _facts(source: Path, table: str | None, fmt: str, inventory: Path | None,
-           carried) -> ExitStatus:
+           carried, export: Path | None = None) -> ExitStatus:
     from diag import pipeline
     from diag.report.facts import FORMATS, write_facts
 
@@ -34,6 +36,13 @@ def _facts(source: Path, table: str | None, fmt: str, inventory: Path | None,
         raise UsageError(f"--format {fmt!r}: use text, json or csv")
     if fmt == "csv" and not table:
         raise UsageError("--format csv needs --table NAME")
+    if export is not None:
+        from diag.report.lake import write_export
+
+        if table or fmt == "csv":
+            raise UsageError("--export writes every table: drop --table / --format csv")
+        write_export(pipeline.facts_export(source, export, inventory, carried), fmt)
+        return ExitStatus.OK
     with pipeline.paused_gc():
         facts = pipeline.load_facts(source, inventory, carried)
         if table:

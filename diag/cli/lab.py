@@ -1,5 +1,5 @@
-"""``diag lab``: up, status, exec, faults, fault, heal, down — argv to one call of :mod:`diag.lab`,
-no logic here.
+"""``diag lab``: up, status, exec, faults, fault, heal, down, kube apply — argv to one call of
+:mod:`diag.lab`, no logic here.
 
 Imports of the lab package happen inside the commands so ``diag --help`` stays fast.
 """
@@ -26,6 +26,10 @@ def up_command(
     cni: str = typer.Option("cilium", "--cni", help="cilium (GoBGP, static pod-range route) or calico (BIRD installs routes)."),
     mode: str = typer.Option("native", "--mode", help="native or vxlan (Linux vxlan on UDP 8472, MTU 1450)."),
     addressing: str = typer.Option("default", "--addressing", help="default or alt (other subnets, pod range, NIC names, AS numbers)."),
+    bird: str = typer.Option("1.6", "--bird", help="calico: 1.6 (Calico's BIRD, from /opt/diag-bird1) or 2."),
+    peering: str = typer.Option("address", "--peering", help="How the router peers: address (a neighbor per node), interface (the node behind the router by interface, on a /31) or range (dynamic neighbours: bgp listen range + peer-group)."),
+    cilium_api: str = typer.Option("v2", "--cilium-api", help="cilium: the BGP CRDs' version, v2 (Cilium 1.18) or v2alpha1 (1.16-1.17)."),
+    kube_deny: List[str] = typer.Option([], "--kube-deny", metavar="RESOURCE", help="An API resource the lab's Kubernetes endpoint answers with 403 (e.g. ciliumnodes.cilium.io); repeatable; later: edit RUN/kube/denied."),
     name: LabName = "diag",
 ) -> None:
     """Build the lab; return when every BGP session is Established and pods can reach each other."""
@@ -33,7 +37,8 @@ def up_command(
         from diag.lab import Lab
         from diag.lab.status import ready_lines, status
 
-        lab = Lab.up(name, cni=cni, mode=mode, addressing=addressing,
+        lab = Lab.up(name, cni=cni, mode=mode, addressing=addressing, bird=bird,
+                     peering=peering, cilium_api=cilium_api, kube_denied=tuple(kube_deny),
                      progress=lambda msg: print(f"diag lab: {msg}", file=sys.stderr))
         st = status(lab)
         t = lab.state.timings
@@ -182,4 +187,29 @@ def down_command(
     _run(call)
 
 
+kube = typer.Typer(help="The lab's Kubernetes objects (a lab part: a small API endpoint serves "
+                        "the files in RUN/kube/objects to kubectl).",
+                   no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+
+
+@kube.command("apply")
+def kube_apply_command(
+    name: LabName = "diag",
+) -> None:
+    """Bring the daemons in line with the objects after you edited RUN/kube/objects/*.json, as
+    Cilium's operator and agent (GoBGP peers, advertised prefixes, L2 announcements) or
+    calico-node (BIRD reconfigured) would; prints what changed."""
+    def call() -> int:
+        from diag.lab import Lab
+        from diag.lab.environment import check
+
+        check()
+        notes = Lab.load(name).cluster.apply()
+        print("\n".join(notes) if notes else "nothing to change: the daemons run the objects")
+        return 0
+
+    _run(call)
+
+
+app.add_typer(kube, name="kube")
 root.add_typer(app, name="lab")

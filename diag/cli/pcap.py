@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -18,7 +18,7 @@ MAX_WORKERS = 64        # each worker is a process with its own decoder: bounded
 
 @app.command("pcap")
 def pcap_command(
-    file: Path = typer.Argument(..., help="Capture file (pcap or pcapng)."),
+    files: List[Path] = typer.Argument(..., help="Capture files (pcap or pcapng)."),
     fmt: str = typer.Option("text", "--format", help="Output: text or json."),
     bgp_port: BgpPorts = [],
     vxlan_port: VxlanPorts = [],
@@ -27,15 +27,18 @@ def pcap_command(
     export_format: str = typer.Option("parquet", "--export-format", help="parquet or csv."),
     frame: Optional[int] = typer.Option(None, "--frame", help="Show one frame (1-based, as in Wireshark)."),
     deep: bool = typer.Option(False, "--deep", help="With --frame: show it through Wireshark's dissectors (tshark)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Processes for the summary (default: all cores for files of 32 MiB or more, else 1; --export and --frame use one)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Processes for the summary (default: all cores for files of 32 MiB or more, else 1; --export and --frame use one); with --scheduler local: the cluster's worker processes."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Decode on a Dask cluster: the scheduler's address (tcp://host:8786), or local for a LocalCluster on this machine. Same output as without."),
+    spool: Optional[Path] = typer.Option(None, "--spool", help="With --scheduler: a directory every Dask worker can read and write (default: a temporary directory, for workers on this machine)."),
 ) -> None:
-    """Analyse a capture offline: BGP sessions and messages, tunnels per VNI, ARP."""
-    run(lambda: _pcap(file, fmt, ports(bgp_port, vxlan_port, geneve_port), export,
-                      export_format, frame, deep, workers))
+    """Analyse captures offline: BGP sessions and messages, tunnels per VNI, ARP."""
+    run(lambda: _pcap(files, fmt, ports(bgp_port, vxlan_port, geneve_port), export,
+                      export_format, frame, deep, workers, scheduler, spool))
 
 
-def _pcap(file: Path, fmt: str, carried, export: Path | None, export_format: str,
-          frame: int | None, deep: bool, workers: int | None) -> ExitStatus:
+def _pcap(files: list[Path], fmt: str, carried, export: Path | None, export_format: str,
+          frame: int | None, deep: bool, workers: int | None, scheduler: str | None = None,
+          spool: Path | None = None) -> ExitStatus:
     from diag import pipeline
     from diag.report.export import EXPORT_FORMATS
 
@@ -50,20 +53,26 @@ def _pcap(file: Path, fmt: str, carried, export: Path | None, export_format: str
     if workers is not None and not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be 1 to {MAX_WORKERS}",
                          "more processes than cores only adds memory; the default is every core")
+    if spool is not None and scheduler is None:
+        raise UsageError("--spool needs --scheduler")
     if frame is not None:
-        return _frame(file, frame, deep, fmt, carried)
-    if export:
-        result = pipeline.pcap_export(file, export, export_format, carried)
-    else:
-        result = pipeline.pcap_summary(file, carried, workers)
+        if len(files) != 1:
+            raise UsageError("--frame shows a frame of one capture: give one file")
+        return _frame(files[0], frame, deep, fmt, carried)
+    results = pipeline.pcap_summaries(files, carried, workers, scheduler, export, export_format,
+                                      spool)
     if fmt == "json":
-        json.dump(result, sys.stdout, indent=2, default=str)
+        json.dump(results[0] if len(results) == 1 else results, sys.stdout, indent=2,
+                  default=str)
         sys.stdout.write("\n")
     else:
         from diag.report.pcap_text import console, render
 
         out = console()
-        render(result, out)
+        for k, (file, result) in enumerate(zip(files, results)):
+            if len(files) > 1:
+                out.print(("\n" if k else "") + f"== {file} ==")
+            render(result, out)
         if export:
             out.print(f"\ntables written to {export}/ ({export_format})")
     return ExitStatus.OK

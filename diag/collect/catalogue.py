@@ -7,6 +7,17 @@ shell strings); transports quote every element. All run with ``LC_ALL=C``.
 ``base_commands`` runs on every host; ``daemon_commands`` only where :mod:`diag.collect.detect`
 found the daemon (with the socket/config arguments detection learned); ``probe_commands`` for each
 ``--probe ADDR``; ``capture_argv`` builds the bounded tcpdump command.
+
+A daemon living in another mount namespace than the host's (a container) is reached with
+``nsenter --target PID --mount --`` in front of its CLI (:func:`nsenter_prefix`; ``reached`` then
+says ``nsenter``), the PID being the one detection saw on its listening socket; a root
+filesystem other than the host's (:func:`root_command`) is how the collector tells. Cilium's BGP state comes in the form the agent
+has (:data:`CILIUM_FORMS`, newest first, detected once per node by the first peers command
+that works): ``cilium-dbg shell -- bgp/peers -f detailed`` (the ``pkg/bgp`` shell commands),
+``cilium-dbg shell -- bgp/peers`` (the ``pkg/bgpv1`` shell commands), ``cilium-dbg bgp peers
+-o json``, ``cilium-dbg bgp peers``; the routes commands are that form's. Calico's BIRD inside
+a container is read with ``birdcl`` (what calico-node ships), on its ``bird.ctl`` and, when
+present, ``bird6.ctl``.
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ class CommandSpec:
     root: bool = False
     daemon: str | None = None       # FRR | GOBGP | BIRD | CILIUM | CALICO, None for base commands
     phase: str = "main"             # main | after-capture
+    reached: str | None = None      # nsenter for a containerised daemon; None: the transport's
 
 
 def _c(id: str, *argv: str, timeout: float = DEFAULT_TIMEOUT, cap: int = DEFAULT_CAP,
@@ -91,8 +103,116 @@ def probe_commands(addresses: list[str]) -> list[CommandSpec]:
             for addr in addresses]
 
 
-def daemon_commands(daemon: str, options: dict[str, str]) -> list[CommandSpec]:
-    """Commands for one detected daemon; ``options`` carries sockets/paths found by detection."""
+def nsenter_prefix(pid: str | int) -> tuple[str, ...]:
+    """``nsenter`` into the mount namespace of process ``pid`` (its network namespace is the
+    host's: only the files, i.e. the CLI and its socket path, are the container's)."""
+    if not str(pid).isdigit():
+        raise ValueError(f"not a PID: {pid!r}")
+    return ("nsenter", "--target", str(pid), "--mount", "--")
+
+
+def root_command(pids: list[str]) -> CommandSpec:
+    """Each daemon process's root directory next to our own (``/proc/self``: the command's,
+    i.e. the host's), as ``PATH DEV:INODE`` lines. A container has its own root filesystem in
+    its own mount namespace; a daemon merely in a private mount namespace (systemd's
+    ``PrivateTmp``, ``ip netns exec``) keeps the host's root, and its CLI runs from the host."""
+    paths = [f"/proc/{pid}/root" for pid in pids if str(pid).isdigit()]
+    return _c("daemon-root", "stat", "-L", "-c", "%n %d:%i", "/proc/self/root", *paths,
+              root=True)
+
+
+def parse_roots(output: bytes) -> tuple[str | None, dict[str, str]]:
+    """(our root's ``dev:inode``, {pid: its root's}) from :func:`root_command`'s output."""
+    own, by_pid = None, {}
+    for line in output.decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) != 2 or ":" not in parts[1]:
+            continue
+        path, identity = parts
+        pid = path.split("/")[2] if path.count("/") == 3 else ""
+        if pid == "self":
+            own = identity
+        elif pid.isdigit():
+            by_pid[pid] = identity
+    return own, by_pid
+
+
+@dataclass(frozen=True)
+class CiliumForm:
+    """One generation of Cilium's BGP CLI: the peers command (tried to detect it) and the
+    routes commands of the same generation."""
+
+    name: str
+    peers: tuple[str, ...]
+    routes: tuple[str, ...]
+    advertised: tuple[str, ...]
+
+
+_SHELL = ("cilium-dbg", "shell", "--")
+CILIUM_FORMS: tuple[CiliumForm, ...] = (
+    CiliumForm("shell-detailed", (*_SHELL, "bgp/peers", "-f", "detailed"),
+               (*_SHELL, "bgp/routes", "loc", "ipv4", "unicast"),
+               (*_SHELL, "bgp/routes", "out", "ipv4", "unicast")),
+    CiliumForm("shell", (*_SHELL, "bgp/peers"),
+               (*_SHELL, "bgp/routes", "available", "ipv4", "unicast"),
+               (*_SHELL, "bgp/routes", "advertised", "ipv4", "unicast")),
+    CiliumForm("bgp-json", ("cilium-dbg", "bgp", "peers", "-o", "json"),
+               ("cilium-dbg", "bgp", "routes", "available", "ipv4", "unicast"),
+               ("cilium-dbg", "bgp", "routes", "advertised", "ipv4", "unicast")),
+    CiliumForm("bgp", ("cilium-dbg", "bgp", "peers"),
+               ("cilium-dbg", "bgp", "routes", "available", "ipv4", "unicast"),
+               ("cilium-dbg", "bgp", "routes", "advertised", "ipv4", "unicast")),
+)
+
+
+def cilium_commands(form: CiliumForm, prefix: tuple[str, ...] = (),
+                    reached: str | None = None) -> list[CommandSpec]:
+    """The routes and status commands of a detected form (its peers command already ran)."""
+    root = bool(prefix)
+    return [CommandSpec("cilium-bgp-routes", (*prefix, *form.routes), root=root,
+                        daemon="CILIUM", reached=reached, timeout=60),
+            CommandSpec("cilium-bgp-routes-advertised", (*prefix, *form.advertised), root=root,
+                        daemon="CILIUM", reached=reached, timeout=60),
+            CommandSpec("cilium-status", (*prefix, "cilium-dbg", "status"), root=root,
+                        daemon="CILIUM", reached=reached)]
+
+
+def cilium_peers_command(form: CiliumForm, prefix: tuple[str, ...] = (),
+                         reached: str | None = None) -> CommandSpec:
+    return CommandSpec("cilium-bgp-peers", (*prefix, *form.peers), root=bool(prefix),
+                       daemon="CILIUM", reached=reached)
+
+
+def daemon_commands(daemon: str, options: dict[str, str],
+                    prefix: tuple[str, ...] = ()) -> list[CommandSpec]:
+    """Commands for one detected daemon; ``options`` carries sockets/paths found by detection
+    (and ``client``: ``birdcl`` for a containerised BIRD); ``prefix`` is :func:`nsenter_prefix`
+    for a daemon in another mount namespace. CILIUM's are :func:`cilium_commands` (after form
+    detection); here its first form stands for the plan."""
+    reached = "nsenter" if prefix else None
+    if daemon == "CILIUM":
+        return [cilium_peers_command(CILIUM_FORMS[0], prefix, reached),
+                *cilium_commands(CILIUM_FORMS[0], prefix, reached)]
+    if daemon == "BIRD":
+        client = options.get("client") or "birdc"
+        specs = []
+        for socket, tag in ((options.get("socket"), "bird"), (options.get("socket6"), "bird6")):
+            if tag == "bird6" and not socket:
+                continue
+            birdc = [*prefix, client] + (["-s", socket] if socket else [])
+            specs += [
+                CommandSpec(f"{tag}-protocols-all", (*birdc, "show", "protocols", "all"),
+                            root=True, daemon="BIRD", reached=reached),
+                CommandSpec(f"{tag}-route-all", (*birdc, "show", "route", "all"), root=True,
+                            daemon="BIRD", timeout=60, reached=reached),
+                CommandSpec(f"{tag}-status", (*birdc, "show", "status"), root=True,
+                            daemon="BIRD", reached=reached)]
+        return specs
+    return [CommandSpec(s.id, (*prefix, *s.argv), s.timeout, s.cap, s.root or bool(prefix),
+                        s.daemon, s.phase, reached) for s in _daemon_commands(daemon, options)]
+
+
+def _daemon_commands(daemon: str, options: dict[str, str]) -> list[CommandSpec]:
     if daemon == "FRR":
         vtysh = ["vtysh"] + (["--vty_socket", options["vty_socket"]]
                              if options.get("vty_socket") else [])
@@ -108,17 +228,6 @@ def daemon_commands(daemon: str, options: dict[str, str]) -> list[CommandSpec]:
         return [_c("gobgp-version", "gobgp", "--version", daemon="GOBGP"),
                 _c("gobgp-neighbor", *gobgp, "neighbor", "-j", daemon="GOBGP"),
                 _c("gobgp-global-rib", *gobgp, "global", "rib", "-j", daemon="GOBGP")]
-    if daemon == "BIRD":
-        birdc = ["birdc"] + (["-s", options["socket"]] if options.get("socket") else [])
-        return [_c("bird-protocols-all", *birdc, "show", "protocols", "all", root=True,
-                   daemon="BIRD"),
-                _c("bird-route-all", *birdc, "show", "route", "all", root=True, daemon="BIRD",
-                   timeout=60),
-                _c("bird-status", *birdc, "show", "status", root=True, daemon="BIRD")]
-    if daemon == "CILIUM":
-        return [_c("cilium-bgp-peers", "cilium-dbg", "bgp", "peers", root=True, daemon="CILIUM"),
-                _c("cilium-bgp-routes", "cilium-dbg", "bgp", "routes", root=True,
-                   daemon="CILIUM")]
     if daemon == "CALICO":
         return [_c("calico-node-status", "calicoctl", "node", "status", root=True,
                    daemon="CALICO")]

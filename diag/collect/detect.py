@@ -9,8 +9,11 @@ namespaces (or a namespace lab sharing one filesystem and PID space) only the da
     tcp   LISTEN 0 4096 127.0.0.1:50051 0.0.0.0:* users:(("gobgpd",pid=77,fd=7))
 
 :func:`detect` returns ``{daemon: options}``: FRR (``vty_socket``: the directory of ``bgpd.vty``),
-GOBGP (``port`` of its gRPC API when not 50051), BIRD (``socket``), CILIUM (``cilium-agent``),
-CALICO (``calico-node``). Options are validated paths/ports before they reach a command line.
+GOBGP (``port`` of its gRPC API when not 50051), BIRD (``socket``; ``socket6`` for a ``bird6``
+process's, as in Calico's calico-node), CILIUM (``cilium-agent``), CALICO (``calico-node``).
+Every daemon also gets ``pid``: the process seen first on its sockets (``bgpd`` for FRR), which
+tells the collector whether it lives in another mount namespace (a container) and where to
+``nsenter``. Options are validated paths/ports/PIDs before they reach a command line.
 """
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ import posixpath
 import re
 
 _USERS = re.compile(r'\("([^"]+)",pid=(\d+),fd=\d+\)')
+# the process whose PID stands for the daemon (FRR: bgpd, whose CLI vtysh talks to)
+_PROCESS = {"FRR": ("bgpd",), "GOBGP": ("gobgpd",), "BIRD": ("bird", "bird6"),
+            "CILIUM": ("cilium-agent",), "CALICO": ("calico-node",)}
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./@+-]+$")
 
 
@@ -28,7 +34,8 @@ def detect(listeners: str) -> dict[str, dict[str, str]]:
         fields = line.split()
         if len(fields) < 5:
             continue
-        names = {name for name, _pid in _USERS.findall(line)}
+        users = _USERS.findall(line)
+        names = {name for name, _pid in users}
         netid, local = fields[0], fields[4]
         if "bgpd" in names or "zebra" in names:
             options = found.setdefault("FRR", {})
@@ -42,11 +49,17 @@ def detect(listeners: str) -> dict[str, dict[str, str]]:
         if "bird" in names or "bird6" in names:
             options = found.setdefault("BIRD", {})
             if netid == "u_str" and _SAFE_PATH.match(local) and local.endswith(".ctl"):
-                options["socket"] = local
+                six = "bird6" in names and "bird" not in names
+                options.setdefault("socket6" if six else "socket", local)
         if "cilium-agent" in names:
             found.setdefault("CILIUM", {})
         if "calico-node" in names:
             found.setdefault("CALICO", {})
+        for daemon, processes in _PROCESS.items():
+            if daemon in found and "pid" not in found[daemon]:
+                pid = next((pid for name, pid in users if name in processes), None)
+                if pid is not None:
+                    found[daemon]["pid"] = pid
     ports = gobgp_ports - {"179"}
     if "GOBGP" in found and "50051" not in ports and len(ports) == 1:
         found["GOBGP"]["port"] = ports.pop()  # the gRPC API moved off its default port

@@ -36,10 +36,15 @@ the SSH path's fields (``argv``, ``outcome``, ``exit_code``, ``stderr``, ``start
 Outcomes: ``OK``, ``NOT_INSTALLED``, ``SKIPPED`` (not applicable, e.g. cilium-config without
 Cilium), ``UNKNOWN`` (discovery incomplete), ``FAILED`` (rc != 0: a 403 or 404 from the API, a
 bad kubeconfig, ...), ``TIMEOUT`` (killed at the bound, or a failure after running the whole
-bound: kubectl's own request timeout). :attr:`KubeRun.reasons` holds the bundle's partial
-reasons: ``KUBE_FAILED``, ``KUBE_TIMEOUT``, ``KUBE_DISCOVERY_INCOMPLETE``, ``KUBE_UNREACHABLE``
-(discovery gave nothing at all); the caller finishes the bundle ``partial`` (exit 3) when there
-are any. Commands run ``parallel`` at a time; the sink is called from the calling thread only.
+bound: kubectl's own request timeout), ``INTERRUPTED`` (ended by a :class:`Stopper`: the
+run's deadline or Ctrl-C). :attr:`KubeRun.reasons` holds the bundle's partial reasons:
+``KUBE_FAILED``, ``KUBE_TIMEOUT``, ``KUBE_INTERRUPTED``, ``KUBE_DISCOVERY_INCOMPLETE``,
+``KUBE_UNREACHABLE`` (discovery gave nothing at all); the caller finishes the bundle ``partial``
+(exit 3) when there are any. Commands run ``parallel`` at a time; the sink and ``progress`` are
+called from the calling thread only (``diag collect`` runs this in a thread of its own, beside
+the hosts, with a sink that hands every write to the bundle's one I/O thread).
+
+:func:`plan_kube` lists what a run would do without contacting anything (``--dry-run``).
 """
 from __future__ import annotations
 
@@ -48,8 +53,9 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,24 +223,73 @@ class _Ran:
     started: float
     duration: float
     killed: bool
+    interrupted: bool = False          # stopped by the run (deadline, Ctrl-C), not by kubectl
 
 
-def _run(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None) -> _Ran:
+class Stopper:
+    """Ends a collection early (the run's deadline, Ctrl-C): kubectl processes still running
+    are killed, commands not started yet are not started (both recorded ``INTERRUPTED``)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._event.is_set()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._event.set()
+            for proc in self._running:
+                proc.kill()
+
+    def started(self, proc: subprocess.Popen) -> bool:
+        """Register a running process; False (and killed) when the run was already stopped."""
+        with self._lock:
+            if self._event.is_set():
+                proc.kill()
+                return False
+            self._running.add(proc)
+            return True
+
+    def finished(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+
+def _run(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None,
+         stopper: Stopper | None = None) -> _Ran:
     started, clock = time.time(), time.monotonic()
+    if stopper is not None and stopper.stopped:
+        return _Ran(tuple(argv), None, b"", b"", started, 0.0, False, interrupted=True)
     try:
-        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, check=False,
-                              timeout=timeout + KILL_GRACE,
-                              env=dict(env) if env is not None else None)
-    except subprocess.TimeoutExpired as expired:
-        return _Ran(tuple(argv), None, expired.stdout or b"", expired.stderr or b"", started,
-                    time.monotonic() - clock, True)
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                env=dict(env) if env is not None else None)
     except FileNotFoundError:
         raise EnvironmentProblem(f"kubectl not found: {argv[0]}", KUBECTL_HINT) from None
-    return _Ran(tuple(argv), proc.returncode, proc.stdout, proc.stderr, started,
-                time.monotonic() - clock, False)
+    if stopper is not None:
+        stopper.started(proc)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout + KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        return _Ran(tuple(argv), None, stdout or b"", stderr or b"", started,
+                    time.monotonic() - clock, True)
+    finally:
+        if stopper is not None:
+            stopper.finished(proc)
+    interrupted = stopper is not None and stopper.stopped and proc.returncode != 0
+    return _Ran(tuple(argv), proc.returncode, stdout, stderr, started,
+                time.monotonic() - clock, False, interrupted=interrupted)
 
 
 def _outcome(ran: _Ran, timeout: float) -> str:
+    if ran.interrupted:
+        return "INTERRUPTED"
     if ran.killed:
         return "TIMEOUT"
     if ran.rc == 0:
@@ -297,14 +352,51 @@ def clean_list(data: bytes, fetch: Fetch) -> tuple[bytes, dict[str, Any]]:
                                                 "last_applied": applied}})
 
 
-def collect_kube(options: KubeOptions, sink: KubeSink) -> KubeRun:
-    kubectl = resolve_kubectl(options.kubectl)
+def kubectl_base(options: KubeOptions, kubectl: str) -> list[str]:
+    """kubectl and the options every command of a run takes."""
     base = [kubectl]
     if options.kubeconfig is not None:
         base += ["--kubeconfig", str(options.kubeconfig)]
     if options.context:
         base += ["--context", options.context]
     base.append(f"--request-timeout={options.timeout:g}s")
+    return base
+
+
+def plan_kube(options: KubeOptions) -> list[dict[str, Any]]:
+    """What a run would do (``diag collect --dry-run``), contacting nothing: kubectl's version
+    and discovery, then one get per kind *if discovery lists it* (the version is the one
+    discovery prefers; the plan names the resource without one)."""
+    base = kubectl_base(options, options.kubectl)
+    rows = [{"id": "kube-version", "argv": [*base, "version", "-o", "json"], "when": "always"},
+            {"id": "kube-api-resources", "argv": [*base, "api-resources", "-o", "wide"],
+             "when": "always"}]
+    for kind in KINDS:
+        get = [*base, "get", kind.resource, "-o", "json"]
+        record = _kind_record(kind, None)
+        if kind.group == "" and kind.kind == "ConfigMap":
+            argv, when = [*get, "-n", SYSTEM_NAMESPACE, CILIUM_CONFIG], "cilium.io served"
+        elif kind.kind == "Lease":
+            argv, when = [*get, "-n", SYSTEM_NAMESPACE], \
+                f"CiliumL2AnnouncementPolicy served (kept: {L2_LEASE_PREFIX}*)"
+        else:
+            argv = [*get, "--all-namespaces"] if kind.namespaced else get
+            when = "served" if kind.group in ("", "coordination.k8s.io") else \
+                f"{kind.group} served"
+        rows.append({"id": record["id"], "argv": argv, "when": when})
+    return rows
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def collect_kube(options: KubeOptions, sink: KubeSink, *, stopper: Stopper | None = None,
+                 progress: Progress | None = None) -> KubeRun:
+    """Read the cluster (see the module docstring). ``stopper`` ends the run early (commands
+    then recorded ``INTERRUPTED``); ``progress`` is called with every record as it is made
+    (from this thread), and once with ``{"planned": N}`` when discovery decided the gets."""
+    kubectl = resolve_kubectl(options.kubectl)
+    base = kubectl_base(options, kubectl)
     env = options.env
     kubeconfig_env = (env if env is not None else os.environ).get("KUBECONFIG")
     sink.set_kube(kubectl=kubectl, kubeconfig=str(options.kubeconfig) if options.kubeconfig
@@ -312,8 +404,15 @@ def collect_kube(options: KubeOptions, sink: KubeSink) -> KubeRun:
                   else None, context=options.context, timeout_s=options.timeout)
     run = KubeRun()
 
+    def done(record: dict[str, Any]) -> None:
+        run.records.append(record)
+        if record["outcome"] not in ("OK", "NOT_INSTALLED", "SKIPPED", "UNKNOWN"):
+            run.reasons.append(f"KUBE_{record['outcome']}")
+        if progress is not None:
+            progress(record)
+
     def command(record_id: str, argv: list[str]) -> tuple[_Ran, dict[str, Any]]:
-        ran = _run(argv, options.timeout, env)
+        ran = _run(argv, options.timeout, env, stopper)
         record, found = _command_record(ran, _outcome(ran, options.timeout), options.timeout,
                                         options.redact_strings, record_id)
         record["id"] = record_id
@@ -321,6 +420,10 @@ def collect_kube(options: KubeOptions, sink: KubeSink) -> KubeRun:
         written = sink.add_kube_output(record, output)
         _report(sink, written, found_out, found)
         run.records.append(written)
+        if record["outcome"] == "INTERRUPTED":
+            run.reasons.append("KUBE_INTERRUPTED")
+        if progress is not None:
+            progress(written)
         return ran, written
 
     version_ran, version = command("kube-version", [*base, "version", "-o", "json"])
@@ -340,22 +443,25 @@ def collect_kube(options: KubeOptions, sink: KubeSink) -> KubeRun:
     complete = discovery["outcome"] == "OK" and bool(served)
     sink.set_kube(discovery_complete=complete, served_kinds=len(served))
     if not served:
-        run.reasons.append("KUBE_UNREACHABLE")
+        if discovery["outcome"] != "INTERRUPTED":
+            run.reasons.append("KUBE_UNREACHABLE")
         for kind in KINDS:
             record = dict(_kind_record(kind, None), outcome="UNKNOWN", installed=None)
             sink.add_kube_record(record)
-            run.records.append(record)
+            done(record)
         return run
     if not complete:
         run.reasons.append("KUBE_DISCOVERY_INCOMPLETE")
     fetches, skipped = plan_fetches(served, base)
+    if progress is not None:
+        progress({"planned": len(fetches) + len(skipped)})
     for record in skipped:
         if record["outcome"] == "NOT_INSTALLED" and not complete:
             record.update(outcome="UNKNOWN", installed=None)
         sink.add_kube_record(record)
-        run.records.append(record)
+        done(record)
     with ThreadPoolExecutor(max_workers=max(1, options.parallel)) as pool:
-        futures = [(fetch, pool.submit(_run, fetch.argv, options.timeout, env))
+        futures = [(fetch, pool.submit(_run, fetch.argv, options.timeout, env, stopper))
                    for fetch in fetches]
         for fetch, future in futures:
             ran = future.result()
@@ -376,15 +482,14 @@ def collect_kube(options: KubeOptions, sink: KubeSink) -> KubeRun:
                 record["stdout_bytes"] = len(ran.stdout)
                 sink.add_kube_record(record)
                 _report(sink, record, [], found_err)
-                run.records.append(record)
-                run.reasons.append(f"KUBE_{outcome}")
+                done(record)
                 continue
             output, found_out = redact(record["id"], data, options.redact_strings)
             if found_out:
                 output = json.dumps(json.loads(output), indent=1).encode() + b"\n"
             written = sink.add_kube_output(record, output)
             _report(sink, written, found_out, found_err)
-            run.records.append(written)
+            done(written)
     return run
 
 

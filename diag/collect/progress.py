@@ -2,7 +2,9 @@
 
 :func:`summary` turns a finished run into a JSON-able dict (the ``--format json`` output, stable
 keys: bundle, archive, status, partial_reasons, hosts[name, reachability, error, commands_ok,
-commands_total, failed[id, outcome, exit_code], capture{bytes, packets}, clock_offset_s]).
+commands_total, failed[id, outcome, exit_code], capture{bytes, packets}, clock_offset_s],
+kube: None without ``--kube``, else {context, server_version, kinds_ok, objects, not_installed,
+unknown, failed[id, outcome, exit_code, status_reason, status_message]}).
 :class:`LiveView` shows per-host progress on stderr while collecting (the summary's table is
 :func:`diag.report.collect.render_summary`).
 Rich is imported inside functions so ``diag --help`` stays fast.
@@ -37,7 +39,26 @@ def summary(result: RunResult) -> dict[str, Any]:
     return {"bundle": str(result.bundle),
             "archive": str(result.archive) if result.archive else None,
             "status": result.status, "partial_reasons": result.partial_reasons,
-            "redactions": result.manifest["redactions"]["count"], "hosts": hosts}
+            "redactions": result.manifest["redactions"]["count"], "hosts": hosts,
+            "kube": _kube_summary(result.manifest.get("kube"))}
+
+
+def _kube_summary(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not isinstance(section, dict):
+        return None
+    resources = section.get("resources", [])
+    commands = section.get("commands", [])
+    failed = [r for r in commands + resources
+              if r.get("outcome") not in ("OK", "NOT_INSTALLED", "SKIPPED", "UNKNOWN")]
+    return {"context": section.get("context"), "server_version": section.get("server_version"),
+            "kinds_ok": sum(1 for r in resources if r.get("outcome") == "OK"),
+            "objects": sum(r.get("objects") or 0 for r in resources
+                           if r.get("outcome") == "OK"),
+            "not_installed": sum(1 for r in resources if r.get("outcome") == "NOT_INSTALLED"),
+            "unknown": sum(1 for r in resources if r.get("outcome") == "UNKNOWN"),
+            "failed": [{key: r.get(key) for key in ("id", "outcome", "exit_code",
+                                                     "status_reason", "status_message")}
+                       for r in failed]}
 
 
 class LiveView:

@@ -14,8 +14,10 @@ A transport runs argv lists (never shell strings) on one host and returns a :cla
 Every command is wrapped by :func:`wrap_argv`: ``timeout`` bounds it on the host itself (rc 124),
 ``sudo -n`` is added for commands needing root when the user is not root, and ``env LC_ALL=C``
 fixes the locale. Transports also enforce the timeout locally (plus a grace period) so a dead
-host cannot hang the run. A subclass implements ``connect``, ``close`` and ``_spawn``; a
-``kubectl exec`` transport would implement just those three.
+host cannot hang the run. A subclass implements ``connect``, ``close`` and ``_spawn`` (and may
+change :meth:`Transport.wrap`: a pod has no ``sudo``); ``reached`` names how its commands reach
+the host (``host`` over SSH or locally, ``pod`` through ``kubectl exec``, see
+:mod:`diag.collect.pods`), recorded with every command.
 """
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable, Sequence
 
 FAILURE_KINDS = ("UNREACHABLE", "AUTH_FAILED", "HOST_KEY_UNKNOWN", "HOST_KEY_CHANGED",
-                 "CONNECT_TIMEOUT", "CONNECTION_LOST", "SUDO_FAILED", "ERROR")
+                 "CONNECT_TIMEOUT", "CONNECTION_LOST", "SUDO_FAILED", "ERROR",
+                 # through a pod (kubectl exec): no agent pod on the node, RBAC refused
+                 # pods/exec, the pod or its container gone
+                 "NO_AGENT_POD", "FORBIDDEN", "NOT_FOUND")
 TIMEOUT_RC = 124
 MISSING_RC = 127
 STDERR_CAP = 64 * 1024
@@ -72,6 +77,7 @@ class Transport:
     """Base class: subclasses implement ``_spawn`` (start a process, return its streams)."""
 
     name = "base"
+    reached = "host"
 
     def __init__(self) -> None:
         self.uid: int | None = None
@@ -79,6 +85,10 @@ class Transport:
     @property
     def needs_sudo(self) -> bool:
         return self.uid not in (0, None)
+
+    def wrap(self, argv: Sequence[str], timeout: float, sudo: bool) -> list[str]:
+        """The argv this transport runs for ``argv`` (see :func:`wrap_argv`)."""
+        return wrap_argv(argv, timeout, sudo)
 
     async def connect(self) -> None:
         raise NotImplementedError
@@ -111,7 +121,7 @@ class Transport:
 
     async def stream(self, argv: Sequence[str], sink: Sink, timeout: float,
                      root: bool = False) -> Result:
-        full = wrap_argv(argv, timeout, sudo=root and self.needs_sudo)
+        full = self.wrap(argv, timeout, sudo=root and self.needs_sudo)
         started = time.time()
         clock = time.monotonic()
         try:
@@ -144,9 +154,11 @@ class Transport:
         timed_out = False
         error: str | None = None
         rc: int | None = None
+        pumps = asyncio.gather(pump_stdout(), pump_stderr())
+        # retrieved on every path: a cancelled run (Ctrl-C) must not log "never retrieved"
+        pumps.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            await asyncio.wait_for(asyncio.gather(pump_stdout(), pump_stderr()),
-                                   timeout + LOCAL_GRACE)
+            await asyncio.wait_for(pumps, timeout + LOCAL_GRACE)
             rc = await asyncio.wait_for(handle.wait(), LOCAL_GRACE)
         except asyncio.TimeoutError:
             timed_out = True
@@ -170,7 +182,7 @@ class Transport:
         says ``ready``, we send a line and note the time, it answers with its clock; the offset
         is taken at the midpoint of that exchange only.
         """
-        full = wrap_argv(["sh", "-c", "echo ready; read line; date +%s.%N"], timeout, sudo=False)
+        full = self.wrap(["sh", "-c", "echo ready; read line; date +%s.%N"], timeout, sudo=False)
         try:
             handle = await self._spawn(full, stdin=True)
         except TransportError:

@@ -17,7 +17,9 @@ where its last byte arrived), ``bgp_routes`` (prefix announced or withdrawn, wit
 session), ``tunnels`` (encapsulation layer: VXLAN/GENEVE with outer and inner addresses), ``arp``
 (ARP packet), ``stream_events`` (TCP reassembly gaps, BGP framing errors, TCP control segments
 of BGP connections), ``icmp`` (ICMP/ICMPv6 error: type, announced MTU, the packet it quotes),
-``interfaces`` (the capture's interfaces). Column lists are in :mod:`diag.decode.frames` and docs/api.md.
+``fragments`` (IP datagram reassembled from fragments, or given up on), ``lldp`` (LLDPDU: the
+neighbour's chassis, port and name), ``interfaces`` (the capture's interfaces). Column lists
+are in :mod:`diag.decode.frames` and docs/api.md.
 
 Small files (under ``SMALL_CAPTURE_BYTES``) are decoded by the per-packet decoder alone, and
 ``diag pcap`` summarises RowChunks, so a small capture is summarised without importing numpy or
@@ -40,8 +42,9 @@ from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
 from diag.decode.capture import SUPPORTED_LINKTYPES, CaptureInfo, open_blocks
 from diag.decode.rows import RowChunk
 from diag.errors import UnusableInput
-from diag.decode.frames import (ARP_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
-                                  TUNNEL_COLUMNS, PacketDecoder)
+from diag.decode.frames import (ARP_COLUMNS, FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS,
+                                STREAM_EVENT_COLUMNS, TUNNEL_COLUMNS, PacketDecoder)
+from diag.decode.lldp import LLDP_COLUMNS
 
 DEFAULT_BGP_PORTS = (179,)
 DEFAULT_VXLAN_PORTS = (4789, 8472)
@@ -84,11 +87,13 @@ class Tables:
     stream_events: "object"
     interfaces: "object"
     icmp: "object" = None
+    fragments: "object" = None
+    lldp: "object" = None
     info: CaptureInfo | None = field(default=None, repr=False)
     rows: RowChunk | None = field(default=None, repr=False)     # what the tables were built from
 
     NAMES = ("packets", "bgp_messages", "bgp_routes", "tunnels", "arp", "stream_events",
-             "interfaces", "icmp")
+             "interfaces", "icmp", "fragments", "lldp")
 
     def items(self):
         return [(name, getattr(self, name)) for name in self.NAMES]
@@ -254,6 +259,8 @@ def _tables(chunk: RowChunk) -> Tables:
         arp=frame(rows["arp"], ARP_COLUMNS, fast and fast.arp),
         stream_events=dict_frame(rows["stream_events"], STREAM_EVENT_COLUMNS),
         icmp=frame(rows["icmp"], ICMP_COLUMNS),
+        fragments=frame(rows["fragments"], FRAGMENT_COLUMNS),
+        lldp=frame(rows["lldp"], LLDP_COLUMNS),
         interfaces=ifaces,
         info=info,
         rows=chunk,

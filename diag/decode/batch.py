@@ -67,7 +67,10 @@ def _in(values: np.ndarray, ports: frozenset[int]) -> np.ndarray:
 
 
 def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
-                geneve_ports: frozenset[int], iface_names: dict[int, str | None]) -> FastRows:
+                geneve_ports: frozenset[int], iface_names: dict[int, str | None],
+                rows: bool = True) -> FastRows:
+    """See the module docstring; ``rows=False`` only says which frames are ``slow`` (what a
+    worker needs of the blocks other workers decode: fragments are among them)."""
     n = len(block)
     b = np.frombuffer(block.buf, dtype=np.uint8)
     offs, cap, lt = block.offsets, block.caplens, block.linktypes
@@ -181,6 +184,10 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
     fast_mask[fast4] = True
     fast_mask[fast_arp] = True
     slow = np.nonzero(~fast_mask)[0]
+    if not rows:
+        nothing = _nothing(0)
+        nothing.slow = slow
+        return nothing
 
     order = np.concatenate([fast4, fast_arp])
     m = len(order)
@@ -319,6 +326,50 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
         bgp_dport=dport[k4][bsel], bgp_seq=u32(bl4 + 4), bgp_flags=u8(bl4 + 13),
         bgp_start=bl4 + bh, bgp_end=ip_end[k4][bsel],
     )
+
+
+def fragment_candidates(block, tunnel_ports: frozenset[int]) -> np.ndarray:
+    """Indices of the records that may hold an IP fragment at some tunnel depth: all but those
+    whose headers show none -- ARP, and IPv4 (20-byte header) that is not a fragment and is not
+    UDP to a tunnel port, or is VXLAN whose inner Ethernet frame carries such IPv4. What a worker
+    of :mod:`diag.decode.parallel` feeds its reassembler from the blocks other workers decode
+    (cheaper than :func:`split_block`; a false positive only costs a header walk)."""
+    n = len(block)
+    b = np.frombuffer(block.buf, dtype=np.uint8)
+    last = len(b) - 2                      # reads past a short frame are clamped, then unused
+    offs, cap, lt = block.offsets, block.caplens, block.linktypes
+    l2 = np.where(lt == ETH, 14, np.where(lt == SLL, 16, np.where(lt == SLL2, 20, -1)))
+    sure = np.nonzero((l2 > 0) & (cap >= l2 + 28))[0]     # an ARP body, or IPv4 + UDP
+    clear = np.zeros(n, dtype=bool)
+    if len(sure):
+        off, lts = offs[sure], lt[sure]
+
+        def u8(pos):
+            return b[np.minimum(pos, last)]
+
+        def u16(pos):
+            pos = np.minimum(pos, last)
+            return (b[pos].astype(np.int64) << 8) | b[pos + 1]
+
+        ports = np.fromiter(tunnel_ports, dtype=np.int64) if tunnel_ports else np.zeros(0, int)
+
+        def plain_ipv4(ip):
+            """IPv4, 20-byte header, not a fragment; and whether it is UDP to a tunnel port."""
+            ok = (u8(ip) == 0x45) & ((u16(ip + 6) & 0x3FFF) == 0)
+            tunnel = (u8(ip + 9) == 17) & (np.isin(u16(ip + 20), ports)
+                                          | np.isin(u16(ip + 22), ports))
+            return ok, tunnel
+
+        etype = np.where(lts == ETH, u16(off + 12), np.where(lts == SLL, u16(off + 14), u16(off)))
+        net = off + l2[sure]
+        ok, tunnel = plain_ipv4(net)
+        # VXLAN (flags 0x08) with the whole inner Ethernet + IPv4 + ports captured
+        vxlan = (u8(net + 28) == 0x08) & (cap[sure] >= l2[sure] + 84)
+        inner_ok, inner_tunnel = plain_ipv4(net + 50)
+        inner_ok &= u16(net + 48) == 0x0800
+        clear[sure] = (etype == 0x0806) | ((etype == 0x0800) & ok & (
+            ~tunnel | (vxlan & inner_ok & ~inner_tunnel)))
+    return np.nonzero(~clear)[0]
 
 
 def _names(ifaces: np.ndarray, names: dict[int, str | None]) -> np.ndarray:

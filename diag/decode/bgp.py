@@ -59,8 +59,9 @@ from dataclasses import dataclass, field
 from struct import Struct
 
 from diag.decode import bgp_names as names
-from diag.decode.nlri import scan
 from diag.decode.bgp_attrs import ATTRIBUTE_COLUMNS, decode_path_attributes, ipv6_str
+from diag.decode.bgp_families import FAMILY_COLUMNS, family_routes, splits
+from diag.decode.nlri import scan
 
 __all__ = [
     "Direction", "OpenInfo", "Decoded", "negotiate", "decode_message",
@@ -83,7 +84,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
 
 ROUTE_COLUMNS: tuple[str, ...] = (
     "action", "afi", "safi", "prefix", "nlri_raw", "path_id",
-) + ATTRIBUTE_COLUMNS
+) + FAMILY_COLUMNS + ATTRIBUTE_COLUMNS
 
 _U16 = Struct(">H")
 _U32 = Struct(">I")
@@ -110,6 +111,8 @@ _TYPE_NAMES = names.MESSAGE_TYPES
 _IPV4 = "ipv4"
 _UNICAST = "unicast"
 _MAX_PROBLEMS = 8
+_NEEDS_ORIGIN_AS_PATH = 1 << 1 | 1 << 2      # attribute type bits (Attributes.seen)
+_NEEDS_NEXT_HOP = _NEEDS_ORIGIN_AS_PATH | 1 << 3
 _DEFAULT_V4 = (None, "0.0.0.0/0")
 _DEFAULT_V6 = (None, "::/0")
 
@@ -563,13 +566,23 @@ def _decode_update(data: bytes, end: int, ctx: Direction, row: dict,
         announce_base.update(cols)
         announce_base["action"] = "announce"
     if announced:
-        base = announce_base.copy()
+        # the MP_REACH routes below start from announce_base too: copy it only then
+        base = announce_base.copy() if attrs.mp_reach is not None else announce_base
         base["afi"] = _IPV4
         base["safi"] = _UNICAST
         routes.append((base, announced))
     n_withdrawn = len(withdrawn)
     n_announced = len(announced)
     eor = None
+    # RFC 4271 6.3 / RFC 4760 3: what announces routes carries ORIGIN (bit 1) and AS_PATH (2),
+    # and NEXT_HOP (3) for the IPv4 NLRI of the message body (RFC 7606 3.d: else
+    # treat-as-withdraw)
+    need = _NEEDS_NEXT_HOP if announced else _NEEDS_ORIGIN_AS_PATH if (
+        attrs.mp_reach is not None and attrs.mp_reach.nlri_start < attrs.mp_reach.nlri_end) else 0
+    if attrs.seen & need != need:
+        for code, name in ((1, "ORIGIN"), (2, "AS_PATH"), (3, "NEXT_HOP")):
+            if need >> code & 1 and not attrs.seen >> code & 1:
+                _note(problems, f"missing well-known attribute {name}")
 
     mp = attrs.mp_unreach
     if mp is not None:
@@ -620,5 +633,31 @@ def _mp_routes(data: bytes, afi: int, safi: int, start: int, end: int, base: dic
     if afi in (1, 2) and safi in (1, 2):
         prefixes = _nlri(data, start, end, afi == 2, addpath, assumed, problems, notes)
         return [(base, prefixes)] if prefixes else []
+    if splits(afi, safi):
+        return _family_groups(data, afi, safi, start, end, base, addpath, assumed, problems,
+                              notes)
     base["nlri_raw"] = data[start:end].hex()
     return [(base, [(None, None)])]
+
+
+def _family_groups(data: bytes, afi: int, safi: int, start: int, end: int, base: dict,
+                   addpath: bool, assumed: bool, problems: list[str],
+                   notes: list[str]) -> list[tuple[dict, list]]:
+    """One group per route of a labeled, VPN, EVPN or BGP-LS NLRI (:mod:`.bgp_families`): each
+    route has fields of its own (RD, labels, ...), so no two share a row. ADD-PATH is guessed
+    as in :func:`_nlri` when the context is assumed."""
+    entries, problem = family_routes(data, start, end, afi, safi, addpath)
+    if problem is not None and assumed and not addpath:
+        guess, guess_problem = family_routes(data, start, end, afi, safi, True)
+        if guess_problem is None:
+            notes.append("add-path path ids assumed (no OPEN seen)")
+            entries, problem = guess, None
+    if problem is not None:
+        _note(problems, problem)
+    groups = []
+    for entry in entries:
+        route = base.copy()
+        prefix, path_id = entry.pop("prefix", None), entry.pop("path_id", None)
+        route.update(entry)
+        groups.append((route, [(path_id, prefix)]))
+    return groups

@@ -19,7 +19,16 @@ AS_PATH segments are ``type(1) count(1) count*AS``, AS = 2 octets unless the ses
 4-octet AS numbers (``as4``); AS4_PATH is always 4-octet. ``as_path`` is every AS number in wire
 order (set and confederation members included); ``as_path_str`` shows the structure:
 ``65001 65002 {65003,65004}``, confederation sequences as ``(65010 65011)``, sets as ``[..]``;
-``as4_path`` / ``as4_path_str`` likewise.
+``as4_path`` / ``as4_path_str`` likewise. ``effective_as_path`` / ``effective_as_path_str`` is the
+path a receiver acts on: AS_PATH, with AS4_PATH merged into it when the AS_PATH was 2-octet
+(RFC 6793 4.2.3: the leading ASes of AS_PATH the AS4_PATH does not cover, then AS4_PATH; ignored
+when longer than AS_PATH, or when an AGGREGATOR that is not AS_TRANS came with AS4_AGGREGATOR);
+``as_path_note`` says what was done (merged, ignored, AS_TRANS left in the path). Both paths stay
+as they were on the wire.
+Prefix-SID, BGP-LS and PMSI_TUNNEL are named TLV by TLV (``prefix_sid``, ``link_state``,
+``pmsi_tunnel``, see :mod:`diag.decode.bgp_tlv_attrs`); other attributes that diag does not decode
+are listed in ``unknown_attributes`` by name when IANA has one (``'AIGP (type 26) len 11'``),
+else as ``'type N len L'``.
 When the context is only ``assumed`` (no OPENs seen) and the AS_PATH does not parse as 4-octet but
 does as 2-octet, the 2-octet reading is used and reported through ``Attributes.as_octets``.
 Lists in ``columns`` are shared by all routes of one UPDATE, and AS_PATH / COMMUNITIES lists by
@@ -37,7 +46,8 @@ ATTRIBUTE_COLUMNS: tuple[str, ...] = (
     "next_hop", "next_hop_link_local", "origin", "as_path", "as_path_str", "as4_path",
     "as4_path_str", "med", "local_pref", "atomic_aggregate", "aggregator", "as4_aggregator",
     "communities", "large_communities", "ext_communities", "originator_id", "cluster_list",
-    "unknown_attributes",
+    "unknown_attributes", "effective_as_path", "effective_as_path_str", "as_path_note",
+    "prefix_sid", "link_state", "pmsi_tunnel",
 )
 
 _U16 = Struct(">H")
@@ -62,7 +72,7 @@ _ATTR_KIND = bytes(2 if t in names.OPTIONAL_ATTRIBUTES else
                    1 if t in names.WELL_KNOWN_ATTRIBUTES else 0 for t in range(256))
 # AS_PATH value (and width) -> (AS list, text). Paths repeat across UPDATEs and sessions; the
 # lists are shared like all lists in the columns (read-only). Cleared when full.
-_AS_PATHS: dict[int, dict[bytes, tuple[list[int], str] | None]] = {2: {}, 4: {}}
+_AS_PATHS: dict[int, dict[bytes, tuple[list[int], str, bool] | None]] = {2: {}, 4: {}}
 _MISSING = object()
 _COMMUNITY_LISTS: dict[bytes, list[str]] = {}       # same idea for COMMUNITIES values
 _AS_PATH_CACHE_MAX = 16384
@@ -94,6 +104,7 @@ class Attributes:
     mp_reach: MpReach | None = None
     mp_unreach: MpUnreach | None = None
     as_octets: int | None = None     # width used for AS_PATH, None when there is no AS_PATH
+    seen: int = 0                    # bit N set: an attribute of type N (< 64) was present
 
 
 def ipv6_str(raw: bytes) -> str:
@@ -135,12 +146,16 @@ def parse_as_path(data: bytes, pos: int, end: int, width: int) -> tuple[list[int
     return path, " ".join(parts)
 
 
-def _cached_as_path(data: bytes, pos: int, end: int, width: int) -> tuple[list[int], str] | None:
+def _cached_as_path(data: bytes, pos: int, end: int,
+                    width: int) -> tuple[list[int], str, bool] | None:
+    """parse_as_path, plus whether AS_TRANS is in the path, cached by value."""
     cache = _AS_PATHS[width]
     key = data[pos:end]
     parsed = cache.get(key, _MISSING)
     if parsed is _MISSING:
         parsed = parse_as_path(data, pos, end, width)
+        if parsed is not None:
+            parsed = (*parsed, names.AS_TRANS in parsed[0])
         if len(cache) >= _AS_PATH_CACHE_MAX:
             cache.clear()
         cache[key] = parsed
@@ -160,6 +175,19 @@ def _communities(raw: bytes) -> list[str]:
 
 def _ext_community(raw: bytes) -> str:
     kind = raw[0] & 0x3F          # drop the IANA-authority and non-transitive bits (RFC 4360 3)
+    if raw[0] == 0x03 and raw[1] == 0x0C:       # RFC 9012 4.1 encapsulation
+        tunnel = _U16.unpack_from(raw, 6)[0]
+        return f"encapsulation {names.TUNNEL_TYPES.get(tunnel) or tunnel}"
+    if raw[0] == 0x06:                          # EVPN (RFC 7432 7.5-7.7, RFC 9135 8.1)
+        if raw[1] == 0x00:
+            sticky = " sticky" if raw[2] & 1 else ""
+            return f"mac-mobility seq {_U32.unpack_from(raw, 4)[0]}{sticky}"
+        if raw[1] == 0x01:
+            return f"esi-label {(raw[5] << 16 | raw[6] << 8 | raw[7]) >> 4}"
+        if raw[1] == 0x02:
+            return f"es-import-rt {raw[2:8].hex(':')}"
+        if raw[1] == 0x03:
+            return f"router-mac {raw[2:8].hex(':')}"
     label = names.EXT_COMMUNITY_SUBTYPES.get(raw[1]) if raw[0] < 0x40 else None
     if label is not None:
         if kind == 0x00:          # 2-octet AS specific
@@ -195,6 +223,8 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
     result = Attributes(cols)
     seen = 0                      # bitmask of attribute types below 64, for duplicate detection
     unknown: list[str] | None = None
+    as_path_at = as4_path_at = None        # (start, end) of the AS_PATH / AS4_PATH values
+    as_trans = False
     while pos < end:
         if pos + 3 > end:
             _note(problems, "attribute header truncated")
@@ -243,8 +273,9 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
             if parsed is None:
                 _note(problems, "malformed AS_PATH")
             else:
-                cols["as_path"], cols["as_path_str"] = parsed
+                cols["as_path"], cols["as_path_str"], as_trans = parsed
                 result.as_octets = width
+                as_path_at = (pos, vend)
         elif atype == 3:                                 # NEXT_HOP
             if length == 4:
                 cols["next_hop"] = _inet_ntoa(data[pos:vend])
@@ -317,15 +348,99 @@ def decode_path_attributes(data: bytes, pos: int, end: int, as4: bool, assumed: 
                 _note(problems, "malformed AS4_PATH")
             else:
                 cols["as4_path"], cols["as4_path_str"] = parsed
+                as4_path_at = (pos, vend)
         elif atype == 32:                                # LARGE_COMMUNITY (RFC 8092)
             if length % 12:
                 _note(problems, f"LARGE_COMMUNITY length {length}")
             vals = _U32.iter_unpack(data[pos:vend - length % 12])
             cols["large_communities"] = [f"{a[0]}:{b[0]}:{c[0]}"
                                          for a, b, c in zip(vals, vals, vals)]
+        elif atype == 40 or atype == 29 or atype == 22:   # PREFIX_SID, BGP-LS, PMSI_TUNNEL
+            from diag.decode import bgp_tlv_attrs as tlv   # rare: loaded when first met
+
+            value = data[pos:vend]
+            if atype == 40:
+                cols["prefix_sid"] = tlv.prefix_sid(value)
+            elif atype == 29:
+                cols["link_state"] = tlv.link_state(value)
+            else:
+                cols["pmsi_tunnel"] = tlv.pmsi_tunnel(value)
         else:
             if unknown is None:
                 unknown = cols["unknown_attributes"] = []
-            unknown.append(f"type {atype} len {length}")
+            name = names.ATTRIBUTE_NAMES.get(atype)
+            unknown.append(f"{name} (type {atype}) len {length}" if name else
+                           f"type {atype} len {length}")
         pos = vend
+    result.seen = seen
+    if as_path_at is not None:
+        if as_trans or as4_path_at is not None:
+            _effective_path(data, as_path_at, as4_path_at, result.as_octets, cols)
+        else:                                            # the common case: the path as it is
+            cols["effective_as_path"] = cols["as_path"]
+            cols["effective_as_path_str"] = cols["as_path_str"]
     return result
+
+
+def _segments(data: bytes, pos: int, end: int, width: int) -> list[tuple[int, tuple[int, ...]]]:
+    """(segment type, ASes) of a path that parse_as_path accepted."""
+    structs = _AS4_N if width == 4 else _AS2_N
+    out = []
+    while pos < end:
+        count = data[pos + 1]
+        out.append((data[pos], structs[count].unpack_from(data, pos + 2)))
+        pos += 2 + count * width
+    return out
+
+
+def _path_length(segments: list[tuple[int, tuple[int, ...]]]) -> int:
+    """RFC 4271 9.1.2.2 / RFC 6793 4.2.3: a sequence counts its ASes, a set one, confederation
+    segments nothing."""
+    return sum(len(a) if t == 2 else 1 if t == 1 else 0 for t, a in segments)
+
+
+def _path_text(segments: list[tuple[int, tuple[int, ...]]]) -> str:
+    return " ".join(" ".join(map(str, a)) if t == 2 else
+                    _SEG_OPEN[t] + _SEG_SEP[t].join(map(str, a)) + _SEG_CLOSE[t]
+                    for t, a in segments)
+
+
+def _effective_path(data: bytes, as_path_at: tuple[int, int], as4_path_at: tuple[int, int] | None,
+                    width: int | None, cols: dict) -> None:
+    """The path a receiver acts on (RFC 6793 4.2.3) into ``effective_as_path(_str)``, and
+    ``as_path_note`` saying how it was made."""
+    segments = _segments(data, *as_path_at, width or 4)
+    notes = []
+    if as4_path_at is not None:
+        as4 = [s for s in _segments(data, *as4_path_at, 4) if s[0] in (1, 2)]
+        aggregator = cols.get("aggregator")
+        if width == 4:
+            notes.append("AS4_PATH ignored: the AS_PATH is already 4-octet (RFC 6793 4.1)")
+        elif (aggregator is not None and "as4_aggregator" in cols
+              and not aggregator.startswith(f"{names.AS_TRANS}:")):
+            notes.append("AS4_PATH ignored: AGGREGATOR is not AS_TRANS (RFC 6793 4.2.3)")
+        elif _path_length(as4) > _path_length(segments):
+            notes.append("AS4_PATH ignored: longer than AS_PATH (RFC 6793 4.2.3)")
+        else:
+            need = _path_length(segments) - _path_length(as4)
+            head = []
+            for seg_type, ases in segments:
+                if need <= 0:
+                    break
+                if seg_type == 2:
+                    head.append((2, ases[:need]))
+                    need -= len(ases[:need])
+                else:
+                    head.append((seg_type, ases))
+                    need -= seg_type == 1
+            replaced = any(names.AS_TRANS in a for _t, a in segments)
+            segments = head + as4
+            notes.append("AS4_PATH merged into AS_PATH (RFC 6793 4.2.3)"
+                         + (": AS_TRANS replaced" if replaced else ""))
+    flat = [asn for _t, ases in segments for asn in ases]
+    if names.AS_TRANS in flat:
+        notes.append("AS_TRANS (23456) in the path: a 4-octet AS that a 2-octet-only speaker "
+                     "could not name")
+    cols["effective_as_path"] = flat
+    cols["effective_as_path_str"] = _path_text(segments)
+    cols["as_path_note"] = "; ".join(notes)

@@ -210,18 +210,89 @@ ATTR_AS4_PATH = 17
 ATTR_AS4_AGGREGATOR = 18
 ATTR_LARGE_COMMUNITY = 32
 
+ATTR_PMSI_TUNNEL = 22
+ATTR_BGP_LS = 29
+ATTR_PREFIX_SID = 40
+AS_TRANS = 23456                # RFC 6793: stands for a 4-octet AS where only 2 octets fit
+
 ATTRIBUTE_NAMES: dict[int, str] = {
     1: "ORIGIN", 2: "AS_PATH", 3: "NEXT_HOP", 4: "MULTI_EXIT_DISC", 5: "LOCAL_PREF",
     6: "ATOMIC_AGGREGATE", 7: "AGGREGATOR", 8: "COMMUNITIES", 9: "ORIGINATOR_ID",
     10: "CLUSTER_LIST", 14: "MP_REACH_NLRI", 15: "MP_UNREACH_NLRI",
-    16: "EXTENDED_COMMUNITIES", 17: "AS4_PATH", 18: "AS4_AGGREGATOR", 32: "LARGE_COMMUNITY",
+    16: "EXTENDED_COMMUNITIES", 17: "AS4_PATH", 18: "AS4_AGGREGATOR",
+    22: "PMSI_TUNNEL",                   # RFC 6514
+    23: "TUNNEL_ENCAPSULATION",          # RFC 9012
+    25: "IPV6_EXTENDED_COMMUNITIES",     # RFC 5701
+    26: "AIGP",                          # RFC 7311
+    29: "BGP-LS",                        # RFC 9552 (was 7752)
+    32: "LARGE_COMMUNITY",
+    33: "BGPSEC_PATH",                   # RFC 8205
+    35: "OTC",                           # RFC 9234 only-to-customer
+    40: "PREFIX_SID",                    # RFC 8669
+    128: "ATTR_SET",                     # RFC 6368
 }
 
 # Which known attributes are optional (flag bit 0x80 must be set) and which are well-known
 # (must be clear), RFC 4271 5 / the defining RFCs. Used to report Attribute Flags Errors.
-OPTIONAL_ATTRIBUTES = frozenset({4, 7, 8, 9, 10, 14, 15, 16, 17, 18, 32})
+OPTIONAL_ATTRIBUTES = frozenset({4, 7, 8, 9, 10, 14, 15, 16, 17, 18, 22, 29, 32, 40})
 WELL_KNOWN_ATTRIBUTES = frozenset({1, 2, 3, 5, 6})
 
 # Extended community (RFC 4360 / 5668 / 7153) type+subtype -> short prefix, for the few whose
 # value is easy to read ("rt 65000:100"); everything else is shown as 16 hex digits.
 EXT_COMMUNITY_SUBTYPES: dict[int, str] = {0x02: "rt", 0x03: "soo"}
+
+# RFC 9012 / IANA "BGP Tunnel Encapsulation Attribute Tunnel Types" (encapsulation extended
+# community 0x030c, and the PMSI tunnel's VXLAN/MPLS readings).
+TUNNEL_TYPES: dict[int, str] = {1: "l2tpv3", 2: "gre", 7: "ip-in-ip", 8: "vxlan", 9: "nvgre",
+                                10: "mpls", 11: "mpls-in-gre", 12: "vxlan-gpe",
+                                13: "mpls-in-udp", 19: "geneve"}
+
+# RFC 6514 5 PMSI tunnel types (RFC 7524, RFC 8365 ingress replication for VXLAN EVPN).
+PMSI_TUNNEL_TYPES: dict[int, str] = {0: "no-tunnel-info", 1: "rsvp-te-p2mp", 2: "mldp-p2mp",
+                                     3: "pim-ssm", 4: "pim-sm", 5: "bidir-pim",
+                                     6: "ingress-replication", 7: "mldp-mp2mp"}
+
+# --- families whose NLRI diag splits into one route per entry (bgp_families.py) ---------------
+
+LABELED_SAFIS = frozenset({4, 128})          # RFC 8277 labeled unicast, RFC 4364 VPN
+AFI_L2VPN, SAFI_EVPN = 25, 70
+AFI_BGP_LS, SAFI_BGP_LS, SAFI_BGP_LS_VPN = 16388, 71, 72
+
+# RFC 7432 7 / RFC 9136 3 EVPN route types.
+EVPN_ROUTE_TYPES: dict[int, str] = {1: "ethernet-ad", 2: "mac-ip", 3: "inclusive-multicast",
+                                    4: "ethernet-segment", 5: "ip-prefix"}
+
+# RFC 9552 5.2 BGP-LS NLRI types (RFC 9514 adds 6 for SRv6 SIDs).
+BGP_LS_NLRI_TYPES: dict[int, str] = {1: "node", 2: "link", 3: "ipv4-prefix", 4: "ipv6-prefix",
+                                     6: "srv6-sid"}
+
+# RFC 9552 5.2.1 protocol ids.
+BGP_LS_PROTOCOLS: dict[int, str] = {1: "isis-l1", 2: "isis-l2", 3: "ospfv2", 4: "direct",
+                                    5: "static", 6: "ospfv3", 7: "bgp"}
+
+# BGP-LS TLV code points (IANA "BGP-LS NLRI and Attribute TLVs"; RFC 9552, 9085, 9514) whose
+# names are shown for the BGP-LS attribute (type 29). Values of the ones in BGP_LS_TLV_FORMATS
+# are decoded, the others are named with their length.
+BGP_LS_TLV_NAMES: dict[int, str] = {
+    256: "local-node-descriptors", 257: "remote-node-descriptors",
+    258: "link-local-remote-identifiers", 259: "ipv4-interface-address",
+    260: "ipv4-neighbor-address", 261: "ipv6-interface-address", 262: "ipv6-neighbor-address",
+    263: "multi-topology-id", 264: "ospf-route-type", 265: "ip-reachability",
+    512: "autonomous-system", 513: "bgp-ls-identifier", 514: "ospf-area-id",
+    515: "igp-router-id",
+    1024: "node-flags", 1025: "opaque-node", 1026: "node-name", 1027: "isis-area-id",
+    1028: "ipv4-router-id-local", 1029: "ipv6-router-id-local",
+    1030: "ipv4-router-id-remote", 1031: "ipv6-router-id-remote",
+    1034: "sr-capabilities", 1035: "sr-algorithm", 1036: "sr-local-block",
+    1088: "admin-group", 1089: "max-link-bandwidth", 1090: "max-reservable-bandwidth",
+    1091: "unreserved-bandwidth", 1092: "te-default-metric", 1093: "link-protection-type",
+    1094: "mpls-protocol-mask", 1095: "igp-metric", 1096: "srlg", 1097: "opaque-link",
+    1098: "link-name", 1099: "adjacency-sid", 1100: "lan-adjacency-sid",
+    1152: "igp-flags", 1153: "igp-route-tag", 1154: "igp-extended-route-tag",
+    1155: "prefix-metric", 1156: "ospf-forwarding-address", 1157: "opaque-prefix",
+    1158: "prefix-sid", 1170: "prefix-attribute-flags", 1171: "source-router-id",
+}
+
+# RFC 8669 3 Prefix-SID attribute TLVs; RFC 9252 SRv6 service TLVs.
+PREFIX_SID_TLV_NAMES: dict[int, str] = {1: "label-index", 3: "originator-srgb",
+                                        5: "srv6-l3-service", 6: "srv6-l2-service"}

@@ -14,8 +14,10 @@ Contract: :class:`BgpFlows` receives every TCP segment on a BGP port
   (one UPDATE's NLRI with its attributes); tables expand groups column-wise, one row per prefix;
 * an event row (a dict, ``stream_events`` table) reports what reassembly could not hand over: ``gap``
   (bytes never captured; decoding resumes at the next BGP marker), ``framing-error`` (a header
-  whose marker or length is impossible); and the connection's TCP control segments, which show
-  sessions that never got to BGP: ``syn``, ``syn-ack`` (detail ``tcp-md5``/``tcp-ao`` when the
+  whose marker or length is impossible), ``resync`` (framing resumed on a BGP header: the bytes
+  skipped after a framing error, or sequence numbers found off by a few bytes at a message
+  boundary, :class:`diag.decode.tcpstream.Resync`); and the connection's TCP control segments,
+  which show sessions that never got to BGP: ``syn``, ``syn-ack`` (detail ``tcp-md5``/``tcp-ao`` when the
   segment carries RFC 2385/5925 option 19/29), ``rst``, ``fin`` (:data:`TCP_CONTROL_EVENTS`).
 
 Session context (4-octet AS, ADD-PATH) is learned from the two OPENs of a connection and applied
@@ -27,7 +29,7 @@ from __future__ import annotations
 from typing import Callable
 
 from diag.decode import bgp
-from diag.decode.tcpstream import BgpStream, FramingError, Gap, Message
+from diag.decode.tcpstream import BgpStream, FramingError, Gap, Message, Resync
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
 # frame timestamps kept for late completions: every frame of the last RECENT_FRAMES // 2 of the
@@ -95,7 +97,8 @@ class BgpFlows:
         key = (a, b) if a <= b else (b, a)
         conn = self.connections.get(key)
         syn = bool(flags & TCP_SYN)
-        if conn is None or (syn and not flags & TCP_ACK and conn.carried_data):
+        if conn is None or (syn and not flags & TCP_ACK and conn.carried_data
+                            and not _same_syn(conn, a, seq)):
             if conn is not None:          # a new connection on the same 4-tuple: finish the old one
                 self._flush_connection(conn, frame, ts)
             conn = _Connection(_session_name(key))
@@ -163,6 +166,9 @@ class BgpFlows:
                 self.on_event({"frame": event.frame, "ts": conn.frame_ts.get(event.frame, ts),
                                **base, "event": "gap",
                                "detail": _gap_text(event)})
+            elif isinstance(event, Resync):
+                self.on_event({"frame": event.frame, "ts": conn.frame_ts.get(event.frame, ts),
+                               **base, "event": "resync", "detail": _resync_text(event)})
             elif isinstance(event, FramingError):
                 when = conn.frame_ts.get(event.frame, ts)
                 self.on_event({"frame": event.frame, "ts": when, **base,
@@ -209,6 +215,23 @@ def _other_end(session: str, sender: Endpoint) -> Endpoint:
         if end != sender:
             return end
     return sender
+
+
+def _same_syn(conn: _Connection, sender: Endpoint, seq: int) -> bool:
+    """A retransmitted SYN (same ISN) of a connection whose SYN carried data is not a new one."""
+    stream = conn.streams.get(sender)
+    return stream is not None and stream.isn == seq & 0xFFFFFFFF
+
+
+def _resync_text(event: Resync) -> str:
+    if event.shift < 0:
+        return (f"segment overlaps {-event.shift} byte(s) already received, yet starts with a "
+                f"BGP header: framed from there as Wireshark does (sequence numbers "
+                f"{-event.shift} behind, as when data on a SYN is numbered from the ISN)")
+    if event.shift > 0:
+        return (f"{event.shift}-byte hole before a segment that starts with a BGP header at a "
+                f"message boundary: framed from the header, no message lost")
+    return f"{event.skipped_bytes} bytes skipped to the next BGP header after the framing error"
 
 
 def _gap_text(gap: Gap) -> str:

@@ -3,15 +3,23 @@
 Contract: :class:`PacketDecoder` is fed records from :mod:`diag.decode.capture` through
 ``packet(frame, ts, capture_iface, linktype, data, wirelen, flags)`` and appends rows to its
 column buffers (``packets``, ``tunnels``, ``arp``, ``bgp_messages``, ``bgp_routes``,
-``stream_events``); ``take()`` hands the buffered rows over and starts new buffers, so the caller
-decides how large a chunk is. A packet that does not decode becomes a ``packets`` row with a
-``malformed`` reason; decoding never raises for bad packet bytes.
+``stream_events``, ``icmp``, ``fragments``, ``lldp``); ``take()`` hands the buffered rows over and
+starts new buffers, so the caller decides how large a chunk is; ``finish()`` ends the capture
+(BGP streams flushed, datagrams still missing fragments reported). A packet that does not decode
+becomes a ``packets`` row with a ``malformed`` reason; decoding never raises for bad packet bytes.
 
 Per frame: link layer (:mod:`diag.decode.layers`) -> IPv4/IPv6 (extension headers walked;
-fragments flagged, only first fragments looked into) -> TCP on a BGP port (reassembled by
-:mod:`diag.decode.bgpflow`), UDP on a VXLAN or GENEVE port (the inner frame is decoded recursively,
-up to ``MAX_TUNNEL_DEPTH`` levels, so BGP or ARP inside a tunnel is still found), or ARP.
-Ports match as tshark's decode-as does: either the source or the destination port.
+fragments reassembled by :mod:`diag.decode.fragments`, the datagram decoded at the frame that
+completed it, as tshark does; a first fragment still shows its ports) -> TCP on a BGP port
+(reassembled by :mod:`diag.decode.bgpflow`), UDP on a VXLAN or GENEVE port (the inner frame is
+decoded recursively, up to ``MAX_TUNNEL_DEPTH`` levels, so BGP or ARP inside a tunnel is still
+found), ARP, or LLDP (:mod:`diag.decode.lldp`). Ports match as tshark's decode-as does: either
+the source or the destination port.
+
+``fragments`` has one row per datagram whose fate is known (:data:`FRAGMENT_COLUMNS`): at the
+frame that decided it, its first frame, the fragments received, its size, the largest fragment
+(IP length: what the path's MTU let through), its status (``reassembled``, ``incomplete``,
+``overlap``, ``too-large``, ``truncated``, ``evicted``) and what it carried (ports, app).
 """
 from __future__ import annotations
 
@@ -20,7 +28,9 @@ import struct
 from typing import Iterable
 
 from diag.decode.bgpflow import BgpFlows
+from diag.decode.fragments import Reassembler
 from diag.decode.layers import ETH_ARP, ETH_IPV4, ETH_IPV6, Malformed, ethernet, link_header
+from diag.decode.lldp import ETH_LLDP, decode_lldp
 
 MAX_TUNNEL_DEPTH = 8
 MAX_IPV6_EXTENSIONS = 12
@@ -53,8 +63,13 @@ ICMP_ERRORS = {("ipv4", 3): "destination-unreachable", ("ipv4", 4): "source-quen
                ("ipv6", 2): "packet-too-big", ("ipv6", 3): "time-exceeded",
                ("ipv6", 4): "parameter-problem"}
 ICMP4_ERROR_TYPES = frozenset(t for (l3, t) in ICMP_ERRORS if l3 == "ipv4")
+FRAGMENT_COLUMNS = ("frame", "ts", "first_frame", "capture_iface", "iface_name",
+                    "tunnel_depth", "l3", "src", "dst", "ip_id", "ip_proto", "fragments", "size",
+                    "largest_fragment", "status", "sport", "dport", "app")
+_DECODE_ERRORS = (Malformed, struct.error, IndexError, ValueError, OSError)
 
 _u16 = struct.Struct("!H").unpack_from
+_u32 = struct.Struct("!I").unpack_from
 _ipv4_head = struct.Struct("!BBHHHBBH4s4s").unpack_from
 _ports = struct.Struct("!HH").unpack_from
 _tcp_head = struct.Struct("!HHIIBB").unpack_from
@@ -63,7 +78,7 @@ _ntoa = socket.inet_ntoa
 _ntop = socket.inet_ntop
 AF_INET6 = socket.AF_INET6
 ARP_OPS = {1: "request", 2: "reply"}
-L3_NAMES = {ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", ETH_ARP: "arp"}
+L3_NAMES = {ETH_IPV4: "ipv4", ETH_IPV6: "ipv6", ETH_ARP: "arp", ETH_LLDP: "lldp"}
 
 # what _network returns: (l3, src, dst, ttl, proto, fragment, sport, dport, app, depth, malformed)
 _Net = tuple
@@ -72,7 +87,8 @@ _Net = tuple
 class PacketDecoder:
     def __init__(self, bgp_ports: Iterable[int] = (179,), vxlan_ports: Iterable[int] = (4789, 8472),
                  geneve_ports: Iterable[int] = (6081,),
-                 iface_names: dict[int, str | None] | None = None) -> None:
+                 iface_names: dict[int, str | None] | None = None,
+                 reassembler: Reassembler | None = None) -> None:
         self.bgp_ports = frozenset(bgp_ports)
         self.vxlan_ports = frozenset(vxlan_ports)
         self.geneve_ports = frozenset(geneve_ports)
@@ -84,18 +100,26 @@ class PacketDecoder:
         self.bgp_routes: list[tuple] = []
         self.stream_events: list[dict] = []
         self.icmp: list[tuple] = []
+        self.fragments: list[tuple] = []
+        self.lldp: list[tuple] = []
+        # shared with a shadow decoder in diag.decode.parallel, which feeds it the fragments of
+        # the blocks another worker decodes (reassembly crosses blocks)
+        self.reassembler = reassembler if reassembler is not None else Reassembler()
         self.bgp = BgpFlows(self.bgp_messages.append, self.bgp_routes.append,
                             self.stream_events.append)
         self.last_frame, self.last_ts = 0, 0.0
         # per-packet context used by nested decoders (set at the start of each packet)
         self._frame, self._ts, self._iface, self._iface_name, self._direction = 0, 0.0, 0, None, None
+        self._vlan = self._eth_src = self._ifindex = None
 
     # --- chunking --------------------------------------------------------------------------
     def take(self) -> dict[str, list]:
         out = {"packets": self.packets, "tunnels": [t for t in self.tunnels if t is not None],
                "arp": self.arp, "bgp_messages": self.bgp_messages, "bgp_routes": self.bgp_routes,
-               "stream_events": self.stream_events, "icmp": self.icmp}
+               "stream_events": self.stream_events, "icmp": self.icmp,
+               "fragments": self.fragments, "lldp": self.lldp}
         self.packets, self.tunnels, self.arp, self.icmp = [], [], [], []
+        self.fragments, self.lldp = [], []
         self.bgp_messages, self.bgp_routes, self.stream_events = [], [], []
         self.bgp.on_message = self.bgp_messages.append
         self.bgp.on_route = self.bgp_routes.append
@@ -104,6 +128,14 @@ class PacketDecoder:
 
     def finish(self) -> None:
         self.bgp.flush(self.last_frame, self.last_ts)
+        self.finish_fragments()
+
+    def finish_fragments(self) -> None:
+        """End of capture for IP reassembly: datagrams still missing fragments are reported."""
+        self._frame, self._ts, self._iface, self._iface_name = (self.last_frame, self.last_ts,
+                                                                 None, None)
+        for outcome in self.reassembler.flush():
+            self._fragment_row(outcome, None)
 
     def damaged(self, frame: int, reason: str) -> None:
         """The capture file itself is damaged at ``frame``: record it as a malformed row."""
@@ -130,6 +162,8 @@ class PacketDecoder:
             direction = "out" if pkttype == "outgoing" else "in"
         self._direction = direction
         self._vlan = vlan
+        self._eth_src = eth_src
+        self._ifindex = ifindex
         try:
             net = self._network(etype, data, offset, len(data), 0)
         except (Malformed, struct.error, IndexError, ValueError, OSError) as err:
@@ -140,11 +174,60 @@ class PacketDecoder:
                              ifindex, direction, pkttype, eth_src, eth_dst, vlan, l3, src, dst, ttl,
                              proto, fragment, sport, dport, app, depth, malformed))
 
+    def may_hold_fragment(self, linktype: int, data: bytes) -> bool:
+        """Could :meth:`packet` feed an IP fragment to reassembly for this frame (at any tunnel
+        depth)? Never a wrong no: when unsure (a header it cannot read), yes."""
+        try:
+            offset, etype = link_header(linktype, data)[:2]
+            return self._holds_fragment(etype, data, offset, len(data), 0)
+        except _DECODE_ERRORS:
+            return True
+
+    def _holds_fragment(self, etype: int, data: bytes, off: int, end: int, depth: int) -> bool:
+        if depth > MAX_TUNNEL_DEPTH:
+            return False
+        if etype == ETH_IPV4:
+            if end - off < 20:
+                return False
+            if _u16(data, off + 6)[0] & 0x3FFF:
+                return True
+            proto, l4 = data[off + 9], off + (data[off] & 15) * 4
+            ip_end = min(end, off + _u16(data, off + 2)[0])
+        elif etype == ETH_IPV6:
+            if end - off < 40:
+                return False
+            plen = _u16(data, off + 4)[0]
+            ip_end = min(end, off + 40 + plen) if plen else end
+            proto, l4, frag = _ipv6_extensions(data, off + 40, ip_end, data[off + 6])
+            if frag is not None and frag[0] & 0xFFF9:
+                return True
+            if frag is not None:                 # an atomic fragment: look past it as packet() does
+                proto, l4, _again = _ipv6_extensions(data, l4, ip_end, proto)
+        else:
+            return False
+        if proto != 17 or ip_end - l4 < 16:
+            return False
+        sport, dport = _ports(data, l4)
+        tunnel = self.vxlan_ports | self.geneve_ports
+        if sport not in tunnel and dport not in tunnel:
+            return False
+        if (dport in self.vxlan_ports or (dport not in self.geneve_ports
+                                          and sport in self.vxlan_ports)):
+            i_off, i_etype = ethernet(data, l4 + 16, ip_end)[:2]
+        else:
+            opt_end = l4 + 16 + (data[l4 + 8] & 0x3F) * 4
+            proto_type = _u16(data, l4 + 10)[0]
+            if proto_type == GENEVE_PROTO_ETHERNET:
+                i_off, i_etype = ethernet(data, opt_end, ip_end)[:2]
+            else:
+                i_off, i_etype = opt_end, proto_type
+        return self._holds_fragment(i_etype, data, i_off, ip_end, depth + 1)
+
     def _network(self, etype: int, data: bytes, off: int, end: int, depth: int) -> _Net:
         if etype == ETH_IPV4:
             if end - off < 20:
                 raise Malformed("IPv4 header truncated")
-            vihl, _tos, total, _ident, frag, ttl, proto, _ck, s, d = _ipv4_head(data, off)
+            vihl, _tos, total, ident, frag, ttl, proto, _ck, s, d = _ipv4_head(data, off)
             if vihl >> 4 != 4:
                 raise Malformed(f"IP version {vihl >> 4} in an IPv4 frame")
             ihl = (vihl & 15) * 4
@@ -155,11 +238,23 @@ class PacketDecoder:
             truncated = ip_end > end
             if truncated:
                 ip_end = end
-            fragment = bool(frag & 0x3FFF)
-            if frag & 0x1FFF:         # not the first fragment: no transport header here
-                return ("ipv4", src, dst, ttl, proto, True, None, None, "", depth, None)
-            return self._transport("ipv4", src, dst, ttl, proto, fragment, data, off + ihl, ip_end,
-                                   truncated, depth)
+            if frag & 0x3FFF:         # more fragments, or not the first: reassembly
+                offset = (frag & 0x1FFF) * 8
+
+                def datagram(payload: bytes, upper: int) -> _Net:
+                    return self._transport("ipv4", src, dst, ttl, upper, False, payload, 0,
+                                           len(payload), False, depth)
+
+                net = self._fragment(("ipv4", depth, src, dst, ident, proto, *self._where()),
+                                     offset,
+                                     bool(frag & 0x2000), data[off + ihl:ip_end], total,
+                                     truncated, proto, datagram)
+                if net is not None:
+                    return net
+                if offset:            # not the first fragment: no transport header here
+                    return ("ipv4", src, dst, ttl, proto, True, None, None, "", depth, None)
+            return self._transport("ipv4", src, dst, ttl, proto, bool(frag & 0x3FFF), data,
+                                   off + ihl, ip_end, truncated, depth)
         if etype == ETH_IPV6:
             if end - off < 40:
                 raise Malformed("IPv6 header truncated")
@@ -174,36 +269,73 @@ class PacketDecoder:
             truncated = ip_end > end
             if truncated:
                 ip_end = end
-            fragment = False
-            for _ in range(MAX_IPV6_EXTENSIONS):
-                if nh in IPV6_EXTENSIONS:
-                    if p + 2 > ip_end:
-                        raise Malformed("IPv6 extension header truncated")
-                    nh, p = data[p], p + (data[p + 1] + 1) * 8
-                elif nh == 44:
-                    if p + 8 > ip_end:
-                        raise Malformed("IPv6 fragment header truncated")
-                    fragment = True
-                    nh, offset_flags = data[p], _u16(data, p + 2)[0]
-                    p += 8
-                    if offset_flags & 0xFFF8:
-                        return ("ipv6", src, dst, hlim, nh, True, None, None, "", depth, None)
-                elif nh == 51:
-                    if p + 2 > ip_end:
-                        raise Malformed("IPv6 authentication header truncated")
-                    nh, p = data[p], p + (data[p + 1] + 2) * 4
-                else:
-                    break
-            else:
-                raise Malformed("too many IPv6 extension headers")
-            if p > ip_end:
-                raise Malformed("IPv6 extension headers past the end of the packet")
-            return self._transport("ipv6", src, dst, hlim, nh, fragment, data, p, ip_end,
+            nh, p, frag = _ipv6_extensions(data, p, ip_end, nh)
+            if frag is None:
+                return self._transport("ipv6", src, dst, hlim, nh, False, data, p, ip_end,
+                                       truncated, depth)
+            offset_flags, ident = frag
+            offset, more = offset_flags & 0xFFF8, bool(offset_flags & 1)
+            if offset or more:        # a real fragment (not an atomic one, RFC 6946)
+
+                def datagram(payload: bytes, upper: int) -> _Net:
+                    inner_nh, at, again = _ipv6_extensions(payload, 0, len(payload), upper)
+                    if again is not None:
+                        raise Malformed("IPv6 fragment header inside a reassembled datagram")
+                    return self._transport("ipv6", src, dst, hlim, inner_nh, False, payload, at,
+                                           len(payload), False, depth)
+
+                net = self._fragment(("ipv6", depth, src, dst, ident, None, *self._where()),
+                                     offset, more,
+                                     data[p:ip_end], 40 + plen if plen else end - off,
+                                     truncated, nh if offset == 0 else None, datagram)
+                if net is not None:
+                    return net
+                if offset:
+                    return ("ipv6", src, dst, hlim, nh, True, None, None, "", depth, None)
+            nh, p, _again = _ipv6_extensions(data, p, ip_end, nh)
+            return self._transport("ipv6", src, dst, hlim, nh, True, data, p, ip_end,
                                    truncated, depth)
         if etype == ETH_ARP:
             return self._arp(data, off, end, depth)
+        if etype == ETH_LLDP:
+            row, problem = decode_lldp(data, off, end)
+            self.lldp.append((self._frame, self._ts, self._iface, self._iface_name,
+                              self._ifindex, depth, self._eth_src, self._vlan, *row, problem))
+            return ("lldp", None, None, None, None, False, None, None, "lldp", depth, problem)
         return (f"0x{etype:04x}" if etype >= 0x0600 else "llc", None, None, None, None, False,
                 None, None, "", depth, None)
+
+    def _where(self) -> tuple:
+        """The end of a fragment's reassembly key: a datagram's copies seen on different
+        interfaces or in different directions (``tcpdump -i any``) are reassembled apart."""
+        return self._iface, self._ifindex, self._direction
+
+    def _fragment(self, key: tuple, offset: int, more: bool, payload: bytes, packet_len: int,
+                  truncated: bool, proto: int | None, datagram) -> _Net | None:
+        """Feed one fragment to reassembly; a row per datagram decided now; when this fragment
+        completed its datagram, the datagram decoded by ``datagram(payload, upper protocol)``
+        (the frame's result, marked a fragment), else None."""
+        net = None
+        for outcome in self.reassembler.add(key, offset, more, payload, packet_len, self._frame,
+                                            self._ts, proto, truncated):
+            decoded = None
+            if outcome.status == "reassembled" and outcome.key == key:
+                try:
+                    decoded = datagram(outcome.payload, outcome.proto)
+                except _DECODE_ERRORS as err:
+                    decoded = (key[0], key[2], key[3], None, outcome.proto, True, None, None, "",
+                               key[1], f"reassembled datagram: {_reason(err)}")
+                net = decoded[:5] + (True,) + decoded[6:]
+            self._fragment_row(outcome, decoded)
+        return net
+
+    def _fragment_row(self, outcome, decoded: _Net | None) -> None:
+        l3, depth, src, dst, ident = outcome.key[:5]
+        sport, dport, app = (decoded[6], decoded[7], decoded[8]) if decoded else (None, None, "")
+        self.fragments.append((self._frame, self._ts, outcome.first_frame, self._iface,
+                               self._iface_name, depth, l3, src, dst, ident, outcome.proto,
+                               outcome.fragments, outcome.size, outcome.largest, outcome.status,
+                               sport, dport, app))
 
     def _transport(self, l3: str, src: str, dst: str, ttl: int, proto: int, fragment: bool,
                    data: bytes, l4: int, ip_end: int, truncated: bool, depth: int) -> _Net:
@@ -323,11 +455,14 @@ class PacketDecoder:
                 i_off, i_etype, i_esrc, i_edst, _vlan, _ifx, _pt = ethernet(data, inner_off, end)
             else:
                 i_off, i_etype, i_esrc, i_edst = inner_off, inner_etype, None, None
+            outer_eth, self._eth_src = self._eth_src, i_esrc     # an LLDP inside is the inner's
             try:
                 net = self._network(i_etype, data, i_off, end, layer)
             except (Malformed, struct.error, IndexError, ValueError, OSError) as err:
                 net = (L3_NAMES.get(i_etype, f"0x{i_etype:04x}"), None, None, None, None, False,
                        None, None, "", layer, _reason(err))
+            finally:
+                self._eth_src = outer_eth
             l3, src, dst, _ttl, proto4, _frag, isport, idport, _app, deepest, problem = net
             inner = (i_esrc, i_edst, l3, src, dst, proto4, isport, idport, problem)
         except (Malformed, struct.error, IndexError, ValueError) as err:
@@ -360,6 +495,33 @@ class PacketDecoder:
         self.arp.append((self._frame, self._ts, self._iface, self._iface_name, self._direction,
                          depth, opname, sha, spa, tha, tpa, gratuitous, self._vlan, malformed))
         return ("arp", spa, tpa, None, None, False, None, None, "arp", depth, malformed)
+
+
+def _ipv6_extensions(data: bytes, p: int, end: int,
+                     nh: int) -> tuple[int, int, tuple[int, int] | None]:
+    """Walk IPv6 extension headers from ``p`` (next header ``nh``) up to the upper-layer header
+    or a fragment header: (next header, position, (offset and flags, identification) of the
+    fragment header or None)."""
+    for _ in range(MAX_IPV6_EXTENSIONS):
+        if nh in IPV6_EXTENSIONS:
+            if p + 2 > end:
+                raise Malformed("IPv6 extension header truncated")
+            nh, p = data[p], p + (data[p + 1] + 1) * 8
+        elif nh == 44:
+            if p + 8 > end:
+                raise Malformed("IPv6 fragment header truncated")
+            return data[p], p + 8, (_u16(data, p + 2)[0], _u32(data, p + 4)[0])
+        elif nh == 51:
+            if p + 2 > end:
+                raise Malformed("IPv6 authentication header truncated")
+            nh, p = data[p], p + (data[p + 1] + 2) * 4
+        else:
+            break
+    else:
+        raise Malformed("too many IPv6 extension headers")
+    if p > end:
+        raise Malformed("IPv6 extension headers past the end of the packet")
+    return nh, p, None
 
 
 def _geneve_options(data: bytes, pos: int, end: int) -> list[str]:

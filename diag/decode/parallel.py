@@ -13,7 +13,12 @@ How (connections are independent: TCP reassembly and the OPEN context are per co
    ``i % N == w``: the vectorised pass and the per-packet decoder, with BGP TCP segments recorded
    instead of reassembled. It folds the non-BGP rows of each block
    (:func:`diag.decode.summary.fold`) and spools the block's BGP segments into one file, grouped
-   by connection bucket (CRC of the connection's two endpoints).
+   by connection bucket (CRC of the connection's two endpoints). IP reassembly crosses blocks:
+   every worker also feeds its reassembler the fragments of the other workers' blocks, through
+   a shadow decoder whose rows are dropped (the frames that may hold one are found column-wise,
+   :func:`diag.decode.batch.fragment_candidates`, then by a header walk), so each owner of a
+   block completes the same datagrams as one process, at the same frames; the owner of the last
+   block reports the datagrams still incomplete at the end.
 2. BGP: the buckets are dealt to the workers by bytes; each reassembles and decodes the
    connections of its buckets block by block, in capture order, exactly as one process would, and
    folds their rows per block. Each stream event carries where it was raised (the frame of the
@@ -37,6 +42,9 @@ from pathlib import Path
 from typing import Callable
 
 BUCKETS = 64
+BGP_TABLES = ("bgp_messages", "bgp_routes", "stream_events")     # made in phase 2
+NON_BGP_TABLES = ("packets", "tunnels", "arp", "icmp", "fragments", "lldp",
+                  "interfaces")                                       # made in phase 1
 AUTO_BYTES = 32 << 20            # below this, one process: start-up and forking cost more
 MAX_AUTO_WORKERS = 8
 
@@ -199,10 +207,13 @@ class _Recorder:
 
 
 def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int, count: int,
-                 spool: Path):
+                 spool: Path, sink: Callable | None = None):
     """Phase 1 in worker ``index`` of ``count``: decode its blocks; yields per block its non-BGP
-    fold and spool index, then ``{"nblocks", "last", "info"}``."""
-    from diag.decode import checked_blocks, decode_block
+    fold and spool index, then ``{"nblocks", "last", "info"}``. With ``sink`` (the table export
+    of :mod:`diag.decode.distributed`), ``sink(block, tables, NON_BGP_TABLES)`` gets each of its
+    blocks' non-BGP tables; block 0's after block 1 is read, as ``iter_rows`` yields it (the
+    interfaces a pcapng file declares there are in its tables)."""
+    from diag.decode import checked_blocks, decode_block, to_tables
     from diag.decode.capture import open_blocks
     from diag.decode.frames import PacketDecoder
     from diag.decode.rows import RowChunk
@@ -212,28 +223,71 @@ def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int,
     names: dict[int, str | None] = {}
     decoder = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
     recorder = decoder.bgp = _Recorder()
+    shadow = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names,
+                           reassembler=decoder.reassembler)
+    shadow.bgp = _Recorder()
     nblocks, last = 0, (0, 0.0)
-    for i, block in enumerate(checked_blocks(path, info, blocks, names)):
+    first = None                          # block 0's rows, held for the sink until block 1
+    ahead = enumerate(checked_blocks(path, info, blocks, names))
+    item = next(ahead, None)
+    while item is not None:
+        i, block = item
+        item = next(ahead, None)            # one block ahead: is this one the last?
         nblocks = i + 1
+        if first is not None:
+            sink(0, to_tables(first), NON_BGP_TABLES)
+            first = None
         if len(block):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
         if i % count != index:
+            _feed_fragments(shadow, block, vectorize)
             continue
         fast = decode_block(decoder, block, vectorize)
         # as iter_rows: a damaged record is reported with the time of the last good one
         decoder.last_frame, decoder.last_ts = last
         if block.damage is not None:
             decoder.damaged(block.damage.frame, block.damage.reason)
-        yield {"fold": fold(RowChunk(decoder.take(), fast, info), None, bgp=False),
-               "spool": recorder.spool(spool, i)}
+        if item is None:
+            decoder.finish_fragments()      # end of capture, as iter_rows's finish()
+        chunk = RowChunk(decoder.take(), fast, info)
+        if sink is not None:
+            if i == 0:
+                first = chunk
+            else:
+                sink(i, to_tables(chunk), NON_BGP_TABLES)
+        yield {"fold": fold(chunk, None, bgp=False), "spool": recorder.spool(spool, i)}
+    if first is not None:
+        sink(0, to_tables(first), NON_BGP_TABLES)
     yield {"nblocks": nblocks, "last": last, "info": info}
 
 
+def _feed_fragments(shadow, block, vectorize: bool) -> None:
+    """Another worker's block: only its IP fragments, through the shadow decoder (which shares
+    the reassembler), in frame order; everything else the shadow makes is dropped."""
+    if vectorize and len(block):
+        from diag.decode.batch import fragment_candidates
+
+        candidates = fragment_candidates(block, shadow.vxlan_ports | shadow.geneve_ports).tolist()
+    else:
+        candidates = range(len(block))
+    buf, offs, caps, lts = block.buf, block.offsets, block.caplens, block.linktypes
+    may_hold, packet = shadow.may_hold_fragment, shadow.packet
+    for i in candidates:
+        data = buf[int(offs[i]):int(offs[i]) + int(caps[i])]
+        if may_hold(int(lts[i]), data):
+            packet(block.first_frame + i, float(block.ts[i]), int(block.ifaces[i]), int(lts[i]),
+                   data, int(block.wirelens[i]), int(block.flags[i]))
+    shadow.take()
+    shadow.bgp.buckets = {}
+
+
 def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
-              last: tuple[int, float]) -> dict:
+              last: tuple[int, float], keep_rows: bool = False) -> dict:
     """Phase 2: reassemble and decode the connections of the ``owned`` buckets, block by block;
     yields each block's BGP fold (or None; the last block with the end-of-capture flush), then
-    the distinct-prefix stores of its sessions."""
+    the distinct-prefix stores of its sessions. With ``keep_rows`` each block's item is
+    ``(fold, rows)``: the rows of ``BGP_TABLES`` as ``(order, row)`` pairs, ``order`` where one
+    process would have made the row (see :func:`merge_bgp_rows`)."""
     import pickle
     from operator import itemgetter
 
@@ -252,7 +306,18 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
         events.append(row)
         raised.append((*where[0], len(raised)))
 
-    flows = BgpFlows(messages.append, routes.append, on_event)
+    made: list = []                    # keep_rows: where each message and route was made
+
+    def on_message(row) -> None:
+        messages.append(row)
+        made.append(("m", (*where[0], len(made))))
+
+    def on_route(row) -> None:
+        routes.append(row)
+        made.append(("r", (*where[0], len(made))))
+
+    flows = BgpFlows(on_message if keep_rows else messages.append,
+                     on_route if keep_rows else routes.append, on_event)
     first_seen: dict[tuple, int] = {}
     for i in range(nblocks):
         segs: list = []
@@ -277,15 +342,39 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
                 where[0] = (1, first_seen[key])
                 flows._flush_connection(conn, *last)
         f = None
+        kept = None
         if messages or routes or events:
             rows = {"packets": [], "tunnels": [], "arp": [], "icmp": [], "bgp_messages": messages,
                     "bgp_routes": routes, "stream_events": events}
             f = fold(RowChunk(rows, None, None), folder, other=False)["bgp"]
             f["events"] = [(order, *rest) for order, (_i, *rest) in zip(raised, f["events"])]
-            messages, routes, events, raised = [], [], [], []
-            flows.on_message, flows.on_route = messages.append, routes.append
-        yield f
+            if keep_rows:
+                orders = {"m": [], "r": []}
+                for kind, order in made:
+                    orders[kind].append(order)
+                kept = {"bgp_messages": list(zip(orders["m"], messages)),
+                        "bgp_routes": list(zip(orders["r"], routes)),
+                        "stream_events": list(zip(raised, events))}
+            messages, routes, events, raised, made = [], [], [], [], []
+            if keep_rows:
+                flows.on_message, flows.on_route = on_message, on_route
+            else:
+                flows.on_message, flows.on_route = messages.append, routes.append
+        yield (f, kept) if keep_rows else f
     yield folder.stores
+
+
+def merge_bgp_rows(parts: list) -> dict:
+    """One block's BGP rows from workers owning disjoint connections (``keep_rows`` items of
+    :func:`_bgp_part`), in the order one process makes them: by where each row was made (the
+    frame of the segment being read, the end-of-capture flush after every segment, in the order
+    of the connections' first frames), a frame belonging to one connection."""
+    out = {}
+    for name in BGP_TABLES:
+        pairs = [pair for part in parts if part for pair in part[name]]
+        pairs.sort(key=lambda pair: pair[0])
+        out[name] = [row for _order, row in pairs]
+    return out
 
 
 # --- processes ------------------------------------------------------------------------------

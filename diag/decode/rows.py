@@ -6,7 +6,8 @@ Contract: a :class:`RowChunk` holds what the decoders produced for ``chunk_packe
   ``packets``, ``tunnels``, ``arp`` and ``bgp_messages`` are lists of tuples in the column order of
   :data:`COLUMNS`; ``bgp_routes`` is a list of ``(row, prefixes)`` groups (one row per UPDATE's
   NLRI, ``row`` in :data:`diag.decode.bgpflow.ROUTE_ROW` order, see :mod:`diag.decode.bgpflow`);
-  ``stream_events`` is a list of dicts; ``icmp`` (ICMP errors) a list of tuples;
+  ``stream_events`` is a list of dicts; ``icmp`` (ICMP errors), ``fragments`` (IP datagrams
+  reassembled or given up on) and ``lldp`` (LLDPDUs) lists of tuples;
 * ``fast`` — the vectorised pass's column arrays (:class:`diag.decode.batch.FastRows`) for the
   frames it decoded, or None (small captures are decoded one packet at a time, without numpy).
 
@@ -23,13 +24,14 @@ from dataclasses import dataclass, field
 
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
 from diag.decode.capture import CaptureInfo
-from diag.decode.frames import (ARP_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS, STREAM_EVENT_COLUMNS,
-                                  TUNNEL_COLUMNS)
+from diag.decode.frames import (ARP_COLUMNS, FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS,
+                                STREAM_EVENT_COLUMNS, TUNNEL_COLUMNS)
+from diag.decode.lldp import LLDP_COLUMNS
 
 COLUMNS = {
     "packets": PACKET_COLUMNS, "tunnels": TUNNEL_COLUMNS, "arp": ARP_COLUMNS,
     "bgp_messages": MESSAGE_ROW, "bgp_routes": ROUTE_ROW, "stream_events": STREAM_EVENT_COLUMNS,
-    "icmp": ICMP_COLUMNS,
+    "icmp": ICMP_COLUMNS, "fragments": FRAGMENT_COLUMNS, "lldp": LLDP_COLUMNS,
 }
 
 

@@ -15,18 +15,22 @@ into a :class:`PrefixFolder`), ``apply`` adds it in capture order. :mod:`diag.de
 computes the folds in worker processes (BGP ones per connection owner, merged per chunk by
 :func:`merge_bgp_folds`) and applies them here, so both paths share every line of this logic.
 
-ARP pairing is the one rule of :mod:`diag.decode.arp` (a request is answered when a reply *from*
-its target follows within 3 s; gratuitous ARP and probes are not paired). Several MACs answering
-for one IP (replies or gratuitous announcements) are listed as multiple responders.
+ARP pairing is the one rule of :mod:`diag.decode.arp` (one request = one asker, target and
+VLAN/VNI, its copies elsewhere in the capture included; answered when a reply from the target to
+that asker follows within 3 s; gratuitous ARP and probes are not paired), and so is what the
+capture could see of the replies (its :class:`~diag.decode.arp.Vantage`, fed from the packets).
+Several MACs answering for one IP (replies or gratuitous announcements) are listed as multiple
+responders.
 """
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from typing import Any
 
-from diag.decode.arp import ArpPairing
+from diag.decode.arp import ArpPairing, Sighting, Vantage, segment_and_place
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
-from diag.decode.frames import ICMP_COLUMNS, PACKET_COLUMNS
+from diag.decode.frames import FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS
+from diag.decode.lldp import LLDP_COLUMNS
 from diag.decode.rows import RowChunk
 from diag.values import is_missing
 
@@ -117,6 +121,8 @@ def _distinct(groups: list[_Prefixes]) -> int:
 
 _MSG = {name: i for i, name in enumerate(MESSAGE_ROW)}
 _ROUTE_SESSION, _ROUTE_ACTION = ROUTE_ROW.index("session"), ROUTE_ROW.index("action")
+_ROUTE_AFI, _ROUTE_SAFI, _ROUTE_RD = (ROUTE_ROW.index("afi"), ROUTE_ROW.index("safi"),
+                                      ROUTE_ROW.index("rd"))
 _SPECIAL = ("src", "sport", "frame", "ts", "eor", "open_my_as", "open_bgp_id", "open_hold_time",
             "open_capabilities", "notify_code", "notify_subcode", "notify_name", "notify_subname",
             "notify_text")
@@ -133,6 +139,10 @@ class _Session:
         self.notifications: list[dict] = []
         self.events: Counter = Counter()
         self.tcp: Counter = Counter()
+        self.syn_from: str | None = None      # who sent the first SYN (the connecting side)
+        self.tcp_first_ts: float | None = None
+        self.tcp_last_ts: float | None = None
+        self.family_rows: Counter = Counter()     # (family, "announce"/"withdraw") -> route rows
         self.malformed = 0
         self.first_ts: float | None = None
         self.last_ts: float | None = None
@@ -148,13 +158,14 @@ class PrefixFolder:
     """
 
     def __init__(self) -> None:
-        self.stores: dict[str, tuple[_Prefixes, _Prefixes]] = {}   # session -> announced, withdrawn
+        # (session, family) -> announced, withdrawn
+        self.stores: dict[tuple[str, str], tuple[_Prefixes, _Prefixes]] = {}
         self.sample = {"announce": set(), "withdraw": set()}
 
-    def store(self, session: str) -> tuple[_Prefixes, _Prefixes]:
-        s = self.stores.get(session)
+    def store(self, session: str, family: str) -> tuple[_Prefixes, _Prefixes]:
+        s = self.stores.get((session, family))
         if s is None:
-            s = self.stores[session] = (_Prefixes(), _Prefixes())
+            s = self.stores[(session, family)] = (_Prefixes(), _Prefixes())
         return s
 
     def spill_if_large(self) -> None:
@@ -175,17 +186,46 @@ def fold(chunk: RowChunk, folder: PrefixFolder, bgp: bool = True, other: bool = 
     if other:
         out["packets"] = _fold_packets(chunk)
         out["tunnels"] = _fold_tunnels(chunk)
-        out["arp"] = chunk.ordered("arp", ("frame", "ts", "op", "sender_mac", "sender_ip",
-                                           "target_ip", "gratuitous"))
+        out["arp"] = _fold_arp(chunk)
         out["icmp"] = _fold_icmp(chunk)
+        out["fragments"] = _fold_fragments(chunk)
+        out["lldp"] = _fold_lldp(chunk)
     if bgp:
         out["bgp"] = _fold_bgp(chunk, folder)
     return out
 
 
+_ARP_FIELDS = ("frame", "ts", "op", "sender_mac", "sender_ip", "target_mac", "target_ip",
+               "gratuitous", "vlan", "tunnel_depth", "capture_iface", "iface_name", "direction")
+
+
+def _fold_arp(chunk: RowChunk) -> list[tuple]:
+    """The chunk's ARP rows for the one rule: (frame, ts, op, sender_mac, sender_ip, target_mac,
+    target_ip, gratuitous, segment, place, direction, depth); an encapsulated row's segment and
+    place come from its frame's tunnel rows (in the same chunk: one frame's rows never split)."""
+    rows = chunk.ordered("arp", _ARP_FIELDS)
+    if not rows:
+        return []
+    wanted = {r[0] for r in rows if r[9]}
+    layers: dict[int, list[tuple]] = {}
+    if wanted:
+        for frame, depth, vni, src, dst in zip(*chunk.columns(
+                "tunnels", ("frame", "depth", "vni", "outer_src", "outer_dst"))):
+            if frame in wanted:
+                layers.setdefault(frame, []).append((depth, vni, src, dst))
+    out = []
+    for frame, ts, op, smac, sip, tmac, tip, grat, vlan, depth, ciface, name, direction in rows:
+        segment, place = segment_and_place(vlan, depth, ciface, name, direction,
+                                           layers.get(frame, ()))
+        out.append((frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction,
+                    int(depth or 0)))
+    return out
+
+
 def _fold_packets(chunk: RowChunk) -> tuple | None:
-    ts, app, l3, direction, name, ifindex, ciface = chunk.columns(
-        "packets", ("ts", "app", "l3", "direction", "iface_name", "ifindex", "capture_iface"))
+    ts, app, l3, direction, name, ifindex, ciface, pkttype, eth_dst = chunk.columns(
+        "packets", ("ts", "app", "l3", "direction", "iface_name", "ifindex", "capture_iface",
+                    "pkttype", "eth_dst"))
     if not ts:
         return None
     # None is not counted (pandas' value_counts drops it); an empty app is "other"
@@ -200,8 +240,12 @@ def _fold_packets(chunk: RowChunk) -> tuple | None:
     at, frame_at = PACKET_COLUMNS.index("malformed"), PACKET_COLUMNS.index("frame")
     bad = [r for r in chunk.rows["packets"] if r[at] is not None]
     examples = [{"frame": int(r[frame_at]), "reason": r[at]} for r in bad[:MAX_LISTED]]
+    # what the capture point sees, for the ARP rule's Vantage: other hosts' unicast
+    # (promiscuous), and the unicast MACs frames were addressed to
+    otherhost = "otherhost" in set(pkttype)
+    dst_macs = {m for m in set(eth_dst) if m}
     return (len(ts), _num(min(ts)), _num(max(ts)), by_app, by_l3, by_direction, by_interface,
-            len(bad), examples)
+            len(bad), examples, otherhost, dst_macs)
 
 
 def _fold_tunnels(chunk: RowChunk) -> tuple | None:
@@ -232,13 +276,31 @@ def _fold_icmp(chunk: RowChunk) -> list[tuple]:
     return [tuple(row[i] for i in at) for row in chunk.rows.get("icmp", ())]
 
 
+_FRAGMENT_AT = [FRAGMENT_COLUMNS.index(n) for n in (
+    "tunnel_depth", "l3", "src", "dst", "ip_proto", "status", "fragments", "size",
+    "largest_fragment", "app")]
+_LLDP_AT = [LLDP_COLUMNS.index(n) for n in (
+    "frame", "ts", "iface_name", "ifindex", "capture_iface", "chassis_id", "chassis_id_type",
+    "port_id", "port_id_type", "port_description", "system_name", "ttl",
+    "management_addresses", "capabilities", "port_vlan", "max_frame_size", "malformed")]
+
+
+def _fold_fragments(chunk: RowChunk) -> list[tuple]:
+    return [tuple(row[i] for i in _FRAGMENT_AT) for row in chunk.rows.get("fragments", ())]
+
+
+def _fold_lldp(chunk: RowChunk) -> list[tuple]:
+    return [tuple(row[i] for i in _LLDP_AT) for row in chunk.rows.get("lldp", ())]
+
+
 def _fold_bgp(chunk: RowChunk, folder: PrefixFolder) -> dict:
     rows = chunk.rows
     out = {"messages": _fold_messages(rows["bgp_messages"]) if rows["bgp_messages"] else None,
            "routes": _fold_routes(chunk, folder) if rows["bgp_routes"] else [],
-           # (order, session, event, detail): order is the row's place here; the parallel
-           # decoder replaces it with where the event was raised, to merge several workers
-           "events": [(i, row["session"], row["event"], row["detail"])
+           # (order, session, event, detail, sender, ts): order is the row's place here; the
+           # parallel decoder replaces it with where the event was raised, to merge workers
+           "events": [(i, row["session"], row["event"], row["detail"],
+                       _endpoint(row["src"], row["sport"]), row["ts"])
                       for i, row in enumerate(rows["stream_events"])]}
     if rows["bgp_routes"]:
         folder.spill_if_large()
@@ -276,15 +338,25 @@ def _fold_messages(msgs: list[tuple]) -> tuple:
     return spans, bad, named, special
 
 
+def route_text(rd: str | None, prefix: str | None) -> str:
+    """How the summary names a route: the prefix; ``RD:prefix`` for VPN and EVPN routes (as
+    GoBGP prints them); ``(raw)`` for an NLRI of a family diag does not split."""
+    if prefix is None:
+        return "(raw)"
+    return f"{rd}:{prefix}" if rd is not None else prefix
+
+
 def _fold_routes(chunk: RowChunk, folder: PrefixFolder) -> list[tuple]:
-    """Per (session, action), sorted: (session, action, rows, sample texts or None); the prefixes'
-    keys go into the folder's stores (no prefix text is made beyond the sample)."""
+    """Per (session, family, action), sorted: (session, family, action, rows, sample texts or
+    None); the routes' keys go into the folder's stores (no text is made beyond the sample)."""
     from diag.decode.nlri import PackedPrefixes, pack_keys, text_key
 
-    by_key: dict[tuple, list] = defaultdict(list)        # (session, action) -> groups
+    by_key: dict[tuple, list] = defaultdict(list)    # (session, family, action) -> (rd, groups)
     packs = []
     for row, prefixes in chunk.rows["bgp_routes"]:
-        by_key[(row[_ROUTE_SESSION], row[_ROUTE_ACTION])].append(prefixes)
+        family = f"{row[_ROUTE_AFI]}/{row[_ROUTE_SAFI]}"
+        by_key[(row[_ROUTE_SESSION], family, row[_ROUTE_ACTION])].append(
+            (row[_ROUTE_RD], prefixes))
         if isinstance(prefixes, PackedPrefixes) and len(prefixes):
             packs.append(prefixes)
     made: dict[int, object] = {}
@@ -298,28 +370,29 @@ def _fold_routes(chunk: RowChunk, folder: PrefixFolder) -> list[tuple]:
             made[id(p)] = flat[at:at + len(p)]
             at += len(p)
     out = []
-    for (session, action), lists in sorted(by_key.items(), key=lambda kv: _nulls_last(kv[0])):
+    for (session, family, action), lists in sorted(by_key.items(),
+                                                   key=lambda kv: _nulls_last(kv[0])):
         kind = "announce" if action == "announce" else "withdraw"
-        store = folder.store(session)[0 if kind == "announce" else 1]
+        store = folder.store(session, family)[0 if kind == "announce" else 1]
         rows = 0
-        for prefixes in lists:
+        for rd, prefixes in lists:
             rows += len(prefixes)
             found = made.get(id(prefixes))
             if found is None:
                 found = (pack_keys(prefixes) if isinstance(prefixes, PackedPrefixes)
-                         else [text_key(t) for _pid, t in prefixes])
+                         else [text_key(route_text(rd, t)) for _pid, t in prefixes])
             store.update(found)
         sample = folder.sample[kind]
         head = None
         if len(sample) < MAX_PREFIX_SAMPLE:
             head = []
-            for prefixes in lists:
-                head.extend("(raw)" if t is None else t for _pid, t in prefixes)
+            for rd, prefixes in lists:
+                head.extend(route_text(rd, t) for _pid, t in prefixes)
                 if len(head) >= MAX_PREFIX_SAMPLE:
                     break
             head = head[:MAX_PREFIX_SAMPLE]
             sample.update(head)
-        out.append((session, action, rows, head))
+        out.append((session, family, action, rows, head))
     return out
 
 
@@ -345,7 +418,7 @@ def merge_bgp_folds(folds: list[dict]) -> dict:
             special.extend(sp)
         routes.extend(f["routes"])
         events.extend(f["events"])
-    routes.sort(key=lambda r: _nulls_last((r[0], r[1])))
+    routes.sort(key=lambda r: _nulls_last((r[0], r[1], r[2])))
     events.sort(key=lambda e: e[0])
     return {"messages": (spans, bad, named, special) if any_messages else None,
             "routes": routes, "events": events}
@@ -377,12 +450,17 @@ class CaptureSummary:
         self.tunnel_malformed = 0
         self.arp_counts: Counter = Counter()
         self.arp_pairing = ArpPairing()
+        self.arp_view = Vantage()
         self.arp_unanswered: dict[str, dict] = {}
         self.arp_answered = 0
+        self.arp_copies = 0
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
         self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
         self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
         self.icmp_mtus: set[int] = set()
+        self.fragment_flows: dict[tuple, dict] = {}   # (depth, l3, src, dst, proto) -> counts
+        self.lldp_neighbours: dict[tuple, dict] = {}  # (interface, chassis, port) -> latest
+        self.lldp_malformed = 0
 
     # --- folding chunks --------------------------------------------------------------------
     def add(self, chunk) -> None:
@@ -414,6 +492,49 @@ class CaptureSummary:
             self._tunnels(folded["tunnels"])
             self._arp(folded["arp"])
             self._icmp(folded["icmp"])
+            self._fragments(folded.get("fragments", ()))
+            self._lldp(folded.get("lldp", ()))
+
+    def _fragments(self, rows) -> None:
+        for depth, l3, src, dst, proto, status, count, size, largest, app in rows:
+            flow = self.fragment_flows.get((depth, l3, src, dst, proto))
+            if flow is None:
+                flow = self.fragment_flows[(depth, l3, src, dst, proto)] = {
+                    "l3": l3, "src": src, "dst": dst, "proto": proto, "tunnel_depth": depth,
+                    "datagrams": 0, "fragments": 0, "largest_fragment": 0,
+                    "largest_payload": 0, "by_status": Counter(), "carried": Counter()}
+            flow["datagrams"] += 1
+            flow["fragments"] += count
+            flow["largest_fragment"] = max(flow["largest_fragment"], largest)
+            flow["by_status"][status] += 1
+            if status == "reassembled":
+                flow["largest_payload"] = max(flow["largest_payload"], size)
+                flow["carried"][app or "other"] += 1
+
+    def _lldp(self, rows) -> None:
+        for (frame, ts, name, ifindex, ciface, chassis, chassis_type, port, port_type, port_desc,
+             system, ttl, mgmt, caps, pvid, max_frame, malformed) in rows:
+            if malformed is not None:
+                self.lldp_malformed += 1
+            if chassis is None and port is None:
+                continue
+            interface = _interface_label(name, ifindex, ciface)
+            key = (interface, chassis, port)
+            n = self.lldp_neighbours.get(key)
+            if n is None:
+                n = self.lldp_neighbours[key] = {
+                    "interface": interface, "chassis_id": chassis,
+                    "chassis_id_type": chassis_type, "port_id": port, "port_id_type": port_type,
+                    "frames": 0, "first_frame": int(frame)}
+            # the latest LLDPDU says what the neighbour says now (a TTL of 0: it is leaving,
+            # and such a shutdown LLDPDU carries nothing else: what was said before stays)
+            n["ttl"], n["last_ts"] = _num(ttl), _num(ts)
+            for name, value in (("port_description", port_desc), ("system_name", system),
+                                ("management_addresses", mgmt), ("capabilities", caps),
+                                ("port_vlan", _num(pvid)), ("max_frame_size", _num(max_frame))):
+                if value is not None or name not in n:
+                    n[name] = list(value) if isinstance(value, list) else value
+            n["frames"] += 1
 
     def _icmp(self, rows: list[tuple]) -> None:
         for l3, type_name, code, mtu, orig_dst, orig_proto, orig_dport in rows:
@@ -425,7 +546,9 @@ class CaptureSummary:
     def _packets(self, folded: tuple | None) -> None:
         if folded is None:
             return
-        n, first, last, by_app, by_l3, by_direction, by_interface, nbad, examples = folded
+        (n, first, last, by_app, by_l3, by_direction, by_interface, nbad, examples, otherhost,
+         dst_macs) = folded
+        self.arp_view.packets(by_direction, otherhost, dst_macs)
         self.total += n
         self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
         self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
@@ -445,22 +568,32 @@ class CaptureSummary:
     def _bgp(self, folded: dict) -> None:
         if folded["messages"] is not None:
             self._bgp_messages(*folded["messages"])
-        for session, action, rows, head in folded["routes"]:
+        for session, family, action, rows, head in folded["routes"]:
             s = self._session(session)
             if action == "announce":
                 s.announce_rows += rows
+                s.family_rows[(family, "announce")] += rows
                 sample = self.announced_sample
             else:
                 s.withdraw_rows += rows
+                s.family_rows[(family, "withdraw")] += rows
                 sample = self.withdrawn_sample
             if len(sample) < MAX_PREFIX_SAMPLE and head:
                 sample.update(head)
-        for _order, name, event, detail in folded["events"]:
+        for _order, name, event, detail, sender, ts in folded["events"]:
             session = self._session(name)
             if event in TCP_CONTROL_EVENTS:
                 session.tcp[event] += 1
                 if detail:
                     session.tcp[detail] += 1
+                if event == "syn" and session.syn_from is None:
+                    session.syn_from = sender
+                ts = _num(ts)
+                if ts is not None:
+                    session.tcp_first_ts = ts if session.tcp_first_ts is None else min(
+                        session.tcp_first_ts, ts)
+                    session.tcp_last_ts = ts if session.tcp_last_ts is None else max(
+                        session.tcp_last_ts, ts)
             else:
                 session.events[event] += 1
 
@@ -511,7 +644,7 @@ class CaptureSummary:
             self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += n
 
     def _arp(self, rows: list[tuple]) -> None:
-        for frame, ts, op, smac, sip, tip, grat in rows:
+        for frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction, depth in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
                 continue
@@ -530,43 +663,86 @@ class CaptureSummary:
             elif op == "reply":
                 self.arp_counts["replies"] += 1
                 self._responder(sip, smac, int(frame))
+                self.arp_view.reply(tip, tmac, direction)
             else:
                 self.arp_counts["other"] += 1
-            self._verdicts(self.arp_pairing.add(frame, ts, op, sip, tip, grat))
+            self._verdicts(self.arp_pairing.add(Sighting(
+                int(frame), float(ts), op, sip, tip, bool(grat), smac, segment, place, direction,
+                depth)))
 
     def _verdicts(self, verdicts: list) -> None:
         for v in verdicts:
-            if v.answered:
+            if v.copy_of is not None:
+                self.arp_copies += 1
+            elif v.answered:
                 self.arp_answered += 1
             else:
-                self._unanswered(v.target, v.ts, v.frame, v.asker)
+                self._unanswered(v)
 
     def _responder(self, ip: str, mac: str, frame: int) -> None:
         frames = self.arp_responders[ip].setdefault(mac, [])
         if len(frames) < 5:
             frames.append(frame)
 
-    def _unanswered(self, ip: str, ts: float, frame: int, requester: str) -> None:
+    def _unanswered(self, v) -> None:
+        ip, ts, frame = v.target, v.ts, v.frame
         u = self.arp_unanswered.get(ip)
         if u is None:
             u = self.arp_unanswered[ip] = {"target_ip": ip, "count": 0, "first_ts": ts,
-                                           "last_ts": ts, "first_frame": frame, "requesters": []}
+                                           "last_ts": ts, "first_frame": frame, "requesters": [],
+                                           "askers": {}}
         u["count"] += 1
         u["first_ts"], u["last_ts"] = min(u["first_ts"], ts), max(u["last_ts"], ts)
         u["first_frame"] = min(u["first_frame"], frame)
-        if requester not in u["requesters"] and len(u["requesters"]) < 10:
-            u["requesters"].append(requester)
+        if v.asker not in u["requesters"] and len(u["requesters"]) < 10:
+            u["requesters"].append(v.asker)
+        # what the capture could see is judged at the end (replies to an asker may come later):
+        # one verdict per asker and way it was seen stands for the others, with their count
+        seen = u["askers"].setdefault((v.asker, v.seen, v.segment), [v, 0])
+        if len(u["askers"]) <= 64 or seen[1]:
+            seen[1] += 1
+        else:
+            del u["askers"][(v.asker, v.seen, v.segment)]
+
+    def _arp_result(self, u: dict) -> dict:
+        """An ``unanswered_by_ip`` entry: how many of its requests this capture could not see
+        replies for, and why (the first reason)."""
+        unverified, why = 0, None
+        for v, count in u["askers"].values():
+            reason = self.arp_view.blind(v)
+            if reason:
+                unverified += count
+                why = why or reason
+        return {k: val for k, val in u.items() if k != "askers"} | {
+            "unverified": unverified, "unverified_because": why}
 
     # --- the result ------------------------------------------------------------------------
     def result(self) -> dict:
         self._verdicts(self.arp_pairing.finish())
         stores = self.prefixes.stores
-        announced = _distinct([a for a, _w in stores.values()])
-        withdrawn = _distinct([w for _a, w in stores.values()])
-        empty = (_Prefixes(), _Prefixes())
-        sessions = [self._session_result(s, stores.get(s.name, empty))
+        by_session: dict[str, dict[str, tuple[_Prefixes, _Prefixes]]] = defaultdict(dict)
+        by_family: dict[str, list[tuple[_Prefixes, _Prefixes]]] = defaultdict(list)
+        for (session, family), pair in stores.items():
+            by_session[session][family] = pair
+            by_family[family].append(pair)
+        rows: Counter = Counter()
+        for s in self.sessions.values():
+            rows.update(s.family_rows)
+        families = {}
+        for family in sorted(set(by_family) | {f for f, _kind in rows}):
+            pairs = by_family.get(family, [])
+            families[family] = {
+                "announced": _distinct([a for a, _w in pairs]),
+                "withdrawn": _distinct([w for _a, w in pairs]),
+                "announce_rows": rows[(family, "announce")],
+                "withdraw_rows": rows[(family, "withdraw")]}
+        # a route of one family is not the same route as one of another (an IPv4 unicast prefix
+        # and the same prefix labeled): distinct counts add up over families
+        announced = sum(f["announced"] for f in families.values())
+        withdrawn = sum(f["withdrawn"] for f in families.values())
+        sessions = [self._session_result(s, by_session.get(s.name, {}))
                     for s in sorted(self.sessions.values(),
-                                                             key=lambda s: (s.first_ts or 0, s.name))]
+                                    key=lambda s: (s.first_ts or s.tcp_first_ts or 0, s.name))]
         notifications = sorted((dict(n, session=s["session"]) for s in sessions for n in s["notifications"]),
                                key=lambda n: n["frame"])
         events: Counter = Counter()
@@ -576,7 +752,8 @@ class CaptureSummary:
             {"ip": ip, "macs": sorted(macs), "frames": sorted(f for fr in macs.values() for f in fr)}
             for ip, macs in sorted(self.arp_responders.items()) if len(macs) > 1
         ]
-        unanswered = sorted(self.arp_unanswered.values(), key=lambda u: (-u["count"], u["target_ip"]))
+        unanswered = sorted((self._arp_result(u) for u in self.arp_unanswered.values()),
+                            key=lambda u: (-u["count"], u["target_ip"]))
         return {
             "schema": SCHEMA,
             "file": self.file,
@@ -600,10 +777,12 @@ class CaptureSummary:
                     "announced": announced, "withdrawn": withdrawn,
                     "announced_list": sorted(self.announced_sample)[:MAX_PREFIX_SAMPLE],
                     "withdrawn_list": sorted(self.withdrawn_sample)[:MAX_PREFIX_SAMPLE],
+                    "by_family": families,
                 },
                 "notifications": notifications,
                 "stream_events": dict(events),
                 "sessions": sessions,
+                "connection_attempts": _attempts(sessions),
             },
             "tunnels": {
                 kind: {"packets": sum(vnis.values()),
@@ -615,11 +794,17 @@ class CaptureSummary:
                 "replies": self.arp_counts.get("replies", 0),
                 "gratuitous": self.arp_counts.get("gratuitous", 0),
                 "probes": self.arp_counts.get("probes", 0),
+                "copies": self.arp_copies,
                 "answered": self.arp_answered,
                 "unanswered": sum(u["count"] for u in unanswered),
+                "unverified": sum(u["unverified"] for u in unanswered),
                 "unanswered_by_ip": unanswered[:MAX_LISTED],
                 "multiple_responders": multiple[:MAX_LISTED],
             },
+            "fragments": self._fragment_result(),
+            "lldp": {"neighbours": sorted(self.lldp_neighbours.values(),
+                                          key=lambda n: (n["interface"], n["first_frame"])),
+                     "malformed": self.lldp_malformed},
             "icmp_errors": {
                 "count": sum(self.icmp_types.values()),
                 "by_type": [{"l3": l3, "type": name, "code": code, "count": n}
@@ -629,6 +814,23 @@ class CaptureSummary:
                           for (name, dst, proto, dport), n in
                           self.icmp_quoted.most_common(MAX_LISTED)],
             },
+        }
+
+    def _fragment_result(self) -> dict:
+        flows = sorted(self.fragment_flows.values(),
+                       key=lambda f: (-f["datagrams"], f["l3"], f["src"], f["dst"],
+                                      f["proto"] if f["proto"] is not None else -1,
+                                      f["tunnel_depth"]))
+        status: Counter = Counter()
+        for f in flows:
+            status.update(f["by_status"])
+        return {
+            "datagrams": sum(f["datagrams"] for f in flows),
+            "fragments": sum(f["fragments"] for f in flows),
+            "by_status": dict(sorted(status.items())),
+            "by_flow": [dict(f, by_status=dict(sorted(f["by_status"].items())),
+                             carried=dict(sorted(f["carried"].items())))
+                        for f in flows[:MAX_LISTED]],
         }
 
     def _tunnel_rows(self) -> list[dict]:
@@ -644,23 +846,68 @@ class CaptureSummary:
         return rows
 
     @staticmethod
-    def _session_result(s: _Session, prefixes: tuple[_Prefixes, _Prefixes]) -> dict:
+    def _session_result(s: _Session, families: dict[str, tuple[_Prefixes, _Prefixes]]) -> dict:
         ends = s.name.split("-")
+        by_family = {
+            family: {"announced": len(families[family][0]) if family in families else 0,
+                     "withdrawn": len(families[family][1]) if family in families else 0,
+                     "announce_rows": s.family_rows[(family, "announce")],
+                     "withdraw_rows": s.family_rows[(family, "withdraw")]}
+            for family in sorted(set(families) | {f for f, _kind in s.family_rows})}
         return {
             "session": s.name,
             "endpoints": ends,
             "speakers": s.opens,
             "messages": {k: s.messages[k] for k in sorted(
                 s.messages, key=lambda k: (BGP_TYPES.index(k) if k in BGP_TYPES else 99, k))},
-            "announced": len(prefixes[0]), "withdrawn": len(prefixes[1]),
+            "announced": sum(f["announced"] for f in by_family.values()),
+            "withdrawn": sum(f["withdrawn"] for f in by_family.values()),
             "announce_rows": s.announce_rows, "withdraw_rows": s.withdraw_rows,
+            "families": by_family,
             "end_of_rib": sorted(s.eor),
             "notifications": s.notifications,
             "stream_events": dict(s.events),
             "tcp": {k: s.tcp[k] for k in sorted(s.tcp)},
+            "connection": _connection(s),
+            "connecting_side": s.syn_from,
             "malformed": s.malformed,
-            "first_ts": s.first_ts, "last_ts": s.last_ts,
+            "first_ts": s.first_ts if s.first_ts is not None else s.tcp_first_ts,
+            "last_ts": s.last_ts if s.last_ts is not None else s.tcp_last_ts,
         }
+
+
+def _connection(s: _Session) -> str:
+    """What the capture shows of a connection: ``refused`` (SYN answered by RST, no SYN-ACK),
+    ``unanswered`` (SYN only), ``no-bgp`` (a handshake but no BGP message), ``bgp``."""
+    if s.messages or s.malformed:
+        return "bgp"
+    if s.tcp["syn"] and not s.tcp["syn-ack"]:
+        return "refused" if s.tcp["rst"] else "unanswered"
+    return "no-bgp"
+
+
+def _attempts(sessions: list[dict]) -> list[dict]:
+    """Refused and unanswered connections grouped by who connected to whom: each attempt comes
+    from a new port, so they are many sessions, one story."""
+    groups: dict[tuple, dict] = {}
+    for s in sessions:
+        if s["connection"] not in ("refused", "unanswered") or not s["connecting_side"]:
+            continue
+        client = s["connecting_side"]
+        server = next((e for e in s["endpoints"] if e != client), client)
+        key = (s["connection"], client.rpartition(":")[0].strip("[]"), server)
+        g = groups.get(key)
+        if g is None:
+            g = groups[key] = {"outcome": s["connection"], "from": key[1], "to": server,
+                               "attempts": 0, "first_ts": s["first_ts"], "last_ts": s["last_ts"]}
+        g["attempts"] += 1
+        if s["first_ts"] is not None:
+            g["first_ts"] = s["first_ts"] if g["first_ts"] is None else min(g["first_ts"],
+                                                                          s["first_ts"])
+        if s["last_ts"] is not None:
+            g["last_ts"] = s["last_ts"] if g["last_ts"] is None else max(g["last_ts"],
+                                                                       s["last_ts"])
+    return sorted(groups.values(), key=lambda g: (g["first_ts"] or 0, g["from"], g["to"]))
 
 
 def _endpoint(ip: str, port: Any) -> str:

@@ -20,7 +20,8 @@ INTEGER_COLUMNS = frozenset((
     "depth", "vni", "outer_sport", "outer_dport", "inner_proto", "inner_sport", "inner_dport",
     "flags", "type", "length", "open_version", "open_my_as", "open_hold_time", "notify_code",
     "notify_subcode", "refresh_subtype", "n_withdrawn", "n_announced", "path_id", "med",
-    "local_pref",
+    "local_pref", "evpn_type", "ethernet_tag", "ip_id", "fragments", "size",
+    "largest_fragment", "port_vlan", "max_frame_size",
 ))
 
 
@@ -28,6 +29,8 @@ def _array(values: np.ndarray | Sequence) -> np.ndarray:
     """A numeric numpy array when every value is a number or bool, else an object array."""
     if isinstance(values, np.ndarray):
         return values
+    if values.count(None) == len(values):      # a column no row has (counted in C): no scan
+        return np.full(len(values), None, dtype=object)
     first = next((v for v in values if v is not None), None)
     if not isinstance(first, (int, float, np.number)):     # text, lists, all None: no numpy try
         arr = np.empty(len(values), dtype=object)
@@ -43,14 +46,32 @@ def _array(values: np.ndarray | Sequence) -> np.ndarray:
     return arr
 
 
+def _int64(arr: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``pd.array(arr, dtype="Int64")`` for an object array of ints and Nones, without pandas'
+    per-element type inference: the mask and one cast, both in C (most of these columns are all
+    None, or ints with a few Nones). Raises TypeError/ValueError/OverflowError as pandas would
+    on values that are not integers, so that the caller falls back."""
+    missing = np.equal(arr, None)
+    data = np.zeros(len(arr), dtype=np.int64)
+    if not missing.all():
+        present = arr[~missing]
+        if type(present[0]) is not int:
+            raise TypeError("not int")              # let pandas judge (text, NaN, 1.0, bools)
+        data[~missing] = present.astype(np.int64)
+    return pd.arrays.IntegerArray(data, missing)
+
+
 def _series(values: np.ndarray | Sequence, name: str) -> pd.Series | np.ndarray:
     arr = _array(values)
     if arr.dtype.kind == "O":
         if name in INTEGER_COLUMNS:
             try:
-                return pd.array(arr, dtype="Int64")
-            except (TypeError, ValueError):
-                pass      # not integers in this table (e.g. tunnels.type is text)
+                return _int64(arr)
+            except (TypeError, ValueError, OverflowError):
+                try:
+                    return pd.array(arr, dtype="Int64")
+                except (TypeError, ValueError):
+                    pass      # not integers in this table (e.g. tunnels.type is text)
         return pd.Series(arr, dtype=object, copy=False)
     if name in INTEGER_COLUMNS and arr.dtype.kind == "f":
         return pd.array(arr, dtype="Int64")

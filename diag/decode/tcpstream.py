@@ -20,6 +20,10 @@ segment of that direction, in capture order, and gets back a list of events:
 * :class:`FramingError` — bytes that are present but are not BGP framing where a header must
   be: marker not all ones, length < 19 or > ``max_message``. ``raw`` holds at most the first 64
   bytes from that position. Decoding then resynchronises.
+* :class:`Resync` — framing resumed on a BGP header in a way worth a note: after a FramingError,
+  with the number of bytes skipped to reach the next header (``skipped_bytes``; a whole message
+  is never lost silently); or by renumbering (``shift``), when a segment at a message boundary is
+  off by fewer bytes than a BGP header (see Behaviour).
 
 Arguments of :meth:`BgpStream.segment`: ``seq`` is the segment's raw 32-bit sequence number;
 ``payload`` the TCP payload as ``bytes`` (other bytes-like objects are copied), cut to the IP
@@ -50,6 +54,14 @@ Behaviour:
   reported again.
 * Sequence numbers are compared modulo 2**32 (serial arithmetic against the next expected
   byte), so streams wrap freely.
+* Off-by-a-few numbering, framed the way Wireshark does by default (it dissects a segment from
+  its own first byte): when the stream sits at a message boundary with nothing buffered and a
+  segment starts 1 to 18 bytes before or after the next expected byte, yet holds a plausible
+  BGP header at its first byte (and, when it overlaps, not after the overlap), the segment is
+  taken as the next bytes and the numbering shifted (a :class:`Resync` with ``shift``): a hole
+  smaller than a header at a boundary cannot hold a message, and an overlap whose bytes would
+  cut a header is not a retransmission. Crafted captures whose SYN carries data numbered from the
+  ISN (not ISN+1) look like this: one byte of overlap on the next segment.
 * Retransmissions are dropped or trimmed to their new bytes (the first copy received wins);
   out-of-order segments wait in a buffer bounded by ``max_pending`` bytes and
   ``max_pending_segments`` segments. When a bound is exceeded, or at FIN/RST/``flush()``, the
@@ -110,7 +122,17 @@ class FramingError:
     raw: bytes
 
 
-Event = Message | Gap | FramingError
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """Framing resumed on a BGP header: after ``skipped_bytes`` that followed a FramingError, or
+    by shifting the sequence numbering by ``shift`` bytes (see the module docstring)."""
+
+    frame: int
+    shift: int
+    skipped_bytes: int
+
+
+Event = Message | Gap | FramingError | Resync
 
 
 def _header_problem(data: bytes | bytearray, pos: int, max_message: int) -> str | None:
@@ -173,6 +195,8 @@ class BgpStream:
         # A Gap being accumulated until resynchronisation finds the next header:
         # [frame, missing_bytes or None, discarded_bytes, report even if nothing discarded]
         self._open_gap: list | None = None
+        # Bytes skipped since a FramingError, until resynchronisation: [frame, skipped]
+        self._error_skip: list | None = None
 
     def _start(self, base_seq: int, synced: bool) -> None:
         self._started = True
@@ -189,6 +213,11 @@ class BgpStream:
         return self._expected + diff
 
     # ---------------------------------------------------------------- public API
+
+    @property
+    def isn(self) -> int | None:
+        """The initial sequence number of the SYN that started the stream, if one was seen."""
+        return self._isn
 
     @property
     def closed(self) -> bool:
@@ -255,8 +284,12 @@ class BgpStream:
 
     def _accept(self, seq: int, payload: bytes, frame: int, out: list[Event]) -> None:
         off = self._offset_of(seq)
-        end = off + len(payload)
         expected = self._expected
+        if off != expected and self._misnumbered(off, payload):
+            out.append(Resync(frame, off - expected, 0))
+            self._next_seq = seq & _SEQ_MASK          # this segment's first byte comes next
+            off = expected
+        end = off + len(payload)
         if end <= expected:
             return                                   # pure retransmission
         if off <= expected:
@@ -274,6 +307,22 @@ class BgpStream:
         while self._pending and (self._pending_bytes > self.max_pending
                                  or len(self._pending) > self.max_pending_segments):
             self._declare_hole(frame, out)
+
+    def _misnumbered(self, off: int, payload: bytes) -> bool:
+        """Is a segment ``off`` (not the expected offset) really the next bytes, numbered a few
+        bytes off? Only at a message boundary with nothing buffered, by fewer bytes than a
+        header, when it starts with a plausible header that the overlap would cut."""
+        shift = off - self._expected
+        if (not -HEADER_LEN < shift < HEADER_LEN or not self._synced or self._buf
+                or self._pending or self._fin_offset is not None or len(payload) < HEADER_LEN
+                or not payload.startswith(MARKER)
+                or not _plausible_header(payload, 0, self.max_message)):
+            return False
+        if shift > 0:
+            return True
+        overlap = -shift                    # would the first bytes be trimmed as old ones?
+        return not (payload.startswith(MARKER, overlap) and len(payload) >= overlap + HEADER_LEN
+                    and _plausible_header(payload, overlap, self.max_message))
 
     def _drain(self, now: int, out: list[Event], released: bool = False) -> None:
         """Feed buffered segments that have become in-order.
@@ -427,8 +476,13 @@ class BgpStream:
 
     def _framing_error(self, data: bytes | bytearray, pos: int, problem: str, now: int,
                        out: list[Event]) -> None:
+        """Report a bad header; the caller skips its first byte and resynchronisation the rest
+        (counted into the Resync that follows)."""
         out.append(FramingError(now, problem, bytes(data[pos:pos + _ERROR_RAW_MAX])))
         self._synced = False
+        if self._error_skip is None:
+            self._error_skip = [now, 0]
+        self._error_skip[1] += 1
 
     def _resync(self, data: bytes, pos: int, base: int, data_frame: int, now: int,
                 out: list[Event]) -> int:
@@ -497,11 +551,20 @@ class BgpStream:
         return -1, False
 
     def _skip(self, count: int) -> None:
-        if count and self._open_gap is not None:
-            self._open_gap[2] += count
+        if count:
+            if self._open_gap is not None:
+                self._open_gap[2] += count
+            elif self._error_skip is not None:
+                self._error_skip[1] += count
 
     def _emit_gap(self, out: list[Event]) -> None:
+        """Resynchronised (or the stream ended): report the gap and the bytes skipped since a
+        framing error, if any."""
         gap = self._open_gap
         if gap is not None and (gap[3] or gap[2]):
             out.append(Gap(gap[0], gap[1], gap[2]))
         self._open_gap = None
+        skipped = self._error_skip
+        if skipped is not None:
+            out.append(Resync(skipped[0], 0, skipped[1]))
+            self._error_skip = None

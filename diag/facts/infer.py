@@ -3,7 +3,14 @@
 Contract: :func:`infer_model(tables, hosts, declared)` is pure: tables in, model out. Nothing is
 keyed on interface names, address ranges, host names or AS numbers; every value comes from the
 evidence, in this order of trust (first wins; later sources that agree are listed in
-``agrees``, those that disagree in ``conflicts``):
+``agrees``, those that disagree in ``conflicts``). When the bundle holds the cluster's objects,
+what Kubernetes knows comes right after the declared values (:mod:`diag.facts.kube_model`,
+:mod:`diag.facts.kube_merge`): the hosts are matched to Nodes (by address, then name), Nodes no
+host matched join the model as hosts without outputs (``collected`` False), and a matched host
+takes its node IP (InternalIP), role (``node``) and pod CIDR (what the IPAM in force assigned)
+from them; the pod range, CNI, IPAM mode, routing, tunnel and LoadBalancer IPs likewise. The
+inference below is then the fallback, and a disagreeing inferred value is a conflict (e.g. an
+inferred pod CIDR that the IPAM in force did not assign).
 
 - pod CIDR of a node: declared; the prefix the host's own BGP speaker originates
   (``bgp-origination``); a route to a local pod interface (a veth whose peer lives in another
@@ -11,9 +18,18 @@ evidence, in this order of trust (first wins; later sources that agree are liste
   from this host with this host as next hop (``bgp-learned``); a route on another host through an
   overlay device whose next hop resolves, via the neighbour table and the FDB, to this host's VTEP
   (``tunnel-fdb``). Prefixes containing the host's own peering/node addresses are never pod CIDRs.
-- role: declared; ``node`` when the host has a pod CIDR; ``router`` when it forwards and has BGP
-  neighbours on two or more other hosts (or on two or more addresses when they are not collected);
-  else ``other``.
+- role: declared; ``node`` when the host has a pod CIDR *and* a CNI runs there; ``router`` when it
+  forwards and has BGP neighbours on two or more other hosts (or on two or more addresses when
+  they are not collected); else ``other``. A CNI signal is the host's own: a route to a pod
+  interface or an IPAM blackhole block (``pod-route``), or a CNI's BGP agent answering
+  (cilium-dbg, calicoctl). A collected host (its ``ip link`` is in the bundle) without one is not
+  a node, whatever it originates: a ToR announcing its own LAN prefix is a router, and its
+  ``role.how`` says so (the prefix it originates, whether it lies outside the pod range, and
+  that no CNI signal was found); the rejected prefix is listed in ``pod_cidr.conflicts``. A host
+  that was not collected is judged by the others' views (``bgp-learned``, ``tunnel-fdb``) as
+  before, except that a prefix outside a pod range the operators' own covering route declares
+  is not its pod CIDR. Among several prefixes of one source, those overlapping a pod route of the
+  host win (a node announcing a service range besides its pod block keeps its pod block).
 - node IP: the local address of the host's BGP sessions (daemon JSON, or the ``ss`` socket);
   else the address of this host that other speakers peer with; else the local address of its
   overlay device.
@@ -32,7 +48,9 @@ import ipaddress
 from collections import Counter, defaultdict
 from typing import Any
 
-from diag.facts.model import ClusterModel, HostModel, Inferred, TunnelEndpoint
+from diag.facts import kube_merge
+from diag.facts.kube_model import match_nodes, read_kube, ref
+from diag.facts.model import NO_NODE, ClusterModel, HostModel, Inferred, TunnelEndpoint
 from diag.values import is_missing
 
 POD_SOURCES = ("bgp-origination", "pod-route", "bgp-learned", "tunnel-fdb")
@@ -332,25 +350,73 @@ def _is_node_iface(ev: _Evidence, host: str, dev: str, node_ips: dict[str, set[s
     return any(ev.iface_of(host, ip) == dev for ip in node_ips.get(host, ()))
 
 
-def _choose(candidates: list[tuple], declared: Any, declared_how: str) -> Inferred:
+CNI_AGENTS = ("CILIUM", "CALICO")      # daemons of bgp_peers rows from cilium-dbg / calicoctl
+
+
+def _cni_signal(ev: _Evidence, host: str, candidates: list[tuple]) -> str | None:
+    """What shows that a CNI runs on ``host`` (its own evidence), or None."""
+    for _value, source, how in candidates:
+        if source == "pod-route":
+            return how
+    for daemon, _peer, _local, source, _asn in ev.peers_of.get(host, []):
+        if any(agent in str(daemon).upper() for agent in CNI_AGENTS):
+            return f"the CNI's BGP agent answers ({source})"
+    return None
+
+
+def _choose(candidates: list[tuple], declared: Any, declared_how: str,
+            kube: tuple[tuple[str, ...], str] | None = None) -> Inferred:
+    """The pod CIDR: declared, else what the IPAM in force assigned (``kube``: its CIDRs and
+    how), else the best inferred candidate. A candidate inside an assigned CIDR agrees; any
+    other is a conflict."""
+    assigned = kube[0] if kube else ()
     if declared:
         others = tuple(f"{src}: {how}" for value, src, how in candidates if value != declared)
         agree = tuple(sorted({src for value, src, _ in candidates if value == declared}))
+        if assigned:
+            if any(_covered(declared, cidr) for cidr in assigned):
+                agree = tuple(sorted(set(agree) | {"kubernetes"}))
+            else:
+                others += (f"kubernetes: {', '.join(assigned)} ({kube[1]})",)
         return Inferred(declared, declared_how, "declared", agree, others)
+    if assigned:
+        how = kube[1] + (f"; also {', '.join(assigned[1:])}" if len(assigned) > 1 else "")
+        agree = tuple(sorted({s for v, s, _ in candidates
+                              if any(_covered(v, cidr) for cidr in assigned)}))
+        conflicts = tuple(sorted({f"{s}: {v}" for v, s, _ in candidates
+                                  if not any(_covered(v, cidr) for cidr in assigned)}))
+        return Inferred(assigned[0], how, "kubernetes", agree, conflicts)
     if not candidates:
         return Inferred(None, "no evidence: no originated prefix, pod route, learned route or "
-                        "tunnel route points at this host")
+                        "tunnel route points at this host" +
+                        (f" ({kube[1]})" if kube else ""))
     order = {src: n for n, src in enumerate(POD_SOURCES)}
     ranked = sorted(candidates, key=lambda c: order.get(c[1], 99))
     value, source, how = ranked[0]
-    # several prefixes from the winning source: the shortest (an IPAM block covers pod routes)
+    # several prefixes from the winning source: those overlapping the host's pod routes, then
+    # the shortest (an IPAM block covers pod routes)
     same = [c for c in ranked if c[1] == source]
     if len(same) > 1:
-        value, source, how = min(same, key=lambda c: _net(c[0]).prefixlen)
+        pods = [_net(v) for v, src, _ in candidates if src == "pod-route" and _net(v)]
+        near = [c for c in same if any(_net(c[0]) and _net(c[0]).overlaps(p) for p in pods)]
+        value, source, how = min(near or same, key=lambda c: _net(c[0]).prefixlen)
     agree = tuple(sorted({s for v, s, _ in candidates if v == value and s != source}))
     conflicts = tuple(sorted({f"{s}: {v}" for v, s, _ in candidates
                               if v != value and not _covered(v, value)}))
     return Inferred(value, how, source, agree, conflicts)
+
+
+def _not_a_node(found: list[tuple], cni_range: Inferred) -> str:
+    """Why a host whose prefixes looked like pod CIDRs is not a node (for ``role.how``)."""
+    prefixes = sorted({value for value, _src, _how in found})
+    outside = [p for p in prefixes if cni_range.known and not _covered(p, cni_range.value)]
+    text = ""
+    if outside:
+        text = (f"it originates or is routed {', '.join(outside)}, outside the pod range "
+                f"{cni_range.value} ({cni_range.how}); ")
+    elif prefixes:
+        text = f"{', '.join(prefixes)} point at it; "
+    return text + ("no CNI signal (no pod interface, IPAM block or CNI agent on it)")
 
 
 def _covered(inner: str, outer: str) -> bool:
@@ -528,8 +594,28 @@ def _short_as_paths(as_paths, rows) -> Any:
 def infer_model(tables: dict[str, Any], hosts: list[str],
                 declared: dict[str, dict[str, Any]] | None = None) -> ClusterModel:
     declared = declared or {}
-    ev = _Evidence(tables, hosts)
     notes: list[str] = []
+    # what Kubernetes knows: the collected hosts matched to Nodes, and the Nodes no collected
+    # host is (a kube-only bundle: every Node), which join the model without outputs
+    kube = read_kube(tables)
+    node_match = match_nodes(kube, list(hosts), tables)
+    matched = {m.value for m in node_match.values()}
+    kube_only = [n for n in kube.nodes if n not in matched and n not in hosts]
+    for name in kube.nodes:
+        if name not in matched and name in hosts:
+            notes.append(f"Node {name} was matched to no collected host by address, and a "
+                         "collected host of that name is another machine")
+    for name in kube_only:
+        node_match[name] = Inferred(name, f"{ref(kube.nodes[name].kind, name)}; no collected "
+                                    "host is this node: known from Kubernetes only",
+                                    "kubernetes")
+        if hosts:
+            notes.append(f"{name}: a Kubernetes Node that no collected host matched (by "
+                         "address or name)")
+    collected = set(hosts)
+    hosts = list(hosts) + kube_only
+    node_of = {h: kube.nodes[m.value] for h, m in node_match.items()}
+    ev = _Evidence(tables, hosts)
 
     # node IPs / peering addresses
     sessions = {h: _session_local_addresses(ev, h) for h in hosts}
@@ -561,30 +647,70 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
                          None)
             node_ip[h] = Inferred(local, "local address of its overlay device", "tunnel") \
                 if local else Inferred(None, f"no BGP session or overlay device on {h}")
+        if h in node_of:
+            node_ip[h] = kube_merge.node_ip(node_ip[h], node_of[h], h, ev.host_of)
 
     node_ips = {h: {node_ip[h].value} | peering[h] - {None} for h in hosts}
     candidates = _pod_candidates(ev, node_ips)
+    # a host whose own interfaces were collected can show a CNI (or show none)
+    seen_links = {h for h in hosts if ev.links.get(h)}
+    signal = {h: _cni_signal(ev, h, candidates.get(h, [])) for h in hosts}
+    # the pod range the CNI hosts span (operators' covering route, else their summary): what a
+    # host that was not collected may be given from the others' views
+    provisional = {}
+    for h in hosts:
+        dec = declared.get(h) or {}
+        if dec.get("pod_cidr") or (signal[h] and dec.get("role") in (None, "node")):
+            pod = _choose(candidates.get(h, []), dec.get("pod_cidr"), "declared")
+            if pod.known:
+                provisional[h] = pod.value
+    cni_range = _pod_range(ev, provisional, {h: "node" for h in provisional}) \
+        if provisional else Inferred(None, "no CNI host")
 
     host_models: dict[str, HostModel] = {}
     pods: dict[str, str] = {}
     roles: dict[str, str] = {}
     for h in hosts:
         dec = declared.get(h) or {}
-        pod = _choose(candidates.get(h, []), dec.get("pod_cidr"),
-                      "declared in the inventory (pod_cidr)")
+        node = node_of.get(h)
+        found = candidates.get(h, [])
+        why_not = None          # why a host with candidate prefixes is not a node
+        if not dec.get("pod_cidr") and found and node is None:   # a Kubernetes Node is a node
+            if h in seen_links and not signal[h] and dec.get("role") != "node":
+                why_not = _not_a_node(found, cni_range)
+            elif h not in seen_links and cni_range.source == "route":
+                inside = [c for c in found if _covered(c[0], cni_range.value)]
+                if not inside:
+                    why_not = _not_a_node(found, cni_range)
+                found = inside
+        pod = _choose([] if why_not else found, dec.get("pod_cidr"),
+                      "declared in the inventory (pod_cidr)",
+                      (node.pod_cidrs, node.pod_how) if node is not None else None)
+        if why_not:
+            pod = Inferred(None, f"not a node: {why_not}", "none", (), tuple(
+                sorted({f"{src}: {value}" for value, src, _how in found})))
         forwarding = ev.forwarding(h)
         mine = ev.peers_of.get(h, [])  # (daemon, peer, local_address, source, local_as)
         peer_hosts = {ev.host_of(p) or p for _d, p, *_rest in mine if p}
         if dec.get("role"):
             role = Inferred(dec["role"], "declared in the inventory (role)", "declared")
+        elif node is not None:
+            role = Inferred("node", f"{ref(node.kind, node.name)} exists", "kubernetes",
+                            (pod.source,) if pod.known and pod.source != "kubernetes" else ())
         elif pod.known:
-            role = Inferred("node", f"has a pod CIDR ({pod.source})", pod.source)
+            cni = (f"; a CNI runs here: {signal[h]}" if signal[h] else
+                   "; not collected: the other speakers' views" if h not in seen_links
+                   else "")
+            role = Inferred("node", f"has a pod CIDR ({pod.source}){cni}", pod.source,
+                            ("cni",) if signal[h] else ())
         elif forwarding and len(peer_hosts) >= 2:
             role = Inferred("router", f"forwarding on and BGP neighbours on {len(peer_hosts)} "
-                            f"hosts ({', '.join(sorted(peer_hosts))})", "bgp-session")
+                            f"hosts ({', '.join(sorted(peer_hosts))})"
+                            + (f"; not a node: {why_not}" if why_not else ""), "bgp-session")
         else:
-            role = Inferred("other", "no pod CIDR, and not a forwarding BGP speaker with two or "
-                            "more neighbours", "none")
+            role = Inferred("other", f"not a node: {why_not}" if why_not else
+                            "no pod CIDR, and not a forwarding BGP speaker with two or "
+                            "more neighbours", "cni-signal" if why_not else "none")
         roles[h] = role.value
         if role.value == "node" and pod.known:
             pods[h] = pod.value
@@ -608,19 +734,43 @@ def infer_model(tables: dict[str, Any], hosts: list[str],
         host_models[h] = HostModel(
             name=h, role=role, node_ip=ip, cluster_iface=cluster,
             default_iface=_default_iface(ev, h), pod_cidr=pod, asn=asn,
-            peering_ips=tuple(sorted(peering[h])), forwarding=forwarding, daemons=daemons)
+            peering_ips=tuple(sorted(peering[h])), forwarding=forwarding, daemons=daemons,
+            kube_node=node_match.get(h, NO_NODE), collected=h in collected)
         if cluster.known and host_models[h].default_iface.value not in (None, cluster.value) \
                 and role.value == "node":
             notes.append(f"{h}: cluster NIC {cluster.value} is not the default-route NIC "
                          f"{host_models[h].default_iface.value}")
 
-    pod_range = _pod_range(ev, pods, roles)
+    pod_range = kube_merge.over(kube.pod_range, _pod_range(ev, pods, roles), within=True)
     node_subnets = [net for h in hosts if roles.get(h) in ("node", "router")
                     for _, _, net in ev.addresses.get(h, []) if net is not None]
     all_declared_lb = [ip for h in hosts for ip in (declared.get(h) or {}).get("lb_ips") or []]
     lb = _lb_ips(ev, list(pods.values()), pod_range.value, all_declared_lb, node_subnets)
+    if lb.source != "declared":
+        lb = kube_merge.lb_ips(kube.lb_ips, lb)
     tunnels = _tunnels(ev, node_ip)
+    device_tunnels = list(tunnels)
     if not tunnels:  # no device configuration (a bare capture): what the wire shows
         tunnels = _wire_tunnels(ev, tables)
+    observed = [h for h in hosts if roles.get(h) == "node" and ev.links.get(h)]
+    routing, tunnel = kube_merge.routing(kube.routing, kube.tunnel, device_tunnels, observed)
     return ClusterModel(hosts=host_models, pod_range=pod_range, lb_ips=lb,
-                        tunnels=tuple(tunnels), notes=tuple(notes))
+                        tunnels=tuple(tunnels), notes=tuple(notes),
+                        cni=kube_merge.over(kube.cni, _cni(tables)), ipam=kube.ipam,
+                        routing=routing, tunnel=tunnel)
+
+
+def _cni(tables: dict[str, Any]) -> Inferred:
+    """The CNI from the daemons detected on the hosts (listening sockets), when Kubernetes did
+    not say."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for host, daemons in _rows(tables.get("hosts"), "host", "daemons"):
+        for daemon in daemons if isinstance(daemons, (list, tuple)) else ():
+            if daemon in ("CILIUM", "CALICO"):
+                found[daemon.lower()].append(host)
+    if len(found) != 1:
+        return Inferred(None, "no cilium-agent or calico-node detected on the hosts" if not found
+                        else f"both Cilium and Calico detected ({dict(found)})")
+    cni, where = next(iter(found.items()))
+    return Inferred(cni, f"{cni} detected on {', '.join(sorted(where))} (listening sockets)",
+                    "daemon")

@@ -67,6 +67,8 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
 
     from diag.bundle import open_bundle
     from diag.facts.infer import infer_model
+    from diag.facts.kube import kube_tables
+    from diag.facts.kube_sessions import status_peers
     from diag.facts.packets import capture_tables
     from diag.facts.tables import build_tables, epoch, error_frame
     from diag.facts.merge import merge_peers, resolve_bird_peers
@@ -76,10 +78,13 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     tables["bgp_peers"] = merge_peers(tables["bgp_peers"])
     tables["bgp_paths"] = resolve_bird_peers(tables["bgp_paths"], tables["bgp_peers"])
     _release_memory()
-    wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options)
+    wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options,
+                                       tables["addresses"])
     tables.update(wire)
-    if wire_errors:
-        errors = pd.concat([errors, error_frame(wire_errors)], ignore_index=True)
+    kube, kube_errors = kube_tables(bundle)
+    tables.update(kube)
+    if wire_errors or kube_errors:
+        errors = pd.concat([errors, error_frame(wire_errors + kube_errors)], ignore_index=True)
     hosts_meta = bundle.manifest.get("hosts", {})
     # unreached hosts stay in the model: other hosts' views (a router's BGP table, FDBs) still
     # say what they are
@@ -89,6 +94,7 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     for host, fields in inventory.items():
         declared.setdefault(host, {}).update(fields)
     model = infer_model(tables, hosts, declared)
+    tables["bgp_peers"] = status_peers(tables, model)
     tables["tunnels"] = _tunnel_table(model)
     summary = {"status": bundle.manifest.get("status"),
                "partial_reasons": list(bundle.manifest.get("partial_reasons") or []),
@@ -96,7 +102,10 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
                "started_epoch": epoch(bundle.manifest.get("started")),
                "hosts": {h: {"reachability": (rec or {}).get("reachability"),
                              "error": (rec or {}).get("error")}
-                         for h, rec in hosts_meta.items() if isinstance(rec, dict)}}
+                         for h, rec in hosts_meta.items() if isinstance(rec, dict)},
+               "kube": None if bundle.kube is None else {
+                   key: bundle.kube.get(key) for key in ("context", "server_version",
+                                                         "discovery_complete")}}
     problems = tuple({"kind": p.kind, "path": p.path, "detail": p.detail}
                      for p in bundle.problems)
     return Facts(str(path), "bundle", tables, model, errors, problems, summary, bundle.outputs())
@@ -118,6 +127,7 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
     import pandas as pd
 
     from diag.facts.infer import infer_model
+    from diag.facts.kube import empty_tables
     from diag.facts.packets import capture_tables
     from diag.facts.tables import TABLES, error_frame, table_columns
 
@@ -130,6 +140,7 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
     tables: dict[str, Any] = {name: pd.DataFrame({c: pd.Series(dtype="object") for c in
                                                   ["host", "source", "phase"] + columns[name]})
                               for name in TABLES}
+    tables.update(empty_tables())
     tables.update(wire)
     model = infer_model(tables, [CAPTURE_HOST], inventory)
     tables["tunnels"] = _tunnel_table(model)

@@ -2,11 +2,13 @@
 
 Every inferred value is an :class:`Inferred`: the value, ``how`` (one line a person can check,
 naming hosts, files and addresses), ``source`` (``declared`` for the inventory, else the kind of
-evidence: ``bgp-session``, ``bgp-origination``, ``pod-route``, ``bgp-learned``, ``tunnel-fdb``,
-``route``, ``arp``, ...) and ``agrees`` (other independent sources that gave the same value).
-``value`` None means diag found no evidence; ``how`` then says what was looked for. Declared
-values (inventory: role, pod_cidr, cluster_iface, lb_ips) always win over inference; a
-disagreeing inference is kept in ``conflicts``.
+evidence: ``kubernetes`` for the cluster's own objects, ``bgp-session``, ``bgp-origination``,
+``pod-route``, ``bgp-learned``, ``tunnel-fdb``, ``route``, ``arp``, ...) and ``agrees`` (other
+independent sources that gave the same value). ``value`` None means diag found no evidence;
+``how`` then says what was looked for. Declared values (inventory: role, pod_cidr,
+cluster_iface, lb_ips) always win, then what Kubernetes says (``how: kubernetes <Kind>/<name>
+...``: node IP, pod CIDR, role, pod range, CNI, IPAM, routing, tunnel, LoadBalancer IPs), then
+inference; a disagreeing value is kept in ``conflicts`` (``"<source>: <value>"``).
 
 Records are frozen dataclasses and import nothing from diag, so analyzers can use them freely.
 """
@@ -32,6 +34,8 @@ class Inferred:
 
 
 UNKNOWN = Inferred(None, "no evidence")
+NO_NODE = Inferred(None, "no Kubernetes Node")
+NOT_READ = Inferred(None, "no Kubernetes objects read")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class HostModel:
     peering_ips: tuple[str, ...] = ()
     forwarding: bool | None = None
     daemons: tuple[str, ...] = ()
+    kube_node: Inferred = NO_NODE        # the Kubernetes Node this host is (value: its name)
+    collected: bool = True               # False: known from Kubernetes only (no host outputs)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,10 @@ class ClusterModel:
     lb_ips: Inferred
     tunnels: tuple[TunnelEndpoint, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    cni: Inferred = NOT_READ             # cilium | calico
+    ipam: Inferred = NOT_READ            # kubernetes | cluster-pool | multi-pool | calico | ...
+    routing: Inferred = NOT_READ         # native | tunnel | cross-subnet
+    tunnel: Inferred = NOT_READ          # {"protocol": vxlan|geneve|ipip, "port": int|None}
 
     def nodes(self) -> list[HostModel]:
         return [h for h in self.hosts.values() if h.role.value == "node"]

@@ -2,8 +2,10 @@
 
 Contract: :func:`capture_tables` decodes every capture of a bundle (or one bare pcap) with
 :mod:`diag.decode` and returns the tables ``packets``, ``bgp_messages``, ``wire_routes`` (the
-decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` (with ``answered`` and ``reply_frame``: the one
-ARP rule of :mod:`diag.decode.arp`), ``stream_events`` and ``checksums`` (the TCP/UDP
+decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` (with ``answered``, ``reply_frame``, ``copy_of``,
+``sees_replies`` and ``blind``: the one ARP rule of :mod:`diag.decode.arp`, its view of what the capturing host
+could see taken from that host's packets, MACs and addresses), ``stream_events`` and
+``checksums`` (the TCP/UDP
 checksums of a bounded sample verified, :mod:`diag.decode.checksum`), each with ``host`` (the
 host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
 on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here through that host's
@@ -81,12 +83,34 @@ def _streamed(path: Path, options) -> tuple[Any, int]:
     return Tables(**merged, info=last.info), dropped
 
 
-def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]:
+def _local(interfaces, addresses, host: str) -> set[str]:
+    """The capturing host's own MACs and addresses (the ARP rule's view of "this host")."""
+    out: set[str] = set()
+    for df, column in ((interfaces, "mac"), (addresses, "address")):
+        if df is not None and not df.empty and column in df:
+            out |= {str(v) for v in df[df["host"] == host][column] if isinstance(v, str) and v}
+    return out
+
+
+def _arp_columns(arp, tunnels, packets, local: set[str]):
+    """The one ARP rule's columns for one capture's ``arp`` rows (diag.decode.arp)."""
+    from collections import Counter
+
+    from diag.decode.arp import Vantage, annotate
+
+    view = Vantage(local)
+    view.packets(Counter(str(d) for d in packets["direction"].dropna()),
+                 bool((packets["pkttype"] == "otherhost").any()),
+                 set(packets["eth_dst"].dropna()))
+    return annotate(arp.to_dict("records"),
+                    tunnels[["frame", "depth", "vni", "outer_src", "outer_dst"]]
+                    .to_dict("records") if not tunnels.empty else (), view)
+
+
+def decode_capture(path: Path, host: str, interfaces, options, addresses=None) -> dict[str, Any]:
     """One capture -> {table name: DataFrame} with host and iface columns (and, under the key
     ``_dropped_malformed``, how many malformed rows were counted, not kept)."""
     import pandas as pd
-
-    from diag.decode.arp import annotate
 
     tables, dropped = _streamed(path, options)
     by_index = _iface_map(interfaces, host)
@@ -112,9 +136,13 @@ def decode_capture(path: Path, host: str, interfaces, options) -> dict[str, Any]
             df["iface"] = [frame_iface.get(f) for f in df["frame"]]
         if attr == "arp":
             # the one rule (diag.decode.arp): explain and the report read these columns
-            df["answered"], df["reply_frame"] = annotate(
-                df[["frame", "ts", "op", "sender_ip", "target_ip", "gratuitous"]]
-                .itertuples(index=False, name=None))
+            rule = _arp_columns(tables.arp, tables.tunnels, tables.packets,
+                                _local(interfaces, addresses, host))
+            df["answered"], df["reply_frame"] = rule.answered, rule.reply_frame
+            df["copy_of"], df["sees_replies"], df["blind"] = (rule.copy_of, rule.sees_replies,
+                                                              rule.blind)
+            from diag.decode.arp import REPLY_WINDOW
+            df.attrs["reply_window"] = REPLY_WINDOW
         out[table] = df
     out["_dropped_malformed"] = dropped
     return out
@@ -131,9 +159,10 @@ def _checksums(path: Path, host: str):
                          "proto": [r[1] for r in rows], "ok": [r[2] for r in rows]})
 
 
-def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
+def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None, addresses=None
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """[(host, pcap path)] -> (tables, parse error rows)."""
+    """[(host, pcap path)] -> (tables, parse error rows). ``interfaces``/``addresses``: the
+    bundle's ``ip link``/``ip addr`` tables (None for a bare capture)."""
     import pandas as pd
 
     from diag.decode import DecodeOptions
@@ -145,10 +174,10 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None
     errors: list[dict[str, Any]] = []
     for host, path in captures:
         try:
-            decoded = decode_capture(path, host, interfaces, options)
+            decoded = decode_capture(path, host, interfaces, options, addresses)
         except DiagError as err:        # not a capture at all (``fatal``: nothing decoded)
-            errors.append(dict(error_row(host, "capture", "decode", str(path), err.message),
-                               fatal=True))
+            errors.append(dict(error_row(host, "capture", "decode", str(path), err.message,
+                                         "captures"), fatal=True))
             continue
         dropped = decoded.pop("_dropped_malformed")
         if dropped:

@@ -10,9 +10,10 @@ outcome is in the ``commands`` table.
 Every output is read and parsed in isolation (:func:`_guarded`): an output a parser does not
 recognise, any exception a parser raises on it, an output too large to read, and rows that break
 their table's types (:mod:`diag.facts.schema`) become one row of ``parse_errors`` —
-``host, source`` (the command id), ``parser``, ``path``, ``reason`` — and that output contributes
-no rows; every other output is read as if it were alone. ``ss`` lines that could not be placed
-(``warnings``) are rows there too.
+``host, source`` (the command id), ``parser``, ``path``, ``reason``, ``table`` (the facts table
+the output feeds, so that explain can say which checks could not use it) — and that output
+contributes no rows; every other output is read as if it were alone. ``ss`` lines that could not
+be placed (``warnings``) are rows there too.
 """
 from __future__ import annotations
 
@@ -47,13 +48,18 @@ HOST_COLUMNS = ["host", "reachability", "hostname", "kernel", "os", "iproute2", 
 LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
-ERROR_COLUMNS = ["host", "source", "parser", "path", "reason"]
+# ``table``: the facts table the output feeds (``captures`` for a capture that could not be read;
+# empty for a manifest record and for a capture read but partly malformed)
+ERROR_COLUMNS = ["host", "source", "parser", "path", "reason", "table"]
 IDENTITY_BYTES = 64 * 1024
 
 
-def error_row(host: str, source: str, parser: str, path: Any, reason: str) -> dict[str, Any]:
-    """One ``parse_errors`` row: which output of which host, read by what, and why not."""
-    return {"host": host, "source": source, "parser": parser, "path": path, "reason": reason}
+def error_row(host: str | None, source: str, parser: str, path: Any, reason: str,
+              table: str | None = None) -> dict[str, Any]:
+    """One ``parse_errors`` row: which output of which host, read by what, why not, and the
+    facts table it would have fed."""
+    return {"host": host, "source": source, "parser": parser, "path": path, "reason": reason,
+            "table": table}
 
 
 def error_frame(rows: list[dict[str, Any]]):
@@ -124,7 +130,8 @@ def _one_output(bundle, host: str, command: dict[str, Any], ahead, parts: dict[s
                                                                    context)
 
     def refuse(reason: str) -> None:
-        errors.append(error_row(host, spec, parser.source, command["path"], reason))
+        errors.append(error_row(host, spec, parser.source, command["path"], reason,
+                                parser.table))
 
     if isinstance(data, OSError):
         refuse(f"unreadable: {data.strerror}")

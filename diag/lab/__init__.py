@@ -1,15 +1,19 @@
 """The namespace lab: the classic cross-subnet Kubernetes cluster with real routing daemons.
 
-A router (FRR zebra + bgpd) on two node subnets, three nodes (GoBGP for ``cilium``, BIRD 2 for
-``calico``), one pod namespace per node, a management NIC per node whose default route leads to a
-sink (the two-NIC trap), sshd everywhere — all in network namespaces named ``<lab>-<host>``, built
-and torn down in seconds. docs/lab.md has the drawing and both addressing plans.
+A router (FRR zebra + bgpd) on two node subnets, three nodes (GoBGP for ``cilium``, BIRD 1.6 as
+Calico runs it — or BIRD 2 — for ``calico``), one pod namespace per node, a management NIC per node
+whose default route leads to a sink (the two-NIC trap), sshd everywhere — all in network
+namespaces named ``<lab>-<host>``, built and torn down in seconds — and the lab as a small
+Kubernetes cluster: the objects a real cluster would show, served to kubectl by a loopback API
+endpoint, from which the nodes' BGP daemons are configured (``lab.cluster``). docs/lab.md has the
+drawing, both addressing plans and the variants (``--bird``, ``--peering``).
 
 Python API (for faults, collect and explain tests)::
 
     from diag.lab import Lab, teardown
 
     lab = Lab.up("t1", cni="cilium", mode="native", addressing="default")  # -> Lab, ready
+    #   (also bird="1.6"|"2", peering="address"|"interface"|"range", cilium_api, kube_denied)
     lab = Lab.load("t1")                       # the same lab from its run directory
     lab.hosts["k8s-w1"]                        # HostInfo: netns, ips, role, cluster_iface,
                                                #   cluster_ip, mgmt_iface, asn, daemon,
@@ -32,6 +36,10 @@ Python API (for faults, collect and explain tests)::
     lab.files.ssh_config_path, lab.files.known_hosts_path, lab.files.identity_path
     lab.files.md5_password, lab.files.md5_peers  # TCP-MD5 on router <-> k8s-w1
     lab.files.bgp_options()                    # the healthy baseline a fault departs from
+
+    lab.cluster.kubeconfig_path, lab.cluster.objects_dir   # kubectl's way in; the objects
+    lab.cluster.apply()                        # `diag lab kube apply`: daemons follow the objects
+    lab.kube_collect_command()                 # diag collect --kube --kubeconfig ...
 
     lab.down()                                 # -> teardown seconds
     teardown("t1")                             # the same from the name alone (after a crash)

@@ -1,24 +1,26 @@
-"""Daemon and SSH configuration text for the lab, rendered from the plan (pure functions, no I/O).
+"""The router's and the hosts' configuration text, rendered from the plan (pure functions, no
+I/O); the knobs of the healthy BGP baseline (:class:`BgpOptions`) and its timers.
 
 Contract: each ``render_*`` function takes the addressing plan, the host, the lab options and the
-file paths it must reference, and returns the configuration file's text. The healthy baseline is
-encoded here:
+file paths it must reference, and returns the configuration file's text. The nodes' BGP daemons
+are configured from the lab's Kubernetes objects instead (:mod:`diag.lab.kube_reconcile`, through
+:mod:`diag.lab.cluster`), with the same timers and knobs. The healthy baseline:
 
 - FRR on the router: ``no bgp ebgp-requires-policy`` (FRR's RFC 8212 default would drop every eBGP
   route without a policy), low timers (keepalive 3 s, hold 9 s, connect retry 1 s) for a fast
-  bring-up, TCP-MD5 towards :data:`~diag.lab.plan.MD5_PEER`.
-- GoBGP on cilium nodes: dials out only (``port = -1``: no listener on 179, as Cilium's embedded
-  GoBGP), ``allow-own-as = 1`` because the nodes share one AS and would drop each other's routes as
-  AS-path loops otherwise. GoBGP never programs the kernel; the static pod-range route does.
-- BIRD on calico nodes: ``allow local as`` for the same reason, kernel export of BGP routes only,
-  the node's pod CIDR originated from a static blackhole route (as Calico does for its blocks),
-  ``error wait time 1, 5`` so that a healed session comes back in seconds, not minutes.
+  bring-up, TCP-MD5 towards :data:`~diag.lab.plan.MD5_PEER`; its peers one neighbor per node
+  address, by interface, or a dynamic neighbour range (the plan's ``peering``).
+- the nodes (rendered elsewhere, see above): GoBGP dials out only (``port = -1``, as Cilium's
+  embedded GoBGP) with ``allow-own-as = 1`` because the nodes share one AS; BIRD with ``allow
+  local as`` for the same reason and ``error wait time 1, 5`` so that a healed session comes back
+  in seconds.
 - sshd: key-only authentication with the lab's key, its own host key, listening only inside the
   host's namespace.
 
-Faults (issue 5, :mod:`diag.lab.faults`) re-render these with other arguments rather than patching
-text: ``passive_nodes`` (GoBGP ``passive-mode``), ``kernel_table`` (BIRD's kernel protocol table),
-``peer_as_override``, ``allow_own_as`` and the others on :class:`BgpOptions`.
+Faults (:mod:`diag.lab.faults`) re-render the daemons' configuration with other
+:class:`BgpOptions` rather than patching text: ``passive_nodes`` (GoBGP ``passive-mode``),
+``kernel_table`` (BIRD's kernel protocol table), ``peer_as_override``, ``allow_own_as``,
+``md5_override``, ``ebgp_requires_policy``, ``passive_towards``, ``advertise``.
 """
 from __future__ import annotations
 
@@ -55,7 +57,14 @@ def render_zebra(plan: AddressingPlan, router: Host) -> str:
     return f"hostname {router.name}\n!\n"
 
 
+PEER_GROUP = "K8S-NODES"       # the dynamic neighbours' peer-group (peering "range")
+
+
 def render_bgpd(plan: AddressingPlan, router: Host, opts: BgpOptions) -> str:
+    """bgpd.conf for the router, its peers as ``plan.peering`` says: a neighbor per node address;
+    by interface for a node alone on its (/31) segment; or dynamic neighbours accepted from each
+    node subnet into a peer-group, the TCP-MD5 node an explicit member of it (an explicit
+    neighbor wins over a listen range; its password must not apply to the whole range)."""
     lines = [
         "frr defaults traditional",
         f"hostname {router.name}",
@@ -66,97 +75,42 @@ def render_bgpd(plan: AddressingPlan, router: Host, opts: BgpOptions) -> str:
         " no bgp network import-check",
         f" timers bgp {KEEPALIVE} {HOLD}",
     ]
+    activate = []
+    if plan.peering == "range":
+        asn = plan.nodes[0].asn
+        lines += [f" neighbor {PEER_GROUP} peer-group", f" neighbor {PEER_GROUP} remote-as {asn}",
+                  f" neighbor {PEER_GROUP} description cluster nodes",
+                  f" neighbor {PEER_GROUP} timers connect {CONNECT_RETRY}"]
+        lines += [f" bgp listen range {cidr} peer-group {PEER_GROUP}"
+                  for cidr in dict.fromkeys(plan.segment(n.cluster_nic.segment).cidr
+                                            for n in plan.nodes)]
+        activate.append(PEER_GROUP)
     for node in plan.nodes:
+        if plan.peering == "range" and node.name != MD5_PEER:
+            continue                   # accepted by the listen range
+        if plan.interface_peered(node):
+            peer = router.nic(node.cluster_nic.segment).name
+            lines.append(f" neighbor {peer} interface remote-as {node.asn}")
+        elif plan.peering == "range":
+            peer = node.ip
+            lines.append(f" neighbor {peer} peer-group {PEER_GROUP}")
+        else:
+            peer = node.ip
+            lines.append(f" neighbor {peer} remote-as {node.asn}")
         lines += [
-            f" neighbor {node.ip} remote-as {node.asn}",
-            f" neighbor {node.ip} description {node.name}",
-            f" neighbor {node.ip} timers connect {CONNECT_RETRY}",
+            f" neighbor {peer} description {node.name}",
+            f" neighbor {peer} timers connect {CONNECT_RETRY}",
         ]
         if node.name == MD5_PEER:
-            lines.append(f" neighbor {node.ip} password {_md5_for(opts, router.name)}")
+            lines.append(f" neighbor {peer} password {_md5_for(opts, router.name)}")
         if node.name in opts.passive_towards:
-            lines.append(f" neighbor {node.ip} passive")
+            lines.append(f" neighbor {peer} passive")
+        if plan.peering != "range":
+            activate.append(peer)
     lines += [" !", " address-family ipv4 unicast"]
-    lines += [f"  neighbor {node.ip} activate" for node in plan.nodes]
+    lines += [f"  neighbor {peer} activate" for peer in activate]
     lines += [" exit-address-family", "exit", "!"]
     return "\n".join(lines) + "\n"
-
-
-def render_gobgpd(plan: AddressingPlan, node: Host, opts: BgpOptions) -> str:
-    router_nic = plan.router_nic_for(node)
-    peer_as = opts.peer_as_override.get(node.name, plan.router.asn)
-    lines = [
-        "# GoBGP as embedded by Cilium's BGP control plane: dials out, never listens.",
-        "[global.config]",
-        f"  as = {node.asn}",
-        f'  router-id = "{node.ip}"',
-        "  port = -1",
-        "",
-        "[[neighbors]]",
-        "  [neighbors.config]",
-        f'    neighbor-address = "{router_nic.ip}"',
-        f"    peer-as = {peer_as}",
-        f'    description = "{plan.router.name}"',
-    ]
-    if node.name == MD5_PEER:
-        lines.append(f'    auth-password = "{_md5_for(opts, node.name)}"')
-    lines += [
-        "  [neighbors.timers.config]",
-        f"    connect-retry = {CONNECT_RETRY}",
-        f"    hold-time = {HOLD}",
-        f"    keepalive-interval = {KEEPALIVE}",
-        "  [neighbors.transport.config]",
-        f'    local-address = "{node.ip}"',
-    ]
-    if node.name in opts.passive_nodes:
-        lines.append("    passive-mode = true")
-    if opts.allow_own_as:
-        lines += ["  [neighbors.as-path-options.config]", "    allow-own-as = 1"]
-    lines += [
-        "  [[neighbors.afi-safis]]",
-        "    [neighbors.afi-safis.config]",
-        '      afi-safi-name = "ipv4-unicast"',
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def bird_protocol_name(peer_ip: str) -> str:
-    """Calico's name for a global BGP peer: ``Global_<ip with underscores>``."""
-    return "Global_" + peer_ip.replace(".", "_")
-
-
-def render_bird(plan: AddressingPlan, node: Host, opts: BgpOptions, log_path: Path) -> str:
-    router_nic = plan.router_nic_for(node)
-    peer_as = opts.peer_as_override.get(node.name, plan.router.asn)
-    static = (f"protocol static pod_cidr {{ ipv4; route {node.pod_cidr} blackhole; }}"
-              if opts.advertise else "# pod CIDR not originated")
-    bgp = [
-        f"protocol bgp {bird_protocol_name(router_nic.ip)} {{",
-        f'  description "{plan.router.name}";',
-        f"  local {node.ip} as {node.asn};",
-        f"  neighbor {router_nic.ip} as {peer_as};",
-    ]
-    if opts.allow_own_as:
-        bgp.append("  allow local as;")
-    if node.name == MD5_PEER:
-        bgp.append(f'  password "{_md5_for(opts, node.name)}";')
-    bgp += [
-        f"  hold time {HOLD}; keepalive time {KEEPALIVE};",
-        f"  connect retry time {CONNECT_RETRY}; connect delay time 1; error wait time 1, 5;",
-        "  ipv4 { import all; export where source = RTS_STATIC; };",
-        "}",
-    ]
-    return "\n".join([
-        f"router id {node.ip};",
-        f'log "{log_path}" {{ info, remote, warning, error, auth, fatal, bug }};',
-        "protocol device { scan time 10; }",
-        "# Calico's BIRD installs what it learns; kernel gets BGP routes only.",
-        "protocol kernel {"
-        + (f" kernel table {opts.kernel_table};" if opts.kernel_table is not None else "")
-        + " ipv4 { import none; export where source = RTS_BGP; }; }",
-        static,
-        *bgp,
-    ]) + "\n"
 
 
 def render_sshd(host: Host, *, host_key: Path, pid_file: Path, authorized_keys: Path,

@@ -2,11 +2,15 @@
 
 Contract: :class:`Daemons` of a :class:`~diag.lab.lab.Lab`:
 
-- processes: :meth:`spawn` a long-running process on a host (or in its pod), tracked in the run
-  directory so :meth:`stop` and ``diag lab down`` end it by PID; :meth:`pid`, :meth:`is_running`.
-- daemons: :meth:`start_all` (zebra, sshd everywhere, GoBGP or BIRD on the nodes, bgpd, the
-  nodes' pod CIDRs originated in GoBGP), :meth:`restart_bgp` (a host's BGP daemon re-rendered
-  with other options and restarted), :meth:`vtysh` (the router's FRR).
+- processes: :meth:`spawn` a long-running process on a host (or in its pod; :meth:`spawn_local`
+  in the root namespace), tracked in the run directory so :meth:`stop` and ``diag lab down`` end
+  it by PID; :meth:`pid`, :meth:`is_running`.
+- daemons: :meth:`start_all` (zebra, sshd everywhere, GoBGP or BIRD 1.6/2 on the nodes
+  configured from the lab's Kubernetes objects, bgpd, the prefixes the nodes' BGP
+  advertisements select originated in GoBGP), :meth:`restart_bgp` (a host's BGP daemon
+  re-rendered with other options and restarted), :meth:`vtysh` (the router's FRR);
+  :meth:`gobgp_originated`, :meth:`bird_learned`, :meth:`bird_protocols` (what the node
+  speakers hold, in their own words).
 - state: :meth:`bgp_state` (every session as each speaker reports it), :meth:`wait_established`,
   :meth:`wait_ready` (sshd up, sessions Established, every node holding the others' pod routes),
   :meth:`check_alive` (a daemon that died, with the tail of its log).
@@ -17,21 +21,30 @@ Waiting is polling with deadlines. The files the daemons read are written by
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from diag.errors import UsageError
-from diag.lab import bgp, configs, network
+from diag.lab import bgp, configs, environment, network, pods
 from diag.lab import plan as P
 from diag.lab.state import ProcessRecord
-from diag.lab.system import (CommandFailed, is_alive, run, spawn, stop_pids, wait_for)
+from diag.lab.system import CommandFailed, is_alive, run, spawn, stop_pids, wait_for
 
 if TYPE_CHECKING:
     from diag.lab.lab import Lab
 
 FRR_BIN = Path("/usr/lib/frr")
+
+
+def forget_frr_state(record: ProcessRecord) -> None:
+    """FRR keeps per-process state in /var/tmp/frr/<daemon>.<pid>; a daemon that did not exit
+    cleanly (SIGKILLed, failed start) leaves it behind. Call only once the process is dead."""
+    daemon = record.key.rsplit("/", 1)[-1]
+    if daemon in ("zebra", "bgpd"):
+        shutil.rmtree(f"/var/tmp/frr/{daemon}.{record.pid}", ignore_errors=True)
 
 
 class Daemons:
@@ -62,10 +75,23 @@ class Daemons:
         state.save()
         return record
 
+    def spawn_local(self, key: str, argv: Sequence[str]) -> ProcessRecord:
+        """Start a long-running lab process in the root namespace (the lab's Kubernetes API
+        endpoint: it only listens on 127.0.0.1), tracked like :meth:`spawn`."""
+        state = self.lab.reload()
+        if any(p.key == key and is_alive(p.pid, p.starttime) for p in state.processes):
+            raise UsageError(f"process {key!r} already runs in lab {self.lab.name!r}")
+        log = self.lab.run_dir / "logs" / (key.replace("/", "_") + ".log")
+        log.parent.mkdir(exist_ok=True)
+        pid, starttime = spawn(list(argv), log)
+        record = ProcessRecord(key=key, host="", pid=pid, starttime=starttime, argv=list(argv),
+                               log=str(log))
+        state.processes = [p for p in state.processes if p.key != key] + [record]
+        state.save()
+        return record
+
     def stop(self, key: str) -> bool:
         """Stop the tracked process ``key`` by PID; True if it was running."""
-        from diag.lab.lab import forget_frr_state
-
         state = self.lab.reload()
         record = state.process(key)
         if record is None:
@@ -116,8 +142,11 @@ class Daemons:
         for host in lab.plan.hosts:
             conf = files.write_sshd_config(host, use_pam)
             self._spawn_daemon(host.name, "sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)])
+        if lab.cni == "calico":
+            pods.write_scripts(lab.run_dir, lab.name, shutil.which("kubectl"))
         for node in lab.plan.nodes:
             self._start_node_daemon(node, opts)
+        self.start_agent_pods()
         wait_for(lambda: self.check_alive() or (frr / "zserv.api").exists(), timeout=10,
                  what="zebra's zserv socket")
         self._start_bgpd()
@@ -171,20 +200,99 @@ class Daemons:
             self._spawn_daemon(node.name, "gobgpd", [
                 "gobgpd", "-f", str(conf), "-t", "toml", "--api-hosts", "127.0.0.1:50051",
                 "--pprof-disable", "--log-plain", "-l", "info"])
+        elif self.lab.state.bird == "1.6":
+            # Calico's BIRD lives in calico-node: its own mount namespace (the container), its
+            # socket at /var/run/calico/bird.ctl (the lab's socket directory, bound there)
+            hd = self._files.host_dir(node.name)
+            name = pods.agent_pod_name("calico", node.name)
+            root = self.lab.run_dir / "pods" / name / "root"
+            root.mkdir(parents=True, exist_ok=True)
+            binds = pods.common_binds(self.lab.run_dir) + [
+                (str(self._files.bird_socket(node.name).parent), pods.CALICO_SOCKET_DIR)]
+            argv = pods.container_argv(
+                self.lab.netns(node.name), node.name, root,
+                pods.tools("calico", self.lab.run_dir), binds,
+                [str(environment.BIRD1), "-f", "-c", str(conf), "-s",
+                 f"{pods.CALICO_SOCKET_DIR}/bird.ctl", "-P", str(hd / "bird.pid")])
+            self._spawn_raw(node.name, "bird", argv)
         else:
             hd = self._files.host_dir(node.name)
             self._spawn_daemon(node.name, "bird", [
                 "bird", "-f", "-c", str(conf), "-s", str(self._files.bird_socket(node.name)),
                 "-P", str(hd / "bird.pid")])
 
+    def start_agent_pods(self) -> None:
+        """The cilium agent pods (calico's are its BIRD containers): a process holding each
+        pod's namespaces, with the pod's tools and the lab's cilium-dbg."""
+        lab = self.lab
+        if lab.cni != "cilium":
+            return
+        pods.write_scripts(lab.run_dir, lab.name, shutil.which("kubectl"))
+        for node in lab.plan.nodes:
+            name = pods.agent_pod_name("cilium", node.name)
+            root = lab.run_dir / "pods" / name / "root"
+            root.mkdir(parents=True, exist_ok=True)
+            argv = pods.container_argv(lab.netns(node.name), node.name, root,
+                                       pods.tools("cilium", lab.run_dir),
+                                       pods.common_binds(lab.run_dir),
+                                       ["sleep", "infinity"])
+            self._spawn_raw(node.name, "cilium-agent", argv)
+        for node in lab.plan.nodes:          # ready once its root holds the pod's tools
+            key = pods.agent_key("cilium", node.name)
+            wait_for(lambda key=key: self.check_alive() or (
+                self.pid(key) is not None and
+                Path(f"/proc/{self.pid(key)}/root{pods.POD_PATH}/cilium-dbg").exists()),
+                timeout=10, interval=0.05, what=f"the agent pod of {node.name}")
+
+    def _spawn_raw(self, host: str, daemon: str, full: list[str]) -> None:
+        """Track a process started by ``full`` as it is (a pod's container argv)."""
+        state = self.lab.reload()
+        log = self._files.host_dir(host) / f"{daemon}.out"
+        pid, starttime = spawn(full, log)
+        state.processes.append(ProcessRecord(key=f"{host}/{daemon}", host=host, pid=pid,
+                                             starttime=starttime, argv=full, log=str(log)))
+        state.save()
+
     def _gobgp_originate(self, node: P.Host, opts: configs.BgpOptions) -> None:
-        """Originate the node's pod CIDR in GoBGP (what Cilium does through the API)."""
+        """Originate in GoBGP what the node's BGP advertisements select (its pod CIDR): what
+        Cilium's BGP control plane does through GoBGP's API."""
         if not opts.advertise:
             return
         ns_run = self._ns_runner(node.name)
-        argv = ["gobgp", "global", "rib", "add", "-a", "ipv4", node.pod_cidr]
-        wait_for(lambda: ns_run(argv).returncode == 0, timeout=10, interval=0.05,
-                 what=f"GoBGP API on {node.name}")
+        prefixes = self.lab.cluster.node_prefixes(node.name)
+        wait_for(lambda: ns_run(["gobgp", "global", "rib", "summary"]).returncode == 0,
+                 timeout=10, interval=0.05, what=f"GoBGP API on {node.name}")
+        for prefix in prefixes:
+            ns_run(["gobgp", "global", "rib", "add", "-a", "ipv4", prefix])
+
+    def gobgp_originated(self, node: str) -> set[str]:
+        """The IPv4 prefixes GoBGP on ``node`` originates (paths without a neighbor)."""
+        out = self._ns_runner(node)(["gobgp", "global", "rib", "-j", "-a", "ipv4"])
+        try:
+            rib = json.loads(out.stdout or "{}") or {}
+        except json.JSONDecodeError:
+            return set()
+        return {prefix for prefix, paths in rib.items()
+                if any(p.get("neighbor-ip") in (None, "<nil>") for p in paths)}
+
+    def bird_learned(self, node: str) -> set[str]:
+        """Prefixes BIRD on ``node`` holds from its BGP peers (its table, whether or not it
+        programs them into the kernel: Calico leaves VXLAN pools' routes to Felix)."""
+        out = self._ns_runner(node)(["birdc", "-s", str(self._files.bird_socket(node)),
+                                     "show", "route", "protocol",
+                                     self.bird_protocols(node, "BGP")[0] or "none"])
+        return {line.split()[0] for line in out.stdout.splitlines()
+                if line[:1].isdigit() and "/" in line.split()[0]}
+
+    def bird_protocols(self, node: str, proto: str) -> list[str]:
+        """Names of ``node``'s BIRD protocols of type ``proto`` ("BGP", "Static"), as BIRD
+        lists them (Calico names BGP peers Node_/Global_/Mesh_<ip>; 1.6 names an unnamed
+        static protocol static1)."""
+        out = self._ns_runner(node)(["birdc", "-s", str(self._files.bird_socket(node)),
+                                     "show", "protocols"])
+        names = [line.split()[0] for line in out.stdout.splitlines()
+                 if len(line.split()) > 1 and line.split()[1] == proto]
+        return names or [""]
 
     def _ns_runner(self, host: str):
         ns = self.lab.netns(host)
@@ -235,10 +343,10 @@ class Daemons:
             raise TimeoutError(f"BGP sessions not Established after {timeout:g}s "
                                f"({states or 'no daemon answered'})") from None
         self.lab.state.timings["established_s"] = round(time.monotonic() - started, 3)
-        wait_for(self._routes_ready, timeout=remaining(), interval=0.1,
+        wait_for(self.routes_ready, timeout=remaining(), interval=0.1,
                  what="pod routes on every node")
 
-    def _routes_ready(self) -> bool:
+    def routes_ready(self) -> bool:
         """Each node knows every other node's pod CIDR (GoBGP RIB on cilium, kernel on calico),
         and the router's kernel has all of them."""
         lab = self.lab
@@ -256,9 +364,11 @@ class Daemons:
                 except json.JSONDecodeError:
                     return False
             else:
-                raw = run(["ip", "-n", lab.netns(node.name), "-j", "route", "show", "proto",
-                           "bird"])
-                have = {r["dst"] for r in json.loads(raw.stdout or "[]")}
+                have = self.bird_learned(node.name)
+                if lab.mode == "native" or lab.state.bird == "2":    # BIRD programs them
+                    raw = run(["ip", "-n", lab.netns(node.name), "-j", "route", "show",
+                               "proto", "bird"])
+                    have &= {r["dst"] for r in json.loads(raw.stdout or "[]")}
             if not others <= have:
                 return False
         return True

@@ -18,9 +18,26 @@ CAP_SYS_ADMIN = 21       # ip netns add mounts the namespace file
 TOOLS = {
     "ip": "iproute2", "bridge": "iproute2", "sysctl": "procps", "unshare": "util-linux",
     "/usr/lib/frr/zebra": "frr", "/usr/lib/frr/bgpd": "frr", "vtysh": "frr",
-    "gobgpd": "gobgpd", "gobgp": "gobgpd", "bird": "bird2", "birdc": "bird2",
+    "gobgpd": "gobgpd", "gobgp": "gobgpd", "bird": "bird2", "birdc": "bird2", "birdcl": "bird2",
+    "arping": "arping",
     "/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "nc": "netcat-openbsd",
 }
+
+
+# Calico's BIRD is a fork of 1.6, which Debian ships as `bird` — a package that conflicts with
+# bird2. .ci/bird1.sh unpacks it into this prefix (apt-get download + dpkg -x).
+BIRD1_PREFIX = Path(os.environ.get("DIAG_BIRD1_PREFIX", "/opt/diag-bird1"))
+BIRD1 = BIRD1_PREFIX / "usr" / "sbin" / "bird"
+BIRD1_CLIENT = BIRD1_PREFIX / "usr" / "sbin" / "birdc"
+
+
+def check_bird1() -> None:
+    """BIRD 1.6 for calico labs: unpacked privately, never installed as a package."""
+    if not (BIRD1.exists() and BIRD1_CLIENT.exists()):
+        raise EnvironmentProblem(
+            f"calico labs run BIRD 1.6 as Calico does, and {BIRD1} is missing",
+            hint="sudo bash .ci/bird1.sh (unpacks Debian's bird 1.6 into "
+                 f"{BIRD1_PREFIX}; it conflicts with bird2 as a package), or: --bird 2")
 
 
 def effective_caps() -> int:

@@ -5,8 +5,9 @@ its run directory (``/run/diag-lab/<name>``): the SSH client files a user collec
 (``ssh_config_path``, ``known_hosts_path``, ``identity_path``), the TCP-MD5 password, each host's
 directory with its daemons' configs, logs and sockets (``host_dir``, ``frr_dir``,
 ``bird_socket``). It writes them: the secrets and keys (:meth:`write_secrets`), the daemons'
-configurations rendered by :mod:`diag.lab.configs` (:meth:`write_frr_configs`,
-:meth:`write_node_config`, :meth:`write_sshd_config`) and the SSH client files
+configurations (:meth:`write_frr_configs` and :meth:`write_sshd_config` rendered by
+:mod:`diag.lab.configs`; :meth:`write_node_config` from the lab's Kubernetes objects through
+:mod:`diag.lab.cluster`) and the SSH client files
 (:meth:`write_ssh_client_files`). :meth:`bgp_options` is the healthy baseline a fault departs
 from; :meth:`bgp_config_is` tells whether a daemon's config on disk is what options render.
 Starting and stopping the daemons is :mod:`diag.lab.daemons`.
@@ -77,13 +78,10 @@ class LabFiles:
         renders — so a fault's heal restarts a daemon only when its config was changed."""
         opts = options or self.bgp_options()
         plan, h = self.lab.plan, self.lab.plan_host(host)
-        hd = self.host_dir(host)
         if h.role == "router":
             path, text = self.frr_dir / "bgpd.conf", configs.render_bgpd(plan, h, opts)
-        elif self.lab.cni == "cilium":
-            path, text = hd / "gobgpd.toml", configs.render_gobgpd(plan, h, opts)
         else:
-            path, text = hd / "bird.conf", configs.render_bird(plan, h, opts, hd / "bird.log")
+            path, text = self.lab.cluster.node_config(h, opts)
         try:
             return path.read_text() == text
         except FileNotFoundError:
@@ -125,18 +123,22 @@ class LabFiles:
             shutil.chown(path, "frr", "frr")
 
     def write_node_config(self, node: P.Host, opts: configs.BgpOptions) -> Path:
-        """The node's BGP daemon config (GoBGP on cilium, BIRD on calico); its path."""
-        hd = self.host_dir(node.name)
-        if self.lab.cni == "cilium":
-            conf = hd / "gobgpd.toml"
-            text = configs.render_gobgpd(self.lab.plan, node, opts)
-        else:
+        """The node's BGP daemon config (GoBGP on cilium, BIRD on calico), generated from the
+        lab's Kubernetes objects (:meth:`diag.lab.cluster.LabCluster.node_config`); its path."""
+        if self.lab.cni == "calico":
             self.bird_socket(node.name).parent.mkdir(exist_ok=True)
-            conf = hd / "bird.conf"
-            text = configs.render_bird(self.lab.plan, node, opts, hd / "bird.log")
-        conf.touch(mode=0o600)
-        conf.write_text(text)
-        return conf
+        conf, text = self.lab.cluster.node_config(node, opts)
+        return self.write_text_secret(conf, text)
+
+    @staticmethod
+    def write_text_secret(path: Path, text: str) -> Path:
+        """Write a file that may hold a password: created mode 0600, replaced atomically."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.touch(mode=0o600)
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
 
     def write_sshd_config(self, host: P.Host, use_pam: bool) -> Path:
         hd = self.host_dir(host.name)

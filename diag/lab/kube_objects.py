@@ -3,7 +3,8 @@
 Contract: :func:`cluster_objects(plan, options)` returns ``{file stem: [objects]}``, each
 object as the API returns it (``apiVersion``, ``kind``, ``metadata``, ``spec``, ``status``);
 :func:`write_objects` writes them as one List per file into the directory the lab's API
-endpoint (:mod:`diag.lab.kubeapi`) serves. Nothing here runs a command.
+endpoint (:mod:`diag.lab.kubeapi`) serves; :func:`read_objects` reads them back. Nothing here
+runs a command.
 
 Both CNIs: Nodes (name, labels ``kubernetes.io/hostname``, ``kubernetes.io/os``,
 ``topology.kubernetes.io/zone`` = the node's segment, ``enable-bgp``, the control-plane role on
@@ -23,13 +24,15 @@ PeerConfigs (the lab's timers: hold 9, keepalive 3, connect retry 1; ipv4/unicas
 the operator writes it, with ``status`` only when :attr:`KubeObjectOptions.bgp_status` gives
 one; the CiliumLoadBalancerIPPool holding the LB IP, the CiliumL2AnnouncementPolicy
 (``interfaces``: the cluster NIC's name, nodes other than the one behind the router) and its
-Lease ``kube-system/cilium-l2announce-default-webpod`` held by the announcing node.
+Lease ``kube-system/cilium-l2announce-default-webpod`` held by the announcing node (in a file of
+its own, ``leases``: the agents write it).
 
 ``--cni calico``: the Nodes carry Calico's annotations (``projectcalico.org/IPv4Address``, and
 the VXLAN tunnel address in vxlan mode); BGPConfiguration ``default`` (the node AS, no
 node-to-node mesh: the lab's nodes peer with the router only), one BGPPeer per segment selecting
 its nodes (``nodeSelector`` on the zone label) plus one for the TCP-MD5 node (password from the
-Secret ``bgp-secrets``/``md5``), the IPPool (the pod range, blocks of /24, ``vxlanMode`` Always in
+Secret ``bgp-secrets``/``md5``), each with ``numAllowedLocalASNumbers: 1`` (the nodes share one
+AS), the IPPool (the pod range, blocks of /24, ``vxlanMode`` Always in
 vxlan mode else Never, ``ipipMode`` Never), one BlockAffinity and IPAMBlock per node (its pod
 CIDR), FelixConfiguration ``default`` (VXLAN port 8472, VNI, MTU of the plan). Calico objects
 are the CRD form (``crd.projectcalico.org/v1``): the lab has no Calico API server.
@@ -62,6 +65,7 @@ class PeerStatus:
     state: str = "established"
     received: int = 0
     advertised: int = 0
+    established_time: str | None = None     # RFC 3339, while established
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class KubeObjectOptions:
     announcer: str | None = None                  # the L2 lease holder (default: k8s-w1)
     bgp_status: Mapping[str, PeerStatus] = field(default_factory=dict)  # node -> its peer
     renew_time: str = "2025-01-01T00:00:00.000000Z"
+    created: str = CREATED                        # every object's creationTimestamp
+    agent_pods: bool = True                       # the CNI agent pods (diag.lab.pods)
 
 
 def default_lb_ip(plan: AddressingPlan) -> str:
@@ -126,10 +132,20 @@ def _service(lb_ip: str) -> dict:
 
 def cluster_objects(plan: AddressingPlan, options: KubeObjectOptions) -> dict[str, list[dict]]:
     if options.cni == "cilium":
-        return _cilium(plan, options)
-    if options.cni == "calico":
-        return _calico(plan, options)
-    raise ValueError(f"unknown cni {options.cni!r}")
+        out = _cilium(plan, options)
+    elif options.cni == "calico":
+        out = _calico(plan, options)
+    else:
+        raise ValueError(f"unknown cni {options.cni!r}")
+    if options.agent_pods:
+        from diag.lab.pods import agent_pods
+
+        out["pods"] = agent_pods(plan, options.cni, CREATED)
+    if options.created != CREATED:         # a live lab's objects were created when it was
+        for items in out.values():
+            for item in items:
+                item["metadata"]["creationTimestamp"] = options.created
+    return out
 
 
 # -- cilium ---------------------------------------------------------------------------------
@@ -210,11 +226,14 @@ def _cilium(plan: AddressingPlan, options: KubeObjectOptions) -> dict[str, list[
                       {"key": HOSTNAME, "operator": "NotIn", "values": behind_router}]},
                   "interfaces": [f"^{plan.host(announcer).cluster_nic.name}$"],
                   "externalIPs": True, "loadBalancerIPs": True}},
+    ]
+    # written by the announcing agent, apart from the objects a person edits
+    out["leases"] = [
         {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
          "metadata": _meta(L2_LEASE.format(namespace=namespace, name=name), "kube-system"),
          "spec": {"holderIdentity": announcer, "leaseDurationSeconds": 15,
                   "acquireTime": options.renew_time, "renewTime": options.renew_time,
-                  "leaseTransitions": 0}},
+                  "leaseTransitions": 0}}
     ]
     return out
 
@@ -251,6 +270,8 @@ def _node_config(api: str, plan: AddressingPlan, node: Host,
             "name": instance["name"], "localASN": node.asn,
             "peers": [{"name": peer["name"], "peerAddress": peer["peerAddress"],
                        "peerASN": peer["peerASN"], "peeringState": status.state,
+                       **({"establishedTime": status.established_time}
+                          if status.established_time else {}),
                        "routeCount": [{"afi": "ipv4", "safi": "unicast",
                                        "received": status.received,
                                        "advertised": status.advertised}],
@@ -281,13 +302,14 @@ def _calico(plan: AddressingPlan, options: KubeObjectOptions) -> dict[str, list[
                       "metadata": _meta(f"{plan.router.name}-{segment}"),
                       "spec": {"nodeSelector": f"{ZONE} == '{segment}' && "
                                                f"{HOSTNAME} != '{MD5_PEER}'",
-                               "peerIP": nic.ip, "asNumber": plan.router.asn}})
+                               "peerIP": nic.ip, "asNumber": plan.router.asn,
+                               "numAllowedLocalASNumbers": 1}})
     md5_node = plan.host(MD5_PEER)
     secret, key = CALICO_MD5_SECRET
     peers.append({"apiVersion": api, "kind": "BGPPeer",
                   "metadata": _meta(f"{plan.router.name}-md5"),
                   "spec": {"node": MD5_PEER, "peerIP": plan.router_nic_for(md5_node).ip,
-                           "asNumber": plan.router.asn,
+                           "asNumber": plan.router.asn, "numAllowedLocalASNumbers": 1,
                            "password": {"secretKeyRef": {"name": secret, "key": key}}}})
     blocks, affinities = [], []
     for node in plan.nodes:
@@ -350,3 +372,14 @@ def write_objects(directory: Path, objects: dict[str, list[dict]]) -> list[Path]
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def read_objects(directory: Path) -> dict[str, list[dict]]:
+    """``{file stem: [objects]}`` as :func:`write_objects` wrote them (or a person edited them:
+    a file may hold one object or a List)."""
+    out: dict[str, list[dict]] = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        document = json.loads(path.read_text())
+        out[path.stem] = list(document["items"]) if str(document.get("kind", "")).endswith(
+            "List") and "items" in document else [document]
+    return out

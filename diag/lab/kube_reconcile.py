@@ -19,8 +19,8 @@ Contract:
   ``.namespace``), ``CiliumPodIPPool`` = the node's allocations from the selected pools. The
   router ID defaults to the node's InternalIP. :attr:`NodeBgpIntent.notes` says what was not
   applied and why.
-- :func:`render_gobgpd(intent, passwords)` renders that intent as the lab's gobgpd TOML (the form
-  :func:`diag.lab.configs.render_gobgpd` writes): no listener unless a local port is set, one
+- :func:`render_gobgpd(intent, passwords)` renders that intent as the lab's gobgpd TOML: no
+  listener unless a local port is set, one
   neighbor per peer with the PeerConfig's timers, TCP-MD5 from ``passwords`` (Secret name ->
   password: the lab hands them over, it never serves Secrets), eBGP multihop, families, and
   ``allow-own-as`` — the lab's baseline (its nodes share one AS), not something Cilium sets.
@@ -32,19 +32,25 @@ Contract:
   (``node`` equal, or Calico ``nodeSelector`` matching its labels: ``Node_<ip>``; a
   ``peerSelector`` peers with the selected nodes), passwords by Secret reference, and the blocks
   affine to the node (confirmed, not deleted; not from a pool with ``disableBGPExport``) as
-  originated prefixes; :func:`render_bird` renders it in :func:`diag.lab.configs.render_bird`'s
-  form.
+  originated prefixes; :func:`render_bird1` renders it as calico-node's BIRD 1.6
+  configuration (the lab's calico default), :func:`render_bird` as BIRD 2 (``--bird 2``).
+- :func:`node_daemon_config` is what a lab node runs: the intent rendered for its daemon, with
+  the lab's fault knobs (:class:`~diag.lab.configs.BgpOptions`); :class:`NoBgpInstance` when the
+  objects give a Cilium node no BGP instance (or several: the lab runs one gobgpd).
 """
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diag.k8s.kinds import split_api_version
 from diag.k8s.selectors import calico_selector_matches, label_selector_matches
+
+if TYPE_CHECKING:
+    from diag.lab.configs import BgpOptions
 
 DEFAULT_HOLD, DEFAULT_KEEPALIVE, DEFAULT_CONNECT_RETRY = 90, 30, 120
 DEFAULT_FAMILIES = (("ipv4", "unicast", None), ("ipv6", "unicast", None))
@@ -364,6 +370,15 @@ class BirdPeer:
 
 
 @dataclass(frozen=True)
+class BirdPool:
+    """An IPPool as calico-node's BIRD filters see it."""
+
+    cidr: str
+    vxlan: bool = False               # vxlanMode Always/CrossSubnet: Felix programs its routes
+    bgp_export: bool = True           # not disableBGPExport
+
+
+@dataclass(frozen=True)
 class BirdIntent:
     node: str
     router_id: str
@@ -372,6 +387,7 @@ class BirdIntent:
     peers: tuple[BirdPeer, ...]
     originated: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    pools: tuple[BirdPool, ...] = ()     # the IPv4 IPPools (their export and kernel filters)
 
 
 def _calico_objects(objects: list[dict], kind: str) -> list[dict]:
@@ -470,13 +486,19 @@ def calico_bird_intent(objects: list[dict], node: str) -> BirdIntent:
             notes.append(f"block {block}: pool exports disabled")
             continue
         originated.append(str(block))
+    bird_pools = tuple(BirdPool(p["cidr"], str(p.get("vxlanMode", "Never")) != "Never",
+                                not p.get("disableBGPExport"))
+                       for p in pools if p.get("cidr") and ":" not in p["cidr"]
+                       and not p.get("disabled"))
     return BirdIntent(node, router_id, local_asn, listen_port, tuple(peers), tuple(originated),
-                      tuple(notes))
+                      tuple(notes), bird_pools)
 
 
 def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], log_path: Path,
                 *, allow_local_as: bool = True, kernel_table: int | None = None) -> str:
-    """BIRD 2 configuration for the intent, in the lab's form (diag.lab.configs.render_bird)."""
+    """BIRD 2 configuration for the intent (``--bird 2``): the lab's own form — named
+    ``pod_cidr`` static protocol, BGP routes exported to the kernel (``metric 32``, BIRD 2's
+    default) in both modes, BGP sessions with the lab's timers."""
     from diag.lab.configs import CONNECT_RETRY, HOLD, KEEPALIVE
 
     statics = " ".join(f"route {cidr} blackhole;" for cidr in intent.originated)
@@ -511,3 +533,141 @@ def render_bird(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], lo
                 "  ipv4 { import all; export where source = RTS_STATIC; };", "}"]
         lines += bgp
     return "\n".join(lines) + "\n"
+
+
+def render_bird1(intent: BirdIntent, passwords: Mapping[tuple[str, str], str], log_path: Path,
+                 *, allow_local_as: bool = True, kernel_table: int | None = None) -> str:
+    """BIRD 1.6 configuration for the intent in calico-node's form: what confd renders from
+    bird.cfg.template, bird_aggr.cfg.template and bird_ipam.cfg.template (one file here). Kept
+    from Calico: the unnamed static protocol with a blackhole route per affine block, the
+    ``calico_aggr`` function, ``calico_export_to_bgp_peers`` (the blocks, then the pools) and
+    ``calico_kernel_programming`` (VXLAN pools' routes are Felix's, not BIRD's), the
+    ``bgp_template`` (``multihop``, ``gateway recursive``), ``Mesh_``/``Global_``/``Node_``
+    protocols with ``source address``, ``password``, ``allow local as N`` from
+    ``numAllowedLocalASNumbers``, protocols ``device`` and ``direct``. The lab's departures,
+    for fast and deterministic faults: its timers (hold 9, keepalive 3, connect retry 1, error
+    wait 1-5 s), no graceful restart (a helper would keep a dead node's routes for minutes), no
+    ADD-PATH, no BFD, the kernel protocol neither learns alien routes nor persists its own (a
+    restarted BIRD must not leave stale routes) and gets BGP routes only, and
+    ``allow_local_as``/``kernel_table``, the fault knobs."""
+    from diag.lab.configs import CONNECT_RETRY, HOLD, KEEPALIVE
+
+    lines = [("# BIRD 1.6 as calico-node runs it, generated from the lab's Calico objects "
+              f"for {intent.node}"),
+             f"router id {intent.router_id};"]
+    if intent.listen_port:
+        lines.append(f"listen bgp port {intent.listen_port};")
+    lines += [f'log "{log_path}" {{ info, remote, warning, error, auth, fatal, bug }};', "",
+              "# bird_aggr.cfg", "protocol static {", "  # IP blocks for this host."]
+    lines += [f"  route {cidr} blackhole;" for cidr in intent.originated]
+    lines += ["}", "", ("# Aggregation of routes on this host; export the block, nothing "
+                        "beneath it."), "function calico_aggr ()", "{"]
+    for cidr in intent.originated:
+        lines += [f"      # Block {cidr} is confirmed",
+                  f"      if ( net = {cidr} ) then {{ accept; }}",
+                  f"      if ( net ~ {cidr} ) then {{ reject; }}"]
+    lines += ["}", "", "# bird_ipam.cfg", "filter calico_export_to_bgp_peers {", "  calico_aggr();"]
+    for pool in intent.pools:
+        if pool.bgp_export:
+            lines += [f"  if ( net ~ {pool.cidr} ) then {{", "    accept;", "  }"]
+    lines += ["  reject;", "}", "", "filter calico_kernel_programming {",
+              "  # the lab: BGP routes only (its pod sits on a /24 veth route where Calico has",
+              "  # /32 routes under a blackhole route for the block)",
+              "  if ( source != RTS_BGP ) then reject;"]
+    for pool in intent.pools:
+        lines += [f"  if ( net ~ {pool.cidr} ) then {{"]
+        # (Calico's fork sets krt_tunnel = "" here, an attribute Debian's 1.6 does not know)
+        lines += ([("    # Don't program VXLAN routes into the kernel - these are handled by "
+                    "Felix."), "    reject;"] if pool.vxlan else ["    accept;"])
+        lines.append("  }")
+    lines += ["  accept;", "}", "", "# bird.cfg",
+              "# Configure synchronization between routing tables and kernel.",
+              "protocol kernel {",
+              *([f"  kernel table {kernel_table};"] if kernel_table is not None else []),
+              "  scan time 2;       # Scan kernel routing table every 2 seconds",
+              "  import none;       # the lab: no learn, no persist (see the docstring)",
+              "  export filter calico_kernel_programming; # Default is export none",
+              "  merge paths on;    # Allow export multipath routes (ECMP)", "}", "",
+              "# Watch interface up/down events.", "protocol device {",
+              "  scan time 2;    # Scan interfaces every 2 seconds", "}", "",
+              "protocol direct {", "  debug { states };",
+              '  interface -"cali*", -"kube-ipvs*", "*"; # Exclude cali* and kube-ipvs* but',
+              "                                          # include everything else.", "}", "",
+              "# Template for all BGP clients", "template bgp bgp_template {",
+              "  debug { states };", '  description "Connection to BGP peer";',
+              f"  local as {intent.local_asn};", "  multihop;",
+              "  gateway recursive; # This should be the default, but just in case.",
+              "  import all;        # Import all routes, since we don't know what the upstream",
+              "                     # topology is and therefore have to trust the ToR/RR.",
+              ("  export filter calico_export_to_bgp_peers;  # Only want to export routes for "
+               "workloads."),
+              f"  hold time {HOLD};", f"  keepalive time {KEEPALIVE};",
+              "  connect delay time 1;", f"  connect retry time {CONNECT_RETRY};",
+              "  error wait time 1,5;", "}"]
+    sections = (("Mesh_", "# ------------- Node-to-node mesh -------------"),
+                ("Global_", "# ------------- Global peers -------------"),
+                ("Node_", "# ------------- Node-specific peers -------------"))
+    for prefix, title in sections:
+        lines += ["", title]
+        chosen = [p for p in intent.peers if p.name.startswith(prefix)]
+        if not chosen:
+            lines.append("# No peers configured." if prefix != "Mesh_"
+                         else "# Node-to-node mesh disabled")
+        for peer in chosen:
+            lines += [f"# For peer {peer.description or peer.address}",
+                      f"protocol bgp {peer.name} from bgp_template {{",
+                      (f"  neighbor {peer.address} {f'port {peer.port} ' if peer.port else ''}"
+                       f"as {peer.asn};")]
+            if peer.source_address:
+                lines.append(f"  source address {peer.source_address};  # The local address "
+                             "we use for the TCP connection")
+            if peer.password_secret:
+                if peer.password_secret not in passwords:
+                    raise ValueError(f"{intent.node}: no password for Secret "
+                                     f"{'/'.join(peer.password_secret)}")
+                lines.append(f'  password "{passwords[peer.password_secret]}";')
+            if allow_local_as and peer.num_allowed_local_as:
+                lines.append(f"  allow local as {peer.num_allowed_local_as};")
+            if peer.keep_original_next_hop and peer.asn != intent.local_asn:
+                lines.append("  next hop keep;")
+            lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+class NoBgpInstance(ValueError):
+    """The objects give a Cilium node no BGP instance, or more than the lab's one gobgpd."""
+
+    def __init__(self, node: str, notes: tuple[str, ...], count: int) -> None:
+        reason = "; ".join(notes) or "no ClusterConfig or PeeringPolicy selects it"
+        super().__init__(f"{count} BGP instances for {node} ({reason}); the lab runs one"
+                         if count else f"no BGP instance ({reason})")
+
+
+def node_daemon_config(objects: list[dict], node: str, *, cni: str, bird: str,
+                       options: "BgpOptions", log_path: Path) -> str:
+    """The configuration text of ``node``'s BGP daemon in a lab of ``cni`` (``bird``: "1.6"
+    or "2" on calico): the intent the objects give, as the CNI would run it, with the lab's
+    fault knobs applied (``options``: peer AS override, TCP-MD5 password and its override,
+    allow-own-as, GoBGP passive mode, BIRD's kernel table, no origination)."""
+    from diag.lab.kube_objects import CALICO_MD5_SECRET, MD5_SECRET
+
+    password = options.md5_override.get(node, options.md5_password)
+    peer_as = options.peer_as_override.get(node)
+    if cni == "cilium":
+        intent = cilium_bgp_intent(objects, node)
+        if len(intent.instances) != 1:
+            raise NoBgpInstance(node, intent.notes, len(intent.instances))
+        if peer_as is not None:
+            intent = replace(intent, instances=tuple(
+                replace(i, peers=tuple(replace(p, peer_asn=peer_as) for p in i.peers))
+                for i in intent.instances))
+        return render_gobgpd(intent, {MD5_SECRET: password}, allow_own_as=options.allow_own_as,
+                             passive=node in options.passive_nodes)
+    intent_ = calico_bird_intent(objects, node)
+    if peer_as is not None:
+        intent_ = replace(intent_, peers=tuple(replace(p, asn=peer_as) for p in intent_.peers))
+    if not options.advertise:
+        intent_ = replace(intent_, originated=())
+    render = render_bird if bird == "2" else render_bird1
+    return render(intent_, {CALICO_MD5_SECRET: password}, log_path,
+                  allow_local_as=options.allow_own_as, kernel_table=options.kernel_table)

@@ -19,11 +19,14 @@ clients only. It answers, for ``GET`` only:
   returned at the version asked for (only ``apiVersion`` changes: the conversion Cilium's and
   Calico's CRDs declare is ``None``);
 - the API's own ``Status`` bodies: 403 ``Forbidden`` for the resources in
-  :attr:`ApiOptions.denied` (worded as RBAC words it), 404 ``NotFound`` for a missing object or
-  an unknown path (also for resources in :attr:`ApiOptions.vanished`: listed by discovery, gone
-  when listed, as a CRD deleted in between), 401 when :attr:`ApiOptions.token` is set and the
+  :attr:`ApiOptions.denied` or listed in :attr:`ApiOptions.denied_file` (worded as RBAC words
+  it), 404 ``NotFound`` for a missing object or an unknown path (also for resources in
+  :attr:`ApiOptions.vanished`: listed by discovery, gone when listed, as a CRD deleted in
+  between), 401 when :attr:`ApiOptions.token` is set and the
   request does not carry it, 405 for any other method;
-- :attr:`ApiOptions.slow` delays a resource's lists (for timeouts).
+- :attr:`ApiOptions.slow` delays a resource's lists (for timeouts);
+  :attr:`ApiOptions.before_read` is called with the resource before it is read (the lab refreshes
+  status it takes from its daemons there).
 
 Objects come from the ``*.json`` files in ``objects_dir`` (each one object or a List), re-read
 whenever a file there changes, so editing a file is editing the cluster. Every object keeps what
@@ -52,7 +55,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from diag.k8s.kinds import KINDS, Kind, split_api_version
@@ -62,6 +65,9 @@ SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-diag-lab",
                   "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
                   "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"}
 ALWAYS_INSTALLED = frozenset({"", "coordination.k8s.io"})
+# served too, though diag never lists them: the CNI agent pods (how --via kubectl finds them)
+# and the lab's debug pods
+LAB_KINDS = (Kind("", "Pod", "pods", True, ("v1",), "core", ("po",)),)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 USER = "diag-lab"
 
@@ -78,6 +84,8 @@ class ApiOptions:
     as_applied: bool = True
     tls: bool = True
     cert_dir: Path | None = None                # default: a "tls" directory beside objects_dir
+    denied_file: Path | None = None             # more denied resources, one a line, re-read
+    before_read: Callable[[str], None] | None = None   # called with a resource before serving it
 
 
 def resource_name(kind: Kind) -> str:
@@ -258,6 +266,19 @@ class KubeApiServer:
         self.stop()
 
     # -- what is served ---------------------------------------------------------------------
+    def denied(self) -> frozenset[str]:
+        """:attr:`ApiOptions.denied` and the resources listed in :attr:`ApiOptions.denied_file`
+        (one a line, ``#`` comments), read on every request: a lab marks kinds denied at run
+        time by editing that file."""
+        extra: set[str] = set()
+        if self.options.denied_file is not None:
+            try:
+                text = Path(self.options.denied_file).read_text()
+            except FileNotFoundError:
+                text = ""
+            extra = {line.split("#", 1)[0].strip() for line in text.splitlines()} - {""}
+        return self.options.denied | extra
+
     def installed_groups(self) -> frozenset[str]:
         if self.options.installed_groups is not None:
             return self.options.installed_groups | ALWAYS_INSTALLED
@@ -266,7 +287,7 @@ class KubeApiServer:
     def served(self) -> list[tuple[Kind, tuple[str, ...]]]:
         groups = self.installed_groups()
         return [(kind, tuple(self.options.versions.get(kind.resource, kind.versions)))
-                for kind in KINDS if kind.group in groups]
+                for kind in KINDS + LAB_KINDS if kind.group in groups]
 
     def group_versions(self) -> dict[str, list[str]]:
         """group -> versions, preferred first."""
@@ -378,7 +399,7 @@ def route(server: KubeApiServer, parts: list[str], query: dict[str, str]) -> tup
     resource = kind.resource
     qualified = f"{plural}.{group}" if group else plural
     verb = "get" if name else "list"
-    if resource in server.options.denied:
+    if resource in server.denied():
         where = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
         return 403, _status(403, "Forbidden",
                             f'{qualified}{" " + json.dumps(name) if name else ""} is forbidden: '
@@ -390,6 +411,8 @@ def route(server: KubeApiServer, parts: list[str], query: dict[str, str]) -> tup
         time.sleep(delay)
     if resource in server.options.vanished:
         return 404, _NOT_FOUND
+    if server.options.before_read is not None:
+        server.options.before_read(resource)
     items = [_at_version(o, group_version) for o in server.store.objects().get((group, kind.kind),
                                                                                 [])]
     if namespace is not None:
@@ -491,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--deny", action="append", default=[])
+    parser.add_argument("--denied-file", type=Path, help="more denied resources, one a line")
     parser.add_argument("--vanished", action="append", default=[])
     parser.add_argument("--slow", action="append", default=[], help="RESOURCE=SECONDS")
     parser.add_argument("--token")
@@ -505,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     api = KubeApiServer(ApiOptions(objects_dir=args.objects, denied=frozenset(args.deny),
                                    vanished=frozenset(args.vanished), slow=slow,
                                    token=args.token, tls=not args.plain_http,
+                                   denied_file=args.denied_file,
                                    cert_dir=args.cert_dir), port=args.port)
     if args.kubeconfig is not None:
         api.kubeconfig(args.kubeconfig, token=args.token)

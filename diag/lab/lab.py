@@ -21,14 +21,16 @@ from typing import Callable, Sequence
 from diag.errors import EnvironmentProblem, UsageError
 from diag.lab import environment, network
 from diag.lab import plan as P
-from diag.lab.daemons import Daemons
+from diag.lab.cluster import LabCluster
+from diag.lab.daemons import Daemons, forget_frr_state
 from diag.lab.files import LabFiles
-from diag.lab.state import (NAME_RE, LabState, ProcessRecord, lab_names, last_teardown,
+from diag.lab.state import (NAME_RE, LabState, lab_names, last_teardown,
                             record_teardown, run_dir, run_root)
 from diag.lab.system import (CommandFailed, netns_delete, netns_list, proc_stat, run,
                              stop_pids)
 
 DEFAULT_NAME = "diag"
+CILIUM_APIS = ("v2", "v2alpha1")
 UP_TIMEOUT = float(os.environ.get("DIAG_LAB_UP_TIMEOUT", "40"))
 
 
@@ -51,13 +53,16 @@ class HostInfo:
 
 
 def validate(name: str, cni: str = "cilium", mode: str = "native",
-             addressing: str = "default") -> None:
+             addressing: str = "default", bird: str = "1.6", peering: str = "address",
+             cilium_api: str = "v2") -> None:
     if not NAME_RE.match(name):
         raise UsageError(f"invalid lab name {name!r}",
                          hint="1-12 characters, lower-case letters and digits, starting with a "
                               "letter (it prefixes namespace names)")
     for value, allowed, what in ((cni, P.CNIS, "--cni"), (mode, P.MODES, "--mode"),
-                                 (addressing, P.ADDRESSINGS, "--addressing")):
+                                 (addressing, P.ADDRESSINGS, "--addressing"),
+                                 (bird, P.BIRDS, "--bird"), (peering, P.PEERINGS, "--peering"),
+                                 (cilium_api, CILIUM_APIS, "--cilium-api")):
         if value not in allowed:
             raise UsageError(f"invalid {what} {value!r}", hint=f"choose one of: {', '.join(allowed)}")
 
@@ -74,26 +79,33 @@ class Lab:
         self.cni = state.cni
         self.mode = state.mode
         self.addressing = state.addressing
-        self.plan = P.addressing_plan(state.addressing)
+        self.plan = P.addressing_plan(state.addressing, state.peering)
         self.run_dir = run_dir(state.name)
         self.files = LabFiles(self)
         self.daemons = Daemons(self)
+        self.cluster = LabCluster(self)
 
     # --- construction -------------------------------------------------------------------------
 
     @classmethod
     def up(cls, name: str = DEFAULT_NAME, cni: str = "cilium", mode: str = "native",
-           addressing: str = "default", *, timeout: float = UP_TIMEOUT,
-           progress: Callable[[str], None] | None = None) -> "Lab":
-        """Build the lab and return once every session is Established and routes are in place."""
-        validate(name, cni, mode, addressing)
+           addressing: str = "default", *, bird: str = "1.6", peering: str = "address",
+           cilium_api: str = "v2", kube_denied: Sequence[str] = (),
+           timeout: float = UP_TIMEOUT, progress: Callable[[str], None] | None = None) -> "Lab":
+        """Build the lab and return once every session is Established, routes are in place and
+        its Kubernetes API endpoint answers. ``bird`` (calico: "1.6" as Calico, or "2"),
+        ``peering`` (how the router peers: :data:`~diag.lab.plan.PEERINGS`), ``cilium_api``
+        (the Cilium BGP CRDs' version), ``kube_denied`` (API resources answered with 403)."""
+        validate(name, cni, mode, addressing, bird, peering, cilium_api)
         environment.check()
+        if cni == "calico" and bird == "1.6":
+            environment.check_bird1()
         say = progress or (lambda _msg: None)
         if LabState.read(name) is not None or run_dir(name).exists():
             raise UsageError(f"lab {name!r} already exists ({run_dir(name)})",
                              hint=f"diag lab status --name {name}, or remove it first: "
                                   f"diag lab down --name {name}")
-        plan = P.addressing_plan(addressing)
+        plan = P.addressing_plan(addressing, peering)
         clash = sorted(set(network.namespace_names(name)) & netns_list())
         if clash:
             raise UsageError(f"namespaces of a lab {name!r} are left over: {', '.join(clash)}",
@@ -107,6 +119,8 @@ class Lab:
             raise UsageError(f"lab {name!r} is being created by another `diag lab up`") from None
         run_dir(name).chmod(0o711)   # FRR runs as frr and must traverse to its directory
         state = LabState(name=name, cni=cni, mode=mode, addressing=addressing,
+                         bird=bird if cni == "calico" else "", peering=peering,
+                         cilium_api=cilium_api if cni == "cilium" else "",
                          namespaces=network.namespace_names(name, plan))
         state.save()                          # namespaces recorded before they exist
         lab = cls(state)
@@ -116,11 +130,16 @@ class Lab:
             state.timings["network_s"] = round(time.monotonic() - started, 3)
             state.phase = "starting"
             state.save()
-            say("starting sshd, FRR, " + ("GoBGP" if cni == "cilium" else "BIRD"))
+            say("starting sshd, FRR, " + ("GoBGP" if cni == "cilium" else f"BIRD {bird}")
+                + " (configured from the lab's Kubernetes objects), the Kubernetes API endpoint")
             lab.files.write_secrets()
+            lab.cluster.write_objects(tuple(kube_denied))   # the daemons' configs come from them
             lab.daemons.start_all(use_pam=_root_is_locked())
+            lab.cluster.start_api()
             say("waiting for BGP sessions and routes")
             lab.daemons.wait_ready(timeout, started)
+            lab.cluster.wait_api(timeout=max(2.0, started + timeout - time.monotonic()))
+            lab.cluster.announce()
             lab.files.write_ssh_client_files()
         except BaseException as err:
             state = lab._state
@@ -204,6 +223,10 @@ class Lab:
         return (f"diag collect --ssh-config {self.files.ssh_config_path} "
                 f"--known-hosts {self.files.known_hosts_path} {hosts}")
 
+    def kube_collect_command(self) -> str:
+        """Reading the lab's objects with kubectl, as from a real cluster."""
+        return self.cluster.collect_command()
+
     def ssh_command(self, host: str = P.MD5_PEER) -> str:
         return f"ssh -F {self.files.ssh_config_path} {host}"
 
@@ -247,7 +270,13 @@ class Lab:
         if h.role == "router":
             return [(self.files.frr_dir, "/run/frr")]
         if self.cni == "calico":
-            return [(self.files.bird_socket(host).parent, "/run/bird")]
+            mounts = [(self.files.bird_socket(host).parent, "/run/bird")]
+            if self.state.bird == "1.6":
+                # the host's `bird` and `birdc` are BIRD 1.6's (bird2's `birdcl` stays: it
+                # serves as calico-node's birdcl)
+                mounts += [(environment.BIRD1, "/usr/sbin/bird"),
+                           (environment.BIRD1_CLIENT, "/usr/sbin/birdc")]
+            return mounts
         return []
 
 
@@ -301,14 +330,6 @@ def teardown(name: str) -> float:
         run_root().mkdir(mode=0o755, parents=True, exist_ok=True)
         record_teardown(name, seconds)
     return seconds
-
-
-def forget_frr_state(record: ProcessRecord) -> None:
-    """FRR keeps per-process state in /var/tmp/frr/<daemon>.<pid>; a daemon that did not exit
-    cleanly (SIGKILLed, failed start) leaves it behind. Call only once the process is dead."""
-    daemon = record.key.rsplit("/", 1)[-1]
-    if daemon in ("zebra", "bgpd"):
-        shutil.rmtree(f"/var/tmp/frr/{daemon}.{record.pid}", ignore_errors=True)
 
 
 def lab_exists(name: str) -> bool:

@@ -79,6 +79,13 @@ def build(lab: str, plan: P.AddressingPlan, cni: str, mode: str) -> None:
     for host in plan.hosts:
         ip_batch(host_netns(lab, host.name), _host_lines(lab, plan, host, cni, mode, pod_mtu))
     for node in plan.nodes:
+        if plan.interface_peered(node):
+            # FRR's interface peer wants an IPv6 link-local address on its interface even for
+            # an IPv4 session (bgp_zebra_nexthop_set); IPv6 comes on for that NIC only
+            nic = plan.router_nic_for(node).name
+            sysctl(host_netns(lab, plan.router.name), {
+                f"net.ipv6.conf.{nic}.accept_dad": "0", f"net.ipv6.conf.{nic}.disable_ipv6": "0"})
+    for node in plan.nodes:
         plen = _prefixlen(node.pod_cidr)
         ip_batch(pod_netns(lab, node.name), [
             "link set lo up",

@@ -13,11 +13,16 @@ the names of the SSH endpoints and of the lab's commands.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 ADDRESSINGS = ("default", "alt")
 CNIS = ("cilium", "calico")
 MODES = ("native", "vxlan")
+# How the router (the ToR) configures its BGP peers: one neighbor per node address; a node alone
+# on its segment peered by interface (``neighbor IFACE interface``, over a /31 link); dynamic
+# neighbours (``bgp listen range <node subnet> peer-group``).
+PEERINGS = ("address", "interface", "range")
+BIRDS = ("1.6", "2")           # calico: Calico's BIRD 1.6 (default) or BIRD 2
 
 VXLAN_PORT = 8472      # Linux/Cilium/Flannel VXLAN port (IANA's is 4789)
 VXLAN_VNI = 2
@@ -90,6 +95,7 @@ class AddressingPlan:
     mgmt_gateway: str          # the sink's address, every node's default gateway (via mgmt NIC)
     segments: tuple[Segment, ...]
     hosts: tuple[Host, ...]
+    peering: str = "address"   # one of PEERINGS: how the router configures its peers
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -111,6 +117,12 @@ class AddressingPlan:
     def router_nic_for(self, node: Host) -> Nic:
         """The router's NIC on the node's cluster segment."""
         return self.router.nic(node.cluster_nic.segment)
+
+    def interface_peered(self, node: Host) -> bool:
+        """True if the router peers with ``node`` by interface (``peering`` "interface": the
+        node alone on its segment, on a /31 link)."""
+        return self.peering == "interface" and \
+            sum(n.cluster_nic.segment == node.cluster_nic.segment for n in self.nodes) == 1
 
 
 def _node(name: str, short: str, asn: int, mgmt: Nic, cluster: Nic, pod_cidr: str,
@@ -166,12 +178,41 @@ def _alt() -> AddressingPlan:
     )
 
 
-def addressing_plan(key: str) -> AddressingPlan:
-    """The plan named ``key`` ("default" or "alt")."""
+def _with_peering(plan: AddressingPlan, peering: str) -> AddressingPlan:
+    """``plan`` whose router peers as ``peering`` says. "interface" turns the segment of each
+    node alone on it into a /31 between the node (its address kept) and the router (the other
+    address of the /31): FRR derives an interface peer's IPv4 address from a /30 or /31, the
+    routed access link of an L3-to-the-host design."""
+    if peering not in PEERINGS:
+        raise ValueError(f"unknown peering {peering!r} (choose: {', '.join(PEERINGS)})")
+    plan = replace(plan, peering=peering)
+    if peering != "interface":
+        return plan
+    hosts, segments = list(plan.hosts), list(plan.segments)
+    for node in plan.nodes:
+        if not plan.interface_peered(node):
+            continue
+        own = node.cluster_nic
+        address = ipaddress.ip_interface(own.address).ip
+        link = ipaddress.ip_network(f"{address}/31", strict=False)
+        router_ip = next(a for a in (link.network_address, link.broadcast_address)
+                         if a != address)
+        hosts = [replace(h, nics=tuple(replace(n, address=f"{router_ip}/31")
+                                       if n.segment == own.segment else n for n in h.nics))
+                 if h.role == "router" else
+                 replace(h, nics=tuple(replace(n, address=f"{address}/31") if n is own else n
+                                       for n in h.nics), gateway=str(router_ip))
+                 if h.name == node.name else h for h in hosts]
+        segments = [replace(s, cidr=str(link)) if s.key == own.segment else s for s in segments]
+    return replace(plan, hosts=tuple(hosts), segments=tuple(segments))
+
+
+def addressing_plan(key: str, peering: str = "address") -> AddressingPlan:
+    """The plan named ``key`` ("default" or "alt"), its router peering as ``peering``."""
     if key == "default":
-        return _default()
+        return _with_peering(_default(), peering)
     if key == "alt":
-        return _alt()
+        return _with_peering(_alt(), peering)
     raise ValueError(f"unknown addressing {key!r} (choose: {', '.join(ADDRESSINGS)})")
 
 

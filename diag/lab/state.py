@@ -29,7 +29,7 @@ def run_dir(name: str) -> Path:
 @dataclass
 class ProcessRecord:
     key: str            # unique within the lab: "router/bgpd", "k8s-w1/sshd", "fault/ping-1"
-    host: str
+    host: str           # "" for a process in the root namespace (the lab's API endpoint)
     pid: int
     starttime: int
     argv: list[str]
@@ -42,6 +42,9 @@ class LabState:
     cni: str
     mode: str
     addressing: str
+    bird: str = ""                          # calico: "1.6" (Calico's BIRD) or "2"
+    peering: str = "address"                # how the router peers (diag.lab.plan.PEERINGS)
+    cilium_api: str = ""                    # cilium: the BGP CRDs' version, "v2" or "v2alpha1"
     phase: str = "creating"                 # creating -> starting -> ready (or failed)
     created: float = field(default_factory=time.time)
     namespaces: list[str] = field(default_factory=list)
@@ -63,7 +66,8 @@ class LabState:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         raw["processes"] = [ProcessRecord(**p) for p in raw.get("processes", [])]
-        return cls(**raw)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     def process(self, key: str) -> ProcessRecord | None:
         return next((p for p in self.processes if p.key == key), None)

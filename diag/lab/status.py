@@ -1,11 +1,13 @@
-"""What ``diag lab status`` shows: namespaces, daemons, BGP per peer, SSH endpoints, timings.
+"""What ``diag lab status`` shows: namespaces, daemons, BGP per peer, SSH endpoints, the
+Kubernetes API endpoint (``kubectl``, ``kubeconfig``), timings.
 
 Contract: :func:`status` gathers a JSON-able dict from a :class:`~diag.lab.lab.Lab` (live queries of
 the kernel and daemons); :func:`render_text` formats it; :func:`ready_lines` are the lines ``up`` and
-``status`` end with (the ready-to-paste collect and ssh commands).
+``status`` end with (the ready-to-paste collect commands, SSH and Kubernetes, and ssh).
 """
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from diag.lab.lab import Lab, last_teardown_seconds
@@ -40,6 +42,13 @@ def status(lab: Lab) -> dict[str, Any]:
                   for name, h in lab.hosts.items()},
         "ssh_config": str(lab.files.ssh_config_path), "known_hosts": str(lab.files.known_hosts_path),
         "collect_command": lab.collect_command(), "ssh_command": lab.ssh_command(),
+        "bird": state.bird or None, "peering": state.peering,
+        "cilium_api": state.cilium_api or None,
+        "kubectl": str(lab.cluster.kubectl_path) if lab.cluster.kubectl_path.exists() else None,
+        "kubectl_real": shutil.which("kubectl"), "kubeconfig": str(lab.cluster.kubeconfig_path),
+        "kube_api": lab.cluster.api_url, "kube_objects": str(lab.cluster.objects_dir),
+        "kube_denied": str(lab.cluster.denied_path),
+        "kube_collect_command": lab.kube_collect_command(),
     }
 
 
@@ -48,8 +57,12 @@ def render_text(st: dict[str, Any]) -> str:
     timing = ", ".join(f"{label} {t[key]:.1f} s" for key, label in (
         ("bringup_s", "bring-up"), ("established_s", "sessions Established at"),
         ("last_teardown_s", "last teardown")) if t.get(key) is not None)
-    lines = [f"lab {st['name']}: {st['cni']}, {st['mode']}, addressing {st['addressing']} — "
-             f"{st['phase']}" + (f" ({timing})" if timing else "")]
+    variant = "".join(f", {label} {st[key]}" for key, label in (
+        ("bird", "BIRD"), ("cilium_api", "Cilium BGP API")) if st.get(key))
+    if st.get("peering", "address") != "address":
+        variant += f", router peering by {st['peering']}"
+    lines = [f"lab {st['name']}: {st['cni']}, {st['mode']}, addressing {st['addressing']}"
+             f"{variant} — {st['phase']}" + (f" ({timing})" if timing else "")]
     if st["error"]:
         lines.append(f"  error: {st['error']}")
     lines.append(f"run dir: {st['run_dir']}")
@@ -75,9 +88,17 @@ def render_text(st: dict[str, Any]) -> str:
                      f"{' '.join(h['ips'])}{pod}")
     lines.append("ssh endpoints: ProxyCommand ip netns exec <netns> nc 127.0.0.1 22 "
                  f"(see {st['ssh_config']})")
+    lines.append(f"Kubernetes API (lab endpoint): {st.get('kube_api') or 'not running'}, "
+                 f"kubeconfig {st['kubeconfig']}; objects in {st['kube_objects']} "
+                 "(edit, then: diag lab kube apply)")
     return "\n".join(lines + ready_lines(st))
 
 
 def ready_lines(st: dict[str, Any]) -> list[str]:
+    kubectl = "" if st.get("kubectl_real") else \
+        " (kubectl is not installed: diag collect --kube needs it)"
     return ["", "collect evidence from every host:", f"  {st['collect_command']}",
+            f"or every node through its CNI agent pod, and the objects, with kubectl (no SSH)"
+            f"{kubectl}:",
+            f"  {st['kube_collect_command']}",
             "log into a node:", f"  {st['ssh_command']}"]

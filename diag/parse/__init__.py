@@ -112,12 +112,19 @@ PARSERS: dict[str, SpecParser] = {
     "cilium-bgp-peers": SpecParser("bgp_peers", _simple("cilium", "parse_peers"), "cilium-peers"),
     "cilium-bgp-routes": SpecParser("bgp_paths", _simple("cilium", "parse_routes"),
                                     "cilium-routes"),
+    "cilium-bgp-routes-advertised": SpecParser("bgp_paths", _simple("cilium",
+                                                                    "parse_advertised"),
+                                               "cilium-routes-advertised"),
+    "bird6-protocols-all": SpecParser("bgp_peers", _simple("bird", "parse_protocols"),
+                                      "bird-protocols"),
+    "bird6-route-all": SpecParser("bgp_paths", _simple("bird", "parse_routes"), "bird-routes"),
     "calico-node-status": SpecParser("bgp_peers", _simple("calico"), "calico-status"),
 }
 
 # Outputs diag reads elsewhere (identity, versions) or not at all: not parse errors.
 NOT_TABLES = frozenset({"hostname", "uname", "os-release", "ip-version", "ss-version",
-                        "ss-listeners", "frr-version", "bird-status", "capture"})
+                        "ss-listeners", "frr-version", "bird-status", "bird6-status", "capture",
+                        "cilium-status", "daemon-root"})
 
 
 def parser_for(spec: str) -> SpecParser | None:

@@ -25,7 +25,8 @@ gives every protocol (name, proto, table, state, since, info). ``parse_routes`` 
 ``peer`` is the ``from`` address when BIRD prints one, else None — facts resolves the protocol
 to its neighbour; ``local`` is True for paths no BGP protocol produced: static, device,
 kernel — BIRD prints the ``[AS...]`` column only for BGP paths, and ``[i]`` is an iBGP path with
-an empty AS path, learned, not originated). ``parse_status`` -> one row: version, router_id,
+an empty AS path, learned, not originated; ``best`` is BIRD's primary mark, ``*`` or ``!`` — a
+primary route the kernel refused to take). ``parse_status`` -> one row: version, router_id,
 hostname, server_time, last_reboot, last_reconfiguration, status.
 
 Example: ``{"daemon": "BIRD", "peer": "192.0.2.1", "name": "Global_192_0_2_1", "state": "IDLE",
@@ -59,7 +60,7 @@ _ROUTE = re.compile(
     r"^(?P<prefix>[0-9A-Fa-f.:]+/\d+)?\s+"
     r"(?P<what>[^\[]*?)\s*"                   # 1.x: via X on DEV | dev DEV | blackhole; 2-3: unicast
     r"\[(?P<proto>\S+)\s+(?P<since>[^\]]*?)(?:\s+from\s+(?P<from>\S+))?\]"
-    r"\s*(?P<best>\*)?\s*"
+    r"\s*(?P<best>[*!])?\s*"                   # primary; "!": primary, the kernel refused it
     r"(?:\((?P<pref>\d+)(?:/(?:\d+|\?))?\))?"  # (100), (100/0) in 1.x, (100/?)
     r"\s*(?:\[(?P<asinfo>[^\]]*)\])?\s*$")
 _UNREACHABLE = frozenset({"unreachable"})  # as before: a blackhole is how Calico originates its block

@@ -1,5 +1,20 @@
 """Cilium's BGP control plane tables: ``cilium-dbg bgp peers`` / ``cilium bgp peers`` and
-``cilium-dbg bgp routes`` / ``cilium bgp routes`` (text; the column layout of Go's tabwriter).
+``cilium-dbg bgp routes`` / ``cilium bgp routes`` (text; the column layout of Go's tabwriter),
+and the agent shell's ``cilium-dbg shell -- bgp/peers`` / ``bgp/routes`` in both generations.
+
+The forms, recognised by their content (the collector runs the one the agent has, see
+:data:`diag.collect.catalogue.CILIUM_FORMS`):
+
+- ``pkg/bgpv1`` shell commands (Cilium 1.17-1.18): ``bgp/peers`` and ``bgp/routes
+  [available|advertised]`` print the ``cilium-dbg bgp`` tables below, without ``Uptime`` and
+  ``Age`` columns;
+- ``pkg/bgp`` shell commands (newer): ``bgp/peers -f detailed`` (``Instance:``/``Peer:`` blocks
+  with ``Address``, ``PeerAsn``, ``LocalAsn``, ``Session State``, ``Uptime``, families with
+  received/accepted/advertised counts and applied timers: :func:`parse_peers_detailed`),
+  ``bgp/peers`` (``Instance Peer Session State ...``: peers by *name* only, no address:
+  :func:`parse_peers_instances`), ``bgp/routes loc|out|in AFI SAFI`` (``Instance [Peer] Prefix
+  NextHop [Best] Age``, no path attributes: a next hop ``0.0.0.0``/``::`` is a route the agent
+  originates);
 
 Both the agent's ``cilium-dbg`` layout (no ``Node`` column, header ``Session``) and the
 cluster-wide ``cilium`` CLI layout (``Node`` first, header ``Session State``) are read; a peer's
@@ -139,9 +154,13 @@ def parse_peers(data: str | bytes):
     text = as_text(data).strip()
     if text[:1] in "[{":
         return parse_peers_json(text)
+    if text.startswith("Instance:"):
+        return parse_peers_detailed(text)
     lines = _lines(data)
     if not lines:
         return frame([], PEER_COLUMNS + ["node"])
+    if lines[0].split()[:2] == ["Instance", "Peer"]:
+        return parse_peers_instances(text)
     index, header = _header(lines, ("Local AS", "Peer AS", "Peer Address"), "cilium bgp peers")
     columns = _peer_columns(header)
     with_port = "Node" not in columns   # the agent's own table appends the port
@@ -213,6 +232,130 @@ def parse_peers_json(data: str | bytes):
     return frame(rows, PEER_COLUMNS + ["node"])
 
 
+_DETAIL = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z][A-Za-z0-9 /_-]*?):(?: (?P<value>.*))?$")
+
+
+def parse_peers_detailed(data: str | bytes):
+    """``cilium-dbg shell -- bgp/peers -f detailed`` (``pkg/bgp``): one block per peer, under
+    its instance; the counts of every family summed as for the tables."""
+    rows: list[dict[str, Any]] = []
+    instance = None
+    peer: dict[str, Any] | None = None
+    section: list[str] = []       # the keys of the enclosing lines, by depth
+    for number, line in enumerate(as_text(data).splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _DETAIL.match(line.rstrip())
+        if match is None:
+            if peer is not None and section and section[0] in ("Local Capabilities",
+                                                                 "Remote Capabilities"):
+                continue          # capability values ("ipv4-unicast") sit on lines of their own
+            raise ParseError(f"cilium bgp peers (detailed): line {number} is not 'key: value' "
+                             f"({line.strip()[:60]!r})")
+        depth = len(match["indent"]) // 2
+        key, value = match["key"], (match["value"] or "").strip()
+        if depth == 0:
+            if key != "Instance":
+                raise ParseError(f"cilium bgp peers (detailed): line {number}: expected "
+                                 f"'Instance:', got {key!r}")
+            instance, peer = value, None
+            continue
+        if depth == 1:
+            if key != "Peer":
+                raise ParseError(f"cilium bgp peers (detailed): line {number}: expected "
+                                 f"'Peer:', got {key!r}")
+            peer = {"name": value, "instance": instance, "families": {}}
+            rows.append(peer)
+            section = []
+            continue
+        if peer is None:
+            raise ParseError(f"cilium bgp peers (detailed): line {number} outside a peer")
+        section = section[:depth - 2] + [key]
+        if depth == 2 and value:
+            peer[key] = value
+        elif depth == 4 and section[0] == "Address Families" and value:
+            family = peer["families"].setdefault(section[1], {})
+            family[key] = value
+        elif depth == 4 and section[0] == "Timers" and value:
+            peer.setdefault("timers", {})[f"{section[1]}/{key}"] = value
+    out = []
+    for peer in rows:
+        if "Address" not in peer:
+            raise ParseError(f"cilium bgp peers (detailed): peer {peer['name']!r} has no Address")
+        state_raw = peer.get("Session State", "")
+        state = normalise_state(state_raw)
+        families = peer["families"].values()
+
+        def total(key: str, families=families) -> int | None:
+            values = [int_or_none(f.get(key)) for f in families]
+            values = [v for v in values if v is not None]
+            return sum(values) if values else None
+
+        timers = peer.get("timers", {})
+        row = peer_row(daemon="CILIUM", peer=_address(peer["Address"]), name=peer["name"],
+                       peer_as=int_or_none(peer.get("PeerAsn")) or None,
+                       local_as=int_or_none(peer.get("LocalAsn")) or None, state=state,
+                       state_raw=state_raw,
+                       uptime_s=_duration(peer.get("Uptime", "")) if state == ESTABLISHED
+                       else None,
+                       received=total("Received Routes"), accepted=total("Accepted Routes"),
+                       advertised=total("Advertised Routes"),
+                       hold_time=_duration(timers.get("Hold Time/Applied", "")),
+                       keepalive=_duration(timers.get("Keep Alive Time/Applied", "")))
+        row["node"] = None
+        out.append(row)
+    return frame(out, PEER_COLUMNS + ["node"])
+
+
+def parse_peers_instances(data: str | bytes):
+    """``cilium-dbg shell -- bgp/peers`` (``pkg/bgp``): ``Instance Peer Session State Uptime
+    Family Received Accepted Advertised``; an instance or peer left blank repeats the one above,
+    a family line adds its counts; ``-`` for counts of a session that is not established. The
+    table names peers, it has no addresses: ``peer`` stays empty and ``name`` is the peer's
+    name (the collector runs ``-f detailed``, which has them)."""
+    lines = _lines(data)
+    header = lines[0].split()
+    if header[:4] != ["Instance", "Peer", "Session", "State"]:
+        raise ParseError(f"cilium bgp peers: unknown header {lines[0][:70]!r}")
+    rows: list[dict[str, Any]] = []
+    for line in lines[1:]:
+        tokens = line.split()
+        family = next((i for i, t in enumerate(tokens) if re.match(r"^[a-z0-9]+[-/][a-z0-9-]+$",
+                                                                    t)), None)
+        if family is None or len(tokens) - family != 4:
+            raise ParseError(f"cilium bgp peers: unknown row {line.strip()[:70]!r}")
+        head, counts = tokens[:family], tokens[family + 1:]
+        received, accepted, advertised = (int_or_none(c) if c != "-" else None for c in counts)
+        if head:
+            if len(head) == 4:
+                instance, name, state_raw, uptime = head
+            elif len(head) == 3:
+                instance = rows[-1]["instance"] if rows else None
+                name, state_raw, uptime = head
+            else:
+                raise ParseError(f"cilium bgp peers: unknown row {line.strip()[:70]!r}")
+            state = normalise_state(state_raw)
+            if state == "UNKNOWN":
+                raise ParseError(f"cilium bgp peers: {state_raw!r} is not a BGP session state")
+            row = peer_row(daemon="CILIUM", peer=None, name=name, state=state,
+                           state_raw=state_raw,
+                           uptime_s=_duration(uptime) if state == ESTABLISHED else None,
+                           received=received, accepted=accepted, advertised=advertised)
+            row["instance"] = instance
+            rows.append(row)
+            continue
+        if not rows:
+            raise ParseError("cilium bgp peers: an address family row before any peer")
+        for key, value in (("received", received), ("accepted", accepted),
+                           ("advertised", advertised)):
+            if value is not None:
+                rows[-1][key] = (rows[-1][key] or 0) + value
+    for row in rows:
+        row.pop("instance")
+        row["node"] = None
+    return frame(rows, PEER_COLUMNS + ["node"])
+
+
 def _seconds(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value else None
 
@@ -229,22 +372,89 @@ _ROUTE_COLUMNS = ("Node", "VRouter", "Peer", "Prefix", "NextHop", "Age", "Attrs"
 
 def _route_pattern(header: str) -> re.Pattern:
     """A row of this header's columns: the optional ones (``Node`` cluster-wide, ``Peer`` for
-    advertised routes) only where the header has them; ``Attrs`` is the rest of the line."""
+    advertised routes, ``Age`` except in the ``pkg/bgpv1`` shell commands) only where the
+    header has them; ``Attrs`` is the rest of the line."""
     words = header.split()
     unknown = [w for w in words if w not in _ROUTE_COLUMNS]
     if unknown:
         raise ParseError(f"cilium bgp routes: unknown columns {unknown}")
     node = r"(?:(?P<node>[^\s\d]\S*)\s+)?" if "Node" in words else ""
     peer = r"(?P<peer>\S+)\s+" if "Peer" in words else ""
+    age = r"(?P<age>\S+)\s+" if "Age" in words else ""
     return re.compile(r"^\s*" + node + r"(?P<vrouter>\d+)\s+" + peer +
-                      r"(?P<prefix>[0-9A-Fa-f.:]+/\d+)\s+(?P<nexthop>\S+)\s+(?P<age>\S+)"
-                      r"\s+(?P<attrs>\[.*\])\s*$")
+                      r"(?P<prefix>[0-9A-Fa-f.:]+/\d+)\s+(?P<nexthop>\S+)\s+" + age +
+                      r"(?P<attrs>\[.*\])\s*$")
+
+
+_INSTANCE_ROUTE_COLUMNS = ("Instance", "Peer", "Prefix", "NextHop", "Best", "Age")
+_ORIGINATED = ("0.0.0.0", "::")
+
+
+def parse_instance_routes(data: str | bytes):
+    """``cilium-dbg shell -- bgp/routes loc|out|in AFI SAFI`` (``pkg/bgp``): ``Instance
+    [Peer] Prefix NextHop [Best] Age``; a blank instance (or peer) repeats the one above. With
+    a ``Peer`` column the rows are that peer's Adj-RIB-Out (``out``) — the table does not say
+    which direction, the collector only runs ``loc`` and ``out``; ``peer`` is the peer's name.
+    No path attributes: a next hop ``0.0.0.0``/``::`` marks a route the agent originates."""
+    lines = _lines(data)
+    words = lines[0].split()
+    unknown = [w for w in words if w not in _INSTANCE_ROUTE_COLUMNS]
+    if unknown or words[0] != "Instance" or "Prefix" not in words:
+        raise ParseError(f"cilium bgp routes: unknown header {lines[0][:70]!r}")
+    with_peer, with_best = "Peer" in words, "Best" in words
+    rows = []
+    instance = peer = None
+    for line in lines[1:]:
+        tokens = line.split()
+        prefix_at = next((i for i, t in enumerate(tokens) if "/" in t and _is_net(t)), None)
+        if prefix_at is None or len(tokens) - prefix_at != 3 + with_best:
+            raise ParseError(f"cilium bgp routes: unknown row {line.strip()[:70]!r}")
+        head = tokens[:prefix_at]
+        expected = 1 + with_peer
+        if len(head) == expected:
+            instance = head[0]
+            peer = head[1] if with_peer else None
+        elif with_peer and len(head) == 1:
+            peer = head[0]
+        elif head:
+            raise ParseError(f"cilium bgp routes: unknown row {line.strip()[:70]!r}")
+        if instance is None:
+            raise ParseError("cilium bgp routes: a row before any instance")
+        prefix, nexthop = tokens[prefix_at], tokens[prefix_at + 1]
+        best = tokens[prefix_at + 2] == "true" if with_best else True
+        local = nexthop in _ORIGINATED and not with_peer
+        row = path_row(daemon="CILIUM", rib="adj-out" if with_peer else "loc", peer=peer,
+                       prefix=prefix, nexthop=nexthop, best=best, local=local, as_path=None,
+                       as_path_str=None)
+        row["node"] = None
+        rows.append(row)
+    return frame(rows, PATH_COLUMNS + ["node"])
+
+
+def _is_net(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_advertised(data: str | bytes):
+    """``... routes advertised|out``: every row is an Adj-RIB-Out path, also when the table has
+    no ``Peer`` column (a peer named on the command line)."""
+    df = parse_routes(data)
+    if len(df):
+        df["rib"] = "adj-out"
+        df["local"] = False
+    return df
 
 
 def parse_routes(data: str | bytes):
     lines = _lines(data)
     if not lines:
         return frame([], PATH_COLUMNS + ["node"])
+    if lines[0].split()[:1] == ["Instance"]:
+        return parse_instance_routes(data)
     index, header = _header(lines, ("VRouter", "Prefix", "NextHop"), "cilium bgp routes")
     pattern = _route_pattern(header)
     with_port = "Node" not in header.split()
@@ -266,4 +476,16 @@ def parse_routes(data: str | bytes):
                        med=int_or_none(attrs.get("Med")))
         row["node"] = node
         rows.append(row)
+    _local_wins(rows)
     return frame(rows, PATH_COLUMNS + ["node"])
+
+
+def _local_wins(rows: list[dict[str, Any]]) -> None:
+    """The table has no best-path mark; GoBGP, Cilium's speaker, prefers a path it originates
+    over any learned one, so a learned path of a prefix the node originates (its own pod CIDR
+    coming back from a peer) is not best. Other paths keep ``best``: the table lists them as
+    the speaker's candidates and says no more."""
+    local = {(r["node"], r["prefix"]) for r in rows if r["rib"] == "loc" and r["local"]}
+    for row in rows:
+        if row["rib"] == "loc" and not row["local"] and (row["node"], row["prefix"]) in local:
+            row["best"] = False

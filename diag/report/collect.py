@@ -1,8 +1,10 @@
 """``diag collect`` output: the plan of a dry run and the summary of a finished collection.
 
-Contract: :func:`render_plan(out, hosts, fmt)` prints what ``--dry-run`` would run where (the rows
-of :func:`diag.collect.runner.plan`); :func:`render_summary(data, fmt)` prints the summary dict
-of :func:`diag.collect.progress.summary` as a table (text) or JSON. Nothing is computed here.
+Contract: :func:`render_plan(out, hosts, fmt, kube)` prints what ``--dry-run`` would run where
+(the rows of :func:`diag.collect.runner.plan`, and the kubectl commands of
+:func:`diag.collect.kube.plan_kube`); :func:`render_summary(data, fmt)` prints the summary dict
+of :func:`diag.collect.progress.summary` as a table (text) or JSON, with a line per failed
+kind of the kube part. Nothing is computed here.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ from typing import Any
 from diag.report.safe import visible
 
 
-def render_plan(out: str, hosts: list[dict[str, Any]], fmt: str) -> None:
+def render_plan(out: str, hosts: list[dict[str, Any]], fmt: str,
+                kube: list[dict[str, Any]] | None = None) -> None:
     if fmt == "json":
-        print(json.dumps({"dry_run": True, "out": out, "hosts": hosts}, indent=1))
+        print(json.dumps({"dry_run": True, "out": out, "hosts": hosts, "kube": kube}, indent=1))
         return
     for row in hosts:
         print(visible(f"{row['host']} ({row['transport']}: {row['target']})"))
@@ -22,6 +25,10 @@ def render_plan(out: str, hosts: list[dict[str, Any]], fmt: str) -> None:
             sudo = " [sudo -n if not root]" if command["sudo_if_not_root"] else ""
             print(f"  {command['id']:<28} {' '.join(command['argv'])}"
                   f"  ({command['when']}){sudo}")
+    if kube is not None:
+        print("kube (kubectl, on this machine; every get only if discovery lists the kind)")
+        for command in kube:
+            print(f"  {command['id']:<36} {' '.join(command['argv'])}  ({command['when']})")
 
 
 def render_summary(data: dict[str, Any], fmt: str = "text") -> None:
@@ -50,7 +57,19 @@ def render_summary(data: dict[str, Any], fmt: str = "text") -> None:
                       ",".join(host["daemons"]) or "-",
                       "-" if capture is None else f"{capture['bytes']} B/{capture['packets']} pkt",
                       "-" if offset is None else f"{offset:+.3f}s")
-    console.print(table)
+    if data["hosts"]:
+        console.print(table)
+    kube = data.get("kube")
+    if kube is not None:
+        context = f" context {kube['context']}" if kube["context"] else ""
+        server = f" server {kube['server_version']}" if kube["server_version"] else ""
+        console.print(f"kube:{context}{server}  kinds read: {kube['kinds_ok']} "
+                      f"({kube['objects']} objects), not installed: {kube['not_installed']}, "
+                      f"failed: {len(kube['failed'])}")
+        for failed in kube["failed"]:
+            reason = f" {failed['status_reason']}" if failed.get("status_reason") else ""
+            message = f": {failed['status_message']}" if failed.get("status_message") else ""
+            console.print(f"  {failed['id']}: {failed['outcome']}{reason}{message}")
     reasons = f" ({', '.join(data['partial_reasons'])})" if data["partial_reasons"] else ""
     console.print(f"bundle: {data['bundle']}  status: {data['status']}{reasons}  "
                   f"redactions: {data['redactions']}")

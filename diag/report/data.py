@@ -123,6 +123,7 @@ class ArpUnanswered:
     last_ts: float
     hosts: tuple[str, ...]
     frames: tuple[str, ...]       # "host frame N" of the first unanswered requests
+    unverified: str = ""          # why no capture of it could see replies to the asker
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class ReportData:
     arp_unanswered: tuple[ArpUnanswered, ...]
     commands: tuple[CommandRecord, ...]
     missing: tuple[str, ...] = field(default_factory=tuple)  # what this source cannot show
+    arp_reply_window: float | None = None   # seconds: the one ARP rule's window (the facts say)
 
 
 def gather(facts, bundle, explain_doc: dict[str, Any],
@@ -198,6 +200,8 @@ def gather(facts, bundle, explain_doc: dict[str, Any],
         problems=tuple(facts.problems), parse_errors=parse_errors,
         topology=topology, timeline=timeline, routes=routes, route_summary=summary,
         arp_unanswered=_arp_unanswered(facts.tables.get("arp")),
+        arp_reply_window=(facts.tables["arp"].attrs.get("reply_window")
+                          if facts.tables.get("arp") is not None else None),
         commands=commands, missing=missing)
 
 
@@ -408,8 +412,9 @@ def _route_table(bundle, host: str, cmd: dict, marks: dict[int, list[str]]) -> R
 
 def _arp_unanswered(arp) -> tuple[ArpUnanswered, ...]:
     """The requests the one ARP rule called unanswered (the facts' ``answered`` column), grouped
-    per target address. Several hosts capture the same broadcast: counts are those of the
-    capture that saw the most, hosts are all."""
+    per target address; copies of a request (``copy_of``: other interfaces, encapsulated) count
+    once. Several hosts capture the same broadcast: counts are those of the capture that could
+    see the replies (the rule's ``blind`` column empty) and saw the most, hosts are all."""
     if arp is None or not len(arp) or "answered" not in arp:
         return ()
     rows = arp.to_dict("records")
@@ -422,16 +427,20 @@ def _arp_unanswered(arp) -> tuple[ArpUnanswered, ...]:
     for r in rows:
         if r.get("answered") not in (True, False):
             continue                     # not a question (gratuitous, probe, unreadable)
+        if r.get("copy_of") is not None and r.get("copy_of") == r.get("copy_of"):
+            continue                     # a copy of a request already counted
         target, asker = str(r["target_ip"]), str(r["sender_ip"])
         host, ts = str(r["host"]), float(r["ts"])
         g = per_capture.setdefault((target, host), {"askers": set(), "requests": 0,
                                                     "unanswered": 0, "first": ts, "last": ts,
-                                                    "frames": []})
+                                                    "frames": [], "blind": []})
         g["requests"] += 1
         g["first"], g["last"] = min(g["first"], ts), max(g["last"], ts)
         if r["answered"] is False:
             g["unanswered"] += 1
             g["askers"].add(asker)
+            blind = r.get("blind")
+            g["blind"].append(blind if isinstance(blind, str) else "")
             if len(g["frames"]) < 4:
                 g["frames"].append(f"{host} frame {r['frame']}")
     targets = sorted({t for t, _h in per_capture})
@@ -440,11 +449,13 @@ def _arp_unanswered(arp) -> tuple[ArpUnanswered, ...]:
         caps = {h: g for (t, h), g in per_capture.items() if t == target and g["unanswered"]}
         if not caps:
             continue
-        best = max(caps.values(), key=lambda g: (g["unanswered"], g["requests"]))
+        best = max(caps.values(), key=lambda g: (not all(g["blind"]), g["unanswered"],
+                                                   g["requests"]))
         n_replies = max((n for (_h, s, _a), n in replies.items() if s == target), default=0)
         out.append(ArpUnanswered(
             target, tuple(sorted({a for g in caps.values() for a in g["askers"]})),
             best["requests"], best["unanswered"], n_replies,
             min(g["first"] for g in caps.values()), max(g["last"] for g in caps.values()),
-            tuple(sorted(caps)), tuple(f for h in sorted(caps) for f in caps[h]["frames"])))
+            tuple(sorted(caps)), tuple(f for h in sorted(caps) for f in caps[h]["frames"]),
+            best["blind"][0] if all(best["blind"]) else ""))
     return tuple(sorted(out, key=lambda a: (-a.unanswered, a.target)))

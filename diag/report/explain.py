@@ -16,6 +16,7 @@ from typing import Any
 
 from diag.bundle import source_sha256
 from diag.report.safe import md_cell, visible
+from diag.words import counted
 
 SCHEMA_VERSION = 1
 FORMATS = ("text", "json", "md")
@@ -46,16 +47,34 @@ def render(result, facts, fmt: str) -> str:
     return visible(_text(result, facts))
 
 
+def _hosts(facts) -> str:
+    n = len((facts.bundle or {}).get("hosts") or {})
+    return counted(n, "host")
+
+
+def _confidence(c) -> str:
+    text = f"{c.level} ({', '.join(sorted(set(c.sources)))})"
+    return text + "".join(f"; limited: {why}" for why in c.limits)
+
+
+def _cited(e) -> str:
+    """Where a piece of evidence is: host, file, pointer — a bare capture's host and file are
+    both "capture", said once."""
+    return " ".join(dict.fromkeys((e.host, e.file))) + f" {e.pointer}"
+
+
 def _text(result, facts) -> str:
-    lines = [f"diag explain {facts.source} ({facts.kind}, "
-             f"{len((facts.bundle or {}).get('hosts') or {})} hosts)", ""]
+    kube_only = sum(1 for h in facts.model.hosts.values() if not h.collected)
+    nodes = (f", {counted(kube_only, 'Kubernetes Node')} without host outputs"
+             if kube_only else "")
+    lines = [f"diag explain {facts.source} ({facts.kind}, {_hosts(facts)}{nodes})", ""]
     if not result.findings:
         lines.append("No findings.")
     for i, f in enumerate(result.findings, 1):
         caused = f"  (effect of {f.caused_by})" if f.caused_by else ""
         lines.append(f"{i}. [{f.severity.upper()}] {f.code}{caused}")
         lines.append(f"   {f.summary}")
-        lines.append(f"   confidence: {f.confidence.level} ({', '.join(sorted(set(f.confidence.sources)))})")
+        lines.append(f"   confidence: {_confidence(f.confidence)}")
         if f.severity_reason:
             lines.append(f"   severity: {f.severity_reason}")
         if f.note:
@@ -63,7 +82,7 @@ def _text(result, facts) -> str:
         if f.evidence:
             lines.append("   evidence:")
             for e in f.evidence:
-                lines.append(f"     - {e.host} {e.file} {e.pointer}: {e.value}")
+                lines.append(f"     - {_cited(e)}: {e.value}")
         if f.fix:
             lines.append("   fix:")
             for cmd in f.fix:
@@ -88,8 +107,7 @@ def _markdown(result, facts) -> str:
     for i, f in enumerate(result.findings, 1):
         caused = f" (effect of `{f.caused_by}`)" if f.caused_by else ""
         lines += [f"## {i}. `{f.code}` — {f.severity}{caused}", "", f.summary, "",
-                  f"- confidence: {f.confidence.level} "
-                  f"({', '.join(sorted(set(f.confidence.sources)))})"]
+                  f"- confidence: {_confidence(f.confidence)}"]
         if f.severity_reason:
             lines.append(f"- severity: {f.severity_reason}")
         if f.note:

@@ -6,10 +6,13 @@ Contract: ``with TableWriter(directory, fmt) as w: w.write(tables)`` for each ch
 each file written under a temporary name and renamed, so memory stays flat and a reader never
 sees half a part; the capture's interfaces go to ``DIR/interfaces.csv`` once. The directory
 must be new or empty (:class:`diag.errors.UsageError` otherwise); Parquet needs pyarrow
-(:class:`diag.errors.EnvironmentProblem` with a hint otherwise).
+(:class:`diag.errors.EnvironmentProblem` with a hint otherwise). :func:`write_part` writes one
+chunk's part alone and :class:`PartWriter` carries it to the processes of a Dask cluster, which
+write the parts of one export side by side (the same files as one ``TableWriter``).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from diag.errors import EnvironmentProblem, UsageError
@@ -44,21 +47,48 @@ class TableWriter:
         pass
 
     def write(self, tables) -> None:
-        for name, df in tables.items():
-            if name == "interfaces" or (not len(df) and self.part):
-                continue
-            out = self.dir / name
-            out.mkdir(exist_ok=True)
-            target = out / f"part-{self.part:05d}.{self.fmt}"
-            tmp = target.with_suffix(target.suffix + ".tmp")
-            if self.fmt == "csv":
-                df.to_csv(tmp, index=False)
-            else:
-                _to_parquet(df, tmp)
-            tmp.replace(target)
-        if self.part == 0:
-            tables.interfaces.to_csv(self.dir / "interfaces.csv", index=False)
+        write_part(self.dir, self.fmt, self.part, tables)
         self.part += 1
+
+
+def write_part(directory: Path, fmt: str, part: int, tables, names=None) -> None:
+    """Part ``part`` of each table of one chunk (``names``: only those tables) as
+    ``TableWriter`` writes it: an empty table only in part 0, ``interfaces.csv`` with part 0.
+    Several processes may write the parts of one export at once (``diag pcap --scheduler``)."""
+    directory = Path(directory)
+    for name, df in tables.items():
+        if name == "interfaces" or (names is not None and name not in names) \
+                or (not len(df) and part):
+            continue
+        out = directory / name
+        out.mkdir(exist_ok=True)
+        target = out / f"part-{part:05d}.{fmt}"
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        if fmt == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            _to_parquet(df, tmp)
+        tmp.replace(target)
+    if part == 0 and (names is None or "interfaces" in names):
+        tmp = directory / f".interfaces.csv.{os.getpid()}.tmp"
+        tables.interfaces.to_csv(tmp, index=False)
+        tmp.replace(directory / "interfaces.csv")
+
+
+class PartWriter:
+    """``write_part`` into one directory, as a picklable callable (sent to Dask workers)."""
+
+    def __init__(self, directory: Path, fmt: str) -> None:
+        self.directory, self.fmt = str(directory), fmt
+
+    def __call__(self, part: int, tables, names=None) -> None:
+        write_part(Path(self.directory), self.fmt, part, tables, names)
+
+
+def prepare_directory(directory: Path, fmt: str) -> Path:
+    """Check (new or empty; pyarrow for Parquet) and create an export directory."""
+    TableWriter(directory, fmt)
+    return Path(directory)
 
 
 def _to_parquet(df, path: Path) -> None:

@@ -61,6 +61,15 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _described(item) -> str:
+    value = item.value
+    if isinstance(value, dict):
+        value = " ".join(f"{k} {_cell(v)}" for k, v in value.items())
+    extra = f" [agrees: {', '.join(item.agrees)}]" if item.agrees else ""
+    extra += f" [conflicts: {'; '.join(item.conflicts)}]" if item.conflicts else ""
+    return f"{_cell(value)} <- {item.how}{extra}"
+
+
 def _text(facts, table: str | None) -> None:
     from rich.table import Table
 
@@ -73,7 +82,7 @@ def _text(facts, table: str | None) -> None:
         import pandas as pd
 
         df = facts.table(table)
-        console.print(visible(f"{table}: {len(df)} rows"), markup=False)
+        console.print(visible(f"{table}: {len(df)} row{'s' * (len(df) != 1)}"), markup=False)
         with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                "display.width", 10_000, "display.max_colwidth", 60):
             sys.stdout.write(visible(df.to_string(index=False)) + "\n")
@@ -91,17 +100,20 @@ def _text(facts, table: str | None) -> None:
     console.print(hosts)
     console.print("[bold]how each part was inferred[/bold]")
     for h in model.hosts.values():
-        for label, item in (("role", h.role), ("node IP", h.node_ip),
-                            ("cluster NIC", h.cluster_iface), ("default NIC", h.default_iface),
-                            ("pod CIDR", h.pod_cidr)):
-            extra = f" [agrees: {', '.join(item.agrees)}]" if item.agrees else ""
-            extra += f" [conflicts: {'; '.join(item.conflicts)}]" if item.conflicts else ""
-            console.print(visible(f"  {h.name} {label}: {_cell(item.value)} <- {item.how}"
-                                  f"{extra}"), markup=False)
-    console.print(visible(f"  pod range: {_cell(model.pod_range.value)} <- "
-                          f"{model.pod_range.how}"), markup=False)
-    console.print(visible(f"  LoadBalancer IPs: {_cell(model.lb_ips.value)} <- "
-                          f"{model.lb_ips.how}"), markup=False)
+        parts = [("role", h.role), ("node IP", h.node_ip), ("cluster NIC", h.cluster_iface),
+                 ("default NIC", h.default_iface), ("pod CIDR", h.pod_cidr)]
+        if h.kube_node.known:
+            parts.insert(0, ("Kubernetes Node", h.kube_node))
+        for label, item in parts:
+            # soft wrap: a how with its conflicts is one line, never cut at the console width
+            console.print(visible(f"  {h.name} {label}: {_described(item)}"), markup=False,
+                          soft_wrap=True)
+    cluster = [("pod range", model.pod_range), ("LoadBalancer IPs", model.lb_ips)]
+    cluster += [(label, item) for label, item in (
+        ("CNI", model.cni), ("IPAM", model.ipam), ("routing", model.routing),
+        ("tunnel", model.tunnel)) if item.known or item.source != "none"]
+    for label, item in cluster:
+        console.print(visible(f"  {label}: {_described(item)}"), markup=False, soft_wrap=True)
     for t in model.tunnels:
         console.print(visible(f"  tunnel {t.host} {t.device}: {t.kind} vni {_cell(t.vni)} port "
                               f"{_cell(t.port)} local {_cell(t.local)} mtu {_cell(t.mtu)} "
@@ -115,9 +127,11 @@ def _text(facts, table: str | None) -> None:
         sizes.add_row(markup(name), str(len(df)))
     console.print(sizes)
     if len(facts.parse_errors):
-        console.print(f"[yellow]{len(facts.parse_errors)} output(s) not understood:[/yellow]")
+        n = len(facts.parse_errors)
+        console.print(f"[yellow]{n} output{'s' * (n != 1)} not understood:[/yellow]")
         for row in facts.parse_errors.itertuples(index=False):
-            console.print(visible(f"  {row.host} {row.source} ({row.parser}): {row.reason}"),
+            where = f"{row.host} " if not is_missing(row.host) else ""
+            console.print(visible(f"  {where}{row.source} ({row.parser}): {row.reason}"),
                           markup=False)
     for problem in facts.problems:
         console.print(f"[red]bundle problem[/red] {markup(problem['kind'])} "

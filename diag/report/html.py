@@ -81,7 +81,8 @@ def _table(headers: list[str], rows: list[str], what: str, collapse: int = COLLA
     table = f"<table>{head}{''.join(rows)}</table>{more}"
     if len(rows) <= collapse:
         return table
-    return (f"<details{' open' if open_ else ''}><summary>{_e(what)}: {len(rows)} rows "
+    return (f"<details{' open' if open_ else ''}><summary>{_e(what)}: {len(rows)} "
+            f"row{'s' * (len(rows) != 1)} "
             f"(click to expand)</summary>{table}</details>")
 
 
@@ -191,7 +192,9 @@ def _findings(findings: list[dict[str, Any]]) -> str:
                    f'<span class="badge b-{_e(sev)}">{_e(sev)}</span></h3>')
         out.append(f'<p class="summary">{_e(f.get("summary"))}</p><ul>')
         out.append(f"<li>confidence: <b>{_e(conf.get('level'))}</b> — sources: "
-                   f"{_e(', '.join(conf.get('sources') or []))}</li>")
+                   f"{_e(', '.join(conf.get('sources') or []))}"
+                   + "".join(f"; limited: {_e(why)}" for why in conf.get("limits") or [])
+                   + "</li>")
         if f.get("severity_reason"):
             out.append(f"<li>severity: {_e(f['severity_reason'])}</li>")
         if f.get("caused_by"):
@@ -264,7 +267,7 @@ def _timeline(data: ReportData) -> str:
                    "timeline needs one (<code>diag collect --capture 20s ...</code>).</p>"
                    "</section>")
         return "".join(out)
-    caps = ", ".join(f"{h} ({n} packets)" for h, _f, n in tl.captures)
+    caps = ", ".join(f"{h} ({n} packet{'s' * (n != 1)})" for h, _f, n in tl.captures)
     out.append(f"<p class=\"muted\">captures: {_e(caps)}</p>")
     if not tl.lanes:
         out.append('<p class="notice" id="no-bgp">no BGP message in the captures.</p></section>')
@@ -315,11 +318,11 @@ def _route_table(t: RouteTable) -> str:
     head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in
                             ("pointer",) + ROUTE_COLUMNS + ("findings",)) + "</tr>"
     hidden = t.total - len(t.rows)
-    more = (f'<p class="muted">{hidden} more rows not shown (the first {len(t.rows)} and every '
+    more = (f'<p class="muted">{hidden} more row{"s" * (hidden != 1)} not shown (the first {len(t.rows)} and every '
             f"row a finding points at are); all are in <code>{_e(t.file)}</code>.</p>"
             if hidden > 0 else "")
     hl = len(t.highlighted)
-    label = (f"{_e(t.host)} — <code>{_e(t.file)}</code>: {t.total} routes"
+    label = (f"{_e(t.host)} — <code>{_e(t.file)}</code>: {t.total} route{'s' * (t.total != 1)}"
              + (f', <b>{hl} pointed at by findings</b>' if hl else ""))
     open_ = " open" if hl or len(t.rows) <= COLLAPSE_ROWS else ""
     return (f'<details class="route-table" data-host="{_e(t.host)}"{open_}><summary>{label}'
@@ -350,18 +353,26 @@ def _arp(data: ReportData) -> str:
     if not data.timeline.has_capture:
         out.append('<p class="notice">no capture in this bundle: ARP is read from captures.</p>')
     elif not data.arp_unanswered:
-        out.append("<p>Every ARP request in the captures got a reply within 1 s.</p>")
+        out.append("<p>Every ARP request in the captures got a reply"
+                   f"{_within(data.arp_reply_window)}.</p>")
     else:
         rows = [_row([a.target, ", ".join(a.requesters), _num(a.requests), _num(a.unanswered),
                       _num(a.replies), _when(a.first_ts), _when(a.last_ts), ", ".join(a.hosts),
-                      "; ".join(a.frames)], cls="bad" if not a.replies else "")
+                      "; ".join(a.frames), a.unverified or "-"],
+                     cls="bad" if not a.replies and not a.unverified else "")
                 for a in data.arp_unanswered]
-        out.append('<p class="muted">A request is unanswered when no reply from the target to '
-                   "the asker follows within 1 s in the same capture.</p>"
+        out.append('<p class="muted">A request (its copies on other interfaces or in a tunnel '
+                   "counted once) is unanswered when no reply from the target to the asker "
+                   f"follows{_within(data.arp_reply_window)} in the same capture.</p>"
                    + _table(["who-has", "asked by", "requests", "unanswered", "replies seen",
-                             "first", "last", "captured on", "frames"], rows, "addresses"))
+                             "first", "last", "captured on", "frames",
+                             "the captures may not see replies"], rows, "addresses"))
     out.append("</section>")
     return "\n".join(out)
+
+
+def _within(window: float | None) -> str:
+    return f" within {window:g} s" if window else ""
 
 
 def _checks(doc: dict[str, Any]) -> str:
@@ -402,7 +413,7 @@ def _appendix(data: ReportData) -> str:
         head = "<tr>" + "".join(f"<th>{h}</th>" for h in
                                 ("id", "command", "outcome", "exit", "seconds", "bytes",
                                  "truncated", "stderr (first line)")) + "</tr>"
-        summary = f"{_e(host)}: {len(cmds)} commands" + (
+        summary = f"{_e(host)}: {len(cmds)} command{'s' * (len(cmds) != 1)}" + (
             f', <b>{len(bad)} not OK</b>' if bad else ", all OK")
         out.append(f'<details class="commands" data-host="{_e(host)}"{" open" if bad else ""}>'
                    f"<summary>{summary}</summary><table>{head}{''.join(rows)}</table></details>")

@@ -83,7 +83,8 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
         out += [f"### {i}. `{cell(f.get('code'))}` — {cell(f.get('severity'))}{caused}", "",
                 cell(f.get("summary"), cut=False), "",
                 f"- confidence: {cell(conf.get('level'))} "
-                f"({cell(', '.join(conf.get('sources') or []))})"]
+                f"({cell(', '.join(conf.get('sources') or []))})"
+                + "".join(f"; limited: {cell(why, cut=False)}" for why in conf.get("limits") or [])]
         if f.get("severity_reason"):
             out.append(f"- severity: {cell(f['severity_reason'], cut=False)}")
         if f.get("note"):
@@ -172,12 +173,14 @@ def _arp(data: ReportData) -> list[str]:
     out = ["## ARP requests without replies", ""]
     if not data.timeline.has_capture:
         return out + ["No capture: ARP is read from captures.", ""]
+    window = f" within {data.arp_reply_window:g} s" if data.arp_reply_window else ""
     if not data.arp_unanswered:
-        return out + ["Every ARP request got a reply within 1 s.", ""]
+        return out + [f"Every ARP request got a reply{window}.", ""]
     return out + table(["who-has", "asked by", "requests", "unanswered", "replies seen",
-                        "captured on"],
+                        "captured on", "the captures may not see replies"],
                        [[cell(a.target), cell(", ".join(a.requesters)), str(a.requests),
-                         str(a.unanswered), str(a.replies), cell(", ".join(a.hosts))]
+                         str(a.unanswered), str(a.replies), cell(", ".join(a.hosts)),
+                         cell(a.unverified or "-", cut=False)]
                         for a in data.arp_unanswered])
 
 
@@ -187,7 +190,8 @@ def _appendix(data: ReportData) -> list[str]:
         return out + ["No command was run (a bare capture).", ""]
     failed = [c for c in data.commands if c.outcome != "OK"]
     hosts = sorted({c.host for c in data.commands})
-    out.append(f"{len(data.commands)} commands on {len(hosts)} hosts, {len(failed)} not OK.")
+    out.append(f"{len(data.commands)} command{'s' * (len(data.commands) != 1)} on "
+               f"{len(hosts)} host{'s' * (len(hosts) != 1)}, {len(failed)} not OK.")
     out.append("")
     rows = data.commands if len(data.commands) <= TABLE_MAX_ROWS * 3 else failed
     if rows is failed and failed:

@@ -24,7 +24,7 @@ BUNDLES = sorted((ROOT / "tests/fixtures/bundles").glob("*.tar.gz"))
 
 def test_docs_findings_is_the_catalogue():
     doc = (ROOT / "docs/findings.md").read_text()
-    assert doc == render_markdown()
+    assert doc == render_markdown(), "regenerate: python -m diag.analyze.catalog > docs/findings.md"
     assert set(re.findall(r"^### `([A-Z0-9_]+)`", doc, re.M)) == set(CATALOG)
 
 

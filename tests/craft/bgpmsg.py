@@ -195,3 +195,148 @@ def end_of_rib(afi: int = 1, safi: int = 1) -> bytes:
     if (afi, safi) == (1, 1):
         return update()
     return update(attributes=[mp_unreach(afi, safi, [])])
+
+
+# --- MPLS labels, route distinguishers, labeled and VPN NLRI (RFC 8277, RFC 4364, RFC 4659) ------
+
+def label_stack(labels: Sequence[int], *, bottom: bool = True, exp: int = 0) -> bytes:
+    """3 octets per label: label (20 bits), traffic class (3), bottom-of-stack (1) on the last."""
+    out = b""
+    for i, label in enumerate(labels):
+        s = 1 if bottom and i == len(labels) - 1 else 0
+        out += ((label << 4) | (exp << 1) | s).to_bytes(3, "big")
+    return out
+
+
+def rd_as2(asn: int, number: int) -> bytes:       # RFC 4364 4.2 type 0: 2-octet AS : 4-octet number
+    return struct.pack("!HHI", 0, asn, number)
+
+
+def rd_ip(address: str, number: int) -> bytes:    # type 1: IPv4 address : 2-octet number
+    return struct.pack("!H4sH", 1, ipaddress.IPv4Address(address).packed, number)
+
+
+def rd_as4(asn: int, number: int) -> bytes:       # type 2: 4-octet AS : 2-octet number
+    return struct.pack("!HIH", 2, asn, number)
+
+
+def _bits_prefix(head: bytes, text: str, path_id: int | None) -> bytes:
+    """``length(1) head prefix``: the length counts ``head``'s bits and the prefix's."""
+    net = ipaddress.ip_network(text)
+    nbytes = (net.prefixlen + 7) // 8
+    raw = bytes([len(head) * 8 + net.prefixlen]) + head + net.network_address.packed[:nbytes]
+    return (struct.pack("!I", path_id) if path_id is not None else b"") + raw
+
+
+def labeled_prefix(text: str, labels: Sequence[int], path_id: int | None = None,
+                   *, raw_labels: bytes | None = None) -> bytes:
+    """RFC 8277 2.2 labeled unicast NLRI; ``raw_labels`` overrides the label field (withdrawals
+    carry 0x800000, RFC 8277 2.4)."""
+    return _bits_prefix(raw_labels if raw_labels is not None else label_stack(labels), text,
+                        path_id)
+
+
+def vpn_prefix(text: str, rd: bytes, labels: Sequence[int], path_id: int | None = None,
+               *, raw_labels: bytes | None = None) -> bytes:
+    """RFC 4364 4.3.4 / RFC 4659 VPN-IPv4/IPv6 NLRI: labels, 8-octet RD, prefix."""
+    stack = raw_labels if raw_labels is not None else label_stack(labels)
+    return _bits_prefix(stack + rd, text, path_id)
+
+
+def mp_reach_raw(afi: int, safi: int, next_hop: bytes, nlri: bytes) -> bytes:
+    """MP_REACH_NLRI from an encoded next hop (e.g. RD + address for VPN) and encoded NLRI."""
+    value = struct.pack("!HBB", afi, safi, len(next_hop)) + next_hop + b"\x00" + nlri
+    return attribute(OPTIONAL | (EXTENDED if len(value) > 255 else 0), 14, value)
+
+
+def mp_unreach_raw(afi: int, safi: int, nlri: bytes) -> bytes:
+    value = struct.pack("!HB", afi, safi) + nlri
+    return attribute(OPTIONAL | (EXTENDED if len(value) > 255 else 0), 15, value)
+
+
+# --- EVPN NLRI (RFC 7432 7, RFC 9136 3) ----------------------------------------------------------
+
+def esi(value: int | bytes = 0) -> bytes:
+    return value if isinstance(value, bytes) else value.to_bytes(10, "big")
+
+
+def _evpn(route_type: int, value: bytes) -> bytes:
+    return bytes([route_type, len(value)]) + value
+
+
+def _ip_with_length(address: str | None) -> bytes:
+    if not address:
+        return b"\x00"
+    packed = ipaddress.ip_address(address).packed
+    return bytes([len(packed) * 8]) + packed
+
+
+def evpn_ethernet_ad(rd: bytes, esi_value: bytes, tag: int, label: int) -> bytes:       # type 1
+    return _evpn(1, rd + esi_value + struct.pack("!I", tag) + label.to_bytes(3, "big"))
+
+
+def evpn_mac_ip(rd: bytes, esi_value: bytes, tag: int, mac: str, ip: str | None, label1: int,
+                label2: int | None = None) -> bytes:                                      # type 2
+    value = (rd + esi_value + struct.pack("!I", tag) + bytes([48]) + bytes.fromhex(mac.replace(":", ""))
+             + _ip_with_length(ip) + label1.to_bytes(3, "big"))
+    if label2 is not None:
+        value += label2.to_bytes(3, "big")
+    return _evpn(2, value)
+
+
+def evpn_imet(rd: bytes, tag: int, originator: str) -> bytes:                             # type 3
+    return _evpn(3, rd + struct.pack("!I", tag) + _ip_with_length(originator))
+
+
+def evpn_ethernet_segment(rd: bytes, esi_value: bytes, originator: str) -> bytes:       # type 4
+    return _evpn(4, rd + esi_value + _ip_with_length(originator))
+
+
+def evpn_ip_prefix(rd: bytes, esi_value: bytes, tag: int, text: str, gateway: str,
+                   label: int) -> bytes:                                                  # type 5
+    net = ipaddress.ip_network(text)
+    gw = ipaddress.ip_address(gateway).packed
+    return _evpn(5, rd + esi_value + struct.pack("!I", tag) + bytes([net.prefixlen])
+                 + net.network_address.packed + gw + label.to_bytes(3, "big"))
+
+
+# --- Prefix-SID (RFC 8669) and BGP-LS (RFC 7752 / 9552) ------------------------------------------
+
+def prefix_sid(label_index: int | None = None, srgb: Sequence[tuple[int, int]] = (),
+               extra_tlvs: bytes = b"") -> bytes:
+    """BGP Prefix-SID attribute (type 40): Label-Index TLV (1) and Originator SRGB TLV (3)."""
+    tlvs = b""
+    if label_index is not None:
+        tlvs += struct.pack("!BHBHI", 1, 7, 0, 0, label_index)
+    if srgb:
+        body = struct.pack("!H", 0) + b"".join(b.to_bytes(3, "big") + r.to_bytes(3, "big")
+                                               for b, r in srgb)
+        tlvs += struct.pack("!BH", 3, len(body)) + body
+    return attribute(OPTIONAL | TRANSITIVE, 40, tlvs + extra_tlvs)
+
+
+def ls_tlv(tlv_type: int, value: bytes) -> bytes:
+    return struct.pack("!HH", tlv_type, len(value)) + value
+
+
+def bgp_ls_attribute(tlvs: Sequence[bytes]) -> bytes:       # BGP-LS attribute (type 29)
+    return attribute(OPTIONAL, 29, b"".join(tlvs))
+
+
+def bgp_ls_node_nlri(protocol: int, identifier: int, asn: int, router_id: bytes) -> bytes:
+    """BGP-LS Node NLRI (type 1): protocol, identifier, Local Node Descriptors (256) holding
+    Autonomous System (512) and IGP Router-ID (515)."""
+    desc = ls_tlv(512, struct.pack("!I", asn)) + ls_tlv(515, router_id)
+    value = bytes([protocol]) + struct.pack("!Q", identifier) + ls_tlv(256, desc)
+    return struct.pack("!HH", 1, len(value)) + value
+
+
+def bgp_ls_prefix_nlri(protocol: int, identifier: int, asn: int, router_id: bytes,
+                       text: str) -> bytes:
+    """BGP-LS IPv4/IPv6 Topology Prefix NLRI (type 3/4) with IP Reachability Information (265)."""
+    net = ipaddress.ip_network(text)
+    desc = ls_tlv(512, struct.pack("!I", asn)) + ls_tlv(515, router_id)
+    reach = bytes([net.prefixlen]) + net.network_address.packed[:(net.prefixlen + 7) // 8]
+    value = (bytes([protocol]) + struct.pack("!Q", identifier) + ls_tlv(256, desc)
+             + ls_tlv(265, reach))
+    return struct.pack("!HH", 3 if net.version == 4 else 4, len(value)) + value

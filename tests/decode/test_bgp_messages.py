@@ -443,8 +443,10 @@ def test_mp_reach_ipv6_link_local_and_mp_unreach_against_scapy():
 
 def test_mp_reach_ipv4_and_unknown_family_kept_raw():
     reach4 = struct.pack(">HBB4sB", 1, 1, 4, bytes([192, 0, 2, 1]), 0) + bytes([24, 10, 4, 0])
-    evpn_nlri = bytes.fromhex("02210001c0000201000000640000000000000000000000000000000000000000")
-    reach_evpn = struct.pack(">HBB4sB", 25, 70, 4, bytes([192, 0, 2, 2]), 0) + evpn_nlri
+    # a flow-spec rule (RFC 8955: length, destination prefix component 10.0.0.0/8): a family
+    # diag does not split, kept as one raw row
+    flowspec_nlri = bytes.fromhex("0501080a")
+    reach_flow = struct.pack(">HBB", 1, 133, 0) + b"\0" + flowspec_nlri
     msg = update(path_attr=[origin(0), as_path4((2, [65001])),
                             PA(type_flags=0x80, type_code=14, attribute=Raw(reach4))])
     d = decode_message(msg, AS4)
@@ -459,12 +461,12 @@ def test_mp_reach_ipv4_and_unknown_family_kept_raw():
     assert (r["afi"], r["prefix"], r["next_hop"], r["next_hop_link_local"]) == (
         "ipv4", "10.0.0.7/32", "2001:db8::7", "fe80::7")
     msg = update(path_attr=[origin(0), as_path4((2, [65001])),
-                            PA(type_flags=0x80, type_code=14, attribute=Raw(reach_evpn))])
+                            PA(type_flags=0x80, type_code=14, attribute=Raw(reach_flow))])
     d = decode_message(msg, AS4)
     assert d.row["malformed"] is None
     [r] = d.routes
-    assert (r["afi"], r["safi"], r["prefix"], r["nlri_raw"]) == ("l2vpn", "evpn", None,
-                                                                 evpn_nlri.hex())
+    assert (r["afi"], r["safi"], r["prefix"], r["nlri_raw"]) == ("ipv4", "flowspec", None,
+                                                                 flowspec_nlri.hex())
 
 
 def test_end_of_rib_ipv4_and_mp():
@@ -680,7 +682,7 @@ def test_huge_inputs_stay_bounded():
     # A long AS_PATH: 60 segments of 255 four-octet ASes in an extended-length attribute.
     long_path = as_path4(*[(2, list(range(i * 255 + 1, i * 255 + 256))) for i in range(60)])
     long_path.type_flags = 0x50                   # extended length: the value is 61,320 octets
-    msg = update(path_attr=[origin(0), long_path], nlri=v4("10.0.0.0/8"))
+    msg = update(path_attr=[origin(0), long_path, next_hop("10.0.0.1")], nlri=v4("10.0.0.0/8"))
     d = decode_message(msg, AS4)
     assert d.row["malformed"] is None
     assert d.row["as_path"] == list(range(1, 60 * 255 + 1))
@@ -941,3 +943,22 @@ def test_round_trip_with_scapy_built_updates(withdrawn, announced, segments, ann
     assert d.row["as_path"] == [a for _, seg in segments for a in seg]
     if announced6:
         assert d.routes[-1]["next_hop"] == "2001:db8::1"
+
+
+def test_missing_well_known_attributes_make_the_routes_treat_as_withdraw():
+    """RFC 4271 6.3 / RFC 7606 3.d: ORIGIN, AS_PATH and (for the IPv4 NLRI of the body)
+    NEXT_HOP must come with routes; FRR 8.4 treats such an UPDATE as a withdrawal (seen in the
+    lab: re-advertising a labeled-unicast route to a peer without capabilities, it sent none)."""
+    d = decode_message(update(path_attr=[origin(0), as_path4((2, [65001]))],
+                              nlri=v4("10.0.0.0/8")), AS4)
+    assert d.row["malformed"] == "missing well-known attribute NEXT_HOP"
+    assert [r["action"] for r in d.routes] == ["treat-as-withdraw"]
+    reach = struct.pack(">HBB", 2, 1, 16) + ipaddress.IPv6Address("2001:db8::1").packed + b"\0" \
+        + bytes([48]) + ipaddress.IPv6Address("2001:db8:1::").packed[:6]
+    d = decode_message(update(path_attr=[PA(type_flags=0x80, type_code=14, attribute=Raw(reach))]),
+                       AS4)
+    assert d.row["malformed"] == ("missing well-known attribute ORIGIN; "
+                                  "missing well-known attribute AS_PATH")
+    # withdrawals alone need no attribute
+    d = decode_message(update(withdrawn_routes=v4("10.0.0.0/8")), AS4)
+    assert d.row["malformed"] is None

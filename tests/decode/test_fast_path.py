@@ -1,8 +1,10 @@
 """The vectorised fast path must give exactly the rows of the per-packet reference decoder.
 
 Frames are crafted with scapy in many shapes (VXLAN with TCP/UDP/ICMP/ARP/VXLAN inside, BGP
-segments, ARP, VLAN tags, IPv6, fragments, IP options, truncation, SLL/SLL2 framing); hypothesis
-picks mixes and truncations; both decoders run on the same pcap and every table must be equal.
+segments, ARP, VLAN tags, IPv6, fragments -- lone, and the pieces of fragmented VXLAN datagrams
+over IPv4 and IPv6, outer and inner, that hypothesis may or may not pair up --, LLDP, IP options,
+truncation, SLL/SLL2 framing); hypothesis picks mixes and truncations; both decoders run on the
+same pcap and every table must be equal.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.all import ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6, raw
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6, IPv6ExtHdrFragment, fragment,
+                       fragment6, raw)
+from scapy.contrib import lldp as L
 from scapy.layers.vxlan import VXLAN
 
 from diag.decode import DecodeOptions, iter_decode
@@ -69,11 +73,37 @@ def _frame(kind: str, i: int) -> bytes:
         return raw(eth / outer / UDP(sport=5000, dport=6000) / b"data")
     if kind == "geneve":
         return raw(eth / outer / UDP(sport=5000, dport=6081) / (b"\x00\x00\x65\x58\x00\x00\x2a\x00" + raw(_inner("tcp"))))
+    if kind.startswith(("frag4-", "frag6-", "inner-frag-")):
+        return raw(eth / _pieces(kind.rsplit("-", 1)[0], i % 3)[int(kind[-1])])
+    if kind == "lldp":
+        return raw(Ether(src="02:00:00:00:00:09", dst="01:80:c2:00:00:0e", type=0x88CC)
+                   / L.LLDPDU() / L.LLDPDUChassisID(subtype=4, id="02:00:00:00:00:09")
+                   / L.LLDPDUPortID(subtype=5, id=b"eth%d" % (i % 4))
+                   / L.LLDPDUTimeToLive(ttl=120) / L.LLDPDUEndOfLLDPDU())
     raise ValueError(kind)
 
 
+@functools.lru_cache(maxsize=None)
+def _pieces(kind: str, ident: int) -> list:
+    """Two fragments of one datagram (id ``ident``): VXLAN over IPv4 or IPv6, or the pod's packet
+    cut before encapsulation (each piece in a VXLAN packet of its own)."""
+    pod = _inner("tcp") / (b"y" * 1200)
+    if kind == "frag4":
+        whole = IP(src="192.168.10.100", dst="192.168.20.100", id=900 + ident) / UDP(
+            sport=41000, dport=8472) / VXLAN(vni=9) / pod
+        return fragment(whole, 800)[:2]
+    if kind == "frag6":
+        whole = IPv6(src="fd00::10", dst="fd00::20") / IPv6ExtHdrFragment(id=900 + ident) / UDP(
+            sport=41001, dport=4789) / VXLAN(vni=10) / pod
+        return fragment6(whole, 900)[:2]
+    inner = IP(src="172.20.0.10", dst="172.20.2.10", id=800 + ident) / ICMP() / (b"z" * 1500)
+    return [IP(src="192.168.10.100", dst="192.168.20.101") / UDP(sport=41002, dport=8472)
+            / VXLAN(vni=11) / Ether() / piece for piece in fragment(inner, 1000)[:2]]
+
+
 KINDS = ["vxlan-tcp", "vxlan-udp", "vxlan-icmp", "vxlan-arp", "vxlan-vxlan", "vxlan-bgp", "bgp",
-         "arp-req", "arp-reply", "vlan", "ipv6", "fragment", "options", "icmp", "udp", "geneve"]
+         "arp-req", "arp-reply", "vlan", "ipv6", "fragment", "options", "icmp", "udp", "geneve",
+         "frag4-0", "frag4-1", "frag6-0", "frag6-1", "inner-frag-0", "inner-frag-1", "lldp"]
 
 
 def _cook(data: bytes, linktype: int, outgoing: bool) -> bytes:
@@ -94,7 +124,8 @@ def _write(path: Path, frames: list[bytes], linktype: int) -> None:
 def _tables(path: Path, vectorize: bool, chunk: int) -> dict[str, pd.DataFrame]:
     chunks = list(iter_decode(path, DecodeOptions(), chunk_packets=chunk, vectorize=vectorize))
     out = {}
-    for name in ("packets", "tunnels", "arp", "bgp_messages", "bgp_routes", "stream_events"):
+    for name in ("packets", "tunnels", "arp", "bgp_messages", "bgp_routes", "stream_events",
+                 "icmp", "fragments", "lldp"):
         df = pd.concat([getattr(c, name) for c in chunks], ignore_index=True).astype(object)
         out[name] = df.where(df.notna(), None)
     return out
@@ -143,3 +174,21 @@ def test_fast_path_decodes_most_of_a_common_mix(tmp_path):
 @pytest.mark.parametrize("fixture", ["bgp_session.pcap", "bgp_failures.pcap", "vxlan_port_mismatch.pcap"])
 def test_fast_path_on_real_captures(fixture):
     _assert_same(Path(__file__).parent.parent / "fixtures" / "pcap" / fixture, 50)
+
+
+@pytest.mark.parametrize("linktype", [1, 113, 276])
+@pytest.mark.parametrize("chunk", [1, 2, 1000])
+def test_fast_path_reassembles_as_the_reference(tmp_path, linktype, chunk):
+    """Every fragment shape paired up (so reassembly really happens), split across chunks,
+    between frames the vectorised pass takes: the reference's rows, and datagrams reassembled."""
+    kinds = ["frag4-0", "vxlan-tcp", "frag6-0", "inner-frag-0", "bgp", "frag4-1", "lldp",
+             "inner-frag-1", "arp-req", "frag6-1"]
+    frames = [_frame(k, 3 * i) for i, k in enumerate(kinds)]      # i % 3 == 0: one datagram each
+    if linktype != 1:
+        frames = [_cook(f, linktype, False) for f in frames]
+    path = tmp_path / "frags.pcap"
+    _write(path, frames, linktype)
+    _assert_same(path, chunk)
+    fast = _tables(path, True, chunk)
+    assert fast["fragments"]["status"].tolist() == ["reassembled"] * 3
+    assert fast["lldp"]["port_id"].tolist() == ["eth2"]

@@ -180,3 +180,51 @@ def test_tcp_control_events_match_tshark(name):
     want = _tshark_tcp_control(LAB / name)
     assert want, f"{name}: no TCP control segment on 179 in the capture"
     assert_frames_equal(ours, want, f"{name} TCP control")
+
+
+@pytest.mark.parametrize("name", BGP)
+def test_refused_connections_grouped_as_tshark_sees_them(name):
+    """A SYN answered by RST with no SYN-ACK, per TCP stream as tshark numbers them, is one
+    refused attempt: the summary groups them by who connected to whom instead of listing one
+    empty session per source port, and the text report says so in one line."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(LAB / name), "-Y", "tcp.port==179 && tcp.flags & 0x06",
+         "-T", "fields", "-e", "tcp.stream", "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.dstport",
+         "-e", "tcp.flags.syn", "-e", "tcp.flags.ack", "-e", "tcp.flags.reset"],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    streams: dict[str, dict] = {}
+    for line in out.splitlines():
+        stream, src, dst, dport, syn, ack, rst = line.split("\t")
+        s = streams.setdefault(stream, {"syn": None, "synack": False, "rst": False})
+        if syn in ("1", "True") and ack not in ("1", "True"):
+            s["syn"] = s["syn"] or (src, f"{dst}:{dport}")
+        s["synack"] |= syn in ("1", "True") and ack in ("1", "True")
+        s["rst"] |= rst in ("1", "True")
+    want: dict[tuple, int] = {}
+    for s in streams.values():
+        if s["syn"] and s["rst"] and not s["synack"]:
+            want[s["syn"]] = want.get(s["syn"], 0) + 1
+    if name == "bgp-frr-gobgp-open-update.pcap":      # committed for its refused SYNs
+        assert sum(want.values()) >= 5, want
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), COLUMNS="200")
+    summary = json.loads(subprocess.run(
+        [sys.executable, "-m", "diag", "pcap", str(LAB / name), "--format", "json"],
+        capture_output=True, text=True, timeout=120, cwd=root, env=env).stdout)
+    got = {(a["from"], a["to"]): a["attempts"] for a in summary["bgp"]["connection_attempts"]
+           if a["outcome"] == "refused"}
+    assert got == want
+    refused = [s for s in summary["bgp"]["sessions"] if s["connection"] == "refused"]
+    assert len(refused) == sum(want.values())
+    text = subprocess.run([sys.executable, "-m", "diag", "pcap", str(LAB / name)],
+                          capture_output=True, text=True, timeout=120, cwd=root, env=env).stdout
+    for (client, server), n in want.items():
+        times = "once" if n == 1 else f"{n} times"
+        assert f"connection {client} > {server} refused (SYN answered by RST), {times}" in text
+    for s in refused:
+        assert f"session {s['session']}" not in text

@@ -7,7 +7,10 @@ output unchanged.
 * ``iter_rows`` yields a chunk as soon as its block is decoded (one raw block of lookahead, not one
   decoded chunk held back), and the chunks together are exactly the one-chunk decode;
 * the prefix-text cache of :mod:`diag.decode.nlri` stays within its size, texts unchanged
-  (checked against :mod:`ipaddress`).
+  (checked against :mod:`ipaddress`);
+* IP reassembly holds at most its caps of fragments and bytes however many datagrams never
+  complete, every one of them reported (evicted, or incomplete at the end), and forgets the
+  datagrams that failed once their timeout has passed.
 
 The memory figures themselves are the benchmark's (``benchmarks/run.py --quick``), not a timed test.
 """
@@ -133,3 +136,35 @@ def test_prefix_text_cache_is_bounded_and_texts_unchanged(monkeypatch):
             want.append(str(ipaddress.IPv4Network((addr, plen))))
         assert list(nlri.texts([nlri.PackedPrefixes(data, offsets, False)])) == want
         assert len(nlri._TEXT_CACHE) <= 64 + 50
+
+
+def test_reassembly_stays_within_its_caps():
+    from diag.decode.fragments import MAX_PENDING_BYTES, MAX_PENDING_FRAGMENTS, Reassembler
+
+    r = Reassembler()
+    statuses: dict[str, int] = {}
+    n = 3 * MAX_PENDING_FRAGMENTS
+    for i in range(n):                       # first fragments only: none ever completes
+        key = ("ipv4", 0, "10.0.0.1", f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", i & 0xFFFF,
+               17, 0, None, None)
+        for o in r.add(key, 0, True, b"x" * 1000, 1020, i + 1, float(i) * 0.001, 17):
+            statuses[o.status] = statuses.get(o.status, 0) + 1
+        assert r.pending_fragments <= MAX_PENDING_FRAGMENTS
+        assert r.pending_bytes <= MAX_PENDING_BYTES
+    for o in r.flush():
+        statuses[o.status] = statuses.get(o.status, 0) + 1
+    assert sum(statuses.values()) == n and statuses["evicted"] >= n - MAX_PENDING_FRAGMENTS
+    assert r.pending_fragments == r.pending_bytes == 0
+
+
+def test_failed_datagrams_are_forgotten_after_their_timeout():
+    from diag.decode.fragments import Reassembler
+
+    r = Reassembler()
+    for i in range(5000):                    # each fails at once (too large)
+        key = ("ipv4", 0, "10.0.0.1", "10.0.0.2", i, 17, 0, None, None)
+        r.add(key, 65528, False, b"x" * 100, 120, i + 1, 1.0, 17)
+    assert len(r.failed) <= 4096
+    r.add(("ipv4", 0, "10.0.0.9", "10.0.0.2", 1, 17, 0, None, None), 0, True, b"y" * 8, 28,
+          9999, 100.0, 17)
+    assert not r.failed                      # 99 s later: past the 30 s timeout

@@ -4,8 +4,9 @@ Oracle: the one-process decode (``CaptureSummary`` over ``iter_rows``), compared
 (key order included) — itself checked against tshark and scapy elsewhere — on the benchmark
 generator's mix (BGP messages split over segments, several per segment) cut into small blocks so
 that split messages straddle blocks decoded by different workers, as pcap and as pcapng (editcap),
-damaged at the end, and on every real capture in the repository. Mutants of the worker split must
-fail. Ctrl-C must leave no worker behind.
+damaged at the end, on every real capture in the repository, and on the crafted captures of BGP
+families, IP fragments (reassembly crosses blocks of different workers) and LLDP. Mutants of the
+worker split must fail. Ctrl-C must leave no worker behind.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from diag.decode.summary import CaptureSummary
 ROOT = Path(__file__).resolve().parents[2]
 REAL = (sorted((ROOT / "tests" / "fixtures" / "pcap").glob("*.pcap"))
         + sorted((ROOT / "tests" / "fixtures" / "pcap-facts").glob("*.pcap*"))
+        + sorted((ROOT / "tests" / "fixtures" / "arp-rule").glob("*.pcap"))
         + sorted((ROOT / "captures").rglob("*.pcap*")))
 
 
@@ -99,6 +101,53 @@ def test_pcapng_and_damaged_file(mix, tmp_path):
 def test_real_captures_same_summary(path):
     for chunk in (3, 64):
         assert _workers(path, 2, chunk) == _one_process(path, chunk)
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory) -> dict:
+    from tests.craft.families import build_all
+
+    return build_all(tmp_path_factory.mktemp("parallel-crafted"))
+
+
+@pytest.mark.parametrize("name", ["fragments", "bgp_families", "bgp_syn_data", "lldp"])
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_crafted_captures_same_summary(crafted, name, vectorize):
+    """Blocks of 1-3 frames dealt to 2-3 workers: a datagram's fragments fall in blocks of
+    different workers, so each must have followed the others' fragments."""
+    path = crafted[name].path
+    for workers, chunk in ((2, 1), (3, 2), (2, 3)):
+        assert _workers(path, workers, chunk, vectorize) == _one_process(path, chunk, vectorize)
+
+
+def test_fragment_candidates_miss_no_fragment(crafted, mix):
+    """The column-wise prefilter may keep frames that hold no fragment, never drop one the
+    per-packet decoder would feed to reassembly (its header walk says which)."""
+    from diag.decode.batch import fragment_candidates
+    from diag.decode.capture import open_blocks
+    from diag.decode.frames import PacketDecoder
+
+    decoder = PacketDecoder()
+    tunnel = decoder.vxlan_ports | decoder.geneve_ports
+    held = 0
+    for path in (crafted["fragments"].path, mix):
+        _info, blocks = open_blocks(path, 64)
+        for block in blocks:
+            kept = set(fragment_candidates(block, tunnel).tolist())
+            for i, rec in enumerate(block.records()):
+                if decoder.may_hold_fragment(rec[3], rec[4]):
+                    held += 1
+                    assert i in kept, (path.name, rec[0])
+            assert len(kept) < len(block) or len(block) < 8 or path != mix
+    assert held >= 13
+
+
+def test_mutant_without_the_shadow_reassembly_fails(crafted, monkeypatch):
+    path = crafted["fragments"].path
+    want = json.loads(_one_process(path, 1, True))
+    assert want["fragments"]["by_status"]["reassembled"] == 4
+    monkeypatch.setattr(parallel, "_feed_fragments", lambda *args: None)
+    assert json.loads(_workers(path, 2, 1, True))["fragments"] != want["fragments"]
 
 
 def test_mutant_splitting_a_connection_fails(mix, monkeypatch):

@@ -83,3 +83,23 @@ def test_prefix_counts_survive_spilling_into_numpy(monkeypatch):
     spilled = _summary(iter_rows(path, chunk_packets=3))
     assert json.loads(spilled)["bgp"]["prefixes"]["announced"] > 1
     assert spilled == kept
+
+
+def test_int64_columns_built_without_pandas_inference_equal_pandas():
+    """tables._int64 stands in for pd.array(..., dtype="Int64") on object columns: same values,
+    mask and dtype, and it refuses what pandas must judge (text, floats, bools)."""
+    import numpy as np
+    import pandas as pd
+
+    from diag.decode.tables import _int64
+
+    for values in ([1, None, 3], [None, None], [2**40, 0, None], [None, 7]):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        want, got = pd.array(arr, dtype="Int64"), _int64(arr)
+        assert got.dtype == want.dtype and want.equals(got)
+    for values in (["vxlan", None], [1.5, None], [True, None], ["12", 3]):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        with pytest.raises((TypeError, ValueError)):
+            _int64(arr)

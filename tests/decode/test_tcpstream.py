@@ -15,7 +15,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from diag.decode.tcpstream import BgpStream, FramingError, Gap, Message
+from diag.decode.tcpstream import BgpStream, FramingError, Gap, Message, Resync
 
 MARKER = b"\xff" * 16
 MOD = 1 << 32
@@ -188,6 +188,56 @@ def test_syn_carrying_data() -> None:
     assert [m.raw for m in stream.segment(5001 + 29, KEEPALIVE, 2)] == [KEEPALIVE]
 
 
+def test_syn_data_numbered_from_the_isn_loses_no_message() -> None:
+    """A SYN's data starts at ISN+1; crafted captures number it from the ISN, so the next
+    segment overlaps it by one byte. Trimming that byte cut the next marker (a false framing
+    error and the message lost); the segment starts with a header: it is framed from there."""
+    stream = BgpStream()
+    assert [m.raw for m in stream.segment(5000, OPEN, 1, syn=True)] == [OPEN]
+    out = stream.segment(5000 + len(OPEN), KEEPALIVE + UPDATE, 2)
+    assert not of_type(out, FramingError)
+    assert [m.raw for m in messages(out)] == [KEEPALIVE, UPDATE]
+    [note] = of_type(out, Resync)
+    assert (note.frame, note.shift, note.skipped_bytes) == (2, -1, 0)
+    # the numbering moved with it: the next segment, in the sender's numbering, is in order
+    nxt = 5000 + len(OPEN) + len(KEEPALIVE + UPDATE)
+    assert [m.raw for m in stream.segment(nxt, KEEPALIVE, 3)] == [KEEPALIVE]
+
+
+def test_one_byte_hole_before_a_header_at_a_boundary_is_renumbered_not_waited_for() -> None:
+    stream = started(isn=1000)
+    assert [m.raw for m in stream.segment(1001, OPEN, 2)] == [OPEN]
+    out = stream.segment(1001 + len(OPEN) + 1, KEEPALIVE, 3)
+    assert [m.raw for m in messages(out)] == [KEEPALIVE] and out[-1].last_frame == 3
+    assert [(e.shift, e.skipped_bytes) for e in of_type(out, Resync)] == [(1, 0)]
+    assert stream.flush(9) == []                     # no gap was left open
+
+
+def test_real_retransmission_overlap_is_trimmed_not_renumbered() -> None:
+    """The overlapping bytes are old data followed by a header: a genuine retransmission."""
+    stream = started(isn=1000)
+    stream.segment(1001, OPEN, 2)
+    out = stream.segment(1001 + len(OPEN) - 3, OPEN[-3:] + KEEPALIVE, 3)
+    assert [m.raw for m in messages(out)] == [KEEPALIVE] and not of_type(out, Resync)
+
+
+@pytest.mark.parametrize("shift", [-19, 19, -1])
+def test_no_renumbering_outside_its_conditions(shift) -> None:
+    """A hole or overlap of a header's size or more is a gap / retransmission as usual; an
+    overlap inside a message being reassembled is trimmed."""
+    stream = started(isn=1000)
+    stream.segment(1001, OPEN, 2)
+    if shift == -1:
+        stream.segment(1001 + len(OPEN), UPDATE[:10], 3)     # a message half received
+        out = stream.segment(1001 + len(OPEN) + 9, UPDATE[9:], 4)
+        assert [m.raw for m in messages(out)] == [UPDATE] and not of_type(out, Resync)
+        return
+    out = stream.segment(1001 + len(OPEN) + shift, KEEPALIVE, 3)
+    assert not of_type(out, Resync)
+    if shift > 0:
+        assert messages(out) == [] and of_type(stream.flush(9), Gap)
+
+
 def test_mid_stream_start_with_garbage_prefix_resyncs_on_marker() -> None:
     stream = BgpStream()                                     # no SYN seen
     tail_of_update = UPDATE[7:]                              # starts with 9 bytes of 0xff
@@ -254,11 +304,13 @@ def test_lying_length_too_small_is_a_framing_error_then_resync() -> None:
     stream = started()
     bad = MARKER + b"\x00\x05\x04"
     out = stream.segment(1001, KEEPALIVE + bad + UPDATE, 2)
-    assert [type(e).__name__ for e in out] == ["Message", "FramingError", "Message"]
+    assert [type(e).__name__ for e in out] == ["Message", "FramingError", "Resync", "Message"]
     err = out[1]
     assert err.frame == 2 and "length 5" in err.reason and err.raw.startswith(bad)
     assert len(err.raw) <= 64
-    assert out[2].raw == UPDATE
+    # every byte of the bad header was skipped to reach UPDATE's marker: said, not silent
+    assert (out[2].frame, out[2].shift, out[2].skipped_bytes) == (2, 0, len(bad))
+    assert out[3].raw == UPDATE
 
 
 def test_lying_length_too_large_for_max_message() -> None:
@@ -572,7 +624,7 @@ def test_property_garbage_never_crashes_and_stays_bounded(junk, sizes, seq0, syn
         offset = at + rng.choice((0, 0, 0, 50, -20))
         events = stream.segment((seq0 + offset) % MOD, piece, frame)
         for e in events:
-            assert isinstance(e, (Message, Gap, FramingError))
+            assert isinstance(e, (Message, Gap, FramingError, Resync))
             if isinstance(e, Message):
                 assert e.raw[:16] == MARKER and int.from_bytes(e.raw[16:18], "big") == len(e.raw)
             if isinstance(e, FramingError):

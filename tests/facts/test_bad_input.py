@@ -85,7 +85,7 @@ def test_every_output_of_one_host_damaged_leaves_the_others_analysed(tmp_path, c
         manifest = _rewrite(root, HOST, command_id, PAYLOADS[payload], manifest)
     facts = load_facts(root)
     errors = facts.parse_errors
-    assert list(errors.columns) == ["host", "source", "parser", "path", "reason"]
+    assert list(errors.columns) == ["host", "source", "parser", "path", "reason", "table"]
     assert set(errors.host) <= {HOST}
     # every damaged output is either refused by name (with its parser and a reason) or gives
     # rows of the documented types; none is silently half-read
@@ -104,9 +104,11 @@ def test_every_output_of_one_host_damaged_leaves_the_others_analysed(tmp_path, c
             assert_frame_equal(ours[name], theirs[name], check_dtype=False, obj=name)
     # explain runs, and says what it could not check because of the damage
     from diag.analyze import explain
-    not_checked = " ".join(c.name for c in explain(facts).not_checked)
+    # (as the checks that needed the output, "... on HOST" naming it, or as the output itself)
+    not_checked = " ".join(f"{c.name} {c.needs}" for c in explain(facts).not_checked)
     for command_id in refused:
-        assert f"{command_id} of {HOST}" in not_checked
+        assert f"{command_id} of {HOST}" in not_checked or \
+            f"{HOST}'s `{command_id}` output" in not_checked, command_id
 
 
 def test_deep_json_is_refused_with_its_depth(tmp_path):

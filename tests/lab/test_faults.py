@@ -69,8 +69,12 @@ def _node_prefixes(lab, node: str) -> set[str]:
     if lab.cni == "cilium":
         rib = json.loads(_ns(lab, node, "gobgp", "global", "rib", "-j", "-a", "ipv4").stdout or "{}")
         return {p for p, paths in rib.items() if any("neighbor-ip" in x for x in paths)}
-    out = _ns(lab, node, "ip", "-j", "route", "show", "proto", "bird").stdout
-    return {r["dst"] for r in json.loads(out or "[]")}
+    # BIRD's own table: Calico's BIRD 1.6 leaves VXLAN pools' routes out of the kernel
+    birdc = ["birdc", "-s", str(lab.files.bird_socket(node))]
+    protocols = _ns(lab, node, *birdc, "show", "protocols").stdout.splitlines()
+    (bgp,) = [line.split()[0] for line in protocols if line.split()[1:2] == ["BGP"]]
+    out = _ns(lab, node, *birdc, "show", "route", "protocol", bgp).stdout
+    return {line.split()[0] for line in out.splitlines() if line[:1].isdigit()}
 
 
 def _arping_macs(lab, ip: str, count: int = 2) -> set[str]:
@@ -237,17 +241,26 @@ def test_fault_config_knobs_accepted_by_the_daemons(tmp_path):
     """The BgpOptions the faults add (GoBGP passive-mode, BIRD kernel table) render configs the
     daemons' own parsers accept, and the healthy render has neither."""
     from diag.lab import configs
+    from diag.lab.kube_objects import KubeObjectOptions, cluster_objects
+    from diag.lab.kube_reconcile import node_daemon_config
     from diag.lab.plan import addressing_plan
 
     plan = addressing_plan("default")
     node = plan.host("k8s-ctr")
+
+    def render(cni: str, options) -> str:
+        objects = [o for items in cluster_objects(plan, KubeObjectOptions(cni=cni)).values()
+                   for o in items]
+        return node_daemon_config(objects, node.name, cni=cni, bird="2", options=options,
+                                  log_path=tmp_path / "b.log")
+
     healthy = configs.BgpOptions(md5_password="x")
     fault = configs.BgpOptions(md5_password="x", passive_nodes=frozenset({node.name}),
                                kernel_table=100)
-    assert "passive-mode" not in configs.render_gobgpd(plan, node, healthy)
-    assert "kernel table" not in configs.render_bird(plan, node, healthy, tmp_path / "b.log")
-    gobgp = configs.render_gobgpd(plan, node, fault)
-    bird = configs.render_bird(plan, node, fault, tmp_path / "b.log")
+    assert "passive-mode" not in render("cilium", healthy)
+    assert "kernel table" not in render("calico", healthy)
+    gobgp = render("cilium", fault)
+    bird = render("calico", fault)
     assert "passive-mode = true" in gobgp and "kernel table 100;" in bird
     (tmp_path / "g.toml").write_text(gobgp)
     (tmp_path / "b.conf").write_text(bird)

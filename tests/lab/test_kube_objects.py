@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from diag.lab.configs import BgpOptions
-from diag.lab.configs import render_bird as lab_bird
-from diag.lab.configs import render_gobgpd as lab_gobgpd
+from diag.lab.configs import CONNECT_RETRY, HOLD, KEEPALIVE
 from diag.lab.kube_objects import (
     KubeObjectOptions,
     PeerStatus,
@@ -25,6 +23,7 @@ from diag.lab.kube_reconcile import (
     calico_bird_intent,
     cilium_bgp_intent,
     render_bird,
+    render_bird1,
     render_gobgpd,
 )
 from diag.lab.plan import MD5_PEER, addressing_plan
@@ -37,8 +36,22 @@ CALICO_PASSWORDS = {("bgp-secrets", "md5"): "lab-md5"}
 
 
 def flat(plan, **options):
+    """The objects `diag collect --kube` reads (the agent Pods are found by --via kubectl and
+    never stored: no parser reads them)."""
     return [o for items in cluster_objects(plan, KubeObjectOptions(**options)).values()
-            for o in items]
+            for o in items if o["kind"] != "Pod"]
+
+
+@pytest.mark.parametrize("cni,label,container", [("cilium", "cilium", "cilium-agent"),
+                                                 ("calico", "calico-node", "calico-node")])
+def test_one_agent_pod_per_node(cni, label, container):
+    plan = addressing_plan("default")
+    pods = cluster_objects(plan, KubeObjectOptions(cni=cni))["pods"]
+    assert sorted(p["spec"]["nodeName"] for p in pods) == sorted(n.name for n in plan.nodes)
+    assert {p["metadata"]["labels"]["k8s-app"] for p in pods} == {label}
+    assert {p["spec"]["containers"][0]["name"] for p in pods} == {container}
+    assert all(p["spec"]["hostNetwork"] and p["metadata"]["namespace"] == "kube-system"
+               for p in pods)
 
 
 def tables(items):
@@ -105,15 +118,28 @@ def test_calico_objects_say_what_the_plan_says(key, mode):
 
 @pytest.mark.parametrize("key", PLANS)
 @pytest.mark.parametrize("api", ["v2", "v2alpha1"])
-def test_gobgp_generated_from_the_crds_is_the_labs_configuration(key, api):
+def test_gobgp_generated_from_the_crds_is_the_labs_baseline(key, api):
+    """What the lab's GoBGP runs, written out from the plan: dial out only, the router's address
+    on the node's segment, the lab's timers, TCP-MD5 for the MD5 node only, allow-own-as."""
     plan = addressing_plan(key)
     items = flat(plan, cni="cilium", cilium_api=api)
     for node in plan.nodes:
         intent = cilium_bgp_intent(items, node.name)
         assert intent.notes == () and intent.prefixes == (node.pod_cidr,)
         generated = tomllib.loads(render_gobgpd(intent, PASSWORDS))
-        expected = tomllib.loads(lab_gobgpd(plan, node, BgpOptions(md5_password="lab-md5")))
-        assert generated == expected, node.name
+        neighbor_config = {"neighbor-address": plan.router_nic_for(node).ip,
+                           "peer-as": plan.router.asn, "description": plan.router.name}
+        if node.name == MD5_PEER:
+            neighbor_config["auth-password"] = "lab-md5"
+        assert generated == {
+            "global": {"config": {"as": node.asn, "router-id": node.ip, "port": -1}},
+            "neighbors": [{
+                "config": neighbor_config,
+                "timers": {"config": {"connect-retry": CONNECT_RETRY, "hold-time": HOLD,
+                                      "keepalive-interval": KEEPALIVE}},
+                "transport": {"config": {"local-address": node.ip}},
+                "as-path-options": {"config": {"allow-own-as": 1}},
+                "afi-safis": [{"config": {"afi-safi-name": "ipv4-unicast"}}]}]}, node.name
 
 
 def test_editing_the_advertisement_labels_stops_the_announcement_not_the_session():
@@ -213,20 +239,44 @@ def test_override_of_the_upstream_containerlab_objects():
 
 
 @pytest.mark.parametrize("key", PLANS)
-def test_bird_generated_from_the_calico_objects_is_the_labs_configuration(key):
+def test_bird_generated_from_the_calico_objects_is_the_labs_baseline(key):
+    """BIRD 2 (``--bird 2``) and BIRD 1.6 (Calico's form) from the same objects: one BGP
+    protocol per node, named as Calico names node-selected peers, towards the router's address
+    on the node's segment, the node's block originated, TCP-MD5 for the MD5 node only."""
     plan = addressing_plan(key)
     items = flat(plan, cni="calico")
     for node in plan.nodes:
         intent = calico_bird_intent(items, node.name)
-        generated = render_bird(intent, CALICO_PASSWORDS, Path("/log"))
-        expected = lab_bird(plan, node, BgpOptions(md5_password="lab-md5"), Path("/log"))
-        # Calico names node-selected peers Node_<ip> (global ones Global_<ip>) and the
-        # description is the BGPPeer's name
         nic = plan.router_nic_for(node)
+        name = f"Node_{nic.ip.replace('.', '_')}"
         peer_object = f"{plan.router.name}-{'md5' if node.name == MD5_PEER else nic.segment}"
-        expected = expected.replace("protocol bgp Global_", "protocol bgp Node_").replace(
-            f'description "{plan.router.name}"', f'description "{peer_object}"')
-        assert generated == expected, node.name
+        assert [(p.name, p.address, p.asn, p.description, p.num_allowed_local_as)
+                for p in intent.peers] == [(name, nic.ip, plan.router.asn, peer_object, 1)]
+        assert (intent.router_id, intent.local_asn, intent.originated) == \
+            (node.ip, node.asn, (node.pod_cidr,))
+        bird2 = render_bird(intent, CALICO_PASSWORDS, Path("/log"))
+        assert f"protocol bgp {name} {{" in bird2
+        assert f"  local {node.ip} as {node.asn};\n  neighbor {nic.ip} as {plan.router.asn};" \
+            in bird2
+        assert f"protocol static pod_cidr {{ ipv4; route {node.pod_cidr} blackhole; }}" in bird2
+        bird1 = render_bird1(intent, CALICO_PASSWORDS, Path("/log"))
+        assert f"protocol bgp {name} from bgp_template {{" in bird1
+        assert f"  source address {node.ip};" in bird1
+        for text in (bird2, bird1):
+            assert ('password "lab-md5";' in text) == (node.name == MD5_PEER)
+            assert f"hold time {HOLD};" in text and f"keepalive time {KEEPALIVE};" in text
+
+
+def test_bird16_in_vxlan_mode_leaves_the_pool_routes_to_felix():
+    plan = addressing_plan("default")
+    native = render_bird1(calico_bird_intent(flat(plan, cni="calico"), "k8s-ctr"),
+                          CALICO_PASSWORDS, Path("/log"))
+    vxlan = render_bird1(calico_bird_intent(flat(plan, cni="calico", mode="vxlan"), "k8s-ctr"),
+                         CALICO_PASSWORDS, Path("/log"))
+    kernel = "filter calico_kernel_programming {"
+    assert "reject;" not in native.split(kernel)[1].split("}\n")[0].replace(
+        "if ( source != RTS_BGP ) then reject;", "")
+    assert "handled by Felix" in vxlan.split(kernel)[1]
 
 
 def test_calico_mesh_selectors_and_export():
@@ -247,7 +297,8 @@ def test_write_objects_gives_lists_the_api_can_serve(tmp_path):
     plan = addressing_plan("alt")
     paths = write_objects(tmp_path, cluster_objects(plan, KubeObjectOptions(cni="calico")))
     assert {p.name for p in paths} == {"nodes.json", "calico-bgp.json", "calico-ipam.json",
-                                       "calico-felix.json", "lb.json"}
+                                       "calico-felix.json", "lb.json", "pods.json"}
     assert not list(tmp_path.glob(".*"))
     for path in paths:
-        assert parse_list(path.read_bytes()).errors == []
+        if path.name != "pods.json":     # the agent pods: served, never parsed by diag
+            assert parse_list(path.read_bytes()).errors == []

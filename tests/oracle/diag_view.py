@@ -10,8 +10,8 @@ from collections import defaultdict
 from typing import Any
 
 from tests.craft.bgpmsg import WELL_KNOWN_COMMUNITIES
-from tests.oracle.normal import (ArpFact, BgpMsg, FrameBgp, Route, TunnelLayer, canon_ip,
-                                 canon_prefix, community_text)
+from tests.oracle.normal import (FAMILIES, ArpFact, BgpMsg, FrameBgp, NlriEntry, Route,
+                                 TunnelLayer, canon_ip, canon_prefix, community_text)
 
 _COMMUNITY_BY_NAME = {name: value for value, name in WELL_KNOWN_COMMUNITIES.items()}
 
@@ -176,3 +176,46 @@ def packet_facts(tables: Any) -> dict[int, dict[str, object]]:
         facts["linktype"] = int(row["linktype"]) if not missing(row.get("linktype")) else None
         out[int(row["frame"])] = facts
     return out
+
+
+def _labels_text(labels: Any, action: str) -> str | None:
+    """diag's label values -> tshark's label stack text (a withdrawal's 0x800000 or 0 field)."""
+    values = _list(labels)
+    if not values:
+        return None
+    if values == [0x80000] or (values == [0] and action != "announce"):
+        return "0 (withdrawn)"
+    return ",".join(str(int(v)) for v in values) + " (bottom)"
+
+
+def nlri_entries(tables: Any) -> dict[int, list[NlriEntry]]:
+    """frame -> the routes of the families of :data:`tests.oracle.normal.FAMILIES`, in row order."""
+    names = set(FAMILIES.values())
+    out: dict[int, list[NlriEntry]] = defaultdict(list)
+    for row in tables.bgp_routes.to_dict("records"):
+        family = f"{row['afi']}/{row['safi']}"
+        if family not in names or family == "ipv4/flowspec":
+            continue
+        action = row["action"]
+        rd = None if missing(row.get("rd")) else str(row["rd"])
+        if family == "l2vpn/evpn":
+            rtype = int(row["evpn_type"])
+            ip = None if missing(row.get("evpn_ip")) else str(row["evpn_ip"])
+            prefix = canon_prefix(ip) if rtype == 5 else None
+            labels = (tuple(int(v) for v in _list(row.get("labels"))) if rtype in (1, 2) else
+                      tuple(int(v) for v in _list(row.get("vnis"))[:1]) if rtype == 5 else ())
+            entry = NlriEntry(
+                action, family, prefix, rd, None, rtype,
+                None if missing(row.get("esi")) else str(row["esi"]),
+                None if missing(row.get("ethernet_tag")) else int(row["ethernet_tag"]),
+                None if missing(row.get("mac")) else str(row["mac"]).lower(),
+                canon_ip(ip) if ip and rtype != 5 else None,
+                None if missing(row.get("gateway_ip")) else canon_ip(str(row["gateway_ip"])),
+                labels)
+        elif family == "bgp-ls/bgp-ls":
+            entry = NlriEntry(action, family, ls_nlri=str(row["prefix"]))
+        else:
+            entry = NlriEntry(action, family, canon_prefix(str(row["prefix"])), rd,
+                              _labels_text(row.get("labels"), action))
+        out[int(row["frame"])].append(entry)
+    return dict(out)

@@ -109,3 +109,59 @@ def as_path_text(segments: Iterable[tuple[int, Iterable[int]]]) -> str:
 
 def community_text(value: int) -> str:
     return f"{value >> 16}:{value & 0xFFFF}"
+
+
+# --- NLRI of the labeled, VPN, EVPN and BGP-LS families -------------------------------------------
+
+# IANA AFI / SAFI numbers -> the family names diag prints (the normal form's key)
+FAMILIES = {(1, 4): "ipv4/labeled-unicast", (2, 4): "ipv6/labeled-unicast",
+            (1, 128): "ipv4/mpls-vpn", (2, 128): "ipv6/mpls-vpn", (25, 70): "l2vpn/evpn",
+            (16388, 71): "bgp-ls/bgp-ls", (1, 133): "ipv4/flowspec"}
+# RFC 9552 5.2 NLRI types and 5.2.1 protocol ids, as diag names them
+LS_NLRI_TYPES = {1: "node", 2: "link", 3: "ipv4-prefix", 4: "ipv6-prefix"}
+LS_PROTOCOLS = {1: "isis-l1", 2: "isis-l2", 3: "ospfv2", 4: "direct", 5: "static", 6: "ospfv3",
+                7: "bgp"}
+
+
+@dataclass(frozen=True, order=True)
+class NlriEntry:
+    """One route of a labeled, VPN, EVPN or BGP-LS NLRI, as both tshark and diag can show it.
+
+    ``labels`` is the label stack as tshark writes it (``'16 (bottom)'``, ``'17,18 (bottom)'``,
+    ``'0 (withdrawn)'``); ``evpn_labels`` the EVPN label fields as tshark reads them: MPLS label
+    values (field >> 4) for route types 1 and 2, the whole 24-bit field for type 5 (a VNI over
+    VXLAN). ``ls_nlri`` is ``type:protocol:igp-router-id[:prefix]`` for BGP-LS.
+    """
+
+    action: str
+    family: str
+    prefix: str | None = None
+    rd: str | None = None
+    labels: str | None = None
+    evpn_type: int | None = None
+    esi: str | None = None
+    ethernet_tag: int | None = None
+    mac: str | None = None
+    ip: str | None = None
+    gateway: str | None = None
+    evpn_labels: tuple[int, ...] = ()
+    ls_nlri: str | None = None
+
+
+def label_text(fields: Iterable[int]) -> str:
+    """3-octet label fields -> tshark's label stack text (RFC 8277: 0x800000 or 0 first =
+    withdrawn)."""
+    fields = list(fields)
+    if fields and fields[0] in (0x800000, 0):
+        return "0 (withdrawn)"
+    return ",".join(str(f >> 4) for f in fields) + " (bottom)"
+
+
+def rd_text(raw: bytes) -> str:
+    """Route distinguisher as FRR prints it (RFC 4364 4.2 types 0, 1, 2)."""
+    kind = int.from_bytes(raw[:2], "big")
+    if kind == 0:
+        return f"{int.from_bytes(raw[2:4], 'big')}:{int.from_bytes(raw[4:8], 'big')}"
+    if kind == 1:
+        return f"{ipaddress.IPv4Address(raw[2:6])}:{int.from_bytes(raw[6:8], 'big')}"
+    return f"{int.from_bytes(raw[2:6], 'big')}:{int.from_bytes(raw[6:8], 'big')}"

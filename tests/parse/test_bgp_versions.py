@@ -97,6 +97,22 @@ def test_bird16_routes_against_what_the_peers_announced():
     assert own.loc["10.99.0.0/24"].nexthop == "10.255.0.2"
 
 
+def test_bird16_primary_route_the_kernel_refused_is_still_the_best():
+    """BIRD marks a primary route whose kernel export failed with "!" instead of "*"
+    (nest/rt-table.c: ``primary ? (sync_error ? " !" : " *") : ""``): here the kernel already
+    held another route to 172.20.0.0/24 with the same metric. It is the best path all the same,
+    and the lines after it still read."""
+    df = bird.parse_routes(fixture("bird-route-all", "bird16-lab-sync-error.out"))
+    learned = df[~df.local].set_index("prefix")
+    refused = learned.loc["172.20.0.0/24"]
+    assert (refused.best, refused.protocol, refused.nexthop, refused.as_path) == (
+        True, "Node_192_168_20_200", "192.168.20.200", [65000, 65001])
+    assert learned.loc["172.20.1.0/24"].best
+    own = df[df.prefix == "172.20.2.0/24"]
+    assert list(zip(own.protocol, own.best, own.local)) == [
+        ("static1", True, True), ("Node_192_168_20_200", False, False)]
+
+
 def test_calico_mesh_routes_are_learned_not_originated():
     """``[i]``: an iBGP path with an empty AS path — learned from the mesh, not this node's."""
     df = bird.parse_routes(fixture("bird-route-all", "upstream-calico-bird168-mesh.out"))

@@ -65,10 +65,18 @@ def get(name: str) -> Fault:
 
 
 def applicable(lab: "Lab") -> list[Fault]:
+    if lab.plan.peering != "address":
+        return []
     return [f for f in FAULTS.values() if f.applies_to(lab.cni, lab.mode)]
 
 
 def check_applies(lab: "Lab", fault: Fault) -> None:
+    if lab.plan.peering != "address":
+        # the router-side faults and the probes name the router's neighbors by node address
+        raise UsageError(
+            f"lab {lab.name!r} peers by {lab.plan.peering} (--peering {lab.plan.peering}); "
+            "faults are built for labs whose router has a neighbor per node address",
+            hint="start one with the default --peering address")
     if not fault.applies_to(lab.cni, lab.mode):
         raise UsageError(
             f"fault {fault.name} applies to {fault.applies} labs; lab {lab.name!r} is "

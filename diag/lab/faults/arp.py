@@ -1,11 +1,13 @@
 """ARP faults for a LoadBalancer IP on the node subnet: nobody answers, or two nodes answer.
 
 Contract: :data:`FAULTS` as in :mod:`diag.lab.faults.base`. The LoadBalancer IP is .212 of the
-first node's subnet (:func:`~diag.lab.faults.base.lb_ip`). "Announcing" it is what an L2
-announcer (Cilium L2 announcements, MetalLB L2) achieves: a node answers ARP for it — here by
-holding it as a /32 on its cluster NIC. The healthy state of both faults is therefore "exactly one
-node (k8s-w1) answers", which is what ``heal`` leaves behind (a fresh lab has no LoadBalancer IP
-at all). Evidence: arping from the router (replies and their MACs), the router's neighbor table.
+first node's subnet (:func:`~diag.lab.faults.base.lb_ip`), the ingress IP of the lab's
+LoadBalancer Service. "Announcing" it is what an L2 announcer (Cilium L2 announcements, MetalLB
+L2) achieves: a node answers ARP for it — here by holding it as a /32 on its cluster NIC. The
+healthy state of both faults is therefore "exactly one node answers": on cilium the holder of the
+L2 announcement's Lease, which a fresh lab already announces
+(:meth:`~diag.lab.cluster.LabCluster.announce`, what ``heal`` calls), on calico k8s-w1 (a fresh
+calico lab announces nothing). Evidence: arping from the router (replies and their MACs), the router's neighbor table.
 """
 from __future__ import annotations
 
@@ -54,11 +56,22 @@ def _unanswered_inject(lab: "Lab") -> dict:
     return {"lb_ip": lb_ip(lab)}
 
 
+def _announcer(lab: "Lab"):
+    """The node that answers for the LoadBalancer IP when healthy: on cilium the holder of the
+    L2 announcement's Lease (k8s-w1 unless someone moved it), else k8s-w1."""
+    holder = lab.cluster.l2_holder() if lab.cni == "cilium" else None
+    names = {n.name for n in lab.plan.nodes}
+    return lab.plan.host(holder) if holder in names else roles(lab).neighbor
+
+
 def _one_announcer_heal(lab: "Lab") -> None:
-    r = roles(lab)
-    _announce(lab, r.neighbor.name, True)
+    if lab.cni == "cilium":
+        lab.cluster.announce()          # the Lease's holder, on the policy's interfaces
+        return
+    holder = _announcer(lab)
+    _announce(lab, holder.name, True)
     for node in lab.plan.nodes:
-        if node is not r.neighbor:
+        if node is not holder:
             _announce(lab, node.name, False)
 
 
@@ -76,13 +89,13 @@ def _unanswered_symptom(lab: "Lab") -> list[str] | None:
 
 
 def _one_announcer_healthy(lab: "Lab") -> list[str] | None:
-    r = roles(lab)
+    holder = _announcer(lab)
     macs = set(_macs(lab, count=1))
-    want = probes.link_mac(lab, r.neighbor.name, r.neighbor.cluster_nic.name)
+    want = probes.link_mac(lab, holder.name, holder.cluster_nic.name)
     if macs != {want}:
         return None
     return [f"router: arping {lb_ip(lab)} answered by exactly one MAC, {want} "
-            f"({r.neighbor.name})"]
+            f"({holder.name})"]
 
 
 # --- arp-multiple-responders --------------------------------------------------------------------

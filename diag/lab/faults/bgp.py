@@ -45,7 +45,7 @@ def _restore_node_config(lab: "Lab", node: str) -> None:
 
 def _session_back(lab: "Lab") -> list[str] | None:
     ok = probes.all_established(lab)
-    return ok + ["every node holds the others' pod CIDRs"] if ok and lab._routes_ready() else None
+    return ok + ["every node holds the others' pod CIDRs"] if ok and lab.daemons.routes_ready() else None
 
 
 def _notification(lab: "Lab", node: str, code: str, words: str) -> str | None:
@@ -286,9 +286,10 @@ def _origination(lab: "Lab", node: str, on: bool) -> None:
     cidr = lab.hosts[node].pod_cidr
     if lab.cni == "cilium":
         in_ns(lab, node, ["gobgp", "global", "rib", "add" if on else "del", "-a", "ipv4", cidr])
-    else:
+    else:       # the static protocol holding the node's block (1.6: Calico's unnamed static1)
+        static = lab.daemons.bird_protocols(node, "Static")[0]
         in_ns(lab, node, ["birdc", "-s", str(lab.files.bird_socket(node)),
-                          "enable" if on else "disable", "pod_cidr"])
+                          "enable" if on else "disable", static])
 
 
 def _noadv_inject(lab: "Lab") -> dict:

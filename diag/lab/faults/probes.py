@@ -126,16 +126,7 @@ def node_bgp_prefixes(lab: "Lab", node: str) -> set[str]:
         return {prefix for prefix, paths in rib.items()
                 if any(p.get("neighbor-ip") not in (None, "<nil>", "0.0.0.0") and
                        p.get("source-id") not in (None, "<nil>", "0.0.0.0") for p in paths)}
-    proc = in_ns(lab, node, ["birdc", "-s", str(lab.files.bird_socket(node)), "show", "route",
-                             "protocol", _bird_protocol(lab, node)])
-    return {line.split()[0] for line in proc.stdout.splitlines()
-            if line[:1].isdigit() and "/" in line.split()[0]}
-
-
-def _bird_protocol(lab: "Lab", node: str) -> str:
-    from diag.lab.configs import bird_protocol_name
-
-    return bird_protocol_name(lab.plan.router_nic_for(lab.plan.host(node)).ip)
+    return lab.daemons.bird_learned(node)
 
 
 def nstat(lab: "Lab", host: str, *counters: str) -> dict[str, int]:

@@ -32,7 +32,8 @@ def fault_table(lab_name: str | None = None) -> str:
         mark = ""
         if lab_state is not None:
             mark = ("*" if active and active.name == f.name
-                    else "" if f.applies_to(lab_state.cni, lab_state.mode) else "-")
+                    else "" if f.applies_to(lab_state.cni, lab_state.mode)
+                    and lab_state.peering == "address" else "-")
         rows.append((mark + f.name, f.first_code, f.applies, f.breaks))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []

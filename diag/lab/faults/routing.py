@@ -138,7 +138,7 @@ def _offlink_symptom(lab: "Lab") -> list[str] | None:
 
 def _offlink_healthy(lab: "Lab") -> list[str] | None:
     r = roles(lab)
-    if not probes.all_established(lab) or not lab._routes_ready():
+    if not probes.all_established(lab) or not lab.daemons.routes_ready():
         return None
     return _delivers(lab, r.node.name, r.remote.name)
 
@@ -175,7 +175,7 @@ def _leak_symptom(lab: "Lab") -> list[str] | None:
 
 def _leak_healthy(lab: "Lab") -> list[str] | None:
     r = roles(lab)
-    if not lab._routes_ready():
+    if not lab.daemons.routes_ready():
         return None
     return _delivers(lab, r.node.name, r.remote.name)
 
