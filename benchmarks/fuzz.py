@@ -125,6 +125,7 @@ class Tally:
     def __init__(self, crashes: Path) -> None:
         self.tried = 0
         self.errors: Counter = Counter()
+        self.guarded: Counter = Counter()     # parser exceptions the facts' guard made rows
         self.crashes = crashes
 
     def crashed(self, what: str, err: BaseException, data: bytes | None) -> None:
@@ -247,9 +248,12 @@ def fuzz_parsers(rng: random.Random, count: int, tally: Tally) -> None:
         pool = seeds.get(spec.split(".")[0]) or seeds.get(rng.choice(list(seeds)))
         data = mutate_output(rng, rng.choice(pool))
         try:
-            parse_one(spec, data)
+            _part, failure = parse_one(spec, data)
         except Exception as err:  # noqa: BLE001 - counted
             tally.crashed(f"parser-{spec}", err, data)
+        else:   # a parser that raised (caught by the facts' guard): a row, but worth a look
+            if failure is not None and failure.startswith("parser failed: "):
+                tally.guarded[f"{spec}: {failure.split(':')[1].strip()}"] += 1
         tally.tried += 1
 
 
@@ -286,7 +290,8 @@ def fuzz_bundles(rng: random.Random, count: int, tally: Tally, work: Path) -> No
         tally.tried += 1
 
 
-def worker(target: str, count: int, seed: int, crashes: str) -> tuple[str, int, dict, float, float]:
+def worker(target: str, count: int, seed: int, crashes: str
+           ) -> tuple[str, int, dict, float, float, dict]:
     import gc
 
     gc.enable()
@@ -301,7 +306,8 @@ def worker(target: str, count: int, seed: int, crashes: str) -> tuple[str, int, 
         else:
             fuzz_bundles(rng, count, tally, Path(tmp))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return target, tally.tried, dict(tally.errors), peak, time.monotonic() - started
+    return target, tally.tried, dict(tally.errors), peak, time.monotonic() - started, \
+        dict(tally.guarded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,9 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     tried: Counter = Counter()
     errors: Counter = Counter()
     peaks: list[float] = []
+    guarded: Counter = Counter()
     with ProcessPoolExecutor(max_workers=options.workers) as pool:
-        for target, count, errs, peak, seconds in pool.map(worker, *zip(*jobs)):
+        for target, count, errs, peak, seconds, caught in pool.map(worker, *zip(*jobs)):
             tried[target] += count
+            guarded.update(caught)
             errors.update(errs)
             peaks.append(peak)
             print(f"  {target:<8} {count:>9,} inputs in {seconds:7.1f} s, "
@@ -335,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
           f"whole bundles {tried['bundle']:,} in {time.monotonic() - started:.0f} s")
     print(f"internal errors: {sum(errors.values())} ({len(errors)} distinct)")
     for key, n in errors.most_common():
+        print(f"  {n:>6} x {key}")
+    print(f"parser exceptions made parse_errors rows by the guard (not internal errors): "
+          f"{sum(guarded.values())} ({len(guarded)} distinct)")
+    for key, n in guarded.most_common(10):
         print(f"  {n:>6} x {key}")
     print(f"peak RSS of a worker: {max(peaks):.0f} MB")
     return 1 if errors else 0
