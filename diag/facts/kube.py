@@ -59,6 +59,12 @@ def kube_tables(bundle) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         except ParseError as err:
             errors.append(_error(source, path, err.message))
             continue
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:        # noqa: BLE001 - one kind's file never stops the rest
+            from diag.facts.tables import failure_reason
+            errors.append(_error(source, path, failure_reason(err)))
+            continue
         for name, df in read.frames.items():
             if len(df):
                 parts[name].append(df)

@@ -71,7 +71,7 @@ def error_frame(rows: list[dict[str, Any]]):
                         columns=ERROR_COLUMNS)
 
 
-def _reason(err: BaseException) -> str:
+def failure_reason(err: BaseException) -> str:
     """One line for a parse error: its message; anything else a parser raised, named."""
     if isinstance(err, ParseError):
         return err.message
@@ -165,7 +165,7 @@ def _guarded(parser, data, found, context):
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as err:            # noqa: BLE001 - see the docstring
-        return None, _reason(err)
+        return None, failure_reason(err)
 
 
 def _context(spec: str, command: dict[str, Any]) -> ParseContext:
