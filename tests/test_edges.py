@@ -53,6 +53,11 @@ def test_special_files_are_refused_before_opening(tmp_path, fifo, command, kind)
         in err
 
 
+def test_a_special_file_among_captures_is_refused_before_any_is_read(fifo):
+    code, out, err = diag("pcap", CAPTURE, fifo, "/dev/zero", timeout=30)
+    assert code == 4 and out == "" and one_line(err) and "is a FIFO" in err
+
+
 def test_inventory_fifo_is_refused(fifo):
     code, _, err = diag("facts", CAPTURE, "--inventory", fifo, timeout=30)
     assert code == 4 and one_line(err) and "is a FIFO" in err
@@ -80,6 +85,10 @@ def test_missing_parent_directories_are_refused_alike_before_reading(tmp_path):
     (["report", CAPTURE, "-o", "/proc/diag-report.html"], "cannot write into /proc"),
     (["pcap", CAPTURE, "--export", CAPTURE], "exists and is not a directory"),
     (["report", CAPTURE, "-o", "{tmp}/dir.html"], "exists and is not a regular file"),
+    # the evidence lake: absent, empty or a lake; the input (missing here) is not read first
+    (["facts", "{tmp}/not-there.tar.gz", "--export", "/dev/null"], "is not a directory"),
+    (["facts", "{tmp}/not-there.tar.gz", "--export", "{tmp}"], "is not empty"),
+    (["facts", "{tmp}/not-there.tar.gz", "--export", "{tmp}/no/lake"], "does not exist"),
 ])
 def test_output_targets_are_checked_first(tmp_path, args, words):
     (tmp_path / "dir.html").mkdir()

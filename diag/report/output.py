@@ -9,8 +9,8 @@ sees half a report and a failed run leaves the old file as it was.
 :func:`check_target(path)` and :func:`check_directory_target(path)` check where an output will go
 before any input is read (``-o FILE``, ``--export DIR``), one rule for both: the parent directory
 must exist (diag creates no missing parents: a typo in a path should not grow a tree), the target
-must be a regular file (replaced) or absent, resp. an empty directory or absent, and the parent
-must accept a new file. Failures are :class:`diag.errors.UsageError` (exit 2); a write that fails
+must be a regular file (replaced) or absent, resp. an empty directory or absent (or an evidence
+lake, for ``diag facts --export``), and the parent must accept a new file. Failures are :class:`diag.errors.UsageError` (exit 2); a write that fails
 later (disk full) is ``OUTPUT_FAILED`` (74).
 """
 from __future__ import annotations
@@ -87,13 +87,17 @@ def check_target(path: Path, option: str = "-o") -> None:
                          "name a new file or one to replace")
 
 
-def check_directory_target(path: Path, option: str = "--export") -> None:
-    """A directory of tables may be written at ``path``: absent, or an empty directory."""
+def check_directory_target(path: Path, option: str = "--export", marker: str | None = None
+                           ) -> None:
+    """A directory of tables may be written at ``path``: absent, or an empty directory (or, with
+    ``marker``, a directory holding that file: one diag appends to, such as an evidence lake)."""
     from diag.errors import UsageError
 
     path = Path(path)
     _check_parent(path, option)
     if path.is_dir():
+        if marker is not None and (path / marker).is_file():
+            return
         if any(path.iterdir()):
             raise UsageError(f"{path} exists and is not empty",
                              hint=f"choose a new directory for {option}")
