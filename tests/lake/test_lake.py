@@ -220,3 +220,16 @@ def test_bundles_of_an_older_schema_are_read_by_column_name(tmp_path):
     (directory / "lake.json").write_text(json.dumps(manifest))
     rows = lake.query(directory, "SELECT host, nhid FROM routes ORDER BY host").to_pylist()
     assert rows == [{"host": "a", "nhid": 7}, {"host": "b", "nhid": None}]
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv"])
+def test_query_cells_are_shown_never_obeyed(filled, fmt):
+    """A lake's cells come from evidence: an escape sequence or rich markup in one is shown as
+    text on the terminal (and in CSV), never obeyed; JSON escapes it itself."""
+    directory, _ = filled
+    sql = ("SELECT chr(27) || ']8;;http://x/' || chr(7) || '[/] [bold]x' || chr(155) AS "
+           "\"name[/]\" FROM bundles LIMIT 1")
+    code, out, err = _run("query", directory, sql, "--format", fmt)
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    assert "\\x1b]8;;http://x/\\x07[/] [bold]x\\x9b" in out and "name[/]" in out
