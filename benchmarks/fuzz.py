@@ -8,7 +8,8 @@ At ``--scale 1`` (the issue's goal; about 1-2 hours on two cores): 1,000,000 dec
 frame mutated from the repository's real captures and fed to the per-packet decoder, plus
 whole capture files of random pcap/pcapng blocks cut anywhere, through both decoders and the
 summary), 100,000 parser inputs (each a real fixture output mutated, or made-up JSON/text/junk,
-through the column-wise reader, the parser and the type check exactly as the facts read them),
+through the column-wise reader, the parser and the type check exactly as the facts read them;
+one in ten a real Kubernetes List mutated, through the kube parser),
 and 5,000 whole-bundle analyses (the 4-host fixture bundle with outputs and manifest damaged,
 through facts, explain and every renderer). Prints the inputs tried, the internal errors
 (anything but :class:`diag.errors.DiagError`; distinct ones by exception type and innermost diag
@@ -242,8 +243,23 @@ def fuzz_parsers(rng: random.Random, count: int, tally: Tally) -> None:
     from tests.fuzz.strategies import fixture_outputs
     from tests.fuzz.test_fuzz import SPECS, parse_one
 
+    from diag.parse.common import ParseError
+    from diag.parse.k8s import parse_list
+    from tests.fuzz.strategies import kube_seeds
+
     seeds = fixture_outputs()
+    kube = kube_seeds()
     for _ in range(count):
+        if rng.random() < 0.1:          # a kind's file of the kube part
+            data = mutate_output(rng, rng.choice(kube))
+            try:
+                parse_list(data)
+            except ParseError:
+                pass
+            except Exception as err:  # noqa: BLE001 - counted
+                tally.crashed("parser-kube", err, data)
+            tally.tried += 1
+            continue
         spec = rng.choice(SPECS)
         pool = seeds.get(spec.split(".")[0]) or seeds.get(rng.choice(list(seeds)))
         data = mutate_output(rng, rng.choice(pool))

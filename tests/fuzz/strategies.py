@@ -7,6 +7,8 @@
   shape (a real fixture mutated, or made up), text lines of the parsers' own words in any order,
   binary junk, deep nesting, nothing at all.
 - :func:`manifest`: a bundle manifest with any part replaced by any JSON value.
+- :func:`kube_list`: a Kubernetes List as ``kubectl get -o json`` prints it (the real objects of
+  tests/fixtures/k8s/upstream) with any node replaced by any JSON value, or junk.
 - :func:`capture`: a pcap or pcapng file assembled from every block type (SHB, IDB, EPB, SPB, the
   obsolete PB, NRB, ISB, unknown), with any options, link types, timestamps and packet bytes (real
   frames, mutated or cut), then cut at any offset.
@@ -130,6 +132,35 @@ def command_output(spec: str):
         options.append(_mutated_json(seed) if seed.lstrip()[:1] in (b"[", b"{")
                        else _mutated_text(seed))
     return st.one_of(options)
+
+
+@cache
+def kube_seeds() -> tuple[bytes, ...]:
+    """Real Kubernetes objects (tests/fixtures/k8s/upstream, see its SOURCE.md), one List per
+    file, each cut to its first 8 objects."""
+    import yaml
+
+    out = []
+    for path in sorted((FIXTURES / "k8s" / "upstream").glob("*.yaml")):
+        items: list = []
+        for document in yaml.safe_load_all(path.read_text()):
+            if isinstance(document, list):
+                items.extend(document)
+            elif isinstance(document, dict):
+                items.extend(document["items"] if "items" in document else [document])
+        if items:
+            out.append(json.dumps({"apiVersion": "v1", "kind": "List", "items": items[:8]},
+                                  default=str).encode())
+    return tuple(out)
+
+
+def kube_list():
+    """One kind's file of a bundle's kube part, damaged (bytes)."""
+    return st.one_of([_mutated_json(seed) for seed in kube_seeds()] + [
+        json_values().map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=200),
+        st.integers(1, 3000).map(lambda n: b'{"kind":"List","items":' + b"[" * n + b"]" * n
+                                 + b"}")])
 
 
 def manifest(base: dict):

@@ -54,6 +54,24 @@ def test_every_parser_takes_any_output(spec, data):
     parse_one(spec, data.draw(fz.command_output(spec)))
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=fz.kube_list(), expect=st.sampled_from([None, ("cilium.io", "CiliumNode"),
+                                                    ("", "Node"),
+                                                    ("crd.projectcalico.org", "IPAMBlock")]))
+def test_any_kube_list_is_read_or_refused(data, expect):
+    """The Kubernetes parser answers any file with rows and per-object errors or one
+    ParseError: nothing else (the facts guard it anyway; this keeps the parser honest)."""
+    from diag.parse.common import ParseError
+    from diag.parse.k8s import parse_list
+
+    try:
+        read = parse_list(data, expect=expect)
+    except ParseError:
+        return
+    for problem in read.errors:
+        assert str(problem)
+
+
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz-bundle")
