@@ -37,8 +37,12 @@ WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes
 def _iface_map(interfaces, host: str) -> dict[int, str]:
     if interfaces is None or interfaces.empty:
         return {}
+    from diag.values import is_missing
+
     rows = interfaces[interfaces["host"] == host]
-    return {int(i): str(n) for i, n in zip(rows["ifindex"], rows["ifname"]) if i == i}
+    # a missing ifindex is NaN or pd.NA (a nullable column: its truth value raises)
+    return {int(i): str(n) for i, n in zip(rows["ifindex"], rows["ifname"])
+            if not is_missing(i)}
 
 
 def _streamed(path: Path, options) -> tuple[Any, int]:

@@ -28,7 +28,7 @@ _NUMBERS = ("recv_q", "send_q", "local_port", "peer_port", "pid", "backoff", "re
             "bytes_received", "mss", "pmtu")
 
 KINDS: dict[str, dict[str, str]] = {
-    "interfaces": {"ifindex": "int", "ifname": "text", "kind": "text", "mtu": "int",
+    "interfaces": {"ifindex": "int", "ifname": "text!", "kind": "text", "mtu": "int",
                    "operstate": "text", "up": "bool", "lower_up": "bool", "mac": "text",
                    "master": "text", "link": "text", "link_netnsid": "int", "vxlan_id": "int",
                    "vxlan_port": "int", "vxlan_local": "ip", "vxlan_remote": "ip",

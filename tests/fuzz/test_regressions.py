@@ -11,6 +11,7 @@ Where else a crash is pinned (with more context):
 | TypeError: boolean value of NA (header-only NOTIFICATION) in explain and report | tests/test_capture_shapes.py, below |
 | struct.error: short pcapng IDB / obsolete PB / SPB at the end of a file | tests/test_capture_shapes.py, below |
 | ValueError in the FIB lookup: a BIRD route via ``1-.31.2.1`` (found by benchmarks/fuzz.py) | below |
+| TypeError sorting the model's links: an ip-link record with no name; boolean value of NA: a nullable ifindex in the capture iface map (benchmarks/fuzz.py, after the Kubernetes merge) | below |
 | the decoders disagree: SLL/SLL2 direction with epb_flags 3, SLL packet type > 255 | tests/decode/test_fast_path_shapes.py, below |
 | OverflowError/ValueError: far-future timestamps in the text output and the report | tests/test_capture_shapes.py |
 | rich MarkupError: ``[/]`` in an interface name or a shutdown message | tests/test_capture_shapes.py |
@@ -49,6 +50,24 @@ def test_bird_route_via_something_that_is_not_an_address_is_refused():
 def test_link_with_a_string_index_is_refused():
     part, failure = parse_one("ip-link", b'[{"ifindex": null, "ifname": 5, "flags": 7}]')
     assert part is None and failure
+
+
+def test_link_without_a_name_is_refused():
+    """benchmarks/fuzz.py: a link record mutated into ``{"prefsrc": [179, false]}`` gave an
+    interface with no name, which the model's tunnel inference could not sort."""
+    part, failure = parse_one("ip-link", b'[{"ifindex": 1, "ifname": "lo"}, {"prefsrc": [179]}]')
+    assert part is None and "ifname" in failure
+
+
+def test_capture_iface_map_takes_a_nullable_missing_ifindex():
+    import pandas as pd
+
+    from diag.facts.packets import _iface_map
+
+    links = pd.DataFrame({"host": ["a", "a", "b"],
+                          "ifindex": pd.array([1, None, 3], dtype="Int64"),
+                          "ifname": ["lo", "x", "eth0"]})
+    assert _iface_map(links, "a") == {1: "lo"}
 
 
 def _pcapng(linktype: int, frame: bytes, flags: int) -> bytes:
