@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/fuzz.py [--scale 1.0] [--seed 1] [--workers 2] [--crashes DIR]
+    python benchmarks/fuzz.py [--scale 1.0] [--seed 1] [--workers 2] [--crashes DIR] [--bundles N]
 
 At ``--scale 1`` (the issue's goal; about 1-2 hours on two cores): 1,000,000 decoder inputs (each a
 frame mutated from the repository's real captures and fed to the per-packet decoder, plus
@@ -332,10 +332,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--crashes", type=Path, default=Path("fuzz-crashes"))
+    parser.add_argument("--bundles", type=int, default=None,
+                        help="whole-bundle analyses (default: the scale's share of 5,000)")
     options = parser.parse_args(argv)
     jobs = []
     for target, goal in GOALS.items():
         total = max(1, int(goal * options.scale))
+        if target == "bundle" and options.bundles is not None:
+            total = options.bundles
         parts = options.workers
         for k in range(parts):
             share = total // parts + (1 if k < total % parts else 0)
