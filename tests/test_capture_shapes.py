@@ -208,4 +208,4 @@ def test_malformed_records_past_the_bound_are_counted_not_kept(tmp_path):
         "1500 malformed records (damaged, zero-length or garbage); the first 1000 are packets "
         "rows"]
     code, out, _, _ = _run(["explain", str(path)])
-    assert code in (0, 1) and "capture of capture: 1500 malformed records" in out
+    assert code in (0, 1) and "the capture: 1500 malformed records" in out

@@ -243,7 +243,9 @@ def unread_outputs(parse_errors, covered=frozenset()) -> list[Check]:
                                       "(docs/bundle-format.md)"))
             continue
         if row.parser == "decode":      # a capture: read, but not all of it decodes
-            checks.append(Check(f"capture of {host}: {row.reason}", None,
+            # a bare capture's rows name the capture itself as the host ("capture")
+            what = "the capture" if host == "capture" else f"capture of {host}"
+            checks.append(Check(f"{what}: {row.reason}", None,
                                 needs=f"a capture whose records decode ({row.path})"))
             continue
         checks.append(Check(f"{row.source} of {host} (not read: {row.reason})", None,
