@@ -243,6 +243,7 @@ def fuzz_parsers(rng: random.Random, count: int, tally: Tally) -> None:
     from tests.fuzz.strategies import fixture_outputs
     from tests.fuzz.test_fuzz import SPECS, parse_one
 
+    from diag.facts.tables import UNEXPECTED_SHAPE
     from diag.parse.common import ParseError
     from diag.parse.k8s import parse_list
     from tests.fuzz.strategies import kube_seeds
@@ -268,8 +269,8 @@ def fuzz_parsers(rng: random.Random, count: int, tally: Tally) -> None:
         except Exception as err:  # noqa: BLE001 - counted
             tally.crashed(f"parser-{spec}", err, data)
         else:   # a parser that raised (caught by the facts' guard): a row, but worth a look
-            if failure is not None and failure.startswith("parser failed: "):
-                tally.guarded[f"{spec}: {failure.split(':')[1].strip()}"] += 1
+            if failure is not None and failure.startswith(UNEXPECTED_SHAPE):
+                tally.guarded[f"{spec}: {failure.split('(')[1].split(':')[0].rstrip(')')}"] += 1
         tally.tried += 1
 
 

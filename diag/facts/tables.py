@@ -71,12 +71,17 @@ def error_frame(rows: list[dict[str, Any]]):
                         columns=ERROR_COLUMNS)
 
 
+# what a row says when a parser raised something other than its own refusal: the output is of a
+# shape the parser did not expect (a string where an object was, ...); the exception follows
+UNEXPECTED_SHAPE = "not a shape the parser knows"
+
+
 def failure_reason(err: BaseException) -> str:
     """One line for a parse error: its message; anything else a parser raised, named."""
     if isinstance(err, ParseError):
         return err.message
     text = str(err).splitlines()[0] if str(err) else ""
-    return f"parser failed: {type(err).__name__}" + (f": {text[:200]}" if text else "")
+    return f"{UNEXPECTED_SHAPE} ({type(err).__name__}" + (f": {text[:200]})" if text else ")")
 
 
 def epoch(stamp: Any) -> float | None:
