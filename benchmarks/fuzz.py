@@ -240,13 +240,11 @@ def random_capture(rng: random.Random, frames) -> bytes:
 
 
 def fuzz_parsers(rng: random.Random, count: int, tally: Tally) -> None:
-    from tests.fuzz.strategies import fixture_outputs
-    from tests.fuzz.test_fuzz import SPECS, parse_one
-
     from diag.facts.tables import UNEXPECTED_SHAPE
     from diag.parse.common import ParseError
     from diag.parse.k8s import parse_list
-    from tests.fuzz.strategies import kube_seeds
+    from tests.fuzz.strategies import fixture_outputs, kube_seeds
+    from tests.fuzz.test_fuzz import SPECS, parse_one
 
     seeds = fixture_outputs()
     kube = kube_seeds()

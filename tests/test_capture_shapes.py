@@ -205,7 +205,7 @@ def test_malformed_records_past_the_bound_are_counted_not_kept(tmp_path):
     doc = json.loads(out)
     assert code == 0 and doc["tables"]["packets"] == len(records) + 1000
     assert [e["reason"] for e in doc["parse_errors"]] == [
-        "1500 malformed records (damaged, zero-length or garbage); the first 1000 are packets "
-        "rows"]
+        ("1500 malformed records (damaged, zero-length or garbage); the first 1000 are packets "
+         "rows")]
     code, out, _, _ = _run(["explain", str(path)])
     assert code in (0, 1) and "the capture: 1500 malformed records" in out

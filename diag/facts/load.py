@@ -42,8 +42,6 @@ class Facts:
 
 def load_facts(path: str | Path, inventory: dict[str, dict[str, Any]] | None = None,
                decode_options=None, extract_to: Path | None = None) -> Facts:
-    from diag.errors import UnusableInput
-
     from diag.bundle import checked_input
 
     path = checked_input(Path(path))     # FIFOs and devices refused before anything opens them
@@ -69,9 +67,9 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     from diag.facts.infer import infer_model
     from diag.facts.kube import kube_tables
     from diag.facts.kube_sessions import status_peers
+    from diag.facts.merge import merge_peers, resolve_bird_peers
     from diag.facts.packets import capture_tables
     from diag.facts.tables import build_tables, epoch, error_frame
-    from diag.facts.merge import merge_peers, resolve_bird_peers
 
     bundle = open_bundle(path, extract_to)
     tables, errors = build_tables(bundle)
@@ -149,8 +147,9 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
 
 
 def _tunnel_table(model: ClusterModel):
-    import pandas as pd
     from dataclasses import asdict
+
+    import pandas as pd
 
     columns = ["host", "device", "kind", "vni", "port", "local", "underlay_dev", "mtu", "remotes",
                "how"]

@@ -147,7 +147,7 @@ def kube_seeds() -> tuple[bytes, ...]:
             if isinstance(document, list):
                 items.extend(document)
             elif isinstance(document, dict):
-                items.extend(document["items"] if "items" in document else [document])
+                items.extend(document.get("items", [document]))
         if items:
             out.append(json.dumps({"apiVersion": "v1", "kind": "List", "items": items[:8]},
                                   default=str).encode())
