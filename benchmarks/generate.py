@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/generate.py --packets 1000000 --out /tmp/mix.pcap [--seed 7]
+    python benchmarks/generate.py --packets 1000000 --out /tmp/mix.pcap [--seed 7] [--mix bgp-heavy]
 
 writes ``/tmp/mix.pcap`` (classic pcap, Ethernet, microsecond timestamps) and
 ``/tmp/mix.truth.json`` (:func:`truth_path`) with what the capture contains.
@@ -15,7 +15,9 @@ The mix (shares of packets, drawn per packet from a seeded RNG):
   OPENs with the 4-octet AS capability, KEEPALIVEs, UPDATEs announcing and withdrawing 1-50
   prefixes with 4-octet AS_PATHs, now and then a NOTIFICATION and FIN, then a new connection.
   Sequence numbers are exact; about a fifth of the messages are split across 2-3 segments and some
-  segments carry several messages; segments of different sessions interleave;
+  segments carry several messages; segments of different sessions interleave. ``--mix bgp-heavy``
+  (issue 21) cuts the same 20 % of packets into more messages: ~260,000 per million packets
+  (~160,000 UPDATEs, a fifth of them split across segments, up to 8 messages in a segment);
 * ~10 % ARP: requests answered by one responder, requests never answered, and a few IPs answered by
   two MACs (multiple responders);
 * ~10 % other: plain TCP, UDP (DNS-like) and ICMP over IPv4, and some TCP over IPv6.
@@ -35,6 +37,7 @@ import random
 import struct
 import sys
 from collections import Counter, deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -46,7 +49,6 @@ BGP_SESSIONS = 6
 VNIS = (1, 42, 100, 4096, 10001, 65000)
 VTEPS = tuple(f"10.0.0.{i}" for i in range(1, 7))
 START_US = 1_700_000_000 * 1_000_000
-MAX_BATCH = 16                   # packets a single batch (split message, ARP exchange) may need
 
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 RECORD = struct.Struct("<IIII")
@@ -57,6 +59,39 @@ IP_WORDS = struct.Struct("!10H")
 TCP_FIN, TCP_SYN, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x08, 0x10
 BGP_OPEN, BGP_UPDATE, BGP_NOTIFICATION, BGP_KEEPALIVE = 1, 2, 3, 4
 BGP_TYPE_NAMES = {1: "OPEN", 2: "UPDATE", 3: "NOTIFICATION", 4: "KEEPALIVE"}
+
+
+@dataclass(frozen=True)
+class Mix:
+    """How BGP traffic is cut into steps and segments (the packet shares are the same for all)."""
+
+    name: str
+    keepalive_step: float        # a step is a KEEPALIVE below this draw ...
+    ack_step: float              # ... a bare ACK below this one, else a run of UPDATEs
+    updates: tuple[int, ...]     # UPDATEs per run (drawn)
+    trailing_keepalive: float    # a run ends with a KEEPALIVE this often
+    split: float                 # a message is split over 2-3 segments this often
+    bundle: float                # ... else several messages share a segment this often
+    bundle_sizes: tuple[int, ...]
+    receiver_ack: float          # the receiver acknowledges a batch this often
+    split_keepalives: bool = True    # a 19-byte KEEPALIVE may be split too
+
+    @property
+    def max_batch(self) -> int:
+        """Packets one batch may need: a run of UPDATEs and a KEEPALIVE, each split in 3, and
+        an ACK (ARP exchanges and the handshake need fewer)."""
+        return (max(self.updates) + 1) * 3 + 1
+
+
+# "light": the mix of docs/performance.md up to issue 15 (140,000 BGP messages per million
+# packets); "bgp-heavy": issue 21's, ~260,000 messages per million packets (~160,000 UPDATEs,
+# ~100,000 KEEPALIVEs), a fifth of the UPDATEs split across segments, up to 8 messages bundled
+# in a segment, few bare ACKs; a KEEPALIVE (19 bytes) is never split there
+MIXES = {
+    "light": Mix("light", 0.25, 0.30, (1, 1, 2, 3, 4), 0.1, 0.22, 0.45, (2, 2, 3), 0.5),
+    "bgp-heavy": Mix("bgp-heavy", 0.55, 0.56, (1, 2, 3, 4, 5, 6), 0.9, 0.40, 0.95,
+                     (3, 4, 5, 6, 7, 8), 0.03, split_keepalives=False),
+}
 
 
 def truth_path(capture: Path) -> Path:
@@ -233,8 +268,8 @@ Batch = list[tuple[bytes, tuple]]
 class BgpSession:
     """One BGP peering, over successive TCP connections; yields one batch of segments at a time."""
 
-    def __init__(self, index: int, rng: random.Random, b: Builder) -> None:
-        self.rng, self.b, self.index = rng, b, index
+    def __init__(self, index: int, rng: random.Random, b: Builder, mix: Mix) -> None:
+        self.rng, self.b, self.index, self.mix = rng, b, index, mix
         self.ipv6 = index == BGP_SESSIONS - 1
         if self.ipv6:
             self.client_ip, self.server_ip = _ip6("fd00:10::2"), _ip6(f"fd00:10::{index + 10:x}")
@@ -269,10 +304,10 @@ class BgpSession:
 
     def _segments(self, from_client: bool, messages: list[tuple[bytes, tuple]]) -> Batch:
         """Cut one side's messages into segments: ~1/5 split over 2-3, some bundled."""
-        rng, out, i = self.rng, [], 0
+        rng, out, i, mix = self.rng, [], 0, self.mix
         while i < len(messages):
             r = rng.random()
-            if r < 0.22:
+            if r < mix.split and (mix.split_keepalives or len(messages[i][0]) > 19):
                 raw, info = messages[i]
                 pieces = rng.choice((2, 2, 3))
                 cuts = sorted(rng.sample(range(1, len(raw)), pieces - 1))
@@ -283,8 +318,8 @@ class BgpSession:
                                            raw[bounds[k]:bounds[k + 1]],
                                            ("bgp", [info] if last else [], 1 if last else 0)))
                 i += 1
-            elif r < 0.45 and i + 1 < len(messages):
-                k = min(len(messages) - i, rng.choice((2, 2, 3)))
+            elif r < mix.bundle and i + 1 < len(messages):
+                k = min(len(messages) - i, rng.choice(mix.bundle_sizes))
                 group = messages[i:i + k]
                 out.append(self._frame(from_client, TCP_PSH | TCP_ACK,
                                        b"".join(m for m, _ in group),
@@ -294,7 +329,7 @@ class BgpSession:
                 raw, info = messages[i]
                 out.append(self._frame(from_client, TCP_PSH | TCP_ACK, raw, ("bgp", [info], 0)))
                 i += 1
-        if rng.random() < 0.5:   # the receiver acknowledges
+        if rng.random() < mix.receiver_ack:   # the receiver acknowledges
             out.append(self._frame(not from_client, TCP_ACK, b"", ("bgp", [], 0)))
         return out
 
@@ -379,15 +414,15 @@ class BgpSession:
                     yield [self._frame(not side, TCP_FIN | TCP_ACK, b"", ("bgp", [], 0))]
                     yield [self._frame(side, TCP_ACK, b"", ("bgp", [], 0))]
                     break
-                if r < 0.25:
+                if r < self.mix.keepalive_step:
                     yield self._segments(side, [(bgp_message(BGP_KEEPALIVE),
                                                  (BGP_KEEPALIVE, (), ()))])
-                elif r < 0.30:
+                elif r < self.mix.ack_step:
                     yield [self._frame(side, TCP_ACK, b"", ("bgp", [], 0))]
                 else:
-                    n = rng.choice((1, 1, 2, 3, 4))
+                    n = rng.choice(self.mix.updates)
                     msgs = [self._update(side) for _ in range(n)]
-                    if rng.random() < 0.1:
+                    if rng.random() < self.mix.trailing_keepalive:
                         msgs.append((bgp_message(BGP_KEEPALIVE), (BGP_KEEPALIVE, (), ())))
                     yield self._segments(side, msgs)
 
@@ -500,8 +535,8 @@ class OtherSource:
 
 # --- ground truth ------------------------------------------------------------------------------
 class Truth:
-    def __init__(self, packets: int, seed: int) -> None:
-        self.packets, self.seed = packets, seed
+    def __init__(self, packets: int, seed: int, mix: str = "light") -> None:
+        self.packets, self.seed, self.mix = packets, seed, mix
         self.categories: Counter = Counter()
         self.bgp_types: Counter = Counter()
         self.announce_rows = self.withdraw_rows = 0
@@ -510,6 +545,7 @@ class Truth:
         self.announced: set[tuple[int, int, int]] = set()
         self.withdrawn: set[tuple[int, int, int]] = set()
         self.split = self.multi_segments = self.bgp_segments = self.bgp_data_segments = 0
+        self.split_by_type: Counter = Counter()
         self.vnis: Counter = Counter()
         self.arp: Counter = Counter()
         self.arp_responders: dict[bytes, set[bytes]] = {}
@@ -523,6 +559,8 @@ class Truth:
             infos, split = meta[1], meta[2]
             self.bgp_segments += 1
             self.split += split
+            if split:
+                self.split_by_type[BGP_TYPE_NAMES[infos[-1][0]]] += 1
             if len(infos) > 1:
                 self.multi_segments += 1
             for mtype, announced, withdrawn in infos:
@@ -545,6 +583,7 @@ class Truth:
         return {
             "schema": TRUTH_SCHEMA,
             "seed": self.seed,
+            "mix": self.mix,
             "packets": self.packets,
             "by_category": dict(sorted(self.categories.items())),
             "malformed": 0,
@@ -556,6 +595,7 @@ class Truth:
                 "unique_prefixes": {"announced": len(self.announced),
                                     "withdrawn": len(self.withdrawn)},
                 "split_messages": self.split,
+                "split_by_type": dict(sorted(self.split_by_type.items())),
                 "segments": self.bgp_segments,
                 "multi_message_segments": self.multi_segments,
             },
@@ -574,10 +614,11 @@ class Truth:
 
 
 # --- the writer --------------------------------------------------------------------------------
-def generate(packets: int, out: Path, seed: int = 7) -> dict:
+def generate(packets: int, out: Path, seed: int = 7, mix: str = "light") -> dict:
     """Write ``packets`` frames to ``out`` (pcap) and the truth beside it; return the truth."""
     if packets < 1:
         raise ValueError("--packets must be at least 1")
+    shape = MIXES[mix]
     rng = random.Random(seed)
     builder = Builder(Templates())
     payload = rng.randbytes(4096)
@@ -585,10 +626,10 @@ def generate(packets: int, out: Path, seed: int = 7) -> dict:
         "vxlan": VxlanSource(rng, builder, payload), "arp": ArpSource(rng, builder),
         "other": OtherSource(rng, builder, payload),
     }
-    sessions = [BgpSession(i, rng, builder) for i in range(BGP_SESSIONS)]
+    sessions = [BgpSession(i, rng, builder, shape) for i in range(BGP_SESSIONS)]
     queues: dict[object, deque] = {key: deque() for key in [*sources, *range(BGP_SESSIONS)]}
     pending = 0
-    truth = Truth(packets, seed)
+    truth = Truth(packets, seed, mix)
     bounds = []
     acc = 0.0
     for name, share in SHARES:
@@ -605,14 +646,14 @@ def generate(packets: int, out: Path, seed: int = 7) -> dict:
             key: object = rng.randrange(BGP_SESSIONS) if kind == "bgp" else kind
             if remaining <= pending:          # only what is already started may be written now
                 key = next(k for k, q in queues.items() if q)
-            elif not queues[key] and remaining <= pending + MAX_BATCH:
+            elif not queues[key] and remaining <= pending + shape.max_batch:
                 # too close to the end to start a multi-packet batch: finish one, or send filler
                 key = next((k for k, q in queues.items() if q), "vxlan")
             q = queues[key]
             if not q:
                 batch = (sessions[key].next_batch() if isinstance(key, int)
                          else sources[key].next_batch())
-                assert len(batch) <= MAX_BATCH
+                assert len(batch) <= shape.max_batch
                 q.extend(batch)
                 pending += len(batch)
             frame, meta = q.popleft()
@@ -637,10 +678,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, required=True, help="number of packets to write")
     parser.add_argument("--out", type=Path, required=True, help="capture file to write (pcap)")
     parser.add_argument("--seed", type=int, default=7, help="RNG seed (same seed, same file)")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="light",
+                        help="light (the default) or bgp-heavy (issue 21: ~260,000 BGP messages "
+                        "per million packets)")
     args = parser.parse_args(argv)
     if args.packets < 1:
         parser.error("--packets must be at least 1")
-    truth = generate(args.packets, args.out, args.seed)
+    truth = generate(args.packets, args.out, args.seed, args.mix)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {truth['packets']} packets) "
           f"and {truth_path(args.out)}", file=sys.stderr)
     return 0

@@ -93,7 +93,9 @@ _LAYOUT = {
     "route_gets": "source phase probe type dst gateway dev prefsrc table flags:json error",
     "commands": "id outcome exit_code:int64 daemon phase path bytes:int64 truncated:bool started "
                 "duration_s:float64 stderr",
-    "hosts": "reachability hostname kernel os iproute2 daemons:json clock_offset_s:float64 error",
+    "hosts": "reachability hostname kernel os iproute2 daemons:json clock_offset_s:float64 error "
+             "clock_uncertainty_s:float64",
+    "offloads": "source phase ifname feature state fixed:bool requested parent",
     "packets": "frame:int64 ts:float64 caplen:int64 wirelen:int64 linktype:int64 "
                "capture_iface:int64 iface_name ifindex:int64 direction pkttype eth_src eth_dst "
                "vlan l3 src dst ttl:int64 ip_proto:int64 fragment:bool sport:int64 dport:int64 "
@@ -132,7 +134,20 @@ _LAYOUT = {
     "icmp": "frame:int64 ts:float64 capture_iface:int64 iface_name direction tunnel_depth:int64 "
             "l3 src dst type:int64 code:int64 type_name mtu:int64 orig_src orig_dst "
             "orig_proto:int64 orig_sport:int64 orig_dport:int64 malformed iface",
+    "fragments": "frame:int64 ts:float64 first_frame:int64 capture_iface:int64 iface_name "
+                 "tunnel_depth:int64 l3 src dst ip_id:int64 ip_proto:int64 fragments:int64 "
+                 "size:int64 largest_fragment:int64 status sport:int64 dport:int64 app iface",
+    "lldp": "frame:int64 ts:float64 capture_iface:int64 iface_name ifindex:int64 "
+            "tunnel_depth:int64 src_mac vlan:int64 chassis_id chassis_id_type port_id port_id_type "
+            "ttl:int64 port_description system_name system_description capabilities:json "
+            "management_addresses:json port_vlan:int64 max_frame_size:int64 malformed iface",
     "checksums": "frame:int64 proto ok:bool",
+    "sightings": "frame:int64 iface direction ts:float64 depth:int64 tunnel vni:int64 outer_src "
+                 "outer_dst outer_sport:int64 outer_dport:int64 outer_len:int64 "
+                 "outer_fragment:bool outer_ip_id:int64 l3 src dst proto:int64 ip_id:int64 "
+                 "length:int64 df:bool sport:int64 dport:int64 tcp_seq:int64 tcp_ack:int64 "
+                 "tcp_flags:int64 icmp_type:int64 icmp_id:int64 icmp_seq:int64 checksum "
+                 "outer_fragments:int64 outer_status outer_size:int64",
     "tunnels": "device kind vni:int64 port:int64 local underlay_dev mtu:int64 remotes:json how",
     # the cluster model (diag.facts.model), one row per host, and one row for the cluster
     "model_hosts": "role role_how role_source node_ip node_ip_how node_ip_source cluster_iface "
@@ -143,6 +158,8 @@ _LAYOUT = {
                      "lb_ips_source notes:json",
     "parse_errors": "source parser path reason table",
     "problems": "kind path detail",
+    "kube_resources": "id group resource kind version installed:bool outcome status_reason "
+                      "status_message objects:int64 path",
 }
 
 SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {

@@ -16,6 +16,10 @@ report, tests) can use these records without pulling another stage in.
 - :class:`Finding`: code, severity (with ``severity_reason`` when context changed the catalogue
   default), confidence, summary (one line), evidence, fix (commands), note (by-design remarks),
   ``caused_by`` (code of the root cause when this finding is its consequence).
+- :class:`FlowLadder` (of :class:`FlowPoint`): one tunnelled flow followed across the captures
+  of several hosts — pod A -> VTEP A -> underlay A -> [hosts between] -> underlay B -> VTEP B
+  -> pod B — with the packets seen at each point, the loss point and the finding it backs: what
+  the report draws as a ladder (the overlay ledger, docs/explain.md).
 """
 from __future__ import annotations
 
@@ -98,4 +102,43 @@ class Check:
         return asdict(self)
 
 
-__all__ = ["Check", "Confidence", "Evidence", "Finding", "LEVELS", "SEVERITIES", "severity_rank"]
+@dataclass(frozen=True)
+class FlowPoint:
+    """One place a flow's packets can be seen: ``role`` is ``pod-out``, ``vtep-out``,
+    ``underlay-out``, ``path-in``, ``path-out``, ``underlay-in``, ``vtep-in`` or ``pod-in``."""
+
+    role: str
+    host: str
+    iface: str | None
+    captured: bool             # the host's capture covers this point (False: nothing to see)
+    packets: int               # the flow's packets seen here
+    first_frame: int | None = None
+    last_frame: int | None = None
+    file: str = ""             # the capture the frames are in
+    detail: str = ""           # e.g. "vni 2 udp 8472", "checksum bad 4/4"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FlowLadder:
+    flow: str                  # "172.20.0.10 -> 172.20.2.10 tcp 45712 -> 8080"
+    sender: str                # host of the source pod
+    receiver: str              # host of the destination pod
+    points: tuple[FlowPoint, ...]
+    sent: int                  # packets at the first captured point
+    delivered: int             # packets seen at the receiver's pod side
+    lost_after: str | None     # the role of the last point the lost packets reached
+    verdict: str               # one line: where the packets die, or "delivered"
+    code: str | None = None    # the finding this flow backs
+    one_ended: bool = False    # only one end was captured
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["points"] = [p.to_dict() for p in self.points]
+        return out
+
+
+__all__ = ["Check", "Confidence", "Evidence", "Finding", "FlowLadder", "FlowPoint", "LEVELS",
+           "SEVERITIES", "severity_rank"]

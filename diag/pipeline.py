@@ -34,6 +34,7 @@ which halves the time of a large bundle and changes no result.
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 import gc
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,9 +75,18 @@ class paused_gc:
 
 # --- diag pcap --------------------------------------------------------------------------------
 
-def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None) -> dict:
+def decoder_name() -> str:
+    """Which capture decoder runs: the compiled core or the pure-Python reference (and why)."""
+    from diag.decode.core import decoder_name as name
+
+    return name()
+
+
+def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
     """The ``diag pcap`` summary of a capture (docs/pcap-json.md), by ``workers`` processes
-    (None: every usable core for a large file, else one; the result is the same)."""
+    (None: every usable core for a large file, else one; the result is the same).
+    ``progress(bytes_read, packets)`` is called as the decode goes."""
     from diag.decode import iter_rows
     from diag.decode.parallel import auto_workers, summarize
     from diag.decode.summary import CaptureSummary
@@ -85,15 +95,19 @@ def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None)
     file = _capture(file)
     workers = auto_workers(file) if workers is None else workers
     if workers > 1:
-        return summarize(file, options, workers)
+        return summarize(file, options, workers, progress=progress)
     summary = CaptureSummary()
-    # the summary folds row buffers: a small capture is summarised without pandas
-    for chunk in iter_rows(file, options):
+    # the summary folds row buffers: a small capture is summarised without pandas (and the
+    # compiled decoder builds no table columns)
+    for chunk in iter_rows(file, options, tables=False):
         summary.add(chunk)
+        if progress is not None:
+            progress(chunk.info.bytes_read, summary.total)
     return summary.result()
 
 
-def pcap_export(file: Path, directory: Path, fmt: str, ports: Ports = Ports()) -> dict:
+def pcap_export(file: Path, directory: Path, fmt: str, ports: Ports = Ports(),
+                progress: Callable[[int, int], None] | None = None) -> dict:
     """Every table of the capture written to ``directory`` chunk by chunk (Parquet or CSV),
     and the summary of the same pass."""
     from diag.decode import iter_rows, to_tables
@@ -106,12 +120,15 @@ def pcap_export(file: Path, directory: Path, fmt: str, ports: Ports = Ports()) -
         for chunk in iter_rows(file, ports.decode_options()):
             summary.add(chunk)
             writer.write(to_tables(chunk))
+            if progress is not None:
+                progress(chunk.info.bytes_read, summary.total)
     return summary.result()
 
 
 def pcap_summaries(files: list[Path], ports: Ports = Ports(), workers: int | None = None,
                    scheduler=None, export: Path | None = None, fmt: str = "parquet",
-                   spool: Path | None = None) -> list[dict]:
+                   spool: Path | None = None,
+                   progress: Callable[[Path], object] | None = None) -> list[dict]:
     """The ``diag pcap`` summary of each capture, in order — the same dicts whether decoded
     here (``workers`` processes per file) or on a Dask cluster (``scheduler``: an address,
     ``"local"`` for a LocalCluster of ``workers`` processes, or a ``dask.distributed.Client``).
@@ -128,8 +145,13 @@ def pcap_summaries(files: list[Path], ports: Ports = Ports(), workers: int | Non
                              "name: two files share a name", hint="rename or export them apart")
         targets = [Path(export)] if len(files) == 1 else [Path(export) / n for n in names]
     if scheduler is None:
-        return [pcap_export(f, t, fmt, ports) if t is not None else
-                pcap_summary(f, ports, workers) for f, t in zip(files, targets)]
+        out = []
+        for f, t in zip(files, targets):
+            # progress(file): a context giving the file's progress(bytes_read, packets) callback
+            with progress(f) if progress is not None else nullcontext() as shown:
+                out.append(pcap_export(f, t, fmt, ports, shown) if t is not None else
+                           pcap_summary(f, ports, workers, shown))
+        return out
     from diag.decode import distributed
 
     sinks = None if export is None else [PartWriter(prepare_directory(t, fmt), fmt)

@@ -132,3 +132,16 @@ def test_tshark_counts_the_same(mix) -> None:
     assert counts["vxlan_packets"] == truth["vxlan"]["packets"]
     assert Counter(counts["arp_ops"]) == Counter({"1": truth["arp"]["requests"],
                                                   "2": truth["arp"]["replies"]})
+
+
+@pytest.mark.parametrize("mix_name", ["light", "bgp-heavy"])
+def test_the_counts_only_reader_counts_what_the_generator_wrote(tmp_path, mix_name) -> None:
+    """benchmarks/count_reader.py, the yardstick run.py times diag against, is a real reader:
+    its packets, BGP messages by type (reassembled), VXLAN packets by VNI and ARP opcodes equal
+    the truth."""
+    reader = _load("count_reader")
+    path = tmp_path / "mix.pcap"
+    truth = generate.generate(PACKETS, path, seed=5, mix=mix_name)
+    counts = reader.count(str(path))
+    assert run.reader_matches(truth, counts) == []
+    assert counts["bgp_types"]["2"] > 100

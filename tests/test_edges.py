@@ -87,7 +87,7 @@ def test_missing_parent_directories_are_refused_alike_before_reading(tmp_path):
     (["report", CAPTURE, "-o", "{tmp}/dir.html"], "exists and is not a regular file"),
     # the evidence lake: absent, empty or a lake; the input (missing here) is not read first
     (["facts", "{tmp}/not-there.tar.gz", "--export", "/dev/null"], "is not a directory"),
-    (["facts", "{tmp}/not-there.tar.gz", "--export", "{tmp}"], "is not empty"),
+    (["facts", "{tmp}/not-there.tar.gz", "--export", "{tmp}"], "is not an evidence lake"),
     (["facts", "{tmp}/not-there.tar.gz", "--export", "{tmp}/no/lake"], "does not exist"),
 ])
 def test_output_targets_are_checked_first(tmp_path, args, words):

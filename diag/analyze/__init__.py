@@ -7,6 +7,7 @@ Public API::
                                        # (not_checked: also the checks a parse error kept from
                                        #  a host, with the error as the reason)
     result.findings[0].code            # codes: diag.analyze.catalog.CATALOG (docs/findings.md)
+    result.flows                       # FlowLadder: the tunnelled flows behind overlay findings
 
     from diag.analyze.trace import trace
     print(trace(facts.tables, facts.model, "172.20.0.10", "172.20.2.10").text())
@@ -15,7 +16,9 @@ The kernel's state is read once into a FIB (``fib.py``), asked like the kernel w
 (``lookup.py``) and walked over many hosts (``trace.py``). Each topic is one module of small pure
 functions (``routing.py``, ``bgp.py`` (daemon state),
 ``wire_bgp.py`` (the same sessions in captures), ``arp.py``, ``offload.py`` (checksums),
-``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py``, ``rpfilter.py``); ``rank.py`` orders the
+``wire_overlay.py`` (overlay faults in bare captures), ``overlay.py`` (link state),
+``ledger.py`` + ``overlay_path.py`` (tunnelled flows followed across the captures of both ends),
+``rpfilter.py``); ``rank.py`` orders the
 findings; nothing here reads files or imports another stage: everything comes through the
 ``facts`` object handed in, and evidence names bundle files only through ``facts.outputs``
 (:class:`diag.bundle.OutputIndex`).
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diag.model import Check, Finding
+from diag.model import Check, Finding, FlowLadder
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Explanation:
     findings: tuple[Finding, ...]
     checked: tuple[Check, ...]
     not_checked: tuple[Check, ...]
+    flows: tuple[FlowLadder, ...] = ()     # the tunnelled flows behind the overlay findings
 
 
 def explain(facts) -> Explanation:
@@ -39,7 +43,8 @@ def explain(facts) -> Explanation:
     from diag.analyze.rank import rank
     from diag.analyze.fib import build_fib
 
-    from diag.analyze import arp, bgp, offload, overlay, rpfilter, wire_bgp, wire_overlay
+    from diag.analyze import (arp, bgp, offload, overlay, overlay_path, rpfilter, wire_bgp,
+                              wire_overlay)
 
     fib = build_fib(facts.tables, outputs=facts.outputs)
     reads: list[tuple[Check, str]] = []        # (check, the analyzer whose tables it read)
@@ -65,6 +70,10 @@ def explain(facts) -> Explanation:
     checks += read_by("offload", offload.analyze(facts.tables, facts.model)[1])
     overlay_findings, overlay_checks = overlay.analyze(facts.tables, facts.model, fib)
     read_by("overlay", overlay_checks)
+    overlay_findings, path_checks, ladders = overlay_path.analyze(facts.tables, facts.model, fib,
+                                                                  overlay_findings)
+    read_by("overlay_path", path_checks)
+    overlay_checks = overlay_checks + path_checks
     wire_findings, wire_checks = wire_overlay.analyze(facts.tables, facts.model)
     read_by("wire_overlay", wire_checks)
     overlay_findings, overlay_checks = overlay_findings + wire_findings, overlay_checks + wire_checks
@@ -76,9 +85,13 @@ def explain(facts) -> Explanation:
     errors = getattr(facts, "parse_errors", None)
     checks, unreadable, covered = _unreadable(checks, reads, errors)
     checks += unread_outputs(errors, covered)
-    return Explanation(tuple(rank(findings)),
+    ranked = tuple(rank(findings))
+    codes = [f.code for f in ranked]
+    flows = tuple(sorted(ladders, key=lambda ladder: codes.index(ladder.code)
+                         if ladder.code in codes else len(codes)))
+    return Explanation(ranked,
                        tuple(c for c in checks if c.passed is not None),
-                       tuple(c for c in checks if c.passed is None) + unreadable)
+                       tuple(c for c in checks if c.passed is None) + unreadable, flows)
 
 
 def explain_lake(source, model, timings: dict | None = None) -> Explanation:
@@ -105,6 +118,7 @@ READS = {
     "arp": ("captures", "neighbors"),
     "offload": ("captures",),
     "overlay": ("interfaces", "fdb", "neighbors", "routes"),
+    "overlay_path": ("captures", "interfaces", "addresses", "offloads", "sysctls", "counters"),
     "wire_overlay": ("captures",),
     "rpfilter": ("sysctls", "routes", "rules", "counters"),
 }

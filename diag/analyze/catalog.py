@@ -113,12 +113,34 @@ _ENTRIES = (
     CodeInfo("VXLAN_PORT_MISMATCH", _O, "error", "VTEPs use different UDP ports (8472 vs 4789)",
              "`ip -d -j link` vxlan port differs; pcap one-way UDP + ICMP port unreachable", "implemented"),
     CodeInfo("OVERLAY_UDP_BLOCKED", _O, "error",
-             "encapsulated UDP leaves one node and never reaches the other",
-             "captures on both ends"),
+             "encapsulated UDP leaves one node and never reaches the other (or reaches its "
+             "underlay and is dropped before its tunnel device), while other traffic between "
+             "the two nodes passes",
+             "the flow ledger over captures on both ends: the flow's packets leave the sender's "
+             "underlay (and cross the hosts between as far as they were captured) and never "
+             "arrive on the receiver's; other packets from the sender do; or they arrive with "
+             "the receiver's VNI and port and are never decapsulated", "implemented"),
     CodeInfo("OVERLAY_MTU_BLACKHOLE", _O, "error", "full-size packets do not fit the tunnel",
-             "tunnel MTU vs underlay MTU; ICMP frag-needed or large-packet retransmits", "implemented"),
+             "tunnel MTU vs underlay MTU; ICMP frag-needed or large-packet retransmits; the "
+             "flow ledger: large packets seen on the pod side never enter the tunnel; "
+             "tunnelled packets fragmented on the underlay (outer fragments)", "implemented"),
     CodeInfo("VXLAN_VNI_MISMATCH", _O, "error", "VTEPs use different VNIs",
-             "link vxlan id; pcap VNIs one-way"),
+             "`ip -d -j link` vxlan id of VTEPs whose FDB names each other; the flow ledger: "
+             "packets arrive on the receiver's underlay with a VNI none of its devices has and "
+             "are never decapsulated", "implemented"),
+    CodeInfo("OVERLAY_CHECKSUM_OFFLOAD", _O, "error",
+             "inner TCP/UDP checksums arrive wrong through the tunnel (the receiver's kernel "
+             "drops the packets) while ICMP passes: checksum offload computing them wrong, or "
+             "corruption between the nodes",
+             "the flow ledger: inner checksums bad on the receiver's side, correct (or left to "
+             "offload) on the sender's for the same packets; ICMP between the same pods "
+             "answered; `ethtool -k` of the tunnel devices and NICs; nstat TcpInCsumErrors",
+             "implemented"),
+    CodeInfo("OVERLAY_DROP_AFTER_DECAP", _O, "error",
+             "tunnelled packets are decapsulated on the receiver and never reach the pod",
+             "the flow ledger: seen on the receiver's tunnel device, never on the pod's device; "
+             "the route to the pod, rp_filter and neighbour checked; network policy and "
+             "firewall rules named when not collected", "implemented"),
     CodeInfo("ARP_UNANSWERED", _L, "error",
              "ARP requests for an IP get no reply (no announcer, lease holder not answering, wrong "
              "interface)", "pcap requests without replies; neigh INCOMPLETE/FAILED", "implemented"),

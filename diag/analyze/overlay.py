@@ -10,6 +10,11 @@ links from the ``interfaces`` table, counters from ``nstat``, packets from the c
   port nobody listens on), ``pcap`` (UDP to the cluster port arriving at an odd VTEP and ICMP
   back from it). The note says tcpdump prints UDP 8472 as "OTV" (by design: 8472 is OTV's IANA
   port, Linux/flannel/Cilium/Calico use it for VXLAN).
+- ``VXLAN_VNI_MISMATCH``: vxlan devices on one UDP port whose FDB names each other's VTEPs use
+  different VNIs: the receiving kernel finds no device for the VNI and drops the packets
+  silently (no ICMP, no counter). The VNI most of them use is the cluster's, the others are
+  named (a tie names every VNI). Source: ``ip-link`` (the flow ledger adds the packets: see
+  :mod:`diag.analyze.overlay_path`).
 - ``OVERLAY_MTU_BLACKHOLE``: a pod-facing device (on-link pod route) whose MTU exceeds the MTU
   of the tunnel that carries the pod's traffic to other nodes, or a tunnel whose MTU plus the
   encapsulation overhead exceeds its underlay device's MTU. ``error`` when the host's counters
@@ -195,6 +200,68 @@ def _fake(t) -> Link:
                 Evidence(t.host, "", "", t.how))
 
 
+# --- VXLAN_VNI_MISMATCH -------------------------------------------------------------------------
+
+def _vni_mismatch(model, devices: dict) -> list[Finding]:
+    """VTEPs joined by their FDB (one names the other's local address) on one port and kind
+    whose VNIs differ."""
+    by_local = {t.local: t for t in model.tunnels if t.local}
+    groups: dict[tuple, set] = {}
+    for t in model.tunnels:
+        for remote in t.remotes:
+            other = by_local.get(remote)
+            if other is None or other.host == t.host or other.kind != t.kind or \
+                    other.port != t.port:
+                continue
+            key = (t.kind, t.port)
+            groups.setdefault(key, set()).update({t, other})
+    findings = []
+    for (kind, port), members in sorted(groups.items(), key=str):
+        vnis = Counter(t.vni for t in members)
+        if len(vnis) < 2:
+            continue
+        (cluster_vni, top), *rest = vnis.most_common()
+        tie = any(n == top for _, n in rest)
+        odd = sorted((t for t in members if tie or t.vni != cluster_vni),
+                     key=lambda t: (t.host, t.device))
+        evidence = [devices[(t.host, t.device)].evidence
+                    for t in sorted(members, key=lambda t: (t.host, t.device))
+                    if (t.host, t.device) in devices]
+        by_vni = "; ".join(f"VNI {v}: {', '.join(sorted(t.host for t in members if t.vni == v))}"
+                           for v, _ in vnis.most_common())
+        if tie:
+            summary = (f"{kind} UDP {port}: the VTEPs disagree on the VNI ({by_vni}); each drops "
+                       "the other's packets (no device for that VNI)")
+            fix = [f"# pick one VNI for every VTEP on UDP {port} and re-create the others"]
+        else:
+            names = ", ".join(f"{t.host} ({t.device} id {t.vni})" for t in odd)
+            summary = (f"{names} {'uses' if len(odd) == 1 else 'use'} another VNI than the "
+                       f"VTEPs {'it sends' if len(odd) == 1 else 'they send'} to on UDP {port} "
+                       f"(VNI {cluster_vni}: "
+                       f"{', '.join(sorted(t.host for t in members if t.vni == cluster_vni))}); "
+                       "the receiving kernel has no device for the VNI and drops the packets "
+                       "silently")
+            fix = []
+            for t in odd:
+                link = devices.get((t.host, t.device)) or _fake(t)
+                fix += [f"# on {t.host} (the VNI of a {kind} device cannot be changed in place):",
+                        f"ip link del {t.device}",
+                        f"ip link add {t.device} type {kind} id {cluster_vni} dstport {port}"
+                        + (f" local {t.local}" if t.local else "")
+                        + (f" dev {t.underlay_dev}" if t.underlay_dev else "") + " nolearning"]
+                if link.mtu:
+                    fix.append(f"ip link set {t.device} mtu {link.mtu} up")
+            fix.append("# then restore its FDB entries (the CNI agent re-creates them when it "
+                       f"owns the device: set its VNI to {cluster_vni} — Calico FelixConfiguration "
+                       "vxlanVNI, flannel's VNI in net-conf.json)")
+        findings.append(Finding(
+            "VXLAN_VNI_MISMATCH", default_severity("VXLAN_VNI_MISMATCH"), summary,
+            Confidence(("ip-link",)), tuple(dict.fromkeys(evidence)), tuple(fix),
+            hosts=tuple(sorted({t.host for t in odd})),
+            subject=f"port {port} vnis {', '.join(str(v) for v in sorted(vnis, key=str))}"))
+    return findings
+
+
 # --- OVERLAY_MTU_BLACKHOLE ----------------------------------------------------------------------
 
 def _pod_devices(fib: Fib, model, host: str) -> list[tuple[str, object]]:
@@ -309,7 +376,8 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     devices = links(tables, fib.outputs)
     checks: list[Check] = []
     names = ("VXLAN ports agree (VXLAN_PORT_MISMATCH)",
-             "pods and tunnels fit the underlay MTU (OVERLAY_MTU_BLACKHOLE)")
+             "pods and tunnels fit the underlay MTU (OVERLAY_MTU_BLACKHOLE)",
+             "VTEPs that send to each other use one VNI (VXLAN_VNI_MISMATCH)")
     if tables["interfaces"].empty:
         return [], [Check(n, None, needs="`ip -d -j link` from every node (diag collect)")
                     for n in names]
@@ -324,4 +392,7 @@ def analyze(tables, model, fib: Fib) -> tuple[list[Finding], list[Check]]:
     mtu = _mtu_blackholes(tables, model, fib, devices)
     checks.append(Check(names[1], not mtu,
                         ", ".join(f"{t.host} {t.device} mtu {t.mtu}" for t in model.tunnels)))
-    return ports + mtu, checks
+    vnis = _vni_mismatch(model, devices)
+    checks.append(Check(names[2], not vnis,
+                        ", ".join(f"{t.host} {t.device} id {t.vni}" for t in model.tunnels)))
+    return ports + vnis + mtu, checks

@@ -37,7 +37,10 @@ def interrupt_reported() -> bool:
 
 def _version(value: bool) -> None:
     if value:
+        from diag.pipeline import decoder_name
+
         print(f"diag {__version__}")
+        print(f"decoder: {decoder_name()}")
         raise typer.Exit(int(ExitStatus.OK))
 
 

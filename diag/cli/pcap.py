@@ -59,8 +59,12 @@ def _pcap(files: list[Path], fmt: str, carried, export: Path | None, export_form
         if len(files) != 1:
             raise UsageError("--frame shows a frame of one capture: give one file")
         return _frame(files[0], frame, deep, fmt, carried)
+    from functools import partial
+
+    from diag.report.progress import capture_progress
+
     results = pipeline.pcap_summaries(files, carried, workers, scheduler, export, export_format,
-                                      spool)
+                                      spool, progress=partial(capture_progress, fmt=fmt))
     if fmt == "json":
         json.dump(results[0] if len(results) == 1 else results, sys.stdout, indent=2,
                   default=str)

@@ -6,7 +6,9 @@ shell strings); transports quote every element. All run with ``LC_ALL=C``.
 
 ``base_commands`` runs on every host; ``daemon_commands`` only where :mod:`diag.collect.detect`
 found the daemon (with the socket/config arguments detection learned); ``probe_commands`` for each
-``--probe ADDR``; ``capture_argv`` builds the bounded tcpdump command.
+``--probe ADDR``; ``ethtool_commands`` one ``ethtool -k DEV`` per device the host's ``ip -j -d
+link`` lists (checksum offload settings: tunnel devices first, then NICs, then veths, at most
+:data:`MAX_ETHTOOL_DEVICES`); ``capture_argv`` builds the bounded tcpdump command.
 
 A daemon living in another mount namespace than the host's (a container) is reached with
 ``nsenter --target PID --mount --`` in front of its CLI (:func:`nsenter_prefix`; ``reached`` then
@@ -252,6 +254,35 @@ def gobgp_adj_in_commands(neighbor_json: bytes, options: dict[str, str]) -> list
         specs.append(_c(f"gobgp-adj-in-{address.replace(':', '_')}", *gobgp, "neighbor",
                         address, "adj-in", "-j", daemon="GOBGP"))
     return specs
+
+
+MAX_ETHTOOL_DEVICES = 32
+ETHTOOL_PREFIX = "ethtool-k-"
+_TUNNEL_KINDS = ("vxlan", "geneve", "ipip", "gre", "gretap", "wireguard")
+
+
+def ethtool_commands(ip_link_json: bytes) -> list[CommandSpec]:
+    """``ethtool -k DEV`` for the devices of ``ip -j -d link`` (loopback left out): the tunnel
+    devices, then devices of other kinds (NICs, bonds, VLANs), then veths, in ``ip link``
+    order, at most :data:`MAX_ETHTOOL_DEVICES` (a node with hundreds of pod veths)."""
+    try:
+        links = json.loads(ip_link_json)
+    except ValueError:
+        return []
+    ranked = []
+    for position, link in enumerate(links if isinstance(links, list) else []):
+        if not isinstance(link, dict):
+            continue
+        name = link.get("ifname")
+        if not isinstance(name, str) or not name or name == "lo" or \
+                not set(name) <= _IFACE_CHARS or name.startswith("-"):
+            continue                    # only plain device names go onto a command line
+        kind = ((link.get("linkinfo") or {}).get("info_kind")
+                if isinstance(link.get("linkinfo"), dict) else None)
+        rank = 0 if kind in _TUNNEL_KINDS else 2 if kind == "veth" else 1
+        ranked.append((rank, position, name))
+    return [_c(f"{ETHTOOL_PREFIX}{name}", "ethtool", "-k", name)
+            for _rank, _position, name in sorted(ranked)[:MAX_ETHTOOL_DEVICES]]
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,9 @@ class _Run:
                 self.changed()
                 outputs = await self.commands(target, transport, specs)
                 if self.options.base:
+                    offloads = catalogue.ethtool_commands(outputs.get("ip-link", b""))
+                    state.total += len(offloads)
+                    await self.commands(target, transport, offloads)
                     await self.daemons(target, transport, outputs.get("ss-listeners", b""))
             if self.options.capture is not None:
                 async with contextlib.AsyncExitStack() as cleanup:
@@ -781,6 +784,11 @@ def plan(options: CollectOptions) -> list[dict[str, Any]]:
                              "wrapped": wrap_argv(spec.argv, run.timeout(spec), sudo=False),
                              "sudo_if_not_root": spec.root})
         if options.base:
+            commands.append({"id": f"{catalogue.ETHTOOL_PREFIX}DEV",
+                             "argv": ["ethtool", "-k", "DEV"],
+                             "when": "for each device of ip-link (at most "
+                                     f"{catalogue.MAX_ETHTOOL_DEVICES})",
+                             "sudo_if_not_root": False})
             for daemon in ("FRR", "GOBGP", "BIRD", "CILIUM", "CALICO"):
                 for spec in catalogue.daemon_commands(daemon, {}):
                     commands.append({"id": spec.id, "argv": list(spec.argv),

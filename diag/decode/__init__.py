@@ -100,24 +100,50 @@ class Tables:
 
 
 def iter_decode(path: str | Path, options: DecodeOptions | None = None,
-                chunk_packets: int = 65536, vectorize: bool | None = None) -> Iterator[Tables]:
+                chunk_packets: int = 65536, vectorize: bool | None = None,
+                decoder: str | None = None) -> Iterator[Tables]:
     """Decode ``path`` and yield :class:`Tables` every ``chunk_packets`` captured frames.
 
-    ``vectorize=False`` decodes every frame with the per-packet reference decoder (slower; the
-    results are the same — tests compare both); None (default) vectorises files of
-    ``SMALL_CAPTURE_BYTES`` or more.
+    ``decoder``: ``"compiled"`` (the C core, :mod:`diag.decode.core`), ``"python"`` (the
+    reference), or None: the compiled core when it is built (and ``DIAG_DECODER`` is not
+    ``python``) unless ``vectorize`` is given. ``vectorize=False`` decodes every frame with the
+    per-packet reference decoder, True with its numpy pass; None (default) vectorises files of
+    ``SMALL_CAPTURE_BYTES`` or more. The results are the same — tests compare them all.
     """
-    for chunk in iter_rows(path, options, chunk_packets, vectorize):
-        yield _tables(chunk)
+    for chunk in iter_rows(path, options, chunk_packets, vectorize, decoder=decoder):
+        yield to_tables(chunk)
+
+
+def use_compiled(vectorize: bool | None = None, decoder: str | None = None) -> bool:
+    """Whether :func:`iter_rows` decodes with the compiled core (see :func:`iter_decode`)."""
+    from diag.decode import core
+
+    if decoder == "python":
+        return False
+    if decoder == "compiled":
+        if core.load() is None:
+            raise RuntimeError(f"the compiled decoder is not available: {core.decoder_name()}")
+        return True
+    if decoder is not None:
+        raise ValueError(f"decoder must be 'compiled', 'python' or None, not {decoder!r}")
+    return vectorize is None and core.load() is not None
 
 
 def iter_rows(path: str | Path, options: DecodeOptions | None = None,
-              chunk_packets: int = 65536, vectorize: bool | None = None) -> Iterator[RowChunk]:
+              chunk_packets: int = 65536, vectorize: bool | None = None,
+              tables: bool = True, decoder: str | None = None) -> Iterator[RowChunk]:
     """The lower level of :func:`iter_decode`: :class:`RowChunk` s (row buffers, no pandas).
 
     A small file (``vectorize=None`` and under ``SMALL_CAPTURE_BYTES``) is decoded without numpy.
+    ``tables=False`` says only the summary will be made of the chunks (:func:`to_tables` then
+    refuses them; the compiled core skips building the table columns).
     """
     options = options or DecodeOptions()
+    if use_compiled(vectorize, decoder):
+        from diag.decode.core import iter_core
+
+        yield from iter_core(path, options, chunk_packets, tables)
+        return
     if vectorize is None:
         try:
             vectorize = Path(path).stat().st_size >= SMALL_CAPTURE_BYTES
@@ -208,11 +234,12 @@ def _per_packet(decoder: PacketDecoder, block, fast) -> None:
                     buf[start[k]:end[k]], first + i, ts[i], 0)
 
 
-def decode_file(path: str | Path, options: DecodeOptions | None = None) -> Tables:
+def decode_file(path: str | Path, options: DecodeOptions | None = None,
+                decoder: str | None = None) -> Tables:
     """Decode the whole file into one :class:`Tables` (fine for captures that fit in memory)."""
     import pandas as pd
 
-    chunks = list(iter_decode(path, options, chunk_packets=1 << 20))
+    chunks = list(iter_decode(path, options, chunk_packets=1 << 20, decoder=decoder))
     if len(chunks) == 1:
         return chunks[0]
     merged = {}
@@ -228,6 +255,10 @@ def decode_file(path: str | Path, options: DecodeOptions | None = None) -> Table
 
 def to_tables(chunk: RowChunk) -> Tables:
     """The pandas :class:`Tables` of one :class:`RowChunk` (what :func:`iter_decode` yields)."""
+    if getattr(chunk, "core", None) is not None:
+        from diag.decode.core import core_tables
+
+        return core_tables(chunk)
     return _tables(chunk)
 
 

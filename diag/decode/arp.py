@@ -310,13 +310,24 @@ def _unicast(mac: str) -> bool:
         return False
 
 
+def _vlan_segment(vlan: Any) -> tuple | None:
+    """("vlan", id) for one 802.1Q tag; a stack of tags (QinQ, the decoder's "outer.inner"
+    text) is one segment as a whole: ("vlan", "100.200")."""
+    vlan = or_none(vlan)
+    if vlan is None:
+        return None
+    try:
+        return ("vlan", int(vlan))
+    except ValueError:
+        return ("vlan", str(vlan))
+
+
 def segment_and_place(vlan: Any, depth: Any, capture_iface: Any = None, iface: Any = None,
                       direction: Any = None, layers: Iterable[tuple] = ()) -> tuple:
     """(segment, place) of one ARP row; ``layers`` are its frame's tunnel rows as
     ``(depth, vni, outer_src, outer_dst)``."""
     if not depth:                      # the common case, kept cheap: one per ARP frame
-        vlan = or_none(vlan)
-        return (("vlan", int(vlan)) if vlan is not None else None,
+        return (_vlan_segment(vlan),
                 (or_none(capture_iface), or_none(iface), or_none(direction), 0, ()))
     depth = int(or_none(depth) or 0)
     if depth:
@@ -327,8 +338,7 @@ def segment_and_place(vlan: Any, depth: Any, capture_iface: Any = None, iface: A
         segment = ("vni", int(vni)) if vni is not None else None
         ends = tuple((r[2], r[3]) for r in rows)
     else:
-        vlan = or_none(vlan)
-        segment = ("vlan", int(vlan)) if vlan is not None else None
+        segment = _vlan_segment(vlan)
         ends = ()
     place = (or_none(capture_iface), or_none(iface), or_none(direction), depth, ends)
     return segment, place

@@ -66,6 +66,8 @@ class CaptureInfo:
     byte_order: str                  # 'little' or 'big' (of the first section)
     ts_resolution: str               # 'us', 'ns' or 'pcapng' (per interface)
     interfaces: list[Interface] = field(default_factory=list)
+    # file bytes read so far (a block of read-ahead included): for a progress display
+    bytes_read: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,26 @@ def open_capture(path: str | Path) -> tuple[CaptureInfo, Iterator[Item]]:
     return info, records()
 
 
-def open_blocks(path: str | Path, max_packets: int = 65536,
-                arrays: bool = True) -> tuple[CaptureInfo, Iterator["Block"]]:
+def _counted(blocks: Iterator["Block"], fh: BinaryIO, info: CaptureInfo) -> Iterator["Block"]:
+    """``blocks``, keeping ``info.bytes_read`` at the file position reached before each."""
+    for block in blocks:
+        try:
+            info.bytes_read = fh.tell()
+        except (OSError, ValueError):          # closed at the end of the file
+            pass
+        yield block
+
+
+def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
+                scanner=None) -> tuple[CaptureInfo, Iterator["Block"]]:
     """Records in :class:`Block` s of at most ``max_packets``, for vectorised decoding.
 
     ``arrays=False`` gives the columns as plain lists (:class:`Column`) instead of numpy arrays:
     a small capture decoded one packet at a time then never imports numpy (start-up time).
+    ``scanner`` (the compiled core, :mod:`diag.decode.core`) walks the plain records (pcap
+    records, pcapng Enhanced Packet Blocks) in C; the columns are then int64/double buffers
+    (``memoryview`` / ``array``: ``len``, indexing and ``tolist`` as lists have), and every other
+    block and every damaged record is still read by the code below.
     """
     p = Path(path)
     try:
@@ -130,7 +146,8 @@ def open_blocks(path: str | Path, max_packets: int = 65536,
         info = CaptureInfo(str(p), "pcap", "little" if order == "<" else "big",
                            "ns" if unit == 1e-9 else "us",
                            [Interface(0, linktype, snaplen=snaplen, ts_unit=unit)])
-        return info, _pcap_blocks(fh, order, unit, linktype, max_packets, arrays)
+        return info, _counted(_pcap_blocks(fh, order, unit, linktype, max_packets, arrays,
+                                           scanner), fh, info)
     if magic == PCAPNG_SHB:
         if len(head) < 12:
             fh.close()
@@ -145,7 +162,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536,
             raise UnusableInput(f"{p}: pcapng section header with a bad byte-order magic")
         info = CaptureInfo(str(p), "pcapng", "little" if order == "<" else "big", "pcapng")
         fh.seek(0)
-        return info, _pcapng_blocks(fh, info, max_packets, arrays)
+        return info, _counted(_pcapng_blocks(fh, info, max_packets, arrays, scanner), fh, info)
     fh.close()
     raise UnusableInput(f"{p}: not a pcap or pcapng file (magic {magic.hex()})",
                         hint="diag reads pcap and pcapng, e.g. from tcpdump -w or dumpcap")
@@ -232,16 +249,52 @@ def _pcap_block(first_frame: int, buf: bytes, headers: list[int], order: str, un
                  np.full(count, linktype, dtype=np.int64), zeros.copy(), damage)
 
 
+class _Reader:
+    """The compiled path's reads: into two buffers used in turn (a block read ahead keeps its
+    bytes while the next one is read), without a fresh 4 MiB allocation, page faults and a
+    copy of the whole buffer per read as ``carry + fh.read()`` costs. ``read(carry)`` returns
+    ``(buf, got)``: a memoryview of the carried bytes followed by what was read, and whether
+    anything was read."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.buffers = [bytearray(READ_BLOCK + (1 << 16)), bytearray(READ_BLOCK + (1 << 16))]
+        self.turn = 0
+
+    def __call__(self, carry) -> tuple[memoryview, bool]:
+        self.turn ^= 1
+        kept = len(carry)
+        buf = self.buffers[self.turn]
+        if len(buf) < kept + READ_BLOCK:      # a record longer than the buffer: grow it
+            buf = self.buffers[self.turn] = bytearray(kept + READ_BLOCK)
+        view = memoryview(buf)
+        view[:kept] = carry
+        got = self.fh.readinto(view[kept:kept + READ_BLOCK])
+        return view[:kept + got], got > 0
+
+
+def _scanned_block(first_frame: int, buf: bytes, cols: tuple, damage: Damage | None) -> Block:
+    """A block from the compiled scanner's columns (int64 / double buffers)."""
+    offsets, caplens, wirelens, ts, ifaces, linktypes, flags = (
+        memoryview(c).cast("d" if i == 3 else "q") for i, c in enumerate(cols))
+    return Block(first_frame, buf, offsets, caplens, wirelens, ts, ifaces, linktypes, flags,
+                 damage)
+
+
 def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
-                 max_packets: int, arrays: bool = True) -> Iterator[Block]:
+                 max_packets: int, arrays: bool = True, scanner=None) -> Iterator[Block]:
     unpack = struct.Struct(order + "IIII").unpack_from
     caplen_at = struct.Struct(order + "I").unpack_from
     frame = 1
     with fh:
         carry = b""
+        read = _Reader(fh) if scanner is not None else None
         while True:
-            more = fh.read(READ_BLOCK)
-            buf = carry + more if carry else more
+            if read is None:
+                more = fh.read(READ_BLOCK)
+                buf = carry + more if carry else more
+            else:
+                buf, more = read(carry)
             n = len(buf)
             pos = 0
             damage = None
@@ -249,6 +302,10 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
                 offsets: list[int] = []
                 append = offsets.append
                 count = 0
+                if scanner is not None:      # the same walk in C, up to the first odd record
+                    pos, *scanned = scanner.scan_pcap(buf, pos, max_packets, order == ">", unit,
+                                                      linktype)
+                    count = len(scanned[0]) // 8
                 while pos + 16 <= n and count < max_packets:
                     caplen = caplen_at(buf, pos + 8)[0]
                     if caplen > MAX_RECORD:
@@ -257,6 +314,8 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
                     nxt = pos + 16 + caplen
                     if nxt > n:
                         break
+                    if scanner is not None:
+                        break                # records the scanner left: only damage is left
                     append(pos)
                     pos = nxt
                     count += 1
@@ -266,7 +325,9 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
                               Damage(frame + count, f"truncated record: {n - pos - 16} of "
                                      f"{unpack(buf, pos)[2]} bytes"))
                 if count or damage:
-                    yield _pcap_block(frame, buf, offsets, order, unit, linktype, damage, arrays)
+                    yield (_scanned_block(frame, buf, scanned, damage) if scanner is not None
+                           else _pcap_block(frame, buf, offsets, order, unit, linktype, damage,
+                                            arrays))
                     frame += count
                 if damage or count < max_packets:
                     break
@@ -276,22 +337,46 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
 
 
 def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
-                   arrays: bool = True) -> Iterator[Block]:
+                   arrays: bool = True, scanner=None) -> Iterator[Block]:
+    from array import array
+
     frame = 1
+    scanned_for: tuple = (None, -1)      # the interface table handed to the scanner, and for what
     order = "<" if info.byte_order == "little" else ">"
     section_ifaces: list[Interface] = []
     with fh:
         carry = b""
+        read = _Reader(fh) if scanner is not None else None
         while True:
-            more = fh.read(READ_BLOCK)
-            buf = carry + more if carry else more
+            if read is None:
+                more = fh.read(READ_BLOCK)
+                buf = carry + more if carry else more
+            else:
+                buf, more = read(carry)
             n = len(buf)
             pos = 0
             while True:
-                cols: list[list] = [[] for _ in range(9)]
+                cols: list = ([[] for _ in range(9)] if scanner is None else
+                              [array(t) for t in ("q", "q", "q", "Q", "q", "d", "q", "q", "q")])
                 offsets, caplens, wirelens, his, los, units, ifaces, linktypes, flags = cols
                 damage = None
                 while pos + 12 <= n and len(offsets) < max_packets:
+                    if scanner is not None:  # runs of Enhanced Packet Blocks in C
+                        if scanned_for[0] is not section_ifaces or \
+                                scanned_for[1] != len(section_ifaces):
+                            table = tuple((i.capture_iface, i.linktype, i.ts_unit)
+                                          for i in section_ifaces)
+                            scanned_for = (section_ifaces, len(section_ifaces))
+                        before = pos
+                        pos, *scanned = scanner.scan_pcapng(
+                            buf, pos, max_packets - len(offsets), order == ">", table)
+                        if pos != before:
+                            # columns: offsets, caplens, wirelens, his, units, ifaces, lts, flags
+                            for col, part in zip((offsets, caplens, wirelens, his, units, ifaces,
+                                                  linktypes, flags), scanned):
+                                col.frombytes(part)
+                            los.frombytes(bytes(len(scanned[0])))
+                            continue
                     btype_raw = buf[pos:pos + 4]
                     if btype_raw == PCAPNG_SHB:
                         bom = buf[pos + 8:pos + 12]
@@ -378,9 +463,14 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
                     damage = Damage(frame + len(offsets), "truncated block at end of file")
                 count = len(offsets)
                 if count or damage:
-                    # timestamps: units * (hi<<32|lo) — kept as (value, 0, unit) columns
-                    yield _block(frame, buf, [offsets, caplens, wirelens, los, his, units, ifaces,
-                                              linktypes, flags], damage, arrays)
+                    if scanner is not None:
+                        ts = scanner.pcapng_ts(los, his, units)
+                        yield Block(frame, buf, offsets, caplens, wirelens,
+                                    memoryview(ts).cast("d"), ifaces, linktypes, flags, damage)
+                    else:
+                        # timestamps: units * (hi<<32|lo) — kept as (value, 0, unit) columns
+                        yield _block(frame, buf, [offsets, caplens, wirelens, los, his, units,
+                                                  ifaces, linktypes, flags], damage, arrays)
                     frame += count
                 if damage or count < max_packets:
                     break
@@ -395,7 +485,7 @@ def _options(buf: bytes, pos: int, end: int, order: str) -> Iterator[tuple[int, 
         code, length = struct.unpack_from(fmt, buf, pos)
         if code == 0:
             return
-        value = buf[pos + 4:pos + 4 + length]
+        value = bytes(buf[pos + 4:pos + 4 + length])     # buf may be a memoryview
         if pos + 4 + length > end:
             return
         yield code, value

@@ -82,16 +82,22 @@ def _connection(src: str, sport: int, dst: str, dport: int) -> tuple:
 
 
 def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: int = 65536,
-              vectorize: bool | None = None) -> dict:
-    """The summary of ``path`` decoded by ``workers`` processes (see the module docstring)."""
+              vectorize: bool | None = None, decoder: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> dict:
+    """The summary of ``path`` decoded by ``workers`` processes (see the module docstring);
+    ``decoder`` as for :func:`diag.decode.iter_rows` (the compiled core when it is built);
+    ``progress(bytes_read, packets)`` after each block's packets are counted."""
     import shutil
     import tempfile
 
-    from diag.decode import SMALL_CAPTURE_BYTES, DecodeOptions
+    from diag.decode import SMALL_CAPTURE_BYTES, DecodeOptions, use_compiled
     from diag.decode.capture import open_blocks
     from diag.decode.summary import CaptureSummary, merge_bgp_folds
 
     options = options or DecodeOptions()
+    compiled = use_compiled(vectorize, decoder)
+    decode_part, bgp_part = (_decode_part_core, _bgp_part_core) if compiled else (
+        _decode_part, _bgp_part)
     if vectorize is None:
         try:
             vectorize = Path(path).stat().st_size >= SMALL_CAPTURE_BYTES
@@ -112,8 +118,8 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
         # non-BGP folds are applied in block order while the workers decode, the BGP folds later
         spools: list = []
         weight: dict[int, int] = {}
-        with _Workers([(_decode_part, (path, options, chunk_packets, vectorize, w, workers,
-                                       spool)) for w in range(workers)]) as decoders:
+        with _Workers([(decode_part, (path, options, chunk_packets, vectorize, w, workers,
+                                      spool)) for w in range(workers)]) as decoders:
             ends: dict[int, dict] = {}
             i = 0
             while True:
@@ -125,6 +131,8 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
                             ends[other] = decoders.next(other)
                     break
                 summary.apply(item["fold"])
+                if progress is not None:
+                    progress(item["bytes"], summary.total)
                 spools.append(item["spool"])
                 for bucket, (_off, _len, nbytes) in item["spool"].items():
                     weight[bucket] = weight.get(bucket, 0) + nbytes
@@ -134,7 +142,7 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
         if nblocks != len(spools) or any("nblocks" not in e for e in ends.values()):
             raise RuntimeError(f"decode workers disagree: {nblocks} blocks, {len(spools)} decoded")
         owners = _deal(weight, workers)
-        with _Workers([(_bgp_part, (owned, spools, spool, nblocks, last))
+        with _Workers([(bgp_part, (owned, spools, spool, nblocks, last, False, options))
                        for owned in owners]) as bgp:
             for i in range(nblocks):
                 summary.apply({"bgp": merge_bgp_folds([bgp.next(w) for w in range(len(owners))])})
@@ -255,7 +263,8 @@ def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int,
                 first = chunk
             else:
                 sink(i, to_tables(chunk), NON_BGP_TABLES)
-        yield {"fold": fold(chunk, None, bgp=False), "spool": recorder.spool(spool, i)}
+        yield {"fold": fold(chunk, None, bgp=False), "spool": recorder.spool(spool, i),
+               "bytes": info.bytes_read}
     if first is not None:
         sink(0, to_tables(first), NON_BGP_TABLES)
     yield {"nblocks": nblocks, "last": last, "info": info}
@@ -282,7 +291,7 @@ def _feed_fragments(shadow, block, vectorize: bool) -> None:
 
 
 def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
-              last: tuple[int, float], keep_rows: bool = False) -> dict:
+              last: tuple[int, float], keep_rows: bool = False, options=None) -> dict:
     """Phase 2: reassemble and decode the connections of the ``owned`` buckets, block by block;
     yields each block's BGP fold (or None; the last block with the end-of-capture flush), then
     the distinct-prefix stores of its sessions. With ``keep_rows`` each block's item is
@@ -361,6 +370,125 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
             else:
                 flows.on_message, flows.on_route = messages.append, routes.append
         yield (f, kept) if keep_rows else f
+    yield folder.stores
+
+
+# --- the same two phases with the compiled core (diag/decode/core.py) --------------------------
+
+def _spool_records(records: dict, spool: Path, block: int) -> dict[int, tuple[int, int, int]]:
+    """The core's recorded segments of one block (bucket -> segment tuples, as the reference's
+    :class:`_Recorder` keeps them) written as :meth:`_Recorder.spool` writes its own."""
+    recorder = _Recorder()
+    recorder.buckets = records
+    return recorder.spool(spool, block)
+
+
+def _decode_part_core(path, options, chunk_packets: int, vectorize: bool, index: int, count: int,
+                      spool: Path):
+    """:func:`_decode_part` by the compiled core: it folds its blocks' frames and records their
+    BGP segments by bucket; the frames it hands to the reference (fragments among them) are
+    decoded by a reference decoder whose reassembler also sees, through the shadow, the
+    fragments of the other workers' blocks."""
+    from diag.decode import checked_blocks
+    from diag.decode.capture import open_blocks
+    from diag.decode.core import CoreChunk, _decoder, _names_list, _no_gc, core_fold, load
+    from diag.decode.frames import PacketDecoder
+
+    core = load()
+    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
+    names: dict[int, str | None] = {}
+    shadow = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
+    shadow.bgp = _Recorder()
+    dec, reference, slow = _decoder(core, options, False, True, True, names,
+                                    reassembler=shadow.reassembler)
+    feedback = {"heads": (False, False)}
+    nblocks, last = 0, (0, 0.0)
+    ahead = enumerate(checked_blocks(path, info, blocks, names))
+    item = next(ahead, None)
+    while item is not None:
+        i, block = item
+        nblocks = i + 1
+        if len(block):
+            last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
+        if i % count != index:
+            _feed_fragments_core(dec, shadow, block)
+            item = next(ahead, None)
+            continue
+        if len(block):
+            with _no_gc():
+                dec.decode(block.buf, block.first_frame, block.offsets, block.caplens,
+                           block.wirelens, block.ts, block.ifaces, block.linktypes,
+                           block.flags, _names_list(names))
+        reference.last_frame, reference.last_ts = last
+        if block.damage is not None:
+            reference.damaged(block.damage.frame, block.damage.reason)
+            slow.collect()
+        item = next(ahead, None)             # one block ahead: is this one the last?
+        if item is None:
+            reference.finish_fragments()      # end of capture, as iter_core's finish
+            slow.collect()
+        taken = dec.take()
+        chunk = CoreChunk(slow.take(), info, taken, names, feedback)
+        yield {"fold": core_fold(chunk, None, bgp=False),
+               "spool": _spool_records(taken["records"], spool, i), "bytes": info.bytes_read}
+    yield {"nblocks": nblocks, "last": last, "info": info}
+
+
+def _feed_fragments_core(dec, shadow, block) -> None:
+    """:func:`_feed_fragments` for the compiled path: the frames the core would hand to the
+    reference are the candidates (every fragment is one of them)."""
+    if not len(block):
+        return
+    buf, offs, caps, lts = block.buf, block.offsets, block.caplens, block.linktypes
+    may_hold, packet = shadow.may_hold_fragment, shadow.packet
+    for i in dec.bail_candidates(buf, offs, caps, lts):
+        data = bytes(buf[offs[i]:offs[i] + caps[i]])
+        if may_hold(lts[i], data):
+            packet(block.first_frame + i, float(block.ts[i]), block.ifaces[i], lts[i], data,
+                   block.wirelens[i], block.flags[i])
+    shadow.take()
+    shadow.bgp.buckets = {}
+
+
+def _bgp_part_core(owned: set[int], spools: list, spool: Path, nblocks: int,
+                   last: tuple[int, float], keep_rows: bool = False, options=None) -> dict:
+    """:func:`_bgp_part` by the compiled core: the spooled segments of the owned connections
+    through its reassembly and BGP decoding, folded per block; events carry where they were
+    raised (the core records it: the segment's frame, or the connection's first frame for the
+    end-of-capture flush)."""
+    import pickle
+    from operator import itemgetter
+
+    from diag.decode import DecodeOptions
+    from diag.decode.core import CoreChunk, _decoder, bgp_fold, load
+    from diag.decode.summary import PrefixFolder
+
+    if keep_rows:           # the distributed export's rows come from the reference's phase 2
+        raise ValueError("the compiled phase 2 folds; it keeps no rows")
+    folder = PrefixFolder()
+    dec, _reference, _slow = _decoder(load(), options or DecodeOptions(), False, True, False, {})
+    for i in range(nblocks):
+        segs: list = []
+        mine = [loc for bucket, loc in (spools[i] or {}).items() if bucket in owned]
+        if mine:
+            with open(spool / f"{i}.seg", "rb") as fh:
+                for off, length, _nbytes in mine:
+                    fh.seek(off)
+                    segs.extend(pickle.loads(fh.read(length)))
+            if len(mine) > 1:
+                segs.sort(key=itemgetter(0))
+        dec.set_heads(*(len(folder.sample[k]) < 1000 for k in ("announce", "withdraw")))
+        if segs:
+            dec.segments(segs)
+        if i == nblocks - 1:
+            dec.finish(*last)
+        taken = dec.take()
+        f = None
+        if taken["fold"]["sessions"] or taken["fold"]["routes"] or taken["stream_events"]:
+            f = bgp_fold(taken, folder)
+            f["events"] = [(tuple(order), *rest)
+                           for order, (_i, *rest) in zip(taken["raised"], f["events"])]
+        yield f
     yield folder.stores
 
 

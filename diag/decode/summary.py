@@ -73,6 +73,10 @@ class _Prefixes:
         self.arrays: list = []          # int64 numpy arrays not merged yet
         self.pending = 0                # keys in ``arrays``
         self.spilled = None             # sorted unique numpy int64 array, or None
+        # int64 keys packed by the compiled core (diag/decode/core.py), which sends each key of
+        # a store once: already compact (8 bytes) and distinct, merged only when asked
+        self.packed: list[bytes] = []
+        self.npacked = 0
 
     def update(self, keys) -> None:
         """Add keys: a list of ints, or an int64 numpy array."""
@@ -82,8 +86,32 @@ class _Prefixes:
             self.arrays.append(keys)
             self.pending += len(keys)
 
+    def add_packed(self, packed: bytes) -> None:
+        """Add keys none of which this store holds yet (native-endian int64, packed)."""
+        if packed:
+            self.packed.append(bytes(packed))
+            self.npacked += len(packed) // 8
+
     def held(self) -> int:
         return len(self.recent) + self.pending
+
+    def _unpack(self) -> None:
+        if not self.packed:
+            return
+        joined = b"".join(self.packed)
+        if self.spilled is None and not self.arrays and self.npacked + len(self.recent) \
+                < SPILL_TOTAL:
+            from array import array          # a small capture: a set, no numpy
+
+            keys = array("q")
+            keys.frombytes(joined)
+            self.recent.update(keys)
+        else:
+            import numpy as np
+
+            self.arrays.append(np.frombuffer(joined, dtype=np.int64))
+            self.pending += self.npacked
+        self.packed, self.npacked = [], 0
 
     def _spill(self) -> None:
         import numpy as np
@@ -98,19 +126,39 @@ class _Prefixes:
 
     def hashes(self):
         """All keys: a set (never spilled) or a sorted numpy array."""
+        self._unpack()
         if self.spilled is None and not self.arrays:
             return self.recent
         if self.recent or self.arrays:
             self._spill()
         return self.spilled
 
+    def only_packed(self) -> bool:
+        """Fed by the compiled core alone: its keys are distinct already."""
+        return not self.recent and not self.arrays and self.spilled is None
+
     def __len__(self) -> int:
+        if self.only_packed():
+            return self.npacked
         return len(self.hashes())
 
 
 def _distinct(groups: list[_Prefixes]) -> int:
+    if len(groups) == 1:
+        return len(groups[0])
+    if all(g.only_packed() for g in groups):
+        joined = b"".join(p for g in groups for p in g.packed)
+        if len(joined) // 8 <= SPILL_TOTAL:
+            from array import array
+
+            keys = array("q")
+            keys.frombytes(joined)
+            return len(set(keys))
+        import numpy as np
+
+        return len(np.unique(np.frombuffer(joined, dtype=np.int64)))
     parts = [g.hashes() for g in groups]
-    if all(isinstance(p, set) for p in parts):
+    if all(isinstance(p, set) for p in parts) and sum(map(len, parts)) <= SPILL_TOTAL:
         return len(set().union(*parts))
     import numpy as np
 
@@ -182,6 +230,10 @@ class PrefixFolder:
 
 def fold(chunk: RowChunk, folder: PrefixFolder, bgp: bool = True, other: bool = True) -> dict:
     """What one chunk adds to the summary, as plain data (see :meth:`CaptureSummary.apply`)."""
+    if getattr(chunk, "core", None) is not None:       # decoded by the compiled core
+        from diag.decode.core import core_fold
+
+        return core_fold(chunk, folder, bgp, other)
     out: dict = {}
     if other:
         out["packets"] = _fold_packets(chunk)
@@ -213,13 +265,16 @@ def _fold_arp(chunk: RowChunk) -> list[tuple]:
                 "tunnels", ("frame", "depth", "vni", "outer_src", "outer_dst"))):
             if frame in wanted:
                 layers.setdefault(frame, []).append((depth, vni, src, dst))
-    out = []
-    for frame, ts, op, smac, sip, tmac, tip, grat, vlan, depth, ciface, name, direction in rows:
-        segment, place = segment_and_place(vlan, depth, ciface, name, direction,
-                                           layers.get(frame, ()))
-        out.append((frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction,
-                    int(depth or 0)))
-    return out
+    return [arp_rule_row(row, layers.get(row[0], ())) for row in rows]
+
+
+def arp_rule_row(row: tuple, layers) -> tuple:
+    """One ARP row (``_ARP_FIELDS``) as the rule takes it, ``layers`` its frame's tunnel rows
+    as (depth, vni, outer_src, outer_dst) (the compiled core makes the same rows)."""
+    frame, ts, op, smac, sip, tmac, tip, grat, vlan, depth, ciface, name, direction = row
+    segment, place = segment_and_place(vlan, depth, ciface, name, direction, layers)
+    return (frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction,
+            int(depth or 0))
 
 
 def _fold_packets(chunk: RowChunk) -> tuple | None:
@@ -254,7 +309,13 @@ def _fold_tunnels(chunk: RowChunk) -> tuple | None:
                     "malformed"))
     if not kinds:
         return None
-    groups = Counter(zip(kinds, vnis, srcs, dsts, dports, l3s))
+    return tunnel_fold(Counter(zip(kinds, vnis, srcs, dsts, dports, l3s)),
+                       sum(1 for b in bad if b is not None))
+
+
+def tunnel_fold(groups: Counter, nbad: int) -> tuple:
+    """The tunnels' fold from the counts per (type, VNI, outer src, outer dst, outer port,
+    inner l3) and the number of malformed layers."""
     types: Counter = Counter()
     ends: Counter = Counter()
     inner: Counter = Counter()
@@ -263,7 +324,7 @@ def _fold_tunnels(chunk: RowChunk) -> tuple | None:
         ends[(kind, vni, src, dst, dport)] += n
         inner[(kind, vni, l3)] += n
     # folded in sorted key order, as the tables' groupby did (ties in most_common keep it)
-    return (sum(1 for b in bad if b is not None),
+    return (nbad,
             sorted(types.items(), key=lambda kv: _nulls_last(kv[0])),
             sorted(ends.items(), key=lambda kv: _nulls_last(kv[0])),
             sorted(inner.items(), key=lambda kv: _nulls_last(kv[0])))
@@ -297,14 +358,17 @@ def _fold_bgp(chunk: RowChunk, folder: PrefixFolder) -> dict:
     rows = chunk.rows
     out = {"messages": _fold_messages(rows["bgp_messages"]) if rows["bgp_messages"] else None,
            "routes": _fold_routes(chunk, folder) if rows["bgp_routes"] else [],
-           # (order, session, event, detail, sender, ts): order is the row's place here; the
-           # parallel decoder replaces it with where the event was raised, to merge workers
-           "events": [(i, row["session"], row["event"], row["detail"],
-                       _endpoint(row["src"], row["sport"]), row["ts"])
-                      for i, row in enumerate(rows["stream_events"])]}
+           "events": fold_events(rows["stream_events"])}
     if rows["bgp_routes"]:
         folder.spill_if_large()
     return out
+
+
+def fold_events(events: list[dict]) -> list[tuple]:
+    """(order, session, event, detail, sender, ts) per stream event: order is the row's place
+    here; the parallel decoder replaces it with where the event was raised, to merge workers."""
+    return [(i, row["session"], row["event"], row["detail"],
+             _endpoint(row["src"], row["sport"]), row["ts"]) for i, row in enumerate(events)]
 
 
 def _fold_messages(msgs: list[tuple]) -> tuple:
@@ -372,28 +436,45 @@ def _fold_routes(chunk: RowChunk, folder: PrefixFolder) -> list[tuple]:
     out = []
     for (session, family, action), lists in sorted(by_key.items(),
                                                    key=lambda kv: _nulls_last(kv[0])):
-        kind = "announce" if action == "announce" else "withdraw"
-        store = folder.store(session, family)[0 if kind == "announce" else 1]
-        rows = 0
+        keys = []
         for rd, prefixes in lists:
-            rows += len(prefixes)
             found = made.get(id(prefixes))
             if found is None:
                 found = (pack_keys(prefixes) if isinstance(prefixes, PackedPrefixes)
                          else [text_key(route_text(rd, t)) for _pid, t in prefixes])
-            store.update(found)
-        sample = folder.sample[kind]
-        head = None
-        if len(sample) < MAX_PREFIX_SAMPLE:
-            head = []
+            keys.append(found)
+
+        def head(lists=lists) -> list[str]:
+            texts = []
             for rd, prefixes in lists:
-                head.extend(route_text(rd, t) for _pid, t in prefixes)
-                if len(head) >= MAX_PREFIX_SAMPLE:
+                texts.extend(route_text(rd, t) for _pid, t in prefixes)
+                if len(texts) >= MAX_PREFIX_SAMPLE:
                     break
-            head = head[:MAX_PREFIX_SAMPLE]
-            sample.update(head)
-        out.append((session, family, action, rows, head))
+            return texts[:MAX_PREFIX_SAMPLE]
+
+        out.append(fold_route_key(folder, session, family, action,
+                                  sum(len(p) for _rd, p in lists), keys, head))
     return out
+
+
+def fold_route_key(folder: PrefixFolder, session: str, family: str, action: str, rows: int,
+                   keys: list, head) -> tuple:
+    """One (session, family, action) of a chunk's routes: its keys (lists of ints or int64
+    arrays) into the folder's store, the first texts (``head()``, at most MAX_PREFIX_SAMPLE)
+    into the sample while it takes more; returns the fold's entry."""
+    kind = "announce" if action == "announce" else "withdraw"
+    store = folder.store(session, family)[0 if kind == "announce" else 1]
+    for found in keys:
+        if isinstance(found, (bytes, bytearray)):
+            store.add_packed(found)                  # from the compiled core: distinct
+        else:
+            store.update(found)
+    sample = folder.sample[kind]
+    texts = None
+    if len(sample) < MAX_PREFIX_SAMPLE:
+        texts = head()
+        sample.update(texts)
+    return (session, family, action, rows, texts)
 
 
 def merge_bgp_folds(folds: list[dict]) -> dict:
@@ -454,6 +535,9 @@ class CaptureSummary:
         self.arp_unanswered: dict[str, dict] = {}
         self.arp_answered = 0
         self.arp_copies = 0
+        # the per-row work of _arp in C when the compiled core is in use (_core/arp.c; the rule
+        # stays diag/decode/arp.py: tests run both and require the same summary)
+        self._arp_rule = _compiled_arp_rule()
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
         self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
         self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
@@ -644,6 +728,15 @@ class CaptureSummary:
             self.tunnel_inner[(kind, _num(vni))][_num(l3) or "none"] += n
 
     def _arp(self, rows: list[tuple]) -> None:
+        if self._arp_rule is not None:
+            unanswered, responders = self._arp_rule.add(rows)
+            for sip, smac, frame, tip, tmac, direction, is_reply in responders:
+                self._responder(sip, smac, int(frame))
+                if is_reply:
+                    self.arp_view.reply(tip, tmac, direction)
+            for v in unanswered:
+                self._unanswered(v)
+            return
         for frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction, depth in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
@@ -669,6 +762,17 @@ class CaptureSummary:
             self._verdicts(self.arp_pairing.add(Sighting(
                 int(frame), float(ts), op, sip, tip, bool(grat), smac, segment, place, direction,
                 depth)))
+
+    def _arp_finish(self) -> None:
+        """The requests still waiting at the end of the capture."""
+        rule = self._arp_rule
+        if rule is None:
+            self._verdicts(self.arp_pairing.finish())
+            return
+        for v in rule.finish():
+            self._unanswered(v)
+        self.arp_counts = Counter(rule.counts)
+        self.arp_answered, self.arp_copies = rule.answered, rule.copies
 
     def _verdicts(self, verdicts: list) -> None:
         for v in verdicts:
@@ -718,7 +822,7 @@ class CaptureSummary:
 
     # --- the result ------------------------------------------------------------------------
     def result(self) -> dict:
-        self._verdicts(self.arp_pairing.finish())
+        self._arp_finish()
         stores = self.prefixes.stores
         by_session: dict[str, dict[str, tuple[_Prefixes, _Prefixes]]] = defaultdict(dict)
         by_family: dict[str, list[tuple[_Prefixes, _Prefixes]]] = defaultdict(list)
@@ -874,6 +978,18 @@ class CaptureSummary:
             "first_ts": s.first_ts if s.first_ts is not None else s.tcp_first_ts,
             "last_ts": s.last_ts if s.last_ts is not None else s.tcp_last_ts,
         }
+
+
+def _compiled_arp_rule():
+    """The compiled core's ArpRule when the core is in use, else None."""
+    from diag.decode.core import load
+
+    core = load()
+    if core is None:
+        return None
+    from diag.decode.arp import COPY_WINDOW, MAX_PENDING, REPLY_WINDOW, Verdict
+
+    return core.ArpRule(REPLY_WINDOW, COPY_WINDOW, MAX_PENDING, Verdict)
 
 
 def _connection(s: _Session) -> str:

@@ -22,6 +22,9 @@ INTEGER_COLUMNS = frozenset((
     "notify_subcode", "refresh_subtype", "n_withdrawn", "n_announced", "path_id", "med",
     "local_pref", "evpn_type", "ethernet_tag", "ip_id", "fragments", "size",
     "largest_fragment", "port_vlan", "max_frame_size",
+    # diag.decode.sightings
+    "outer_len", "outer_ip_id", "outer_fragments", "outer_size", "proto", "tcp_seq", "tcp_ack", "tcp_flags", "icmp_type",
+    "icmp_id", "icmp_seq",
 ))
 
 

@@ -212,6 +212,21 @@ class BgpStream:
             diff -= 1 << 32
         return self._expected + diff
 
+    @classmethod
+    def resumed(cls, started: bool, closed: bool, synced: bool, isn: int | None, base_seq: int,
+                expected: int, next_seq: int, buf: bytearray, buf_offset: int,
+                buf_frames: list[tuple[int, int]]) -> "BgpStream":
+        """A stream in a state the compiled core reached (diag/decode/_core/flows.c), which
+        hands a direction over to this class at the first segment it does not handle itself:
+        nothing out of order, no gap open, no FIN pending, ``buf`` a partial message."""
+        stream = cls()
+        stream._started, stream._closed, stream._synced = bool(started), bool(closed), bool(synced)
+        stream._isn = isn
+        stream._base_seq, stream._expected, stream._next_seq = base_seq, expected, next_seq
+        stream._buf, stream._buf_offset = bytearray(buf), buf_offset
+        stream._buf_frames = [tuple(f) for f in buf_frames]
+        return stream
+
     # ---------------------------------------------------------------- public API
 
     @property

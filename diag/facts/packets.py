@@ -2,15 +2,22 @@
 
 Contract: :func:`capture_tables` decodes every capture of a bundle (or one bare pcap) with
 :mod:`diag.decode` and returns the tables ``packets``, ``bgp_messages``, ``wire_routes`` (the
-decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` (with ``answered``, ``reply_frame``, ``copy_of``,
-``sees_replies`` and ``blind``: the one ARP rule of :mod:`diag.decode.arp`, its view of what the capturing host
-could see taken from that host's packets, MACs and addresses), ``stream_events`` and
-``checksums`` (the TCP/UDP
-checksums of a bounded sample verified, :mod:`diag.decode.checksum`), each with ``host`` (the
-host that captured it) and ``iface``: the host's interface name for the frame. ``tcpdump -i any``
-on recent libpcap writes SLL2 records carrying the kernel ifindex, mapped here through that host's
-``ip -j link`` table; pcapng captures name their interfaces (``if_name``) and keep that name.
-``iface`` is None when neither is known (classic Ethernet pcap of one unnamed interface).
+decoder's ``bgp_routes``), ``wire_tunnels``, ``arp`` (with ``answered``, ``reply_frame``,
+``copy_of``, ``sees_replies`` and ``blind``: the one ARP rule of :mod:`diag.decode.arp`, its view
+of what the capturing host could see taken from that host's packets, MACs and addresses),
+``stream_events``, ``icmp``, ``fragments`` (IP datagrams reassembled or given up on),
+``checksums`` (the TCP/UDP checksums of a bounded sample verified, :mod:`diag.decode.checksum`)
+and ``sightings`` (each frame's innermost IP packet with its identity, its tunnel layer and its
+transport checksum, :mod:`diag.decode.sightings`: what the flow ledger follows across captures;
+``direction`` added from the frame, and from the decoder's ``fragments`` row of the outer
+datagram a first fragment opens — the one reassembly rule — ``outer_fragments`` (how many it
+came in; 1: not fragmented), ``outer_status`` (``reassembled``, ``incomplete``, ...) and
+``outer_size`` (its payload bytes); ``outer_len`` of a fragmented datagram is its largest
+fragment, what the underlay carried), each with ``host`` (the host that captured it) and
+``iface``: the host's interface name for the frame. ``tcpdump -i any`` on recent libpcap writes
+SLL2 records carrying the kernel ifindex, mapped here through that host's ``ip -j link`` table;
+pcapng captures name their interfaces (``if_name``) and keep that name. ``iface`` is None when
+neither is known (classic Ethernet pcap of one unnamed interface).
 A capture that cannot be decoded becomes a ``parse_errors`` row, never an exception.
 
 Memory: a capture is streamed in chunks as ``diag pcap`` streams it (:func:`diag.decode.iter_decode`),
@@ -31,7 +38,7 @@ CHUNK_PACKETS = 16384
 
 WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
                "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events",
-               "icmp": "icmp"}
+               "icmp": "icmp", "fragments": "fragments", "lldp": "lldp"}
 
 
 def _iface_map(interfaces, host: str) -> dict[int, str]:
@@ -130,7 +137,9 @@ def decode_capture(path: Path, host: str, interfaces, options, addresses=None) -
     packets["iface"] = [name(i, n) for i, n in zip(packets["ifindex"], packets["iface_name"])]
     packets.insert(0, "host", host)
     frame_iface = dict(zip(packets["frame"], packets["iface"]))
-    out = {"packets": packets, "checksums": _checksums(path, host)}
+    out = {"packets": packets, "checksums": _checksums(path, host),
+           "sightings": _sightings(path, host, packets, tables.fragments, options,
+                                   _tunnel_ports(interfaces))}
     for attr, table in WIRE_TABLES.items():
         if attr == "packets":
             continue
@@ -163,6 +172,83 @@ def _checksums(path: Path, host: str):
                          "proto": [r[1] for r in rows], "ok": [r[2] for r in rows]})
 
 
+def _tunnel_ports(interfaces) -> tuple[int, ...]:
+    """The UDP ports the hosts' vxlan devices use (``ip -d -j link``): packets to them are VXLAN
+    even when the port is not one of the defaults."""
+    if interfaces is None or interfaces.empty or "vxlan_port" not in interfaces:
+        return ()
+    from diag.values import or_none
+
+    ports = (or_none(p) for p in interfaces["vxlan_port"])
+    return tuple(sorted({int(p) for p in ports if p is not None}))
+
+
+def _outer_datagrams(rows: list[tuple], fragments) -> list[tuple]:
+    """Per sighting row: (fragments, status, size, largest fragment) of its outer datagram, from
+    the decoder's ``fragments`` table — the row of the same addresses and identification, at
+    depth 0, whose first frame and deciding frame enclose the sighting's frame (the first
+    fragment need not be the first to arrive). (1, None, None, None) when not fragmented."""
+    from diag.decode.sightings import SIGHTING_COLUMNS
+
+    col = {c: i for i, c in enumerate(SIGHTING_COLUMNS)}
+    whole = (1, None, None, None)
+    if not any(r[col["outer_fragment"]] for r in rows):
+        return [whole] * len(rows)
+    decided: dict[tuple, list[tuple]] = {}
+    if fragments is not None and len(fragments):
+        top = fragments[fragments["tunnel_depth"] == 0]
+        for rec in top[["src", "dst", "ip_id", "first_frame", "frame", "fragments", "size",
+                        "largest_fragment", "status"]].itertuples(index=False):
+            decided.setdefault((rec.src, rec.dst, int(rec.ip_id)), []).append(
+                (int(rec.first_frame), int(rec.frame),
+                 (int(rec.fragments), str(rec.status), int(rec.size), int(rec.largest_fragment))))
+    out = []
+    for r in rows:
+        if not r[col["outer_fragment"]]:
+            out.append(whole)
+            continue
+        depth0 = r[col["depth"]] == 0
+        key = (r[col["src"]] if depth0 else r[col["outer_src"]],
+               r[col["dst"]] if depth0 else r[col["outer_dst"]], r[col["outer_ip_id"]])
+        frame = r[col["frame"]]
+        out.append(next((fate for first, last, fate in sorted(decided.get(key, ()))
+                         if first <= frame <= last), (None, None, None, None)))
+    return out
+
+
+def _sightings(path: Path, host: str, packets, fragments, options,
+               extra_vxlan: tuple[int, ...]):
+    """The capture's packet identities (:mod:`diag.decode.sightings`) with host, iface and
+    direction of their frames, and the decoder's word on their outer datagrams' fragments."""
+    import pandas as pd
+
+    from diag.decode.sightings import SIGHTING_COLUMNS, sightings
+    from diag.decode.tables import records_frame
+
+    rows = sightings(path, tuple(options.vxlan_ports) + extra_vxlan, options.geneve_ports)
+    fates = _outer_datagrams(rows, fragments)
+    df = records_frame(rows, SIGHTING_COLUMNS)
+    outer = records_frame(fates, ("outer_fragments", "outer_status", "outer_size",
+                                  "largest_fragment"))
+    for column in ("outer_fragments", "outer_status", "outer_size"):
+        df[column] = outer[column].array if len(df) else pd.Series(dtype=object)
+    if len(df):
+        largest = outer["largest_fragment"]
+        if largest.notna().any():
+            own = pd.Series(df["outer_len"].array, dtype="Int64")
+            df["outer_len"] = pd.Series(largest.array, dtype="Int64").fillna(own).array
+    by_frame = packets.set_index("frame")[["iface", "direction"]] if len(packets) else None
+    if by_frame is not None and len(df):
+        where = by_frame.reindex(pd.Index(df["frame"].astype("int64")))
+        df.insert(1, "iface", where["iface"].to_numpy())
+        df.insert(2, "direction", where["direction"].to_numpy())
+    else:
+        df.insert(1, "iface", pd.Series([None] * len(df), dtype=object))
+        df.insert(2, "direction", pd.Series([None] * len(df), dtype=object))
+    df.insert(0, "host", host)
+    return df
+
+
 def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None, addresses=None
                    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """[(host, pcap path)] -> (tables, parse error rows). ``interfaces``/``addresses``: the
@@ -174,7 +260,8 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None, a
     from diag.facts.tables import error_row
 
     options = options or DecodeOptions()
-    parts: dict[str, list] = {table: [] for table in (*WIRE_TABLES.values(), "checksums")}
+    parts: dict[str, list] = {table: [] for table in (*WIRE_TABLES.values(), "checksums",
+                                                      "sightings")}
     errors: list[dict[str, Any]] = []
     for host, path in captures:
         try:

@@ -28,8 +28,8 @@ from diag.parse.common import ParseError, Rows, frames_by_kind
 
 # table -> columns the parsers produce (host/source/phase are added in front)
 def table_columns() -> dict[str, list[str]]:
-    from diag.parse import bgp_schema, bridge_fdb, frr, ip_addr, ip_link, ip_neigh, ip_route
-    from diag.parse import ip_route_get, ip_rule, nstat, ss, sysctl
+    from diag.parse import bgp_schema, bridge_fdb, ethtool, frr, ip_addr, ip_link, ip_neigh
+    from diag.parse import ip_route, ip_route_get, ip_rule, nstat, ss, sysctl
 
     return {
         "interfaces": ip_link.COLUMNS, "addresses": ip_addr.COLUMNS, "routes": ip_route.COLUMNS,
@@ -38,13 +38,14 @@ def table_columns() -> dict[str, list[str]]:
         "bgp_peers": bgp_schema.PEER_COLUMNS + ["node", "peer_type", "family"],
         "bgp_paths": bgp_schema.PATH_COLUMNS + ["node"],
         "daemon_routes": frr.ROUTE_COLUMNS, "route_gets": ip_route_get.COLUMNS,
+        "offloads": ethtool.COLUMNS,
     }
 
 
 TABLES = ("interfaces", "addresses", "routes", "rules", "neighbors", "fdb", "sockets", "sysctls",
-          "counters", "bgp_peers", "bgp_paths", "daemon_routes", "route_gets")
+          "counters", "bgp_peers", "bgp_paths", "daemon_routes", "route_gets", "offloads")
 HOST_COLUMNS = ["host", "reachability", "hostname", "kernel", "os", "iproute2", "daemons",
-                "clock_offset_s", "error"]
+                "clock_offset_s", "clock_uncertainty_s", "error"]
 LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
@@ -451,5 +452,7 @@ def _hosts(bundle):
             "iproute2": iproute.split("iproute2-")[1].split(",")[0].split()[0]
             if iproute and "iproute2-" in iproute else None,
             "daemons": sorted((record.get("daemons") or {}).keys()),
-            "clock_offset_s": record.get("clock_offset_s"), "error": record.get("error")})
+            "clock_offset_s": record.get("clock_offset_s"),
+            "clock_uncertainty_s": record.get("clock_uncertainty_s"),
+            "error": record.get("error")})
     return pd.DataFrame(rows, columns=HOST_COLUMNS)

@@ -21,6 +21,7 @@ TOOLS = {
     "gobgpd": "gobgpd", "gobgp": "gobgpd", "bird": "bird2", "birdc": "bird2", "birdcl": "bird2",
     "arping": "arping",
     "/usr/sbin/sshd": "openssh-server", "ssh-keygen": "openssh-client", "nc": "netcat-openbsd",
+    "nft": "nftables", "ethtool": "ethtool",
 }
 
 

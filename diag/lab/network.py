@@ -143,13 +143,14 @@ def _host_lines(lab: str, plan: P.AddressingPlan, host: P.Host, cni: str, mode: 
 
 
 def vxlan_lines(plan: P.AddressingPlan, host: P.Host, cni: str,
-                port: int = P.VXLAN_PORT) -> list[str]:
-    """ip batch lines creating ``host``'s VXLAN device on UDP ``port``, its address, a permanent
-    neighbor and a route per remote VTEP (the FDB entries are :func:`vxlan_fdb_lines`). The
-    vxlan-port-mismatch fault re-creates the device with another port through this."""
+                port: int = P.VXLAN_PORT, vni: int = P.VXLAN_VNI) -> list[str]:
+    """ip batch lines creating ``host``'s VXLAN device on UDP ``port`` with ``vni``, its address,
+    a permanent neighbor and a route per remote VTEP (the FDB entries are
+    :func:`vxlan_fdb_lines`). The vxlan-port-mismatch and vxlan-vni-mismatch faults re-create the
+    device with another port or VNI through this."""
     dev = P.vxlan_device_name(cni)
     lines = [
-        f"link add {dev} type vxlan id {P.VXLAN_VNI} dstport {port} local {host.ip} "
+        f"link add {dev} type vxlan id {vni} dstport {port} local {host.ip} "
         f"dev {host.cluster_nic.name} nolearning",
         f"link set {dev} address {P.vxlan_mac(host)} mtu {P.VXLAN_MTU} up",
         f"addr add {host.vtep_ip}/32 dev {dev}",

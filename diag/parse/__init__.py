@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 PHASE_SUFFIX = ".after-capture"
+ETHTOOL_PREFIX = "ethtool-k-"           # one ``ethtool -k DEV`` per device: ethtool-k-<DEV>
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ def parser_for(spec: str) -> SpecParser | None:
         return SpecParser("bgp_paths", _gobgp_adj_in, "gobgp-adj-in", part=_gobgp_adj_in_part)
     if base.startswith("ip-route-get-"):
         return SpecParser("route_gets", _route_get, "ip-route-get")
+    if base.startswith(ETHTOOL_PREFIX) or base == ETHTOOL_PREFIX[:-1]:
+        return SpecParser("offloads", _simple("ethtool"), "ethtool", _simple("ethtool", "records"))
     return None
 
 

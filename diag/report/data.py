@@ -5,8 +5,10 @@ Contract: :func:`gather(facts, bundle, explain_doc) -> ReportData`. ``facts`` is
 capture, whose path is ``facts.source``), ``explain_doc`` the dict ``diag explain --format json``
 prints. No analysis here: the routing rows to highlight come only from the explain document's
 evidence pointers (``file`` + JSON pointer ``/N``); everything else is copied from the manifest,
-the ``ip -j route`` outputs, the facts tables and the model. Records are frozen dataclasses of plain
-values, so the renderers (``html.py``, ``markdown.py``, ``jsondoc.py``) are pure functions.
+the ``ip -j route`` outputs, the facts tables and the model; the tunnelled flows' ladders are
+explain's ``flows`` (the overlay ledger's, never recomputed). Records are frozen dataclasses
+of plain values, so the renderers (``html.py``, ``markdown.py``, ``jsondoc.py``) are pure
+functions.
 """
 from __future__ import annotations
 
@@ -127,6 +129,36 @@ class ArpUnanswered:
 
 
 @dataclass(frozen=True)
+class LadderPoint:
+    role: str                     # pod-out, vtep-out, underlay-out, path-in/out, ...-in
+    host: str
+    iface: str | None
+    captured: bool
+    packets: int
+    first_frame: int | None
+    last_frame: int | None
+    file: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """One tunnelled flow as explain's overlay ledger followed it (explain's ``flows``)."""
+
+    flow: str
+    sender: str
+    receiver: str
+    points: tuple[LadderPoint, ...]
+    sent: int
+    delivered: int
+    lost_after: str | None        # "path-in router", "underlay-out", ... or None
+    verdict: str
+    code: str | None
+    finding: int | None           # rank of the finding it backs (1-based), None if none
+    one_ended: bool
+
+
+@dataclass(frozen=True)
 class ReportData:
     source: str
     kind: str                     # bundle | capture
@@ -149,6 +181,7 @@ class ReportData:
     arp_unanswered: tuple[ArpUnanswered, ...]
     commands: tuple[CommandRecord, ...]
     missing: tuple[str, ...] = field(default_factory=tuple)  # what this source cannot show
+    ladders: tuple[Ladder, ...] = field(default_factory=tuple)   # flows behind overlay findings
     arp_reply_window: float | None = None   # seconds: the one ARP rule's window (the facts say)
 
 
@@ -202,7 +235,7 @@ def gather(facts, bundle, explain_doc: dict[str, Any],
         arp_unanswered=_arp_unanswered(facts.tables.get("arp")),
         arp_reply_window=(facts.tables["arp"].attrs.get("reply_window")
                           if facts.tables.get("arp") is not None else None),
-        commands=commands, missing=missing)
+        commands=commands, missing=missing, ladders=_ladders(explain_doc))
 
 
 def _iso(ts: float | None) -> str | None:
@@ -406,6 +439,33 @@ def _route_table(bundle, host: str, cmd: dict, marks: dict[int, list[str]]) -> R
     rows = tuple(RouteRow(i, routes[i] if isinstance(routes[i], dict) else {"dst": routes[i]},
                           tuple(marks.get(i, ()))) for i in shown)
     return RouteTable(host, path, len(routes), rows)
+
+
+# --- tunnelled flows -------------------------------------------------------------------------
+
+def _ladders(explain_doc: dict[str, Any]) -> tuple[Ladder, ...]:
+    """explain's ``flows`` (the overlay ledger's ladders) as records, each with the rank of the
+    finding it backs."""
+    ranks: dict[str, int] = {}
+    for rank, finding in enumerate(explain_doc.get("findings") or [], 1):
+        ranks.setdefault(str(finding.get("code")), rank)
+    out = []
+    for flow in explain_doc.get("flows") or []:
+        if not isinstance(flow, dict):
+            continue
+        points = tuple(LadderPoint(
+            str(p.get("role")), str(p.get("host")), p.get("iface"), bool(p.get("captured")),
+            _int(p.get("packets")) or 0, _int(p.get("first_frame")), _int(p.get("last_frame")),
+            str(p.get("file") or ""), str(p.get("detail") or ""))
+            for p in flow.get("points") or [] if isinstance(p, dict))
+        code = flow.get("code")
+        out.append(Ladder(str(flow.get("flow")), str(flow.get("sender")),
+                          str(flow.get("receiver")), points, _int(flow.get("sent")) or 0,
+                          _int(flow.get("delivered")) or 0, flow.get("lost_after"),
+                          str(flow.get("verdict") or ""), code,
+                          ranks.get(str(code)) if code else None,
+                          bool(flow.get("one_ended"))))
+    return tuple(out)
 
 
 # --- ARP ---------------------------------------------------------------------------------------

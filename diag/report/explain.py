@@ -3,7 +3,11 @@
 Contract: :func:`explain_document(result, facts) -> dict` is the JSON document (docs/explain.md):
 ``schema_version``; ``bundle`` {source, kind, sha256, complete, hosts}; ``findings`` (ranked,
 ``Finding.to_dict()``); ``checked`` and ``not_checked`` ([{check, passed, detail, needs}]).
-``sha256`` is the archive's or, for a directory, its manifest.json's (None for a bare capture).
+``flows``: the tunnelled flows behind the overlay findings, as the overlay ledger followed them
+across the captures (``FlowLadder.to_dict()``: flow, sender, receiver, points [{role, host,
+iface, captured, packets, first_frame, last_frame, file, detail}], sent, delivered, lost_after,
+verdict, code, one_ended). ``sha256`` is the archive's or, for a directory, its manifest.json's
+(None for a bare capture).
 :func:`render(result, facts, fmt) -> str` gives ``text``, ``json`` (that document) or ``md``.
 ``result`` is an :class:`diag.analyze.Explanation`, ``facts`` a :class:`diag.facts.Facts`; both
 are read, never computed here.
@@ -35,6 +39,7 @@ def explain_document(result, facts) -> dict[str, Any]:
         "checked": [{"check": c.name, "passed": c.passed, "detail": c.detail}
                     for c in result.checked],
         "not_checked": [{"check": c.name, "needs": c.needs} for c in result.not_checked],
+        "flows": [ladder.to_dict() for ladder in getattr(result, "flows", ())],
     }
 
 
@@ -88,6 +93,12 @@ def _text(result, facts) -> str:
             for cmd in f.fix:
                 lines.append(f"     $ {cmd}" if not cmd.startswith("#") else f"     {cmd}")
         lines.append("")
+    flows = getattr(result, "flows", ())
+    if flows:
+        lines.append("Tunnelled flows (where each one's packets were seen, in path order):")
+        for ladder in flows:
+            lines += ["  " + line for line in ladder_text(ladder)]
+        lines.append("")
     lines.append("Checked:")
     for c in result.checked:
         lines.append(f"  {'ok  ' if c.passed else 'FAIL'} {c.name}")
@@ -118,10 +129,57 @@ def _markdown(result, facts) -> str:
         if f.fix:
             lines += ["", "```sh", *f.fix, "```"]
         lines.append("")
+    flows = getattr(result, "flows", ())
+    if flows:
+        lines += ["## Tunnelled flows", "",
+                  "Where each flow behind an overlay finding was seen, in path order.", ""]
+        for ladder in flows:
+            lines += [f"### {ladder.flow} ({ladder.sender} -> {ladder.receiver})"
+                      + (f" `{ladder.code}`" if ladder.code else ""), "", ladder.verdict, "",
+                      *_ladder_table(ladder), ""]
     lines += ["## Checked", ""] + [f"- {'passed' if c.passed else 'FAILED'}: {c.name}"
                                    for c in result.checked]
     lines += ["", "## Not checked", ""] + [f"- {c.name}: {c.needs}" for c in result.not_checked]
     return "\n".join(lines) + "\n"
+
+
+ROLE_NAMES = {"pod-out": "pod", "vtep-out": "VTEP", "underlay-out": "underlay",
+              "path-in": "in", "path-out": "out", "underlay-in": "underlay", "vtep-in": "VTEP",
+              "pod-in": "pod"}
+
+
+def _ladder_table(ladder) -> list[str]:
+    """A flow's ladder as a Markdown table: one row per point, the last one seen marked."""
+    rows = ["| point | host | device | packets | frames | |", "|---|---|---|---|---|---|"]
+    for p in ladder.points:
+        frames = ("" if p.first_frame is None else f"{p.first_frame}" if
+                  p.first_frame == p.last_frame else f"{p.first_frame}..{p.last_frame}")
+        rows.append(f"| {ROLE_NAMES.get(p.role, p.role)} ({p.role}) | {p.host} | "
+                    f"`{p.iface or '?'}` | {p.packets if p.captured else 'not captured'} | "
+                    f"{frames} | {'**last seen** ' if _last_seen(ladder, p) else ''}"
+                    f"{p.detail} |")
+    return rows
+
+
+def _last_seen(ladder, p) -> bool:
+    return bool(ladder.lost_after) and p.role == ladder.lost_after.split()[0] and \
+        p.host == (ladder.lost_after.split()[1] if " " in ladder.lost_after else p.host)
+
+
+def ladder_text(ladder) -> list[str]:
+    """A flow's ladder as lines: the flow and its verdict, then one line per point with its
+    packets and frames (``-`` where the host was not captured)."""
+    lines = [f"{ladder.flow} ({ladder.sender} -> {ladder.receiver})"
+             + (f" [{ladder.code}]" if ladder.code else "") + f": {ladder.verdict}"]
+    for p in ladder.points:
+        seen = (f"{p.packets:>3} pkt" if p.captured else "  - not captured")
+        frames = (f" frames {p.first_frame}..{p.last_frame}" if p.first_frame is not None
+                  and p.first_frame != p.last_frame else
+                  f" frame {p.first_frame}" if p.first_frame is not None else "")
+        mark = "  <- last seen" if _last_seen(ladder, p) else ""
+        lines.append(f"  {ROLE_NAMES.get(p.role, p.role):<8} {p.host:<10} {p.iface or '?':<13}"
+                     f" {seen}{frames}" + (f" ({p.detail})" if p.detail else "") + mark)
+    return lines
 
 
 def render_trace(trace, fmt: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from diag.report.data import ReportData, RouteTable
 from diag.report.safe import utc_text
-from diag.report.svg import STATE_COLOURS, timeline_svg, topology_svg
+from diag.report.svg import STATE_COLOURS, ladder_svg, timeline_svg, topology_svg
 
 COLLAPSE_ROWS = 15
 MAX_TABLE_ROWS = 500
@@ -113,11 +113,13 @@ def render_html(doc: dict[str, Any], data: ReportData) -> str:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>diag report: {_e(data.source)}</title><style>{STYLE}</style></head><body>",
              _header(doc, data),
-             '<nav><a href="#findings">Findings</a><a href="#topology">Topology</a>'
+             '<nav><a href="#findings">Findings</a><a href="#flows">Tunnelled flows</a>'
+             '<a href="#topology">Topology</a>'
              '<a href="#timeline">BGP timeline</a><a href="#routes">Routing tables</a>'
              '<a href="#arp">ARP</a><a href="#checks">Checks</a>'
              '<a href="#appendix">Commands</a></nav>',
              _findings(findings),
+             _flows(data),
              _topology(data, flagged),
              _timeline(data),
              _routes(data),
@@ -220,6 +222,36 @@ def _findings(findings: list[dict[str, Any]]) -> str:
         if f.get("fix"):
             out.append("<h4>Fix</h4><pre>" + _e("\n".join(f["fix"])) + "</pre>")
         out.append("</article>")
+    out.append("</section>")
+    return "\n".join(out)
+
+
+def _flows(data: ReportData) -> str:
+    out = ['<section id="flows"><h2>Tunnelled flows</h2>']
+    if not data.ladders:
+        out.append("<p>No overlay finding rests on a tunnelled flow (or no capture to follow "
+                   "one): nothing to draw.</p></section>")
+        return "".join(out)
+    out.append('<p class="muted">Each flow as the overlay ledger followed it across the '
+               "captures of every host (clock offsets from the manifest): pod A → VTEP A → "
+               "underlay A → hosts between → underlay B → VTEP B → pod B, the packets seen at "
+               "each point, and where they stopped.</p>")
+    for i, ladder in enumerate(data.ladders, 1):
+        anchor = (f' — backs <a href="#finding-{ladder.finding}">#{ladder.finding} '
+                  f"<code>{_e(ladder.code)}</code></a>" if ladder.finding else "")
+        out.append(f'<figure class="ladder" id="flow-{i}" data-code="{_e(ladder.code)}">')
+        out.append(ladder_svg(ladder, i))
+        out.append(f"<figcaption>{_e(ladder.flow)} ({_e(ladder.sender)} → "
+                   f"{_e(ladder.receiver)}): {_e(ladder.verdict)}{anchor}"
+                   + (" (one end captured)" if ladder.one_ended else "") + "</figcaption>")
+        rows = [_row([p.role, p.host, p.iface or "-", _num(p.packets) if p.captured
+                      else "not captured",
+                      "" if p.first_frame is None else f"{p.first_frame}–{p.last_frame}",
+                      _Raw(f"<td><code>{_e(p.file)}</code></td>"), p.detail]) for p in
+                ladder.points]
+        out.append(_table(["point", "host", "device", "packets", "frames", "capture",
+                           "detail"], rows, f"points of flow {i}", collapse=0))
+        out.append("</figure>")
     out.append("</section>")
     return "\n".join(out)
 

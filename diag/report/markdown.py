@@ -97,7 +97,7 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
                            cell(e.get("value")), cell(e.get("frame"))] for e in ev])
         if f.get("fix"):
             out += ["Fix:", ""] + fence([str(x) for x in f["fix"]])
-    out += _topology(data) + _timeline(data) + _routes(data) + _arp(data)
+    out += _flows(data) + _topology(data) + _timeline(data) + _routes(data) + _arp(data)
     out += ["## Checks", ""] + table(
         ["result", "check", "detail"],
         [["passed" if c.get("passed") else "**FAILED**", cell(c.get("check")),
@@ -111,6 +111,24 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
     out += _appendix(data)
     # everything quoted from evidence is shown, never obeyed by a terminal or a Markdown viewer
     return visible("\n".join(out).rstrip("\n") + "\n")
+
+
+def _flows(data: ReportData) -> list[str]:
+    if not data.ladders:
+        return []
+    out = ["## Tunnelled flows", "",
+           "Each flow as the overlay ledger followed it across the hosts' captures, in path "
+           "order (pod → VTEP → underlay → hosts between → underlay → VTEP → pod).", ""]
+    for ladder in data.ladders:
+        backs = f" — backs #{ladder.finding} `{ladder.code}`" if ladder.finding else ""
+        out += [f"**{cell(ladder.flow)}** ({cell(ladder.sender)} → {cell(ladder.receiver)}): "
+                f"{cell(ladder.verdict, cut=False)}{backs}", ""]
+        out += table(["point", "host", "device", "packets", "frames", "detail"],
+                     [[cell(p.role), cell(p.host), cell(p.iface or "-"),
+                       str(p.packets) if p.captured else "not captured",
+                       "" if p.first_frame is None else f"{p.first_frame}–{p.last_frame}",
+                       cell(p.detail)] for p in ladder.points])
+    return out
 
 
 def _topology(data: ReportData) -> list[str]:

@@ -98,6 +98,9 @@ def check_directory_target(path: Path, option: str = "--export", marker: str | N
     if path.is_dir():
         if marker is not None and (path / marker).is_file():
             return
+        if marker is not None and any(path.iterdir()):
+            raise UsageError(f"{path} exists and is not an evidence lake (no {marker})",
+                             hint=f"choose a new directory or an existing lake for {option}")
         if any(path.iterdir()):
             raise UsageError(f"{path} exists and is not empty",
                              hint=f"choose a new directory for {option}")

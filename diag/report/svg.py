@@ -1,7 +1,12 @@
-"""Inline SVG pictures of a report: the topology and the BGP timeline (no script, no external refs).
+"""Inline SVG pictures of a report: the topology, the BGP timeline and the tunnelled flows' ladders
+(no script, no external refs).
 
-Contract: :func:`topology_svg(topology, flagged) -> str` and :func:`timeline_svg(timeline) -> str`
-return one ``<svg>`` element each (ids ``topology-svg`` and ``timeline-svg``), every text escaped.
+Contract: :func:`topology_svg(topology, flagged) -> str`, :func:`timeline_svg(timeline) -> str` and
+:func:`ladder_svg(ladder, index) -> str` return one ``<svg>`` element each (ids ``topology-svg``,
+``timeline-svg``, ``ladder-svg-N``), every text escaped. A ladder is drawn as the ledger gave it:
+one box per point (pod A -> VTEP A -> underlay A -> hosts between -> underlay B -> VTEP B -> pod
+B) with the packets seen there, green arrows where packets went on, a red cross where they stopped
+(the loss point), grey dashed boxes where the host was not captured.
 ``flagged`` maps host names to the worst severity of the findings naming them (outlined red /
 orange). Pictures scale with ``viewBox``; big inputs stay bounded: above ``BUS_LAYOUT_MAX_HOSTS``
 hosts the topology is a grid without subnet buses or tunnel arcs (the tables say the rest), and
@@ -11,9 +16,10 @@ from __future__ import annotations
 
 from html import escape
 
-from diag.report.data import Topology
+from diag.report.data import Ladder, Topology
 from diag.report.safe import utc_text
 from diag.report.timeline import Timeline
+from diag.words import counted
 
 BUS_LAYOUT_MAX_HOSTS = 16
 STATE_COLOURS = {"ESTABLISHED": "#2e7d32", "OPENCONFIRM": "#ef6c00", "OPENSENT": "#ef6c00",
@@ -368,4 +374,95 @@ def _timeline_legend(x: float, y: float) -> str:
         out.append(_mark(Mark(0.0, kind, True, None, kind), ox + 8, 36, 1, 0.0)
                    + _text(ox + 20, 28, kind, 10))
     out.append("</g>")
+    return "".join(out)
+
+
+# --- tunnelled flow ladders -----------------------------------------------------------------------
+
+LADDER_BOX_W, LADDER_BOX_H, LADDER_GAP = 112, 74, 34
+ROLE_LABELS = {"pod-out": "pod", "vtep-out": "VTEP", "underlay-out": "underlay", "path-in": "in",
+               "path-out": "out", "underlay-in": "underlay", "vtep-in": "VTEP", "pod-in": "pod"}
+GOOD, LOST, UNKNOWN = "#2e7d32", "#c62828", "#9e9e9e"
+
+
+def _ladder_groups(ladder: Ladder) -> list[tuple[str, int, int]]:
+    """(host, first point, last point) runs of consecutive points on one host."""
+    groups: list[tuple[str, int, int]] = []
+    for i, p in enumerate(ladder.points):
+        if groups and groups[-1][0] == p.host:
+            groups[-1] = (p.host, groups[-1][1], i)
+        else:
+            groups.append((p.host, i, i))
+    return groups
+
+
+def ladder_svg(ladder: Ladder, index: int) -> str:
+    points = ladder.points
+    n = max(len(points), 1)
+    left, top = 14, 44
+    width = left * 2 + n * LADDER_BOX_W + (n - 1) * LADDER_GAP
+    height = top + LADDER_BOX_H + 58
+    out = [f'<svg id="ladder-svg-{index}" class="ladder" xmlns="http://www.w3.org/2000/svg" '
+           f'viewBox="0 0 {width} {height}" width="{width}" style="max-width:100%;height:auto" '
+           f'role="img" aria-label="{_e(ladder.flow)}: {_e(ladder.verdict)}">',
+           f"<title>{_e(ladder.flow)} ({_e(ladder.sender)} -> {_e(ladder.receiver)}): "
+           f"{_e(ladder.verdict)}</title>",
+           _text(left, 16, ladder.flow + (f"  [{ladder.code}]" if ladder.code else ""), 13,
+                 weight="bold"),
+           _text(left, 32, ladder.verdict, 11, fill=LOST if ladder.lost_after
+                 or "bad" in ladder.verdict else GOOD)]
+    xs = [left + i * (LADDER_BOX_W + LADDER_GAP) for i in range(len(points))]
+    lost_at = None
+    for i in range(len(points) - 1):
+        a, b = points[i], points[i + 1]
+        x1, x2, y = xs[i] + LADDER_BOX_W, xs[i + 1], top + LADDER_BOX_H / 2
+        if not b.captured:
+            colour, dash = UNKNOWN, ' stroke-dasharray="4 3"'
+        elif a.packets and not b.packets:
+            colour, dash = LOST, ' stroke-dasharray="5 3"'
+            lost_at = lost_at if lost_at is not None else i
+        elif b.packets:
+            colour, dash = GOOD, ""
+        else:
+            colour, dash = UNKNOWN, ""
+        out.append(f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2 - 6:.1f}" y2="{y:.1f}" '
+                   f'stroke="{colour}" stroke-width="2"{dash}/>'
+                   f'<polygon points="{x2:.1f},{y:.1f} {x2 - 7:.1f},{y - 4:.1f} '
+                   f'{x2 - 7:.1f},{y + 4:.1f}" fill="{colour}"/>')
+        if lost_at == i:
+            mx = (x1 + x2) / 2
+            out.append(f'<g class="loss-point" data-after="{_e(a.role)} {_e(a.host)}">'
+                       f'<line x1="{mx - 7:.1f}" y1="{y - 7:.1f}" x2="{mx + 7:.1f}" '
+                       f'y2="{y + 7:.1f}" stroke="{LOST}" stroke-width="3"/>'
+                       f'<line x1="{mx - 7:.1f}" y1="{y + 7:.1f}" x2="{mx + 7:.1f}" '
+                       f'y2="{y - 7:.1f}" stroke="{LOST}" stroke-width="3"/>'
+                       + _text(mx, y - 12, "lost", 10, "middle", "bold", LOST) + "</g>")
+    for x, p in zip(xs, points):
+        bad = "checksum bad" in p.detail
+        stroke = UNKNOWN if not p.captured else LOST if bad else "#424242"
+        dash = ' stroke-dasharray="4 3"' if not p.captured else ""
+        frames = ("" if p.first_frame is None else f"frame {p.first_frame}" if
+                  p.first_frame == p.last_frame else f"frames {p.first_frame}-{p.last_frame}")
+        tip = (f"{p.role} on {p.host} {p.iface or ''}: "
+               + (f"{counted(p.packets, 'packet')}, {frames} of {p.file}" if p.captured
+                  else "not captured") + (f"; {p.detail}" if p.detail else ""))
+        out.append(f'<g class="ladder-point" data-role="{_e(p.role)}" data-host="{_e(p.host)}" '
+                   f'data-packets="{p.packets}"><title>{_e(tip)}</title>'
+                   f'<rect x="{x:.1f}" y="{top}" width="{LADDER_BOX_W}" height="{LADDER_BOX_H}" '
+                   f'rx="6" fill="{"#fafafa" if p.captured else "#ffffff"}" stroke="{stroke}" '
+                   f'stroke-width="{2 if bad else 1.2}"{dash}/>'
+                   + _text(x + LADDER_BOX_W / 2, top + 15, ROLE_LABELS.get(p.role, p.role), 11,
+                           "middle", "bold")
+                   + _text(x + LADDER_BOX_W / 2, top + 29, p.iface or "?", 10, "middle")
+                   + _text(x + LADDER_BOX_W / 2, top + 47,
+                           f"{p.packets} pkt" if p.captured else "not captured", 13, "middle",
+                           "bold", GOOD if p.packets else LOST if p.captured else UNKNOWN)
+                   + _text(x + LADDER_BOX_W / 2, top + 63, frames or p.detail[:18], 9,
+                           "middle", fill="#616161") + "</g>")
+    for host, first, last in _ladder_groups(ladder):
+        x1, x2 = xs[first], xs[last] + LADDER_BOX_W
+        y = top + LADDER_BOX_H + 12
+        out.append(f'<line x1="{x1:.1f}" y1="{y}" x2="{x2:.1f}" y2="{y}" stroke="#757575"/>'
+                   + _text((x1 + x2) / 2, y + 15, host, 12, "middle", "bold"))
+    out.append("</svg>")
     return "".join(out)

@@ -38,7 +38,9 @@ ALT_CELLS = [("cilium", "native", "alt", name) for name in (
     "rib-not-in-fib", "missing-podcidr-route-other-subnet", "egress-leak-default-route",
     "route-wrong-table", "rp-filter-strict", "bgp-no-listener", "arp-unanswered")] + [
     ("calico", "vxlan", "alt", name) for name in (
-        "vxlan-port-mismatch", "overlay-mtu-blackhole", "arp-multiple-responders",
+        "vxlan-port-mismatch", "overlay-mtu-blackhole", "overlay-udp-blocked",
+        "vxlan-vni-mismatch", "overlay-checksum-broken", "overlay-drop-after-decap",
+        "arp-multiple-responders",
         "bgp-transport-blocked", "bgp-bad-peer-as", "bgp-hold-timer-expired", "bgp-md5-mismatch",
         "bgp-ebgp-requires-policy", "bgp-as-path-loop", "bgp-no-advertisement")]
 HEALTHY = [(cni, mode, "default", None) for cni, mode in CASES] + [

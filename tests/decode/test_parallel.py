@@ -224,8 +224,11 @@ def test_interrupt_leaves_no_worker(mix, tmp_path, how):
     """SIGINT to the process group (what a terminal's Ctrl-C does), or SIGTERM to the parent
     (``kill PID``), while workers run: exit 130, one line, every worker gone, no spool left.
     The workers are slowed down so that they are caught running."""
+    # both decode workers (the reference's and the compiled core's) are slowed
     slow = ("import time\nimport diag.decode.parallel as p\n_real = p._decode_part\n"
-            "p._decode_part = lambda *a: (time.sleep(30), _real(*a))[1]\n")
+            "p._decode_part = lambda *a: (time.sleep(30), _real(*a))[1]\n"
+            "_core = p._decode_part_core\n"
+            "p._decode_part_core = lambda *a: (time.sleep(30), _core(*a))[1]\n")
     prog = slow + MAIN
     proc = subprocess.Popen([sys.executable, "-c", prog, "pcap", str(mix), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -76,3 +76,19 @@ def test_pcapng_interface_names_are_kept():
     arp = f.tables["arp"]
     assert set(zip(arp.target_ip, arp.iface)) >= {("192.0.2.2", "veth1"),
                                                   ("198.51.100.2", "veth3")}
+
+
+def test_lldp_neighbours_reach_the_facts(tmp_path):
+    """The decoder's LLDP rows become the facts' ``lldp`` table with the capturing host, the
+    interface it heard them on, and every neighbour the crafted capture announced."""
+    from diag.facts.packets import capture_tables
+    from tests.craft.families import build_lldp
+
+    cap = build_lldp(tmp_path)
+    tables, errors = capture_tables([("k8s-w0", cap.path)], None)
+    assert not errors
+    lldp = tables["lldp"]
+    assert set(lldp.host) == {"k8s-w0"} and len(lldp) == len(cap.truth["lldp"])
+    rows = {int(r["frame"]): r for r in lldp.to_dict("records")}
+    for frame, want in cap.truth["lldp"].items():
+        assert {k: rows[frame][k] for k in want} == want, frame

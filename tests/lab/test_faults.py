@@ -27,7 +27,8 @@ pytestmark = pytest.mark.lab
 DEFAULT_CASES = [case for case in CASES if case[2] == "default"]
 FAULT_NAMES = ["rib-not-in-fib", "missing-podcidr-route-other-subnet", "egress-leak-default-route",
                "route-wrong-table", "rp-filter-strict", "vxlan-port-mismatch",
-               "overlay-mtu-blackhole", "arp-unanswered", "arp-multiple-responders",
+               "overlay-mtu-blackhole", "overlay-udp-blocked", "vxlan-vni-mismatch",
+               "overlay-checksum-broken", "overlay-drop-after-decap", "arp-unanswered", "arp-multiple-responders",
                "bgp-transport-blocked", "bgp-no-listener", "bgp-bad-peer-as",
                "bgp-hold-timer-expired", "bgp-md5-mismatch", "bgp-ebgp-requires-policy",
                "bgp-as-path-loop", "bgp-no-advertisement"]      # the table, written out: a
@@ -121,6 +122,44 @@ def _symptom(lab, name: str) -> None:
     elif name == "overlay-mtu-blackhole":
         assert _pod_ping(lab, "k8s-ctr", "k8s-w0")
         assert _unanswered(lab, "k8s-ctr", "k8s-w0", "-s", "1472", "-M", "do")
+    elif name == "overlay-udp-blocked":
+        assert _unanswered(lab, "k8s-ctr", "k8s-w0")
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w1")                  # no router between
+        node = subprocess.run(["ip", "netns", "exec", ctr.netns, "ping", "-n", "-q", "-c", "2",
+                               "-i", "0.2", "-W", "1", "-w", "2", w0.cluster_ip],
+                              capture_output=True, text=True, timeout=10)
+        assert node.returncode == 0                                 # other traffic passes
+        rules = _ns(lab, "router", "nft", "list", "table", "inet", "diag_fault").stdout
+        assert "udp dport 8472" in rules and "drop" in rules
+    elif name == "vxlan-vni-mismatch":
+        ids = {n: json.loads(_ns(lab, n, "ip", "-d", "-j", "link", "show", "type",
+                                 "vxlan").stdout)[0]["linkinfo"]["info_data"]
+               for n in ("k8s-ctr", "k8s-w1", "k8s-w0")}
+        assert ids["k8s-w0"]["id"] != ids["k8s-ctr"]["id"] == ids["k8s-w1"]["id"]
+        assert {i["port"] for i in ids.values()} == {8472}
+        assert _unanswered(lab, "k8s-ctr", "k8s-w0")
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w1")
+    elif name == "overlay-checksum-broken":
+        def counter(node: str) -> int:
+            out = subprocess.run(["ip", "netns", "exec", lab.hosts[node].pod_netns, "nstat",
+                                  "-asz", "TcpInCsumErrors"], capture_output=True, text=True,
+                                 timeout=10).stdout
+            return int(next((ln.split()[1] for ln in out.splitlines()
+                             if ln.startswith("TcpInCsumErrors")), "0"))
+        before = counter("k8s-w0")
+        connect = subprocess.run(["ip", "netns", "exec", ctr.pod_netns, "nc", "-z", "-w", "2",
+                                  w0.pod_ip, "8080"], capture_output=True, timeout=10)
+        assert connect.returncode != 0                              # TCP fails
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w0")                  # ICMP passes
+        assert counter("k8s-w0") > before                           # the receiver verified
+        offload = subprocess.run(["ip", "netns", "exec", w0.pod_netns, "ethtool", "-k", "eth0"],
+                                 capture_output=True, text=True, timeout=10).stdout
+        assert "rx-checksumming: off" in offload
+    elif name == "overlay-drop-after-decap":
+        assert _unanswered(lab, "k8s-ctr", "k8s-w0")
+        assert _pod_ping(lab, "k8s-ctr", "k8s-w1")
+        rules = _ns(lab, "k8s-w0", "nft", "list", "table", "inet", "diag_fault").stdout
+        assert "oifname" in rules and "drop" in rules
     elif name == "arp-unanswered":
         assert _arping_macs(lab, _lb_ip(lab), count=1) == set()
     elif name == "arp-multiple-responders":
@@ -156,6 +195,15 @@ def _healthy(lab, name: str) -> None:
                 assert _pod_ping(lab, src, dst), f"{src} -> {dst} after healing {name}"
     if name == "overlay-mtu-blackhole":
         assert _pod_ping(lab, "k8s-ctr", "k8s-w0", "-s", "1422", "-M", "do")
+    if name in ("overlay-udp-blocked", "overlay-checksum-broken", "overlay-drop-after-decap"):
+        for host in ("router", "k8s-w0"):
+            assert _ns(lab, host, "nft", "list", "table", "inet", "diag_fault").returncode != 0
+    if name == "overlay-checksum-broken":
+        for node in ("k8s-ctr", "k8s-w0"):
+            offload = subprocess.run(["ip", "netns", "exec", lab.hosts[node].pod_netns,
+                                      "ethtool", "-k", "eth0"], capture_output=True, text=True,
+                                     timeout=10).stdout
+            assert "rx-checksumming: on" in offload and "tx-checksumming: on" in offload
     if name.startswith("arp-"):
         assert len(_arping_macs(lab, _lb_ip(lab), count=1)) == 1
     fresh = type(lab).load(lab.name)                 # background traffic stopped by PID

@@ -22,6 +22,15 @@ pytestmark = pytest.mark.lab
 SSH_STRICT = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
 
 
+@pytest.fixture(autouse=True)
+def _healthy(running_lab):
+    """These tests check the healthy lab: a fault a store test left active (a bundle collected
+    outside the fault cycles, e.g. through the agent pods) is healed first, with live probes."""
+    from diag.lab import faults
+
+    faults.heal(running_lab.lab)
+
+
 def _ns(lab, host: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run argv in the host's namespace with plain ``ip netns exec`` (not through diag)."""
     return subprocess.run(["ip", "netns", "exec", lab.hosts[host].netns, *argv],

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from diag.errors import EnvironmentProblem, UsageError
-from diag.lab.faults import arp, bgp, overlay, routing, state
+from diag.lab.faults import arp, bgp, overlay, routing, state, tunnel
 from diag.lab.faults.base import Fault, stop_background
 from diag.lab.system import CommandFailed, wait_for
 
@@ -36,11 +36,14 @@ if TYPE_CHECKING:
 
 ORDER = ["rib-not-in-fib", "missing-podcidr-route-other-subnet", "egress-leak-default-route",
          "route-wrong-table", "rp-filter-strict", "vxlan-port-mismatch", "overlay-mtu-blackhole",
+         "overlay-udp-blocked", "vxlan-vni-mismatch", "overlay-checksum-broken",
+         "overlay-drop-after-decap",
          "arp-unanswered", "arp-multiple-responders", "bgp-transport-blocked", "bgp-no-listener",
          "bgp-bad-peer-as", "bgp-hold-timer-expired", "bgp-md5-mismatch",
          "bgp-ebgp-requires-policy", "bgp-as-path-loop", "bgp-no-advertisement"]
 
-_ALL = {f.name: f for f in routing.FAULTS + overlay.FAULTS + arp.FAULTS + bgp.FAULTS}
+_ALL = {f.name: f for f in routing.FAULTS + overlay.FAULTS + tunnel.FAULTS + arp.FAULTS
+        + bgp.FAULTS}
 FAULTS: dict[str, Fault] = {name: _ALL[name] for name in ORDER}
 assert set(FAULTS) == set(_ALL), "every declared fault must be in ORDER"
 

@@ -34,11 +34,11 @@ def vxlan_port(lab: "Lab", node: str) -> int | None:
         return None
 
 
-def _recreate_vtep(lab: "Lab", node: str, port: int) -> None:
+def _recreate_vtep(lab: "Lab", node: str, port: int, vni: int = P.VXLAN_VNI) -> None:
     host = lab.plan.host(node)
     ip_lines(lab, node, [f"link del {P.vxlan_device_name(lab.cni)}"])
     run(["ip", "-n", lab.netns(node), "-batch", "-"],
-        input="\n".join(vxlan_lines(lab.plan, host, lab.cni, port)) + "\n")
+        input="\n".join(vxlan_lines(lab.plan, host, lab.cni, port, vni)) + "\n")
     run(["bridge", "-n", lab.netns(node), "-batch", "-"],
         input="\n".join(vxlan_fdb_lines(lab.plan, host, lab.cni)) + "\n")
 
@@ -103,6 +103,9 @@ def _mtu_inject(lab: "Lab") -> dict:
     run(["ip", "netns", "exec", lab.hosts[r.node.name].pod_netns, "nft", "-f", "-"], input=rules)
     background(lab, "mtu-ping", r.node.name, bounded_ping(r.remote.pod_ip, size=BIG, df=True),
                pod=True)
+    # small pings between the same pods beside the big ones: a capture on the receiver shows
+    # the path working below the tunnel's MTU (the two-ended proof of the blackhole)
+    background(lab, "mtu-small-ping", r.node.name, bounded_ping(r.remote.pod_ip), pod=True)
     return {"node": r.node.name, "pod_mtu": 1500, "tunnel_mtu": P.VXLAN_MTU}
 
 

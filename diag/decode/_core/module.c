@@ -1,0 +1,905 @@
+/* diag.decode._core: the compiled decode core (see core.h for the contract, and
+ * diag/decode/core.py, which is the only Python that talks to it).
+ *
+ *   Decoder(bgp_ports, vxlan_ports, geneve_ports, hooks, tables, fold, record)
+ *     .decode(buf, first_frame, offsets, caplens, wirelens, ts, ifaces, linktypes, flags,
+ *             iface_names)       one block of records (columns as int64/double buffers)
+ *     .segment(src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options)
+ *                                a BGP segment met by the reference (a bailed frame)
+ *     .finish(last_frame, last_ts)   end of capture: every connection flushed
+ *     .take()                    this chunk: tables, stream events, folds, recorded segments
+ *     .set_heads(announce, withdraw), .append_rows(table, rows),
+ *     .bail_candidates(buf, offsets, caplens, linktypes), .stats()
+ *   scan_pcap(buf, pos, max_packets, big_endian, unit) and scan_pcapng(buf, pos, max_packets,
+ *     big_endian, interfaces): the record walk of diag/decode/capture.py for plain records.
+ */
+#include "dec.h"
+
+#include <arpa/inet.h>
+
+#define MAX_RECORD (16 << 20)
+
+static const char *const PACKET_NAMES[] = {
+    "frame", "ts", "caplen", "wirelen", "linktype", "capture_iface", "iface_name", "ifindex",
+    "direction", "pkttype", "eth_src", "eth_dst", "vlan", "l3", "src", "dst", "ttl", "ip_proto",
+    "fragment", "sport", "dport", "app", "tunnel_depth", "malformed"};
+static const char PACKET_KINDS[] = "ifiiiioiooooooooiibiioio";
+
+static const char *const TUNNEL_NAMES[] = {
+    "frame", "ts", "depth", "type", "vni", "outer_src", "outer_dst", "outer_sport", "outer_dport",
+    "inner_eth_src", "inner_eth_dst", "inner_l3", "inner_src", "inner_dst", "inner_proto",
+    "inner_sport", "inner_dport", "flags", "geneve_options", "malformed"};
+static const char TUNNEL_KINDS[] = "ifioiooiioooooiiiioo";
+
+static const char *const ARP_NAMES[] = {
+    "frame", "ts", "capture_iface", "iface_name", "direction", "tunnel_depth", "op",
+    "sender_mac", "sender_ip", "target_mac", "target_ip", "gratuitous", "vlan", "malformed"};
+static const char ARP_KINDS[] = "ifiooioooooboo";
+
+#define ATTRIBUTE_NAMES                                                                          \
+    "next_hop", "next_hop_link_local", "origin", "as_path", "as_path_str", "as4_path",           \
+        "as4_path_str", "med", "local_pref", "atomic_aggregate", "aggregator", "as4_aggregator", \
+        "communities", "large_communities", "ext_communities", "originator_id", "cluster_list",  \
+        "unknown_attributes", "effective_as_path", "effective_as_path_str", "as_path_note",      \
+        "prefix_sid", "link_state", "pmsi_tunnel"
+#define ATTRIBUTE_KINDS "oooooooiiboooooooooooooo"
+
+static const char *const MESSAGE_NAMES[] = {
+    "frame", "first_frame", "ts", "src", "sport", "dst", "dport", "session", "tunnel_depth",
+    "type", "type_name", "length", "malformed", "open_version", "open_my_as", "open_hold_time",
+    "open_bgp_id", "open_capabilities", "open_fqdn", "open_software_version", "notify_code",
+    "notify_subcode", "notify_name", "notify_subname", "notify_text", "notify_cause",
+    "notify_data", "refresh_afi", "refresh_safi", "refresh_subtype", "refresh_subtype_name",
+    "n_withdrawn", "n_announced", "eor", "ctx_note", ATTRIBUTE_NAMES};
+static const char MESSAGE_KINDS[] = "iifoioioi" "ioio" "iiiooooiiooooo" "ooio" "iioo"
+                                    ATTRIBUTE_KINDS;
+
+static const char *const ROUTE_NAMES[] = {
+    "frame", "ts", "src", "sport", "dst", "dport", "session", "action", "afi", "safi", "prefix",
+    "nlri_raw", "path_id", "rd", "labels", "evpn_type", "esi", "ethernet_tag", "mac", "evpn_ip",
+    "gateway_ip", "vnis", ATTRIBUTE_NAMES};
+static const char ROUTE_KINDS[] = "ifoioioooooo" "i" "ooioioooo" ATTRIBUTE_KINDS;
+
+/* ---------------------------------------------------------------- helpers */
+
+static int get_buffer(PyObject *o, Py_buffer *view, const char *what, Py_ssize_t itemsize)
+{
+    if (PyObject_GetBuffer(o, view, PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (itemsize && view->len % itemsize) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "%s: not a buffer of %zd-byte items", what, itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_ports(uint8_t *set, PyObject *ports)
+{
+    memset(set, 0, 8192);
+    PyObject *it = PyObject_GetIter(ports);
+    if (it == NULL)
+        return -1;
+    PyObject *p;
+    while ((p = PyIter_Next(it)) != NULL) {
+        long v = PyLong_AsLong(p);
+        Py_DECREF(p);
+        if (v == -1 && PyErr_Occurred())
+            break;
+        if (v < 0 || v > 65535) {
+            PyErr_Format(PyExc_ValueError, "port %ld out of range", v);
+            break;
+        }
+        set[v >> 3] |= (uint8_t)(1 << (v & 7));
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *intern(const char *s)
+{
+    return PyUnicode_InternFromString(s);
+}
+
+static int addr_from_text(PyObject *text, Addr *a)
+{
+    const char *s = PyUnicode_AsUTF8(text);
+    if (s == NULL)
+        return -1;
+    memset(a, 0, sizeof *a);
+    if (inet_pton(AF_INET, s, a->a) == 1) {
+        a->fam = 4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, s, a->a) == 1) {
+        a->fam = 6;
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "not an IP address: %R", text);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- the type */
+
+static void Decoder_dealloc(Decoder *d)
+{
+    PyObject_GC_UnTrack(d);
+    dc_flows_free(d);
+    dc_fold_free(d);
+    table_free(&d->packets);
+    table_free(&d->tunnels);
+    table_free(&d->arp);
+    table_free(&d->messages);
+    table_free(&d->routes);
+    col_clear(&d->route_counts);
+    col_clear(&d->route_prefix);
+    col_clear(&d->route_path_id);
+    for (int i = 0; i < 4; i++) {
+        PyMem_Free(d->nlri[i].pos);
+        PyMem_Free(d->nlri[i].ids);
+    }
+    Py_CLEAR(d->events);
+    Py_CLEAR(d->raised);
+    Py_CLEAR(d->records);
+    Py_CLEAR(d->as_paths);
+    skmap_free(&d->short_paths);
+    skmap_free(&d->short_communities);
+    Py_CLEAR(d->communities);
+    Py_CLEAR(d->iface_names);
+    Py_CLEAR(d->default_ctx.py);
+    PyObject **strings[] = {d->s_app, d->s_l3, d->s_dir, d->s_op, d->s_types, d->s_afi,
+                            d->s_safi, d->s_origin, d->s_event};
+    int counts[] = {N_APPS, 3, 3, 3, 6, 3, 3, 3, 7};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        for (int j = 0; j < counts[i]; j++)
+            Py_CLEAR(strings[i][j]);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            Py_CLEAR(d->s_family[i][j]);
+    Py_CLEAR(d->s_announce);
+    Py_CLEAR(d->s_withdraw);
+    Py_CLEAR(d->s_empty);
+    Py_CLEAR(d->s_raw);
+    Py_CLEAR(d->s_ipv4_unicast);
+    Py_CLEAR(d->well_known);
+    texts_free(d->tx);
+    d->tx = NULL;
+    Py_CLEAR(d->hooks);
+    PyTypeObject *tp = Py_TYPE(d);
+    tp->tp_free((PyObject *)d);
+    Py_DECREF(tp);
+}
+
+static int Decoder_traverse(Decoder *d, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(d));
+    Py_VISIT(d->hooks);
+    Py_VISIT(d->events);
+    Py_VISIT(d->records);
+    return 0;
+}
+
+static PyObject *hook(PyObject *hooks, const char *name)
+{
+    PyObject *v = PyDict_GetItemString(hooks, name);
+    if (v == NULL)
+        PyErr_Format(PyExc_KeyError, "diag core: hook %s missing", name);
+    return v;
+}
+
+static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"bgp_ports", "vxlan_ports", "geneve_ports", "hooks", "tables",
+                             "fold", "record", NULL};
+    PyObject *bgp, *vxlan, *geneve, *hooks;
+    int tables = 1, fold = 1, record = 0;
+    if (d->tx != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Decoder is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!|ppp", kwlist, &bgp, &vxlan, &geneve,
+                                     &PyDict_Type, &hooks, &tables, &fold, &record))
+        return -1;
+    if (set_ports(d->bgp_ports, bgp) || set_ports(d->vxlan_ports, vxlan)
+        || set_ports(d->geneve_ports, geneve))
+        return -1;
+    d->tables = tables;
+    d->fold = fold;
+    d->record = record;
+    d->hooks = Py_NewRef(hooks);
+    struct { PyObject **slot; const char *name; } hk[] = {
+        {&d->h_fallback, "fallback"}, {&d->h_decode_message, "decode_message"},
+        {&d->h_negotiate, "negotiate"}, {&d->h_stream, "stream"},
+        {&d->h_gap_text, "gap_text"}, {&d->h_resync_text, "resync_text"},
+        {&d->h_route_key, "route_key"}, {&d->h_default_ctx, "default_ctx"},
+        {&d->h_object_array, "object_array"}, {&d->h_bucket, "bucket"},
+        {&d->t_message, "Message"}, {&d->t_gap, "Gap"}, {&d->t_framing_error, "FramingError"},
+        {&d->t_resync, "Resync"}, {&d->t_packed, "PackedPrefixes"}};
+    for (size_t i = 0; i < sizeof hk / sizeof hk[0]; i++)
+        if ((*hk[i].slot = hook(hooks, hk[i].name)) == NULL)
+            return -1;
+    PyObject *ipv6_str = hook(hooks, "ipv6_str"), *well_known = hook(hooks, "well_known");
+    PyObject *columns = hook(hooks, "columns");
+    if (ipv6_str == NULL || well_known == NULL || columns == NULL)
+        return -1;
+    d->well_known = Py_NewRef(well_known);
+    d->tx = texts_new(ipv6_str);
+    if (d->tx == NULL)
+        return -1;
+    if (table_init(&d->packets, "packets", PACKET_NAMES, PACKET_KINDS)
+        || table_init(&d->tunnels, "tunnels", TUNNEL_NAMES, TUNNEL_KINDS)
+        || table_init(&d->arp, "arp", ARP_NAMES, ARP_KINDS)
+        || table_init(&d->messages, "bgp_messages", MESSAGE_NAMES, MESSAGE_KINDS)
+        || table_init(&d->routes, "bgp_routes", ROUTE_NAMES, ROUTE_KINDS))
+        return -1;
+    Table *tabs[] = {&d->packets, &d->tunnels, &d->arp, &d->messages, &d->routes};
+    for (size_t i = 0; i < 5; i++) {
+        PyObject *cols = PyDict_GetItemString(columns, tabs[i]->name);
+        if (cols == NULL) {
+            PyErr_Format(PyExc_KeyError, "diag core: columns of %s missing", tabs[i]->name);
+            return -1;
+        }
+        if (table_check(tabs[i], cols))
+            return -1;
+    }
+    d->route_counts.kind = K_I64;
+    d->route_prefix.kind = K_OBJ;
+    d->route_path_id.kind = K_I64;
+    /* constant texts */
+    const char *apps[N_APPS] = {"", "bgp", "vxlan", "geneve", "arp"};
+    for (int i = 0; i < N_APPS; i++)
+        d->s_app[i] = intern(apps[i]);
+    const char *l3[3] = {"ipv4", "ipv6", "arp"};
+    for (int i = 0; i < 3; i++)
+        d->s_l3[i] = intern(l3[i]);
+    d->s_dir[0] = Py_NewRef(Py_None);
+    d->s_dir[1] = intern("in");
+    d->s_dir[2] = intern("out");
+    d->s_op[0] = Py_NewRef(Py_None);
+    d->s_op[1] = intern("request");
+    d->s_op[2] = intern("reply");
+    const char *types[6] = {"", "OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH"};
+    for (int i = 0; i < 6; i++)
+        d->s_types[i] = intern(types[i]);
+    d->s_announce = intern("announce");
+    d->s_withdraw = intern("withdraw");
+    d->s_afi[0] = d->s_safi[0] = NULL;
+    d->s_afi[1] = intern("ipv4");
+    d->s_afi[2] = intern("ipv6");
+    d->s_safi[1] = intern("unicast");
+    d->s_safi[2] = intern("multicast");
+    for (int a = 1; a <= 2; a++)
+        for (int s = 1; s <= 2; s++)
+            d->s_family[a][s] = PyUnicode_FromFormat("%U/%U", d->s_afi[a], d->s_safi[s]);
+    const char *origins[3] = {"IGP", "EGP", "INCOMPLETE"};
+    for (int i = 0; i < 3; i++)
+        d->s_origin[i] = intern(origins[i]);
+    const char *events[7] = {"syn", "syn-ack", "rst", "fin", "gap", "resync", "framing-error"};
+    for (int i = 0; i < 7; i++)
+        d->s_event[i] = intern(events[i]);
+    d->s_empty = intern("");
+    d->s_raw = intern("(raw)");
+    d->s_ipv4_unicast = intern("ipv4/unicast");
+    d->events = PyList_New(0);
+    d->raised = PyList_New(0);
+    d->records = PyDict_New();
+    d->as_paths = PyDict_New();
+    d->communities = PyDict_New();
+    d->sessions = PyDict_New();
+    d->seen_keys = PyDict_New();
+    d->iface_names = PyList_New(0);
+    d->want_heads[0] = d->want_heads[1] = 1;
+    if (PyErr_Occurred())
+        return -1;
+    dc_fold_clear(d);
+    d->pk_combos.limit = d->tn_groups.limit = 0;
+    d->short_paths.limit = d->short_communities.limit = 16384;
+    d->default_ctx.as4 = 1;
+    d->default_ctx.assumed = 1;
+    d->default_ctx.py = Py_NewRef(d->h_default_ctx);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- methods */
+
+static PyObject *Decoder_decode(Decoder *d, PyObject *args)
+{
+    PyObject *bufo, *names, *cols[7];
+    long long first;
+    if (!PyArg_ParseTuple(args, "OLOOOOOOOO!", &bufo, &first, &cols[0], &cols[1], &cols[2],
+                          &cols[3], &cols[4], &cols[5], &cols[6], &PyList_Type, &names))
+        return NULL;
+    Py_buffer buf, v[7];
+    static const char *const what[7] = {"offsets", "caplens", "wirelens", "ts", "ifaces",
+                                        "linktypes", "flags"};
+    if (get_buffer(bufo, &buf, "buf", 0))
+        return NULL;
+    int got = 0, rc = -1;
+    for (; got < 7; got++)
+        if (get_buffer(cols[got], &v[got], what[got], 8))
+            goto done;
+    Py_ssize_t count = v[0].len / 8;
+    for (int i = 1; i < 7; i++) {
+        if (v[i].len / 8 != count) {
+            PyErr_SetString(PyExc_ValueError, "record columns of different lengths");
+            goto done;
+        }
+    }
+    Py_XSETREF(d->iface_names, Py_NewRef(names));
+    Span s = {buf.buf, buf.len};
+    rc = dc_decode_block(d, s, first, count, v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf,
+                         v[5].buf, v[6].buf);
+done:
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&v[i]);
+    PyBuffer_Release(&buf);
+    if (rc)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Decoder_segment(Decoder *d, PyObject *args)
+{
+    PyObject *src, *dst, *payload, *options = NULL;
+    int sport, dport, flags, depth;
+    unsigned long long seq;
+    long long frame;
+    double ts;
+    if (!PyArg_ParseTuple(args, "UiUiKiSLdi|S", &src, &sport, &dst, &dport, &seq, &flags,
+                          &payload, &frame, &ts, &depth, &options))
+        return NULL;
+    Addr a, b;
+    if (addr_from_text(src, &a) || addr_from_text(dst, &b))
+        return NULL;
+    Span pay = {(const uint8_t *)PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload)};
+    Span opt = {(const uint8_t *)"", 0};
+    if (options) {
+        opt.p = (const uint8_t *)PyBytes_AS_STRING(options);
+        opt.n = PyBytes_GET_SIZE(options);
+    }
+    if (d->record) {
+        Segment sg = {1, a, b, sport, dport, (uint32_t)seq, flags, pay, opt, depth};
+        if (dc_record(d, &sg, frame, ts))
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    if (dc_segment(d, &a, sport, &b, dport, (uint32_t)seq, flags, pay, frame, ts, depth, opt,
+                   payload))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* parallel phase 2: recorded segments, in order: (n, src, sport, dst, dport, seq, flags,
+ * payload, frame, ts, depth, options) */
+static PyObject *Decoder_segments(Decoder *d, PyObject *list)
+{
+    PyObject *seq = PySequence_Fast(list, "segments");
+    if (seq == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 12) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "a recorded segment of another shape");
+            return NULL;
+        }
+        PyObject *rest = PyTuple_GetSlice(t, 1, 12);
+        PyObject *r = rest ? Decoder_segment(d, rest) : NULL;
+        Py_XDECREF(rest);
+        if (r == NULL) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Decoder_finish(Decoder *d, PyObject *args)
+{
+    long long frame;
+    double ts;
+    if (!PyArg_ParseTuple(args, "Ld", &frame, &ts))
+        return NULL;
+    if (!d->record && dc_flush(d, frame, ts))
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* parallel phase 2: flush one connection key (as BgpFlows._flush_connection), events raised
+ * at the key's first frame */
+static PyObject *Decoder_flush_all(Decoder *d, PyObject *args)
+{
+    return Decoder_finish(d, args);
+}
+
+static PyObject *Decoder_take(Decoder *d, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    if (d->tables) {
+        PyObject *t = PyDict_New();
+        Table *tabs[] = {&d->packets, &d->tunnels, &d->arp, &d->messages, &d->routes};
+        for (int i = 0; t && i < 5; i++) {
+            PyObject *cols = table_take(tabs[i], d->h_object_array);
+            if (cols == NULL || PyDict_SetItemString(t, tabs[i]->name, cols) < 0) {
+                Py_XDECREF(cols);
+                Py_CLEAR(t);
+                break;
+            }
+            Py_DECREF(cols);
+        }
+        struct { Col *c; const char *name; char kind; } extra[] = {
+            {&d->route_counts, "route_counts", K_I64}, {&d->route_prefix, "route_prefix", K_OBJ},
+            {&d->route_path_id, "route_path_id", K_I64}};
+        for (int i = 0; t && i < 3; i++) {
+            PyObject *col = col_take(extra[i].c, d->h_object_array);
+            extra[i].c->kind = extra[i].kind;
+            if (col == NULL || PyDict_SetItemString(t, extra[i].name, col) < 0) {
+                Py_XDECREF(col);
+                Py_CLEAR(t);
+            }
+            Py_XDECREF(col);
+        }
+        if (t == NULL || PyDict_SetItemString(out, "tables", t) < 0) {
+            Py_XDECREF(t);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(t);
+    }
+    if (d->fold) {
+        PyObject *f = dc_fold_take(d);
+        if (f == NULL || PyDict_SetItemString(out, "fold", f) < 0) {
+            Py_XDECREF(f);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(f);
+    }
+    if (PyDict_SetItemString(out, "stream_events", d->events) < 0
+        || PyDict_SetItemString(out, "raised", d->raised) < 0
+        || PyDict_SetItemString(out, "records", d->records) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    Py_XSETREF(d->events, PyList_New(0));
+    Py_XSETREF(d->raised, PyList_New(0));
+    Py_XSETREF(d->records, PyDict_New());
+    texts_release(d->tx);
+    if (d->events == NULL || d->raised == NULL || d->records == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyObject *Decoder_set_heads(Decoder *d, PyObject *args)
+{
+    int a, w;
+    if (!PyArg_ParseTuple(args, "pp", &a, &w))
+        return NULL;
+    d->want_heads[0] = a;
+    d->want_heads[1] = w;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Decoder_append_rows(Decoder *d, PyObject *args)
+{
+    const char *name;
+    PyObject *rows;
+    if (!PyArg_ParseTuple(args, "sO", &name, &rows))
+        return NULL;
+    Table *t = strcmp(name, "packets") == 0 ? &d->packets
+               : strcmp(name, "tunnels") == 0 ? &d->tunnels
+               : strcmp(name, "arp") == 0 ? &d->arp : NULL;
+    if (t == NULL) {
+        PyErr_Format(PyExc_ValueError, "no table %s here", name);
+        return NULL;
+    }
+    if (!d->tables)
+        Py_RETURN_NONE;
+    PyObject *seq = PySequence_Fast(rows, "rows");
+    if (seq == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        if (table_py_row(t, PySequence_Fast_GET_ITEM(seq, i))) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Decoder_bail_candidates(Decoder *d, PyObject *args)
+{
+    PyObject *bufo, *offo, *capo, *lto;
+    if (!PyArg_ParseTuple(args, "OOOO", &bufo, &offo, &capo, &lto))
+        return NULL;
+    Py_buffer buf, off, cap, lt;
+    if (get_buffer(bufo, &buf, "buf", 0))
+        return NULL;
+    if (get_buffer(offo, &off, "offsets", 8)) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    if (get_buffer(capo, &cap, "caplens", 8)) {
+        PyBuffer_Release(&off);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    if (get_buffer(lto, &lt, "linktypes", 8)) {
+        PyBuffer_Release(&cap);
+        PyBuffer_Release(&off);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    Py_ssize_t count = off.len / 8;
+    if (out && (cap.len / 8 != count || lt.len / 8 != count)) {
+        PyErr_SetString(PyExc_ValueError, "record columns of different lengths");
+        Py_CLEAR(out);
+    }
+    if (out) {
+        Span s = {buf.buf, buf.len};
+        int save = d->fold, save_t = d->tables;
+        if (dc_bail_candidates(d, s, count, off.buf, cap.buf, lt.buf, out))
+            Py_CLEAR(out);
+        d->fold = save;
+        d->tables = save_t;
+    }
+    PyBuffer_Release(&lt);
+    PyBuffer_Release(&cap);
+    PyBuffer_Release(&off);
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+static PyObject *Decoder_stats(Decoder *d, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{s:L,s:L,s:L,s:n}", "frames_to_reference", (long long)d->frames_bailed,
+                         "messages_to_reference", (long long)d->messages_bailed,
+                         "streams_to_reference", (long long)d->streams_delegated,
+                         "connections", (Py_ssize_t)d->nconns);
+}
+
+static PyMethodDef Decoder_methods[] = {
+    {"decode", (PyCFunction)Decoder_decode, METH_VARARGS, "Decode one block of records."},
+    {"segment", (PyCFunction)Decoder_segment, METH_VARARGS, "A BGP segment from the reference."},
+    {"segments", (PyCFunction)Decoder_segments, METH_O, "Recorded BGP segments, in order."},
+    {"finish", (PyCFunction)Decoder_finish, METH_VARARGS, "End of capture: flush every flow."},
+    {"flush_all", (PyCFunction)Decoder_flush_all, METH_VARARGS, "Flush every flow."},
+    {"take", (PyCFunction)Decoder_take, METH_NOARGS, "This chunk's output."},
+    {"set_heads", (PyCFunction)Decoder_set_heads, METH_VARARGS, "Prefix sample wanted."},
+    {"append_rows", (PyCFunction)Decoder_append_rows, METH_VARARGS, "Reference rows appended."},
+    {"bail_candidates", (PyCFunction)Decoder_bail_candidates, METH_VARARGS,
+     "Indices of the records the reference would decode."},
+    {"stats", (PyCFunction)Decoder_stats, METH_NOARGS, "What went to the reference."},
+    {NULL, NULL, 0, NULL}};
+
+static PyType_Slot Decoder_slots[] = {
+    {Py_tp_dealloc, Decoder_dealloc},
+    {Py_tp_traverse, Decoder_traverse},
+    {Py_tp_init, Decoder_init},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_methods, Decoder_methods},
+    {Py_tp_doc, "The compiled decode core (see diag/decode/core.py)."},
+    {0, NULL}};
+
+static PyType_Spec Decoder_spec = {"diag.decode._core.Decoder", sizeof(Decoder), 0,
+                                   Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Decoder_slots};
+
+/* ---------------------------------------------------------------- record scanners */
+
+typedef struct {
+    VEC(int64_t) off, cap, wire, iface, lt, flags;
+    VEC(double) ts, unit;
+    VEC(uint64_t) stamp;
+} Records;
+
+static void records_free(Records *r)
+{
+    VEC_FREE(r->off);
+    VEC_FREE(r->cap);
+    VEC_FREE(r->wire);
+    VEC_FREE(r->iface);
+    VEC_FREE(r->lt);
+    VEC_FREE(r->flags);
+    VEC_FREE(r->ts);
+    VEC_FREE(r->unit);
+    VEC_FREE(r->stamp);
+}
+
+static int records_add(Records *r, int64_t off, int64_t cap, int64_t wire, double ts,
+                       int64_t iface, int64_t lt, int64_t flags)
+{
+    if (VEC_PUSH(r->off, off) || VEC_PUSH(r->cap, cap) || VEC_PUSH(r->wire, wire)
+        || VEC_PUSH(r->ts, ts) || VEC_PUSH(r->iface, iface) || VEC_PUSH(r->lt, lt)
+        || VEC_PUSH(r->flags, flags))
+        return -1;
+    return 0;
+}
+
+/* "y#" makes None of a NULL pointer: an empty column is b"" */
+#define B(p) ((p) ? (const char *)(p) : "")
+
+static PyObject *records_out(Records *r, Py_ssize_t pos)
+{
+    return Py_BuildValue("(ny#y#y#y#y#y#y#)", pos, B(r->off.v), r->off.n * 8,
+                         B(r->cap.v), r->cap.n * 8, B(r->wire.v),
+                         r->wire.n * 8, B(r->ts.v), r->ts.n * 8,
+                         B(r->iface.v), r->iface.n * 8, B(r->lt.v),
+                         r->lt.n * 8, B(r->flags.v), r->flags.n * 8);
+}
+
+static inline uint32_t rd32o(Span s, Py_ssize_t off, int big)
+{
+    uint32_t v = rd32(s, off);
+    return big ? v : __builtin_bswap32(v);
+}
+
+static inline uint32_t rd16o(Span s, Py_ssize_t off, int big)
+{
+    uint32_t v = rd16(s, off);
+    return big ? v : (uint32_t)__builtin_bswap16((uint16_t)v);
+}
+
+/* capture._pcap_blocks' record walk: stops at the end of the buffer, after max_packets, at an
+ * incomplete record, or at a captured length past MAX_RECORD (the caller words the damage).
+ * Returns (pos, offsets, caplens, wirelens, ts, ifaces, linktypes, flags), the columns as
+ * bytearrays of int64 (ts: double). */
+static PyObject *scan_pcap(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    PyObject *bufo;
+    Py_ssize_t pos, max;
+    int big, linktype;
+    double unit;
+    if (!PyArg_ParseTuple(args, "Onnpdi", &bufo, &pos, &max, &big, &unit, &linktype))
+        return NULL;
+    Py_buffer view;
+    if (get_buffer(bufo, &view, "buf", 0))
+        return NULL;
+    Span buf = {view.buf, view.len};
+    /* at most one record per 16 bytes left (a header) */
+    Py_ssize_t room = pos >= 0 && pos < buf.n ? (buf.n - pos) / 16 + 1 : 1;
+    if (room > max)
+        room = max < 1 ? 1 : max;
+    PyObject *cols[7] = {0};
+    for (int i = 0; i < 7; i++) {
+        cols[i] = PyByteArray_FromStringAndSize(NULL, room * 8);
+        if (cols[i] == NULL) {
+            for (int j = 0; j < i; j++)
+                Py_DECREF(cols[j]);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    int64_t *off = (int64_t *)PyByteArray_AS_STRING(cols[0]);
+    int64_t *cap = (int64_t *)PyByteArray_AS_STRING(cols[1]);
+    int64_t *wire = (int64_t *)PyByteArray_AS_STRING(cols[2]);
+    double *ts = (double *)PyByteArray_AS_STRING(cols[3]);
+    int64_t *ifc = (int64_t *)PyByteArray_AS_STRING(cols[4]);
+    int64_t *lt = (int64_t *)PyByteArray_AS_STRING(cols[5]);
+    int64_t *fl = (int64_t *)PyByteArray_AS_STRING(cols[6]);
+    Py_ssize_t count = 0;
+    while (pos >= 0 && pos + 16 <= buf.n && count < max && count < room) {
+        uint32_t caplen = rd32o(buf, pos + 8, big);
+        if (caplen > MAX_RECORD)
+            break;
+        Py_ssize_t nxt = pos + 16 + (Py_ssize_t)caplen;
+        if (nxt > buf.n)
+            break;
+        off[count] = pos + 16;
+        cap[count] = caplen;
+        wire[count] = rd32o(buf, pos + 12, big);
+        ts[count] = (double)rd32o(buf, pos, big) + (double)rd32o(buf, pos + 4, big) * unit;
+        ifc[count] = 0;
+        lt[count] = linktype;
+        fl[count] = 0;
+        pos = nxt;
+        count++;
+    }
+    PyBuffer_Release(&view);
+    PyObject *out = PyTuple_New(8);
+    if (out == NULL) {
+        for (int i = 0; i < 7; i++)
+            Py_DECREF(cols[i]);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, PyLong_FromSsize_t(pos));
+    for (int i = 0; i < 7; i++) {
+        if (PyByteArray_Resize(cols[i], count * 8) < 0) {
+            for (int j = i; j < 7; j++)
+                Py_DECREF(cols[j]);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i + 1, cols[i]);
+    }
+    if (PyTuple_GET_ITEM(out, 0) == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* the EPB walk of capture._pcapng_blocks: consecutive Enhanced Packet Blocks whose interface is
+ * declared and whose lengths are sound; stops before any other block (or a damaged one), which
+ * the caller handles as before. interfaces: ((capture_iface, linktype, ts_unit), ...) */
+static PyObject *scan_pcapng(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    PyObject *bufo, *ifaces;
+    Py_ssize_t pos, max;
+    int big;
+    if (!PyArg_ParseTuple(args, "OnnpO!", &bufo, &pos, &max, &big, &PyTuple_Type, &ifaces))
+        return NULL;
+    Py_ssize_t nif = PyTuple_GET_SIZE(ifaces);
+    int64_t *if_id = PyMem_Calloc((size_t)(nif ? nif : 1), sizeof(int64_t));
+    int64_t *if_lt = PyMem_Calloc((size_t)(nif ? nif : 1), sizeof(int64_t));
+    double *if_unit = PyMem_Calloc((size_t)(nif ? nif : 1), sizeof(double));
+    if (if_id == NULL || if_lt == NULL || if_unit == NULL) {
+        PyMem_Free(if_id);
+        PyMem_Free(if_lt);
+        PyMem_Free(if_unit);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < nif; i++) {
+        PyObject *t = PyTuple_GET_ITEM(ifaces, i);
+        long long id, lt;
+        double unit;
+        if (!PyArg_ParseTuple(t, "LLd", &id, &lt, &unit)) {
+            PyMem_Free(if_id);
+            PyMem_Free(if_lt);
+            PyMem_Free(if_unit);
+            return NULL;
+        }
+        if_id[i] = id;
+        if_lt[i] = lt;
+        if_unit[i] = unit;
+    }
+    Py_buffer view;
+    if (get_buffer(bufo, &view, "buf", 0)) {
+        PyMem_Free(if_id);
+        PyMem_Free(if_lt);
+        PyMem_Free(if_unit);
+        return NULL;
+    }
+    Span buf = {view.buf, view.len};
+    Records r;
+    memset(&r, 0, sizeof r);
+    Py_ssize_t count = 0;
+    int err = 0;
+    while (pos >= 0 && pos + 12 <= buf.n && count < max) {
+        uint32_t btype = rd32o(buf, pos, big), blen = rd32o(buf, pos + 4, big);
+        if (btype != 6 || blen < 12 || blen % 4 || blen > MAX_RECORD
+            || pos + (Py_ssize_t)blen > buf.n)
+            break;
+        Py_ssize_t body = pos + 8, body_end = pos + blen - 4;
+        if (body_end - body < 20)
+            break;
+        uint32_t iface = rd32o(buf, body, big);
+        uint64_t stamp = (uint64_t)rd32o(buf, body + 4, big) << 32 | rd32o(buf, body + 8, big);
+        uint32_t caplen = rd32o(buf, body + 12, big), wirelen = rd32o(buf, body + 16, big);
+        Py_ssize_t data = body + 20;
+        if (data + (Py_ssize_t)caplen > body_end || (Py_ssize_t)iface >= nif)
+            break;
+        /* epb_flags: the first option 2 of 4 bytes (capture._epb_flags) */
+        uint32_t flags = 0;
+        Py_ssize_t opt = data + (((Py_ssize_t)caplen + 3) & ~(Py_ssize_t)3);
+        while (opt + 4 <= body_end) {
+            uint32_t code = rd16o(buf, opt, big), len = rd16o(buf, opt + 2, big);
+            if (code == 0 || opt + 4 + (Py_ssize_t)len > body_end)
+                break;
+            if (code == 2 && len == 4) {
+                flags = rd32o(buf, opt + 4, big);
+                break;
+            }
+            opt += 4 + (((Py_ssize_t)len + 3) & ~(Py_ssize_t)3);
+        }
+        /* the "ts" column holds the raw stamp here and "wire2" the unit: pcapng_ts combines */
+        if (records_add(&r, data, caplen, wirelen, 0.0, if_id[iface], if_lt[iface], flags)
+            || VEC_PUSH(r.stamp, stamp) || VEC_PUSH(r.unit, if_unit[iface])) {
+            err = 1;
+            break;
+        }
+        pos += blen;
+        count++;
+    }
+    /* pcapng: offsets, caplens, wirelens, stamps, units, ifaces, linktypes, flags */
+    PyObject *out = err ? NULL : Py_BuildValue(
+        "(ny#y#y#y#y#y#y#y#)", pos, B(r.off.v), r.off.n * 8, B(r.cap.v),
+        r.cap.n * 8, B(r.wire.v), r.wire.n * 8, B(r.stamp.v), r.stamp.n * 8,
+        B(r.unit.v), r.unit.n * 8, B(r.iface.v), r.iface.n * 8,
+        B(r.lt.v), r.lt.n * 8, B(r.flags.v), r.flags.n * 8);
+    records_free(&r);
+    PyBuffer_Release(&view);
+    PyMem_Free(if_id);
+    PyMem_Free(if_lt);
+    PyMem_Free(if_unit);
+    return out;
+}
+
+/* capture._block's timestamps: secs + fracs * units, element by element, as float64 */
+static PyObject *pcapng_ts(PyObject *mod, PyObject *args)
+{
+    (void)mod;
+    PyObject *a, *b, *c;
+    if (!PyArg_ParseTuple(args, "OOO", &a, &b, &c))
+        return NULL;
+    Py_buffer secs, fracs, units;
+    if (get_buffer(a, &secs, "secs", 8))
+        return NULL;
+    if (get_buffer(b, &fracs, "fracs", 8)) {
+        PyBuffer_Release(&secs);
+        return NULL;
+    }
+    if (get_buffer(c, &units, "units", 8)) {
+        PyBuffer_Release(&fracs);
+        PyBuffer_Release(&secs);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    Py_ssize_t n = secs.len / 8;
+    if (fracs.len / 8 != n || units.len / 8 != n) {
+        PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+    } else {
+        out = PyByteArray_FromStringAndSize(NULL, n * 8);
+        if (out) {
+            double *ts = (double *)PyByteArray_AS_STRING(out);
+            const int64_t *s = secs.buf;
+            const uint64_t *f = fracs.buf;
+            const double *u = units.buf;
+            for (Py_ssize_t i = 0; i < n; i++)
+                ts[i] = (double)s[i] + (double)f[i] * u[i];
+        }
+    }
+    PyBuffer_Release(&units);
+    PyBuffer_Release(&fracs);
+    PyBuffer_Release(&secs);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"pcapng_ts", pcapng_ts, METH_VARARGS, "pcapng timestamps from stamps and units."},
+    {"scan_pcap", scan_pcap, METH_VARARGS, "pcap records from a buffer position."},
+    {"scan_pcapng", scan_pcapng, METH_VARARGS, "pcapng Enhanced Packet Blocks from a position."},
+    {NULL, NULL, 0, NULL}};
+
+extern PyType_Spec dc_arp_rule_spec;
+
+static int module_exec(PyObject *m)
+{
+    PyObject *type = PyType_FromModuleAndSpec(m, &Decoder_spec, NULL);
+    if (type == NULL)
+        return -1;
+    if (PyModule_AddObject(m, "Decoder", type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    PyObject *arp = PyType_FromModuleAndSpec(m, &dc_arp_rule_spec, NULL);
+    if (arp == NULL || PyModule_AddObject(m, "ArpRule", arp) < 0) {
+        Py_XDECREF(arp);
+        return -1;
+    }
+#ifdef DIAG_CORE_CHECKED
+    if (PyModule_AddIntConstant(m, "CHECKED", 1) < 0)
+        return -1;
+#else
+    if (PyModule_AddIntConstant(m, "CHECKED", 0) < 0)
+        return -1;
+#endif
+    return PyModule_AddIntConstant(m, "ABI", 1);
+}
+
+static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, module_exec}, {0, NULL}};
+
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "diag.decode._core",
+                                        "The compiled decode core of diag (see core.py).", 0,
+                                        module_methods, module_slots, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&module_def); }

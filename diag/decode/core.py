@@ -1,0 +1,507 @@
+"""The compiled decode core (``diag.decode._core``, C) behind the same API as the reference.
+
+Contract: :func:`iter_core` yields :class:`CoreChunk` s — what :func:`diag.decode.iter_rows`
+yields when the core is in use — whose tables (:func:`core_tables`) and summary fold
+(:func:`core_fold`, what :func:`diag.decode.summary.fold` calls for them) equal the reference
+decoder's, value for value (tests/decode/test_core_equivalence.py runs both on every capture).
+
+How: the core walks the records (pcap records, pcapng Enhanced Packet Blocks) and decodes the
+common frames, TCP reassembly and BGP messages itself; everything else goes to the reference
+one frame, one message or one TCP direction at a time (``diag/decode/_core/*.c`` say what
+exactly), through the hooks made here:
+
+* a frame it does not decode -> :class:`diag.decode.frames.PacketDecoder` (``packet``), whose
+  BGP segments come back to the core (:class:`_CoreFlows`), so there is one reassembly;
+  its rows are kept here ("slow" rows) and merged: tables in frame order, folds added;
+* a BGP message it does not decode -> :func:`diag.decode.bgp.decode_message`;
+* a TCP direction in a state it does not handle -> :meth:`BgpStream.resumed`.
+
+Which decoder runs: the core when it was built (``pip install -e .`` compiles it) and
+``DIAG_DECODER`` is not ``python``; ``DIAG_DECODER=compiled`` makes a missing core an error.
+:func:`decoder_name` says which (``diag --version``).
+"""
+from __future__ import annotations
+
+import gc
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from diag.decode.rows import RowChunk
+
+ENV = "DIAG_DECODER"
+_loaded: list = []          # [module or None, reason]
+
+
+def load():
+    """The compiled core module, or None when it is not built or ``DIAG_DECODER=python``."""
+    choice = os.environ.get(ENV, "").strip().lower()
+    if choice == "python":
+        return None
+    if not _loaded:
+        try:
+            from diag.decode import _core
+            _loaded[:] = [_core, ""]
+        except ImportError as err:
+            _loaded[:] = [None, f"not built ({err})"]
+    if _loaded[0] is None and choice == "compiled":
+        from diag.errors import EnvironmentProblem
+
+        raise EnvironmentProblem(f"{ENV}=compiled but the compiled decoder is {_loaded[1]}",
+                                 hint="build it: python3 -m pip install -e . (needs gcc and the "
+                                      "Python headers), or unset " + ENV)
+    return _loaded[0]
+
+
+def decoder_name() -> str:
+    """Which decoder runs, for ``diag --version``."""
+    if os.environ.get(ENV, "").strip().lower() == "python":
+        return f"pure-Python reference ({ENV}=python)"
+    try:
+        core = load()
+    except Exception as err:  # noqa: BLE001 - the version line must print
+        return f"none: {err}"
+    if core is None:
+        return f"pure-Python reference (the compiled core is {_loaded[1]})"
+    checked = ", bounds-asserting build" if getattr(core, "CHECKED", 0) else ""
+    return f"compiled C core{checked} (pure-Python reference as fallback)"
+
+
+class _CoreFlows:
+    """Stands in for :class:`diag.decode.bgpflow.BgpFlows` inside the reference decoder: the
+    segments of the frames it decodes go to the core's one reassembly."""
+
+    def __init__(self, core) -> None:
+        self.core = core
+        self.on_message = self.on_route = self.on_event = None   # PacketDecoder.take sets them
+
+    def segment(self, src: str, sport: int, dst: str, dport: int, seq: int, flags: int,
+                payload: bytes, frame: int, ts: float, depth: int, options: bytes = b"") -> None:
+        self.core.segment(src, sport, dst, dport, seq, flags, bytes(payload), frame, ts, depth,
+                          bytes(options))
+
+    def flush(self, frame: int, ts: float) -> None:
+        """The core flushes its flows itself (``Decoder.finish``)."""
+
+
+class _Slow:
+    """The rows of the frames the reference decoded, per table, for one chunk."""
+
+    NAMES = ("packets", "tunnels", "arp", "icmp", "fragments", "lldp")
+
+    def __init__(self, reference) -> None:
+        self.reference = reference
+        self.rows: dict[str, list] = {name: [] for name in self.NAMES}
+        self.count = 0
+
+    def packet(self, frame, ts, iface, linktype, data, wirelen, flags) -> dict:
+        self.reference.packet(frame, ts, iface, linktype, data, wirelen, flags)
+        return self.collect()
+
+    def collect(self) -> dict:
+        rows = self.reference.take()
+        for name in self.NAMES:
+            if rows[name]:
+                self.rows[name].extend(rows[name])
+        self.count += 1
+        return rows
+
+    def take(self) -> dict[str, list]:
+        out, self.rows = self.rows, {name: [] for name in self.NAMES}
+        return out
+
+
+def _object_array(n: int):
+    import numpy as np
+
+    return np.empty(n, dtype=object)
+
+
+def hooks(reference_packet, columns: dict) -> dict:
+    """What the core calls back (see diag/decode/_core/module.c)."""
+    from diag.decode import bgp, bgp_names, bgpflow, tcpstream
+    from diag.decode.bgp_attrs import ipv6_str
+    from diag.decode.nlri import PackedPrefixes, text_key
+    from diag.decode.summary import route_text
+
+    def route_key(text: str) -> int:
+        return text_key(text)
+
+    def bucket(src: str, sport: int, dst: str, dport: int) -> int:
+        from diag.decode.parallel import _bucket
+        return _bucket(src, sport, dst, dport)
+
+    return {
+        "fallback": reference_packet, "decode_message": bgp.decode_message,
+        "negotiate": bgp.negotiate, "stream": tcpstream.BgpStream.resumed,
+        "gap_text": bgpflow._gap_text, "resync_text": bgpflow._resync_text,
+        "route_key": route_key, "default_ctx": bgp.negotiate(None, None),
+        "object_array": _object_array, "bucket": bucket,
+        "Message": tcpstream.Message, "Gap": tcpstream.Gap,
+        "FramingError": tcpstream.FramingError, "Resync": tcpstream.Resync,
+        "PackedPrefixes": PackedPrefixes, "ipv6_str": ipv6_str,
+        "well_known": dict(bgp_names.WELL_KNOWN_COMMUNITIES), "columns": columns,
+        "route_text": route_text,
+    }
+
+
+def _columns() -> dict:
+    from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
+    from diag.decode.frames import ARP_COLUMNS, PACKET_COLUMNS, TUNNEL_COLUMNS
+
+    return {"packets": PACKET_COLUMNS, "tunnels": TUNNEL_COLUMNS, "arp": ARP_COLUMNS,
+            "bgp_messages": MESSAGE_ROW, "bgp_routes": ROUTE_ROW}
+
+
+class CoreChunk(RowChunk):
+    """A chunk decoded by the core: ``rows`` holds the reference's rows of the frames it
+    decoded (and the stream events), ``core`` what the core made (``Decoder.take()``)."""
+
+    def __init__(self, rows: dict, info, core: dict, names: dict, feedback: dict) -> None:
+        super().__init__(rows, None, info)
+        self.core = core
+        self.names = names
+        self.feedback = feedback
+
+    def columns(self, table: str, names: tuple[str, ...]) -> list[list]:
+        raise TypeError("a compiled-core chunk: use to_tables() or CaptureSummary.add()")
+
+    ordered = columns
+
+
+def _decoder(core, options, tables: bool, fold: bool, record: bool, names: dict,
+             reassembler=None):
+    from diag.decode.frames import PacketDecoder
+
+    reference = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names,
+                              reassembler=reassembler)
+    slow = _Slow(reference)
+    dec = core.Decoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports,
+                       hooks(slow.packet, _columns()), tables, fold, record)
+    reference.bgp = _CoreFlows(dec)
+    return dec, reference, slow
+
+
+class _no_gc:
+    """The cyclic GC paused while the core fills a block's rows: every object it makes stays
+    alive, and each collection would walk them all for no garbage (the decoder makes no
+    cycles; collection resumes after the block)."""
+
+    def __enter__(self) -> None:
+        self.enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            gc.enable()
+
+
+def _names_list(names: dict) -> list:
+    if not names:
+        return []
+    out = [None] * (max(names) + 1)
+    for i, name in names.items():
+        if i >= 0:
+            out[i] = name
+    return out
+
+
+def iter_core(path: str | Path, options, chunk_packets: int = 65536,
+              tables: bool = True) -> Iterator[CoreChunk]:
+    """:func:`diag.decode.iter_rows` by the compiled core (``tables=False``: no table columns,
+    only what the summary folds)."""
+    from diag.decode import checked_blocks
+    from diag.decode.capture import open_blocks
+
+    core = load()
+    if core is None:
+        raise RuntimeError("the compiled decoder is not available")
+    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
+    names: dict[int, str | None] = {}
+    dec, reference, slow = _decoder(core, options, tables, True, False, names)
+    feedback = {"heads": (True, True)}
+    ahead = checked_blocks(path, info, blocks, names)
+    block = next(ahead, None)
+    while block is not None:
+        if len(block):
+            dec.set_heads(*feedback["heads"])
+            with _no_gc():
+                dec.decode(block.buf, block.first_frame, block.offsets, block.caplens,
+                           block.wirelens, block.ts, block.ifaces, block.linktypes,
+                           block.flags, _names_list(names))
+            reference.last_frame = block.first_frame + len(block) - 1
+            reference.last_ts = float(block.ts[-1])
+        if block.damage is not None:
+            reference.damaged(block.damage.frame, block.damage.reason)
+            dec.append_rows("packets", reference.packets[-1:])
+            slow.collect()
+        block = next(ahead, None)
+        if block is not None:
+            with _no_gc():
+                taken = dec.take()
+            yield CoreChunk(slow.take(), info, taken, names, feedback)
+    dec.finish(reference.last_frame, reference.last_ts)
+    reference.finish_fragments()
+    slow.collect()
+    with _no_gc():
+        taken = dec.take()
+    yield CoreChunk(slow.take(), info, taken, names, feedback)
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+def _column(col: tuple, name: str, integer_columns: frozenset):
+    """A core column as the array the reference's rows give (``tables._array`` of the list)."""
+    import numpy as np
+
+    kind, n, data, mask = col
+    if kind == "o":
+        return data
+    dtype = {"i": np.int64, "f": np.float64, "b": np.bool_}[kind]
+    values = np.frombuffer(data, dtype=dtype) if n else np.empty(0, dtype=dtype)
+    if mask is None:
+        return values
+    missing = np.frombuffer(mask, dtype=np.bool_)
+    if kind == "i" and name in integer_columns:
+        return ("masked", values, missing)
+    out = values.astype(object)
+    out[missing] = None
+    return out
+
+
+def _array_of(value, name: str):
+    """The column array the reference's ``tables._series`` gives (numpy or IntegerArray)."""
+    import pandas as pd
+
+    from diag.decode.tables import INTEGER_COLUMNS, _series as reference_series
+
+    if isinstance(value, tuple):
+        _, values, missing = value
+        return pd.arrays.IntegerArray(values.copy(), missing.copy())
+    if value.dtype.kind != "O" or name not in INTEGER_COLUMNS:
+        return value      # what _series keeps (object arrays wrapped, not converted)
+    out = reference_series(value, name)
+    return out.to_numpy() if isinstance(out, pd.Series) else out
+
+
+_INDEXES: dict = {}
+
+
+def _new_frame(arrays: list, columns: tuple[str, ...], n: int):
+    """A DataFrame of these column arrays, as ``pd.DataFrame(dict, copy=False)`` makes it
+    (object columns stay object), built straight from its blocks: pandas' per-column checks
+    cost more than decoding when a chunk has a few thousand rows and 59 columns. Falls back to
+    the public constructor where pandas' internals differ."""
+    import pandas as pd
+
+    try:
+        from pandas.core.internals.managers import create_block_manager_from_column_arrays
+
+        names = _INDEXES.get(columns)
+        if names is None:
+            names = _INDEXES[columns] = pd.DataFrame(columns=list(columns)).columns
+        mgr = create_block_manager_from_column_arrays(
+            arrays, [names, pd.RangeIndex(n)], consolidate=False, refs=[None] * len(arrays))
+        return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)
+    except (ImportError, AttributeError, TypeError):
+        data = {c: (pd.Series(a, dtype=object, copy=False) if getattr(a, "dtype", None) == object
+                    else a) for c, a in zip(columns, arrays)}
+        return pd.DataFrame(data, columns=list(columns), copy=False)
+
+
+def _empty(columns: tuple[str, ...]):
+    """What ``tables.records_frame([], columns)`` makes: object columns, no rows."""
+    import numpy as np
+
+    return _new_frame([np.empty(0, dtype=object) for _ in columns], columns, 0)
+
+
+def _frame(cols: dict, columns: tuple[str, ...], slow: list | None = None):
+    """One table from the core's columns."""
+    from diag.decode.tables import INTEGER_COLUMNS
+
+    n = cols[columns[0]][1]
+    if not n:
+        return _empty(columns)                     # no rows: as the reference makes it
+    return _new_frame([_array_of(_column(cols[c], c, INTEGER_COLUMNS), c) for c in columns],
+                      columns, n)
+
+
+def _routes(t: dict, columns: tuple[str, ...]):
+    import numpy as np
+    import pandas as pd
+
+    from diag.decode.tables import INTEGER_COLUMNS
+
+    if not t["route_counts"][1]:
+        return _empty(columns)
+    counts = np.frombuffer(t["route_counts"][2], dtype=np.int64)
+    total = int(counts.sum())
+    group = t["bgp_routes"]
+    out = []
+    for name in columns:
+        if name == "prefix":
+            out.append(_array_of(t["route_prefix"][2], name))
+            continue
+        if name == "path_id":
+            kind, n, data, mask = t["route_path_id"]
+            if kind == "o":       # a reference path id that is not an int: let pandas judge
+                out.append(_array_of(data, name))
+                continue
+            values = np.frombuffer(data, dtype=np.int64) if n else np.empty(0, dtype=np.int64)
+            missing = (np.frombuffer(mask, dtype=np.bool_) if mask is not None
+                       else np.zeros(n, dtype=np.bool_))
+            out.append(pd.arrays.IntegerArray(values.copy(), missing.copy()))
+            continue
+        kind, n, data, mask = group[name]
+        if (kind == "o" and mask == 0) or (kind != "o" and mask is not None and
+                                            n and bytes(mask).count(0) == 0):
+            # a column no route of the chunk has (many: family and attribute columns)
+            out.append(_array_of(np.empty(total, dtype=object), name))
+            continue
+        value = _column(group[name], name, INTEGER_COLUMNS)
+        if isinstance(value, tuple):
+            _, values, missing = value
+            out.append(pd.arrays.IntegerArray(np.repeat(values, counts),
+                                              np.repeat(missing, counts)))
+        else:
+            out.append(_array_of(np.repeat(value, counts), name))
+    return _new_frame(out, columns, total)
+
+
+def core_tables(chunk: CoreChunk):
+    """The :class:`diag.decode.Tables` of a core chunk (what the reference would build)."""
+    import pandas as pd
+
+    from diag.decode import INTERFACE_COLUMNS, Tables
+    from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
+    from diag.decode.frames import (ARP_COLUMNS, FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS,
+                                    STREAM_EVENT_COLUMNS, TUNNEL_COLUMNS)
+    from diag.decode.lldp import LLDP_COLUMNS
+    from diag.decode.tables import records_frame
+
+    t = chunk.core.get("tables")
+    if t is None:
+        raise ValueError("this chunk was decoded for the summary only (tables=False)")
+    rows, info = chunk.rows, chunk.info
+    events = chunk.core["stream_events"]
+    ifaces = pd.DataFrame.from_records(
+        [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
+         for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
+    def reference_rows(records: list, columns: tuple[str, ...]):
+        return records_frame(records, columns) if records else _empty(columns)
+
+    return Tables(
+        packets=_frame(t["packets"], PACKET_COLUMNS),
+        bgp_messages=_frame(t["bgp_messages"], MESSAGE_ROW),
+        bgp_routes=_routes(t, ROUTE_ROW),
+        tunnels=_frame(t["tunnels"], TUNNEL_COLUMNS),
+        arp=_frame(t["arp"], ARP_COLUMNS),
+        stream_events=reference_rows([tuple(r.get(c) for c in STREAM_EVENT_COLUMNS)
+                                      for r in events], STREAM_EVENT_COLUMNS),
+        icmp=reference_rows(rows["icmp"], ICMP_COLUMNS),
+        fragments=reference_rows(rows["fragments"], FRAGMENT_COLUMNS),
+        lldp=reference_rows(rows["lldp"], LLDP_COLUMNS),
+        interfaces=ifaces,
+        info=info,
+        rows=chunk,
+    )
+
+
+# --- the summary's fold -----------------------------------------------------------------------
+
+def core_fold(chunk: CoreChunk, folder, bgp: bool = True, other: bool = True) -> dict:
+    """:func:`diag.decode.summary.fold` of a core chunk: the core's folds and the reference's
+    fold of the frames it decoded, added."""
+    from diag.decode import summary as s
+
+    folded = chunk.core["fold"]
+    slow = RowChunk({**chunk.rows, "bgp_messages": [], "bgp_routes": [], "stream_events": []},
+                    None, chunk.info)
+    out: dict = {}
+    if other:
+        out["packets"] = _packets(folded["packets"], s._fold_packets(slow), chunk.names)
+        out["tunnels"] = _tunnels(folded["tunnels"], slow)
+        arp = s._fold_arp(slow)
+        fast = folded["arp"]
+        if folded["arp_raw"]:        # encapsulated or QinQ ARP: its segment made in Python
+            rule_row = s.arp_rule_row
+            fast = [row if len(row) == 12 else rule_row(row[:13], row[13]) for row in fast]
+        out["arp"] = sorted(fast + arp, key=lambda r: r[0]) if arp else fast
+        out["icmp"] = s._fold_icmp(slow)
+        out["fragments"] = s._fold_fragments(slow)
+        out["lldp"] = s._fold_lldp(slow)
+    if bgp:
+        out["bgp"] = bgp_fold(chunk.core, folder)
+        if folder is not None:
+            chunk.feedback["heads"] = tuple(len(folder.sample[k]) < s.MAX_PREFIX_SAMPLE
+                                            for k in ("announce", "withdraw"))
+    return out
+
+
+def _packets(fast: tuple, slow: tuple | None, names: dict) -> tuple | None:
+    from diag.decode.summary import _interface_label, _num
+
+    total, lo, hi, combos, otherhost, dst_macs = fast
+    if not total:
+        return slow
+    by_app: Counter = Counter()
+    by_l3: Counter = Counter()
+    by_direction: Counter = Counter()
+    by_interface: Counter = Counter()
+    for app, l3, direction, iface, ifindex, n in combos:
+        by_app[app or "other"] += n
+        by_l3[str(l3)] += n
+        if direction is not None:
+            by_direction[direction] += n
+            by_interface[(_interface_label(names.get(iface), ifindex, iface), direction)] += n
+    if slow is None:
+        return (total, _num(lo), _num(hi), by_app, by_l3, by_direction, by_interface, 0, [],
+                otherhost, dst_macs)
+    n2, lo2, hi2, app2, l3_2, dir2, if2, nbad, examples, otherhost2, dst_macs2 = slow
+    return (total + n2, min(_num(lo), lo2), max(_num(hi), hi2), by_app + app2, by_l3 + l3_2,
+            by_direction + dir2, by_interface + if2, nbad, examples, otherhost or otherhost2,
+            dst_macs | dst_macs2)
+
+
+def _tunnels(fast: list, slow: RowChunk) -> tuple | None:
+    from diag.decode.summary import tunnel_fold
+
+    kinds, vnis, srcs, dsts, dports, l3s, bad = slow.columns(
+        "tunnels", ("type", "vni", "outer_src", "outer_dst", "outer_dport", "inner_l3",
+                    "malformed"))
+    if not fast and not kinds:
+        return None
+    groups: Counter = Counter(zip(kinds, vnis, srcs, dsts, dports, l3s))
+    for kind, vni, src, dst, dport, l3, n in fast:
+        groups[(kind, vni, src, dst, dport, l3)] += n
+    return tunnel_fold(groups, sum(1 for b in bad if b is not None))
+
+
+def bgp_fold(core: dict, folder) -> dict:
+    """The BGP part of the fold from the core's folds (``_fold_bgp`` for a core chunk)."""
+    from diag.decode.summary import _nulls_last, fold_events, fold_route_key
+
+    folded = core["fold"]
+    sessions = folded["sessions"]
+    messages = None
+    if sessions:
+        spans, bad, named = {}, Counter(), Counter()
+        for session, (lo, hi, nbad, counts) in sessions.items():
+            spans[session] = [lo, hi]
+            if nbad:
+                bad[session] = nbad
+            for name, n in counts.items():
+                named[(session, name)] = n
+        messages = (spans, bad, named, folded["special"])
+    routes = []
+    groups = folded["routes"]
+    for key in sorted(groups, key=_nulls_last):
+        session, family, action = key
+        rows, keys, head = groups[key]
+        routes.append(fold_route_key(folder, session, family, action, rows, [keys],
+                                     (lambda head=head: head or [])))
+    if groups:
+        folder.spill_if_large()
+    return {"messages": messages, "routes": routes, "events": fold_events(core["stream_events"])}

@@ -1,0 +1,506 @@
+"""The compiled decode core against the pure-Python reference decoder: the same output.
+
+Oracle: the reference (``decoder="python"``, the per-packet decoder of diag/decode/frames.py
+and its BGP modules; ``DIAG_DECODER=python`` for the summary, whose ARP fold is then the Python
+one). Required: every table equal (columns, dtypes, and each value with its Python type) and the
+summary's JSON text equal, on every capture the repository holds (the shipped captures, the lab
+captures recorded from real daemons, the fixtures, every crafted capture of tests/craft) at
+several chunk sizes, and on hypothesis-generated captures: frames of every shape the decoders
+know (mixed, truncated, cooked), BGP streams built from tests/craft/bgpmsg.py (OPEN with
+capabilities, UPDATEs of every family and attribute, NOTIFICATIONs, ROUTE-REFRESH, malformed
+messages) cut into segments that are lost, repeated, reordered, renumbered, reset, and bytes
+flipped anywhere in the frames. The parallel path (``--workers N``) is checked the same way.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from diag.decode import DecodeOptions, core, iter_decode, iter_rows
+from diag.decode.summary import CaptureSummary
+from tests.craft import bgpmsg as m
+from tests.craft import session_bad_files, session_captures
+from tests.decode.test_fast_path import KINDS, _cook, _frame
+
+pytestmark = pytest.mark.skipif(core.load() is None, reason="the compiled core is not built")
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPTURES = sorted([*ROOT.glob("captures/*.pcap"), *ROOT.glob("captures/lab/*.pcap"),
+                   *ROOT.glob("tests/fixtures/**/*.pcap"), *ROOT.glob("tests/fixtures/**/*.pcapng")])
+TABLES = ("packets", "bgp_messages", "bgp_routes", "tunnels", "arp", "stream_events", "icmp",
+          "fragments", "lldp", "interfaces")
+
+
+# --- the comparison -------------------------------------------------------------------------------
+
+def _canon(v):
+    """A cell as (type, value), lists element by element; every missing value one thing."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return ("missing",)
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__, tuple(_canon(x) for x in v))
+    return (type(v).__name__, v)
+
+
+def tables(path: Path, decoder: str, chunk: int, options: DecodeOptions,
+           vectorize: bool | None = None) -> dict[str, pd.DataFrame]:
+    out: dict[str, list] = {}
+    for c in iter_decode(path, options, chunk_packets=chunk, vectorize=vectorize,
+                         decoder=decoder):
+        for name in TABLES:
+            out.setdefault(name, []).append(getattr(c, name))
+    return {name: frames[-1] if name == "interfaces" or len(frames) == 1 else
+            pd.concat(frames, ignore_index=True) for name, frames in out.items()}
+
+
+def summary(path: Path, decoder: str, chunk: int, options: DecodeOptions) -> str:
+    with pytest.MonkeyPatch.context() as mp:
+        if decoder == "python":
+            mp.setenv("DIAG_DECODER", "python")     # the reference's ARP fold too
+        s = CaptureSummary()
+        for c in iter_rows(path, options, chunk_packets=chunk, decoder=decoder,
+                           tables=decoder == "python"):
+            s.add(c)
+        return json.dumps(s.result(), default=str)
+
+
+def assert_same(path: Path, chunk: int = 65536,
+                options: DecodeOptions | None = None) -> None:
+    options = options or DecodeOptions()
+    ref = tables(path, "python", chunk, options, vectorize=False)
+    got = tables(path, "compiled", chunk, options)
+    assert ref.keys() == got.keys()
+    for name in ref:
+        a, b = ref[name], got[name]
+        pd.testing.assert_frame_equal(b, a, check_dtype=True, obj=f"{path.name}: {name}")
+        for col in a.columns:
+            ca, cb = [_canon(v) for v in a[col].tolist()], [_canon(v) for v in b[col].tolist()]
+            if ca != cb:
+                i = next(i for i, (x, y) in enumerate(zip(ca, cb)) if x != y)
+                raise AssertionError(f"{path.name}: {name}.{col} row {i}: {cb[i]} != {ca[i]}")
+    assert summary(path, "compiled", chunk, options) == \
+        summary(path, "python", chunk, options), f"{path.name}: summary differs"
+
+
+# --- every capture the repository holds -----------------------------------------------------------
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("chunk", [65536, 7])
+def test_shipped_and_fixture_captures(path, chunk):
+    assert_same(path, chunk)
+
+
+def test_crafted_captures(tmp_path_factory):
+    crafted = session_captures(tmp_path_factory)
+    assert len(crafted) > 10
+    for c in crafted.values():
+        for chunk in (65536, 3):
+            assert_same(c.path, chunk, DecodeOptions(bgp_ports=c.bgp_ports))
+
+
+def test_damaged_files(tmp_path_factory):
+    for name, path in session_bad_files(tmp_path_factory).items():
+        try:
+            ref = summary(path, "python", 65536, DecodeOptions())
+        except Exception as err:   # noqa: BLE001 - unusable files: the same error
+            with pytest.raises(type(err)):
+                summary(path, "compiled", 65536, DecodeOptions())
+            continue
+        assert_same(path)
+
+
+def test_the_benchmark_mixes(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import generate
+
+    for mix in ("light", "bgp-heavy"):
+        path = tmp_path / f"{mix}.pcap"
+        generate.generate(4000, path, seed=11, mix=mix)
+        assert_same(path, 500)
+
+
+def test_the_compiled_path_is_really_used(tmp_path):
+    """Not everything handed to the reference: on the BGP-heavy mix no frame and no TCP
+    direction goes to it, and only OPENs and NOTIFICATIONs among the messages."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import generate
+
+    from diag.decode.capture import open_blocks
+
+    path = tmp_path / "mix.pcap"
+    truth = generate.generate(3000, path, seed=5, mix="bgp-heavy")
+    dec = core._decoder(core.load(), DecodeOptions(), False, True, False, {})[0]
+    _info, blocks = open_blocks(path, scanner=core.load())
+    for block in blocks:
+        dec.decode(block.buf, block.first_frame, block.offsets, block.caplens, block.wirelens,
+                   block.ts, block.ifaces, block.linktypes, block.flags, [])
+    stats = dec.stats()
+    messages = truth["bgp"]["messages"]
+    assert stats["frames_to_reference"] == 0
+    assert stats["streams_to_reference"] == 0
+    assert 0 < stats["messages_to_reference"] <= messages["OPEN"] + messages["NOTIFICATION"]
+
+
+# --- hypothesis: frames of every shape ------------------------------------------------------------
+
+def _write(path: Path, frames: list[bytes], linktype: int = 1) -> None:
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+        for i, data in enumerate(frames):
+            fh.write(struct.pack("<IIII", 1_700_000_000 + i // 3, (i * 377) % 1_000_000,
+                                 len(data), len(data) + (i % 2)) + data)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(picks=st.lists(st.tuples(st.integers(0, 22), st.integers(0, 120)), min_size=1,
+                      max_size=30),
+       linktype=st.sampled_from([1, 113, 276]), chunk=st.sampled_from([2, 5, 1000]),
+       outgoing=st.booleans())
+def test_frames_of_every_shape(tmp_path_factory, picks, linktype, chunk, outgoing):
+    frames = []
+    for i, (kind, cut) in enumerate(picks):
+        data = _frame(KINDS[kind % len(KINDS)], i)
+        if linktype != 1:
+            data = _cook(data, linktype, outgoing)
+        if cut and cut < len(data) and cut % 3 == 0:
+            data = data[:cut]
+        frames.append(data)
+    path = tmp_path_factory.mktemp("shapes") / "mix.pcap"
+    _write(path, frames, linktype)
+    assert_same(path, chunk)
+
+
+# --- hypothesis: BGP streams, hostile ------------------------------------------------------------
+
+def _messages(draw) -> list[bytes]:
+    """BGP messages of every kind the decoders know, some malformed."""
+    kinds = draw(st.lists(st.integers(0, 15), min_size=1, max_size=8))
+    out = []
+    for k in kinds:
+        r = draw(st.randoms(use_true_random=False))
+        v6 = r.random() < 0.3
+        plens = [r.choice((0, 8, 16, 24, 25, 32)) if not v6 else r.choice((0, 48, 64, 127, 128))
+                 for _ in range(r.randint(1, 6))]
+        pfx = [str(ipaddress.ip_network(
+            f"10.{r.randint(0, 3)}.{r.randint(0, 255)}.0/{p}" if not v6 else
+            f"fd00:{r.randint(0, 9):x}::/{p}", strict=False)) for p in plens]
+        four = r.random() < 0.8
+        path = [(m.AS_SEQUENCE, [r.choice((65001, 4_200_000_001 if four else 64512, 23456, 174))
+                                 for _ in range(r.randint(0, 3))])]
+        attrs = [m.origin(r.randint(0, 2)), m.as_path(path, four_octet=four)]
+        if k == 0:
+            out.append(m.keepalive())
+        elif k == 1:
+            caps = [m.cap_multiprotocol(1, 1), m.cap_four_octet_as(4_200_000_001)]
+            if r.random() < 0.5:
+                caps.append(m.cap_add_path([(1, 1, 3), (2, 1, 3)]))
+            if r.random() < 0.3:
+                caps.append(m.cap_route_refresh())
+            out.append(m.open_message(r.choice((65001, 23456)), r.choice((0, 3, 90, 1)),
+                                      "10.0.0.1", caps))
+        elif k == 2 and not v6:
+            out.append(m.update(attributes=attrs + [m.next_hop("10.0.0.9")],
+                                nlri=[m.prefix(p) for p in pfx]))
+        elif k in (2, 3):
+            fam = 2 if v6 else 1
+            out.append(m.update(attributes=attrs + [m.mp_reach(fam, 1, ["fd00::9"] if v6 else
+                                                               ["10.0.0.9"], pfx)]))
+        elif k == 4:
+            extra = [m.med(r.randint(0, 9)), m.local_pref(100), m.atomic_aggregate(),
+                     m.communities([(65001, 7), 0xFFFFFF01]),
+                     m.large_communities([(65001, 1, 2)]), m.aggregator(65001, "10.0.0.1"),
+                     m.extended_communities([bytes([0, 2, 0xFD, 0xE9, 0, 0, 0, 100])]),
+                     m.as4_path([(m.AS_SEQUENCE, [4_200_000_001])]),
+                     m.attribute(m.OPTIONAL | m.TRANSITIVE, 99, b"xyz")]
+            chosen = r.sample(extra, r.randint(0, len(extra)))
+            out.append(m.update(withdrawn=[m.prefix(p) for p in pfx] if r.random() < 0.3 else (),
+                                attributes=attrs + [m.next_hop("10.0.0.9")] + chosen,
+                                nlri=[m.prefix(p) for p in pfx]))
+        elif k == 5:
+            out.append(m.update(withdrawn=[m.prefix(p) for p in pfx if "." in p]))
+        elif k == 6:
+            out.append(m.update(attributes=[m.mp_unreach(2 if v6 else 1, 1, pfx)]))
+        elif k == 7:
+            out.append(m.end_of_rib(r.choice((1, 2)), 1))
+        elif k == 8:
+            out.append(m.notification(6, r.choice((2, 4, 9)), b"\x05bye!"))
+        elif k == 9:
+            out.append(m.route_refresh(1, 1, r.choice((0, 1, 2))))
+        elif k == 10:
+            rd = m.rd_as2(65001, 7)
+            out.append(m.update(attributes=attrs + [m.mp_reach_raw(
+                1, 128, b"\0" * 8 + bytes([10, 0, 0, 9]),
+                m.vpn_prefix("10.9.0.0/24", rd, [16]))]))
+        elif k == 11:   # ADD-PATH ids in an UPDATE (as negotiated, or guessed)
+            out.append(m.update(attributes=attrs + [m.next_hop("10.0.0.9")],
+                                nlri=[m.prefix(p, path_id=r.randint(1, 3)) for p in pfx
+                                      if "." in p]))
+        elif k == 12:   # lies in the header or the body
+            body = m.update(attributes=attrs, nlri=[m.prefix(p) for p in pfx if "." in p])
+            if r.random() < 0.5:
+                body = body[:16] + struct.pack("!H", len(body) + r.choice((-3, 5))) + body[18:]
+            else:
+                body = body[:19] + bytes([r.randint(0, 255)]) + body[20:]
+            out.append(body)
+        elif k == 13:
+            out.append(m.keepalive()[:-1] + b"\x07")          # an unknown type
+        elif k == 14:
+            out.append(bytes(r.randint(0, 255) for _ in range(r.randint(1, 40))))   # garbage
+        else:
+            out.append(m.update(attributes=[m.origin(0)], nlri=[m.prefix("10.1.0.0/16")]))
+    return out
+
+
+def _ip_tcp(src: str, sport: int, dst: str, dport: int, seq: int, flags: int,
+            payload: bytes, v6: bool = False) -> bytes:
+    import socket
+
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, 0, 5 << 4, flags, 502, 0,
+                      0) + payload
+    if v6:
+        ip = struct.pack("!IHBB", 6 << 28, len(tcp), 6, 64) + socket.inet_pton(
+            socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+        return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x86\xdd" + ip + tcp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp
+
+
+@st.composite
+def bgp_streams(draw):
+    """Frames of one or two BGP connections, both directions, with what goes wrong on wires
+    and in captures: a lost segment, a repeat, two swapped, numbering off by a few, a reset,
+    a capture that starts mid-stream, FINs, a new SYN on the same ports."""
+    r = draw(st.randoms(use_true_random=False))
+    frames = []
+    for conn in range(draw(st.integers(1, 2))):
+        v6 = r.random() < 0.2
+        a, b = ("fd00::1", "fd00::2") if v6 else (f"10.0.{conn}.1", f"10.0.{conn}.2")
+        seq = {0: r.getrandbits(32), 1: r.getrandbits(32)}
+        ends = {0: (a, 40000 + conn, b, 179), 1: (b, 179, a, 40000 + conn)}
+        if r.random() < 0.85:                               # else: mid-stream start
+            frames.append(_ip_tcp(*ends[0], seq[0], 0x02, b"", v6))
+            frames.append(_ip_tcp(*ends[1], seq[1], 0x12, b"", v6))
+            seq[0] += 1
+            seq[1] += 1
+        for _ in range(draw(st.integers(1, 4))):
+            side = r.randint(0, 1)
+            data = b"".join(_messages(draw))
+            cuts = sorted(r.sample(range(1, len(data)), min(len(data) - 1, r.randint(0, 3))))
+            bounds = [0, *cuts, len(data)]
+            segs = []
+            for i in range(len(bounds) - 1):
+                piece = data[bounds[i]:bounds[i + 1]]
+                segs.append((seq[side] + bounds[i], piece))
+            seq[side] += len(data)
+            fate = r.random()
+            if fate < 0.1 and len(segs) > 1:
+                segs.pop(r.randrange(len(segs)))             # lost
+            elif fate < 0.2:
+                segs.insert(r.randrange(len(segs) + 1), segs[r.randrange(len(segs))])  # repeat
+            elif fate < 0.3 and len(segs) > 1:
+                i = r.randrange(len(segs) - 1)
+                segs[i], segs[i + 1] = segs[i + 1], segs[i]  # reordered
+            elif fate < 0.35:
+                s0, p0 = segs[0]
+                segs[0] = (s0 + r.choice((-2, -1, 1, 3)), p0)   # numbered a few bytes off
+            for s, p in segs:
+                frames.append(_ip_tcp(*ends[side], s, 0x18, p, v6))
+        end = r.random()
+        if end < 0.3:
+            frames.append(_ip_tcp(*ends[0], seq[0], 0x11, b"", v6))
+            frames.append(_ip_tcp(*ends[1], seq[1], 0x11, b"", v6))
+        elif end < 0.4:
+            frames.append(_ip_tcp(*ends[r.randint(0, 1)], seq[0], 0x04, b"", v6))
+        elif end < 0.5:
+            frames.append(_ip_tcp(*ends[0], r.getrandbits(32), 0x02, b"", v6))   # a new SYN
+    if r.random() < 0.5:                                      # connections interleave
+        frames = [f for pair in zip(frames[::2], frames[1::2]) for f in pair] + (
+            [frames[-1]] if len(frames) % 2 else [])
+    return frames
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=bgp_streams(), chunk=st.sampled_from([1, 3, 1000]))
+def test_bgp_streams(tmp_path_factory, frames, chunk):
+    path = tmp_path_factory.mktemp("bgp") / "bgp.pcap"
+    _write(path, frames)
+    assert_same(path, chunk)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames=bgp_streams(), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)),
+                                            max_size=12))
+def test_bytes_flipped_anywhere(tmp_path_factory, frames, flips):
+    """Headers and payloads with bytes changed at random: the same rows either way (and no
+    crash: the core reads only within each record)."""
+    frames = [bytearray(f) for f in frames]
+    for at, value in flips:
+        f = frames[at % len(frames)]
+        f[at % len(f)] = value
+    path = tmp_path_factory.mktemp("flip") / "flip.pcap"
+    _write(path, [bytes(f) for f in frames])
+    assert_same(path, 1000)
+
+
+# --- several processes -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_the_parallel_path(tmp_path, workers):
+    import sys
+
+    from diag.decode.parallel import summarize
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import generate
+
+    path = tmp_path / "mix.pcap"
+    generate.generate(6000, path, seed=3, mix="bgp-heavy")
+    want = summary(path, "python", 700, DecodeOptions())
+    got = json.dumps(summarize(path, DecodeOptions(), workers, chunk_packets=700,
+                               decoder="compiled"), default=str)
+    assert got == want
+
+
+# --- which decoder runs --------------------------------------------------------------------------
+
+def test_the_environment_forces_the_reference(monkeypatch):
+    from diag.decode import use_compiled
+
+    assert use_compiled() is True
+    monkeypatch.setenv("DIAG_DECODER", "python")
+    assert use_compiled() is False
+    assert "pure-Python" in core.decoder_name()
+
+
+def test_a_missing_core_falls_back_and_says_so(monkeypatch):
+    from diag.decode import use_compiled
+    from diag.errors import EnvironmentProblem
+
+    monkeypatch.setattr(core, "_loaded", [None, "not built (test)"])
+    assert use_compiled() is False
+    assert "not built (test)" in core.decoder_name()
+    s = CaptureSummary()
+    for c in iter_rows(ROOT / "captures" / "bgp_session.pcap"):
+        assert getattr(c, "core", None) is None
+        s.add(c)
+    assert s.result()["bgp"]["messages"]["OPEN"] > 0
+    monkeypatch.setenv("DIAG_DECODER", "compiled")
+    with pytest.raises(EnvironmentProblem):
+        core.load()
+
+
+def test_diag_version_names_the_decoder():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-m", "diag", "--version"], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=60).stdout
+    assert "decoder: compiled C core" in out
+    env["DIAG_DECODER"] = "python"
+    out = subprocess.run([sys.executable, "-m", "diag", "--version"], capture_output=True,
+                         text=True, env=env, cwd=ROOT, timeout=60).stdout
+    assert "decoder: pure-Python reference" in out
+
+
+# --- hypothesis: the summary's ARP pairing ---------------------------------------------------------
+
+_SEGMENTS = [None, ("vlan", 10), ("vni", 42)]
+_PLACES = [(0, "eth0", "in", 0, ()), (1, "vxlan.calico", None, 0, ()),
+           (0, "eth0", "in", 1, (("10.1.0.1", "10.1.0.2"),)), (2, "any", "out", 0, ())]
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(
+    st.sampled_from(["request", "request", "reply", "7", None]),
+    st.sampled_from(["10.0.0.1", "10.0.0.2", "0.0.0.0", "10.0.0.3", None]),
+    st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", None]),
+    st.sampled_from(["02:00:00:00:00:01", "02:00:00:00:00:02", "03:00:00:00:00:09"]),
+    st.booleans(), st.sampled_from(_SEGMENTS), st.sampled_from(_PLACES),
+    st.sampled_from([0.0, 0.001, 0.01, 0.06, 0.5, 2.9, 3.2, 9.0, -0.02])), max_size=80),
+    max_pending=st.sampled_from([2, 100_000]), cut=st.integers(0, 80))
+@example(rows=[("request", "10.0.0.1", "10.0.0.2", "02:00:00:00:00:01", False, None, _PLACES[0],
+                0.0),
+               ("request", "10.0.0.1", "10.0.0.2", "02:00:00:00:00:01", False, ("vni", 42),
+                _PLACES[2], 0.001),
+               ("reply", "10.0.0.2", "10.0.0.1", "02:00:00:00:00:02", False, None, _PLACES[0],
+                2.9),
+               ("request", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:01", False, None, _PLACES[0],
+                0.0),
+               ("request", "10.0.0.3", "10.0.0.2", "02:00:00:00:00:01", False, None, _PLACES[1],
+                9.0)],
+         max_pending=100_000, cut=1)
+def test_the_compiled_arp_pairing_is_the_rule(rows, max_pending, cut):
+    """diag/decode/_core/arp.c against CaptureSummary._arp with diag/decode/arp.py's
+    ArpPairing: copies at other places, segments, the windows, retransmissions, late copies,
+    probes, gratuitous rows, max_pending, time going backwards, rows split across chunks."""
+    from diag.decode.arp import COPY_WINDOW, REPLY_WINDOW, ArpPairing, Verdict
+
+    feed, ts = [], 100.0
+    for frame, (op, sip, tip, mac, grat, segment, place, dt) in enumerate(rows, 1):
+        ts += dt
+        depth = place[3]
+        feed.append((frame, ts, op, mac, sip, "00:00:00:00:00:00", tip,
+                     grat and sip is not None and sip == tip, segment, place, place[2], depth))
+    py, fast = CaptureSummary(), CaptureSummary()
+    py._arp_rule = None
+    py.arp_pairing = ArpPairing(max_pending=max_pending)
+    fast._arp_rule = core.load().ArpRule(REPLY_WINDOW, COPY_WINDOW, max_pending, Verdict)
+    for part in (feed[:cut], feed[cut:]):
+        py._arp(part)
+        fast._arp(part)
+    py._arp_finish()
+    fast._arp_finish()
+    assert dict(py.arp_counts) == dict(fast.arp_counts)
+    assert (py.arp_answered, py.arp_copies) == (fast.arp_answered, fast.arp_copies)
+    assert py.arp_unanswered == fast.arp_unanswered
+    assert list(py.arp_unanswered) == list(fast.arp_unanswered)
+    assert dict(py.arp_responders) == dict(fast.arp_responders)
+    assert (py.arp_view.replied_to, py.arp_view.unicast) == (fast.arp_view.replied_to,
+                                                             fast.arp_view.unicast)
+
+
+def test_qinq_arp_is_paired_by_both_decoders(tmp_path):
+    """ARP under two 802.1Q tags (the decoder's vlan "100.200"): one segment for the rule (it
+    raised ValueError in int() before), answered by the reply on the same tag stack, the same
+    summary from both decoders."""
+    import subprocess
+    import sys
+
+    def arp(op: int, sha: bytes, spa: bytes, tpa: bytes) -> bytes:
+        body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, sha, spa, bytes(6), tpa)
+        return (b"\xff" * 6 + sha + b"\x88\xa8" + struct.pack("!H", 100) + b"\x81\x00"
+                + struct.pack("!H", 200) + b"\x08\x06" + body)
+
+    asker, target = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    frames = [arp(1, b"\x02\0\0\0\0\x01", asker, target), arp(2, b"\x02\0\0\0\0\x02", target, asker)]
+    path = tmp_path / "qinq.pcap"
+    _write(path, frames)
+    outs = []
+    for decoder in ("python", "compiled"):
+        proc = subprocess.run([sys.executable, "-m", "diag", "pcap", str(path), "--format", "json"],
+                              capture_output=True, text=True, cwd=Path(__file__).parents[2],
+                              env={**__import__("os").environ, "DIAG_DECODER": decoder})
+        assert proc.returncode == 0, proc.stderr
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1]
+    summary = json.loads(outs[0])["arp"]
+    assert (summary["requests"], summary["replies"], summary["answered"]) == (1, 1, 1)
