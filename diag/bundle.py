@@ -24,9 +24,19 @@ paths, symlinks, hard links, device files or FIFOs, or when an archive expands b
 member limits (decompression bombs are stopped while streaming, not by trusting headers). Every
 file's sha256 is checked against the manifest; mismatches, missing and unlisted files are returned
 as problems rather than raised, so that a damaged bundle can still be inspected.
+
+Bad input degrades per file, never for the whole bundle when it can be helped
+(docs/bundle-format.md, "Bad input"): the manifest is validated against its schema up front (a bad
+top-level field refuses the bundle, naming the field; a bad host record makes that host
+``UNUSABLE`` and the rest is read; a bad command record is dropped); a file larger than the reading
+limit of its kind (:data:`MAX_OUTPUT_BYTES` for a command's output, :data:`MAX_KUBE_BYTES` for a
+Kubernetes file) is never loaded, also inside an archive, where it is skipped before its bytes
+are decompressed into anything (``TOO_LARGE`` problem); JSON is read with a depth limit
+(:func:`load_json`).
 """
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import json
@@ -57,12 +67,22 @@ KUBE_DIR = "kube"
 STATUS_IN_PROGRESS = "in_progress"
 STATUS_COMPLETE = "complete"
 STATUS_PARTIAL = "partial"
+UNUSABLE = "UNUSABLE"      # the reachability given to a host whose manifest record is bad
 
 # Reader limits: generous for real bundles (captures are bounded by --max-bytes), small enough
 # that a crafted archive cannot fill the disk or memory.
 MAX_TOTAL_BYTES = 4 * 1024**3
 MAX_MEMBERS = 100_000
 MAX_MANIFEST_BYTES = 64 * 1024**2
+# Per-file reading limits: a command's output is cut by the collector at its cap (16 MiB,
+# collect/catalogue.py's DEFAULT_CAP), so a larger file was not written by diag collect; kubectl's
+# object lists are not capped by the collector, so their limit is more generous. Captures are
+# streamed and need none (the archive's total limit still bounds them).
+MAX_OUTPUT_BYTES = 16 * 1024**2
+MAX_KUBE_BYTES = 64 * 1024**2
+# Deeper JSON than this is refused: real outputs nest less than 20 levels, and nothing that reads
+# JSON afterwards (parsers, renderers) should meet a structure deep enough to exhaust the stack.
+MAX_JSON_DEPTH = 128
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._@+-]")
 
@@ -71,6 +91,51 @@ def safe_component(name: str) -> str:
     """A host name or command id turned into one safe path component (no '/', no '..')."""
     cleaned = _SAFE_NAME.sub("_", name).strip(".") or "_"
     return cleaned[:120]
+
+
+class OutputTooLarge(OSError):
+    """A bundle file larger than the reading limit of its kind: refused, never loaded."""
+
+
+def read_limit(relative: str) -> int | None:
+    """The most bytes diag reads of the bundle file ``relative`` (None: streamed, no limit)."""
+    if relative.endswith(CAPTURE_SUFFIXES):
+        return None
+    if relative == MANIFEST:
+        return MAX_MANIFEST_BYTES
+    if relative.startswith(KUBE_DIR + "/"):
+        return MAX_KUBE_BYTES
+    return MAX_OUTPUT_BYTES
+
+
+def load_json(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for evidence: ValueError (json's own, or "nested deeper than ...") for
+    anything that is not JSON within ``max_depth`` levels of arrays and objects."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
+    if not _within_depth(value, max_depth):
+        raise ValueError(f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def _within_depth(value: Any, limit: int) -> bool:
+    """No array or object in ``value`` deeper than ``limit`` (iterative: deep input cannot
+    exhaust the stack here)."""
+    if type(value) is not dict and type(value) is not list:
+        return True
+    stack = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            return False
+        for child in (node.values() if type(node) is dict else node):
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+    return True
 
 
 def _file_name(command_id: str, suffix: str) -> str:
@@ -341,9 +406,12 @@ def _current_user() -> str:
 class Problem:
     """Something wrong with a readable bundle: a sha256 mismatch, a missing or unlisted file."""
 
-    kind: str   # SHA256_MISMATCH | MISSING_FILE | UNLISTED_FILE | SIZE_MISMATCH
+    # SHA256_MISMATCH | MISSING_FILE | UNLISTED_FILE | SIZE_MISMATCH | TOO_LARGE |
+    # BAD_HOST_RECORD | BAD_COMMAND_RECORD
+    kind: str
     path: str
     detail: str = ""
+    host: str = ""      # the host a manifest record problem is about
 
 
 @dataclass(frozen=True)
@@ -363,7 +431,26 @@ class Bundle:
         return self.root / _checked_relative(relative)
 
     def read(self, relative: str) -> bytes:
-        return self.path(relative).read_bytes()
+        """The file's bytes; :class:`OutputTooLarge` (an OSError) past its reading limit
+        (:func:`read_limit`), checked before anything is read."""
+        path = self.path(relative)
+        limit = read_limit(relative)
+        with open(path, "rb") as handle:
+            if limit is None:
+                return handle.read()
+            size = os.fstat(handle.fileno()).st_size
+            data = handle.read(limit + 1) if size <= limit else b""
+        if size > limit or len(data) > limit:
+            raise OutputTooLarge(errno.EFBIG, f"{max(size, len(data))} bytes, more than the "
+                                 f"reading limit of {limit}", relative)
+        return data
+
+    @property
+    def unusable_hosts(self) -> dict[str, str]:
+        """Hosts whose manifest record could not be used: host -> why."""
+        return {host: str(record.get("error"))
+                for host, record in self.manifest.get("hosts", {}).items()
+                if record.get("reachability") == UNUSABLE}
 
     def commands(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for host, record in self.manifest.get("hosts", {}).items():
@@ -460,6 +547,29 @@ def _pointer_token(text: str) -> str:
     return text.replace("~", "~0").replace("/", "~1")
 
 
+def checked_input(path: Path, directories: bool = True, what: str = "input") -> Path:
+    """``path`` if it is a regular file (or, with ``directories``, a directory): a FIFO, a
+    socket, a device or a missing path is refused with :class:`UnusableInput` before anything
+    opens it (opening a FIFO waits for a writer forever; a device never ends)."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UnusableInput(f"{path}: no such file" if what == "capture"
+                            else f"not found: {path}") from None
+    except OSError as err:
+        raise UnusableInput(f"cannot read {what} {path}: {err.strerror}") from None
+    if stat.S_ISREG(mode) or (directories and stat.S_ISDIR(mode)):
+        return path
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode)
+            or stat.S_ISBLK(mode) else "not a regular file")
+    wanted = "a file or a bundle directory" if directories else "a file"
+    hints = {"input": "give a capture, a bundle directory or a bundle archive",
+             "capture": "give a capture file (pcap or pcapng)"}
+    raise UnusableInput(f"{path} is {kind}, not {wanted}", hints.get(what))
+
+
 def is_bundle(path: Path) -> bool:
     """A directory, a ``.tar.gz``/``.tgz``/``.tar`` archive, or any tar file: read as a bundle
     (anything else is read as a capture)."""
@@ -530,19 +640,25 @@ def open_bundle(source: Path, extract_to: Path | None = None, *,
     if not source.exists():
         raise UnusableInput(f"bundle not found: {source}")
     if source.is_dir():
-        root = source
-    else:
-        target = Path(extract_to) if extract_to else Path(tempfile.mkdtemp(prefix="diag-bundle-"))
-        root = extract_archive(source, target, max_total_bytes=max_total_bytes,
-                               max_members=max_members)
-    return read_bundle_dir(root)
+        return read_bundle_dir(source)
+    target = Path(extract_to) if extract_to else Path(tempfile.mkdtemp(prefix="diag-bundle-"))
+    oversized: list[str] = []
+    root = extract_archive(source, target, max_total_bytes=max_total_bytes,
+                           max_members=max_members, oversized=oversized)
+    inside = root.relative_to(target).parts
+    return read_bundle_dir(root, [PurePosixPath(*PurePosixPath(name).parts[len(inside):])
+                                  .as_posix() for name in oversized])
 
 
 def extract_archive(archive: Path, target: Path, *, max_total_bytes: int = MAX_TOTAL_BYTES,
-                    max_members: int = MAX_MEMBERS) -> Path:
+                    max_members: int = MAX_MEMBERS, oversized: list[str] | None = None) -> Path:
     """Extract a bundle archive member by member, refusing anything unsafe; returns its root.
 
     ``target`` must be new or empty, so nothing already there (a planted symlink) is followed.
+    A member larger than its reading limit (:func:`read_limit`, judged from its name below the
+    archive's top directory) is not written: its name goes to ``oversized`` and its bytes are
+    skipped (counted towards ``max_total_bytes`` from its header, before they are decompressed,
+    so a bomb of large members is refused without inflating them).
     """
     if target.is_symlink() or (target.exists() and any(target.iterdir())):
         raise UnusableInput(f"cannot extract into {target}: not a new, empty directory")
@@ -572,6 +688,16 @@ def extract_archive(archive: Path, target: Path, *, max_total_bytes: int = MAX_T
                 if member.isdir():
                     destination.mkdir(parents=True, exist_ok=True)
                     continue
+                limit = _member_limit(relative)
+                if limit is not None and member.size > limit:
+                    total += member.size
+                    if total > max_total_bytes:
+                        raise UnusableInput(
+                            f"bundle refused: expands beyond {max_total_bytes} bytes "
+                            "(decompression bomb?)")
+                    if oversized is not None:
+                        oversized.append(relative.as_posix())
+                    continue           # tarfile skips its bytes; nothing of it is kept
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 source = tar.extractfile(member)
                 assert source is not None
@@ -595,8 +721,19 @@ def extract_archive(archive: Path, target: Path, *, max_total_bytes: int = MAX_T
     return target
 
 
-def read_bundle_dir(root: Path) -> Bundle:
-    """Read and verify a bundle directory (no links, no special files, sha256s checked)."""
+def _member_limit(relative: PurePosixPath) -> int | None:
+    """The reading limit of an archive member, judged as the bundle file it becomes: below the
+    archive's one top directory, or as itself in an archive without one (the top directory is
+    only known after the last member, so the more generous of the two)."""
+    names = [relative] + ([PurePosixPath(*relative.parts[1:])] if len(relative.parts) > 1 else [])
+    limits = [read_limit(name.as_posix()) for name in names]
+    return None if None in limits else max(limits)
+
+
+def read_bundle_dir(root: Path, oversized: Iterable[str] = ()) -> Bundle:
+    """Read and verify a bundle directory (no links, no special files, sha256s checked).
+    ``oversized``: members an archive held but :func:`extract_archive` skipped (too large)."""
+    oversized = set(oversized)
     manifest_path = root / MANIFEST
     files: dict[str, os.stat_result] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -613,37 +750,35 @@ def read_bundle_dir(root: Path) -> Bundle:
             if info.st_nlink > 1:
                 raise UnusableInput(f"bundle refused: hard link {relative!r}")
             files[relative] = info
+    if MANIFEST not in files and MANIFEST in oversized:
+        raise UnusableInput(f"bundle refused: manifest larger than {MAX_MANIFEST_BYTES} bytes")
     if MANIFEST not in files:
         raise UnusableInput(f"not a bundle: {root} has no {MANIFEST}")
     if files[MANIFEST].st_size > MAX_MANIFEST_BYTES:
-        raise UnusableInput("bundle refused: manifest too large")
+        raise UnusableInput(f"bundle refused: manifest larger than {MAX_MANIFEST_BYTES} bytes")
     try:
-        manifest = json.loads(manifest_path.read_bytes())
+        manifest = load_json(manifest_path.read_bytes())
     except (ValueError, UnicodeDecodeError) as err:
         raise UnusableInput(f"bundle manifest is not valid JSON: {err}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("hosts"), dict):
-        raise UnusableInput("bundle manifest has no hosts table")
-    version = manifest.get("schema_version")
-    if version not in READ_SCHEMA_VERSIONS:
-        raise UnusableInput(f"unknown bundle schema version {version!r}",
-                            "this diag reads schemas "
-                            + ", ".join(str(v) for v in READ_SCHEMA_VERSIONS))
+    manifest, problems = validated_manifest(manifest)
     kube = manifest.get("kube")
-    if kube is not None and not isinstance(kube, dict):
-        raise UnusableInput("bundle manifest: kube is not an object")
-    problems: list[Problem] = []
     listed = {MANIFEST, REDACTIONS}
-    records = [command for record in manifest["hosts"].values() if isinstance(record, dict)
-               for command in record.get("commands", [])]
+    records = [command for record in manifest["hosts"].values()
+               for command in record["commands"]]
     if kube:
-        records += [entry for key in ("commands", "resources")
-                    if isinstance(kube.get(key), list) for entry in kube[key]]
+        records += [entry for key in ("commands", "resources") for entry in kube.get(key, [])]
     entries = [(_checked_relative(command["path"]).as_posix(), command)
-               for command in records
-               if isinstance(command, dict) and command.get("path") is not None]
-    digests = _sha256_files(root, sorted({key for key, _ in entries if key in files}))
+               for command in records if command.get("path") is not None]
+    too_large = {key for key, _ in entries if key in files
+                 and (read_limit(key) or files[key].st_size) < files[key].st_size}
+    digests = _sha256_files(root, sorted({key for key, _ in entries
+                                          if key in files and key not in too_large}))
     for key, command in entries:
         listed.add(key)
+        if key in oversized or key in too_large:
+            problems.append(Problem("TOO_LARGE", key, f"more than the reading limit of "
+                                                      f"{read_limit(key)} bytes: not read"))
+            continue
         if key not in files:
             problems.append(Problem("MISSING_FILE", key))
             continue
@@ -652,9 +787,151 @@ def read_bundle_dir(root: Path) -> Bundle:
                                     f"{files[key].st_size} != {command.get('bytes')}"))
         if digests[key] != command.get("sha256"):
             problems.append(Problem("SHA256_MISMATCH", key, digests[key]))
-    for relative in sorted(set(files) - listed):
+    for relative in sorted((set(files) | set(oversized)) - listed):
         problems.append(Problem("UNLISTED_FILE", relative))
     return Bundle(root=root, manifest=manifest, problems=tuple(problems))
+
+
+# --- the manifest's schema --------------------------------------------------------------------
+# Each field is checked for the type the writer gives it (None = absent or null is fine); what
+# readers then take from the manifest has that type, so no reader needs its own guard.
+
+_TEXT, _INT, _NUMBER, _BOOL, _OBJECT, _LIST = ((str,), (int,), (int, float), (bool,), (dict,),
+                                               (list,))
+_TOP_FIELDS = {"status": _TEXT, "started": _TEXT, "finished": _TEXT, "diag_version": _TEXT,
+               "partial_reasons": _LIST, "run": _OBJECT, "redactions": _OBJECT,
+               "created_by": _OBJECT}
+_HOST_FIELDS = {"commands": _LIST, "reachability": _TEXT, "error": _TEXT, "target": _TEXT,
+                "transport": _TEXT, "declared": _OBJECT, "daemons": _OBJECT,
+                "clock_offset_s": _NUMBER, "clock_uncertainty_s": _NUMBER}
+_COMMAND_FIELDS = {"id": _TEXT, "path": _TEXT, "bytes": _INT, "sha256": _TEXT, "outcome": _TEXT,
+                   "exit_code": _INT, "stderr": _TEXT, "started": _TEXT, "duration_s": _NUMBER,
+                   "timeout_s": _NUMBER, "truncated": _BOOL, "phase": _TEXT, "daemon": _TEXT,
+                   "cap_bytes": _INT, "argv": _LIST, "run_as": _TEXT}
+_KUBE_RECORD_FIELDS = {"id": _TEXT, "path": _TEXT, "bytes": _INT, "sha256": _TEXT,
+                       "outcome": _TEXT, "group": _TEXT, "resource": _TEXT, "kind": _TEXT,
+                       "version": _TEXT, "stderr": _TEXT}
+_DECLARED_FIELDS = {"role": _TEXT, "pod_cidr": _TEXT, "cluster_iface": _TEXT, "lb_ips": _LIST,
+                    "labels": _OBJECT}
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _wanted(types: tuple[type, ...]) -> str:
+    return {_TEXT: "a string", _INT: "an integer", _NUMBER: "a number", _BOOL: "a boolean",
+            _OBJECT: "an object", _LIST: "an array"}[types]
+
+
+def _field_problem(record: dict[str, Any], fields: dict[str, tuple[type, ...]]) -> str | None:
+    """The first field of ``record`` not of its type (None: all are), as one phrase."""
+    for name, types in fields.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        # bool is an int to Python, never to the manifest's writer
+        if not isinstance(value, types) or (isinstance(value, bool) and types != _BOOL):
+            return f"{name!r} is {_type_name(value)}, not {_wanted(types)}"
+    return None
+
+
+def declared_problem(declared: Any) -> str | None:
+    """Why a host's declared model fields (the manifest's ``declared``, an inventory entry)
+    cannot be used, or None: each known field of its type, ``lb_ips`` a list of strings."""
+    if not isinstance(declared, dict):
+        return f"declared is {_type_name(declared)}, not an object"
+    problem = _field_problem(declared, _DECLARED_FIELDS)
+    if problem is None and not all(isinstance(ip, str) for ip in declared.get("lb_ips") or []):
+        problem = "'lb_ips' holds something else than strings"
+    return problem
+
+
+def _host_problem(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return f"the record is {_type_name(record)}, not an object"
+    problem = _field_problem(record, _HOST_FIELDS)
+    if problem is None and record.get("declared") is not None:
+        problem = declared_problem(record["declared"])
+    return problem
+
+
+def _command_problem(record: Any, fields: dict[str, tuple[type, ...]]) -> str | None:
+    if not isinstance(record, dict):
+        return f"the record is {_type_name(record)}, not an object"
+    problem = _field_problem(record, fields)
+    if problem is None and fields is _COMMAND_FIELDS and not record.get("id"):
+        problem = "it has no 'id'"
+    if problem is None and isinstance(record.get("bytes"), int) and record["bytes"] < 0:
+        problem = "'bytes' is negative"
+    return problem
+
+
+def validated_manifest(manifest: Any) -> tuple[dict[str, Any], list[Problem]]:
+    """The manifest checked against its schema (docs/bundle-format.md, "Bad input"), and the
+    problems found: a bad top-level field raises :class:`UnusableInput` naming it; a host
+    record that is not usable becomes ``{"commands": [], "reachability": "UNUSABLE", "error":
+    why}`` (a ``BAD_HOST_RECORD`` problem); a bad command or kube record is dropped (a
+    ``BAD_COMMAND_RECORD`` problem). The manifest given is not changed."""
+    if not isinstance(manifest, dict):
+        raise UnusableInput(f"bundle manifest is {_type_name(manifest)}, not an object")
+    version = manifest.get("schema_version")
+    if version not in READ_SCHEMA_VERSIONS or isinstance(version, bool):
+        raise UnusableInput(f"unknown bundle schema version {version!r}",
+                            "this diag reads schemas "
+                            + ", ".join(str(v) for v in READ_SCHEMA_VERSIONS))
+    if not isinstance(manifest.get("hosts"), dict):
+        raise UnusableInput("bundle manifest has no hosts table",
+                            f"field 'hosts' is {_type_name(manifest.get('hosts'))}, "
+                            "not an object")
+    problem = _field_problem(manifest, _TOP_FIELDS)
+    if problem is None and not all(isinstance(r, str) for r in
+                                   manifest.get("partial_reasons") or []):
+        problem = "'partial_reasons' holds something else than strings"
+    kube = manifest.get("kube")
+    if problem is None and kube is not None:
+        problem = (f"'kube' is {_type_name(kube)}, not an object" if not isinstance(kube, dict)
+                   else next((f"'kube.{key}' is {_type_name(kube[key])}, not an array"
+                              for key in ("commands", "resources")
+                              if kube.get(key) is not None and not isinstance(kube[key], list)),
+                             None))
+    if problem is not None:
+        raise UnusableInput(f"bundle manifest: field {problem}")
+    problems: list[Problem] = []
+    hosts: dict[str, Any] = {}
+    for host, record in manifest["hosts"].items():
+        where = f"{MANIFEST}#/hosts/{_pointer_token(host)}"
+        why = _host_problem(record)
+        if why is not None:
+            problems.append(Problem("BAD_HOST_RECORD", where, why, host))
+            hosts[host] = {"commands": [], "reachability": UNUSABLE,
+                           "error": f"manifest record unusable: {why}"}
+            continue
+        commands = []
+        for index, command in enumerate(record.get("commands") or []):
+            why = _command_problem(command, _COMMAND_FIELDS)
+            if why is None:
+                commands.append(command)
+            else:
+                problems.append(Problem("BAD_COMMAND_RECORD", f"{where}/commands/{index}", why,
+                                        host))
+        hosts[host] = dict(record, commands=commands)
+    out = dict(manifest, hosts=hosts)
+    if isinstance(kube, dict):
+        section = dict(kube)
+        for key in ("commands", "resources"):
+            kept = []
+            for index, entry in enumerate(kube.get(key) or []):
+                why = _command_problem(entry, _KUBE_RECORD_FIELDS)
+                if why is None:
+                    kept.append(entry)
+                else:
+                    problems.append(Problem("BAD_COMMAND_RECORD",
+                                            f"{MANIFEST}#/kube/{key}/{index}", why))
+            section[key] = kept
+        out["kube"] = section
+    return out, problems
 
 
 def _sha256_files(root: Path, keys: list[str]) -> dict[str, str]:
@@ -677,8 +954,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-__all__ = ["Bundle", "BundleWriter", "bundle_id", "OutputIndex", "Problem", "StreamFile",
-           "command_record", "kube_object_pointer",
-           "extract_archive", "is_bundle", "open_bundle", "output_path", "read_bundle_dir",
+__all__ = ["Bundle", "BundleWriter", "OutputIndex", "OutputTooLarge", "Problem", "StreamFile",
+           "bundle_id", "checked_input", "command_record", "declared_problem", "kube_object_pointer",
+           "load_json", "read_limit", "validated_manifest", "extract_archive", "is_bundle",
+           "open_bundle", "output_path", "read_bundle_dir",
            "safe_component", "sha256_file", "source_sha256", "write_archive", "KUBE_SCHEMA_VERSION",
            "READ_SCHEMA_VERSIONS", "SCHEMA_VERSION"]

@@ -17,7 +17,9 @@ class ExitStatus(IntEnum):
     UNUSABLE_INPUT = 4      # evidence unusable: unreadable capture/bundle, unknown format
     ENVIRONMENT = 5         # missing privilege or tool (e.g. lab without root, no tshark)
     INTERNAL = 70           # a bug in diag (EX_SOFTWARE): one line, --traceback shows it
+    OUTPUT_FAILED = 74      # an output could not be written: disk full, quota, I/O (EX_IOERR)
     INTERRUPTED = 130       # Ctrl-C
+    BROKEN_PIPE = 141       # the reader of stdout went away (128 + SIGPIPE, as a shell says)
 
 
 class DiagError(Exception):

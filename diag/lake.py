@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ _LAYOUT = {
                    "asn_source peering_ips:json forwarding:bool daemons:json collected:bool",
     "model_cluster": "pod_range pod_range_how pod_range_source lb_ips:json lb_ips_how "
                      "lb_ips_source notes:json",
-    "parse_errors": "source path error table",
+    "parse_errors": "source parser path reason table",
     "problems": "kind path detail",
     "kube_resources": "id group resource kind version installed:bool outcome status_reason "
                       "status_message objects:int64 path",
@@ -187,11 +188,69 @@ def manifest(directory: Path, missing_ok: bool = False) -> dict[str, Any]:
             return {}
         raise UsageError(f"{directory} is not an evidence lake (no {LAKE_MANIFEST})",
                          "export bundles into it first: diag facts BUNDLE --export DIR") from None
-    except (OSError, ValueError) as err:
-        raise UnusableInput(f"unreadable lake manifest {path}: {err}") from None
+    except (OSError, ValueError, RecursionError) as err:
+        raise UnusableInput(f"unreadable lake manifest {path}: "
+                            f"{err if not isinstance(err, RecursionError) else 'nested too deep'}"
+                            ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UnusableInput(f"{path} is not a diag lake manifest")
+    broken = _manifest_violation(data)
+    if broken is not None:
+        raise UnusableInput(f"lake manifest {path}: {broken}",
+                            "export the bundles into a new lake") from None
     return data
+
+
+_BUNDLE_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")   # a sha256: names a directory, goes into SQL
+_TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_COLUMN_TYPES = ("string", "json", "int64", "float64", "bool")
+_RECORD_TYPES = {"source": str, "kind": str, "status": str, "started": str, "exported": str,
+                 "hosts": int, "schema_version": int, "rows": dict, "coerced": dict,
+                 "extra_columns": dict}
+
+
+def _manifest_violation(data: dict[str, Any]) -> str | None:
+    """What in a lake manifest is not of the shape :func:`append` writes (None: nothing). A
+    damaged or hand-edited ``lake.json`` is refused whole, naming the field: bundle ids become
+    directories and table names SQL views, so neither is taken on trust."""
+    def kind(value: Any) -> str:
+        return type(value).__name__
+
+    if not isinstance(data.get("schema_version", 0), int):
+        return f"field 'schema_version' is a {kind(data['schema_version'])}, not an integer"
+    bundles = data.get("bundles", {})
+    if not isinstance(bundles, dict):
+        return f"field 'bundles' is a {kind(bundles)}, not an object"
+    for ident, record in bundles.items():
+        if not _BUNDLE_ID.fullmatch(ident):
+            return f"bundle id {ident[:80]!r} is not a bundle id"
+        if not isinstance(record, dict):
+            return f"field 'bundles.{ident[:16]}' is a {kind(record)}, not an object"
+        for key, expected in _RECORD_TYPES.items():
+            value = record.get(key)
+            if value is not None and (not isinstance(value, expected)
+                                      or (expected is int and isinstance(value, bool))):
+                return (f"field 'bundles.{ident[:16]}.{key}' is a {kind(value)}, not "
+                        f"{'an integer' if expected is int else 'a ' + expected.__name__}")
+        for key in ("rows", "coerced"):
+            if any(not isinstance(n, int) for n in (record.get(key) or {}).values()):
+                return f"field 'bundles.{ident[:16]}.{key}' holds a value that is not a count"
+        for name, columns in (record.get("extra_columns") or {}).items():
+            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+                return f"field 'bundles.{ident[:16]}.extra_columns.{name[:40]}' is not a list " \
+                       "of names"
+    tables = data.get("tables", {})
+    if not isinstance(tables, dict):
+        return f"field 'tables' is a {kind(tables)}, not an object"
+    for name, columns in tables.items():
+        if not _TABLE_NAME.fullmatch(name):
+            return f"table name {name[:80]!r} is not a table name"
+        if not isinstance(columns, list) or not all(
+                isinstance(c, list) and len(c) == 2 and all(isinstance(x, str) for x in c)
+                and _COLUMN_NAME.fullmatch(c[0]) and c[1] in _COLUMN_TYPES for c in columns):
+            return f"field 'tables.{name}' is not a list of [column, type] pairs"
+    return None
 
 
 def append(directory: Path, bundle: str, tables: dict[str, Any], record: dict[str, Any]) -> bool:

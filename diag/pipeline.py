@@ -92,6 +92,7 @@ def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None,
     from diag.decode.summary import CaptureSummary
 
     options = ports.decode_options()
+    file = _capture(file)
     workers = auto_workers(file) if workers is None else workers
     if workers > 1:
         return summarize(file, options, workers, progress=progress)
@@ -114,6 +115,7 @@ def pcap_export(file: Path, directory: Path, fmt: str, ports: Ports = Ports(),
     from diag.report.export import TableWriter
 
     summary = CaptureSummary()
+    file = _capture(file)
     with TableWriter(directory, fmt) as writer:
         for chunk in iter_rows(file, ports.decode_options()):
             summary.add(chunk)
@@ -167,7 +169,7 @@ def pcap_frame(file: Path, frame: int, ports: Ports = Ports()) -> dict[str, list
 
     found: dict[str, list[dict]] = {}
     last = 0
-    for chunk in iter_decode(file, ports.decode_options(), chunk_packets=4096):
+    for chunk in iter_decode(_capture(file), ports.decode_options(), chunk_packets=4096):
         for name, df in chunk.items():
             if name == "interfaces" or not len(df) or "frame" not in df.columns:
                 continue
@@ -200,6 +202,7 @@ def load_facts(source: Path, inventory: Path | None = None, ports: Ports = Ports
     from diag.facts.inventory import load_inventory
 
     declared = load_inventory(Path(inventory)) if inventory else None
+    source = _existing(source)
     with paused_gc():
         return facts_of(_existing(source), inventory=declared,
                         decode_options=ports.decode_options())
@@ -327,10 +330,17 @@ def report(source: Path, ports: Ports = Ports()):
 
 
 def _existing(source: Path) -> Path:
-    source = Path(source)
-    if not source.exists():
-        raise UnusableInput(f"not found: {source}")
-    return source
+    """A bundle or capture to read: a regular file or a directory (FIFOs, devices refused)."""
+    from diag.bundle import checked_input
+
+    return checked_input(source)
+
+
+def _capture(file: Path) -> Path:
+    """A capture to read: a regular file (directories, FIFOs, devices refused)."""
+    from diag.bundle import checked_input
+
+    return checked_input(file, directories=False, what="capture")
 
 
 # --- diag collect -----------------------------------------------------------------------------

@@ -88,7 +88,9 @@ def explain(facts) -> Explanation:
 
     findings, intent_checks = intent.analyze(facts, findings)
     checks += intent_checks
-    checks, unreadable = _unreadable(checks, reads, getattr(facts, "parse_errors", None))
+    errors = getattr(facts, "parse_errors", None)
+    checks, unreadable, covered = _unreadable(checks, reads, errors)
+    checks += unread_outputs(errors, covered)
     ranked = tuple(rank(findings))
     codes = [f.code for f in ranked]
     flows = tuple(sorted(ladders, key=lambda ladder: codes.index(ladder.code)
@@ -129,16 +131,16 @@ READS = {
 
 
 def _unreadable(checks: list[Check], reads: list[tuple[Check, str]], errors
-                ) -> tuple[list[Check], tuple[Check, ...]]:
+                ) -> tuple[list[Check], tuple[Check, ...], set[tuple[str, str]]]:
     """Each parse error (a host's output that could not be read) makes the checks that read its
     table "not checked" on that host, with the error as the reason; a check that ran on the
-    other hosts says so in its detail."""
+    other hosts says so in its detail. Also: the (host, source) of the errors so named."""
     from dataclasses import replace
 
     if errors is None or not len(errors) or "table" not in errors:
-        return checks, ()
+        return checks, (), set()
     by_table: dict[str, list[tuple[str, str, str]]] = {}
-    for host, source, error, table in zip(errors["host"], errors["source"], errors["error"],
+    for host, source, error, table in zip(errors["host"], errors["source"], errors["reason"],
                                           errors["table"]):
         by_table.setdefault(str(table), []).append((str(host), str(source), str(error)))
     missing: list[Check] = []
@@ -158,7 +160,8 @@ def _unreadable(checks: list[Check], reads: list[tuple[Check, str]], errors
             amended[id(check)] = replace(check, detail=(check.detail + "; " if check.detail
                                                         else "") + "not checked on "
                                          + ", ".join(hosts) + " (an output could not be read)")
-    return [amended.get(id(c), c) for c in checks], tuple(missing)
+    return ([amended.get(id(c), c) for c in checks], tuple(missing),
+            {(host, source) for _name, host, source in seen})
 
 
 def _link_to_sessions(routing: list[Finding], sessions: list[Finding], model=None
@@ -239,3 +242,33 @@ def _link_to_rp_filter(findings: list[Finding], rp: list[Finding]) -> list[Findi
                 + f"the asymmetric route back of {cause.code}")
         out.append(f)
     return out
+
+
+def unread_outputs(parse_errors, covered=frozenset()) -> list[Check]:
+    """One "not checked" entry per output the facts could not read (``parse_errors``) that no
+    check already names (``covered``: (host, source) of :func:`_unreadable`'s entries): a
+    host's manifest record, a capture read only in part, an output no check that ran reads.
+    What explain saw of that host lacks it, and the user should know before trusting a
+    silence."""
+    if parse_errors is None or not len(parse_errors):
+        return []
+    checks = []
+    for row in parse_errors.itertuples(index=False):
+        if (str(row.host), str(row.source)) in covered:
+            continue
+        host = row.host or "the bundle"
+        if row.source == "manifest":    # a host record, or one command's: nothing of it read
+            checks.append(Check(f"{host}: its manifest record (not read: {row.reason})", None,
+                                needs=f"a record of the documented shape at {row.path} "
+                                      "(docs/bundle-format.md)"))
+            continue
+        if row.parser == "decode":      # a capture: read, but not all of it decodes
+            # a bare capture's rows name the capture itself as the host ("capture")
+            what = "the capture" if host == "capture" else f"capture of {host}"
+            checks.append(Check(f"{what}: {row.reason}", None,
+                                needs=f"a capture whose records decode ({row.path})"))
+            continue
+        checks.append(Check(f"{row.source} of {host} (not read: {row.reason})", None,
+                            needs=f"an output the {row.parser} reader understands "
+                                  f"({row.path})"))
+    return checks

@@ -56,6 +56,7 @@ from diag.analyze.catalog import default_severity
 from diag.analyze.notifications import CEASE_FIXES, cease_kind
 from diag.words import counted
 from diag.model import Check, Confidence, Evidence, Finding
+from diag.values import or_none
 
 MIN_UNANSWERED_SYNS = 2        # one lost SYN is ordinary; its retransmission unanswered is not
 CHECK = "BGP sessions seen in captures get established"
@@ -163,14 +164,14 @@ class _Judge:
         ends, and talk after them): operator actions are info, faults a warning."""
         healed = []
         for note in notes:
-            if int(note.notify_code or 0) == 2:
+            if _code(note.notify_code) == 2:
                 continue                 # an OPEN refused: an attempt, not a reset
             back = _reopened(messages, float(note.ts))
             if back is not None:
                 healed.append((note, back))
         if not healed:
             return None
-        kinds = [cease_kind(int(n.notify_code or 0), int(n.notify_subcode or 0))
+        kinds = [cease_kind(_code(n.notify_code), _code(n.notify_subcode))
                  for n, _ in healed]
         faults = [(n, b) for (n, b), k in zip(healed, kinds) if k == "fault"]
         shown = faults[-1] if faults else healed[-1]
@@ -179,7 +180,7 @@ class _Judge:
         who = self.name(str(note.src))
         label = {"operator": "an operator's action", "protocol": "by design (both ends "
                  "connected at once)", "fault": "a fault"}[
-            cease_kind(int(note.notify_code or 0), int(note.notify_subcode or 0))]
+            cease_kind(_code(note.notify_code), _code(note.notify_subcode))]
         ev = [self.ev(n, f"{self.name(str(n.src))} -> {self.name(str(n.dst))}: {_what(n)}")
               for n, _ in healed[-3:]]
         ev.append(self.ev(back, f"session back: {back.type_name} from {self.name(str(back.src))}"
@@ -189,7 +190,7 @@ class _Judge:
                    f"({label}); it was re-established {float(back.ts) - float(note.ts):.1f} s "
                    f"later{more}")
         if faults:
-            sub = int(note.notify_subcode or 0) if int(note.notify_code or 0) == 6 else None
+            sub = _code(note.notify_subcode) if _code(note.notify_code) == 6 else None
             fix = (f"# {who}: " + (CEASE_FIXES.get(sub) if sub in CEASE_FIXES else
                                    f"read {what} in its log"),)
             return self.finding("BGP_SESSION_RESET", p, summary, ev, fix,
@@ -199,7 +200,7 @@ class _Judge:
                             severity="info")
 
     def _notification(self, p: _Pair, note, messages: list, control: list) -> list[Finding]:
-        code, sub = int(note.notify_code or 0), int(note.notify_subcode or 0)
+        code, sub = _code(note.notify_code), _code(note.notify_subcode)
         sender, receiver = str(note.src), str(note.dst)
         what = _what(note)
         ev = [self.ev(note, f"{self.name(sender)} -> {self.name(receiver)}: {what}")]
@@ -210,7 +211,7 @@ class _Judge:
                               f"{their_open.open_my_as}, hold {their_open.open_hold_time}, "
                               f"id {their_open.open_bgp_id}"))
         if (code, sub) == (2, 2):
-            asn = their_open.open_my_as if their_open is not None else None
+            asn = or_none(their_open.open_my_as) if their_open is not None else None
             summary = (f"{self.name(sender)} rejects {self.name(receiver)}'s OPEN: Bad Peer AS"
                        + (f" ({self.name(receiver)} runs AS {asn})" if asn is not None else ""))
             fix = (f"# on {self.name(sender)}: neighbor {receiver} remote-as {asn}"
@@ -248,9 +249,10 @@ class _Judge:
             label = {"operator": "an operator's action", "protocol": "a connection collision",
                      "fault": "a fault"}[kind]
             fix = (f"# {self.name(sender)}: " + (
-                f"the session was closed by hand (Cease/{note.notify_subname or sub}) and stays "
-                f"down; if that was not meant to last, undo it (FRR: no neighbor {receiver} "
-                "shutdown; BIRD: birdc enable PROTOCOL; GoBGP: gobgp neighbor ADDR enable)"
+                f"the session was closed by hand "
+                f"(Cease/{or_none(note.notify_subname) or sub}) and stays down; if that was "
+                f"not meant to last, undo it (FRR: no neighbor {receiver} shutdown; BIRD: "
+                "birdc enable PROTOCOL; GoBGP: gobgp neighbor ADDR enable)"
                 if kind == "operator" else CEASE_FIXES.get(sub, f"read {what} in its log")),)
             return [self.finding("BGP_SESSION_NOT_ESTABLISHED", p,
                                  f"{self.name(sender)} closed the session with "
@@ -388,10 +390,17 @@ class _Judge:
             "SYNs unanswered: a closed port would answer RST, a listener SYN-ACK")
 
 
+def _code(value) -> int:
+    """A NOTIFICATION's code or subcode; 0 when the cell is missing (a NOTIFICATION that is
+    only its 19-byte header has none: a missing cell, NaN or None, never a crash)."""
+    value = or_none(value)
+    return int(value) if value is not None else 0
+
+
 def _what(note) -> str:
-    code, sub = int(note.notify_code or 0), int(note.notify_subcode or 0)
-    return f"NOTIFICATION {code}/{sub} {note.notify_name or ''}" + (
-        f" / {note.notify_subname}" if note.notify_subname else "")
+    code, sub = _code(note.notify_code), _code(note.notify_subcode)
+    name, subname = or_none(note.notify_name), or_none(note.notify_subname)
+    return f"NOTIFICATION {code}/{sub} {name or ''}" + (f" / {subname}" if subname else "")
 
 
 def _reopened(messages: list, since: float):

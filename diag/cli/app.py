@@ -8,6 +8,8 @@ line; ``diag --traceback`` shows the trace).
 """
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
@@ -25,7 +27,12 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_state = {"traceback": False}
+_state = {"traceback": False, "interrupted": False}
+
+
+def interrupt_reported() -> bool:
+    """Whether :func:`run` has already answered a Ctrl-C (its line is printed)."""
+    return bool(_state["interrupted"])
 
 
 def _version(value: bool) -> None:
@@ -46,28 +53,72 @@ def _root(
     _state["traceback"] = traceback
 
 
+# errors writing an output that are the machine's, not diag's: one line and OUTPUT_FAILED
+_WRITE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS))
+
+
 def run(call) -> None:
     """Run one command; map its outcome to the exit status (see the module docstring)."""
     try:
         status = call()
+        sys.stdout.flush()          # a full disk shows here, not at the interpreter's exit
     except DiagError as err:
         fail(err.message, err.hint)
         raise typer.Exit(int(err.exit_status))
     except KeyboardInterrupt:
+        _state["interrupted"] = True
         fail("interrupted", None)
         raise typer.Exit(int(ExitStatus.INTERRUPTED))
     except BrokenPipeError:
-        raise typer.Exit(int(ExitStatus.OK))
-    except Exception as err:  # a bug: one line unless --traceback
-        if _state["traceback"]:
-            raise
-        fail(f"internal error: {type(err).__name__}: {err}", "rerun with --traceback and report it")
-        raise typer.Exit(int(ExitStatus.INTERNAL))
+        _stdout_to_devnull()
+        fail("output closed early (broken pipe)", None)
+        raise typer.Exit(int(ExitStatus.BROKEN_PIPE))
+    except OSError as err:
+        if err.errno not in _WRITE_ERRNOS or _state["traceback"]:
+            return _internal(err)
+        _stdout_to_devnull()
+        where = f" {err.filename}" if err.filename else ""
+        fail(f"cannot write{where}: {err.strerror}", None)
+        raise typer.Exit(int(ExitStatus.OUTPUT_FAILED))
+    except Exception as err:  # noqa: BLE001 - a bug: one line unless --traceback
+        return _internal(err)
     raise typer.Exit(int(status or ExitStatus.OK))
 
 
+def _internal(err: Exception) -> None:
+    if _state["traceback"]:
+        raise err
+    fail(f"internal error: {type(err).__name__}: {err}", "rerun with --traceback and report it")
+    raise typer.Exit(int(ExitStatus.INTERNAL))
+
+
+def _stdout_to_devnull() -> None:
+    """Whatever is still buffered for stdout is dropped: the interpreter's last flush would
+    otherwise fail again and print about it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def fail(message: str, hint: str | None) -> None:
-    red, dim, reset = ("\x1b[31m", "\x1b[2m", "\x1b[0m") if sys.stderr.isatty() else ("", "", "")
-    print(f"{red}diag: error: {message}{reset}", file=sys.stderr)
-    if hint:
-        print(f"{dim}hint: {hint}{reset}", file=sys.stderr)
+    """The one error line (and a hint): what it quotes from evidence is shown visibly, never
+    interpreted by the terminal."""
+    from diag.report.safe import visible
+
+    red, dim, reset = ("\x1b[31m", "\x1b[2m", "\x1b[0m") if _isatty(sys.stderr) else ("", "", "")
+    try:
+        print(f"{red}diag: error: {visible(message)}{reset}", file=sys.stderr)
+        if hint:
+            print(f"{dim}hint: {visible(hint)}{reset}", file=sys.stderr)
+    except OSError:     # stderr gone too: the exit status still says what happened
+        pass
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False

@@ -41,6 +41,10 @@ def _facts(source: Path, table: str | None, fmt: str, inventory: Path | None,
 
         if table or fmt == "csv":
             raise UsageError("--export writes every table: drop --table / --format csv")
+        from diag.lake import LAKE_MANIFEST
+        from diag.report.output import check_directory_target
+
+        check_directory_target(export, "--export", marker=LAKE_MANIFEST)
         write_export(pipeline.facts_export(source, export, inventory, carried), fmt)
         return ExitStatus.OK
     with pipeline.paused_gc():

@@ -13,6 +13,7 @@ from diag.cli.options import BgpPorts, GenevePorts, VxlanPorts, ports
 from diag.errors import ExitStatus, UsageError
 
 FORMATS = ("text", "json")
+MAX_WORKERS = 64        # each worker is a process with its own decoder: bounded, whatever the cores
 
 
 @app.command("pcap")
@@ -49,8 +50,9 @@ def _pcap(files: list[Path], fmt: str, carried, export: Path | None, export_form
         raise UsageError("--deep needs --frame N")
     if frame is not None and frame < 1:
         raise UsageError("--frame counts from 1, as in Wireshark")
-    if workers is not None and workers < 1:
-        raise UsageError("--workers must be 1 or more")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be 1 to {MAX_WORKERS}",
+                         "more processes than cores only adds memory; the default is every core")
     if spool is not None and scheduler is None:
         raise UsageError("--spool needs --scheduler")
     if frame is not None:
@@ -83,8 +85,10 @@ def _pcap(files: list[Path], fmt: str, carried, export: Path | None, export_form
 def _frame(file: Path, frame: int, deep: bool, fmt: str, carried) -> ExitStatus:
     from diag import pipeline
 
-    if deep:
-        sys.stdout.write(pipeline.pcap_frame_deep(file, frame, carried) + "\n")
+    if deep:            # tshark's view quotes the packet's bytes: shown, never obeyed
+        from diag.report.safe import visible
+
+        sys.stdout.write(visible(pipeline.pcap_frame_deep(file, frame, carried)) + "\n")
         return ExitStatus.OK
     found = pipeline.pcap_frame(file, frame, carried)
     if fmt == "json":

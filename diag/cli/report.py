@@ -35,12 +35,13 @@ def report_command(
 
 def _report(source: Path, output: Path, fail_on: str, carried) -> ExitStatus:
     from diag import pipeline
-    from diag.report.output import format_for, render, write_atomic
+    from diag.report.output import check_target, format_for, render, write_atomic
 
     fmt = format_for(output)
     if fail_on not in FAIL_ON:
         raise UsageError(f"unknown severity {fail_on!r} for --fail-on",
                          f"use one of: {', '.join(FAIL_ON)}")
+    check_target(output)        # before anything is read: a wrong -o costs no analysis
     with pipeline.paused_gc():
         doc, data = pipeline.report(source, carried)
         write_atomic(output, render(fmt, doc, data))

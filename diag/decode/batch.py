@@ -219,6 +219,9 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
             names = np.array([str(x) for x in range(256)], dtype=object)
             names[:5] = PKTTYPE_NAMES
             pkttype[w] = names[np.minimum(ptype, 255)]
+            wide = np.nonzero(ptype > 255)[0]     # SLL's type is 16 bits: named as its number
+            if len(wide):
+                pkttype[w[wide]] = [str(x) for x in ptype[wide].tolist()]
             has_mac = np.nonzero((hatype == 1) & (halen == 6))[0]
             if len(has_mac):
                 eth_src[w[has_mac]] = _mac_strings(u48(addr[has_mac]))
@@ -226,7 +229,8 @@ def split_block(block, bgp_ports: frozenset[int], vxlan_ports: frozenset[int],
         direction = np.full(m, None, dtype=object)
         direction[flags == 1] = "in"
         direction[flags == 2] = "out"
-        cooked = np.nonzero((flags == 0) & (pkttype != None))[0]  # noqa: E711 (element-wise)
+        # epb_flags 0 (not recorded) and 3 (undefined): the cooked header's packet type says
+        cooked = np.nonzero((flags != 1) & (flags != 2) & (pkttype != None))[0]  # noqa: E711
         direction[cooked] = np.where(pkttype[cooked] == "outgoing", "out", "in")
 
         n4, na = len(fast4), len(fast_arp)

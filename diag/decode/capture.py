@@ -397,10 +397,11 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
                     body, body_end = pos + 8, pos + blen - 4
                     pos += blen
                     if btype == 6 or btype == 2:   # Enhanced Packet Block / obsolete Packet Block
+                        if body_end - body < 20:
+                            damage = Damage(frame + len(offsets), "enhanced packet block too short"
+                                            if btype == 6 else "packet block too short")
+                            break
                         if btype == 6:
-                            if body_end - body < 20:
-                                damage = Damage(frame + len(offsets), "enhanced packet block too short")
-                                break
                             iface_id, ts_hi, ts_lo, caplen, wirelen = struct.unpack_from(
                                 order + "IIIII", buf, body)
                         else:
@@ -428,6 +429,10 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
                         linktypes.append(iface.linktype)
                         flags.append(fl)
                     elif btype == 1:  # Interface Description Block
+                        if body_end - body < 8:
+                            damage = Damage(frame + len(offsets),
+                                            "interface description block too short")
+                            break
                         linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buf, body)
                         iface = Interface(len(info.interfaces), linktype, snaplen=snaplen)
                         _idb_options(iface, buf, body + 8, body_end, order)
@@ -436,6 +441,9 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
                     elif btype == 3:  # Simple Packet Block: interface 0, no timestamp
                         if not section_ifaces:
                             damage = Damage(frame + len(offsets), "simple packet block before any interface")
+                            break
+                        if body_end - body < 4:
+                            damage = Damage(frame + len(offsets), "simple packet block too short")
                             break
                         (wirelen,) = struct.unpack_from(order + "I", buf, body)
                         iface = section_ifaces[0]

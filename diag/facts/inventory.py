@@ -7,25 +7,28 @@ misshapen files raise :class:`diag.errors.UnusableInput` with one line.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 
 def load_inventory(path: Path) -> dict[str, dict[str, Any]]:
     """``[[hosts]]`` with name + declared fields (TOML), or the same shape in JSON."""
+    from diag.bundle import checked_input, declared_problem, load_json
     from diag.errors import UnusableInput
 
+    checked_input(path, directories=False, what="inventory")
     try:
         text = path.read_bytes()
     except OSError as err:
         raise UnusableInput(f"cannot read inventory {path}: {err.strerror}") from None
     try:
         if path.suffix == ".json":
-            doc = json.loads(text)
+            doc = load_json(text)
         else:
             import tomllib
             doc = tomllib.loads(text.decode())
+    except RecursionError:
+        raise UnusableInput(f"inventory {path} is nested too deep") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise UnusableInput(f"inventory {path} is not valid TOML/JSON: {err}") from None
     hosts = doc.get("hosts") if isinstance(doc, dict) else None
@@ -34,6 +37,10 @@ def load_inventory(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for entry in hosts:
         if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            out[entry["name"]] = {k: entry[k] for k in ("role", "pod_cidr", "cluster_iface",
-                                                        "lb_ips") if k in entry}
+            fields = {k: entry[k] for k in ("role", "pod_cidr", "cluster_iface", "lb_ips")
+                      if k in entry}
+            problem = declared_problem(fields)
+            if problem is not None:
+                raise UnusableInput(f"inventory {path}: host {entry['name']!r}: {problem}")
+            out[entry["name"]] = fields
     return out

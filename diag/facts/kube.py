@@ -10,8 +10,8 @@ and ``status_message`` for a refusal, the number of objects, the file). Only rec
 outcome ``OK`` and a file are read, each through
 :func:`diag.parse.k8s.parse_list` with ``expect=(group, kind)``; their frames are concatenated
 per table in the manifest's order. ``errors`` are ``parse_errors`` rows (``host`` None,
-``source`` the record's id such as ``kube:cilium.io/ciliumnodes``, ``path`` its file, ``error``
-naming the object and the JSON pointer of the field), one per object the parser did not
+``source`` the record's id such as ``kube:cilium.io/ciliumnodes``, ``parser`` ``k8s``, ``path``
+its file, ``reason`` naming the object and the JSON pointer of the field), one per object the parser did not
 understand and one per unreadable file. Secrets are never in a bundle, so never read here.
 """
 from __future__ import annotations
@@ -59,6 +59,12 @@ def kube_tables(bundle) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         except ParseError as err:
             errors.append(_error(source, path, err.message))
             continue
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:        # noqa: BLE001 - one kind's file never stops the rest
+            from diag.facts.tables import failure_reason
+            errors.append(_error(source, path, failure_reason(err)))
+            continue
         for name, df in read.frames.items():
             if len(df):
                 parts[name].append(df)
@@ -76,5 +82,7 @@ def kube_tables(bundle) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return tables, errors
 
 
-def _error(source: str, path: str, error: str) -> dict[str, Any]:
-    return {"host": None, "source": source, "path": path, "error": error}
+def _error(source: str, path: str, reason: str) -> dict[str, Any]:
+    from diag.facts.tables import error_row
+
+    return error_row(None, source, "k8s", path, reason)

@@ -26,7 +26,7 @@ class Facts:
     kind: str                               # bundle | capture
     tables: dict[str, Any]                  # name -> DataFrame
     model: ClusterModel
-    parse_errors: Any                       # DataFrame: host, source, path, error
+    parse_errors: Any                       # DataFrame: host, source, parser, path, reason
     problems: tuple[dict[str, str], ...] = ()   # bundle damage: sha256 mismatch, missing files
     bundle: dict[str, Any] = field(default_factory=dict)  # status, hosts, reachability
     outputs: OutputIndex = field(default_factory=OutputIndex)   # (host, command id) -> file
@@ -42,11 +42,9 @@ class Facts:
 
 def load_facts(path: str | Path, inventory: dict[str, dict[str, Any]] | None = None,
                decode_options=None, extract_to: Path | None = None) -> Facts:
-    from diag.errors import UnusableInput
+    from diag.bundle import checked_input
 
-    path = Path(path)
-    if not path.exists():
-        raise UnusableInput(f"not found: {path}")
+    path = checked_input(Path(path))     # FIFOs and devices refused before anything opens them
     return _load(path, inventory, decode_options, extract_to)
 
 
@@ -69,23 +67,22 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     from diag.facts.infer import infer_model
     from diag.facts.kube import kube_tables
     from diag.facts.kube_sessions import status_peers
-    from diag.facts.packets import capture_tables
-    from diag.facts.tables import build_tables, epoch
     from diag.facts.merge import merge_peers, resolve_bird_peers
+    from diag.facts.packets import capture_tables
+    from diag.facts.tables import build_tables, epoch, error_frame
 
     bundle = open_bundle(path, extract_to)
     tables, errors = build_tables(bundle)
     tables["bgp_peers"] = merge_peers(tables["bgp_peers"])
     tables["bgp_paths"] = resolve_bird_peers(tables["bgp_paths"], tables["bgp_peers"])
+    _release_memory()
     wire, wire_errors = capture_tables(bundle.captures(), tables["interfaces"], decode_options,
                                        tables["addresses"])
     tables.update(wire)
     kube, kube_errors = kube_tables(bundle)
     tables.update(kube)
     if wire_errors or kube_errors:
-        errors = pd.concat([errors, pd.DataFrame(wire_errors + kube_errors,
-                                                 columns=list(errors.columns))],
-                           ignore_index=True)
+        errors = pd.concat([errors, error_frame(wire_errors + kube_errors)], ignore_index=True)
     hosts_meta = bundle.manifest.get("hosts", {})
     # unreached hosts stay in the model: other hosts' views (a router's BGP table, FDBs) still
     # say what they are
@@ -112,18 +109,31 @@ def _from_bundle(path: Path, inventory, decode_options, extract_to) -> Facts:
     return Facts(str(path), "bundle", tables, model, errors, problems, summary, bundle.outputs())
 
 
+def _release_memory() -> None:
+    """Between reading the outputs and decoding the captures: what the outputs' parsing left
+    (pyarrow's pool, cycles the paused GC has not collected) is handed back before the captures
+    need memory of their own (damaged outputs at the reading limits leave a lot)."""
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+
+
 def _from_capture(path: Path, inventory, decode_options) -> Facts:
     import pandas as pd
 
     from diag.facts.infer import infer_model
     from diag.facts.kube import empty_tables
     from diag.facts.packets import capture_tables
-    from diag.facts.tables import ERROR_COLUMNS, TABLES, table_columns
+    from diag.facts.tables import TABLES, error_frame, table_columns
 
     wire, wire_errors = capture_tables([(CAPTURE_HOST, path)], None, decode_options)
-    if wire_errors:  # a bare file that is not a capture: one clear line
+    fatal = [e for e in wire_errors if e.get("fatal")]
+    if fatal:  # a bare file that is not a capture: one clear line
         from diag.errors import UnusableInput
-        raise UnusableInput(wire_errors[0]["error"])
+        raise UnusableInput(fatal[0]["reason"])
     columns = table_columns()
     tables: dict[str, Any] = {name: pd.DataFrame({c: pd.Series(dtype="object") for c in
                                                   ["host", "source", "phase"] + columns[name]})
@@ -132,13 +142,14 @@ def _from_capture(path: Path, inventory, decode_options) -> Facts:
     tables.update(wire)
     model = infer_model(tables, [CAPTURE_HOST], inventory)
     tables["tunnels"] = _tunnel_table(model)
-    return Facts(str(path), "capture", tables, model, pd.DataFrame(columns=ERROR_COLUMNS), (),
+    return Facts(str(path), "capture", tables, model, error_frame(wire_errors), (),
                  {"status": "capture", "hosts": {CAPTURE_HOST: {"reachability": "OK"}}})
 
 
 def _tunnel_table(model: ClusterModel):
-    import pandas as pd
     from dataclasses import asdict
+
+    import pandas as pd
 
     columns = ["host", "device", "kind", "vni", "port", "local", "underlay_dev", "mtu", "remotes",
                "how"]

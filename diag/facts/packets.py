@@ -19,11 +19,22 @@ SLL2 records carrying the kernel ifindex, mapped here through that host's ``ip -
 pcapng captures name their interfaces (``if_name``) and keep that name. ``iface`` is None when
 neither is known (classic Ethernet pcap of one unnamed interface).
 A capture that cannot be decoded becomes a ``parse_errors`` row, never an exception.
+
+Memory: a capture is streamed in chunks as ``diag pcap`` streams it (:func:`diag.decode.iter_decode`),
+and only the rows that decode are kept: of the malformed packets (damaged or zero-length
+records, garbage), the first :data:`MALFORMED_ROWS_KEPT` per capture stay in ``packets`` and the
+rest are counted, in one ``parse_errors`` row — so a capture padded with millions of empty
+records costs what its real packets cost.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+MALFORMED_ROWS_KEPT = 1000
+# a chunk's rows exist twice while its tables are made (tuples, then frames): a quarter of the
+# decoder's default keeps that transient small beside the tables that are kept
+CHUNK_PACKETS = 16384
 
 WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes": "wire_routes",
                "tunnels": "wire_tunnels", "arp": "arp", "stream_events": "stream_events",
@@ -33,8 +44,54 @@ WIRE_TABLES = {"packets": "packets", "bgp_messages": "bgp_messages", "bgp_routes
 def _iface_map(interfaces, host: str) -> dict[int, str]:
     if interfaces is None or interfaces.empty:
         return {}
+    from diag.values import is_missing
+
     rows = interfaces[interfaces["host"] == host]
-    return {int(i): str(n) for i, n in zip(rows["ifindex"], rows["ifname"]) if i == i}
+    # a missing ifindex is NaN or pd.NA (a nullable column: its truth value raises)
+    return {int(i): str(n) for i, n in zip(rows["ifindex"], rows["ifname"])
+            if not is_missing(i)}
+
+
+def _streamed(path: Path, options) -> tuple[Any, int]:
+    """The capture's tables, chunk by chunk, keeping what decodes (see the module docstring);
+    and how many malformed packet rows were counted but not kept."""
+    import gc
+
+    import pandas as pd
+
+    from diag.decode import Tables, iter_decode
+
+    parts: dict[str, list] = {name: [] for name in Tables.NAMES}
+    kept = dropped = 0
+    last = None
+    for chunk in iter_decode(path, options, chunk_packets=CHUNK_PACKETS):
+        # the command line pauses the cyclic GC while it loads (diag.pipeline.paused_gc); a
+        # chunk's frames leave cycles behind, which would pile up over millions of records
+        gc.collect(0)
+        last = chunk
+        for name in Tables.NAMES:
+            df = getattr(chunk, name)
+            if name == "packets" and len(df):
+                bad = (df["malformed"].notna() & (df["malformed"] != "")).to_numpy()
+                over = bad.cumsum() > MALFORMED_ROWS_KEPT - kept
+                keep = ~(bad & over)
+                kept += int((bad & keep).sum())
+                dropped += int((~keep).sum())
+                if not keep.all():
+                    df = df[keep]
+            if name != "interfaces" and len(df):
+                parts[name].append(df)
+    merged = {}
+    for name in Tables.NAMES:
+        frames = parts[name]
+        if name == "interfaces":
+            merged[name] = last.interfaces
+        elif frames:
+            merged[name] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else \
+                frames[0].reset_index(drop=True)
+        else:
+            merged[name] = getattr(last, name)
+    return Tables(**merged, info=last.info), dropped
 
 
 def _local(interfaces, addresses, host: str) -> set[str]:
@@ -62,12 +119,11 @@ def _arp_columns(arp, tunnels, packets, local: set[str]):
 
 
 def decode_capture(path: Path, host: str, interfaces, options, addresses=None) -> dict[str, Any]:
-    """One capture -> {table name: DataFrame} with host and iface columns."""
+    """One capture -> {table name: DataFrame} with host and iface columns (and, under the key
+    ``_dropped_malformed``, how many malformed rows were counted, not kept)."""
     import pandas as pd
 
-    from diag.decode import decode_file
-
-    tables = decode_file(path, options)
+    tables, dropped = _streamed(path, options)
     by_index = _iface_map(interfaces, host)
     packets = tables.packets.copy()
 
@@ -101,6 +157,7 @@ def decode_capture(path: Path, host: str, interfaces, options, addresses=None) -
             from diag.decode.arp import REPLY_WINDOW
             df.attrs["reply_window"] = REPLY_WINDOW
         out[table] = df
+    out["_dropped_malformed"] = dropped
     return out
 
 
@@ -200,6 +257,7 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None, a
 
     from diag.decode import DecodeOptions
     from diag.errors import DiagError
+    from diag.facts.tables import error_row
 
     options = options or DecodeOptions()
     parts: dict[str, list] = {table: [] for table in (*WIRE_TABLES.values(), "checksums",
@@ -208,10 +266,16 @@ def capture_tables(captures: list[tuple[str, Path]], interfaces, options=None, a
     for host, path in captures:
         try:
             decoded = decode_capture(path, host, interfaces, options, addresses)
-        except DiagError as err:
-            errors.append({"host": host, "source": "capture", "path": str(path),
-                           "error": err.message, "table": "captures"})
+        except DiagError as err:        # not a capture at all (``fatal``: nothing decoded)
+            errors.append(dict(error_row(host, "capture", "decode", str(path), err.message,
+                                         "captures"), fatal=True))
             continue
+        dropped = decoded.pop("_dropped_malformed")
+        if dropped:
+            errors.append(error_row(
+                host, "capture", "decode", str(path),
+                f"{dropped + MALFORMED_ROWS_KEPT} malformed records (damaged, zero-length or "
+                f"garbage); the first {MALFORMED_ROWS_KEPT} are packets rows"))
         for table, df in decoded.items():
             parts[table].append(df)
     tables = {}

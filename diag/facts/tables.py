@@ -5,9 +5,15 @@ Contract: :func:`build_tables` takes a verified :class:`diag.bundle.Bundle` and 
 no host supplied it). Each row carries ``host`` (the manifest's host name) and ``source`` (the
 command id it came from); neighbour and counter rows also carry ``phase`` (``main`` or
 ``after-capture``). A command that failed, timed out or is missing contributes no rows; its
-outcome is in the ``commands`` table. An output a parser does not recognise becomes a row of
-``parse_errors`` (host, source, path, error, table: the facts table it feeds) instead of a guess, and so do ``ss`` lines that could
-not be placed (``warnings``).
+outcome is in the ``commands`` table.
+
+Every output is read and parsed in isolation (:func:`_guarded`): an output a parser does not
+recognise, any exception a parser raises on it, an output too large to read, and rows that break
+their table's types (:mod:`diag.facts.schema`) become one row of ``parse_errors`` —
+``host, source`` (the command id), ``parser``, ``path``, ``reason``, ``table`` (the facts table
+the output feeds, so that explain can say which checks could not use it) — and that output
+contributes no rows; every other output is read as if it were alone. ``ss`` lines that could not
+be placed (``warnings``) are rows there too.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import calendar
 import time
 from typing import Any
 
+from diag.errors import DiagError
+from diag.facts import schema
 from diag.parse import ParseContext, parser_for, phase_of
 from diag.parse.common import ParseError, Rows, frames_by_kind
 
@@ -41,9 +49,40 @@ HOST_COLUMNS = ["host", "reachability", "hostname", "kernel", "os", "iproute2", 
 LEAD = ["host", "source", "phase"]
 COMMAND_COLUMNS = ["host", "id", "outcome", "exit_code", "daemon", "phase", "path", "bytes",
                    "truncated", "started", "duration_s", "stderr"]
-# ``table``: the facts table the output feeds (``captures`` for a capture), so that explain can
-# say which checks could not use it
-ERROR_COLUMNS = ["host", "source", "path", "error", "table"]
+# ``table``: the facts table the output feeds (``captures`` for a capture that could not be read;
+# empty for a manifest record and for a capture read but partly malformed)
+ERROR_COLUMNS = ["host", "source", "parser", "path", "reason", "table"]
+IDENTITY_BYTES = 64 * 1024
+
+
+def error_row(host: str | None, source: str, parser: str, path: Any, reason: str,
+              table: str | None = None) -> dict[str, Any]:
+    """One ``parse_errors`` row: which output of which host, read by what, why not, and the
+    facts table it would have fed."""
+    return {"host": host, "source": source, "parser": parser, "path": path, "reason": reason,
+            "table": table}
+
+
+def error_frame(rows: list[dict[str, Any]]):
+    """``parse_errors`` as a DataFrame (rows from older code that say ``error`` for ``reason``
+    are read as such)."""
+    import pandas as pd
+
+    return pd.DataFrame([dict(row, reason=row.get("reason", row.get("error"))) for row in rows],
+                        columns=ERROR_COLUMNS)
+
+
+# what a row says when a parser raised something other than its own refusal: the output is of a
+# shape the parser did not expect (a string where an object was, ...); the exception follows
+UNEXPECTED_SHAPE = "not a shape the parser knows"
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line for a parse error: its message; anything else a parser raised, named."""
+    if isinstance(err, ParseError):
+        return err.message
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{UNEXPECTED_SHAPE} ({type(err).__name__}" + (f": {text[:200]})" if text else ")")
 
 
 def epoch(stamp: Any) -> float | None:
@@ -63,6 +102,10 @@ def build_tables(bundle) -> tuple[dict[str, Any], Any]:
     errors: list[dict[str, Any]] = []
     commands: list[dict[str, Any]] = []
     listed = list(bundle.commands())
+    for problem in bundle.problems:     # what the manifest could not say about a host
+        if problem.kind in ("BAD_HOST_RECORD", "BAD_COMMAND_RECORD"):
+            errors.append(error_row(problem.host, "manifest", "manifest", problem.path,
+                                    f"{problem.kind}: {problem.detail}"))
     with _Ahead(bundle, listed) as ahead:
         for index, (host, command) in enumerate(listed):
             _one_output(bundle, host, command, ahead.get(index), parts, errors, commands)
@@ -91,32 +134,44 @@ def _one_output(bundle, host: str, command: dict[str, Any], ahead, parts: dict[s
     context = _context(spec, command)
     data, found = ahead.result() if ahead is not None else _read(bundle, command, parser,
                                                                    context)
+
+    def refuse(reason: str) -> None:
+        errors.append(error_row(host, spec, parser.source, command["path"], reason,
+                                parser.table))
+
     if isinstance(data, OSError):
-        errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": f"unreadable: {data.strerror}", "table": parser.table})
+        refuse(f"unreadable: {data.strerror}")
         return
+    part, failure = _guarded(parser, data, found, context)
+    if failure is not None:
+        refuse(failure)
+        return
+    for warning in getattr(part, "attrs", {}).get("warnings", []):
+        refuse(warning)
+    broken = schema.violation(parser.table, part)
+    if broken is not None:
+        refuse(f"not the documented types: {broken}")
+        return
+    if len(part.rows) if isinstance(part, Rows) else len(part):
+        parts[parser.table].append((part, host, spec))
+
+
+def _guarded(parser, data, found, context):
+    """(part, None): this output's rows (a column-wise part, Rows or a DataFrame), or (None,
+    reason) when the parser refused it or failed on it in any way: one output never stops the
+    others (every exception but an interrupt becomes the reason)."""
     try:
-        if isinstance(found, ParseError):
+        if isinstance(found, BaseException):
             raise found
         if found is not None:           # read column-wise, one frame per table later
-            parts[parser.table].append((found, host, spec))
-            return
+            return found, None
         if parser.records is not None:  # rows now, one frame per table later
-            rows = parser.records(data, context)
-            if rows.rows:
-                parts[parser.table].append((rows, host, spec))
-            return
-        df = parser.parse(data, context)
-    except ParseError as err:
-        errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": err.message, "table": parser.table})
-        return
-    for warning in df.attrs.get("warnings", []):
-        errors.append({"host": host, "source": spec, "path": command["path"],
-                       "error": warning, "table": parser.table})
-    if df.empty:
-        return
-    parts[parser.table].append((df, host, spec))
+            return parser.records(data, context), None
+        return parser.parse(data, context), None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:            # noqa: BLE001 - see the docstring
+        return None, failure_reason(err)
 
 
 def _context(spec: str, command: dict[str, Any]) -> ParseContext:
@@ -135,7 +190,9 @@ def _read(bundle, command: dict[str, Any], parser, context: ParseContext):
         return data, None
     try:
         found = parser.part(data, context)
-    except ParseError as err:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:            # noqa: BLE001 - reported as this output's parse error
         return data, err
     return (None, found) if found is not None else (data, None)
 
@@ -145,15 +202,25 @@ class _Ahead:
     ahead in two threads while the manifest is walked in order: pyarrow's kernels and file
     reads release the GIL, so on a machine with two cores the largest step of loading runs
     on both. Results are taken in manifest order, so tables and errors are the same as one
-    by one. ``get(index)``: the future of that command, or None (read it in order)."""
+    by one. ``get(index)``: the future of that command, or None (read it in order). At most
+    ``AHEAD`` outputs, and ``AHEAD_BYTES`` of them, are read ahead of the one being used, and a
+    larger output only when it is the one being used (alone): each holds its text, and parsing
+    costs several times that, so memory stays bounded however many hosts the bundle has and
+    however large its outputs."""
 
     WORKERS = 2
+    AHEAD = 4
+    AHEAD_BYTES = 8 << 20
 
     def __init__(self, bundle, listed: list) -> None:
         import os
 
         self.bundle, self.listed, self.futures, self.pool = bundle, listed, {}, None
         self.workers = min(self.WORKERS, os.cpu_count() or 1)
+        self.pending: list = []
+        self.sizes: dict[int, int] = {}
+        self.large_done = False
+        self.position = -1
 
     def __enter__(self) -> "_Ahead":
         jobs = []
@@ -168,19 +235,58 @@ class _Ahead:
 
             self.pool = ThreadPoolExecutor(max_workers=self.workers,
                                            thread_name_prefix="diag-parse")
-            for index, command, parser, context in jobs:
-                self.futures[index] = self.pool.submit(_read, self.bundle, command, parser,
-                                                       context)
+            self.pending = jobs[::-1]
+            self._fill()
         return self
 
+    def _fill(self) -> None:
+        while self.pending and len(self.futures) < self.AHEAD:
+            size = self._size(self.pending[-1][1])
+            if self.futures and self.held + size > self.AHEAD_BYTES:
+                return
+            if size > self.AHEAD_BYTES and self.pending[-1][0] != self.position:
+                return          # a large output is read when it is next, alone
+            index, command, parser, context = self.pending.pop()
+            self.sizes[index] = size
+            self.futures[index] = self.pool.submit(_read, self.bundle, command, parser, context)
+
+    @property
+    def held(self) -> int:
+        return sum(self.sizes[index] for index in self.futures)
+
+    def _size(self, command: dict[str, Any]) -> int:
+        try:
+            return self.bundle.path(command["path"]).stat().st_size
+        except (OSError, DiagError):
+            return 0
+
     def get(self, index: int):
-        return self.futures.pop(index, None)
+        self.position = index
+        if self.large_done:
+            _release_arrow_memory()     # the last large output is done with
+        future = self.futures.pop(index, None)
+        self.large_done = self.sizes.pop(index, 0) > self.AHEAD_BYTES // 8
+        if future is None and self.pending and self.pending[-1][0] == index:
+            self._fill()            # not yet submitted (a slot was busy): now it is
+            future = self.futures.pop(index, None)
+            self.large_done = self.sizes.pop(index, 0) > self.AHEAD_BYTES // 8
+        if self.pool is not None:
+            self._fill()
+        return future
 
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             for future in self.futures.values():
                 future.cancel()
             self.pool.shutdown(wait=True)
+
+
+def _release_arrow_memory() -> None:
+    """pyarrow's allocator keeps what the column-wise readers freed for reuse; after a large
+    output, hand it back, or a bundle of large damaged outputs holds the peak of each."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _assembled(bundle, parts: dict[str, list], errors: list, commands: list):
@@ -197,7 +303,7 @@ def _assembled(bundle, parts: dict[str, list], errors: list, commands: list):
             tables[name] = pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
     tables["commands"] = pd.DataFrame(commands, columns=COMMAND_COLUMNS)
     tables["hosts"] = _hosts(bundle)
-    return tables, pd.DataFrame(errors, columns=ERROR_COLUMNS)
+    return tables, error_frame(errors)
 
 
 def _in_columns(df, columns: list[str]):
@@ -303,15 +409,21 @@ def _first_line(bundle, command: dict[str, Any]) -> str | None:
     if command.get("outcome") != "OK" or not command.get("path"):
         return None
     try:
-        text = bundle.read(command["path"]).decode("utf-8", "replace")
+        text = _head(bundle, command)
     except OSError:
         return None
     return next((line.strip() for line in text.splitlines() if line.strip()), None)
 
 
+def _head(bundle, command: dict[str, Any]) -> str:
+    """The start of an identity output (hostname, uname, os-release: a few lines): a damaged
+    one may be megabytes of anything, and only its first lines are ever wanted."""
+    return bundle.read(command["path"])[:IDENTITY_BYTES].decode("utf-8", "replace")
+
+
 def _os_name(bundle, command: dict[str, Any]) -> str | None:
     try:
-        text = bundle.read(command["path"]).decode("utf-8", "replace")
+        text = _head(bundle, command)
     except (OSError, KeyError, TypeError):
         return None
     for line in text.splitlines():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any, Iterable
 
+from diag.bundle import load_json as load_bounded_json
 from diag.errors import DiagError, ExitStatus
 
 
@@ -24,21 +25,51 @@ class ParseError(DiagError):
     exit_status = ExitStatus.UNUSABLE_INPUT
 
 
-def as_text(data: str | bytes) -> str:
+# A command's output is text: more lines than this in one output (16 bytes a line at the
+# collector's 16 MiB cap; real lines are 50-200 bytes) is junk, refused before it is split
+# (a list of millions of lines is most of a junk output's cost in memory).
+MAX_TEXT_LINES = 1_000_000
+
+
+def as_text(data: str | bytes, lines: bool = True) -> str:
+    """The output as text (invalid UTF-8 replaced: an interface name may hold any bytes).
+    :class:`ParseError` for what is not text at all: NUL bytes, more than 1 % of the bytes not
+    UTF-8, or (``lines``, for line-oriented outputs) more than :data:`MAX_TEXT_LINES` lines."""
     if isinstance(data, bytes):
-        return data.decode("utf-8", errors="replace")
+        if lines and data.count(b"\n") > MAX_TEXT_LINES:
+            raise ParseError(f"more than {MAX_TEXT_LINES} lines: not a command's output")
+        if b"\0" in data:
+            raise ParseError("binary data (NUL bytes), not a command's text output")
+        text = data.decode("utf-8", errors="replace")
+        if not data.isascii() and text.count("\ufffd") > len(text) // 100 + 16:
+            raise ParseError("binary data (mostly not UTF-8), not a command's text output")
+        return text
     return data
+
+
+# Reading a JSON document row by row costs ~400 bytes per object; more objects than this in one
+# output (an upper bound: every "{" is counted) is refused rather than read: 200,000 objects is
+# ~80 MB, and the large outputs that are legitimately bigger (routes, GoBGP RIBs) are read
+# column-wise before this (diag.parse.columnar), in the shapes the collector writes.
+MAX_JSON_OBJECTS = 200_000
 
 
 def load_json(data: str | bytes, what: str, expect: type | tuple[type, ...]) -> Any:
     """JSON of the expected top-level type, or :class:`ParseError` naming ``what``."""
-    text = as_text(data).strip()
+    if len(data) > MAX_JSON_OBJECTS:
+        objects = data.count(b"{" if isinstance(data, bytes) else "{")
+        if objects > MAX_JSON_OBJECTS:
+            raise ParseError(f"{what}: {objects} JSON objects, more than the {MAX_JSON_OBJECTS} "
+                             "one output may hold to be read row by row")
+    text = as_text(data, lines=False).strip()       # FRR pretty-prints: many lines are fine
     if not text:
         return expect() if isinstance(expect, type) else expect[0]()
     try:
-        value = json.loads(text)
-    except ValueError as err:
+        value = load_bounded_json(text)     # depth-limited: evidence may nest anything
+    except json.JSONDecodeError as err:
         raise ParseError(f"{what}: not JSON ({err.msg} at line {err.lineno})") from None
+    except ValueError as err:
+        raise ParseError(f"{what}: {err}") from None
     if value is None:  # Go prints a nil slice/map as null (gobgp with no neighbours)
         return expect() if isinstance(expect, type) else expect[0]()
     if not isinstance(value, expect):

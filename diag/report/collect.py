@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from diag.report.safe import visible
+
 
 def render_plan(out: str, hosts: list[dict[str, Any]], fmt: str,
                 kube: list[dict[str, Any]] | None = None) -> None:
@@ -18,7 +20,7 @@ def render_plan(out: str, hosts: list[dict[str, Any]], fmt: str,
         print(json.dumps({"dry_run": True, "out": out, "hosts": hosts, "kube": kube}, indent=1))
         return
     for row in hosts:
-        print(f"{row['host']} ({row['transport']}: {row['target']})")
+        print(visible(f"{row['host']} ({row['transport']}: {row['target']})"))
         for command in row["commands"]:
             sudo = " [sudo -n if not root]" if command["sudo_if_not_root"] else ""
             print(f"  {command['id']:<28} {' '.join(command['argv'])}"
@@ -33,10 +35,13 @@ def render_summary(data: dict[str, Any], fmt: str = "text") -> None:
     if fmt == "json":
         print(json.dumps(data, indent=1))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from diag.report.safe import for_rich
+    from diag.report.terminal import console as terminal
+
+    data = for_rich(data)       # host names, remote errors: text, never markup or control
+    console = terminal(highlight=False)
     table = Table(title="diag collect", show_lines=False)
     for column in ("host", "reach", "commands", "failed", "daemons", "capture", "clock"):
         table.add_column(column)

@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from diag.bundle import source_sha256
+from diag.bundle import load_json, source_sha256
+from diag.report.safe import utc_text
 from diag.report.timeline import Timeline, build_timeline
 
 ROUTE_COMMANDS = ("ip-route-v4", "ip-route-v6")   # `ip -j route show table all` outputs
@@ -240,7 +241,7 @@ def gather(facts, bundle, explain_doc: dict[str, Any],
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(ts, "%Y-%m-%dT%H:%M:%S.%fZ", cut=0)
 
 
 def _commands(manifest: dict[str, Any]) -> tuple[CommandRecord, ...]:
@@ -419,10 +420,17 @@ def _route_tables(bundle, facts, explain_doc) -> tuple[tuple[RouteTable, ...],
     detail_hosts = set(hosts) if len(hosts) <= ROUTE_DETAIL_MAX_HOSTS else \
         {h for h, c in files if str(c["path"]) in marks}
     tables, summary = [], []
+    # outputs the facts refused (damaged, junk, past a limit) are shown as such, not read again
+    refused = {str(row.path): str(row.reason) for row in facts.parse_errors.itertuples()
+               if row.path is not None}
     routes = facts.tables.get("routes")
     counts = routes.groupby("host").size().to_dict() if routes is not None and len(routes) else {}
     for host, cmd in sorted(files, key=lambda hc: (hc[0], hc[1]["id"])):
         if host not in detail_hosts:
+            continue
+        if str(cmd["path"]) in refused:
+            tables.append(RouteTable(host, str(cmd["path"]), 0, (),
+                                     f"not read: {refused[str(cmd['path'])]}"))
             continue
         tables.append(_route_table(bundle, host, cmd, marks.get(str(cmd["path"]), {})))
     summary = [(h, int(counts.get(h, 0))) for h in hosts if h not in detail_hosts]
@@ -434,7 +442,7 @@ def _route_table(bundle, host: str, cmd: dict, marks: dict[int, list[str]]) -> R
     if cmd.get("outcome") != "OK":
         return RouteTable(host, path, 0, (), f"command {cmd.get('outcome')}")
     try:
-        routes = json.loads(bundle.read(path) or b"[]")
+        routes = load_json(bundle.read(path) or b"[]")     # depth-limited: evidence
     except (OSError, ValueError) as err:
         return RouteTable(host, path, 0, (), f"not readable as JSON: {err}")
     if not isinstance(routes, list):

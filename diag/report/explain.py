@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from diag.bundle import source_sha256
+from diag.report.safe import md_cell, visible
 from diag.words import counted
 
 SCHEMA_VERSION = 1
@@ -45,9 +46,10 @@ def explain_document(result, facts) -> dict[str, Any]:
 def render(result, facts, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(explain_document(result, facts), indent=2, default=str) + "\n"
+    # text and Markdown quote evidence (names, values, reasons): shown, never obeyed
     if fmt == "md":
-        return _markdown(result, facts)
-    return _text(result, facts)
+        return visible(_markdown(result, facts))
+    return visible(_text(result, facts))
 
 
 def _hosts(facts) -> str:
@@ -122,7 +124,8 @@ def _markdown(result, facts) -> str:
         if f.note:
             lines.append(f"- note: {f.note}")
         lines += ["", "| host | file | pointer | value |", "|---|---|---|---|"]
-        lines += [f"| {e.host} | `{e.file}` | `{e.pointer}` | {e.value} |" for e in f.evidence]
+        lines += [f"| {md_cell(e.host)} | `{md_cell(e.file)}` | `{md_cell(e.pointer)}` | "
+                  f"{md_cell(e.value)} |" for e in f.evidence]
         if f.fix:
             lines += ["", "```sh", *f.fix, "```"]
         lines.append("")
@@ -185,7 +188,7 @@ def render_trace(trace, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"schema_version": SCHEMA_VERSION, "trace": trace.to_dict()},
                           indent=2, default=str) + "\n"
-    return trace_text(trace) + "\n"
+    return visible(trace_text(trace)) + "\n"
 
 
 def trace_text(trace) -> str:

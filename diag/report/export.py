@@ -24,12 +24,15 @@ class TableWriter:
     def __init__(self, directory: Path, fmt: str) -> None:
         if fmt not in EXPORT_FORMATS:
             raise UsageError(f"unknown --export-format {fmt!r}", hint="use parquet or csv")
+        from diag.report.output import check_directory_target
+
         directory = Path(directory)
         self.dir, self.fmt, self.part = directory, fmt, 0
-        if directory.exists() and any(directory.iterdir()):
-            raise UsageError(f"{directory} exists and is not empty",
-                             hint="choose a new directory for --export")
-        directory.mkdir(parents=True, exist_ok=True)
+        check_directory_target(directory)
+        try:
+            directory.mkdir(exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"--export {directory}: {err.strerror}") from None
         if fmt == "parquet":
             try:
                 import pyarrow  # noqa: F401

@@ -12,11 +12,11 @@ above ``COLLAPSE_ROWS`` rows). Sections (ids): ``summary``, ``findings``, ``chec
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
 from diag.report.data import ReportData, RouteTable, side_by_side
+from diag.report.safe import utc_text
 from diag.report.svg import STATE_COLOURS, ladder_svg, timeline_svg, topology_svg
 
 COLLAPSE_ROWS = 15
@@ -68,9 +68,7 @@ def _e(value: Any) -> str:
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return utc_text(ts, "%H:%M:%S.%f")
 
 
 def _table(headers: list[str], rows: list[str], what: str, collapse: int = COLLAPSE_ROWS,
@@ -172,8 +170,8 @@ def _header(doc: dict[str, Any], data: ReportData) -> str:
             for p in data.problems[:20])))
     if data.parse_errors:
         rows.append(("outputs not understood", "<br>".join(
-            f"{_e(p.get('host'))} <code>{_e(p.get('path') or p.get('source'))}</code>: "
-            f"{_e(p.get('error'))}" for p in data.parse_errors[:20])))
+            f"{_e(p.get('host'))} <code>{_e(p.get('path') or p.get('source'))}</code> "
+            f"({_e(p.get('parser'))}): {_e(p.get('reason'))}" for p in data.parse_errors[:20])))
     table = "".join(f"<tr><td>{_e(k)}</td><td>{v}</td></tr>" for k, v in rows)
     missing = "".join(f'<p class="notice">{_e(m)}</p>' for m in data.missing)
     return (f'<header id="summary"><h1>diag report: {_e(data.source)}</h1>'

@@ -5,6 +5,8 @@ Contract: :func:`write_export(result, fmt)` prints the export result of
 :func:`diag.pipeline.facts_export` (text: one line per bundle; json: the dict);
 :func:`write_query(table, fmt)` prints a query's pyarrow Table as a rich table (``text``),
 JSON (a list of row objects) or CSV (a header, then the rows). Nothing is computed here.
+Cells come from evidence: in text and CSV their control characters are shown, never obeyed, and
+in text rich markup (``[/]``) is text (:mod:`diag.report.safe`); JSON escapes them itself.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from diag.report.safe import markup, visible
 from diag.words import counted
 
 QUERY_FORMATS = ("text", "json", "csv")
@@ -49,18 +52,19 @@ def write_query(table, fmt: str) -> None:
         import csv
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(table.column_names)
+        writer.writerow([visible(name) for name in table.column_names])
         for row in table.to_pylist():
-            writer.writerow(["" if v is None else _plain(v) for v in row.values()])
+            writer.writerow(["" if v is None else visible(_plain(v)) for v in row.values()])
     else:
-        from rich.console import Console
         from rich.table import Table
+
+        from diag.report.terminal import console as terminal
 
         out = Table(show_lines=False)
         for name in table.column_names:
-            out.add_column(name, overflow="fold")
+            out.add_column(markup(name), overflow="fold")
         for row in table.to_pylist():
-            out.add_row(*("" if v is None else str(_plain(v)) for v in row.values()))
-        console = Console()
+            out.add_row(*("" if v is None else markup(_plain(v)) for v in row.values()))
+        console = terminal()
         console.print(out)
         console.print(counted(table.num_rows, "row"), style="dim")

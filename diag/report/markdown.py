@@ -8,10 +8,10 @@ how many were left out; the HTML report has them all.
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from diag.report.data import ReportData, side_by_side
+from diag.report.safe import utc_text, visible
 
 CELL_MAX = 160
 TABLE_MAX_ROWS = 60
@@ -46,9 +46,7 @@ def fence(lines: list[str], lang: str = "sh") -> list[str]:
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S.%f")[:-3]
+    return utc_text(ts, "%H:%M:%S.%f")
 
 
 def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
@@ -116,7 +114,8 @@ def render_markdown(doc: dict[str, Any], data: ReportData) -> str:
                                                [[cell(c.get("check")), cell(c.get("needs"))]
                                                 for c in nc])
     out += _appendix(data)
-    return "\n".join(out).rstrip("\n") + "\n"
+    # everything quoted from evidence is shown, never obeyed by a terminal or a Markdown viewer
+    return visible("\n".join(out).rstrip("\n") + "\n")
 
 
 def _flows(data: ReportData) -> list[str]:

@@ -9,28 +9,24 @@ lines (grep-able, no wrapping).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from rich.console import Console
 from rich.table import Table
 
+from diag.report.safe import for_rich, markup, utc_text
 from diag.values import is_missing
 from diag.words import counted
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return utc_text(ts)
 
 
 def _clock(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    return utc_text(ts, "%H:%M:%S.%f")
 
 
 def render(s: dict, console: Console) -> None:
+    s = for_rich(s)     # every string from the capture is text, never markup or control
     p = s["packets"]
     span = (p["last_ts"] - p["first_ts"]) if p["first_ts"] is not None else 0.0
     console.print(f"[bold]{s['file']}[/] ({s['format']}): {counted(p['total'], 'packet')} over {span:.3f} s, "
@@ -207,12 +203,17 @@ def _arp(a: dict, console: Console) -> None:
 def console() -> Console:
     import sys
 
+    from diag.report.terminal import console as terminal
+
     if sys.stdout.isatty():
-        return Console()
-    return Console(width=200, soft_wrap=True)
+        return terminal()
+    return terminal(width=200, soft_wrap=True)
 
 
 def render_frame(found: dict[str, list[dict]], frame: int, console: Console) -> None:
+    found = {name: [{markup(key): value if is_missing(value) or isinstance(value, (int, float))
+                     else markup(value) for key, value in row.items()} for row in rows]
+             for name, rows in found.items()}
     for name, rows in found.items():
         for i, row in enumerate(rows):
             t = Table(title=f"{name} [{i + 1}/{len(rows)}] at frame {frame}", title_justify="left",

@@ -14,10 +14,10 @@ timeline marks of one kind falling on the same pixel are drawn once (the tooltip
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from html import escape
 
 from diag.report.data import Ladder, Topology
+from diag.report.safe import utc_text
 from diag.report.timeline import Timeline
 from diag.words import counted
 
@@ -290,7 +290,7 @@ def timeline_svg(tl: Timeline) -> str:
     def x_of(ts: float) -> float:
         return LABEL_W + (ts - t0) / span * PLOT_W
 
-    start = datetime.fromtimestamp(t0, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    start = utc_text(t0)
     out = [f'<svg id="timeline-svg" xmlns="http://www.w3.org/2000/svg" role="img" '
            f'viewBox="0 0 {width} {height}" width="{width}" style="max-width:100%;height:auto" '
            f'font-family="sans-serif"><title>BGP messages per peer pair over time</title>',

@@ -49,7 +49,7 @@ def test_checks_that_needed_an_unreadable_output_are_not_checked(tmp_path):
     errors = facts.parse_errors
     assert list(zip(errors.host, errors.source, errors.table)) == [
         ("k8s-ctr", "calico-node-status", "bgp_peers")]
-    assert "Error querying BIRD" in errors.iloc[0].error
+    assert "Error querying BIRD" in errors.iloc[0].reason
     result = explain(facts)
     missing = {c.name: c.needs for c in result.not_checked}
     # the BGP checks read bgp_peers: not checked on k8s-ctr, the parser's words as the reason

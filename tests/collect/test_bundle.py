@@ -198,7 +198,7 @@ def test_schema_1_bundles_have_no_kube_part_and_unknown_schemas_are_refused(tmp_
     assert bundle.kube is None and list(bundle.kube_resources()) == []
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     for schema, kube, message in ((3, None, "unknown bundle schema version 3"),
-                                  (2, ["not", "an", "object"], "kube is not an object")):
+                                  (2, ["not", "an", "object"], "field .kube. is an array, not an object")):
         manifest["schema_version"] = schema
         if kube is not None:
             manifest["kube"] = kube

@@ -112,7 +112,7 @@ def test_unrecognised_output_becomes_a_parse_error_row_not_a_guess(tmp_path):
     facts = load_facts(root)
     errors = facts.parse_errors
     assert list(zip(errors.host, errors.source)) == [("k8s-ctr", "bird-protocols-all")]
-    assert "birdc" in errors.iloc[0].error
+    assert "birdc" in errors.iloc[0].reason
     assert facts.problems == ()
     assert not (facts.tables["bgp_peers"].host == "k8s-ctr").any()
 

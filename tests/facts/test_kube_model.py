@@ -254,7 +254,7 @@ def test_an_object_in_an_unknown_shape_is_a_parse_error_row(work):
     (row,) = errors.to_dict("records")
     assert (row["source"], row["path"]) == ("kube:cilium.io/ciliumnodes",
                                             "kube/cilium.io/ciliumnodes.json")
-    assert row["error"].startswith("CiliumNode/node2 at /spec/ipam/podCIDRs:")
+    assert row["reason"].startswith("CiliumNode/node2 at /spec/ipam/podCIDRs:")
     assert facts.tables["cilium_nodes"].name.tolist() == ["node1"]     # the other one is read
 
 
@@ -282,3 +282,45 @@ def test_facts_and_explain_commands_on_a_kube_only_bundle(work):
     walk = diag("explain", str(bundle), "--trace", "192.168.185.5 8.8.8.8")
     assert walk.returncode == 0
     assert "=> unknown at mac-k8s: mac-k8s's routes were not collected" in walk.stdout
+
+
+# --- hostile kube files (issue: hostile evidence) --------------------------------------------
+
+KUBE_DAMAGE = {
+    "deep": b"[" * 100_000 + b"]" * 100_000,            # nested past the JSON depth limit
+    "junk": bytes(range(256)) * 64,                      # not JSON at all
+    "items-an-int": b'{"apiVersion": "v1", "kind": "List", "items": 7}',
+    "objects-of-wrong-types": json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": "node9",
+         "spec": [1, 2]},
+        {"apiVersion": "cilium.io/v2", "kind": "CiliumNode",
+         "metadata": {"name": {"a": 1}}, "spec": {"ipam": {"podCIDRs": [None, 7, "x/99"]}}},
+        "\x1b[31m[/]"]}).encode(),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(KUBE_DAMAGE))
+def test_a_damaged_kube_file_is_a_parse_error_row_and_the_rest_is_read(work, damage):
+    """One damaged kind's file: a parse_errors row (host null, its source and path), the other
+    kinds and the hosts read, explain runs; never an internal error."""
+    import shutil
+
+    base = work / "calico-hosts"
+    if not base.exists():
+        kube_bundle(base, {"node": objects("upstream/k8s-1.23-node-calico.yaml"),
+                           "cn": objects("upstream/ciliumnode-cluster-pool-kubeasz.yaml")},
+                    hosts_from="calico-native-default")
+    root = work / f"damaged-{damage}"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.copytree(base, root)
+    (root / "kube/cilium.io/ciliumnodes.json").write_bytes(KUBE_DAMAGE[damage])
+    facts = load_facts(root)
+    rows = facts.parse_errors[facts.parse_errors.source == "kube:cilium.io/ciliumnodes"]
+    assert len(rows) >= 1 and rows.host.isna().all(), facts.parse_errors
+    assert (rows.path == "kube/cilium.io/ciliumnodes.json").all()
+    assert facts.tables["k8s_nodes"].name.tolist() == ["mac-k8s"]     # the other kind is read
+    assert len(facts.tables["routes"]) > 0                             # and the hosts
+    proc = subprocess.run([sys.executable, "-m", "diag", "explain", str(root)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
+    assert "\x1b" not in proc.stdout

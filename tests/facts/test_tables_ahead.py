@@ -59,7 +59,7 @@ def test_threads_keep_errors_and_irregular_outputs_in_order(tmp_path):
     threaded, plain = _build(bundle, 2), _build(bundle, 1)
     _same_tables(threaded, plain)
     errors = threaded[1]
-    assert any("unreadable" in e for e in errors["error"]), errors
+    assert any("unreadable" in e for e in errors["reason"]), errors
     assert (threaded[0]["bgp_paths"]["host"] == "node-0002").any()
 
 

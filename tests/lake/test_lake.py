@@ -226,3 +226,44 @@ def test_bundles_of_an_older_schema_are_read_by_column_name(tmp_path):
     (directory / "lake.json").write_text(json.dumps(manifest))
     rows = lake.query(directory, "SELECT host, nhid FROM routes ORDER BY host").to_pylist()
     assert rows == [{"host": "a", "nhid": 7}, {"host": "b", "nhid": None}]
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv"])
+def test_query_cells_are_shown_never_obeyed(filled, fmt):
+    """A lake's cells come from evidence: an escape sequence or rich markup in one is shown as
+    text on the terminal (and in CSV), never obeyed; JSON escapes it itself."""
+    directory, _ = filled
+    sql = ("SELECT chr(27) || ']8;;http://x/' || chr(7) || '[/] [bold]x' || chr(155) AS "
+           "\"name[/]\" FROM bundles LIMIT 1")
+    code, out, err = _run("query", directory, sql, "--format", fmt)
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    assert "\\x1b]8;;http://x/\\x07[/] [bold]x\\x9b" in out and "name[/]" in out
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: d.update(bundles=179), "field 'bundles' is a int"),
+    (lambda d: next(iter(d["bundles"].values())).update(hosts=[1, None]), ".hosts' is a list"),
+    (lambda d: next(iter(d["bundles"].values())).update(rows={"routes": "many"}), "not a count"),
+    (lambda d: d["bundles"].update({"../../etc": {}}), "is not a bundle id"),
+    (lambda d: d["tables"].update({'x"; DROP': [["a", "string"]]}), "is not a table name"),
+    (lambda d: d["tables"].update(routes=[["a", "blob"]]), "not a list of [column, type]"),
+    (lambda d: d.update(tables=[]), "field 'tables' is a list"),
+])
+def test_a_damaged_lake_manifest_is_refused_naming_the_field(filled, tmp_path, damage, words):
+    """lake.json is read with its shape checked: a damaged one is exit 4 naming the field, for
+    query and explain alike (bundle ids name directories and table names SQL views)."""
+    import shutil
+
+    directory, _ = filled
+    copy = tmp_path / "lake"
+    shutil.copytree(directory, copy)
+    doc = json.loads((copy / "lake.json").read_text())
+    damage(doc)
+    (copy / "lake.json").write_text(json.dumps(doc))
+    for args in (["query", copy, "SELECT 1 AS n"], ["explain", copy]):
+        code, out, err = _run(*args)
+        assert code == 4 and out == "" and words in err, (args[0], code, err)
+    (copy / "lake.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = _run("query", copy, "SELECT 1 AS n")
+    assert code == 4 and "lake manifest" in err

@@ -1,0 +1,1 @@
+"""Property tests on hostile evidence (hypothesis; CI budget from tests/conftest.py)."""
