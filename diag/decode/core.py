@@ -42,6 +42,9 @@ def load():
     if not _loaded:
         try:
             from diag.decode import _core
+            if not hasattr(_core, "Decoder"):
+                # the C sources' directory imported as a namespace package: nothing was built
+                raise ImportError("no extension module in diag/decode/_core")
             _loaded[:] = [_core, ""]
         except ImportError as err:
             _loaded[:] = [None, f"not built ({err})"]

@@ -504,3 +504,30 @@ def test_qinq_arp_is_paired_by_both_decoders(tmp_path):
     assert outs[0] == outs[1]
     summary = json.loads(outs[0])["arp"]
     assert (summary["requests"], summary["replies"], summary["answered"]) == (1, 1, 1)
+
+
+def test_an_unbuilt_tree_decodes_with_the_reference(tmp_path):
+    """A clone where the extension was never built (no compiler): ``diag/decode/_core`` holds
+    only the C sources, which Python imports as an empty namespace package. diag must say the
+    core is not built and decode with the reference, not stop."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "diag", tmp_path / "diag",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    env.pop("DIAG_DECODER", None)
+    run = dict(capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "diag", "--version"], **run)
+    assert out.returncode == 0 and "pure-Python reference (the compiled core is not built" \
+        in out.stdout, out.stdout + out.stderr
+    capture = str(ROOT / "captures" / "bgp_session.pcap")
+    got = subprocess.run([sys.executable, "-m", "diag", "pcap", capture, "--format", "json"],
+                         **run)
+    assert got.returncode == 0, got.stderr
+    env["PYTHONPATH"] = str(ROOT)
+    want = subprocess.run([sys.executable, "-m", "diag", "pcap", capture, "--format", "json"],
+                          **run)
+    assert json.loads(got.stdout) == json.loads(want.stdout)
