@@ -56,10 +56,6 @@ def records(df) -> list[dict[str, Any]]:
     return [{k: plain(v) for k, v in row.items()} for row in df.to_dict("records")]
 
 
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
 def net(text: Any):
     try:
         return ipaddress.ip_network(str(text), strict=False)

@@ -31,7 +31,6 @@ from diag.analyze.intent import (
     State,
     Verdict,
     address,
-    counted,
     finding,
     net,
     not_checkable,
@@ -40,6 +39,7 @@ from diag.analyze.intent import (
 )
 from diag.k8s.selectors import SelectorError, calico_selector_matches
 from diag.model import Check, Evidence
+from diag.words import counted
 
 BGP_CONFIGURATION = ("calico", "BGPConfiguration")
 BGP_PEER = ("calico", "BGPPeer")

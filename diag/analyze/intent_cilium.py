@@ -39,7 +39,6 @@ from diag.analyze.intent import (
     State,
     Verdict,
     address,
-    counted,
     finding,
     net,
     not_checkable,
@@ -48,6 +47,7 @@ from diag.analyze.intent import (
 )
 from diag.k8s.selectors import SelectorError, label_selector_matches
 from diag.model import Check
+from diag.words import counted
 
 CLUSTER_CONFIG = ("cilium.io", "CiliumBGPClusterConfig")
 PEER_CONFIG = ("cilium.io", "CiliumBGPPeerConfig")

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from diag.analyze.intent import Objects, State, Verdict, address, counted, finding, net
+from diag.analyze.intent import Objects, State, Verdict, address, finding, net
 from diag.model import Check
+from diag.words import counted
 
 CONFIG_MAP = ("", "ConfigMap")
 DEFAULT_PORTS = {"vxlan": 8472, "geneve": 6081}

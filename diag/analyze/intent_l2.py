@@ -36,7 +36,6 @@ from diag.analyze.intent import (
     State,
     Verdict,
     address,
-    counted,
     finding,
     net,
     not_checkable,
@@ -46,6 +45,7 @@ from diag.analyze.intent import (
 from diag.analyze.intent_lbipam import service_labels
 from diag.k8s.selectors import SelectorError, label_selector_matches
 from diag.model import Check
+from diag.words import counted
 
 POLICY = ("cilium.io", "CiliumL2AnnouncementPolicy")
 LEASE = ("coordination.k8s.io", "Lease")

@@ -20,9 +20,10 @@ import ipaddress
 import json
 from typing import Any
 
-from diag.analyze.intent import Objects, State, Verdict, counted, finding, not_checkable, ref_of
+from diag.analyze.intent import Objects, State, Verdict, finding, not_checkable, ref_of
 from diag.k8s.selectors import SelectorError, label_selector_matches
 from diag.model import Check
+from diag.words import counted
 
 POOL = ("cilium.io", "CiliumLoadBalancerIPPool")
 SERVICE = ("", "Service")

@@ -18,10 +18,11 @@ import ipaddress
 import json
 from typing import Any
 
-from diag.analyze.intent import Objects, State, Verdict, counted, finding, not_checkable, ref_of
+from diag.analyze.intent import Objects, State, Verdict, finding, not_checkable, ref_of
 from diag.analyze.intent_l2 import Arp
 from diag.k8s.selectors import SelectorError, label_selector_matches
 from diag.model import Check
+from diag.words import counted
 
 POOL = ("metallb.io", "IPAddressPool")
 
