@@ -30,9 +30,7 @@ RBAC needed on top of ``--kube``'s: ``list`` on pods (the agents' namespaces) an
 """
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import subprocess
 import time
@@ -40,7 +38,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diag.collect.transport import MISSING_RC, ProcessHandle, Transport, TransportError, wrap_argv
+from diag.collect.transport import (
+    MISSING_RC,
+    ProcessHandle,
+    Transport,
+    TransportError,
+    local_process,
+    wrap_argv,
+)
 
 DISCOVERY_TIMEOUT = 30.0
 STDERR_KEEP = 4096
@@ -266,49 +271,8 @@ class PodTransport(Transport):
             self.uid = None
 
     async def _spawn(self, argv: list[str], stdin: bool = False) -> ProcessHandle:
-        full = self.exec_argv(argv, stdin)
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *full, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-                env=dict(self.options.env) if self.options.env is not None else None)
-        except OSError as err:
-            raise TransportError("ERROR", f"cannot start {full[0]}: {err.strerror}") from None
-        assert process.stdout is not None and process.stderr is not None
-        seen = bytearray()
-
-        async def read_stderr(size: int) -> bytes:
-            chunk = await process.stderr.read(size)     # type: ignore[union-attr]
-            if len(seen) < 65536:
-                seen.extend(chunk)
-            return chunk
-
-        async def wait() -> int | None:
-            rc = await process.wait()
-            # the runtime's word for a missing program becomes the shell's: rc 127
-            return MISSING_RC if missing_tool(rc, bytes(seen)) else rc
-
-        async def stop() -> None:
-            if process.returncode is None:
-                try:
-                    os.killpg(process.pid, 15)
-                except ProcessLookupError:
-                    pass
-
-        async def close() -> None:
-            if process.returncode is None:
-                await stop()
-                try:
-                    await asyncio.wait_for(process.wait(), 2)
-                except TimeoutError:
-                    os.killpg(process.pid, 9)
-                    await process.wait()
-
-        async def write_stdin(data: bytes) -> None:
-            assert process.stdin is not None
-            process.stdin.write(data)
-            await process.stdin.drain()
-
-        return ProcessHandle(process.stdout.read, read_stderr, wait, stop, close,
-                             write_stdin if stdin else None)
+        # the runtime's word for a missing program becomes the shell's: rc 127
+        return await local_process(
+            self.exec_argv(argv, stdin), stdin,
+            env=dict(self.options.env) if self.options.env is not None else None,
+            exit_code=lambda rc, stderr: MISSING_RC if missing_tool(rc, stderr) else rc)

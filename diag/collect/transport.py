@@ -243,38 +243,54 @@ class LocalTransport(Transport):
         self.uid = os.geteuid()
 
     async def _spawn(self, argv: list[str], stdin: bool = False) -> ProcessHandle:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True)
-        except OSError as err:
-            raise TransportError("ERROR", f"cannot start {argv[0]}: {err.strerror}") from None
-        assert process.stdout is not None and process.stderr is not None
+        return await local_process(argv, stdin)
 
-        async def stop() -> None:
-            if process.returncode is None:
-                try:
-                    os.killpg(process.pid, 15)
-                except ProcessLookupError:
-                    pass
 
-        async def wait() -> int | None:
-            return await process.wait()
+async def local_process(argv: list[str], stdin: bool = False, env: dict[str, str] | None = None,
+                        exit_code: Callable[[int, bytes], int] | None = None) -> ProcessHandle:
+    """A subprocess of this machine in its own session (stopped with its whole process group).
+    ``exit_code(rc, stderr_start)``: what the caller makes of the exit status, given the first
+    64 KiB of stderr (e.g. a container runtime's "executable not found" becomes rc 127)."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True, env=env)
+    except OSError as err:
+        raise TransportError("ERROR", f"cannot start {argv[0]}: {err.strerror}") from None
+    assert process.stdout is not None and process.stderr is not None
+    seen = bytearray()
 
-        async def close() -> None:
-            if process.returncode is None:
-                await stop()
-                try:
-                    await asyncio.wait_for(process.wait(), 2)
-                except asyncio.TimeoutError:
-                    os.killpg(process.pid, 9)
-                    await process.wait()
+    async def read_stderr(size: int) -> bytes:
+        chunk = await process.stderr.read(size)     # type: ignore[union-attr]
+        if exit_code is not None and len(seen) < 65536:
+            seen.extend(chunk)
+        return chunk
 
-        async def write_stdin(data: bytes) -> None:
-            assert process.stdin is not None
-            process.stdin.write(data)
-            await process.stdin.drain()
+    async def wait() -> int | None:
+        rc = await process.wait()
+        return exit_code(rc, bytes(seen)) if exit_code is not None else rc
 
-        return ProcessHandle(process.stdout.read, process.stderr.read, wait, stop, close,
-                             write_stdin if stdin else None)
+    async def stop() -> None:
+        if process.returncode is None:
+            try:
+                os.killpg(process.pid, 15)
+            except ProcessLookupError:
+                pass
+
+    async def close() -> None:
+        if process.returncode is None:
+            await stop()
+            try:
+                await asyncio.wait_for(process.wait(), 2)
+            except TimeoutError:
+                os.killpg(process.pid, 9)
+                await process.wait()
+
+    async def write_stdin(data: bytes) -> None:
+        assert process.stdin is not None
+        process.stdin.write(data)
+        await process.stdin.drain()
+
+    return ProcessHandle(process.stdout.read, read_stderr, wait, stop, close,
+                         write_stdin if stdin else None)

@@ -290,6 +290,24 @@ def _feed_fragments(shadow, block, vectorize: bool) -> None:
     shadow.bgp.buckets = {}
 
 
+
+def _owned_segments(spool: Path, block: int, locations: dict | None, owned) -> list:
+    """Block ``block``'s spooled BGP segments of the connections this worker owns, in frame
+    order (a block's segments are spooled per bucket)."""
+    import pickle
+    from operator import itemgetter
+
+    segs: list = []
+    mine = [loc for bucket, loc in (locations or {}).items() if bucket in owned]
+    if mine:
+        with open(spool / f"{block}.seg", "rb") as fh:
+            for off, length, _nbytes in mine:
+                fh.seek(off)
+                segs.extend(pickle.loads(fh.read(length)))
+        if len(mine) > 1:
+            segs.sort(key=itemgetter(0))
+    return segs
+
 def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
               last: tuple[int, float], keep_rows: bool = False, options=None) -> dict:
     """Phase 2: reassemble and decode the connections of the ``owned`` buckets, block by block;
@@ -297,9 +315,6 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
     the distinct-prefix stores of its sessions. With ``keep_rows`` each block's item is
     ``(fold, rows)``: the rows of ``BGP_TABLES`` as ``(order, row)`` pairs, ``order`` where one
     process would have made the row (see :func:`merge_bgp_rows`)."""
-    import pickle
-    from operator import itemgetter
-
     from diag.decode.bgpflow import BgpFlows
     from diag.decode.rows import RowChunk
     from diag.decode.summary import PrefixFolder, fold
@@ -329,15 +344,7 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
                      on_route if keep_rows else routes.append, on_event)
     first_seen: dict[tuple, int] = {}
     for i in range(nblocks):
-        segs: list = []
-        mine = [loc for bucket, loc in (spools[i] or {}).items() if bucket in owned]
-        if mine:
-            with open(spool / f"{i}.seg", "rb") as fh:
-                for off, length, _nbytes in mine:
-                    fh.seek(off)
-                    segs.extend(pickle.loads(fh.read(length)))
-            if len(mine) > 1:
-                segs.sort(key=itemgetter(0))
+        segs = _owned_segments(spool, i, spools[i], owned)
         segment = flows.segment
         for _n, src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options in segs:
             key = _connection(src, sport, dst, dport)
@@ -456,11 +463,8 @@ def _bgp_part_core(owned: set[int], spools: list, spool: Path, nblocks: int,
     through its reassembly and BGP decoding, folded per block; events carry where they were
     raised (the core records it: the segment's frame, or the connection's first frame for the
     end-of-capture flush)."""
-    import pickle
-    from operator import itemgetter
-
     from diag.decode import DecodeOptions
-    from diag.decode.core import CoreChunk, _decoder, bgp_fold, load
+    from diag.decode.core import _decoder, bgp_fold, load
     from diag.decode.summary import PrefixFolder
 
     if keep_rows:           # the distributed export's rows come from the reference's phase 2
@@ -468,15 +472,7 @@ def _bgp_part_core(owned: set[int], spools: list, spool: Path, nblocks: int,
     folder = PrefixFolder()
     dec, _reference, _slow = _decoder(load(), options or DecodeOptions(), False, True, False, {})
     for i in range(nblocks):
-        segs: list = []
-        mine = [loc for bucket, loc in (spools[i] or {}).items() if bucket in owned]
-        if mine:
-            with open(spool / f"{i}.seg", "rb") as fh:
-                for off, length, _nbytes in mine:
-                    fh.seek(off)
-                    segs.extend(pickle.loads(fh.read(length)))
-            if len(mine) > 1:
-                segs.sort(key=itemgetter(0))
+        segs = _owned_segments(spool, i, spools[i], owned)
         dec.set_heads(*(len(folder.sample[k]) < 1000 for k in ("announce", "withdraw")))
         if segs:
             dec.segments(segs)
