@@ -276,8 +276,15 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
                                                   | (sk["peer_port"] == 179))]
                 if not keyed.empty:
                     socks.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line with md5keys",
-                                          f"{h}: {counted(len(keyed), 'socket')} on :179 with a TCP-MD5 "
-                                          "key"))
+                                          f"{h}: {counted(len(keyed), 'socket')} on :179 with a "
+                                          "TCP-MD5 key"))
+    seen = [h for h in (s.host, s.other) if h and _sockets(ctx, h) is not None
+            and not _sockets(ctx, h).empty]
+    if md5 and not socks and len(seen) == len([h for h in (s.host, s.other) if h]):
+        # the counters count since boot: with no TCP-MD5 key on any :179 socket of either end
+        # now, they are an earlier incident's, not this session's cause
+        md5 = []
+    if md5:
         return [_finding(
             "BGP_MD5_MISMATCH",
             f"{name}: not Established; TCP-MD5 segments are rejected "

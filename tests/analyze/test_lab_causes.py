@@ -276,12 +276,17 @@ def test_maximum_prefix_cease_is_a_fault(labs, cni, mode):
     sock = str(lab.files.bird_socket(node.name))
     original = conf.read_text()
     channel = "  ipv4 { import all; export where source = RTS_STATIC; };"
-    assert channel in original
+    if channel in original:                     # BIRD 2: the limit is the channel's
+        limited = original.replace(channel, "  ipv4 { import all; import limit 1 action "
+                                   "disable; export where source = RTS_STATIC; };")
+    else:                                       # BIRD 1.6 (calico-node's): the protocol's
+        lines = original.splitlines(keepends=True)
+        at = next(i for i, line in enumerate(lines) if line.startswith("  import all;"))
+        limited = "".join(lines[:at + 1] + ["  import limit 1 action disable;\n"]
+                          + lines[at + 1:])
 
     def limit(on: bool = True):
-        conf.write_text(original.replace(channel, "  ipv4 { import all; import limit 1 action "
-                                         "disable; export where source = RTS_STATIC; };")
-                        if on else original)
+        conf.write_text(limited if on else original)
         in_ns(lab, node.name, ["birdc", "-s", sock, "configure"], check=True)
         if not on:
             in_ns(lab, node.name, ["birdc", "-s", sock, "enable", "all"])

@@ -12,8 +12,10 @@ the capture that would decide. A healthy overlay lab under pod-to-pod load gives
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -204,13 +206,15 @@ def test_report_draws_the_ladder(labs, cni, mode, fault, tmp_path):
 # --- a healthy overlay under load ----------------------------------------------------------------
 
 def _load(lab, seconds: int) -> list[subprocess.Popen]:
-    """Pod-to-pod TCP transfers and fast pings in every direction, bounded by ``timeout``."""
+    """Pod-to-pod TCP transfers and fast pings in every direction, bounded by ``timeout``; each
+    in its own process group (see :func:`_stop`)."""
     procs = []
     pods = {n: info for n, info in lab.hosts.items() if info.pod_ip}
     for node, info in pods.items():
         procs.append(subprocess.Popen(["ip", "netns", "exec", info.pod_netns, "timeout",
                                        str(seconds + 5), "nc", "-lk", "5201"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
     time.sleep(0.3)
     for src, a in pods.items():
         for dst, b in pods.items():
@@ -220,11 +224,38 @@ def _load(lab, seconds: int) -> list[subprocess.Popen]:
                     f"nc -N -w1 {b.pod_ip} 5201; done")
             procs.append(subprocess.Popen(["ip", "netns", "exec", a.pod_netns, "timeout",
                                            str(seconds), "sh", "-c", loop],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
             procs.append(subprocess.Popen(["ip", "netns", "exec", a.pod_netns, "timeout",
                                            str(seconds), "ping", "-q", "-i", "0.05", b.pod_ip],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
     return procs
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Kill each load's whole process group by its leader's PID: killing only ``timeout`` (which
+    cannot pass SIGKILL on) would leave its shell loop and pings running after the test."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+    deadline = time.monotonic() + 10
+    left = [p.pid for p in procs]
+    while left and time.monotonic() < deadline:
+        left = [g for g in left if _group_alive(g)]
+        time.sleep(0.1)
+    assert not left, f"load processes left running in groups {left}"
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("cni,mode", [("calico", "vxlan"), ("cilium", "vxlan")])
@@ -242,9 +273,7 @@ def test_healthy_overlay_under_load_no_warning(labs, cni, mode, tmp_path):
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=180)
         assert proc.returncode in (0, 3), proc.stderr[-2000:]
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+        _stop(procs)
     facts = load_facts(out)
     result = explain(facts)
     bad = [f"{f.severity} {f.code}: {f.summary}" for f in result.findings if f.severity != "info"]

@@ -175,6 +175,8 @@ def test_a_worker_killed_mid_run_is_retried_and_the_output_is_the_same(tmp_path)
 def test_the_command_line_prints_the_same_bytes_and_writes_the_same_files(mixes, tmp_path):
     files = [str(mixes[1]), str(REAL[0])]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for target in ("here", "there"):        # several captures export into an existing directory
+        (tmp_path / target).mkdir()
     here = subprocess.run([sys.executable, "-m", "diag", "pcap", *files, "--format", "json",
                            "--export", str(tmp_path / "here")],
                           capture_output=True, env=env, cwd=ROOT, timeout=300)
