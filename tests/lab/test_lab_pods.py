@@ -174,8 +174,9 @@ def test_debug_pod_capture_then_gone_also_after_sigint(labs, tmp_path):
     done = subprocess.run([*argv, "--capture", "5s", "--filter", "tcp port 179", "-o",
                            str(tmp_path / "short")], check=False, capture_output=True,
                           text=True, timeout=180, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode in (0, 3), done.stderr[-2000:]       # 3: partial (no ethtool)
     m = json.loads((tmp_path / "short" / "manifest.json").read_text())
+    assert_complete_but_for_the_image(m)
     for host in m["hosts"].values():
         (capture,) = [c for c in host["commands"] if c["id"] == "capture"]
         assert capture["outcome"] == "OK" and capture["reached"] == "debug-pod", capture

@@ -208,13 +208,14 @@ struct Decoder {
     uint64_t generation;       /* this chunk's number: the caches below hold for one chunk */
     struct {
         uint64_t generation;
-        PyObject *session, *family, *action, *group;   /* borrowed (route_groups keeps them) */
+        PyObject *session, *family, *action;   /* strong: held while cached */
+        PyObject *group;           /* borrowed: route_groups keeps it for the generation */
         U64Set *set;
         int kind;
     } group_cache[64];
     struct {
         uint64_t generation;
-        PyObject *session;
+        PyObject *session;         /* strong: held while cached */
         Py_ssize_t index;
     } session_cache[16];
     SKMap short_paths, short_communities;  /* attribute values of short encodings */

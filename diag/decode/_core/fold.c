@@ -159,7 +159,10 @@ static SessionFold *session_fold(Decoder *d, PyObject *session)
     if (idx != NULL) {
         Py_ssize_t i = PyLong_AsSsize_t(idx);
         d->session_cache[slot].generation = d->generation;
-        d->session_cache[slot].session = session;
+        /* a strong reference: the dict may hold an equal key object, not this one, and a
+         * freed object's address can come back as another session's */
+        Py_INCREF(session);
+        Py_XSETREF(d->session_cache[slot].session, session);
         d->session_cache[slot].index = i;
         return &d->sfold.v[i];
     }
@@ -257,9 +260,14 @@ static PyObject *route_group(Decoder *d, PyObject *session, PyObject *family, Py
     PyObject *g = route_group_slow(d, session, family, action, set, kind);
     if (g != NULL) {
         d->group_cache[slot].generation = d->generation;
-        d->group_cache[slot].session = session;
-        d->group_cache[slot].family = family;
-        d->group_cache[slot].action = action;
+        /* strong references: route_groups keeps the first equal key's objects, not these
+         * (often temporaries), and a freed string's address can come back as another family */
+        Py_INCREF(session);
+        Py_INCREF(family);
+        Py_INCREF(action);
+        Py_XSETREF(d->group_cache[slot].session, session);
+        Py_XSETREF(d->group_cache[slot].family, family);
+        Py_XSETREF(d->group_cache[slot].action, action);
         d->group_cache[slot].group = g;
         d->group_cache[slot].set = *set;
         d->group_cache[slot].kind = *kind;
@@ -622,6 +630,13 @@ PyObject *dc_fold_take(Decoder *d)
 void dc_fold_clear(Decoder *d)
 {
     d->generation++;
+    for (int i = 0; i < 64; i++) {
+        Py_CLEAR(d->group_cache[i].session);
+        Py_CLEAR(d->group_cache[i].family);
+        Py_CLEAR(d->group_cache[i].action);
+    }
+    for (int i = 0; i < 16; i++)
+        Py_CLEAR(d->session_cache[i].session);
     d->pk_total = 0;
     d->pk_otherhost = 0;
     d->arp_raw = 0;
