@@ -256,6 +256,35 @@ def _undo_shutdown(row, host: str) -> str:
     return f"# {host}: enable the session to {peer} again ({daemon})"
 
 
+def _md5_sockets(ctx: _Ctx, s: Session) -> tuple[list[Evidence], bool]:
+    """Sockets on :179 of either end holding a TCP-MD5 key that can be this session's, and
+    whether both ends' sockets were read. A connection's key belongs to its peer; a listening
+    socket's keys (ss does not say for whom once redacted) count only when no keyed
+    connection of that host to another peer accounts for them."""
+    ends = [(h, addr) for h, addr in ((s.host, s.peer),
+                                      (s.other, or_none(s.row.local_address))) if h]
+    out, complete = [], True
+    for h, other_end in ends:
+        sk = _sockets(ctx, h)
+        if sk is None or sk.empty:
+            complete = False
+            continue
+        keyed = sk[(sk["md5"] == True) & ((sk["local_port"] == 179)  # noqa: E712
+                                          | (sk["peer_port"] == 179))]
+        if keyed.empty:
+            continue
+        listening = keyed[keyed["state"] == "LISTEN"]
+        connected = keyed[keyed["state"] != "LISTEN"]
+        ours = connected[connected["peer_addr"].astype(str) == str(other_end)]
+        others = connected[connected["peer_addr"].astype(str) != str(other_end)]
+        relevant = len(ours) + (len(listening) if others.empty else 0)
+        if relevant:
+            out.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line with md5keys",
+                                f"{h}: {counted(relevant, 'socket')} on :179 with a TCP-MD5 "
+                                "key"))
+    return out, complete
+
+
 def _down(ctx: _Ctx, s: Session) -> list[Finding]:
     r, o = s.row, s.other_row
     name = f"{s.host} <-> {s.other or s.peer}"
@@ -268,22 +297,11 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
     md5 = [(h, *_counter(ctx, h, c)) for h in (s.host, s.other) if h for c in MD5_COUNTERS]
     md5 = [(h, v, e) for h, v, e in md5 if v > 0]
     if md5:
-        socks = []
-        for h in (s.host, s.other):
-            sk = _sockets(ctx, h) if h else None
-            if sk is not None and not sk.empty:
-                keyed = sk[(sk["md5"] == True) & ((sk["local_port"] == 179)  # noqa: E712
-                                                  | (sk["peer_port"] == 179))]
-                if not keyed.empty:
-                    socks.append(Evidence(h, ctx.file(h, "ss-tanpi"), "line with md5keys",
-                                          f"{h}: {counted(len(keyed), 'socket')} on :179 with a "
-                                          "TCP-MD5 key"))
-    seen = [h for h in (s.host, s.other) if h and _sockets(ctx, h) is not None
-            and not _sockets(ctx, h).empty]
-    if md5 and not socks and len(seen) == len([h for h in (s.host, s.other) if h]):
-        # the counters count since boot: with no TCP-MD5 key on any :179 socket of either end
-        # now, they are an earlier incident's, not this session's cause
-        md5 = []
+        socks, complete = _md5_sockets(ctx, s)
+        if complete and not socks:
+            # the counters count since boot: with no TCP-MD5 key on either end that can belong
+            # to this session now, they are an earlier incident's, not this session's cause
+            md5 = []
     if md5:
         return [_finding(
             "BGP_MD5_MISMATCH",
