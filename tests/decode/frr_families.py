@@ -256,8 +256,10 @@ def record(workdir: Path, prefix: str, timeout: float = 90) -> Recording:
         netns_add(a)
         netns_add(b)
         _links(a, b)
-        routers.start(b, "tcpdump", ["tcpdump", "-i", "any", "-U", "-s", "0", "-Z", "root",
-                                     "-w", str(pcap), "tcp", "port", "179"])
+        # --immediate-mode: the exchange lasts milliseconds; without it libpcap hands packets
+        # over per ring block (up to a second later) and stopping tcpdump sooner loses them
+        routers.start(b, "tcpdump", ["tcpdump", "-i", "any", "--immediate-mode", "-U", "-s",
+                                     "0", "-Z", "root", "-w", str(pcap), "tcp", "port", "179"])
         wait_for(lambda: pcap.exists() and pcap.stat().st_size >= 24, timeout=15,
                  what="tcpdump's capture file")
         routers.frr(b, _bgpd_b())
