@@ -200,12 +200,15 @@ def child(module: str, seed: int, first: int, count: int, crash_file: Path,
 
 def _one_batch(core, core_mod, options, linktype: int, frames: list[bytes], raw: bytes,
                rng: random.Random) -> dict:
-    dec, reference, _slow = core._decoder(core_mod, options, True, True, rng.random() < 0.2,
-                                          {})
+    dec, reference, _slow = core._decoder(core_mod, options, True, True, {})
     dec.set_heads(True, True)
     pos, *cols = core_mod.scan_pcap(raw, 24, len(frames) + 5, False, 1e-6, linktype)
     first = 1
-    dec.decode(raw, first, *cols, [None, "eth0"])
+    shadow = None
+    if rng.random() < 0.2:      # a parallel worker's view: another's block, some connections
+        dec.own(rng.randrange(3), 3)
+        shadow = reference.packet if rng.random() < 0.5 else None
+    dec.decode(raw, first, *cols, [None, "eth0"], shadow)
     dec.take()
     dec.finish(len(frames), 1.0)
     dec.take()

@@ -131,16 +131,12 @@ def hooks(reference_packet, columns: dict) -> dict:
     def route_key(text: str) -> int:
         return text_key(text)
 
-    def bucket(src: str, sport: int, dst: str, dport: int) -> int:
-        from diag.decode.parallel import _bucket
-        return _bucket(src, sport, dst, dport)
-
     return {
         "fallback": reference_packet, "decode_message": bgp.decode_message,
         "negotiate": bgp.negotiate, "stream": tcpstream.BgpStream.resumed,
         "gap_text": bgpflow._gap_text, "resync_text": bgpflow._resync_text,
         "route_key": route_key, "default_ctx": bgp.negotiate(None, None),
-        "object_array": _object_array, "bucket": bucket,
+        "object_array": _object_array,
         "Message": tcpstream.Message, "Gap": tcpstream.Gap,
         "FramingError": tcpstream.FramingError, "Resync": tcpstream.Resync,
         "PackedPrefixes": PackedPrefixes, "ipv6_str": ipv6_str,
@@ -173,15 +169,14 @@ class CoreChunk(RowChunk):
     ordered = columns
 
 
-def _decoder(core, options, tables: bool, fold: bool, record: bool, names: dict,
-             reassembler=None):
+def _decoder(core, options, tables: bool, fold: bool, names: dict, reassembler=None):
     from diag.decode.frames import PacketDecoder
 
     reference = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names,
                               reassembler=reassembler)
     slow = _Slow(reference)
     dec = core.Decoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports,
-                       hooks(slow.packet, _columns()), tables, fold, record)
+                       hooks(slow.packet, _columns()), tables, fold)
     reference.bgp = _CoreFlows(dec)
     return dec, reference, slow
 
@@ -222,7 +217,7 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
         raise RuntimeError("the compiled decoder is not available")
     info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
     names: dict[int, str | None] = {}
-    dec, reference, slow = _decoder(core, options, tables, True, False, names)
+    dec, reference, slow = _decoder(core, options, tables, True, names)
     feedback = {"heads": (True, True)}
     ahead = checked_blocks(path, info, blocks, names)
     block = next(ahead, None)

@@ -6,7 +6,18 @@ what :class:`diag.decode.summary.CaptureSummary` makes of
 using ``workers`` processes (``fork``). ``auto_workers(path)`` is the default: the usable cores
 for a file of ``AUTO_BYTES`` or more, else 1 (a small capture starts faster in one process).
 
-How (connections are independent: TCP reassembly and the OPEN context are per connection):
+How, with the compiled core (:func:`_summarize_core`, one pass, nothing spooled): every worker
+walks every block; worker ``w`` folds the frames of the blocks ``i % N == w`` and reassembles the
+BGP connections it owns in every block (the core deals each connection, when first seen, to the
+worker with the fewest segment bytes so far; every worker sees the same segments in the same
+order, so each makes the same choice). Frames the core hands to the reference in another
+worker's block go to a shadow reference decoder that shares the IP reassembler and passes its
+BGP segments on. The parent applies, block by block, the owner's frame fold and all workers'
+BGP folds merged (:func:`diag.decode.summary.merge_bgp_folds`), receiving each worker's items
+in a thread so that no worker waits for the parent's fold of an earlier block.
+
+How with the reference decoder (also what :mod:`diag.decode.distributed` runs on Dask;
+connections are independent: TCP reassembly and the OPEN context are per connection):
 
 1. decode: every worker reads the file's record blocks (record boundaries and pcapng interface
    state come from the sequential read, which is cheap) and decodes the blocks ``i`` with
@@ -95,9 +106,10 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
     from diag.decode.summary import CaptureSummary, merge_bgp_folds
 
     options = options or DecodeOptions()
-    compiled = use_compiled(vectorize, decoder)
-    decode_part, bgp_part = (_decode_part_core, _bgp_part_core) if compiled else (
-        _decode_part, _bgp_part)
+    if use_compiled(vectorize, decoder):
+        # an unusable file fails here, in this process, before any worker starts
+        open_blocks(path, chunk_packets, arrays=False)[1].close()
+        return _summarize_core(path, options, workers, chunk_packets, progress)
     if vectorize is None:
         try:
             vectorize = Path(path).stat().st_size >= SMALL_CAPTURE_BYTES
@@ -118,7 +130,7 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
         # non-BGP folds are applied in block order while the workers decode, the BGP folds later
         spools: list = []
         weight: dict[int, int] = {}
-        with _Workers([(decode_part, (path, options, chunk_packets, vectorize, w, workers,
+        with _Workers([(_decode_part, (path, options, chunk_packets, vectorize, w, workers,
                                       spool)) for w in range(workers)]) as decoders:
             ends: dict[int, dict] = {}
             i = 0
@@ -142,7 +154,7 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
         if nblocks != len(spools) or any("nblocks" not in e for e in ends.values()):
             raise RuntimeError(f"decode workers disagree: {nblocks} blocks, {len(spools)} decoded")
         owners = _deal(weight, workers)
-        with _Workers([(bgp_part, (owned, spools, spool, nblocks, last, False, options))
+        with _Workers([(_bgp_part, (owned, spools, spool, nblocks, last, False, options))
                        for owned in owners]) as bgp:
             for i in range(nblocks):
                 summary.apply({"bgp": merge_bgp_folds([bgp.next(w) for w in range(len(owners))])})
@@ -380,34 +392,100 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
     yield folder.stores
 
 
-# --- the same two phases with the compiled core (diag/decode/core.py) --------------------------
+# --- the compiled core: one pass, connections owned ---------------------------------------------
 
-def _spool_records(records: dict, spool: Path, block: int) -> dict[int, tuple[int, int, int]]:
-    """The core's recorded segments of one block (bucket -> segment tuples, as the reference's
-    :class:`_Recorder` keeps them) written as :meth:`_Recorder.spool` writes its own."""
-    recorder = _Recorder()
-    recorder.buckets = records
-    return recorder.spool(spool, block)
+def _summarize_core(path, options, workers: int, chunk_packets: int,
+                    progress: Callable[[int, int], None] | None) -> dict:
+    """:func:`summarize` by the compiled core, in one pass: every worker walks every block;
+    worker ``w`` folds the frames of the blocks ``i % N == w`` and reassembles the BGP
+    connections it owns in every block (the core deals each connection, when first seen, to
+    the worker with the fewest segment bytes so far: every worker sees the same segments, so
+    makes the same choice). The parent applies block ``i``'s frame fold from its owner and the
+    BGP folds of all workers, merged, in block order. Nothing is spooled."""
+    from diag.decode.summary import CaptureSummary, merge_bgp_folds
+
+    summary = CaptureSummary()
+    previous = _on_sigterm_interrupt()
+    try:
+        with _Workers([(_core_part, (path, options, chunk_packets, w, workers))
+                       for w in range(workers)]) as procs:
+            parts = _Ahead(procs, workers)
+            i = 0
+            while True:
+                items = [parts.next(w) for w in range(workers)]
+                if "nblocks" in items[0]:
+                    break
+                owner = items[i % workers]
+                summary.apply(owner["fold"])
+                summary.apply({"bgp": merge_bgp_folds([item["bgp"] for item in items])})
+                if progress is not None:
+                    progress(owner["bytes"], summary.total)
+                i += 1
+            if any(item.get("nblocks") != i for item in items):
+                raise RuntimeError(f"decode workers disagree: {i} blocks folded, "
+                                   f"{[item.get('nblocks') for item in items]} read")
+            for item in items:
+                summary.prefixes.stores.update(item["stores"])
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    summary.set_info(items[0]["info"])
+    return summary.result()
 
 
-def _decode_part_core(path, options, chunk_packets: int, vectorize: bool, index: int, count: int,
-                      spool: Path):
-    """:func:`_decode_part` by the compiled core: it folds its blocks' frames and records their
-    BGP segments by bucket; the frames it hands to the reference (fragments among them) are
-    decoded by a reference decoder whose reassembler also sees, through the shadow, the
-    fragments of the other workers' blocks."""
+class _Ahead:
+    """The items of each worker received as they come, by a thread per worker (at most
+    ``depth`` waiting each): a worker goes on decoding while the parent folds an earlier block,
+    instead of waiting for the parent to read what it sent. ``next(w)`` as
+    :meth:`_Workers.next` (its errors raised again here)."""
+
+    def __init__(self, workers: "_Workers", count: int, depth: int = 8) -> None:
+        import queue
+        import threading
+
+        self.queues = [queue.Queue(maxsize=depth) for _ in range(count)]
+        for w in range(count):
+            threading.Thread(target=self._receive, args=(workers, w), daemon=True).start()
+
+    def _receive(self, workers: "_Workers", w: int) -> None:
+        while True:
+            try:
+                item = workers.next(w)
+            except BaseException as err:  # noqa: BLE001 - raised again by next()
+                self.queues[w].put((False, err))
+                return
+            self.queues[w].put((True, item))
+            if "nblocks" in item:
+                return
+
+    def next(self, w: int):
+        ok, item = self.queues[w].get()
+        if not ok:
+            raise item
+        return item
+
+
+def _core_part(path, options, chunk_packets: int, index: int, count: int):
+    """Worker ``index`` of ``count`` (see :func:`_summarize_core`): per block ``{"fold": its
+    frames' fold or None, "bgp": the BGP fold of its connections or None, "bytes"}``, then
+    ``{"nblocks", "info", "stores"}``. The frames of another worker's block that the core
+    hands to the reference go to a shadow reference decoder (its rows dropped): their BGP
+    segments reach this worker's connections, and its IP reassembler, shared with the
+    reference of the worker's own blocks, completes every datagram at the frame one process
+    would."""
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
-    from diag.decode.core import CoreChunk, _decoder, _names_list, _no_gc, core_fold, load
-    from diag.decode.frames import PacketDecoder
+    from diag.decode.core import (CoreChunk, _decoder, _names_list, _no_gc, bgp_fold,
+                                  core_fold, load)
+    from diag.decode.summary import MAX_PREFIX_SAMPLE, PrefixFolder
 
     core = load()
     info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
     names: dict[int, str | None] = {}
-    shadow = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names)
-    shadow.bgp = _Recorder()
-    dec, reference, slow = _decoder(core, options, False, True, True, names,
-                                    reassembler=shadow.reassembler)
+    dec, reference, slow = _decoder(core, options, False, True, names)
+    dec.own(index, count)
+    shadow = _shadow(dec, reference, options, names)
+    folder = PrefixFolder()
     feedback = {"heads": (False, False)}
     nblocks, last = 0, (0, 0.0)
     ahead = enumerate(checked_blocks(path, info, blocks, names))
@@ -415,77 +493,60 @@ def _decode_part_core(path, options, chunk_packets: int, vectorize: bool, index:
     while item is not None:
         i, block = item
         nblocks = i + 1
+        mine = i % count == index
         if len(block):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
-        if i % count != index:
-            _feed_fragments_core(dec, shadow, block)
-            item = next(ahead, None)
-            continue
-        if len(block):
+            dec.set_heads(*(len(folder.sample[k]) < MAX_PREFIX_SAMPLE
+                            for k in ("announce", "withdraw")))
             with _no_gc():
-                dec.decode(block.buf, block.first_frame, block.offsets, block.caplens,
-                           block.wirelens, block.ts, block.ifaces, block.linktypes,
-                           block.flags, _names_list(names))
-        reference.last_frame, reference.last_ts = last
-        if block.damage is not None:
-            reference.damaged(block.damage.frame, block.damage.reason)
-            slow.collect()
+                _walk(dec, block, _names_list(names), None if mine else shadow)
+        if mine:
+            reference.last_frame, reference.last_ts = last
+            if block.damage is not None:
+                reference.damaged(block.damage.frame, block.damage.reason)
+                slow.collect()
         item = next(ahead, None)             # one block ahead: is this one the last?
         if item is None:
-            reference.finish_fragments()      # end of capture, as iter_core's finish
-            slow.collect()
-        taken = dec.take()
-        chunk = CoreChunk(slow.take(), info, taken, names, feedback)
-        yield {"fold": core_fold(chunk, None, bgp=False),
-               "spool": _spool_records(taken["records"], spool, i), "bytes": info.bytes_read}
-    yield {"nblocks": nblocks, "last": last, "info": info}
-
-
-def _feed_fragments_core(dec, shadow, block) -> None:
-    """:func:`_feed_fragments` for the compiled path: the frames the core would hand to the
-    reference are the candidates (every fragment is one of them)."""
-    if not len(block):
-        return
-    buf, offs, caps, lts = block.buf, block.offsets, block.caplens, block.linktypes
-    may_hold, packet = shadow.may_hold_fragment, shadow.packet
-    for i in dec.bail_candidates(buf, offs, caps, lts):
-        data = bytes(buf[offs[i]:offs[i] + caps[i]])
-        if may_hold(lts[i], data):
-            packet(block.first_frame + i, float(block.ts[i]), block.ifaces[i], lts[i], data,
-                   block.wirelens[i], block.flags[i])
-    shadow.take()
-    shadow.bgp.buckets = {}
-
-
-def _bgp_part_core(owned: set[int], spools: list, spool: Path, nblocks: int,
-                   last: tuple[int, float], keep_rows: bool = False, options=None) -> dict:
-    """:func:`_bgp_part` by the compiled core: the spooled segments of the owned connections
-    through its reassembly and BGP decoding, folded per block; events carry where they were
-    raised (the core records it: the segment's frame, or the connection's first frame for the
-    end-of-capture flush)."""
-    from diag.decode import DecodeOptions
-    from diag.decode.core import _decoder, bgp_fold, load
-    from diag.decode.summary import PrefixFolder
-
-    if keep_rows:           # the distributed export's rows come from the reference's phase 2
-        raise ValueError("the compiled phase 2 folds; it keeps no rows")
-    folder = PrefixFolder()
-    dec, _reference, _slow = _decoder(load(), options or DecodeOptions(), False, True, False, {})
-    for i in range(nblocks):
-        segs = _owned_segments(spool, i, spools[i], owned)
-        dec.set_heads(*(len(folder.sample[k]) < 1000 for k in ("announce", "withdraw")))
-        if segs:
-            dec.segments(segs)
-        if i == nblocks - 1:
-            dec.finish(*last)
-        taken = dec.take()
-        f = None
+            dec.finish(*last)                 # this worker's connections, flushed
+            if mine:
+                reference.finish_fragments()  # the datagrams still incomplete
+                slow.collect()
+        with _no_gc():
+            taken = dec.take()
+        fold = None
+        if mine:
+            fold = core_fold(CoreChunk(slow.take(), info, taken, names, feedback), None,
+                             bgp=False)
+        bgp = None
         if taken["fold"]["sessions"] or taken["fold"]["routes"] or taken["stream_events"]:
-            f = bgp_fold(taken, folder)
-            f["events"] = [(tuple(order), *rest)
-                           for order, (_i, *rest) in zip(taken["raised"], f["events"])]
-        yield f
-    yield folder.stores
+            bgp = bgp_fold(taken, folder)
+            bgp["events"] = [(tuple(order), *rest)
+                             for order, (_i, *rest) in zip(taken["raised"], bgp["events"])]
+        yield {"fold": fold, "bgp": bgp, "bytes": info.bytes_read}
+    yield {"nblocks": nblocks, "info": info, "stores": folder.stores}
+
+
+def _shadow(dec, reference, options, names: dict):
+    """The reference decoder of the frames the core hands over in other workers' blocks: its
+    BGP segments go to ``dec`` (which keeps those of its connections), its IP reassembler is
+    ``reference``'s (a datagram completes at the frame one process completes it)."""
+    from diag.decode.core import _CoreFlows
+    from diag.decode.frames import PacketDecoder
+
+    shadow = PacketDecoder(options.bgp_ports, options.vxlan_ports, options.geneve_ports, names,
+                           reassembler=reference.reassembler)
+    shadow.bgp = _CoreFlows(dec)
+    return shadow
+
+
+def _walk(dec, block, names: list, shadow) -> None:
+    """One block through the core: decoded and folded (``shadow`` None: this worker's block),
+    or walked for the BGP segments of this worker's connections (the shadow's rows dropped)."""
+    dec.decode(block.buf, block.first_frame, block.offsets, block.caplens, block.wirelens,
+               block.ts, block.ifaces, block.linktypes, block.flags, names,
+               None if shadow is None else shadow.packet)
+    if shadow is not None:
+        shadow.take()
 
 
 def merge_bgp_rows(parts: list) -> dict:

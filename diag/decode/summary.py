@@ -730,8 +730,10 @@ class CaptureSummary:
     def _arp(self, rows: list[tuple]) -> None:
         if self._arp_rule is not None:
             unanswered, responders = self._arp_rule.add(rows)
+            # only the rows whose calls change something (see diag/decode/_core/arp.c)
             for sip, smac, frame, tip, tmac, direction, is_reply in responders:
-                self._responder(sip, smac, int(frame))
+                if frame is not None:
+                    self._responder(sip, smac, int(frame))
                 if is_reply:
                     self.arp_view.reply(tip, tmac, direction)
             for v in unanswered:

@@ -145,7 +145,7 @@ def test_the_compiled_path_is_really_used(tmp_path):
 
     path = tmp_path / "mix.pcap"
     truth = generate.generate(3000, path, seed=5, mix="bgp-heavy")
-    dec = core._decoder(core.load(), DecodeOptions(), False, True, False, {})[0]
+    dec = core._decoder(core.load(), DecodeOptions(), False, True, {})[0]
     _info, blocks = open_blocks(path, scanner=core.load())
     for block in blocks:
         dec.decode(block.buf, block.first_frame, block.offsets, block.caplens, block.wirelens,

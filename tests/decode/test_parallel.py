@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from diag.decode import DecodeOptions, iter_decode, iter_rows
+from diag.decode import DecodeOptions, iter_decode, iter_rows, use_compiled
 from diag.decode import parallel
 from diag.decode.summary import CaptureSummary
 
@@ -62,8 +62,13 @@ def _workers(path: Path, n: int, chunk: int, vectorize: bool | None = None) -> s
                                          vectorize=vectorize), default=str)
 
 
+# vectorize None: the compiled core when it is built (the one-pass path); True/False: the
+# reference decoder, vectorised or not (the two-phase path)
+DECODERS = [None, True, False]
+
+
 @pytest.mark.parametrize("workers,chunk", [(2, 97), (3, 41), (2, 4096)])
-@pytest.mark.parametrize("vectorize", [True, False])
+@pytest.mark.parametrize("vectorize", DECODERS)
 def test_generated_mix_same_summary(mix, workers, chunk, vectorize):
     want = _one_process(mix, chunk, vectorize)
     assert _workers(mix, workers, chunk, vectorize) == want
@@ -88,13 +93,14 @@ def test_pcapng_and_damaged_file(mix, tmp_path):
     ng = tmp_path / "mix.pcapng"
     subprocess.run(["editcap", "-F", "pcapng", str(mix), str(ng)], check=True, timeout=60)
     assert ng.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
-    assert _workers(ng, 2, 53, True) == _one_process(ng, 53, True)
     cut = tmp_path / "cut.pcap"
     data = mix.read_bytes()
     cut.write_bytes(data[:len(data) - 700])          # a record cut short at the end
-    want = _one_process(cut, 97, True)
-    assert json.loads(want)["packets"]["malformed"] == 1
-    assert _workers(cut, 2, 97, True) == want
+    for vectorize in (True, None):
+        assert _workers(ng, 2, 53, vectorize) == _one_process(ng, 53, vectorize)
+        want = _one_process(cut, 97, vectorize)
+        assert json.loads(want)["packets"]["malformed"] == 1
+        assert _workers(cut, 2, 97, vectorize) == want
 
 
 @pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
@@ -111,7 +117,7 @@ def crafted(tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("name", ["fragments", "bgp_families", "bgp_syn_data", "lldp"])
-@pytest.mark.parametrize("vectorize", [True, False])
+@pytest.mark.parametrize("vectorize", DECODERS)
 def test_crafted_captures_same_summary(crafted, name, vectorize):
     """Blocks of 1-3 frames dealt to 2-3 workers: a datagram's fragments fall in blocks of
     different workers, so each must have followed the others' fragments."""
@@ -155,7 +161,69 @@ def test_mutant_splitting_a_connection_fails(mix, monkeypatch):
     be caught: one process sees both OPENs and one session."""
     monkeypatch.setattr(parallel, "_bucket",
                         lambda src, sport, dst, dport: parallel.bucket_of((src, sport)))
+    assert _workers(mix, 2, 97, False) != _one_process(mix, 97, False)
+
+
+needs_core = pytest.mark.skipif(not use_compiled(), reason="the compiled core is not built")
+
+
+@needs_core
+def test_mutant_core_workers_skipping_others_blocks_fails(mix, monkeypatch):
+    """A worker of the one-pass path that does not walk the other workers' blocks loses the
+    segments of its connections there (split messages, later UPDATEs)."""
+    walk = parallel._walk
+    monkeypatch.setattr(parallel, "_walk", lambda dec, block, names, shadow:
+                        None if shadow is not None else walk(dec, block, names, shadow))
     assert _workers(mix, 2, 97) != _one_process(mix, 97)
+
+
+@needs_core
+def test_mutant_core_workers_owning_every_connection_fails(mix, monkeypatch):
+    """Every worker reassembling every connection counts each message once per worker."""
+    from diag.decode import core
+
+    decoder = core._decoder
+
+    def owning_all(*args, **kwargs):
+        dec, reference, slow = decoder(*args, **kwargs)
+        return _OwnsAll(dec), reference, slow
+
+    monkeypatch.setattr(core, "_decoder", owning_all)
+    got = json.loads(_workers(mix, 2, 97))
+    want = json.loads(_one_process(mix, 97))
+    assert got["bgp"]["messages"]["UPDATE"] == 2 * want["bgp"]["messages"]["UPDATE"]
+
+
+class _OwnsAll:
+    """A core decoder whose ``own`` is ignored (a mutant)."""
+
+    def __init__(self, dec) -> None:
+        self._dec = dec
+
+    def own(self, index: int, count: int) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._dec, name)
+
+
+@needs_core
+def test_mutant_core_workers_without_the_shadow_fails(crafted, monkeypatch):
+    """Without the shadow reference decoder in other workers' blocks, the fragments of a
+    datagram spread over blocks of different workers are never put together."""
+    path = crafted["fragments"].path
+    want = json.loads(_one_process(path, 1))
+    assert want["fragments"]["by_status"]["reassembled"] == 4
+
+    class Blind:
+        def packet(self, *args) -> None:
+            pass
+
+        def take(self) -> None:
+            pass
+
+    monkeypatch.setattr(parallel, "_shadow", lambda *args: Blind())
+    assert json.loads(_workers(path, 2, 1))["fragments"] != want["fragments"]
 
 
 MAIN = "from diag.cli import main\nimport sys\nsys.argv = ['diag', *sys.argv[1:]]\nmain()\n"
@@ -227,8 +295,8 @@ def test_interrupt_leaves_no_worker(mix, tmp_path, how):
     # both decode workers (the reference's and the compiled core's) are slowed
     slow = ("import time\nimport diag.decode.parallel as p\n_real = p._decode_part\n"
             "p._decode_part = lambda *a: (time.sleep(30), _real(*a))[1]\n"
-            "_core = p._decode_part_core\n"
-            "p._decode_part_core = lambda *a: (time.sleep(30), _core(*a))[1]\n")
+            "_core = p._core_part\n"
+            "p._core_part = lambda *a: (time.sleep(30), _core(*a))[1]\n")
     prog = slow + MAIN
     proc = subprocess.Popen([sys.executable, "-c", prog, "pcap", str(mix), "--workers", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -241,7 +309,8 @@ def test_interrupt_leaves_no_worker(mix, tmp_path, how):
             kids = _children(proc.pid)
             time.sleep(0.05)
         assert len(kids) >= 2, "workers never started"
-        assert list(tmp_path.glob("diag-pcap-*")), "no spool directory while running"
+        if not use_compiled():        # the reference's two phases spool; the core's one does not
+            assert list(tmp_path.glob("diag-pcap-*")), "no spool directory while running"
         if how == "ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)
         else:

@@ -10,7 +10,11 @@
  * (verdict_class, arp.py's) of requests decided unanswered, in the order ArpPairing decides
  * them, and (sender_ip, sender_mac, frame, target_ip, target_mac, direction, is_reply) of each
  * row the summary records a responder for (replies and gratuitous rows); the summary does the
- * rest (its _unanswered, _responder and Vantage.reply) exactly as for its own rows. finish()
+ * rest (its _unanswered, _responder and Vantage.reply) exactly as for its own rows. Rows whose
+ * calls would change nothing are left out: a (sender_ip, sender_mac) whose first
+ * RESPONDER_FRAMES frames were given has frame None, a reply whose (target_ip, target_mac,
+ * direction) was given has is_reply False (Vantage.reply is idempotent), and a row left with
+ * neither is not listed. finish()
  * returns the Verdicts of the requests still waiting. counts, answered and copies are the
  * summary's. arp.py stays the rule: tests run both on random rows and require the same summary.
  */
@@ -47,7 +51,11 @@ typedef struct {
     long long answered, copies;
     long long undecoded, gratuitous, replies, requests, probes, other;
     PyObject *s_request, *s_reply, *s_probe;
+    PyObject *responded;      /* dict (sender_ip, sender_mac) -> frames given (<= RESPONDER_FRAMES) */
+    PyObject *replied;        /* set of (target_ip, target_mac, direction) given */
 } ArpRule;
+
+#define RESPONDER_FRAMES 5    /* CaptureSummary._responder keeps the first 5 */
 
 static void req_free(Req *r)
 {
@@ -305,11 +313,44 @@ static int reply(ArpRule *a, double ts, PyObject *sip, PyObject *tip, PyObject *
     return 0;
 }
 
-static int responder_row(PyObject *list, PyObject *sip, PyObject *smac, PyObject *frame,
-                         PyObject *tip, PyObject *tmac, PyObject *direction, int is_reply)
+static int responder_row(ArpRule *a, PyObject *list, PyObject *sip, PyObject *smac,
+                         PyObject *frame, PyObject *tip, PyObject *tmac, PyObject *direction,
+                         int is_reply)
 {
-    PyObject *t = Py_BuildValue("(OOOOOOO)", sip, smac, frame, tip, tmac, direction,
-                                is_reply ? Py_True : Py_False);
+    PyObject *pair = PyTuple_Pack(2, sip, smac);
+    if (pair == NULL)
+        return -1;
+    PyObject *given = PyDict_GetItemWithError(a->responded, pair);
+    long n = given == NULL ? 0 : PyLong_AsLong(given);
+    if ((given == NULL && PyErr_Occurred()) || n < 0) {
+        Py_DECREF(pair);
+        return -1;
+    }
+    int responder = n < RESPONDER_FRAMES;
+    if (responder) {
+        PyObject *v = PyLong_FromLong(n + 1);
+        int rc = v == NULL ? -1 : PyDict_SetItem(a->responded, pair, v);
+        Py_XDECREF(v);
+        if (rc < 0) {
+            Py_DECREF(pair);
+            return -1;
+        }
+    }
+    Py_DECREF(pair);
+    if (is_reply) {
+        PyObject *key = PyTuple_Pack(3, tip, tmac, direction);
+        int seen = key == NULL ? -1 : PySet_Contains(a->replied, key);
+        if (seen == 0 && PySet_Add(a->replied, key) < 0)
+            seen = -1;
+        Py_XDECREF(key);
+        if (seen < 0)
+            return -1;
+        is_reply = !seen;
+    }
+    if (!responder && !is_reply)
+        return 0;
+    PyObject *t = Py_BuildValue("(OOOOOOO)", sip, smac, responder ? frame : Py_None, tip, tmac,
+                                direction, is_reply ? Py_True : Py_False);
     if (t == NULL)
         return -1;
     int rc = PyList_Append(list, t);
@@ -346,7 +387,7 @@ static PyObject *ArpRule_add(ArpRule *a, PyObject *rows)
         int is_request = is(op, a->s_request), is_reply = is(op, a->s_reply);
         if (grat) {
             a->gratuitous++;
-            if (responder_row(responders, sip, smac, frame, tip, tmac, direction, 0) < 0)
+            if (responder_row(a, responders, sip, smac, frame, tip, tmac, direction, 0) < 0)
                 goto fail;
             if (is_reply)
                 a->replies++;
@@ -363,7 +404,7 @@ static PyObject *ArpRule_add(ArpRule *a, PyObject *rows)
             }
         } else if (is_reply) {
             a->replies++;
-            if (responder_row(responders, sip, smac, frame, tip, tmac, direction, 1) < 0)
+            if (responder_row(a, responders, sip, smac, frame, tip, tmac, direction, 1) < 0)
                 goto fail;
         } else {
             a->other++;
@@ -467,6 +508,8 @@ static int ArpRule_init(ArpRule *a, PyObject *args, PyObject *kwds)
     }
     a->verdict = Py_NewRef(verdict);
     a->open = PyDict_New();
+    a->responded = PyDict_New();
+    a->replied = PySet_New(NULL);
     a->s_request = PyUnicode_InternFromString("request");
     a->s_reply = PyUnicode_InternFromString("reply");
     a->s_probe = PyUnicode_InternFromString("0.0.0.0");
@@ -484,6 +527,8 @@ static void ArpRule_dealloc(ArpRule *a)
     }
     PyMem_Free(a->order);
     Py_CLEAR(a->open);
+    Py_CLEAR(a->responded);
+    Py_CLEAR(a->replied);
     Py_CLEAR(a->verdict);
     Py_CLEAR(a->s_request);
     Py_CLEAR(a->s_reply);
@@ -498,6 +543,8 @@ static int ArpRule_traverse(ArpRule *a, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(a));
     Py_VISIT(a->verdict);
     Py_VISIT(a->open);
+    Py_VISIT(a->responded);
+    Py_VISIT(a->replied);
     return 0;
 }
 

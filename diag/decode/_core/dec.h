@@ -127,7 +127,6 @@ struct Conn {
     int carried_data;
     VEC(FrameTs) frame_ts;
     Py_ssize_t prune_at;
-    PyObject *bucket;          /* parallel: the spool bucket (an int), made on first use */
 };
 
 typedef struct {
@@ -157,18 +156,20 @@ typedef struct {
 
 typedef struct Decoder Decoder;
 
+#define MAX_OWNERS 64           /* parallel.py's --workers limit */
+
 /* ---------------------------------------------------------------- the decoder */
 
 struct Decoder {
     PyObject_HEAD
     uint8_t bgp_ports[8192], vxlan_ports[8192], geneve_ports[8192];
-    int tables, fold, record;  /* what to produce; record: keep BGP segments, no flows */
+    int tables, fold;          /* what to produce */
     Texts *tx;
     PyObject *hooks;           /* the reference's functions (see core.py) */
     PyObject *iface_names;     /* list: capture_iface -> name or None */
     /* hooks, borrowed from the hooks object (kept alive by it) */
     PyObject *h_fallback, *h_decode_message, *h_negotiate, *h_stream, *h_gap_text,
-        *h_resync_text, *h_route_key, *h_default_ctx, *h_object_array, *h_bucket;
+        *h_resync_text, *h_route_key, *h_default_ctx, *h_object_array;
     PyObject *t_message, *t_gap, *t_framing_error, *t_resync, *t_packed;
     /* constant strings */
     PyObject *s_app[N_APPS], *s_l3[3], *s_dir[3], *s_op[3], *s_types[6], *s_announce,
@@ -179,8 +180,12 @@ struct Decoder {
     Table packets, tunnels, arp, messages, routes;
     Col route_counts, route_prefix, route_path_id;
     PyObject *events;          /* list of dicts (stream_events), this chunk */
-    PyObject *records;         /* parallel: dict bucket -> list of segment tuples */
-    int64_t nrecorded;
+    /* parallel (dc_deliver): this decoder reassembles the connections worker ``own_index`` of
+     * ``own_count`` owns; each connection goes, when first seen, to the worker with the fewest
+     * segment bytes so far (every worker sees every segment: the same choice everywhere) */
+    int own_index, own_count;  /* own_count <= 1: every connection is this decoder's */
+    SKMap owners;              /* connection key -> owner + 1 (count field) */
+    uint64_t own_load[MAX_OWNERS];
     /* flows */
     ConnSlot *conns;
     size_t nconns, capconns;
@@ -239,9 +244,7 @@ static inline int port_in(const uint8_t *set, int port)
 int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
                     const int64_t *offsets, const int64_t *caplens, const int64_t *wirelens,
                     const double *ts, const int64_t *ifaces, const int64_t *linktypes,
-                    const int64_t *flags);
-int dc_bail_candidates(Decoder *d, Span buf, Py_ssize_t count, const int64_t *offsets,
-                       const int64_t *caplens, const int64_t *linktypes, PyObject *out);
+                    const int64_t *flags, PyObject *shadow);
 /* flows.c */
 int dc_segment(Decoder *d, const Addr *src, int sport, const Addr *dst, int dport, uint32_t seq,
                int flags, Span payload, int64_t frame, double ts, int depth, Span options,
@@ -249,7 +252,9 @@ int dc_segment(Decoder *d, const Addr *src, int sport, const Addr *dst, int dpor
 int dc_flush(Decoder *d, int64_t frame, double ts);
 int dc_flush_each(Decoder *d, int64_t frame, double ts);
 void dc_flows_free(Decoder *d);
-int dc_record(Decoder *d, const Segment *s, int64_t frame, double ts);
+int dc_deliver(Decoder *d, const Addr *src, int sport, const Addr *dst, int dport,
+               uint32_t seq, int flags, Span payload, int64_t frame, double ts, int depth,
+               Span options, PyObject *payload_obj);
 /* bgpmsg.c: 1 decoded, 0 ask the reference, -1 error */
 int dc_message(Decoder *d, Conn *c, int sender, Span raw, int64_t last_frame,
                int64_t first_frame, double when, int depth);

@@ -134,7 +134,6 @@ static void conn_free(Conn *c)
         stream_free(&c->streams[i]);
     }
     VEC_FREE(c->frame_ts);
-    Py_XDECREF(c->bucket);
     PyMem_Free(c);
 }
 
@@ -908,43 +907,32 @@ int dc_flush(Decoder *d, int64_t frame, double ts)
     return 0;
 }
 
-/* ---------------------------------------------------------------- recording (parallel) */
+/* ---------------------------------------------------------------- ownership (parallel) */
 
-int dc_record(Decoder *d, const Segment *s, int64_t frame, double ts)
+/* A segment met in the capture: reassembled here when this decoder owns its connection (see
+ * Decoder.own_index in dec.h); every segment counts towards its owner's load. */
+int dc_deliver(Decoder *d, const Addr *src, int sport, const Addr *dst, int dport,
+               uint32_t seq, int flags, Span payload, int64_t frame, double ts, int depth,
+               Span options, PyObject *payload_obj)
 {
-    uint8_t key[40];
-    conn_key(key, &s->src, s->sport, &s->dst, s->dport);
-    key[38] = 0xB;       /* a bucket entry: never a connection index key */
-    SKEntry *e = skmap_get(&d->conn_index, key, 39, 1);
-    if (e == NULL)
-        return -1;
-    PyObject *src = text_addr(d->tx, &s->src), *dst = text_addr(d->tx, &s->dst);
-    if (src == NULL || dst == NULL)
-        return -1;
-    if (e->obj == NULL) {
-        e->obj = PyObject_CallFunction(d->h_bucket, "OiOi", src, s->sport, dst, s->dport);
-        if (e->obj == NULL)
+    if (d->own_count > 1) {
+        uint8_t key[40];
+        conn_key(key, src, sport, dst, dport);
+        SKEntry *e = skmap_get(&d->owners, key, 38, 1);
+        if (e == NULL)
             return -1;
-    }
-    PyObject *list = PyDict_GetItemWithError(d->records, e->obj);
-    if (list == NULL) {
-        if (PyErr_Occurred())
-            return -1;
-        list = PyList_New(0);
-        if (list == NULL || PyDict_SetItem(d->records, e->obj, list) < 0) {
-            Py_XDECREF(list);
-            return -1;
+        if (e->count == 0) {
+            int least = 0;
+            for (int w = 1; w < d->own_count; w++)
+                if (d->own_load[w] < d->own_load[least])
+                    least = w;
+            e->count = least + 1;
         }
-        Py_DECREF(list);
+        int owner = (int)e->count - 1;
+        d->own_load[owner] += (uint64_t)payload.n + 64;
+        if (owner != d->own_index)
+            return 0;
     }
-    PyObject *item = Py_BuildValue(
-        "(LOiOikiy#Ldiy#)", (long long)d->nrecorded++, src, s->sport, dst, s->dport,
-        (unsigned long)s->seq, s->flags, (const char *)s->payload.p, s->payload.n,
-        (long long)frame, ts, s->depth, (const char *)s->options.p, s->options.n);
-    if (item == NULL || PyList_Append(list, item) < 0) {
-        Py_XDECREF(item);
-        return -1;
-    }
-    Py_DECREF(item);
-    return 0;
+    return dc_segment(d, src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options,
+                      payload_obj);
 }

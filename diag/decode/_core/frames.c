@@ -565,10 +565,27 @@ static int fallback(Decoder *d, const Frame *f, Span data, int64_t flags)
     return OK;
 }
 
+/* A frame the reference decodes, in a block another worker folds: only its BGP segments
+ * matter here (they come back through the reference's flows to dc_deliver); its rows are the
+ * shadow's to drop. */
+static int shadow_frame(PyObject *shadow, const Frame *f, Span data, int64_t flags)
+{
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)data.p, data.n);
+    if (raw == NULL)
+        return ERR;
+    PyObject *r = PyObject_CallFunction(shadow, "LdiiNiL", (long long)f->frame, f->ts, f->iface,
+                                        f->linktype, raw, f->wirelen, (long long)flags);
+    Py_XDECREF(r);
+    return r == NULL ? ERR : OK;
+}
+
+/* One block of records. With ``shadow`` (a callable), the block is another worker's to fold:
+ * its frames are walked only for the BGP segments of the connections this decoder owns (the
+ * frames the reference would decode go to ``shadow``); nothing is folded or tabled. */
 int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
                     const int64_t *offsets, const int64_t *caplens, const int64_t *wirelens,
                     const double *ts, const int64_t *ifaces, const int64_t *linktypes,
-                    const int64_t *flags)
+                    const int64_t *flags, PyObject *shadow)
 {
     Frame f;
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -586,49 +603,24 @@ int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
         f.direction = (int)(flags[i] & 3);
         int rc = decode_frame(d, &f, data);
         if (rc == BAIL) {
-            if (fallback(d, &f, data, flags[i]))
+            if (shadow ? shadow_frame(shadow, &f, data, flags[i])
+                       : fallback(d, &f, data, flags[i]))
                 return ERR;
             continue;
         }
-        if (d->tables && emit_tables(d, &f))
-            return ERR;
-        if (d->fold && dc_fold_packet(d, &f))
-            return ERR;
+        if (shadow == NULL) {
+            if (d->tables && emit_tables(d, &f))
+                return ERR;
+            if (d->fold && dc_fold_packet(d, &f))
+                return ERR;
+        }
         if (f.seg.present) {
             Segment *s = &f.seg;
-            if (d->record) {
-                if (dc_record(d, s, f.frame, f.ts))
-                    return ERR;
-            } else if (dc_segment(d, &s->src, s->sport, &s->dst, s->dport, s->seq, s->flags,
-                                  s->payload, f.frame, f.ts, s->depth, s->options, NULL)) {
+            if (dc_deliver(d, &s->src, s->sport, &s->dst, s->dport, s->seq, s->flags,
+                           s->payload, f.frame, f.ts, s->depth, s->options, NULL))
                 return ERR;
-            }
         }
     }
     return OK;
 }
 
-/* Which records would go to the reference (the frames that may hold an IP fragment are among
- * them): their indices appended to ``out``. */
-int dc_bail_candidates(Decoder *d, Span buf, Py_ssize_t count, const int64_t *offsets,
-                       const int64_t *caplens, const int64_t *linktypes, PyObject *out)
-{
-    Frame f;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (!span_has(buf, offsets[i], caplens[i])) {
-            PyErr_Format(PyExc_ValueError, "record %zd lies outside its block", i);
-            return ERR;
-        }
-        f.linktype = (int)linktypes[i];
-        f.direction = 0;
-        if (decode_frame(d, &f, subspan(buf, offsets[i], caplens[i])) == BAIL) {
-            PyObject *n = PyLong_FromSsize_t(i);
-            if (n == NULL || PyList_Append(out, n) < 0) {
-                Py_XDECREF(n);
-                return ERR;
-            }
-            Py_DECREF(n);
-        }
-    }
-    return OK;
-}

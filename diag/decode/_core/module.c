@@ -1,15 +1,17 @@
 /* diag.decode._core: the compiled decode core (see core.h for the contract, and
  * diag/decode/core.py, which is the only Python that talks to it).
  *
- *   Decoder(bgp_ports, vxlan_ports, geneve_ports, hooks, tables, fold, record)
+ *   Decoder(bgp_ports, vxlan_ports, geneve_ports, hooks, tables, fold)
  *     .decode(buf, first_frame, offsets, caplens, wirelens, ts, ifaces, linktypes, flags,
- *             iface_names)       one block of records (columns as int64/double buffers)
+ *             iface_names[, shadow])   one block of records (columns as int64/double
+ *                                buffers); with ``shadow``, another worker's block: only the
+ *                                BGP segments of this decoder's connections (frames.c)
  *     .segment(src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options)
  *                                a BGP segment met by the reference (a bailed frame)
+ *     .own(index, count)         parallel: reassemble only worker ``index``'s connections
  *     .finish(last_frame, last_ts)   end of capture: every connection flushed
- *     .take()                    this chunk: tables, stream events, folds, recorded segments
- *     .set_heads(announce, withdraw), .append_rows(table, rows),
- *     .bail_candidates(buf, offsets, caplens, linktypes), .stats()
+ *     .take()                    this chunk: tables, stream events, folds
+ *     .set_heads(announce, withdraw), .append_rows(table, rows), .stats()
  *   scan_pcap(buf, pos, max_packets, big_endian, unit) and scan_pcapng(buf, pos, max_packets,
  *     big_endian, interfaces): the record walk of diag/decode/capture.py for plain records.
  */
@@ -140,7 +142,7 @@ static void Decoder_dealloc(Decoder *d)
     }
     Py_CLEAR(d->events);
     Py_CLEAR(d->raised);
-    Py_CLEAR(d->records);
+    skmap_free(&d->owners);
     Py_CLEAR(d->as_paths);
     skmap_free(&d->short_paths);
     skmap_free(&d->short_communities);
@@ -175,7 +177,6 @@ static int Decoder_traverse(Decoder *d, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(d));
     Py_VISIT(d->hooks);
     Py_VISIT(d->events);
-    Py_VISIT(d->records);
     return 0;
 }
 
@@ -190,29 +191,28 @@ static PyObject *hook(PyObject *hooks, const char *name)
 static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"bgp_ports", "vxlan_ports", "geneve_ports", "hooks", "tables",
-                             "fold", "record", NULL};
+                             "fold", NULL};
     PyObject *bgp, *vxlan, *geneve, *hooks;
-    int tables = 1, fold = 1, record = 0;
+    int tables = 1, fold = 1;
     if (d->tx != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Decoder is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!|ppp", kwlist, &bgp, &vxlan, &geneve,
-                                     &PyDict_Type, &hooks, &tables, &fold, &record))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!|pp", kwlist, &bgp, &vxlan, &geneve,
+                                     &PyDict_Type, &hooks, &tables, &fold))
         return -1;
     if (set_ports(d->bgp_ports, bgp) || set_ports(d->vxlan_ports, vxlan)
         || set_ports(d->geneve_ports, geneve))
         return -1;
     d->tables = tables;
     d->fold = fold;
-    d->record = record;
     d->hooks = Py_NewRef(hooks);
     struct { PyObject **slot; const char *name; } hk[] = {
         {&d->h_fallback, "fallback"}, {&d->h_decode_message, "decode_message"},
         {&d->h_negotiate, "negotiate"}, {&d->h_stream, "stream"},
         {&d->h_gap_text, "gap_text"}, {&d->h_resync_text, "resync_text"},
         {&d->h_route_key, "route_key"}, {&d->h_default_ctx, "default_ctx"},
-        {&d->h_object_array, "object_array"}, {&d->h_bucket, "bucket"},
+        {&d->h_object_array, "object_array"},
         {&d->t_message, "Message"}, {&d->t_gap, "Gap"}, {&d->t_framing_error, "FramingError"},
         {&d->t_resync, "Resync"}, {&d->t_packed, "PackedPrefixes"}};
     for (size_t i = 0; i < sizeof hk / sizeof hk[0]; i++)
@@ -282,7 +282,6 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
     d->s_ipv4_unicast = intern("ipv4/unicast");
     d->events = PyList_New(0);
     d->raised = PyList_New(0);
-    d->records = PyDict_New();
     d->as_paths = PyDict_New();
     d->communities = PyDict_New();
     d->sessions = PyDict_New();
@@ -304,11 +303,16 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
 
 static PyObject *Decoder_decode(Decoder *d, PyObject *args)
 {
-    PyObject *bufo, *names, *cols[7];
+    PyObject *bufo, *names, *cols[7], *shadow = Py_None;
     long long first;
-    if (!PyArg_ParseTuple(args, "OLOOOOOOOO!", &bufo, &first, &cols[0], &cols[1], &cols[2],
-                          &cols[3], &cols[4], &cols[5], &cols[6], &PyList_Type, &names))
+    if (!PyArg_ParseTuple(args, "OLOOOOOOOO!|O", &bufo, &first, &cols[0], &cols[1], &cols[2],
+                          &cols[3], &cols[4], &cols[5], &cols[6], &PyList_Type, &names,
+                          &shadow))
         return NULL;
+    if (shadow != Py_None && !PyCallable_Check(shadow)) {
+        PyErr_SetString(PyExc_TypeError, "shadow must be callable or None");
+        return NULL;
+    }
     Py_buffer buf, v[7];
     static const char *const what[7] = {"offsets", "caplens", "wirelens", "ts", "ifaces",
                                         "linktypes", "flags"};
@@ -328,7 +332,7 @@ static PyObject *Decoder_decode(Decoder *d, PyObject *args)
     Py_XSETREF(d->iface_names, Py_NewRef(names));
     Span s = {buf.buf, buf.len};
     rc = dc_decode_block(d, s, first, count, v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf,
-                         v[5].buf, v[6].buf);
+                         v[5].buf, v[6].buf, shadow == Py_None ? NULL : shadow);
 done:
     for (int i = 0; i < got; i++)
         PyBuffer_Release(&v[i]);
@@ -357,42 +361,31 @@ static PyObject *Decoder_segment(Decoder *d, PyObject *args)
         opt.p = (const uint8_t *)PyBytes_AS_STRING(options);
         opt.n = PyBytes_GET_SIZE(options);
     }
-    if (d->record) {
-        Segment sg = {1, a, b, sport, dport, (uint32_t)seq, flags, pay, opt, depth};
-        if (dc_record(d, &sg, frame, ts))
-            return NULL;
-        Py_RETURN_NONE;
-    }
-    if (dc_segment(d, &a, sport, &b, dport, (uint32_t)seq, flags, pay, frame, ts, depth, opt,
+    if (dc_deliver(d, &a, sport, &b, dport, (uint32_t)seq, flags, pay, frame, ts, depth, opt,
                    payload))
         return NULL;
     Py_RETURN_NONE;
 }
 
-/* parallel phase 2: recorded segments, in order: (n, src, sport, dst, dport, seq, flags,
- * payload, frame, ts, depth, options) */
-static PyObject *Decoder_segments(Decoder *d, PyObject *list)
+/* parallel: this decoder reassembles only the connections of worker ``index`` of ``count``
+ * (dc_deliver); every worker walks every block, so each makes the same choice of owners */
+static PyObject *Decoder_own(Decoder *d, PyObject *args)
 {
-    PyObject *seq = PySequence_Fast(list, "segments");
-    if (seq == NULL)
+    int index, count;
+    if (!PyArg_ParseTuple(args, "ii", &index, &count))
         return NULL;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *t = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 12) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_ValueError, "a recorded segment of another shape");
-            return NULL;
-        }
-        PyObject *rest = PyTuple_GetSlice(t, 1, 12);
-        PyObject *r = rest ? Decoder_segment(d, rest) : NULL;
-        Py_XDECREF(rest);
-        if (r == NULL) {
-            Py_DECREF(seq);
-            return NULL;
-        }
-        Py_DECREF(r);
+    if (count < 1 || count > MAX_OWNERS || index < 0 || index >= count) {
+        PyErr_Format(PyExc_ValueError, "worker %d of %d (at most %d workers)", index, count,
+                     MAX_OWNERS);
+        return NULL;
     }
-    Py_DECREF(seq);
+    if (d->owners.used || d->nconns) {
+        PyErr_SetString(PyExc_RuntimeError, "ownership is set before the first segment");
+        return NULL;
+    }
+    d->own_index = index;
+    d->own_count = count;
+    memset(d->own_load, 0, sizeof d->own_load);
     Py_RETURN_NONE;
 }
 
@@ -402,16 +395,9 @@ static PyObject *Decoder_finish(Decoder *d, PyObject *args)
     double ts;
     if (!PyArg_ParseTuple(args, "Ld", &frame, &ts))
         return NULL;
-    if (!d->record && dc_flush(d, frame, ts))
+    if (dc_flush(d, frame, ts))
         return NULL;
     Py_RETURN_NONE;
-}
-
-/* parallel phase 2: flush one connection key (as BgpFlows._flush_connection), events raised
- * at the key's first frame */
-static PyObject *Decoder_flush_all(Decoder *d, PyObject *args)
-{
-    return Decoder_finish(d, args);
 }
 
 static PyObject *Decoder_take(Decoder *d, PyObject *Py_UNUSED(ignored))
@@ -460,16 +446,14 @@ static PyObject *Decoder_take(Decoder *d, PyObject *Py_UNUSED(ignored))
         Py_DECREF(f);
     }
     if (PyDict_SetItemString(out, "stream_events", d->events) < 0
-        || PyDict_SetItemString(out, "raised", d->raised) < 0
-        || PyDict_SetItemString(out, "records", d->records) < 0) {
+        || PyDict_SetItemString(out, "raised", d->raised) < 0) {
         Py_DECREF(out);
         return NULL;
     }
     Py_XSETREF(d->events, PyList_New(0));
     Py_XSETREF(d->raised, PyList_New(0));
-    Py_XSETREF(d->records, PyDict_New());
     texts_release(d->tx);
-    if (d->events == NULL || d->raised == NULL || d->records == NULL) {
+    if (d->events == NULL || d->raised == NULL) {
         Py_DECREF(out);
         return NULL;
     }
@@ -514,50 +498,6 @@ static PyObject *Decoder_append_rows(Decoder *d, PyObject *args)
     Py_RETURN_NONE;
 }
 
-static PyObject *Decoder_bail_candidates(Decoder *d, PyObject *args)
-{
-    PyObject *bufo, *offo, *capo, *lto;
-    if (!PyArg_ParseTuple(args, "OOOO", &bufo, &offo, &capo, &lto))
-        return NULL;
-    Py_buffer buf, off, cap, lt;
-    if (get_buffer(bufo, &buf, "buf", 0))
-        return NULL;
-    if (get_buffer(offo, &off, "offsets", 8)) {
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    if (get_buffer(capo, &cap, "caplens", 8)) {
-        PyBuffer_Release(&off);
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    if (get_buffer(lto, &lt, "linktypes", 8)) {
-        PyBuffer_Release(&cap);
-        PyBuffer_Release(&off);
-        PyBuffer_Release(&buf);
-        return NULL;
-    }
-    PyObject *out = PyList_New(0);
-    Py_ssize_t count = off.len / 8;
-    if (out && (cap.len / 8 != count || lt.len / 8 != count)) {
-        PyErr_SetString(PyExc_ValueError, "record columns of different lengths");
-        Py_CLEAR(out);
-    }
-    if (out) {
-        Span s = {buf.buf, buf.len};
-        int save = d->fold, save_t = d->tables;
-        if (dc_bail_candidates(d, s, count, off.buf, cap.buf, lt.buf, out))
-            Py_CLEAR(out);
-        d->fold = save;
-        d->tables = save_t;
-    }
-    PyBuffer_Release(&lt);
-    PyBuffer_Release(&cap);
-    PyBuffer_Release(&off);
-    PyBuffer_Release(&buf);
-    return out;
-}
-
 static PyObject *Decoder_stats(Decoder *d, PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("{s:L,s:L,s:L,s:n}", "frames_to_reference", (long long)d->frames_bailed,
@@ -569,14 +509,11 @@ static PyObject *Decoder_stats(Decoder *d, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Decoder_methods[] = {
     {"decode", (PyCFunction)Decoder_decode, METH_VARARGS, "Decode one block of records."},
     {"segment", (PyCFunction)Decoder_segment, METH_VARARGS, "A BGP segment from the reference."},
-    {"segments", (PyCFunction)Decoder_segments, METH_O, "Recorded BGP segments, in order."},
+    {"own", (PyCFunction)Decoder_own, METH_VARARGS, "Parallel: the connections owned."},
     {"finish", (PyCFunction)Decoder_finish, METH_VARARGS, "End of capture: flush every flow."},
-    {"flush_all", (PyCFunction)Decoder_flush_all, METH_VARARGS, "Flush every flow."},
     {"take", (PyCFunction)Decoder_take, METH_NOARGS, "This chunk's output."},
     {"set_heads", (PyCFunction)Decoder_set_heads, METH_VARARGS, "Prefix sample wanted."},
     {"append_rows", (PyCFunction)Decoder_append_rows, METH_VARARGS, "Reference rows appended."},
-    {"bail_candidates", (PyCFunction)Decoder_bail_candidates, METH_VARARGS,
-     "Indices of the records the reference would decode."},
     {"stats", (PyCFunction)Decoder_stats, METH_NOARGS, "What went to the reference."},
     {NULL, NULL, 0, NULL}};
 
