@@ -13,8 +13,8 @@ worker with the fewest segment bytes so far; every worker sees the same segments
 order, so each makes the same choice). Frames the core hands to the reference in another
 worker's block go to a shadow reference decoder that shares the IP reassembler and passes its
 BGP segments on. The parent applies, block by block, the owner's frame fold and all workers'
-BGP folds merged (:func:`diag.decode.summary.merge_bgp_folds`), receiving each worker's items
-in a thread so that no worker waits for the parent's fold of an earlier block.
+BGP folds merged (:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so
+that a worker need not wait for the parent's fold of an earlier block.
 
 How with the reference decoder (also what :mod:`diag.decode.distributed` runs on Dask;
 connections are independent: TCP reassembly and the OPEN context are per connection):
@@ -408,8 +408,7 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
     previous = _on_sigterm_interrupt()
     try:
         with _Workers([(_core_part, (path, options, chunk_packets, w, workers))
-                       for w in range(workers)]) as procs:
-            parts = _Ahead(procs, workers)
+                       for w in range(workers)]) as parts:
             i = 0
             while True:
                 items = [parts.next(w) for w in range(workers)]
@@ -431,38 +430,6 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
             signal.signal(signal.SIGTERM, previous)
     summary.set_info(items[0]["info"])
     return summary.result()
-
-
-class _Ahead:
-    """The items of each worker received as they come, by a thread per worker (at most
-    ``depth`` waiting each): a worker goes on decoding while the parent folds an earlier block,
-    instead of waiting for the parent to read what it sent. ``next(w)`` as
-    :meth:`_Workers.next` (its errors raised again here)."""
-
-    def __init__(self, workers: "_Workers", count: int, depth: int = 8) -> None:
-        import queue
-        import threading
-
-        self.queues = [queue.Queue(maxsize=depth) for _ in range(count)]
-        for w in range(count):
-            threading.Thread(target=self._receive, args=(workers, w), daemon=True).start()
-
-    def _receive(self, workers: "_Workers", w: int) -> None:
-        while True:
-            try:
-                item = workers.next(w)
-            except BaseException as err:  # noqa: BLE001 - raised again by next()
-                self.queues[w].put((False, err))
-                return
-            self.queues[w].put((True, item))
-            if "nblocks" in item:
-                return
-
-    def next(self, w: int):
-        ok, item = self.queues[w].get()
-        if not ok:
-            raise item
-        return item
 
 
 def _core_part(path, options, chunk_packets: int, index: int, count: int):
@@ -587,6 +554,21 @@ def _child(send, fn: Callable, args: tuple) -> None:
         os._exit(0)
 
 
+PIPE_BYTES = 1 << 20
+
+
+def _widen(conn) -> None:
+    """A worker's pipe holds up to ``PIPE_BYTES`` (Linux's default ceiling for unprivileged
+    processes): a worker goes on decoding while the parent folds the blocks it sent earlier,
+    instead of waiting for the parent to read each one (a few blocks' items fit)."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except OSError:
+        pass                     # another system or a lower limit: the default pipe works
+
+
 class _Workers:
     """Each job ``fn(*args)`` (a generator) in its own forked process; ``next(w)`` is the next
     item job ``w`` yielded. Leaving the ``with`` block (done, an error, Ctrl-C) terminates and
@@ -615,6 +597,7 @@ class _Workers:
         try:
             for fn, args in self.jobs:
                 recv, send = ctx.Pipe(duplex=False)
+                _widen(recv)
                 proc = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
                 proc.start()
                 send.close()
