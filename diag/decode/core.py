@@ -497,7 +497,9 @@ def bgp_fold(core: dict, folder) -> dict:
     groups = folded["routes"]
     for key in sorted(groups, key=_nulls_last):
         session, family, action = key
-        rows, keys, head = groups[key]
+        rows, keys, head, renewed = groups[key]
+        if renewed:       # the core dropped the session's key set when it closed: keys may repeat
+            folder.store(session, family)[0 if action == "announce" else 1].may_repeat()
         routes.append(fold_route_key(folder, session, family, action, rows, [keys],
                                      (lambda head=head: head or [])))
     if groups:

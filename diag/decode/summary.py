@@ -77,6 +77,7 @@ class _Prefixes:
         # a store once: already compact (8 bytes) and distinct, merged only when asked
         self.packed: list[bytes] = []
         self.npacked = 0
+        self.repeats = False            # packed keys may repeat (see may_repeat)
 
     def update(self, keys) -> None:
         """Add keys: a list of ints, or an int64 numpy array."""
@@ -87,10 +88,16 @@ class _Prefixes:
             self.pending += len(keys)
 
     def add_packed(self, packed: bytes) -> None:
-        """Add keys none of which this store holds yet (native-endian int64, packed)."""
+        """Add keys none of which this store holds yet (native-endian int64, packed), unless
+        :meth:`may_repeat` was called."""
         if packed:
             self.packed.append(bytes(packed))
             self.npacked += len(packed) // 8
+
+    def may_repeat(self) -> None:
+        """The core's packed keys are no longer all distinct: it dropped this session's key
+        set when the session closed, and the same endpoints sent routes again."""
+        self.repeats = True
 
     def held(self) -> int:
         return len(self.recent) + self.pending
@@ -135,7 +142,8 @@ class _Prefixes:
 
     def only_packed(self) -> bool:
         """Fed by the compiled core alone: its keys are distinct already."""
-        return not self.recent and not self.arrays and self.spilled is None
+        return (not self.recent and not self.arrays and self.spilled is None
+                and not self.repeats)
 
     def __len__(self) -> int:
         if self.only_packed():

@@ -359,6 +359,46 @@ def test_bytes_flipped_anywhere(tmp_path_factory, frames, flips):
     assert_same(path, 1000)
 
 
+# --- a session closed, then the same endpoints again -----------------------------------------------
+
+def _reopened(path: Path) -> Path:
+    """One BGP connection closed (FIN both ways), then the same endpoints and ports again: the
+    core drops a closed session's prefix-key sets (memory), so the second connection's keys may
+    repeat the first's in the summary's store."""
+    from tests.craft.builders import A, B, Frames, _write, bgp_update, ether_tcp_emit
+    from tests.craft.tcpflow import TcpFlow
+
+    frames = Frames()
+    emit = ether_tcp_emit(frames)
+    for isn, nlri in ((1000, ["10.1.0.0/24", "10.2.0.0/24"]),
+                      (900_000, ["10.1.0.0/24", "10.3.0.0/24"])):
+        flow = TcpFlow(emit, A, B, 40000, 179, isn_a=isn, isn_b=isn + 5000)
+        flow.handshake()
+        data, _ = bgp_update(nlri=nlri, segments=[(2, [65001])], next_hop="10.0.0.1",
+                             withdrawn=["10.9.0.0/24"])
+        flow.queue("ab", data)
+        flow.send("ab")
+        flow.fin()
+    _write(frames, path)
+    return path
+
+
+@pytest.mark.parametrize("chunk", [65536, 4])
+def test_a_session_reopened_on_the_same_ports(tmp_path, chunk, monkeypatch):
+    path = _reopened(tmp_path / "reopened.pcap")
+    assert_same(path, chunk)
+    result = json.loads(summary(path, "compiled", chunk, DecodeOptions()))
+    (session,) = result["bgp"]["sessions"]
+    assert (session["announced"], session["announce_rows"]) == (3, 4)
+    assert (session["withdrawn"], session["withdraw_rows"]) == (1, 2)
+    # the released sets really were renewed: a store that ignores it counts 10.1.0.0/24 twice
+    from diag.decode import summary as summary_module
+
+    monkeypatch.setattr(summary_module._Prefixes, "may_repeat", lambda self: None)
+    mutant = json.loads(summary(path, "compiled", chunk, DecodeOptions()))
+    assert mutant["bgp"]["sessions"][0]["announced"] == 4
+
+
 # --- several processes -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("workers", [2, 3])

@@ -209,6 +209,7 @@ struct Decoder {
     PyObject *special;         /* list of (session, name, dict) */
     PyObject *route_groups;    /* dict (session, family, action) -> [rows, keys list, head] */
     PyObject *seen_keys;       /* dict (session, family, kind) -> capsule of U64Set */
+    PyObject *released;        /* set of the sessions whose key sets were dropped */
     int want_heads[2];         /* the summary's samples still take texts (announce, withdraw) */
     uint64_t generation;       /* this chunk's number: the caches below hold for one chunk */
     struct {
@@ -252,6 +253,7 @@ int dc_segment(Decoder *d, const Addr *src, int sport, const Addr *dst, int dpor
 int dc_flush(Decoder *d, int64_t frame, double ts);
 int dc_flush_each(Decoder *d, int64_t frame, double ts);
 void dc_flows_free(Decoder *d);
+int dc_fold_release(Decoder *d, PyObject *session);
 int dc_deliver(Decoder *d, const Addr *src, int sport, const Addr *dst, int dport,
                uint32_t seq, int flags, Span payload, int64_t frame, double ts, int depth,
                Span options, PyObject *payload_obj);

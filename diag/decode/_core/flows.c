@@ -888,6 +888,8 @@ int dc_segment(Decoder *d, const Addr *src, int sport, const Addr *dst, int dpor
         if (all) {
             c->frame_ts.n = 0;
             c->prune_at = PRUNE_AT;
+            if (d->fold && dc_fold_release(d, c->session))
+                return -1;
         }
     }
     return 0;

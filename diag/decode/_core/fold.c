@@ -292,7 +292,8 @@ static PyObject *route_group_slow(Decoder *d, PyObject *session, PyObject *famil
             return NULL;
         }
         PyObject *head = d->want_heads[*kind] ? PyList_New(0) : Py_NewRef(Py_None);
-        g = head ? Py_BuildValue("[iNN]", 0, PyByteArray_FromStringAndSize(NULL, 0), head) : NULL;
+        g = head ? Py_BuildValue("[iNNO]", 0, PyByteArray_FromStringAndSize(NULL, 0), head,
+                                 Py_False) : NULL;
         if (g == NULL || PyDict_SetItem(d->route_groups, key, g) < 0) {
             Py_XDECREF(g);
             Py_DECREF(key);
@@ -317,7 +318,12 @@ static PyObject *route_group_slow(Decoder *d, PyObject *session, PyObject *famil
             return NULL;
         }
         cap = PyCapsule_New(s, "diag.keys", free_set);
-        if (cap == NULL || PyDict_SetItem(d->seen_keys, skey, cap) < 0) {
+        /* a session whose keys were released (dc_fold_release) starts a new set: the keys it
+         * sends from now on may repeat ones the summary's store holds (the group says so) */
+        int renewed = cap == NULL ? -1 : PySet_Contains(d->released, session);
+        if (renewed == 1)
+            PyList_SetItem(g, 3, Py_NewRef(Py_True));
+        if (cap == NULL || renewed < 0 || PyDict_SetItem(d->seen_keys, skey, cap) < 0) {
             if (cap == NULL)
                 PyMem_Free(s);
             Py_XDECREF(cap);
@@ -329,6 +335,46 @@ static PyObject *route_group_slow(Decoder *d, PyObject *session, PyObject *famil
     Py_DECREF(skey);
     *set = PyCapsule_GetPointer(cap, "diag.keys");
     return *set ? g : NULL;
+}
+
+/* A session whose streams have all closed: its key sets are dropped (they are the larger part
+ * of the memory a long capture of many short sessions keeps). Its later keys, if the same
+ * endpoints talk again, go to new sets whose groups are marked ``renewed``. */
+int dc_fold_release(Decoder *d, PyObject *session)
+{
+    if (d->seen_keys == NULL || PyDict_GET_SIZE(d->seen_keys) == 0)
+        return 0;
+    PyObject *drop = PyList_New(0);
+    if (drop == NULL)
+        return -1;
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(d->seen_keys, &pos, &key, &value)) {
+        int same = PyUnicode_Compare(PyTuple_GET_ITEM(key, 0), session) == 0;
+        if (PyErr_Occurred() || (same && PyList_Append(drop, key) < 0)) {
+            Py_DECREF(drop);
+            return -1;
+        }
+    }
+    if (PyList_GET_SIZE(drop) == 0) {
+        Py_DECREF(drop);
+        return 0;
+    }
+    /* the group cache holds set pointers: forget them all before a set is freed */
+    for (int i = 0; i < 64; i++) {
+        d->group_cache[i].generation = 0;
+        Py_CLEAR(d->group_cache[i].session);
+        Py_CLEAR(d->group_cache[i].family);
+        Py_CLEAR(d->group_cache[i].action);
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(drop); i++) {
+        if (PyDict_DelItem(d->seen_keys, PyList_GET_ITEM(drop, i)) < 0) {
+            Py_DECREF(drop);
+            return -1;
+        }
+    }
+    Py_DECREF(drop);
+    return PySet_Add(d->released, session);
 }
 
 static int add_rows(PyObject *g, Py_ssize_t n)
@@ -665,4 +711,5 @@ void dc_fold_free(Decoder *d)
     Py_CLEAR(d->route_groups);
     Py_CLEAR(d->sessions);
     Py_CLEAR(d->seen_keys);
+    Py_CLEAR(d->released);
 }

@@ -286,6 +286,7 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
     d->communities = PyDict_New();
     d->sessions = PyDict_New();
     d->seen_keys = PyDict_New();
+    d->released = PySet_New(NULL);
     d->iface_names = PyList_New(0);
     d->want_heads[0] = d->want_heads[1] = 1;
     if (PyErr_Occurred())
