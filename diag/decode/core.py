@@ -479,7 +479,7 @@ def _tunnels(fast: list, slow: RowChunk) -> tuple | None:
 
 def bgp_fold(core: dict, folder) -> dict:
     """The BGP part of the fold from the core's folds (``_fold_bgp`` for a core chunk)."""
-    from diag.decode.summary import _nulls_last, fold_events, fold_route_key
+    from diag.decode.summary import fold_events, fold_route_key, sorted_nulls_last
 
     folded = core["fold"]
     sessions = folded["sessions"]
@@ -495,7 +495,7 @@ def bgp_fold(core: dict, folder) -> dict:
         messages = (spans, bad, named, folded["special"])
     routes = []
     groups = folded["routes"]
-    for key in sorted(groups, key=_nulls_last):
+    for key in sorted_nulls_last(groups):
         session, family, action = key
         rows, keys, head, renewed = groups[key]
         if renewed:       # the core dropped the session's key set when it closed: keys may repeat

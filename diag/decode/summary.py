@@ -25,6 +25,7 @@ responders.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from operator import itemgetter
 from typing import Any
 
 from diag.decode.arp import ArpPairing, Sighting, Vantage, segment_and_place
@@ -54,6 +55,22 @@ def _num(v: Any) -> Any:
 def _nulls_last(key: tuple) -> tuple:
     """Sort key for group keys that may hold None (None sorts last, as pandas' groupby does)."""
     return tuple((v is None, 0 if v is None else v) for v in key)
+
+
+_first = itemgetter(0)
+
+
+def sorted_nulls_last(items, key=None) -> list:
+    """``sorted(items, key=lambda x: _nulls_last(key(x)))``, cheaply: keys compared as they
+    are give the same order unless a None meets a value at the same place, which raises
+    TypeError (None has no order) and takes the slow way (most chunks have no None)."""
+    items = list(items)
+    try:
+        return sorted(items, key=key)
+    except TypeError:
+        if key is None:
+            return sorted(items, key=_nulls_last)
+        return sorted(items, key=lambda x: _nulls_last(key(x)))
 
 
 # hashes held in Python sets across all sessions (~70 bytes each) before they are all spilled
@@ -156,6 +173,11 @@ def _distinct(groups: list[_Prefixes]) -> int:
         return len(groups[0])
     if all(g.only_packed() for g in groups):
         joined = b"".join(p for g in groups for p in g.packed)
+        from diag.decode.core import load
+
+        core = load()
+        if core is not None:                  # a set of 64-bit keys, in C
+            return core.count_distinct(joined)
         if len(joined) // 8 <= SPILL_TOTAL:
             from array import array
 
@@ -333,9 +355,9 @@ def tunnel_fold(groups: Counter, nbad: int) -> tuple:
         inner[(kind, vni, l3)] += n
     # folded in sorted key order, as the tables' groupby did (ties in most_common keep it)
     return (nbad,
-            sorted(types.items(), key=lambda kv: _nulls_last(kv[0])),
-            sorted(ends.items(), key=lambda kv: _nulls_last(kv[0])),
-            sorted(inner.items(), key=lambda kv: _nulls_last(kv[0])))
+            sorted_nulls_last(types.items(), key=_first),
+            sorted_nulls_last(ends.items(), key=_first),
+            sorted_nulls_last(inner.items(), key=_first))
 
 
 def _fold_icmp(chunk: RowChunk) -> list[tuple]:
@@ -442,8 +464,7 @@ def _fold_routes(chunk: RowChunk, folder: PrefixFolder) -> list[tuple]:
             made[id(p)] = flat[at:at + len(p)]
             at += len(p)
     out = []
-    for (session, family, action), lists in sorted(by_key.items(),
-                                                   key=lambda kv: _nulls_last(kv[0])):
+    for (session, family, action), lists in sorted_nulls_last(by_key.items(), key=_first):
         keys = []
         for rd, prefixes in lists:
             found = made.get(id(prefixes))
@@ -507,7 +528,7 @@ def merge_bgp_folds(folds: list[dict]) -> dict:
             special.extend(sp)
         routes.extend(f["routes"])
         events.extend(f["events"])
-    routes.sort(key=lambda r: _nulls_last((r[0], r[1], r[2])))
+    routes = sorted_nulls_last(routes, key=itemgetter(0, 1, 2))
     events.sort(key=lambda e: e[0])
     return {"messages": (spans, bad, named, special) if any_messages else None,
             "routes": routes, "events": events}

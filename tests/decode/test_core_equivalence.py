@@ -359,6 +359,14 @@ def test_bytes_flipped_anywhere(tmp_path_factory, frames, flips):
     assert_same(path, 1000)
 
 
+@given(keys=st.lists(st.integers(-2**63, 2**63 - 1) | st.sampled_from([0, -1, 1, 2**63 - 1]),
+                    max_size=300))
+@settings(max_examples=50, deadline=None)
+def test_count_distinct_counts_as_numpy(keys):
+    data = np.array(keys, dtype=np.int64)
+    assert core.load().count_distinct(data.tobytes()) == len(np.unique(data))
+
+
 # --- a session closed, then the same endpoints again -----------------------------------------------
 
 def _reopened(path: Path) -> Path:

@@ -802,7 +802,38 @@ static PyObject *pcapng_ts(PyObject *mod, PyObject *args)
     return out;
 }
 
+/* how many distinct int64 keys a buffer holds (the summary's distinct prefixes across
+ * sessions: numpy's unique sorts or hashes into a new array; a set of 64-bit keys is faster) */
+static PyObject *count_distinct(PyObject *mod, PyObject *arg)
+{
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (b.len % 8) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "count_distinct: a buffer of int64 keys");
+        return NULL;
+    }
+    U64Set set = {0};
+    const uint8_t *p = b.buf;
+    Py_ssize_t n = b.len / 8;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t k;
+        memcpy(&k, p + 8 * i, 8);
+        if (u64set_add(&set, k) < 0) {
+            u64set_free(&set);
+            PyBuffer_Release(&b);
+            return PyErr_NoMemory();
+        }
+    }
+    size_t count = u64set_len(&set);
+    u64set_free(&set);
+    PyBuffer_Release(&b);
+    return PyLong_FromSize_t(count);
+}
+
 static PyMethodDef module_methods[] = {
+    {"count_distinct", count_distinct, METH_O, "Distinct int64 keys in a buffer."},
     {"pcapng_ts", pcapng_ts, METH_VARARGS, "pcapng timestamps from stamps and units."},
     {"scan_pcap", scan_pcap, METH_VARARGS, "pcap records from a buffer position."},
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "pcapng Enhanced Packet Blocks from a position."},
