@@ -88,6 +88,7 @@ def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None,
     (None: every usable core for a large file, else one; the result is the same).
     ``progress(bytes_read, packets)`` is called as the decode goes."""
     from diag.decode import iter_rows
+    from diag.decode.core import fewer_collections
     from diag.decode.parallel import auto_workers, summarize
     from diag.decode.summary import CaptureSummary
 
@@ -99,11 +100,12 @@ def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None,
     summary = CaptureSummary()
     # the summary folds row buffers: a small capture is summarised without pandas (and the
     # compiled decoder builds no table columns)
-    for chunk in iter_rows(file, options, tables=False):
-        summary.add(chunk)
-        if progress is not None:
-            progress(chunk.info.bytes_read, summary.total)
-    return summary.result()
+    with fewer_collections():
+        for chunk in iter_rows(file, options, tables=False):
+            summary.add(chunk)
+            if progress is not None:
+                progress(chunk.info.bytes_read, summary.total)
+        return summary.result()
 
 
 def pcap_export(file: Path, directory: Path, fmt: str, ports: Ports = Ports(),

@@ -110,8 +110,12 @@ def iter_decode(path: str | Path, options: DecodeOptions | None = None,
     per-packet reference decoder, True with its numpy pass; None (default) vectorises files of
     ``SMALL_CAPTURE_BYTES`` or more. The results are the same — tests compare them all.
     """
+    from diag.decode.core import fewer_collections
+
     for chunk in iter_rows(path, options, chunk_packets, vectorize, decoder=decoder):
-        yield to_tables(chunk)
+        with fewer_collections():
+            tables = to_tables(chunk)
+        yield tables
 
 
 def use_compiled(vectorize: bool | None = None, decoder: str | None = None) -> bool:

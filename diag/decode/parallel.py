@@ -402,13 +402,15 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
     the worker with the fewest segment bytes so far: every worker sees the same segments, so
     makes the same choice). The parent applies block ``i``'s frame fold from its owner and the
     BGP folds of all workers, merged, in block order. Nothing is spooled."""
+    from diag.decode.core import fewer_collections
     from diag.decode.summary import CaptureSummary, merge_bgp_folds
 
     summary = CaptureSummary()
     previous = _on_sigterm_interrupt()
     try:
-        with _Workers([(_core_part, (path, options, chunk_packets, w, workers))
-                       for w in range(workers)]) as parts:
+        with fewer_collections(), _Workers([(_core_part, (path, options, chunk_packets, w,
+                                                          workers)) for w in range(workers)]) \
+                as parts:
             i = 0
             while True:
                 items = [parts.next(w) for w in range(workers)]
@@ -443,9 +445,15 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
     from diag.decode.core import (CoreChunk, _decoder, _names_list, _no_gc, bgp_fold,
-                                  core_fold, load)
+                                  core_fold, fewer_collections, load)
     from diag.decode.summary import MAX_PREFIX_SAMPLE, PrefixFolder
 
+    import gc
+
+    # this process only decodes: the GC's first threshold raised for all of it (see
+    # diag.decode.core.fewer_collections)
+    gc.set_threshold(max(gc.get_threshold()[0], fewer_collections.THRESHOLD),
+                     *gc.get_threshold()[1:])
     core = load()
     info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
     names: dict[int, str | None] = {}

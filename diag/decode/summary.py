@@ -30,6 +30,7 @@ from typing import Any
 
 from diag.decode.arp import ArpPairing, Sighting, Vantage, segment_and_place
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
+from diag.decode.core import fewer_collections
 from diag.decode.frames import FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS
 from diag.decode.lldp import LLDP_COLUMNS
 from diag.decode.rows import RowChunk
@@ -584,7 +585,8 @@ class CaptureSummary:
                 raise TypeError("CaptureSummary.add takes the chunks of iter_rows/iter_decode")
             chunk = chunk.rows
         self.set_info(chunk.info)
-        self.apply(fold(chunk, self.prefixes))
+        with fewer_collections():
+            self.apply(fold(chunk, self.prefixes))
 
     def set_info(self, info) -> None:
         if info is not None:
