@@ -116,6 +116,7 @@ def iter_decode(path: str | Path, options: DecodeOptions | None = None,
         with fewer_collections():
             tables = to_tables(chunk)
         yield tables
+        del tables           # not held while the next chunk is decoded
 
 
 def use_compiled(vectorize: bool | None = None, decoder: str | None = None) -> bool:

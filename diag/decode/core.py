@@ -318,17 +318,29 @@ def _new_frame(arrays: list, columns: tuple[str, ...], n: int):
     import pandas as pd
 
     try:
+        from pandas._libs.internals import BlockValuesRefs
         from pandas.core.internals.managers import create_block_manager_from_column_arrays
 
         names = _INDEXES.get(columns)
         if names is None:
             names = _INDEXES[columns] = pd.DataFrame(columns=list(columns)).columns
+        # one array given for several columns (a chunk's all-missing route columns) is shared
+        # the way pandas shares a view: its blocks hold one reference tracker, so a write to one
+        # column copies it first (copy-on-write) and never shows in the others
+        refs: list = [None] * len(arrays)
+        first: dict[int, int] = {}
+        for i, a in enumerate(arrays):
+            j = first.setdefault(id(a), i)
+            if j != i:
+                if refs[j] is None:
+                    refs[j] = BlockValuesRefs()
+                refs[i] = refs[j]
         mgr = create_block_manager_from_column_arrays(
-            arrays, [names, pd.RangeIndex(n)], consolidate=False, refs=[None] * len(arrays))
+            arrays, [names, pd.RangeIndex(n)], consolidate=False, refs=refs)
         return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)
     except (ImportError, AttributeError, TypeError):
-        data = {c: (pd.Series(a, dtype=object, copy=False) if getattr(a, "dtype", None) == object
-                    else a) for c, a in zip(columns, arrays)}
+        data = {c: (pd.Series(a, dtype=object, copy=True) if getattr(a, "dtype", None) == object
+                    else a.copy()) for c, a in zip(columns, arrays)}
         return pd.DataFrame(data, columns=list(columns), copy=False)
 
 
@@ -362,6 +374,7 @@ def _routes(t: dict, columns: tuple[str, ...]):
     total = int(counts.sum())
     group = t["bgp_routes"]
     out = []
+    missing_column: dict[bool, object] = {}      # one all-missing array per kind, shared
     for name in columns:
         if name == "prefix":
             out.append(_array_of(t["route_prefix"][2], name))
@@ -379,8 +392,12 @@ def _routes(t: dict, columns: tuple[str, ...]):
         kind, n, data, mask = group[name]
         if (kind == "o" and mask == 0) or (kind != "o" and mask is not None and
                                             n and bytes(mask).count(0) == 0):
-            # a column no route of the chunk has (many: family and attribute columns)
-            out.append(_array_of(np.empty(total, dtype=object), name))
+            # a column no route of the chunk has (many: family and attribute columns; one
+            # array for all of them, shared copy-on-write by _new_frame)
+            integer = name in INTEGER_COLUMNS
+            if integer not in missing_column:
+                missing_column[integer] = _array_of(np.empty(total, dtype=object), name)
+            out.append(missing_column[integer])
             continue
         value = _column(group[name], name, INTEGER_COLUMNS)
         if isinstance(value, tuple):

@@ -367,6 +367,31 @@ def test_count_distinct_counts_as_numpy(keys):
     assert core.load().count_distinct(data.tobytes()) == len(np.unique(data))
 
 
+def test_shared_missing_columns_are_copied_on_write(tmp_path):
+    """A chunk's all-missing route columns share one array (memory): writing to one of them
+    must not show in another (pandas' copy-on-write, told the blocks share their values)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import generate
+
+    path = tmp_path / "mix.pcap"
+    generate.generate(3000, path, seed=5, mix="bgp-heavy")
+    routes = next(t.bgp_routes for t in iter_decode(path, decoder="compiled")
+                  if len(t.bgp_routes))
+    missing = [c for c in routes.columns if routes[c].isna().all()]
+    for dtype in (object, "Int64"):
+        same = [c for c in missing if routes[c].dtype == dtype]
+        assert len(same) >= 2, (dtype, missing)
+        a, b = same[:2]
+        routes.loc[0, a] = "x" if dtype is object else 7
+        assert routes.loc[0, a] in ("x", 7)
+        assert routes[b].isna().all(), f"a write to {a} showed in {b}"
+    again = next(t.bgp_routes for t in iter_decode(path, decoder="compiled")
+                 if len(t.bgp_routes))
+    assert again[missing].isna().all().all()
+
+
 # --- a session closed, then the same endpoints again -----------------------------------------------
 
 def _reopened(path: Path) -> Path:
