@@ -99,6 +99,7 @@ typedef struct {
 } U64Set;
 int u64set_add(U64Set *s, uint64_t key);          /* 1 new, 0 present, -1 no memory */
 void u64set_free(U64Set *s);
+void u64set_prefetch(const U64Set *s, uint64_t key);   /* a cache hint before u64set_add */
 size_t u64set_len(const U64Set *s);
 
 /* Small fixed-size keys (up to 48 bytes) -> a PyObject (owned) or a counter. */
