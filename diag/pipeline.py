@@ -88,7 +88,7 @@ def pcap_summary(file: Path, ports: Ports = Ports(), workers: int | None = None,
     (None: every usable core for a large file, else one; the result is the same).
     ``progress(bytes_read, packets)`` is called as the decode goes."""
     from diag.decode import iter_rows
-    from diag.decode.core import fewer_collections
+    from diag.decode.gcpolicy import fewer_collections
     from diag.decode.parallel import auto_workers, summarize
     from diag.decode.summary import CaptureSummary
 

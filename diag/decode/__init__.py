@@ -110,7 +110,7 @@ def iter_decode(path: str | Path, options: DecodeOptions | None = None,
     per-packet reference decoder, True with its numpy pass; None (default) vectorises files of
     ``SMALL_CAPTURE_BYTES`` or more. The results are the same — tests compare them all.
     """
-    from diag.decode.core import fewer_collections
+    from diag.decode.gcpolicy import fewer_collections
 
     for chunk in iter_rows(path, options, chunk_packets, vectorize, decoder=decoder):
         with fewer_collections():

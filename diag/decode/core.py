@@ -22,12 +22,12 @@ Which decoder runs: the core when it was built (``pip install -e .`` compiles it
 """
 from __future__ import annotations
 
-import gc
 import os
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
+from diag.decode.gcpolicy import fewer_collections, no_gc
 from diag.decode.rows import RowChunk
 
 ENV = "DIAG_DECODER"
@@ -181,38 +181,6 @@ def _decoder(core, options, tables: bool, fold: bool, names: dict, reassembler=N
     return dec, reference, slow
 
 
-class _no_gc:
-    """The cyclic GC paused while the core fills a block's rows: every object it makes stays
-    alive, and each collection would walk them all for no garbage (the decoder makes no
-    cycles; collection resumes after the block)."""
-
-    def __enter__(self) -> None:
-        self.enabled = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            gc.enable()
-
-
-class fewer_collections:
-    """The cyclic GC's first threshold raised (to ``THRESHOLD`` allocations) while a chunk is
-    decoded, tabled or folded: each chunk makes and frees thousands of containers (rows, route
-    groups, ARP verdicts, DataFrame blocks) that die by reference counting, and at the default
-    threshold (700) the collector traversed them about 100 times per million packets for no
-    garbage (8-10 % of ``diag pcap``'s CPU). Cycles are still collected, later; the previous
-    thresholds come back on exit (nesting is fine)."""
-
-    THRESHOLD = 100_000
-
-    def __enter__(self) -> None:
-        self.saved = gc.get_threshold()
-        gc.set_threshold(max(self.saved[0], self.THRESHOLD), *self.saved[1:])
-
-    def __exit__(self, *exc) -> None:
-        gc.set_threshold(*self.saved)
-
-
 def _names_list(names: dict) -> list:
     if not names:
         return []
@@ -244,7 +212,7 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
         with fewer_collections():          # not across the yield: that is the caller's time
             if len(block):
                 dec.set_heads(*feedback["heads"])
-                with _no_gc():
+                with no_gc():
                     dec.decode(block.buf, block.first_frame, block.offsets, block.caplens,
                                block.wirelens, block.ts, block.ifaces, block.linktypes,
                                block.flags, _names_list(names))
@@ -256,7 +224,7 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
                 slow.collect()
             block = next(ahead, None)
             if block is not None:
-                with _no_gc():
+                with no_gc():
                     taken = dec.take()
                 chunk = CoreChunk(slow.take(), info, taken, names, feedback)
         if chunk is not None:
@@ -265,7 +233,7 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
         dec.finish(reference.last_frame, reference.last_ts)
         reference.finish_fragments()
         slow.collect()
-        with _no_gc():
+        with no_gc():
             taken = dec.take()
         chunk = CoreChunk(slow.take(), info, taken, names, feedback)
     yield chunk

@@ -402,7 +402,7 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
     the worker with the fewest segment bytes so far: every worker sees the same segments, so
     makes the same choice). The parent applies block ``i``'s frame fold from its owner and the
     BGP folds of all workers, merged, in block order. Nothing is spooled."""
-    from diag.decode.core import fewer_collections
+    from diag.decode.gcpolicy import fewer_collections
     from diag.decode.summary import CaptureSummary, merge_bgp_folds
 
     summary = CaptureSummary()
@@ -444,16 +444,11 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
     would."""
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
-    from diag.decode.core import (CoreChunk, _decoder, _names_list, _no_gc, bgp_fold,
-                                  core_fold, fewer_collections, load)
+    from diag.decode.core import CoreChunk, _decoder, _names_list, bgp_fold, core_fold, load
+    from diag.decode.gcpolicy import fewer_collections, no_gc
     from diag.decode.summary import MAX_PREFIX_SAMPLE, PrefixFolder
 
-    import gc
-
-    # this process only decodes: the GC's first threshold raised for all of it (see
-    # diag.decode.core.fewer_collections)
-    gc.set_threshold(max(gc.get_threshold()[0], fewer_collections.THRESHOLD),
-                     *gc.get_threshold()[1:])
+    fewer_collections.for_this_process()       # this process only decodes
     core = load()
     info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
     names: dict[int, str | None] = {}
@@ -473,7 +468,7 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
             dec.set_heads(*(len(folder.sample[k]) < MAX_PREFIX_SAMPLE
                             for k in ("announce", "withdraw")))
-            with _no_gc():
+            with no_gc():
                 _walk(dec, block, _names_list(names), None if mine else shadow)
         if mine:
             reference.last_frame, reference.last_ts = last
@@ -486,7 +481,7 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
             if mine:
                 reference.finish_fragments()  # the datagrams still incomplete
                 slow.collect()
-        with _no_gc():
+        with no_gc():
             taken = dec.take()
         fold = None
         if mine:

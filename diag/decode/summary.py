@@ -30,7 +30,7 @@ from typing import Any
 
 from diag.decode.arp import ArpPairing, Sighting, Vantage, segment_and_place
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
-from diag.decode.core import fewer_collections
+from diag.decode.gcpolicy import fewer_collections
 from diag.decode.frames import FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS
 from diag.decode.lldp import LLDP_COLUMNS
 from diag.decode.rows import RowChunk
