@@ -36,7 +36,8 @@ class fewer_collections:
 
     def __enter__(self) -> None:
         self.saved = gc.get_threshold()
-        gc.set_threshold(max(self.saved[0], self.THRESHOLD), *self.saved[1:])
+        if self.saved[0]:            # 0: automatic collection is off, and stays off
+            gc.set_threshold(max(self.saved[0], self.THRESHOLD), *self.saved[1:])
 
     def __exit__(self, *exc) -> None:
         gc.set_threshold(*self.saved)
@@ -45,4 +46,5 @@ class fewer_collections:
     def for_this_process(cls) -> None:
         """For a process that only decodes (a parallel worker): raised until it exits."""
         low, *rest = gc.get_threshold()
-        gc.set_threshold(max(low, cls.THRESHOLD), *rest)
+        if low:
+            gc.set_threshold(max(low, cls.THRESHOLD), *rest)
