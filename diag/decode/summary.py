@@ -30,8 +30,8 @@ from typing import Any
 
 from diag.decode.arp import ArpPairing, Sighting, Vantage, segment_and_place
 from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW, TCP_CONTROL_EVENTS
-from diag.decode.gcpolicy import fewer_collections
 from diag.decode.frames import FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS
+from diag.decode.gcpolicy import fewer_collections
 from diag.decode.lldp import LLDP_COLUMNS
 from diag.decode.rows import RowChunk
 from diag.values import is_missing
@@ -39,6 +39,7 @@ from diag.values import is_missing
 SCHEMA = "diag.pcap/1"
 MAX_LISTED = 50
 MAX_PREFIX_SAMPLE = 1000
+RESPONDER_FRAMES = 5          # frames kept per ARP responder (sender IP, sender MAC)
 BGP_TYPES = ("OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH")
 
 
@@ -818,7 +819,7 @@ class CaptureSummary:
 
     def _responder(self, ip: str, mac: str, frame: int) -> None:
         frames = self.arp_responders[ip].setdefault(mac, [])
-        if len(frames) < 5:
+        if len(frames) < RESPONDER_FRAMES:
             frames.append(frame)
 
     def _unanswered(self, v) -> None:
@@ -1022,7 +1023,7 @@ def _compiled_arp_rule():
         return None
     from diag.decode.arp import COPY_WINDOW, MAX_PENDING, REPLY_WINDOW, Verdict
 
-    return core.ArpRule(REPLY_WINDOW, COPY_WINDOW, MAX_PENDING, Verdict)
+    return core.ArpRule(REPLY_WINDOW, COPY_WINDOW, MAX_PENDING, Verdict, RESPONDER_FRAMES)
 
 
 def _connection(s: _Session) -> str:

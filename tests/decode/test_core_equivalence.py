@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from diag.decode import DecodeOptions, core, iter_decode, iter_rows
-from diag.decode.summary import CaptureSummary
+from diag.decode.summary import RESPONDER_FRAMES, CaptureSummary
 from tests.craft import bgpmsg as m
 from tests.craft import session_bad_files, session_captures
 from tests.decode.test_fast_path import KINDS, _cook, _frame
@@ -536,7 +536,8 @@ def test_the_compiled_arp_pairing_is_the_rule(rows, max_pending, cut):
     py, fast = CaptureSummary(), CaptureSummary()
     py._arp_rule = None
     py.arp_pairing = ArpPairing(max_pending=max_pending)
-    fast._arp_rule = core.load().ArpRule(REPLY_WINDOW, COPY_WINDOW, max_pending, Verdict)
+    fast._arp_rule = core.load().ArpRule(REPLY_WINDOW, COPY_WINDOW, max_pending, Verdict,
+                                         RESPONDER_FRAMES)
     for part in (feed[:cut], feed[cut:]):
         py._arp(part)
         fast._arp(part)

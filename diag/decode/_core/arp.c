@@ -4,15 +4,16 @@
  * asker within the reply window; decided when the window has passed, or unanswered at once
  * beyond max_pending), in C.
  *
- * ArpRule(window, copy_window, max_pending, verdict_class).add(rows) takes the summary's ARP
- * rows (frame, ts, op, sender_mac, sender_ip, target_mac, target_ip, gratuitous, segment, place,
- * direction, depth) in capture order and returns (unanswered, responders): the Verdicts
+ * ArpRule(window, copy_window, max_pending, verdict_class, responder_frames).add(rows) takes
+ * the summary's ARP
+ * rows (frame, ts, op, sender_mac, sender_ip, target_mac, target_ip, gratuitous, segment,
+ * place, direction, depth) in capture order and returns (unanswered, responders): the Verdicts
  * (verdict_class, arp.py's) of requests decided unanswered, in the order ArpPairing decides
  * them, and (sender_ip, sender_mac, frame, target_ip, target_mac, direction, is_reply) of each
  * row the summary records a responder for (replies and gratuitous rows); the summary does the
  * rest (its _unanswered, _responder and Vantage.reply) exactly as for its own rows. Rows whose
  * calls would change nothing are left out: a (sender_ip, sender_mac) whose first
- * RESPONDER_FRAMES frames were given has frame None, a reply whose (target_ip, target_mac,
+ * responder_frames frames (the summary's RESPONDER_FRAMES) were given has frame None, a reply whose (target_ip, target_mac,
  * direction) was given has is_reply False (Vantage.reply is idempotent), and a row left with
  * neither is not listed. finish()
  * returns the Verdicts of the requests still waiting. counts, answered and copies are the
@@ -51,11 +52,10 @@ typedef struct {
     long long answered, copies;
     long long undecoded, gratuitous, replies, requests, probes, other;
     PyObject *s_request, *s_reply, *s_probe;
-    PyObject *responded;      /* dict (sender_ip, sender_mac) -> frames given (<= RESPONDER_FRAMES) */
+    Py_ssize_t responder_frames;  /* the summary keeps this many frames per responder */
+    PyObject *responded;      /* dict (sender_ip, sender_mac) -> frames given (<= the above) */
     PyObject *replied;        /* set of (target_ip, target_mac, direction) given */
 } ArpRule;
-
-#define RESPONDER_FRAMES 5    /* CaptureSummary._responder keeps the first 5 */
 
 static void req_free(Req *r)
 {
@@ -326,7 +326,7 @@ static int responder_row(ArpRule *a, PyObject *list, PyObject *sip, PyObject *sm
         Py_DECREF(pair);
         return -1;
     }
-    int responder = n < RESPONDER_FRAMES;
+    int responder = n < a->responder_frames;
     if (responder) {
         PyObject *v = PyLong_FromLong(n + 1);
         int rc = v == NULL ? -1 : PyDict_SetItem(a->responded, pair, v);
@@ -497,10 +497,11 @@ static PyObject *ArpRule_copies(ArpRule *a, void *Py_UNUSED(closure))
 
 static int ArpRule_init(ArpRule *a, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"window", "copy_window", "max_pending", "verdict", NULL};
+    static char *kwlist[] = {"window", "copy_window", "max_pending", "verdict",
+                             "responder_frames", NULL};
     PyObject *verdict;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ddnO", kwlist, &a->window, &a->copy_window,
-                                     &a->max_pending, &verdict))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ddnOn", kwlist, &a->window, &a->copy_window,
+                                     &a->max_pending, &verdict, &a->responder_frames))
         return -1;
     if (a->open != NULL) {
         PyErr_SetString(PyExc_TypeError, "ArpRule: initialised once");
