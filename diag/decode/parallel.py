@@ -106,17 +106,15 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
     from diag.decode.summary import CaptureSummary, merge_bgp_folds
 
     options = options or DecodeOptions()
+    # an unusable file fails here, in this process, before any worker starts
+    open_blocks(path, chunk_packets, arrays=False)[1].close()
     if use_compiled(vectorize, decoder):
-        # an unusable file fails here, in this process, before any worker starts
-        open_blocks(path, chunk_packets, arrays=False)[1].close()
         return _summarize_core(path, options, workers, chunk_packets, progress)
     if vectorize is None:
         try:
             vectorize = Path(path).stat().st_size >= SMALL_CAPTURE_BYTES
         except OSError:
             vectorize = False
-    # an unusable file fails here, in this process, before any worker starts
-    open_blocks(path, chunk_packets, arrays=False)[1].close()
     if vectorize:
         # imported once here rather than in every forked worker
         import diag.decode.batch  # noqa: F401

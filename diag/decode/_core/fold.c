@@ -337,6 +337,17 @@ static PyObject *route_group_slow(Decoder *d, PyObject *session, PyObject *famil
     return *set ? g : NULL;
 }
 
+/* The route-group cache emptied (its entries hold references and set pointers). */
+static void forget_groups(Decoder *d)
+{
+    for (int i = 0; i < 64; i++) {
+        d->group_cache[i].generation = 0;
+        Py_CLEAR(d->group_cache[i].session);
+        Py_CLEAR(d->group_cache[i].family);
+        Py_CLEAR(d->group_cache[i].action);
+    }
+}
+
 /* A session whose streams have all closed: its key sets are dropped (they are the larger part
  * of the memory a long capture of many short sessions keeps). Its later keys, if the same
  * endpoints talk again, go to new sets whose groups are marked ``renewed``. */
@@ -360,13 +371,7 @@ int dc_fold_release(Decoder *d, PyObject *session)
         Py_DECREF(drop);
         return 0;
     }
-    /* the group cache holds set pointers: forget them all before a set is freed */
-    for (int i = 0; i < 64; i++) {
-        d->group_cache[i].generation = 0;
-        Py_CLEAR(d->group_cache[i].session);
-        Py_CLEAR(d->group_cache[i].family);
-        Py_CLEAR(d->group_cache[i].action);
-    }
+    forget_groups(d);          /* the cache holds set pointers: forgotten before a set is freed */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(drop); i++) {
         if (PyDict_DelItem(d->seen_keys, PyList_GET_ITEM(drop, i)) < 0) {
             Py_DECREF(drop);
@@ -689,11 +694,7 @@ PyObject *dc_fold_take(Decoder *d)
 void dc_fold_clear(Decoder *d)
 {
     d->generation++;
-    for (int i = 0; i < 64; i++) {
-        Py_CLEAR(d->group_cache[i].session);
-        Py_CLEAR(d->group_cache[i].family);
-        Py_CLEAR(d->group_cache[i].action);
-    }
+    forget_groups(d);
     for (int i = 0; i < 16; i++)
         Py_CLEAR(d->session_cache[i].session);
     d->pk_total = 0;
