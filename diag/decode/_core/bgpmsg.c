@@ -403,10 +403,10 @@ static int native_group(const Head *h, PyObject *action, int afi, int safi, PyOb
         Py_ssize_t p = nl->pos[i];
         int plen = (int)rd8(nl->data, p);
         int nbytes = (plen + 7) >> 3;
-        PyObject *text = text_prefix(d->tx, nl->v6, plen, rdp(nl->data, p + 1, nbytes), nbytes);
-        if (text == NULL)
-            return -1;
-        TRY(col_obj(&d->route_prefix, text));
+        /* the text is made at take, with the chunk's other prefixes (prefix_texts_fill) */
+        TRY(prefix_texts_add(&d->pending, d->route_prefix.n, nl->v6, plen,
+                             rdp(nl->data, p + 1, nbytes), nbytes));
+        TRY(col_none(&d->route_prefix));
         TRY(nl->addpath ? col_i64(&d->route_path_id, nl->ids[i]) : col_none(&d->route_path_id));
     }
     return 0;

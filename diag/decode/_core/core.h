@@ -154,7 +154,24 @@ typedef struct {
     void *data;        /* PyObject** (NULL = None), int64_t*, double* or uint8_t* */
     uint8_t *miss;     /* 'i'/'b'/'f': 1 where the value is None (allocated on the first) */
     Py_ssize_t nmiss;
+    Py_ssize_t hint;   /* the first allocation's size: the last chunk's rows and a margin (one
+                        * allocation a chunk instead of a chain of doubling reallocs) */
 } Col;
+
+/* Prefix texts made later, all at once: the rows of a text column left None, each with its
+ * prefix, so that one pass can fetch the text cache's sets ahead of their lookups (a chunk's
+ * prefixes miss the CPU caches; one at a time each lookup waits on memory). */
+typedef struct {
+    Py_ssize_t row;
+    uint64_t hi, lo;
+    uint32_t kind;       /* length << 8 | width (4 or 16 bytes) */
+} PendingPrefix;
+typedef VEC(PendingPrefix) PrefixTexts;
+/* row ``row`` of the column (None so far) is this prefix's text, made by prefix_texts_fill */
+int prefix_texts_add(PrefixTexts *p, Py_ssize_t row, int v6, int plen, const uint8_t *raw,
+                     int nbytes);
+/* every pending row of ``col`` (an object column) given its text (a new reference); empties p */
+int prefix_texts_fill(Texts *t, PrefixTexts *p, Col *col);
 
 int col_grow(Col *c, Py_ssize_t want);
 int col_slow(Col *c, char kind, int64_t i, double f, PyObject *o);   /* kind mismatch / None */

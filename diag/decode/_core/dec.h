@@ -179,6 +179,7 @@ struct Decoder {
     /* tables */
     Table packets, tunnels, arp, messages, routes;
     Col route_counts, route_prefix, route_path_id;
+    PrefixTexts pending;       /* route_prefix rows whose texts are made at take */
     PyObject *events;          /* list of dicts (stream_events), this chunk */
     /* parallel (dc_deliver): this decoder reassembles the connections worker ``own_index`` of
      * ``own_count`` owns; each connection goes, when first seen, to the worker with the fewest

@@ -136,6 +136,7 @@ static void Decoder_dealloc(Decoder *d)
     col_clear(&d->route_counts);
     col_clear(&d->route_prefix);
     col_clear(&d->route_path_id);
+    VEC_FREE(d->pending);
     for (int i = 0; i < 4; i++) {
         PyMem_Free(d->nlri[i].pos);
         PyMem_Free(d->nlri[i].ids);
@@ -407,6 +408,10 @@ static PyObject *Decoder_take(Decoder *d, PyObject *Py_UNUSED(ignored))
     if (out == NULL)
         return NULL;
     if (d->tables) {
+        if (prefix_texts_fill(d->tx, &d->pending, &d->route_prefix) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
         PyObject *t = PyDict_New();
         Table *tabs[] = {&d->packets, &d->tunnels, &d->arp, &d->messages, &d->routes};
         for (int i = 0; t && i < 5; i++) {

@@ -212,28 +212,33 @@ void skmap_free(SKMap *m)
 
 #define TEXT_CACHE 65536
 
-/* A 2-way set-associative cache of texts keyed by two 64-bit words: a lookup is a hash and
- * two compares; a miss replaces the older entry of its set (the evicted text waits in the
- * graveyard until the chunk ends, as borrowed texts must stay valid that long). */
+/* A 2-way set-associative cache of texts keyed by two 64-bit words and a 32-bit kind: a
+ * lookup is a hash and two compares; a miss replaces the older entry of its set (the evicted
+ * text waits in the graveyard until the chunk ends, as borrowed texts must stay valid that
+ * long). An entry is 32 bytes and a set one 64-byte cache line, so that a set can be
+ * prefetched ahead of a batch of lookups (tcache_ahead). */
 typedef struct {
-    uint64_t k1, k2, k3;
+    uint64_t k1, k2;
     PyObject *v;
-    uint64_t stamp;
+    uint32_t k3;
+    uint32_t stamp;       /* the cache's clock at the last use (compared modulo 2^32) */
 } TCEntry;
 
 typedef struct {
-    TCEntry *e;
+    TCEntry *e;           /* 64-byte aligned, inside raw */
+    void *raw;
     size_t mask;          /* sets - 1 */
-    uint64_t clock;
+    uint32_t clock;
 } TCache;
 
 static int tcache_init(TCache *c, size_t sets)
 {
-    c->e = PyMem_Calloc(sets * 2, sizeof(TCEntry));
-    if (c->e == NULL) {
+    c->raw = PyMem_Calloc(sets * 2 + 2, sizeof(TCEntry));
+    if (c->raw == NULL) {
         PyErr_NoMemory();
         return -1;
     }
+    c->e = (TCEntry *)(((uintptr_t)c->raw + 63) & ~(uintptr_t)63);
     c->mask = sets - 1;
     return 0;
 }
@@ -243,17 +248,29 @@ static void tcache_free(TCache *c)
     if (c->e)
         for (size_t i = 0; i <= c->mask * 2 + 1; i++)
             Py_XDECREF(c->e[i].v);
-    PyMem_Free(c->e);
+    PyMem_Free(c->raw);
+    c->raw = NULL;
     c->e = NULL;
+}
+
+static inline TCEntry *tcache_set(const TCache *c, uint64_t k1, uint64_t k2, uint32_t k3)
+{
+    return &c->e[(size_t)(mix64(k1 * 0x9E3779B97F4A7C15ULL ^ mix64(k2 ^ (uint64_t)k3 << 1))
+                          & c->mask) * 2];
+}
+
+/* the set of (k1, k2, k3) fetched into the cache ahead of its lookup */
+static inline void tcache_ahead(const TCache *c, uint64_t k1, uint64_t k2, uint32_t k3)
+{
+    __builtin_prefetch(tcache_set(c, k1, k2, k3), 1, 3);
 }
 
 /* the entry for (k1, k2, k3): found (v set), or the one to fill (v NULL, its old text
  * buried) */
-static TCEntry *tcache_slot(TCache *c, uint64_t k1, uint64_t k2, uint64_t k3,
+static TCEntry *tcache_slot(TCache *c, uint64_t k1, uint64_t k2, uint32_t k3,
                             PyObject *graveyard)
 {
-    size_t set = (size_t)(mix64(k1 * 0x9E3779B97F4A7C15ULL ^ mix64(k2 ^ k3 << 1)) & c->mask) * 2;
-    TCEntry *a = &c->e[set], *b = a + 1;
+    TCEntry *a = tcache_set(c, k1, k2, k3), *b = a + 1;
     c->clock++;
     if (a->v && a->k1 == k1 && a->k2 == k2 && a->k3 == k3) {
         a->stamp = c->clock;
@@ -263,7 +280,7 @@ static TCEntry *tcache_slot(TCache *c, uint64_t k1, uint64_t k2, uint64_t k3,
         b->stamp = c->clock;
         return b;
     }
-    TCEntry *victim = !a->v ? a : !b->v ? b : a->stamp <= b->stamp ? a : b;
+    TCEntry *victim = !a->v ? a : !b->v ? b : (int32_t)(a->stamp - b->stamp) <= 0 ? a : b;
     if (victim->v) {
         if (PyList_Append(graveyard, victim->v) < 0)
             PyErr_Clear();
@@ -467,17 +484,26 @@ PyObject *text_mac(Texts *t, uint64_t mac)
     return e->v = PyUnicode_FromStringAndSize(buf, 17);
 }
 
-PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes)
+/* a prefix's cache key: its address bytes (zero-padded) as two words, length and width */
+static void prefix_words(int v6, int plen, const uint8_t *raw, int nbytes, uint8_t k[16],
+                         uint64_t *hi, uint64_t *lo, uint32_t *kind)
 {
-    uint8_t k[16] = {0};
     int width = v6 ? 16 : 4;
     if (nbytes > width)
         nbytes = width;
+    memset(k, 0, 16);
     memcpy(k, raw, (size_t)nbytes);
+    words16(k, hi, lo);
+    *kind = (uint32_t)plen << 8 | (uint32_t)width;
+}
+
+PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes)
+{
+    uint8_t k[16];
     uint64_t hi, lo;
-    words16(k, &hi, &lo);
-    TCEntry *e = tcache_slot(&t->prefix, hi, lo, (uint64_t)plen << 8 | (uint64_t)width,
-                             t->graveyard);
+    uint32_t kind;
+    prefix_words(v6, plen, raw, nbytes, k, &hi, &lo, &kind);
+    TCEntry *e = tcache_slot(&t->prefix, hi, lo, kind, t->graveyard);
     if (e->v)
         return e->v;
     char buf[INET6_ADDRSTRLEN + 8];
@@ -497,6 +523,63 @@ PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes
     buf[n++] = '/';
     n += put_uint(buf + n, (unsigned)plen);
     return e->v = ascii_str(buf, n);
+}
+
+int prefix_texts_add(PrefixTexts *p, Py_ssize_t row, int v6, int plen, const uint8_t *raw,
+                     int nbytes)
+{
+    uint8_t k[16];
+    PendingPrefix e = {.row = row};
+    prefix_words(v6, plen, raw, nbytes, k, &e.hi, &e.lo, &e.kind);
+    return VEC_PUSH(*p, e);
+}
+
+/* the text of a pending prefix (borrowed, as text_prefix's) */
+static PyObject *pending_text(Texts *t, const PendingPrefix *e)
+{
+    uint8_t k[16];
+    memcpy(k, &e->hi, 8);
+    memcpy(k + 8, &e->lo, 8);
+    int width = (int)(e->kind & 0xff), plen = (int)(e->kind >> 8);
+    return text_prefix(t, width == 16, plen, k, width);
+}
+
+int prefix_texts_fill(Texts *t, PrefixTexts *p, Col *col)
+{
+    /* in batches: the batch's cache sets fetched, then its texts looked up (their objects
+     * fetched), then the references taken: each stage's misses overlap */
+    enum { BATCH = 64 };
+    PyObject *texts[BATCH];
+    PyObject **out = (PyObject **)col->data;
+    Py_ssize_t n = p->n;
+    int rc = 0;
+    for (Py_ssize_t from = 0; rc == 0 && from < n; from += BATCH) {
+        Py_ssize_t m = n - from < BATCH ? n - from : BATCH;
+        const PendingPrefix *v = p->v + from;
+        for (Py_ssize_t j = 0; j < m; j++)
+            tcache_ahead(&t->prefix, v[j].hi, v[j].lo, v[j].kind);
+        for (Py_ssize_t j = 0; j < m; j++) {
+            texts[j] = pending_text(t, &v[j]);
+            if (texts[j] == NULL) {
+                m = j;
+                rc = -1;
+                break;
+            }
+            __builtin_prefetch(texts[j], 1, 3);
+        }
+        for (Py_ssize_t j = 0; j < m; j++) {
+            Py_ssize_t row = v[j].row;
+            if (row < 0 || row >= col->n || col->kind != K_OBJ || out[row] != NULL) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                "diag core: a pending prefix row out of place");
+                rc = -1;
+                break;
+            }
+            out[row] = Py_NewRef(texts[j]);
+        }
+    }
+    p->n = 0;
+    return rc;
 }
 
 PyObject *text_int(Texts *t, int64_t v)
@@ -600,6 +683,8 @@ int col_grow(Col *c, Py_ssize_t want)
     if (c->cap >= want)
         return 0;
     Py_ssize_t cap = c->cap;
+    if (cap == 0 && c->hint > want)
+        want = c->hint;
     if (dc_grow(&c->data, &cap, want, kind_size(c->kind)))
         return -1;
     if (c->miss) {
@@ -810,7 +895,9 @@ PyObject *col_take(Col *c, PyObject *object_array)
         }
     }
     PyObject *out = Py_BuildValue("(CnNN)", kind, c->n, data, mask);
+    Py_ssize_t rows = c->n;
     col_clear(c);
+    c->hint = rows + rows / 4;
     return out;
 }
 
