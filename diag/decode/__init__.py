@@ -112,9 +112,15 @@ def iter_decode(path: str | Path, options: DecodeOptions | None = None,
     """
     from diag.decode.gcpolicy import fewer_collections
 
-    for chunk in iter_rows(path, options, chunk_packets, vectorize, decoder=decoder):
-        with fewer_collections():
+    chunks = iter_rows(path, options, chunk_packets, vectorize, decoder=decoder)
+    while True:
+        with fewer_collections():          # the decode and the tables; not the caller's code
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
             tables = to_tables(chunk)
+            chunk.tables_made()
+        del chunk
         yield tables
         del tables           # not held while the next chunk is decoded
 
@@ -267,9 +273,27 @@ def to_tables(chunk: RowChunk) -> Tables:
     return _tables(chunk)
 
 
-def _tables(chunk: RowChunk) -> Tables:
+_INTERFACES: dict = {}      # the last capture's interfaces -> their table (one entry)
+
+
+def interfaces_frame(info: CaptureInfo):
+    """The ``interfaces`` table of a chunk. Every chunk of a capture has the same interfaces
+    (until a pcapng block adds one): the table is made once and each chunk gets its own copy
+    (pandas' copy-on-write: a change to one chunk's table never shows in another's)."""
     import pandas as pd
 
+    records = tuple((i.capture_iface, i.linktype, i.linktype_name, i.name, i.description,
+                     i.snaplen) for i in info.interfaces)
+    made = _INTERFACES.get(records)
+    if made is None:
+        made = pd.DataFrame.from_records(list(records), columns=list(INTERFACE_COLUMNS))
+        _INTERFACES.clear()
+        _INTERFACES[records] = made
+    copy_on_write = int(pd.__version__.split(".")[0]) >= 3    # pandas 3: always
+    return made.copy(deep=not copy_on_write)
+
+
+def _tables(chunk: RowChunk) -> Tables:
     from diag.decode.tables import arrays_frame, merge, records_frame, routes_frame
 
     def frame(records: list[tuple], columns: tuple[str, ...], vectorised: dict | None = None):
@@ -283,9 +307,7 @@ def _tables(chunk: RowChunk) -> Tables:
         return records_frame([tuple(r.get(c) for c in columns) for r in records], columns)
 
     rows, info, fast = chunk.rows, chunk.info, chunk.fast
-    ifaces = pd.DataFrame.from_records(
-        [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
-         for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
+    ifaces = interfaces_frame(info)
     return Tables(
         packets=frame(rows["packets"], PACKET_COLUMNS, fast and fast.packets),
         bgp_messages=frame(rows["bgp_messages"], MESSAGE_ROW),

@@ -166,6 +166,12 @@ class CoreChunk(RowChunk):
     def columns(self, table: str, names: tuple[str, ...]) -> list[list]:
         raise TypeError("a compiled-core chunk: use to_tables() or CaptureSummary.add()")
 
+    def tables_made(self) -> None:
+        """The core's table columns are let go (the summary needs only the fold): the
+        DataFrames made of them hold their own copies, and a chunk held beside its Tables kept
+        both (~2.5 MB a chunk)."""
+        self.core.pop("tables", None)
+
     ordered = columns
 
 
@@ -266,9 +272,9 @@ def _array_of(value, name: str):
 
     from diag.decode.tables import INTEGER_COLUMNS, _series as reference_series
 
-    if isinstance(value, tuple):
+    if isinstance(value, tuple):      # views of the core's bytearrays, each one column's own
         _, values, missing = value
-        return pd.arrays.IntegerArray(values.copy(), missing.copy())
+        return pd.arrays.IntegerArray(values, missing)
     if value.dtype.kind != "O" or name not in INTEGER_COLUMNS:
         return value      # what _series keeps (object arrays wrapped, not converted)
     out = reference_series(value, name)
@@ -355,7 +361,7 @@ def _routes(t: dict, columns: tuple[str, ...]):
             values = np.frombuffer(data, dtype=np.int64) if n else np.empty(0, dtype=np.int64)
             missing = (np.frombuffer(mask, dtype=np.bool_) if mask is not None
                        else np.zeros(n, dtype=np.bool_))
-            out.append(pd.arrays.IntegerArray(values.copy(), missing.copy()))
+            out.append(pd.arrays.IntegerArray(values, missing))
             continue
         kind, n, data, mask = group[name]
         if (kind == "o" and mask == 0) or (kind != "o" and mask is not None and
@@ -377,40 +383,48 @@ def _routes(t: dict, columns: tuple[str, ...]):
     return _new_frame(out, columns, total)
 
 
-def core_tables(chunk: CoreChunk):
-    """The :class:`diag.decode.Tables` of a core chunk (what the reference would build)."""
+def _records(records: list, columns: tuple[str, ...]):
+    """What ``tables.records_frame`` makes of a few rows (the core's stream events and the
+    reference's ICMP, fragment and LLDP rows): the same columns, built as _new_frame builds
+    (the public constructor cost ~1 ms a chunk for a handful of rows)."""
     import pandas as pd
 
-    from diag.decode import INTERFACE_COLUMNS, Tables
+    from diag.decode.tables import _series as reference_series
+
+    if not records:
+        return _empty(columns)
+    arrays = []
+    for name, values in zip(columns, zip(*records)):
+        out = reference_series(values, name)
+        arrays.append(out.to_numpy() if isinstance(out, pd.Series) else out)
+    return _new_frame(arrays, columns, len(records))
+
+
+def core_tables(chunk: CoreChunk):
+    """The :class:`diag.decode.Tables` of a core chunk (what the reference would build)."""
+    from diag.decode import Tables, interfaces_frame
     from diag.decode.bgpflow import MESSAGE_ROW, ROUTE_ROW
     from diag.decode.frames import (ARP_COLUMNS, FRAGMENT_COLUMNS, ICMP_COLUMNS, PACKET_COLUMNS,
                                     STREAM_EVENT_COLUMNS, TUNNEL_COLUMNS)
     from diag.decode.lldp import LLDP_COLUMNS
-    from diag.decode.tables import records_frame
 
     t = chunk.core.get("tables")
     if t is None:
         raise ValueError("this chunk was decoded for the summary only (tables=False)")
     rows, info = chunk.rows, chunk.info
     events = chunk.core["stream_events"]
-    ifaces = pd.DataFrame.from_records(
-        [(i.capture_iface, i.linktype, i.linktype_name, i.name, i.description, i.snaplen)
-         for i in info.interfaces], columns=list(INTERFACE_COLUMNS))
-    def reference_rows(records: list, columns: tuple[str, ...]):
-        return records_frame(records, columns) if records else _empty(columns)
-
     return Tables(
         packets=_frame(t["packets"], PACKET_COLUMNS),
         bgp_messages=_frame(t["bgp_messages"], MESSAGE_ROW),
         bgp_routes=_routes(t, ROUTE_ROW),
         tunnels=_frame(t["tunnels"], TUNNEL_COLUMNS),
         arp=_frame(t["arp"], ARP_COLUMNS),
-        stream_events=reference_rows([tuple(r.get(c) for c in STREAM_EVENT_COLUMNS)
-                                      for r in events], STREAM_EVENT_COLUMNS),
-        icmp=reference_rows(rows["icmp"], ICMP_COLUMNS),
-        fragments=reference_rows(rows["fragments"], FRAGMENT_COLUMNS),
-        lldp=reference_rows(rows["lldp"], LLDP_COLUMNS),
-        interfaces=ifaces,
+        stream_events=_records([tuple(r.get(c) for c in STREAM_EVENT_COLUMNS)
+                                for r in events], STREAM_EVENT_COLUMNS),
+        icmp=_records(rows["icmp"], ICMP_COLUMNS),
+        fragments=_records(rows["fragments"], FRAGMENT_COLUMNS),
+        lldp=_records(rows["lldp"], LLDP_COLUMNS),
+        interfaces=interfaces_frame(info),
         info=info,
         rows=chunk,
     )

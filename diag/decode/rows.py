@@ -54,6 +54,10 @@ class RowChunk:
             self._packed = (packs, texts(packs))
         return self._packed
 
+    def tables_made(self) -> None:
+        """Called by :func:`diag.decode.iter_decode` once the chunk's Tables are made; the
+        reference's rows stay (the summary folds them)."""
+
     def _parts(self, table: str) -> tuple[dict | None, list[tuple]]:
         fast = getattr(self.fast, table, None) if self.fast is not None else None
         return fast, self.rows[table]

@@ -64,17 +64,33 @@ def _int64(arr: np.ndarray) -> pd.api.extensions.ExtensionArray:
     return pd.arrays.IntegerArray(data, missing)
 
 
+def _words(arr: np.ndarray) -> bool:
+    """Whether the first value present is text that is no integer (tunnels.type: "vxlan"):
+    then no Int64 conversion can succeed (pandas', which reads "7" as 7, fails on it after a
+    costly attempt), so none is tried."""
+    for v in arr:
+        if v is not None:
+            if not isinstance(v, str):
+                return False
+            try:
+                int(v)
+            except ValueError:
+                return True
+            return False
+    return False
+
+
 def _series(values: np.ndarray | Sequence, name: str) -> pd.Series | np.ndarray:
     arr = _array(values)
     if arr.dtype.kind == "O":
-        if name in INTEGER_COLUMNS:
+        if name in INTEGER_COLUMNS and not _words(arr):
             try:
                 return _int64(arr)
             except (TypeError, ValueError, OverflowError):
                 try:
                     return pd.array(arr, dtype="Int64")
                 except (TypeError, ValueError):
-                    pass      # not integers in this table (e.g. tunnels.type is text)
+                    pass      # not integers in this table
         return pd.Series(arr, dtype=object, copy=False)
     if name in INTEGER_COLUMNS and arr.dtype.kind == "f":
         return pd.array(arr, dtype="Int64")

@@ -392,6 +392,51 @@ def test_shared_missing_columns_are_copied_on_write(tmp_path):
     assert again[missing].isna().all().all()
 
 
+@pytest.mark.parametrize("decoder", ["compiled", "python"])
+def test_each_chunk_has_its_own_interfaces_table(decoder):
+    """The interfaces table is made once per capture and copied to each chunk: a change to one
+    chunk's table must not show in another's, nor in a later decode of the same capture."""
+    path = ROOT / "captures" / "bgp_session.pcap"
+    chunks = list(iter_decode(path, chunk_packets=8, decoder=decoder))
+    assert len(chunks) >= 3
+    first, second = chunks[0].interfaces, chunks[1].interfaces
+    assert first.loc[0, "name"] is None          # a pcap names no interface
+    first.loc[0, "name"] = "changed"
+    assert first.loc[0, "name"] == "changed"
+    assert second.loc[0, "name"] is None
+    again = next(iter(iter_decode(path, chunk_packets=8, decoder=decoder))).interfaces
+    assert again.loc[0, "name"] is None
+
+
+def test_a_yielded_chunk_lets_the_core_columns_go():
+    """iter_decode's Tables keep what the summary folds, not the core's columns they were made
+    of (a second copy of every chunk's numbers while the caller holds the Tables)."""
+    path = ROOT / "captures" / "bgp_session.pcap"
+    summary = CaptureSummary()
+    for t in iter_decode(path, chunk_packets=16, decoder="compiled"):
+        assert "tables" not in t.rows.core and "fold" in t.rows.core
+        summary.add(t)
+    whole = CaptureSummary()
+    for rows in iter_rows(path, chunk_packets=16, decoder="compiled", tables=False):
+        whole.add(rows)
+    assert json.dumps(summary.result(), default=str) == json.dumps(whole.result(), default=str)
+
+
+@pytest.mark.parametrize("values, dtype", [
+    (["vxlan", None, "geneve"], "object"),     # tunnels.type: text, no Int64 tried
+    (["7", None, "9"], "Int64"),               # pandas reads these digits as integers
+    ([None, "x7"], "object"),
+    ([4, None, 6], "Int64"),
+])
+def test_text_in_an_integer_named_column_is_judged_as_pandas_would(values, dtype):
+    from diag.decode.tables import _series
+
+    out = _series(values, "type")
+    assert str(out.dtype) == dtype
+    expected = values if dtype == "object" else [None if v is None else int(v) for v in values]
+    assert [None if pd.isna(v) else v for v in out] == expected
+
+
 # --- a session closed, then the same endpoints again -----------------------------------------------
 
 def _reopened(path: Path) -> Path:
