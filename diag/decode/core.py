@@ -378,6 +378,10 @@ def _routes(t: dict, columns: tuple[str, ...]):
             _, values, missing = value
             out.append(pd.arrays.IntegerArray(np.repeat(values, counts),
                                               np.repeat(missing, counts)))
+        elif value.dtype.kind == "O":      # numpy.repeat, a reference count per group
+            rows = np.empty(total, dtype=object)
+            load().expand(value, t["route_counts"][2], rows)
+            out.append(_array_of(rows, name))
         else:
             out.append(_array_of(np.repeat(value, counts), name))
     return _new_frame(out, columns, total)

@@ -367,6 +367,39 @@ def test_count_distinct_counts_as_numpy(keys):
     assert core.load().count_distinct(data.tobytes()) == len(np.unique(data))
 
 
+@given(groups=st.lists(st.tuples(st.sampled_from(["a", None, 7, ("t",)]) | st.text(max_size=3),
+                                  st.integers(0, 5)), max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_expand_repeats_as_numpy_and_keeps_reference_counts(groups):
+    """The core's expand (the route table's group columns, one row per prefix) gives what
+    numpy.repeat gives, and every reference it takes is let go with the rows."""
+    import sys
+
+    marker = object()                  # an object only this test holds, counted exactly
+    values = np.empty(len(groups) + 1, dtype=object)
+    values[:] = [v for v, _ in groups] + [marker]
+    counts = np.array([c for _, c in groups] + [3], dtype=np.int64)
+    before = sys.getrefcount(marker)
+    out = np.empty(int(counts.sum()), dtype=object)
+    core.load().expand(values, counts.tobytes(), out)
+    assert out.tolist() == np.repeat(values, counts).tolist()
+    assert sys.getrefcount(marker) == before + 3
+    del out
+    assert sys.getrefcount(marker) == before
+
+
+def test_expand_refuses_counts_that_do_not_fit():
+    expand = core.load().expand
+    values = np.array(["a", "b"], dtype=object)
+    for counts, rows in (([1], 1), ([1, 2], 2), ([1, 2], 4), ([-1, 2], 1)):
+        with pytest.raises(ValueError):
+            expand(values, np.array(counts, dtype=np.int64).tobytes(),
+                   np.empty(rows, dtype=object))
+    with pytest.raises(ValueError):
+        expand(np.array([1, 2]), np.array([1, 1], dtype=np.int64).tobytes(),
+               np.empty(2, dtype=object))
+
+
 def test_shared_missing_columns_are_copied_on_write(tmp_path):
     """A chunk's all-missing route columns share one array (memory): writing to one of them
     must not show in another (pandas' copy-on-write, told the blocks share their values)."""

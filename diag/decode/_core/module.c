@@ -837,8 +837,94 @@ static PyObject *count_distinct(PyObject *mod, PyObject *arg)
     return PyLong_FromSize_t(count);
 }
 
+/* a buffer of Python object pointers (a numpy object array) and its length, or -1 */
+static Py_ssize_t object_buffer(PyObject *arr, Py_buffer *view, int writable)
+{
+    if (PyObject_GetBuffer(arr, view, (writable ? PyBUF_WRITABLE : 0) | PyBUF_FORMAT
+                                          | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    if (view->format == NULL || strcmp(view->format, "O") != 0
+        || view->len % (Py_ssize_t)sizeof(PyObject *)) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "expand: an object array");
+        return -1;
+    }
+    return view->len / (Py_ssize_t)sizeof(PyObject *);
+}
+
+/* expand(values, counts, out): the rows of out, in order, are values[0] counts[0] times,
+ * values[1] counts[1] times ... (numpy.repeat of an object array into out, an object array of
+ * sum(counts) rows made by numpy.empty): a group's reference count raised once per group rather
+ * than element by element through numpy's generic copy */
+static PyObject *expand(PyObject *mod, PyObject *args)
+{
+    PyObject *values, *counts, *out;
+    if (!PyArg_ParseTuple(args, "OOO", &values, &counts, &out))
+        return NULL;
+    Py_buffer vv, cv, ov;
+    Py_ssize_t groups = object_buffer(values, &vv, 0);
+    if (groups < 0)
+        return NULL;
+    if (PyObject_GetBuffer(counts, &cv, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&vv);
+        return NULL;
+    }
+    Py_ssize_t rows = object_buffer(out, &ov, 1);
+    if (rows < 0) {
+        PyBuffer_Release(&vv);
+        PyBuffer_Release(&cv);
+        return NULL;
+    }
+    const char *bad = NULL;
+    if (cv.len != groups * 8)
+        bad = "expand: one count per value";
+    else if (vv.buf == ov.buf && rows)
+        bad = "expand: values and out are one array";
+    Py_ssize_t total = 0;
+    for (Py_ssize_t g = 0; bad == NULL && g < groups; g++) {
+        int64_t c;
+        memcpy(&c, (const uint8_t *)cv.buf + 8 * g, 8);
+        if (c < 0 || c > rows - total)
+            bad = "expand: counts do not fit the output";
+        else
+            total += (Py_ssize_t)c;
+    }
+    if (bad == NULL && total != rows)
+        bad = "expand: counts do not fill the output";
+    if (bad == NULL) {
+        PyObject **src = vv.buf, **dst = ov.buf;
+        Py_ssize_t k = 0, nones = 0;     /* the Nones numpy.empty put in out, let go at once */
+        for (Py_ssize_t g = 0; g < groups; g++) {
+            int64_t c;
+            memcpy(&c, (const uint8_t *)cv.buf + 8 * g, 8);
+            if (c == 0)
+                continue;
+            PyObject *o = src[g] ? src[g] : Py_None;   /* held by values meanwhile */
+            for (int64_t j = 0; j < c; j++, k++) {
+                PyObject *old = dst[k];
+                if (old == Py_None)
+                    nones++;
+                else
+                    Py_XDECREF(old);
+                dst[k] = o;
+            }
+            Py_SET_REFCNT(o, Py_REFCNT(o) + (Py_ssize_t)c);
+        }
+        Py_SET_REFCNT(Py_None, Py_REFCNT(Py_None) - nones);
+    }
+    PyBuffer_Release(&vv);
+    PyBuffer_Release(&cv);
+    PyBuffer_Release(&ov);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, bad);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"count_distinct", count_distinct, METH_O, "Distinct int64 keys in a buffer."},
+    {"expand", expand, METH_VARARGS, "numpy.repeat of an object array, into an object array."},
     {"pcapng_ts", pcapng_ts, METH_VARARGS, "pcapng timestamps from stamps and units."},
     {"scan_pcap", scan_pcap, METH_VARARGS, "pcap records from a buffer position."},
     {"scan_pcapng", scan_pcapng, METH_VARARGS, "pcapng Enhanced Packet Blocks from a position."},
