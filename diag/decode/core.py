@@ -170,7 +170,8 @@ class CoreChunk(RowChunk):
         """The core's table columns are let go (the summary needs only the fold): the
         DataFrames made of them hold their own copies, and a chunk held beside its Tables kept
         both (~2.5 MB a chunk)."""
-        self.core.pop("tables", None)
+        if self.core.pop("tables", None) is not None:
+            self.core["tables_made"] = True
 
     ordered = columns
 
@@ -413,6 +414,9 @@ def core_tables(chunk: CoreChunk):
     from diag.decode.lldp import LLDP_COLUMNS
 
     t = chunk.core.get("tables")
+    if t is None and chunk.core.get("tables_made"):
+        raise ValueError("this chunk's tables were made already (iter_decode keeps only what "
+                         "the summary folds): call to_tables on the chunks of iter_rows")
     if t is None:
         raise ValueError("this chunk was decoded for the summary only (tables=False)")
     rows, info = chunk.rows, chunk.info

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from diag.decode import DecodeOptions, core, iter_decode, iter_rows
+from diag.decode import DecodeOptions, core, iter_decode, iter_rows, to_tables
 from diag.decode.summary import RESPONDER_FRAMES, CaptureSummary
 from tests.craft import bgpmsg as m
 from tests.craft import session_bad_files, session_captures
@@ -448,6 +448,8 @@ def test_a_yielded_chunk_lets_the_core_columns_go():
     summary = CaptureSummary()
     for t in iter_decode(path, chunk_packets=16, decoder="compiled"):
         assert "tables" not in t.rows.core and "fold" in t.rows.core
+        with pytest.raises(ValueError, match="made already"):
+            to_tables(t.rows)
         summary.add(t)
     whole = CaptureSummary()
     for rows in iter_rows(path, chunk_packets=16, decoder="compiled", tables=False):
