@@ -461,6 +461,8 @@ def test_a_yielded_chunk_lets_the_core_columns_go():
     (["vxlan", None, "geneve"], "object"),     # tunnels.type: text, no Int64 tried
     (["7", None, "9"], "Int64"),               # pandas reads these digits as integers
     ([None, "x7"], "object"),
+    (["7.0", None], "object"),                 # pandas reads text with int(): "7.0" fails
+    ([" +7 ", "7_0"], "Int64"),                # and these succeed
     ([4, None, 6], "Int64"),
 ])
 def test_text_in_an_integer_named_column_is_judged_as_pandas_would(values, dtype):
