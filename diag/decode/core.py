@@ -379,6 +379,9 @@ def _routes(t: dict, columns: tuple[str, ...]):
             _, values, missing = value
             out.append(pd.arrays.IntegerArray(np.repeat(values, counts),
                                               np.repeat(missing, counts)))
+        elif value.dtype.kind == "O" and name in INTEGER_COLUMNS and \
+                isinstance(judged := _by_group(value, counts, name), pd.arrays.IntegerArray):
+            out.append(judged)
         elif value.dtype.kind == "O":      # numpy.repeat, a reference count per group
             rows = np.empty(total, dtype=object)
             load().expand(value, t["route_counts"][2], rows)
@@ -386,6 +389,21 @@ def _routes(t: dict, columns: tuple[str, ...]):
         else:
             out.append(_array_of(np.repeat(value, counts), name))
     return _new_frame(out, columns, total)
+
+
+def _by_group(value, counts, name: str):
+    """An integer-named route column the core holds as objects (MED, LOCAL_PREF), judged as
+    the reference judges the rows (``tables._series``: Int64, or objects) but on one value per
+    group that has rows, then repeated: the judgement is value by value, so the same; the rows'
+    IntegerArray, or None when the values are not all integers."""
+    import numpy as np
+    import pandas as pd
+
+    having = counts > 0
+    judged = _array_of(value[having], name)
+    if not isinstance(judged, pd.arrays.IntegerArray):
+        return None
+    return judged.take(np.repeat(np.arange(len(judged)), counts[having]))
 
 
 def _records(records: list, columns: tuple[str, ...]):
