@@ -398,6 +398,9 @@ def test_expand_refuses_counts_that_do_not_fit():
     with pytest.raises(ValueError):
         expand(np.array([1, 2]), np.array([1, 1], dtype=np.int64).tobytes(),
                np.empty(2, dtype=object))
+    both = np.array(["a", None, None], dtype=object)      # values and out overlapping
+    with pytest.raises(ValueError, match="share memory"):
+        expand(both[:2], np.array([1, 1], dtype=np.int64).tobytes(), both[1:])
 
 
 def test_shared_missing_columns_are_copied_on_write(tmp_path):

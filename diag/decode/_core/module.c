@@ -878,8 +878,9 @@ static PyObject *expand(PyObject *mod, PyObject *args)
     const char *bad = NULL;
     if (cv.len != groups * 8)
         bad = "expand: one count per value";
-    else if (vv.buf == ov.buf && rows)
-        bad = "expand: values and out are one array";
+    else if (rows && groups && (const char *)vv.buf < (const char *)ov.buf + ov.len
+             && (const char *)ov.buf < (const char *)vv.buf + vv.len)
+        bad = "expand: values and out share memory";
     Py_ssize_t total = 0;
     for (Py_ssize_t g = 0; bad == NULL && g < groups; g++) {
         int64_t c;

@@ -210,7 +210,7 @@ void skmap_free(SKMap *m)
 
 /* ------------------------------------------------------------------ texts */
 
-#define TEXT_CACHE 65536
+#define TEXT_CACHE 65536      /* sets of the prefix text cache (2 entries each) */
 
 /* A 2-way set-associative cache of texts keyed by two 64-bit words and a 32-bit kind: a
  * lookup is a hash and two compares; a miss replaces the older entry of its set (the evicted
@@ -315,9 +315,10 @@ Texts *texts_new(PyObject *ipv6_str)
         return NULL;
     }
     t->vlan.graveyard = t->misc.graveyard = t->graveyard;
-    /* prefixes: 2 x 64k entries (~3 MB), as many as the reference's text cache keeps */
+    /* prefixes: 2 x TEXT_CACHE entries of 32 bytes (4 MB); the reference's cache
+     * (diag/decode/nlri.py) keeps TEXT_CACHE texts */
     if (tcache_init(&t->v4, 1 << 11) || tcache_init(&t->v6, 1 << 10)
-        || tcache_init(&t->mac, 1 << 11) || tcache_init(&t->prefix, 1 << 16)) {
+        || tcache_init(&t->mac, 1 << 11) || tcache_init(&t->prefix, TEXT_CACHE)) {
         tcache_free(&t->v4);
         tcache_free(&t->v6);
         tcache_free(&t->mac);
@@ -497,15 +498,14 @@ static void prefix_words(int v6, int plen, const uint8_t *raw, int nbytes, uint8
     *kind = (uint32_t)plen << 8 | (uint32_t)width;
 }
 
-PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes)
+/* the text of a prefix whose key is computed (k: its address bytes, zero-padded) */
+static PyObject *prefix_text_of(Texts *t, const uint8_t k[16], uint64_t hi, uint64_t lo,
+                                uint32_t kind)
 {
-    uint8_t k[16];
-    uint64_t hi, lo;
-    uint32_t kind;
-    prefix_words(v6, plen, raw, nbytes, k, &hi, &lo, &kind);
     TCEntry *e = tcache_slot(&t->prefix, hi, lo, kind, t->graveyard);
     if (e->v)
         return e->v;
+    int v6 = (kind & 0xff) == 16, plen = (int)(kind >> 8);
     char buf[INET6_ADDRSTRLEN + 8];
     size_t n;
     if (!v6) {
@@ -525,6 +525,15 @@ PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes
     return e->v = ascii_str(buf, n);
 }
 
+PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes)
+{
+    uint8_t k[16];
+    uint64_t hi, lo;
+    uint32_t kind;
+    prefix_words(v6, plen, raw, nbytes, k, &hi, &lo, &kind);
+    return prefix_text_of(t, k, hi, lo, kind);
+}
+
 int prefix_texts_add(PrefixTexts *p, Py_ssize_t row, int v6, int plen, const uint8_t *raw,
                      int nbytes)
 {
@@ -534,14 +543,13 @@ int prefix_texts_add(PrefixTexts *p, Py_ssize_t row, int v6, int plen, const uin
     return VEC_PUSH(*p, e);
 }
 
-/* the text of a pending prefix (borrowed, as text_prefix's) */
+/* the text of a pending prefix (borrowed, as text_prefix's): its key as recorded */
 static PyObject *pending_text(Texts *t, const PendingPrefix *e)
 {
     uint8_t k[16];
     memcpy(k, &e->hi, 8);
     memcpy(k + 8, &e->lo, 8);
-    int width = (int)(e->kind & 0xff), plen = (int)(e->kind >> 8);
-    return text_prefix(t, width == 16, plen, k, width);
+    return prefix_text_of(t, k, e->hi, e->lo, e->kind);
 }
 
 int prefix_texts_fill(Texts *t, PrefixTexts *p, Col *col)
@@ -553,6 +561,11 @@ int prefix_texts_fill(Texts *t, PrefixTexts *p, Col *col)
     PyObject **out = (PyObject **)col->data;
     Py_ssize_t n = p->n;
     int rc = 0;
+    if (n && col->kind != K_OBJ) {
+        PyErr_SetString(PyExc_RuntimeError, "diag core: prefix texts for a typed column");
+        p->n = 0;
+        return -1;
+    }
     for (Py_ssize_t from = 0; rc == 0 && from < n; from += BATCH) {
         Py_ssize_t m = n - from < BATCH ? n - from : BATCH;
         const PendingPrefix *v = p->v + from;
@@ -569,7 +582,7 @@ int prefix_texts_fill(Texts *t, PrefixTexts *p, Col *col)
         }
         for (Py_ssize_t j = 0; j < m; j++) {
             Py_ssize_t row = v[j].row;
-            if (row < 0 || row >= col->n || col->kind != K_OBJ || out[row] != NULL) {
+            if (row < 0 || row >= col->n || out[row] != NULL) {
                 PyErr_SetString(PyExc_RuntimeError,
                                 "diag core: a pending prefix row out of place");
                 rc = -1;
