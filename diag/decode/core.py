@@ -392,10 +392,11 @@ def _routes(t: dict, columns: tuple[str, ...]):
 
 
 def _by_group(value, counts, name: str):
-    """An integer-named route column the core holds as objects (MED, LOCAL_PREF), judged as
-    the reference judges the rows (``tables._series``: Int64, or objects) but on one value per
-    group that has rows, then repeated: the judgement is value by value, so the same; the rows'
-    IntegerArray, or None when the values are not all integers."""
+    """An integer-named route column the core holds as objects (MED; any column a fallback row
+    turned into objects), judged as the reference judges the rows (``tables._series``: Int64,
+    or objects) but on one value per group that has rows, then repeated: the judgement is
+    value by value, so the same; the rows' IntegerArray, or None when the values are not all
+    integers."""
     import numpy as np
     import pandas as pd
 

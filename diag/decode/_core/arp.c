@@ -5,18 +5,17 @@
  * beyond max_pending), in C.
  *
  * ArpRule(window, copy_window, max_pending, verdict_class, responder_frames).add(rows) takes
- * the summary's ARP
- * rows (frame, ts, op, sender_mac, sender_ip, target_mac, target_ip, gratuitous, segment,
- * place, direction, depth) in capture order and returns (unanswered, responders): the Verdicts
- * (verdict_class, arp.py's) of requests decided unanswered, in the order ArpPairing decides
- * them, and (sender_ip, sender_mac, frame, target_ip, target_mac, direction, is_reply) of each
- * row the summary records a responder for (replies and gratuitous rows); the summary does the
- * rest (its _unanswered, _responder and Vantage.reply) exactly as for its own rows. Rows whose
- * calls would change nothing are left out: a (sender_ip, sender_mac) whose first
- * responder_frames frames (the summary's RESPONDER_FRAMES) were given has frame None, a reply whose (target_ip, target_mac,
- * direction) was given has is_reply False (Vantage.reply is idempotent), and a row left with
- * neither is not listed. finish()
- * returns the Verdicts of the requests still waiting. counts, answered and copies are the
+ * the summary's ARP rows (frame, ts, op, sender_mac, sender_ip, target_mac, target_ip,
+ * gratuitous, segment, place, direction, depth) in capture order and returns (unanswered,
+ * responders): the Verdicts (verdict_class, arp.py's) of requests decided unanswered, in the
+ * order ArpPairing decides them, and (sender_ip, sender_mac, frame, target_ip, target_mac,
+ * direction, is_reply) of each row the summary records a responder for (replies and gratuitous
+ * rows); the summary does the rest (its _unanswered, _responder and Vantage.reply) exactly as
+ * for its own rows. Rows whose calls would change nothing are left out: a (sender_ip,
+ * sender_mac) whose first responder_frames frames (the summary's RESPONDER_FRAMES) were given
+ * has frame None, a reply whose (target_ip, target_mac, direction) was given has is_reply False
+ * (Vantage.reply is idempotent), and a row left with neither is not listed. finish() returns
+ * the Verdicts of the requests still waiting. counts, answered and copies are the
  * summary's. arp.py stays the rule: tests run both on random rows and require the same summary.
  */
 #include "dec.h"
