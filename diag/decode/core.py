@@ -471,12 +471,7 @@ def core_fold(chunk: CoreChunk, folder, bgp: bool = True, other: bool = True) ->
     if other:
         out["packets"] = _packets(folded["packets"], s._fold_packets(slow), chunk.names)
         out["tunnels"] = _tunnels(folded["tunnels"], slow)
-        arp = s._fold_arp(slow)
-        fast = folded["arp"]
-        if folded["arp_raw"]:        # encapsulated or QinQ ARP: its segment made in Python
-            rule_row = s.arp_rule_row
-            fast = [row if len(row) == 12 else rule_row(row[:13], row[13]) for row in fast]
-        out["arp"] = sorted(fast + arp, key=lambda r: r[0]) if arp else fast
+        out["arp"] = arp_rows(folded, slow)
         out["icmp"] = s._fold_icmp(slow)
         out["fragments"] = s._fold_fragments(slow)
         out["lldp"] = s._fold_lldp(slow)
@@ -486,6 +481,20 @@ def core_fold(chunk: CoreChunk, folder, bgp: bool = True, other: bool = True) ->
             chunk.feedback["heads"] = tuple(len(folder.sample[k]) < s.MAX_PREFIX_SAMPLE
                                             for k in ("announce", "withdraw"))
     return out
+
+
+def arp_rows(folded: dict, slow: RowChunk) -> list[tuple]:
+    """One chunk's ARP rows as the rule takes them (:func:`diag.decode.summary._fold_arp`), in
+    frame order: the core's (``folded``, its fold) and those of the frames the reference decoded
+    (``slow``)."""
+    from diag.decode import summary as s
+
+    arp = s._fold_arp(slow)
+    fast = folded["arp"]
+    if folded["arp_raw"]:        # encapsulated or QinQ ARP: its segment made in Python
+        rule_row = s.arp_rule_row
+        fast = [row if len(row) == 12 else rule_row(row[:13], row[13]) for row in fast]
+    return sorted(fast + arp, key=lambda r: r[0]) if arp else fast
 
 
 def _packets(fast: tuple, slow: tuple | None, names: dict) -> tuple | None:

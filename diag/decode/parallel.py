@@ -60,6 +60,13 @@ AUTO_BYTES = 32 << 20            # below this, one process: start-up and forking
 MAX_AUTO_WORKERS = 8
 
 
+def arp_worker(workers: int) -> int:
+    """The compiled path's worker that pairs the ARP of every block (every worker walks every
+    block; pairing in one process spares the parent the rows): the last, which owns no more
+    blocks than the others."""
+    return workers - 1
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))      # respects taskset / cgroup pinning
@@ -416,6 +423,7 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
                     break
                 owner = items[i % workers]
                 summary.apply(owner["fold"])
+                summary.arp_decided(items[arp_worker(workers)]["arp"])
                 summary.apply({"bgp": merge_bgp_folds([item["bgp"] for item in items])})
                 if progress is not None:
                     progress(owner["bytes"], summary.total)
@@ -425,6 +433,7 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
                                    f"{[item.get('nblocks') for item in items]} read")
             for item in items:
                 summary.prefixes.stores.update(item["stores"])
+            summary.arp_ended(items[arp_worker(workers)]["arp_end"])
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -442,16 +451,20 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
     would."""
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
-    from diag.decode.core import CoreChunk, _decoder, _names_list, bgp_fold, core_fold, load
+    from diag.decode.core import (CoreChunk, _decoder, _names_list, arp_rows, bgp_fold,
+                                  core_fold, load)
     from diag.decode.gcpolicy import fewer_collections, no_gc
-    from diag.decode.summary import MAX_PREFIX_SAMPLE, PrefixFolder
+    from diag.decode.rows import RowChunk
+    from diag.decode.summary import MAX_PREFIX_SAMPLE, PrefixFolder, arp_rule, arp_rule_end
 
     fewer_collections.for_this_process()       # this process only decodes
     core = load()
     info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
     names: dict[int, str | None] = {}
     dec, reference, slow = _decoder(core, options, False, True, names)
-    dec.own(index, count)
+    pairs_arp = index == arp_worker(count)
+    dec.own(index, count, arp_worker(count))
+    rule = arp_rule() if pairs_arp else None
     shadow = _shadow(dec, reference, options, names)
     folder = PrefixFolder()
     feedback = {"heads": (False, False)}
@@ -462,12 +475,13 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
         i, block = item
         nblocks = i + 1
         mine = i % count == index
+        shadowed = None                       # the shadow's rows of another worker's block
         if len(block):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
             dec.set_heads(*(len(folder.sample[k]) < MAX_PREFIX_SAMPLE
                             for k in ("announce", "withdraw")))
             with no_gc():
-                _walk(dec, block, _names_list(names), None if mine else shadow)
+                shadowed = _walk(dec, block, _names_list(names), None if mine else shadow)
         if mine:
             reference.last_frame, reference.last_ts = last
             if block.damage is not None:
@@ -481,17 +495,24 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
                 slow.collect()
         with no_gc():
             taken = dec.take()
-        fold = None
+        fold = arp = None
         if mine:
             fold = core_fold(CoreChunk(slow.take(), info, taken, names, feedback), None,
                              bgp=False)
+            rows, fold["arp"] = fold["arp"], []          # paired by the ARP worker
+        elif pairs_arp:
+            rows = arp_rows(taken["fold"], RowChunk(shadowed or {"arp": [], "tunnels": []},
+                                                    None, info))
+        if pairs_arp:
+            arp = rule.add(rows)
         bgp = None
         if taken["fold"]["sessions"] or taken["fold"]["routes"] or taken["stream_events"]:
             bgp = bgp_fold(taken, folder)
             bgp["events"] = [(tuple(order), *rest)
                              for order, (_i, *rest) in zip(taken["raised"], bgp["events"])]
-        yield {"fold": fold, "bgp": bgp, "bytes": info.bytes_read}
-    yield {"nblocks": nblocks, "info": info, "stores": folder.stores}
+        yield {"fold": fold, "bgp": bgp, "arp": arp, "bytes": info.bytes_read}
+    yield {"nblocks": nblocks, "info": info, "stores": folder.stores,
+           "arp_end": arp_rule_end(rule) if pairs_arp else None}
 
 
 def _shadow(dec, reference, options, names: dict):
@@ -507,14 +528,14 @@ def _shadow(dec, reference, options, names: dict):
     return shadow
 
 
-def _walk(dec, block, names: list, shadow) -> None:
+def _walk(dec, block, names: list, shadow) -> dict | None:
     """One block through the core: decoded and folded (``shadow`` None: this worker's block),
-    or walked for the BGP segments of this worker's connections (the shadow's rows dropped)."""
+    or walked for the BGP segments of this worker's connections (and, by the ARP worker, its
+    ARP frames); then the shadow's rows of the block (the frames the reference decoded)."""
     dec.decode(block.buf, block.first_frame, block.offsets, block.caplens, block.wirelens,
                block.ts, block.ifaces, block.linktypes, block.flags, names,
                None if shadow is None else shadow.packet)
-    if shadow is not None:
-        shadow.take()
+    return None if shadow is None else shadow.take()
 
 
 def merge_bgp_rows(parts: list) -> dict:

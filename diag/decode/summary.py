@@ -568,7 +568,8 @@ class CaptureSummary:
         self.arp_copies = 0
         # the per-row work of _arp in C when the compiled core is in use (_core/arp.c; the rule
         # stays diag/decode/arp.py: tests run both and require the same summary)
-        self._arp_rule = _compiled_arp_rule()
+        self._arp_rule = arp_rule()
+        self._arp_end: tuple | None = None     # arp_ended: the rule was fed in another process
         self.arp_responders: dict[str, dict[str, list]] = defaultdict(dict)
         self.icmp_types: Counter = Counter()          # (l3, type_name, code) -> errors
         self.icmp_quoted: Counter = Counter()         # (type_name, orig dst, proto, dport) -> errors
@@ -761,16 +762,9 @@ class CaptureSummary:
 
     def _arp(self, rows: list[tuple]) -> None:
         if self._arp_rule is not None:
-            unanswered, responders = self._arp_rule.add(rows)
-            # only the rows whose calls change something (see diag/decode/_core/arp.c)
-            for sip, smac, frame, tip, tmac, direction, is_reply in responders:
-                if frame is not None:
-                    self._responder(sip, smac, int(frame))
-                if is_reply:
-                    self.arp_view.reply(tip, tmac, direction)
-            for v in unanswered:
-                self._unanswered(v)
+            self.arp_decided(self._arp_rule.add(rows))
             return
+
         for frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction, depth in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
@@ -797,16 +791,36 @@ class CaptureSummary:
                 int(frame), float(ts), op, sip, tip, bool(grat), smac, segment, place, direction,
                 depth)))
 
+    def arp_decided(self, outcome: tuple) -> None:
+        """What the compiled ARP rule (:func:`arp_rule`) made of one chunk's rows, in capture
+        order: ``rule.add(rows)`` here or in a worker that pairs every chunk's ARP
+        (:mod:`diag.decode.parallel`); it returns only the rows whose calls change something
+        (see diag/decode/_core/arp.c)."""
+        unanswered, responders = outcome
+        for sip, smac, frame, tip, tmac, direction, is_reply in responders:
+            if frame is not None:
+                self._responder(sip, smac, int(frame))
+            if is_reply:
+                self.arp_view.reply(tip, tmac, direction)
+        for v in unanswered:
+            self._unanswered(v)
+
+    def arp_ended(self, rule) -> None:
+        """The end of the capture for a compiled ARP rule fed elsewhere, as
+        :func:`arp_rule_end` took it; this summary's own rule was fed nothing."""
+        self._arp_end = rule
+
     def _arp_finish(self) -> None:
         """The requests still waiting at the end of the capture."""
         rule = self._arp_rule
         if rule is None:
             self._verdicts(self.arp_pairing.finish())
             return
-        for v in rule.finish():
+        waiting, counts, answered, copies = self._arp_end or arp_rule_end(rule)
+        for v in waiting:
             self._unanswered(v)
-        self.arp_counts = Counter(rule.counts)
-        self.arp_answered, self.arp_copies = rule.answered, rule.copies
+        self.arp_counts = Counter(counts)
+        self.arp_answered, self.arp_copies = answered, copies
 
     def _verdicts(self, verdicts: list) -> None:
         for v in verdicts:
@@ -1014,7 +1028,7 @@ class CaptureSummary:
         }
 
 
-def _compiled_arp_rule():
+def arp_rule():
     """The compiled core's ArpRule when the core is in use, else None."""
     from diag.decode.core import load
 
@@ -1024,6 +1038,13 @@ def _compiled_arp_rule():
     from diag.decode.arp import COPY_WINDOW, MAX_PENDING, REPLY_WINDOW, Verdict
 
     return core.ArpRule(REPLY_WINDOW, COPY_WINDOW, MAX_PENDING, Verdict, RESPONDER_FRAMES)
+
+
+def arp_rule_end(rule) -> tuple:
+    """An :func:`arp_rule` at the end of the capture: (the requests still waiting, its counts,
+    answered, copies), what :meth:`CaptureSummary.arp_ended` takes."""
+    waiting = rule.finish()
+    return waiting, dict(rule.counts), rule.answered, rule.copies
 
 
 def _connection(s: _Session) -> str:

@@ -5,8 +5,8 @@ Oracle: the one-process decode (``CaptureSummary`` over ``iter_rows``), compared
 generator's mix (BGP messages split over segments, several per segment) cut into small blocks so
 that split messages straddle blocks decoded by different workers, as pcap and as pcapng (editcap),
 damaged at the end, on every real capture in the repository, and on the crafted captures of BGP
-families, IP fragments (reassembly crosses blocks of different workers) and LLDP. Mutants of the
-worker split must fail. Ctrl-C must leave no worker behind.
+families, IP fragments (reassembly crosses blocks of different workers), LLDP and ARP of every
+kind (paired by one worker across the others' blocks). Mutants of the worker split must fail. Ctrl-C must leave no worker behind.
 """
 from __future__ import annotations
 
@@ -200,7 +200,7 @@ class _OwnsAll:
     def __init__(self, dec) -> None:
         self._dec = dec
 
-    def own(self, index: int, count: int) -> None:
+    def own(self, index: int, count: int, arp_worker: int = -1) -> None:
         pass
 
     def __getattr__(self, name: str):
@@ -224,6 +224,134 @@ def test_mutant_core_workers_without_the_shadow_fails(crafted, monkeypatch):
 
     monkeypatch.setattr(parallel, "_shadow", lambda *args: Blind())
     assert json.loads(_workers(path, 2, 1))["fragments"] != want["fragments"]
+
+
+def _arp_of_every_kind(path: Path) -> Path:
+    """ARP requests and their replies in frames of their own (blocks of one frame fall to
+    different workers), of every kind the decoders take apart differently: plain, QinQ and in
+    VXLAN (the compiled core's), a hardware address of 8 bytes, addresses cut short and VXLAN
+    in IP fragments (the reference's), unanswered and gratuitous ones."""
+    from scapy.layers.inet import IP, UDP, fragment
+    from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import wrpcap
+
+    a, b, c = "02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0c"
+    bc, zero = "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"
+
+    def arp(op: int, smac: str, sip: str, tmac: str, tip: str):
+        return ARP(op=op, hwsrc=smac, psrc=sip, hwdst=tmac, pdst=tip)
+
+    frames = []
+    for i in range(3):
+        ip_a, ip_b = f"10.1.{i}.1", f"10.1.{i}.2"
+        frames += [Ether(src=a, dst=bc) / arp(1, a, ip_a, zero, ip_b),
+                   Ether(src=b, dst=a) / arp(2, b, ip_b, a, ip_a)]
+        qinq = Dot1AD(vlan=100) / Dot1Q(vlan=200 + i)
+        frames += [Ether(src=a, dst=bc) / qinq / arp(1, a, ip_a, zero, f"10.2.{i}.2"),
+                   Ether(src=b, dst=a) / qinq.copy() / arp(2, b, f"10.2.{i}.2", a, ip_a)]
+        outer = (Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:02")
+                 / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=40000 + i, dport=8472)
+                 / VXLAN(vni=42 + i))
+        frames += [outer / Ether(src=a, dst=bc) / arp(1, a, f"10.3.{i}.1", zero, f"10.3.{i}.2"),
+                   outer.copy() / Ether(src=b, dst=a) / arp(2, b, f"10.3.{i}.2", a,
+                                                            f"10.3.{i}.1")]
+        cut = bytes(Ether(src=a, dst=bc) / arp(1, a, f"10.7.{i}.1", zero, f"10.7.{i}.2"))[:34]
+        frames += [Ether(cut),
+                   Ether(src=a, dst=bc) / ARP(op=1, hwlen=8, hwsrc=b"\x02" * 8,
+                                              psrc=f"10.8.{i}.1", hwdst=b"\x00" * 8,
+                                              pdst=f"10.8.{i}.2")]
+        # in VXLAN in an IPv4 datagram sent as fragments (the reference reassembles it; the
+        # fragments fall in different workers' blocks)
+        for op, sip, tip in ((1, f"10.9.{i}.1", f"10.9.{i}.2"), (2, f"10.9.{i}.2", f"10.9.{i}.1")):
+            inner = Ether(src=a, dst=bc) / arp(op, a, sip, zero if op == 1 else b, tip)
+            datagram = (IP(src="192.0.2.1", dst="192.0.2.2", id=100 + 2 * i + op)
+                        / UDP(sport=40100, dport=8472) / VXLAN(vni=7) / inner)
+            frames += [Ether(src="02:00:00:00:01:01", dst="02:00:00:00:01:02") / part
+                       for part in fragment(datagram, fragsize=24)]
+        frames += [Ether(src=c, dst=bc) / arp(1, c, f"10.5.{i}.1", zero, f"10.5.{i}.9"),
+                   Ether(src=c, dst=bc) / arp(1, c, f"10.6.{i}.1", zero, f"10.6.{i}.1")]
+    for n, frame in enumerate(frames):
+        frame.time = 1700000000 + n / 100
+    wrpcap(str(path), frames)
+    return path
+
+
+@pytest.fixture(scope="module")
+def arp_kinds(tmp_path_factory) -> Path:
+    return _arp_of_every_kind(tmp_path_factory.mktemp("parallel-arp") / "arp-kinds.pcap")
+
+
+def test_arp_of_every_kind_is_as_tshark_reads_it(arp_kinds):
+    """The crafted capture is what it says: tshark's ARP frames, senders and targets are the
+    decoder's (the cut frames are tshark's malformed ones; the 8-byte one it reads further; a
+    fragmented datagram's ARP is at its last fragment for both)."""
+    from tests.oracle import tshark
+
+    if not tshark.available():
+        pytest.skip("tshark not installed")
+    out = subprocess.run(["tshark", "-n", "-r", str(arp_kinds), "-d", "udp.port==8472,vxlan",
+                          "-Y", "arp", "-T", "fields",
+                          "-e", "frame.number", "-e", "arp.src.proto_ipv4",
+                          "-e", "arp.dst.proto_ipv4", "-e", "_ws.malformed"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    theirs = [line.split("\t") for line in out.splitlines()]
+    ours = {}
+    for tables in iter_decode(arp_kinds, decoder="python"):
+        for frame, sip, tip in tables.arp[["frame", "sender_ip", "target_ip"]].itertuples(
+                index=False):
+            ours[int(frame)] = (sip, tip)
+    assert len(theirs) == 36
+    assert {int(f) for f, _s, _t, bad in theirs if not bad} == set(ours)
+    for f, sip, tip, _bad in theirs:
+        if ours.get(int(f), (None,))[0] is not None:
+            assert ours[int(f)] == (sip, tip)
+    assert sum(1 for sip, _tip in ours.values() if sip is None) == 3       # the 8-byte ones
+
+
+def test_arp_of_every_kind_paired_across_workers(arp_kinds):
+    """The ARP worker pairs requests and replies that fall in other workers' blocks, of every
+    kind, the reference's included."""
+    for workers, chunk in ((2, 1), (3, 1), (2, 2), (3, 4)):
+        assert _workers(arp_kinds, workers, chunk) == _one_process(arp_kinds, chunk)
+    arp = json.loads(_one_process(arp_kinds, 1))["arp"]
+    assert (arp["requests"], arp["replies"], arp["answered"], arp["unanswered"]) == (18, 12, 12, 3)
+
+
+@needs_core
+def test_mutant_arp_worker_blind_to_other_blocks_fails(arp_kinds, monkeypatch):
+    """The ARP worker must fold the ARP frames of the other workers' blocks."""
+    from diag.decode import core
+
+    decoder = core._decoder
+
+    def no_arp_owner(*args, **kwargs):
+        dec, reference, slow = decoder(*args, **kwargs)
+        return _OwnsWithoutArp(dec), reference, slow
+
+    monkeypatch.setattr(core, "_decoder", no_arp_owner)
+    assert _workers(arp_kinds, 2, 1) != _one_process(arp_kinds, 1)
+
+
+@needs_core
+def test_mutant_arp_worker_without_the_shadows_rows_fails(arp_kinds, monkeypatch):
+    """The ARP frames the reference decodes in other workers' blocks reach the ARP worker
+    through its shadow decoder's rows."""
+    walk = parallel._walk
+
+    def dropping(dec, block, names, shadow):
+        rows = walk(dec, block, names, shadow)
+        return None if shadow is not None else rows
+
+    monkeypatch.setattr(parallel, "_walk", dropping)
+    assert _workers(arp_kinds, 2, 1) != _one_process(arp_kinds, 1)
+
+
+class _OwnsWithoutArp(_OwnsAll):
+    """A core decoder told its connections but not which worker pairs ARP (a mutant)."""
+
+    def own(self, index: int, count: int, arp_worker: int = -1) -> None:
+        self._dec.own(index, count)
 
 
 MAIN = "from diag.cli import main\nimport sys\nsys.argv = ['diag', *sys.argv[1:]]\nmain()\n"

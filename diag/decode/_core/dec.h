@@ -157,6 +157,7 @@ typedef struct {
 typedef struct Decoder Decoder;
 
 #define MAX_OWNERS 64           /* parallel.py's --workers limit */
+#define ARP_LOAD 768            /* an ARP row paired costs about as much as this many BGP bytes */
 
 /* ---------------------------------------------------------------- the decoder */
 
@@ -185,6 +186,9 @@ struct Decoder {
      * ``own_count`` owns; each connection goes, when first seen, to the worker with the fewest
      * segment bytes so far (every worker sees every segment: the same choice everywhere) */
     int own_index, own_count;  /* own_count <= 1: every connection is this decoder's */
+    /* the worker that pairs every block's ARP (-1: none): it folds the ARP of other workers'
+     * blocks too, and each of its ARP rows counts as ARP_LOAD segment bytes of its load */
+    int arp_owner;
     SKMap owners;              /* connection key -> owner + 1 (count field) */
     uint64_t own_load[MAX_OWNERS];
     /* flows */
@@ -267,6 +271,7 @@ int dc_framing_error_row(Decoder *d, Conn *c, int sender, int64_t frame, double 
                          PyObject *reason);
 /* fold.c */
 int dc_fold_packet(Decoder *d, const Frame *f);
+int dc_fold_arp(Decoder *d, const Frame *f);    /* the ARP part of dc_fold_packet */
 int dc_fold_message(Decoder *d, PyObject *session, int type, PyObject *type_name, int bad,
                     double ts);
 int dc_fold_special(Decoder *d, PyObject *session, PyObject *name, PyObject *row);

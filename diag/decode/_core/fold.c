@@ -79,6 +79,11 @@ int dc_fold_packet(Decoder *d, const Frame *f)
             return -1;
         te->count++;
     }
+    return dc_fold_arp(d, f);
+}
+
+int dc_fold_arp(Decoder *d, const Frame *f)
+{
     if (f->arp.present) {
         /* the summary's _ARP_FIELDS (frame, ts, op, sender_mac, sender_ip, target_mac,
          * target_ip, gratuitous, vlan, tunnel_depth, capture_iface, iface_name, direction) and,

@@ -582,6 +582,8 @@ static int shadow_frame(PyObject *shadow, const Frame *f, Span data, int64_t fla
 /* One block of records. With ``shadow`` (a callable), the block is another worker's to fold:
  * its frames are walked only for the BGP segments of the connections this decoder owns (the
  * frames the reference would decode go to ``shadow``); nothing is folded or tabled. */
+#define FRAME_AHEAD 4        /* frames whose headers are prefetched ahead of the walk */
+
 int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
                     const int64_t *offsets, const int64_t *caplens, const int64_t *wirelens,
                     const double *ts, const int64_t *ifaces, const int64_t *linktypes,
@@ -592,6 +594,11 @@ int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
         if (!span_has(buf, offsets[i], caplens[i])) {
             PyErr_Format(PyExc_ValueError, "record %zd lies outside its block", i);
             return ERR;
+        }
+        if (i + FRAME_AHEAD < count && span_has(buf, offsets[i + FRAME_AHEAD], 128)) {
+            /* the headers of a frame a few ahead: their first touch would wait on memory */
+            __builtin_prefetch(buf.p + offsets[i + FRAME_AHEAD], 0, 3);
+            __builtin_prefetch(buf.p + offsets[i + FRAME_AHEAD] + 64, 0, 3);
         }
         Span data = subspan(buf, offsets[i], caplens[i]);
         f.frame = first_frame + i;
@@ -613,7 +620,11 @@ int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
                 return ERR;
             if (d->fold && dc_fold_packet(d, &f))
                 return ERR;
+        } else if (d->fold && d->arp_owner == d->own_index && dc_fold_arp(d, &f)) {
+            return ERR;
         }
+        if (f.arp.present && d->arp_owner >= 0)
+            d->own_load[d->arp_owner] += ARP_LOAD;
         if (f.seg.present) {
             Segment *s = &f.seg;
             if (dc_deliver(d, &s->src, s->sport, &s->dst, s->dport, s->seq, s->flags,

@@ -8,7 +8,8 @@
  *                                BGP segments of this decoder's connections (frames.c)
  *     .segment(src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options)
  *                                a BGP segment met by the reference (a bailed frame)
- *     .own(index, count)         parallel: reassemble only worker ``index``'s connections
+ *     .own(index, count[, arp])  parallel: reassemble only worker ``index``'s connections
+ *                                (worker ``arp`` also folds the ARP frames of every block)
  *     .finish(last_frame, last_ts)   end of capture: every connection flushed
  *     .take()                    this chunk: tables, stream events, folds
  *     .set_heads(announce, withdraw), .append_rows(table, rows), .stats()
@@ -20,6 +21,7 @@
 #include <arpa/inet.h>
 
 #define MAX_RECORD (16 << 20)
+#define SCAN_AHEAD 4096      /* bytes prefetched ahead of the record walk */
 
 static const char *const PACKET_NAMES[] = {
     "frame", "ts", "caplen", "wirelen", "linktype", "capture_iface", "iface_name", "ifindex",
@@ -207,6 +209,7 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
         return -1;
     d->tables = tables;
     d->fold = fold;
+    d->arp_owner = -1;
     d->hooks = Py_NewRef(hooks);
     struct { PyObject **slot; const char *name; } hk[] = {
         {&d->h_fallback, "fallback"}, {&d->h_decode_message, "decode_message"},
@@ -370,15 +373,20 @@ static PyObject *Decoder_segment(Decoder *d, PyObject *args)
 }
 
 /* parallel: this decoder reassembles only the connections of worker ``index`` of ``count``
- * (dc_deliver); every worker walks every block, so each makes the same choice of owners */
+ * (dc_deliver); every worker walks every block, so each makes the same choice of owners.
+ * ``arp_owner`` (-1: none) folds the ARP frames of every block, its own and the others' */
 static PyObject *Decoder_own(Decoder *d, PyObject *args)
 {
-    int index, count;
-    if (!PyArg_ParseTuple(args, "ii", &index, &count))
+    int index, count, arp_owner = -1;
+    if (!PyArg_ParseTuple(args, "ii|i", &index, &count, &arp_owner))
         return NULL;
     if (count < 1 || count > MAX_OWNERS || index < 0 || index >= count) {
         PyErr_Format(PyExc_ValueError, "worker %d of %d (at most %d workers)", index, count,
                      MAX_OWNERS);
+        return NULL;
+    }
+    if (arp_owner < -1 || arp_owner >= count) {
+        PyErr_Format(PyExc_ValueError, "ARP worker %d of %d", arp_owner, count);
         return NULL;
     }
     if (d->owners.used || d->nconns) {
@@ -387,6 +395,7 @@ static PyObject *Decoder_own(Decoder *d, PyObject *args)
     }
     d->own_index = index;
     d->own_count = count;
+    d->arp_owner = arp_owner;
     memset(d->own_load, 0, sizeof d->own_load);
     Py_RETURN_NONE;
 }
@@ -629,7 +638,12 @@ static PyObject *scan_pcap(PyObject *mod, PyObject *args)
     int64_t *lt = (int64_t *)PyByteArray_AS_STRING(cols[5]);
     int64_t *fl = (int64_t *)PyByteArray_AS_STRING(cols[6]);
     Py_ssize_t count = 0;
+    /* each record's position is read from the one before it (a chain of dependent loads): the
+     * lines ahead are prefetched, one hint per line, so the walk does not wait on memory */
+    Py_ssize_t hinted = pos > 0 ? pos : 0;
     while (pos >= 0 && pos + 16 <= buf.n && count < max && count < room) {
+        for (Py_ssize_t ahead = pos + SCAN_AHEAD; hinted < ahead && hinted < buf.n; hinted += 64)
+            __builtin_prefetch(buf.p + hinted, 0, 3);
         uint32_t caplen = rd32o(buf, pos + 8, big);
         if (caplen > MAX_RECORD)
             break;
@@ -717,7 +731,10 @@ static PyObject *scan_pcapng(PyObject *mod, PyObject *args)
     memset(&r, 0, sizeof r);
     Py_ssize_t count = 0;
     int err = 0;
+    Py_ssize_t hinted = pos > 0 ? pos : 0;      /* as scan_pcap: the lines ahead prefetched */
     while (pos >= 0 && pos + 12 <= buf.n && count < max) {
+        for (Py_ssize_t ahead = pos + SCAN_AHEAD; hinted < ahead && hinted < buf.n; hinted += 64)
+            __builtin_prefetch(buf.p + hinted, 0, 3);
         uint32_t btype = rd32o(buf, pos, big), blen = rd32o(buf, pos + 4, big);
         if (btype != 6 || blen < 12 || blen % 4 || blen > MAX_RECORD
             || pos + (Py_ssize_t)blen > buf.n)
