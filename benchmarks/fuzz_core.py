@@ -206,7 +206,7 @@ def _one_batch(core, core_mod, options, linktype: int, frames: list[bytes], raw:
     first = 1
     shadow = None
     if rng.random() < 0.2:      # a parallel worker's view: another's block, some connections
-        dec.own(rng.randrange(3), 3)
+        dec.own(rng.randrange(3), 3, rng.randrange(-1, 3))     # and maybe the ARP worker
         shadow = reference.packet if rng.random() < 0.5 else None
     dec.decode(raw, first, *cols, [None, "eth0"], shadow)
     dec.take()

@@ -12,9 +12,12 @@ BGP connections it owns in every block (the core deals each connection, when fir
 worker with the fewest segment bytes so far; every worker sees the same segments in the same
 order, so each makes the same choice). Frames the core hands to the reference in another
 worker's block go to a shadow reference decoder that shares the IP reassembler and passes its
-BGP segments on. The parent applies, block by block, the owner's frame fold and all workers'
-BGP folds merged (:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so
-that a worker need not wait for the parent's fold of an earlier block.
+BGP segments on. ARP is paired in capture order by one worker (:func:`arp_worker`), which folds
+the ARP frames of every block (the shadow's rows included) and sends what the rule decided;
+each ARP row counts towards its load when connections are dealt. The parent applies, block by
+block, the owner's frame fold, the ARP worker's decisions and all workers' BGP folds merged
+(:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so that a worker
+need not wait for the parent's fold of an earlier block.
 
 How with the reference decoder (also what :mod:`diag.decode.distributed` runs on Dask;
 connections are independent: TCP reassembly and the OPEN context are per connection):
