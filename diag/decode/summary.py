@@ -817,6 +817,7 @@ class CaptureSummary:
             self._verdicts(self.arp_pairing.finish())
             return
         waiting, counts, answered, copies = self._arp_end or arp_rule_end(rule)
+        self._arp_end = ((), counts, answered, copies)     # result() again: the same result
         for v in waiting:
             self._unanswered(v)
         self.arp_counts = Counter(counts)

@@ -476,3 +476,26 @@ def test_workers_start_with_default_sigterm_not_the_parents_interrupt():
         assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def test_the_result_asked_twice_is_the_same(arp_kinds):
+    """``CaptureSummary.result()`` may be asked again: the requests still waiting at the end
+    are counted once, whether the summary's own rule paired them or a worker's did
+    (``arp_ended``)."""
+    s = CaptureSummary()
+    for c in iter_rows(arp_kinds, DecodeOptions(), chunk_packets=4):
+        s.add(c)
+    first = json.dumps(s.result(), default=str)
+    assert json.loads(first)["arp"]["unanswered"] == 3
+    assert json.dumps(s.result(), default=str) == first
+    if use_compiled():
+        from diag.decode.core import core_fold
+        from diag.decode.summary import arp_rule, arp_rule_end
+
+        rule = arp_rule()
+        for c in iter_rows(arp_kinds, DecodeOptions(), chunk_packets=4):
+            rule.add(core_fold(c, None, bgp=False)["arp"])
+        elsewhere = CaptureSummary()
+        elsewhere.arp_ended(arp_rule_end(rule))
+        once = elsewhere.result()["arp"]
+        assert once["unanswered"] == 3 and elsewhere.result()["arp"] == once
