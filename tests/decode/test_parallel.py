@@ -180,18 +180,23 @@ def test_mutant_core_workers_skipping_others_blocks_fails(mix, monkeypatch):
 @needs_core
 def test_mutant_core_workers_owning_every_connection_fails(mix, monkeypatch):
     """Every worker reassembling every connection counts each message once per worker."""
+    _wrap_core_decoders(monkeypatch, _OwnsAll)
+    got = json.loads(_workers(mix, 2, 97))
+    want = json.loads(_one_process(mix, 97))
+    assert got["bgp"]["messages"]["UPDATE"] == 2 * want["bgp"]["messages"]["UPDATE"]
+
+
+def _wrap_core_decoders(monkeypatch, wrapper) -> None:
+    """Every core decoder the workers make, wrapped in ``wrapper`` (a mutant)."""
     from diag.decode import core
 
     decoder = core._decoder
 
-    def owning_all(*args, **kwargs):
+    def wrapped(*args, **kwargs):
         dec, reference, slow = decoder(*args, **kwargs)
-        return _OwnsAll(dec), reference, slow
+        return wrapper(dec), reference, slow
 
-    monkeypatch.setattr(core, "_decoder", owning_all)
-    got = json.loads(_workers(mix, 2, 97))
-    want = json.loads(_one_process(mix, 97))
-    assert got["bgp"]["messages"]["UPDATE"] == 2 * want["bgp"]["messages"]["UPDATE"]
+    monkeypatch.setattr(core, "_decoder", wrapped)
 
 
 class _OwnsAll:
@@ -321,15 +326,7 @@ def test_arp_of_every_kind_paired_across_workers(arp_kinds):
 @needs_core
 def test_mutant_arp_worker_blind_to_other_blocks_fails(arp_kinds, monkeypatch):
     """The ARP worker must fold the ARP frames of the other workers' blocks."""
-    from diag.decode import core
-
-    decoder = core._decoder
-
-    def no_arp_owner(*args, **kwargs):
-        dec, reference, slow = decoder(*args, **kwargs)
-        return _OwnsWithoutArp(dec), reference, slow
-
-    monkeypatch.setattr(core, "_decoder", no_arp_owner)
+    _wrap_core_decoders(monkeypatch, _OwnsWithoutArp)
     assert _workers(arp_kinds, 2, 1) != _one_process(arp_kinds, 1)
 
 
