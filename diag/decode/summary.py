@@ -764,7 +764,6 @@ class CaptureSummary:
         if self._arp_rule is not None:
             self.arp_decided(self._arp_rule.add(rows))
             return
-
         for frame, ts, op, smac, sip, tmac, tip, grat, segment, place, direction, depth in rows:
             if sip is None:
                 self.arp_counts["undecoded"] += 1
@@ -805,10 +804,10 @@ class CaptureSummary:
         for v in unanswered:
             self._unanswered(v)
 
-    def arp_ended(self, rule) -> None:
+    def arp_ended(self, end: tuple) -> None:
         """The end of the capture for a compiled ARP rule fed elsewhere, as
         :func:`arp_rule_end` took it; this summary's own rule was fed nothing."""
-        self._arp_end = rule
+        self._arp_end = end
 
     def _arp_finish(self) -> None:
         """The requests still waiting at the end of the capture."""
