@@ -59,6 +59,11 @@ def connect(address: str, workers: int | None = None) -> Iterator:
                 distributed.Client(cluster) as client:
             yield client
         return
+    refused = _refused(address)
+    if refused:
+        raise EnvironmentProblem(f"cannot reach the Dask scheduler at {address}: {refused}",
+                                 hint="start one (dask scheduler; dask worker ADDRESS) or use "
+                                      "--scheduler local")
     try:
         client = distributed.Client(address, timeout="15s")
     except (OSError, TimeoutError, ValueError) as err:
@@ -69,6 +74,31 @@ def connect(address: str, workers: int | None = None) -> Iterator:
         yield client
     finally:
         client.close()
+
+
+def _refused(address: str) -> str | None:
+    """Why a TCP scheduler address refuses connections (nothing listens there), else None.
+    Dask's client retries a refused connection until its timeout (15 s of waiting for an
+    answer that is already known); any other outcome (accepted, a timeout, a name that does
+    not resolve, another transport) is left to the client."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme != "tcp":
+            return None
+        host, port = parse_host_port(location)
+    except (TypeError, ValueError):
+        return None
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except ConnectionRefusedError:
+        return "connection refused (nothing listens there)"
+    except OSError:
+        return None
+    return None
 
 
 def summarize_many(paths: list, client, options=None, sinks: list | None = None,
