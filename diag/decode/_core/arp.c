@@ -29,7 +29,8 @@ typedef struct {
 } Copy;
 
 /* A set that is a Python set only from its second member on: a request is seen at one place
- * nearly always, and two sets made and freed per request were a quarter of the rule's time. */
+ * nearly always, and the two one-member sets made and freed per request cost about a fifth of
+ * the rule's time (0.053 -> 0.043 s on the 99,922 ARP rows of the BGP-heavy mix). */
 typedef struct {
     PyObject *one;            /* the first member (owned), or NULL */
     PyObject *set;            /* every member (owned) once there are two, else NULL */

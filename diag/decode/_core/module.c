@@ -23,6 +23,16 @@
 #define MAX_RECORD (16 << 20)
 #define SCAN_AHEAD 4096      /* bytes prefetched ahead of the record walk */
 
+/* The record walks (scan_pcap, scan_pcapng): each record's position is read from the one before
+ * it, a chain of dependent loads; the lines up to SCAN_AHEAD bytes past ``pos`` are prefetched,
+ * one hint a line (``*hinted``: the first line not hinted yet), so the walk does not wait on
+ * memory. */
+static inline void scan_prefetch(Span buf, Py_ssize_t pos, Py_ssize_t *hinted)
+{
+    for (Py_ssize_t ahead = pos + SCAN_AHEAD; *hinted < ahead && *hinted < buf.n; *hinted += 64)
+        __builtin_prefetch(buf.p + *hinted, 0, 3);
+}
+
 static const char *const PACKET_NAMES[] = {
     "frame", "ts", "caplen", "wirelen", "linktype", "capture_iface", "iface_name", "ifindex",
     "direction", "pkttype", "eth_src", "eth_dst", "vlan", "l3", "src", "dst", "ttl", "ip_proto",
@@ -638,12 +648,9 @@ static PyObject *scan_pcap(PyObject *mod, PyObject *args)
     int64_t *lt = (int64_t *)PyByteArray_AS_STRING(cols[5]);
     int64_t *fl = (int64_t *)PyByteArray_AS_STRING(cols[6]);
     Py_ssize_t count = 0;
-    /* each record's position is read from the one before it (a chain of dependent loads): the
-     * lines ahead are prefetched, one hint per line, so the walk does not wait on memory */
     Py_ssize_t hinted = pos > 0 ? pos : 0;
     while (pos >= 0 && pos + 16 <= buf.n && count < max && count < room) {
-        for (Py_ssize_t ahead = pos + SCAN_AHEAD; hinted < ahead && hinted < buf.n; hinted += 64)
-            __builtin_prefetch(buf.p + hinted, 0, 3);
+        scan_prefetch(buf, pos, &hinted);
         uint32_t caplen = rd32o(buf, pos + 8, big);
         if (caplen > MAX_RECORD)
             break;
@@ -731,10 +738,9 @@ static PyObject *scan_pcapng(PyObject *mod, PyObject *args)
     memset(&r, 0, sizeof r);
     Py_ssize_t count = 0;
     int err = 0;
-    Py_ssize_t hinted = pos > 0 ? pos : 0;      /* as scan_pcap: the lines ahead prefetched */
+    Py_ssize_t hinted = pos > 0 ? pos : 0;
     while (pos >= 0 && pos + 12 <= buf.n && count < max) {
-        for (Py_ssize_t ahead = pos + SCAN_AHEAD; hinted < ahead && hinted < buf.n; hinted += 64)
-            __builtin_prefetch(buf.p + hinted, 0, 3);
+        scan_prefetch(buf, pos, &hinted);
         uint32_t btype = rd32o(buf, pos, big), blen = rd32o(buf, pos + 4, big);
         if (btype != 6 || blen < 12 || blen % 4 || blen > MAX_RECORD
             || pos + (Py_ssize_t)blen > buf.n)
