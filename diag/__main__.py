@@ -19,7 +19,14 @@ def main() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held by python -m diag
         from diag.cli import run_command_line as command_line
 
-        status = command_line()
+        try:
+            status = command_line()
+        except Exception as err:
+            from diag.errors import raised_by_interrupt
+
+            if raised_by_interrupt(err):     # one wrapped by the interpreter (see there)
+                raise KeyboardInterrupt from None
+            raise
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _say("diag: error: interrupted")

@@ -50,3 +50,17 @@ class EnvironmentProblem(DiagError):
     """Something outside diag is missing: root, a Debian package, a kernel feature."""
 
     exit_status = ExitStatus.ENVIRONMENT
+
+
+def raised_by_interrupt(err: BaseException) -> bool:
+    """Whether ``err`` is a Ctrl-C in disguise: a KeyboardInterrupt that Python wrapped while it
+    ran code for the interpreter itself (3.11 turns one raised in a descriptor's
+    ``__set_name__`` while a class is made, e.g. a dataclass field as a module is imported,
+    into ``RuntimeError("Error calling __set_name__ ...")``). Follows the cause chain."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__
+    return False

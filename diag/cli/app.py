@@ -15,7 +15,7 @@ import sys
 import typer
 
 from diag import __version__
-from diag.errors import DiagError, ExitStatus
+from diag.errors import DiagError, ExitStatus, raised_by_interrupt
 
 app = typer.Typer(
     name="diag",
@@ -66,9 +66,7 @@ def run(call) -> None:
         fail(err.message, err.hint)
         raise typer.Exit(int(err.exit_status))
     except KeyboardInterrupt:
-        _state["interrupted"] = True
-        fail("interrupted", None)
-        raise typer.Exit(int(ExitStatus.INTERRUPTED))
+        _interrupted()
     except BrokenPipeError:
         _stdout_to_devnull()
         fail("output closed early (broken pipe)", None)
@@ -81,8 +79,16 @@ def run(call) -> None:
         fail(f"cannot write{where}: {err.strerror}", None)
         raise typer.Exit(int(ExitStatus.OUTPUT_FAILED))
     except Exception as err:  # noqa: BLE001 - a bug: one line unless --traceback
+        if raised_by_interrupt(err):
+            _interrupted()
         return _internal(err)
     raise typer.Exit(int(status or ExitStatus.OK))
+
+
+def _interrupted() -> None:
+    _state["interrupted"] = True
+    fail("interrupted", None)
+    raise typer.Exit(int(ExitStatus.INTERRUPTED))
 
 
 def _internal(err: Exception) -> None:
