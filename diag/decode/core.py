@@ -563,4 +563,5 @@ def bgp_fold(core: dict, folder) -> dict:
                                      (lambda head=head: head or [])))
     if groups:
         folder.spill_if_large()
+        folder.compact_if_large()
     return {"messages": messages, "routes": routes, "events": fold_events(core["stream_events"])}

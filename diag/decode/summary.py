@@ -79,6 +79,11 @@ def sorted_nulls_last(items, key=None) -> list:
 # into numpy arrays (8 bytes each): a capture with many short sessions (each reconnect is a new
 # session) must not keep a set per session; a small capture never reaches it and needs no numpy
 SPILL_TOTAL = 65536
+# the compiled core's keys (8 bytes each) held raw across all stores before each store packs
+# its own into a run (sorted, delta-coded: ~2-3.5 bytes a key; core.pack_run); a store keeps at
+# most RUNS_MERGED runs, merged into one when it has more (longer runs pack tighter)
+COMPACT_TOTAL = 65536
+RUNS_MERGED = 16
 
 
 class _Prefixes:
@@ -93,9 +98,11 @@ class _Prefixes:
         self.pending = 0                # keys in ``arrays``
         self.spilled = None             # sorted unique numpy int64 array, or None
         # int64 keys packed by the compiled core (diag/decode/core.py), which sends each key of
-        # a store once: already compact (8 bytes) and distinct, merged only when asked
+        # a store once: distinct, merged only when asked; raw (8 bytes a key) until the folder
+        # has many, then as runs (:meth:`compact`)
         self.packed: list[bytes] = []
-        self.npacked = 0
+        self.runs: list[bytes] = []
+        self.npacked = 0                # keys in packed and runs
         self.repeats = False            # packed keys may repeat (see may_repeat)
 
     def update(self, keys) -> None:
@@ -113,6 +120,22 @@ class _Prefixes:
             self.packed.append(bytes(packed))
             self.npacked += len(packed) // 8
 
+    def compact(self) -> None:
+        """The raw keys as one more run (the compiled core's, which made them, packs it)."""
+        if not self.packed:
+            return
+        from diag.decode.core import load
+
+        core = load()
+        self.runs.append(core.pack_run(b"".join(self.packed)))
+        self.packed = []
+        if len(self.runs) > RUNS_MERGED:
+            self.runs = [core.pack_run(b"".join(map(core.unpack_run, self.runs)))]
+
+    def raw_keys(self) -> bytes:
+        """The packed keys (raw and runs) as native-endian int64."""
+        return b"".join([*self.packed, *map(unpack_run, self.runs)])
+
     def may_repeat(self) -> None:
         """The core's packed keys are no longer all distinct: it dropped this session's key
         set when the session closed, and the same endpoints sent routes again."""
@@ -122,9 +145,9 @@ class _Prefixes:
         return len(self.recent) + self.pending
 
     def _unpack(self) -> None:
-        if not self.packed:
+        if not self.packed and not self.runs:
             return
-        joined = b"".join(self.packed)
+        joined = self.raw_keys()
         if self.spilled is None and not self.arrays and self.npacked + len(self.recent) \
                 < SPILL_TOTAL:
             from array import array          # a small capture: a set, no numpy
@@ -137,7 +160,7 @@ class _Prefixes:
 
             self.arrays.append(np.frombuffer(joined, dtype=np.int64))
             self.pending += self.npacked
-        self.packed, self.npacked = [], 0
+        self.packed, self.runs, self.npacked = [], [], 0
 
     def _spill(self) -> None:
         import numpy as np
@@ -170,16 +193,44 @@ class _Prefixes:
         return len(self.hashes())
 
 
+def unpack_run(run: bytes) -> bytes:
+    """A run's keys (:meth:`_Prefixes.compact`: a LEB128 count, then each key's difference from
+    the one before, ascending as unsigned) as native-endian int64: by the compiled core, or
+    read here where it is not built (stores a worker that had it pickled)."""
+    from diag.decode.core import load
+
+    core = load()
+    if core is not None:
+        return core.unpack_run(run)
+    from array import array
+
+    values, value, shift = [], 0, 0
+    for byte in run:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            values.append(value)
+            value, shift = 0, 0
+    if shift or not values or len(values) != values[0] + 1 or max(values) >> 64:
+        raise ValueError("not a run of packed keys")
+    keys, key = array("Q"), 0
+    for delta in values[1:]:
+        key = (key + delta) & 0xFFFFFFFFFFFFFFFF
+        keys.append(key)
+    return keys.tobytes()
+
+
 def _distinct(groups: list[_Prefixes]) -> int:
     if len(groups) == 1:
         return len(groups[0])
     if all(g.only_packed() for g in groups):
-        joined = b"".join(p for g in groups for p in g.packed)
         from diag.decode.core import load
 
         core = load()
         if core is not None:                  # a set of 64-bit keys, in C
-            return core.count_distinct(joined)
+            return core.count_distinct(b"".join(p for g in groups for p in g.packed),
+                                       [r for g in groups for r in g.runs])
+        joined = b"".join(g.raw_keys() for g in groups)
         if len(joined) // 8 <= SPILL_TOTAL:
             from array import array
 
@@ -247,6 +298,14 @@ class PrefixFolder:
         if s is None:
             s = self.stores[(session, family)] = (_Prefixes(), _Prefixes())
         return s
+
+    def compact_if_large(self) -> None:
+        """Every store's raw keys packed into runs, once the stores hold many
+        (``COMPACT_TOTAL``)."""
+        stores = [p for pair in self.stores.values() for p in pair if p.packed]
+        if sum(len(b) for p in stores for b in p.packed) > 8 * COMPACT_TOTAL:
+            for p in stores:
+                p.compact()
 
     def spill_if_large(self) -> None:
         stores = [p for pair in self.stores.values() for p in pair]

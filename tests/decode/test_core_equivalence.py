@@ -367,6 +367,90 @@ def test_count_distinct_counts_as_numpy(keys):
     assert core.load().count_distinct(data.tobytes()) == len(np.unique(data))
 
 
+_KEYS = st.lists(st.integers(-2**63, 2**63 - 1) | st.sampled_from([0, -1, 1, 2**63 - 1, -2**63])
+                 | st.integers(0x6440000000, 0x6440FFFFFF), max_size=300)
+
+
+@given(keys=_KEYS, cut=st.integers(0, 300), more=_KEYS)
+@settings(max_examples=80, deadline=None)
+def test_runs_hold_the_keys_sorted_and_count_with_the_raw(keys, cut, more):
+    """A run (summary._Prefixes.compact) gives back its keys ascending as unsigned, the same
+    read by the core and by the pure-Python reader, and count_distinct over raw keys and runs
+    together counts as numpy does over all of them."""
+    from diag.decode.summary import unpack_run
+
+    c = core.load()
+    data = np.array(keys, dtype=np.int64)
+    run = c.pack_run(data.tobytes())
+    want = np.sort(data.view(np.uint64)).view(np.int64)
+    assert np.array_equal(np.frombuffer(c.unpack_run(run), dtype=np.int64), want)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(core, "_loaded", [None, "not built (test)"])
+        assert unpack_run(run) == c.unpack_run(run)
+    raw = np.array(more, dtype=np.int64)
+    runs = [c.pack_run(data[:cut].tobytes()), c.pack_run(data[cut:].tobytes())]
+    assert c.count_distinct(raw.tobytes(), runs) == len(np.unique(np.concatenate([raw, data])))
+
+
+@pytest.mark.parametrize("run", [b"", b"\x02\x01", b"\x01\x01\x00", b"\x01\x80",
+                                 b"\x01" + b"\xff" * 9 + b"\x02", b"\x00\x00"])
+def test_a_damaged_run_is_refused(run):
+    """Cut short, a count that disagrees, a varint past 64 bits, bytes after the end."""
+    from diag.decode.summary import unpack_run
+
+    c = core.load()
+    with pytest.raises(ValueError, match="not a run"):
+        c.unpack_run(run)
+    with pytest.raises(ValueError, match="not a run"):
+        c.count_distinct(b"", [run])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(core, "_loaded", [None, "not built (test)"])
+        with pytest.raises(ValueError, match="not a run"):
+            unpack_run(run)
+
+
+def _compacting(mp) -> None:
+    """Every chunk's keys packed into runs at once, and runs merged from a second one on."""
+    from diag.decode import summary as summary_module
+
+    mp.setattr(summary_module, "COMPACT_TOTAL", 0)
+    mp.setattr(summary_module, "RUNS_MERGED", 1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_keys_packed_into_runs_count_the_same(tmp_path, workers, monkeypatch):
+    """The summary's prefix keys held as runs give the summary the keys held raw give, in one
+    process and with the stores pickled from worker processes; a session reopened on the same
+    ports (its keys repeat) too."""
+    import sys
+
+    from diag.decode.parallel import summarize
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import generate
+
+    path = tmp_path / "mix.pcap"
+    generate.generate(6000, path, seed=5, mix="bgp-heavy")
+    reopened = _reopened(tmp_path / "reopened.pcap")
+
+    def both():
+        return [json.dumps(summarize(p, DecodeOptions(), workers, chunk_packets=500,
+                                     decoder="compiled"), default=str)
+                if workers > 1 else summary(p, "compiled", 500, DecodeOptions())
+                for p in (path, reopened)]
+
+    want = both()
+    _compacting(monkeypatch)
+    from diag.decode.summary import _Prefixes
+
+    made = []
+    real = _Prefixes.compact
+    monkeypatch.setattr(_Prefixes, "compact", lambda self: (made.append(1), real(self))[1])
+    assert both() == want
+    assert made or workers > 1      # (the workers' calls happen in their own processes)
+    assert json.loads(want[1])["bgp"]["sessions"][0]["announced"] == 3
+
+
 @given(groups=st.lists(st.tuples(st.sampled_from(["a", None, 7, ("t",)]) | st.text(max_size=3),
                                   st.integers(0, 5)), max_size=40))
 @settings(max_examples=60, deadline=None)

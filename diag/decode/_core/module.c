@@ -830,12 +830,191 @@ static PyObject *pcapng_ts(PyObject *mod, PyObject *args)
     return out;
 }
 
-/* how many distinct int64 keys a buffer holds (the summary's distinct prefixes across
- * sessions: numpy's unique sorts or hashes into a new array; a set of 64-bit keys is faster) */
-static PyObject *count_distinct(PyObject *mod, PyObject *arg)
+/* --- runs: a summary store's prefix keys, sorted and delta-coded (diag/decode/summary.py) ---
+ * A run is a LEB128 count, then each key (as unsigned 64 bits, ascending) as the LEB128 of
+ * its difference from the one before (the first from 0). Prefix keys (diag.decode.nlri) hold
+ * an address and a length, so sorted neighbours differ in their low bits: ~2-3.5 bytes a key
+ * instead of 8. */
+
+static uint8_t *leb_put(uint8_t *out, uint64_t v)
+{
+    while (v >= 0x80) {
+        *out++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *out++ = (uint8_t)v;
+    return out;
+}
+
+/* the next LEB128 value of [*pos, end), or -1 if it runs past the end or past 64 bits */
+static int leb_get(const uint8_t **pos, const uint8_t *end, uint64_t *v)
+{
+    uint64_t out = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*pos >= end)
+            return -1;
+        uint8_t byte = *(*pos)++;
+        if (shift == 63 && byte > 1)
+            return -1;
+        out |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *v = out;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* keys[0..n) sorted ascending (LSD radix by bytes; a byte all keys share is skipped) */
+static int radix_sort_u64(uint64_t *keys, size_t n)
+{
+    if (n < 2)
+        return 0;
+    uint64_t *tmp = PyMem_Malloc(n * sizeof *tmp);
+    if (tmp == NULL)
+        return -1;
+    uint64_t *src = keys, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[(src[i] >> shift) & 0xFF]++;
+        if (count[(src[0] >> shift) & 0xFF] == n)
+            continue;                       /* every key has this byte: order unchanged */
+        size_t at = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t c = count[b];
+            count[b] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[count[(src[i] >> shift) & 0xFF]++] = src[i];
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != keys)
+        memcpy(keys, src, n * sizeof *keys);
+    PyMem_Free(tmp);
+    return 0;
+}
+
+/* pack_run(buffer of int64 keys) -> bytes: the keys as one run (sorted; repeats kept) */
+static PyObject *pack_run(PyObject *mod, PyObject *arg)
 {
     Py_buffer b;
     if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (b.len % 8) {
+        PyBuffer_Release(&b);
+        PyErr_SetString(PyExc_ValueError, "pack_run: a buffer of int64 keys");
+        return NULL;
+    }
+    size_t n = (size_t)b.len / 8;
+    uint64_t *keys = PyMem_Malloc((n ? n : 1) * sizeof *keys);
+    if (keys == NULL) {
+        PyBuffer_Release(&b);
+        return PyErr_NoMemory();
+    }
+    memcpy(keys, b.buf, n * 8);
+    PyBuffer_Release(&b);
+    if (radix_sort_u64(keys, n) < 0) {
+        PyMem_Free(keys);
+        return PyErr_NoMemory();
+    }
+    /* at most 10 bytes a value: the count and n differences */
+    uint8_t *buf = PyMem_Malloc(10 * (n + 1));
+    if (buf == NULL) {
+        PyMem_Free(keys);
+        return PyErr_NoMemory();
+    }
+    uint8_t *out = leb_put(buf, n);
+    uint64_t last = 0;
+    for (size_t i = 0; i < n; i++) {
+        out = leb_put(out, keys[i] - last);
+        last = keys[i];
+    }
+    PyMem_Free(keys);
+    PyObject *res = PyBytes_FromStringAndSize((const char *)buf, out - buf);
+    PyMem_Free(buf);
+    return res;
+}
+
+/* calls each(key, ctx) for the keys of one run; -1 with ValueError set if it is not one */
+static int run_keys(PyObject *run, int (*each)(uint64_t, void *), void *ctx)
+{
+    Py_buffer b;
+    if (PyObject_GetBuffer(run, &b, PyBUF_SIMPLE) < 0)
+        return -1;
+    const uint8_t *pos = b.buf, *end = pos + b.len;
+    uint64_t n, key = 0;
+    int rc = leb_get(&pos, end, &n);
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
+        uint64_t d;
+        rc = leb_get(&pos, end, &d);
+        if (rc == 0) {
+            key += d;
+            rc = each(key, ctx) < 0 ? -2 : 0;
+        }
+    }
+    if (rc == 0 && pos != end)
+        rc = -1;
+    PyBuffer_Release(&b);
+    if (rc == -1)
+        PyErr_SetString(PyExc_ValueError, "not a run of packed keys");
+    else if (rc == -2 && !PyErr_Occurred())
+        PyErr_NoMemory();
+    return rc < 0 ? -1 : 0;
+}
+
+struct out_keys {
+    uint8_t *buf;
+    size_t used, cap;
+};
+
+static int put_key(uint64_t key, void *ctx)
+{
+    struct out_keys *o = ctx;
+    if (o->used + 8 > o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 4096;
+        uint8_t *buf = PyMem_Realloc(o->buf, cap);
+        if (buf == NULL)
+            return -1;
+        o->buf = buf;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->used, &key, 8);
+    o->used += 8;
+    return 0;
+}
+
+/* unpack_run(run) -> bytes: its keys as native-endian int64, ascending as unsigned */
+static PyObject *unpack_run(PyObject *mod, PyObject *arg)
+{
+    struct out_keys o = {NULL, 0, 0};
+    if (run_keys(arg, put_key, &o) < 0) {
+        PyMem_Free(o.buf);
+        return NULL;
+    }
+    PyObject *res = PyBytes_FromStringAndSize((const char *)o.buf, (Py_ssize_t)o.used);
+    PyMem_Free(o.buf);
+    return res;
+}
+
+static int set_key(uint64_t key, void *ctx)
+{
+    return u64set_add(ctx, key) < 0 ? -1 : 0;
+}
+
+/* count_distinct(buffer of int64 keys[, runs]) -> how many distinct keys the buffer and the
+ * runs hold together (the summary's distinct prefixes across sessions: numpy's unique sorts
+ * or hashes into a new array; a set of 64-bit keys is faster) */
+static PyObject *count_distinct(PyObject *mod, PyObject *args)
+{
+    PyObject *raw, *runs = NULL;
+    if (!PyArg_ParseTuple(args, "O|O:count_distinct", &raw, &runs))
+        return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(raw, &b, PyBUF_SIMPLE) < 0)
         return NULL;
     if (b.len % 8) {
         PyBuffer_Release(&b);
@@ -854,9 +1033,23 @@ static PyObject *count_distinct(PyObject *mod, PyObject *arg)
             return PyErr_NoMemory();
         }
     }
+    PyBuffer_Release(&b);
+    if (runs != NULL) {
+        PyObject *seq = PySequence_Fast(runs, "count_distinct: runs are a list of bytes");
+        if (seq == NULL) {
+            u64set_free(&set);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
+            if (run_keys(PySequence_Fast_GET_ITEM(seq, i), set_key, &set) < 0) {
+                Py_DECREF(seq);
+                u64set_free(&set);
+                return NULL;
+            }
+        Py_DECREF(seq);
+    }
     size_t count = u64set_len(&set);
     u64set_free(&set);
-    PyBuffer_Release(&b);
     return PyLong_FromSize_t(count);
 }
 
@@ -947,7 +1140,10 @@ static PyObject *expand(PyObject *mod, PyObject *args)
 }
 
 static PyMethodDef module_methods[] = {
-    {"count_distinct", count_distinct, METH_O, "Distinct int64 keys in a buffer."},
+    {"count_distinct", count_distinct, METH_VARARGS,
+     "Distinct int64 keys in a buffer and a list of runs."},
+    {"pack_run", pack_run, METH_O, "int64 keys as a run: sorted, delta-coded."},
+    {"unpack_run", unpack_run, METH_O, "A run's keys as int64, ascending as unsigned."},
     {"expand", expand, METH_VARARGS, "numpy.repeat of an object array, into an object array."},
     {"pcapng_ts", pcapng_ts, METH_VARARGS, "pcapng timestamps from stamps and units."},
     {"scan_pcap", scan_pcap, METH_VARARGS, "pcap records from a buffer position."},
