@@ -130,7 +130,7 @@ class _Prefixes:
         self.runs.append(core.pack_run(b"".join(self.packed)))
         self.packed = []
         if len(self.runs) > RUNS_MERGED:
-            self.runs = [core.pack_run(b"".join(map(core.unpack_run, self.runs)))]
+            self.runs = [core.pack_run(self.raw_keys())]
 
     def raw_keys(self) -> bytes:
         """The packed keys (raw and runs) as native-endian int64."""
