@@ -102,7 +102,10 @@ class Tables:
 def iter_decode(path: str | Path, options: DecodeOptions | None = None,
                 chunk_packets: int = 65536, vectorize: bool | None = None,
                 decoder: str | None = None) -> Iterator[Tables]:
-    """Decode ``path`` and yield :class:`Tables` every ``chunk_packets`` captured frames.
+    """Decode ``path`` and yield :class:`Tables` of at most ``chunk_packets`` captured frames
+    each: a chunk ends there or with the block that brings it to ``core.CHUNK_BYTES`` (5 MiB)
+    of records (the compiled core, which reads 2 MiB at a time), or with each read of
+    ``capture.READ_BLOCK`` (4 MiB; the reference).
 
     ``decoder``: ``"compiled"`` (the C core, :mod:`diag.decode.core`), ``"python"`` (the
     reference), or None: the compiled core when it is built (and ``DIAG_DECODER`` is not

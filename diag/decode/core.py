@@ -198,22 +198,41 @@ def _names_list(names: dict) -> list:
     return out
 
 
+READ_BYTES = 2 << 20      # the core's reads: a block of records at most this long
+CHUNK_BYTES = 5 << 20     # a chunk takes no more blocks once it holds this (3 reads)
+
+
+def _record_bytes(block) -> int:
+    """The span of a block's records in its buffer (headers of the first one apart)."""
+    n = len(block)
+    return int(block.offsets[n - 1] + block.caplens[n - 1] - block.offsets[0]) if n else 0
+
+
 def iter_core(path: str | Path, options, chunk_packets: int = 65536,
               tables: bool = True) -> Iterator[CoreChunk]:
     """:func:`diag.decode.iter_rows` by the compiled core (``tables=False``: no table columns,
-    only what the summary folds)."""
+    only what the summary folds).
+
+    The capture is read ``READ_BYTES`` at a time, and a chunk gathers the blocks of several
+    reads: at most ``chunk_packets`` frames, and no more blocks once it holds ``CHUNK_BYTES``
+    of records. Each chunk costs a fixed part (taking the core's columns, a DataFrame of each
+    table, the summary's fold of it) that a 4 MiB chunk of BGP-heavy traffic paid ~20 % for;
+    its tables' memory grows with its bytes (~4 MB of table per MiB of such traffic: the size
+    bounds the decode's peak memory)."""
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
 
     core = load()
     if core is None:
         raise RuntimeError("the compiled decoder is not available")
-    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
+    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core,
+                               read_bytes=READ_BYTES)
     names: dict[int, str | None] = {}
     dec, reference, slow = _decoder(core, options, tables, True, names)
     feedback = {"heads": (True, True)}
     ahead = checked_blocks(path, info, blocks, names)
     block = next(ahead, None)
+    held_frames = held_bytes = 0           # in the chunk being gathered
     while block is not None:
         chunk = None
         with fewer_collections():          # not across the yield: that is the caller's time
@@ -225,15 +244,19 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
                                block.flags, _names_list(names))
                 reference.last_frame = block.first_frame + len(block) - 1
                 reference.last_ts = float(block.ts[-1])
+                held_frames += len(block)
+                held_bytes += _record_bytes(block)
             if block.damage is not None:
                 reference.damaged(block.damage.frame, block.damage.reason)
                 dec.append_rows("packets", reference.packets[-1:])
                 slow.collect()
             block = next(ahead, None)
-            if block is not None:
+            if block is not None and (held_bytes >= CHUNK_BYTES
+                                      or held_frames + len(block) > chunk_packets):
                 with no_gc():
                     taken = dec.take()
                 chunk = CoreChunk(slow.take(), info, taken, names, feedback)
+                held_frames = held_bytes = 0
         if chunk is not None:
             yield chunk
     with fewer_collections():

@@ -1,6 +1,7 @@
 """One chunk of decoded rows before any DataFrame exists: what :func:`diag.decode.iter_rows` yields.
 
-Contract: a :class:`RowChunk` holds what the decoders produced for ``chunk_packets`` frames:
+Contract: a :class:`RowChunk` holds what the decoders produced for at most ``chunk_packets``
+frames (see :func:`diag.decode.iter_decode` for where a chunk ends):
 
 * ``rows`` — the per-packet decoder's buffers (:meth:`diag.decode.frames.PacketDecoder.take`):
   ``packets``, ``tunnels``, ``arp`` and ``bgp_messages`` are lists of tuples in the column order of

@@ -133,6 +133,46 @@ def test_the_benchmark_mixes(tmp_path):
         assert_same(path, 500)
 
 
+@pytest.mark.parametrize("chunk_packets", [1 << 20, 150])
+def test_a_chunk_gathers_the_blocks_of_several_reads(tmp_path, monkeypatch, chunk_packets):
+    """The core reads ``READ_BYTES`` at a time and a chunk gathers blocks until it holds
+    ``CHUNK_BYTES`` of records, never more than ``chunk_packets`` frames: fewer chunks than
+    reads, none past either bound, and together the reference decoder's tables."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import generate
+
+    from diag.decode.capture import open_blocks
+
+    path = tmp_path / "mix.pcap"
+    generate.generate(3000, path, seed=3, mix="bgp-heavy")
+    monkeypatch.setattr(core, "READ_BYTES", 32 << 10)
+    monkeypatch.setattr(core, "CHUNK_BYTES", 80 << 10)
+    reads = sum(1 for _ in open_blocks(path, scanner=core.load(), read_bytes=32 << 10)[1])
+    chunks = list(iter_decode(path, chunk_packets=chunk_packets, decoder="compiled"))
+    frames = [len(c.packets) for c in chunks]
+    record_bytes = [int((c.packets["caplen"] + 16).sum()) for c in chunks]
+    assert sum(frames) == 3000 and reads >= 20
+    assert max(frames) <= chunk_packets
+    assert max(record_bytes) <= (80 << 10) + (32 << 10)
+    if chunk_packets > 3000:       # the bytes decide: every chunk but the last holds its due
+        assert len(chunks) < reads / 2
+        assert min(record_bytes[:-1]) >= 80 << 10
+    else:                          # the frames decide
+        assert len(chunks) >= 3000 // chunk_packets
+    # the chunks' rows, in order, are the reference's (each chunk judges its own dtypes)
+    ref = tables(path, "python", 1 << 20, DecodeOptions(), vectorize=False)
+    for name, frame in ref.items():
+        if name == "interfaces":
+            continue
+        got = pd.concat([getattr(c, name) for c in chunks], ignore_index=True)
+        assert list(got.columns) == list(frame.columns) and len(got) == len(frame), name
+        for col in frame.columns:
+            assert [_canon(v) for v in got[col].tolist()] == \
+                [_canon(v) for v in frame[col].tolist()], f"{name}.{col}"
+
+
 def test_the_compiled_path_is_really_used(tmp_path):
     """Not everything handed to the reference: on the BGP-heavy mix no frame and no TCP
     direction goes to it, and only OPENs and NOTIFICATIONs among the messages."""
