@@ -29,7 +29,7 @@ from typing import BinaryIO, Iterator, Union
 
 from diag.errors import UnusableInput
 
-READ_BLOCK = 4 << 20             # bytes read at a time (a block holds at most one read)
+READ_BLOCK = 4 << 20
 MAX_RECORD = 16 << 20            # a record larger than this is a damaged file, not a packet
 
 LINKTYPE_NAMES = {
@@ -106,8 +106,7 @@ def _counted(blocks: Iterator["Block"], fh: BinaryIO, info: CaptureInfo) -> Iter
 
 
 def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
-                scanner=None, read_bytes: int = READ_BLOCK
-                ) -> tuple[CaptureInfo, Iterator["Block"]]:
+                scanner=None) -> tuple[CaptureInfo, Iterator["Block"]]:
     """Records in :class:`Block` s of at most ``max_packets``, for vectorised decoding.
 
     ``arrays=False`` gives the columns as plain lists (:class:`Column`) instead of numpy arrays:
@@ -115,8 +114,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
     ``scanner`` (the compiled core, :mod:`diag.decode.core`) walks the plain records (pcap
     records, pcapng Enhanced Packet Blocks) in C; the columns are then int64/double buffers
     (``memoryview`` / ``array``: ``len``, indexing and ``tolist`` as lists have), and every other
-    block and every damaged record is still read by the code below. ``read_bytes``: what the
-    scanner's reads take at a time (the other reads take ``READ_BLOCK``).
+    block and every damaged record is still read by the code below.
     """
     p = Path(path)
     try:
@@ -149,7 +147,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
                            "ns" if unit == 1e-9 else "us",
                            [Interface(0, linktype, snaplen=snaplen, ts_unit=unit)])
         return info, _counted(_pcap_blocks(fh, order, unit, linktype, max_packets, arrays,
-                                           scanner, read_bytes), fh, info)
+                                           scanner), fh, info)
     if magic == PCAPNG_SHB:
         if len(head) < 12:
             fh.close()
@@ -164,8 +162,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
             raise UnusableInput(f"{p}: pcapng section header with a bad byte-order magic")
         info = CaptureInfo(str(p), "pcapng", "little" if order == "<" else "big", "pcapng")
         fh.seek(0)
-        return info, _counted(_pcapng_blocks(fh, info, max_packets, arrays, scanner,
-                                             read_bytes), fh, info)
+        return info, _counted(_pcapng_blocks(fh, info, max_packets, arrays, scanner), fh, info)
     fh.close()
     raise UnusableInput(f"{p}: not a pcap or pcapng file (magic {magic.hex()})",
                         hint="diag reads pcap and pcapng, e.g. from tcpdump -w or dumpcap")
@@ -259,21 +256,20 @@ class _Reader:
     ``(buf, got)``: a memoryview of the carried bytes followed by what was read, and whether
     anything was read."""
 
-    def __init__(self, fh: BinaryIO, size: int = READ_BLOCK) -> None:
+    def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
-        self.size = size
-        self.buffers = [bytearray(size + (1 << 16)), bytearray(size + (1 << 16))]
+        self.buffers = [bytearray(READ_BLOCK + (1 << 16)), bytearray(READ_BLOCK + (1 << 16))]
         self.turn = 0
 
     def __call__(self, carry) -> tuple[memoryview, bool]:
         self.turn ^= 1
         kept = len(carry)
         buf = self.buffers[self.turn]
-        if len(buf) < kept + self.size:       # a record longer than the buffer: grow it
-            buf = self.buffers[self.turn] = bytearray(kept + self.size)
+        if len(buf) < kept + READ_BLOCK:      # a record longer than the buffer: grow it
+            buf = self.buffers[self.turn] = bytearray(kept + READ_BLOCK)
         view = memoryview(buf)
         view[:kept] = carry
-        got = self.fh.readinto(view[kept:kept + self.size])
+        got = self.fh.readinto(view[kept:kept + READ_BLOCK])
         return view[:kept + got], got > 0
 
 
@@ -286,14 +282,13 @@ def _scanned_block(first_frame: int, buf: bytes, cols: tuple, damage: Damage | N
 
 
 def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
-                 max_packets: int, arrays: bool = True, scanner=None,
-                 read_bytes: int = READ_BLOCK) -> Iterator[Block]:
+                 max_packets: int, arrays: bool = True, scanner=None) -> Iterator[Block]:
     unpack = struct.Struct(order + "IIII").unpack_from
     caplen_at = struct.Struct(order + "I").unpack_from
     frame = 1
     with fh:
         carry = b""
-        read = _Reader(fh, read_bytes) if scanner is not None else None
+        read = _Reader(fh) if scanner is not None else None
         while True:
             if read is None:
                 more = fh.read(READ_BLOCK)
@@ -342,8 +337,7 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
 
 
 def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
-                   arrays: bool = True, scanner=None,
-                   read_bytes: int = READ_BLOCK) -> Iterator[Block]:
+                   arrays: bool = True, scanner=None) -> Iterator[Block]:
     from array import array
 
     frame = 1
@@ -352,7 +346,7 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
     section_ifaces: list[Interface] = []
     with fh:
         carry = b""
-        read = _Reader(fh, read_bytes) if scanner is not None else None
+        read = _Reader(fh) if scanner is not None else None
         while True:
             if read is None:
                 more = fh.read(READ_BLOCK)

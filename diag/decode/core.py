@@ -198,14 +198,7 @@ def _names_list(names: dict) -> list:
     return out
 
 
-READ_BYTES = 2 << 20      # the core's reads: a block of records at most this long
-CHUNK_BYTES = 5 << 20     # a chunk takes no more blocks once it holds this (3 reads)
-
-
-def _record_bytes(block) -> int:
-    """The span of a block's records in its buffer (headers of the first one apart)."""
-    n = len(block)
-    return int(block.offsets[n - 1] + block.caplens[n - 1] - block.offsets[0]) if n else 0
+CHUNK_BLOCKS = 2          # blocks (reads of capture.READ_BLOCK) gathered into one chunk
 
 
 def iter_core(path: str | Path, options, chunk_packets: int = 65536,
@@ -213,26 +206,27 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
     """:func:`diag.decode.iter_rows` by the compiled core (``tables=False``: no table columns,
     only what the summary folds).
 
-    The capture is read ``READ_BYTES`` at a time, and a chunk gathers the blocks of several
-    reads: at most ``chunk_packets`` frames, and no more blocks once it holds ``CHUNK_BYTES``
-    of records. Each chunk costs a fixed part (taking the core's columns, a DataFrame of each
-    table, the summary's fold of it) that a 4 MiB chunk of BGP-heavy traffic paid ~20 % for;
-    its tables' memory grows with its bytes (~4 MB of table per MiB of such traffic: the size
-    bounds the decode's peak memory)."""
+    A chunk gathers up to ``CHUNK_BLOCKS`` blocks (each one read of the capture, or
+    ``chunk_packets`` records of it), never more than ``chunk_packets`` frames. Each chunk
+    costs a fixed part (taking the core's columns, a DataFrame of each table, the summary's
+    fold of it) that one-block chunks of BGP-heavy traffic paid ~20 % for; its tables' memory
+    grows with its bytes (~4 MB of table per MiB of such traffic), so the gathering stops at
+    two. The routes fold block by block (as the reference's one-block chunks fold them: the
+    summary's prefix sample is the same whatever the chunking, workers included).
+    """
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
 
     core = load()
     if core is None:
         raise RuntimeError("the compiled decoder is not available")
-    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core,
-                               read_bytes=READ_BYTES)
+    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
     names: dict[int, str | None] = {}
     dec, reference, slow = _decoder(core, options, tables, True, names)
     feedback = {"heads": (True, True)}
     ahead = checked_blocks(path, info, blocks, names)
     block = next(ahead, None)
-    held_frames = held_bytes = 0           # in the chunk being gathered
+    held_frames = held_blocks = 0          # in the chunk being gathered
     while block is not None:
         chunk = None
         with fewer_collections():          # not across the yield: that is the caller's time
@@ -245,18 +239,18 @@ def iter_core(path: str | Path, options, chunk_packets: int = 65536,
                 reference.last_frame = block.first_frame + len(block) - 1
                 reference.last_ts = float(block.ts[-1])
                 held_frames += len(block)
-                held_bytes += _record_bytes(block)
+            held_blocks += 1
             if block.damage is not None:
                 reference.damaged(block.damage.frame, block.damage.reason)
                 dec.append_rows("packets", reference.packets[-1:])
                 slow.collect()
             block = next(ahead, None)
-            if block is not None and (held_bytes >= CHUNK_BYTES
+            if block is not None and (held_blocks >= CHUNK_BLOCKS
                                       or held_frames + len(block) > chunk_packets):
                 with no_gc():
                     taken = dec.take()
                 chunk = CoreChunk(slow.take(), info, taken, names, feedback)
-                held_frames = held_bytes = 0
+                held_frames = held_blocks = 0
         if chunk is not None:
             yield chunk
     with fewer_collections():
@@ -393,8 +387,11 @@ def _routes(t: dict, columns: tuple[str, ...]):
             # a column no route of the chunk has (many: family and attribute columns; one
             # array for all of them, shared copy-on-write by _new_frame)
             integer = name in INTEGER_COLUMNS
-            if integer not in missing_column:
-                missing_column[integer] = _array_of(np.empty(total, dtype=object), name)
+            if integer not in missing_column:   # what tables._series makes of Nones
+                missing_column[integer] = (
+                    pd.arrays.IntegerArray(np.zeros(total, dtype=np.int64),
+                                           np.ones(total, dtype=np.bool_))
+                    if integer else np.empty(total, dtype=object))
             out.append(missing_column[integer])
             continue
         value = _column(group[name], name, INTEGER_COLUMNS)
@@ -576,15 +573,15 @@ def bgp_fold(core: dict, folder) -> dict:
                 named[(session, name)] = n
         messages = (spans, bad, named, folded["special"])
     routes = []
-    groups = folded["routes"]
-    for key in sorted_nulls_last(groups):
-        session, family, action = key
-        rows, keys, head, renewed = groups[key]
-        if renewed:       # the core dropped the session's key set when it closed: keys may repeat
-            folder.store(session, family)[0 if action == "announce" else 1].may_repeat()
-        routes.append(fold_route_key(folder, session, family, action, rows, [keys],
-                                     (lambda head=head: head or [])))
-    if groups:
+    for groups in folded["routes"]:        # block by block, as the reference's chunks fold
+        for key in sorted_nulls_last(groups):
+            session, family, action = key
+            rows, keys, head, renewed = groups[key]
+            if renewed:   # the core dropped the session's key set when it closed: may repeat
+                folder.store(session, family)[0 if action == "announce" else 1].may_repeat()
+            routes.append(fold_route_key(folder, session, family, action, rows, [keys],
+                                         (lambda head=head: head or [])))
+    if folded["routes"]:
         folder.spill_if_large()
         folder.compact_if_large()
     return {"messages": messages, "routes": routes, "events": fold_events(core["stream_events"])}

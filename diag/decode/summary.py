@@ -24,6 +24,7 @@ responders.
 """
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
 from operator import itemgetter
 from typing import Any
@@ -402,6 +403,16 @@ def _fold_tunnels(chunk: RowChunk) -> tuple | None:
         return None
     return tunnel_fold(Counter(zip(kinds, vnis, srcs, dsts, dports, l3s)),
                        sum(1 for b in bad if b is not None))
+
+
+def _most_packets(ends: Counter) -> list[tuple]:
+    """The MAX_LISTED tunnel endpoints ((src, dst, dport), packets) with the most packets;
+    ties by src, dst and port (None last)."""
+    def order(item):
+        (src, dst, port), n = item
+        return (-n, src is None, src or "", dst is None, dst or "", port is None, port or 0)
+
+    return heapq.nsmallest(MAX_LISTED, ends.items(), key=order)
 
 
 def tunnel_fold(groups: Counter, nbad: int) -> tuple:
@@ -1045,13 +1056,15 @@ class CaptureSummary:
         }
 
     def _tunnel_rows(self) -> list[dict]:
+        """Per (type, VNI): the endpoints with the most packets, ties in address order (not
+        in the order first seen: that would depend on how the capture was cut in chunks)."""
         rows = []
         for (kind, vni), ends in sorted(self.tunnel_endpoints.items(),
                                         key=lambda kv: (kv[0][0], kv[0][1] if kv[0][1] is not None else -1)):
             rows.append({
                 "type": kind, "vni": vni, "packets": sum(ends.values()),
                 "endpoints": [{"src": s, "dst": d, "dport": p, "packets": n}
-                              for (s, d, p), n in ends.most_common(MAX_LISTED)],
+                              for (s, d, p), n in _most_packets(ends)],
                 "inner": dict(self.tunnel_inner[(kind, vni)]),
             })
         return rows

@@ -68,11 +68,14 @@ def _words(arr: np.ndarray) -> bool:
     """Whether the first value present is text that is no integer (tunnels.type: "vxlan"):
     then no Int64 conversion can succeed (pandas', which reads "7" as 7, fails on it after a
     costly attempt), so none is tried."""
-    try:                              # the first value present, found in C (~1 ns a cell)
-        present = np.flatnonzero(~np.equal(arr, None))
-        first = arr[present[0]] if len(present) else None
-    except (TypeError, ValueError):   # a value that will not compare with None (pandas.NA)
-        first = next((v for v in arr if v is not None), None)
+    if len(arr) and arr[0] is not None:
+        first = arr[0]                # most columns: no search
+    else:
+        try:                          # the first value present, found in C (~1 ns a cell)
+            present = np.flatnonzero(~np.equal(arr, None))
+            first = arr[present[0]] if len(present) else None
+        except (TypeError, ValueError):   # a value that will not compare with None (pd.NA)
+            first = next((v for v in arr if v is not None), None)
     if not isinstance(first, str):
         return False
     try:

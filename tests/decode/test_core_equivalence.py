@@ -134,35 +134,33 @@ def test_the_benchmark_mixes(tmp_path):
 
 
 @pytest.mark.parametrize("chunk_packets", [1 << 20, 150])
-def test_a_chunk_gathers_the_blocks_of_several_reads(tmp_path, monkeypatch, chunk_packets):
-    """The core reads ``READ_BYTES`` at a time and a chunk gathers blocks until it holds
-    ``CHUNK_BYTES`` of records, never more than ``chunk_packets`` frames: fewer chunks than
-    reads, none past either bound, and together the reference decoder's tables."""
+def test_a_chunk_gathers_several_blocks(tmp_path, monkeypatch, chunk_packets):
+    """A chunk of the core gathers up to ``CHUNK_BLOCKS`` blocks, never more than
+    ``chunk_packets`` frames: fewer chunks than blocks, none past either bound; together they
+    are the reference decoder's tables, and the summary is the reference's, whose chunks are
+    one block each (routes fold block by block: the prefix sample is the same)."""
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import generate
 
-    from diag.decode.capture import open_blocks
+    from diag.decode import capture
 
     path = tmp_path / "mix.pcap"
     generate.generate(3000, path, seed=3, mix="bgp-heavy")
-    monkeypatch.setattr(core, "READ_BYTES", 32 << 10)
-    monkeypatch.setattr(core, "CHUNK_BYTES", 80 << 10)
-    reads = sum(1 for _ in open_blocks(path, scanner=core.load(), read_bytes=32 << 10)[1])
+    monkeypatch.setattr(capture, "READ_BLOCK", 24 << 10)     # reads of both decoders
+    monkeypatch.setattr(core, "CHUNK_BLOCKS", 3)
+    blocks = [len(b) for b in capture.open_blocks(path, chunk_packets, scanner=core.load())[1]]
     chunks = list(iter_decode(path, chunk_packets=chunk_packets, decoder="compiled"))
     frames = [len(c.packets) for c in chunks]
-    record_bytes = [int((c.packets["caplen"] + 16).sum()) for c in chunks]
-    assert sum(frames) == 3000 and reads >= 20
+    assert sum(frames) == sum(blocks) == 3000 and len(blocks) >= 30
     assert max(frames) <= chunk_packets
-    assert max(record_bytes) <= (80 << 10) + (32 << 10)
-    if chunk_packets > 3000:       # the bytes decide: every chunk but the last holds its due
-        assert len(chunks) < reads / 2
-        assert min(record_bytes[:-1]) >= 80 << 10
+    if chunk_packets > 3000:       # the blocks decide: three in every chunk but the last
+        assert len(chunks) == -(-len(blocks) // 3)
     else:                          # the frames decide
-        assert len(chunks) >= 3000 // chunk_packets
+        assert len(chunks) < len(blocks) and max(frames) > max(blocks)
     # the chunks' rows, in order, are the reference's (each chunk judges its own dtypes)
-    ref = tables(path, "python", 1 << 20, DecodeOptions(), vectorize=False)
+    ref = tables(path, "python", chunk_packets, DecodeOptions(), vectorize=False)
     for name, frame in ref.items():
         if name == "interfaces":
             continue
@@ -171,6 +169,8 @@ def test_a_chunk_gathers_the_blocks_of_several_reads(tmp_path, monkeypatch, chun
         for col in frame.columns:
             assert [_canon(v) for v in got[col].tolist()] == \
                 [_canon(v) for v in frame[col].tolist()], f"{name}.{col}"
+    assert summary(path, "compiled", chunk_packets, DecodeOptions()) == \
+        summary(path, "python", chunk_packets, DecodeOptions())
 
 
 def test_the_compiled_path_is_really_used(tmp_path):
@@ -397,6 +397,61 @@ def test_bytes_flipped_anywhere(tmp_path_factory, frames, flips):
     path = tmp_path_factory.mktemp("flip") / "flip.pcap"
     _write(path, [bytes(f) for f in frames])
     assert_same(path, 1000)
+
+
+# IPv6 groups biased towards the shapes text compression cares for: runs of zeros, 0xffff
+_GROUP = st.one_of(st.sampled_from([0, 0, 0, 0, 1, 0xFFFF, 0x10, 0xABC]), st.integers(0, 0xFFFF))
+_IPV6 = st.one_of(
+    st.lists(_GROUP, min_size=8, max_size=8),
+    st.tuples(st.sampled_from([0, 0xFFFF]), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)).map(
+        lambda t: [0, 0, 0, 0, 0, *t]))                     # ::a.b.c.d, ::ffff:a.b.c.d shapes
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ends=st.lists(st.tuples(_IPV6, _IPV6), min_size=1, max_size=4), hop=_IPV6,
+       prefixes=st.lists(st.tuples(_IPV6, st.integers(0, 128)), min_size=1, max_size=12),
+       comms=st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=6),
+       large=st.lists(st.tuples(*[st.integers(0, 0xFFFFFFFF)] * 3), min_size=1, max_size=3))
+def test_texts_of_addresses_prefixes_and_communities(tmp_path_factory, ends, hop, prefixes,
+                                                     comms, large):
+    """The core writes IPv6 addresses and prefixes, communities and large communities itself,
+    as the reference does: a packet's addresses as inet_ntop (tcpdump, tshark) prints them, those
+    in BGP messages as ipaddress does (they differ on a dotted IPv4 tail), communities as
+    RFC 1997 / RFC 8092 write them."""
+    import socket
+
+    from diag.decode.bgp_names import WELL_KNOWN_COMMUNITIES
+
+    def v6(groups) -> str:
+        return str(ipaddress.IPv6Address(struct.pack("!8H", *groups)))
+
+    def wire(groups) -> str:
+        return socket.inet_ntop(socket.AF_INET6, struct.pack("!8H", *groups))
+
+    nets = [str(ipaddress.ip_network((struct.pack("!8H", *g), plen), strict=False))
+            for g, plen in prefixes]
+    frames = []
+    for i, (a, b) in enumerate(ends):
+        upd = m.update(attributes=[m.origin(0), m.as_path([(m.AS_SEQUENCE, [65001])]),
+                                   m.communities(comms), m.large_communities(large),
+                                   m.mp_reach(2, 1, [v6(hop)], nets)])
+        frames.append(_ip_tcp(v6(a), 40000 + i, v6(b), 179, 1000, 0x18,
+                              m.open_message(65001, 90, "10.0.0.1",
+                                             [m.cap_multiprotocol(2, 1)]) + upd, True))
+    path = tmp_path_factory.mktemp("texts") / "texts.pcap"
+    _write(path, frames)
+    got = tables(path, "compiled", 65536, DecodeOptions())
+    assert got["packets"]["src"].tolist() == [wire(a) for a, _ in ends]
+    assert got["packets"]["dst"].tolist() == [wire(b) for _, b in ends]
+    routes = got["bgp_routes"]
+    assert set(routes["next_hop"]) == {v6(hop)}
+    assert routes["prefix"].tolist() == [str(ipaddress.ip_network(n)) for n in nets] * len(ends)
+    want = [WELL_KNOWN_COMMUNITIES.get(c, f"{c >> 16}:{c & 0xFFFF}") for c in comms]
+    assert all(list(c) == want for c in routes["communities"])
+    assert all(list(c) == [f"{x}:{y}:{z}" for x, y, z in large]
+               for c in routes["large_communities"])
+    assert_same(path)
+
 
 
 @given(keys=st.lists(st.integers(-2**63, 2**63 - 1) | st.sampled_from([0, -1, 1, 2**63 - 1]),

@@ -225,7 +225,8 @@ static PyObject *communities_value(Decoder *d, Span data, Py_ssize_t pos, Py_ssi
             Py_DECREF(key);
             return NULL;
         }
-        PyObject *s = name ? Py_NewRef(name) : PyUnicode_FromFormat("%u:%u", v >> 16, v & 0xFFFF);
+        uint32_t halves[2] = {v >> 16, v & 0xFFFF};
+        PyObject *s = name ? Py_NewRef(name) : text_uints(halves, 2);
         if (s == NULL) {
             Py_DECREF(list);
             Py_DECREF(key);
@@ -269,8 +270,8 @@ static PyObject *large_list(Span data, Py_ssize_t pos, Py_ssize_t len)
         return NULL;
     for (Py_ssize_t i = 0; i < len / 12; i++) {
         Py_ssize_t p = pos + 12 * i;
-        PyObject *s = PyUnicode_FromFormat("%u:%u:%u", rd32(data, p), rd32(data, p + 4),
-                                           rd32(data, p + 8));
+        uint32_t parts[3] = {rd32(data, p), rd32(data, p + 4), rd32(data, p + 8)};
+        PyObject *s = text_uints(parts, 3);
         if (s == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -288,16 +289,16 @@ static int next_hop_values(Decoder *d, Span nh, PyObject **hop, PyObject **ll)
     switch (nh.n) {
     case 0: return 0;
     case 4: *hop = Py_NewRef(text_ipv4(tx, rdp(nh, 0, 4))); return 0;
-    case 16: *hop = Py_NewRef(text_ipv6(tx, rdp(nh, 0, 16))); return 0;
+    case 16: *hop = Py_NewRef(text_ipv6_bgp(tx, rdp(nh, 0, 16))); return 0;
     case 32:
-        *hop = Py_NewRef(text_ipv6(tx, rdp(nh, 0, 16)));
-        *ll = Py_NewRef(text_ipv6(tx, rdp(nh, 16, 16)));
+        *hop = Py_NewRef(text_ipv6_bgp(tx, rdp(nh, 0, 16)));
+        *ll = Py_NewRef(text_ipv6_bgp(tx, rdp(nh, 16, 16)));
         return 0;
     case 12: *hop = Py_NewRef(text_ipv4(tx, rdp(nh, 8, 4))); return 0;
-    case 24: *hop = Py_NewRef(text_ipv6(tx, rdp(nh, 8, 16))); return 0;
+    case 24: *hop = Py_NewRef(text_ipv6_bgp(tx, rdp(nh, 8, 16))); return 0;
     case 48:
-        *hop = Py_NewRef(text_ipv6(tx, rdp(nh, 8, 16)));
-        *ll = Py_NewRef(text_ipv6(tx, rdp(nh, 32, 16)));
+        *hop = Py_NewRef(text_ipv6_bgp(tx, rdp(nh, 8, 16)));
+        *ll = Py_NewRef(text_ipv6_bgp(tx, rdp(nh, 32, 16)));
         return 0;
     default: {
         char hex[2 * 256 + 1];

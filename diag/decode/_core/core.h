@@ -134,7 +134,9 @@ void texts_free(Texts *t);
 void texts_release(Texts *t);   /* the end of a chunk: evicted texts may go */
 /* Texts are borrowed from the caches and stay alive until texts_release, even when evicted. */
 PyObject *text_ipv4(Texts *t, const uint8_t *a);        /* borrowed, cached */
-PyObject *text_ipv6(Texts *t, const uint8_t *a);        /* borrowed, cached */
+PyObject *text_uints(const uint32_t *v, int n);   /* new: "a:b" (n 2), "a:b:c" (n 3) */
+PyObject *text_ipv6(Texts *t, const uint8_t *a);        /* borrowed, cached: a packet's */
+PyObject *text_ipv6_bgp(Texts *t, const uint8_t *a);    /* borrowed, cached: in BGP */
 PyObject *text_addr(Texts *t, const Addr *a);           /* borrowed; Py_None for none */
 PyObject *text_mac(Texts *t, uint64_t mac);             /* borrowed */
 PyObject *text_prefix(Texts *t, int v6, int plen, const uint8_t *raw, int nbytes); /* borrowed */
@@ -231,11 +233,21 @@ static inline int col_bool(Col *c, int v)
 
 static inline int col_none(Col *c)
 {
-    if (c->kind != K_OBJ)
+    if (c->kind == K_OBJ) {
+        if (c->n == c->cap && col_grow(c, c->n + 1))
+            return -1;
+        ((PyObject **)c->data)[c->n++] = NULL;
+        return 0;
+    }
+    if (c->miss == NULL || c->n == c->cap)     /* the first missing value, or growth */
         return col_slow(c, 'n', 0, 0, NULL);
-    if (c->n == c->cap && col_grow(c, c->n + 1))
-        return -1;
-    ((PyObject **)c->data)[c->n++] = NULL;
+    switch (c->kind) {                         /* a typed column's missing value: 0, masked */
+    case K_I64: ((int64_t *)c->data)[c->n] = 0; break;
+    case K_F64: ((double *)c->data)[c->n] = 0; break;
+    default: ((uint8_t *)c->data)[c->n] = 0; break;
+    }
+    c->miss[c->n++] = 1;
+    c->nmiss++;
     return 0;
 }
 

@@ -213,13 +213,17 @@ struct Decoder {
     PyObject *sessions;        /* dict session -> index into sfold */
     VEC(SessionFold) sfold;
     PyObject *special;         /* list of (session, name, dict) */
-    PyObject *route_groups;    /* dict (session, family, action) -> [rows, keys list, head] */
+    PyObject *route_groups;    /* dict (session, family, action) -> [rows, keys list, head]: of
+                                * the block being decoded (a chunk of several blocks folds its
+                                * routes block by block, as chunks of one block each would) */
+    PyObject *route_blocks;    /* list: the route_groups of this chunk's earlier blocks */
     PyObject *seen_keys;       /* dict (session, family, kind) -> capsule of U64Set */
     PyObject *released;        /* set of the sessions whose key sets were dropped */
     int want_heads[2];         /* the summary's samples still take texts (announce, withdraw) */
     uint64_t generation;       /* this chunk's number: the caches below hold for one chunk */
+    uint64_t group_generation; /* this block's number: group_cache holds for one block */
     struct {
-        uint64_t generation;
+        uint64_t generation;   /* group_generation */
         PyObject *session, *family, *action;   /* strong: held while cached */
         PyObject *group;           /* borrowed: route_groups keeps it for the generation */
         U64Set *set;
@@ -281,6 +285,7 @@ int dc_fold_routes_native(Decoder *d, PyObject *session, PyObject *family, PyObj
 int dc_fold_routes_py(Decoder *d, PyObject *session, PyObject *family, PyObject *action,
                       PyObject *rd, PyObject *prefixes);
 PyObject *dc_fold_take(Decoder *d);
+int dc_fold_next_block(Decoder *d);    /* a block begins: route groups start anew */
 void dc_fold_clear(Decoder *d);
 void dc_fold_free(Decoder *d);
 int dc_event(Decoder *d, PyObject *event);

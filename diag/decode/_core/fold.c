@@ -255,7 +255,7 @@ static PyObject *route_group(Decoder *d, PyObject *session, PyObject *family, Py
 {
     size_t slot = (((uintptr_t)session >> 4) ^ ((uintptr_t)family >> 6)
                    ^ ((uintptr_t)action >> 8)) & 63;
-    if (d->group_cache[slot].generation == d->generation
+    if (d->group_cache[slot].generation == d->group_generation
         && d->group_cache[slot].session == session && d->group_cache[slot].family == family
         && d->group_cache[slot].action == action) {
         *set = d->group_cache[slot].set;
@@ -264,7 +264,7 @@ static PyObject *route_group(Decoder *d, PyObject *session, PyObject *family, Py
     }
     PyObject *g = route_group_slow(d, session, family, action, set, kind);
     if (g != NULL) {
-        d->group_cache[slot].generation = d->generation;
+        d->group_cache[slot].generation = d->group_generation;
         /* strong references: route_groups keeps the first equal key's objects, not these
          * (often temporaries), and a freed string's address can come back as another family */
         Py_INCREF(session);
@@ -680,11 +680,15 @@ PyObject *dc_fold_take(Decoder *d)
         ? Py_BuildValue("(LddNON)", (long long)d->pk_total, d->pk_lo, d->pk_hi, combos,
                         d->pk_otherhost ? Py_True : Py_False, macs)
         : Py_BuildValue("(LOONON)", 0LL, Py_None, Py_None, combos, Py_False, macs);
+    /* routes: a dict of route groups per block, in block order */
+    if (packets != NULL && PyDict_GET_SIZE(d->route_groups)
+        && PyList_Append(d->route_blocks, d->route_groups) < 0)
+        Py_CLEAR(packets);
     PyObject *out = packets ? Py_BuildValue("{s:N,s:N,s:O,s:O,s:N,s:O,s:O}", "packets", packets,
                                             "tunnels", groups, "arp", d->arp_rows, "arp_raw",
                                             d->arp_raw ? Py_True : Py_False, "sessions",
                                             sessions, "special", d->special, "routes",
-                                            d->route_groups) : NULL;
+                                            d->route_blocks) : NULL;
     if (out == NULL) {
         if (packets == NULL) {
             Py_DECREF(groups);
@@ -696,9 +700,24 @@ PyObject *dc_fold_take(Decoder *d)
     return PyErr_Occurred() ? NULL : out;
 }
 
+int dc_fold_next_block(Decoder *d)
+{
+    if (d->route_groups == NULL || PyDict_GET_SIZE(d->route_groups) == 0)
+        return 0;
+    if (PyList_Append(d->route_blocks, d->route_groups) < 0)
+        return -1;
+    PyObject *fresh = PyDict_New();
+    if (fresh == NULL)
+        return -1;
+    Py_SETREF(d->route_groups, fresh);
+    d->group_generation++;
+    return 0;
+}
+
 void dc_fold_clear(Decoder *d)
 {
     d->generation++;
+    d->group_generation++;
     forget_groups(d);
     for (int i = 0; i < 16; i++)
         Py_CLEAR(d->session_cache[i].session);
@@ -716,6 +735,7 @@ void dc_fold_clear(Decoder *d)
     Py_XSETREF(d->arp_rows, PyList_New(0));
     Py_XSETREF(d->special, PyList_New(0));
     Py_XSETREF(d->route_groups, PyDict_New());
+    Py_XSETREF(d->route_blocks, PyList_New(0));
 }
 
 void dc_fold_free(Decoder *d)
@@ -728,6 +748,7 @@ void dc_fold_free(Decoder *d)
     Py_CLEAR(d->arp_rows);
     Py_CLEAR(d->special);
     Py_CLEAR(d->route_groups);
+    Py_CLEAR(d->route_blocks);
     Py_CLEAR(d->sessions);
     Py_CLEAR(d->seen_keys);
     Py_CLEAR(d->released);

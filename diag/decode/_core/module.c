@@ -345,6 +345,8 @@ static PyObject *Decoder_decode(Decoder *d, PyObject *args)
         }
     }
     Py_XSETREF(d->iface_names, Py_NewRef(names));
+    if (d->fold && dc_fold_next_block(d))
+        goto done;
     Span s = {buf.buf, buf.len};
     rc = dc_decode_block(d, s, first, count, v[0].buf, v[1].buf, v[2].buf, v[3].buf, v[4].buf,
                          v[5].buf, v[6].buf, shadow == Py_None ? NULL : shadow);

@@ -2,8 +2,9 @@
  *
  * Texts (addresses, MACs, prefixes) are made once per distinct value and cached (bounded: a
  * cache is emptied when it fills), exactly as the reference formats them: IPv4 as inet_ntoa,
- * IPv6 as inet_ntop unless it prints a dotted tail (then the reference's ipv6_str, i.e. Python's
- * ipaddress, is asked), MACs lower-case with colons.
+ * IPv6 as inet_ntop (RFC 5952; a dotted IPv4 tail in packet headers as glibc prints it, in BGP
+ * messages as the reference's ipv6_str, i.e. Python's ipaddress, prints it), MACs lower-case
+ * with colons.
  *
  * Columns hold one table column while a chunk is decoded; col_take hands it over as
  * (kind, n, data, mask): an object array filled in place (numpy's buffer interface), or the raw
@@ -398,6 +399,18 @@ static size_t put_uint(char *p, unsigned v)
     return n;
 }
 
+PyObject *text_uints(const uint32_t *v, int n)
+{
+    char buf[3 * 11];
+    size_t at = 0;
+    for (int i = 0; i < n && i < 3; i++) {
+        if (i)
+            buf[at++] = ':';
+        at += put_uint(buf + at, v[i]);
+    }
+    return ascii_str(buf, at);
+}
+
 static size_t ipv4_chars(char *p, const uint8_t *a)
 {
     size_t n = 0;
@@ -415,15 +428,72 @@ static PyObject *ipv4_new(const uint8_t *a)
     return ascii_str(buf, ipv4_chars(buf, a));
 }
 
-static PyObject *ipv6_new(Texts *t, const uint8_t *a)
+/* Whether inet_ntop prints this address with a dotted IPv4 tail (::a.b.c.d, ::ffff:a.b.c.d):
+ * ipaddress prints those its own way (and Python 3.13 changed how), so the reference is asked. */
+static int dotted_tail(const uint8_t a[16])
 {
-    char buf[INET6_ADDRSTRLEN];
-    if (inet_ntop(AF_INET6, a, buf, sizeof buf) == NULL) {
-        PyErr_SetString(PyExc_SystemError, "inet_ntop failed");
-        return NULL;
+    for (int i = 0; i < 10; i++)
+        if (a[i])
+            return 0;
+    int w5 = a[10] << 8 | a[11], w6 = a[12] << 8 | a[13];
+    return w5 == 0xffff || (w5 == 0 && w6 != 0);
+}
+
+/* An IPv6 address as inet_ntop (and ipaddress) prints it when it has no dotted tail (RFC 5952:
+ * lower-case hex without leading zeros, the longest run of two or more zero groups, the first
+ * of equal runs, as "::"); buf holds 40 bytes. */
+static size_t ipv6_chars(char *buf, const uint8_t a[16])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned g[8];
+    int best = -1, best_len = 1, run = -1;
+    for (int i = 0; i < 8; i++) {
+        g[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+        if (g[i] != 0) {
+            run = -1;
+        } else {
+            if (run < 0)
+                run = i;
+            if (i - run + 1 > best_len) {
+                best = run;
+                best_len = i - run + 1;
+            }
+        }
     }
-    if (strchr(buf, '.') != NULL) {
-        /* glibc prints ::ffff:a.b.c.d; the reference prints what ipaddress prints */
+    size_t n = 0;
+    int gap = 0;                   /* the last thing written was "::" */
+    for (int i = 0; i < 8;) {
+        if (i == best) {
+            buf[n++] = ':';
+            buf[n++] = ':';
+            i += best_len;
+            gap = 1;
+            continue;
+        }
+        if (i > 0 && !gap)
+            buf[n++] = ':';
+        gap = 0;
+        unsigned v = g[i++];
+        int shift = v >= 0x1000 ? 12 : v >= 0x100 ? 8 : v >= 0x10 ? 4 : 0;
+        for (; shift >= 0; shift -= 4)
+            buf[n++] = hex[(v >> shift) & 15];
+    }
+    return n;
+}
+
+/* wire: as the reference prints packet addresses (socket.inet_ntop, dotted tail included);
+ * otherwise as it prints the addresses in BGP messages (bgp_attrs.ipv6_str: ipaddress's) */
+static PyObject *ipv6_new(Texts *t, const uint8_t *a, int wire)
+{
+    if (dotted_tail(a) && wire) {
+        char buf[INET6_ADDRSTRLEN];
+        if (inet_ntop(AF_INET6, a, buf, sizeof buf) == NULL) {
+            PyErr_SetString(PyExc_SystemError, "inet_ntop failed");
+            return NULL;
+        }
+        return PyUnicode_FromString(buf);
+    }
+    if (dotted_tail(a)) {
         PyObject *raw = PyBytes_FromStringAndSize((const char *)a, 16);
         if (raw == NULL)
             return NULL;
@@ -431,7 +501,8 @@ static PyObject *ipv6_new(Texts *t, const uint8_t *a)
         Py_DECREF(raw);
         return s;
     }
-    return PyUnicode_FromString(buf);
+    char buf[40];
+    return ascii_str(buf, ipv6_chars(buf, a));
 }
 
 PyObject *text_ipv4(Texts *t, const uint8_t *a)
@@ -455,7 +526,17 @@ PyObject *text_ipv6(Texts *t, const uint8_t *a)
     words16(a, &hi, &lo);
     TCEntry *e = tcache_slot(&t->v6, hi, lo, 6, t->graveyard);
     if (e->v == NULL)
-        e->v = ipv6_new(t, a);
+        e->v = ipv6_new(t, a, 1);
+    return e->v;
+}
+
+PyObject *text_ipv6_bgp(Texts *t, const uint8_t *a)
+{
+    uint64_t hi, lo;
+    words16(a, &hi, &lo);
+    TCEntry *e = tcache_slot(&t->v6, hi, lo, 7, t->graveyard);
+    if (e->v == NULL)
+        e->v = ipv6_new(t, a, 0);
     return e->v;
 }
 
@@ -510,10 +591,10 @@ static PyObject *prefix_text_of(Texts *t, const uint8_t k[16], uint64_t hi, uint
     size_t n;
     if (!v6) {
         n = ipv4_chars(buf, k);
-    } else if (inet_ntop(AF_INET6, k, buf, INET6_ADDRSTRLEN) != NULL && !strchr(buf, '.')) {
-        n = strlen(buf);
+    } else if (!dotted_tail(k)) {
+        n = ipv6_chars(buf, k);
     } else {           /* a dotted tail: the reference's text (ipaddress) */
-        PyObject *addr = ipv6_new(t, k);
+        PyObject *addr = ipv6_new(t, k, 0);
         if (addr == NULL)
             return NULL;
         PyObject *s = PyUnicode_FromFormat("%U/%d", addr, plen);
