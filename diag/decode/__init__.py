@@ -103,9 +103,9 @@ def iter_decode(path: str | Path, options: DecodeOptions | None = None,
                 chunk_packets: int = 65536, vectorize: bool | None = None,
                 decoder: str | None = None) -> Iterator[Tables]:
     """Decode ``path`` and yield :class:`Tables` of at most ``chunk_packets`` captured frames
-    each: a chunk ends there or with the block that brings it to ``core.CHUNK_BYTES`` (5 MiB)
-    of records (the compiled core, which reads 2 MiB at a time), or with each read of
-    ``capture.READ_BLOCK`` (4 MiB; the reference).
+    each. A block is one read of the capture (``capture.READ_BLOCK``, 4 MiB) or ``chunk_packets``
+    records of it; a chunk holds one block with the reference decoder, up to
+    ``core.CHUNK_BLOCKS`` (2) with the compiled core.
 
     ``decoder``: ``"compiled"`` (the C core, :mod:`diag.decode.core`), ``"python"`` (the
     reference), or None: the compiled core when it is built (and ``DIAG_DECODER`` is not
