@@ -179,6 +179,7 @@ int col_grow(Col *c, Py_ssize_t want);
 int col_slow(Col *c, char kind, int64_t i, double f, PyObject *o);   /* kind mismatch / None */
 int col_py(Col *c, PyObject *o);         /* any Python value, from the reference's rows */
 void col_clear(Col *c);
+int dc_owned_init(PyObject *module);     /* the type of the buffers col_take hands over */
 PyObject *col_take(Col *c, PyObject *object_array); /* ('o'|'i'|'f'|'b', n, data, mask) */
 
 static inline int col_reserve(Col *c, Py_ssize_t want)

@@ -1156,6 +1156,8 @@ extern PyType_Spec dc_arp_rule_spec;
 
 static int module_exec(PyObject *m)
 {
+    if (dc_owned_init(m) < 0)
+        return -1;
     PyObject *type = PyType_FromModuleAndSpec(m, &Decoder_spec, NULL);
     if (type == NULL)
         return -1;

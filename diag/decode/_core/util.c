@@ -933,6 +933,75 @@ void col_clear(Col *c)
     c->n = c->cap = c->nmiss = 0;
 }
 
+/* ------------------------------------------------------------------ owned buffers */
+
+/* A typed column's values (or its mask) handed over without a copy: numpy.frombuffer views
+ * them, and the memory is freed with the last view. Pickled as a bytearray. */
+typedef struct {
+    PyObject_HEAD
+    void *p;
+    Py_ssize_t n;
+} Owned;
+
+static PyTypeObject *owned_type;
+
+static int owned_getbuffer(PyObject *self, Py_buffer *view, int flags)
+{
+    Owned *o = (Owned *)self;
+    static char none[1];
+    return PyBuffer_FillInfo(view, self, o->p ? o->p : none, o->n, 0, flags);
+}
+
+static void owned_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyMem_Free(((Owned *)self)->p);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *owned_reduce(PyObject *self, PyObject *unused)
+{
+    Owned *o = (Owned *)self;
+    return Py_BuildValue("(O(N))", (PyObject *)&PyByteArray_Type,
+                         PyByteArray_FromStringAndSize(o->p, o->n));
+}
+
+static PyMethodDef owned_methods[] = {
+    {"__reduce__", owned_reduce, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+
+static PyType_Slot owned_slots[] = {
+    {Py_tp_dealloc, owned_dealloc}, {Py_bf_getbuffer, owned_getbuffer},
+    {Py_tp_methods, owned_methods},
+    {Py_tp_doc, "A column's memory, handed over by the core (a buffer)."}, {0, NULL}};
+
+static PyType_Spec owned_spec = {"diag.decode._core.Owned", sizeof(Owned), 0,
+                                 Py_TPFLAGS_DEFAULT, owned_slots};
+
+int dc_owned_init(PyObject *module)
+{
+    PyObject *t = PyType_FromModuleAndSpec(module, &owned_spec, NULL);
+    if (t == NULL)
+        return -1;
+    owned_type = (PyTypeObject *)t;      /* kept for the process's life */
+    return 0;
+}
+
+/* *p (n bytes, PyMem-allocated) as an Owned; *p is NULL after (the caller's copy is gone) */
+static PyObject *owned_take(void **p, Py_ssize_t n)
+{
+    if (n == 0 || owned_type == NULL)
+        return PyByteArray_FromStringAndSize(*p, n);
+    Owned *o = PyObject_New(Owned, owned_type);
+    if (o == NULL)
+        return NULL;
+    void *fit = PyMem_Realloc(*p, (size_t)n);    /* the slack given back */
+    o->p = fit ? fit : *p;
+    o->n = n;
+    *p = NULL;
+    return (PyObject *)o;
+}
+
 PyObject *col_take(Col *c, PyObject *object_array)
 {
     PyObject *data = NULL, *mask = Py_None;
@@ -976,11 +1045,11 @@ PyObject *col_take(Col *c, PyObject *object_array)
             return NULL;
         }
     } else {
-        data = PyByteArray_FromStringAndSize(c->data, c->n * (Py_ssize_t)kind_size(kind));
+        data = owned_take(&c->data, c->n * (Py_ssize_t)kind_size(kind));
         if (data == NULL)
             return NULL;
         if (c->nmiss) {
-            mask = PyByteArray_FromStringAndSize((const char *)c->miss, c->n);
+            mask = owned_take((void **)&c->miss, c->n);
             if (mask == NULL) {
                 Py_DECREF(data);
                 return NULL;
