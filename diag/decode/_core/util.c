@@ -1058,8 +1058,10 @@ PyObject *col_take(Col *c, PyObject *object_array)
             Py_INCREF(mask);
         }
     }
-    PyObject *out = Py_BuildValue("(CnNN)", kind, c->n, data, mask);
     Py_ssize_t rows = c->n;
+    PyObject *out = Py_BuildValue("(CnNN)", kind, rows, data, mask);
+    if (kind == K_OBJ)
+        c->n = 0;         /* every reference moved into the array: none left to release */
     col_clear(c);
     c->hint = rows + rows / 16;
     return out;
