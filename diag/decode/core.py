@@ -358,7 +358,7 @@ def _routes(t: dict, columns: tuple[str, ...]):
     import numpy as np
     import pandas as pd
 
-    from diag.decode.tables import INTEGER_COLUMNS
+    from diag.decode.tables import INTEGER_COLUMNS, missing_int64
 
     if not t["route_counts"][1]:
         return _empty(columns)
@@ -388,10 +388,8 @@ def _routes(t: dict, columns: tuple[str, ...]):
             # array for all of them, shared copy-on-write by _new_frame)
             integer = name in INTEGER_COLUMNS
             if integer not in missing_column:   # what tables._series makes of Nones
-                missing_column[integer] = (
-                    pd.arrays.IntegerArray(np.zeros(total, dtype=np.int64),
-                                           np.ones(total, dtype=np.bool_))
-                    if integer else np.empty(total, dtype=object))
+                missing_column[integer] = (missing_int64(total) if integer
+                                           else np.empty(total, dtype=object))
             out.append(missing_column[integer])
             continue
         value = _column(group[name], name, INTEGER_COLUMNS)

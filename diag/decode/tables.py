@@ -55,13 +55,19 @@ def _int64(arr: np.ndarray) -> pd.api.extensions.ExtensionArray:
     None, or ints with a few Nones). Raises TypeError/ValueError/OverflowError as pandas would
     on values that are not integers, so that the caller falls back."""
     missing = np.equal(arr, None)
+    if missing.all():
+        return missing_int64(len(arr))
     data = np.zeros(len(arr), dtype=np.int64)
-    if not missing.all():
-        present = arr[~missing]
-        if type(present[0]) is not int:
-            raise TypeError("not int")              # let pandas judge (text, NaN, 1.0, bools)
-        data[~missing] = present.astype(np.int64)
+    present = arr[~missing]
+    if type(present[0]) is not int:
+        raise TypeError("not int")                  # let pandas judge (text, NaN, 1.0, bools)
+    data[~missing] = present.astype(np.int64)
     return pd.arrays.IntegerArray(data, missing)
+
+
+def missing_int64(n: int) -> pd.api.extensions.ExtensionArray:
+    """An integer-named column of ``n`` Nones, as the tables hold it."""
+    return pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
 
 
 def _words(arr: np.ndarray) -> bool:

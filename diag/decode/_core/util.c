@@ -486,15 +486,15 @@ static size_t ipv6_chars(char *buf, const uint8_t a[16])
  * otherwise as it prints the addresses in BGP messages (bgp_attrs.ipv6_str: ipaddress's) */
 static PyObject *ipv6_new(Texts *t, const uint8_t *a, int wire)
 {
-    if (dotted_tail(a) && wire) {
-        char buf[INET6_ADDRSTRLEN];
-        if (inet_ntop(AF_INET6, a, buf, sizeof buf) == NULL) {
-            PyErr_SetString(PyExc_SystemError, "inet_ntop failed");
-            return NULL;
-        }
-        return PyUnicode_FromString(buf);
-    }
     if (dotted_tail(a)) {
+        if (wire) {
+            char buf[INET6_ADDRSTRLEN];
+            if (inet_ntop(AF_INET6, a, buf, sizeof buf) == NULL) {
+                PyErr_SetString(PyExc_SystemError, "inet_ntop failed");
+                return NULL;
+            }
+            return PyUnicode_FromString(buf);
+        }
         PyObject *raw = PyBytes_FromStringAndSize((const char *)a, 16);
         if (raw == NULL)
             return NULL;
@@ -521,24 +521,25 @@ static void words16(const uint8_t *a, uint64_t *hi, uint64_t *lo)
     memcpy(lo, a + 8, 8);
 }
 
-PyObject *text_ipv6(Texts *t, const uint8_t *a)
+/* the cached text of an IPv6 address in one of ipv6_new's two forms (kept apart in the cache) */
+static PyObject *ipv6_cached(Texts *t, const uint8_t *a, int wire)
 {
     uint64_t hi, lo;
     words16(a, &hi, &lo);
-    TCEntry *e = tcache_slot(&t->v6, hi, lo, 6, t->graveyard);
+    TCEntry *e = tcache_slot(&t->v6, hi, lo, wire ? 6 : 7, t->graveyard);
     if (e->v == NULL)
-        e->v = ipv6_new(t, a, 1);
+        e->v = ipv6_new(t, a, wire);
     return e->v;
+}
+
+PyObject *text_ipv6(Texts *t, const uint8_t *a)
+{
+    return ipv6_cached(t, a, 1);
 }
 
 PyObject *text_ipv6_bgp(Texts *t, const uint8_t *a)
 {
-    uint64_t hi, lo;
-    words16(a, &hi, &lo);
-    TCEntry *e = tcache_slot(&t->v6, hi, lo, 7, t->graveyard);
-    if (e->v == NULL)
-        e->v = ipv6_new(t, a, 0);
-    return e->v;
+    return ipv6_cached(t, a, 0);
 }
 
 PyObject *text_addr(Texts *t, const Addr *a)
