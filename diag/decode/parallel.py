@@ -9,15 +9,16 @@ for a file of ``AUTO_BYTES`` or more, else 1 (a small capture starts faster in o
 How, with the compiled core (:func:`_summarize_core`, one pass, nothing spooled): every worker
 walks every block; worker ``w`` folds the frames of the blocks ``i % N == w`` and reassembles the
 BGP connections it owns in every block (the core deals each connection, when first seen, to the
-worker with the fewest segment bytes so far; every worker sees the same segments in the same
-order, so each makes the same choice). Frames the core hands to the reference in another
-worker's block go to a shadow reference decoder that shares the IP reassembler and passes its
-BGP segments on. ARP is paired in capture order by one worker (:func:`arp_worker`), which folds
-the ARP frames of every block (the shadow's rows included) and sends what the rule decided;
-each ARP row counts towards its load when connections are dealt. The parent applies, block by
-block, the owner's frame fold, the ARP worker's decisions and all workers' BGP folds merged
-(:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so that a worker
-need not wait for the parent's fold of an earlier block.
+worker with the fewest segment bytes so far; every worker sees the same segments in the same order,
+so each makes the same choice). In the others' blocks, a frame that cannot hold a BGP segment, ARP
+or a frame for the reference is passed over after a check of its headers; the frames the core hands
+to the reference there go to a shadow reference decoder that shares the IP reassembler and passes
+its BGP segments on. ARP is paired in capture order by one worker (:func:`arp_worker`), which folds
+the ARP frames of every block (the shadow's rows included) and sends what the rule decided; each
+ARP row counts towards its load when connections are dealt. The parent applies, block by block, the
+owner's frame fold, the ARP worker's decisions and all workers' BGP folds merged
+(:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so that a worker need
+not wait for the parent's fold of an earlier block.
 
 How with the reference decoder (also what :mod:`diag.decode.distributed` runs on Dask;
 connections are independent: TCP reassembly and the OPEN context are per connection):

@@ -256,6 +256,8 @@ int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
                     const int64_t *offsets, const int64_t *caplens, const int64_t *wirelens,
                     const double *ts, const int64_t *ifaces, const int64_t *linktypes,
                     const int64_t *flags, PyObject *shadow);
+int dc_skippable(const Decoder *d, Span data, int linktype);   /* see frames.c */
+int dc_walk_effect(Decoder *d, Span data, int linktype);
 /* flows.c */
 int dc_segment(Decoder *d, const Addr *src, int sport, const Addr *dst, int dport, uint32_t seq,
                int flags, Span payload, int64_t frame, double ts, int depth, Span options,

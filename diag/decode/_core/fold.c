@@ -79,6 +79,8 @@ int dc_fold_packet(Decoder *d, const Frame *f)
             return -1;
         te->count++;
     }
+    if (d->arp_owner >= 0 && d->arp_owner != d->own_index)
+        return 0;                  /* parallel: another worker pairs the ARP (Decoder.own) */
     return dc_fold_arp(d, f);
 }
 

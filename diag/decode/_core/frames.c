@@ -579,6 +579,185 @@ static int shadow_frame(PyObject *shadow, const Frame *f, Span data, int64_t fla
     return r == NULL ? ERR : OK;
 }
 
+/* ---------------------------------------------------------------- another worker's frames */
+
+/* In a block another worker folds, the walk acts on three kinds of frame only: one holding a
+ * BGP segment (dc_deliver), ARP (the ARP worker's fold, every worker's count of its load) and
+ * one the reference decodes (the shadow: IP fragments, BGP in odd shapes). dc_skippable says
+ * a frame is none of them - 1 only when decode_frame would certainly walk it to OK with no
+ * segment and no ARP - without filling a Frame: the common shapes (Ethernet with VLAN tags,
+ * SLL, SLL2, raw IP; IPv4, IPv6 without extension headers; TCP, UDP, ICMP; one VXLAN layer)
+ * whole and untruncated. Anything else is walked (0). Each test below is the one decode_frame
+ * makes at the same place, or a stricter one; tests/decode/test_core_skip.py checks the
+ * answer against decode_frame's on drawn and damaged frames. */
+static int skip_l3(const Decoder *d, Span data, int etype, Py_ssize_t off, Py_ssize_t end,
+                   int depth);
+
+static int skip_l4(const Decoder *d, Span data, int proto, int v6, Py_ssize_t l4,
+                   Py_ssize_t ip_end, int depth)
+{
+    if (proto == 6) {
+        if (ip_end - l4 < 20 || !span_has(data, l4, 20))
+            return 0;
+        return !port_in(d->bgp_ports, (int)rd16(data, l4))
+               && !port_in(d->bgp_ports, (int)rd16(data, l4 + 2));
+    }
+    if (proto == 17) {
+        if (ip_end - l4 < 8 || !span_has(data, l4, 8))
+            return 0;
+        int sport = (int)rd16(data, l4), dport = (int)rd16(data, l4 + 2);
+        int kind = port_in(d->vxlan_ports, dport) ? APP_VXLAN
+                   : port_in(d->geneve_ports, dport) ? APP_GENEVE
+                   : port_in(d->vxlan_ports, sport) ? APP_VXLAN
+                   : port_in(d->geneve_ports, sport) ? APP_GENEVE : APP_NONE;
+        if (kind == APP_NONE)
+            return 1;
+        if (kind != APP_VXLAN || depth > 0)
+            return 0;
+        Py_ssize_t eth = l4 + 16;                    /* the VXLAN header, then Ethernet */
+        if (ip_end - eth < 14 || !span_has(data, l4 + 8, 22))
+            return 0;
+        uint32_t etype = rd16(data, eth + 12);
+        if (is_vlan_tpid(etype))
+            return 0;
+        return skip_l3(d, data, (int)etype, eth + 14, ip_end, depth + 1);
+    }
+    if ((proto == 1 && !v6) || (proto == 58 && v6)) {
+        if (ip_end - l4 >= 8) {
+            if (!span_has(data, l4, 1))
+                return 0;
+            uint32_t type = rd8(data, l4);
+            if (proto == 1 ? (type == 3 || type == 4 || type == 5 || type == 11 || type == 12)
+                           : (type >= 1 && type <= 4))
+                return 0;                            /* an ICMP error: the reference's */
+        }
+        return 1;
+    }
+    return 1;                                        /* transport() takes any other as it is */
+}
+
+static int skip_l3(const Decoder *d, Span data, int etype, Py_ssize_t off, Py_ssize_t end,
+                   int depth)
+{
+    if (etype == 0x0800) {
+        if (end - off < 20 || !span_has(data, off, 20))
+            return 0;
+        uint32_t vihl = rd8(data, off);
+        Py_ssize_t ihl = (Py_ssize_t)(vihl & 15) * 4, total = rd16(data, off + 2);
+        if ((vihl >> 4) != 4 || ihl < 20 || total < ihl || total > end - off
+            || (rd16(data, off + 6) & 0x3FFF))
+            return 0;                                /* odd, truncated or a fragment */
+        return skip_l4(d, data, (int)rd8(data, off + 9), 0, off + ihl, off + total, depth);
+    }
+    if (etype == 0x86DD) {
+        if (end - off < 40 || !span_has(data, off, 40) || (rd8(data, off) >> 4) != 6)
+            return 0;
+        Py_ssize_t plen = rd16(data, off + 4);
+        uint32_t nh = rd8(data, off + 6);
+        if (plen == 0 || plen > end - off - 40 || is_ipv6_ext(nh) || nh == 44 || nh == 51)
+            return 0;
+        return skip_l4(d, data, (int)nh, 1, off + 40, off + 40 + plen, depth);
+    }
+    return etype != 0x0806 && etype != 0x88CC;        /* ARP; LLDP is the reference's */
+}
+
+/* The commonest shape at once: Ethernet without tags, IPv4 without options, whole, not a
+ * fragment (within ``end``), then TCP, UDP (one VXLAN layer holding the same shape) or ICMP;
+ * -1: another shape, for the general tests. */
+static int skip_fast(const Decoder *d, Span data, Py_ssize_t eth, Py_ssize_t end, int depth)
+{
+    if (end - eth < 42 || !span_has(data, eth, 42) || rd16(data, eth + 12) != 0x0800 || rd8(data, eth + 14) != 0x45)
+        return -1;
+    Py_ssize_t ip = eth + 14, total = rd16(data, ip + 2), l4 = ip + 20;
+    if (total < 28 || total > end - ip || (rd16(data, ip + 6) & 0x3FFF))
+        return -1;
+    uint32_t proto = rd8(data, ip + 9);
+    int sport = (int)rd16(data, l4), dport = (int)rd16(data, l4 + 2);
+    if (proto == 6)
+        return total >= 40 && !port_in(d->bgp_ports, sport) && !port_in(d->bgp_ports, dport)
+               ? 1 : -1;
+    if (proto == 17) {
+        if (port_in(d->vxlan_ports, dport) && depth == 0 && total >= 28 + 8 + 42) {
+            int inner = skip_fast(d, data, l4 + 16, ip + total, 1);
+            if (inner >= 0)
+                return inner;
+            return -1;
+        }
+        return port_in(d->vxlan_ports, dport) || port_in(d->geneve_ports, dport)
+               || port_in(d->vxlan_ports, sport) || port_in(d->geneve_ports, sport) ? -1 : 1;
+    }
+    if (proto == 1) {
+        uint32_t type = rd8(data, l4);
+        return type == 3 || type == 4 || type == 5 || type == 11 || type == 12 ? -1 : 1;
+    }
+    return -1;
+}
+
+int dc_skippable(const Decoder *d, Span data, int linktype)
+{
+    Py_ssize_t off;
+    uint32_t etype;
+    if (linktype == 1) {
+        int fast = skip_fast(d, data, 0, data.n, 0);
+        if (fast >= 0)
+            return fast;
+    }
+    switch (linktype) {
+    case 1: {
+        if (!span_has(data, 0, 14))
+            return 0;
+        etype = rd16(data, 12);
+        off = 14;
+        for (int n = 0; is_vlan_tpid(etype); n++) {
+            if (n >= 4 || !span_has(data, off, 4))
+                return 0;
+            etype = rd16(data, off + 2);
+            off += 4;
+        }
+        break;
+    }
+    case 113:
+        if (data.n < 16)
+            return 0;
+        etype = rd16(data, 14);
+        off = 16;
+        break;
+    case 276:
+        if (data.n < 20)
+            return 0;
+        etype = rd16(data, 0);
+        off = 20;
+        break;
+    case 101: case 12: case 14: {
+        if (data.n < 1)
+            return 0;
+        uint32_t v = rd8(data, 0) >> 4;
+        etype = v == 4 ? 0x0800 : v == 6 ? 0x86DD : 0;
+        off = 0;
+        break;
+    }
+    case 228: etype = 0x0800; off = 0; break;
+    case 229: etype = 0x86DD; off = 0; break;
+    default:
+        return 0;
+    }
+    return skip_l3(d, data, (int)etype, off, data.n, 0);
+}
+
+/* What walking ``data`` in another worker's block acts on (for the tests of dc_skippable):
+ * 0 nothing, 1 the reference (a bail), 2 ARP, 3 a BGP segment; -1 an error. */
+int dc_walk_effect(Decoder *d, Span data, int linktype)
+{
+    Frame f;
+    memset(&f, 0, sizeof f);
+    f.caplen = f.wirelen = (int)data.n;
+    f.linktype = linktype;
+    int rc = decode_frame(d, &f, data);
+    if (rc == ERR)
+        return -1;
+    return rc == BAIL ? 1 : f.arp.present ? 2 : f.seg.present ? 3 : 0;
+}
+
 /* One block of records. With ``shadow`` (a callable), the block is another worker's to fold:
  * its frames are walked only for the BGP segments of the connections this decoder owns (the
  * frames the reference would decode go to ``shadow``); nothing is folded or tabled. */
@@ -601,6 +780,8 @@ int dc_decode_block(Decoder *d, Span buf, int64_t first_frame, Py_ssize_t count,
             __builtin_prefetch(buf.p + offsets[i + FRAME_AHEAD] + 64, 0, 3);
         }
         Span data = subspan(buf, offsets[i], caplens[i]);
+        if (shadow != NULL && dc_skippable(d, data, (int)linktypes[i]))
+            continue;                        /* another worker's frame that cannot matter here */
         f.frame = first_frame + i;
         f.ts = ts[i];
         f.caplen = (int)caplens[i];

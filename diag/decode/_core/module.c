@@ -13,6 +13,8 @@
  *     .finish(last_frame, last_ts)   end of capture: every connection flushed
  *     .take()                    this chunk: tables, stream events, folds
  *     .set_heads(announce, withdraw), .append_rows(table, rows), .stats()
+ *     .probe(frame, linktype)    tests: (skippable in another worker's block, what the walk
+ *                                acts on: None, "reference", "arp" or "segment")
  *   scan_pcap(buf, pos, max_packets, big_endian, unit) and scan_pcapng(buf, pos, max_packets,
  *     big_endian, interfaces): the record walk of diag/decode/capture.py for plain records.
  */
@@ -384,9 +386,32 @@ static PyObject *Decoder_segment(Decoder *d, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* tests: (skippable, effect) of one frame in another worker's block - dc_skippable's answer
+ * and what the walk acts on (None, "reference", "arp", "segment") */
+static PyObject *Decoder_probe(Decoder *d, PyObject *args)
+{
+    Py_buffer raw;
+    int linktype;
+    if (!PyArg_ParseTuple(args, "y*i", &raw, &linktype))
+        return NULL;
+    Span s = {raw.buf, raw.len};
+    int skip = dc_skippable(d, s, linktype);
+    int effect = dc_walk_effect(d, s, linktype);
+    PyBuffer_Release(&raw);
+    if (effect < 0)
+        return NULL;
+    static const char *const names[4] = {NULL, "reference", "arp", "segment"};
+    if (names[effect] == NULL)
+        return Py_BuildValue("(OO)", skip ? Py_True : Py_False, Py_None);
+    return Py_BuildValue("(Os)", skip ? Py_True : Py_False, names[effect]);
+}
+
 /* parallel: this decoder reassembles only the connections of worker ``index`` of ``count``
  * (dc_deliver); every worker walks every block, so each makes the same choice of owners.
- * ``arp_owner`` (-1: none) folds the ARP frames of every block, its own and the others' */
+ * ``arp_owner`` (-1: none) folds the ARP frames of every block, its own and the others'; the
+ * other workers fold none (their blocks' ARP is paired there). In another worker's block, a
+ * frame that cannot hold a BGP segment, ARP or a frame for the reference is skipped by a
+ * header check (dc_skippable in frames.c) instead of walked. */
 static PyObject *Decoder_own(Decoder *d, PyObject *args)
 {
     int index, count, arp_owner = -1;
@@ -537,6 +562,8 @@ static PyMethodDef Decoder_methods[] = {
     {"decode", (PyCFunction)Decoder_decode, METH_VARARGS, "Decode one block of records."},
     {"segment", (PyCFunction)Decoder_segment, METH_VARARGS, "A BGP segment from the reference."},
     {"own", (PyCFunction)Decoder_own, METH_VARARGS, "Parallel: the connections owned."},
+    {"probe", (PyCFunction)Decoder_probe, METH_VARARGS,
+     "Tests: (skippable in another worker's block, what the walk acts on)."},
     {"finish", (PyCFunction)Decoder_finish, METH_VARARGS, "End of capture: flush every flow."},
     {"take", (PyCFunction)Decoder_take, METH_NOARGS, "This chunk's output."},
     {"set_heads", (PyCFunction)Decoder_set_heads, METH_VARARGS, "Prefix sample wanted."},
