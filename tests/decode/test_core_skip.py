@@ -6,7 +6,7 @@ the reference decodes (fragments, ICMP errors, LLDP, damaged headers). The core'
 ``dc_skippable`` (diag/decode/_core/frames.c) lets the worker pass over the rest without
 walking them. It must never skip a frame of those three kinds: ``Decoder.probe`` gives its
 answer beside what the walk (``decode_frame``) acts on, for frames of every shape the decoder
-tests use, in every link framing, truncated anywhere and with bytes changed anywhere. The
+tests use, in six link framings, truncated anywhere and with bytes changed anywhere. The
 common shapes must be skipped (else the worker gains nothing, and the test could pass with a
 skip that never answers yes). That the workers' summaries equal one process's is
 tests/decode/test_parallel.py's and test_core_equivalence.py's.
@@ -37,7 +37,8 @@ def _extra(kind: str) -> bytes:
         "tcp": ETH / v4 / TCP(sport=40000, dport=443) / (b"x" * 30),
         "tcp-179-src": ETH / v4 / TCP(sport=179, dport=443),
         "tcp6": ETH / v6 / TCP(sport=40000, dport=443),
-        "bgp6": ETH / v6 / TCP(sport=40000, dport=179, flags="PA") / (b"\xff" * 16 + b"\x00\x13\x04"),
+        "bgp6": ETH / v6 / TCP(sport=40000, dport=179, flags="PA")
+                / (b"\xff" * 16 + b"\x00\x13\x04"),
         "udp6": ETH / v6 / UDP(sport=5000, dport=6000) / b"q",
         "icmp6-echo": ETH / v6 / ICMPv6EchoRequest(),
         "icmp6-error": ETH / v6 / ICMPv6DestUnreach() / IPv6() / UDP(),
@@ -59,6 +60,9 @@ EXTRA = ["tcp", "tcp-179-src", "tcp6", "bgp6", "udp6", "icmp6-echo", "icmp6-erro
          "other-etype"]
 
 
+LINKTYPES = [1, 113, 276, 101, 0, 104]     # Ethernet, SLL, SLL2, raw IP, BSD loopback, HDLC
+
+
 def _shaped(kind: str, i: int) -> bytes:
     return _extra(kind) if kind in EXTRA else _frame(kind, i)
 
@@ -68,6 +72,11 @@ def _framed(ether: bytes, linktype: int) -> bytes:
         return ether
     if linktype in (113, 276):
         return _cook(ether, linktype, outgoing=False)
+    if linktype == 104:                                 # Cisco HDLC: address, control, type
+        return b"\x0f\x00" + ether[12:]
+    if linktype == 0:                                   # BSD loopback: the family, host order
+        family = 24 if ether[12:14] == b"\x86\xdd" else 2
+        return family.to_bytes(4, "little") + ether[14:]
     return ether[14:]                                   # raw IP (101)
 
 
@@ -78,7 +87,7 @@ def _decoder():
 
 @settings(max_examples=400, deadline=None)
 @given(kind=st.sampled_from(KINDS + EXTRA), i=st.integers(0, 5),
-       linktype=st.sampled_from([1, 113, 276, 101]),
+       linktype=st.sampled_from(LINKTYPES),
        cut=st.one_of(st.none(), st.integers(0, 200)),
        flips=st.lists(st.tuples(st.integers(0, 199), st.integers(0, 255)), max_size=3))
 def test_no_frame_that_matters_is_skipped(kind, i, linktype, cut, flips):
@@ -92,7 +101,7 @@ def test_no_frame_that_matters_is_skipped(kind, i, linktype, cut, flips):
     assert not (skip and effect is not None), (kind, linktype, effect, bytes(data).hex())
 
 
-@pytest.mark.parametrize("linktype", [1, 113, 276, 101])
+@pytest.mark.parametrize("linktype", LINKTYPES)
 def test_the_common_shapes_are_skipped_and_the_others_walked(linktype):
     dec = _decoder()
     walked = {"bgp", "vxlan-bgp", "arp-req", "arp-reply", "vxlan-arp", "fragment", "frag4-0",
@@ -103,7 +112,7 @@ def test_the_common_shapes_are_skipped_and_the_others_walked(linktype):
                "icmp6-echo", "ipv6", "vlan"}
     for kind in KINDS + EXTRA:
         ether = _shaped(kind, 1)
-        if linktype == 101 and kind in ("arp-req", "arp-reply", "lldp", "vlan", "other-etype"):
+        if linktype in (101, 0) and kind in ("arp-req", "arp-reply", "lldp", "vlan", "other-etype"):
             continue                                     # not IP: no raw-IP framing
         skip, effect = dec.probe(_framed(ether, linktype), linktype)
         if kind in walked:

@@ -585,8 +585,8 @@ static int shadow_frame(PyObject *shadow, const Frame *f, Span data, int64_t fla
  * BGP segment (dc_deliver), ARP (the ARP worker's fold, every worker's count of its load) and
  * one the reference decodes (the shadow: IP fragments, BGP in odd shapes). dc_skippable says
  * a frame is none of them - 1 only when decode_frame would certainly walk it to OK with no
- * segment and no ARP - without filling a Frame: the common shapes (Ethernet with VLAN tags,
- * SLL, SLL2, raw IP; IPv4, IPv6 without extension headers; TCP, UDP, ICMP; one VXLAN layer)
+ * segment and no ARP - without walking it: past the link header (link_header, as the walk),
+ * the common shapes (IPv4, IPv6 without extension headers; TCP, UDP, ICMP; one VXLAN layer)
  * whole and untruncated. Anything else is walked (0). Each test below is the one decode_frame
  * makes at the same place, or a stricter one; tests/decode/test_core_skip.py checks the
  * answer against decode_frame's on drawn and damaged frames. */
@@ -666,7 +666,8 @@ static int skip_l3(const Decoder *d, Span data, int etype, Py_ssize_t off, Py_ss
  * -1: another shape, for the general tests. */
 static int skip_fast(const Decoder *d, Span data, Py_ssize_t eth, Py_ssize_t end, int depth)
 {
-    if (end - eth < 42 || !span_has(data, eth, 42) || rd16(data, eth + 12) != 0x0800 || rd8(data, eth + 14) != 0x45)
+    if (end - eth < 42 || !span_has(data, eth, 42) || rd16(data, eth + 12) != 0x0800
+        || rd8(data, eth + 14) != 0x45)
         return -1;
     Py_ssize_t ip = eth + 14, total = rd16(data, ip + 2), l4 = ip + 20;
     if (total < 28 || total > end - ip || (rd16(data, ip + 6) & 0x3FFF))
@@ -695,53 +696,18 @@ static int skip_fast(const Decoder *d, Span data, Py_ssize_t eth, Py_ssize_t end
 
 int dc_skippable(const Decoder *d, Span data, int linktype)
 {
-    Py_ssize_t off;
-    uint32_t etype;
     if (linktype == 1) {
         int fast = skip_fast(d, data, 0, data.n, 0);
         if (fast >= 0)
             return fast;
     }
-    switch (linktype) {
-    case 1: {
-        if (!span_has(data, 0, 14))
-            return 0;
-        etype = rd16(data, 12);
-        off = 14;
-        for (int n = 0; is_vlan_tpid(etype); n++) {
-            if (n >= 4 || !span_has(data, off, 4))
-                return 0;
-            etype = rd16(data, off + 2);
-            off += 4;
-        }
-        break;
-    }
-    case 113:
-        if (data.n < 16)
-            return 0;
-        etype = rd16(data, 14);
-        off = 16;
-        break;
-    case 276:
-        if (data.n < 20)
-            return 0;
-        etype = rd16(data, 0);
-        off = 20;
-        break;
-    case 101: case 12: case 14: {
-        if (data.n < 1)
-            return 0;
-        uint32_t v = rd8(data, 0) >> 4;
-        etype = v == 4 ? 0x0800 : v == 6 ? 0x86DD : 0;
-        off = 0;
-        break;
-    }
-    case 228: etype = 0x0800; off = 0; break;
-    case 229: etype = 0x86DD; off = 0; break;
-    default:
+    Frame f;                                 /* link_header's scratch: it reads the link type */
+    f.linktype = linktype;
+    Py_ssize_t off;
+    int etype;
+    if (link_header(&f, data, &off, &etype) != OK)
         return 0;
-    }
-    return skip_l3(d, data, (int)etype, off, data.n, 0);
+    return skip_l3(d, data, etype, off, data.n, 0);
 }
 
 /* What walking ``data`` in another worker's block acts on (for the tests of dc_skippable):
