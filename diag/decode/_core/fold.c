@@ -21,6 +21,28 @@ static int put_addr(uint8_t *k, const Addr *a)
     return 17;
 }
 
+/* A tuple of ``n`` new references, stolen (also when it fails: NULL if any item is NULL, its
+ * exception set). Py_BuildValue parses its format string for every row it makes: building an
+ * ARP row that way cost more than the rest of the ARP worker's extra work in another worker's
+ * blocks. */
+static PyObject *tuple_of(Py_ssize_t n, PyObject **items)
+{
+    PyObject *t = NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (items[i] == NULL)
+            goto fail;
+    t = PyTuple_New(n);
+    if (t == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(t, i, items[i]);
+    return t;
+fail:
+    for (Py_ssize_t i = 0; i < n; i++)
+        Py_XDECREF(items[i]);
+    return NULL;
+}
+
 int dc_fold_packet(Decoder *d, const Frame *f)
 {
     if (d->pk_total == 0 || f->ts < d->pk_lo)
@@ -123,18 +145,19 @@ int dc_fold_arp(Decoder *d, const Frame *f)
             Py_DECREF(layers);
             PyObject *segment = f->nvlan ? Py_BuildValue("(si)", "vlan", (int)f->vlan[0])
                                          : Py_NewRef(Py_None);
-            PyObject *place = segment ? Py_BuildValue("(iOOi())", f->iface, name,
-                                                      d->s_dir[f->direction], 0) : NULL;
-            PyObject *row = place ? Py_BuildValue(
-                "(LdNOOOOONNOi)", (long long)f->frame, f->ts, op, text_mac(d->tx, a->sha),
-                text_ipv4(d->tx, a->spa), text_mac(d->tx, a->tha), text_ipv4(d->tx, a->tpa),
-                memcmp(a->spa, a->tpa, 4) == 0 ? Py_True : Py_False, segment, place,
-                d->s_dir[f->direction], 0) : NULL;
-            if (row == NULL) {
-                Py_XDECREF(segment);
-                Py_DECREF(op);
+            PyObject *place_items[5] = {PyLong_FromLong(f->iface), Py_NewRef(name),
+                                        Py_NewRef(d->s_dir[f->direction]), PyLong_FromLong(0),
+                                        PyTuple_New(0)};
+            PyObject *place = tuple_of(5, place_items);
+            PyObject *row_items[12] = {
+                PyLong_FromLongLong((long long)f->frame), PyFloat_FromDouble(f->ts), op,
+                Py_XNewRef(text_mac(d->tx, a->sha)), Py_XNewRef(text_ipv4(d->tx, a->spa)),
+                Py_XNewRef(text_mac(d->tx, a->tha)), Py_XNewRef(text_ipv4(d->tx, a->tpa)),
+                Py_NewRef(memcmp(a->spa, a->tpa, 4) == 0 ? Py_True : Py_False), segment, place,
+                Py_NewRef(d->s_dir[f->direction]), PyLong_FromLong(0)};
+            PyObject *row = tuple_of(12, row_items);        /* op, segment, place: stolen */
+            if (row == NULL)
                 return -1;
-            }
             int rc = PyList_Append(d->arp_rows, row);
             Py_DECREF(row);
             return rc;
