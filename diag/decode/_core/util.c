@@ -56,19 +56,29 @@ int bytes_add(Bytes *b, const uint8_t *p, Py_ssize_t n)
     return 0;
 }
 
+/* Every byte is read by loads of constant size (the last word of a key of 8 bytes or more
+ * overlaps the one before it; a shorter key takes two overlapping 4-byte loads, or three
+ * bytes), each word folded in by a multiply and a rotation, the result mixed once. */
 uint64_t hash_bytes(const void *p, size_t n, uint64_t seed)
 {
     const uint8_t *b = p;
-    uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, b, 8);
-        h = mix64(h ^ w) * 0x9E3779B97F4A7C15ULL;
-        b += 8;
-        n -= 8;
+    uint64_t h = seed ^ (n * 0x9E3779B97F4A7C15ULL), w;
+    if (n >= 8) {
+        const uint8_t *last = b + n - 8;
+        for (; b < last; b += 8) {
+            memcpy(&w, b, 8);
+            h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+            h = h << 31 | h >> 33;
+        }
+        memcpy(&w, last, 8);
+    } else if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, b, 4);
+        memcpy(&hi, b + n - 4, 4);
+        w = (uint64_t)hi << 32 | lo;
+    } else {
+        w = n ? (uint64_t)b[0] << 16 | (uint64_t)b[n >> 1] << 8 | b[n - 1] : 0;
     }
-    uint64_t w = 0;
-    memcpy(&w, b, n);
     return mix64(h ^ w ^ ((uint64_t)n << 56));
 }
 
