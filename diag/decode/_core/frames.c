@@ -661,52 +661,10 @@ static int skip_l3(const Decoder *d, Span data, int etype, Py_ssize_t off, Py_ss
     return etype != 0x0806 && etype != 0x88CC;        /* ARP; LLDP is the reference's */
 }
 
-/* The commonest shape at once: Ethernet without tags, IPv4 without options, whole, not a
- * fragment (within ``end``), then TCP, UDP (one VXLAN layer holding the same shape) or ICMP;
- * 0 at once for what certainly matters (ARP, a fragment, a BGP port, an ICMP error: walking
- * is always right); -1: another shape, for the general tests. */
-static int skip_fast(const Decoder *d, Span data, Py_ssize_t eth, Py_ssize_t end, int depth)
-{
-    if (end - eth < 42 || !span_has(data, eth, 42))
-        return -1;
-    uint32_t etype = rd16(data, eth + 12);
-    if (etype == 0x0806)
-        return 0;
-    if (etype != 0x0800 || rd8(data, eth + 14) != 0x45)
-        return -1;
-    Py_ssize_t ip = eth + 14, total = rd16(data, ip + 2), l4 = ip + 20;
-    if (total < 28 || total > end - ip)
-        return -1;
-    if (rd16(data, ip + 6) & 0x3FFF)
-        return 0;
-    uint32_t proto = rd8(data, ip + 9);
-    int sport = (int)rd16(data, l4), dport = (int)rd16(data, l4 + 2);
-    if (proto == 6)
-        return total < 40 ? -1 : !port_in(d->bgp_ports, sport) && !port_in(d->bgp_ports, dport);
-    if (proto == 17) {
-        if (port_in(d->vxlan_ports, dport) && depth == 0 && total >= 28 + 8 + 42) {
-            int inner = skip_fast(d, data, l4 + 16, ip + total, 1);
-            if (inner >= 0)
-                return inner;
-            return -1;
-        }
-        return port_in(d->vxlan_ports, dport) || port_in(d->geneve_ports, dport)
-               || port_in(d->vxlan_ports, sport) || port_in(d->geneve_ports, sport) ? -1 : 1;
-    }
-    if (proto == 1) {
-        uint32_t type = rd8(data, l4);
-        return !(type == 3 || type == 4 || type == 5 || type == 11 || type == 12);
-    }
-    return -1;
-}
-
 int dc_skippable(const Decoder *d, Span data, int linktype)
 {
-    if (linktype == 1) {
-        int fast = skip_fast(d, data, 0, data.n, 0);
-        if (fast >= 0)
-            return fast;
-    }
+    if (linktype == 1 && data.n >= 14 && !is_vlan_tpid(rd16(data, 12)))
+        return skip_l3(d, data, (int)rd16(data, 12), 14, data.n, 0);   /* untagged Ethernet */
     Frame f;                                 /* link_header's scratch: it reads the link type */
     f.linktype = linktype;
     Py_ssize_t off;

@@ -659,19 +659,17 @@ static PyObject *scan_pcap(PyObject *mod, PyObject *args)
      * the buffer could hold (one per 16 bytes: 14 MB for a 4 MiB block), cut to size after the
      * walk, were given back to the system and faulted in again for every block (3,100 of the
      * 13,200 page faults of a 1M-packet decode) */
-    Py_ssize_t room = 0, hinted = pos > 0 ? pos : 0;
-    for (Py_ssize_t at = pos; at >= 0 && at + 16 <= buf.n && room < max; room++) {
+    Py_ssize_t count = 0, hinted = pos > 0 ? pos : 0;
+    for (Py_ssize_t at = pos; at >= 0 && at + 16 <= buf.n && count < max; count++) {
         scan_prefetch(buf, at, &hinted);
         uint32_t caplen = rd32o(buf, at + 8, big);
         if (caplen > MAX_RECORD || at + 16 + (Py_ssize_t)caplen > buf.n)
             break;
         at += 16 + (Py_ssize_t)caplen;
     }
-    if (room < 1)
-        room = 1;
     PyObject *cols[7] = {0};
     for (int i = 0; i < 7; i++) {
-        cols[i] = PyByteArray_FromStringAndSize(NULL, room * 8);
+        cols[i] = PyByteArray_FromStringAndSize(NULL, count * 8);
         if (cols[i] == NULL) {
             for (int j = 0; j < i; j++)
                 Py_DECREF(cols[j]);
@@ -686,23 +684,16 @@ static PyObject *scan_pcap(PyObject *mod, PyObject *args)
     int64_t *ifc = (int64_t *)PyByteArray_AS_STRING(cols[4]);
     int64_t *lt = (int64_t *)PyByteArray_AS_STRING(cols[5]);
     int64_t *fl = (int64_t *)PyByteArray_AS_STRING(cols[6]);
-    Py_ssize_t count = 0;
-    while (pos >= 0 && pos + 16 <= buf.n && count < max && count < room) {
+    for (Py_ssize_t i = 0; i < count; i++) {          /* the records counted above, filled */
         uint32_t caplen = rd32o(buf, pos + 8, big);
-        if (caplen > MAX_RECORD)
-            break;
-        Py_ssize_t nxt = pos + 16 + (Py_ssize_t)caplen;
-        if (nxt > buf.n)
-            break;
-        off[count] = pos + 16;
-        cap[count] = caplen;
-        wire[count] = rd32o(buf, pos + 12, big);
-        ts[count] = (double)rd32o(buf, pos, big) + (double)rd32o(buf, pos + 4, big) * unit;
-        ifc[count] = 0;
-        lt[count] = linktype;
-        fl[count] = 0;
-        pos = nxt;
-        count++;
+        off[i] = pos + 16;
+        cap[i] = caplen;
+        wire[i] = rd32o(buf, pos + 12, big);
+        ts[i] = (double)rd32o(buf, pos, big) + (double)rd32o(buf, pos + 4, big) * unit;
+        ifc[i] = 0;
+        lt[i] = linktype;
+        fl[i] = 0;
+        pos += 16 + (Py_ssize_t)caplen;
     }
     PyBuffer_Release(&view);
     PyObject *out = PyTuple_New(8);
@@ -712,15 +703,8 @@ static PyObject *scan_pcap(PyObject *mod, PyObject *args)
         return NULL;
     }
     PyTuple_SET_ITEM(out, 0, PyLong_FromSsize_t(pos));
-    for (int i = 0; i < 7; i++) {
-        if (PyByteArray_Resize(cols[i], count * 8) < 0) {
-            for (int j = i; j < 7; j++)
-                Py_DECREF(cols[j]);
-            Py_DECREF(out);
-            return NULL;
-        }
+    for (int i = 0; i < 7; i++)
         PyTuple_SET_ITEM(out, i + 1, cols[i]);
-    }
     if (PyTuple_GET_ITEM(out, 0) == NULL) {
         Py_DECREF(out);
         return NULL;
