@@ -8,13 +8,16 @@ def main() -> None:
 
     Ctrl-C from here on exits 130 with one line, never a traceback: while the command line's
     modules are imported, while options are parsed (click would say "Aborted!" and exit 1), and
-    while a command runs (:func:`diag.cli.app.run`). Once the exit status is known, further
+    while a command runs (:func:`diag.cli.app.run`); one that a library swallowed still ends the
+    command as interrupted (:mod:`diag.interrupts`). Once the exit status is known, further
     Ctrl-Cs are ignored so that the interpreter's shutdown prints nothing either.
     """
     import signal
     import sys
 
-    sys.unraisablehook = _interrupt_again(sys.unraisablehook)
+    from diag import interrupts
+
+    interrupts.install()
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held by python -m diag
         from diag.cli import run_command_line as command_line
@@ -27,8 +30,11 @@ def main() -> None:
             if raised_by_interrupt(err):     # one wrapped by the interpreter (see there)
                 raise KeyboardInterrupt from None
             raise
+        if interrupts.unanswered():          # a library swallowed it: the command ended anyway
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        interrupts.answered()
         _say("diag: error: interrupted")
         status = 130
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -46,24 +52,6 @@ def main() -> None:
                 pass
         os._exit(status)
     sys.exit(status)
-
-
-def _interrupt_again(previous):
-    """An unraisable-exception hook: a Ctrl-C that lands while Python runs a finalizer cannot
-    propagate from there (CPython prints "Exception ignored" and goes on as if nothing was
-    pressed); it is sent again, to be raised where it can stop the command."""
-    import os
-    import signal
-    import threading
-
-    def hook(unraisable) -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            # from another thread, a moment later: raised here, it would be lost the same way
-            threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
-            return
-        previous(unraisable)
-
-    return hook
 
 
 def _say(line: str) -> None:

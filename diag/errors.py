@@ -56,7 +56,13 @@ def raised_by_interrupt(err: BaseException) -> bool:
     """Whether ``err`` is a Ctrl-C in disguise: a KeyboardInterrupt that Python wrapped while it
     ran code for the interpreter itself (3.11 turns one raised in a descriptor's
     ``__set_name__`` while a class is made, e.g. a dataclass field as a module is imported,
-    into ``RuntimeError("Error calling __set_name__ ...")``). Follows the cause chain."""
+    into ``RuntimeError("Error calling __set_name__ ...")``). Follows the cause chain. Any
+    error raised while a Ctrl-C is unanswered (:func:`diag.interrupts.unanswered`: a library
+    replaced it with its own) is taken as the Ctrl-C's doing."""
+    from diag.interrupts import unanswered
+
+    if unanswered():
+        return True
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, KeyboardInterrupt):

@@ -21,9 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("collect", "parse", "decode", "facts", "analyze", "report", "lab")
-FLOORS = ("model", "errors", "bundle", "values", "k8s", "lake", "words")
+FLOORS = ("model", "errors", "bundle", "values", "k8s", "lake", "words", "interrupts")
 ALLOWED = {"facts": {"parse", "decode"}, "cli": {"report", "lab"}}
-BARE_FLOORS = ("model", "values", "words")        # import nothing from diag
+BARE_FLOORS = ("model", "values", "words", "interrupts")    # import nothing from diag
 BUNDLE_NAMES = ("manifest.json", "redactions.json")
 
 

@@ -181,8 +181,8 @@ def test_ctrl_c_lost_in_a_finalizer_is_raised_again_outside():
     hook sends it again, so the command still stops (run in a subprocess: real signals)."""
     code = """
 import os, signal, sys, time
-import diag.__main__
-sys.unraisablehook = diag.__main__._interrupt_again(sys.unraisablehook)
+import diag.interrupts
+diag.interrupts.install()
 class Finalized:
     def __del__(self):
         os.kill(os.getpid(), signal.SIGINT)
@@ -199,6 +199,62 @@ except KeyboardInterrupt:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=False,
                           text=True, timeout=30)
     assert proc.stdout.strip() == "raised again" and "Exception ignored" not in proc.stderr
+
+
+_SWALLOWING = """
+import os, signal, sys, time
+import diag.__main__, diag.cli
+
+how, where = sys.argv[1], sys.argv[2]
+# an "extension" whose initialisation meets the Ctrl-C and clears the error it gets (numpy.random's
+# Cython modules did, through abc.register) or replaces it with its own (PyCapsule_Import did)
+with open(os.path.join(where, "swallowing.py"), "w") as module:
+    module.write(
+        "import os, signal, sys, time\\n"
+        "try:\\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\\n"
+        "    deadline = time.monotonic() + 2\\n"
+        "    while time.monotonic() < deadline:\\n"
+        "        pass\\n"
+        "except KeyboardInterrupt:\\n"
+        "    if sys.argv[1] == 'replaced':\\n"
+        "        raise ImportError('could not import module pandas') from None\\n")
+sys.path.insert(0, where)
+
+
+def command():
+    if how == "at-the-end":              # swallowed outside an import: noticed at the end
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    else:
+        import swallowing
+        deadline = time.monotonic() + 5  # the rest of the command: long enough to be stopped
+        while time.monotonic() < deadline:
+            pass
+    print("finished")
+    return 0
+
+
+diag.cli.run_command_line = command
+diag.__main__.main()
+"""
+
+
+@pytest.mark.parametrize("how", ["cleared", "replaced", "at-the-end"])
+def test_ctrl_c_met_by_a_library_is_never_lost(how, tmp_path):
+    """A Ctrl-C that lands while a module is imported is held until the import is over, then
+    stops the command: a library's initialisation can no longer clear it (exit 0, the command
+    went on) or replace it (exit 70, "internal error: ImportError"). One swallowed elsewhere
+    still ends the command as interrupted. Real signals, in a subprocess."""
+    proc = subprocess.run([sys.executable, "-c", _SWALLOWING, how, str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 130 and proc.stderr.strip() == "diag: error: interrupted", \
+        (proc.returncode, proc.stderr)
+    # held during the import and raised right after it: the command did not run on
+    assert (proc.stdout.strip() == "finished") == (how == "at-the-end"), proc.stdout
 
 
 def test_ctrl_c_wrapped_by_the_interpreter_is_still_130():

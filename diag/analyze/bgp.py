@@ -5,6 +5,10 @@ the pair (host, peer address) of ``bgp_peers``; both ends' rows (the peer's host
 the model's addresses) are one finding. For a session that is not Established the cause is, in
 order of how decisive the evidence is:
 
+- an end its daemon reports administratively shut down now (FRR's ``Idle (Admin)``), unless a
+  fault's Cease closed it: ``BGP_SESSION_NOT_ESTABLISHED`` naming the shutdown (the operator's
+  Cease when there is one) and the command that undoes it; half-open handshakes on 179 (left
+  from earlier trouble, or the other end still trying) go into its note, not the cause;
 - ``BGP_MD5_MISMATCH``: nstat TCPMD5Failure/NotFound/Unexpected > 0 on either end;
 - ``BGP_BAD_PEER_AS``: the configured remote AS differs from the AS the other end runs (live
   config of both daemons), or a NOTIFICATION 2/2 is the last error;
@@ -243,6 +247,13 @@ def _cease(r, o) -> tuple[int, str, str, object] | None:
     return None
 
 
+def _admin_down(r, o):
+    """The row of an end its daemon reports administratively shut down now (FRR's
+    ``Idle (Admin)``), or None."""
+    return next((x for x in (r, o) if x is not None
+                 and "(admin)" in str(or_none(x.state_raw) or "").lower()), None)
+
+
 def _undo_shutdown(row, host: str) -> str:
     """How to bring a session an operator closed back, on the daemon of ``row``."""
     daemon, peer = str(row.daemon), str(row.peer)
@@ -293,6 +304,32 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
     daemons = {str(r.daemon).lower()} | ({str(o.daemon).lower()} if o is not None else set())
     hosts = (s.host, s.other)
     codes = {str(or_none(x.last_error_code) or "") for x in (r, o) if x is not None}
+
+    cease = _cease(r, o)
+    shut = _admin_down(r, o)
+    if shut is not None and (cease is None or cease[1] == "operator"):
+        # shut by configuration: down whatever else the evidence says; half-open handshakes
+        # (left from earlier trouble, or a peer still trying) are told, not the cause
+        last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
+        where = s.host if shut is r else (s.other or s.peer)
+        if cease is not None:
+            found = _ceased(cease, r, s, who, last, daemons, ev, hosts)
+        else:
+            found = _finding(
+                "BGP_SESSION_NOT_ESTABLISHED",
+                f"{who}: {r.state_raw}; administratively shut down on {where}{last}",
+                daemons, ev, ["# the session was shut down by configuration; if that was not "
+                              "meant to last, undo it:", _undo_shutdown(shut, where)],
+                reason="the daemon reports the session administratively down now",
+                hosts=hosts, subject=f"{s.host} {s.peer}")
+        half = _handshakes(ctx, s)
+        if half:
+            from dataclasses import replace
+
+            found = replace(found, evidence=found.evidence + tuple(half), note=(
+                f"{counted(len(half), 'TCP handshake')} on port 179 half-open as well: if the "
+                "session does not come back once enabled, look for drops of TCP 179"))
+        return [found]
 
     md5 = [(h, *_counter(ctx, h, c)) for h in (s.host, s.other) if h for c in MD5_COUNTERS]
     md5 = [(h, v, e) for h, v, e in md5 if v > 0]
@@ -384,7 +421,6 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
     # operator's Cease (a restart, a reset) the session should come back: when nobody listens,
     # that is the more specific cause, and the Cease only the last thing that happened
     last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
-    cease = _cease(r, o)
     if cease is not None and cease[1] == "fault":
         return [_ceased(cease, r, s, who, last, daemons, ev, hosts)]
     if listens is False and s.other:

@@ -86,6 +86,9 @@ def run(call) -> None:
 
 
 def _interrupted() -> None:
+    from diag.interrupts import answered
+
+    answered()
     _state["interrupted"] = True
     fail("interrupted", None)
     raise typer.Exit(int(ExitStatus.INTERRUPTED))

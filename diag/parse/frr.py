@@ -107,7 +107,9 @@ def parse_summary(data: str | bytes):
             address, interface = _peer_and_interface(key, peer)
             raw_state = str(peer.get("state", ""))
             peer_state = peer.get("peerState")
-            if peer_state and peer_state != "OK":
+            if peer_state and peer_state != "OK" and f"({peer_state})" not in raw_state:
+                # "Policy" is told by peerState alone; FRR 8.4 prints "Idle (Admin)" and
+                # peerState "Admin" both
                 raw_state = f"{raw_state} ({peer_state})"
             up = peer.get("peerUptimeMsec")
             established = normalise_state(peer.get("state")) == "ESTABLISHED"
@@ -162,7 +164,7 @@ def parse_neighbors(data: str | bytes):
             local_address=host_local if host_local not in (None, "Unknown") else None,
             name=peer.get("nbrDesc") or peer.get("hostname"),
             peer_hostname=peer.get("hostname"),
-            state=normalise_state(peer["bgpState"]), state_raw=str(peer["bgpState"]),
+            state=normalise_state(peer["bgpState"]), state_raw=_state_raw(peer),
             uptime_s=peer["bgpTimerUpMsec"] / 1000
             if established and isinstance(peer.get("bgpTimerUpMsec"), (int, float)) else None,
             last_error=reason, last_error_code=peer.get("lastErrorCodeSubcode"),
@@ -177,6 +179,13 @@ def parse_neighbors(data: str | bytes):
             interface=interface, vrf=vrf, peer_group=peer.get("peerGroup"),
             dynamic=bool(peer.get("dynamicPeer") or peer.get("peerSubnetRangeGroup"))))
     return frame(rows, PEER_COLUMNS)
+
+
+def _state_raw(peer: dict[str, Any]) -> str:
+    """``bgpState`` as FRR's summary spells it: a neighbour shut down by configuration
+    (``adminShutDown``) is ``Idle (Admin)`` there, plain ``Idle`` here."""
+    state = str(peer["bgpState"])
+    return f"{state} (Admin)" if peer.get("adminShutDown") is True and state == "Idle" else state
 
 
 def _secs(msecs: Any) -> float | None:

@@ -375,3 +375,18 @@ def test_cilium_json_peers_use_the_agent_api_field_names():
     assert set(by_node.node) == {"node-a"} and len(by_node) == 2
     with pytest.raises(ParseError):
         cilium.parse_peers('[{"session-state": "established"}]')
+
+
+def test_frr84_admin_shutdown_is_idle_admin_in_both_outputs():
+    """FRR 8.4 after ``neighbor 192.168.10.100 shutdown``: the summary prints ``Idle (Admin)``,
+    the neighbours' JSON ``Idle`` with ``adminShutDown``; both rows say ``Idle (Admin)``, and
+    the neighbours still Established keep their plain state."""
+    summary = frr.parse_summary(fixture("frr-bgp-summary", "frr84-lab-admin-shutdown.out"))
+    neighbors = frr.parse_neighbors(fixture("frr-bgp-neighbors", "frr84-lab-admin-shutdown.out"))
+    for df in (summary, neighbors):
+        states = dict(zip(df.peer, df.state_raw))
+        assert states == {"192.168.10.100": "Idle (Admin)", "192.168.10.101": "Established",
+                          "192.168.20.100": "Established"}, states
+        assert set(df[df.peer == "192.168.10.100"].state) == {"IDLE"}
+    shut = neighbors[neighbors.peer == "192.168.10.100"].iloc[0]
+    assert shut.last_error == "Admin. shutdown"
