@@ -390,31 +390,47 @@ def test_proxyjump_from_the_ssh_config_is_honoured(harness, tmp_path):
     assert hosts_by_name(summary)["inner"]["reachability"] == "OK"
 
 
-def _unprivileged_login_user() -> str | None:
+@pytest.fixture
+def unprivileged_user(harness):
+    """A throwaway account (uid >= 1000, /bin/sh, key login only: its password field ``*``,
+    not locked) whose home holds a copy of the harness's authorized key, readable by it: sshd
+    reads a user's authorized keys as that user, and the harness's own file lies in root's
+    private temporary directory. Removed afterwards (``userdel``; the home by this fixture)."""
+    import secrets
+    import shutil
+    import tempfile
+
+    for tool in ("useradd", "usermod", "userdel"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} not installed: no unprivileged account can be made")
+    name = f"diagt{secrets.token_hex(3)}"
+    home = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    home.chmod(0o755)
+    keys = home / "authorized_keys"
+    keys.write_text(harness.authorized_keys.read_text())
+    keys.chmod(0o644)
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", "-K", "UID_MIN=1000",
+                    name], check=True, capture_output=True)
+    try:
+        subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
+        yield name, keys
+    finally:
+        subprocess.run(["userdel", "-f", name], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_non_root_user_runs_privileged_commands_through_sudo_n(harness, unprivileged_user,
+                                                                tmp_path):
     import pwd
 
-    try:  # sshd without PAM refuses locked accounts (password field starting with '!')
-        locked = {line.split(":")[0] for line in Path("/etc/shadow").read_text().splitlines()
-                  if line.split(":")[1].startswith("!")}
-    except (OSError, IndexError):
-        return None
-    for entry in pwd.getpwall():
-        if entry.pw_uid >= 100 and entry.pw_shell in ("/bin/bash", "/bin/sh", "/usr/bin/bash") \
-                and Path(entry.pw_dir).is_dir() and entry.pw_name not in locked:
-            return entry.pw_name
-    return None
-
-
-def test_non_root_user_runs_privileged_commands_through_sudo_n(harness, tmp_path):
-    user = _unprivileged_login_user()
-    if user is None:
-        pytest.skip("no unprivileged account with a login shell on this machine")
-    harness.add("h")
+    user, keys = unprivileged_user
+    assert pwd.getpwnam(user).pw_uid >= 1000
+    harness.add("h", extra_config=f"Match User {user}\n  AuthorizedKeysFile {keys}\n")
     code, summary = collect_json(harness, tmp_path / "b", f"{user}@h")
-    assert code in (0, 3)
+    assert code in (0, 3), summary
     name = f"{user}@h"
     host = open_bundle(tmp_path / "b").manifest["hosts"]["h"]
-    assert host["reachability"] == "OK" and host["uid"] != 0 and host["sudo"] is True
+    assert host["reachability"] == "OK" and host["uid"] != 0 and host["sudo"] is True, host
     commands = {c["id"]: c for c in host["commands"]}
     assert commands["ss-tanpi"]["run_as"] == "sudo -n"
     assert commands["ip-addr"]["run_as"] == "user" and commands["ip-addr"]["outcome"] == "OK"
