@@ -196,3 +196,30 @@ def test_arp_unanswered_then_answered_is_info():
         wrpcap(str(cut), frames[:first_reply])
         found = [f for f in explain(load_facts(cut)).findings if f.code == "ARP_UNANSWERED"]
     assert found and found[0].severity == "error"
+
+
+def test_an_end_shut_down_by_configuration_is_named_without_a_cease():
+    """Only the router's ``show bgp summary json`` read (FRR 8.4, the real output after
+    ``neighbor 192.168.10.100 shutdown``: ``Idle (Admin)``, no reset reason, no Cease) and
+    k8s-ctr's speaker not read at all (its rows left out of the calico-native-default lab
+    bundle): the session is down because it is shut down, and the fix says how to undo it."""
+    import dataclasses
+
+    import pandas as pd
+
+    from diag.parse import frr
+
+    facts = load_facts(ROOT / "tests/fixtures/bundles" / "calico-native-default.tar.gz")
+    peers = facts.tables["bgp_peers"]
+    summary = frr.parse_summary((ROOT / "tests/fixtures/frr-bgp-summary" /
+                                 "frr84-lab-admin-shutdown.out").read_bytes())
+    summary = summary.assign(host="router", source="frr-bgp-summary", phase="main")
+    kept = peers[~peers.host.isin(["router", "k8s-ctr"])]
+    tables = dict(facts.tables, bgp_peers=pd.concat([summary, kept], ignore_index=True)
+                  [peers.columns])
+    result = explain(dataclasses.replace(facts, tables=tables))
+    shut = [f for f in result.findings if "192.168.10.100" in f.subject]
+    assert [f.code for f in shut] == ["BGP_SESSION_NOT_ESTABLISHED"], shut
+    assert "Idle (Admin)" in shut[0].summary and "administratively shut down on router" in \
+        shut[0].summary, shut[0]
+    assert any("no neighbor 192.168.10.100 shutdown" in line for line in shut[0].fix), shut[0]
