@@ -22,7 +22,7 @@ import threading
 import time
 
 _IMPORTLIB = frozenset(("importlib._bootstrap", "importlib._bootstrap_external"))
-_AGAIN_EVERY = 0.01       # seconds between looks at a main thread still importing
+_AGAIN_EVERY = 0.01       # seconds before an interrupt is sent again, and between looks
 
 _pressed = 0
 _answered = 0
@@ -50,9 +50,7 @@ def _handler(signum, frame) -> None:
     global _pressed
     _pressed += 1
     if _importing(frame):
-        if _holding.acquire(blocking=False):     # one helper at a time sends it again
-            threading.Thread(target=_send_after_import, daemon=True,
-                             name="diag-interrupt").start()
+        _send_again()
         return
     raise KeyboardInterrupt
 
@@ -66,13 +64,22 @@ def _importing(frame) -> bool:
     return False
 
 
-def _send_after_import() -> None:
+def _send_again() -> None:
+    """SIGINT to this process again, from a helper thread, a moment later and once the main
+    thread is out of any import. One helper at a time: an interrupt that arrives while one
+    waits is the same Ctrl-C, and the helper's signal answers both."""
+    if _holding.acquire(blocking=False):
+        threading.Thread(target=_sender, daemon=True, name="diag-interrupt").start()
+
+
+def _sender() -> None:
     main = threading.main_thread().ident
     try:
+        time.sleep(_AGAIN_EVERY)
         while _importing(sys._current_frames().get(main)):
             time.sleep(_AGAIN_EVERY)
     finally:
-        _holding.release()
+        _holding.release()           # before the signal: its handler may need a helper again
     os.kill(os.getpid(), signal.SIGINT)
 
 
@@ -82,8 +89,7 @@ def _again_after_finalizer(previous):
 
     def hook(unraisable) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            # from another thread, a moment later: raised here, it would be lost the same way
-            threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+            _send_again()            # raised at once, in the finalizer, it would be lost again
             return
         previous(unraisable)
 

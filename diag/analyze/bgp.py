@@ -43,7 +43,7 @@ paths would not give the kernel a route, so the loop is not what a missing route
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from diag.analyze.catalog import default_severity
 from diag.words import counted
@@ -306,11 +306,11 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
     codes = {str(or_none(x.last_error_code) or "") for x in (r, o) if x is not None}
 
     cease = _cease(r, o)
+    last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
     shut = _admin_down(r, o)
     if shut is not None and (cease is None or cease[1] == "operator"):
         # shut by configuration: down whatever else the evidence says; half-open handshakes
         # (left from earlier trouble, or a peer still trying) are told, not the cause
-        last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
         where = s.host if shut is r else (s.other or s.peer)
         if cease is not None:
             found = _ceased(cease, r, s, who, last, daemons, ev, hosts)
@@ -324,8 +324,6 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
                 hosts=hosts, subject=f"{s.host} {s.peer}")
         half = _handshakes(ctx, s)
         if half:
-            from dataclasses import replace
-
             found = replace(found, evidence=found.evidence + tuple(half), note=(
                 f"{counted(len(half), 'TCP handshake')} on port 179 half-open as well: if the "
                 "session does not come back once enabled, look for drops of TCP 179"))
@@ -404,8 +402,6 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
         if half and not stuck:
             # the reconnects stay half-open: TCP between the two ends is dropped, and the
             # keepalives were its first victims
-            from dataclasses import replace
-
             return [blocked("; the hold timer expired first (NOTIFICATION 4/0): the "
                             "keepalives were dropped too"),
                     replace(hold, caused_by="BGP_TRANSPORT_BLOCKED", severity_reason=(
@@ -420,7 +416,6 @@ def _down(ctx: _Ctx, s: Session) -> list[Finding]:
     # limit also stops listening): it comes before guessing from missing listeners. After an
     # operator's Cease (a restart, a reset) the session should come back: when nobody listens,
     # that is the more specific cause, and the Cease only the last thing that happened
-    last = f" (last error {or_none(r.last_error)!r})" if or_none(r.last_error) else ""
     if cease is not None and cease[1] == "fault":
         return [_ceased(cease, r, s, who, last, daemons, ev, hosts)]
     if listens is False and s.other:

@@ -87,11 +87,9 @@ def _collect(labs, up, name: str, capture: str = "3s", during=None) -> Path:
 
 
 def _half_open(lab, host: str) -> list[str]:
-    """``host``'s TCP sockets on port 179 (either end) in SYN-SENT or SYN-RECV."""
-    proc = subprocess.run(["ip", "netns", "exec", lab.netns(host), "ss", "-Htn", "state",
-                           "syn-sent", "state", "syn-recv", "( sport = :179 or dport = :179 )"],
-                          capture_output=True, text=True, timeout=30)
-    return [line for line in proc.stdout.splitlines() if line.strip()]
+    from diag.lab.faults import probes
+
+    return probes.half_open_179(lab, host)
 
 
 def _lab_half_open(lab) -> dict[str, list[str]]:

@@ -145,6 +145,15 @@ def syn_sent_to_179(lab: "Lab", host: str) -> list[str]:
     return [line.split()[-1] for line in proc.stdout.splitlines() if line.strip()]
 
 
+def half_open_179(lab: "Lab", host: str) -> list[str]:
+    """``host``'s TCP sockets on port 179 (either end) in SYN-SENT or SYN-RECV, as ``ss``
+    lines: handshakes left half-open (a router keeps those it answered for up to a minute
+    after a block is lifted)."""
+    proc = in_ns(lab, host, ["ss", "-Htn", "state", "syn-sent", "state", "syn-recv",
+                             "( sport = :179 or dport = :179 )"])
+    return [line for line in proc.stdout.splitlines() if line.strip()]
+
+
 def listens_on_179(lab: "Lab", host: str) -> bool:
     proc = in_ns(lab, host, ["ss", "-Htln", "( sport = :179 )"])
     return bool(proc.stdout.strip())
