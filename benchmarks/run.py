@@ -96,6 +96,30 @@ def write_slice(src: Path, dst: Path, packets: int) -> int:
         return n
 
 
+def write_pieces(src: Path, directory: Path, pieces: int, packets: int) -> list[Path]:
+    """Cut the first ``packets`` records of a classic pcap file into ``pieces`` files of
+    consecutive records, as equal in count as they can be (the perfect split's inputs)."""
+    sizes = [packets // pieces + (1 if k < packets % pieces else 0) for k in range(pieces)]
+    paths = [directory / f"piece-{k}-of-{pieces}.pcap" for k in range(pieces)]
+    with open(src, "rb") as fh:
+        head = fh.read(24)
+        if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+            rec = struct.Struct("<IIII")
+        elif head[:4] in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+            rec = struct.Struct(">IIII")
+        else:
+            raise SystemExit(f"{src}: the perfect split needs a classic pcap file")
+        for path, size in zip(paths, sizes):
+            with open(path, "wb") as out:
+                out.write(head)
+                for _ in range(size):
+                    h = fh.read(16)
+                    if len(h) < 16:
+                        raise SystemExit(f"{src}: fewer than {packets} records")
+                    out.write(h + fh.read(rec.unpack(h)[2]))
+    return paths
+
+
 # --- running children --------------------------------------------------------------------------
 def run_child(argv: list[str], pin: bool, capture_stdout: bool = True,
               env: dict | None = None) -> dict:
@@ -168,6 +192,59 @@ def child_summary(path: str, workers: str | None) -> dict:
             "workers": n, "packets": found["packets"], "hwm_mb": _proc_status_kb("VmHWM") / 1024,
             "workers_max_rss_mb": kids.ru_maxrss / 1024 if n > 1 else 0.0,
             "sha256": hashlib.sha256(text.encode()).hexdigest(), "found": found}
+
+
+def child_summary_on_cue(path: str, _extra: str | None) -> dict:
+    """``diag pcap``'s one-process work on ``path``, started when a line arrives on stdin
+    (after the imports: the perfect split's pieces start together); times on the clock every
+    process shares."""
+    import diag.bundle  # noqa: F401
+    import diag.decode.summary  # noqa: F401
+    from diag.decode import core
+    from diag.pipeline import pcap_summary
+
+    core.load()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0, c0 = time.monotonic(), time.process_time()
+    result = pcap_summary(Path(path), workers=1)
+    return {"start": t0, "end": time.monotonic(), "cpu": time.process_time() - c0,
+            "packets": counts_from_summary(result)["packets"]}
+
+
+def perfect_split(pieces: list[Path]) -> dict:
+    """The yardstick for ``--workers N``: N one-process decodes of 1/N of the file each, one
+    pinned to each core, started together; no reading of the others' parts, no merge, no
+    parent. Wall time from the first start to the last end; CPU summed."""
+    procs, cpus = [], sorted(os.sched_getaffinity(0))
+    try:
+        for k, piece in enumerate(pieces):
+            argv = [sys.executable, str(Path(__file__).resolve()), "--child", "summary-on-cue",
+                    str(piece)]
+            if shutil.which("taskset"):
+                argv = ["taskset", "-c", str(cpus[k % len(cpus)]), *argv]
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    cwd=REPO, text=True)
+            procs.append(proc)
+            if proc.stdout.readline().strip() != "ready":
+                raise SystemExit(f"the perfect split's child for {piece} did not start")
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        parts = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise SystemExit(f"the perfect split's child failed ({proc.returncode})")
+            parts.append(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return {"elapsed": max(p["end"] for p in parts) - min(p["start"] for p in parts),
+            "cpu": sum(p["cpu"] for p in parts), "packets": sum(p["packets"] for p in parts),
+            "each": [p["end"] - p["start"] for p in parts]}
 
 
 # --- child: diag's decode ----------------------------------------------------------------------
@@ -464,10 +541,17 @@ def _multicore(capture: Path, args, results: dict, whole: dict | None = None) ->
     reps = range(max(1, args.repeat))
     print(f"\n== diag pcap's work (decode + summary, no tables): 1 core and {cores} cores "
           f"(--workers {cores}); load average {os.getloadavg()[0]:.2f} before")
-    one = min((json.loads(run_child([*me, "1"], pin=True)["stdout"]) for _ in reps),
-              key=lambda r: r["elapsed"])
-    many = min((json.loads(run_child([*me, str(cores)], pin=False)["stdout"]) for _ in reps),
-               key=lambda r: r["elapsed"])
+    ones, manys, splits = [], [], []
+    with tempfile.TemporaryDirectory(prefix="diag-bench-split-") as tmp:
+        pieces = None
+        for _ in reps:      # alternated, so that the three share the machine's minutes
+            ones.append(json.loads(run_child([*me, "1"], pin=True)["stdout"]))
+            manys.append(json.loads(run_child([*me, str(cores)], pin=False)["stdout"]))
+            if cores > 1:
+                pieces = pieces or write_pieces(capture, Path(tmp), cores, ones[0]["packets"])
+                splits.append(perfect_split(pieces))
+    one = min(ones, key=lambda r: r["elapsed"])
+    many = min(manys, key=lambda r: r["elapsed"])
     n = one["packets"]
     for label, r in (("1 core   ", one), (f"{cores} workers", many)):
         worker = (f", largest worker {r['workers_max_rss_mb']:.0f} MB" if r["workers"] > 1
@@ -478,6 +562,16 @@ def _multicore(capture: Path, args, results: dict, whole: dict | None = None) ->
     print(f"  speed-up {one['elapsed'] / many['elapsed']:.2f}x wall; CPU "
           f"{many['cpu'] / one['cpu']:.2f}x of one process's; summaries "
           f"{'identical' if same else 'DIFFER'}")
+    if splits:
+        split = min(splits, key=lambda r: r["elapsed"])
+        if split["packets"] != n:
+            raise SystemExit(f"the perfect split decoded {split['packets']} packets, not {n}")
+        print(f"perfect split (the yardstick: {cores} one-process decodes of 1/{cores} of the "
+              f"file, one per core, started together; no coordination, no merge): "
+              f"{split['elapsed']:.2f} s ({', '.join(f'{e:.2f}' for e in split['each'])}), "
+              f"{split['cpu']:.2f} CPU-s: {one['elapsed'] / split['elapsed']:.2f}x; "
+              f"--workers {cores} reached {split['elapsed'] / many['elapsed']:.0%} of it")
+        results["perfect_split"] = split
     base = [sys.executable, "-m", "diag", "pcap", str(capture), "--format", "json"]
     if whole is None:
         whole = min((run_child([*base, "--workers", "1"], pin=True) for _ in reps),
@@ -535,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(HERE))
         fn = {"decode": child_decode, "scapy": lambda p, _x: child_scapy(p),
               "reader": lambda p, _x: child_reader(p),
-              "profile": child_profile, "summary": child_summary}[args.child]
+              "profile": child_profile, "summary": child_summary,
+              "summary-on-cue": child_summary_on_cue}[args.child]
         json.dump(fn(str(args.file), args.child_arg), sys.stdout)
         return 0
 
@@ -778,11 +873,14 @@ def main(argv: list[str] | None = None) -> int:
            f"(iter_decode + summary {dec['hwm_mb']:.0f} MB, diag pcap {whole['rss_mb']:.0f} MB"
            f"{'' if size_mb >= 1000 else '; the target is for 1 GB: run on a 1 GB file'})")
     many = results["diag_summary_all"]
-    speedup = results["diag_summary_1core"]["elapsed"] / many["elapsed"]
+    one_s = results["diag_summary_1core"]["elapsed"]
+    speedup = one_s / many["elapsed"]
     cores = many["workers"]
+    split = results.get("perfect_split")
+    beside = (f"; the perfect split {one_s / split['elapsed']:.2f}x" if split else "")
     target("workers", speedup >= 0.8 * cores,
            f"--workers {cores} near-linear (>= {0.8 * cores:.1f}x): {speedup:.2f}x wall, CPU "
-           f"{many['cpu'] / one['cpu']:.2f}x of one process's")
+           f"{many['cpu'] / one['cpu']:.2f}x of one process's{beside}")
     target("startup", help_med <= TARGET_STARTUP and pcap_med <= TARGET_STARTUP,
            f"start-up <= {TARGET_STARTUP} s: diag --help {help_med:.3f} s, diag pcap "
            f"({TINY_PACKETS} packets) {pcap_med:.3f} s")

@@ -118,6 +118,25 @@ def test_slice_keeps_the_first_packets(mix, tmp_path: Path) -> None:
     assert len(decode_file(part).packets) == 500
 
 
+def test_perfect_split_decodes_every_packet_once(mix, tmp_path: Path) -> None:
+    """The yardstick ``run.py --multicore`` sets beside ``--workers N``: the file cut into
+    consecutive pieces (every record once, in order: the pieces' timestamps and bytes put
+    together are the file's), each decoded by its own pinned process started on cue."""
+    from diag.decode import decode_file
+
+    path, truth = mix
+    pieces = run.write_pieces(path, tmp_path, 3, PACKETS - 1)
+    frames = [decode_file(p).packets for p in pieces]
+    assert [len(f) for f in frames] == [1000, 1000, 999]
+    whole = decode_file(path).packets
+    joined = [ts for f in frames for ts in f["ts"].tolist()]
+    assert joined == whole["ts"].tolist()[:PACKETS - 1]
+    assert b"".join(p.read_bytes()[24:] for p in pieces) == \
+        path.read_bytes()[24:24 + sum(p.stat().st_size - 24 for p in pieces)]
+    split = run.perfect_split(pieces[:2])
+    assert split["packets"] == 2000
+    assert len(split["each"]) == 2 and split["elapsed"] >= max(split["each"]) > 0
+
 @pytest.mark.tshark
 def test_tshark_counts_the_same(mix) -> None:
     if not shutil.which("tshark"):
