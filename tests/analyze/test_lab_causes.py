@@ -93,8 +93,9 @@ def _half_open(lab, host: str) -> list[str]:
 
 
 def _lab_half_open(lab) -> dict[str, list[str]]:
-    hosts = [lab.plan.router.name, *(n.name for n in lab.plan.nodes)]
-    return {h: lines for h in hosts if (lines := _half_open(lab, h))}
+    from diag.lab.faults import probes
+
+    return probes.lab_half_open_179(lab)
 
 
 def _healthy(lab, timeout: float = 90) -> None:

@@ -44,8 +44,14 @@ def _restore_node_config(lab: "Lab", node: str) -> None:
 
 
 def _session_back(lab: "Lab") -> list[str] | None:
+    """Every session Established, the routes back, and no handshake on :179 left half-open
+    anywhere (a router keeps the SYN-RECV of handshakes it answered while a block dropped them
+    for up to a minute: a fault applied next must not show them as its own evidence)."""
     ok = probes.all_established(lab)
-    return ok + ["every node holds the others' pod CIDRs"] if ok and lab.daemons.routes_ready() else None
+    if not ok or not lab.daemons.routes_ready() or probes.lab_half_open_179(lab):
+        return None
+    return ok + ["every node holds the others' pod CIDRs",
+                 "no TCP handshake on :179 half-open"]
 
 
 def _notification(lab: "Lab", node: str, code: str, words: str) -> str | None:
@@ -115,6 +121,10 @@ def _nolisten_symptom(lab: "Lab") -> list[str] | None:
     r = roles(lab)
     down = _down(lab, r.node.name)
     if down is None or probes.listens_on_179(lab, r.node.name):
+        return None
+    # a closed port answers at once: a handshake half-open between the two is not this fault's
+    if any(word.startswith(f"{r.node.ip}:")
+           for line in probes.half_open_179(lab, lab.plan.router.name) for word in line.split()):
         return None
     resets = probes.tcpdump_count(
         lab.netns(r.node.name), r.node.cluster_nic.name,
@@ -319,7 +329,8 @@ FAULTS = [
           "nftables in k8s-ctr's namespace drops tcp/179 both ways (the established session is "
           "aborted with ss -K so the failure shows at once)",
           "BGP_TRANSPORT_BLOCKED", ALL, BOTH_MODES,
-          _blocked_inject, _blocked_heal, _blocked_symptom, _session_back),
+          _blocked_inject, _blocked_heal, _blocked_symptom, _session_back,
+          healthy_timeout=90),
     Fault("bgp-no-listener",
           "k8s-ctr's BGP session (nobody dials, nobody listens)",
           "k8s-ctr's GoBGP set passive: it does not dial, and like Cilium it never listens; "

@@ -154,6 +154,12 @@ def half_open_179(lab: "Lab", host: str) -> list[str]:
     return [line for line in proc.stdout.splitlines() if line.strip()]
 
 
+def lab_half_open_179(lab: "Lab") -> dict[str, list[str]]:
+    """:func:`half_open_179` of the router and every node, for the hosts that have any."""
+    hosts = [lab.plan.router.name, *(n.name for n in lab.plan.nodes)]
+    return {h: lines for h in hosts if (lines := half_open_179(lab, h))}
+
+
 def listens_on_179(lab: "Lab", host: str) -> bool:
     proc = in_ns(lab, host, ["ss", "-Htln", "( sport = :179 )"])
     return bool(proc.stdout.strip())
