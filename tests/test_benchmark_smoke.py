@@ -124,7 +124,7 @@ def test_perfect_split_decodes_every_packet_once(mix, tmp_path: Path) -> None:
     together are the file's), each decoded by its own pinned process started on cue."""
     from diag.decode import decode_file
 
-    path, truth = mix
+    path, _ = mix
     pieces = run.write_pieces(path, tmp_path, 3, PACKETS - 1)
     frames = [decode_file(p).packets for p in pieces]
     assert [len(f) for f in frames] == [1000, 1000, 999]
@@ -136,6 +136,7 @@ def test_perfect_split_decodes_every_packet_once(mix, tmp_path: Path) -> None:
     split = run.perfect_split(pieces[:2])
     assert split["packets"] == 2000
     assert len(split["each"]) == 2 and split["elapsed"] >= max(split["each"]) > 0
+
 
 @pytest.mark.tshark
 def test_tshark_counts_the_same(mix) -> None:

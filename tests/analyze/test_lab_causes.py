@@ -181,6 +181,42 @@ def test_hold_timer_expiry_is_the_consequence_of_a_blocked_transport(labs, cni, 
     assert any("SYN-" in e.value for e in first.evidence), first.evidence
 
 
+@pytest.mark.parametrize("cni,mode", [("calico", "native")])
+def test_healthy_waits_for_a_half_open_handshake_to_clear(labs, cni, mode):
+    """The BGP faults' healthy state (what `diag lab heal` and the next `diag lab fault` wait
+    for) is not reached while a handshake on :179 is half-open: one is made on purpose (k8s-ctr
+    connects to the router's FRR and nftables drops the SYN-ACK; the session stays
+    Established), the probe says not healthy; once the SYN-ACK gets through (k8s-ctr answers RST,
+    its socket gone) the probe says healthy again."""
+    from diag.lab import faults
+    from diag.lab.faults import probes
+    from diag.lab.faults.base import roles
+
+    up = labs.running(cni, mode)
+    lab = up.lab
+    faults.heal(lab)
+    _healthy(lab)
+    healthy = faults.FAULTS["bgp-transport-blocked"].healthy
+    node = roles(lab).node
+    _nft(lab, node.name, "table inet fi_causes {\n chain input {\n"
+         "  type filter hook input priority 0;\n"
+         "  tcp sport 179 tcp flags & (syn | ack) == syn | ack drop\n }\n}\n")
+    try:
+        subprocess.run(["ip", "netns", "exec", lab.netns(node.name), "timeout", "2", "bash",
+                        "-c", f"exec 3<>/dev/tcp/{node.gateway}/179"], capture_output=True)
+        router_half = _wait(lambda: [line for line in _half_open(lab, lab.plan.router.name)
+                                     if f" {node.ip}:" in f" {line}"], 10,
+                            "the router's SYN-RECV of k8s-ctr's handshake",
+                            seen=lambda: _lab_half_open(lab))
+        assert probes.all_established(lab), "the established sessions were touched"
+        assert healthy(lab) is None, (router_half, healthy(lab))
+    finally:
+        _nft(lab, node.name, None)
+    said = _wait(lambda: healthy(lab), 90, "healthy once the SYN-ACK gets through",
+                 seen=lambda: _lab_half_open(lab))
+    assert "no TCP handshake on :179 half-open" in said and not _lab_half_open(lab)
+
+
 # --- Cease: operator or fault -------------------------------------------------------------------
 
 def _tshark_notifications(pcap: Path) -> list[tuple[int, int]]:
