@@ -106,7 +106,7 @@ def _counted(blocks: Iterator["Block"], fh: BinaryIO, info: CaptureInfo) -> Iter
 
 
 def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
-                scanner=None) -> tuple[CaptureInfo, Iterator["Block"]]:
+                scanner=None, ring=None) -> tuple[CaptureInfo, Iterator["Block"]]:
     """Records in :class:`Block` s of at most ``max_packets``, for vectorised decoding.
 
     ``arrays=False`` gives the columns as plain lists (:class:`Column`) instead of numpy arrays:
@@ -114,7 +114,8 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
     ``scanner`` (the compiled core, :mod:`diag.decode.core`) walks the plain records (pcap
     records, pcapng Enhanced Packet Blocks) in C; the columns are then int64/double buffers
     (``memoryview`` / ``array``: ``len``, indexing and ``tolist`` as lists have), and every other
-    block and every damaged record is still read by the code below.
+    block and every damaged record is still read by the code below. ``ring`` (with ``scanner``)
+    reads into shared memory for forked workers (:class:`_Reader`).
     """
     p = Path(path)
     try:
@@ -147,7 +148,7 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
                            "ns" if unit == 1e-9 else "us",
                            [Interface(0, linktype, snaplen=snaplen, ts_unit=unit)])
         return info, _counted(_pcap_blocks(fh, order, unit, linktype, max_packets, arrays,
-                                           scanner), fh, info)
+                                           scanner, ring), fh, info)
     if magic == PCAPNG_SHB:
         if len(head) < 12:
             fh.close()
@@ -162,7 +163,8 @@ def open_blocks(path: str | Path, max_packets: int = 65536, arrays: bool = True,
             raise UnusableInput(f"{p}: pcapng section header with a bad byte-order magic")
         info = CaptureInfo(str(p), "pcapng", "little" if order == "<" else "big", "pcapng")
         fh.seek(0)
-        return info, _counted(_pcapng_blocks(fh, info, max_packets, arrays, scanner), fh, info)
+        return info, _counted(_pcapng_blocks(fh, info, max_packets, arrays, scanner, ring), fh,
+                                info)
     fh.close()
     raise UnusableInput(f"{p}: not a pcap or pcapng file (magic {magic.hex()})",
                         hint="diag reads pcap and pcapng, e.g. from tcpdump -w or dumpcap")
@@ -254,22 +256,32 @@ class _Reader:
     bytes while the next one is read), without a fresh 4 MiB allocation, page faults and a
     copy of the whole buffer per read as ``carry + fh.read()`` costs. ``read(carry)`` returns
     ``(buf, got)``: a memoryview of the carried bytes followed by what was read, and whether
-    anything was read."""
+    anything was read.
 
-    def __init__(self, fh: BinaryIO) -> None:
+    With ``ring`` (:class:`diag.decode.sharedread.Ring`, for ``--workers N``), each read goes
+    into the ring's next slot, which forked workers see, when it fits there (a record longer than
+    a slot goes to the private buffers); ``ring.note(slot, start)`` then says where the buffer
+    lies (its slot, None for a private buffer, and the file offset of its first byte)."""
+
+    def __init__(self, fh: BinaryIO, ring=None) -> None:
         self.fh = fh
+        self.ring = ring
         self.buffers = [bytearray(READ_BLOCK + (1 << 16)), bytearray(READ_BLOCK + (1 << 16))]
         self.turn = 0
 
     def __call__(self, carry) -> tuple[memoryview, bool]:
-        self.turn ^= 1
         kept = len(carry)
-        buf = self.buffers[self.turn]
-        if len(buf) < kept + READ_BLOCK:      # a record longer than the buffer: grow it
-            buf = self.buffers[self.turn] = bytearray(kept + READ_BLOCK)
-        view = memoryview(buf)
+        slot, view = (None, None) if self.ring is None else self.ring.take(kept + READ_BLOCK)
+        if view is None:
+            self.turn ^= 1
+            buf = self.buffers[self.turn]
+            if len(buf) < kept + READ_BLOCK:      # a record longer than the buffer: grow it
+                buf = self.buffers[self.turn] = bytearray(kept + READ_BLOCK)
+            view = memoryview(buf)
         view[:kept] = carry
         got = self.fh.readinto(view[kept:kept + READ_BLOCK])
+        if self.ring is not None:
+            self.ring.note(slot, self.fh.tell() - kept - got)
         return view[:kept + got], got > 0
 
 
@@ -282,13 +294,14 @@ def _scanned_block(first_frame: int, buf: bytes, cols: tuple, damage: Damage | N
 
 
 def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
-                 max_packets: int, arrays: bool = True, scanner=None) -> Iterator[Block]:
+                 max_packets: int, arrays: bool = True, scanner=None,
+                 ring=None) -> Iterator[Block]:
     unpack = struct.Struct(order + "IIII").unpack_from
     caplen_at = struct.Struct(order + "I").unpack_from
     frame = 1
     with fh:
         carry = b""
-        read = _Reader(fh) if scanner is not None else None
+        read = _Reader(fh, ring) if scanner is not None else None
         while True:
             if read is None:
                 more = fh.read(READ_BLOCK)
@@ -337,7 +350,7 @@ def _pcap_blocks(fh: BinaryIO, order: str, unit: float, linktype: int,
 
 
 def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
-                   arrays: bool = True, scanner=None) -> Iterator[Block]:
+                   arrays: bool = True, scanner=None, ring=None) -> Iterator[Block]:
     from array import array
 
     frame = 1
@@ -346,7 +359,7 @@ def _pcapng_blocks(fh: BinaryIO, info: CaptureInfo, max_packets: int,
     section_ifaces: list[Interface] = []
     with fh:
         carry = b""
-        read = _Reader(fh) if scanner is not None else None
+        read = _Reader(fh, ring) if scanner is not None else None
         while True:
             if read is None:
                 more = fh.read(READ_BLOCK)

@@ -6,17 +6,19 @@ what :class:`diag.decode.summary.CaptureSummary` makes of
 using ``workers`` processes (``fork``). ``auto_workers(path)`` is the default: the usable cores
 for a file of ``AUTO_BYTES`` or more, else 1 (a small capture starts faster in one process).
 
-How, with the compiled core (:func:`_summarize_core`, one pass, nothing spooled): every worker
-walks every block; worker ``w`` folds the frames of the blocks ``i % N == w`` and reassembles the
-BGP connections it owns in every block (the core deals each connection, when first seen, to the
-worker with the fewest segment bytes so far; every worker sees the same segments in the same order,
-so each makes the same choice). In the others' blocks, a frame that cannot hold a BGP segment, ARP
-or a frame for the reference is passed over after a check of its headers; the frames the core hands
-to the reference there go to a shadow reference decoder that shares the IP reassembler and passes
-its BGP segments on. ARP is paired in capture order by one worker (:func:`arp_worker`), which folds
-the ARP frames of every block (the shadow's rows included) and sends what the rule decided; each
-ARP row counts towards its load when connections are dealt. The parent applies, block by block, the
-owner's frame fold, the ARP worker's decisions and all workers' BGP folds merged
+How, with the compiled core (:func:`_summarize_core`, one pass, nothing spooled): the parent reads
+the file and finds its records once, into memory the workers share, and tells each worker where
+every block lies (:mod:`diag.decode.sharedread`); every worker walks every block; worker ``w``
+folds the frames of the blocks ``i % N == w`` and reassembles the BGP connections it owns in every
+block (the core deals each connection, when first seen, to the worker with the fewest segment bytes
+so far; every worker sees the same segments in the same order, so each makes the same choice). In
+the others' blocks, a frame that cannot hold a BGP segment, ARP or a frame for the reference is
+passed over after a check of its headers; the frames the core hands to the reference there go to a
+shadow reference decoder that shares the IP reassembler and passes its BGP segments on. ARP is
+paired in capture order by one worker (:func:`arp_worker`), which folds the ARP frames of every
+block (the shadow's rows included) and sends what the rule decided; each ARP row counts towards its
+load when connections are dealt. The parent applies, block by block, the owner's frame fold, the
+ARP worker's decisions and all workers' BGP folds merged
 (:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so that a worker need
 not wait for the parent's fold of an earlier block.
 
@@ -54,7 +56,7 @@ import signal
 import sys
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 BUCKETS = 64
 BGP_TABLES = ("bgp_messages", "bgp_routes", "stream_events")     # made in phase 2
@@ -405,65 +407,152 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
 
 def _summarize_core(path, options, workers: int, chunk_packets: int,
                     progress: Callable[[int, int], None] | None) -> dict:
-    """:func:`summarize` by the compiled core, in one pass: every worker walks every block;
-    worker ``w`` folds the frames of the blocks ``i % N == w`` and reassembles the BGP
-    connections it owns in every block (the core deals each connection, when first seen, to
-    the worker with the fewest segment bytes so far: every worker sees the same segments, so
-    makes the same choice). The parent applies block ``i``'s frame fold from its owner and the
-    BGP folds of all workers, merged, in block order. Nothing is spooled."""
+    """:func:`summarize` by the compiled core, in one pass: the parent reads the file once,
+    into memory the workers share (:mod:`diag.decode.sharedread`), and tells every worker
+    where each block lies; every worker walks every block; worker ``w`` folds the frames of
+    the blocks ``i % N == w`` and reassembles the BGP connections it owns in every block (the
+    core deals each connection, when first seen, to the worker with the fewest segment bytes so
+    far: every worker sees the same segments, so makes the same choice). The parent applies
+    block ``i``'s frame fold from its owner and the BGP folds of all workers, merged, in block
+    order. Nothing is spooled."""
+    from diag.decode import checked_blocks
+    from diag.decode.capture import open_blocks
+    from diag.decode.core import load
     from diag.decode.gcpolicy import fewer_collections
+    from diag.decode.sharedread import Ring
     from diag.decode.summary import CaptureSummary, merge_bgp_folds
 
     summary = CaptureSummary()
+    ring = Ring(max_packets=chunk_packets)
+    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=load(), ring=ring)
+    inboxes = _Inboxes(workers)
     previous = _on_sigterm_interrupt()
     try:
         with fewer_collections(), _Workers([(_core_part, (path, options, chunk_packets, w,
-                                                          workers)) for w in range(workers)]) \
-                as parts:
-            i = 0
-            while True:
+                                                          workers, ring, info, inboxes, w))
+                                            for w in range(workers)]) as parts:
+            inboxes.forked()
+            collected = 0
+
+            def collect() -> None:
+                """The oldest block's items from every worker, applied (``ring.wait``)."""
+                nonlocal collected
                 items = [parts.next(w) for w in range(workers)]
                 if "nblocks" in items[0]:
-                    break
-                owner = items[i % workers]
+                    raise RuntimeError(f"decode workers ended before block {collected}")
+                owner = items[collected % workers]
                 summary.apply(owner["fold"])
                 summary.arp_decided(items[arp_worker(workers)]["arp"])
                 summary.apply({"bgp": merge_bgp_folds([item["bgp"] for item in items])})
                 if progress is not None:
                     progress(owner["bytes"], summary.total)
-                i += 1
-            if any(item.get("nblocks") != i for item in items):
-                raise RuntimeError(f"decode workers disagree: {i} blocks folded, "
-                                   f"{[item.get('nblocks') for item in items]} read")
+                ring.done(collected)
+                collected += 1
+
+            ring.wait = collect
+            published = 0
+            for i, block in enumerate(checked_blocks(path, info, blocks, {})):
+                inboxes.tell(parts, ring.publish(i, block, info))
+                published = i + 1
+            inboxes.tell(parts, ("end",))
+            while collected < published:
+                collect()
+            items = [parts.next(w) for w in range(workers)]
+            if any(item.get("nblocks") != published for item in items):
+                raise RuntimeError(f"decode workers disagree: {published} blocks read, "
+                                   f"{[item.get('nblocks') for item in items]} decoded")
             for item in items:
                 summary.prefixes.stores.update(item["stores"])
             summary.arp_ended(items[arp_worker(workers)]["arp_end"])
     finally:
+        inboxes.close()
+        blocks.close()
+        ring.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    summary.set_info(items[0]["info"])
+    summary.set_info(info)
     return summary.result()
 
 
-def _core_part(path, options, chunk_packets: int, index: int, count: int):
+class _Inboxes:
+    """The parent's messages to the compiled path's workers: one pipe per worker, made before
+    the fork. A message is a length and a pickle; they are small (where a block lies), and the
+    ring keeps at most its slot count of blocks unread, so the parent's writes never wait on
+    a worker that waits on the parent."""
+
+    def __init__(self, workers: int) -> None:
+        self.pipes = [os.pipe() for _ in range(workers)]
+        self.outs: list = []
+
+    def forked(self) -> None:
+        """In the parent once the workers run: their read ends closed here."""
+        for r, w in self.pipes:
+            os.close(r)
+            self.outs.append(open(w, "wb", buffering=0))
+        self.pipes = []
+
+    def tell(self, parts: "_Workers", message: tuple) -> None:
+        import pickle
+
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        frame = len(data).to_bytes(4, "little") + data
+        for w, out in enumerate(self.outs):
+            try:
+                out.write(frame)
+            except BrokenPipeError:
+                while True:                # the worker is gone: its error (or death) raised
+                    parts.next(w)
+
+    def messages(self, w: int) -> Iterator[tuple]:
+        """In worker ``w``: the other ends closed, then its messages until the end."""
+        import pickle
+
+        for i, (r, wfd) in enumerate(self.pipes):
+            os.close(wfd)                  # the parent's ends: its death ends the wait
+            if i != w:
+                os.close(r)
+        with open(self.pipes[w][0], "rb") as fh:
+            while True:
+                head = fh.read(4)
+                if len(head) < 4:
+                    raise RuntimeError("the parent process went away")
+                message = pickle.loads(fh.read(int.from_bytes(head, "little")))
+                yield message
+                if message[0] == "end":
+                    return
+
+    def close(self) -> None:
+        for r, w in self.pipes:
+            os.close(r)
+            os.close(w)
+        self.pipes = []
+        for out in self.outs:
+            try:
+                out.close()
+            except BrokenPipeError:
+                pass
+        self.outs = []
+
+
+def _core_part(path, options, chunk_packets: int, index: int, count: int, ring, info,
+               inboxes: "_Inboxes", inbox: int):
     """Worker ``index`` of ``count`` (see :func:`_summarize_core`): per block ``{"fold": its
     frames' fold or None, "bgp": the BGP fold of its connections or None, "bytes"}``, then
-    ``{"nblocks", "info", "stores"}``. The frames of another worker's block that the core
-    hands to the reference go to a shadow reference decoder (its rows dropped): their BGP
-    segments reach this worker's connections, and its IP reassembler, shared with the
+    ``{"nblocks", "info", "stores"}``. The blocks are the parent's reading (``ring``, where the
+    messages of ``inboxes`` number ``inbox`` say they lie). The frames of another worker's block
+    that the core hands to the reference go to a shadow reference decoder (its rows dropped):
+    their BGP segments reach this worker's connections, and its IP reassembler, shared with the
     reference of the worker's own blocks, completes every datagram at the frame one process
     would."""
-    from diag.decode import checked_blocks
-    from diag.decode.capture import open_blocks
     from diag.decode.core import (CoreChunk, _decoder, _names_list, arp_rows, bgp_fold,
                                   core_fold, load)
     from diag.decode.gcpolicy import fewer_collections, no_gc
     from diag.decode.rows import RowChunk
+    from diag.decode.sharedread import fed_blocks
     from diag.decode.summary import MAX_PREFIX_SAMPLE, PrefixFolder, arp_rule, arp_rule_end
 
     fewer_collections.for_this_process()       # this process only decodes
     core = load()
-    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=core)
     names: dict[int, str | None] = {}
     dec, reference, slow = _decoder(core, options, False, True, names)
     pairs_arp = index == arp_worker(count)
@@ -473,7 +562,7 @@ def _core_part(path, options, chunk_packets: int, index: int, count: int):
     folder = PrefixFolder()
     feedback = {"heads": (False, False)}
     nblocks, last = 0, (0, 0.0)
-    ahead = enumerate(checked_blocks(path, info, blocks, names))
+    ahead = enumerate(fed_blocks(ring, inboxes.messages(inbox), info, names, path))
     item = next(ahead, None)
     while item is not None:
         i, block = item
