@@ -55,6 +55,7 @@ import os
 import signal
 import sys
 import zlib
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -423,53 +424,53 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
     from diag.decode.summary import CaptureSummary, merge_bgp_folds
 
     summary = CaptureSummary()
-    ring = Ring(max_packets=chunk_packets)
-    info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=load(), ring=ring)
-    inboxes = _Inboxes(workers)
-    previous = _on_sigterm_interrupt()
-    try:
-        with fewer_collections(), _Workers([(_core_part, (path, options, chunk_packets, w,
-                                                          workers, ring, info, inboxes, w))
-                                            for w in range(workers)]) as parts:
-            inboxes.forked()
-            collected = 0
-
-            def collect() -> None:
-                """The oldest block's items from every worker, applied (``ring.wait``)."""
-                nonlocal collected
-                items = [parts.next(w) for w in range(workers)]
-                if "nblocks" in items[0]:
-                    raise RuntimeError(f"decode workers ended before block {collected}")
-                owner = items[collected % workers]
-                summary.apply(owner["fold"])
-                summary.arp_decided(items[arp_worker(workers)]["arp"])
-                summary.apply({"bgp": merge_bgp_folds([item["bgp"] for item in items])})
-                if progress is not None:
-                    progress(owner["bytes"], summary.total)
-                ring.done(collected)
-                collected += 1
-
-            ring.wait = collect
-            published = 0
-            for i, block in enumerate(checked_blocks(path, info, blocks, {})):
-                inboxes.tell(parts, ring.publish(i, block, info))
-                published = i + 1
-            inboxes.tell(parts, ("end",))
-            while collected < published:
-                collect()
-            items = [parts.next(w) for w in range(workers)]
-            if any(item.get("nblocks") != published for item in items):
-                raise RuntimeError(f"decode workers disagree: {published} blocks read, "
-                                   f"{[item.get('nblocks') for item in items]} decoded")
-            for item in items:
-                summary.prefixes.stores.update(item["stores"])
-            summary.arp_ended(items[arp_worker(workers)]["arp_end"])
-    finally:
-        inboxes.close()
-        blocks.close()
-        ring.close()
+    with ExitStack() as cleanup:
+        ring = Ring(max_packets=chunk_packets)
+        cleanup.callback(ring.close)
+        info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=load(), ring=ring)
+        cleanup.callback(blocks.close)
+        inboxes = _Inboxes(workers)
+        cleanup.callback(inboxes.close)
+        previous = _on_sigterm_interrupt()
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            cleanup.callback(signal.signal, signal.SIGTERM, previous)
+        cleanup.enter_context(fewer_collections())
+        parts = cleanup.enter_context(_Workers([
+            (_core_part, (path, options, chunk_packets, w, workers, ring, info, inboxes, w))
+            for w in range(workers)]))
+        inboxes.forked()
+        collected = 0
+
+        def collect() -> None:
+            """The oldest block's items from every worker, applied (``ring.wait``)."""
+            nonlocal collected
+            items = [parts.next(w) for w in range(workers)]
+            if "nblocks" in items[0]:
+                raise RuntimeError(f"decode workers ended before block {collected}")
+            owner = items[collected % workers]
+            summary.apply(owner["fold"])
+            summary.arp_decided(items[arp_worker(workers)]["arp"])
+            summary.apply({"bgp": merge_bgp_folds([item["bgp"] for item in items])})
+            if progress is not None:
+                progress(owner["bytes"], summary.total)
+            ring.done(collected)
+            collected += 1
+
+        ring.wait = collect
+        published = 0
+        for i, block in enumerate(checked_blocks(path, info, blocks, {})):
+            inboxes.tell(parts, ring.publish(i, block, info))
+            published = i + 1
+        inboxes.tell(parts, ("end",))
+        while collected < published:
+            collect()
+        items = [parts.next(w) for w in range(workers)]
+        if any(item.get("nblocks") != published for item in items):
+            raise RuntimeError(f"decode workers disagree: {published} blocks read, "
+                               f"{[item.get('nblocks') for item in items]} decoded")
+        for item in items:
+            summary.prefixes.stores.update(item["stores"])
+        summary.arp_ended(items[arp_worker(workers)]["arp_end"])
     summary.set_info(info)
     return summary.result()
 
