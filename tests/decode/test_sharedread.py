@@ -5,8 +5,9 @@ files that make the shared ring do all it does: many reads, so that every slot i
 many times (the read block made small); records longer than a slot (the worker reads those
 buffers from the file); a pcapng file declaring thousands of interfaces, some after packets
 (lists too long for a message go through a file, removed at the end). The ring itself, driven by
-hand: no slot is handed out again before every worker is past the blocks in it. A worker whose
-parent is killed does not stay behind.
+hand: no slot is handed out again before every worker is past the blocks in it. A file that
+grows while read: the workers decode what the parent read. A worker whose parent is killed does
+not stay behind.
 """
 from __future__ import annotations
 
@@ -220,3 +221,34 @@ def test_workers_of_a_killed_parent_do_not_stay(mix):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@needs_core
+def test_a_file_growing_while_read_is_read_alike_by_every_worker(mix, tmp_path, monkeypatch):
+    """Records appended once the parent has read to the end (a capture still being written):
+    the workers decode exactly what the parent read, never what came after (when every worker
+    read the file itself, one that had not reached the end yet would read more than the others).
+    The summary is the one-process summary of the file as the parent read it."""
+    from diag.decode import parallel
+
+    data = mix.read_bytes()
+    pos = 24
+    while pos < 200_000:                     # a record boundary past 200 kB
+        pos += 16 + struct.unpack_from("<I", data, pos + 8)[0]
+    growing, before = tmp_path / "growing.pcap", tmp_path / "before.pcap"
+    growing.write_bytes(data[:pos])
+    before.write_bytes(data[:pos])
+    monkeypatch.setattr(capture, "READ_BLOCK", 64 << 10)
+    tell = parallel._Inboxes.tell
+
+    def append_at_the_end(self, parts, message):
+        if message[0] == "end":              # the writer goes on, the workers still decoding
+            with open(growing, "ab") as fh:
+                fh.write(data[pos:])
+        tell(self, parts, message)
+
+    monkeypatch.setattr(parallel._Inboxes, "tell", append_at_the_end)
+    got = _workers(growing, 2, 97)
+    assert growing.stat().st_size == len(data)
+    assert got == _one_process(before, 97).replace(str(before), str(growing))
+    assert 0 < json.loads(got)["packets"]["total"] < 6000
