@@ -55,7 +55,9 @@ class Ring:
             raise ValueError("a ring needs two slots or more")
         self.slots = slots
         self.data_bytes = capture.READ_BLOCK + (1 << 16)   # a read and a carried record
-        self.column_bytes = 8 * max_packets
+        # a block's records lie in one read buffer (a carried record and a read block at the
+        # most) and take 16 bytes or more each: no more of them than that
+        self.column_bytes = 8 * min(max_packets, self.data_bytes // 12 + 1)
         self.slot_bytes = self.data_bytes + len(COLUMNS) * self.column_bytes
         self.mem = mmap.mmap(-1, slots * self.slot_bytes)   # MAP_SHARED | MAP_ANONYMOUS
         self.view = memoryview(self.mem)
@@ -92,6 +94,8 @@ class Ring:
         self._free(index - self.slots)          # its column area was block index - slots's
         base = (index % self.slots) * self.slot_bytes + self.data_bytes
         count = len(block)
+        if 8 * count > self.column_bytes:
+            raise RuntimeError(f"block {index}: {count} records, more than a slot's columns hold")
         for k, name in enumerate(COLUMNS):
             column = memoryview(getattr(block, name)).cast("B")
             if len(column) != 8 * count:

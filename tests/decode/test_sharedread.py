@@ -252,3 +252,18 @@ def test_a_file_growing_while_read_is_read_alike_by_every_worker(mix, tmp_path, 
     assert growing.stat().st_size == len(data)
     assert got == _one_process(before, 97).replace(str(before), str(growing))
     assert 0 < json.loads(got)["packets"]["total"] < 6000
+
+
+@needs_core
+def test_records_of_no_bytes_fill_a_block(tmp_path, monkeypatch):
+    """The most records a read can hold (16-byte headers, nothing captured) fit a slot's
+    columns; the summary is one process's."""
+    path = tmp_path / "empty-records.pcap"
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for n in range(20_000):
+            fh.write(struct.pack("<IIII", 1_700_000_000 + n // 1000, n % 1000, 0, 60))
+    monkeypatch.setattr(capture, "READ_BLOCK", 16 << 10)
+    got = _workers(path, 2, 65536)
+    assert got == _one_process(path, 65536)
+    assert json.loads(got)["packets"]["total"] == 20_000
