@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Iterator
 
 from diag.decode import capture
 from diag.decode.capture import Block, CaptureInfo
+from diag.errors import UnusableInput
 
 COLUMNS = ("offsets", "caplens", "wirelens", "ts", "ifaces", "linktypes", "flags")
 SLOTS = 4
@@ -173,7 +174,7 @@ def fed_blocks(ring: Ring, messages: Iterable[tuple], info: CaptureInfo,
             else:                          # a buffer longer than a slot: read from the file
                 if fd is None:
                     fd = os.open(path, os.O_RDONLY)
-                buf = _pread(fd, length, start)
+                buf = _pread(fd, length, start, path)
             base = (index % ring.slots) * ring.slot_bytes + ring.data_bytes
             columns = [view[base + k * ring.column_bytes:
                             base + k * ring.column_bytes + 8 * count].cast(
@@ -185,12 +186,14 @@ def fed_blocks(ring: Ring, messages: Iterable[tuple], info: CaptureInfo,
             os.close(fd)
 
 
-def _pread(fd: int, length: int, start: int) -> bytes:
+def _pread(fd: int, length: int, start: int, path) -> bytes:
+    """``length`` bytes of the file at ``start``, which the parent read there before."""
     parts, got = [], 0
     while got < length:
         part = os.pread(fd, length - got, start + got)
         if not part:
-            raise OSError(f"capture file shrank while read (wanted {length} bytes at {start})")
+            raise UnusableInput(f"{path}: the file shrank while it was read (truncated or "
+                                f"rewritten meanwhile)", hint="decode a copy that nothing writes")
         parts.append(part)
         got += len(part)
     return b"".join(parts)

@@ -1,13 +1,13 @@
 """The parent's one read shared with the workers (``diag pcap --workers N``, compiled core).
 
-Oracle: the one-process summary (JSON text, key order included), as in test_parallel.py, on
-files that make the shared ring do all it does: many reads, so that every slot is written again
-many times (the read block made small); records longer than a slot (the worker reads those
-buffers from the file); a pcapng file declaring thousands of interfaces, some after packets
-(lists too long for a message go through a file, removed at the end). The ring itself, driven by
-hand: no slot is handed out again before every worker is past the blocks in it. A file that
-grows while read: the workers decode what the parent read. A worker whose parent is killed does
-not stay behind.
+Oracle: the one-process summary (JSON text, key order included), as in test_parallel.py, on files
+that make the shared ring do all it does: many reads, so that every slot is written again many
+times (the read block made small); records longer than a slot (the worker reads those buffers from
+the file; a file cut short meanwhile is a clear error); a pcapng file declaring thousands of
+interfaces, some after packets (lists too long for a message go through a file, removed at the
+end). The ring itself, driven by hand: no slot is handed out again before every worker is past the
+blocks in it. A file that grows while read: the workers decode what the parent read. A worker whose
+parent is killed does not stay behind.
 """
 from __future__ import annotations
 
@@ -54,20 +54,25 @@ def test_every_slot_written_again_many_times(mix, monkeypatch, workers, chunk):
     assert len(reads) > 100
 
 
-@needs_core
-def test_records_longer_than_a_slot_are_read_from_the_file(mix, tmp_path, monkeypatch):
-    """Buffers the ring cannot hold stay private in the parent; the workers read them."""
+def _with_long_records(mix: Path, out: Path) -> Path:
+    """1,500 of ``mix``'s records, every 300th followed by 100 kB (of padding)."""
     records = _records(mix)[:1500]
-    big = tmp_path / "big.pcap"
-    with open(big, "wb") as fh:
+    with open(out, "wb") as fh:
         fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 1 << 20, 1))
         for n, (_frame, ts, _iface, _lt, data, wirelen, _flags) in enumerate(records):
-            if n % 300 == 150:      # a 100 kB record (an Ethernet frame of padding after it)
+            if n % 300 == 150:
                 data = data + bytes(100_000)
             sec = int(ts)
             fh.write(struct.pack("<IIII", sec, int(round((ts - sec) * 1e6)), len(data),
                                  max(wirelen, len(data))))
             fh.write(data)
+    return out
+
+
+@needs_core
+def test_records_longer_than_a_slot_are_read_from_the_file(mix, tmp_path, monkeypatch):
+    """Buffers the ring cannot hold stay private in the parent; the workers read them."""
+    big = _with_long_records(mix, tmp_path / "big.pcap")
     monkeypatch.setattr(capture, "READ_BLOCK", 32 << 10)     # a slot holds 96 kB
     private = []
     note = Ring.note
@@ -75,6 +80,28 @@ def test_records_longer_than_a_slot_are_read_from_the_file(mix, tmp_path, monkey
                         or note(self, slot, start))
     assert _workers(big, 2, 64) == _one_process(big, 64)
     assert sum(private) >= 5 and not all(private)
+
+
+@needs_core
+def test_a_file_cut_short_before_a_worker_reads_it_is_a_clear_error(mix, tmp_path,
+                                                                     monkeypatch):
+    """A buffer the workers read from the file is gone (the file truncated after the parent
+    read it): the run ends with UnusableInput saying so, not a worker's traceback."""
+    from diag.errors import UnusableInput
+
+    big = _with_long_records(mix, tmp_path / "big.pcap")
+    monkeypatch.setattr(capture, "READ_BLOCK", 32 << 10)
+    publish = Ring.publish
+
+    def truncate_after_a_private_buffer(self, index, block, info):
+        message = publish(self, index, block, info)
+        if self.last[0] is None:
+            os.truncate(big, self.last[1])
+        return message
+
+    monkeypatch.setattr(Ring, "publish", truncate_after_a_private_buffer)
+    with pytest.raises(UnusableInput, match="shrank while it was read"):
+        _workers(big, 2, 64)
 
 
 def _pcapng_with_many_interfaces(src: Path, out: Path, first: int, later: int) -> None:
