@@ -436,7 +436,7 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
             cleanup.callback(signal.signal, signal.SIGTERM, previous)
         cleanup.enter_context(fewer_collections())
         parts = cleanup.enter_context(_Workers([
-            (_core_part, (path, options, chunk_packets, w, workers, ring, info, inboxes, w))
+            (_core_part, (path, options, w, workers, ring, info, inboxes, w))
             for w in range(workers)]))
         inboxes.forked()
         collected = 0
@@ -476,67 +476,67 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
 
 
 class _Inboxes:
-    """The parent's messages to the compiled path's workers: one pipe per worker, made before
-    the fork. A message is a length and a pickle; they are small (where a block lies), and the
-    ring keeps at most its slot count of blocks unread, so the parent's writes never wait on
-    a worker that waits on the parent."""
+    """The parent's messages to the compiled path's workers: one one-way pipe per worker
+    (multiprocessing's, as the workers' own), made before the fork. The messages are small
+    (where a block lies), and the ring keeps at most its slot count of blocks unread, so the
+    parent's writes never wait on a worker that waits on the parent."""
 
     def __init__(self, workers: int) -> None:
-        self.pipes = [os.pipe() for _ in range(workers)]
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]     # (recv, send)
         self.outs: list = []
 
     def forked(self) -> None:
-        """In the parent once the workers run: their read ends closed here."""
-        for r, w in self.pipes:
-            os.close(r)
-            self.outs.append(open(w, "wb", buffering=0))
+        """In the parent once the workers run: their ends closed here."""
+        for recv, send in self.pipes:
+            recv.close()
+            self.outs.append(send)
         self.pipes = []
 
     def tell(self, parts: "_Workers", message: tuple) -> None:
         import pickle
 
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        frame = len(data).to_bytes(4, "little") + data
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)     # once for all
         for w, out in enumerate(self.outs):
             try:
-                out.write(frame)
+                out.send_bytes(data)
             except BrokenPipeError:
                 while True:                # the worker is gone: its error (or death) raised
                     parts.next(w)
 
     def messages(self, w: int) -> Iterator[tuple]:
-        """In worker ``w``: the other ends closed, then its messages until the end."""
+        """In worker ``w``: the other ends closed (the parent's: its death ends the wait),
+        then its messages until the end."""
         import pickle
 
-        for i, (r, wfd) in enumerate(self.pipes):
-            os.close(wfd)                  # the parent's ends: its death ends the wait
+        for i, (recv, send) in enumerate(self.pipes):
+            send.close()
             if i != w:
-                os.close(r)
-        with open(self.pipes[w][0], "rb") as fh:
-            while True:
-                head = fh.read(4)
-                if len(head) < 4:
-                    raise RuntimeError("the parent process went away")
-                message = pickle.loads(fh.read(int.from_bytes(head, "little")))
-                yield message
-                if message[0] == "end":
-                    return
+                recv.close()
+        inbox = self.pipes[w][0]
+        while True:
+            try:
+                message = pickle.loads(inbox.recv_bytes())
+            except EOFError:
+                raise RuntimeError("the parent process went away") from None
+            yield message
+            if message[0] == "end":
+                return
 
     def close(self) -> None:
-        for r, w in self.pipes:
-            os.close(r)
-            os.close(w)
+        for recv, send in self.pipes:
+            recv.close()
+            send.close()
         self.pipes = []
         for out in self.outs:
-            try:
-                out.close()
-            except BrokenPipeError:
-                pass
+            out.close()
         self.outs = []
 
 
-def _core_part(path, options, chunk_packets: int, index: int, count: int, ring, info,
-               inboxes: "_Inboxes", inbox: int):
+def _core_part(path, options, index: int, count: int, ring, info, inboxes: "_Inboxes",
+               inbox: int):
     """Worker ``index`` of ``count`` (see :func:`_summarize_core`): per block ``{"fold": its
     frames' fold or None, "bgp": the BGP fold of its connections or None, "bytes"}``, then
     ``{"nblocks", "info", "stores"}``. The blocks are the parent's reading (``ring``, where the
