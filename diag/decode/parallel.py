@@ -16,8 +16,10 @@ the others' blocks, a frame that cannot hold a BGP segment, ARP or a frame for t
 passed over after a check of its headers; the frames the core hands to the reference there go to a
 shadow reference decoder that shares the IP reassembler and passes its BGP segments on. ARP is
 paired in capture order by one worker (:func:`arp_worker`), which folds the ARP frames of every
-block (the shadow's rows included) and sends what the rule decided; each ARP row counts towards its
-load when connections are dealt. The parent applies, block by block, the owner's frame fold, the
+block (the shadow's rows included), sends per block what the rule decided of replies and
+responders, and tallies the unanswered requests itself (the parent gets the table at the end:
+thousands of verdicts are not pickled block by block); each ARP row counts towards its load when
+connections are dealt. The parent applies, block by block, the owner's frame fold, the
 ARP worker's decisions and all workers' BGP folds merged
 (:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so that a worker need
 not wait for the parent's fold of an earlier block.
@@ -470,7 +472,8 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
                                f"{[item.get('nblocks') for item in items]} decoded")
         for item in items:
             summary.prefixes.stores.update(item["stores"])
-        summary.arp_ended(items[arp_worker(workers)]["arp_end"])
+        pairer = items[arp_worker(workers)]
+        summary.arp_ended(pairer["arp_end"], pairer["arp_tally"])
     summary.set_info(info)
     return summary.result()
 
@@ -550,7 +553,8 @@ def _core_part(path, options, index: int, count: int, ring, info, inboxes: "_Inb
     from diag.decode.gcpolicy import fewer_collections, no_gc
     from diag.decode.rows import RowChunk
     from diag.decode.sharedread import fed_blocks
-    from diag.decode.summary import MAX_PREFIX_SAMPLE, PrefixFolder, arp_rule, arp_rule_end
+    from diag.decode.summary import (MAX_PREFIX_SAMPLE, PrefixFolder, arp_rule, arp_rule_end,
+                                     tally_unanswered)
 
     fewer_collections.for_this_process()       # this process only decodes
     core = load()
@@ -559,6 +563,7 @@ def _core_part(path, options, index: int, count: int, ring, info, inboxes: "_Inb
     pairs_arp = index == arp_worker(count)
     dec.own(index, count, arp_worker(count))
     rule = arp_rule() if pairs_arp else None
+    tally: dict[str, dict] = {}               # the unanswered requests, kept here (see below)
     shadow = _shadow(dec, reference, options, names)
     folder = PrefixFolder()
     feedback = {"heads": (False, False)}
@@ -598,15 +603,26 @@ def _core_part(path, options, index: int, count: int, ring, info, inboxes: "_Inb
             rows = arp_rows(taken["fold"], RowChunk(shadowed or {"arp": [], "tunnels": []},
                                                     None, info))
         if pairs_arp:
-            arp = rule.add(rows)
+            # the unanswered requests (thousands in a capture of unanswered ARP) tallied here:
+            # the parent gets the table at the end instead of every request's verdict
+            unanswered, responders = rule.add(rows)
+            for v in unanswered:
+                tally_unanswered(tally, v)
+            arp = ((), responders)
         bgp = None
         if taken["fold"]["sessions"] or taken["fold"]["routes"] or taken["stream_events"]:
             bgp = bgp_fold(taken, folder)
             bgp["events"] = [(tuple(order), *rest)
                              for order, (_i, *rest) in zip(taken["raised"], bgp["events"])]
         yield {"fold": fold, "bgp": bgp, "arp": arp, "bytes": info.bytes_read}
-    yield {"nblocks": nblocks, "info": info, "stores": folder.stores,
-           "arp_end": arp_rule_end(rule) if pairs_arp else None}
+    arp_end = None
+    if pairs_arp:
+        waiting, *rest = arp_rule_end(rule)
+        for v in waiting:
+            tally_unanswered(tally, v)
+        arp_end = ((), *rest)
+    yield {"nblocks": nblocks, "info": info, "stores": folder.stores, "arp_end": arp_end,
+           "arp_tally": tally if pairs_arp else None}
 
 
 def _shadow(dec, reference, options, names: dict):

@@ -863,7 +863,8 @@ class CaptureSummary:
     def arp_decided(self, outcome: tuple) -> None:
         """What the compiled ARP rule (:func:`arp_rule`) made of one chunk's rows, in capture
         order: ``rule.add(rows)`` here or in a worker that pairs every chunk's ARP
-        (:mod:`diag.decode.parallel`); it returns only the rows whose calls change something
+        (:mod:`diag.decode.parallel`, which tallies the unanswered ones there and hands the
+        table to :meth:`arp_ended`); it returns only the rows whose calls change something
         (see diag/decode/_core/arp.c)."""
         unanswered, responders = outcome
         for sip, smac, frame, tip, tmac, direction, is_reply in responders:
@@ -874,10 +875,15 @@ class CaptureSummary:
         for v in unanswered:
             self._unanswered(v)
 
-    def arp_ended(self, end: tuple) -> None:
+    def arp_ended(self, end: tuple, tallied: dict[str, dict] | None = None) -> None:
         """The end of the capture for a compiled ARP rule fed elsewhere, as
-        :func:`arp_rule_end` took it; this summary's own rule was fed nothing."""
+        :func:`arp_rule_end` took it; this summary's own rule was fed nothing. ``tallied``:
+        the unanswered requests of the whole capture, tallied where the rule ran
+        (:func:`tally_unanswered`, in capture order, the ones still waiting at the end last),
+        so that neither ``end`` nor the outcomes given to :meth:`arp_decided` held any."""
         self._arp_end = end
+        if tallied is not None:
+            self.arp_unanswered = tallied
 
     def _arp_finish(self) -> None:
         """The requests still waiting at the end of the capture."""
@@ -907,24 +913,7 @@ class CaptureSummary:
             frames.append(frame)
 
     def _unanswered(self, v) -> None:
-        ip, ts, frame = v.target, v.ts, v.frame
-        u = self.arp_unanswered.get(ip)
-        if u is None:
-            u = self.arp_unanswered[ip] = {"target_ip": ip, "count": 0, "first_ts": ts,
-                                           "last_ts": ts, "first_frame": frame, "requesters": [],
-                                           "askers": {}}
-        u["count"] += 1
-        u["first_ts"], u["last_ts"] = min(u["first_ts"], ts), max(u["last_ts"], ts)
-        u["first_frame"] = min(u["first_frame"], frame)
-        if v.asker not in u["requesters"] and len(u["requesters"]) < 10:
-            u["requesters"].append(v.asker)
-        # what the capture could see is judged at the end (replies to an asker may come later):
-        # one verdict per asker and way it was seen stands for the others, with their count
-        seen = u["askers"].setdefault((v.asker, v.seen, v.segment), [v, 0])
-        if len(u["askers"]) <= 64 or seen[1]:
-            seen[1] += 1
-        else:
-            del u["askers"][(v.asker, v.seen, v.segment)]
+        tally_unanswered(self.arp_unanswered, v)
 
     def _arp_result(self, u: dict) -> dict:
         """An ``unanswered_by_ip`` entry: how many of its requests this capture could not see
@@ -1110,6 +1099,29 @@ def arp_rule():
     from diag.decode.arp import COPY_WINDOW, MAX_PENDING, REPLY_WINDOW, Verdict
 
     return core.ArpRule(REPLY_WINDOW, COPY_WINDOW, MAX_PENDING, Verdict, RESPONDER_FRAMES)
+
+
+def tally_unanswered(table: dict[str, dict], v) -> None:
+    """The unanswered request ``v`` (a :class:`diag.decode.arp.Verdict`) added to ``table``
+    (target IP -> what the summary's ``unanswered_by_ip`` entry is made of); fed in capture
+    order, the table is the same wherever it is kept."""
+    ip, ts, frame = v.target, v.ts, v.frame
+    u = table.get(ip)
+    if u is None:
+        u = table[ip] = {"target_ip": ip, "count": 0, "first_ts": ts, "last_ts": ts,
+                         "first_frame": frame, "requesters": [], "askers": {}}
+    u["count"] += 1
+    u["first_ts"], u["last_ts"] = min(u["first_ts"], ts), max(u["last_ts"], ts)
+    u["first_frame"] = min(u["first_frame"], frame)
+    if v.asker not in u["requesters"] and len(u["requesters"]) < 10:
+        u["requesters"].append(v.asker)
+    # what the capture could see is judged at the end (replies to an asker may come later):
+    # one verdict per asker and way it was seen stands for the others, with their count
+    seen = u["askers"].setdefault((v.asker, v.seen, v.segment), [v, 0])
+    if len(u["askers"]) <= 64 or seen[1]:
+        seen[1] += 1
+    else:
+        del u["askers"][(v.asker, v.seen, v.segment)]
 
 
 def arp_rule_end(rule) -> tuple:

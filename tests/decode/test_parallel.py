@@ -496,3 +496,21 @@ def test_the_result_asked_twice_is_the_same(arp_kinds):
         elsewhere.arp_ended(arp_rule_end(rule))
         once = elsewhere.result()["arp"]
         assert once["unanswered"] == 3 and elsewhere.result()["arp"] == once
+
+        # the unanswered requests tallied where the rule ran (as the ARP worker does), the
+        # ones still waiting at the end last: the same ARP section as one process's
+        from diag.decode.summary import tally_unanswered
+
+        rule, tally = arp_rule(), {}
+        for c in iter_rows(arp_kinds, DecodeOptions(), chunk_packets=4):
+            unanswered, _responders = rule.add(core_fold(c, None, bgp=False)["arp"])
+            for v in unanswered:
+                tally_unanswered(tally, v)
+        waiting, *rest = arp_rule_end(rule)
+        for v in waiting:
+            tally_unanswered(tally, v)
+        tallied = CaptureSummary()
+        tallied.arp_ended(((), *rest), tally)
+        mine = tallied.result()["arp"]
+        assert mine["unanswered_by_ip"] == json.loads(first)["arp"]["unanswered_by_ip"]
+        assert mine == tallied.result()["arp"] and mine["unanswered"] == 3
