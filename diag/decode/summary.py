@@ -46,6 +46,8 @@ BGP_TYPES = ("OPEN", "UPDATE", "NOTIFICATION", "KEEPALIVE", "ROUTE-REFRESH")
 
 def _num(v: Any) -> Any:
     """numpy scalars and floats -> plain JSON values (NaN -> None, whole floats -> int)."""
+    if v is None or type(v) is int or type(v) is str:     # the compiled core's folds: as they are
+        return v
     if is_missing(v):
         return None
     if hasattr(v, "item"):
