@@ -376,10 +376,16 @@ def write_objects(directory: Path, objects: dict[str, list[dict]]) -> list[Path]
 
 def read_objects(directory: Path) -> dict[str, list[dict]]:
     """``{file stem: [objects]}`` as :func:`write_objects` wrote them (or a person edited them:
-    a file may hold one object or a List)."""
+    a file may hold one object or a List). A file removed between the listing and its reading
+    (a debug pod deleted while another node's command looks up its own pod) is an object
+    deleted meanwhile: not listed, as the API server would not list it."""
     out: dict[str, list[dict]] = {}
     for path in sorted(Path(directory).glob("*.json")):
-        document = json.loads(path.read_text())
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        document = json.loads(text)
         out[path.stem] = list(document["items"]) if str(document.get("kind", "")).endswith(
             "List") and "items" in document else [document]
     return out

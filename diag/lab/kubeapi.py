@@ -59,6 +59,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from diag.k8s.kinds import KINDS, Kind, split_api_version
+from diag.lab.kube_objects import read_objects
 
 SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-diag-lab",
                   "gitCommit": "0000000000000000000000000000000000000000",
@@ -106,7 +107,10 @@ class ObjectStore:
     def _current_signature(self) -> tuple:
         entries = []
         for path in sorted(self.directory.glob("*.json")):
-            info = path.stat()
+            try:
+                info = path.stat()
+            except FileNotFoundError:         # removed since the listing: a deleted object
+                continue
             entries.append((path.name, info.st_mtime_ns, info.st_size))
         return tuple(entries)
 
@@ -121,10 +125,7 @@ class ObjectStore:
 
     def _load(self) -> dict[tuple[str, str], list[dict]]:
         out: dict[tuple[str, str], list[dict]] = {}
-        for path in sorted(self.directory.glob("*.json")):
-            document = json.loads(path.read_text())
-            items = document["items"] if document.get("kind", "").endswith("List") \
-                and "items" in document else [document]
+        for items in read_objects(self.directory).values():
             for item in items:
                 group, _ = split_api_version(item["apiVersion"])
                 out.setdefault((group, item["kind"]), []).append(self._complete(item))

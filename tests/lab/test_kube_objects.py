@@ -17,6 +17,7 @@ from diag.lab.kube_objects import (
     PeerStatus,
     cluster_objects,
     default_lb_ip,
+    read_objects,
     write_objects,
 )
 from diag.lab.kube_reconcile import (
@@ -302,3 +303,12 @@ def test_write_objects_gives_lists_the_api_can_serve(tmp_path):
     for path in paths:
         if path.name != "pods.json":     # the agent pods: served, never parsed by diag
             assert parse_list(path.read_bytes()).errors == []
+
+
+def test_an_object_file_gone_between_listing_and_reading_is_not_listed(tmp_path):
+    """The kubectl stand-in reads the objects directory while a debug pod of another node is
+    deleted (its file removed): seen in a CI run as a traceback from `kubectl exec` on a node
+    whose own pod was there. A dangling link is a file the listing finds and the read does not."""
+    write_objects(tmp_path, {"pods": [{"kind": "Pod", "metadata": {"name": "agent"}}]})
+    (tmp_path / "pod-node-debugger-gone.json").symlink_to(tmp_path / "removed.json")
+    assert read_objects(tmp_path) == {"pods": [{"kind": "Pod", "metadata": {"name": "agent"}}]}

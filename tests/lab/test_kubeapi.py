@@ -95,3 +95,14 @@ def test_editing_an_object_file_is_editing_the_cluster(lab_api):
     got = json.loads(kubectl("get", "ciliumbgpadvertisements.cilium.io", "bgp-advertisements",
                              "-o", "json").stdout)
     assert got["metadata"]["labels"] == {"advertise": "nothing"}
+
+
+def test_an_object_file_gone_while_the_api_reads_is_a_deleted_object(lab_api):
+    """A debug pod's file removed between the endpoint's listing and its reading (nodes
+    collected side by side, one node's debug pod deleted meanwhile): the other objects are
+    still served; no request fails. A dangling link is such a file, for good."""
+    _, kubectl, objects = lab_api
+    (objects / "pod-node-debugger-gone.json").symlink_to(objects / "removed.json")
+    done = kubectl("get", "nodes", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["items"]) >= 3
