@@ -57,7 +57,8 @@ class Ring:
         self.slots = slots
         self.data_bytes = capture.READ_BLOCK + (1 << 16)   # a read and a carried record
         # a block's records lie in one read buffer (a carried record and a read block at the
-        # most) and take 16 bytes or more each: no more of them than that
+        # most) and take 12 bytes or more each (a pcap record 16, a pcapng packet block 32; 12
+        # is pcapng's smallest block): no more of them than that
         self.column_bytes = 8 * min(max_packets, self.data_bytes // 12 + 1)
         self.slot_bytes = self.data_bytes + len(COLUMNS) * self.column_bytes
         self.mem = mmap.mmap(-1, slots * self.slot_bytes)   # MAP_SHARED | MAP_ANONYMOUS
