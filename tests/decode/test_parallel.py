@@ -323,6 +323,33 @@ def test_arp_of_every_kind_paired_across_workers(arp_kinds):
     assert (arp["requests"], arp["replies"], arp["answered"], arp["unanswered"]) == (18, 12, 12, 3)
 
 
+def test_unanswered_arp_across_workers_is_what_tshark_shows(mix):
+    """The ARP worker's tally of unanswered requests (handed to the parent at the end) against
+    tshark: in the generated mix a target that never replies leaves every request to it
+    unanswered, and every other request is answered; the requests are spread over many
+    blocks of both workers."""
+    from tests.oracle import tshark
+
+    if not tshark.available():
+        pytest.skip("tshark not installed")
+    out = subprocess.run(["tshark", "-n", "-r", str(mix), "-Y", "arp", "-T", "fields",
+                          "-e", "arp.opcode", "-e", "arp.dst.proto_ipv4",
+                          "-e", "arp.src.proto_ipv4"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    asked, replied = {}, set()
+    for opcode, target, sender in (line.split("\t") for line in out.splitlines()):
+        if opcode == "1":
+            asked[target] = asked.get(target, 0) + 1
+        else:
+            replied.add(sender)
+    silent = {target: n for target, n in asked.items() if target not in replied}
+    assert silent                                    # the mix has such targets
+    arp = json.loads(_workers(mix, 2, 50))["arp"]
+    assert {u["target_ip"]: u["count"] for u in arp["unanswered_by_ip"]} == silent
+    assert arp["unanswered"] == sum(silent.values())
+    assert arp["answered"] == sum(asked.values()) - sum(silent.values())
+
+
 @needs_core
 def test_mutant_arp_worker_blind_to_other_blocks_fails(arp_kinds, monkeypatch):
     """The ARP worker must fold the ARP frames of the other workers' blocks."""
