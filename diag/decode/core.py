@@ -31,6 +31,7 @@ from diag.decode.gcpolicy import fewer_collections, no_gc
 from diag.decode.rows import RowChunk
 
 ENV = "DIAG_DECODER"
+CORE_ABI = 2                # the built module's ABI (dec.h) that this Python was written for
 _loaded: list = []          # [module or None, reason]
 
 
@@ -45,7 +46,11 @@ def load():
             if not hasattr(_core, "Decoder"):
                 # the C sources' directory imported as a namespace package: nothing was built
                 raise ImportError("no extension module in diag/decode/_core")
-            _loaded[:] = [_core, ""]
+            if getattr(_core, "ABI", None) == CORE_ABI:
+                _loaded[:] = [_core, ""]
+            else:            # built from older sources (a pull without a rebuild): methods differ
+                _loaded[:] = [None, "built from older sources (rebuild it: python3 -m pip "
+                                    "install -e .)"]
         except ImportError as err:
             _loaded[:] = [None, f"not built ({err})"]
     if _loaded[0] is None and choice == "compiled":

@@ -8,10 +8,13 @@ for a file of ``AUTO_BYTES`` or more, else 1 (a small capture starts faster in o
 
 How, with the compiled core (:func:`_summarize_core`, one pass, nothing spooled): the parent reads
 the file and finds its records once, into memory the workers share, and tells each worker where
-every block lies (:mod:`diag.decode.sharedread`); every worker walks every block; worker ``w``
-folds the frames of the blocks ``i % N == w`` and reassembles the BGP connections it owns in every
-block (the core deals each connection, when first seen, to the worker with the fewest segment bytes
-so far; every worker sees the same segments in the same order, so each makes the same choice). In
+every block lies (:mod:`diag.decode.sharedread`); worker 0 (:data:`READER`) runs in the parent
+itself, between its reads (:class:`_Local`), the others are forked: ``N`` processes for ``N``
+workers. Every worker walks every block; worker ``w`` folds the frames of the blocks
+``block_owner(i) == w`` and reassembles the BGP connections it owns in every block (the core
+deals each connection, when first seen, to the worker with the least load so far: its segment
+bytes, the ARP worker's ARP rows, and the reader's bytes read for all; every worker sees the
+same blocks and segments in the same order, so each makes the same choice). In
 the others' blocks, a frame that cannot hold a BGP segment, ARP or a frame for the reference is
 passed over after a check of its headers; the frames the core hands to the reference there go to a
 shadow reference decoder that shares the IP reassembler and passes its BGP segments on. ARP is
@@ -21,8 +24,9 @@ responders, and tallies the unanswered requests itself (the parent gets the tabl
 thousands of verdicts are not pickled block by block); each ARP row counts towards its load when
 connections are dealt. The parent applies, block by block, the owner's frame fold, the
 ARP worker's decisions and all workers' BGP folds merged
-(:func:`diag.decode.summary.merge_bgp_folds`); the workers' pipes are widened so that a worker need
-not wait for the parent's fold of an earlier block.
+(:func:`diag.decode.summary.merge_bgp_folds`), as soon as every worker has sent the block's
+items (so that little is left after the last block); the workers' pipes are widened so that a
+worker need not wait for the parent's fold of an earlier block.
 
 How with the reference decoder (also what :mod:`diag.decode.distributed` runs on Dask;
 connections are independent: TCP reassembly and the OPEN context are per connection):
@@ -53,11 +57,13 @@ the spool directory. A worker's :class:`diag.errors.DiagError` is raised again i
 """
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import sys
 import zlib
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -74,6 +80,17 @@ def arp_worker(workers: int) -> int:
     block; pairing in one process spares the parent the rows): the last, which owns no more
     blocks than the others."""
     return workers - 1
+
+
+def block_owner(i: int, workers: int) -> int:
+    """The worker that decodes and folds the frames of block ``i`` (every worker walks it)."""
+    return i % workers
+
+
+READER = 0
+"""The compiled path's worker that runs in the parent, between its reads of the file for all:
+worker 0. The core charges it for what it reads (``READ_LOAD_DIV`` in dec.h), so connections go
+to the others first."""
 
 
 def usable_cores() -> int:
@@ -149,9 +166,9 @@ def summarize(path: str | Path, options=None, workers: int = 2, chunk_packets: i
             ends: dict[int, dict] = {}
             i = 0
             while True:
-                item = decoders.next(i % workers)
-                if "nblocks" in item:       # worker i % N has no block i: every block is done
-                    ends[i % workers] = item
+                item = decoders.next(block_owner(i, workers))
+                if "nblocks" in item:       # block i's owner has no block i: every block is done
+                    ends[block_owner(i, workers)] = item
                     for other in range(workers):
                         if other not in ends:
                             ends[other] = decoders.next(other)
@@ -273,7 +290,7 @@ def _decode_part(path, options, chunk_packets: int, vectorize: bool, index: int,
             first = None
         if len(block):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
-        if i % count != index:
+        if block_owner(i, count) != index:
             _feed_fragments(shadow, block, vectorize)
             continue
         fast = decode_block(decoder, block, vectorize)
@@ -411,13 +428,14 @@ def _bgp_part(owned: set[int], spools: list, spool: Path, nblocks: int,
 def _summarize_core(path, options, workers: int, chunk_packets: int,
                     progress: Callable[[int, int], None] | None) -> dict:
     """:func:`summarize` by the compiled core, in one pass: the parent reads the file once,
-    into memory the workers share (:mod:`diag.decode.sharedread`), and tells every worker
-    where each block lies; every worker walks every block; worker ``w`` folds the frames of
-    the blocks ``i % N == w`` and reassembles the BGP connections it owns in every block (the
-    core deals each connection, when first seen, to the worker with the fewest segment bytes so
-    far: every worker sees the same segments, so makes the same choice). The parent applies
-    block ``i``'s frame fold from its owner and the BGP folds of all workers, merged, in block
-    order. Nothing is spooled."""
+    into memory the workers share (:mod:`diag.decode.sharedread`), tells every forked worker
+    where each block lies and runs worker :data:`READER` itself between its reads; every
+    worker walks every block; worker ``w`` folds the frames of the blocks it owns
+    (:func:`block_owner`) and reassembles the BGP connections it owns in every block (the core
+    deals each connection, when first seen, to the worker with the least load so far: every
+    worker sees the same segments, so makes the same choice). The parent applies block ``i``'s
+    frame fold from its owner and the BGP folds of all workers, merged, in block order.
+    Nothing is spooled."""
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
     from diag.decode.core import load
@@ -431,25 +449,34 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
         cleanup.callback(ring.close)
         info, blocks = open_blocks(path, chunk_packets, arrays=False, scanner=load(), ring=ring)
         cleanup.callback(blocks.close)
-        inboxes = _Inboxes(workers)
+        others = [w for w in range(workers) if w != READER]      # forked, in this order
+        inboxes = _Inboxes(len(others))
         cleanup.callback(inboxes.close)
         previous = _on_sigterm_interrupt()
         if previous is not None:
             cleanup.callback(signal.signal, signal.SIGTERM, previous)
         cleanup.enter_context(fewer_collections())
-        parts = cleanup.enter_context(_Workers([
-            (_core_part, (path, options, w, workers, ring, info, inboxes, w))
-            for w in range(workers)]))
+        children = cleanup.enter_context(_Workers([
+            (_core_part, (path, options, w, workers, ring, info, partial(inboxes.messages, k)))
+            for k, w in enumerate(others)]))
         inboxes.forked()
+        # the reader's own worker gets what a forked one gets: the reading as it is now
+        own_info = copy.deepcopy(info)
+        local = _Local(lambda messages: _core_part(path, options, READER, workers, ring,
+                                                   own_info, lambda: messages, True))
+        cleanup.callback(local.close)
         collected = 0
+
+        def next_item(w: int):
+            return local.next() if w == READER else children.next(others.index(w))
 
         def collect() -> None:
             """The oldest block's items from every worker, applied (``ring.wait``)."""
             nonlocal collected
-            items = [parts.next(w) for w in range(workers)]
+            items = [next_item(w) for w in range(workers)]
             if "nblocks" in items[0]:
                 raise RuntimeError(f"decode workers ended before block {collected}")
-            owner = items[collected % workers]
+            owner = items[block_owner(collected, workers)]
             summary.apply(owner["fold"])
             summary.arp_decided(items[arp_worker(workers)]["arp"])
             summary.apply({"bgp": merge_bgp_folds([item["bgp"] for item in items])})
@@ -461,12 +488,19 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
         ring.wait = collect
         published = 0
         for i, block in enumerate(checked_blocks(path, info, blocks, {})):
-            inboxes.tell(parts, ring.publish(i, block, info))
+            message = ring.publish(i, block, info)
+            inboxes.tell(children, message)
+            local.tell(message)
             published = i + 1
-        inboxes.tell(parts, ("end",))
+            # what the workers have done is applied now, not when a slot is wanted: the serial
+            # tail after the last block is then short
+            while local.items and children.ready():
+                collect()
+        inboxes.tell(children, ("end",))
+        local.tell(("end",))
         while collected < published:
             collect()
-        items = [parts.next(w) for w in range(workers)]
+        items = [next_item(w) for w in range(workers)]
         if any(item.get("nblocks") != published for item in items):
             raise RuntimeError(f"decode workers disagree: {published} blocks read, "
                                f"{[item.get('nblocks') for item in items]} decoded")
@@ -476,6 +510,61 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
         summary.arp_ended(pairer["arp_end"], pairer["arp_tally"])
     summary.set_info(info)
     return summary.result()
+
+
+class _Local:
+    """Worker 0 of the compiled path, run in the parent between its reads (``make(messages)``
+    is its generator): it decodes block ``i`` once block ``i + 1``'s message (or the end) is
+    here, as a forked worker does; its items wait here until the parent collects them."""
+
+    def __init__(self, make) -> None:
+        from collections import deque
+
+        self.queue: deque = deque()
+        self.items: deque = deque()
+        self.part = make(self._messages())
+        self.needs = 2                      # its first step reads two messages
+        self.done = False
+        self.error: Exception | None = None
+
+    def _messages(self) -> Iterator[tuple]:
+        while True:
+            if not self.queue:
+                raise RuntimeError("the reader's worker ran ahead of the reading")
+            message = self.queue.popleft()
+            yield message
+            if message[0] == "end":
+                return
+
+    def tell(self, message: tuple) -> None:
+        self.queue.append(message)
+        if message[0] == "end":
+            while not self.done:
+                self._step()
+        elif len(self.queue) >= self.needs and not self.done:
+            self._step()
+
+    def _step(self) -> None:
+        try:
+            item = next(self.part)
+        except Exception as err:  # noqa: BLE001 - raised by next(), in block order
+            # as a forked worker's error reaches the parent after its items of the blocks
+            # before (another worker's error in an earlier block is the one reported)
+            self.error, self.done = err, True
+            return
+        self.needs = 1
+        self.done = "nblocks" in item
+        self.items.append(item)
+
+    def next(self):
+        if not self.items:
+            if self.error is not None:
+                raise self.error
+            raise RuntimeError("the reader's worker has no item ready")
+        return self.items.popleft()
+
+    def close(self) -> None:
+        self.part.close()
 
 
 class _Inboxes:
@@ -538,12 +627,13 @@ class _Inboxes:
         self.outs = []
 
 
-def _core_part(path, options, index: int, count: int, ring, info, inboxes: "_Inboxes",
-               inbox: int):
+def _core_part(path, options, index: int, count: int, ring, info, messages: Callable,
+               in_parent: bool = False):
     """Worker ``index`` of ``count`` (see :func:`_summarize_core`): per block ``{"fold": its
-    frames' fold or None, "bgp": the BGP fold of its connections or None, "bytes"}``, then
-    ``{"nblocks", "info", "stores"}``. The blocks are the parent's reading (``ring``, where the
-    messages of ``inboxes`` number ``inbox`` say they lie). The frames of another worker's block
+    frames' fold or None, "bgp": the BGP fold of its connections or None, "arp", "bytes"}``,
+    then ``{"nblocks", "info", "stores", "arp_end", "arp_tally"}``. The blocks are the parent's
+    reading (``ring``, where the messages of ``messages()`` say they lie); ``in_parent``: this is
+    the reader's worker, run in the parent (its garbage collection is the parent's). The frames of another worker's block
     that the core hands to the reference go to a shadow reference decoder (its rows dropped):
     their BGP segments reach this worker's connections, and its IP reassembler, shared with the
     reference of the worker's own blocks, completes every datagram at the frame one process
@@ -556,24 +646,25 @@ def _core_part(path, options, index: int, count: int, ring, info, inboxes: "_Inb
     from diag.decode.summary import (MAX_PREFIX_SAMPLE, PrefixFolder, arp_rule, arp_rule_end,
                                      tally_unanswered)
 
-    fewer_collections.for_this_process()       # this process only decodes
+    if not in_parent:
+        fewer_collections.for_this_process()       # this process only decodes
     core = load()
     names: dict[int, str | None] = {}
     dec, reference, slow = _decoder(core, options, False, True, names)
     pairs_arp = index == arp_worker(count)
-    dec.own(index, count, arp_worker(count))
+    dec.own(index, count, arp_worker(count), READER)
     rule = arp_rule() if pairs_arp else None
     tally: dict[str, dict] = {}               # the unanswered requests, kept here (see below)
     shadow = _shadow(dec, reference, options, names)
     folder = PrefixFolder()
     feedback = {"heads": (False, False)}
     nblocks, last = 0, (0, 0.0)
-    ahead = enumerate(fed_blocks(ring, inboxes.messages(inbox), info, names, path))
+    ahead = enumerate(fed_blocks(ring, messages(), info, names, path))
     item = next(ahead, None)
     while item is not None:
         i, block = item
         nblocks = i + 1
-        mine = i % count == index
+        mine = block_owner(i, count) == index
         shadowed = None                       # the shadow's rows of another worker's block
         if len(block):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))
@@ -742,6 +833,10 @@ class _Workers:
                 signal.signal(signal.SIGTERM, previous)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return self
+
+    def ready(self) -> bool:
+        """Every worker has an item waiting (or has ended)."""
+        return all(recv.poll() for _proc, recv in self.procs)
 
     def next(self, w: int):
         proc, recv = self.procs[w]

@@ -765,6 +765,22 @@ def test_a_missing_core_falls_back_and_says_so(monkeypatch):
         core.load()
 
 
+def test_a_core_built_from_older_sources_is_not_used(monkeypatch):
+    """A build whose ABI is not the one this Python was written for (sources pulled, not
+    rebuilt: a method's arguments changed) is set aside, and ``diag --version`` says why."""
+    from diag.decode import use_compiled
+    from diag.errors import EnvironmentProblem
+
+    assert core.load().ABI == core.CORE_ABI          # this checkout's build is current
+    monkeypatch.setattr(core, "CORE_ABI", core.CORE_ABI + 1)
+    monkeypatch.setattr(core, "_loaded", [])
+    assert use_compiled() is False
+    assert "older sources" in core.decoder_name() and "pip install -e ." in core.decoder_name()
+    monkeypatch.setenv("DIAG_DECODER", "compiled")
+    with pytest.raises(EnvironmentProblem, match="older sources"):
+        core.load()
+
+
 def test_diag_version_names_the_decoder():
     import os
     import subprocess

@@ -186,6 +186,73 @@ def test_mutant_core_workers_owning_every_connection_fails(mix, monkeypatch):
     assert got["bgp"]["messages"]["UPDATE"] == 2 * want["bgp"]["messages"]["UPDATE"]
 
 
+@needs_core
+def test_the_reader_is_charged_alike_in_every_worker(tmp_path):
+    """Worker 0 runs in the parent and reads the file for all: the core charges it the blocks'
+    record bytes / READ_LOAD_DIV before their segments, in every worker's ledger alike, so
+    it is dealt fewer connections; the ledgers' sums differ from uncharged ones by exactly that."""
+    from diag.decode import core
+    from diag.decode.capture import open_blocks
+
+    path = tmp_path / "mix.pcap"
+    _load_generator().generate(3000, path, seed=5, mix="bgp-heavy")
+
+    def run(index: int, reader: int) -> dict:
+        dec = core._decoder(core.load(), DecodeOptions(), False, True, {})[0]
+        dec.own(index, 2, 1, reader)
+        charge = 0
+        _info, blocks = open_blocks(path, 500, scanner=core.load())
+        for block in blocks:
+            charge += ((block.offsets[-1] + block.caplens[-1] - block.offsets[0])
+                       // core.load().READ_LOAD_DIV)
+            dec.decode(block.buf, block.first_frame, block.offsets, block.caplens,
+                       block.wirelens, block.ts, block.ifaces, block.linktypes, block.flags, [])
+        return {**dec.stats(), "charge": charge}
+
+    reader, other, uncharged = run(0, 0), run(1, 0), run(0, -1)
+    assert reader["loads"] == other["loads"]                     # one ledger everywhere
+    assert sum(reader["loads"]) == sum(uncharged["loads"]) + reader["charge"] > 0
+    assert reader["connections"] < other["connections"]
+    assert run(1, -1)["connections"] < other["connections"]
+
+
+@needs_core
+def test_mutant_workers_disagreeing_on_the_reader_fails(mix, monkeypatch):
+    """If only the parent's worker charged itself for the reading, the workers' ledgers would
+    part and a connection would have two owners or none."""
+    class ReaderOnlyInParent(_OwnsAll):
+        def own(self, index: int, count: int, arp_worker: int = -1, reader: int = -1) -> None:
+            self._dec.own(index, count, arp_worker, reader if index == reader else -1)
+
+    _wrap_core_decoders(monkeypatch, ReaderOnlyInParent)
+    assert _workers(mix, 2, 97) != _one_process(mix, 97)
+
+
+@needs_core
+@pytest.mark.parametrize("failing", [(1, 2), (3, 2)])
+def test_workers_errors_come_in_block_order(mix, monkeypatch, failing):
+    """Worker 0 runs in the parent and meets its bad block (2) while the forked worker is still
+    slow to report an earlier one (1): the error reported is the earliest block's, as one
+    process reports it (and as forked workers' errors always came); and the parent's own when
+    its block is the earlier (2 before 3)."""
+    from diag.errors import UnusableInput
+
+    walk = parallel._walk
+    parent = os.getpid()
+
+    def failing_walk(dec, block, names, shadow):
+        i = (block.first_frame - 1) // 97
+        if shadow is None and i in failing:              # in the block's owner
+            if os.getpid() != parent:
+                time.sleep(0.5)                          # the forked worker is slow to fail
+            raise UnusableInput(f"block {i} is bad")
+        return walk(dec, block, names, shadow)
+
+    monkeypatch.setattr(parallel, "_walk", failing_walk)
+    with pytest.raises(UnusableInput, match=f"block {min(failing)} is bad"):
+        parallel.summarize(mix, DecodeOptions(), 2, chunk_packets=97)
+
+
 def _wrap_core_decoders(monkeypatch, wrapper) -> None:
     """Every core decoder the workers make, wrapped in ``wrapper`` (a mutant)."""
     from diag.decode import core
@@ -205,7 +272,7 @@ class _OwnsAll:
     def __init__(self, dec) -> None:
         self._dec = dec
 
-    def own(self, index: int, count: int, arp_worker: int = -1) -> None:
+    def own(self, index: int, count: int, arp_worker: int = -1, reader: int = -1) -> None:
         pass
 
     def __getattr__(self, name: str):
@@ -374,8 +441,8 @@ def test_mutant_arp_worker_without_the_shadows_rows_fails(arp_kinds, monkeypatch
 class _OwnsWithoutArp(_OwnsAll):
     """A core decoder told its connections but not which worker pairs ARP (a mutant)."""
 
-    def own(self, index: int, count: int, arp_worker: int = -1) -> None:
-        self._dec.own(index, count)
+    def own(self, index: int, count: int, arp_worker: int = -1, reader: int = -1) -> None:
+        self._dec.own(index, count, -1, reader)
 
 
 MAIN = "from diag.cli import main\nimport sys\nsys.argv = ['diag', *sys.argv[1:]]\nmain()\n"
@@ -449,8 +516,9 @@ def test_interrupt_leaves_no_worker(mix, tmp_path, how):
             "p._decode_part = lambda *a: (time.sleep(30), _real(*a))[1]\n"
             "_core = p._core_part\n"
             "p._core_part = lambda *a: (time.sleep(30), _core(*a))[1]\n")
+    # three workers: two forked processes in either path (the compiled path runs one in the parent)
     prog = slow + MAIN
-    proc = subprocess.Popen([sys.executable, "-c", prog, "pcap", str(mix), "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-c", prog, "pcap", str(mix), "--workers", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=ROOT,
                             env={**os.environ, "TMPDIR": str(tmp_path)})

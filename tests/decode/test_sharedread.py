@@ -220,7 +220,7 @@ def stalled(self, index, block, info):
         time.sleep(120)
     return publish(self, index, block, info)
 Ring.publish = stalled
-parallel.summarize(sys.argv[1], DecodeOptions(), 2, chunk_packets=50)
+parallel.summarize(sys.argv[1], DecodeOptions(), 3, chunk_packets=50)   # two forked
 """
 
 

@@ -156,10 +156,17 @@ typedef struct {
 
 typedef struct Decoder Decoder;
 
+#define ABI 2                   /* what diag/decode/core.py's CORE_ABI must be: raised when a
+                                   * method's arguments change (2: own() takes the reader) */
 #define MAX_OWNERS 64           /* parallel.py's --workers limit */
 #define ARP_LOAD 200            /* an ARP row paired ~ this many BGP segment bytes (measured: the
                                    * two workers' CPU on the BGP-heavy mix within 3 %; 160 before
                                    * the ARP worker tallied the unanswered requests itself) */
+
+#define READ_LOAD_DIV 26        /* a byte of records the reading worker (the parent, which reads for
+                                   * all and decodes as worker 0) reads ~ 1/26 of a BGP segment byte
+                                   * (measured on the BGP-heavy mix, 2 workers: 20-32 within the
+                                   * noise, 12 and 40 slower; docs/performance.md) */
 
 /* ---------------------------------------------------------------- the decoder */
 
@@ -185,12 +192,16 @@ struct Decoder {
     PrefixTexts pending;       /* route_prefix rows whose texts are made at take */
     PyObject *events;          /* list of dicts (stream_events), this chunk */
     /* parallel (dc_deliver): this decoder reassembles the connections worker ``own_index`` of
-     * ``own_count`` owns; each connection goes, when first seen, to the worker with the fewest
-     * segment bytes so far (every worker sees every segment: the same choice everywhere) */
+     * ``own_count`` owns; each connection goes, when first seen, to the worker with the least
+     * load so far (own_load: segment bytes, ARP rows, bytes read; every worker sees every
+     * segment and block: the same choice everywhere) */
     int own_index, own_count;  /* own_count <= 1: every connection is this decoder's */
     /* the worker that pairs every block's ARP (-1: none): it folds the ARP of other workers'
      * blocks too, and each of its ARP rows counts as ARP_LOAD segment bytes of its load */
     int arp_owner;
+    /* the worker that reads the file for all (-1: none): each block's record bytes count as
+     * 1 / READ_LOAD_DIV of its load */
+    int reader;
     SKMap owners;              /* connection key -> owner + 1 (count field) */
     uint64_t own_load[MAX_OWNERS];
     /* flows */
@@ -267,6 +278,8 @@ int dc_flush(Decoder *d, int64_t frame, double ts);
 int dc_flush_each(Decoder *d, int64_t frame, double ts);
 void dc_flows_free(Decoder *d);
 int dc_fold_release(Decoder *d, PyObject *session);
+void dc_charge_read(Decoder *d, Py_ssize_t count, const int64_t *offsets,
+                    const int64_t *caplens);
 int dc_deliver(Decoder *d, const Addr *src, int sport, const Addr *dst, int dport,
                uint32_t seq, int flags, Span payload, int64_t frame, double ts, int depth,
                Span options, PyObject *payload_obj);

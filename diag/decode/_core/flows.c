@@ -911,6 +911,18 @@ int dc_flush(Decoder *d, int64_t frame, double ts)
 
 /* ---------------------------------------------------------------- ownership (parallel) */
 
+/* A block of ``count`` records about to be walked: its record bytes count towards the load of
+ * the worker that read it for all (Decoder.reader), so that connections go to the others first.
+ * Every worker walks every block, so every worker's ledger is the same. */
+void dc_charge_read(Decoder *d, Py_ssize_t count, const int64_t *offsets, const int64_t *caplens)
+{
+    if (d->own_count <= 1 || d->reader < 0 || count <= 0)
+        return;
+    int64_t start = offsets[0], end = offsets[count - 1] + caplens[count - 1];
+    if (end > start)
+        d->own_load[d->reader] += (uint64_t)(end - start) / READ_LOAD_DIV;
+}
+
 /* A segment met in the capture: reassembled here when this decoder owns its connection (see
  * Decoder.own_index in dec.h); every segment counts towards its owner's load. */
 int dc_deliver(Decoder *d, const Addr *src, int sport, const Addr *dst, int dport,

@@ -8,11 +8,14 @@
  *                                BGP segments of this decoder's connections (frames.c)
  *     .segment(src, sport, dst, dport, seq, flags, payload, frame, ts, depth, options)
  *                                a BGP segment met by the reference (a bailed frame)
- *     .own(index, count[, arp])  parallel: reassemble only worker ``index``'s connections
- *                                (worker ``arp`` also folds the ARP frames of every block)
+ *     .own(index, count[, arp[, reader]])  parallel: reassemble only worker ``index``'s
+ *                                connections (worker ``arp`` also folds the ARP frames of every
+ *                                block; worker ``reader`` also reads the file for all)
  *     .finish(last_frame, last_ts)   end of capture: every connection flushed
  *     .take()                    this chunk: tables, stream events, folds
- *     .set_heads(announce, withdraw), .append_rows(table, rows), .stats()
+ *     .set_heads(announce, withdraw), .append_rows(table, rows)
+ *     .stats()                   what went to the reference, connections reassembled here,
+ *                                and in parallel every worker's load (the same in every worker)
  *     .probe(frame, linktype)    tests: (skippable in another worker's block, what the walk
  *                                acts on: None, "reference", "arp" or "segment")
  *   scan_pcap(buf, pos, max_packets, big_endian, unit) and scan_pcapng(buf, pos, max_packets,
@@ -222,6 +225,7 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwds)
     d->tables = tables;
     d->fold = fold;
     d->arp_owner = -1;
+    d->reader = -1;
     d->hooks = Py_NewRef(hooks);
     struct { PyObject **slot; const char *name; } hk[] = {
         {&d->h_fallback, "fallback"}, {&d->h_decode_message, "decode_message"},
@@ -347,6 +351,7 @@ static PyObject *Decoder_decode(Decoder *d, PyObject *args)
         }
     }
     Py_XSETREF(d->iface_names, Py_NewRef(names));
+    dc_charge_read(d, count, v[0].buf, v[1].buf);
     if (d->fold && dc_fold_next_block(d))
         goto done;
     Span s = {buf.buf, buf.len};
@@ -414,8 +419,8 @@ static PyObject *Decoder_probe(Decoder *d, PyObject *args)
  * header check (dc_skippable in frames.c) instead of walked. */
 static PyObject *Decoder_own(Decoder *d, PyObject *args)
 {
-    int index, count, arp_owner = -1;
-    if (!PyArg_ParseTuple(args, "ii|i", &index, &count, &arp_owner))
+    int index, count, arp_owner = -1, reader = -1;
+    if (!PyArg_ParseTuple(args, "ii|ii", &index, &count, &arp_owner, &reader))
         return NULL;
     if (count < 1 || count > MAX_OWNERS || index < 0 || index >= count) {
         PyErr_Format(PyExc_ValueError, "worker %d of %d (at most %d workers)", index, count,
@@ -426,6 +431,10 @@ static PyObject *Decoder_own(Decoder *d, PyObject *args)
         PyErr_Format(PyExc_ValueError, "ARP worker %d of %d", arp_owner, count);
         return NULL;
     }
+    if (reader < -1 || reader >= count) {
+        PyErr_Format(PyExc_ValueError, "reading worker %d of %d", reader, count);
+        return NULL;
+    }
     if (d->owners.used || d->nconns) {
         PyErr_SetString(PyExc_RuntimeError, "ownership is set before the first segment");
         return NULL;
@@ -433,6 +442,7 @@ static PyObject *Decoder_own(Decoder *d, PyObject *args)
     d->own_index = index;
     d->own_count = count;
     d->arp_owner = arp_owner;
+    d->reader = reader;
     memset(d->own_load, 0, sizeof d->own_load);
     Py_RETURN_NONE;
 }
@@ -552,10 +562,22 @@ static PyObject *Decoder_append_rows(Decoder *d, PyObject *args)
 
 static PyObject *Decoder_stats(Decoder *d, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:L,s:L,s:L,s:n}", "frames_to_reference", (long long)d->frames_bailed,
-                         "messages_to_reference", (long long)d->messages_bailed,
-                         "streams_to_reference", (long long)d->streams_delegated,
-                         "connections", (Py_ssize_t)d->nconns);
+    PyObject *loads = PyTuple_New(d->own_count > 1 ? d->own_count : 0);
+    if (loads == NULL)
+        return NULL;
+    for (int w = 0; w < d->own_count && d->own_count > 1; w++) {
+        PyObject *n = PyLong_FromUnsignedLongLong(d->own_load[w]);
+        if (n == NULL) {
+            Py_DECREF(loads);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(loads, w, n);
+    }
+    return Py_BuildValue("{s:L,s:L,s:L,s:n,s:N}", "frames_to_reference",
+                         (long long)d->frames_bailed, "messages_to_reference",
+                         (long long)d->messages_bailed, "streams_to_reference",
+                         (long long)d->streams_delegated, "connections", (Py_ssize_t)d->nconns,
+                         "loads", loads);
 }
 
 static PyMethodDef Decoder_methods[] = {
@@ -568,7 +590,8 @@ static PyMethodDef Decoder_methods[] = {
     {"take", (PyCFunction)Decoder_take, METH_NOARGS, "This chunk's output."},
     {"set_heads", (PyCFunction)Decoder_set_heads, METH_VARARGS, "Prefix sample wanted."},
     {"append_rows", (PyCFunction)Decoder_append_rows, METH_VARARGS, "Reference rows appended."},
-    {"stats", (PyCFunction)Decoder_stats, METH_NOARGS, "What went to the reference."},
+    {"stats", (PyCFunction)Decoder_stats, METH_NOARGS,
+     "What went to the reference; connections reassembled here; the owners' loads."},
     {NULL, NULL, 0, NULL}};
 
 static PyType_Slot Decoder_slots[] = {
@@ -1196,7 +1219,9 @@ static int module_exec(PyObject *m)
     if (PyModule_AddIntConstant(m, "CHECKED", 0) < 0)
         return -1;
 #endif
-    return PyModule_AddIntConstant(m, "ABI", 1);
+    if (PyModule_AddIntConstant(m, "READ_LOAD_DIV", READ_LOAD_DIV) < 0)
+        return -1;
+    return PyModule_AddIntConstant(m, "ABI", ABI);
 }
 
 static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, module_exec}, {0, NULL}};
