@@ -10,8 +10,9 @@ How, with the compiled core (:func:`_summarize_core`, one pass, nothing spooled)
 the file and finds its records once, into memory the workers share, and tells each worker where
 every block lies (:mod:`diag.decode.sharedread`); worker 0 (:data:`READER`) runs in the parent
 itself, between its reads (:class:`_Local`), the others are forked: ``N`` processes for ``N``
-workers. Every worker walks every block; worker ``w`` folds the frames of the blocks
-``block_owner(i) == w`` and reassembles the BGP connections it owns in every block (the core
+workers. Every worker walks every block; worker ``w`` folds the frames of the blocks the parent
+deals it as it reads them (:func:`deal_block`: in turn, but by how far the workers lag; each
+block's message names its owner) and reassembles the BGP connections it owns in every block (the core
 deals each connection, when first seen, to the worker with the least load so far: its segment
 bytes, the ARP worker's ARP rows, and the reader's bytes read for all; every worker sees the
 same blocks and segments in the same order, so each makes the same choice). In
@@ -62,6 +63,7 @@ import os
 import signal
 import sys
 import zlib
+from collections import deque
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -83,7 +85,8 @@ def arp_worker(workers: int) -> int:
 
 
 def block_owner(i: int, workers: int) -> int:
-    """The worker that decodes and folds the frames of block ``i`` (every worker walks it)."""
+    """The worker that decodes and folds the frames of block ``i`` (every worker walks it):
+    the reference path's rule, and the compiled path's turn (:func:`deal_block`)."""
     return i % workers
 
 
@@ -91,6 +94,26 @@ READER = 0
 """The compiled path's worker that runs in the parent, between its reads of the file for all:
 worker 0. The core charges it for what it reads (``READ_LOAD_DIV`` in dec.h), so connections go
 to the others first."""
+
+LAG_TAKE = 3                      # see deal_block
+
+
+def deal_block(i: int, workers: int, lag: int) -> int:
+    """The compiled path's owner of block ``i``, chosen by the parent as it reads (and sent to
+    every worker with the block): in turn (:func:`block_owner`), except that the reader's own
+    worker takes the block while the forked workers lag ``LAG_TAKE`` blocks or more behind the
+    reading (``lag``: blocks read and not yet applied), and passes its turn on when they have
+    caught up (``lag`` <= 1). Which worker folds a block's frames changes nothing in the
+    summary; this spreads that work by how fast each core is going (on a shared machine, one
+    core's speed moves)."""
+    owner = block_owner(i, workers)
+    if workers == 1:
+        return owner
+    if lag >= LAG_TAKE:
+        return READER
+    if lag <= 1 and owner == READER:
+        return (READER + 1 + i // workers % (workers - 1)) % workers
+    return owner
 
 
 def usable_cores() -> int:
@@ -430,8 +453,8 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
     """:func:`summarize` by the compiled core, in one pass: the parent reads the file once,
     into memory the workers share (:mod:`diag.decode.sharedread`), tells every forked worker
     where each block lies and runs worker :data:`READER` itself between its reads; every
-    worker walks every block; worker ``w`` folds the frames of the blocks it owns
-    (:func:`block_owner`) and reassembles the BGP connections it owns in every block (the core
+    worker walks every block; worker ``w`` folds the frames of the blocks dealt to it
+    (:func:`deal_block`, named in each block's message) and reassembles the BGP connections it owns in every block (the core
     deals each connection, when first seen, to the worker with the least load so far: every
     worker sees the same segments, so makes the same choice). The parent applies block ``i``'s
     frame fold from its owner and the BGP folds of all workers, merged, in block order.
@@ -476,7 +499,7 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
             items = [next_item(w) for w in range(workers)]
             if "nblocks" in items[0]:
                 raise RuntimeError(f"decode workers ended before block {collected}")
-            owner = items[block_owner(collected, workers)]
+            owner = items[owners.popleft()]
             summary.apply(owner["fold"])
             summary.arp_decided(items[arp_worker(workers)]["arp"])
             summary.apply({"bgp": merge_bgp_folds([item["bgp"] for item in items])})
@@ -487,8 +510,10 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
 
         ring.wait = collect
         published = 0
+        owners: deque = deque()          # of the blocks read and not yet applied
         for i, block in enumerate(checked_blocks(path, info, blocks, {})):
-            message = ring.publish(i, block, info)
+            owners.append(deal_block(i, workers, i - collected))
+            message = (*ring.publish(i, block, info), owners[-1])
             inboxes.tell(children, message)
             local.tell(message)
             published = i + 1
@@ -518,8 +543,6 @@ class _Local:
     here, as a forked worker does; its items wait here until the parent collects them."""
 
     def __init__(self, make) -> None:
-        from collections import deque
-
         self.queue: deque = deque()
         self.items: deque = deque()
         self.part = make(self._messages())
@@ -632,7 +655,8 @@ def _core_part(path, options, index: int, count: int, ring, info, messages: Call
     """Worker ``index`` of ``count`` (see :func:`_summarize_core`): per block ``{"fold": its
     frames' fold or None, "bgp": the BGP fold of its connections or None, "arp", "bytes"}``,
     then ``{"nblocks", "info", "stores", "arp_end", "arp_tally"}``. The blocks are the parent's
-    reading (``ring``, where the messages of ``messages()`` say they lie); ``in_parent``: this is
+    reading (``ring``, where the messages of ``messages()`` say they lie, each with the worker
+    that folds the block's frames, last); ``in_parent``: this is
     the reader's worker, run in the parent (its garbage collection is the parent's). The frames of another worker's block
     that the core hands to the reference go to a shadow reference decoder (its rows dropped):
     their BGP segments reach this worker's connections, and its IP reassembler, shared with the
@@ -659,12 +683,21 @@ def _core_part(path, options, index: int, count: int, ring, info, messages: Call
     folder = PrefixFolder()
     feedback = {"heads": (False, False)}
     nblocks, last = 0, (0, 0.0)
-    ahead = enumerate(fed_blocks(ring, messages(), info, names, path))
+    owners: deque = deque()                   # of the blocks received, from their messages
+
+    def blocks_messages() -> Iterator[tuple]:
+        for message in messages():
+            if message[0] == "block":
+                owners.append(message[-1])
+                message = message[:-1]
+            yield message
+
+    ahead = enumerate(fed_blocks(ring, blocks_messages(), info, names, path))
     item = next(ahead, None)
     while item is not None:
         i, block = item
         nblocks = i + 1
-        mine = block_owner(i, count) == index
+        mine = owners.popleft() == index
         shadowed = None                       # the shadow's rows of another worker's block
         if len(block):
             last = (block.first_frame + len(block) - 1, float(block.ts[-1]))

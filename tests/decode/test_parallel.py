@@ -253,6 +253,43 @@ def test_workers_errors_come_in_block_order(mix, monkeypatch, failing):
         parallel.summarize(mix, DecodeOptions(), 2, chunk_packets=97)
 
 
+@needs_core
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_blocks_dealt_any_way_same_summary(crafted, mix, arp_kinds, monkeypatch, seed):
+    """The parent deals each block's frames by how far the workers lag (``deal_block``): a
+    timing, not a rule. Blocks dealt at random (runs of one owner, a worker with none) give
+    one process's summary: on the mix, fragments spread one per block, BGP families and ARP
+    of every kind."""
+    import random
+
+    rng = random.Random(seed)
+    dealt: list[int] = []
+
+    def at_random(i: int, workers: int, lag: int) -> int:
+        dealt.append(rng.randrange(workers))
+        return dealt[-1]
+
+    monkeypatch.setattr(parallel, "deal_block", at_random)
+    cases = [(mix, 2, 97), (mix, 3, 41), (crafted["fragments"].path, 2, 1),
+             (crafted["fragments"].path, 3, 2), (crafted["bgp_families"].path, 2, 2),
+             (arp_kinds, 2, 1), (arp_kinds, 3, 1)]
+    for path, workers, chunk in cases:
+        assert _workers(path, workers, chunk) == _one_process(path, chunk), (path, workers)
+    assert len(set(dealt)) == 3 and any(a == b for a, b in zip(dealt, dealt[1:]))
+
+
+@needs_core
+def test_deal_block_follows_the_lag():
+    """In turn while the workers keep up with the reading; the reader's worker takes the block
+    when they lag LAG_TAKE blocks, and passes its turn on when they have caught up."""
+    deal, take = parallel.deal_block, parallel.LAG_TAKE
+    assert [deal(i, 2, 2) for i in range(4)] == [0, 1, 0, 1]
+    assert [deal(i, 2, take) for i in range(4)] == [0, 0, 0, 0]
+    assert [deal(i, 2, 1) for i in range(4)] == [1, 1, 1, 1]
+    assert [deal(i, 3, 1) for i in range(6)] == [1, 1, 2, 2, 1, 2]     # passed on in turn
+    assert [deal(i, 1, lag) for i, lag in enumerate((0, 1, 5))] == [0, 0, 0]
+
+
 def _wrap_core_decoders(monkeypatch, wrapper) -> None:
     """Every core decoder the workers make, wrapped in ``wrapper`` (a mutant)."""
     from diag.decode import core
