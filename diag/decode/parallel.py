@@ -12,10 +12,10 @@ every block lies (:mod:`diag.decode.sharedread`); worker 0 (:data:`READER`) runs
 itself, between its reads (:class:`_Local`), the others are forked: ``N`` processes for ``N``
 workers. Every worker walks every block; worker ``w`` folds the frames of the blocks the parent
 deals it as it reads them (:func:`deal_block`: in turn, but by how far the workers lag; each
-block's message names its owner) and reassembles the BGP connections it owns in every block (the core
-deals each connection, when first seen, to the worker with the least load so far: its segment
-bytes, the ARP worker's ARP rows, and the reader's bytes read for all; every worker sees the
-same blocks and segments in the same order, so each makes the same choice). In
+block's message names its owner) and reassembles the BGP connections it owns in every block
+(the core deals each connection, when first seen, to the worker with the least load so far:
+its segment bytes, the ARP worker's ARP rows, and the reader's bytes read for all; every worker
+sees the same blocks and segments in the same order, so each makes the same choice). In
 the others' blocks, a frame that cannot hold a BGP segment, ARP or a frame for the reference is
 passed over after a check of its headers; the frames the core hands to the reference there go to a
 shadow reference decoder that shares the IP reassembler and passes its BGP segments on. ARP is
@@ -454,11 +454,11 @@ def _summarize_core(path, options, workers: int, chunk_packets: int,
     into memory the workers share (:mod:`diag.decode.sharedread`), tells every forked worker
     where each block lies and runs worker :data:`READER` itself between its reads; every
     worker walks every block; worker ``w`` folds the frames of the blocks dealt to it
-    (:func:`deal_block`, named in each block's message) and reassembles the BGP connections it owns in every block (the core
-    deals each connection, when first seen, to the worker with the least load so far: every
-    worker sees the same segments, so makes the same choice). The parent applies block ``i``'s
-    frame fold from its owner and the BGP folds of all workers, merged, in block order.
-    Nothing is spooled."""
+    (:func:`deal_block`, named in each block's message) and reassembles the BGP connections it
+    owns in every block (the core deals each connection, when first seen, to the worker with
+    the least load so far: every worker sees the same segments, so makes the same choice). The
+    parent applies block ``i``'s frame fold from its owner and the BGP folds of all workers,
+    merged, in block order. Nothing is spooled."""
     from diag.decode import checked_blocks
     from diag.decode.capture import open_blocks
     from diag.decode.core import load
@@ -656,8 +656,8 @@ def _core_part(path, options, index: int, count: int, ring, info, messages: Call
     frames' fold or None, "bgp": the BGP fold of its connections or None, "arp", "bytes"}``,
     then ``{"nblocks", "info", "stores", "arp_end", "arp_tally"}``. The blocks are the parent's
     reading (``ring``, where the messages of ``messages()`` say they lie, each with the worker
-    that folds the block's frames, last); ``in_parent``: this is
-    the reader's worker, run in the parent (its garbage collection is the parent's). The frames of another worker's block
+    that folds the block's frames, last); ``in_parent``: this is the reader's worker, run in the
+    parent (its garbage collection is the parent's). The frames of another worker's block
     that the core hands to the reference go to a shadow reference decoder (its rows dropped):
     their BGP segments reach this worker's connections, and its IP reassembler, shared with the
     reference of the worker's own blocks, completes every datagram at the frame one process
